@@ -1,0 +1,158 @@
+//! The runtime side of the CNI spec: run a plugin binary with the `CNI_*`
+//! environment, the config on stdin, in a chosen (node) network namespace, with a
+//! timeout, and read its result or error.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use cni_kit::netns::NetNs;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("failed to start CNI plugin {path}: {source}")]
+    Spawn { path: PathBuf, source: std::io::Error },
+    #[error("CNI plugin {path} did not finish {command} within {timeout:?}")]
+    Timeout { path: PathBuf, command: String, timeout: Duration },
+    #[error("failed to talk to CNI plugin {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// One plugin invocation, as a runtime (or multus) would make it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub plugin: PathBuf,
+    pub command: String,
+    pub container_id: String,
+    pub netns: Option<String>,
+    pub ifname: String,
+    pub args: String,
+    /// `CNI_PATH`: where delegated (IPAM) plugins are looked up.
+    pub path: String,
+    pub config: Value,
+    pub timeout: Duration,
+}
+
+impl Call {
+    pub fn new(plugin: impl AsRef<Path>, command: &str, config: Value) -> Call {
+        Call {
+            plugin: plugin.as_ref().to_path_buf(),
+            command: command.to_string(),
+            container_id: String::new(),
+            netns: None,
+            ifname: String::new(),
+            args: String::new(),
+            path: plugin
+                .as_ref()
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            config,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn container(mut self, id: &str, netns: Option<&str>, ifname: &str) -> Call {
+        self.container_id = id.to_string();
+        self.netns = netns.map(str::to_string);
+        self.ifname = ifname.to_string();
+        self
+    }
+
+    pub fn args(mut self, args: &str) -> Call {
+        self.args = args.to_string();
+        self
+    }
+}
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Reply {
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(self.stdout.trim()).ok()
+    }
+
+    /// The spec error code, when the plugin failed with an error object.
+    pub fn error_code(&self) -> Option<u64> {
+        if self.success {
+            return None;
+        }
+        self.json().and_then(|v| v.get("code").and_then(Value::as_u64))
+    }
+
+    pub fn error_text(&self) -> String {
+        let v = self.json().unwrap_or(Value::Null);
+        format!(
+            "{} ({})",
+            v.get("msg").and_then(Value::as_str).unwrap_or(self.stdout.trim()),
+            v.get("details").and_then(Value::as_str).unwrap_or(self.stderr.trim())
+        )
+    }
+}
+
+/// Runs `call`, inside `node` (the plugin's "host" namespace) when given.
+pub async fn exec(call: &Call, node: Option<&NetNs>) -> Result<Reply, ExecError> {
+    let mut cmd = tokio::process::Command::new(&call.plugin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CNI_COMMAND", &call.command)
+        .env("CNI_CONTAINERID", &call.container_id)
+        .env("CNI_NETNS", call.netns.as_deref().unwrap_or(""))
+        .env("CNI_IFNAME", &call.ifname)
+        .env("CNI_ARGS", &call.args)
+        .env("CNI_PATH", &call.path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(ns) = node {
+        let fd = ns.raw_fd();
+        // SAFETY: setns is async-signal-safe; the child only enters the namespace.
+        unsafe {
+            cmd.pre_exec(move || {
+                if nix::libc::setns(fd, nix::libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
+        path: call.plugin.clone(),
+        source,
+    })?;
+    let stdin_bytes = serde_json::to_vec(&call.config).expect("config serializes");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let io_err = |source| ExecError::Io {
+        path: call.plugin.clone(),
+        source,
+    };
+    let run = async {
+        stdin.write_all(&stdin_bytes).await.map_err(io_err)?;
+        drop(stdin);
+        child.wait_with_output().await.map_err(io_err)
+    };
+    let output = tokio::time::timeout(call.timeout, run)
+        .await
+        .map_err(|_| ExecError::Timeout {
+            path: call.plugin.clone(),
+            command: call.command.clone(),
+            timeout: call.timeout,
+        })??;
+    Ok(Reply {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    })
+}

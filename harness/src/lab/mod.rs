@@ -1,0 +1,111 @@
+//! Throw-away network namespaces and links for tests and scenarios. Every name
+//! carries the run id; everything is removed on drop, also when a test panics.
+
+pub mod command;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cni_kit::netns::NetNs;
+
+pub use command::{CommandError, run};
+
+/// A new run id: `sn` + 6 hex digits, short enough to leave room in 15-character
+/// interface names and recognisable by `secnet clean`.
+pub fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seed = format!("{}-{nanos}-{:?}", std::process::id(), std::thread::current().id());
+    format!("sn{:06x}", xxhash_rust::xxh64::xxh64(seed.as_bytes(), 0) & 0xff_ffff)
+}
+
+/// A named network namespace created by a [`Lab`].
+#[derive(Debug, Clone)]
+pub struct Ns {
+    pub name: String,
+}
+
+impl Ns {
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    pub fn path_str(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    pub fn open(&self) -> std::io::Result<NetNs> {
+        NetNs::open(self.path())
+    }
+}
+
+const IP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Namespaces owned by one run.
+#[derive(Debug)]
+pub struct Lab {
+    pub run_id: String,
+    namespaces: Vec<Ns>,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        Lab {
+            run_id: new_run_id(),
+            namespaces: Vec::new(),
+        }
+    }
+
+    /// Creates namespace `<run id>-<name>` with loopback up.
+    pub fn netns(&mut self, name: &str) -> Result<Ns, CommandError> {
+        let ns = Ns {
+            name: format!("{}-{name}", self.run_id),
+        };
+        run("ip", &["netns", "add", &ns.name], IP_TIMEOUT)?;
+        self.namespaces.push(ns.clone());
+        self.ip(&ns, &["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Runs `ip -n <ns> <args>`.
+    pub fn ip(&self, ns: &Ns, args: &[&str]) -> Result<String, CommandError> {
+        let mut full = vec!["-n", ns.name.as_str()];
+        full.extend_from_slice(args);
+        run("ip", &full, IP_TIMEOUT)
+    }
+
+    /// A veth pair `a_name` in `a` and `b_name` in `b`, both up.
+    pub fn veth(&self, a: &Ns, a_name: &str, b: &Ns, b_name: &str) -> Result<(), CommandError> {
+        self.ip(a, &["link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", &b.name])?;
+        self.ip(a, &["link", "set", a_name, "up"])?;
+        self.ip(b, &["link", "set", b_name, "up"])?;
+        Ok(())
+    }
+
+    /// Deletes every namespace of this lab; links inside go with them.
+    pub fn teardown(&mut self) -> Vec<CommandError> {
+        let mut errors = Vec::new();
+        for ns in self.namespaces.drain(..).rev() {
+            if let Err(e) = run("ip", &["netns", "del", &ns.name], IP_TIMEOUT) {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Lab::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for e in self.teardown() {
+            eprintln!("secnet: cleanup: {e}");
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Prerequisites of a test tier. Outside CI a missing one skips the test with a
+//! visible message; under `CI=true` it fails the test, never a silent skip.
+
+/// True when running under CI (`CI` set to anything but empty/`false`/`0`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Returns whether `what` (a test) may run; panics under CI when `missing` is Some.
+pub fn require(what: &str, missing: Option<String>) -> bool {
+    match missing {
+        None => true,
+        Some(reason) if in_ci() => panic!("{what}: prerequisite missing under CI=true: {reason}"),
+        Some(reason) => {
+            eprintln!("SKIPPED {what}: {reason}");
+            false
+        }
+    }
+}
+
+/// Root is needed for network namespaces.
+pub fn require_root(what: &str) -> bool {
+    require(
+        what,
+        (!is_root()).then(|| "needs root for network namespaces (run the tests as root)".to_string()),
+    )
+}
+
+/// A program on PATH or at an absolute path.
+pub fn require_program(what: &str, program: &str, package: &str) -> bool {
+    let found = if program.starts_with('/') {
+        std::path::Path::new(program).exists()
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(program).exists()))
+            .unwrap_or(false)
+    };
+    require(
+        what,
+        (!found).then(|| format!("{program} not found: apt-get install {package}")),
+    )
+}

@@ -1,0 +1,246 @@
+//! One plugin invocation: the `CNI_*` environment, the config on stdin, and the
+//! protocol around them (VERSION, printing results and errors, exit codes).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use serde::Deserialize;
+
+use crate::error::{CniError, ErrorCode};
+use crate::version::{SpecVersion, negotiate};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Add,
+    Del,
+    Check,
+    Version,
+    Status,
+    Gc,
+}
+
+impl Command {
+    fn parse(s: &str) -> Result<Command, CniError> {
+        Ok(match s {
+            "ADD" => Command::Add,
+            "DEL" => Command::Del,
+            "CHECK" => Command::Check,
+            "VERSION" => Command::Version,
+            "STATUS" => Command::Status,
+            "GC" => Command::Gc,
+            other => {
+                return Err(CniError::new(
+                    ErrorCode::InvalidEnvironment,
+                    format!("unknown CNI_COMMAND \"{other}\""),
+                )
+                .with_details("CNI_COMMAND must be ADD, DEL, CHECK, VERSION, STATUS or GC"));
+            }
+        })
+    }
+}
+
+/// What the runtime handed the plugin.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub command: Command,
+    pub container_id: String,
+    /// `None` when `CNI_NETNS` is unset or empty (allowed for DEL).
+    pub netns: Option<String>,
+    pub ifname: String,
+    pub args: String,
+    pub path: String,
+    pub config: Vec<u8>,
+    pub version: SpecVersion,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    #[serde(rename = "cniVersion", default)]
+    cni_version: Option<String>,
+}
+
+/// Decodes JSON, turning serde's error into a CNI decode error with line and column.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, CniError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = if e.is_data() {
+            ErrorCode::InvalidConfig
+        } else {
+            ErrorCode::Decode
+        };
+        CniError::new(code, format!("failed to decode {what}: {e}"))
+    })
+}
+
+impl Invocation {
+    /// Builds the invocation from a variable lookup and the stdin bytes; pure so that
+    /// it can be unit-tested.
+    pub fn from_parts(
+        env: &HashMap<String, String>,
+        stdin: Vec<u8>,
+        supported: &[SpecVersion],
+    ) -> Result<Invocation, CniError> {
+        let get = |k: &str| env.get(k).cloned().unwrap_or_default();
+        let command = Command::parse(&get("CNI_COMMAND"))?;
+        let mut version = *supported.last().expect("a plugin supports a version");
+        if command != Command::Version {
+            let v: VersionOnly = decode(&stdin, "network configuration from stdin")?;
+            let requested = v.cni_version.ok_or_else(|| {
+                CniError::invalid_config("network configuration has no cniVersion")
+                    .with_details("add \"cniVersion\": \"1.0.0\" (or another supported version)")
+            })?;
+            version = negotiate(&requested, supported)?;
+            let allowed = match command {
+                Command::Check => version.has_check(),
+                Command::Status | Command::Gc => version.has_status_and_gc(),
+                _ => true,
+            };
+            if !allowed {
+                return Err(CniError::new(
+                    ErrorCode::IncompatibleVersion,
+                    format!("cniVersion {version} does not define CNI_COMMAND {command:?}"),
+                )
+                .with_details("CHECK needs cniVersion 0.4.0 or later; STATUS and GC need 1.1.0"));
+            }
+        }
+        let required: &[&str] = match command {
+            Command::Add | Command::Check => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],
+            Command::Del => &["CNI_CONTAINERID", "CNI_IFNAME"],
+            Command::Version | Command::Status | Command::Gc => &[],
+        };
+        for var in required {
+            if get(var).is_empty() {
+                return Err(CniError::new(
+                    ErrorCode::InvalidEnvironment,
+                    format!("required environment variable {var} is not set"),
+                )
+                .with_details(format!("the runtime must set {var} for CNI_COMMAND {command:?}")));
+            }
+        }
+        let netns = Some(get("CNI_NETNS")).filter(|s| !s.is_empty());
+        Ok(Invocation {
+            command,
+            container_id: get("CNI_CONTAINERID"),
+            netns,
+            ifname: get("CNI_IFNAME"),
+            args: get("CNI_ARGS"),
+            path: get("CNI_PATH"),
+            config: stdin,
+            version,
+        })
+    }
+}
+
+/// Prints the VERSION answer.
+pub fn version_json(stdin: &[u8], supported: &[SpecVersion]) -> String {
+    let requested = serde_json::from_slice::<VersionOnly>(stdin)
+        .ok()
+        .and_then(|v| v.cni_version)
+        .unwrap_or_else(|| supported.last().unwrap().as_str().to_string());
+    serde_json::json!({
+        "cniVersion": requested,
+        "supportedVersions": supported.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+/// The whole plugin protocol: reads the environment and stdin, answers VERSION,
+/// calls `handler` for the other commands, prints its output (or the error JSON) and
+/// exits with 0 or 1.
+pub fn run_plugin(
+    supported: &[SpecVersion],
+    handler: impl FnOnce(&Invocation) -> Result<Option<String>, CniError>,
+) -> ! {
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CNI_"))
+        .collect();
+    let mut stdin = Vec::new();
+    let read = std::io::stdin().read_to_end(&mut stdin);
+    let fallback_version = serde_json::from_slice::<VersionOnly>(&stdin)
+        .ok()
+        .and_then(|v| v.cni_version)
+        .unwrap_or_else(|| supported.last().unwrap().as_str().to_string());
+    let outcome = match read {
+        Err(e) => Err(CniError::new(ErrorCode::Io, format!("failed to read stdin: {e}"))),
+        Ok(_) if env.get("CNI_COMMAND").map(String::as_str) == Some("VERSION") => {
+            Ok(Some(version_json(&stdin, supported)))
+        }
+        Ok(_) => Invocation::from_parts(&env, stdin, supported).and_then(|inv| handler(&inv)),
+    };
+    let mut out = std::io::stdout().lock();
+    let code = match outcome {
+        Ok(Some(text)) => {
+            let _ = writeln!(out, "{text}");
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            let _ = writeln!(out, "{}", e.to_json(&fallback_version));
+            1
+        }
+    };
+    let _ = out.flush();
+    std::process::exit(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const ALL: [SpecVersion; 5] = SpecVersion::RESULT_CAPABLE;
+
+    #[test]
+    fn add_needs_netns() {
+        let e = env(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "net1")]);
+        let err = Invocation::from_parts(&e, br#"{"cniVersion":"1.0.0"}"#.to_vec(), &ALL).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidEnvironment);
+        assert!(err.msg.contains("CNI_NETNS"));
+    }
+
+    #[test]
+    fn del_without_netns_is_fine() {
+        let e = env(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "net1")]);
+        let inv = Invocation::from_parts(&e, br#"{"cniVersion":"0.3.1"}"#.to_vec(), &ALL).unwrap();
+        assert_eq!(inv.netns, None);
+        assert_eq!(inv.version, SpecVersion::V0_3_1);
+    }
+
+    #[test]
+    fn check_before_040_is_refused() {
+        let e = env(&[("CNI_COMMAND", "CHECK"), ("CNI_CONTAINERID", "c"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "n")]);
+        let err = Invocation::from_parts(&e, br#"{"cniVersion":"0.3.1"}"#.to_vec(), &ALL).unwrap_err();
+        assert_eq!(err.code, ErrorCode::IncompatibleVersion);
+    }
+
+    #[test]
+    fn status_needs_110() {
+        let e = env(&[("CNI_COMMAND", "STATUS")]);
+        assert!(Invocation::from_parts(&e, br#"{"cniVersion":"1.0.0"}"#.to_vec(), &ALL).is_err());
+        assert!(Invocation::from_parts(&e, br#"{"cniVersion":"1.1.0"}"#.to_vec(), &ALL).is_ok());
+    }
+
+    #[test]
+    fn bad_json_is_decode_error_with_position() {
+        let e = env(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "n")]);
+        let err = Invocation::from_parts(&e, b"{\"cniVersion\": \n,}".to_vec(), &ALL).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Decode);
+        assert!(err.msg.contains("line 2"), "{}", err.msg);
+    }
+
+    #[test]
+    fn unknown_command_is_code_4() {
+        let e = env(&[("CNI_COMMAND", "FROB")]);
+        let err = Invocation::from_parts(&e, b"{}".to_vec(), &ALL).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidEnvironment);
+    }
+
+    #[test]
+    fn version_answer_lists_supported() {
+        let v: serde_json::Value = serde_json::from_str(&version_json(b"", &ALL)).unwrap();
+        assert_eq!(v["supportedVersions"].as_array().unwrap().len(), 5);
+        assert_eq!(v["cniVersion"], "1.1.0");
+    }
+}

@@ -1,0 +1,9 @@
+//! secnet's macvtap CNI plugin: a drop-in replacement for kubevirt/macvtap-cni's CNI.
+//!
+//! With a `deviceID` the host-side macvtap was created by the device plugin at
+//! Allocate time and this plugin moves it into the pod. With `master` and no deviceID
+//! (standalone mode) the plugin creates the macvtap itself.
+
+pub mod config;
+pub mod naming;
+pub mod plugin;

@@ -1,0 +1,376 @@
+//! ADD, DEL, CHECK, STATUS and GC, top to bottom.
+
+use std::path::Path;
+
+use cni_kit::netns::{LinkFacts, NetNs, errno, link_by_index, link_by_name, netlink_in};
+use cni_kit::result::{CniResult, Interface};
+use cni_kit::{CniError, Command, ErrorCode, Invocation, MacAddr};
+use nix::errno::Errno;
+use nix::unistd::{Gid, Uid, chown};
+use rtnetlink::packet_route::link::MacVtapMode;
+use rtnetlink::{Handle, LinkMacVtap, LinkUnspec};
+
+use crate::config::{MacvtapMode, NetConf, Source};
+use crate::naming::{hashed_link_name, standalone_temp_name};
+
+/// Dispatches one invocation. VERSION is answered by `cni_kit::invocation::run_plugin`.
+pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
+    let conf = NetConf::parse(inv)?;
+    match inv.command {
+        Command::Add => add(inv, &conf).await.map(Some),
+        Command::Del => del(inv).await.map(|()| None),
+        Command::Check => check(inv, &conf).await.map(|()| None),
+        Command::Status => status(&conf).await.map(|()| None),
+        // Nothing of ours outlives an attachment outside its pod netns: the device
+        // plugin owns host-side links and standalone links die with the netns.
+        Command::Gc => Ok(None),
+        Command::Version => unreachable!("VERSION is answered before dispatch"),
+    }
+}
+
+fn netlink_failure(what: String, err: rtnetlink::Error) -> CniError {
+    let code = match errno(&err) {
+        Some(e) if e == Errno::EBUSY as i32 || e == Errno::EAGAIN as i32 => ErrorCode::TryAgainLater,
+        _ => ErrorCode::Plugin,
+    };
+    CniError::new(code, format!("failed to {what}: {err}"))
+}
+
+fn io_failure(what: String, err: std::io::Error) -> CniError {
+    CniError::new(ErrorCode::Io, format!("failed to {what}: {err}"))
+}
+
+fn open_netns(path: &str) -> Result<NetNs, CniError> {
+    NetNs::open(path).map_err(|e| {
+        CniError::new(
+            ErrorCode::ContainerUnknown,
+            format!("failed to open network namespace {path}: {e}"),
+        )
+        .with_details("CNI_NETNS must name an existing network namespace file")
+    })
+}
+
+/// A link waiting to be configured in the pod namespace, and how to undo it.
+struct Pending {
+    index: u32,
+    /// Device mode: the host name to give the link back under; standalone: delete it.
+    give_back_as: Option<String>,
+}
+
+async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
+    let netns_path = inv.netns.as_deref().expect("ADD has CNI_NETNS");
+    let pod_ns = open_netns(netns_path)?;
+    let host = netlink_in(None)
+        .await
+        .map_err(|e| io_failure("open netlink in the host namespace".into(), e))?;
+    let pod = netlink_in(Some(&pod_ns))
+        .await
+        .map_err(|e| io_failure(format!("open netlink in {netns_path}"), e))?;
+    if link_by_name(&pod, &inv.ifname).await.ok().flatten().is_some() {
+        return Err(CniError::plugin(format!(
+            "interface {} already exists in {netns_path}",
+            inv.ifname
+        ))
+        .with_details("choose another CNI_IFNAME or DEL the previous attachment first"));
+    }
+
+    let pending = match &conf.source {
+        Source::Device(id) => move_device_link(&host, &pod, &pod_ns, id, conf).await?,
+        Source::Standalone { master, mode } => {
+            create_standalone(&host, &pod, &pod_ns, inv, master, *mode, conf).await?
+        }
+    };
+
+    match configure(&pod, &pending, inv, conf).await {
+        Ok(facts) => {
+            let mac = facts.mac.map(|m| MacAddr(m).to_string());
+            let result = CniResult {
+                interfaces: vec![Interface {
+                    name: inv.ifname.clone(),
+                    mac,
+                    mtu: Some(facts.mtu),
+                    sandbox: Some(netns_path.to_string()),
+                }],
+                ..Default::default()
+            };
+            Ok(result.to_json(inv.version).to_string())
+        }
+        Err(err) => {
+            undo(&pod, &pending).await;
+            Err(err)
+        }
+    }
+}
+
+/// Device mode: find the device plugin's link in the host namespace and move it into
+/// the pod. Hashed name first (current device plugins), then the raw device ID
+/// (device plugins up to v0.13.1).
+async fn move_device_link(
+    host: &Handle,
+    pod: &Handle,
+    pod_ns: &NetNs,
+    device_id: &str,
+    conf: &NetConf,
+) -> Result<Pending, CniError> {
+    let hashed = hashed_link_name(device_id);
+    let mut found = None;
+    for candidate in [hashed.as_str(), device_id] {
+        if candidate.len() > 15 {
+            continue;
+        }
+        let link = link_by_name(host, candidate)
+            .await
+            .map_err(|e| netlink_failure(format!("look up host link {candidate}"), e))?;
+        if link.is_some() {
+            found = link;
+            break;
+        }
+    }
+    let Some(link) = found else {
+        return Err(CniError::new(
+            ErrorCode::TryAgainLater,
+            format!("no macvtap link for deviceID {device_id}: neither {hashed} nor {device_id} exists in the host namespace"),
+        )
+        .with_details("the macvtap device plugin creates it when kubelet calls Allocate; check that the pod requests the NAD's resourceName and that the device plugin runs on this node"));
+    };
+    if link.kind.as_deref() != Some("macvtap") {
+        return Err(CniError::invalid_config(format!(
+            "host link {} for deviceID {device_id} is a {}, not a macvtap",
+            link.name,
+            link.kind.as_deref().unwrap_or("device of unknown kind")
+        ))
+        .with_details("deviceID must name a macvtap created by the macvtap device plugin"));
+    }
+    check_mtu_against_lower(host, &link, conf).await?;
+    host.link()
+        .set(LinkUnspec::new_with_index(link.index).setns_by_fd(pod_ns.raw_fd()).build())
+        .execute()
+        .await
+        .map_err(|e| netlink_failure(format!("move {} into the pod namespace", link.name), e))?;
+    let moved = link_by_name(pod, &link.name)
+        .await
+        .map_err(|e| netlink_failure(format!("find {} in the pod namespace", link.name), e))?
+        .ok_or_else(|| CniError::plugin(format!("{} vanished after the move into the pod namespace", link.name)))?;
+    Ok(Pending {
+        index: moved.index,
+        give_back_as: Some(link.name),
+    })
+}
+
+/// Standalone mode: create a macvtap on `master` directly inside the pod namespace
+/// under a temporary name unique to this attachment.
+async fn create_standalone(
+    host: &Handle,
+    pod: &Handle,
+    pod_ns: &NetNs,
+    inv: &Invocation,
+    master: &str,
+    mode: MacvtapMode,
+    conf: &NetConf,
+) -> Result<Pending, CniError> {
+    let lower = link_by_name(host, master)
+        .await
+        .map_err(|e| netlink_failure(format!("look up master {master}"), e))?
+        .ok_or_else(|| {
+            CniError::invalid_config(format!("master {master} does not exist in the host namespace"))
+                .with_details("set \"master\" to the lower device's name on this node (see `ip link`)")
+        })?;
+    if conf.mtu.is_some_and(|m| m > lower.mtu) {
+        return Err(mtu_too_big(conf.mtu.unwrap(), master, lower.mtu));
+    }
+    let temp = standalone_temp_name(&inv.container_id, &inv.ifname);
+    let kernel_mode = match mode {
+        MacvtapMode::Bridge => MacVtapMode::Bridge,
+        MacvtapMode::Private => MacVtapMode::Private,
+        MacvtapMode::Vepa => MacVtapMode::Vepa,
+        MacvtapMode::Passthru => MacVtapMode::Passthrough,
+    };
+    host.link()
+        .add(
+            LinkMacVtap::new(&temp, lower.index, kernel_mode)
+                .txqueuelen(lower.txqueuelen)
+                .setns_by_fd(pod_ns.raw_fd())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| netlink_failure(format!("create macvtap {temp} on {master}"), e))?;
+    let created = link_by_name(pod, &temp)
+        .await
+        .map_err(|e| netlink_failure(format!("find {temp} in the pod namespace"), e))?
+        .ok_or_else(|| CniError::plugin(format!("{temp} was created but is not in the pod namespace")))?;
+    Ok(Pending {
+        index: created.index,
+        give_back_as: None,
+    })
+}
+
+fn mtu_too_big(mtu: u32, lower: &str, lower_mtu: u32) -> CniError {
+    CniError::invalid_config(format!(
+        "mtu {mtu} is larger than the MTU {lower_mtu} of the lower device {lower}"
+    ))
+    .with_details(format!("set \"mtu\" to {lower_mtu} or less, or 0 to inherit it"))
+}
+
+async fn check_mtu_against_lower(host: &Handle, link: &LinkFacts, conf: &NetConf) -> Result<(), CniError> {
+    let (Some(mtu), Some(parent)) = (conf.mtu, link.parent) else {
+        return Ok(());
+    };
+    if let Ok(Some(lower)) = link_by_index(host, parent).await {
+        if mtu > lower.mtu {
+            return Err(mtu_too_big(mtu, &lower.name, lower.mtu));
+        }
+    }
+    Ok(())
+}
+
+/// Inside the pod namespace: MTU, MAC and promisc first, then rename and up, then
+/// hand `/dev/tapN` to the VM's user.
+async fn configure(pod: &Handle, pending: &Pending, inv: &Invocation, conf: &NetConf) -> Result<LinkFacts, CniError> {
+    let mut settings = LinkUnspec::new_with_index(pending.index).promiscuous(conf.promisc);
+    if let Some(mtu) = conf.mtu {
+        settings = settings.mtu(mtu);
+    }
+    if let Some(mac) = conf.mac {
+        settings = settings.address(mac.0.to_vec());
+    }
+    pod.link()
+        .set(settings.build())
+        .execute()
+        .await
+        .map_err(|e| netlink_failure("set MTU, MAC and promiscuous mode".into(), e))?;
+    pod.link()
+        .set(LinkUnspec::new_with_index(pending.index).name(inv.ifname.clone()).up().build())
+        .execute()
+        .await
+        .map_err(|e| netlink_failure(format!("rename the macvtap to {} and bring it up", inv.ifname), e))?;
+    let facts = link_by_index(pod, pending.index)
+        .await
+        .map_err(|e| netlink_failure(format!("read back {}", inv.ifname), e))?
+        .ok_or_else(|| CniError::plugin(format!("{} vanished while being configured", inv.ifname)))?;
+    let tap = format!("/dev/tap{}", facts.index);
+    chown(Path::new(&tap), Some(Uid::from_raw(conf.owner)), Some(Gid::from_raw(conf.group))).map_err(|e| {
+        CniError::new(ErrorCode::Io, format!("failed to chown {tap} to {}:{}: {e}", conf.owner, conf.group))
+            .with_details("the plugin must run as root on a host whose /dev is devtmpfs (on kind, mount the host's /dev into the nodes)")
+    })?;
+    Ok(facts)
+}
+
+/// Puts things back after a failed ADD: the device plugin's link returns to the host
+/// under its old name, a standalone link is deleted.
+async fn undo(pod: &Handle, pending: &Pending) {
+    match &pending.give_back_as {
+        Some(name) => {
+            let Ok(host_ns) = NetNs::open("/proc/self/ns/net") else { return };
+            let back = LinkUnspec::new_with_index(pending.index)
+                .down()
+                .name(name.clone())
+                .setns_by_fd(host_ns.raw_fd())
+                .build();
+            let _ = pod.link().set(back).execute().await;
+        }
+        None => {
+            let _ = pod.link().del(pending.index).execute().await;
+        }
+    }
+}
+
+async fn del(inv: &Invocation) -> Result<(), CniError> {
+    let Some(path) = inv.netns.as_deref() else {
+        return Ok(());
+    };
+    let pod_ns = match NetNs::open(path) {
+        Ok(ns) => ns,
+        // The netns is gone and the macvtap died with it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_failure(format!("open network namespace {path}"), e)),
+    };
+    let pod = netlink_in(Some(&pod_ns))
+        .await
+        .map_err(|e| io_failure(format!("open netlink in {path}"), e))?;
+    let link = link_by_name(&pod, &inv.ifname)
+        .await
+        .map_err(|e| netlink_failure(format!("look up {}", inv.ifname), e))?;
+    match link {
+        Some(link) if link.kind.as_deref() == Some("macvtap") => match pod.link().del(link.index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(Errno::ENODEV as i32) => Ok(()),
+            Err(e) => Err(netlink_failure(format!("delete {}", inv.ifname), e)),
+        },
+        // Not ours (or already gone): leave it alone.
+        _ => Ok(()),
+    }
+}
+
+async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
+    let path = inv.netns.as_deref().expect("CHECK has CNI_NETNS");
+    let prev = conf.prev_result.as_ref().ok_or_else(|| {
+        CniError::invalid_config("CHECK needs prevResult").with_details("the runtime must pass the ADD result as prevResult")
+    })?;
+    let prev = CniResult::from_json(prev);
+    let expected = prev
+        .interfaces
+        .iter()
+        .find(|i| i.name == inv.ifname && i.sandbox.is_some())
+        .ok_or_else(|| {
+            CniError::invalid_config(format!("prevResult has no interface {} with a sandbox", inv.ifname))
+                .with_details("pass the result of ADD for this CNI_IFNAME as prevResult")
+        })?;
+    let pod_ns = open_netns(path)?;
+    let pod = netlink_in(Some(&pod_ns))
+        .await
+        .map_err(|e| io_failure(format!("open netlink in {path}"), e))?;
+    let link = link_by_name(&pod, &inv.ifname)
+        .await
+        .map_err(|e| netlink_failure(format!("look up {}", inv.ifname), e))?
+        .ok_or_else(|| CniError::plugin(format!("interface {} is missing from {path}", inv.ifname)))?;
+    let mut problems = Vec::new();
+    if link.kind.as_deref() != Some("macvtap") {
+        problems.push(format!("it is a {} rather than a macvtap", link.kind.as_deref().unwrap_or("link of unknown kind")));
+    }
+    let actual_mac = link.mac.map(|m| MacAddr(m).to_string()).unwrap_or_default();
+    if let Some(want) = &expected.mac {
+        if !want.eq_ignore_ascii_case(&actual_mac) {
+            problems.push(format!("MAC is {actual_mac}, prevResult says {want}"));
+        }
+    }
+    if let Some(want) = conf.mac {
+        if want.to_string() != actual_mac {
+            problems.push(format!("MAC is {actual_mac}, the requested MAC is {want}"));
+        }
+    }
+    let want_mtu = conf.mtu.or(expected.mtu);
+    if let Some(want) = want_mtu {
+        if link.mtu != want {
+            problems.push(format!("MTU is {}, expected {want}", link.mtu));
+        }
+    }
+    if conf.promisc && !link.promisc {
+        problems.push("promiscuous mode is off although promiscMode is true".into());
+    }
+    if !link.up {
+        problems.push("it is down".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::plugin(format!("interface {} in {path} does not match: {}", inv.ifname, problems.join("; "))))
+    }
+}
+
+async fn status(conf: &NetConf) -> Result<(), CniError> {
+    let Source::Standalone { master, .. } = &conf.source else {
+        return Ok(());
+    };
+    let host = netlink_in(None)
+        .await
+        .map_err(|e| io_failure("open netlink".into(), e))?;
+    match link_by_name(&host, master).await {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(CniError::new(
+            ErrorCode::PluginNotAvailable,
+            format!("master {master} does not exist on this node"),
+        )
+        .with_details("create the lower device or fix \"master\" in the network configuration")),
+    }
+}
