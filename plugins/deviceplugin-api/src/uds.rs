@@ -1,0 +1,59 @@
+//! gRPC over Unix domain sockets, as the kubelet and device plugins talk.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UdsError {
+    #[error("failed to bind socket {path}: {source}")]
+    Bind { path: PathBuf, source: std::io::Error },
+    #[error("failed to connect to socket {path}: {source}")]
+    Connect { path: PathBuf, source: tonic::transport::Error },
+    #[error("failed to connect to socket {path}: no answer within {timeout:?}")]
+    ConnectTimeout { path: PathBuf, timeout: Duration },
+}
+
+/// Binds a listening socket at `path`, replacing a stale socket file left there
+/// (a socket file outlives the process that bound it).
+pub fn bind(path: &Path) -> Result<UnixListener, UdsError> {
+    let bind_err = |source| UdsError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_err(e)),
+    }
+    UnixListener::bind(path).map_err(bind_err)
+}
+
+/// The stream of accepted connections tonic's `serve_with_incoming*` takes.
+pub fn incoming(listener: UnixListener) -> UnixListenerStream {
+    UnixListenerStream::new(listener)
+}
+
+/// Connects a gRPC channel to the socket at `path`, giving up after `timeout`.
+pub async fn connect(path: &Path, timeout: Duration) -> Result<Channel, UdsError> {
+    let endpoint = Endpoint::from_shared(format!("unix:{}", path.display()))
+        .map_err(|source| UdsError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .connect_timeout(timeout);
+    match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(source)) => Err(UdsError::Connect {
+            path: path.to_path_buf(),
+            source,
+        }),
+        Err(_) => Err(UdsError::ConnectTimeout {
+            path: path.to_path_buf(),
+            timeout,
+        }),
+    }
+}
