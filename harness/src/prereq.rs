@@ -26,7 +26,8 @@ pub fn require(what: &str, missing: Option<String>) -> bool {
 pub fn require_root(what: &str) -> bool {
     require(
         what,
-        (!is_root()).then(|| "needs root for network namespaces (run the tests as root)".to_string()),
+        (!is_root())
+            .then(|| "needs root for network namespaces (run the tests as root)".to_string()),
     )
 }
 

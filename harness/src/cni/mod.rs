@@ -13,11 +13,21 @@ use tokio::io::AsyncWriteExt;
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("failed to start CNI plugin {path}: {source}")]
-    Spawn { path: PathBuf, source: std::io::Error },
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("CNI plugin {path} did not finish {command} within {timeout:?}")]
-    Timeout { path: PathBuf, command: String, timeout: Duration },
+    Timeout {
+        path: PathBuf,
+        command: String,
+        timeout: Duration,
+    },
     #[error("failed to talk to CNI plugin {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// One plugin invocation, as a runtime (or multus) would make it.
@@ -32,6 +42,8 @@ pub struct Call {
     /// `CNI_PATH`: where delegated (IPAM) plugins are looked up.
     pub path: String,
     pub config: Value,
+    /// Bytes to send instead of `config` (to test what plugins do with broken input).
+    pub raw_stdin: Option<Vec<u8>>,
     pub timeout: Duration,
 }
 
@@ -50,6 +62,7 @@ impl Call {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             config,
+            raw_stdin: None,
             timeout: Duration::from_secs(30),
         }
     }
@@ -86,15 +99,20 @@ impl Reply {
         if self.success {
             return None;
         }
-        self.json().and_then(|v| v.get("code").and_then(Value::as_u64))
+        self.json()
+            .and_then(|v| v.get("code").and_then(Value::as_u64))
     }
 
     pub fn error_text(&self) -> String {
         let v = self.json().unwrap_or(Value::Null);
         format!(
             "{} ({})",
-            v.get("msg").and_then(Value::as_str).unwrap_or(self.stdout.trim()),
-            v.get("details").and_then(Value::as_str).unwrap_or(self.stderr.trim())
+            v.get("msg")
+                .and_then(Value::as_str)
+                .unwrap_or(self.stdout.trim()),
+            v.get("details")
+                .and_then(Value::as_str)
+                .unwrap_or(self.stderr.trim())
         )
     }
 }
@@ -131,7 +149,10 @@ pub async fn exec(call: &Call, node: Option<&NetNs>) -> Result<Reply, ExecError>
         path: call.plugin.clone(),
         source,
     })?;
-    let stdin_bytes = serde_json::to_vec(&call.config).expect("config serializes");
+    let stdin_bytes = match &call.raw_stdin {
+        Some(raw) => raw.clone(),
+        None => serde_json::to_vec(&call.config).expect("config serializes"),
+    };
     let mut stdin = child.stdin.take().expect("piped stdin");
     let io_err = |source| ExecError::Io {
         path: call.plugin.clone(),

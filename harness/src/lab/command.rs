@@ -7,23 +7,36 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("failed to run {cmdline}: {source}")]
-    Spawn { cmdline: String, source: std::io::Error },
+    Spawn {
+        cmdline: String,
+        source: std::io::Error,
+    },
     #[error("{cmdline} timed out after {timeout:?}")]
     Timeout { cmdline: String, timeout: Duration },
     #[error("{cmdline} failed ({status}): {stderr}")]
-    Failed { cmdline: String, status: String, stderr: String },
+    Failed {
+        cmdline: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 /// Runs `program args…`, returning stdout; stderr goes into the error on failure.
 pub fn run(program: &str, args: &[&str], timeout: Duration) -> Result<String, CommandError> {
-    let cmdline = std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let cmdline = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| CommandError::Spawn { cmdline: cmdline.clone(), source })?;
+        .map_err(|source| CommandError::Spawn {
+            cmdline: cmdline.clone(),
+            source,
+        })?;
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {

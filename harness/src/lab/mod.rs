@@ -17,8 +17,15 @@ pub fn new_run_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let seed = format!("{}-{nanos}-{:?}", std::process::id(), std::thread::current().id());
-    format!("sn{:06x}", xxhash_rust::xxh64::xxh64(seed.as_bytes(), 0) & 0xff_ffff)
+    let seed = format!(
+        "{}-{nanos}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    );
+    format!(
+        "sn{:06x}",
+        xxhash_rust::xxh64::xxh64(seed.as_bytes(), 0) & 0xff_ffff
+    )
 }
 
 /// A named network namespace created by a [`Lab`].
@@ -78,7 +85,12 @@ impl Lab {
 
     /// A veth pair `a_name` in `a` and `b_name` in `b`, both up.
     pub fn veth(&self, a: &Ns, a_name: &str, b: &Ns, b_name: &str) -> Result<(), CommandError> {
-        self.ip(a, &["link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", &b.name])?;
+        self.ip(
+            a,
+            &[
+                "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", &b.name,
+            ],
+        )?;
         self.ip(a, &["link", "set", a_name, "up"])?;
         self.ip(b, &["link", "set", b_name, "up"])?;
         Ok(())

@@ -37,8 +37,9 @@ impl CniArgs {
             .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
         if !ignore_unknown {
             for (k, _) in &args.pairs {
-                let is_known =
-                    k == "IgnoreUnknown" || known.contains(&k.as_str()) || K8S_KEYS.contains(&k.as_str());
+                let is_known = k == "IgnoreUnknown"
+                    || known.contains(&k.as_str())
+                    || K8S_KEYS.contains(&k.as_str());
                 if !is_known {
                     return Err(CniError::new(
                         ErrorCode::InvalidEnvironment,
@@ -81,7 +82,11 @@ mod tests {
         assert_eq!(err.code, ErrorCode::InvalidEnvironment);
         assert!(err.msg.contains("FOO"));
         assert!(err.details.contains("IgnoreUnknown"));
-        for ignore in ["IgnoreUnknown=1", "IgnoreUnknown=true", "IgnoreUnknown=TRUE"] {
+        for ignore in [
+            "IgnoreUnknown=1",
+            "IgnoreUnknown=true",
+            "IgnoreUnknown=TRUE",
+        ] {
             CniArgs::parse(&format!("FOO=1;{ignore}"), &["MAC"]).unwrap();
         }
         assert!(CniArgs::parse("FOO=1;IgnoreUnknown=0", &["MAC"]).is_err());

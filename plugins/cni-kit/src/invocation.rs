@@ -59,15 +59,27 @@ struct VersionOnly {
     cni_version: Option<String>,
 }
 
-/// Decodes JSON, turning serde's error into a CNI decode error with line and column.
-pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, CniError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let code = if e.is_data() {
-            ErrorCode::InvalidConfig
+/// Decodes JSON into `T`. Syntax errors are decode errors (code 6) and wrong
+/// types are config errors (code 7); both name the line, column and, for the
+/// latter, the field path (`mtu`, `runtimeConfig.mac`, ...).
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, CniError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            CniError::new(
+                ErrorCode::InvalidConfig,
+                format!("failed to decode {what}: field {path}: {inner}"),
+            )
+            .with_details(format!("fix the value of \"{path}\""))
         } else {
-            ErrorCode::Decode
-        };
-        CniError::new(code, format!("failed to decode {what}: {e}"))
+            CniError::new(
+                ErrorCode::Decode,
+                format!("failed to decode {what}: {inner}"),
+            )
+            .with_details("the network configuration must be a JSON object")
+        }
     })
 }
 
@@ -113,7 +125,9 @@ impl Invocation {
                     ErrorCode::InvalidEnvironment,
                     format!("required environment variable {var} is not set"),
                 )
-                .with_details(format!("the runtime must set {var} for CNI_COMMAND {command:?}")));
+                .with_details(format!(
+                    "the runtime must set {var} for CNI_COMMAND {command:?}"
+                )));
             }
         }
         let netns = Some(get("CNI_NETNS")).filter(|s| !s.is_empty());
@@ -160,7 +174,10 @@ pub fn run_plugin(
         .and_then(|v| v.cni_version)
         .unwrap_or_else(|| supported.last().unwrap().as_str().to_string());
     let outcome = match read {
-        Err(e) => Err(CniError::new(ErrorCode::Io, format!("failed to read stdin: {e}"))),
+        Err(e) => Err(CniError::new(
+            ErrorCode::Io,
+            format!("failed to read stdin: {e}"),
+        )),
         Ok(_) if env.get("CNI_COMMAND").map(String::as_str) == Some("VERSION") => {
             Ok(Some(version_json(&stdin, supported)))
         }
@@ -187,22 +204,34 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const ALL: [SpecVersion; 5] = SpecVersion::RESULT_CAPABLE;
 
     #[test]
     fn add_needs_netns() {
-        let e = env(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "net1")]);
-        let err = Invocation::from_parts(&e, br#"{"cniVersion":"1.0.0"}"#.to_vec(), &ALL).unwrap_err();
+        let e = env(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "net1"),
+        ]);
+        let err =
+            Invocation::from_parts(&e, br#"{"cniVersion":"1.0.0"}"#.to_vec(), &ALL).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidEnvironment);
         assert!(err.msg.contains("CNI_NETNS"));
     }
 
     #[test]
     fn del_without_netns_is_fine() {
-        let e = env(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "net1")]);
+        let e = env(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "net1"),
+        ]);
         let inv = Invocation::from_parts(&e, br#"{"cniVersion":"0.3.1"}"#.to_vec(), &ALL).unwrap();
         assert_eq!(inv.netns, None);
         assert_eq!(inv.version, SpecVersion::V0_3_1);
@@ -210,8 +239,14 @@ mod tests {
 
     #[test]
     fn check_before_040_is_refused() {
-        let e = env(&[("CNI_COMMAND", "CHECK"), ("CNI_CONTAINERID", "c"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "n")]);
-        let err = Invocation::from_parts(&e, br#"{"cniVersion":"0.3.1"}"#.to_vec(), &ALL).unwrap_err();
+        let e = env(&[
+            ("CNI_COMMAND", "CHECK"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "/x"),
+            ("CNI_IFNAME", "n"),
+        ]);
+        let err =
+            Invocation::from_parts(&e, br#"{"cniVersion":"0.3.1"}"#.to_vec(), &ALL).unwrap_err();
         assert_eq!(err.code, ErrorCode::IncompatibleVersion);
     }
 
@@ -224,7 +259,11 @@ mod tests {
 
     #[test]
     fn bad_json_is_decode_error_with_position() {
-        let e = env(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "n")]);
+        let e = env(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "n"),
+        ]);
         let err = Invocation::from_parts(&e, b"{\"cniVersion\": \n,}".to_vec(), &ALL).unwrap_err();
         assert_eq!(err.code, ErrorCode::Decode);
         assert!(err.msg.contains("line 2"), "{}", err.msg);

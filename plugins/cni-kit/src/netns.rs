@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use futures::TryStreamExt;
 use nix::sched::{CloneFlags, setns};
 use rtnetlink::Handle;
-use rtnetlink::packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 
 /// An open network namespace file (`/run/netns/x`, `/proc/<pid>/ns/net`, ...).
 #[derive(Debug)]
@@ -151,7 +149,10 @@ fn kind_name(kind: &InfoKind) -> String {
 }
 
 /// Looks a link up by name; `Ok(None)` when it does not exist.
-pub async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkFacts>, rtnetlink::Error> {
+pub async fn link_by_name(
+    handle: &Handle,
+    name: &str,
+) -> Result<Option<LinkFacts>, rtnetlink::Error> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(msg)) => Ok(Some(LinkFacts::from_message(&msg))),
@@ -162,7 +163,10 @@ pub async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkFact
 }
 
 /// Looks a link up by index; `Ok(None)` when it does not exist.
-pub async fn link_by_index(handle: &Handle, index: u32) -> Result<Option<LinkFacts>, rtnetlink::Error> {
+pub async fn link_by_index(
+    handle: &Handle,
+    index: u32,
+) -> Result<Option<LinkFacts>, rtnetlink::Error> {
     let mut links = handle.link().get().match_index(index).execute();
     match links.try_next().await {
         Ok(Some(msg)) => Ok(Some(LinkFacts::from_message(&msg))),

@@ -110,7 +110,10 @@ impl CniResult {
                     .map(|ip| IpConfig {
                         address: str_of(ip, "address").unwrap_or_default(),
                         gateway: str_of(ip, "gateway"),
-                        interface: ip.get("interface").and_then(Value::as_u64).map(|x| x as usize),
+                        interface: ip
+                            .get("interface")
+                            .and_then(Value::as_u64)
+                            .map(|x| x as usize),
                     })
                     .collect()
             })

@@ -133,11 +133,13 @@ impl NetConf {
                 Source::Standalone { master, mode }
             }
             _ => {
-                return Err(CniError::invalid_config("deviceID is required").with_details(
-                    "the macvtap device plugin provides it through multus (request the \
+                return Err(
+                    CniError::invalid_config("deviceID is required").with_details(
+                        "the macvtap device plugin provides it through multus (request the \
                      NAD's resourceName in the pod), or set \"master\" (and \"mode\") to let \
                      this plugin create the macvtap itself",
-                ));
+                    ),
+                );
             }
         };
         let mtu = match raw.mtu {
@@ -145,13 +147,20 @@ impl NetConf {
             Some(m) if (68..=65535).contains(&m) => Some(m as u32),
             Some(m) => {
                 return Err(CniError::invalid_config(format!("mtu {m} is out of range"))
-                    .with_details("set \"mtu\" between 68 and 65535, or 0 to keep the lower device's"));
+                    .with_details(
+                        "set \"mtu\" between 68 and 65535, or 0 to keep the lower device's",
+                    ));
             }
         };
         let cni_args = CniArgs::parse(&inv.args, &["MAC"])?;
         let mac = if let Some(m) = raw.runtime_config.mac.as_deref().filter(|s| !s.is_empty()) {
             Some(parse_mac(m, "runtimeConfig.mac", ErrorCode::InvalidConfig)?)
-        } else if let Some(m) = raw.args.and_then(|a| a.cni).and_then(|c| c.mac).filter(|s| !s.is_empty()) {
+        } else if let Some(m) = raw
+            .args
+            .and_then(|a| a.cni)
+            .and_then(|c| c.mac)
+            .filter(|s| !s.is_empty())
+        {
             Some(parse_mac(&m, "args.cni.mac", ErrorCode::InvalidConfig)?)
         } else if let Some(m) = cni_args.get("MAC").filter(|s| !s.is_empty()) {
             Some(parse_mac(m, "CNI_ARGS MAC", ErrorCode::InvalidEnvironment)?)
@@ -191,7 +200,11 @@ mod tests {
 
     #[test]
     fn device_id_mode_with_defaults() {
-        let c = NetConf::parse(&inv(r#"{"cniVersion":"1.0.0","name":"n","type":"macvtap","deviceID":"eth0Mvp0"}"#, "")).unwrap();
+        let c = NetConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"macvtap","deviceID":"eth0Mvp0"}"#,
+            "",
+        ))
+        .unwrap();
         assert_eq!(c.source, Source::Device("eth0Mvp0".into()));
         assert_eq!((c.owner, c.group), (107, 107));
         assert_eq!(c.mtu, None);
@@ -200,15 +213,33 @@ mod tests {
 
     #[test]
     fn runtime_config_device_id_is_accepted() {
-        let c = NetConf::parse(&inv(r#"{"cniVersion":"1.0.0","name":"n","runtimeConfig":{"deviceID":"x"}}"#, "")).unwrap();
+        let c = NetConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","name":"n","runtimeConfig":{"deviceID":"x"}}"#,
+            "",
+        ))
+        .unwrap();
         assert_eq!(c.source, Source::Device("x".into()));
     }
 
     #[test]
     fn standalone_mode_needs_valid_mode() {
-        let c = NetConf::parse(&inv(r#"{"cniVersion":"1.0.0","name":"n","master":"ens33","mode":"vepa"}"#, "")).unwrap();
-        assert_eq!(c.source, Source::Standalone { master: "ens33".into(), mode: MacvtapMode::Vepa });
-        let e = NetConf::parse(&inv(r#"{"cniVersion":"1.0.0","name":"n","master":"ens33","mode":"brige"}"#, "")).unwrap_err();
+        let c = NetConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","name":"n","master":"ens33","mode":"vepa"}"#,
+            "",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.source,
+            Source::Standalone {
+                master: "ens33".into(),
+                mode: MacvtapMode::Vepa
+            }
+        );
+        let e = NetConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","name":"n","master":"ens33","mode":"brige"}"#,
+            "",
+        ))
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidConfig);
         assert!(e.msg.contains("brige") && e.details.contains("bridge"));
     }
@@ -225,7 +256,11 @@ mod tests {
         let base = r#""cniVersion":"1.0.0","name":"n","deviceID":"d""#;
         let c = NetConf::parse(&inv(&format!(r#"{{{base},"runtimeConfig":{{"mac":"02:00:00:00:00:01"}},"args":{{"cni":{{"mac":"02:00:00:00:00:02"}}}}}}"#), "MAC=02:00:00:00:00:03")).unwrap();
         assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:01");
-        let c = NetConf::parse(&inv(&format!(r#"{{{base},"args":{{"cni":{{"mac":"02:00:00:00:00:02"}}}}}}"#), "MAC=02:00:00:00:00:03")).unwrap();
+        let c = NetConf::parse(&inv(
+            &format!(r#"{{{base},"args":{{"cni":{{"mac":"02:00:00:00:00:02"}}}}}}"#),
+            "MAC=02:00:00:00:00:03",
+        ))
+        .unwrap();
         assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:02");
         let c = NetConf::parse(&inv(&format!("{{{base}}}"), "MAC=02:00:00:00:00:03")).unwrap();
         assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:03");
@@ -237,24 +272,44 @@ mod tests {
         let e = NetConf::parse(&inv(&format!("{{{base}}}"), "MAC=zz")).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidEnvironment);
         assert!(e.msg.starts_with("CNI_ARGS MAC"));
-        let e = NetConf::parse(&inv(&format!(r#"{{{base},"runtimeConfig":{{"mac":"01:00:5e:00:00:01"}}}}"#), "")).unwrap_err();
+        let e = NetConf::parse(&inv(
+            &format!(r#"{{{base},"runtimeConfig":{{"mac":"01:00:5e:00:00:01"}}}}"#),
+            "",
+        ))
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidConfig);
         assert!(e.msg.contains("unicast"));
     }
 
     #[test]
     fn mtu_and_ids_are_range_checked() {
-        let e = NetConf::parse(&inv(r#"{"cniVersion":"1.0.0","name":"n","deviceID":"d","mtu":70000}"#, "")).unwrap_err();
+        let e = NetConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","name":"n","deviceID":"d","mtu":70000}"#,
+            "",
+        ))
+        .unwrap_err();
         assert!(e.msg.contains("mtu 70000"));
-        let e = NetConf::parse(&inv(r#"{"cniVersion":"1.0.0","name":"n","deviceID":"d","owner":-1}"#, "")).unwrap_err();
+        let e = NetConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","name":"n","deviceID":"d","owner":-1}"#,
+            "",
+        ))
+        .unwrap_err();
         assert!(e.msg.contains("owner -1"));
-        let c = NetConf::parse(&inv(r#"{"cniVersion":"1.0.0","name":"n","deviceID":"d","mtu":0,"owner":0,"group":5}"#, "")).unwrap();
+        let c = NetConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","name":"n","deviceID":"d","mtu":0,"owner":0,"group":5}"#,
+            "",
+        ))
+        .unwrap();
         assert_eq!((c.mtu, c.owner, c.group), (None, 0, 5));
     }
 
     #[test]
     fn wrong_types_are_config_errors() {
-        let e = NetConf::parse(&inv(r#"{"cniVersion":"1.0.0","name":"n","deviceID":"d","mtu":"1500"}"#, "")).unwrap_err();
+        let e = NetConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","name":"n","deviceID":"d","mtu":"1500"}"#,
+            "",
+        ))
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidConfig);
         assert!(e.msg.contains("line 1"), "{}", e.msg);
     }

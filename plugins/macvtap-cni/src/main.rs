@@ -9,7 +9,12 @@ fn main() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
-            .map_err(|e| cni_kit::CniError::new(cni_kit::ErrorCode::Io, format!("failed to start the runtime: {e}")))?;
+            .map_err(|e| {
+                cni_kit::CniError::new(
+                    cni_kit::ErrorCode::Io,
+                    format!("failed to start the runtime: {e}"),
+                )
+            })?;
         runtime.block_on(macvtap_cni::plugin::handle(inv))
     })
 }

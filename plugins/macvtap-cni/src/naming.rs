@@ -5,7 +5,10 @@ use xxhash_rust::xxh64::xxh64;
 /// `mvt` + 12 lowercase hex digits of the low 48 bits of XXH64(deviceID, seed 0):
 /// always 15 characters, so long resource names cannot overflow IFNAMSIZ.
 pub fn hashed_link_name(device_id: &str) -> String {
-    format!("mvt{:012x}", xxh64(device_id.as_bytes(), 0) & 0xffff_ffff_ffff)
+    format!(
+        "mvt{:012x}",
+        xxh64(device_id.as_bytes(), 0) & 0xffff_ffff_ffff
+    )
 }
 
 /// Temporary name of a macvtap created in standalone mode, unique per attachment.
@@ -29,6 +32,9 @@ mod tests {
     fn names_fit_ifnamsiz() {
         assert_eq!(hashed_link_name("a-very-long-resource-nameMvp99").len(), 15);
         assert_eq!(standalone_temp_name("c0ffee", "net1").len(), 15);
-        assert_ne!(standalone_temp_name("c1", "net1"), standalone_temp_name("c1", "net2"));
+        assert_ne!(
+            standalone_temp_name("c1", "net1"),
+            standalone_temp_name("c1", "net2")
+        );
     }
 }

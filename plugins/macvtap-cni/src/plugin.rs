@@ -30,7 +30,9 @@ pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
 
 fn netlink_failure(what: String, err: rtnetlink::Error) -> CniError {
     let code = match errno(&err) {
-        Some(e) if e == Errno::EBUSY as i32 || e == Errno::EAGAIN as i32 => ErrorCode::TryAgainLater,
+        Some(e) if e == Errno::EBUSY as i32 || e == Errno::EAGAIN as i32 => {
+            ErrorCode::TryAgainLater
+        }
         _ => ErrorCode::Plugin,
     };
     CniError::new(code, format!("failed to {what}: {err}"))
@@ -66,7 +68,12 @@ async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
     let pod = netlink_in(Some(&pod_ns))
         .await
         .map_err(|e| io_failure(format!("open netlink in {netns_path}"), e))?;
-    if link_by_name(&pod, &inv.ifname).await.ok().flatten().is_some() {
+    if link_by_name(&pod, &inv.ifname)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {
         return Err(CniError::plugin(format!(
             "interface {} already exists in {netns_path}",
             inv.ifname
@@ -143,22 +150,33 @@ async fn move_device_link(
     }
     check_mtu_against_lower(host, &link, conf).await?;
     host.link()
-        .set(LinkUnspec::new_with_index(link.index).setns_by_fd(pod_ns.raw_fd()).build())
+        .set(
+            LinkUnspec::new_with_index(link.index)
+                .setns_by_fd(pod_ns.raw_fd())
+                .build(),
+        )
         .execute()
         .await
         .map_err(|e| netlink_failure(format!("move {} into the pod namespace", link.name), e))?;
     let moved = link_by_name(pod, &link.name)
         .await
         .map_err(|e| netlink_failure(format!("find {} in the pod namespace", link.name), e))?
-        .ok_or_else(|| CniError::plugin(format!("{} vanished after the move into the pod namespace", link.name)))?;
+        .ok_or_else(|| {
+            CniError::plugin(format!(
+                "{} vanished after the move into the pod namespace",
+                link.name
+            ))
+        })?;
     Ok(Pending {
         index: moved.index,
         give_back_as: Some(link.name),
     })
 }
 
-/// Standalone mode: create a macvtap on `master` directly inside the pod namespace
-/// under a temporary name unique to this attachment.
+/// Standalone mode: create a macvtap on `master` in the host namespace under a
+/// temporary name unique to this attachment, then move it into the pod. Creating it
+/// on the host (not directly in the pod) gives it an ifindex that is unique among the
+/// node's links, so its `/dev/tap<ifindex>` cannot collide with another pod's.
 async fn create_standalone(
     host: &Handle,
     pod: &Handle,
@@ -172,11 +190,13 @@ async fn create_standalone(
         .await
         .map_err(|e| netlink_failure(format!("look up master {master}"), e))?
         .ok_or_else(|| {
-            CniError::invalid_config(format!("master {master} does not exist in the host namespace"))
-                .with_details("set \"master\" to the lower device's name on this node (see `ip link`)")
+            CniError::invalid_config(format!(
+                "master {master} does not exist in the host namespace"
+            ))
+            .with_details("set \"master\" to the lower device's name on this node (see `ip link`)")
         })?;
-    if conf.mtu.is_some_and(|m| m > lower.mtu) {
-        return Err(mtu_too_big(conf.mtu.unwrap(), master, lower.mtu));
+    if let Some(mtu) = conf.mtu.filter(|m| *m > lower.mtu) {
+        return Err(mtu_too_big(mtu, master, lower.mtu));
     }
     let temp = standalone_temp_name(&inv.container_id, &inv.ifname);
     let kernel_mode = match mode {
@@ -189,18 +209,44 @@ async fn create_standalone(
         .add(
             LinkMacVtap::new(&temp, lower.index, kernel_mode)
                 .txqueuelen(lower.txqueuelen)
-                .setns_by_fd(pod_ns.raw_fd())
                 .build(),
         )
         .execute()
         .await
         .map_err(|e| netlink_failure(format!("create macvtap {temp} on {master}"), e))?;
-    let created = link_by_name(pod, &temp)
+    let created = link_by_name(host, &temp)
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            CniError::plugin(format!("macvtap {temp} vanished right after its creation"))
+        })?;
+    let moved = host
+        .link()
+        .set(
+            LinkUnspec::new_with_index(created.index)
+                .setns_by_fd(pod_ns.raw_fd())
+                .build(),
+        )
+        .execute()
+        .await;
+    if let Err(e) = moved {
+        let _ = host.link().del(created.index).execute().await;
+        return Err(netlink_failure(
+            format!("move {temp} into the pod namespace"),
+            e,
+        ));
+    }
+    let in_pod = link_by_name(pod, &temp)
         .await
         .map_err(|e| netlink_failure(format!("find {temp} in the pod namespace"), e))?
-        .ok_or_else(|| CniError::plugin(format!("{temp} was created but is not in the pod namespace")))?;
+        .ok_or_else(|| {
+            CniError::plugin(format!(
+                "{temp} vanished after the move into the pod namespace"
+            ))
+        })?;
     Ok(Pending {
-        index: created.index,
+        index: in_pod.index,
         give_back_as: None,
     })
 }
@@ -209,10 +255,16 @@ fn mtu_too_big(mtu: u32, lower: &str, lower_mtu: u32) -> CniError {
     CniError::invalid_config(format!(
         "mtu {mtu} is larger than the MTU {lower_mtu} of the lower device {lower}"
     ))
-    .with_details(format!("set \"mtu\" to {lower_mtu} or less, or 0 to inherit it"))
+    .with_details(format!(
+        "set \"mtu\" to {lower_mtu} or less, or 0 to inherit it"
+    ))
 }
 
-async fn check_mtu_against_lower(host: &Handle, link: &LinkFacts, conf: &NetConf) -> Result<(), CniError> {
+async fn check_mtu_against_lower(
+    host: &Handle,
+    link: &LinkFacts,
+    conf: &NetConf,
+) -> Result<(), CniError> {
     let (Some(mtu), Some(parent)) = (conf.mtu, link.parent) else {
         return Ok(());
     };
@@ -226,7 +278,12 @@ async fn check_mtu_against_lower(host: &Handle, link: &LinkFacts, conf: &NetConf
 
 /// Inside the pod namespace: MTU, MAC and promisc first, then rename and up, then
 /// hand `/dev/tapN` to the VM's user.
-async fn configure(pod: &Handle, pending: &Pending, inv: &Invocation, conf: &NetConf) -> Result<LinkFacts, CniError> {
+async fn configure(
+    pod: &Handle,
+    pending: &Pending,
+    inv: &Invocation,
+    conf: &NetConf,
+) -> Result<LinkFacts, CniError> {
     let mut settings = LinkUnspec::new_with_index(pending.index).promiscuous(conf.promisc);
     if let Some(mtu) = conf.mtu {
         settings = settings.mtu(mtu);
@@ -240,14 +297,26 @@ async fn configure(pod: &Handle, pending: &Pending, inv: &Invocation, conf: &Net
         .await
         .map_err(|e| netlink_failure("set MTU, MAC and promiscuous mode".into(), e))?;
     pod.link()
-        .set(LinkUnspec::new_with_index(pending.index).name(inv.ifname.clone()).up().build())
+        .set(
+            LinkUnspec::new_with_index(pending.index)
+                .name(inv.ifname.clone())
+                .up()
+                .build(),
+        )
         .execute()
         .await
-        .map_err(|e| netlink_failure(format!("rename the macvtap to {} and bring it up", inv.ifname), e))?;
+        .map_err(|e| {
+            netlink_failure(
+                format!("rename the macvtap to {} and bring it up", inv.ifname),
+                e,
+            )
+        })?;
     let facts = link_by_index(pod, pending.index)
         .await
         .map_err(|e| netlink_failure(format!("read back {}", inv.ifname), e))?
-        .ok_or_else(|| CniError::plugin(format!("{} vanished while being configured", inv.ifname)))?;
+        .ok_or_else(|| {
+            CniError::plugin(format!("{} vanished while being configured", inv.ifname))
+        })?;
     let tap = format!("/dev/tap{}", facts.index);
     chown(Path::new(&tap), Some(Uid::from_raw(conf.owner)), Some(Gid::from_raw(conf.group))).map_err(|e| {
         CniError::new(ErrorCode::Io, format!("failed to chown {tap} to {}:{}: {e}", conf.owner, conf.group))
@@ -261,7 +330,9 @@ async fn configure(pod: &Handle, pending: &Pending, inv: &Invocation, conf: &Net
 async fn undo(pod: &Handle, pending: &Pending) {
     match &pending.give_back_as {
         Some(name) => {
-            let Ok(host_ns) = NetNs::open("/proc/self/ns/net") else { return };
+            let Ok(host_ns) = NetNs::open("/proc/self/ns/net") else {
+                return;
+            };
             let back = LinkUnspec::new_with_index(pending.index)
                 .down()
                 .name(name.clone())
@@ -292,11 +363,13 @@ async fn del(inv: &Invocation) -> Result<(), CniError> {
         .await
         .map_err(|e| netlink_failure(format!("look up {}", inv.ifname), e))?;
     match link {
-        Some(link) if link.kind.as_deref() == Some("macvtap") => match pod.link().del(link.index).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) if errno(&e) == Some(Errno::ENODEV as i32) => Ok(()),
-            Err(e) => Err(netlink_failure(format!("delete {}", inv.ifname), e)),
-        },
+        Some(link) if link.kind.as_deref() == Some("macvtap") => {
+            match pod.link().del(link.index).execute().await {
+                Ok(()) => Ok(()),
+                Err(e) if errno(&e) == Some(Errno::ENODEV as i32) => Ok(()),
+                Err(e) => Err(netlink_failure(format!("delete {}", inv.ifname), e)),
+            }
+        }
         // Not ours (or already gone): leave it alone.
         _ => Ok(()),
     }
@@ -305,7 +378,8 @@ async fn del(inv: &Invocation) -> Result<(), CniError> {
 async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     let path = inv.netns.as_deref().expect("CHECK has CNI_NETNS");
     let prev = conf.prev_result.as_ref().ok_or_else(|| {
-        CniError::invalid_config("CHECK needs prevResult").with_details("the runtime must pass the ADD result as prevResult")
+        CniError::invalid_config("CHECK needs prevResult")
+            .with_details("the runtime must pass the ADD result as prevResult")
     })?;
     let prev = CniResult::from_json(prev);
     let expected = prev
@@ -313,8 +387,11 @@ async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
         .iter()
         .find(|i| i.name == inv.ifname && i.sandbox.is_some())
         .ok_or_else(|| {
-            CniError::invalid_config(format!("prevResult has no interface {} with a sandbox", inv.ifname))
-                .with_details("pass the result of ADD for this CNI_IFNAME as prevResult")
+            CniError::invalid_config(format!(
+                "prevResult has no interface {} with a sandbox",
+                inv.ifname
+            ))
+            .with_details("pass the result of ADD for this CNI_IFNAME as prevResult")
         })?;
     let pod_ns = open_netns(path)?;
     let pod = netlink_in(Some(&pod_ns))
@@ -323,10 +400,15 @@ async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     let link = link_by_name(&pod, &inv.ifname)
         .await
         .map_err(|e| netlink_failure(format!("look up {}", inv.ifname), e))?
-        .ok_or_else(|| CniError::plugin(format!("interface {} is missing from {path}", inv.ifname)))?;
+        .ok_or_else(|| {
+            CniError::plugin(format!("interface {} is missing from {path}", inv.ifname))
+        })?;
     let mut problems = Vec::new();
     if link.kind.as_deref() != Some("macvtap") {
-        problems.push(format!("it is a {} rather than a macvtap", link.kind.as_deref().unwrap_or("link of unknown kind")));
+        problems.push(format!(
+            "it is a {} rather than a macvtap",
+            link.kind.as_deref().unwrap_or("link of unknown kind")
+        ));
     }
     let actual_mac = link.mac.map(|m| MacAddr(m).to_string()).unwrap_or_default();
     if let Some(want) = &expected.mac {
@@ -354,7 +436,11 @@ async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(CniError::plugin(format!("interface {} in {path} does not match: {}", inv.ifname, problems.join("; "))))
+        Err(CniError::plugin(format!(
+            "interface {} in {path} does not match: {}",
+            inv.ifname,
+            problems.join("; ")
+        )))
     }
 }
 
