@@ -1,1 +1,2 @@
-
+//! secnet's macvtap device plugin.
+pub mod config;
