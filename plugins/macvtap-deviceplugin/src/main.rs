@@ -1,1 +1,120 @@
-fn main() {}
+//! `macvtap-deviceplugin`: reads the config, serves the resources, and on SIGTERM
+//! stops serving, removes its sockets and exits 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use macvtap_deviceplugin::config::{self, Config, ConfigError};
+use macvtap_deviceplugin::supervisor;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+const CONFIG_ENV: &str = "DP_MACVTAP_CONF";
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Kubernetes device plugin for macvtap interfaces (drop-in for kubevirt/macvtap-cni's)")]
+struct Args {
+    /// Read the config (a JSON array of {name, lowerDevice, mode, capacity}) from FILE
+    /// instead of the DP_MACVTAP_CONF environment variable.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The kubelet's device-plugin directory.
+    #[arg(long, env = "DP_MACVTAP_DEVICE_PLUGIN_DIR", default_value = deviceplugin_api::DEFAULT_PLUGIN_DIR)]
+    device_plugin_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("failed to read macvtap config: neither --config FILE nor {CONFIG_ENV} is set (fix: set {CONFIG_ENV} to a JSON array such as [{{\"name\": \"dataplane\", \"lowerDevice\": \"eth0\"}}], or [] to auto-discover)")]
+    NoConfig,
+    #[error("failed to read macvtap config file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+fn load_config(args: &Args) -> Result<config::Parsed, StartError> {
+    match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| StartError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(config::parse(&text, &path.display().to_string())?)
+        }
+        None => {
+            let text = std::env::var(CONFIG_ENV).map_err(|_| StartError::NoConfig)?;
+            Ok(config::parse(&text, CONFIG_ENV)?)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let parsed = match load_config(&args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let resources = match &parsed.config {
+        Config::Explicit(list) => list
+            .iter()
+            .map(|r| format!("{}/{}", macvtap_deviceplugin::service::RESOURCE_PREFIX, r.name))
+            .collect::<Vec<_>>()
+            .join(","),
+        Config::Discover => "auto-discovered".to_string(),
+    };
+    let span = tracing::info_span!("macvtap-deviceplugin", resources = %resources);
+    let _entered = span.enter();
+    if args.config.is_some() && std::env::var_os(CONFIG_ENV).is_some() {
+        tracing::warn!("both --config and {CONFIG_ENV} are set; using --config");
+    }
+    for warning in &parsed.warnings {
+        tracing::warn!("{warning}");
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("failed to start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (shutdown, stopping) = watch::channel(false);
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+            shutdown.send_replace(true);
+        });
+        supervisor::run(parsed.config, args.device_plugin_dir, stopping).await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Allocate's work for one device ID: (re)create its macvtap on the lower device in
+//! the plugin's (host) namespace and find the `/dev/tapN` the container gets.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cni_kit::netns::{errno, link_by_name};
+use macvtap_cni::naming::hashed_link_name;
+use rtnetlink::packet_route::link::MacVtapMode;
+use rtnetlink::{Handle, LinkMacVtap};
+
+use crate::config::{Mode, ResourceConfig};
+
+/// devtmpfs creates `/dev/tapN` asynchronously, normally within microseconds.
+const TAP_NODE_WAIT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AllocateError {
+    #[error("failed to allocate device {id}: it is not a device of resource {resource} (expected {resource}Mvp0 to {resource}Mvp{last})")]
+    UnknownDevice { id: String, resource: String, last: u32 },
+    #[error("failed to allocate device {id}: lower device {lower} does not exist on this node; fix lowerDevice in the config or bring the link back")]
+    LowerMissing { id: String, lower: String },
+    #[error("failed to {action} for device {id}: {source}")]
+    Netlink {
+        id: String,
+        action: String,
+        source: rtnetlink::Error,
+    },
+    #[error("failed to allocate device {id}: macvtap {link} vanished right after its creation")]
+    Vanished { id: String, link: String },
+    #[error("failed to find {path} for device {id} within {TAP_NODE_WAIT:?} (is devtmpfs mounted on /dev?)")]
+    NoTapNode { id: String, path: PathBuf },
+    #[error("failed to chown {path} for device {id}: {source}")]
+    Chown { id: String, path: PathBuf, source: nix::Error },
+}
+
+/// A macvtap made for a device ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tap {
+    pub link_name: String,
+    pub index: u32,
+    /// `/dev/tap<index>`, the character device qemu opens.
+    pub dev_path: PathBuf,
+}
+
+/// Checks that `id` is `<name>Mvp<i>` with `i` below the capacity.
+pub fn check_device_id(resource: &ResourceConfig, id: &str) -> Result<(), AllocateError> {
+    let ordinal = id
+        .strip_prefix(resource.name.as_str())
+        .and_then(|rest| rest.strip_prefix("Mvp"))
+        .filter(|n| !n.is_empty() && (n == &"0" || !n.starts_with('0')))
+        .and_then(|n| n.parse::<u32>().ok());
+    match ordinal {
+        Some(i) if i < resource.capacity => Ok(()),
+        _ => Err(AllocateError::UnknownDevice {
+            id: id.to_string(),
+            resource: resource.name.clone(),
+            last: resource.capacity - 1,
+        }),
+    }
+}
+
+/// The device IDs of a resource, in order.
+pub fn device_ids(resource: &ResourceConfig) -> Vec<String> {
+    (0..resource.capacity).map(|i| format!("{}Mvp{i}", resource.name)).collect()
+}
+
+/// Replaces the macvtap of `id` by a fresh one: any old link of that name is deleted
+/// first (a device ID re-allocated after a pod died must not inherit its state).
+pub async fn create_tap(handle: &Handle, resource: &ResourceConfig, id: &str) -> Result<Tap, AllocateError> {
+    check_device_id(resource, id)?;
+    let link_name = hashed_link_name(id);
+    let netlink = |action: String| {
+        let id = id.to_string();
+        move |source| AllocateError::Netlink { id, action, source }
+    };
+
+    let lower = link_by_name(handle, &resource.lower_device)
+        .await
+        .map_err(netlink(format!("look up lower device {}", resource.lower_device)))?
+        .ok_or_else(|| AllocateError::LowerMissing {
+            id: id.to_string(),
+            lower: resource.lower_device.clone(),
+        })?;
+
+    if let Some(old) = link_by_name(handle, &link_name)
+        .await
+        .map_err(netlink(format!("look up old macvtap {link_name}")))?
+    {
+        match handle.link().del(old.index).execute().await {
+            Ok(()) => {}
+            Err(e) if errno(&e) == Some(nix::libc::ENODEV) => {}
+            Err(e) => return Err(netlink(format!("delete old macvtap {link_name}"))(e)),
+        }
+    }
+
+    let message = LinkMacVtap::new(&link_name, lower.index, kernel_mode(resource.mode))
+        .txqueuelen(lower.txqueuelen)
+        .up()
+        .build();
+    handle
+        .link()
+        .add(message)
+        .execute()
+        .await
+        .map_err(netlink(format!("create macvtap {link_name} on {}", resource.lower_device)))?;
+    let created = link_by_name(handle, &link_name)
+        .await
+        .map_err(netlink(format!("look up new macvtap {link_name}")))?
+        .ok_or_else(|| AllocateError::Vanished {
+            id: id.to_string(),
+            link: link_name.clone(),
+        })?;
+
+    let dev_path = PathBuf::from(format!("/dev/tap{}", created.index));
+    wait_for_node(&dev_path, id).await?;
+    if resource.owner.is_some() || resource.group.is_some() {
+        nix::unistd::chown(
+            &dev_path,
+            resource.owner.map(nix::unistd::Uid::from_raw),
+            resource.group.map(nix::unistd::Gid::from_raw),
+        )
+        .map_err(|source| AllocateError::Chown {
+            id: id.to_string(),
+            path: dev_path.clone(),
+            source,
+        })?;
+    }
+    Ok(Tap {
+        link_name,
+        index: created.index,
+        dev_path,
+    })
+}
+
+fn kernel_mode(mode: Mode) -> MacVtapMode {
+    match mode {
+        Mode::Bridge => MacVtapMode::Bridge,
+        Mode::Private => MacVtapMode::Private,
+        Mode::Vepa => MacVtapMode::Vepa,
+        Mode::Passthru => MacVtapMode::Passthrough,
+    }
+}
+
+async fn wait_for_node(path: &std::path::Path, id: &str) -> Result<(), AllocateError> {
+    let deadline = Instant::now() + TAP_NODE_WAIT;
+    loop {
+        if path.exists() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(AllocateError::NoTapNode {
+                id: id.to_string(),
+                path: path.to_path_buf(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DEFAULT_CAPACITY, ResourceConfig};
+
+    #[test]
+    fn device_ids_are_checked_against_name_and_capacity() {
+        let mut r = ResourceConfig::discovered("dataplane");
+        r.capacity = 3;
+        assert_eq!(device_ids(&r), vec!["dataplaneMvp0", "dataplaneMvp1", "dataplaneMvp2"]);
+        for id in device_ids(&r) {
+            check_device_id(&r, &id).unwrap();
+        }
+        for bad in ["dataplaneMvp3", "dataplaneMvp", "dataplaneMvp01", "otherMvp0", "dataplaneMvp-1", "dataplane0"] {
+            let err = check_device_id(&r, bad).unwrap_err().to_string();
+            assert!(err.contains("dataplaneMvp0 to dataplaneMvp2"), "{bad}: {err}");
+        }
+        assert_eq!(device_ids(&ResourceConfig::discovered("x")).len(), DEFAULT_CAPACITY as usize);
+    }
+}
