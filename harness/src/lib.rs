@@ -3,5 +3,6 @@
 
 pub mod bins;
 pub mod cni;
+pub mod kubelet;
 pub mod lab;
 pub mod prereq;

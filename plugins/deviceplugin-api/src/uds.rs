@@ -10,9 +10,15 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Debug, thiserror::Error)]
 pub enum UdsError {
     #[error("failed to bind socket {path}: {source}")]
-    Bind { path: PathBuf, source: std::io::Error },
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to connect to socket {path}: {source}")]
-    Connect { path: PathBuf, source: tonic::transport::Error },
+    Connect {
+        path: PathBuf,
+        source: tonic::transport::Error,
+    },
     #[error("failed to connect to socket {path}: no answer within {timeout:?}")]
     ConnectTimeout { path: PathBuf, timeout: Duration },
 }

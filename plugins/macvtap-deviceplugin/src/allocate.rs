@@ -16,9 +16,17 @@ const TAP_NODE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AllocateError {
-    #[error("failed to allocate device {id}: it is not a device of resource {resource} (expected {resource}Mvp0 to {resource}Mvp{last})")]
-    UnknownDevice { id: String, resource: String, last: u32 },
-    #[error("failed to allocate device {id}: lower device {lower} does not exist on this node; fix lowerDevice in the config or bring the link back")]
+    #[error(
+        "failed to allocate device {id}: it is not a device of resource {resource} (expected {resource}Mvp0 to {resource}Mvp{last})"
+    )]
+    UnknownDevice {
+        id: String,
+        resource: String,
+        last: u32,
+    },
+    #[error(
+        "failed to allocate device {id}: lower device {lower} does not exist on this node; fix lowerDevice in the config or bring the link back"
+    )]
     LowerMissing { id: String, lower: String },
     #[error("failed to {action} for device {id}: {source}")]
     Netlink {
@@ -28,10 +36,16 @@ pub enum AllocateError {
     },
     #[error("failed to allocate device {id}: macvtap {link} vanished right after its creation")]
     Vanished { id: String, link: String },
-    #[error("failed to find {path} for device {id} within {TAP_NODE_WAIT:?} (is devtmpfs mounted on /dev?)")]
+    #[error(
+        "failed to find {path} for device {id} within {TAP_NODE_WAIT:?} (is devtmpfs mounted on /dev?)"
+    )]
     NoTapNode { id: String, path: PathBuf },
     #[error("failed to chown {path} for device {id}: {source}")]
-    Chown { id: String, path: PathBuf, source: nix::Error },
+    Chown {
+        id: String,
+        path: PathBuf,
+        source: nix::Error,
+    },
 }
 
 /// A macvtap made for a device ID.
@@ -62,12 +76,18 @@ pub fn check_device_id(resource: &ResourceConfig, id: &str) -> Result<(), Alloca
 
 /// The device IDs of a resource, in order.
 pub fn device_ids(resource: &ResourceConfig) -> Vec<String> {
-    (0..resource.capacity).map(|i| format!("{}Mvp{i}", resource.name)).collect()
+    (0..resource.capacity)
+        .map(|i| format!("{}Mvp{i}", resource.name))
+        .collect()
 }
 
 /// Replaces the macvtap of `id` by a fresh one: any old link of that name is deleted
 /// first (a device ID re-allocated after a pod died must not inherit its state).
-pub async fn create_tap(handle: &Handle, resource: &ResourceConfig, id: &str) -> Result<Tap, AllocateError> {
+pub async fn create_tap(
+    handle: &Handle,
+    resource: &ResourceConfig,
+    id: &str,
+) -> Result<Tap, AllocateError> {
     check_device_id(resource, id)?;
     let link_name = hashed_link_name(id);
     let netlink = |action: String| {
@@ -77,7 +97,10 @@ pub async fn create_tap(handle: &Handle, resource: &ResourceConfig, id: &str) ->
 
     let lower = link_by_name(handle, &resource.lower_device)
         .await
-        .map_err(netlink(format!("look up lower device {}", resource.lower_device)))?
+        .map_err(netlink(format!(
+            "look up lower device {}",
+            resource.lower_device
+        )))?
         .ok_or_else(|| AllocateError::LowerMissing {
             id: id.to_string(),
             lower: resource.lower_device.clone(),
@@ -103,7 +126,10 @@ pub async fn create_tap(handle: &Handle, resource: &ResourceConfig, id: &str) ->
         .add(message)
         .execute()
         .await
-        .map_err(netlink(format!("create macvtap {link_name} on {}", resource.lower_device)))?;
+        .map_err(netlink(format!(
+            "create macvtap {link_name} on {}",
+            resource.lower_device
+        )))?;
     let created = link_by_name(handle, &link_name)
         .await
         .map_err(netlink(format!("look up new macvtap {link_name}")))?
@@ -167,14 +193,30 @@ mod tests {
     fn device_ids_are_checked_against_name_and_capacity() {
         let mut r = ResourceConfig::discovered("dataplane");
         r.capacity = 3;
-        assert_eq!(device_ids(&r), vec!["dataplaneMvp0", "dataplaneMvp1", "dataplaneMvp2"]);
+        assert_eq!(
+            device_ids(&r),
+            vec!["dataplaneMvp0", "dataplaneMvp1", "dataplaneMvp2"]
+        );
         for id in device_ids(&r) {
             check_device_id(&r, &id).unwrap();
         }
-        for bad in ["dataplaneMvp3", "dataplaneMvp", "dataplaneMvp01", "otherMvp0", "dataplaneMvp-1", "dataplane0"] {
+        for bad in [
+            "dataplaneMvp3",
+            "dataplaneMvp",
+            "dataplaneMvp01",
+            "otherMvp0",
+            "dataplaneMvp-1",
+            "dataplane0",
+        ] {
             let err = check_device_id(&r, bad).unwrap_err().to_string();
-            assert!(err.contains("dataplaneMvp0 to dataplaneMvp2"), "{bad}: {err}");
+            assert!(
+                err.contains("dataplaneMvp0 to dataplaneMvp2"),
+                "{bad}: {err}"
+            );
         }
-        assert_eq!(device_ids(&ResourceConfig::discovered("x")).len(), DEFAULT_CAPACITY as usize);
+        assert_eq!(
+            device_ids(&ResourceConfig::discovered("x")).len(),
+            DEFAULT_CAPACITY as usize
+        );
     }
 }

@@ -15,7 +15,15 @@ pub const IFNAME_MAX: usize = 15;
 /// Kubernetes limits the name part of an extended resource name to 63 characters.
 pub const RESOURCE_NAME_MAX: usize = 63;
 
-const KNOWN_KEYS: &[&str] = &["name", "lowerDevice", "master", "mode", "capacity", "owner", "group"];
+const KNOWN_KEYS: &[&str] = &[
+    "name",
+    "lowerDevice",
+    "master",
+    "mode",
+    "capacity",
+    "owner",
+    "group",
+];
 
 /// macvtap modes, as the kernel names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,9 +110,13 @@ pub enum ConfigError {
         excerpt: String,
         fix: String,
     },
-    #[error("failed to read macvtap config from {origin}: expected a JSON array of resources, found {found}; fix: wrap the entries in [ ... ] (an empty [] auto-discovers physical and bond links)")]
+    #[error(
+        "failed to read macvtap config from {origin}: expected a JSON array of resources, found {found}; fix: wrap the entries in [ ... ] (an empty [] auto-discovers physical and bond links)"
+    )]
     NotAnArray { origin: String, found: String },
-    #[error("failed to read macvtap config from {origin}: entry {index}{name}: field \"{field}\": {problem}; fix: {fix}")]
+    #[error(
+        "failed to read macvtap config from {origin}: entry {index}{name}: field \"{field}\": {problem}; fix: {fix}"
+    )]
     Entry {
         origin: String,
         /// 1-based position in the array.
@@ -149,7 +161,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, ConfigError> {
         if let Some(first) = resources.iter().position(|r| r.name == resource.name) {
             return Err(at.error(
                 "name",
-                format!("\"{}\" is already the name of entry {}", resource.name, first + 1),
+                format!(
+                    "\"{}\" is already the name of entry {}",
+                    resource.name,
+                    first + 1
+                ),
                 "give every entry its own name: each name is a separate resource",
             ));
         }
@@ -169,7 +185,12 @@ struct EntryAt<'a> {
 }
 
 impl EntryAt<'_> {
-    fn error(&self, field: &str, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    fn error(
+        &self,
+        field: &str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Entry {
             origin: self.origin.to_string(),
             index: self.index,
@@ -181,7 +202,11 @@ impl EntryAt<'_> {
     }
 }
 
-fn parse_entry(entry: &Value, at: &EntryAt, warnings: &mut Vec<String>) -> Result<ResourceConfig, ConfigError> {
+fn parse_entry(
+    entry: &Value,
+    at: &EntryAt,
+    warnings: &mut Vec<String>,
+) -> Result<ResourceConfig, ConfigError> {
     let Value::Object(map) = entry else {
         return Err(at.error(
             "(entry)",
@@ -195,7 +220,12 @@ fn parse_entry(entry: &Value, at: &EntryAt, warnings: &mut Vec<String>) -> Resul
             "unknown key",
             format!(
                 "remove it or correct the spelling; known keys are {}",
-                KNOWN_KEYS.iter().filter(|k| **k != "master").copied().collect::<Vec<_>>().join(", ")
+                KNOWN_KEYS
+                    .iter()
+                    .filter(|k| **k != "master")
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -203,7 +233,10 @@ fn parse_entry(entry: &Value, at: &EntryAt, warnings: &mut Vec<String>) -> Resul
     let name = required_string(map, "name", at)?;
     check_resource_name(&name, at)?;
 
-    let lower_device = match (optional_string(map, "lowerDevice", at)?, optional_string(map, "master", at)?) {
+    let lower_device = match (
+        optional_string(map, "lowerDevice", at)?,
+        optional_string(map, "master", at)?,
+    ) {
         (Some(_), Some(_)) => {
             return Err(at.error(
                 "master",
@@ -242,30 +275,32 @@ fn parse_entry(entry: &Value, at: &EntryAt, warnings: &mut Vec<String>) -> Resul
 
     let capacity = match map.get("capacity") {
         None | Some(Value::Null) => DEFAULT_CAPACITY,
-        Some(v) => match v.as_i64() {
-            Some(c) if c <= 0 => {
-                return Err(at.error(
+        Some(v) => {
+            match v.as_i64() {
+                Some(c) if c <= 0 => {
+                    return Err(at.error(
                     "capacity",
                     format!("{c} is not a usable capacity (upstream silently turns it into {DEFAULT_CAPACITY})"),
                     format!("set a capacity from 1 to {MAX_CAPACITY}, or leave it out for {DEFAULT_CAPACITY}"),
                 ));
-            }
-            Some(c) if c > i64::from(MAX_CAPACITY) => {
-                return Err(at.error(
-                    "capacity",
-                    format!("{c} is more than {MAX_CAPACITY}"),
-                    format!("set a capacity from 1 to {MAX_CAPACITY}"),
-                ));
-            }
-            Some(c) => c as u32,
-            None => {
-                return Err(at.error(
+                }
+                Some(c) if c > i64::from(MAX_CAPACITY) => {
+                    return Err(at.error(
+                        "capacity",
+                        format!("{c} is more than {MAX_CAPACITY}"),
+                        format!("set a capacity from 1 to {MAX_CAPACITY}"),
+                    ));
+                }
+                Some(c) => c as u32,
+                None => {
+                    return Err(at.error(
                     "capacity",
                     format!("expected a whole number, found {}", describe(v)),
                     format!("write it as a number without quotes, e.g. \"capacity\": {DEFAULT_CAPACITY}"),
                 ));
+                }
             }
-        },
+        }
     };
 
     Ok(ResourceConfig {
@@ -278,29 +313,46 @@ fn parse_entry(entry: &Value, at: &EntryAt, warnings: &mut Vec<String>) -> Resul
     })
 }
 
-fn required_string(map: &Map<String, Value>, field: &str, at: &EntryAt) -> Result<String, ConfigError> {
+fn required_string(
+    map: &Map<String, Value>,
+    field: &str,
+    at: &EntryAt,
+) -> Result<String, ConfigError> {
     optional_string(map, field, at)?.ok_or_else(|| {
         at.error(
             field,
             "missing",
-            format!("set \"{field}\"; it becomes the resource macvtap.network.kubevirt.io/<{field}>"),
+            format!(
+                "set \"{field}\"; it becomes the resource macvtap.network.kubevirt.io/<{field}>"
+            ),
         )
     })
 }
 
-fn optional_string(map: &Map<String, Value>, field: &str, at: &EntryAt) -> Result<Option<String>, ConfigError> {
+fn optional_string(
+    map: &Map<String, Value>,
+    field: &str,
+    at: &EntryAt,
+) -> Result<Option<String>, ConfigError> {
     match map.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(v) => Err(at.error(
             field,
             format!("expected a string, found {}", describe(v)),
-            format!("write it in quotes, e.g. \"{field}\": \"{}\"", v.to_string().trim_matches('"')),
+            format!(
+                "write it in quotes, e.g. \"{field}\": \"{}\"",
+                v.to_string().trim_matches('"')
+            ),
         )),
     }
 }
 
-fn optional_id(map: &Map<String, Value>, field: &str, at: &EntryAt) -> Result<Option<u32>, ConfigError> {
+fn optional_id(
+    map: &Map<String, Value>,
+    field: &str,
+    at: &EntryAt,
+) -> Result<Option<u32>, ConfigError> {
     match map.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
@@ -308,7 +360,10 @@ fn optional_id(map: &Map<String, Value>, field: &str, at: &EntryAt) -> Result<Op
             None => Err(at.error(
                 field,
                 format!("expected a numeric id, found {}", describe(v)),
-                format!("write the numeric {} id of /dev/tapN, e.g. \"{field}\": 107", if field == "owner" { "user" } else { "group" }),
+                format!(
+                    "write the numeric {} id of /dev/tapN, e.g. \"{field}\": 107",
+                    if field == "owner" { "user" } else { "group" }
+                ),
             )),
         },
     }
@@ -322,12 +377,21 @@ fn check_resource_name(name: &str, at: &EntryAt) -> Result<(), ConfigError> {
         return Err(at.error("name", "is empty", fix));
     }
     if name.len() > RESOURCE_NAME_MAX {
-        return Err(at.error("name", format!("\"{name}\" has {} characters", name.len()), fix));
+        return Err(at.error(
+            "name",
+            format!("\"{name}\" has {} characters", name.len()),
+            fix,
+        ));
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    if !name.chars().all(allowed) || !edge_ok(name.chars().next()) || !edge_ok(name.chars().last()) {
-        return Err(at.error("name", format!("\"{name}\" is not a valid resource name"), fix));
+    if !name.chars().all(allowed) || !edge_ok(name.chars().next()) || !edge_ok(name.chars().last())
+    {
+        return Err(at.error(
+            "name",
+            format!("\"{name}\" is not a valid resource name"),
+            fix,
+        ));
     }
     Ok(())
 }
@@ -335,7 +399,11 @@ fn check_resource_name(name: &str, at: &EntryAt) -> Result<(), ConfigError> {
 /// `lowerDevice` names a Linux interface: at most 15 bytes, no '/', ':' or spaces.
 fn check_ifname(ifname: &str, at: &EntryAt) -> Result<(), ConfigError> {
     if ifname.is_empty() {
-        return Err(at.error("lowerDevice", "is empty", "set it to a host interface name, e.g. \"eth0\""));
+        return Err(at.error(
+            "lowerDevice",
+            "is empty",
+            "set it to a host interface name, e.g. \"eth0\"",
+        ));
     }
     if ifname.len() > IFNAME_MAX {
         return Err(at.error(
@@ -344,7 +412,12 @@ fn check_ifname(ifname: &str, at: &EntryAt) -> Result<(), ConfigError> {
             "use the interface's real name as `ip link` shows it",
         ));
     }
-    if ifname.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) || ifname == "." || ifname == ".." {
+    if ifname
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+        || ifname == "."
+        || ifname == ".."
+    {
         return Err(at.error(
             "lowerDevice",
             format!("\"{ifname}\" cannot be an interface name"),
@@ -381,7 +454,9 @@ fn syntax_error(text: &str, origin: &str, err: &serde_json::Error) -> ConfigErro
     let (mut line, mut column) = (err.line().max(1), err.column().max(1));
     let mut fix = "correct the JSON at the position shown".to_string();
     if message.starts_with("trailing comma") {
-        if let Some((l, c)) = offset_of(text, line, column).and_then(|end| previous_comma(text, end)) {
+        if let Some((l, c)) =
+            offset_of(text, line, column).and_then(|end| previous_comma(text, end))
+        {
             (line, column) = (l, c);
         }
         fix = "remove the comma after the last entry (JSON allows no trailing comma)".to_string();
@@ -400,7 +475,11 @@ fn syntax_error(text: &str, origin: &str, err: &serde_json::Error) -> ConfigErro
 
 /// Byte offset of a 1-based (line, column) position; serde_json counts columns in bytes.
 fn offset_of(text: &str, line: usize, column: usize) -> Option<usize> {
-    let start: usize = text.split_inclusive('\n').take(line - 1).map(str::len).sum();
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(str::len)
+        .sum();
     let offset = start + column.saturating_sub(1);
     (offset <= text.len()).then_some(offset)
 }
@@ -408,7 +487,10 @@ fn offset_of(text: &str, line: usize, column: usize) -> Option<usize> {
 /// The (line, column) of the last non-blank character before `end` if it is a comma.
 fn previous_comma(text: &str, end: usize) -> Option<(usize, usize)> {
     let before = text.get(..end)?;
-    let (offset, c) = before.char_indices().rev().find(|(_, c)| !c.is_whitespace())?;
+    let (offset, c) = before
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !c.is_whitespace())?;
     if c != ',' {
         return None;
     }
@@ -419,7 +501,9 @@ fn previous_comma(text: &str, end: usize) -> Option<(usize, usize)> {
 
 fn excerpt(text: &str, line: usize, column: usize) -> String {
     let content = text.lines().nth(line - 1).unwrap_or("");
-    let caret_at = content.get(..column.saturating_sub(1)).map_or(0, |p| p.chars().count());
+    let caret_at = content
+        .get(..column.saturating_sub(1))
+        .map_or(0, |p| p.chars().count());
     format!("  {line:>3} | {content}\n      | {}^", " ".repeat(caret_at))
 }
 
@@ -462,20 +546,35 @@ mod tests {
     #[test]
     fn trailing_comma_points_at_the_comma() {
         let err = parse(SEED_WITH_MASTER_AND_TRAILING_COMMA, "DP_MACVTAP_CONF").unwrap_err();
-        let ConfigError::Syntax { line, column, ref fix, .. } = err else {
+        let ConfigError::Syntax {
+            line,
+            column,
+            ref fix,
+            ..
+        } = err
+        else {
             panic!("expected a syntax error, got {err}");
         };
-        assert_eq!((line, column), (7, 6), "the comma in the line of the closing brace");
+        assert_eq!(
+            (line, column),
+            (7, 6),
+            "the comma in the line of the closing brace"
+        );
         assert!(fix.contains("remove the comma"), "{fix}");
         let text = err.to_string();
         assert!(text.contains("line 7 column 6"), "{text}");
-        assert!(text.contains("      |      ^"), "caret under the comma:\n{text}");
+        assert!(
+            text.contains("      |      ^"),
+            "caret under the comma:\n{text}"
+        );
     }
 
     #[test]
     fn other_syntax_errors_have_a_position() {
         let err = parse("[{\"name\": \"a\" \"lowerDevice\": \"x\"}]", "f.json").unwrap_err();
-        let ConfigError::Syntax { line, column, .. } = err else { panic!("{err}") };
+        let ConfigError::Syntax { line, column, .. } = err else {
+            panic!("{err}")
+        };
         assert_eq!((line, column), (1, 15));
         let err = parse("[{\"name\": \"a\"", "f.json").unwrap_err();
         assert!(err.to_string().contains("close every"), "{err}");
@@ -485,7 +584,9 @@ mod tests {
     fn master_is_an_alias_with_a_warning() {
         let text = SEED_WITH_MASTER_AND_TRAILING_COMMA.replace("},\n]", "}\n]");
         let parsed = parse(&text, "test").unwrap();
-        let Config::Explicit(resources) = parsed.config else { panic!() };
+        let Config::Explicit(resources) = parsed.config else {
+            panic!()
+        };
         assert_eq!(resources[0].lower_device, "ens33");
         assert_eq!(parsed.warnings.len(), 1);
         assert!(parsed.warnings[0].contains("rename the key to \"lowerDevice\""));
@@ -501,18 +602,39 @@ mod tests {
     #[test]
     fn defaults() {
         let parsed = parse(r#"[{"name":"a","lowerDevice":"eth0"}]"#, "test").unwrap();
-        let Config::Explicit(r) = parsed.config else { panic!() };
+        let Config::Explicit(r) = parsed.config else {
+            panic!()
+        };
         assert_eq!((r[0].mode, r[0].capacity), (Mode::Bridge, DEFAULT_CAPACITY));
-        let parsed = parse(r#"[{"name":"a","lowerDevice":"eth0","mode":"","owner":107,"group":107}]"#, "test").unwrap();
-        let Config::Explicit(r) = parsed.config else { panic!() };
-        assert_eq!((r[0].mode, r[0].owner, r[0].group), (Mode::Bridge, Some(107), Some(107)));
+        let parsed = parse(
+            r#"[{"name":"a","lowerDevice":"eth0","mode":"","owner":107,"group":107}]"#,
+            "test",
+        )
+        .unwrap();
+        let Config::Explicit(r) = parsed.config else {
+            panic!()
+        };
+        assert_eq!(
+            (r[0].mode, r[0].owner, r[0].group),
+            (Mode::Bridge, Some(107), Some(107))
+        );
     }
 
     #[test]
     fn every_mode() {
-        for (text, mode) in [("private", Mode::Private), ("vepa", Mode::Vepa), ("passthru", Mode::Passthru)] {
-            let parsed = parse(&format!(r#"[{{"name":"a","lowerDevice":"eth0","mode":"{text}"}}]"#), "t").unwrap();
-            let Config::Explicit(r) = parsed.config else { panic!() };
+        for (text, mode) in [
+            ("private", Mode::Private),
+            ("vepa", Mode::Vepa),
+            ("passthru", Mode::Passthru),
+        ] {
+            let parsed = parse(
+                &format!(r#"[{{"name":"a","lowerDevice":"eth0","mode":"{text}"}}]"#),
+                "t",
+            )
+            .unwrap();
+            let Config::Explicit(r) = parsed.config else {
+                panic!()
+            };
             assert_eq!(r[0].mode, mode);
             assert_eq!(mode.as_str(), text);
         }
@@ -521,20 +643,68 @@ mod tests {
     #[test]
     fn errors_name_the_entry_field_and_fix() {
         let cases = [
-            (r#"[{"name":"a","lowerDevice":"eth0","capcity":5}]"#, "capcity", "unknown key"),
-            (r#"[{"name":"a","lowerDevice":"eth0","mode":"brigde"}]"#, "mode", "unknown mode \"brigde\""),
-            (r#"[{"name":"a","lowerDevice":"eth0","capacity":0}]"#, "capacity", "0 is not a usable capacity"),
-            (r#"[{"name":"a","lowerDevice":"eth0","capacity":-3}]"#, "capacity", "-3 is not a usable capacity"),
-            (r#"[{"name":"a","lowerDevice":"eth0","capacity":"5"}]"#, "capacity", "expected a whole number"),
-            (r#"[{"name":"a","lowerDevice":"eth0","capacity":1.5}]"#, "capacity", "expected a whole number"),
-            (r#"[{"name":"a","lowerDevice":"eth0","capacity":20000}]"#, "capacity", "more than"),
-            (r#"[{"name":"a","lowerDevice":"a-very-long-ifname"}]"#, "lowerDevice", "18 characters"),
-            (r#"[{"name":"a","lowerDevice":"eth0/1"}]"#, "lowerDevice", "cannot be an interface name"),
+            (
+                r#"[{"name":"a","lowerDevice":"eth0","capcity":5}]"#,
+                "capcity",
+                "unknown key",
+            ),
+            (
+                r#"[{"name":"a","lowerDevice":"eth0","mode":"brigde"}]"#,
+                "mode",
+                "unknown mode \"brigde\"",
+            ),
+            (
+                r#"[{"name":"a","lowerDevice":"eth0","capacity":0}]"#,
+                "capacity",
+                "0 is not a usable capacity",
+            ),
+            (
+                r#"[{"name":"a","lowerDevice":"eth0","capacity":-3}]"#,
+                "capacity",
+                "-3 is not a usable capacity",
+            ),
+            (
+                r#"[{"name":"a","lowerDevice":"eth0","capacity":"5"}]"#,
+                "capacity",
+                "expected a whole number",
+            ),
+            (
+                r#"[{"name":"a","lowerDevice":"eth0","capacity":1.5}]"#,
+                "capacity",
+                "expected a whole number",
+            ),
+            (
+                r#"[{"name":"a","lowerDevice":"eth0","capacity":20000}]"#,
+                "capacity",
+                "more than",
+            ),
+            (
+                r#"[{"name":"a","lowerDevice":"a-very-long-ifname"}]"#,
+                "lowerDevice",
+                "18 characters",
+            ),
+            (
+                r#"[{"name":"a","lowerDevice":"eth0/1"}]"#,
+                "lowerDevice",
+                "cannot be an interface name",
+            ),
             (r#"[{"name":"a"}]"#, "lowerDevice", "missing"),
             (r#"[{"lowerDevice":"eth0"}]"#, "name", "missing"),
-            (r#"[{"name":"a b","lowerDevice":"eth0"}]"#, "name", "not a valid resource name"),
-            (r#"[{"name":5,"lowerDevice":"eth0"}]"#, "name", "expected a string"),
-            (r#"[{"name":"a","lowerDevice":"eth0","owner":-1}]"#, "owner", "expected a numeric id"),
+            (
+                r#"[{"name":"a b","lowerDevice":"eth0"}]"#,
+                "name",
+                "not a valid resource name",
+            ),
+            (
+                r#"[{"name":5,"lowerDevice":"eth0"}]"#,
+                "name",
+                "expected a string",
+            ),
+            (
+                r#"[{"name":"a","lowerDevice":"eth0","owner":-1}]"#,
+                "owner",
+                "expected a numeric id",
+            ),
             (r#"[5]"#, "(entry)", "expected an object"),
         ];
         for (text, want_field, want_problem) in cases {

@@ -207,7 +207,9 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            links.by_index.insert(i as u32 + 1, link(i as u32 + 1, name, kind));
+            links
+                .by_index
+                .insert(i as u32 + 1, link(i as u32 + 1, name, kind));
         }
         assert_eq!(links.discoverable(), vec!["bond0", "eth0"]);
     }

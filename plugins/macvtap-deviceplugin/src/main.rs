@@ -13,7 +13,10 @@ use tokio::sync::watch;
 const CONFIG_ENV: &str = "DP_MACVTAP_CONF";
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Kubernetes device plugin for macvtap interfaces (drop-in for kubevirt/macvtap-cni's)")]
+#[command(
+    version,
+    about = "Kubernetes device plugin for macvtap interfaces (drop-in for kubevirt/macvtap-cni's)"
+)]
 struct Args {
     /// Read the config (a JSON array of {name, lowerDevice, mode, capacity}) from FILE
     /// instead of the DP_MACVTAP_CONF environment variable.
@@ -26,10 +29,15 @@ struct Args {
 
 #[derive(Debug, thiserror::Error)]
 enum StartError {
-    #[error("failed to read macvtap config: neither --config FILE nor {CONFIG_ENV} is set (fix: set {CONFIG_ENV} to a JSON array such as [{{\"name\": \"dataplane\", \"lowerDevice\": \"eth0\"}}], or [] to auto-discover)")]
+    #[error(
+        "failed to read macvtap config: neither --config FILE nor {CONFIG_ENV} is set (fix: set {CONFIG_ENV} to a JSON array such as [{{\"name\": \"dataplane\", \"lowerDevice\": \"eth0\"}}], or [] to auto-discover)"
+    )]
     NoConfig,
     #[error("failed to read macvtap config file {path}: {source}")]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Invalid(#[from] ConfigError),
 }
@@ -69,7 +77,13 @@ fn main() -> ExitCode {
     let resources = match &parsed.config {
         Config::Explicit(list) => list
             .iter()
-            .map(|r| format!("{}/{}", macvtap_deviceplugin::service::RESOURCE_PREFIX, r.name))
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    macvtap_deviceplugin::service::RESOURCE_PREFIX,
+                    r.name
+                )
+            })
             .collect::<Vec<_>>()
             .join(","),
         Config::Discover => "auto-discovered".to_string(),

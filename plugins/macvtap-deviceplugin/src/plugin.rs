@@ -73,7 +73,10 @@ impl Server {
         let socket = file_id(path).ok_or_else(|| {
             serve_err(UdsError::Bind {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "socket vanished right after bind"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "socket vanished right after bind",
+                ),
             })
         })?;
         let (stop, stopped) = watch::channel(false);
@@ -100,7 +103,9 @@ impl Server {
             Ok(Ok(Ok(()))) | Ok(Err(_)) => {}
             Ok(Ok(Err(e))) => tracing::warn!("gRPC server ended with an error: {e}"),
             Err(_) => {
-                tracing::warn!("gRPC server did not stop within {SERVER_STOP_TIMEOUT:?}; aborting it");
+                tracing::warn!(
+                    "gRPC server did not stop within {SERVER_STOP_TIMEOUT:?}; aborting it"
+                );
                 abort.abort();
             }
         }
@@ -122,7 +127,14 @@ impl ResourcePlugin {
         tracing::info!(socket = %socket_path.display(), devices = resource.config.capacity, lower = %resource.config.lower_device, mode = resource.config.mode.as_str(), "serving");
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(
-            keep_registered(resource, socket_path, dir.join(KUBELET_SOCKET), server, stopped).in_current_span(),
+            keep_registered(
+                resource,
+                socket_path,
+                dir.join(KUBELET_SOCKET),
+                server,
+                stopped,
+            )
+            .in_current_span(),
         );
         Ok(ResourcePlugin { stop, task })
     }
@@ -186,7 +198,9 @@ async fn keep_registered(
     if file_id(&socket_path) == Some(ours) {
         match std::fs::remove_file(&socket_path) {
             Ok(()) => tracing::info!(socket = %socket_path.display(), "stopped; socket removed"),
-            Err(e) => tracing::warn!(socket = %socket_path.display(), "failed to remove socket: {e}"),
+            Err(e) => {
+                tracing::warn!(socket = %socket_path.display(), "failed to remove socket: {e}")
+            }
         }
     }
 }
@@ -206,9 +220,12 @@ async fn register(resource: &Resource, kubelet_path: &Path) -> Result<(), Plugin
         resource_name: resource.resource_name(),
         options: Some(DevicePluginOptions::default()),
     };
-    tokio::time::timeout(REGISTER_TIMEOUT, RegistrationClient::new(channel).register(request))
-        .await
-        .map_err(|_| fail(format!("no answer within {REGISTER_TIMEOUT:?}")))?
-        .map_err(|status| fail(format!("{}: {}", status.code(), status.message())))?;
+    tokio::time::timeout(
+        REGISTER_TIMEOUT,
+        RegistrationClient::new(channel).register(request),
+    )
+    .await
+    .map_err(|_| fail(format!("no answer within {REGISTER_TIMEOUT:?}")))?
+    .map_err(|status| fail(format!("{}: {}", status.code(), status.message())))?;
     Ok(())
 }

@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use deviceplugin_api::v1beta1::device_plugin_server::DevicePlugin;
 use deviceplugin_api::v1beta1::{
-    AllocateRequest, AllocateResponse, ContainerAllocateResponse, ContainerPreferredAllocationRequest,
-    ContainerPreferredAllocationResponse, Device, DevicePluginOptions, DeviceSpec, Empty, ListAndWatchResponse,
-    PreStartContainerRequest, PreStartContainerResponse, PreferredAllocationRequest, PreferredAllocationResponse,
+    AllocateRequest, AllocateResponse, ContainerAllocateResponse,
+    ContainerPreferredAllocationRequest, ContainerPreferredAllocationResponse, Device,
+    DevicePluginOptions, DeviceSpec, Empty, ListAndWatchResponse, PreStartContainerRequest,
+    PreStartContainerResponse, PreferredAllocationRequest, PreferredAllocationResponse,
 };
 use deviceplugin_api::{HEALTHY, UNHEALTHY};
 use rtnetlink::Handle;
@@ -103,13 +104,19 @@ fn status_of(err: &AllocateError) -> Status {
 impl DevicePlugin for DevicePluginService {
     type ListAndWatchStream = ReceiverStream<Result<ListAndWatchResponse, Status>>;
 
-    async fn get_device_plugin_options(&self, _: Request<Empty>) -> Result<Response<DevicePluginOptions>, Status> {
+    async fn get_device_plugin_options(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<DevicePluginOptions>, Status> {
         Ok(Response::new(DevicePluginOptions::default()))
     }
 
     /// The full device list now, and again each time the lower device's health
     /// changes: all Healthy while it exists and is up, all Unhealthy otherwise.
-    async fn list_and_watch(&self, _: Request<Empty>) -> Result<Response<Self::ListAndWatchStream>, Status> {
+    async fn list_and_watch(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListAndWatchStream>, Status> {
         let (tx, rx) = mpsc::channel(4);
         let resource = self.resource.clone();
         let mut links = resource.links.clone();
@@ -155,10 +162,15 @@ impl DevicePlugin for DevicePluginService {
             .into_iter()
             .map(preferred)
             .collect();
-        Ok(Response::new(PreferredAllocationResponse { container_responses }))
+        Ok(Response::new(PreferredAllocationResponse {
+            container_responses,
+        }))
     }
 
-    async fn allocate(&self, request: Request<AllocateRequest>) -> Result<Response<AllocateResponse>, Status> {
+    async fn allocate(
+        &self,
+        request: Request<AllocateRequest>,
+    ) -> Result<Response<AllocateResponse>, Status> {
         let _serial = self.resource.allocating.lock().await;
         let mut container_responses = Vec::new();
         for container in request.into_inner().container_requests {
@@ -190,7 +202,9 @@ impl DevicePlugin for DevicePluginService {
                 ..Default::default()
             });
         }
-        Ok(Response::new(AllocateResponse { container_responses }))
+        Ok(Response::new(AllocateResponse {
+            container_responses,
+        }))
     }
 
     async fn pre_start_container(
@@ -225,7 +239,11 @@ fn preferred(request: ContainerPreferredAllocationRequest) -> ContainerPreferred
 mod tests {
     use super::*;
 
-    fn request(available: &[&str], must: &[&str], size: i32) -> ContainerPreferredAllocationRequest {
+    fn request(
+        available: &[&str],
+        must: &[&str],
+        size: i32,
+    ) -> ContainerPreferredAllocationRequest {
         ContainerPreferredAllocationRequest {
             available_device_i_ds: available.iter().map(|s| s.to_string()).collect(),
             must_include_device_i_ds: must.iter().map(|s| s.to_string()).collect(),
@@ -243,7 +261,13 @@ mod tests {
     fn preferred_allocation_never_fails_on_odd_input() {
         assert!(preferred(request(&[], &[], 5)).device_i_ds.is_empty());
         assert!(preferred(request(&["a0"], &[], -1)).device_i_ds.is_empty());
-        assert_eq!(preferred(request(&["a0"], &["a1", "a1"], 0)).device_i_ds, vec!["a1"]);
-        assert_eq!(preferred(request(&["a0", "a0", "a1"], &[], 2)).device_i_ds, vec!["a0", "a1"]);
+        assert_eq!(
+            preferred(request(&["a0"], &["a1", "a1"], 0)).device_i_ds,
+            vec!["a1"]
+        );
+        assert_eq!(
+            preferred(request(&["a0", "a0", "a1"], &[], 2)).device_i_ds,
+            vec!["a0", "a1"]
+        );
     }
 }

@@ -18,19 +18,27 @@ pub enum SupervisorError {
     Links(#[from] LinksError),
     #[error("failed to open rtnetlink socket for Allocate: {0}")]
     Netlink(std::io::Error),
-    #[error("failed to use device-plugin directory {dir}: it does not exist (fix: create it or pass --device-plugin-dir)")]
+    #[error(
+        "failed to use device-plugin directory {dir}: it does not exist (fix: create it or pass --device-plugin-dir)"
+    )]
     NoDirectory { dir: PathBuf },
     #[error(transparent)]
     Plugin(#[from] PluginError),
 }
 
 /// Serves `config` from `dir` until `shutdown` becomes true.
-pub async fn run(config: Config, dir: PathBuf, mut shutdown: watch::Receiver<bool>) -> Result<(), SupervisorError> {
+pub async fn run(
+    config: Config,
+    dir: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SupervisorError> {
     if !dir.is_dir() {
         return Err(SupervisorError::NoDirectory { dir });
     }
     let mut links = watch_links().await?;
-    let netlink = cni_kit::netns::netlink_in(None).await.map_err(SupervisorError::Netlink)?;
+    let netlink = cni_kit::netns::netlink_in(None)
+        .await
+        .map_err(SupervisorError::Netlink)?;
     let mut running: BTreeMap<String, ResourcePlugin> = BTreeMap::new();
     let start = |config: ResourceConfig, links: &LinkWatch| {
         let resource = Arc::new(Resource::new(config, links.clone(), netlink.clone()));
@@ -57,7 +65,12 @@ pub async fn run(config: Config, dir: PathBuf, mut shutdown: watch::Receiver<boo
         }
         Config::Discover => loop {
             let wanted = links.borrow_and_update().discoverable();
-            for gone in running.keys().filter(|n| !wanted.contains(n)).cloned().collect::<Vec<_>>() {
+            for gone in running
+                .keys()
+                .filter(|n| !wanted.contains(n))
+                .cloned()
+                .collect::<Vec<_>>()
+            {
                 tracing::info!(resource = %format!("{}/{gone}", crate::service::RESOURCE_PREFIX), "discovered link is gone; removing its resource");
                 if let Some(plugin) = running.remove(&gone) {
                     plugin.stop().await;
