@@ -48,6 +48,51 @@ pub enum AllocateError {
     },
 }
 
+/// How macvtaps get their ifindex, and so their `/dev/tap<ifindex>` name.
+///
+/// devtmpfs is shared by every network namespace but ifindexes are not: two
+/// namespaces (two netns-cluster nodes, two parallel tests) both create `tap4`, and
+/// `/dev/tap4` then opens the first one's macvtap, and vanishes when it is deleted.
+/// In the host's own namespace the kernel's numbering is unique, so we keep it; in any
+/// other namespace we pick a high index whose `/dev/tapN` is free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapIndex {
+    Kernel,
+    /// Pick indexes from a hash of (this namespace, device ID, attempt).
+    Unique {
+        namespace: u64,
+    },
+}
+
+impl TapIndex {
+    /// `Kernel` in the initial network namespace (that of PID 1, also under
+    /// hostPID/hostNetwork), `Unique` elsewhere.
+    pub fn for_current_namespace() -> TapIndex {
+        use std::os::unix::fs::MetadataExt;
+        let ours = std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino());
+        let init = std::fs::metadata("/proc/1/ns/net").map(|m| m.ino());
+        match (ours, init) {
+            (Ok(ours), Ok(init)) if ours != init => TapIndex::Unique { namespace: ours },
+            _ => TapIndex::Kernel,
+        }
+    }
+
+    fn candidate(self, id: &str, attempt: u32) -> Option<u32> {
+        match self {
+            TapIndex::Kernel => None,
+            TapIndex::Unique { namespace } => {
+                let key = format!("{namespace}/{id}/{attempt}");
+                let hash = xxhash_rust::xxh64::xxh64(key.as_bytes(), 0);
+                Some(UNIQUE_INDEX_BASE + (hash % UNIQUE_INDEX_SPAN) as u32)
+            }
+        }
+    }
+}
+
+const UNIQUE_INDEX_BASE: u32 = 1 << 20;
+const UNIQUE_INDEX_SPAN: u64 = (1 << 30) - (1 << 20);
+const UNIQUE_INDEX_ATTEMPTS: u32 = 16;
+
 /// A macvtap made for a device ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tap {
@@ -87,6 +132,7 @@ pub async fn create_tap(
     handle: &Handle,
     resource: &ResourceConfig,
     id: &str,
+    indexes: TapIndex,
 ) -> Result<Tap, AllocateError> {
     check_device_id(resource, id)?;
     let link_name = hashed_link_name(id);
@@ -117,19 +163,40 @@ pub async fn create_tap(
         }
     }
 
-    let message = LinkMacVtap::new(&link_name, lower.index, kernel_mode(resource.mode))
-        .txqueuelen(lower.txqueuelen)
-        .up()
-        .build();
-    handle
-        .link()
-        .add(message)
-        .execute()
-        .await
-        .map_err(netlink(format!(
-            "create macvtap {link_name} on {}",
-            resource.lower_device
-        )))?;
+    let mut attempt = 0;
+    loop {
+        // After too many taken candidates, let the kernel choose.
+        let index = if attempt < UNIQUE_INDEX_ATTEMPTS {
+            indexes.candidate(id, attempt)
+        } else {
+            None
+        };
+        if let Some(index) = index
+            && std::path::Path::new(&format!("/dev/tap{index}")).exists()
+        {
+            attempt += 1;
+            continue;
+        }
+        let mut message = LinkMacVtap::new(&link_name, lower.index, kernel_mode(resource.mode))
+            .txqueuelen(lower.txqueuelen)
+            .up();
+        if let Some(index) = index {
+            message = message.index(index);
+        }
+        match handle.link().add(message.build()).execute().await {
+            Ok(()) => break,
+            // The index is taken in this namespace: try the next candidate.
+            Err(e) if index.is_some() && errno(&e) == Some(nix::libc::EBUSY) => {
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(netlink(format!(
+                    "create macvtap {link_name} on {}",
+                    resource.lower_device
+                ))(e));
+            }
+        }
+    }
     let created = link_by_name(handle, &link_name)
         .await
         .map_err(netlink(format!("look up new macvtap {link_name}")))?

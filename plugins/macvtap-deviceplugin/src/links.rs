@@ -55,9 +55,16 @@ impl Link {
     }
 
     /// Upstream's auto-discovery: physical devices (no netlink kind, Go netlink's
-    /// "device") and bonds. veth, bridge, vlan, macvlan, macvtap, dummy, tun... are not.
-    pub fn discoverable(&self) -> bool {
-        !self.loopback && matches!(self.kind.as_deref(), None | Some("bond"))
+    /// "device") and bonds; veth, bridge, vlan, macvlan, macvtap, dummy, tun... only
+    /// when listed in `extra_kinds` (e.g. `veth` for a kind node's eth0).
+    pub fn discoverable(&self, extra_kinds: &[String]) -> bool {
+        !self.loopback
+            && match self.kind.as_deref() {
+                None | Some("bond") => true,
+                // Never our own macvtaps: that would grow resources without end.
+                Some("macvtap") => false,
+                Some(kind) => extra_kinds.iter().any(|k| k == kind),
+            }
     }
 }
 
@@ -78,11 +85,11 @@ impl Links {
     }
 
     /// Names of the links auto-discovery turns into resources.
-    pub fn discoverable(&self) -> Vec<String> {
+    pub fn discoverable(&self, extra_kinds: &[String]) -> Vec<String> {
         let mut names: Vec<String> = self
             .by_index
             .values()
-            .filter(|l| l.discoverable())
+            .filter(|l| l.discoverable(extra_kinds))
             .map(|l| l.name.clone())
             .collect();
         names.sort();
@@ -211,7 +218,9 @@ mod tests {
                 .by_index
                 .insert(i as u32 + 1, link(i as u32 + 1, name, kind));
         }
-        assert_eq!(links.discoverable(), vec!["bond0", "eth0"]);
+        assert_eq!(links.discoverable(&[]), vec!["bond0", "eth0"]);
+        let extra = ["veth".to_string(), "macvtap".to_string()];
+        assert_eq!(links.discoverable(&extra), vec!["bond0", "eth0", "veth1"]);
     }
 
     #[test]

@@ -25,6 +25,15 @@ struct Args {
     /// The kubelet's device-plugin directory.
     #[arg(long, env = "DP_MACVTAP_DEVICE_PLUGIN_DIR", default_value = deviceplugin_api::DEFAULT_PLUGIN_DIR)]
     device_plugin_dir: PathBuf,
+    /// With auto-discovery (`[]`), also take links of these netlink kinds (e.g. `veth`,
+    /// whose links upstream never discovers: a kind node's eth0 is one).
+    #[arg(
+        long,
+        env = "DP_MACVTAP_DISCOVER_KINDS",
+        value_delimiter = ',',
+        value_name = "KIND,..."
+    )]
+    discover_kinds: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +128,12 @@ fn main() -> ExitCode {
             }
             shutdown.send_replace(true);
         });
-        supervisor::run(parsed.config, args.device_plugin_dir, stopping).await
+        let settings = supervisor::Settings {
+            config: parsed.config,
+            dir: args.device_plugin_dir,
+            discover_kinds: args.discover_kinds,
+        };
+        supervisor::run(settings, stopping).await
     });
     match result {
         Ok(()) => {

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::allocate::{AllocateError, create_tap, device_ids};
+use crate::allocate::{AllocateError, TapIndex, create_tap, device_ids};
 use crate::config::ResourceConfig;
 use crate::links::LinkWatch;
 
@@ -30,17 +30,24 @@ pub struct Resource {
     pub config: ResourceConfig,
     links: LinkWatch,
     netlink: Handle,
+    tap_index: TapIndex,
     /// Allocations of one resource run one at a time: re-allocating an ID deletes
     /// and recreates its link, which must not interleave with itself.
     allocating: Mutex<()>,
 }
 
 impl Resource {
-    pub fn new(config: ResourceConfig, links: LinkWatch, netlink: Handle) -> Resource {
+    pub fn new(
+        config: ResourceConfig,
+        links: LinkWatch,
+        netlink: Handle,
+        tap_index: TapIndex,
+    ) -> Resource {
         Resource {
             config,
             links,
             netlink,
+            tap_index,
             allocating: Mutex::new(()),
         }
     }
@@ -177,12 +184,17 @@ impl DevicePlugin for DevicePluginService {
             let mut devices = Vec::new();
             for id in &container.devices_ids {
                 let start = Instant::now();
-                let tap = create_tap(&self.resource.netlink, &self.resource.config, id)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(device = %id, "{e}");
-                        status_of(&e)
-                    })?;
+                let tap = create_tap(
+                    &self.resource.netlink,
+                    &self.resource.config,
+                    id,
+                    self.resource.tap_index,
+                )
+                .await
+                .map_err(|e| {
+                    tracing::error!(device = %id, "{e}");
+                    status_of(&e)
+                })?;
                 tracing::info!(
                     device = %id,
                     link = %tap.link_name,

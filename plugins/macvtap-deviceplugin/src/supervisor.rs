@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::allocate::TapIndex;
 use crate::config::{Config, ResourceConfig};
 use crate::links::{LinkWatch, LinksError, watch_links};
 use crate::plugin::{PluginError, ResourcePlugin};
@@ -39,9 +40,20 @@ pub async fn run(
     let netlink = cni_kit::netns::netlink_in(None)
         .await
         .map_err(SupervisorError::Netlink)?;
+    let tap_index = TapIndex::for_current_namespace();
+    if tap_index != TapIndex::Kernel {
+        tracing::info!(
+            "not in the host's network namespace: macvtaps get high ifindexes with a free /dev/tapN"
+        );
+    }
     let mut running: BTreeMap<String, ResourcePlugin> = BTreeMap::new();
     let start = |config: ResourceConfig, links: &LinkWatch| {
-        let resource = Arc::new(Resource::new(config, links.clone(), netlink.clone()));
+        let resource = Arc::new(Resource::new(
+            config,
+            links.clone(),
+            netlink.clone(),
+            tap_index,
+        ));
         let span = tracing::info_span!("resource", resource = %resource.resource_name());
         let _entered = span.enter();
         ResourcePlugin::start(resource, &dir)
@@ -64,7 +76,7 @@ pub async fn run(
             let _ = shutdown.wait_for(|s| *s).await;
         }
         Config::Discover => loop {
-            let wanted = links.borrow_and_update().discoverable();
+            let wanted = links.borrow_and_update().discoverable(&discover_kinds);
             for gone in running
                 .keys()
                 .filter(|n| !wanted.contains(n))
