@@ -27,12 +27,26 @@ pub enum SupervisorError {
     Plugin(#[from] PluginError),
 }
 
-/// Serves `config` from `dir` until `shutdown` becomes true.
+/// Where and what to serve.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    /// The kubelet's device-plugin directory.
+    pub dir: PathBuf,
+    /// Link kinds auto-discovery takes besides physical devices and bonds.
+    pub discover_kinds: Vec<String>,
+}
+
+/// Serves until `shutdown` becomes true.
 pub async fn run(
-    config: Config,
-    dir: PathBuf,
+    settings: Settings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SupervisorError> {
+    let Settings {
+        config,
+        dir,
+        discover_kinds,
+    } = settings;
     if !dir.is_dir() {
         return Err(SupervisorError::NoDirectory { dir });
     }
