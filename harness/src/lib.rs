@@ -1,8 +1,13 @@
 //! secnet: an end-to-end test and conformance harness for Kubernetes secondary
 //! networking. See DESIGN.md in the repository for the architecture.
 
+pub mod bench;
 pub mod bins;
+pub mod clean;
 pub mod cni;
+pub mod conform;
 pub mod kubelet;
 pub mod lab;
 pub mod prereq;
+pub mod report;
+pub mod scenario;

@@ -1,3 +1,134 @@
-fn main() {
-    println!("secnet");
+//! `secnet`: the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "secnet", version, about = "End-to-end test and conformance harness for Kubernetes secondary networking (macvtap, OVS-VLAN, macvlan)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every scenario against the implementation under test (needs root).
+    #[command(after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test")]
+    Conform {
+        /// Cluster provider.
+        #[arg(long, default_value = "netns")]
+        cluster: String,
+        /// Directory with the CNI binaries under test [default: the bundled ones next to secnet].
+        #[arg(long)]
+        cni_bin_dir: Option<PathBuf>,
+        /// Write report.json, junit.xml and summary.md here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Only scenarios with this label or backend (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Leave out scenarios with this label or backend (repeatable).
+        #[arg(long = "skip-label")]
+        skip_labels: Vec<String>,
+        /// Keep the namespaces of failed scenarios and print how to enter them.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Remove namespaces left by killed or --keep runs (only secnet's, named sn<id>-…).
+    Clean {
+        /// Only this run id (sn + 6 hex digits).
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// Measure CNI ADD+DEL latency side by side with the reference plugins (needs root).
+    #[command(after_help = "Example:\n  secnet bench --quick --report reports/")]
+    Bench {
+        /// Fewer iterations (for CI).
+        #[arg(long)]
+        quick: bool,
+        /// Write bench.json and bench.md here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Directory with the CNI binaries under test [default: the bundled ones].
+        #[arg(long)]
+        cni_bin_dir: Option<PathBuf>,
+        /// Directory with Debian's reference plugins.
+        #[arg(long, default_value = "/usr/lib/cni")]
+        reference_bin_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match cli.command {
+        Cmd::Conform { cluster, cni_bin_dir, report, labels, skip_labels, keep } => {
+            let opts = secnet::conform::Options {
+                cluster,
+                cni_bin_dir: cni_bin_dir.unwrap_or_else(secnet::bins::bin_dir),
+                labels,
+                skip_labels,
+                keep,
+            };
+            match runtime.block_on(secnet::conform::run(&opts)) {
+                Ok(r) => {
+                    eprintln!(
+                        "secnet conform: {} passed, {} failed, {} skipped in {:.1} s",
+                        r.summary.passed, r.summary.failed, r.summary.skipped, r.wall_s
+                    );
+                    if let Some(dir) = report {
+                        if let Err(e) = r.write(&dir) {
+                            eprintln!("secnet: {e}");
+                            return ExitCode::from(2);
+                        }
+                        eprintln!("secnet conform: report in {}", dir.display());
+                    }
+                    if r.summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(e) => {
+                    eprintln!("secnet conform: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Clean { run } => match secnet::clean::clean(run.as_deref()) {
+            Ok(removed) => {
+                eprintln!("secnet clean: removed {} namespace(s){}", removed.len(), if removed.is_empty() { String::new() } else { format!(": {}", removed.join(" ")) });
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("secnet clean: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Bench { quick, report, cni_bin_dir, reference_bin_dir } => {
+            let opts = secnet::bench::Options {
+                quick,
+                cni_bin_dir: cni_bin_dir.unwrap_or_else(secnet::bins::bin_dir),
+                reference_bin_dir,
+            };
+            match runtime.block_on(secnet::bench::run(&opts)) {
+                Ok(b) => {
+                    println!("{}", b.markdown());
+                    if let Some(dir) = report
+                        && let Err(e) = b.write(&dir)
+                    {
+                        eprintln!("secnet: {e}");
+                        return ExitCode::from(2);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("secnet bench: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
 }

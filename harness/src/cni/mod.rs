@@ -159,7 +159,11 @@ pub async fn exec(call: &Call, node: Option<&NetNs>) -> Result<Reply, ExecError>
         source,
     };
     let run = async {
-        stdin.write_all(&stdin_bytes).await.map_err(io_err)?;
+        // A plugin may exit without reading its config (e.g. on a bad environment).
+        match stdin.write_all(&stdin_bytes).await {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(io_err(e)),
+            _ => {}
+        }
         drop(stdin);
         child.wait_with_output().await.map_err(io_err)
     };

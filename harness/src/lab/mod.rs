@@ -2,6 +2,7 @@
 //! carries the run id; everything is removed on drop, also when a test panics.
 
 pub mod command;
+pub mod node;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -96,10 +97,24 @@ impl Lab {
         Ok(())
     }
 
+    /// Deletes one namespace now (e.g. to play a node reboot before CNI DEL).
+    pub fn delete_netns(&mut self, ns: &Ns) -> Result<(), CommandError> {
+        self.namespaces.retain(|n| n.name != ns.name);
+        run("ip", &["netns", "del", &ns.name], IP_TIMEOUT).map(|_| ())
+    }
+
+    /// Gives up ownership: the namespaces outlive this lab (for `--keep`).
+    pub fn forget(&mut self) -> Vec<String> {
+        self.namespaces.drain(..).map(|n| n.name).collect()
+    }
+
     /// Deletes every namespace of this lab; links inside go with them.
     pub fn teardown(&mut self) -> Vec<CommandError> {
         let mut errors = Vec::new();
         for ns in self.namespaces.drain(..).rev() {
+            if !ns.path().exists() {
+                continue;
+            }
             if let Err(e) = run("ip", &["netns", "del", &ns.name], IP_TIMEOUT) {
                 errors.push(e);
             }

@@ -76,7 +76,7 @@ async fn add_moves_device_link_into_pod(v: SpecVersion) {
     );
     assert!(flags(&link).contains(&"UP".to_string()));
     assert!(
-        n.link(&n.node, &host).is_none(),
+        n.link(&n.nl.node, &host).is_none(),
         "{} host link must have moved",
         tag(v)
     );
@@ -173,7 +173,7 @@ async fn add_finds_legacy_unhashed_link(v: SpecVersion) {
         .await;
     assert!(reply.success, "{} {}", tag(v), reply.stdout);
     assert_eq!(kind(&n.link(&n.pod, "net1").unwrap()), "macvtap");
-    assert!(n.link(&n.node, "ens33Mvp0").is_none());
+    assert!(n.link(&n.nl.node, "ens33Mvp0").is_none());
 }
 
 async fn add_standalone_creates_macvtap_on_master(v: SpecVersion) {
@@ -206,7 +206,7 @@ async fn add_failure_gives_device_link_back(v: SpecVersion) {
     let host = hashed("eth0Mvp2");
     n.device_link(&host);
     // The lower device's own MAC is refused by the kernel once the link is in the pod.
-    let lower_mac = n.link(&n.node, "ens33").unwrap()["address"]
+    let lower_mac = n.link(&n.nl.node, "ens33").unwrap()["address"]
         .as_str()
         .unwrap()
         .to_string();
@@ -227,7 +227,7 @@ async fn add_failure_gives_device_link_back(v: SpecVersion) {
     );
     assert!(reply.error_code().is_some(), "{}", reply.stdout);
     assert!(
-        n.link(&n.node, &host).is_some(),
+        n.link(&n.nl.node, &host).is_some(),
         "{} the device link must be back on the node",
         tag(v)
     );
@@ -243,7 +243,7 @@ async fn add_failure_removes_standalone_link(v: SpecVersion) {
     let Some(n) = Node::new(&format!("{} failed standalone add cleans", tag(v))) else {
         return;
     };
-    let lower_mac = n.link(&n.node, "ens33").unwrap()["address"]
+    let lower_mac = n.link(&n.nl.node, "ens33").unwrap()["address"]
         .as_str()
         .unwrap()
         .to_string();
@@ -284,7 +284,7 @@ async fn add_refuses_missing_and_wrong_links(v: SpecVersion) {
     // A link with the right name that is not a macvtap is not moved.
     n.lab
         .ip(
-            &n.node,
+            &n.nl.node,
             &[
                 "link",
                 "add",
@@ -307,7 +307,7 @@ async fn add_refuses_missing_and_wrong_links(v: SpecVersion) {
         )
         .await;
     assert_error(&r, 7, "not a macvtap");
-    assert!(n.link(&n.node, &hashed("eth0Mvp8")).is_some());
+    assert!(n.link(&n.nl.node, &hashed("eth0Mvp8")).is_some());
     let r = n
         .call(
             "ADD",
@@ -330,7 +330,7 @@ async fn add_refuses_missing_and_wrong_links(v: SpecVersion) {
         )
         .await;
     assert_error(&r, 7, "larger than the MTU 1500 of the lower device ens33");
-    assert!(n.link(&n.node, &hashed("eth0Mvp7")).is_some());
+    assert!(n.link(&n.nl.node, &hashed("eth0Mvp7")).is_some());
     // Existing CNI_IFNAME in the pod.
     let r = n
         .call(
@@ -445,7 +445,7 @@ async fn add_refuses_bad_input_before_touching_anything(v: SpecVersion) {
         let r = n.call_raw(call.clone()).await;
         assert_error(&r, code, needle);
         assert!(
-            n.link(&n.node, &host).is_some(),
+            n.link(&n.nl.node, &host).is_some(),
             "{} {needle}: host link must stay",
             tag(v)
         );
@@ -515,7 +515,7 @@ async fn check_verifies_link_mac_mtu(v: SpecVersion) {
         7,
         "prevResult",
     );
-    n.lab.ip(&n.pod, &["link", "del", "net1"]).unwrap();
+    n.nl.lab.ip(&n.pod, &["link", "del", "net1"]).unwrap();
     assert_error(
         &n.call("CHECK", check_cfg, &n.pod, "net1", "").await,
         100,
@@ -546,13 +546,8 @@ async fn del_is_idempotent(v: SpecVersion) {
         .await;
     assert!(r.success, "{}", r.stdout);
     let gone = n.add_pod("gone");
-    n.lab.ip(&gone, &["link", "show"]).unwrap();
-    secnet::lab::run(
-        "ip",
-        &["netns", "del", &gone.name],
-        std::time::Duration::from_secs(5),
-    )
-    .unwrap();
+    n.nl.lab.ip(&gone, &["link", "show"]).unwrap();
+    n.nl.lab.delete_netns(&gone).unwrap();
     let r = n.call("DEL", cfg.clone(), &gone, "net1", "").await;
     assert!(
         r.success,

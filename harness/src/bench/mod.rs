@@ -1,0 +1,215 @@
+//! `secnet bench`: CNI ADD and DEL latency of the plugins under test, side by side in
+//! one run with Debian's reference `macvlan` and with the cost of spawning a no-op
+//! process through the same path, so that machine noise cancels out in the ratios.
+
+pub mod stats;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::cni::{Call, exec};
+use crate::lab::node::NodeLab;
+use crate::report::WriteError;
+use stats::Stats;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub quick: bool,
+    pub cni_bin_dir: PathBuf,
+    pub reference_bin_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("secnet bench needs root (network namespaces)")]
+    NotRoot,
+    #[error("{what} {path} does not exist: {fix}")]
+    Missing { what: &'static str, path: PathBuf, fix: &'static str },
+    #[error("failed to set up the bench lab: {0}")]
+    Lab(String),
+    #[error("{plugin} {command} failed during the benchmark: {msg}")]
+    Plugin { plugin: String, command: String, msg: String },
+}
+
+/// One measured row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub operation: String,
+    pub stats: Stats,
+    /// Median of this row over the median of its reference row, if any.
+    pub ratio_to_reference: Option<f64>,
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub iterations: usize,
+    pub rows: Vec<Row>,
+    pub binaries: Value,
+}
+
+impl BenchReport {
+    pub fn markdown(&self) -> String {
+        let mut m = format!(
+            "# secnet bench ({} iterations per row)\n\n| row | op | median ms | p95 ms | mean ms | ratio to reference |\n|---|---|---|---|---|---|\n",
+            self.iterations
+        );
+        for r in &self.rows {
+            let ratio = match (&r.reference, r.ratio_to_reference) {
+                (Some(name), Some(x)) => format!("{x:.2}x of {name}"),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                m,
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {} |",
+                r.name, r.operation, r.stats.median_ms, r.stats.p95_ms, r.stats.mean_ms, ratio
+            );
+        }
+        let _ = writeln!(m, "\nBinary sizes: {}", self.binaries);
+        m
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
+        std::fs::create_dir_all(dir).map_err(|source| WriteError { path: dir.display().to_string(), source })?;
+        for (name, text) in [
+            ("bench.json", serde_json::to_string_pretty(self).expect("bench serializes")),
+            ("bench.md", self.markdown()),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|source| WriteError { path: path.display().to_string(), source })?;
+        }
+        Ok(())
+    }
+}
+
+/// A plugin configuration measured by one pair of rows (ADD, DEL).
+struct Subject {
+    name: &'static str,
+    plugin: PathBuf,
+    config: Value,
+    /// A macvtap the device plugin would have made before ADD (not timed).
+    device_link: Option<&'static str>,
+}
+
+pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
+    if !crate::prereq::is_root() {
+        return Err(BenchError::NotRoot);
+    }
+    let macvtap = opts.cni_bin_dir.join("macvtap");
+    let macvlan = opts.reference_bin_dir.join("macvlan");
+    if !macvtap.exists() {
+        return Err(BenchError::Missing { what: "plugin under test", path: macvtap, fix: "cargo build --release --bins" });
+    }
+    if !macvlan.exists() {
+        return Err(BenchError::Missing { what: "reference plugin", path: macvlan, fix: "apt-get install containernetworking-plugins" });
+    }
+    let iterations = if opts.quick { 30 } else { 200 };
+    let mut nl = NodeLab::new().map_err(|e| BenchError::Lab(e.to_string()))?;
+    let pod = nl.pod("pod").map_err(|e| BenchError::Lab(e.to_string()))?;
+    let device_id = "ens33Mvp0";
+    let subjects = [
+        Subject {
+            name: "no-op process (spawn cost)",
+            plugin: PathBuf::from("/bin/true"),
+            config: json!({}),
+            device_link: None,
+        },
+        Subject {
+            name: "debian macvlan (reference, Go)",
+            plugin: macvlan.clone(),
+            config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvlan", "master": "ens33", "mode": "bridge"}),
+            device_link: None,
+        },
+        Subject {
+            name: "bundled macvtap, device mode",
+            plugin: macvtap.clone(),
+            config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvtap", "deviceID": device_id}),
+            device_link: Some(device_id),
+        },
+        Subject {
+            name: "bundled macvtap, standalone",
+            plugin: macvtap.clone(),
+            config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvtap", "master": "ens33", "mode": "bridge"}),
+            device_link: None,
+        },
+    ];
+    let mut samples: Vec<(Vec<Duration>, Vec<Duration>)> = subjects.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    // The kernel's own cost of moving a macvtap into a pod, through `ip`: the floor
+    // under any device-mode ADD (the device plugin made the link in the host netns).
+    let mut kernel_move = Vec::new();
+    // Interleave the subjects so slow phases of the machine hit all of them alike.
+    for i in 0..iterations {
+        let floor_link = "mvtfloor";
+        nl.device_link(floor_link).map_err(|e| BenchError::Lab(e.to_string()))?;
+        let t = std::time::Instant::now();
+        nl.lab
+            .ip(&nl.node, &["link", "set", floor_link, "netns", &pod.name])
+            .map_err(|e| BenchError::Lab(e.to_string()))?;
+        kernel_move.push(t.elapsed());
+        nl.lab.ip(&pod, &["link", "del", floor_link]).map_err(|e| BenchError::Lab(e.to_string()))?;
+        for (s, (adds, dels)) in subjects.iter().zip(samples.iter_mut()) {
+            if let Some(id) = s.device_link {
+                let name = macvtap_cni::naming::hashed_link_name(id);
+                nl.device_link(&name).map_err(|e| BenchError::Lab(e.to_string()))?;
+            }
+            let call = |cmd: &str| {
+                Call::new(&s.plugin, cmd, s.config.clone()).container(&format!("bench{i}"), Some(&pod.path_str()), "net1")
+            };
+            for (cmd, out) in [("ADD", &mut *adds), ("DEL", &mut *dels)] {
+                let reply = exec(&call(cmd), Some(&nl.node_ns)).await.map_err(|e| BenchError::Plugin {
+                    plugin: s.name.into(),
+                    command: cmd.into(),
+                    msg: e.to_string(),
+                })?;
+                if !reply.success {
+                    return Err(BenchError::Plugin { plugin: s.name.into(), command: cmd.into(), msg: reply.error_text() });
+                }
+                out.push(reply.elapsed);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let reference_median = |op: usize| Stats::of(if op == 0 { &samples[1].0 } else { &samples[1].1 }).median_ms;
+    for (s, (adds, dels)) in subjects.iter().zip(&samples) {
+        for (op, data) in [(0, adds), (1, dels)] {
+            let stats = Stats::of(data);
+            let is_reference = s.plugin == macvlan;
+            let is_baseline = s.plugin == Path::new("/bin/true");
+            let (reference, ratio) = if is_reference || is_baseline {
+                (None, None)
+            } else {
+                (Some("debian macvlan".to_string()), Some(stats.median_ms / reference_median(op)))
+            };
+            rows.push(Row {
+                name: s.name.into(),
+                operation: if is_baseline { "spawn".into() } else if op == 0 { "ADD".into() } else { "DEL".into() },
+                stats,
+                ratio_to_reference: ratio,
+                reference,
+            });
+        }
+    }
+    rows.dedup_by(|a, b| a.operation == "spawn" && b.operation == "spawn");
+    rows.insert(
+        1,
+        Row {
+            name: "kernel floor: ip link set netns (device-mode move)".into(),
+            operation: "move".into(),
+            stats: Stats::of(&kernel_move),
+            ratio_to_reference: None,
+            reference: None,
+        },
+    );
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let binaries = json!({
+        "macvtap_bytes": size(&macvtap),
+        "macvlan_bytes": size(&macvlan),
+    });
+    drop(nl);
+    Ok(BenchReport { iterations, rows, binaries })
+}

@@ -1,0 +1,101 @@
+//! `secnet conform`: select scenarios by label, run them against the implementation
+//! under test, show progress, and write the report.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::report::{Report, ScenarioReport, Status};
+use crate::scenario::{self, Ctx};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub cluster: String,
+    pub cni_bin_dir: PathBuf,
+    pub labels: Vec<String>,
+    pub skip_labels: Vec<String>,
+    pub keep: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConformError {
+    #[error("cluster provider \"{0}\" is not available in this build; use --cluster netns")]
+    UnknownCluster(String),
+    #[error("secnet conform on the netns cluster needs root (network namespaces); run it as root, e.g. sudo -E secnet conform")]
+    NotRoot,
+    #[error("CNI plugin {0} under test does not exist; build the bundled ones with `cargo build --release --bins` or point --cni-bin-dir at yours")]
+    MissingPlugin(PathBuf),
+    #[error("no scenario matches --label {labels:?} / --skip-label {skip:?}; labels in this build: {known}")]
+    NothingSelected { labels: Vec<String>, skip: Vec<String>, known: String },
+}
+
+fn preflight(opts: &Options) -> Result<(), ConformError> {
+    if opts.cluster != "netns" {
+        return Err(ConformError::UnknownCluster(opts.cluster.clone()));
+    }
+    if !crate::prereq::is_root() {
+        return Err(ConformError::NotRoot);
+    }
+    let plugin = opts.cni_bin_dir.join("macvtap");
+    if !plugin.exists() {
+        return Err(ConformError::MissingPlugin(plugin));
+    }
+    Ok(())
+}
+
+/// Runs the selected scenarios one after the other, printing a line per scenario.
+pub async fn run(opts: &Options) -> Result<Report, ConformError> {
+    preflight(opts)?;
+    let all = scenario::all();
+    let mut known: Vec<&str> = all.iter().flat_map(|s| s.labels.iter().copied()).collect();
+    known.sort_unstable();
+    known.dedup();
+    let selected: Vec<_> = all.iter().filter(|s| s.selected(&opts.labels, &opts.skip_labels)).collect();
+    if selected.is_empty() {
+        return Err(ConformError::NothingSelected {
+            labels: opts.labels.clone(),
+            skip: opts.skip_labels.clone(),
+            known: known.join(", "),
+        });
+    }
+    let ctx = Ctx {
+        cni_bin_dir: opts.cni_bin_dir.clone(),
+        keep: opts.keep,
+    };
+    let started = Instant::now();
+    let total = selected.len();
+    let mut reports = Vec::new();
+    for (i, s) in selected.into_iter().enumerate() {
+        let t = Instant::now();
+        // A panicking scenario fails alone: it runs in its own task.
+        let outcome = match tokio::spawn((s.body)(ctx.clone())).await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(format!("scenario panicked: {e}")),
+        };
+        let duration_s = t.elapsed().as_secs_f64();
+        let (status, message) = match outcome {
+            Ok(()) => (Status::Passed, String::new()),
+            Err(m) => (Status::Failed, m),
+        };
+        let mark = if status == Status::Passed { "PASS" } else { "FAIL" };
+        eprintln!("[{:>2}/{total}] {mark} {} ({duration_s:.2} s)", i + 1, s.name);
+        if !message.is_empty() {
+            eprintln!("        {}", message.replace('\n', "\n        "));
+        }
+        reports.push(ScenarioReport {
+            name: s.name.clone(),
+            backend: s.backend.to_string(),
+            workload: s.workload.to_string(),
+            labels: s.labels.iter().map(|l| l.to_string()).collect(),
+            status,
+            duration_s,
+            message,
+        });
+    }
+    let implementation = json!({
+        "cni_bin_dir": opts.cni_bin_dir.display().to_string(),
+        "macvtap": opts.cni_bin_dir.join("macvtap").display().to_string(),
+    });
+    Ok(Report::new(&opts.cluster, implementation, reports, started.elapsed().as_secs_f64()))
+}

@@ -1,0 +1,166 @@
+//! The macvtap CNI contract, checked against whichever `macvtap` binary is under
+//! test: the device-plugin flow of the seed (a macvtap allocated on the node, moved
+//! into the pod), requested MAC and MTU, DEL after the netns is gone, and the
+//! bundled plugin's standalone mode.
+
+use cni_kit::SpecVersion;
+use serde_json::{Value, json};
+
+use super::{Ctx, Outcome, Scenario, ensure};
+use crate::cni::{Call, Reply, exec};
+use crate::lab::Ns;
+use crate::lab::node::{NodeLab, link_flags, link_kind, tap_owner};
+
+/// Versions both the bundled plugin and upstream's answer to (upstream stops at 0.4.0).
+const COMMON_VERSION: SpecVersion = SpecVersion::V0_4_0;
+
+pub fn scenarios() -> Vec<Scenario> {
+    let mut list = Vec::new();
+    for v in SpecVersion::RESULT_CAPABLE {
+        let mut labels = vec!["cni", "mac", "spec"];
+        if v > COMMON_VERSION {
+            labels.push("spec-1.x");
+        }
+        list.push(Scenario::new(
+            format!("macvtap-cni/[{v}] device attach, check, delete"),
+            "macvtap",
+            "pod",
+            &labels,
+            move |ctx| attach_check_delete(ctx, v),
+        ));
+    }
+    list.push(Scenario::new(
+        "macvtap-cni/requested MAC, MTU and promisc",
+        "macvtap",
+        "pod",
+        &["cni", "mac", "mtu"],
+        requested_mac_mtu,
+    ));
+    list.push(Scenario::new(
+        "macvtap-cni/DEL after the pod netns is gone",
+        "macvtap",
+        "pod",
+        &["cni", "fault"],
+        del_after_netns_gone,
+    ));
+    list.push(Scenario::new(
+        "macvtap-cni/standalone mode on master",
+        "macvtap",
+        "pod",
+        &["cni", "extension"],
+        standalone,
+    ));
+    list
+}
+
+fn lab_err(e: impl std::fmt::Display) -> String {
+    format!("failed to set up the node lab: {e}")
+}
+
+fn config(v: SpecVersion, extra: Value) -> Value {
+    let mut c = json!({"cniVersion": v.as_str(), "name": "macvtap-net", "type": "macvtap"});
+    for (k, val) in extra.as_object().cloned().unwrap_or_default() {
+        c[k] = val;
+    }
+    c
+}
+
+async fn call(ctx: &Ctx, nl: &NodeLab, cmd: &str, cfg: Value, pod: &Ns, args: &str) -> Result<Reply, String> {
+    let call = Call::new(ctx.plugin("macvtap"), cmd, cfg)
+        .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
+        .args(args);
+    exec(&call, Some(&nl.node_ns)).await.map_err(|e| e.to_string())
+}
+
+fn succeeded(step: &str, r: &Reply) -> Outcome {
+    ensure(r.success, || format!("{step} failed: {}", r.error_text()))
+}
+
+async fn attach_check_delete(ctx: Ctx, v: SpecVersion) -> Outcome {
+    let mut nl = NodeLab::new().map_err(lab_err)?;
+    let outcome = attach_check_delete_in(&ctx, &mut nl, v).await;
+    ctx.finish(&mut nl.lab, outcome)
+}
+
+async fn attach_check_delete_in(ctx: &Ctx, nl: &mut NodeLab, v: SpecVersion) -> Outcome {
+    let pod = nl.pod("pod").map_err(lab_err)?;
+    let device_id = "ens33Mvp0";
+    let host_name = macvtap_cni::naming::hashed_link_name(device_id);
+    nl.device_link(&host_name).map_err(lab_err)?;
+    let cfg = config(v, json!({"deviceID": device_id}));
+    let add = call(ctx, nl, "ADD", cfg.clone(), &pod, "").await?;
+    succeeded("ADD", &add)?;
+    let result = add.json().ok_or("ADD printed no JSON result")?;
+    ensure(result["cniVersion"] == v.as_str(), || format!("result cniVersion is {}, asked for {v}", result["cniVersion"]))?;
+    let iface = result["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == "net1"))
+        .ok_or_else(|| format!("result has no interface net1: {result}"))?;
+    ensure(iface["sandbox"] == pod.path_str(), || format!("interface sandbox is {}, expected {}", iface["sandbox"], pod.path_str()))?;
+    let link = nl.link(&pod, "net1").ok_or("net1 is not in the pod namespace")?;
+    ensure(link_kind(&link) == "macvtap", || format!("net1 is a {}, not a macvtap", link_kind(&link)))?;
+    ensure(iface["mac"] == link["address"], || format!("result MAC {} differs from the kernel's {}", iface["mac"], link["address"]))?;
+    ensure(link_flags(&link).iter().any(|f| f == "UP"), || "net1 is down".into())?;
+    ensure(nl.link(&nl.node, &host_name).is_none(), || format!("{host_name} is still on the node"))?;
+    let owner = tap_owner(&link).map_err(|e| format!("/dev/tap{} is missing: {e}", link["ifindex"]))?;
+    ensure(owner == (107, 107), || format!("/dev/tap{} is owned by {owner:?}, expected 107:107 (qemu)", link["ifindex"]))?;
+    if v.has_check() {
+        let mut check_cfg = cfg.clone();
+        check_cfg["prevResult"] = result.clone();
+        succeeded("CHECK", &call(ctx, nl, "CHECK", check_cfg, &pod, "").await?)?;
+    }
+    for round in ["DEL", "repeated DEL"] {
+        succeeded(round, &call(ctx, nl, "DEL", cfg.clone(), &pod, "").await?)?;
+    }
+    let left = nl.links(&pod).map_err(lab_err)?;
+    ensure(left == ["lo"], || format!("after DEL the pod still has {left:?}"))
+}
+
+async fn requested_mac_mtu(ctx: Ctx) -> Outcome {
+    let mut nl = NodeLab::new().map_err(lab_err)?;
+    let outcome = async {
+        let pod = nl.pod("pod").map_err(lab_err)?;
+        nl.device_link(&macvtap_cni::naming::hashed_link_name("ens33Mvp1")).map_err(lab_err)?;
+        let cfg = config(COMMON_VERSION, json!({"deviceID": "ens33Mvp1", "mtu": 1400, "promiscMode": true}));
+        let add = call(&ctx, &nl, "ADD", cfg, &pod, "IgnoreUnknown=1;MAC=02:5e:c0:00:00:01;K8S_POD_NAME=p").await?;
+        succeeded("ADD", &add)?;
+        let link = nl.link(&pod, "net1").ok_or("net1 is not in the pod namespace")?;
+        ensure(link["address"] == "02:5e:c0:00:00:01", || format!("MAC is {}, requested 02:5e:c0:00:00:01", link["address"]))?;
+        ensure(link["mtu"] == 1400, || format!("MTU is {}, requested 1400", link["mtu"]))?;
+        ensure(link_flags(&link).iter().any(|f| f == "PROMISC"), || "promiscuous mode is off".into())
+    }
+    .await;
+    ctx.finish(&mut nl.lab, outcome)
+}
+
+async fn del_after_netns_gone(ctx: Ctx) -> Outcome {
+    let mut nl = NodeLab::new().map_err(lab_err)?;
+    let outcome = async {
+        let pod = nl.pod("gone").map_err(lab_err)?;
+        nl.device_link(&macvtap_cni::naming::hashed_link_name("ens33Mvp2")).map_err(lab_err)?;
+        let cfg = config(COMMON_VERSION, json!({"deviceID": "ens33Mvp2"}));
+        succeeded("ADD", &call(&ctx, &nl, "ADD", cfg.clone(), &pod, "").await?)?;
+        nl.lab.delete_netns(&pod).map_err(lab_err)?;
+        succeeded("DEL with the netns gone", &call(&ctx, &nl, "DEL", cfg, &pod, "").await?)
+    }
+    .await;
+    ctx.finish(&mut nl.lab, outcome)
+}
+
+async fn standalone(ctx: Ctx) -> Outcome {
+    let mut nl = NodeLab::new().map_err(lab_err)?;
+    let outcome = async {
+        let pod = nl.pod("pod").map_err(lab_err)?;
+        let cfg = config(SpecVersion::V1_0_0, json!({"master": "ens33", "mode": "bridge"}));
+        let add = call(&ctx, &nl, "ADD", cfg.clone(), &pod, "MAC=02:5e:c0:00:00:02").await?;
+        succeeded("ADD", &add)?;
+        let link = nl.link(&pod, "net1").ok_or("net1 is not in the pod namespace")?;
+        ensure(link_kind(&link) == "macvtap", || format!("net1 is a {}", link_kind(&link)))?;
+        ensure(link["address"] == "02:5e:c0:00:00:02", || format!("MAC is {}", link["address"]))?;
+        succeeded("DEL", &call(&ctx, &nl, "DEL", cfg, &pod, "").await?)?;
+        let left = nl.links(&pod).map_err(lab_err)?;
+        ensure(left == ["lo"], || format!("after DEL the pod still has {left:?}"))
+    }
+    .await;
+    ctx.finish(&mut nl.lab, outcome)
+}
