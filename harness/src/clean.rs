@@ -7,8 +7,13 @@ use crate::lab::{CommandError, run};
 
 /// Whether `name` is a namespace secnet created (optionally of run `run_id`).
 pub fn is_ours(name: &str, run_id: Option<&str>) -> bool {
-    let Some((id, rest)) = name.split_once('-') else { return false };
-    let shaped = id.len() == 8 && id.starts_with("sn") && id[2..].chars().all(|c| c.is_ascii_hexdigit()) && !rest.is_empty();
+    let Some((id, rest)) = name.split_once('-') else {
+        return false;
+    };
+    let shaped = id.len() == 8
+        && id.starts_with("sn")
+        && id[2..].chars().all(|c| c.is_ascii_hexdigit())
+        && !rest.is_empty();
     shaped && run_id.is_none_or(|r| r == id)
 }
 
@@ -34,7 +39,14 @@ mod tests {
         assert!(is_ours("sn0a1b2c-node", None));
         assert!(is_ours("sn0a1b2c-node", Some("sn0a1b2c")));
         assert!(!is_ours("sn0a1b2c-node", Some("sn000000")));
-        for other in ["cni-1234", "snx-node", "sn0a1b2c", "sn0a1b2cd-x", "sn0a1bzz-x", "myns"] {
+        for other in [
+            "cni-1234",
+            "snx-node",
+            "sn0a1b2c",
+            "sn0a1b2cd-x",
+            "sn0a1bzz-x",
+            "myns",
+        ] {
             assert!(!is_ours(other, None), "{other}");
         }
     }

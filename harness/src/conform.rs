@@ -22,12 +22,22 @@ pub struct Options {
 pub enum ConformError {
     #[error("cluster provider \"{0}\" is not available in this build; use --cluster netns")]
     UnknownCluster(String),
-    #[error("secnet conform on the netns cluster needs root (network namespaces); run it as root, e.g. sudo -E secnet conform")]
+    #[error(
+        "secnet conform on the netns cluster needs root (network namespaces); run it as root, e.g. sudo -E secnet conform"
+    )]
     NotRoot,
-    #[error("CNI plugin {0} under test does not exist; build the bundled ones with `cargo build --release --bins` or point --cni-bin-dir at yours")]
+    #[error(
+        "CNI plugin {0} under test does not exist; build the bundled ones with `cargo build --release --bins` or point --cni-bin-dir at yours"
+    )]
     MissingPlugin(PathBuf),
-    #[error("no scenario matches --label {labels:?} / --skip-label {skip:?}; labels in this build: {known}")]
-    NothingSelected { labels: Vec<String>, skip: Vec<String>, known: String },
+    #[error(
+        "no scenario matches --label {labels:?} / --skip-label {skip:?}; labels in this build: {known}"
+    )]
+    NothingSelected {
+        labels: Vec<String>,
+        skip: Vec<String>,
+        known: String,
+    },
 }
 
 fn preflight(opts: &Options) -> Result<(), ConformError> {
@@ -51,7 +61,10 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     let mut known: Vec<&str> = all.iter().flat_map(|s| s.labels.iter().copied()).collect();
     known.sort_unstable();
     known.dedup();
-    let selected: Vec<_> = all.iter().filter(|s| s.selected(&opts.labels, &opts.skip_labels)).collect();
+    let selected: Vec<_> = all
+        .iter()
+        .filter(|s| s.selected(&opts.labels, &opts.skip_labels))
+        .collect();
     if selected.is_empty() {
         return Err(ConformError::NothingSelected {
             labels: opts.labels.clone(),
@@ -59,15 +72,24 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
             known: known.join(", "),
         });
     }
-    let ctx = Ctx {
+    let run_id = crate::lab::new_run_id();
+    eprintln!(
+        "secnet conform: run {run_id} on the {} cluster, {} scenario(s)",
+        opts.cluster,
+        selected.len()
+    );
+    let mut ctx = Ctx {
         cni_bin_dir: opts.cni_bin_dir.clone(),
         keep: opts.keep,
+        run_id: run_id.clone(),
+        scope: String::new(),
     };
     let started = Instant::now();
     let total = selected.len();
     let mut reports = Vec::new();
     for (i, s) in selected.into_iter().enumerate() {
         let t = Instant::now();
+        ctx.scope = format!("s{}", i + 1);
         // A panicking scenario fails alone: it runs in its own task.
         let outcome = match tokio::spawn((s.body)(ctx.clone())).await {
             Ok(outcome) => outcome,
@@ -78,8 +100,16 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
             Ok(()) => (Status::Passed, String::new()),
             Err(m) => (Status::Failed, m),
         };
-        let mark = if status == Status::Passed { "PASS" } else { "FAIL" };
-        eprintln!("[{:>2}/{total}] {mark} {} ({duration_s:.2} s)", i + 1, s.name);
+        let mark = if status == Status::Passed {
+            "PASS"
+        } else {
+            "FAIL"
+        };
+        eprintln!(
+            "[{:>2}/{total}] {mark} {} ({duration_s:.2} s)",
+            i + 1,
+            s.name
+        );
         if !message.is_empty() {
             eprintln!("        {}", message.replace('\n', "\n        "));
         }
@@ -94,8 +124,14 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         });
     }
     let implementation = json!({
+        "run_id": run_id,
         "cni_bin_dir": opts.cni_bin_dir.display().to_string(),
         "macvtap": opts.cni_bin_dir.join("macvtap").display().to_string(),
     });
-    Ok(Report::new(&opts.cluster, implementation, reports, started.elapsed().as_secs_f64()))
+    Ok(Report::new(
+        &opts.cluster,
+        implementation,
+        reports,
+        started.elapsed().as_secs_f64(),
+    ))
 }

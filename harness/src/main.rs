@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "secnet", version, about = "End-to-end test and conformance harness for Kubernetes secondary networking (macvtap, OVS-VLAN, macvlan)")]
+#[command(
+    name = "secnet",
+    version,
+    about = "End-to-end test and conformance harness for Kubernetes secondary networking (macvtap, OVS-VLAN, macvlan)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -15,7 +19,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run every scenario against the implementation under test (needs root).
-    #[command(after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test")]
+    #[command(
+        after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test"
+    )]
     Conform {
         /// Cluster provider.
         #[arg(long, default_value = "netns")]
@@ -68,7 +74,14 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match cli.command {
-        Cmd::Conform { cluster, cni_bin_dir, report, labels, skip_labels, keep } => {
+        Cmd::Conform {
+            cluster,
+            cni_bin_dir,
+            report,
+            labels,
+            skip_labels,
+            keep,
+        } => {
             let opts = secnet::conform::Options {
                 cluster,
                 cni_bin_dir: cni_bin_dir.unwrap_or_else(secnet::bins::bin_dir),
@@ -89,7 +102,11 @@ fn main() -> ExitCode {
                         }
                         eprintln!("secnet conform: report in {}", dir.display());
                     }
-                    if r.summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                    if r.summary.failed == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
                 Err(e) => {
                     eprintln!("secnet conform: {e}");
@@ -99,7 +116,15 @@ fn main() -> ExitCode {
         }
         Cmd::Clean { run } => match secnet::clean::clean(run.as_deref()) {
             Ok(removed) => {
-                eprintln!("secnet clean: removed {} namespace(s){}", removed.len(), if removed.is_empty() { String::new() } else { format!(": {}", removed.join(" ")) });
+                eprintln!(
+                    "secnet clean: removed {} namespace(s){}",
+                    removed.len(),
+                    if removed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", removed.join(" "))
+                    }
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -107,7 +132,12 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::Bench { quick, report, cni_bin_dir, reference_bin_dir } => {
+        Cmd::Bench {
+            quick,
+            report,
+            cni_bin_dir,
+            reference_bin_dir,
+        } => {
             let opts = secnet::bench::Options {
                 quick,
                 cni_bin_dir: cni_bin_dir.unwrap_or_else(secnet::bins::bin_dir),

@@ -49,7 +49,12 @@ pub struct WriteError {
 }
 
 impl Report {
-    pub fn new(cluster: &str, implementation: serde_json::Value, scenarios: Vec<ScenarioReport>, wall_s: f64) -> Report {
+    pub fn new(
+        cluster: &str,
+        implementation: serde_json::Value,
+        scenarios: Vec<ScenarioReport>,
+        wall_s: f64,
+    ) -> Report {
         let mut summary = Summary::default();
         for s in &scenarios {
             match s.status {
@@ -79,7 +84,10 @@ impl Report {
             path: dir.display().to_string(),
             source,
         })?;
-        write("report.json", serde_json::to_string_pretty(self).expect("report serializes"))?;
+        write(
+            "report.json",
+            serde_json::to_string_pretty(self).expect("report serializes"),
+        )?;
         write("junit.xml", self.junit())?;
         write("summary.md", self.markdown())?;
         Ok(())
@@ -137,7 +145,11 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut m = format!(
             "# secnet conform on `{}`\n\n{} passed, {} failed, {} skipped in {:.1} s\n\n| scenario | backend | workload | status | time | message |\n|---|---|---|---|---|---|\n",
-            self.cluster, self.summary.passed, self.summary.failed, self.summary.skipped, self.wall_s
+            self.cluster,
+            self.summary.passed,
+            self.summary.failed,
+            self.summary.skipped,
+            self.wall_s
         );
         for s in &self.scenarios {
             let _ = writeln!(
@@ -176,19 +188,33 @@ mod tests {
             duration_s: 0.25,
             message: "MAC <a> & \"b\"".into(),
         };
-        Report::new("netns", serde_json::json!({"macvtap": "bundled"}), vec![s("one", Status::Passed), s("two", Status::Failed)], 1.5)
+        Report::new(
+            "netns",
+            serde_json::json!({"macvtap": "bundled"}),
+            vec![s("one", Status::Passed), s("two", Status::Failed)],
+            1.5,
+        )
     }
 
     #[test]
     fn summary_counts_statuses() {
         let r = sample();
-        assert_eq!((r.summary.passed, r.summary.failed, r.summary.skipped), (1, 1, 0));
+        assert_eq!(
+            (r.summary.passed, r.summary.failed, r.summary.skipped),
+            (1, 1, 0)
+        );
     }
 
     #[test]
     fn json_matches_the_contract() {
         let v = serde_json::to_value(sample()).unwrap();
-        for key in ["cluster", "implementation", "scenarios", "summary", "wall_s"] {
+        for key in [
+            "cluster",
+            "implementation",
+            "scenarios",
+            "summary",
+            "wall_s",
+        ] {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["scenarios"][1]["status"], "failed");

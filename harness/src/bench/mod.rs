@@ -28,11 +28,19 @@ pub enum BenchError {
     #[error("secnet bench needs root (network namespaces)")]
     NotRoot,
     #[error("{what} {path} does not exist: {fix}")]
-    Missing { what: &'static str, path: PathBuf, fix: &'static str },
+    Missing {
+        what: &'static str,
+        path: PathBuf,
+        fix: &'static str,
+    },
     #[error("failed to set up the bench lab: {0}")]
     Lab(String),
     #[error("{plugin} {command} failed during the benchmark: {msg}")]
-    Plugin { plugin: String, command: String, msg: String },
+    Plugin {
+        plugin: String,
+        command: String,
+        msg: String,
+    },
 }
 
 /// One measured row.
@@ -75,13 +83,22 @@ impl BenchReport {
     }
 
     pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
-        std::fs::create_dir_all(dir).map_err(|source| WriteError { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| WriteError {
+            path: dir.display().to_string(),
+            source,
+        })?;
         for (name, text) in [
-            ("bench.json", serde_json::to_string_pretty(self).expect("bench serializes")),
+            (
+                "bench.json",
+                serde_json::to_string_pretty(self).expect("bench serializes"),
+            ),
             ("bench.md", self.markdown()),
         ] {
             let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|source| WriteError { path: path.display().to_string(), source })?;
+            std::fs::write(&path, text).map_err(|source| WriteError {
+                path: path.display().to_string(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -103,10 +120,18 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     let macvtap = opts.cni_bin_dir.join("macvtap");
     let macvlan = opts.reference_bin_dir.join("macvlan");
     if !macvtap.exists() {
-        return Err(BenchError::Missing { what: "plugin under test", path: macvtap, fix: "cargo build --release --bins" });
+        return Err(BenchError::Missing {
+            what: "plugin under test",
+            path: macvtap,
+            fix: "cargo build --release --bins",
+        });
     }
     if !macvlan.exists() {
-        return Err(BenchError::Missing { what: "reference plugin", path: macvlan, fix: "apt-get install containernetworking-plugins" });
+        return Err(BenchError::Missing {
+            what: "reference plugin",
+            path: macvlan,
+            fix: "apt-get install containernetworking-plugins",
+        });
     }
     let iterations = if opts.quick { 30 } else { 200 };
     let mut nl = NodeLab::new().map_err(|e| BenchError::Lab(e.to_string()))?;
@@ -138,43 +163,66 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             device_link: None,
         },
     ];
-    let mut samples: Vec<(Vec<Duration>, Vec<Duration>)> = subjects.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    let mut samples: Vec<(Vec<Duration>, Vec<Duration>)> =
+        subjects.iter().map(|_| (Vec::new(), Vec::new())).collect();
     // The kernel's own cost of moving a macvtap into a pod, through `ip`: the floor
     // under any device-mode ADD (the device plugin made the link in the host netns).
     let mut kernel_move = Vec::new();
     // Interleave the subjects so slow phases of the machine hit all of them alike.
     for i in 0..iterations {
         let floor_link = "mvtfloor";
-        nl.device_link(floor_link).map_err(|e| BenchError::Lab(e.to_string()))?;
+        nl.device_link(floor_link)
+            .map_err(|e| BenchError::Lab(e.to_string()))?;
         let t = std::time::Instant::now();
         nl.lab
             .ip(&nl.node, &["link", "set", floor_link, "netns", &pod.name])
             .map_err(|e| BenchError::Lab(e.to_string()))?;
         kernel_move.push(t.elapsed());
-        nl.lab.ip(&pod, &["link", "del", floor_link]).map_err(|e| BenchError::Lab(e.to_string()))?;
+        nl.lab
+            .ip(&pod, &["link", "del", floor_link])
+            .map_err(|e| BenchError::Lab(e.to_string()))?;
         for (s, (adds, dels)) in subjects.iter().zip(samples.iter_mut()) {
             if let Some(id) = s.device_link {
                 let name = macvtap_cni::naming::hashed_link_name(id);
-                nl.device_link(&name).map_err(|e| BenchError::Lab(e.to_string()))?;
+                nl.device_link(&name)
+                    .map_err(|e| BenchError::Lab(e.to_string()))?;
             }
             let call = |cmd: &str| {
-                Call::new(&s.plugin, cmd, s.config.clone()).container(&format!("bench{i}"), Some(&pod.path_str()), "net1")
+                Call::new(&s.plugin, cmd, s.config.clone()).container(
+                    &format!("bench{i}"),
+                    Some(&pod.path_str()),
+                    "net1",
+                )
             };
             for (cmd, out) in [("ADD", &mut *adds), ("DEL", &mut *dels)] {
-                let reply = exec(&call(cmd), Some(&nl.node_ns)).await.map_err(|e| BenchError::Plugin {
-                    plugin: s.name.into(),
-                    command: cmd.into(),
-                    msg: e.to_string(),
-                })?;
+                let reply =
+                    exec(&call(cmd), Some(&nl.node_ns))
+                        .await
+                        .map_err(|e| BenchError::Plugin {
+                            plugin: s.name.into(),
+                            command: cmd.into(),
+                            msg: e.to_string(),
+                        })?;
                 if !reply.success {
-                    return Err(BenchError::Plugin { plugin: s.name.into(), command: cmd.into(), msg: reply.error_text() });
+                    return Err(BenchError::Plugin {
+                        plugin: s.name.into(),
+                        command: cmd.into(),
+                        msg: reply.error_text(),
+                    });
                 }
                 out.push(reply.elapsed);
             }
         }
     }
     let mut rows = Vec::new();
-    let reference_median = |op: usize| Stats::of(if op == 0 { &samples[1].0 } else { &samples[1].1 }).median_ms;
+    let reference_median = |op: usize| {
+        Stats::of(if op == 0 {
+            &samples[1].0
+        } else {
+            &samples[1].1
+        })
+        .median_ms
+    };
     for (s, (adds, dels)) in subjects.iter().zip(&samples) {
         for (op, data) in [(0, adds), (1, dels)] {
             let stats = Stats::of(data);
@@ -183,11 +231,20 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             let (reference, ratio) = if is_reference || is_baseline {
                 (None, None)
             } else {
-                (Some("debian macvlan".to_string()), Some(stats.median_ms / reference_median(op)))
+                (
+                    Some("debian macvlan".to_string()),
+                    Some(stats.median_ms / reference_median(op)),
+                )
             };
             rows.push(Row {
                 name: s.name.into(),
-                operation: if is_baseline { "spawn".into() } else if op == 0 { "ADD".into() } else { "DEL".into() },
+                operation: if is_baseline {
+                    "spawn".into()
+                } else if op == 0 {
+                    "ADD".into()
+                } else {
+                    "DEL".into()
+                },
                 stats,
                 ratio_to_reference: ratio,
                 reference,
@@ -211,5 +268,9 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         "macvlan_bytes": size(&macvlan),
     });
     drop(nl);
-    Ok(BenchReport { iterations, rows, binaries })
+    Ok(BenchReport {
+        iterations,
+        rows,
+        binaries,
+    })
 }

@@ -27,7 +27,11 @@ impl Stats {
             n: ms.len(),
             median_ms: pick(0.5),
             p95_ms: pick(0.95),
-            mean_ms: if ms.is_empty() { 0.0 } else { ms.iter().sum::<f64>() / ms.len() as f64 },
+            mean_ms: if ms.is_empty() {
+                0.0
+            } else {
+                ms.iter().sum::<f64>() / ms.len() as f64
+            },
         }
     }
 }

@@ -19,11 +19,20 @@ pub const FILE_NAME: &str = "kubelet_internal_checkpoint";
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("failed to read checkpoint {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to parse checkpoint {path}: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("failed to write checkpoint {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to decode AllocResp of pod {pod_uid} container {container}: {reason}")]
     AllocResp {
         pod_uid: String,
@@ -42,10 +51,18 @@ pub struct Checkpoint {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointData {
-    #[serde(rename = "PodDeviceEntries", default, deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "PodDeviceEntries",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub pod_device_entries: Vec<PodDevicesEntry>,
     /// Resource name → device IDs the plugin advertised.
-    #[serde(rename = "RegisteredDevices", default, deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "RegisteredDevices",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub registered_devices: BTreeMap<String, Vec<String>>,
 }
 
@@ -158,9 +175,15 @@ mod tests {
     #[test]
     fn reads_the_kubelet_format_and_decodes_alloc_resp() {
         let cp: Checkpoint = serde_json::from_str(KUBELET_WRITTEN).unwrap();
-        assert_eq!(cp.pod_devices("8b0c2d5e-1", "macvtap.network.kubevirt.io/dataplane"), vec!["dataplaneMvp3"]);
+        assert_eq!(
+            cp.pod_devices("8b0c2d5e-1", "macvtap.network.kubevirt.io/dataplane"),
+            vec!["dataplaneMvp3"]
+        );
         let resp = cp.data.pod_device_entries[0].allocate_response().unwrap();
-        assert_eq!(resp.container_responses[0].devices[0].host_path, "/dev/tap12");
+        assert_eq!(
+            resp.container_responses[0].devices[0].host_path,
+            "/dev/tap12"
+        );
         assert_eq!(cp.checksum, 1234);
     }
 
@@ -176,19 +199,26 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let entry = PodDevicesEntry::new("uid", "compute", "r/x", &["xMvp0".to_string()], &response);
+        let entry =
+            PodDevicesEntry::new("uid", "compute", "r/x", &["xMvp0".to_string()], &response);
         assert_eq!(entry.allocate_response().unwrap(), response);
         let cp = Checkpoint {
             data: CheckpointData {
                 pod_device_entries: vec![entry],
-                registered_devices: BTreeMap::from([("r/x".to_string(), vec!["xMvp0".to_string()])]),
+                registered_devices: BTreeMap::from([(
+                    "r/x".to_string(),
+                    vec!["xMvp0".to_string()],
+                )]),
             },
             checksum: 0,
         };
         let text = serde_json::to_string(&cp).unwrap();
         assert!(text.contains(r#""DeviceIDs":{"-1":["xMvp0"]}"#), "{text}");
         assert_eq!(serde_json::from_str::<Checkpoint>(&text).unwrap(), cp);
-        let empty: Checkpoint = serde_json::from_str(r#"{"Data":{"PodDeviceEntries":null,"RegisteredDevices":{}},"Checksum":0}"#).unwrap();
+        let empty: Checkpoint = serde_json::from_str(
+            r#"{"Data":{"PodDeviceEntries":null,"RegisteredDevices":{}},"Checksum":0}"#,
+        )
+        .unwrap();
         assert!(empty.data.pod_device_entries.is_empty());
     }
 }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use deviceplugin_api::uds::UdsError;
 use deviceplugin_api::v1beta1::{
-    AllocateResponse, ContainerPreferredAllocationRequest, DevicePluginOptions, PreferredAllocationResponse,
+    AllocateResponse, ContainerPreferredAllocationRequest, DevicePluginOptions,
+    PreferredAllocationResponse,
 };
 use deviceplugin_api::{HEALTHY, KUBELET_SOCKET};
 use tokio::sync::watch;
@@ -31,7 +32,10 @@ pub enum KubeletError {
     #[error("failed to serve kubelet registration socket {path}: {source}")]
     Serve { path: PathBuf, source: UdsError },
     #[error("failed to reset device-plugin directory {dir}: {source}")]
-    Reset { dir: PathBuf, source: std::io::Error },
+    Reset {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to wait for {what} within {timeout:?}; last state: {state}")]
     Timeout {
         what: String,
@@ -241,8 +245,14 @@ impl DeviceManager {
     }
 
     /// Allocate for one container with the given device IDs.
-    pub async fn allocate(&self, resource: &str, ids: &[String]) -> Result<AllocateResponse, KubeletError> {
-        self.client(resource, "Allocate")?.allocate(resource, ids).await
+    pub async fn allocate(
+        &self,
+        resource: &str,
+        ids: &[String],
+    ) -> Result<AllocateResponse, KubeletError> {
+        self.client(resource, "Allocate")?
+            .allocate(resource, ids)
+            .await
     }
 
     pub async fn preferred_allocation(
@@ -255,14 +265,20 @@ impl DeviceManager {
             .await
     }
 
-    pub async fn pre_start_container(&self, resource: &str, ids: &[String]) -> Result<(), KubeletError> {
+    pub async fn pre_start_container(
+        &self,
+        resource: &str,
+        ids: &[String],
+    ) -> Result<(), KubeletError> {
         self.client(resource, "PreStartContainer")?
             .pre_start_container(resource, ids)
             .await
     }
 
     pub async fn options(&self, resource: &str) -> Result<DevicePluginOptions, KubeletError> {
-        self.client(resource, "GetDevicePluginOptions")?.options(resource).await
+        self.client(resource, "GetDevicePluginOptions")?
+            .options(resource)
+            .await
     }
 
     /// A kubelet restart as the real one does it: the registration server goes away,

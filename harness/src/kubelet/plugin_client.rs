@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use deviceplugin_api::UNHEALTHY;
 use deviceplugin_api::uds;
 use deviceplugin_api::v1beta1::device_plugin_client::DevicePluginClient;
 use deviceplugin_api::v1beta1::{
-    AllocateRequest, AllocateResponse, ContainerAllocateRequest, ContainerPreferredAllocationRequest,
-    DevicePluginOptions, Empty, PreStartContainerRequest, PreferredAllocationRequest, PreferredAllocationResponse,
+    AllocateRequest, AllocateResponse, ContainerAllocateRequest,
+    ContainerPreferredAllocationRequest, DevicePluginOptions, Empty, PreStartContainerRequest,
+    PreferredAllocationRequest, PreferredAllocationResponse,
 };
-use deviceplugin_api::UNHEALTHY;
 use tonic::transport::Channel;
 
 use super::{KubeletError, Shared};
@@ -50,7 +51,11 @@ impl PluginClient {
         }
     }
 
-    pub async fn allocate(&self, resource: &str, ids: &[String]) -> Result<AllocateResponse, KubeletError> {
+    pub async fn allocate(
+        &self,
+        resource: &str,
+        ids: &[String],
+    ) -> Result<AllocateResponse, KubeletError> {
         let request = AllocateRequest {
             container_requests: vec![ContainerAllocateRequest {
                 devices_ids: ids.to_vec(),
@@ -75,13 +80,21 @@ impl PluginClient {
         .await
     }
 
-    pub async fn pre_start_container(&self, resource: &str, ids: &[String]) -> Result<(), KubeletError> {
+    pub async fn pre_start_container(
+        &self,
+        resource: &str,
+        ids: &[String],
+    ) -> Result<(), KubeletError> {
         let request = PreStartContainerRequest {
             devices_ids: ids.to_vec(),
         };
-        Self::call(resource, "PreStartContainer", self.client.clone().pre_start_container(request))
-            .await
-            .map(|_| ())
+        Self::call(
+            resource,
+            "PreStartContainer",
+            self.client.clone().pre_start_container(request),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn options(&self, resource: &str) -> Result<DevicePluginOptions, KubeletError> {
@@ -97,7 +110,12 @@ impl PluginClient {
 /// Connects to a freshly registered plugin and follows its ListAndWatch stream
 /// until it ends or a newer registration of the same resource replaces it. When the
 /// stream ends the devices turn Unhealthy, as the kubelet marks them.
-pub(crate) async fn follow(shared: Arc<Shared>, socket: PathBuf, resource: String, generation: u64) {
+pub(crate) async fn follow(
+    shared: Arc<Shared>,
+    socket: PathBuf,
+    resource: String,
+    generation: u64,
+) {
     let current = |s: &super::State| s.generations.get(&resource) == Some(&generation);
     let fail = |error: String| {
         tracing::warn!(resource = %resource, "{error}");
@@ -127,7 +145,11 @@ pub(crate) async fn follow(shared: Arc<Shared>, socket: PathBuf, resource: Strin
     };
     let mut stream = match client.client.clone().list_and_watch(Empty {}).await {
         Ok(response) => response.into_inner(),
-        Err(status) => return fail(format!("failed to call ListAndWatch on resource {resource}: {status}")),
+        Err(status) => {
+            return fail(format!(
+                "failed to call ListAndWatch on resource {resource}: {status}"
+            ));
+        }
     };
     let still_current = shared.update(|s| {
         if !current(s) {
@@ -152,7 +174,11 @@ pub(crate) async fn follow(shared: Arc<Shared>, socket: PathBuf, resource: Strin
                         return false;
                     }
                     if let Some(view) = s.snapshot.resources.get_mut(&resource) {
-                        view.devices = message.devices.into_iter().map(|d| (d.id, d.health)).collect();
+                        view.devices = message
+                            .devices
+                            .into_iter()
+                            .map(|d| (d.id, d.health))
+                            .collect();
                         view.updates += 1;
                         view.updated_at = Some(Instant::now());
                     }
@@ -163,7 +189,11 @@ pub(crate) async fn follow(shared: Arc<Shared>, socket: PathBuf, resource: Strin
                 }
             }
             Ok(None) => return fail(format!("ListAndWatch stream of resource {resource} ended")),
-            Err(status) => return fail(format!("ListAndWatch stream of resource {resource} failed: {status}")),
+            Err(status) => {
+                return fail(format!(
+                    "ListAndWatch stream of resource {resource} failed: {status}"
+                ));
+            }
         }
     }
 }

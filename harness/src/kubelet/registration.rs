@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deviceplugin_api::v1beta1::registration_server::{Registration as RegistrationApi, RegistrationServer as Api};
+use deviceplugin_api::v1beta1::registration_server::{
+    Registration as RegistrationApi, RegistrationServer as Api,
+};
 use deviceplugin_api::v1beta1::{Empty, RegisterRequest};
 use deviceplugin_api::{KUBELET_SOCKET, VERSION, uds};
 use tokio::sync::watch;
@@ -23,7 +25,10 @@ pub struct RegistrationServer {
 }
 
 impl RegistrationServer {
-    pub(crate) fn start(dir: &Path, shared: Arc<Shared>) -> Result<RegistrationServer, KubeletError> {
+    pub(crate) fn start(
+        dir: &Path,
+        shared: Arc<Shared>,
+    ) -> Result<RegistrationServer, KubeletError> {
         let socket = dir.join(KUBELET_SOCKET);
         let listener = uds::bind(&socket).map_err(|source| KubeletError::Serve {
             path: socket.clone(),
@@ -36,9 +41,13 @@ impl RegistrationServer {
         };
         let task = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
-                .serve_with_incoming_shutdown(Api::new(service), uds::incoming(listener), async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
+                .serve_with_incoming_shutdown(
+                    Api::new(service),
+                    uds::incoming(listener),
+                    async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    },
+                )
                 .await;
             if let Err(e) = served {
                 tracing::warn!("kubelet registration server ended: {e}");
@@ -85,7 +94,10 @@ impl RegistrationApi for Registrar {
                 self.dir.display()
             )));
         }
-        if r.resource_name.split_once('/').is_none_or(|(d, n)| d.is_empty() || n.is_empty()) {
+        if r.resource_name
+            .split_once('/')
+            .is_none_or(|(d, n)| d.is_empty() || n.is_empty())
+        {
             return Err(Status::invalid_argument(format!(
                 "resource name {:?} is not of the form <domain>/<name>",
                 r.resource_name

@@ -55,21 +55,38 @@ const IP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Lab {
     pub run_id: String,
+    /// Name part between the run id and the namespace's own name (e.g. a scenario).
+    scope: String,
     namespaces: Vec<Ns>,
 }
 
 impl Lab {
     pub fn new() -> Lab {
+        Lab::scoped(&new_run_id(), "")
+    }
+
+    /// A lab of run `run_id` whose namespaces are named `<run id>-<scope>-<name>`.
+    pub fn scoped(run_id: &str, scope: &str) -> Lab {
         Lab {
-            run_id: new_run_id(),
+            run_id: run_id.to_string(),
+            scope: scope.to_string(),
             namespaces: Vec::new(),
+        }
+    }
+
+    /// The prefix every namespace of this lab carries.
+    pub fn prefix(&self) -> String {
+        if self.scope.is_empty() {
+            self.run_id.clone()
+        } else {
+            format!("{}-{}", self.run_id, self.scope)
         }
     }
 
     /// Creates namespace `<run id>-<name>` with loopback up.
     pub fn netns(&mut self, name: &str) -> Result<Ns, CommandError> {
         let ns = Ns {
-            name: format!("{}-{name}", self.run_id),
+            name: format!("{}-{name}", self.prefix()),
         };
         run("ip", &["netns", "add", &ns.name], IP_TIMEOUT)?;
         self.namespaces.push(ns.clone());

@@ -19,7 +19,10 @@ pub struct NodeLab {
 
 impl NodeLab {
     pub fn new() -> Result<NodeLab, CommandError> {
-        let mut lab = Lab::new();
+        NodeLab::in_lab(Lab::new())
+    }
+
+    pub fn in_lab(mut lab: Lab) -> Result<NodeLab, CommandError> {
         let node = lab.netns("node")?;
         let fabric = lab.netns("fabric")?;
         lab.veth(&node, "ens33", &fabric, "port0")?;
@@ -31,7 +34,8 @@ impl NodeLab {
         // numbers its links from 1, so two labs would share `/dev/tap3`. A unique
         // index range per lab (as on a real node, where all macvtaps start in one
         // namespace) keeps each lab's device nodes its own.
-        let base = 100_000 + (u32::from_str_radix(&lab.run_id[2..], 16).unwrap_or(0) % 0x7fff) * 1_000;
+        let base = 100_000
+            + (xxhash_rust::xxh64::xxh64(lab.prefix().as_bytes(), 0) % 0x7fff) as u32 * 1_000;
         Ok(NodeLab {
             lab,
             node,
@@ -51,7 +55,10 @@ impl NodeLab {
         let idx = index.to_string();
         self.lab.ip(
             &self.node,
-            &["link", "add", name, "index", &idx, "link", "ens33", "type", "macvtap", "mode", "bridge"],
+            &[
+                "link", "add", name, "index", &idx, "link", "ens33", "type", "macvtap", "mode",
+                "bridge",
+            ],
         )?;
         self.lab.ip(&self.node, &["link", "set", name, "up"])?;
         Ok(index)
@@ -87,7 +94,11 @@ pub fn link_kind(link: &Value) -> &str {
 pub fn link_flags(link: &Value) -> Vec<String> {
     link["flags"]
         .as_array()
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

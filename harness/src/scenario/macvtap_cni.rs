@@ -65,11 +65,20 @@ fn config(v: SpecVersion, extra: Value) -> Value {
     c
 }
 
-async fn call(ctx: &Ctx, nl: &NodeLab, cmd: &str, cfg: Value, pod: &Ns, args: &str) -> Result<Reply, String> {
+async fn call(
+    ctx: &Ctx,
+    nl: &NodeLab,
+    cmd: &str,
+    cfg: Value,
+    pod: &Ns,
+    args: &str,
+) -> Result<Reply, String> {
     let call = Call::new(ctx.plugin("macvtap"), cmd, cfg)
         .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
         .args(args);
-    exec(&call, Some(&nl.node_ns)).await.map_err(|e| e.to_string())
+    exec(&call, Some(&nl.node_ns))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn succeeded(step: &str, r: &Reply) -> Outcome {
@@ -77,7 +86,7 @@ fn succeeded(step: &str, r: &Reply) -> Outcome {
 }
 
 async fn attach_check_delete(ctx: Ctx, v: SpecVersion) -> Outcome {
-    let mut nl = NodeLab::new().map_err(lab_err)?;
+    let mut nl = ctx.node_lab()?;
     let outcome = attach_check_delete_in(&ctx, &mut nl, v).await;
     ctx.finish(&mut nl.lab, outcome)
 }
@@ -91,19 +100,49 @@ async fn attach_check_delete_in(ctx: &Ctx, nl: &mut NodeLab, v: SpecVersion) -> 
     let add = call(ctx, nl, "ADD", cfg.clone(), &pod, "").await?;
     succeeded("ADD", &add)?;
     let result = add.json().ok_or("ADD printed no JSON result")?;
-    ensure(result["cniVersion"] == v.as_str(), || format!("result cniVersion is {}, asked for {v}", result["cniVersion"]))?;
+    ensure(result["cniVersion"] == v.as_str(), || {
+        format!(
+            "result cniVersion is {}, asked for {v}",
+            result["cniVersion"]
+        )
+    })?;
     let iface = result["interfaces"]
         .as_array()
         .and_then(|a| a.iter().find(|i| i["name"] == "net1"))
         .ok_or_else(|| format!("result has no interface net1: {result}"))?;
-    ensure(iface["sandbox"] == pod.path_str(), || format!("interface sandbox is {}, expected {}", iface["sandbox"], pod.path_str()))?;
-    let link = nl.link(&pod, "net1").ok_or("net1 is not in the pod namespace")?;
-    ensure(link_kind(&link) == "macvtap", || format!("net1 is a {}, not a macvtap", link_kind(&link)))?;
-    ensure(iface["mac"] == link["address"], || format!("result MAC {} differs from the kernel's {}", iface["mac"], link["address"]))?;
-    ensure(link_flags(&link).iter().any(|f| f == "UP"), || "net1 is down".into())?;
-    ensure(nl.link(&nl.node, &host_name).is_none(), || format!("{host_name} is still on the node"))?;
-    let owner = tap_owner(&link).map_err(|e| format!("/dev/tap{} is missing: {e}", link["ifindex"]))?;
-    ensure(owner == (107, 107), || format!("/dev/tap{} is owned by {owner:?}, expected 107:107 (qemu)", link["ifindex"]))?;
+    ensure(iface["sandbox"] == pod.path_str(), || {
+        format!(
+            "interface sandbox is {}, expected {}",
+            iface["sandbox"],
+            pod.path_str()
+        )
+    })?;
+    let link = nl
+        .link(&pod, "net1")
+        .ok_or("net1 is not in the pod namespace")?;
+    ensure(link_kind(&link) == "macvtap", || {
+        format!("net1 is a {}, not a macvtap", link_kind(&link))
+    })?;
+    ensure(iface["mac"] == link["address"], || {
+        format!(
+            "result MAC {} differs from the kernel's {}",
+            iface["mac"], link["address"]
+        )
+    })?;
+    ensure(link_flags(&link).iter().any(|f| f == "UP"), || {
+        "net1 is down".into()
+    })?;
+    ensure(nl.link(&nl.node, &host_name).is_none(), || {
+        format!("{host_name} is still on the node")
+    })?;
+    let owner =
+        tap_owner(&link).map_err(|e| format!("/dev/tap{} is missing: {e}", link["ifindex"]))?;
+    ensure(owner == (107, 107), || {
+        format!(
+            "/dev/tap{} is owned by {owner:?}, expected 107:107 (qemu)",
+            link["ifindex"]
+        )
+    })?;
     if v.has_check() {
         let mut check_cfg = cfg.clone();
         check_cfg["prevResult"] = result.clone();
@@ -113,53 +152,90 @@ async fn attach_check_delete_in(ctx: &Ctx, nl: &mut NodeLab, v: SpecVersion) -> 
         succeeded(round, &call(ctx, nl, "DEL", cfg.clone(), &pod, "").await?)?;
     }
     let left = nl.links(&pod).map_err(lab_err)?;
-    ensure(left == ["lo"], || format!("after DEL the pod still has {left:?}"))
+    ensure(left == ["lo"], || {
+        format!("after DEL the pod still has {left:?}")
+    })
 }
 
 async fn requested_mac_mtu(ctx: Ctx) -> Outcome {
-    let mut nl = NodeLab::new().map_err(lab_err)?;
+    let mut nl = ctx.node_lab()?;
     let outcome = async {
         let pod = nl.pod("pod").map_err(lab_err)?;
-        nl.device_link(&macvtap_cni::naming::hashed_link_name("ens33Mvp1")).map_err(lab_err)?;
-        let cfg = config(COMMON_VERSION, json!({"deviceID": "ens33Mvp1", "mtu": 1400, "promiscMode": true}));
-        let add = call(&ctx, &nl, "ADD", cfg, &pod, "IgnoreUnknown=1;MAC=02:5e:c0:00:00:01;K8S_POD_NAME=p").await?;
+        nl.device_link(&macvtap_cni::naming::hashed_link_name("ens33Mvp1"))
+            .map_err(lab_err)?;
+        let cfg = config(
+            COMMON_VERSION,
+            json!({"deviceID": "ens33Mvp1", "mtu": 1400, "promiscMode": true}),
+        );
+        let add = call(
+            &ctx,
+            &nl,
+            "ADD",
+            cfg,
+            &pod,
+            "IgnoreUnknown=1;MAC=02:5e:c0:00:00:01;K8S_POD_NAME=p",
+        )
+        .await?;
         succeeded("ADD", &add)?;
-        let link = nl.link(&pod, "net1").ok_or("net1 is not in the pod namespace")?;
-        ensure(link["address"] == "02:5e:c0:00:00:01", || format!("MAC is {}, requested 02:5e:c0:00:00:01", link["address"]))?;
-        ensure(link["mtu"] == 1400, || format!("MTU is {}, requested 1400", link["mtu"]))?;
-        ensure(link_flags(&link).iter().any(|f| f == "PROMISC"), || "promiscuous mode is off".into())
+        let link = nl
+            .link(&pod, "net1")
+            .ok_or("net1 is not in the pod namespace")?;
+        ensure(link["address"] == "02:5e:c0:00:00:01", || {
+            format!("MAC is {}, requested 02:5e:c0:00:00:01", link["address"])
+        })?;
+        ensure(link["mtu"] == 1400, || {
+            format!("MTU is {}, requested 1400", link["mtu"])
+        })?;
+        ensure(link_flags(&link).iter().any(|f| f == "PROMISC"), || {
+            "promiscuous mode is off".into()
+        })
     }
     .await;
     ctx.finish(&mut nl.lab, outcome)
 }
 
 async fn del_after_netns_gone(ctx: Ctx) -> Outcome {
-    let mut nl = NodeLab::new().map_err(lab_err)?;
+    let mut nl = ctx.node_lab()?;
     let outcome = async {
         let pod = nl.pod("gone").map_err(lab_err)?;
-        nl.device_link(&macvtap_cni::naming::hashed_link_name("ens33Mvp2")).map_err(lab_err)?;
+        nl.device_link(&macvtap_cni::naming::hashed_link_name("ens33Mvp2"))
+            .map_err(lab_err)?;
         let cfg = config(COMMON_VERSION, json!({"deviceID": "ens33Mvp2"}));
         succeeded("ADD", &call(&ctx, &nl, "ADD", cfg.clone(), &pod, "").await?)?;
         nl.lab.delete_netns(&pod).map_err(lab_err)?;
-        succeeded("DEL with the netns gone", &call(&ctx, &nl, "DEL", cfg, &pod, "").await?)
+        succeeded(
+            "DEL with the netns gone",
+            &call(&ctx, &nl, "DEL", cfg, &pod, "").await?,
+        )
     }
     .await;
     ctx.finish(&mut nl.lab, outcome)
 }
 
 async fn standalone(ctx: Ctx) -> Outcome {
-    let mut nl = NodeLab::new().map_err(lab_err)?;
+    let mut nl = ctx.node_lab()?;
     let outcome = async {
         let pod = nl.pod("pod").map_err(lab_err)?;
-        let cfg = config(SpecVersion::V1_0_0, json!({"master": "ens33", "mode": "bridge"}));
+        let cfg = config(
+            SpecVersion::V1_0_0,
+            json!({"master": "ens33", "mode": "bridge"}),
+        );
         let add = call(&ctx, &nl, "ADD", cfg.clone(), &pod, "MAC=02:5e:c0:00:00:02").await?;
         succeeded("ADD", &add)?;
-        let link = nl.link(&pod, "net1").ok_or("net1 is not in the pod namespace")?;
-        ensure(link_kind(&link) == "macvtap", || format!("net1 is a {}", link_kind(&link)))?;
-        ensure(link["address"] == "02:5e:c0:00:00:02", || format!("MAC is {}", link["address"]))?;
+        let link = nl
+            .link(&pod, "net1")
+            .ok_or("net1 is not in the pod namespace")?;
+        ensure(link_kind(&link) == "macvtap", || {
+            format!("net1 is a {}", link_kind(&link))
+        })?;
+        ensure(link["address"] == "02:5e:c0:00:00:02", || {
+            format!("MAC is {}", link["address"])
+        })?;
         succeeded("DEL", &call(&ctx, &nl, "DEL", cfg, &pod, "").await?)?;
         let left = nl.links(&pod).map_err(lab_err)?;
-        ensure(left == ["lo"], || format!("after DEL the pod still has {left:?}"))
+        ensure(left == ["lo"], || {
+            format!("after DEL the pod still has {left:?}")
+        })
     }
     .await;
     ctx.finish(&mut nl.lab, outcome)

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use crate::lab::Lab;
+use crate::lab::node::NodeLab;
 
 pub type Outcome = Result<(), String>;
 type Body = Box<dyn Fn(Ctx) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
@@ -19,11 +20,21 @@ pub struct Ctx {
     pub cni_bin_dir: PathBuf,
     /// Keep the namespaces of a failed scenario and say how to enter them.
     pub keep: bool,
+    /// The run's id: every namespace carries it, so `secnet clean --run` finds them.
+    pub run_id: String,
+    /// This scenario's part of namespace names (`s<n>`), set by the runner.
+    pub scope: String,
 }
 
 impl Ctx {
     pub fn plugin(&self, name: &str) -> PathBuf {
         self.cni_bin_dir.join(name)
+    }
+
+    /// A node lab named after this run and scenario.
+    pub fn node_lab(&self) -> Result<NodeLab, String> {
+        NodeLab::in_lab(Lab::scoped(&self.run_id, &self.scope))
+            .map_err(|e| format!("failed to set up the node lab: {e}"))
     }
 
     /// Ends a scenario: on failure with `keep`, the lab outlives the run and the
@@ -32,8 +43,14 @@ impl Ctx {
         match outcome {
             Err(msg) if self.keep => {
                 let names = lab.forget();
-                let hints: Vec<String> = names.iter().map(|n| format!("ip netns exec {n} ip -d link")).collect();
-                Err(format!("{msg}\n  kept for inspection: {}\n  remove with: secnet clean", hints.join(" ; ")))
+                let hints: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("ip netns exec {n} ip -d link"))
+                    .collect();
+                Err(format!(
+                    "{msg}\n  kept for inspection: {}\n  remove with: secnet clean",
+                    hints.join(" ; ")
+                ))
             }
             other => other,
         }
@@ -49,7 +66,13 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    pub fn new<F, Fut>(name: impl Into<String>, backend: &'static str, workload: &'static str, labels: &[&'static str], body: F) -> Scenario
+    pub fn new<F, Fut>(
+        name: impl Into<String>,
+        backend: &'static str,
+        workload: &'static str,
+        labels: &[&'static str],
+        body: F,
+    ) -> Scenario
     where
         F: Fn(Ctx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Outcome> + Send + 'static,

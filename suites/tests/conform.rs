@@ -1,0 +1,190 @@
+//! The main job end to end: the `secnet` binary as users and CI run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("secnet-suite-{tag}-{}", secnet::lab::new_run_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn secnet(args: &[&str]) -> Output {
+    let bin = secnet::bins::bundled("secnet").unwrap_or_else(|e| panic!("{e}"));
+    Command::new(bin).args(args).output().expect("secnet runs")
+}
+
+fn report(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json written");
+    serde_json::from_str(&text).expect("report.json is JSON")
+}
+
+fn namespaces_of(run_id: &str) -> Vec<String> {
+    let out =
+        secnet::lab::run("ip", &["netns", "list"], std::time::Duration::from_secs(5)).unwrap();
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{run_id}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn conform_passes_with_the_bundled_plugins_and_leaves_nothing() {
+    if !secnet::prereq::require_root("conform with bundled plugins") {
+        return;
+    }
+    let dir = TempDir::new("pass");
+    let out = secnet(&["conform", "--report", dir.0.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "secnet conform failed:\n{stderr}");
+    let r = report(&dir.0);
+    assert_eq!(r["cluster"], "netns");
+    assert_eq!(r["summary"]["failed"], 0, "{r:#}");
+    let scenarios = r["scenarios"].as_array().unwrap();
+    assert!(scenarios.len() >= 8, "{} scenarios", scenarios.len());
+    assert!(
+        scenarios
+            .iter()
+            .all(|s| s["status"] == "passed" && s["backend"] == "macvtap")
+    );
+    assert_eq!(
+        r["summary"]["passed"].as_u64().unwrap() as usize,
+        scenarios.len()
+    );
+    let junit = std::fs::read_to_string(dir.0.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase").count(), scenarios.len());
+    assert!(dir.0.join("summary.md").exists());
+    let run_id = r["implementation"]["run_id"].as_str().unwrap();
+    assert_eq!(
+        namespaces_of(run_id),
+        Vec::<String>::new(),
+        "namespaces left behind"
+    );
+}
+
+#[test]
+fn a_broken_plugin_fails_the_run_keep_leaves_state_and_clean_removes_only_ours() {
+    if !secnet::prereq::require_root("conform with a broken plugin") {
+        return;
+    }
+    let bins = TempDir::new("broken-bin");
+    let plugin = bins.0.join("macvtap");
+    std::fs::write(&plugin, "#!/bin/sh\necho '{\"cniVersion\":\"0.4.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n").unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = TempDir::new("fail");
+    let foreign = format!("secnet-suite-foreign-{}", std::process::id());
+    secnet::lab::run(
+        "ip",
+        &["netns", "add", &foreign],
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+
+    let out = secnet(&[
+        "conform",
+        "--cni-bin-dir",
+        bins.0.to_str().unwrap(),
+        "--label",
+        "mac",
+        "--keep",
+        "--report",
+        dir.0.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let r = report(&dir.0);
+    let run_id = r["implementation"]["run_id"].as_str().unwrap().to_string();
+    let kept = namespaces_of(&run_id);
+    let cleaned = secnet(&["clean", "--run", &run_id]);
+    let foreign_survived =
+        secnet::lab::run("ip", &["netns", "list"], std::time::Duration::from_secs(5))
+            .unwrap()
+            .contains(&foreign);
+    let _ = secnet::lab::run(
+        "ip",
+        &["netns", "del", &foreign],
+        std::time::Duration::from_secs(5),
+    );
+
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed scenario exits 1:\n{stderr}"
+    );
+    assert!(stderr.contains("broken on purpose"), "{stderr}");
+    assert!(
+        stderr.contains("ip netns exec"),
+        "--keep says how to look inside:\n{stderr}"
+    );
+    assert!(r["summary"]["failed"].as_u64().unwrap() > 0);
+    assert!(
+        r["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["labels"].as_array().unwrap().iter().any(|l| l == "mac"))
+    );
+    assert!(
+        !kept.is_empty(),
+        "--keep leaves the failed scenarios' namespaces"
+    );
+    assert!(
+        cleaned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleaned.stderr)
+    );
+    assert_eq!(
+        namespaces_of(&run_id),
+        Vec::<String>::new(),
+        "secnet clean removes the run's namespaces"
+    );
+    assert!(
+        foreign_survived,
+        "secnet clean must not touch namespaces it did not create"
+    );
+}
+
+#[test]
+fn unknown_cluster_and_empty_selection_are_clear_errors() {
+    let out = secnet(&["conform", "--cluster", "kind"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"kind\"") && stderr.contains("--cluster netns"),
+        "{stderr}"
+    );
+    if secnet::prereq::is_root() {
+        let out = secnet(&["conform", "--label", "no-such-label"]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no scenario matches") && stderr.contains("mac"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn help_has_examples() {
+    let out = secnet(&["conform", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("Examples:") && text.contains("--cni-bin-dir"),
+        "{text}"
+    );
+}
