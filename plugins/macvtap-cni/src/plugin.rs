@@ -194,8 +194,10 @@ async fn create_standalone(
         .await
         .map_err(|e| netlink_failure(format!("look up master {master}"), e))?
         .ok_or_else(|| {
-            CniError::invalid_config(format!("master {master} does not exist in the host namespace"))
-                .with_details("set \"master\" to the lower device's name on this node (see `ip link`)")
+            CniError::invalid_config(format!(
+                "master {master} does not exist in the host namespace"
+            ))
+            .with_details("set \"master\" to the lower device's name on this node (see `ip link`)")
         })?;
     if let Some(mtu) = conf.mtu.filter(|m| *m > lower.mtu) {
         return Err(mtu_too_big(mtu, master, lower.mtu));
@@ -226,7 +228,12 @@ async fn create_standalone(
             }
             // Index taken in the pod namespace: try the next candidate.
             Err(e) if errno(&e) == Some(Errno::EBUSY as i32) => last_err = Some(e),
-            Err(e) => return Err(netlink_failure(format!("create macvtap {temp} on {master}"), e)),
+            Err(e) => {
+                return Err(netlink_failure(
+                    format!("create macvtap {temp} on {master}"),
+                    e,
+                ));
+            }
         }
     }
     let _ = pod;

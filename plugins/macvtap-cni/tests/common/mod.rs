@@ -42,7 +42,11 @@ impl Node {
         let mut nl = NodeLab::new().expect("node lab");
         let pod = nl.pod("pod").expect("pod netns");
         let container_id = format!("{}-c0", nl.lab.run_id);
-        Some(Node { nl, pod, container_id })
+        Some(Node {
+            nl,
+            pod,
+            container_id,
+        })
     }
 
     pub fn device_link(&self, name: &str) {
@@ -58,28 +62,54 @@ impl Node {
     }
 
     pub fn config(&self, version: SpecVersion, extra: Value) -> Value {
-        let mut c = json!({"cniVersion": version.as_str(), "name": "macvtap-net", "type": "macvtap"});
+        let mut c =
+            json!({"cniVersion": version.as_str(), "name": "macvtap-net", "type": "macvtap"});
         for (k, v) in extra.as_object().expect("object").clone() {
             c[k] = v;
         }
         c
     }
 
-    pub async fn call(&self, command: &str, config: Value, pod: &Ns, ifname: &str, args: &str) -> Reply {
+    pub async fn call(
+        &self,
+        command: &str,
+        config: Value,
+        pod: &Ns,
+        ifname: &str,
+        args: &str,
+    ) -> Reply {
         let call = Call::new(PLUGIN, command, config)
-            .container(&format!("{}-{}", self.container_id, pod.name), Some(&pod.path_str()), ifname)
+            .container(
+                &format!("{}-{}", self.container_id, pod.name),
+                Some(&pod.path_str()),
+                ifname,
+            )
             .args(args);
-        exec(&call, Some(&self.nl.node_ns)).await.expect("plugin runs")
+        exec(&call, Some(&self.nl.node_ns))
+            .await
+            .expect("plugin runs")
     }
 
     pub async fn call_raw(&self, call: Call) -> Reply {
-        exec(&call, Some(&self.nl.node_ns)).await.expect("plugin runs")
+        exec(&call, Some(&self.nl.node_ns))
+            .await
+            .expect("plugin runs")
     }
 }
 
 pub fn assert_error(reply: &Reply, code: u64, needle: &str) {
     assert!(!reply.success, "expected failure, got {}", reply.stdout);
-    assert_eq!(reply.error_code(), Some(code), "wrong code: {}", reply.stdout);
+    assert_eq!(
+        reply.error_code(),
+        Some(code),
+        "wrong code: {}",
+        reply.stdout
+    );
     let text = reply.stdout.to_lowercase();
-    assert!(text.contains(&needle.to_lowercase()), "{:?} not in {}", needle, reply.stdout);
+    assert!(
+        text.contains(&needle.to_lowercase()),
+        "{:?} not in {}",
+        needle,
+        reply.stdout
+    );
 }
