@@ -118,7 +118,7 @@ pub type LinkWatch = watch::Receiver<Links>;
 pub async fn watch_links() -> Result<LinkWatch, LinksError> {
     let (links, events) = subscribe().await?;
     let (tx, rx) = watch::channel(links);
-    tokio::spawn(follow(tx, events));
+    tokio::spawn(tracing::Instrument::in_current_span(follow(tx, events)));
     Ok(rx)
 }
 

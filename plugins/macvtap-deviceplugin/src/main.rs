@@ -9,6 +9,7 @@ use macvtap_deviceplugin::config::{self, Config, ConfigError};
 use macvtap_deviceplugin::supervisor;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 const CONFIG_ENV: &str = "DP_MACVTAP_CONF";
 
@@ -121,13 +122,16 @@ fn main() -> ExitCode {
         let (shutdown, stopping) = watch::channel(false);
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        tokio::spawn(
+            async move {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                }
+                shutdown.send_replace(true);
             }
-            shutdown.send_replace(true);
-        });
+            .in_current_span(),
+        );
         let settings = supervisor::Settings {
             config: parsed.config,
             dir: args.device_plugin_dir,

@@ -87,11 +87,17 @@ impl Resource {
 pub struct DevicePluginService {
     resource: Arc<Resource>,
     stop: watch::Receiver<bool>,
+    /// tonic runs handlers on its own tasks: log under the resource's span explicitly.
+    span: tracing::Span,
 }
 
 impl DevicePluginService {
     pub fn new(resource: Arc<Resource>, stop: watch::Receiver<bool>) -> DevicePluginService {
-        DevicePluginService { resource, stop }
+        DevicePluginService {
+            resource,
+            stop,
+            span: tracing::Span::current(),
+        }
     }
 }
 
@@ -152,7 +158,7 @@ impl DevicePlugin for DevicePluginService {
                     }
                 }
             }
-            .in_current_span(),
+            .instrument(self.span.clone()),
         );
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -178,9 +184,28 @@ impl DevicePlugin for DevicePluginService {
         &self,
         request: Request<AllocateRequest>,
     ) -> Result<Response<AllocateResponse>, Status> {
+        let span = self.span.clone();
+        self.allocate_all(request.into_inner())
+            .instrument(span)
+            .await
+    }
+
+    async fn pre_start_container(
+        &self,
+        _: Request<PreStartContainerRequest>,
+    ) -> Result<Response<PreStartContainerResponse>, Status> {
+        Ok(Response::new(PreStartContainerResponse {}))
+    }
+}
+
+impl DevicePluginService {
+    async fn allocate_all(
+        &self,
+        request: AllocateRequest,
+    ) -> Result<Response<AllocateResponse>, Status> {
         let _serial = self.resource.allocating.lock().await;
         let mut container_responses = Vec::new();
-        for container in request.into_inner().container_requests {
+        for container in request.container_requests {
             let mut devices = Vec::new();
             for id in &container.devices_ids {
                 let start = Instant::now();
@@ -217,13 +242,6 @@ impl DevicePlugin for DevicePluginService {
         Ok(Response::new(AllocateResponse {
             container_responses,
         }))
-    }
-
-    async fn pre_start_container(
-        &self,
-        _: Request<PreStartContainerRequest>,
-    ) -> Result<Response<PreStartContainerResponse>, Status> {
-        Ok(Response::new(PreStartContainerResponse {}))
     }
 }
 
