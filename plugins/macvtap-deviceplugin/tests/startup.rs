@@ -1,0 +1,218 @@
+//! Start-up: every config mistake stops the plugin with a clear error before it
+//! serves anything; auto-discovery follows links as they come and go.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Node, resource};
+use deviceplugin_api::{HEALTHY, UNHEALTHY};
+
+const BOUND: Duration = Duration::from_secs(5);
+
+/// Runs the plugin with `conf` and expects exit code 1 with all of `expected` in its
+/// output, no socket, and no registration.
+async fn rejects(conf: Option<&str>, args: &[&str], expected: &[&str]) {
+    let mut n = Node::new();
+    let plugin = n.start_plugin(conf, args);
+    let status = plugin.wait_exit(BOUND).expect("exits at start-up");
+    let logs = plugin.logs();
+    assert_eq!(status.code(), Some(1), "{conf:?}: {logs}");
+    for want in expected {
+        assert!(
+            logs.contains(want),
+            "{conf:?}: missing {want:?} in:\n{logs}"
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(n.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("macvtap.network.kubevirt.io_"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(n.kubelet.snapshot().registrations.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_stop_the_plugin_at_start_up() {
+    if !secnet::prereq::require_root("config_errors_stop_the_plugin_at_start_up") {
+        return;
+    }
+    // The seed document's second ConfigMap: `master` and a trailing comma.
+    let seed = "[\n    {\n        \"name\"     : \"dataplane\",\n        \"master\"   : \"ens33\",\n        \"mode\"     : \"bridge\",\n        \"capacity\" : 50\n    },\n]\n";
+    rejects(
+        Some(seed),
+        &[],
+        &[
+            "trailing comma at line 7 column 6",
+            "    },",
+            "remove the comma",
+        ],
+    )
+    .await;
+    let cases: &[(&str, &[&str])] = &[
+        (
+            r#"[{"name": "dataplane", "lowerDevice": "ens33", "capcity": 5}]"#,
+            &[
+                "entry 1 (\"dataplane\")",
+                "field \"capcity\"",
+                "unknown key",
+                "fix:",
+            ],
+        ),
+        (
+            r#"[{"name": "dataplane", "lowerDevice": "ens33", "mode": "passthrough"}]"#,
+            &[
+                "field \"mode\"",
+                "unknown mode \"passthrough\"",
+                "\"private\", \"vepa\"",
+            ],
+        ),
+        (
+            r#"[{"name": "a", "lowerDevice": "ens33"}, {"name": "a", "lowerDevice": "ens33"}]"#,
+            &["entry 2 (\"a\")", "already the name of entry 1"],
+        ),
+        (
+            r#"[{"name": "dataplane", "lowerDevice": "ens33-with-a-long-name"}]"#,
+            &["field \"lowerDevice\"", "22 characters", "(15)"],
+        ),
+        (
+            r#"[{"name": "dataplane", "lowerDevice": "ens33", "capacity": 0}]"#,
+            &[
+                "field \"capacity\"",
+                "0 is not a usable capacity",
+                "from 1 to",
+            ],
+        ),
+        (
+            r#"[{"name": "dataplane", "lowerDevice": "ens33", "capacity": -5}]"#,
+            &["field \"capacity\"", "-5 is not a usable capacity"],
+        ),
+        (r#"{"name": "dataplane"}"#, &["expected a JSON array"]),
+    ];
+    for (conf, expected) in cases {
+        rejects(Some(conf), &[], expected).await;
+    }
+    rejects(
+        None,
+        &[],
+        &["neither --config FILE nor DP_MACVTAP_CONF is set"],
+    )
+    .await;
+    rejects(
+        None,
+        &["--config", "/nonexistent/macvtap.json"],
+        &["/nonexistent/macvtap.json"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_capacity_defaults_to_100() {
+    if !secnet::prereq::require_root("missing_capacity_defaults_to_100") {
+        return;
+    }
+    let mut n = Node::new();
+    n.start_plugin(
+        Some(r#"[{"name": "dataplane", "lowerDevice": "ens33"}]"#),
+        &[],
+    );
+    n.kubelet
+        .wait_for_devices(&resource("dataplane"), 100, HEALTHY, BOUND)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_discovery_follows_links_and_survives_churn() {
+    if !secnet::prereq::require_root("auto_discovery_follows_links_and_survives_churn") {
+        return;
+    }
+    let mut n = Node::new();
+    // Upstream discovers only physical devices and bonds, neither of which a
+    // namespace can create here; --discover-kinds veth makes the veths count.
+    n.start_plugin(Some("[]"), &["--discover-kinds", "veth"]);
+    n.kubelet
+        .wait_for_devices(&resource("ens33"), 100, HEALTHY, BOUND)
+        .await
+        .unwrap();
+
+    // A new link becomes a resource; its down state shows as Unhealthy.
+    n.ip(&[
+        "link", "add", "uplink1", "type", "veth", "peer", "name", "uplink1p",
+    ]);
+    n.kubelet
+        .wait_for_devices(&resource("uplink1"), 100, UNHEALTHY, BOUND)
+        .await
+        .unwrap();
+    n.kubelet
+        .wait_for_devices(&resource("uplink1p"), 100, UNHEALTHY, BOUND)
+        .await
+        .unwrap();
+    n.ip(&["link", "set", "uplink1", "up"]);
+    n.ip(&["link", "set", "uplink1p", "up"]);
+    n.kubelet
+        .wait_for_devices(&resource("uplink1"), 100, HEALTHY, BOUND)
+        .await
+        .unwrap();
+    let socket = n.socket("uplink1");
+    assert!(socket.exists());
+
+    // A link that goes away takes its resource (socket, stream) with it.
+    n.ip(&["link", "del", "uplink1"]);
+    n.kubelet
+        .wait_until("uplink1's stream to end", BOUND, |s| {
+            s.resource(&resource("uplink1"))
+                .filter(|r| !r.streaming)
+                .map(|_| ())
+        })
+        .await
+        .unwrap();
+    assert!(!socket.exists(), "socket of a vanished link removed");
+
+    // Churn: links appearing and vanishing quickly must not crash the plugin.
+    for i in 0..15 {
+        let name = format!("churn{i}");
+        n.ip(&[
+            "link",
+            "add",
+            &name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{name}p"),
+        ]);
+        n.ip(&["link", "del", &name]);
+    }
+    n.ip(&[
+        "link", "add", "last", "type", "veth", "peer", "name", "lastp",
+    ]);
+    n.kubelet
+        .wait_for_devices(&resource("last"), 100, UNHEALTHY, BOUND)
+        .await
+        .unwrap();
+    assert!(n.plugin().is_running(), "{}", n.plugin().logs());
+    // Macvtaps made by Allocate are never discovered as lower devices.
+    n.kubelet
+        .allocate(&resource("ens33"), &["ens33Mvp0".to_string()])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snapshot = n.kubelet.snapshot();
+    assert!(
+        snapshot.resources.keys().all(|r| !r.contains("/mvt")),
+        "{:?}",
+        snapshot.resources.keys()
+    );
+    let status = n.plugin().terminate(BOUND).expect("exits after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    let leftovers: Vec<_> = std::fs::read_dir(n.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("macvtap.network.kubevirt.io_"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
