@@ -1,0 +1,142 @@
+//! The Kubernetes objects secnet reads from fixture YAML: just the fields the netns
+//! cluster acts on, typed, with errors that name the file, document and field.
+
+pub mod fixture;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use fixture::{FixtureError, load_file, load_str};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Set by the cluster when the object is created.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigMap {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkAttachmentDefinition {
+    pub metadata: Meta,
+    pub spec: NadSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NadSpec {
+    /// The CNI configuration as JSON text.
+    pub config: String,
+}
+
+impl NetworkAttachmentDefinition {
+    pub fn resource_name(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .get("k8s.v1.cni.cncf.io/resourceName")
+            .map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pod {
+    pub metadata: Meta,
+    pub spec: PodSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    #[serde(default)]
+    pub node_name: Option<String>,
+    pub containers: Vec<Container>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    pub name: String,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(default)]
+    pub limits: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub requests: BTreeMap<String, serde_json::Value>,
+}
+
+impl Pod {
+    /// Extended resources (names with a `/`, like `macvtap.network.kubevirt.io/x`)
+    /// the pod asks for, summed over containers. For extended resources Kubernetes
+    /// requires requests == limits, and a limit alone implies the request.
+    pub fn extended_resources(&self) -> BTreeMap<String, u64> {
+        let mut total = BTreeMap::new();
+        for c in &self.spec.containers {
+            let mut mine: BTreeMap<&str, u64> = BTreeMap::new();
+            for (k, v) in c.resources.requests.iter().chain(&c.resources.limits) {
+                if k.contains('/') {
+                    let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
+                    mine.insert(k, n);
+                }
+            }
+            for (k, n) in mine {
+                *total.entry(k.to_string()).or_insert(0) += n;
+            }
+        }
+        total
+    }
+}
+
+/// A fixture document. Kinds the netns cluster plays rather than stores (DaemonSet)
+/// or does not know are kept as `Other` so that the caller can say so.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    ConfigMap(ConfigMap),
+    Nad(NetworkAttachmentDefinition),
+    Pod(Pod),
+    Other { kind: String, name: String, raw: serde_json::Value },
+}
+
+impl Object {
+    pub fn kind(&self) -> &str {
+        match self {
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::Nad(_) => "NetworkAttachmentDefinition",
+            Object::Pod(_) => "Pod",
+            Object::Other { kind, .. } => kind,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Object::ConfigMap(c) => &c.metadata.name,
+            Object::Nad(n) => &n.metadata.name,
+            Object::Pod(p) => &p.metadata.name,
+            Object::Other { name, .. } => name,
+        }
+    }
+}
