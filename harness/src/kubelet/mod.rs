@@ -291,7 +291,9 @@ impl DeviceManager {
         self.shared.update(|s| {
             s.clients.clear();
             for (name, view) in s.snapshot.resources.iter_mut() {
+                // Nothing is known about a plugin until it registers again.
                 view.streaming = false;
+                view.devices.clear();
                 *s.generations.entry(name.clone()).or_default() += 1;
             }
         });

@@ -12,7 +12,24 @@ use std::time::{Duration, Instant};
 use secnet::kubelet::DeviceManager;
 use secnet::lab::{Lab, Ns};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_macvtap-deviceplugin");
+/// The plugin binary: cargo's for integration tests, target/<profile>/ otherwise
+/// (examples do not get `CARGO_BIN_EXE_*`).
+pub fn bin() -> std::path::PathBuf {
+    match option_env!("CARGO_BIN_EXE_macvtap-deviceplugin") {
+        Some(path) => path.into(),
+        None => {
+            // target/<profile>/examples/<example> → target/<profile>/macvtap-deviceplugin
+            let exe = std::env::current_exe().expect("current exe");
+            let dir = exe.parent().expect("exe dir");
+            let dir = if dir.ends_with("examples") {
+                dir.parent().expect("profile dir")
+            } else {
+                dir
+            };
+            dir.join("macvtap-deviceplugin")
+        }
+    }
+}
 pub const PREFIX: &str = "macvtap.network.kubevirt.io";
 
 /// A temporary directory, removed with its contents on drop.
@@ -46,7 +63,7 @@ impl Plugin {
     pub fn spawn(node: &Ns, dir: &Path, config: Option<&str>, args: &[&str], log: &Path) -> Plugin {
         let ns = node.open().expect("open node netns");
         let log_file = std::fs::File::create(log).expect("create plugin log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.env_clear()
             .env("RUST_LOG", "info")
             .arg("--device-plugin-dir")
