@@ -115,14 +115,12 @@ pub enum ConfigError {
     )]
     NotAnArray { origin: String, found: String },
     #[error(
-        "failed to read macvtap config from {origin}: entry {index}{name}: field \"{field}\": {problem}; fix: {fix}"
+        "failed to read macvtap config from {origin}: {entry}: field \"{field}\": {problem}; fix: {fix}"
     )]
     Entry {
         origin: String,
-        /// 1-based position in the array.
-        index: usize,
-        /// ` ("name")` when the entry has a readable name, else empty.
-        name: String,
+        /// `entry <1-based index>`, plus ` ("name")` when it has a readable name.
+        entry: String,
         field: String,
         problem: String,
         fix: String,
@@ -193,8 +191,7 @@ impl EntryAt<'_> {
     ) -> ConfigError {
         ConfigError::Entry {
             origin: self.origin.to_string(),
-            index: self.index,
-            name: self.name.clone(),
+            entry: format!("entry {}{}", self.index, self.name),
             field: field.to_string(),
             problem: problem.into(),
             fix: fix.into(),

@@ -180,7 +180,7 @@ async fn keep_registered(
                 }
                 Err(e) => {
                     // Say it once, then every ~10 s, not every 100 ms.
-                    if failures % 100 == 0 {
+                    if failures.is_multiple_of(100) {
                         tracing::warn!("{e}; retrying");
                     }
                     failures += 1;
