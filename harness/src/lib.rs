@@ -8,6 +8,7 @@ pub mod cni;
 pub mod conform;
 pub mod kubelet;
 pub mod lab;
+pub mod multus;
 pub mod objects;
 pub mod prereq;
 pub mod report;

@@ -1,0 +1,143 @@
+//! Multus semantics as a pure library: no I/O, no Kubernetes client.
+//!
+//! The `netns` provider plays multus with these pieces, in order:
+//! 1. [`selection::parse_networks`] reads the pod's network-selection annotation;
+//! 2. [`delegate::plan`] looks up each NetworkAttachmentDefinition and builds one
+//!    [`delegate::Delegate`] per network (interface name, the plugin chain's stdin
+//!    configs with `deviceID`/`runtimeConfig`/`args.cni` injected, `CNI_ARGS`);
+//! 3. the caller executes each delegate's plugin chain;
+//! 4. [`status::from_result`] and [`status::annotation`] turn the results into the
+//!    network-status annotation.
+//!
+//! Behaviour follows upstream multus (thick and thin plugin share it) and libcni;
+//! where secnet is deliberately stricter (e.g. a missing `cniVersion`), the item
+//! says so.
+
+pub mod delegate;
+pub mod selection;
+pub mod status;
+
+pub use delegate::{Delegate, DeviceIds, Nad, PodInfo, plan};
+pub use selection::{NetworkSelection, parse_networks};
+pub use status::NetworkStatus;
+
+/// Pod annotation selecting the secondary networks.
+pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
+/// Pod annotation multus writes after ADD.
+pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
+/// NetworkAttachmentDefinition annotation naming the device-plugin resource.
+pub const RESOURCE_NAME_ANNOTATION: &str = "k8s.v1.cni.cncf.io/resourceName";
+
+/// Everything that can go wrong while playing multus. Messages name the
+/// annotation/NAD/field at fault and say how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MultusError {
+    /// The network-selection annotation is malformed. `entry` is 1-based.
+    #[error(
+        "{}{NETWORKS_ANNOTATION}: {}{problem}; {fix}",
+        pod_prefix(.pod),
+        entry_prefix(.entry, .text)
+    )]
+    Selection {
+        /// `ns/name` of the pod, when known.
+        pod: Option<String>,
+        entry: Option<usize>,
+        /// The entry as written (truncated).
+        text: String,
+        problem: String,
+        fix: String,
+    },
+
+    /// A selected network has no NetworkAttachmentDefinition.
+    #[error(
+        "pod {pod}: {NETWORKS_ANNOTATION} selects network {network}, but NetworkAttachmentDefinition {network} does not exist; create it or fix the name in the annotation"
+    )]
+    NadNotFound { pod: String, network: String },
+
+    /// A NAD's `spec.config` cannot be used as a delegate config.
+    #[error("NetworkAttachmentDefinition {nad}: spec.config: {problem}; {fix}")]
+    NadConfig {
+        nad: String,
+        problem: String,
+        fix: String,
+    },
+
+    /// A NAD names a device-plugin resource the pod has no (more) devices of.
+    #[error(
+        "pod {pod}: network {network} needs a device of {resource} (NetworkAttachmentDefinition annotation {RESOURCE_NAME_ANNOTATION}), but {}",
+        no_device_detail(.resource, *.allocated, *.needed)
+    )]
+    NoDevice {
+        pod: String,
+        network: String,
+        resource: String,
+        /// How many devices of `resource` the pod was allocated.
+        allocated: usize,
+        /// How many networks of the pod use `resource` up to and including this one.
+        needed: usize,
+    },
+
+    /// Two networks of one pod would get the same interface name.
+    #[error(
+        "pod {pod}: interface {ifname} is used by both network {first} and network {second}; give each network its own interface with \"ns/name@ifname\" or \"interface\""
+    )]
+    DuplicateInterface {
+        pod: String,
+        ifname: String,
+        first: String,
+        second: String,
+    },
+
+    /// The network-status annotation cannot be read.
+    #[error("{NETWORK_STATUS_ANNOTATION}: {problem}; {fix}")]
+    Status { problem: String, fix: String },
+}
+
+impl MultusError {
+    /// Names the pod in a [`MultusError::Selection`] error (other variants
+    /// already name it).
+    pub fn with_pod(self, namespace: &str, name: &str) -> MultusError {
+        match self {
+            MultusError::Selection {
+                entry,
+                text,
+                problem,
+                fix,
+                ..
+            } => MultusError::Selection {
+                pod: Some(format!("{namespace}/{name}")),
+                entry,
+                text,
+                problem,
+                fix,
+            },
+            other => other,
+        }
+    }
+}
+
+fn pod_prefix(pod: &Option<String>) -> String {
+    pod.as_ref()
+        .map(|p| format!("pod {p}: "))
+        .unwrap_or_default()
+}
+
+fn entry_prefix(entry: &Option<usize>, text: &str) -> String {
+    match entry {
+        Some(n) if text.is_empty() => format!("entry {n}: "),
+        Some(n) => format!("entry {n} {text}: "),
+        None => String::new(),
+    }
+}
+
+fn no_device_detail(resource: &str, allocated: usize, needed: usize) -> String {
+    if allocated == 0 {
+        format!(
+            "the pod requests no {resource}; add \"{resource}: 1\" to the container's resources.limits"
+        )
+    } else {
+        format!(
+            "the pod was allocated {allocated} and {needed} of its networks use {resource}; raise {resource} in resources.limits to {needed}"
+        )
+    }
+}
