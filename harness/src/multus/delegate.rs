@@ -308,10 +308,10 @@ pub fn normalize_config(nad: &Nad) -> Result<(String, Vec<Value>), MultusError> 
                 "write each plugin as {\"type\": ...}",
             ));
         };
-        if !obj
+        if obj
             .get("type")
             .and_then(Value::as_str)
-            .is_some_and(|t| !t.is_empty())
+            .is_none_or(str::is_empty)
         {
             return Err(bad(
                 format!("plugin {} of \"plugins\" has no \"type\"", i + 1),
