@@ -114,7 +114,8 @@ impl<S: Into<String>, I: IntoIterator<Item = S>> FromIterator<(String, I)> for D
 /// Builds the delegates for `selections` in order. `lookup(namespace, name)`
 /// returns the NAD. Interfaces default to `net<N>`, N the network's 1-based
 /// position in the selection (as multus numbers its delegates, so `a@eth1, b`
-/// gives `b` the name `net2`).
+/// gives `b` the name `net2`). On error, `devices` may be partly consumed: plan
+/// again from a fresh [`DeviceIds`].
 pub fn plan(
     pod: &PodInfo,
     selections: &[NetworkSelection],
