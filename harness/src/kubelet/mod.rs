@@ -7,6 +7,7 @@
 //! the connection back to the plugin happens in the background; a plugin that
 //! registers again replaces its previous connection.
 
+mod admission;
 pub mod checkpoint;
 mod plugin_client;
 mod registration;
@@ -24,6 +25,7 @@ use deviceplugin_api::v1beta1::{
 use deviceplugin_api::{HEALTHY, KUBELET_SOCKET};
 use tokio::sync::watch;
 
+pub use admission::PodDevices;
 pub use plugin_client::PluginClient;
 pub use registration::RegistrationServer;
 
@@ -44,6 +46,17 @@ pub enum KubeletError {
     },
     #[error("failed to call {call} on resource {resource}: it is not registered or not connected")]
     NotConnected { resource: String, call: String },
+    /// The text the kubelet puts on a pod it cannot admit: `Insufficient <resource>`.
+    #[error(
+        "failed to admit pod: Insufficient {resource} ({wanted} wanted, {free} free and healthy)"
+    )]
+    Insufficient {
+        resource: String,
+        wanted: usize,
+        free: usize,
+    },
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("failed to call {call} on resource {resource}: {status}")]
     Rpc {
         resource: String,
@@ -125,6 +138,16 @@ struct State {
     /// Generation per resource: a stream of an older connection must not touch the
     /// state of a newer one.
     generations: BTreeMap<String, u64>,
+    /// Devices held by admitted pods.
+    pods: Vec<PodDevices>,
+}
+
+impl State {
+    fn in_use(&self, resource: &str, id: &str) -> bool {
+        self.pods
+            .iter()
+            .any(|p| p.resource == resource && p.ids.iter().any(|i| i == id))
+    }
 }
 
 impl Shared {

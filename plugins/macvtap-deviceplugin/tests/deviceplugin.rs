@@ -440,3 +440,61 @@ async fn seed_config_with_master_registers_and_warns() {
         "{logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_admission_allocates_checkpoints_and_reports_insufficient() {
+    if !secnet::prereq::require_root(
+        "kubelet_admission_allocates_checkpoints_and_reports_insufficient",
+    ) {
+        return;
+    }
+    let mut n = Node::new();
+    n.start_plugin(
+        Some(&config("dataplane", "ens33", r#", "capacity": 3"#)),
+        &[],
+    );
+    let res = resource("dataplane");
+    n.kubelet
+        .wait_for_devices(&res, 3, HEALTHY, BOUND)
+        .await
+        .unwrap();
+
+    let a = n.kubelet.admit("uid-a", "compute", &res, 2).await.unwrap();
+    assert_eq!(a.ids.len(), 2);
+    let b = n.kubelet.admit("uid-b", "compute", &res, 1).await.unwrap();
+    assert!(
+        a.ids.iter().all(|id| !b.ids.contains(id)),
+        "no device given twice"
+    );
+    let err = n
+        .kubelet
+        .admit("uid-c", "compute", &res, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Insufficient macvtap.network.kubevirt.io/dataplane"),
+        "{err}"
+    );
+
+    // The checkpoint on disk is what multus reads: pod → device IDs → /dev/tapN.
+    let path = n.dir.path().join(secnet::kubelet::checkpoint::FILE_NAME);
+    let cp = secnet::kubelet::checkpoint::Checkpoint::read(&path).unwrap();
+    assert_eq!(cp.pod_devices("uid-a", &res), a.ids);
+    assert_eq!(cp.data.registered_devices[&res], ids("dataplane", 3));
+    let entry = cp
+        .data
+        .pod_device_entries
+        .iter()
+        .find(|e| e.pod_uid == "uid-b")
+        .unwrap();
+    let tap = &entry.allocate_response().unwrap().container_responses[0].devices[0].host_path;
+    assert!(std::path::Path::new(tap).exists(), "{tap}");
+
+    n.kubelet.release("uid-a").unwrap();
+    let c = n.kubelet.admit("uid-c", "compute", &res, 2).await.unwrap();
+    assert_eq!(c.ids.len(), 2);
+    let cp = secnet::kubelet::checkpoint::Checkpoint::read(&path).unwrap();
+    assert!(cp.pod_devices("uid-a", &res).is_empty());
+    assert_eq!(cp.pod_devices("uid-c", &res), c.ids);
+}
