@@ -172,7 +172,12 @@ async fn keep_registered(
         }
         let kubelet = file_id(&kubelet_path);
         if kubelet.is_some() && kubelet != registered_with {
-            match register(&resource, &kubelet_path).await {
+            // A kubelet that accepts but never answers must not delay SIGTERM.
+            let registered = tokio::select! {
+                r = register(&resource, &kubelet_path) => r,
+                _ = stopped.wait_for(|s| *s) => break,
+            };
+            match registered {
                 Ok(()) => {
                     tracing::info!(kubelet = %kubelet_path.display(), "registered with the kubelet");
                     registered_with = kubelet;
