@@ -8,6 +8,8 @@ packages=(
   iputils-ping           # reachability probes
   containernetworking-plugins  # reference plugins: macvlan, bridge, host-local
   hyperfine              # benchmarks of whole commands
+  dnsmasq-base           # the fabric's DHCP server (the seed's macvlan lab)
+  busybox-static         # udhcpc, the DHCP client of that lab
 )
 
 missing=()

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bins;
 pub mod clean;
+pub mod cluster;
 pub mod cni;
 pub mod conform;
 pub mod kubelet;

@@ -10,6 +10,10 @@ use cni_kit::netns::NetNs;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
+use crate::lab::enter::Enter;
+
+pub mod chain;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("failed to start CNI plugin {path}: {source}")]
@@ -119,6 +123,21 @@ impl Reply {
 
 /// Runs `call`, inside `node` (the plugin's "host" namespace) when given.
 pub async fn exec(call: &Call, node: Option<&NetNs>) -> Result<Reply, ExecError> {
+    let enter = match node {
+        Some(ns) => Enter {
+            net: Some(NetNs::open(ns.path()).map_err(|source| ExecError::Spawn {
+                path: call.plugin.clone(),
+                source,
+            })?),
+            mnt: None,
+        },
+        None => Enter::default(),
+    };
+    exec_in(call, &enter).await
+}
+
+/// Runs `call` inside the namespaces of `enter` (a node's network and mount view).
+pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
     let mut cmd = tokio::process::Command::new(&call.plugin);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -132,18 +151,7 @@ pub async fn exec(call: &Call, node: Option<&NetNs>) -> Result<Reply, ExecError>
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(ns) = node {
-        let fd = ns.raw_fd();
-        // SAFETY: setns is async-signal-safe; the child only enters the namespace.
-        unsafe {
-            cmd.pre_exec(move || {
-                if nix::libc::setns(fd, nix::libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
+    enter.apply(&mut cmd);
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
         path: call.plugin.clone(),

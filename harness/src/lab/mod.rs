@@ -2,6 +2,7 @@
 //! carries the run id; everything is removed on drop, also when a test panics.
 
 pub mod command;
+pub mod enter;
 pub mod node;
 
 use std::path::PathBuf;

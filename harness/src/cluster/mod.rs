@@ -1,0 +1,76 @@
+//! The `Cluster` contract the scenarios are written against, and its providers.
+//! The netns provider is the built-in one; the kube providers implement the same
+//! trait against a real API server.
+
+pub mod netns;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use crate::objects::{Object, Pod};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("failed to bring up the {provider} cluster: {message}")]
+    Up { provider: String, message: String },
+    #[error("failed to apply {kind} {name}: {message}")]
+    Apply { kind: String, name: String, message: String },
+    /// The scheduler found no node: the message is what Kubernetes would show.
+    #[error("pod {pod} is unschedulable: {message}")]
+    Unschedulable { pod: String, message: String },
+    #[error("failed to start pod {pod} on {node}: {message}")]
+    PodStart { pod: String, node: String, message: String },
+    #[error("failed to delete pod {pod}: {message}")]
+    PodDelete { pod: String, message: String },
+    #[error("pod {0} does not exist")]
+    NoSuchPod(String),
+    #[error("failed to exec {argv:?} in pod {pod}: {message}")]
+    Exec { pod: String, argv: Vec<String>, message: String },
+    #[error("node {0} does not exist")]
+    NoSuchNode(String),
+    #[error("timed out after {seconds} s waiting for {what}; last state: {state}")]
+    Timeout { what: String, seconds: u64, state: String },
+}
+
+/// A running pod as the scenarios see it.
+#[derive(Debug, Clone)]
+pub struct PodView {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub node: String,
+    pub annotations: BTreeMap<String, String>,
+    /// Device IDs per resource, as allocated at admission.
+    pub devices: BTreeMap<String, Vec<String>>,
+}
+
+/// Extended-resource accounting of one node, as `kubectl describe node` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeResources {
+    pub capacity: BTreeMap<String, u64>,
+    pub allocatable: BTreeMap<String, u64>,
+    /// Requested by the pods on the node ("Allocated resources").
+    pub allocated: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// What every provider offers the scenarios.
+pub trait Cluster: Send + Sync {
+    fn provider(&self) -> &str;
+    fn nodes(&self) -> Vec<String>;
+    /// Stores/applies objects (ConfigMap, NetworkAttachmentDefinition, ...).
+    fn apply(&self, objects: Vec<Object>) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Creates a pod and waits until its sandbox and networks are up.
+    fn create_pod(&self, pod: Pod) -> impl Future<Output = Result<PodView, ClusterError>> + Send;
+    fn delete_pod(&self, namespace: &str, name: &str) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    fn exec(&self, namespace: &str, pod: &str, argv: &[&str]) -> impl Future<Output = Result<ExecOutput, ClusterError>> + Send;
+    fn node_resources(&self, node: &str) -> impl Future<Output = Result<NodeResources, ClusterError>> + Send;
+    /// Plugin logs and state, for failure reports.
+    fn diagnostics(&self) -> impl Future<Output = String> + Send;
+}

@@ -1,0 +1,357 @@
+//! The `netns` cluster: nodes are network namespaces on a fabric bridge, the
+//! harness plays kubelet (device manager, admission, checkpoint) and multus, and the
+//! real plugin binaries do the work.
+
+pub mod fabric;
+pub mod node;
+pub mod pod;
+pub mod topology;
+pub mod view;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
+use crate::cni::chain::BinDirs;
+use crate::lab::{Lab, Ns};
+use crate::objects::{ConfigMap, NetworkAttachmentDefinition, Object, Pod};
+use node::NetnsNode;
+use pod::PodState;
+use topology::Topology;
+
+/// How the cluster is put together and what is under test.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub run_id: String,
+    pub topology: Topology,
+    /// CNI binaries under test, searched before the reference plugins.
+    pub cni_bin_dir: PathBuf,
+    /// Debian's reference plugins (bridge, host-local, macvlan).
+    pub reference_bin_dir: PathBuf,
+    /// The device plugin command the DaemonSet runs on every node.
+    pub device_plugin: Vec<String>,
+    /// Start dnsmasq on the fabric.
+    pub dhcp: bool,
+}
+
+pub struct NetnsCluster {
+    pub opts: Options,
+    pub run_dir: PathBuf,
+    pub fabric: Ns,
+    inner: Mutex<Inner>,
+    created_host_dirs: Vec<PathBuf>,
+}
+
+pub(crate) struct Inner {
+    lab: Lab,
+    nodes: Vec<NetnsNode>,
+    config_maps: BTreeMap<(String, String), ConfigMap>,
+    nads: BTreeMap<(String, String), NetworkAttachmentDefinition>,
+    pods: BTreeMap<(String, String), PodState>,
+    dhcp: Option<Child>,
+    uid_counter: u64,
+}
+
+fn up_err(message: impl Into<String>) -> ClusterError {
+    ClusterError::Up { provider: "netns".into(), message: message.into() }
+}
+
+impl NetnsCluster {
+    /// Brings up the fabric and the nodes. On failure everything made so far is removed.
+    pub async fn up(opts: Options) -> Result<NetnsCluster, ClusterError> {
+        let run_dir = node::run_dir_for(&opts.run_id);
+        std::fs::create_dir_all(&run_dir).map_err(|e| up_err(format!("failed to create {}: {e}", run_dir.display())))?;
+        let created_host_dirs = view::missing_host_dirs();
+        let mut lab = Lab::scoped(&opts.run_id, "");
+        let partial = async {
+            view::privatize(&run_dir)?;
+            let fabric = fabric::up(&mut lab, &opts.topology)?;
+            let mut nodes = Vec::new();
+            for (i, spec) in opts.topology.nodes.iter().enumerate() {
+                let ns = lab.netns(&spec.name).map_err(|e| e.to_string())?;
+                fabric::plug(&lab, &fabric, &ns, &spec.uplink, &format!("port{i}"))?;
+                lab.ip(&ns, &["addr", "add", &format!("{}/24", spec.address), "dev", &spec.uplink]).map_err(|e| e.to_string())?;
+                let view = view::MountView::create(&run_dir.join("nodes").join(&spec.name))?;
+                nodes.push(NetnsNode {
+                    name: spec.name.clone(),
+                    index: i,
+                    ns,
+                    uplink: spec.uplink.clone(),
+                    address: spec.address,
+                    pod_subnet: opts.topology.pod_subnet(i),
+                    view,
+                    device_manager: None,
+                    device_plugin: None,
+                    checkpoint: Default::default(),
+                });
+            }
+            let dhcp = if opts.dhcp { Some(fabric::start_dhcp(&fabric, &opts.topology, &run_dir)?) } else { None };
+            Ok::<_, String>((fabric, nodes, dhcp))
+        }
+        .await;
+        match partial {
+            Ok((fabric, nodes, dhcp)) => Ok(NetnsCluster {
+                opts,
+                run_dir,
+                fabric,
+                inner: Mutex::new(Inner {
+                    lab,
+                    nodes,
+                    config_maps: BTreeMap::new(),
+                    nads: BTreeMap::new(),
+                    pods: BTreeMap::new(),
+                    dhcp,
+                    uid_counter: 0,
+                }),
+                created_host_dirs,
+            }),
+            Err(message) => {
+                drop(lab);
+                cleanup_run_dir(&run_dir, &[]);
+                remove_if_empty(&created_host_dirs);
+                Err(up_err(message))
+            }
+        }
+    }
+
+    pub fn bin_dirs(&self) -> BinDirs {
+        BinDirs(vec![self.opts.cni_bin_dir.clone(), self.opts.reference_bin_dir.clone()])
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.opts.topology
+    }
+
+    /// The namespace of a pod (for scenario probes that need it).
+    pub async fn pod_netns(&self, namespace: &str, name: &str) -> Option<Ns> {
+        let inner = self.inner.lock().await;
+        inner.pods.get(&(namespace.to_string(), name.to_string())).map(|p| p.netns.clone())
+    }
+
+    /// The namespace of a node.
+    pub async fn node_netns(&self, node: &str) -> Option<Ns> {
+        let inner = self.inner.lock().await;
+        inner.nodes.iter().find(|n| n.name == node).map(|n| n.ns.clone())
+    }
+
+    /// Runs `ip` inside a namespace of this cluster.
+    pub async fn ip(&self, ns: &Ns, args: &[&str]) -> Result<String, String> {
+        let inner = self.inner.lock().await;
+        inner.lab.ip(ns, args).map_err(|e| e.to_string())
+    }
+
+    /// Makes an extra namespace of this run (e.g. for the manual macvlan lab).
+    pub async fn extra_netns(&self, name: &str) -> Result<Ns, String> {
+        let mut inner = self.inner.lock().await;
+        inner.lab.netns(name).map_err(|e| e.to_string())
+    }
+
+    /// Removes everything: pods (CNI DEL), plugins, views, namespaces, the run dir.
+    pub async fn teardown(self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let keys: Vec<(String, String)> = self.inner.lock().await.pods.keys().cloned().collect();
+        for (ns, name) in keys {
+            if let Err(e) = self.delete_pod(&ns, &name).await {
+                errors.push(e.to_string());
+            }
+        }
+        let mut inner = self.inner.into_inner();
+        for node in inner.nodes.iter_mut() {
+            node.stop_device_plugin(Duration::from_secs(3));
+            if let Some(dm) = node.device_manager.take() {
+                dm.stop().await;
+            }
+        }
+        if let Some(mut d) = inner.dhcp.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let views: Vec<_> = inner.nodes.drain(..).map(|n| n.view).collect();
+        for e in inner.lab.teardown() {
+            errors.push(e.to_string());
+        }
+        errors.extend(cleanup_run_dir(&self.run_dir, &views));
+        remove_if_empty(&self.created_host_dirs);
+        errors
+    }
+}
+
+fn cleanup_run_dir(run_dir: &std::path::Path, views: &[view::MountView]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for v in views {
+        if let Err(e) = v.destroy() {
+            errors.push(e);
+        }
+    }
+    let _ = view::unprivatize(run_dir);
+    if let Err(e) = std::fs::remove_dir_all(run_dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        errors.push(format!("failed to remove {}: {e}", run_dir.display()));
+    }
+    let _ = std::fs::remove_dir(run_dir.parent().unwrap_or(run_dir));
+    errors
+}
+
+fn remove_if_empty(dirs: &[PathBuf]) {
+    for d in dirs {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+/// The ConfigMap a DaemonSet takes its environment from (`envFrom.configMapRef`).
+fn daemonset_config_map(raw: &Value) -> Option<String> {
+    raw.pointer("/spec/template/spec/containers")?
+        .as_array()?
+        .iter()
+        .flat_map(|c| c.get("envFrom").and_then(Value::as_array).cloned().unwrap_or_default())
+        .find_map(|e| e.pointer("/configMapRef/name").and_then(Value::as_str).map(str::to_string))
+}
+
+/// Resource names a device plugin config announces (best effort: the plugin itself
+/// reports config errors).
+fn announced_resources(conf: &str) -> Vec<String> {
+    serde_json::from_str::<Value>(conf)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e.get("name").and_then(Value::as_str))
+        .map(|n| format!("macvtap.network.kubevirt.io/{n}"))
+        .collect()
+}
+
+impl Cluster for NetnsCluster {
+    fn provider(&self) -> &str {
+        "netns"
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        self.opts.topology.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    async fn apply(&self, objects: Vec<Object>) -> Result<(), ClusterError> {
+        for object in objects {
+            let kind = object.kind().to_string();
+            let name = object.name().to_string();
+            let fail = |message: String| ClusterError::Apply { kind: kind.clone(), name: name.clone(), message };
+            match object {
+                Object::ConfigMap(c) => {
+                    let key = (c.metadata.namespace.clone(), c.metadata.name.clone());
+                    self.inner.lock().await.config_maps.insert(key, c);
+                }
+                Object::Nad(n) => {
+                    let key = (n.metadata.namespace.clone(), n.metadata.name.clone());
+                    self.inner.lock().await.nads.insert(key, n);
+                }
+                Object::Pod(p) => {
+                    self.create_pod(p).await?;
+                }
+                Object::Other { kind: k, raw, .. } if k == "DaemonSet" => {
+                    let ns = raw.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
+                    let cm_name = daemonset_config_map(&raw).ok_or_else(|| fail("the netns cluster plays DaemonSets that take their environment from a ConfigMap (envFrom.configMapRef); this one has none".into()))?;
+                    let env = {
+                        let inner = self.inner.lock().await;
+                        inner
+                            .config_maps
+                            .get(&(ns.clone(), cm_name.clone()))
+                            .map(|c| c.data.clone())
+                            .ok_or_else(|| fail(format!("ConfigMap {ns}/{cm_name} does not exist; apply it before the DaemonSet")))?
+                    };
+                    self.start_daemonset(env).await.map_err(fail)?;
+                }
+                Object::Other { kind: k, .. } => {
+                    return Err(fail(format!("kind {k} is not supported by the netns cluster (it plays ConfigMap, NetworkAttachmentDefinition, Pod and the device plugin DaemonSet)")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_pod(&self, pod: Pod) -> Result<PodView, ClusterError> {
+        pod::create(self, pod).await
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
+        pod::delete(self, namespace, name).await
+    }
+
+    async fn exec(&self, namespace: &str, pod: &str, argv: &[&str]) -> Result<ExecOutput, ClusterError> {
+        pod::exec(self, namespace, pod, argv).await
+    }
+
+    async fn node_resources(&self, node: &str) -> Result<NodeResources, ClusterError> {
+        let inner = self.inner.lock().await;
+        let n = inner.nodes.iter().find(|n| n.name == node).ok_or_else(|| ClusterError::NoSuchNode(node.into()))?;
+        let mut out = NodeResources::default();
+        if let Some(dm) = &n.device_manager {
+            for (name, view) in dm.snapshot().resources {
+                out.capacity.insert(name.clone(), view.capacity() as u64);
+                out.allocatable.insert(name.clone(), view.allocatable() as u64);
+                out.allocated.insert(name.clone(), n.allocated_ids(&name).len() as u64);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn diagnostics(&self) -> String {
+        let inner = self.inner.lock().await;
+        let mut out = String::new();
+        for n in &inner.nodes {
+            out.push_str(&format!("--- node {} device plugin log ---\n{}\n", n.name, n.device_plugin_log()));
+            if let Some(dm) = &n.device_manager {
+                for (name, view) in dm.snapshot().resources {
+                    out.push_str(&format!("resource {name}: capacity {} allocatable {} last error {:?}\n", view.capacity(), view.allocatable(), view.last_error));
+                }
+            }
+        }
+        for ((ns, name), p) in &inner.pods {
+            out.push_str(&format!("pod {ns}/{name} on {}: network-status {}\n", p.view.node, p.view.annotations.get(crate::multus::NETWORK_STATUS_ANNOTATION).map(String::as_str).unwrap_or("-")));
+        }
+        out
+    }
+}
+
+impl NetnsCluster {
+    /// The DaemonSet's pod on every node: the device plugin with the ConfigMap as its
+    /// environment; waits until each node's kubelet sees the announced resources.
+    async fn start_daemonset(&self, env: BTreeMap<String, String>) -> Result<(), String> {
+        let expected = announced_resources(env.get("DP_MACVTAP_CONF").map(String::as_str).unwrap_or(""));
+        let mut inner = self.inner.lock().await;
+        for node in inner.nodes.iter_mut() {
+            node.start_device_plugin(&self.opts.device_plugin, &env)?;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        for node in inner.nodes.iter_mut() {
+            loop {
+                if let Some(status) = node.device_plugin_exit() {
+                    return Err(format!("the device plugin on node {} exited ({status}):\n{}", node.name, node.device_plugin_log().trim()));
+                }
+                let snapshot = node.device_manager.as_ref().map(|d| d.snapshot()).unwrap_or_default();
+                let ready = if expected.is_empty() {
+                    !snapshot.resources.is_empty()
+                } else {
+                    expected.iter().all(|r| snapshot.resource(r).is_some_and(|v| v.streaming && v.capacity() > 0))
+                };
+                if ready {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "node {}: the device plugin did not register {expected:?} within 15 s; kubelet sees {:?}; log:\n{}",
+                        node.name,
+                        snapshot.resources.keys().collect::<Vec<_>>(),
+                        node.device_plugin_log().trim()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! The netns cluster's topology file (clusters/*.yaml).
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Topology {
+    pub name: String,
+    pub fabric: Fabric,
+    /// A /16 from which node i gets the /24 number i+1 for its pods' eth0.
+    pub pod_network: String,
+    pub nodes: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Fabric {
+    /// IPv4 /24 of the LAN the uplinks are on.
+    pub subnet: String,
+    pub gateway: Ipv4Addr,
+    #[serde(default)]
+    pub dhcp_range: Option<[Ipv4Addr; 2]>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeSpec {
+    pub name: String,
+    pub uplink: String,
+    pub address: Ipv4Addr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("failed to read topology {file}: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("topology {file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+/// The built-in default (clusters/netns-2node.yaml), so the binary runs anywhere.
+pub const DEFAULT: &str = include_str!("../../../../clusters/netns-2node.yaml");
+
+impl Topology {
+    pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read { file: file.clone(), source })?;
+        Topology::parse(&text, &file)
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<Topology, TopologyError> {
+        let invalid = |message: String| TopologyError::Invalid { file: file.to_string(), message };
+        let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let topo: Topology = serde_path_to_error::deserialize(value)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                invalid(format!("field {path}: {}", e.into_inner()))
+            })?;
+        if topo.nodes.is_empty() {
+            return Err(invalid("nodes is empty; list at least one node".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, n) in topo.nodes.iter().enumerate() {
+            let ok_name = !n.name.is_empty() && n.name.len() <= 12 && n.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok_name {
+                return Err(invalid(format!("nodes[{i}].name \"{}\" must be 1-12 characters of a-z, 0-9 and '-'", n.name)));
+            }
+            if !seen.insert(&n.name) {
+                return Err(invalid(format!("nodes[{i}].name \"{}\" is used twice", n.name)));
+            }
+            if n.uplink.is_empty() || n.uplink.len() > 15 || n.uplink.contains('/') {
+                return Err(invalid(format!("nodes[{i}].uplink \"{}\" is not a valid interface name (1-15 characters)", n.uplink)));
+            }
+        }
+        topo.fabric_prefix().ok_or_else(|| invalid(format!("fabric.subnet \"{}\" must be an IPv4 /24 like 192.168.159.0/24", topo.fabric.subnet)))?;
+        topo.pod_prefix().ok_or_else(|| invalid(format!("podNetwork \"{}\" must be an IPv4 /16 like 10.244.0.0/16", topo.pod_network)))?;
+        Ok(topo)
+    }
+
+    fn prefix(cidr: &str, len: &str) -> Option<[u8; 4]> {
+        let (addr, l) = cidr.split_once('/')?;
+        (l == len).then_some(())?;
+        addr.parse::<Ipv4Addr>().ok().map(|a| a.octets())
+    }
+
+    fn fabric_prefix(&self) -> Option<[u8; 4]> {
+        Topology::prefix(&self.fabric.subnet, "24")
+    }
+
+    fn pod_prefix(&self) -> Option<[u8; 4]> {
+        Topology::prefix(&self.pod_network, "16")
+    }
+
+    /// The /24 of node `i`'s pod network, e.g. `10.244.1.0/24`.
+    pub fn pod_subnet(&self, i: usize) -> String {
+        let p = self.pod_prefix().expect("validated");
+        format!("{}.{}.{}.0/24", p[0], p[1], i + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_topology_is_the_seeds_lan() {
+        let t = Topology::parse(DEFAULT, "default").unwrap();
+        assert_eq!(t.nodes.len(), 2);
+        assert_eq!(t.nodes[0].uplink, "ens33");
+        assert_eq!(t.fabric.gateway, Ipv4Addr::new(192, 168, 159, 2));
+        assert_eq!(t.pod_subnet(1), "10.244.2.0/24");
+    }
+
+    #[test]
+    fn typos_are_named() {
+        let bad = DEFAULT.replace("uplink: ens33", "uplnk: ens33");
+        let e = Topology::parse(&bad, "t.yaml").unwrap_err().to_string();
+        assert!(e.contains("t.yaml") && e.contains("uplnk"), "{e}");
+        let bad = DEFAULT.replace("podNetwork: 10.244.0.0/16", "podNetwork: 10.244.0.0/24");
+        assert!(Topology::parse(&bad, "t").unwrap_err().to_string().contains("/16"));
+        let bad = DEFAULT.replace("name: node2", "name: node1");
+        assert!(Topology::parse(&bad, "t").unwrap_err().to_string().contains("used twice"));
+        let bad = DEFAULT.replace("address: 192.168.159.138", "address: 192.168.159.300");
+        assert!(Topology::parse(&bad, "t").unwrap_err().to_string().contains("nodes[1].address"));
+    }
+}

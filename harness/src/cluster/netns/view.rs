@@ -1,0 +1,77 @@
+//! A node's private mount view: its own `/var/lib/cni` and
+//! `/var/lib/kubelet/device-plugins`, backed by directories of the run, held by a
+//! persistent mount namespace file (as `ip netns` does for network namespaces).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::lab::run;
+
+/// The node paths that are private to each node, and their backing directory names.
+pub const PRIVATE: [(&str, &str); 2] = [("/var/lib/cni", "cni"), ("/var/lib/kubelet/device-plugins", "device-plugins")];
+
+const T: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct MountView {
+    pub dir: PathBuf,
+    pub ns_file: PathBuf,
+}
+
+impl MountView {
+    /// The host-side path of what the node sees at `node_path`.
+    pub fn host_path(&self, node_path: &str) -> PathBuf {
+        let (_, backing) = PRIVATE.iter().find(|(p, _)| *p == node_path).expect("a private node path");
+        self.dir.join(backing)
+    }
+
+    pub fn create(dir: &Path) -> Result<MountView, String> {
+        for (_, backing) in PRIVATE {
+            std::fs::create_dir_all(dir.join(backing)).map_err(|e| format!("failed to create {}: {e}", dir.join(backing).display()))?;
+        }
+        let ns_file = dir.join("mnt");
+        std::fs::write(&ns_file, b"").map_err(|e| format!("failed to create {}: {e}", ns_file.display()))?;
+        let mut script = String::from("set -e; ");
+        for (node_path, backing) in PRIVATE {
+            script.push_str(&format!("mkdir -p {node_path}; mount --bind {} {node_path}; ", dir.join(backing).display()));
+        }
+        let mount_arg = format!("--mount={}", ns_file.display());
+        run("unshare", &[&mount_arg, "--propagation", "private", "sh", "-c", &script], T).map_err(|e| e.to_string())?;
+        Ok(MountView { dir: dir.to_path_buf(), ns_file })
+    }
+
+    pub fn destroy(&self) -> Result<(), String> {
+        run("umount", &[&self.ns_file.display().to_string()], T).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// Makes `run_dir` a private mount point: persistent mount namespace files may only
+/// live on a mount whose propagation is private.
+pub fn privatize(run_dir: &Path) -> Result<(), String> {
+    let d = run_dir.display().to_string();
+    run("mount", &["--bind", &d, &d], T).map_err(|e| e.to_string())?;
+    run("mount", &["--make-private", &d], T).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+pub fn unprivatize(run_dir: &Path) -> Result<(), String> {
+    run("umount", &[&run_dir.display().to_string()], T).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Which of the node paths do not exist on the host yet (created by the views, to be
+/// removed again at teardown when empty).
+pub fn missing_host_dirs() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (node_path, _) in PRIVATE {
+        let mut p = PathBuf::from(node_path);
+        let mut chain = Vec::new();
+        while !p.exists() {
+            chain.push(p.clone());
+            if !p.pop() {
+                break;
+            }
+        }
+        out.extend(chain);
+    }
+    out
+}

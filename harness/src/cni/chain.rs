@@ -1,0 +1,122 @@
+//! Running a plugin chain (a conflist, or a NAD's plugins) as libcni does: ADD in
+//! order with each result as the next plugin's `prevResult`, DEL in reverse order,
+//! every DEL attempted even if one fails.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{Call, exec_in};
+use crate::lab::enter::Enter;
+
+/// Where plugin binaries are looked up, first match wins (also passed as CNI_PATH).
+#[derive(Debug, Clone)]
+pub struct BinDirs(pub Vec<PathBuf>);
+
+impl BinDirs {
+    pub fn find(&self, plugin_type: &str) -> Option<PathBuf> {
+        if plugin_type.is_empty() || plugin_type.contains('/') {
+            return None;
+        }
+        self.0
+            .iter()
+            .map(|d| d.join(plugin_type))
+            .find(|p| p.exists())
+    }
+
+    pub fn cni_path(&self) -> String {
+        self.0
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+}
+
+/// One invocation context: container, netns, interface, CNI_ARGS.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub container_id: String,
+    pub netns: Option<String>,
+    pub ifname: String,
+    pub args: String,
+}
+
+fn plugin_type(config: &Value) -> &str {
+    config.get("type").and_then(Value::as_str).unwrap_or("")
+}
+
+async fn invoke(
+    dirs: &BinDirs,
+    enter: &Enter,
+    command: &str,
+    config: Value,
+    target: &Target,
+) -> Result<Option<Value>, String> {
+    let kind = plugin_type(&config).to_string();
+    let binary: &Path = &dirs
+        .find(&kind)
+        .ok_or_else(|| format!("CNI plugin \"{kind}\" not found in {}", dirs.cni_path()))?;
+    let mut call = Call::new(binary, command, config)
+        .container(
+            &target.container_id,
+            target.netns.as_deref(),
+            &target.ifname,
+        )
+        .args(&target.args);
+    call.path = dirs.cni_path();
+    let reply = exec_in(&call, enter).await.map_err(|e| e.to_string())?;
+    if !reply.success {
+        return Err(format!("{kind} {command} failed: {}", reply.error_text()));
+    }
+    Ok(reply.json())
+}
+
+/// ADD through the chain; returns the last result. On failure, DELs what was added.
+pub async fn add(
+    dirs: &BinDirs,
+    enter: &Enter,
+    plugins: &[Value],
+    target: &Target,
+) -> Result<Value, String> {
+    let mut prev: Option<Value> = None;
+    for (i, plugin) in plugins.iter().enumerate() {
+        let mut config = plugin.clone();
+        if let Some(p) = &prev {
+            config["prevResult"] = p.clone();
+        }
+        match invoke(dirs, enter, "ADD", config, target).await {
+            Ok(result) => prev = result.or(prev),
+            Err(e) => {
+                let _ = del(dirs, enter, &plugins[..=i], target, prev.as_ref()).await;
+                return Err(e);
+            }
+        }
+    }
+    prev.ok_or_else(|| "the plugin chain returned no result".to_string())
+}
+
+/// DEL through the chain in reverse; every plugin is called, errors are collected.
+pub async fn del(
+    dirs: &BinDirs,
+    enter: &Enter,
+    plugins: &[Value],
+    target: &Target,
+    prev: Option<&Value>,
+) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for plugin in plugins.iter().rev() {
+        let mut config = plugin.clone();
+        if let Some(p) = prev {
+            config["prevResult"] = p.clone();
+        }
+        if let Err(e) = invoke(dirs, enter, "DEL", config, target).await {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
