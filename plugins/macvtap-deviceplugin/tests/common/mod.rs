@@ -36,8 +36,11 @@ pub const PREFIX: &str = "macvtap.network.kubevirt.io";
 pub struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn new() -> TempDir {
-        let path = nix::unistd::mkdtemp("/tmp/secnet-dp-XXXXXX").expect("mkdtemp");
+    /// `/tmp/<run id>-dp-XXXXXX`: named after the run, like its namespaces, so a
+    /// killed run's leftovers can be told apart and swept.
+    pub fn new(run_id: &str) -> TempDir {
+        let path =
+            nix::unistd::mkdtemp(format!("/tmp/{run_id}-dp-XXXXXX").as_str()).expect("mkdtemp");
         TempDir(path)
     }
 
@@ -156,7 +159,7 @@ impl Node {
         let peer = lab.netns("peer").expect("peer netns");
         lab.veth(&node, "ens33", &peer, "peer0")
             .expect("lower veth");
-        let dir = TempDir::new();
+        let dir = TempDir::new(&lab.run_id);
         let kubelet = DeviceManager::start(dir.path()).expect("kubelet double");
         Node {
             plugin: None,
