@@ -28,3 +28,10 @@ pub fn bundled(name: &str) -> Result<PathBuf, String> {
         ))
     }
 }
+
+/// The repository's fixtures/ (where this build came from), or `SECNET_FIXTURES`.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("SECNET_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures")))
+}

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use crate::cluster::netns::topology::Topology;
 use crate::report::{Report, ScenarioReport, Status};
 use crate::scenario::{self, Ctx};
 
@@ -13,6 +14,13 @@ use crate::scenario::{self, Ctx};
 pub struct Options {
     pub cluster: String,
     pub cni_bin_dir: PathBuf,
+    pub reference_bin_dir: PathBuf,
+    /// The device plugin command (program and arguments).
+    pub device_plugin: Vec<String>,
+    pub topology: Topology,
+    pub fixtures_dir: PathBuf,
+    /// Only scenarios of these backends (empty: all).
+    pub backends: Vec<String>,
     pub labels: Vec<String>,
     pub skip_labels: Vec<String>,
     pub keep: bool,
@@ -30,6 +38,10 @@ pub enum ConformError {
         "CNI plugin {0} under test does not exist; build the bundled ones with `cargo build --release --bins` or point --cni-bin-dir at yours"
     )]
     MissingPlugin(PathBuf),
+    #[error(
+        "fixtures directory {0} has no seed/ folder; point --fixtures at the repository's fixtures/"
+    )]
+    MissingFixtures(PathBuf),
     #[error(
         "no scenario matches --label {labels:?} / --skip-label {skip:?}; labels in this build: {known}"
     )]
@@ -50,6 +62,9 @@ fn preflight(opts: &Options) -> Result<(), ConformError> {
     let plugin = opts.cni_bin_dir.join("macvtap");
     if !plugin.exists() {
         return Err(ConformError::MissingPlugin(plugin));
+    }
+    if !opts.fixtures_dir.join("seed").is_dir() {
+        return Err(ConformError::MissingFixtures(opts.fixtures_dir.clone()));
     }
     Ok(())
 }
@@ -83,7 +98,13 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         keep: opts.keep,
         run_id: run_id.clone(),
         scope: String::new(),
+        reference_bin_dir: opts.reference_bin_dir.clone(),
+        device_plugin: opts.device_plugin.clone(),
+        topology: opts.topology.clone(),
+        fixtures_dir: opts.fixtures_dir.clone(),
+        work_dir: std::env::temp_dir().join(format!("secnet-{run_id}")),
     };
+    let _ = std::fs::create_dir_all(&ctx.work_dir);
     let started = Instant::now();
     let total = selected.len();
     let mut reports = Vec::new();
@@ -123,8 +144,11 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
             message,
         });
     }
+    let _ = std::fs::remove_dir_all(&ctx.work_dir);
     let implementation = json!({
         "run_id": run_id,
+        "device_plugin": opts.device_plugin.join(" "),
+        "reference_bin_dir": opts.reference_bin_dir.display().to_string(),
         "cni_bin_dir": opts.cni_bin_dir.display().to_string(),
         "macvtap": opts.cni_bin_dir.join("macvtap").display().to_string(),
     });

@@ -41,6 +41,21 @@ enum Cmd {
         /// Keep the namespaces of failed scenarios and print how to enter them.
         #[arg(long)]
         keep: bool,
+        /// Only scenarios of these backends (comma list: macvtap,macvlan,ovs).
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Device plugin command the DaemonSet runs on every node [default: the bundled macvtap-deviceplugin].
+        #[arg(long)]
+        device_plugin: Option<String>,
+        /// Directory with Debian's reference CNI plugins (bridge, host-local, macvlan).
+        #[arg(long, default_value = "/usr/lib/cni")]
+        reference_bin_dir: PathBuf,
+        /// netns cluster topology file [default: clusters/netns-2node.yaml, built in].
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Fixture directory (the seed's YAML) [default: the repository's fixtures/].
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
     },
     /// Remove namespaces left by killed or --keep runs (only secnet's, named sn<id>-…).
     Clean {
@@ -81,10 +96,41 @@ fn main() -> ExitCode {
             labels,
             skip_labels,
             keep,
+            backends,
+            device_plugin,
+            reference_bin_dir,
+            topology,
+            fixtures,
         } => {
+            use secnet::cluster::netns::topology::{DEFAULT, Topology};
+            let topology = match topology {
+                Some(path) => Topology::load(&path),
+                None => Topology::parse(DEFAULT, "clusters/netns-2node.yaml (built in)"),
+            };
+            let topology = match topology {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("secnet conform: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let device_plugin = match device_plugin {
+                Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
+                None => vec![
+                    secnet::bins::bin_dir()
+                        .join("macvtap-deviceplugin")
+                        .display()
+                        .to_string(),
+                ],
+            };
             let opts = secnet::conform::Options {
                 cluster,
                 cni_bin_dir: cni_bin_dir.unwrap_or_else(secnet::bins::bin_dir),
+                reference_bin_dir,
+                device_plugin,
+                topology,
+                fixtures_dir: fixtures.unwrap_or_else(secnet::bins::fixtures_dir),
+                backends,
                 labels,
                 skip_labels,
                 keep,

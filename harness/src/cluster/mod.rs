@@ -14,22 +14,38 @@ pub enum ClusterError {
     #[error("failed to bring up the {provider} cluster: {message}")]
     Up { provider: String, message: String },
     #[error("failed to apply {kind} {name}: {message}")]
-    Apply { kind: String, name: String, message: String },
+    Apply {
+        kind: String,
+        name: String,
+        message: String,
+    },
     /// The scheduler found no node: the message is what Kubernetes would show.
     #[error("pod {pod} is unschedulable: {message}")]
     Unschedulable { pod: String, message: String },
     #[error("failed to start pod {pod} on {node}: {message}")]
-    PodStart { pod: String, node: String, message: String },
+    PodStart {
+        pod: String,
+        node: String,
+        message: String,
+    },
     #[error("failed to delete pod {pod}: {message}")]
     PodDelete { pod: String, message: String },
     #[error("pod {0} does not exist")]
     NoSuchPod(String),
     #[error("failed to exec {argv:?} in pod {pod}: {message}")]
-    Exec { pod: String, argv: Vec<String>, message: String },
+    Exec {
+        pod: String,
+        argv: Vec<String>,
+        message: String,
+    },
     #[error("node {0} does not exist")]
     NoSuchNode(String),
     #[error("timed out after {seconds} s waiting for {what}; last state: {state}")]
-    Timeout { what: String, seconds: u64, state: String },
+    Timeout {
+        what: String,
+        seconds: u64,
+        state: String,
+    },
 }
 
 /// A running pod as the scenarios see it.
@@ -68,9 +84,21 @@ pub trait Cluster: Send + Sync {
     fn apply(&self, objects: Vec<Object>) -> impl Future<Output = Result<(), ClusterError>> + Send;
     /// Creates a pod and waits until its sandbox and networks are up.
     fn create_pod(&self, pod: Pod) -> impl Future<Output = Result<PodView, ClusterError>> + Send;
-    fn delete_pod(&self, namespace: &str, name: &str) -> impl Future<Output = Result<(), ClusterError>> + Send;
-    fn exec(&self, namespace: &str, pod: &str, argv: &[&str]) -> impl Future<Output = Result<ExecOutput, ClusterError>> + Send;
-    fn node_resources(&self, node: &str) -> impl Future<Output = Result<NodeResources, ClusterError>> + Send;
+    fn delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        argv: &[&str],
+    ) -> impl Future<Output = Result<ExecOutput, ClusterError>> + Send;
+    fn node_resources(
+        &self,
+        node: &str,
+    ) -> impl Future<Output = Result<NodeResources, ClusterError>> + Send;
     /// Plugin logs and state, for failure reports.
     fn diagnostics(&self) -> impl Future<Output = String> + Send;
 }

@@ -151,7 +151,10 @@ pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    enter.apply(&mut cmd);
+    enter.apply(&mut cmd).map_err(|source| ExecError::Spawn {
+        path: call.plugin.clone(),
+        source,
+    })?;
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
         path: call.plugin.clone(),

@@ -2,7 +2,7 @@
 //! fork and exec (the only place secnet changes namespaces of a process).
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use cni_kit::netns::NetNs;
@@ -27,36 +27,58 @@ impl Enter {
         Ok(self)
     }
 
-    fn fds(&self) -> (Option<RawFd>, Option<RawFd>) {
-        (
-            self.net.as_ref().map(NetNs::raw_fd),
-            self.mnt.as_ref().map(|f| f.as_raw_fd()),
-        )
+    /// Duplicates of the namespace fds, owned by the command's pre-exec hook so they
+    /// live as long as the command (the caller's `Enter` may be dropped earlier).
+    fn owned_fds(&self) -> std::io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+        let net = match &self.net {
+            Some(ns) => Some(
+                nix::unistd::dup(unsafe { BorrowedFd::borrow_raw(ns.raw_fd()) })
+                    .map_err(std::io::Error::from)?,
+            ),
+            None => None,
+        };
+        let mnt = match &self.mnt {
+            Some(f) => Some(f.try_clone()?.into()),
+            None => None,
+        };
+        Ok((net, mnt))
     }
 
     /// Makes `cmd`'s child enter the namespaces before exec.
-    pub fn apply(&self, cmd: &mut tokio::process::Command) {
-        let (net, mnt) = self.fds();
+    pub fn apply(&self, cmd: &mut tokio::process::Command) -> std::io::Result<()> {
+        let (net, mnt) = self.owned_fds()?;
         if net.is_none() && mnt.is_none() {
-            return;
+            return Ok(());
         }
         // SAFETY: only setns(2), which is async-signal-safe, runs in the child.
         unsafe {
-            cmd.pre_exec(move || enter(net, mnt));
+            cmd.pre_exec(move || {
+                enter(
+                    net.as_ref().map(AsRawFd::as_raw_fd),
+                    mnt.as_ref().map(AsRawFd::as_raw_fd),
+                )
+            });
         }
+        Ok(())
     }
 
     /// The same for a std command.
-    pub fn apply_std(&self, cmd: &mut std::process::Command) {
+    pub fn apply_std(&self, cmd: &mut std::process::Command) -> std::io::Result<()> {
         use std::os::unix::process::CommandExt;
-        let (net, mnt) = self.fds();
+        let (net, mnt) = self.owned_fds()?;
         if net.is_none() && mnt.is_none() {
-            return;
+            return Ok(());
         }
         // SAFETY: as above.
         unsafe {
-            cmd.pre_exec(move || enter(net, mnt));
+            cmd.pre_exec(move || {
+                enter(
+                    net.as_ref().map(AsRawFd::as_raw_fd),
+                    mnt.as_ref().map(AsRawFd::as_raw_fd),
+                )
+            });
         }
+        Ok(())
     }
 }
 

@@ -99,7 +99,10 @@ impl Pod {
             let mut mine: BTreeMap<&str, u64> = BTreeMap::new();
             for (k, v) in c.resources.requests.iter().chain(&c.resources.limits) {
                 if k.contains('/') {
-                    let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
+                    let n = v
+                        .as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                        .unwrap_or(0);
                     mine.insert(k, n);
                 }
             }
@@ -118,7 +121,11 @@ pub enum Object {
     ConfigMap(ConfigMap),
     Nad(NetworkAttachmentDefinition),
     Pod(Pod),
-    Other { kind: String, name: String, raw: serde_json::Value },
+    Other {
+        kind: String,
+        name: String,
+        raw: serde_json::Value,
+    },
 }
 
 impl Object {

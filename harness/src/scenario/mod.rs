@@ -2,11 +2,14 @@
 //! returns what went wrong. Suites and `secnet conform` run the same list.
 
 pub mod macvtap_cni;
+pub mod seed;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
+use crate::cluster::netns::topology::Topology;
+use crate::cluster::netns::{self, NetnsCluster};
 use crate::lab::Lab;
 use crate::lab::node::NodeLab;
 
@@ -24,6 +27,14 @@ pub struct Ctx {
     pub run_id: String,
     /// This scenario's part of namespace names (`s<n>`), set by the runner.
     pub scope: String,
+    /// Debian's reference plugins (bridge, host-local, macvlan).
+    pub reference_bin_dir: PathBuf,
+    /// The device plugin command the DaemonSet runs.
+    pub device_plugin: Vec<String>,
+    pub topology: Topology,
+    pub fixtures_dir: PathBuf,
+    /// Scratch files of the run (removed at its end).
+    pub work_dir: PathBuf,
 }
 
 impl Ctx {
@@ -35,6 +46,36 @@ impl Ctx {
     pub fn node_lab(&self) -> Result<NodeLab, String> {
         NodeLab::in_lab(Lab::scoped(&self.run_id, &self.scope))
             .map_err(|e| format!("failed to set up the node lab: {e}"))
+    }
+
+    /// A netns cluster named after this run and scenario.
+    pub async fn netns_cluster(&self, dhcp: bool) -> Result<NetnsCluster, String> {
+        let opts = netns::Options {
+            run_id: format!("{}-{}", self.run_id, self.scope),
+            topology: self.topology.clone(),
+            cni_bin_dir: self.cni_bin_dir.clone(),
+            reference_bin_dir: self.reference_bin_dir.clone(),
+            device_plugin: self.device_plugin.clone(),
+            dhcp,
+        };
+        NetnsCluster::up(opts).await.map_err(|e| e.to_string())
+    }
+
+    /// Tears the cluster down, or keeps it after a failure with `--keep`.
+    pub async fn finish_cluster(&self, cluster: NetnsCluster, outcome: Outcome) -> Outcome {
+        if self.keep && outcome.is_err() {
+            let hint = format!(
+                "\n  kept: nodes are `ip netns exec {}-{}-<node> …`; remove with: secnet clean --run {}",
+                self.run_id, self.scope, self.run_id
+            );
+            std::mem::forget(cluster);
+            return outcome.map_err(|m| m + &hint);
+        }
+        let errors = cluster.teardown().await;
+        match outcome {
+            Ok(()) if !errors.is_empty() => Err(format!("teardown failed: {}", errors.join("; "))),
+            other => other,
+        }
     }
 
     /// Ends a scenario: on failure with `keep`, the lab outlives the run and the
@@ -95,7 +136,9 @@ impl Scenario {
 
 /// Every scenario this build knows, in run order.
 pub fn all() -> Vec<Scenario> {
-    macvtap_cni::scenarios()
+    let mut list = macvtap_cni::scenarios();
+    list.extend(seed::scenarios());
+    list
 }
 
 /// `Err(msg)` unless `cond`.

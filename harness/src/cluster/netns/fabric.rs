@@ -25,8 +25,10 @@ pub fn up(lab: &mut Lab, topo: &Topology) -> Result<Ns, String> {
 
 /// Plugs a node in: `uplink` in the node, its peer `port` on the fabric bridge.
 pub fn plug(lab: &Lab, fabric: &Ns, node: &Ns, uplink: &str, port: &str) -> Result<(), String> {
-    lab.veth(node, uplink, fabric, port).map_err(|e| e.to_string())?;
-    lab.ip(fabric, &["link", "set", port, "master", BRIDGE]).map_err(|e| e.to_string())?;
+    lab.veth(node, uplink, fabric, port)
+        .map_err(|e| e.to_string())?;
+    lab.ip(fabric, &["link", "set", port, "master", BRIDGE])
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -45,7 +47,10 @@ pub fn start_dhcp(fabric: &Ns, topo: &Topology, run_dir: &Path) -> Result<Child,
         &format!("--interface={BRIDGE}"),
         &format!("--dhcp-range={first},{last},255.255.255.0,10m"),
         &format!("--dhcp-option=3,{}", topo.fabric.gateway),
-        &format!("--dhcp-leasefile={}", run_dir.join("dnsmasq.leases").display()),
+        &format!(
+            "--dhcp-leasefile={}",
+            run_dir.join("dnsmasq.leases").display()
+        ),
         "--pid-file",
         "--log-dhcp",
         &format!("--log-facility={}", run_dir.join("dnsmasq.log").display()),
@@ -53,8 +58,9 @@ pub fn start_dhcp(fabric: &Ns, topo: &Topology, run_dir: &Path) -> Result<Child,
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    let enter = Enter::net(fabric.path()).map_err(|e| format!("failed to open {}: {e}", fabric.path_str()))?;
-    enter.apply_std(&mut cmd);
+    let enter = Enter::net(fabric.path())
+        .map_err(|e| format!("failed to open {}: {e}", fabric.path_str()))?;
+    enter.apply_std(&mut cmd).map_err(|e| e.to_string())?;
     cmd.spawn()
         .map_err(|e| format!("failed to start dnsmasq (apt-get install dnsmasq-base): {e}"))
 }

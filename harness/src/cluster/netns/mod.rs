@@ -58,14 +58,18 @@ pub(crate) struct Inner {
 }
 
 fn up_err(message: impl Into<String>) -> ClusterError {
-    ClusterError::Up { provider: "netns".into(), message: message.into() }
+    ClusterError::Up {
+        provider: "netns".into(),
+        message: message.into(),
+    }
 }
 
 impl NetnsCluster {
     /// Brings up the fabric and the nodes. On failure everything made so far is removed.
     pub async fn up(opts: Options) -> Result<NetnsCluster, ClusterError> {
         let run_dir = node::run_dir_for(&opts.run_id);
-        std::fs::create_dir_all(&run_dir).map_err(|e| up_err(format!("failed to create {}: {e}", run_dir.display())))?;
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| up_err(format!("failed to create {}: {e}", run_dir.display())))?;
         let created_host_dirs = view::missing_host_dirs();
         let mut lab = Lab::scoped(&opts.run_id, "");
         let partial = async {
@@ -75,7 +79,17 @@ impl NetnsCluster {
             for (i, spec) in opts.topology.nodes.iter().enumerate() {
                 let ns = lab.netns(&spec.name).map_err(|e| e.to_string())?;
                 fabric::plug(&lab, &fabric, &ns, &spec.uplink, &format!("port{i}"))?;
-                lab.ip(&ns, &["addr", "add", &format!("{}/24", spec.address), "dev", &spec.uplink]).map_err(|e| e.to_string())?;
+                lab.ip(
+                    &ns,
+                    &[
+                        "addr",
+                        "add",
+                        &format!("{}/24", spec.address),
+                        "dev",
+                        &spec.uplink,
+                    ],
+                )
+                .map_err(|e| e.to_string())?;
                 let view = view::MountView::create(&run_dir.join("nodes").join(&spec.name))?;
                 nodes.push(NetnsNode {
                     name: spec.name.clone(),
@@ -90,7 +104,11 @@ impl NetnsCluster {
                     checkpoint: Default::default(),
                 });
             }
-            let dhcp = if opts.dhcp { Some(fabric::start_dhcp(&fabric, &opts.topology, &run_dir)?) } else { None };
+            let dhcp = if opts.dhcp {
+                Some(fabric::start_dhcp(&fabric, &opts.topology, &run_dir)?)
+            } else {
+                None
+            };
             Ok::<_, String>((fabric, nodes, dhcp))
         }
         .await;
@@ -120,7 +138,10 @@ impl NetnsCluster {
     }
 
     pub fn bin_dirs(&self) -> BinDirs {
-        BinDirs(vec![self.opts.cni_bin_dir.clone(), self.opts.reference_bin_dir.clone()])
+        BinDirs(vec![
+            self.opts.cni_bin_dir.clone(),
+            self.opts.reference_bin_dir.clone(),
+        ])
     }
 
     pub fn topology(&self) -> &Topology {
@@ -130,13 +151,20 @@ impl NetnsCluster {
     /// The namespace of a pod (for scenario probes that need it).
     pub async fn pod_netns(&self, namespace: &str, name: &str) -> Option<Ns> {
         let inner = self.inner.lock().await;
-        inner.pods.get(&(namespace.to_string(), name.to_string())).map(|p| p.netns.clone())
+        inner
+            .pods
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|p| p.netns.clone())
     }
 
     /// The namespace of a node.
     pub async fn node_netns(&self, node: &str) -> Option<Ns> {
         let inner = self.inner.lock().await;
-        inner.nodes.iter().find(|n| n.name == node).map(|n| n.ns.clone())
+        inner
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.ns.clone())
     }
 
     /// Runs `ip` inside a namespace of this cluster.
@@ -209,8 +237,17 @@ fn daemonset_config_map(raw: &Value) -> Option<String> {
     raw.pointer("/spec/template/spec/containers")?
         .as_array()?
         .iter()
-        .flat_map(|c| c.get("envFrom").and_then(Value::as_array).cloned().unwrap_or_default())
-        .find_map(|e| e.pointer("/configMapRef/name").and_then(Value::as_str).map(str::to_string))
+        .flat_map(|c| {
+            c.get("envFrom")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find_map(|e| {
+            e.pointer("/configMapRef/name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
 }
 
 /// Resource names a device plugin config announces (best effort: the plugin itself
@@ -232,14 +269,23 @@ impl Cluster for NetnsCluster {
     }
 
     fn nodes(&self) -> Vec<String> {
-        self.opts.topology.nodes.iter().map(|n| n.name.clone()).collect()
+        self.opts
+            .topology
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
     }
 
     async fn apply(&self, objects: Vec<Object>) -> Result<(), ClusterError> {
         for object in objects {
             let kind = object.kind().to_string();
             let name = object.name().to_string();
-            let fail = |message: String| ClusterError::Apply { kind: kind.clone(), name: name.clone(), message };
+            let fail = |message: String| ClusterError::Apply {
+                kind: kind.clone(),
+                name: name.clone(),
+                message,
+            };
             match object {
                 Object::ConfigMap(c) => {
                     let key = (c.metadata.namespace.clone(), c.metadata.name.clone());
@@ -253,7 +299,11 @@ impl Cluster for NetnsCluster {
                     self.create_pod(p).await?;
                 }
                 Object::Other { kind: k, raw, .. } if k == "DaemonSet" => {
-                    let ns = raw.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
+                    let ns = raw
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or("default")
+                        .to_string();
                     let cm_name = daemonset_config_map(&raw).ok_or_else(|| fail("the netns cluster plays DaemonSets that take their environment from a ConfigMap (envFrom.configMapRef); this one has none".into()))?;
                     let env = {
                         let inner = self.inner.lock().await;
@@ -266,7 +316,9 @@ impl Cluster for NetnsCluster {
                     self.start_daemonset(env).await.map_err(fail)?;
                 }
                 Object::Other { kind: k, .. } => {
-                    return Err(fail(format!("kind {k} is not supported by the netns cluster (it plays ConfigMap, NetworkAttachmentDefinition, Pod and the device plugin DaemonSet)")));
+                    return Err(fail(format!(
+                        "kind {k} is not supported by the netns cluster (it plays ConfigMap, NetworkAttachmentDefinition, Pod and the device plugin DaemonSet)"
+                    )));
                 }
             }
         }
@@ -281,19 +333,30 @@ impl Cluster for NetnsCluster {
         pod::delete(self, namespace, name).await
     }
 
-    async fn exec(&self, namespace: &str, pod: &str, argv: &[&str]) -> Result<ExecOutput, ClusterError> {
+    async fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        argv: &[&str],
+    ) -> Result<ExecOutput, ClusterError> {
         pod::exec(self, namespace, pod, argv).await
     }
 
     async fn node_resources(&self, node: &str) -> Result<NodeResources, ClusterError> {
         let inner = self.inner.lock().await;
-        let n = inner.nodes.iter().find(|n| n.name == node).ok_or_else(|| ClusterError::NoSuchNode(node.into()))?;
+        let n = inner
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .ok_or_else(|| ClusterError::NoSuchNode(node.into()))?;
         let mut out = NodeResources::default();
         if let Some(dm) = &n.device_manager {
             for (name, view) in dm.snapshot().resources {
                 out.capacity.insert(name.clone(), view.capacity() as u64);
-                out.allocatable.insert(name.clone(), view.allocatable() as u64);
-                out.allocated.insert(name.clone(), n.allocated_ids(&name).len() as u64);
+                out.allocatable
+                    .insert(name.clone(), view.allocatable() as u64);
+                out.allocated
+                    .insert(name.clone(), n.allocated_ids(&name).len() as u64);
             }
         }
         Ok(out)
@@ -303,15 +366,32 @@ impl Cluster for NetnsCluster {
         let inner = self.inner.lock().await;
         let mut out = String::new();
         for n in &inner.nodes {
-            out.push_str(&format!("--- node {} device plugin log ---\n{}\n", n.name, n.device_plugin_log()));
+            out.push_str(&format!(
+                "--- node {} device plugin log ---\n{}\n",
+                n.name,
+                n.device_plugin_log()
+            ));
             if let Some(dm) = &n.device_manager {
                 for (name, view) in dm.snapshot().resources {
-                    out.push_str(&format!("resource {name}: capacity {} allocatable {} last error {:?}\n", view.capacity(), view.allocatable(), view.last_error));
+                    out.push_str(&format!(
+                        "resource {name}: capacity {} allocatable {} last error {:?}\n",
+                        view.capacity(),
+                        view.allocatable(),
+                        view.last_error
+                    ));
                 }
             }
         }
         for ((ns, name), p) in &inner.pods {
-            out.push_str(&format!("pod {ns}/{name} on {}: network-status {}\n", p.view.node, p.view.annotations.get(crate::multus::NETWORK_STATUS_ANNOTATION).map(String::as_str).unwrap_or("-")));
+            out.push_str(&format!(
+                "pod {ns}/{name} on {}: network-status {}\n",
+                p.view.node,
+                p.view
+                    .annotations
+                    .get(crate::multus::NETWORK_STATUS_ANNOTATION)
+                    .map(String::as_str)
+                    .unwrap_or("-")
+            ));
         }
         out
     }
@@ -321,7 +401,8 @@ impl NetnsCluster {
     /// The DaemonSet's pod on every node: the device plugin with the ConfigMap as its
     /// environment; waits until each node's kubelet sees the announced resources.
     async fn start_daemonset(&self, env: BTreeMap<String, String>) -> Result<(), String> {
-        let expected = announced_resources(env.get("DP_MACVTAP_CONF").map(String::as_str).unwrap_or(""));
+        let expected =
+            announced_resources(env.get("DP_MACVTAP_CONF").map(String::as_str).unwrap_or(""));
         let mut inner = self.inner.lock().await;
         for node in inner.nodes.iter_mut() {
             node.start_device_plugin(&self.opts.device_plugin, &env)?;
@@ -330,13 +411,25 @@ impl NetnsCluster {
         for node in inner.nodes.iter_mut() {
             loop {
                 if let Some(status) = node.device_plugin_exit() {
-                    return Err(format!("the device plugin on node {} exited ({status}):\n{}", node.name, node.device_plugin_log().trim()));
+                    return Err(format!(
+                        "the device plugin on node {} exited ({status}):\n{}",
+                        node.name,
+                        node.device_plugin_log().trim()
+                    ));
                 }
-                let snapshot = node.device_manager.as_ref().map(|d| d.snapshot()).unwrap_or_default();
+                let snapshot = node
+                    .device_manager
+                    .as_ref()
+                    .map(|d| d.snapshot())
+                    .unwrap_or_default();
                 let ready = if expected.is_empty() {
                     !snapshot.resources.is_empty()
                 } else {
-                    expected.iter().all(|r| snapshot.resource(r).is_some_and(|v| v.streaming && v.capacity() > 0))
+                    expected.iter().all(|r| {
+                        snapshot
+                            .resource(r)
+                            .is_some_and(|v| v.streaming && v.capacity() > 0)
+                    })
                 };
                 if ready {
                     break;

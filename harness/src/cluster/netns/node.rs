@@ -49,21 +49,35 @@ impl NetnsNode {
 
     /// Starts the device manager (kubelet.sock) and the device plugin process with
     /// `env`, as the DaemonSet's pod on this node would run.
-    pub fn start_device_plugin(&mut self, command: &[String], env: &BTreeMap<String, String>) -> Result<(), String> {
+    pub fn start_device_plugin(
+        &mut self,
+        command: &[String],
+        env: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
         if self.device_manager.is_none() {
             let dm = DeviceManager::start(&self.device_plugin_dir()).map_err(|e| e.to_string())?;
             self.device_manager = Some(dm);
         }
-        let log = std::fs::File::create(self.log_path("device-plugin")).map_err(|e| format!("failed to create the device plugin log: {e}"))?;
-        let (program, args) = command.split_first().ok_or("the device plugin command is empty")?;
+        let log = std::fs::File::create(self.log_path("device-plugin"))
+            .map_err(|e| format!("failed to create the device plugin log: {e}"))?;
+        let (program, args) = command
+            .split_first()
+            .ok_or("the device plugin command is empty")?;
         let mut cmd = Command::new(program);
         cmd.args(args)
             .envs(env)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
-        self.enter()?.apply_std(&mut cmd);
-        let child = cmd.spawn().map_err(|e| format!("failed to start device plugin {program} on node {}: {e}", self.name))?;
+        self.enter()?
+            .apply_std(&mut cmd)
+            .map_err(|e| e.to_string())?;
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "failed to start device plugin {program} on node {}: {e}",
+                self.name
+            )
+        })?;
         self.device_plugin = Some(child);
         Ok(())
     }
@@ -84,7 +98,9 @@ impl NetnsNode {
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub fn stop_device_plugin(&mut self, grace: Duration) {
-        let Some(mut child) = self.device_plugin.take() else { return };
+        let Some(mut child) = self.device_plugin.take() else {
+            return;
+        };
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + grace;
@@ -111,9 +127,13 @@ impl NetnsNode {
 
     /// Healthy, unallocated devices of `resource`, in device order.
     pub fn free_ids(&self, resource: &str) -> Vec<String> {
-        let Some(dm) = &self.device_manager else { return Vec::new() };
+        let Some(dm) = &self.device_manager else {
+            return Vec::new();
+        };
         let snapshot = dm.snapshot();
-        let Some(view) = snapshot.resource(resource) else { return Vec::new() };
+        let Some(view) = snapshot.resource(resource) else {
+            return Vec::new();
+        };
         let taken = self.allocated_ids(resource);
         let mut free: Vec<String> = view
             .devices
@@ -133,14 +153,20 @@ impl NetnsNode {
 
     /// Drops the pod's allocations (pod deleted) and rewrites the checkpoint.
     pub fn release(&mut self, pod_uid: &str) -> Result<(), String> {
-        self.checkpoint.data.pod_device_entries.retain(|e| e.pod_uid != pod_uid);
+        self.checkpoint
+            .data
+            .pod_device_entries
+            .retain(|e| e.pod_uid != pod_uid);
         self.write_checkpoint()
     }
 
     fn write_checkpoint(&mut self) -> Result<(), String> {
         if let Some(dm) = &self.device_manager {
             for (name, view) in dm.snapshot().resources {
-                self.checkpoint.data.registered_devices.insert(name, view.devices.keys().cloned().collect());
+                self.checkpoint
+                    .data
+                    .registered_devices
+                    .insert(name, view.devices.keys().cloned().collect());
             }
         }
         let path = self.device_plugin_dir().join(CHECKPOINT_FILE);

@@ -37,7 +37,11 @@ struct Attachment {
 }
 
 fn start_err(pod: &str, node: &str, message: impl Into<String>) -> ClusterError {
-    ClusterError::PodStart { pod: pod.into(), node: node.into(), message: message.into() }
+    ClusterError::PodStart {
+        pod: pod.into(),
+        node: node.into(),
+        message: message.into(),
+    }
 }
 
 fn eth0_config(pod_subnet: &str) -> Value {
@@ -54,7 +58,10 @@ fn eth0_config(pod_subnet: &str) -> Value {
 
 /// `0/2 nodes are available: 2 Insufficient <resource>.` as the scheduler says it.
 fn insufficient(total: usize, short: &BTreeMap<String, usize>) -> String {
-    let parts: Vec<String> = short.iter().map(|(r, n)| format!("{n} Insufficient {r}")).collect();
+    let parts: Vec<String> = short
+        .iter()
+        .map(|(r, n)| format!("{n} Insufficient {r}"))
+        .collect();
     format!("0/{total} nodes are available: {}.", parts.join(", "))
 }
 
@@ -65,14 +72,23 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
     let requests = pod.extended_resources();
     let mut inner = cluster.inner.lock().await;
     if inner.pods.contains_key(&(ns.clone(), name.clone())) {
-        return Err(start_err(&pod_ref, "-", "a pod with this name already exists; delete it first or pick another name"));
+        return Err(start_err(
+            &pod_ref,
+            "-",
+            "a pod with this name already exists; delete it first or pick another name",
+        ));
     }
 
     // Schedule: the node with the most free devices of what the pod asks for.
     let mut short: BTreeMap<String, usize> = BTreeMap::new();
     let mut best: Option<(usize, usize)> = None;
     for (i, node) in inner.nodes.iter().enumerate() {
-        if pod.spec.node_name.as_deref().is_some_and(|n| n != node.name) {
+        if pod
+            .spec
+            .node_name
+            .as_deref()
+            .is_some_and(|n| n != node.name)
+        {
             continue;
         }
         let mut fits = true;
@@ -90,12 +106,21 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
         }
     }
     let Some((node_index, _)) = best else {
-        let total = if pod.spec.node_name.is_some() { 1 } else { inner.nodes.len() };
+        let total = if pod.spec.node_name.is_some() {
+            1
+        } else {
+            inner.nodes.len()
+        };
         let message = match &pod.spec.node_name {
-            Some(n) if !inner.nodes.iter().any(|x| &x.name == n) => format!("spec.nodeName {n} is not a node of this cluster"),
+            Some(n) if !inner.nodes.iter().any(|x| &x.name == n) => {
+                format!("spec.nodeName {n} is not a node of this cluster")
+            }
             _ => insufficient(total, &short),
         };
-        return Err(ClusterError::Unschedulable { pod: pod_ref, message });
+        return Err(ClusterError::Unschedulable {
+            pod: pod_ref,
+            message,
+        });
     };
 
     inner.uid_counter += 1;
@@ -106,20 +131,38 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
     // Admission: Allocate per container and resource, then checkpoint.
     let mut devices: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for container in &pod.spec.containers {
-        let single = Pod { metadata: pod.metadata.clone(), spec: crate::objects::PodSpec { node_name: None, containers: vec![container.clone()] } };
+        let single = Pod {
+            metadata: pod.metadata.clone(),
+            spec: crate::objects::PodSpec {
+                node_name: None,
+                containers: vec![container.clone()],
+            },
+        };
         for (resource, want) in single.extended_resources() {
             let node = &mut inner.nodes[node_index];
-            let ids: Vec<String> = node.free_ids(&resource).into_iter().take(want as usize).collect();
-            let dm = node.device_manager.as_ref().ok_or_else(|| start_err(&pod_ref, &node_name, "no device plugin runs on this node"))?;
+            let ids: Vec<String> = node
+                .free_ids(&resource)
+                .into_iter()
+                .take(want as usize)
+                .collect();
+            let dm = node.device_manager.as_ref().ok_or_else(|| {
+                start_err(&pod_ref, &node_name, "no device plugin runs on this node")
+            })?;
             let response = match dm.allocate(&resource, &ids).await {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = inner.nodes[node_index].release(&uid);
-                    return Err(start_err(&pod_ref, &node_name, format!("Allocate of {resource} {ids:?} failed: {e}")));
+                    return Err(start_err(
+                        &pod_ref,
+                        &node_name,
+                        format!("Allocate of {resource} {ids:?} failed: {e}"),
+                    ));
                 }
             };
             let entry = PodDevicesEntry::new(&uid, &container.name, &resource, &ids, &response);
-            inner.nodes[node_index].record(entry).map_err(|e| start_err(&pod_ref, &node_name, e))?;
+            inner.nodes[node_index]
+                .record(entry)
+                .map_err(|e| start_err(&pod_ref, &node_name, e))?;
             devices.entry(resource).or_default().extend(ids);
         }
     }
@@ -128,41 +171,105 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
         Ok(n) => n,
         Err(e) => {
             let _ = inner.nodes[node_index].release(&uid);
-            return Err(start_err(&pod_ref, &node_name, format!("failed to create the sandbox: {e}")));
+            return Err(start_err(
+                &pod_ref,
+                &node_name,
+                format!("failed to create the sandbox: {e}"),
+            ));
         }
     };
     let node = &inner.nodes[node_index];
-    let enter = node.enter().map_err(|e| start_err(&pod_ref, &node_name, e))?;
+    let enter = node
+        .enter()
+        .map_err(|e| start_err(&pod_ref, &node_name, e))?;
     let dirs = cluster.bin_dirs();
-    let k8s_args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={sandbox_id};K8S_POD_UID={uid}");
+    let k8s_args = format!(
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={sandbox_id};K8S_POD_UID={uid}"
+    );
     let eth0_plugins = vec![eth0_config(&node.pod_subnet)];
-    let eth0_target = Target { container_id: sandbox_id.clone(), netns: Some(netns.path_str()), ifname: "eth0".into(), args: k8s_args };
+    let eth0_target = Target {
+        container_id: sandbox_id.clone(),
+        netns: Some(netns.path_str()),
+        ifname: "eth0".into(),
+        args: k8s_args,
+    };
 
     let attached = async {
         let eth0_result = match chain::add(&dirs, &enter, &eth0_plugins, &eth0_target).await {
             Ok(r) => r,
             Err(e) => return Err((format!("eth0 on {POD_NETWORK}: {e}"), None, Vec::new())),
         };
-        let mut statuses = vec![multus::status::from_result(POD_NETWORK, "eth0", &eth0_result, true, None)];
+        let mut statuses = vec![multus::status::from_result(
+            POD_NETWORK,
+            "eth0",
+            &eth0_result,
+            true,
+            None,
+        )];
         let mut attachments = Vec::new();
-        let annotation = pod.metadata.annotations.get(multus::NETWORKS_ANNOTATION).map(String::as_str).unwrap_or("");
+        let annotation = pod
+            .metadata
+            .annotations
+            .get(multus::NETWORKS_ANNOTATION)
+            .map(String::as_str)
+            .unwrap_or("");
         let plan = multus::parse_networks(annotation, &ns).and_then(|selections| {
-            let info = PodInfo { namespace: ns.clone(), name: name.clone(), uid: uid.clone(), sandbox_id: sandbox_id.clone() };
-            let mut ids: DeviceIds = devices.iter().map(|(r, v)| (r.clone(), v.clone())).collect();
-            multus::plan(&info, &selections, |nns, nname| lookup_nad(&inner.nads, nns, nname), &mut ids)
+            let info = PodInfo {
+                namespace: ns.clone(),
+                name: name.clone(),
+                uid: uid.clone(),
+                sandbox_id: sandbox_id.clone(),
+            };
+            let mut ids: DeviceIds = devices
+                .iter()
+                .map(|(r, v)| (r.clone(), v.clone()))
+                .collect();
+            multus::plan(
+                &info,
+                &selections,
+                |nns, nname| lookup_nad(&inner.nads, nns, nname),
+                &mut ids,
+            )
         });
         let delegates = match plan {
             Ok(d) => d,
-            Err(e) => return Err((e.with_pod(&ns, &name).to_string(), Some(eth0_result), attachments)),
+            Err(e) => {
+                return Err((
+                    e.with_pod(&ns, &name).to_string(),
+                    Some(eth0_result),
+                    attachments,
+                ));
+            }
         };
         for d in delegates {
-            let target = Target { container_id: sandbox_id.clone(), netns: Some(netns.path_str()), ifname: d.ifname.clone(), args: d.cni_args.clone() };
+            let target = Target {
+                container_id: sandbox_id.clone(),
+                netns: Some(netns.path_str()),
+                ifname: d.ifname.clone(),
+                args: d.cni_args.clone(),
+            };
             match chain::add(&dirs, &enter, &d.plugins, &target).await {
                 Ok(result) => {
-                    statuses.push(multus::status::from_result(&d.network, &d.ifname, &result, false, d.device_id.as_deref()));
-                    attachments.push(Attachment { plugins: d.plugins, target, result });
+                    statuses.push(multus::status::from_result(
+                        &d.network,
+                        &d.ifname,
+                        &result,
+                        false,
+                        d.device_id.as_deref(),
+                    ));
+                    attachments.push(Attachment {
+                        plugins: d.plugins,
+                        target,
+                        result,
+                    });
                 }
-                Err(e) => return Err((format!("network {} ({}): {e}", d.network, d.ifname), Some(eth0_result), attachments)),
+                Err(e) => {
+                    return Err((
+                        format!("network {} ({}): {e}", d.network, d.ifname),
+                        Some(eth0_result),
+                        attachments,
+                    ));
+                }
             }
         }
         Ok((eth0_result, attachments, statuses))
@@ -175,7 +282,14 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             for a in attachments.iter().rev() {
                 let _ = chain::del(&dirs, &enter, &a.plugins, &a.target, Some(&a.result)).await;
             }
-            let _ = chain::del(&dirs, &enter, &eth0_plugins, &eth0_target, eth0_result.as_ref()).await;
+            let _ = chain::del(
+                &dirs,
+                &enter,
+                &eth0_plugins,
+                &eth0_target,
+                eth0_result.as_ref(),
+            )
+            .await;
             let _ = inner.nodes[node_index].release(&uid);
             let _ = inner.lab.delete_netns(&netns);
             return Err(start_err(&pod_ref, &node_name, message));
@@ -183,8 +297,18 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
     };
 
     let mut annotations = pod.metadata.annotations.clone();
-    annotations.insert(multus::NETWORK_STATUS_ANNOTATION.into(), multus::status::annotation(&statuses));
-    let view = PodView { namespace: ns.clone(), name: name.clone(), uid: uid.clone(), node: node_name, annotations, devices };
+    annotations.insert(
+        multus::NETWORK_STATUS_ANNOTATION.into(),
+        multus::status::annotation(&statuses),
+    );
+    let view = PodView {
+        namespace: ns.clone(),
+        name: name.clone(),
+        uid: uid.clone(),
+        node: node_name,
+        annotations,
+        devices,
+    };
     inner.pods.insert(
         (ns, name),
         PodState {
@@ -192,14 +316,22 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             netns,
             node_index,
             sandbox_id,
-            eth0: Attachment { plugins: eth0_plugins, target: eth0_target, result: eth0_result },
+            eth0: Attachment {
+                plugins: eth0_plugins,
+                target: eth0_target,
+                result: eth0_result,
+            },
             attachments,
         },
     );
     Ok(view)
 }
 
-fn lookup_nad(nads: &BTreeMap<(String, String), crate::objects::NetworkAttachmentDefinition>, ns: &str, name: &str) -> Option<Nad> {
+fn lookup_nad(
+    nads: &BTreeMap<(String, String), crate::objects::NetworkAttachmentDefinition>,
+    ns: &str,
+    name: &str,
+) -> Option<Nad> {
     nads.get(&(ns.to_string(), name.to_string())).map(|n| Nad {
         namespace: n.metadata.namespace.clone(),
         name: n.metadata.name.clone(),
@@ -212,23 +344,43 @@ fn lookup_nad(nads: &BTreeMap<(String, String), crate::objects::NetworkAttachmen
 fn pod_uid(run_id: &str, n: u64) -> String {
     let h = xxhash_rust::xxh64::xxh64(format!("{run_id}/{n}").as_bytes(), 7);
     let h2 = xxhash_rust::xxh64::xxh64(format!("{run_id}/{n}").as_bytes(), 11);
-    format!("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", h >> 32, (h >> 16) & 0xffff, h & 0xffff, h2 >> 48, h2 & 0xffff_ffff_ffff)
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xffff,
+        h2 >> 48,
+        h2 & 0xffff_ffff_ffff
+    )
 }
 
 pub async fn delete(cluster: &NetnsCluster, ns: &str, name: &str) -> Result<(), ClusterError> {
     let mut inner = cluster.inner.lock().await;
     let pod_ref = format!("{ns}/{name}");
-    let state = inner.pods.remove(&(ns.to_string(), name.to_string())).ok_or_else(|| ClusterError::NoSuchPod(pod_ref.clone()))?;
+    let state = inner
+        .pods
+        .remove(&(ns.to_string(), name.to_string()))
+        .ok_or_else(|| ClusterError::NoSuchPod(pod_ref.clone()))?;
     let dirs = cluster.bin_dirs();
     let mut errors = Vec::new();
     match inner.nodes[state.node_index].enter() {
         Ok(enter) => {
             for a in state.attachments.iter().rev() {
-                if let Err(e) = chain::del(&dirs, &enter, &a.plugins, &a.target, Some(&a.result)).await {
+                if let Err(e) =
+                    chain::del(&dirs, &enter, &a.plugins, &a.target, Some(&a.result)).await
+                {
                     errors.push(format!("{}: {e}", a.target.ifname));
                 }
             }
-            if let Err(e) = chain::del(&dirs, &enter, &state.eth0.plugins, &state.eth0.target, Some(&state.eth0.result)).await {
+            if let Err(e) = chain::del(
+                &dirs,
+                &enter,
+                &state.eth0.plugins,
+                &state.eth0.target,
+                Some(&state.eth0.result),
+            )
+            .await
+            {
                 errors.push(format!("eth0: {e}"));
             }
         }
@@ -243,18 +395,37 @@ pub async fn delete(cluster: &NetnsCluster, ns: &str, name: &str) -> Result<(), 
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(ClusterError::PodDelete { pod: pod_ref, message: errors.join("; ") })
+        Err(ClusterError::PodDelete {
+            pod: pod_ref,
+            message: errors.join("; "),
+        })
     }
 }
 
-pub async fn exec(cluster: &NetnsCluster, ns: &str, name: &str, argv: &[&str]) -> Result<ExecOutput, ClusterError> {
+pub async fn exec(
+    cluster: &NetnsCluster,
+    ns: &str,
+    name: &str,
+    argv: &[&str],
+) -> Result<ExecOutput, ClusterError> {
     let pod_ref = format!("{ns}/{name}");
-    let netns = cluster.pod_netns(ns, name).await.ok_or_else(|| ClusterError::NoSuchPod(pod_ref.clone()))?;
-    let fail = |message: String| ClusterError::Exec { pod: pod_ref.clone(), argv: argv.iter().map(|s| s.to_string()).collect(), message };
-    let (program, args) = argv.split_first().ok_or_else(|| fail("empty command".into()))?;
+    let netns = cluster
+        .pod_netns(ns, name)
+        .await
+        .ok_or_else(|| ClusterError::NoSuchPod(pod_ref.clone()))?;
+    let fail = |message: String| ClusterError::Exec {
+        pod: pod_ref.clone(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        message,
+    };
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| fail("empty command".into()))?;
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args).kill_on_drop(true);
-    Enter::net(netns.path()).map_err(|e| fail(e.to_string()))?.apply(&mut cmd);
+    Enter::net(netns.path())
+        .and_then(|e| e.apply(&mut cmd))
+        .map_err(|e| fail(e.to_string()))?;
     let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await
         .map_err(|_| fail("timed out after 30 s".into()))?
@@ -268,6 +439,9 @@ pub async fn exec(cluster: &NetnsCluster, ns: &str, name: &str, argv: &[&str]) -
 
 /// The pod's network-status annotation, parsed.
 pub fn network_status(view: &PodView) -> Result<Vec<NetworkStatus>, String> {
-    let text = view.annotations.get(multus::NETWORK_STATUS_ANNOTATION).ok_or("the pod has no network-status annotation")?;
+    let text = view
+        .annotations
+        .get(multus::NETWORK_STATUS_ANNOTATION)
+        .ok_or("the pod has no network-status annotation")?;
     multus::status::parse_annotation(text).map_err(|e| e.to_string())
 }

@@ -36,7 +36,10 @@ pub struct NodeSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     #[error("failed to read topology {file}: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("topology {file}: {message}")]
     Invalid { file: String, message: String },
 }
@@ -47,36 +50,65 @@ pub const DEFAULT: &str = include_str!("../../../../clusters/netns-2node.yaml");
 impl Topology {
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            file: file.clone(),
+            source,
+        })?;
         Topology::parse(&text, &file)
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Topology, TopologyError> {
-        let invalid = |message: String| TopologyError::Invalid { file: file.to_string(), message };
-        let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        let topo: Topology = serde_path_to_error::deserialize(value)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                invalid(format!("field {path}: {}", e.into_inner()))
-            })?;
+        let invalid = |message: String| TopologyError::Invalid {
+            file: file.to_string(),
+            message,
+        };
+        let value: serde_json::Value =
+            serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let topo: Topology = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            invalid(format!("field {path}: {}", e.into_inner()))
+        })?;
         if topo.nodes.is_empty() {
             return Err(invalid("nodes is empty; list at least one node".into()));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, n) in topo.nodes.iter().enumerate() {
-            let ok_name = !n.name.is_empty() && n.name.len() <= 12 && n.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            let ok_name = !n.name.is_empty()
+                && n.name.len() <= 12
+                && n.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             if !ok_name {
-                return Err(invalid(format!("nodes[{i}].name \"{}\" must be 1-12 characters of a-z, 0-9 and '-'", n.name)));
+                return Err(invalid(format!(
+                    "nodes[{i}].name \"{}\" must be 1-12 characters of a-z, 0-9 and '-'",
+                    n.name
+                )));
             }
             if !seen.insert(&n.name) {
-                return Err(invalid(format!("nodes[{i}].name \"{}\" is used twice", n.name)));
+                return Err(invalid(format!(
+                    "nodes[{i}].name \"{}\" is used twice",
+                    n.name
+                )));
             }
             if n.uplink.is_empty() || n.uplink.len() > 15 || n.uplink.contains('/') {
-                return Err(invalid(format!("nodes[{i}].uplink \"{}\" is not a valid interface name (1-15 characters)", n.uplink)));
+                return Err(invalid(format!(
+                    "nodes[{i}].uplink \"{}\" is not a valid interface name (1-15 characters)",
+                    n.uplink
+                )));
             }
         }
-        topo.fabric_prefix().ok_or_else(|| invalid(format!("fabric.subnet \"{}\" must be an IPv4 /24 like 192.168.159.0/24", topo.fabric.subnet)))?;
-        topo.pod_prefix().ok_or_else(|| invalid(format!("podNetwork \"{}\" must be an IPv4 /16 like 10.244.0.0/16", topo.pod_network)))?;
+        topo.fabric_prefix().ok_or_else(|| {
+            invalid(format!(
+                "fabric.subnet \"{}\" must be an IPv4 /24 like 192.168.159.0/24",
+                topo.fabric.subnet
+            ))
+        })?;
+        topo.pod_prefix().ok_or_else(|| {
+            invalid(format!(
+                "podNetwork \"{}\" must be an IPv4 /16 like 10.244.0.0/16",
+                topo.pod_network
+            ))
+        })?;
         Ok(topo)
     }
 
@@ -120,10 +152,25 @@ mod tests {
         let e = Topology::parse(&bad, "t.yaml").unwrap_err().to_string();
         assert!(e.contains("t.yaml") && e.contains("uplnk"), "{e}");
         let bad = DEFAULT.replace("podNetwork: 10.244.0.0/16", "podNetwork: 10.244.0.0/24");
-        assert!(Topology::parse(&bad, "t").unwrap_err().to_string().contains("/16"));
+        assert!(
+            Topology::parse(&bad, "t")
+                .unwrap_err()
+                .to_string()
+                .contains("/16")
+        );
         let bad = DEFAULT.replace("name: node2", "name: node1");
-        assert!(Topology::parse(&bad, "t").unwrap_err().to_string().contains("used twice"));
+        assert!(
+            Topology::parse(&bad, "t")
+                .unwrap_err()
+                .to_string()
+                .contains("used twice")
+        );
         let bad = DEFAULT.replace("address: 192.168.159.138", "address: 192.168.159.300");
-        assert!(Topology::parse(&bad, "t").unwrap_err().to_string().contains("nodes[1].address"));
+        assert!(
+            Topology::parse(&bad, "t")
+                .unwrap_err()
+                .to_string()
+                .contains("nodes[1].address")
+        );
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 use crate::lab::run;
 
 /// The node paths that are private to each node, and their backing directory names.
-pub const PRIVATE: [(&str, &str); 2] = [("/var/lib/cni", "cni"), ("/var/lib/kubelet/device-plugins", "device-plugins")];
+pub const PRIVATE: [(&str, &str); 2] = [
+    ("/var/lib/cni", "cni"),
+    ("/var/lib/kubelet/device-plugins", "device-plugins"),
+];
 
 const T: Duration = Duration::from_secs(10);
 
@@ -21,27 +24,47 @@ pub struct MountView {
 impl MountView {
     /// The host-side path of what the node sees at `node_path`.
     pub fn host_path(&self, node_path: &str) -> PathBuf {
-        let (_, backing) = PRIVATE.iter().find(|(p, _)| *p == node_path).expect("a private node path");
+        let (_, backing) = PRIVATE
+            .iter()
+            .find(|(p, _)| *p == node_path)
+            .expect("a private node path");
         self.dir.join(backing)
     }
 
     pub fn create(dir: &Path) -> Result<MountView, String> {
         for (_, backing) in PRIVATE {
-            std::fs::create_dir_all(dir.join(backing)).map_err(|e| format!("failed to create {}: {e}", dir.join(backing).display()))?;
+            std::fs::create_dir_all(dir.join(backing))
+                .map_err(|e| format!("failed to create {}: {e}", dir.join(backing).display()))?;
         }
         let ns_file = dir.join("mnt");
-        std::fs::write(&ns_file, b"").map_err(|e| format!("failed to create {}: {e}", ns_file.display()))?;
+        std::fs::write(&ns_file, b"")
+            .map_err(|e| format!("failed to create {}: {e}", ns_file.display()))?;
         let mut script = String::from("set -e; ");
         for (node_path, backing) in PRIVATE {
-            script.push_str(&format!("mkdir -p {node_path}; mount --bind {} {node_path}; ", dir.join(backing).display()));
+            script.push_str(&format!(
+                "mkdir -p {node_path}; mount --bind {} {node_path}; ",
+                dir.join(backing).display()
+            ));
         }
         let mount_arg = format!("--mount={}", ns_file.display());
-        run("unshare", &[&mount_arg, "--propagation", "private", "sh", "-c", &script], T).map_err(|e| e.to_string())?;
-        Ok(MountView { dir: dir.to_path_buf(), ns_file })
+        // Slave propagation: pod namespaces mounted on the host later (/run/netns/…)
+        // appear in the view, while the view's own bind mounts stay inside it.
+        run(
+            "unshare",
+            &[&mount_arg, "--propagation", "slave", "sh", "-c", &script],
+            T,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(MountView {
+            dir: dir.to_path_buf(),
+            ns_file,
+        })
     }
 
     pub fn destroy(&self) -> Result<(), String> {
-        run("umount", &[&self.ns_file.display().to_string()], T).map(|_| ()).map_err(|e| e.to_string())
+        run("umount", &[&self.ns_file.display().to_string()], T)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -55,7 +78,9 @@ pub fn privatize(run_dir: &Path) -> Result<(), String> {
 }
 
 pub fn unprivatize(run_dir: &Path) -> Result<(), String> {
-    run("umount", &[&run_dir.display().to_string()], T).map(|_| ()).map_err(|e| e.to_string())
+    run("umount", &[&run_dir.display().to_string()], T)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Which of the node paths do not exist on the host yet (created by the views, to be

@@ -1,0 +1,577 @@
+//! The seed document's scenarios on the netns cluster, with the seed's YAML as
+//! fixtures: the device plugin DaemonSet and node capacity, the macvtap pods (with
+//! and without a requested MAC), capacity accounting, reachability over macvtap,
+//! macvlan with host-local, and the manual macvlan + DHCP lab.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Ctx, Outcome, Scenario, ensure};
+use crate::cluster::netns::NetnsCluster;
+use crate::cluster::netns::pod::network_status;
+use crate::cluster::{Cluster, PodView};
+use crate::objects::{Object, Pod, load_file};
+
+pub const DATAPLANE: &str = "macvtap.network.kubevirt.io/dataplane";
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario::new(
+            "seed/device plugin DaemonSet: capacity 50 on every node",
+            "macvtap",
+            "node",
+            &["capacity", "deviceplugin"],
+            |ctx| with_cluster(ctx, false, daemonset_capacity),
+        ),
+        Scenario::new(
+            "seed/macvtap-pod: net1 is a macvtap on ens33",
+            "macvtap",
+            "pod",
+            &["mac", "mtu", "network-status"],
+            |ctx| with_cluster(ctx, false, macvtap_pod),
+        ),
+        Scenario::new(
+            "seed/macvtap-pod-with-mac: the requested MAC everywhere",
+            "macvtap",
+            "pod",
+            &["mac", "network-status"],
+            |ctx| with_cluster(ctx, false, macvtap_pod_with_mac),
+        ),
+        Scenario::new(
+            "seed/capacity accounting: allocate, release, Insufficient",
+            "macvtap",
+            "pod",
+            &["capacity"],
+            |ctx| with_cluster(ctx, false, capacity_accounting),
+        ),
+        Scenario::new(
+            "seed/macvtap reachability: same node, across nodes, not the own uplink",
+            "macvtap",
+            "pod",
+            &["reachability"],
+            |ctx| with_cluster(ctx, false, macvtap_reachability),
+        ),
+        Scenario::new(
+            "seed/macvlan-test NAD with host-local: addresses and cross-node ping",
+            "macvlan",
+            "pod",
+            &["reachability", "ipam"],
+            |ctx| with_cluster(ctx, false, macvlan_host_local),
+        ),
+        Scenario::new(
+            "seed/manual macvlan lab: DHCP from the LAN, gateway reachable",
+            "macvlan",
+            "node",
+            &["reachability", "dhcp"],
+            |ctx| with_cluster(ctx, true, macvlan_dhcp_lab),
+        ),
+    ]
+}
+
+/// Setup (cluster up, seed's ConfigMap + DaemonSet + NAD applied), Assess (`body`),
+/// Teardown (always, unless --keep and failed).
+async fn with_cluster<F>(ctx: Ctx, dhcp: bool, body: F) -> Outcome
+where
+    F: AsyncFnOnce(&Ctx, &NetnsCluster) -> Outcome,
+{
+    let cluster = ctx.netns_cluster(dhcp).await?;
+    let outcome = async {
+        apply_seed(&ctx, &cluster).await?;
+        body(&ctx, &cluster).await
+    }
+    .await;
+    let outcome = match outcome {
+        Err(msg) => Err(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
+        ok => ok,
+    };
+    ctx.finish_cluster(cluster, outcome).await
+}
+
+pub fn fixture(ctx: &Ctx, rel: &str) -> Result<Vec<Object>, String> {
+    load_file(&ctx.fixtures_dir.join(rel)).map_err(|e| e.to_string())
+}
+
+fn fixture_pod(ctx: &Ctx, rel: &str) -> Result<Pod, String> {
+    match fixture(ctx, rel)?.into_iter().next() {
+        Some(Object::Pod(p)) => Ok(p),
+        other => Err(format!("{rel} holds no Pod: {other:?}")),
+    }
+}
+
+async fn apply_seed(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    for rel in [
+        "seed/macvtap-deviceplugin-config.yaml",
+        "seed/macvtap-daemonset.yaml",
+        "seed/macvtap-nad.yaml",
+    ] {
+        cluster
+            .apply(fixture(ctx, rel)?)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `ip -j -d link show <ifname>` inside a pod.
+async fn pod_link(cluster: &NetnsCluster, pod: &PodView, ifname: &str) -> Result<Value, String> {
+    let out = cluster
+        .exec(
+            &pod.namespace,
+            &pod.name,
+            &["ip", "-j", "-d", "link", "show", ifname],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(out.success, || {
+        format!("{ifname} is not in pod {}: {}", pod.name, out.stderr.trim())
+    })?;
+    let v: Value = serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+    v.get(0)
+        .cloned()
+        .ok_or_else(|| format!("no {ifname} in pod {}", pod.name))
+}
+
+async fn ping(cluster: &NetnsCluster, pod: &PodView, ip: &str) -> Result<bool, String> {
+    let out = cluster
+        .exec(
+            &pod.namespace,
+            &pod.name,
+            &["ping", "-c", "1", "-W", "1", "-q", ip],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(out.success)
+}
+
+async fn add_addr(cluster: &NetnsCluster, pod: &PodView, cidr: &str, ifname: &str) -> Outcome {
+    let out = cluster
+        .exec(
+            &pod.namespace,
+            &pod.name,
+            &["ip", "addr", "add", cidr, "dev", ifname],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(out.success, || {
+        format!("ip addr add {cidr} in {}: {}", pod.name, out.stderr.trim())
+    })
+}
+
+fn named(mut pod: Pod, name: &str, node: Option<&str>) -> Pod {
+    pod.metadata.name = name.to_string();
+    pod.spec.node_name = node.map(str::to_string);
+    pod
+}
+
+async fn daemonset_capacity(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    for node in cluster.nodes() {
+        let r = cluster
+            .node_resources(&node)
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(r.capacity.get(DATAPLANE) == Some(&50), || {
+            format!(
+                "node {node} capacity {:?}, the seed shows {DATAPLANE}: 50",
+                r.capacity
+            )
+        })?;
+        ensure(r.allocatable.get(DATAPLANE) == Some(&50), || {
+            format!("node {node} allocatable {:?}, expected 50", r.allocatable)
+        })?;
+        ensure(r.allocated.get(DATAPLANE) == Some(&0), || {
+            format!("node {node} allocated {:?}, expected 0", r.allocated)
+        })?;
+    }
+    Ok(())
+}
+
+async fn macvtap_pod(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    let pod = cluster
+        .create_pod(fixture_pod(ctx, "seed/macvtap-pod.yaml")?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let link = pod_link(cluster, &pod, "net1").await?;
+    ensure(link["linkinfo"]["info_kind"] == "macvtap", || {
+        format!("net1 is {}", link["linkinfo"]["info_kind"])
+    })?;
+    ensure(link["mtu"] == 1500, || {
+        format!("net1 MTU {}, the NAD says 1500", link["mtu"])
+    })?;
+    ensure(
+        link["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "UP")),
+        || "net1 is down".into(),
+    )?;
+    let node_ns = cluster
+        .node_netns(&pod.node)
+        .await
+        .ok_or("pod's node is gone")?;
+    let uplink: Value = serde_json::from_str(
+        &cluster
+            .ip(&node_ns, &["-j", "link", "show", "ens33"])
+            .await?,
+    )
+    .map_err(|e| e.to_string())?;
+    ensure(link["link_index"] == uplink[0]["ifindex"], || {
+        format!(
+            "net1's lower is ifindex {}, the node's ens33 is {}",
+            link["link_index"], uplink[0]["ifindex"]
+        )
+    })?;
+    let mac = link["address"].as_str().unwrap_or_default().to_string();
+    ensure(!mac.is_empty() && mac != "00:00:00:00:00:00", || {
+        "net1 has no MAC".into()
+    })?;
+    let status = network_status(&pod)?;
+    ensure(
+        status
+            .iter()
+            .any(|s| s.default && s.interface.as_deref() == Some("eth0")),
+        || format!("network-status lacks the default network: {status:?}"),
+    )?;
+    let dp = status
+        .iter()
+        .find(|s| s.name == "default/dataplane")
+        .ok_or_else(|| format!("network-status lacks default/dataplane: {status:?}"))?;
+    ensure(
+        dp.interface.as_deref() == Some("net1") && dp.mac.as_deref() == Some(mac.as_str()),
+        || format!("network-status says {dp:?}, the kernel says net1 {mac}"),
+    )
+}
+
+async fn macvtap_pod_with_mac(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    let want = "02:23:45:67:89:01";
+    let pod = cluster
+        .create_pod(fixture_pod(ctx, "seed/macvtap-pod-with-mac.yaml")?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let link = pod_link(cluster, &pod, "net1").await?;
+    ensure(link["address"] == want, || {
+        format!("net1 MAC {}, requested {want}", link["address"])
+    })?;
+    let status = network_status(&pod)?;
+    let dp = status
+        .iter()
+        .find(|s| s.name == "default/dataplane")
+        .ok_or("no default/dataplane in network-status")?;
+    ensure(dp.mac.as_deref() == Some(want), || {
+        format!("network-status MAC {:?}, requested {want}", dp.mac)
+    })
+}
+
+async fn capacity_accounting(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    let node = cluster.nodes()[0].clone();
+    let a = cluster
+        .create_pod(named(
+            fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
+            "macvtap-pod",
+            Some(&node),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    cluster
+        .create_pod(named(
+            fixture_pod(ctx, "seed/macvtap-pod-with-mac.yaml")?,
+            "macvtap-pod-with-mac",
+            Some(&node),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = cluster
+        .node_resources(&node)
+        .await
+        .map_err(|e| e.to_string())?;
+    // As the seed's `kubectl describe node`: Capacity 50, Allocatable 50, Allocated 2.
+    ensure(
+        (
+            r.capacity[DATAPLANE],
+            r.allocatable[DATAPLANE],
+            r.allocated[DATAPLANE],
+        ) == (50, 50, 2),
+        || format!("after two pods: {r:?}"),
+    )?;
+    ensure(a.devices.get(DATAPLANE).map(Vec::len) == Some(1), || {
+        format!("pod devices {:?}", a.devices)
+    })?;
+    cluster
+        .delete_pod(&a.namespace, &a.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = cluster
+        .node_resources(&node)
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(r.allocated[DATAPLANE] == 1, || {
+        format!("deleting a pod must release its device: {r:?}")
+    })?;
+    let mut greedy = named(
+        fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
+        "greedy",
+        Some(&node),
+    );
+    greedy.spec.containers[0]
+        .resources
+        .limits
+        .insert(DATAPLANE.into(), Value::from(50));
+    match cluster.create_pod(greedy).await {
+        Err(crate::cluster::ClusterError::Unschedulable { message, .. }) => ensure(
+            message.contains(&format!("Insufficient {DATAPLANE}")),
+            || format!("unschedulable for the wrong reason: {message}"),
+        )?,
+        other => {
+            return Err(format!(
+                "a pod asking for 50 with 49 free must stay unscheduled, got {other:?}"
+            ));
+        }
+    }
+    cluster
+        .delete_pod("default", "macvtap-pod-with-mac")
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = cluster
+        .node_resources(&node)
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(r.allocated[DATAPLANE] == 0, || {
+        format!("capacity must be all free again: {r:?}")
+    })
+}
+
+async fn macvtap_reachability(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    let nodes = cluster.nodes();
+    let base = fixture_pod(ctx, "seed/macvtap-pod.yaml")?;
+    let a = cluster
+        .create_pod(named(base.clone(), "mvt-a", Some(&nodes[0])))
+        .await
+        .map_err(|e| e.to_string())?;
+    let b = cluster
+        .create_pod(named(base.clone(), "mvt-b", Some(&nodes[0])))
+        .await
+        .map_err(|e| e.to_string())?;
+    let c = cluster
+        .create_pod(named(base, "mvt-c", Some(&nodes[1])))
+        .await
+        .map_err(|e| e.to_string())?;
+    // Addresses on the LAN's subnet, so that the nodes' own uplinks are in reach.
+    for (pod, ip) in [
+        (&a, "192.168.159.21"),
+        (&b, "192.168.159.22"),
+        (&c, "192.168.159.23"),
+    ] {
+        add_addr(cluster, pod, &format!("{ip}/24"), "net1").await?;
+    }
+    ensure(ping(cluster, &a, "192.168.159.22").await?, || {
+        "mvt-a cannot reach mvt-b on the same node over net1".into()
+    })?;
+    ensure(ping(cluster, &a, "192.168.159.23").await?, || {
+        "mvt-a cannot reach mvt-c on the other node over net1".into()
+    })?;
+    ensure(ping(cluster, &c, "192.168.159.21").await?, || {
+        "mvt-c cannot reach mvt-a across nodes".into()
+    })?;
+    let own = cluster.topology().nodes[0].address.to_string();
+    let other = cluster.topology().nodes[1].address.to_string();
+    ensure(ping(cluster, &a, &other).await?, || {
+        format!("mvt-a cannot reach the other node's uplink {other}")
+    })?;
+    ensure(!ping(cluster, &a, &own).await?, || {
+        format!("mvt-a reaches its own node's uplink {own}: a bridge-mode macvtap must not")
+    })
+}
+
+async fn macvlan_host_local(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    let nodes = cluster.nodes();
+    let mut nad = match fixture(ctx, "seed/macvlan-nad.yaml")?.into_iter().next() {
+        Some(Object::Nad(n)) => n,
+        other => return Err(format!("seed/macvlan-nad.yaml holds no NAD: {other:?}")),
+    };
+    // The seed's NAD names the uplink eth0 and has no cniVersion (multus then calls
+    // the plugin as CNI 0.1.0); on the netns cluster the uplink is ens33.
+    let mut config: Value = serde_json::from_str(&nad.spec.config).map_err(|e| e.to_string())?;
+    config["master"] = Value::from(cluster.topology().nodes[0].uplink.clone());
+    config["cniVersion"] = Value::from("0.3.1");
+    nad.spec.config = config.to_string();
+    cluster
+        .apply(vec![Object::Nad(nad)])
+        .await
+        .map_err(|e| e.to_string())?;
+    let pod = |name: &str, node: &str, annotation: &str| {
+        let mut p = Pod {
+            metadata: crate::objects::Meta {
+                name: name.into(),
+                namespace: "default".into(),
+                ..Default::default()
+            },
+            spec: crate::objects::PodSpec {
+                node_name: Some(node.into()),
+                containers: vec![crate::objects::Container {
+                    name: "busybox".into(),
+                    ..Default::default()
+                }],
+            },
+        };
+        p.metadata
+            .annotations
+            .insert(crate::multus::NETWORKS_ANNOTATION.into(), annotation.into());
+        p
+    };
+    let a = cluster
+        .create_pod(pod("mvl-a", &nodes[0], "macvlan-test"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let b = cluster
+        .create_pod(pod("mvl-b", &nodes[0], "macvlan-test"))
+        .await
+        .map_err(|e| e.to_string())?;
+    // host-local allocates per node: a pod on the other node asks for its address
+    // (multus `ips`), or it would get the same first address as mvl-a.
+    let c = cluster
+        .create_pod(pod(
+            "mvl-c",
+            &nodes[1],
+            r#"[{"name": "macvlan-test", "ips": ["10.250.250.100/24"]}]"#,
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ips = Vec::new();
+    for p in [&a, &b, &c] {
+        let status = network_status(p)?;
+        let s = status
+            .iter()
+            .find(|s| s.name == "default/macvlan-test")
+            .ok_or_else(|| format!("{}: no default/macvlan-test in {status:?}", p.name))?;
+        let ip = s
+            .ips
+            .first()
+            .cloned()
+            .ok_or_else(|| format!("{}: no address from host-local", p.name))?;
+        ensure(ip.starts_with("10.250.250."), || {
+            format!("{}: {ip} is outside 10.250.250.0/24", p.name)
+        })?;
+        ips.push(ip);
+    }
+    ensure(ips[2] == "10.250.250.100", || {
+        format!("mvl-c asked for 10.250.250.100, got {}", ips[2])
+    })?;
+    ensure(ips[0] != ips[1], || {
+        format!("two pods on one node got the same address {}", ips[0])
+    })?;
+    ensure(ping(cluster, &a, &ips[1]).await?, || {
+        format!("mvl-a cannot reach mvl-b ({}) on the same node", ips[1])
+    })?;
+    ensure(ping(cluster, &a, &ips[2]).await?, || {
+        format!("mvl-a cannot reach mvl-c ({}) across nodes", ips[2])
+    })?;
+    ensure(ping(cluster, &c, &ips[0]).await?, || {
+        format!("mvl-c cannot reach mvl-a ({})", ips[0])
+    })
+}
+
+/// The seed's manual lab: `ip link add link ens33 dev macN type macvlan mode bridge`,
+/// each moved into its own namespace, addresses by DHCP from the LAN.
+async fn macvlan_dhcp_lab(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    let node = cluster
+        .node_netns(&cluster.nodes()[0])
+        .await
+        .ok_or("no node")?;
+    let script = ctx.work_dir.join("udhcpc.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n# udhcpc hook: apply the lease like dhclient does.\ncase \"$1\" in\n  bound|renew) ip addr flush dev \"$interface\"; ip addr add \"$ip/$mask\" dev \"$interface\"; [ -n \"$router\" ] && ip route replace default via \"${router%% *}\" dev \"$interface\";;\nesac\nexit 0\n",
+    )
+    .map_err(|e| format!("failed to write {}: {e}", script.display()))?;
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let gateway = cluster.topology().fabric.gateway.to_string();
+    let mut addrs = Vec::new();
+    for n in ["ns1", "ns2"] {
+        let ns = cluster.extra_netns(n).await?;
+        let dev = format!("mac{}", &n[2..]);
+        cluster
+            .ip(
+                &node,
+                &[
+                    "link", "add", "link", "ens33", "dev", &dev, "type", "macvlan", "mode",
+                    "bridge",
+                ],
+            )
+            .await?;
+        cluster
+            .ip(&node, &["link", "set", "dev", &dev, "netns", &ns.name])
+            .await?;
+        cluster.ip(&ns, &["link", "set", "dev", &dev, "up"]).await?;
+        udhcpc(&ns, &dev, &script).await?;
+        let out: Value =
+            serde_json::from_str(&cluster.ip(&ns, &["-j", "-4", "addr", "show", &dev]).await?)
+                .map_err(|e| e.to_string())?;
+        let ip = out[0]["addr_info"][0]["local"]
+            .as_str()
+            .ok_or_else(|| format!("{dev} in {n} got no address by DHCP: {out}"))?
+            .to_string();
+        ensure(ip.starts_with("192.168.159.1"), || {
+            format!("{dev} got {ip}, outside the DHCP range")
+        })?;
+        ensure(ns_ping(&ns, &gateway).await?, || {
+            format!("{n} cannot reach the gateway {gateway}")
+        })?;
+        addrs.push((ns, ip));
+    }
+    ensure(addrs[0].1 != addrs[1].1, || {
+        "both sub-interfaces got the same lease".into()
+    })?;
+    ensure(ns_ping(&addrs[0].0, &addrs[1].1).await?, || {
+        "ns1 cannot reach ns2".into()
+    })
+}
+
+async fn udhcpc(ns: &crate::lab::Ns, dev: &str, script: &Path) -> Outcome {
+    let mut cmd = tokio::process::Command::new("busybox");
+    cmd.args([
+        "udhcpc",
+        "-i",
+        dev,
+        "-s",
+        &script.display().to_string(),
+        "-n",
+        "-q",
+        "-t",
+        "5",
+        "-T",
+        "1",
+        "-f",
+    ])
+    .kill_on_drop(true);
+    crate::lab::enter::Enter::net(ns.path())
+        .and_then(|e| e.apply(&mut cmd))
+        .map_err(|e| e.to_string())?;
+    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+        .await
+        .map_err(|_| "udhcpc timed out".to_string())?
+        .map_err(|e| {
+            format!("failed to run busybox udhcpc (apt-get install busybox-static): {e}")
+        })?;
+    ensure(out.status.success(), || {
+        format!(
+            "udhcpc on {dev} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })
+}
+
+async fn ns_ping(ns: &crate::lab::Ns, ip: &str) -> Result<bool, String> {
+    let mut cmd = tokio::process::Command::new("ping");
+    cmd.args(["-c", "1", "-W", "1", "-q", ip])
+        .kill_on_drop(true);
+    crate::lab::enter::Enter::net(ns.path())
+        .and_then(|e| e.apply(&mut cmd))
+        .map_err(|e| e.to_string())?;
+    Ok(cmd
+        .output()
+        .await
+        .map_err(|e| e.to_string())?
+        .status
+        .success())
+}
