@@ -1,33 +1,128 @@
-//! `secnet clean`: removes what runs left behind (a killed run, `--keep`): network
-//! namespaces named `sn<6 hex>-…`, and nothing else.
+//! `secnet clean`: removes what runs left behind (a killed run, `--keep`), and
+//! nothing else: processes living in the run's namespaces, the nodes' mount views
+//! under /run/secnet/<run id>…, and network namespaces named `sn<6 hex>-…`.
 
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::lab::{CommandError, run};
 
-/// Whether `name` is a namespace secnet created (optionally of run `run_id`).
+const RUN_ROOT: &str = "/run/secnet";
+
+/// Whether `name` (a namespace or run directory) is secnet's, optionally of run `run_id`.
 pub fn is_ours(name: &str, run_id: Option<&str>) -> bool {
-    let Some((id, rest)) = name.split_once('-') else {
-        return false;
-    };
+    let id = name.split_once('-').map_or(name, |(id, _)| id);
     let shaped = id.len() == 8
         && id.starts_with("sn")
         && id[2..].chars().all(|c| c.is_ascii_hexdigit())
-        && !rest.is_empty();
+        && name.len() > id.len() + 1;
     shaped && run_id.is_none_or(|r| r == id)
 }
 
-/// Deletes our namespaces; returns the names removed.
-pub fn clean(run_id: Option<&str>) -> Result<Vec<String>, CommandError> {
-    let listing = run("ip", &["netns", "list"], Duration::from_secs(10))?;
-    let mut removed = Vec::new();
-    for name in listing.lines().filter_map(|l| l.split_whitespace().next()) {
-        if is_ours(name, run_id) {
-            run("ip", &["netns", "del", name], Duration::from_secs(10))?;
-            removed.push(name.to_string());
+#[derive(Debug, Default)]
+pub struct Cleaned {
+    pub namespaces: Vec<String>,
+    pub run_dirs: Vec<String>,
+    pub processes: Vec<i32>,
+}
+
+/// Deletes our leftovers; returns what was removed.
+pub fn clean(run_id: Option<&str>) -> Result<Cleaned, CommandError> {
+    let t = Duration::from_secs(10);
+    let listing = run("ip", &["netns", "list"], t)?;
+    let namespaces: Vec<String> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| is_ours(n, run_id))
+        .map(str::to_string)
+        .collect();
+    let run_dirs: Vec<PathBuf> = std::fs::read_dir(RUN_ROOT)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| is_ours(n, run_id))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mnt_files: Vec<PathBuf> = run_dirs.iter().flat_map(|d| node_mount_files(d)).collect();
+
+    // Processes inside any of these namespaces (device plugins, dnsmasq, ...).
+    let mut ns_inodes: Vec<(u64, &str)> = namespaces
+        .iter()
+        .filter_map(|n| inode(&Path::new("/run/netns").join(n)).map(|i| (i, "net")))
+        .collect();
+    ns_inodes.extend(
+        mnt_files
+            .iter()
+            .filter_map(|f| inode(f).map(|i| (i, "mnt"))),
+    );
+    let processes = processes_in(&ns_inodes);
+    for pid in &processes {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+
+    for f in &mnt_files {
+        let _ = run("umount", &[&f.display().to_string()], t);
+    }
+    let mut removed_dirs = Vec::new();
+    for d in &run_dirs {
+        let _ = run("umount", &[&d.display().to_string()], t);
+        if std::fs::remove_dir_all(d).is_ok() {
+            removed_dirs.push(d.display().to_string());
         }
     }
-    Ok(removed)
+    for name in &namespaces {
+        run("ip", &["netns", "del", name], t)?;
+    }
+    Ok(Cleaned {
+        namespaces,
+        run_dirs: removed_dirs,
+        processes,
+    })
+}
+
+fn node_mount_files(run_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(run_dir.join("nodes"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path().join("mnt"))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// PIDs whose network or mount namespace is one of `inodes`.
+fn processes_in(inodes: &[(u64, &str)]) -> Vec<i32> {
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+                .filter(|pid| *pid != me)
+                .filter(|pid| {
+                    inodes.iter().any(|(ino, kind)| {
+                        inode(Path::new(&format!("/proc/{pid}/ns/{kind}"))) == Some(*ino)
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -37,7 +132,7 @@ mod tests {
     #[test]
     fn recognises_only_run_prefixed_names() {
         assert!(is_ours("sn0a1b2c-node", None));
-        assert!(is_ours("sn0a1b2c-node", Some("sn0a1b2c")));
+        assert!(is_ours("sn0a1b2c-s3", Some("sn0a1b2c")));
         assert!(!is_ours("sn0a1b2c-node", Some("sn000000")));
         for other in [
             "cni-1234",

@@ -52,6 +52,56 @@ pub enum ConformError {
     },
 }
 
+impl Options {
+    /// The bundled implementations on the built-in default topology: what
+    /// `secnet conform` runs with no arguments.
+    pub fn bundled() -> Options {
+        let bins = crate::bins::bin_dir();
+        Options {
+            cluster: "netns".into(),
+            cni_bin_dir: bins.clone(),
+            reference_bin_dir: "/usr/lib/cni".into(),
+            device_plugin: vec![bins.join("macvtap-deviceplugin").display().to_string()],
+            topology: Topology::parse(crate::cluster::netns::topology::DEFAULT, "built-in default")
+                .expect("the built-in topology is valid"),
+            fixtures_dir: crate::bins::fixtures_dir(),
+            backends: Vec::new(),
+            labels: Vec::new(),
+            skip_labels: Vec::new(),
+            keep: false,
+        }
+    }
+}
+
+/// Runs the one scenario called `name` (what a nextest suite test does).
+pub async fn run_one(opts: &Options, name: &str) -> Result<(), String> {
+    preflight(opts).map_err(|e| e.to_string())?;
+    let all = scenario::all();
+    let s = all
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| format!("no scenario named {name:?}"))?;
+    let run_id = crate::lab::new_run_id();
+    let ctx = Ctx {
+        cni_bin_dir: opts.cni_bin_dir.clone(),
+        keep: opts.keep,
+        run_id: run_id.clone(),
+        scope: "s1".into(),
+        reference_bin_dir: opts.reference_bin_dir.clone(),
+        device_plugin: opts.device_plugin.clone(),
+        topology: opts.topology.clone(),
+        fixtures_dir: opts.fixtures_dir.clone(),
+        work_dir: std::env::temp_dir().join(format!("secnet-{run_id}")),
+    };
+    let _ = std::fs::create_dir_all(&ctx.work_dir);
+    let outcome = match tokio::spawn((s.body)(ctx.clone())).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(format!("scenario panicked: {e}")),
+    };
+    let _ = std::fs::remove_dir_all(&ctx.work_dir);
+    outcome
+}
+
 fn preflight(opts: &Options) -> Result<(), ConformError> {
     if opts.cluster != "netns" {
         return Err(ConformError::UnknownCluster(opts.cluster.clone()));

@@ -161,14 +161,16 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Clean { run } => match secnet::clean::clean(run.as_deref()) {
-            Ok(removed) => {
+            Ok(c) => {
                 eprintln!(
-                    "secnet clean: removed {} namespace(s){}",
-                    removed.len(),
-                    if removed.is_empty() {
+                    "secnet clean: removed {} namespace(s), {} run dir(s), {} process(es){}",
+                    c.namespaces.len(),
+                    c.run_dirs.len(),
+                    c.processes.len(),
+                    if c.namespaces.is_empty() {
                         String::new()
                     } else {
-                        format!(": {}", removed.join(" "))
+                        format!(": {}", c.namespaces.join(" "))
                     }
                 );
                 ExitCode::SUCCESS

@@ -57,11 +57,9 @@ fn conform_passes_with_the_bundled_plugins_and_leaves_nothing() {
     assert_eq!(r["summary"]["failed"], 0, "{r:#}");
     let scenarios = r["scenarios"].as_array().unwrap();
     assert!(scenarios.len() >= 8, "{} scenarios", scenarios.len());
-    assert!(
-        scenarios
-            .iter()
-            .all(|s| s["status"] == "passed" && s["backend"] == "macvtap")
-    );
+    assert!(scenarios.iter().all(|s| s["status"] == "passed"), "{r:#}");
+    assert!(scenarios.iter().any(|s| s["backend"] == "macvlan"));
+    assert!(scenarios.iter().any(|s| s["workload"] == "node"));
     assert_eq!(
         r["summary"]["passed"].as_u64().unwrap() as usize,
         scenarios.len()

@@ -325,6 +325,13 @@ impl DeviceManager {
         Ok(())
     }
 
+    /// Stops at once (node teardown): no graceful wait for the plugins' connections.
+    pub async fn halt(mut self) {
+        if let Some(server) = self.server.take() {
+            server.halt().await;
+        }
+    }
+
     /// Stops serving and removes `kubelet.sock`.
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {

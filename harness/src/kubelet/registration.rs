@@ -65,6 +65,14 @@ impl RegistrationServer {
         let _ = std::fs::remove_file(&self.socket);
     }
 
+    /// Stops at once, without the graceful wait for idle connections, and returns
+    /// when the server's task is gone (its sockets closed).
+    pub async fn halt(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
     /// Stops without waiting (for Drop).
     pub fn abort(self) {
         self.task.abort();

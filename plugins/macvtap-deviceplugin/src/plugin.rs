@@ -25,7 +25,10 @@ use crate::service::{DevicePluginService, Resource};
 /// at most this plus one Register call.
 const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
-const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+// Streams end first (the stop signal); what is left are in-flight unary calls
+// (Allocate: tens of ms) and idle kubelet connections, which a graceful shutdown
+// would otherwise wait on for nothing.
+const SERVER_STOP_TIMEOUT: Duration = Duration::from_millis(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {

@@ -101,7 +101,6 @@ impl NetnsCluster {
                     view,
                     device_manager: None,
                     device_plugin: None,
-                    checkpoint: Default::default(),
                 });
             }
             let dhcp = if opts.dhcp {
@@ -189,10 +188,14 @@ impl NetnsCluster {
             }
         }
         let mut inner = self.inner.into_inner();
+        // All plugins stop in parallel.
+        for node in &inner.nodes {
+            node.signal_device_plugin();
+        }
         for node in inner.nodes.iter_mut() {
-            node.stop_device_plugin(Duration::from_secs(3));
+            node.reap_device_plugin(Duration::from_secs(3));
             if let Some(dm) = node.device_manager.take() {
-                dm.stop().await;
+                dm.halt().await;
             }
         }
         if let Some(mut d) = inner.dhcp.take() {

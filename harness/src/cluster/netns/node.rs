@@ -9,13 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::kubelet::DeviceManager;
-use crate::kubelet::checkpoint::{Checkpoint, PodDevicesEntry};
 use crate::lab::Ns;
 use crate::lab::enter::Enter;
 
 use super::view::MountView;
-
-pub const CHECKPOINT_FILE: &str = "kubelet_internal_checkpoint";
 
 pub struct NetnsNode {
     pub name: String,
@@ -27,8 +24,6 @@ pub struct NetnsNode {
     pub view: MountView,
     pub device_manager: Option<DeviceManager>,
     pub device_plugin: Option<Child>,
-    /// What the kubelet checkpoints: one entry per pod container and resource.
-    pub checkpoint: Checkpoint,
 }
 
 impl NetnsNode {
@@ -96,13 +91,19 @@ impl NetnsNode {
         }
     }
 
-    /// SIGTERM, then SIGKILL after `grace`.
-    pub fn stop_device_plugin(&mut self, grace: Duration) {
+    /// Sends SIGTERM to the device plugin (without waiting: see `reap_device_plugin`).
+    pub fn signal_device_plugin(&self) {
+        if let Some(child) = &self.device_plugin {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+
+    /// Waits up to `grace` for the device plugin to exit, then kills it.
+    pub fn reap_device_plugin(&mut self, grace: Duration) {
         let Some(mut child) = self.device_plugin.take() else {
             return;
         };
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -114,85 +115,44 @@ impl NetnsNode {
         let _ = child.wait();
     }
 
-    /// Devices of `resource` held by pods on this node.
-    pub fn allocated_ids(&self, resource: &str) -> Vec<String> {
-        self.checkpoint
-            .data
-            .pod_device_entries
-            .iter()
-            .filter(|e| e.resource_name == resource)
-            .flat_map(|e| e.all_device_ids())
-            .collect()
+    /// Gives the pod's devices back (pod deleted); the checkpoint is rewritten.
+    pub fn release(&self, pod_uid: &str) -> Result<(), String> {
+        match &self.device_manager {
+            Some(dm) => dm.release(pod_uid).map(|_| ()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
     }
 
-    /// Healthy, unallocated devices of `resource`, in device order.
-    pub fn free_ids(&self, resource: &str) -> Vec<String> {
+    /// Devices of `resource` held by pods on this node.
+    pub fn allocated_ids(&self, resource: &str) -> Vec<String> {
         let Some(dm) = &self.device_manager else {
             return Vec::new();
         };
-        let snapshot = dm.snapshot();
-        let Some(view) = snapshot.resource(resource) else {
-            return Vec::new();
+        dm.pod_devices()
+            .into_iter()
+            .filter(|p| p.resource == resource)
+            .flat_map(|p| p.ids)
+            .collect()
+    }
+
+    /// How many healthy devices of `resource` no pod holds.
+    pub fn free_count(&self, resource: &str) -> usize {
+        let Some(dm) = &self.device_manager else {
+            return 0;
         };
         let taken = self.allocated_ids(resource);
-        let mut free: Vec<String> = view
-            .devices
-            .iter()
-            .filter(|(id, h)| *h == deviceplugin_api::HEALTHY && !taken.contains(id))
-            .map(|(id, _)| id.clone())
-            .collect();
-        free.sort_by_key(|id| device_order(id));
-        free
+        dm.snapshot()
+            .resource(resource)
+            .map(|v| {
+                v.devices
+                    .iter()
+                    .filter(|(id, h)| *h == deviceplugin_api::HEALTHY && !taken.contains(id))
+                    .count()
+            })
+            .unwrap_or(0)
     }
-
-    /// Records an allocation and writes the checkpoint where the kubelet keeps it.
-    pub fn record(&mut self, entry: PodDevicesEntry) -> Result<(), String> {
-        self.checkpoint.data.pod_device_entries.push(entry);
-        self.write_checkpoint()
-    }
-
-    /// Drops the pod's allocations (pod deleted) and rewrites the checkpoint.
-    pub fn release(&mut self, pod_uid: &str) -> Result<(), String> {
-        self.checkpoint
-            .data
-            .pod_device_entries
-            .retain(|e| e.pod_uid != pod_uid);
-        self.write_checkpoint()
-    }
-
-    fn write_checkpoint(&mut self) -> Result<(), String> {
-        if let Some(dm) = &self.device_manager {
-            for (name, view) in dm.snapshot().resources {
-                self.checkpoint
-                    .data
-                    .registered_devices
-                    .insert(name, view.devices.keys().cloned().collect());
-            }
-        }
-        let path = self.device_plugin_dir().join(CHECKPOINT_FILE);
-        self.checkpoint.write(&path).map_err(|e| e.to_string())
-    }
-}
-
-/// Sort key for device IDs like `dataplaneMvp12`: name, then the number.
-fn device_order(id: &str) -> (String, u64) {
-    let digits = id.chars().rev().take_while(|c| c.is_ascii_digit()).count();
-    let (stem, num) = id.split_at(id.len() - digits);
-    (stem.to_string(), num.parse().unwrap_or(0))
 }
 
 pub fn run_dir_for(run_id: &str) -> PathBuf {
     Path::new("/run/secnet").join(run_id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::device_order;
-
-    #[test]
-    fn device_ids_sort_numerically() {
-        let mut ids = vec!["dpMvp10", "dpMvp2", "dpMvp1"];
-        ids.sort_by_key(|i| device_order(i));
-        assert_eq!(ids, ["dpMvp1", "dpMvp2", "dpMvp10"]);
-    }
 }

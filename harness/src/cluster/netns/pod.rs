@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::NetnsCluster;
 use crate::cluster::{ClusterError, ExecOutput, PodView};
 use crate::cni::chain::{self, Target};
-use crate::kubelet::checkpoint::PodDevicesEntry;
 use crate::lab::Ns;
 use crate::lab::enter::Enter;
 use crate::multus::{self, DeviceIds, Nad, NetworkStatus, PodInfo};
@@ -94,7 +93,7 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
         let mut fits = true;
         let mut free_total = 0;
         for (resource, want) in &requests {
-            let free = node.free_ids(resource).len();
+            let free = node.free_count(resource);
             if (free as u64) < *want {
                 fits = false;
                 *short.entry(resource.clone()).or_default() += 1;
@@ -128,7 +127,7 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
     let sandbox_id = format!("{}-{}", cluster.opts.run_id, &uid[..8]);
     let node_name = inner.nodes[node_index].name.clone();
 
-    // Admission: Allocate per container and resource, then checkpoint.
+    // Admission: Allocate per container and resource; the device manager checkpoints.
     let mut devices: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for container in &pod.spec.containers {
         let single = Pod {
@@ -139,31 +138,25 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             },
         };
         for (resource, want) in single.extended_resources() {
-            let node = &mut inner.nodes[node_index];
-            let ids: Vec<String> = node
-                .free_ids(&resource)
-                .into_iter()
-                .take(want as usize)
-                .collect();
-            let dm = node.device_manager.as_ref().ok_or_else(|| {
-                start_err(&pod_ref, &node_name, "no device plugin runs on this node")
-            })?;
-            let response = match dm.allocate(&resource, &ids).await {
-                Ok(r) => r,
+            let node = &inner.nodes[node_index];
+            let admitted = match &node.device_manager {
+                Some(dm) => dm
+                    .admit(&uid, &container.name, &resource, want as usize)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("no device plugin runs on this node".to_string()),
+            };
+            match admitted {
+                Ok(d) => devices.entry(resource).or_default().extend(d.ids),
                 Err(e) => {
                     let _ = inner.nodes[node_index].release(&uid);
                     return Err(start_err(
                         &pod_ref,
                         &node_name,
-                        format!("Allocate of {resource} {ids:?} failed: {e}"),
+                        format!("admission of {resource}: {e}"),
                     ));
                 }
-            };
-            let entry = PodDevicesEntry::new(&uid, &container.name, &resource, &ids, &response);
-            inner.nodes[node_index]
-                .record(entry)
-                .map_err(|e| start_err(&pod_ref, &node_name, e))?;
-            devices.entry(resource).or_default().extend(ids);
+            }
         }
     }
 

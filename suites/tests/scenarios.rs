@@ -1,0 +1,55 @@
+//! One nextest test per `secnet conform` scenario: the same code, run alone, on the
+//! bundled implementations and the built-in netns topology.
+
+use secnet::conform::{Options, run_one};
+
+async fn scenario(name: &str) {
+    if !secnet::prereq::require_root(name) {
+        return;
+    }
+    for (program, package) in [
+        ("dnsmasq", "dnsmasq-base"),
+        ("busybox", "busybox-static"),
+        ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+    ] {
+        if !secnet::prereq::require_program(name, program, package) {
+            return;
+        }
+    }
+    if let Err(message) = run_one(&Options::bundled(), name).await {
+        panic!("{name}: {message}");
+    }
+}
+
+macro_rules! scenarios {
+    ($($test:ident => $name:expr),* $(,)?) => {
+        $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { scenario($name).await } )*
+
+        /// Every scenario has its test here (a new scenario without one fails this).
+        #[test]
+        fn every_scenario_has_a_test() {
+            let listed = [$($name),*];
+            for s in secnet::scenario::all() {
+                assert!(listed.contains(&s.name.as_str()), "scenario {:?} has no suite test: add it to suites/tests/scenarios.rs", s.name);
+            }
+        }
+    };
+}
+
+scenarios! {
+    macvtap_cni_0_3_0 => "macvtap-cni/[0.3.0] device attach, check, delete",
+    macvtap_cni_0_3_1 => "macvtap-cni/[0.3.1] device attach, check, delete",
+    macvtap_cni_0_4_0 => "macvtap-cni/[0.4.0] device attach, check, delete",
+    macvtap_cni_1_0_0 => "macvtap-cni/[1.0.0] device attach, check, delete",
+    macvtap_cni_1_1_0 => "macvtap-cni/[1.1.0] device attach, check, delete",
+    macvtap_cni_requested_mac_mtu => "macvtap-cni/requested MAC, MTU and promisc",
+    macvtap_cni_del_after_netns_gone => "macvtap-cni/DEL after the pod netns is gone",
+    macvtap_cni_standalone => "macvtap-cni/standalone mode on master",
+    seed_daemonset_capacity => "seed/device plugin DaemonSet: capacity 50 on every node",
+    seed_macvtap_pod => "seed/macvtap-pod: net1 is a macvtap on ens33",
+    seed_macvtap_pod_with_mac => "seed/macvtap-pod-with-mac: the requested MAC everywhere",
+    seed_capacity_accounting => "seed/capacity accounting: allocate, release, Insufficient",
+    seed_macvtap_reachability => "seed/macvtap reachability: same node, across nodes, not the own uplink",
+    seed_macvlan_host_local => "seed/macvlan-test NAD with host-local: addresses and cross-node ping",
+    seed_macvlan_dhcp_lab => "seed/manual macvlan lab: DHCP from the LAN, gateway reachable",
+}
