@@ -29,7 +29,7 @@ enum Cmd {
         /// Directory with the CNI binaries under test [default: the bundled ones next to secnet].
         #[arg(long)]
         cni_bin_dir: Option<PathBuf>,
-        /// Write report.json, junit.xml and summary.md here.
+        /// Write report.json, junit.xml and report.md here.
         #[arg(long)]
         report: Option<PathBuf>,
         /// Only scenarios with this label or backend (repeatable).

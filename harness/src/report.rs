@@ -1,5 +1,5 @@
 //! What a run found, as `report.json` (the contract in DESIGN.md), `junit.xml` for CI
-//! and `summary.md` for people.
+//! and `report.md` for people.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -89,7 +89,7 @@ impl Report {
             serde_json::to_string_pretty(self).expect("report serializes"),
         )?;
         write("junit.xml", self.junit())?;
-        write("summary.md", self.markdown())?;
+        write("report.md", self.markdown())?;
         Ok(())
     }
 

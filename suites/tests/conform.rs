@@ -66,7 +66,7 @@ fn conform_passes_with_the_bundled_plugins_and_leaves_nothing() {
     );
     let junit = std::fs::read_to_string(dir.0.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase").count(), scenarios.len());
-    assert!(dir.0.join("summary.md").exists());
+    assert!(dir.0.join("report.md").exists());
     let run_id = r["implementation"]["run_id"].as_str().unwrap();
     assert_eq!(
         namespaces_of(run_id),
