@@ -61,7 +61,13 @@ pub fn clean(run_id: Option<&str>) -> Result<Cleaned, CommandError> {
             .iter()
             .filter_map(|f| inode(f).map(|i| (i, "mnt"))),
     );
-    let processes = processes_in(&ns_inodes);
+    let run_paths: Vec<String> = run_dirs.iter().map(|d| d.display().to_string()).collect();
+    let mut processes = processes_in(&ns_inodes);
+    for pid in processes_naming(&run_paths) {
+        if !processes.contains(&pid) {
+            processes.push(pid);
+        }
+    }
     for pid in &processes {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(*pid),
@@ -80,7 +86,10 @@ pub fn clean(run_id: Option<&str>) -> Result<Cleaned, CommandError> {
         }
     }
     for name in &namespaces {
-        run("ip", &["netns", "del", name], t)?;
+        // Another cleaner (a drop guard) may have been quicker.
+        if Path::new("/run/netns").join(name).exists() {
+            run("ip", &["netns", "del", name], t)?;
+        }
     }
     Ok(Cleaned {
         namespaces,
@@ -102,6 +111,26 @@ fn node_mount_files(run_dir: &Path) -> Vec<PathBuf> {
 
 fn inode(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// PIDs whose command line names one of the run's directories (dnsmasq's lease
+/// file, ...): found even after their namespace files are gone.
+fn processes_naming(run_paths: &[String]) -> Vec<i32> {
+    if run_paths.is_empty() {
+        return Vec::new();
+    }
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+                .filter(|pid| {
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    let cmdline = String::from_utf8_lossy(&cmdline);
+                    run_paths.iter().any(|p| cmdline.contains(&format!("{p}/")))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// PIDs whose network or mount namespace is one of `inodes`.

@@ -28,6 +28,8 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConformError {
+    #[error("interrupted by {0}")]
+    Interrupted(&'static str),
     #[error("cluster provider \"{0}\" is not available in this build; use --cluster netns")]
     UnknownCluster(String),
     #[error(
@@ -161,10 +163,26 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     for (i, s) in selected.into_iter().enumerate() {
         let t = Instant::now();
         ctx.scope = format!("s{}", i + 1);
-        // A panicking scenario fails alone: it runs in its own task.
-        let outcome = match tokio::spawn((s.body)(ctx.clone())).await {
-            Ok(outcome) => outcome,
-            Err(e) => Err(format!("scenario panicked: {e}")),
+        // A panicking scenario fails alone: it runs in its own task. Ctrl-C or
+        // SIGTERM stops the run: the task is aborted and the run's leftovers swept.
+        let mut task = tokio::spawn((s.body)(ctx.clone()));
+        let outcome = tokio::select! {
+            joined = &mut task => match joined {
+                Ok(outcome) => outcome,
+                Err(e) => Err(format!("scenario panicked: {e}")),
+            },
+            signal = interrupted() => {
+                task.abort();
+                // Let the scenario's drop guards run before sweeping after them.
+                let _ = task.await;
+                eprintln!("secnet conform: {signal}: stopping run {run_id} and removing what it created");
+                match crate::clean::clean(Some(&run_id)) {
+                    Ok(c) => eprintln!("secnet conform: removed {} namespace(s), {} process(es)", c.namespaces.len(), c.processes.len()),
+                    Err(e) => eprintln!("secnet conform: cleanup failed: {e}; run `secnet clean --run {run_id}`"),
+                }
+                let _ = std::fs::remove_dir_all(&ctx.work_dir);
+                return Err(ConformError::Interrupted(signal));
+            }
         };
         let duration_s = t.elapsed().as_secs_f64();
         let (status, message) = match outcome {
@@ -208,4 +226,17 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         reports,
         started.elapsed().as_secs_f64(),
     ))
+}
+
+/// Resolves on the first Ctrl-C or SIGTERM, naming it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "Ctrl-C",
+        _ = term.recv() => "SIGTERM",
+    }
 }

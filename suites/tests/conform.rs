@@ -186,3 +186,73 @@ fn help_has_examples() {
         "{text}"
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_run_and_removes_everything_it_made() {
+    if !secnet::prereq::require_root("conform interrupted by Ctrl-C") {
+        return;
+    }
+    let bin = secnet::bins::bundled("secnet").unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(bin)
+        .args(["conform", "--label", "dhcp"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run announces its id first; then wait until its cluster exists.
+    let mut stderr_reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr_reader, &mut first).unwrap();
+    let run_id = first
+        .split_whitespace()
+        .find(|w| secnet::clean::is_ours(&format!("{w}-x"), None))
+        .unwrap_or_else(|| panic!("no run id in {first:?}"))
+        .to_string();
+    let fabric = std::path::PathBuf::from(format!("/run/netns/{run_id}-s1-fabric"));
+    let started = std::time::Instant::now();
+    while !fabric.exists() {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the run never created its cluster"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut stderr_reader, &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("interrupted by Ctrl-C"), "{stderr}");
+    assert_eq!(
+        namespaces_of(&run_id),
+        Vec::<String>::new(),
+        "namespaces left after Ctrl-C"
+    );
+    let run_dirs: Vec<_> = std::fs::read_dir("/run/secnet")
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&run_id))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        run_dirs.is_empty(),
+        "run dirs left after Ctrl-C: {run_dirs:?}"
+    );
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let leftover: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(&run_id))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        leftover.is_empty(),
+        "processes left after Ctrl-C: {leftover:?}"
+    );
+}

@@ -53,7 +53,7 @@ pub(crate) struct Inner {
     config_maps: BTreeMap<(String, String), ConfigMap>,
     nads: BTreeMap<(String, String), NetworkAttachmentDefinition>,
     pods: BTreeMap<(String, String), PodState>,
-    dhcp: Option<Child>,
+    dhcp: Option<KillOnDrop>,
     uid_counter: u64,
 }
 
@@ -103,10 +103,13 @@ impl NetnsCluster {
                     device_plugin: None,
                 });
             }
-            let dhcp = if opts.dhcp {
-                Some(fabric::start_dhcp(&fabric, &opts.topology, &run_dir)?)
-            } else {
-                None
+            let dhcp = match opts.dhcp {
+                true => Some(KillOnDrop(fabric::start_dhcp(
+                    &fabric,
+                    &opts.topology,
+                    &run_dir,
+                )?)),
+                false => None,
             };
             Ok::<_, String>((fabric, nodes, dhcp))
         }
@@ -198,17 +201,28 @@ impl NetnsCluster {
                 dm.halt().await;
             }
         }
-        if let Some(mut d) = inner.dhcp.take() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
-        let views: Vec<_> = inner.nodes.drain(..).map(|n| n.view).collect();
+        drop(inner.dhcp.take());
+        let views: Vec<_> = inner
+            .nodes
+            .drain(..)
+            .map(|mut n| std::mem::take(&mut n.view))
+            .collect();
         for e in inner.lab.teardown() {
             errors.push(e.to_string());
         }
         errors.extend(cleanup_run_dir(&self.run_dir, &views));
         remove_if_empty(&self.created_host_dirs);
         errors
+    }
+}
+
+/// A child process killed when dropped (dnsmasq).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -156,3 +156,13 @@ impl NetnsNode {
 pub fn run_dir_for(run_id: &str) -> PathBuf {
     Path::new("/run/secnet").join(run_id)
 }
+
+impl Drop for NetnsNode {
+    /// A cluster dropped without teardown (an aborted run) still stops its plugin.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.device_plugin.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -15,7 +15,7 @@ pub const PRIVATE: [(&str, &str); 2] = [
 
 const T: Duration = Duration::from_secs(10);
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct MountView {
     pub dir: PathBuf,
     pub ns_file: PathBuf,
