@@ -27,40 +27,75 @@ pub struct Cleaned {
     pub processes: Vec<i32>,
 }
 
-/// Deletes our leftovers; returns what was removed.
-pub fn clean(run_id: Option<&str>) -> Result<Cleaned, CommandError> {
-    let t = Duration::from_secs(10);
-    let listing = run("ip", &["netns", "list"], t)?;
+/// What exists of some runs: namespaces, run dirs (with their nodes' mount
+/// namespace files) and the processes living in them.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub namespaces: Vec<String>,
+    pub run_dirs: Vec<PathBuf>,
+    pub mnt_files: Vec<PathBuf>,
+    pub processes: Vec<i32>,
+}
+
+impl Found {
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty() && self.run_dirs.is_empty() && self.processes.is_empty()
+    }
+
+    /// One line per kind, for a leak report.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.namespaces.is_empty() {
+            parts.push(format!("namespaces {}", self.namespaces.join(" ")));
+        }
+        if !self.run_dirs.is_empty() {
+            parts.push(format!(
+                "state dirs {}",
+                self.run_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        if !self.processes.is_empty() {
+            let names: Vec<String> = self
+                .processes
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{p} ({})",
+                        std::fs::read_to_string(format!("/proc/{p}/comm"))
+                            .unwrap_or_default()
+                            .trim()
+                    )
+                })
+                .collect();
+            parts.push(format!("processes {}", names.join(" ")));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Finds everything whose name `matches` (namespace names and run dir names).
+pub fn find(matches: impl Fn(&str) -> bool) -> Result<Found, CommandError> {
+    let listing = run("ip", &["netns", "list"], Duration::from_secs(10))?;
     let namespaces: Vec<String> = listing
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| is_ours(n, run_id))
+        .filter(|n| matches(n))
         .map(str::to_string)
         .collect();
     let run_dirs: Vec<PathBuf> = std::fs::read_dir(RUN_ROOT)
         .map(|rd| {
             rd.filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| is_ours(n, run_id))
-                })
+                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&matches))
                 .collect()
         })
         .unwrap_or_default();
     let mnt_files: Vec<PathBuf> = run_dirs.iter().flat_map(|d| node_mount_files(d)).collect();
-
-    // Processes inside any of these namespaces (device plugins, dnsmasq, ...).
-    let mut ns_inodes: Vec<(u64, &str)> = namespaces
-        .iter()
-        .filter_map(|n| inode(&Path::new("/run/netns").join(n)).map(|i| (i, "net")))
-        .collect();
-    ns_inodes.extend(
-        mnt_files
-            .iter()
-            .filter_map(|f| inode(f).map(|i| (i, "mnt"))),
-    );
+    let ns_inodes = namespace_inodes(&namespaces, &mnt_files);
     let run_paths: Vec<String> = run_dirs.iter().map(|d| d.display().to_string()).collect();
     let mut processes = processes_in(&ns_inodes);
     for pid in processes_naming(&run_paths) {
@@ -68,13 +103,59 @@ pub fn clean(run_id: Option<&str>) -> Result<Cleaned, CommandError> {
             processes.push(pid);
         }
     }
+    Ok(Found {
+        namespaces,
+        run_dirs,
+        mnt_files,
+        processes,
+    })
+}
+
+fn namespace_inodes(namespaces: &[String], mnt_files: &[PathBuf]) -> Vec<(u64, &'static str)> {
+    let mut out: Vec<(u64, &'static str)> = namespaces
+        .iter()
+        .filter_map(|n| inode(&Path::new("/run/netns").join(n)).map(|i| (i, "net")))
+        .collect();
+    out.extend(
+        mnt_files
+            .iter()
+            .filter_map(|f| inode(f).map(|i| (i, "mnt"))),
+    );
+    out
+}
+
+/// What is left of a scenario whose names start with `prefix` (`<run id>-s<n>`).
+pub fn leftovers(prefix: &str) -> Result<Found, CommandError> {
+    let dash = format!("{prefix}-");
+    find(|n| n == prefix || n.starts_with(&dash))
+}
+
+/// Deletes our leftovers; returns what was removed.
+pub fn clean(run_id: Option<&str>) -> Result<Cleaned, CommandError> {
+    clean_found(find(|n| is_ours(n, run_id))?)
+}
+
+/// Removes what `find` found: processes first, then mount views, dirs, namespaces.
+pub fn clean_found(found: Found) -> Result<Cleaned, CommandError> {
+    let t = Duration::from_secs(10);
+    let Found {
+        namespaces,
+        run_dirs,
+        mnt_files,
+        processes,
+    } = found;
+    let ns_inodes = namespace_inodes(&namespaces, &mnt_files);
     for pid in &processes {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(*pid),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-
+    // Their mounts and namespaces are released only once they are gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline && !processes_in(&ns_inodes).is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     for f in &mnt_files {
         let _ = run("umount", &[&f.display().to_string()], t);
     }

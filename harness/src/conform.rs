@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::cluster::netns::topology::Topology;
 use crate::report::{Report, ScenarioReport, Status};
-use crate::scenario::{self, Ctx};
+use crate::scenario::{self, Ctx, Outcome};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -83,12 +83,23 @@ pub async fn run_one(opts: &Options, name: &str) -> Result<(), String> {
         .iter()
         .find(|s| s.name == name)
         .ok_or_else(|| format!("no scenario named {name:?}"))?;
-    let run_id = crate::lab::new_run_id();
+    let mut ctx = context(opts, &crate::lab::new_run_id());
+    ctx.scope = "s1".into();
+    let outcome = match tokio::spawn((s.body)(ctx.clone())).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(format!("scenario panicked: {e}")),
+    };
+    let outcome = check_leaks(&ctx, outcome);
+    let _ = std::fs::remove_dir_all(&ctx.work_dir);
+    outcome
+}
+
+fn context(opts: &Options, run_id: &str) -> Ctx {
     let ctx = Ctx {
         cni_bin_dir: opts.cni_bin_dir.clone(),
         keep: opts.keep,
-        run_id: run_id.clone(),
-        scope: "s1".into(),
+        run_id: run_id.to_string(),
+        scope: String::new(),
         reference_bin_dir: opts.reference_bin_dir.clone(),
         device_plugin: opts.device_plugin.clone(),
         topology: opts.topology.clone(),
@@ -96,12 +107,27 @@ pub async fn run_one(opts: &Options, name: &str) -> Result<(), String> {
         work_dir: std::env::temp_dir().join(format!("secnet-{run_id}")),
     };
     let _ = std::fs::create_dir_all(&ctx.work_dir);
-    let outcome = match tokio::spawn((s.body)(ctx.clone())).await {
-        Ok(outcome) => outcome,
-        Err(e) => Err(format!("scenario panicked: {e}")),
+    ctx
+}
+
+/// After a scenario (passed or failed, unless kept): anything of it still there is a
+/// leak, which fails the scenario and is swept so that later scenarios start clean.
+fn check_leaks(ctx: &Ctx, outcome: Outcome) -> Outcome {
+    if ctx.keep && outcome.is_err() {
+        return outcome;
+    }
+    let prefix = format!("{}-{}", ctx.run_id, ctx.scope);
+    let found = match crate::clean::leftovers(&prefix) {
+        Ok(f) if f.is_empty() => return outcome,
+        Ok(f) => f,
+        Err(e) => return outcome.and(Err(format!("leak check failed: {e}"))),
     };
-    let _ = std::fs::remove_dir_all(&ctx.work_dir);
-    outcome
+    let leaked = format!("leaked after the scenario: {}", found.describe());
+    let _ = crate::clean::clean_found(found);
+    match outcome {
+        Ok(()) => Err(leaked),
+        Err(m) => Err(format!("{m}\n{leaked}")),
+    }
 }
 
 fn preflight(opts: &Options) -> Result<(), ConformError> {
@@ -145,18 +171,7 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         opts.cluster,
         selected.len()
     );
-    let mut ctx = Ctx {
-        cni_bin_dir: opts.cni_bin_dir.clone(),
-        keep: opts.keep,
-        run_id: run_id.clone(),
-        scope: String::new(),
-        reference_bin_dir: opts.reference_bin_dir.clone(),
-        device_plugin: opts.device_plugin.clone(),
-        topology: opts.topology.clone(),
-        fixtures_dir: opts.fixtures_dir.clone(),
-        work_dir: std::env::temp_dir().join(format!("secnet-{run_id}")),
-    };
-    let _ = std::fs::create_dir_all(&ctx.work_dir);
+    let mut ctx = context(opts, &run_id);
     let started = Instant::now();
     let total = selected.len();
     let mut reports = Vec::new();
@@ -184,6 +199,7 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
                 return Err(ConformError::Interrupted(signal));
             }
         };
+        let outcome = check_leaks(&ctx, outcome);
         let duration_s = t.elapsed().as_secs_f64();
         let (status, message) = match outcome {
             Ok(()) => (Status::Passed, String::new()),

@@ -256,3 +256,34 @@ fn ctrl_c_stops_the_run_and_removes_everything_it_made() {
         "processes left after Ctrl-C: {leftover:?}"
     );
 }
+
+#[test]
+fn the_leak_check_finds_and_sweeps_what_a_scenario_left() {
+    if !secnet::prereq::require_root("leak check") {
+        return;
+    }
+    let run_id = secnet::lab::new_run_id();
+    let prefix = format!("{run_id}-s9");
+    let leaked = format!("{prefix}-node1");
+    let unrelated = format!("{run_id}-s10-node1");
+    for ns in [&leaked, &unrelated] {
+        secnet::lab::run(
+            "ip",
+            &["netns", "add", ns],
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+    }
+    let found = secnet::clean::leftovers(&prefix).unwrap();
+    let described = found.describe();
+    let swept = secnet::clean::clean_found(found).unwrap();
+    let unrelated_left = namespaces_of(&run_id);
+    let _ = secnet::clean::clean(Some(&run_id));
+    assert!(described.contains(&leaked), "{described}");
+    assert!(
+        !described.contains(&unrelated),
+        "s10 is not s9's: {described}"
+    );
+    assert_eq!(swept.namespaces, vec![leaked]);
+    assert_eq!(unrelated_left, vec![unrelated]);
+}
