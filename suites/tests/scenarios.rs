@@ -52,4 +52,9 @@ scenarios! {
     seed_macvtap_reachability => "seed/macvtap reachability: same node, across nodes, not the own uplink",
     seed_macvlan_host_local => "seed/macvlan-test NAD with host-local: addresses and cross-node ping",
     seed_macvlan_dhcp_lab => "seed/manual macvlan lab: DHCP from the LAN, gateway reachable",
+    fault_kubelet_restart => "fault/kubelet restart: resources back, allocations kept",
+    fault_device_plugin_killed => "fault/device plugin SIGKILL and restart: capacity back, no stale links",
+    fault_lower_device => "fault/lower device down, deleted, recreated: Unhealthy then Healthy",
+    fault_netns_gone_before_del => "fault/pod netns deleted before CNI DEL: devices and leases freed",
+    fault_fifty_pods_at_once => "fault/50 pods at once on one node: distinct devices and MACs",
 }

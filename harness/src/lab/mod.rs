@@ -116,8 +116,12 @@ impl Lab {
     }
 
     /// Deletes one namespace now (e.g. to play a node reboot before CNI DEL).
+    /// A namespace that is already gone is fine.
     pub fn delete_netns(&mut self, ns: &Ns) -> Result<(), CommandError> {
         self.namespaces.retain(|n| n.name != ns.name);
+        if !ns.path().exists() {
+            return Ok(());
+        }
         run("ip", &["netns", "del", &ns.name], IP_TIMEOUT).map(|_| ())
     }
 

@@ -72,7 +72,7 @@ pub fn scenarios() -> Vec<Scenario> {
 
 /// Setup (cluster up, seed's ConfigMap + DaemonSet + NAD applied), Assess (`body`),
 /// Teardown (always, unless --keep and failed).
-async fn with_cluster<F>(ctx: Ctx, dhcp: bool, body: F) -> Outcome
+pub(super) async fn with_cluster<F>(ctx: Ctx, dhcp: bool, body: F) -> Outcome
 where
     F: AsyncFnOnce(&Ctx, &NetnsCluster) -> Outcome,
 {
@@ -93,7 +93,7 @@ pub fn fixture(ctx: &Ctx, rel: &str) -> Result<Vec<Object>, String> {
     load_file(&ctx.fixtures_dir.join(rel)).map_err(|e| e.to_string())
 }
 
-fn fixture_pod(ctx: &Ctx, rel: &str) -> Result<Pod, String> {
+pub(super) fn fixture_pod(ctx: &Ctx, rel: &str) -> Result<Pod, String> {
     match fixture(ctx, rel)?.into_iter().next() {
         Some(Object::Pod(p)) => Ok(p),
         other => Err(format!("{rel} holds no Pod: {other:?}")),
@@ -115,7 +115,11 @@ async fn apply_seed(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
 }
 
 /// `ip -j -d link show <ifname>` inside a pod.
-async fn pod_link(cluster: &NetnsCluster, pod: &PodView, ifname: &str) -> Result<Value, String> {
+pub(super) async fn pod_link(
+    cluster: &NetnsCluster,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<Value, String> {
     let out = cluster
         .exec(
             &pod.namespace,
@@ -133,7 +137,7 @@ async fn pod_link(cluster: &NetnsCluster, pod: &PodView, ifname: &str) -> Result
         .ok_or_else(|| format!("no {ifname} in pod {}", pod.name))
 }
 
-async fn ping(cluster: &NetnsCluster, pod: &PodView, ip: &str) -> Result<bool, String> {
+pub(super) async fn ping(cluster: &NetnsCluster, pod: &PodView, ip: &str) -> Result<bool, String> {
     let out = cluster
         .exec(
             &pod.namespace,
@@ -145,7 +149,12 @@ async fn ping(cluster: &NetnsCluster, pod: &PodView, ip: &str) -> Result<bool, S
     Ok(out.success)
 }
 
-async fn add_addr(cluster: &NetnsCluster, pod: &PodView, cidr: &str, ifname: &str) -> Outcome {
+pub(super) async fn add_addr(
+    cluster: &NetnsCluster,
+    pod: &PodView,
+    cidr: &str,
+    ifname: &str,
+) -> Outcome {
     let out = cluster
         .exec(
             &pod.namespace,
@@ -159,7 +168,7 @@ async fn add_addr(cluster: &NetnsCluster, pod: &PodView, cidr: &str, ifname: &st
     })
 }
 
-fn named(mut pod: Pod, name: &str, node: Option<&str>) -> Pod {
+pub(super) fn named(mut pod: Pod, name: &str, node: Option<&str>) -> Pod {
     pod.metadata.name = name.to_string();
     pod.spec.node_name = node.map(str::to_string);
     pod

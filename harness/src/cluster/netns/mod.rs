@@ -3,6 +3,7 @@
 //! real plugin binaries do the work.
 
 pub mod fabric;
+pub mod faults;
 pub mod node;
 pub mod pod;
 pub mod topology;
@@ -101,6 +102,7 @@ impl NetnsCluster {
                     view,
                     device_manager: None,
                     device_plugin: None,
+                    device_plugin_env: None,
                 });
             }
             let dhcp = match opts.dhcp {

@@ -24,6 +24,8 @@ pub struct NetnsNode {
     pub view: MountView,
     pub device_manager: Option<DeviceManager>,
     pub device_plugin: Option<Child>,
+    /// The environment the device plugin was started with (to start it again).
+    pub device_plugin_env: Option<BTreeMap<String, String>>,
 }
 
 impl NetnsNode {
@@ -53,7 +55,10 @@ impl NetnsNode {
             let dm = DeviceManager::start(&self.device_plugin_dir()).map_err(|e| e.to_string())?;
             self.device_manager = Some(dm);
         }
-        let log = std::fs::File::create(self.log_path("device-plugin"))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path("device-plugin"))
             .map_err(|e| format!("failed to create the device plugin log: {e}"))?;
         let (program, args) = command
             .split_first()
@@ -67,6 +72,7 @@ impl NetnsNode {
         self.enter()?
             .apply_std(&mut cmd)
             .map_err(|e| e.to_string())?;
+        self.device_plugin_env = Some(env.clone());
         let child = cmd.spawn().map_err(|e| {
             format!(
                 "failed to start device plugin {program} on node {}: {e}",

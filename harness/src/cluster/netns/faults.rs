@@ -1,0 +1,163 @@
+//! Faults the netns cluster can inject, for the `fault` scenarios: a kubelet
+//! restart, a device plugin killed and started again, the uplink taken down,
+//! deleted and plugged back, a pod's netns vanishing before CNI DEL.
+
+use std::time::Duration;
+
+use super::{NetnsCluster, fabric};
+
+impl NetnsCluster {
+    fn node_index(&self, node: &str) -> Result<usize, String> {
+        self.opts
+            .topology
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| format!("node {node} does not exist"))
+    }
+
+    /// The kubelet's device manager restarts: kubelet.sock is removed and served anew,
+    /// plugin connections drop; allocations (the checkpoint) survive.
+    pub async fn restart_kubelet(&self, node: &str) -> Result<(), String> {
+        let i = self.node_index(node)?;
+        let mut inner = self.inner.lock().await;
+        let dm = inner.nodes[i]
+            .device_manager
+            .as_mut()
+            .ok_or("no device manager runs on this node")?;
+        dm.restart().await.map_err(|e| e.to_string())
+    }
+
+    /// SIGKILL to the node's device plugin (no chance to clean up).
+    pub async fn kill_device_plugin(&self, node: &str) -> Result<(), String> {
+        let i = self.node_index(node)?;
+        let mut inner = self.inner.lock().await;
+        let child = inner.nodes[i]
+            .device_plugin
+            .as_mut()
+            .ok_or("no device plugin runs on this node")?;
+        child.kill().map_err(|e| e.to_string())?;
+        child.wait().map_err(|e| e.to_string())?;
+        inner.nodes[i].device_plugin = None;
+        Ok(())
+    }
+
+    /// Starts the node's device plugin again with the environment it had, and waits
+    /// until it has registered `resource` anew and streams its devices.
+    pub async fn start_device_plugin_again(
+        &self,
+        node: &str,
+        resource: &str,
+    ) -> Result<(), String> {
+        let i = self.node_index(node)?;
+        let since = std::time::Instant::now();
+        {
+            let mut inner = self.inner.lock().await;
+            let env = inner.nodes[i]
+                .device_plugin_env
+                .clone()
+                .ok_or("the device plugin never ran on this node")?;
+            inner.nodes[i].start_device_plugin(&self.opts.device_plugin, &env)?;
+        }
+        let inner = self.inner.lock().await;
+        let dm = inner.nodes[i]
+            .device_manager
+            .as_ref()
+            .ok_or("no device manager runs on this node")?;
+        dm.wait_for_registration(resource, since, Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+        dm.wait_until(
+            &format!("devices of {resource}"),
+            Duration::from_secs(5),
+            |s| {
+                s.resource(resource)
+                    .filter(|v| v.streaming && v.capacity() > 0)
+                    .map(|_| ())
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Waits until the node's kubelet reports `allocatable` of `resource`.
+    pub async fn wait_allocatable(
+        &self,
+        node: &str,
+        resource: &str,
+        allocatable: usize,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let i = self.node_index(node)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let seen = {
+                let inner = self.inner.lock().await;
+                inner.nodes[i]
+                    .device_manager
+                    .as_ref()
+                    .and_then(|dm| dm.snapshot().resource(resource).map(|v| v.allocatable()))
+            };
+            if seen == Some(allocatable) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "node {node}: {resource} allocatable is {seen:?}, waited {timeout:?} for {allocatable}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Deletes the node's uplink (its fabric peer goes with it).
+    pub async fn unplug_uplink(&self, node: &str) -> Result<(), String> {
+        let i = self.node_index(node)?;
+        let inner = self.inner.lock().await;
+        let n = &inner.nodes[i];
+        inner
+            .lab
+            .ip(&n.ns, &["link", "del", &n.uplink])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Plugs a new uplink in, under the same name and address.
+    pub async fn plug_uplink(&self, node: &str) -> Result<(), String> {
+        let i = self.node_index(node)?;
+        let inner = self.inner.lock().await;
+        let n = &inner.nodes[i];
+        fabric::plug(
+            &inner.lab,
+            &self.fabric,
+            &n.ns,
+            &n.uplink,
+            &format!("port{i}"),
+        )?;
+        inner
+            .lab
+            .ip(
+                &n.ns,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/24", n.address),
+                    "dev",
+                    &n.uplink,
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Deletes a pod's network namespace behind the runtime's back (a node reboot).
+    pub async fn lose_pod_netns(&self, namespace: &str, name: &str) -> Result<(), String> {
+        let ns = self
+            .pod_netns(namespace, name)
+            .await
+            .ok_or_else(|| format!("pod {namespace}/{name} does not exist"))?;
+        crate::lab::run("ip", &["netns", "del", &ns.name], Duration::from_secs(10))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
