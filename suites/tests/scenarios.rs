@@ -57,4 +57,7 @@ scenarios! {
     fault_lower_device => "fault/lower device down, deleted, recreated: Unhealthy then Healthy",
     fault_netns_gone_before_del => "fault/pod netns deleted before CNI DEL: devices and leases freed",
     fault_fifty_pods_at_once => "fault/50 pods at once on one node: distinct devices and MACs",
+    bad_input_device_plugin_configs => "bad-input/device plugin ConfigMaps: the seed's, unknown mode, capacity 0",
+    bad_input_pods => "bad-input/pods: missing NAD, malformed annotation, bad MAC, MTU above the lower's",
+    bad_input_fixtures => "bad-input/fixtures: typos named by file, document and field",
 }

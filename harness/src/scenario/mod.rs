@@ -1,6 +1,7 @@
 //! Scenarios as data (name, backend, workload, labels) plus an async body that
 //! returns what went wrong. Suites and `secnet conform` run the same list.
 
+pub mod bad_input;
 pub mod faults;
 pub mod macvtap_cni;
 pub mod seed;
@@ -140,6 +141,7 @@ pub fn all() -> Vec<Scenario> {
     let mut list = macvtap_cni::scenarios();
     list.extend(seed::scenarios());
     list.extend(faults::scenarios());
+    list.extend(bad_input::scenarios());
     list
 }
 

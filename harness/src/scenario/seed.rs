@@ -76,9 +76,19 @@ pub(super) async fn with_cluster<F>(ctx: Ctx, dhcp: bool, body: F) -> Outcome
 where
     F: AsyncFnOnce(&Ctx, &NetnsCluster) -> Outcome,
 {
+    with_cluster_seeded(ctx, dhcp, true, body).await
+}
+
+/// As `with_cluster`, with the seed's ConfigMap, DaemonSet and NAD applied or not.
+pub(super) async fn with_cluster_seeded<F>(ctx: Ctx, dhcp: bool, seeded: bool, body: F) -> Outcome
+where
+    F: AsyncFnOnce(&Ctx, &NetnsCluster) -> Outcome,
+{
     let cluster = ctx.netns_cluster(dhcp).await?;
     let outcome = async {
-        apply_seed(&ctx, &cluster).await?;
+        if seeded {
+            apply_seed(&ctx, &cluster).await?;
+        }
         body(&ctx, &cluster).await
     }
     .await;
