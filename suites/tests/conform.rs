@@ -287,3 +287,76 @@ fn the_leak_check_finds_and_sweeps_what_a_scenario_left() {
     assert_eq!(swept.namespaces, vec![leaked]);
     assert_eq!(unrelated_left, vec![unrelated]);
 }
+
+#[test]
+fn after_the_harness_is_killed_clean_removes_its_run_and_nothing_else() {
+    if !secnet::prereq::require_root("harness killed mid-run") {
+        return;
+    }
+    let foreign = format!("secnet-suite-keep-{}", std::process::id());
+    secnet::lab::run(
+        "ip",
+        &["netns", "add", &foreign],
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let bin = secnet::bins::bundled("secnet").unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(&bin)
+        .args(["conform", "--label", "dhcp"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr_reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr_reader, &mut first).unwrap();
+    let run_id = first
+        .split_whitespace()
+        .find(|w| secnet::clean::is_ours(&format!("{w}-x"), None))
+        .unwrap_or_else(|| panic!("no run id in {first:?}"))
+        .to_string();
+    // Kill it once its cluster is up and its device plugins run.
+    let started = std::time::Instant::now();
+    while secnet::clean::leftovers(&format!("{run_id}-s1"))
+        .map(|f| f.processes.len())
+        .unwrap_or(0)
+        < 3
+    {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the run never started its cluster"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = secnet::clean::leftovers(&run_id).unwrap();
+    let cleaned = Command::new(&bin)
+        .args(["clean", "--run", &run_id])
+        .output()
+        .unwrap();
+    let after = secnet::clean::leftovers(&run_id).unwrap();
+    let foreign_there = std::path::Path::new("/run/netns").join(&foreign).exists();
+    let _ = secnet::lab::run(
+        "ip",
+        &["netns", "del", &foreign],
+        std::time::Duration::from_secs(5),
+    );
+    assert!(
+        !before.is_empty(),
+        "a killed run leaves its cluster behind (else this test proves nothing)"
+    );
+    assert!(
+        cleaned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleaned.stderr)
+    );
+    assert!(
+        after.is_empty(),
+        "left after secnet clean: {}",
+        after.describe()
+    );
+    assert!(
+        foreign_there,
+        "secnet clean removed a namespace it did not create"
+    );
+}
