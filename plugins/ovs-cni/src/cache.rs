@@ -1,0 +1,51 @@
+//! What ADD leaves for DEL: `/var/lib/cni/ovs-cni/cache/<container id>-<ifname>`
+//! (upstream's path), holding the network configuration and the host-side port.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const CACHE_DIR: &str = "/var/lib/cni/ovs-cni/cache";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    /// The network configuration ADD ran with.
+    pub netconf: Value,
+    pub bridge: String,
+    /// The host end of the veth, also the Port and Interface name.
+    #[serde(rename = "hostIface")]
+    pub host_iface: String,
+    #[serde(rename = "contNetns")]
+    pub netns: String,
+}
+
+pub fn path(container_id: &str, ifname: &str) -> PathBuf {
+    Path::new(CACHE_DIR).join(format!("{container_id}-{ifname}"))
+}
+
+/// Writes atomically (a temporary file renamed into place).
+pub fn write(container_id: &str, ifname: &str, entry: &Entry) -> std::io::Result<()> {
+    let target = path(container_id, ifname);
+    std::fs::create_dir_all(CACHE_DIR)?;
+    let tmp = target.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(entry).expect("cache serializes"))?;
+    std::fs::rename(&tmp, &target)
+}
+
+/// `Ok(None)` when there is no entry (never written, or already removed) or it is
+/// unreadable garbage (DEL must still succeed).
+pub fn read(container_id: &str, ifname: &str) -> std::io::Result<Option<Entry>> {
+    match std::fs::read(path(container_id, ifname)) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn remove(container_id: &str, ifname: &str) -> std::io::Result<()> {
+    match std::fs::remove_file(path(container_id, ifname)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
