@@ -7,6 +7,7 @@ pub mod clean;
 pub mod cluster;
 pub mod cni;
 pub mod conform;
+pub mod doctor;
 pub mod kubelet;
 pub mod lab;
 pub mod multus;

@@ -57,6 +57,15 @@ enum Cmd {
         #[arg(long)]
         fixtures: Option<PathBuf>,
     },
+    /// Check this machine: kernel features, root, system packages, QEMU/KVM, OVS, Docker/kind.
+    #[command(
+        after_help = "Examples:\n  secnet doctor\n  secnet doctor --fix   # apt-get install what is missing"
+    )]
+    Doctor {
+        /// Install the missing Debian/Ubuntu packages.
+        #[arg(long)]
+        fix: bool,
+    },
     /// Remove namespaces left by killed or --keep runs (only secnet's, named sn<id>-…).
     Clean {
         /// Only this run id (sn + 6 hex digits).
@@ -158,6 +167,35 @@ fn main() -> ExitCode {
                     eprintln!("secnet conform: {e}");
                     ExitCode::from(2)
                 }
+            }
+        }
+        Cmd::Doctor { fix } => {
+            let checks = secnet::doctor::checks();
+            let (text, ok) = secnet::doctor::render(&checks);
+            print!("{text}");
+            if fix {
+                match secnet::doctor::fix(&checks) {
+                    Ok(p) if p.is_empty() => println!("nothing to install"),
+                    Ok(p) => {
+                        println!("installed {}; checking again", p.join(" "));
+                        let (text, ok) = secnet::doctor::render(&secnet::doctor::checks());
+                        print!("{text}");
+                        return if ok {
+                            ExitCode::SUCCESS
+                        } else {
+                            ExitCode::FAILURE
+                        };
+                    }
+                    Err(e) => {
+                        eprintln!("secnet doctor: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Cmd::Clean { run } => match secnet::clean::clean(run.as_deref()) {

@@ -360,3 +360,31 @@ fn after_the_harness_is_killed_clean_removes_its_run_and_nothing_else() {
         "secnet clean removed a namespace it did not create"
     );
 }
+
+#[test]
+fn doctor_checks_the_kernel_for_real_and_passes_on_a_prepared_machine() {
+    if !secnet::prereq::require_root("secnet doctor") {
+        return;
+    }
+    let out = secnet(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "[ok  ] kernel: macvtap links",
+        "[ok  ] kernel: macvlan links",
+        "[ok  ] network namespaces",
+        "[ok  ] reference CNI plugins",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    assert!(
+        out.status.success(),
+        "a required check failed on the CI machine:\n{text}"
+    );
+    assert!(secnet::clean::leftovers("x").is_ok());
+    let leftover =
+        secnet::lab::run("ip", &["netns", "list"], std::time::Duration::from_secs(5)).unwrap();
+    assert!(
+        !leftover.contains("-doctor"),
+        "doctor left its test namespace: {leftover}"
+    );
+}
