@@ -5,6 +5,7 @@
 pub mod fabric;
 pub mod faults;
 pub mod node;
+pub mod ovs;
 pub mod pod;
 pub mod topology;
 pub mod view;

@@ -1,0 +1,229 @@
+//! Userspace Open vSwitch on a netns node: ovsdb-server and ovs-vswitchd started
+//! inside the node's namespaces with private run/db/log directories, a `netdev`
+//! bridge, and the node's OVS uplink as a trunk port so VLANs span the nodes.
+//!
+//! No kernel module is needed: bridges use `datapath_type=netdev` and the daemons
+//! reach their ports with AF_PACKET sockets, which is why ovs-vswitchd must run in
+//! the node's network namespace (it also creates the bridge's tap device there).
+//! `userspace-tso-enable` is set before ovs-vswitchd starts: without it TCP over the
+//! veths fails with bad checksums (ping still works).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::lab::enter::Enter;
+use crate::lab::run;
+
+const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
+const T: Duration = Duration::from_secs(10);
+
+/// The two daemons of one node, killed on drop.
+#[derive(Debug)]
+pub struct Ovs {
+    /// OVS_RUNDIR = OVS_DBDIR = OVS_LOGDIR.
+    pub dir: PathBuf,
+    /// ovsdb-server's socket (`<dir>/db.sock`).
+    pub socket: PathBuf,
+    ovsdb: Option<Child>,
+    vswitchd: Option<Child>,
+    /// How long the daemons took to start (init included, bridges not).
+    pub started_in: Duration,
+}
+
+impl Ovs {
+    /// Starts ovsdb-server and ovs-vswitchd with everything under `dir`; both enter
+    /// `enter`'s namespaces. On failure nothing is left running.
+    pub fn start(enter: &Enter, dir: &Path) -> Result<Ovs, String> {
+        let t0 = Instant::now();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+        let db = dir.join("conf.db");
+        let socket = dir.join("db.sock");
+        let _ = std::fs::remove_file(&db);
+        run(
+            "ovsdb-tool",
+            &["create", &db.display().to_string(), SCHEMA],
+            T,
+        )
+        .map_err(|e| format!("{e} (apt-get install openvswitch-switch)"))?;
+        let mut ovs = Ovs {
+            dir: dir.to_path_buf(),
+            socket: socket.clone(),
+            ovsdb: None,
+            vswitchd: None,
+            started_in: Duration::ZERO,
+        };
+        let ovsdb = ovs.spawn(
+            enter,
+            "ovsdb-server",
+            &[
+                &db.display().to_string(),
+                &format!("--remote=punix:{}", socket.display()),
+                &format!("--unixctl={}", dir.join("ovsdb-server.ctl").display()),
+                &format!("--log-file={}", dir.join("ovsdb-server.log").display()),
+                "--no-chdir",
+            ],
+        )?;
+        ovs.ovsdb = Some(ovsdb);
+        let deadline = Instant::now() + T;
+        while !socket.exists() {
+            if let Some(Ok(Some(status))) = ovs.ovsdb.as_mut().map(|c| c.try_wait()) {
+                return Err(format!(
+                    "ovsdb-server exited ({status}): {}",
+                    ovs.log("ovsdb-server")
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "ovsdb-server did not create {} within {T:?}: {}",
+                    socket.display(),
+                    ovs.log("ovsdb-server")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        ovs.vsctl(&[
+            "--no-wait",
+            "init",
+            "--",
+            "set",
+            "Open_vSwitch",
+            ".",
+            "other_config:userspace-tso-enable=true",
+        ])?;
+        let vswitchd = ovs.spawn(
+            enter,
+            "ovs-vswitchd",
+            &[
+                &format!("unix:{}", socket.display()),
+                &format!("--unixctl={}", dir.join("ovs-vswitchd.ctl").display()),
+                &format!("--log-file={}", dir.join("ovs-vswitchd.log").display()),
+                "--no-chdir",
+            ],
+        )?;
+        ovs.vswitchd = Some(vswitchd);
+        ovs.started_in = t0.elapsed();
+        Ok(ovs)
+    }
+
+    fn spawn(&self, enter: &Enter, program: &str, args: &[&str]) -> Result<Child, String> {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("OVS_RUNDIR", &self.dir)
+            .env("OVS_DBDIR", &self.dir)
+            .env("OVS_LOGDIR", &self.dir)
+            .env("OVS_SYSCONFDIR", &self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        enter.apply_std(&mut cmd).map_err(|e| e.to_string())?;
+        cmd.spawn().map_err(|e| {
+            format!("failed to start {program}: {e} (apt-get install openvswitch-switch)")
+        })
+    }
+
+    /// The tail of a daemon's log (for error messages).
+    pub fn log(&self, daemon: &str) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.join(format!("{daemon}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// `ovs-vsctl --db=unix:<socket> <args>`.
+    pub fn vsctl(&self, args: &[&str]) -> Result<String, String> {
+        let db = format!("--db=unix:{}", self.socket.display());
+        let mut full = vec![db.as_str(), "--timeout=10"];
+        full.extend_from_slice(args);
+        run("ovs-vsctl", &full, T + Duration::from_secs(2)).map_err(|e| {
+            format!(
+                "{e}\n--- ovs-vswitchd log ---\n{}",
+                self.log("ovs-vswitchd")
+            )
+        })
+    }
+
+    /// A `netdev` bridge; waits until ovs-vswitchd has configured it.
+    pub fn add_bridge(&self, name: &str) -> Result<(), String> {
+        self.vsctl(&[
+            "add-br",
+            name,
+            "--",
+            "set",
+            "Bridge",
+            name,
+            "datapath_type=netdev",
+        ])
+        .map(|_| ())
+    }
+
+    /// `port` (an existing link in the node) as a trunk port of `bridge`: all VLANs
+    /// tagged, as a switch port facing another switch.
+    pub fn add_trunk_port(&self, bridge: &str, port: &str) -> Result<(), String> {
+        self.vsctl(&[
+            "add-port",
+            bridge,
+            port,
+            "--",
+            "set",
+            "Port",
+            port,
+            "vlan_mode=trunk",
+        ])
+        .map(|_| ())
+    }
+
+    /// Names of the ports on `bridge`.
+    pub fn ports(&self, bridge: &str) -> Result<Vec<String>, String> {
+        Ok(self
+            .vsctl(&["list-ports", bridge])?
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    /// Sends SIGTERM to both daemons without waiting (see [`Ovs::reap`]).
+    pub fn signal(&self) {
+        for child in [&self.vswitchd, &self.ovsdb].into_iter().flatten() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+
+    /// Waits up to `grace` for both daemons to exit, then kills them.
+    pub fn reap(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        for slot in [&mut self.vswitchd, &mut self.ovsdb] {
+            let Some(mut child) = slot.take() else {
+                continue;
+            };
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Ok(None) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops both daemons (SIGTERM, then SIGKILL after a short grace).
+    pub fn stop(&mut self) {
+        self.signal();
+        self.reap(Duration::from_secs(2));
+    }
+}
+
+impl Drop for Ovs {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
