@@ -10,6 +10,7 @@ packages=(
   hyperfine              # benchmarks of whole commands
   dnsmasq-base           # the fabric's DHCP server (the seed's macvlan lab)
   busybox-static         # udhcpc, the DHCP client of that lab
+  chromium               # the test that opens report.html headless
   openvswitch-switch     # userspace OVS (ovsdb-server, ovs-vswitchd) for the ovs backend
   tcpdump                # tagged frames on OVS trunk ports (no 8021q module needed)
 )

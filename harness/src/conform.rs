@@ -105,6 +105,7 @@ fn context(opts: &Options, run_id: &str) -> Ctx {
         topology: opts.topology.clone(),
         fixtures_dir: opts.fixtures_dir.clone(),
         work_dir: std::env::temp_dir().join(format!("secnet-{run_id}")),
+        observed: Default::default(),
     };
     let _ = std::fs::create_dir_all(&ctx.work_dir);
     ctx
@@ -178,6 +179,7 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     for (i, s) in selected.into_iter().enumerate() {
         let t = Instant::now();
         ctx.scope = format!("s{}", i + 1);
+        ctx.observed = Default::default();
         // A panicking scenario fails alone: it runs in its own task. Ctrl-C or
         // SIGTERM stops the run: the task is aborted and the run's leftovers swept.
         let mut task = tokio::spawn((s.body)(ctx.clone()));
@@ -226,6 +228,7 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
             status,
             duration_s,
             message,
+            observed: ctx.observed.take(),
         });
     }
     let _ = std::fs::remove_dir_all(&ctx.work_dir);

@@ -12,6 +12,7 @@ pub mod kubelet;
 pub mod lab;
 pub mod multus;
 pub mod objects;
+pub mod observe;
 pub mod prereq;
 pub mod report;
 pub mod scenario;

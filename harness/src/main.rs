@@ -57,6 +57,12 @@ enum Cmd {
         #[arg(long)]
         fixtures: Option<PathBuf>,
     },
+    /// Re-render report.html, report.md and junit.xml from DIR/report.json.
+    #[command(after_help = "Example:\n  secnet report reports/")]
+    Report {
+        /// The directory a `secnet conform --report DIR` wrote.
+        dir: PathBuf,
+    },
     /// Check this machine: kernel features, root, system packages, QEMU/KVM, OVS, Docker/kind.
     #[command(
         after_help = "Examples:\n  secnet doctor\n  secnet doctor --fix   # apt-get install what is missing"
@@ -169,6 +175,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Report { dir } => match secnet::report::Report::read(&dir)
+            .and_then(|r| r.write(&dir).map_err(|e| e.to_string()))
+        {
+            Ok(()) => {
+                eprintln!("secnet report: wrote {}", dir.join("report.html").display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("secnet report: {e}");
+                ExitCode::from(2)
+            }
+        },
         Cmd::Doctor { fix } => {
             let checks = secnet::doctor::checks();
             let (text, ok) = secnet::doctor::render(&checks);

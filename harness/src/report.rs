@@ -1,6 +1,8 @@
 //! What a run found, as `report.json` (the contract in DESIGN.md), `junit.xml` for CI
 //! and `report.md` for people.
 
+pub mod html;
+
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -23,6 +25,9 @@ pub struct ScenarioReport {
     pub status: Status,
     pub duration_s: f64,
     pub message: String,
+    /// Topology and reachability probes, when the scenario had a cluster.
+    #[serde(default, flatten)]
+    pub observed: crate::observe::Observations,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -90,7 +95,17 @@ impl Report {
         )?;
         write("junit.xml", self.junit())?;
         write("report.md", self.markdown())?;
+        write("report.html", html::render(self))?;
         Ok(())
+    }
+
+    /// Reads a report.json written by an earlier run (for `secnet report`).
+    pub fn read(dir: &Path) -> Result<Report, String> {
+        let path = dir.join("report.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a secnet report: {e}", path.display()))
     }
 
     pub fn junit(&self) -> String {
@@ -187,6 +202,7 @@ mod tests {
             status,
             duration_s: 0.25,
             message: "MAC <a> & \"b\"".into(),
+            observed: Default::default(),
         };
         Report::new(
             "netns",

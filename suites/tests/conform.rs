@@ -388,3 +388,74 @@ fn doctor_checks_the_kernel_for_real_and_passes_on_a_prepared_machine() {
         "doctor left its test namespace: {leftover}"
     );
 }
+
+#[test]
+fn report_html_shows_topology_and_reachability_in_chromium() {
+    if !secnet::prereq::require_root("report.html in chromium")
+        || !secnet::prereq::require_program("report.html in chromium", "chromium", "chromium")
+    {
+        return;
+    }
+    let dir = TempDir::new("html");
+    let out = secnet(&[
+        "conform",
+        "--label",
+        "reachability",
+        "--backends",
+        "macvtap",
+        "--report",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Re-rendering from report.json gives the same page.
+    let first = std::fs::read_to_string(dir.0.join("report.html")).unwrap();
+    let again = secnet(&["report", dir.0.to_str().unwrap()]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("report.html")).unwrap(),
+        first
+    );
+    let profile = TempDir::new("chromium");
+    let dom = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.0.display()),
+            "--dump-dom",
+            &format!("file://{}", dir.0.join("report.html").display()),
+        ])
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("<svg class=\"topology\""),
+        "no topology picture in the rendered page"
+    );
+    assert!(
+        dom.contains("node node1") && dom.contains("node node2") && dom.contains("pod mvt-a"),
+        "the picture lacks nodes or pods"
+    );
+    assert!(dom.contains("class=\"matrix\""), "no reachability matrix");
+    assert!(
+        dom.contains("expected isolation") && dom.contains("reached"),
+        "the matrix lacks probes"
+    );
+    assert!(
+        !dom.contains("class=\"bad\""),
+        "a probe contradicts its expectation"
+    );
+}

@@ -37,6 +37,8 @@ pub struct Ctx {
     pub fixtures_dir: PathBuf,
     /// Scratch files of the run (removed at its end).
     pub work_dir: PathBuf,
+    /// What the scenario saw (topology, probes), for the report.
+    pub observed: crate::observe::Recorder,
 }
 
 impl Ctx {

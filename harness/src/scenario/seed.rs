@@ -89,7 +89,9 @@ where
         if seeded {
             apply_seed(&ctx, &cluster).await?;
         }
-        body(&ctx, &cluster).await
+        let outcome = body(&ctx, &cluster).await;
+        ctx.observed.topology(cluster.snapshot().await);
+        outcome
     }
     .await;
     let outcome = match outcome {
@@ -145,6 +147,29 @@ pub(super) async fn pod_link(
     v.get(0)
         .cloned()
         .ok_or_else(|| format!("no {ifname} in pod {}", pod.name))
+}
+
+/// Pings `ip` (named `target` in the report) from `pod`; the probe is recorded and
+/// fails the step unless the outcome is `expected`.
+pub(super) async fn expect_reach(
+    ctx: &Ctx,
+    cluster: &NetnsCluster,
+    pod: &PodView,
+    target: &str,
+    ip: &str,
+    expected: bool,
+) -> Outcome {
+    let observed = ping(cluster, pod, ip).await?;
+    ctx.observed
+        .probe(&pod.name, &format!("{target} ({ip})"), expected, observed);
+    match (expected, observed) {
+        (true, false) => Err(format!("{} cannot reach {target} ({ip})", pod.name)),
+        (false, true) => Err(format!(
+            "{} reaches {target} ({ip}) although it must not",
+            pod.name
+        )),
+        _ => Ok(()),
+    }
 }
 
 pub(super) async fn ping(cluster: &NetnsCluster, pod: &PodView, ip: &str) -> Result<bool, String> {
@@ -382,23 +407,38 @@ async fn macvtap_reachability(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     ] {
         add_addr(cluster, pod, &format!("{ip}/24"), "net1").await?;
     }
-    ensure(ping(cluster, &a, "192.168.159.22").await?, || {
-        "mvt-a cannot reach mvt-b on the same node over net1".into()
-    })?;
-    ensure(ping(cluster, &a, "192.168.159.23").await?, || {
-        "mvt-a cannot reach mvt-c on the other node over net1".into()
-    })?;
-    ensure(ping(cluster, &c, "192.168.159.21").await?, || {
-        "mvt-c cannot reach mvt-a across nodes".into()
-    })?;
     let own = cluster.topology().nodes[0].address.to_string();
     let other = cluster.topology().nodes[1].address.to_string();
-    ensure(ping(cluster, &a, &other).await?, || {
-        format!("mvt-a cannot reach the other node's uplink {other}")
-    })?;
-    ensure(!ping(cluster, &a, &own).await?, || {
-        format!("mvt-a reaches its own node's uplink {own}: a bridge-mode macvtap must not")
-    })
+    expect_reach(
+        ctx,
+        cluster,
+        &a,
+        "mvt-b (same node)",
+        "192.168.159.22",
+        true,
+    )
+    .await?;
+    expect_reach(
+        ctx,
+        cluster,
+        &a,
+        "mvt-c (other node)",
+        "192.168.159.23",
+        true,
+    )
+    .await?;
+    expect_reach(
+        ctx,
+        cluster,
+        &c,
+        "mvt-a (other node)",
+        "192.168.159.21",
+        true,
+    )
+    .await?;
+    expect_reach(ctx, cluster, &a, "node2 uplink", &other, true).await?;
+    // A bridge-mode macvtap cannot talk to its own lower device's address.
+    expect_reach(ctx, cluster, &a, "node1 uplink (own lower)", &own, false).await
 }
 
 async fn macvlan_host_local(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
@@ -478,15 +518,9 @@ async fn macvlan_host_local(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     ensure(ips[0] != ips[1], || {
         format!("two pods on one node got the same address {}", ips[0])
     })?;
-    ensure(ping(cluster, &a, &ips[1]).await?, || {
-        format!("mvl-a cannot reach mvl-b ({}) on the same node", ips[1])
-    })?;
-    ensure(ping(cluster, &a, &ips[2]).await?, || {
-        format!("mvl-a cannot reach mvl-c ({}) across nodes", ips[2])
-    })?;
-    ensure(ping(cluster, &c, &ips[0]).await?, || {
-        format!("mvl-c cannot reach mvl-a ({})", ips[0])
-    })
+    expect_reach(ctx, cluster, &a, "mvl-b (same node)", &ips[1], true).await?;
+    expect_reach(ctx, cluster, &a, "mvl-c (other node)", &ips[2], true).await?;
+    expect_reach(ctx, cluster, &c, "mvl-a (other node)", &ips[0], true).await
 }
 
 /// The seed's manual lab: `ip link add link ens33 dev macN type macvlan mode bridge`,

@@ -468,3 +468,97 @@ impl NetnsCluster {
         Ok(())
     }
 }
+
+impl NetnsCluster {
+    /// The cluster as the report draws it: nodes, bridges, pods and their interfaces.
+    pub async fn snapshot(&self) -> crate::observe::Topology {
+        use crate::observe::{InterfaceSnap, NodeSnap, Topology, WorkloadSnap};
+        let inner = self.inner.lock().await;
+        let nodes = inner
+            .nodes
+            .iter()
+            .map(|n| {
+                let bridges = inner
+                    .lab
+                    .ip(&n.ns, &["-j", "link", "show", "type", "bridge"])
+                    .ok()
+                    .and_then(|out| serde_json::from_str::<Value>(&out).ok())
+                    .and_then(|v| v.as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+                    .collect();
+                NodeSnap {
+                    name: n.name.clone(),
+                    uplink: n.uplink.clone(),
+                    address: n.address.to_string(),
+                    bridges,
+                }
+            })
+            .collect();
+        let workloads = inner
+            .pods
+            .values()
+            .map(|p| {
+                let statuses = pod::network_status(&p.view).unwrap_or_default();
+                let interfaces = statuses
+                    .iter()
+                    .map(|s| {
+                        let attachment = if s.default {
+                            Some("cni0 (pod network)".to_string())
+                        } else {
+                            s.name
+                                .split_once('/')
+                                .and_then(|(ns, name)| {
+                                    inner.nads.get(&(ns.to_string(), name.to_string()))
+                                })
+                                .and_then(|nad| {
+                                    let c: Value = serde_json::from_str(&nad.spec.config).ok()?;
+                                    let kind = c["type"].as_str().unwrap_or("?").to_string();
+                                    let lower = c["master"]
+                                        .as_str()
+                                        .or(c["bridge"].as_str())
+                                        .map(str::to_string)
+                                        .or_else(|| {
+                                            nad.resource_name()
+                                                .map(|_| "ens33 (device plugin)".to_string())
+                                        });
+                                    let vlan = c["vlan"]
+                                        .as_u64()
+                                        .map(|v| format!(" vlan {v}"))
+                                        .unwrap_or_default();
+                                    Some(format!(
+                                        "{kind} on {}{vlan}",
+                                        lower.unwrap_or_else(|| "?".into())
+                                    ))
+                                })
+                        };
+                        InterfaceSnap {
+                            name: s.interface.clone().unwrap_or_default(),
+                            network: s.name.clone(),
+                            mac: s.mac.clone(),
+                            ips: s.ips.clone(),
+                            attachment,
+                        }
+                    })
+                    .collect();
+                WorkloadSnap {
+                    name: p.view.name.clone(),
+                    kind: "pod".into(),
+                    node: p.view.node.clone(),
+                    interfaces,
+                }
+            })
+            .collect();
+        Topology {
+            fabric: format!(
+                "{} ({}, gateway {})",
+                fabric::BRIDGE,
+                self.opts.topology.fabric.subnet,
+                self.opts.topology.fabric.gateway
+            ),
+            nodes,
+            workloads,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! What a scenario saw, for the report: the topology of its cluster (nodes, pods,
+//! their interfaces) and every reachability probe (expected vs observed).
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observations {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reachability: Vec<Probe>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    pub fabric: String,
+    pub nodes: Vec<NodeSnap>,
+    pub workloads: Vec<WorkloadSnap>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeSnap {
+    pub name: String,
+    pub uplink: String,
+    pub address: String,
+    /// Bridges on the node (OVS br1, the pod network's cni0, ...).
+    #[serde(default)]
+    pub bridges: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadSnap {
+    pub name: String,
+    /// "pod" or "vm".
+    pub kind: String,
+    pub node: String,
+    pub interfaces: Vec<InterfaceSnap>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceSnap {
+    pub name: String,
+    pub network: String,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// What it hangs off: the lower device, a bridge, a VLAN.
+    #[serde(default)]
+    pub attachment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    pub from: String,
+    pub to: String,
+    pub expected: bool,
+    pub observed: bool,
+}
+
+/// Shared by a scenario's steps; the runner reads it when the scenario ends.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder(Arc<Mutex<Observations>>);
+
+impl Recorder {
+    pub fn probe(&self, from: &str, to: &str, expected: bool, observed: bool) {
+        self.0.lock().expect("recorder").reachability.push(Probe {
+            from: from.into(),
+            to: to.into(),
+            expected,
+            observed,
+        });
+    }
+
+    pub fn topology(&self, topology: Topology) {
+        self.0.lock().expect("recorder").topology = Some(topology);
+    }
+
+    pub fn take(&self) -> Observations {
+        std::mem::take(&mut *self.0.lock().expect("recorder"))
+    }
+}
