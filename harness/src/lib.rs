@@ -16,3 +16,4 @@ pub mod observe;
 pub mod prereq;
 pub mod report;
 pub mod scenario;
+pub mod vm;
