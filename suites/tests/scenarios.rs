@@ -16,6 +16,17 @@ async fn scenario(name: &str) {
             return;
         }
     }
+    if name.starts_with("ovs/") {
+        for (program, package) in [
+            ("ovsdb-server", "openvswitch-switch"),
+            ("ovs-vswitchd", "openvswitch-switch"),
+            ("tcpdump", "tcpdump"),
+        ] {
+            if !secnet::prereq::require_program(name, program, package) {
+                return;
+            }
+        }
+    }
     if let Err(message) = run_one(&Options::bundled(), name).await {
         panic!("{name}: {message}");
     }
@@ -60,4 +71,8 @@ scenarios! {
     bad_input_device_plugin_configs => "bad-input/device plugin ConfigMaps: the seed's, unknown mode, capacity 0",
     bad_input_pods => "bad-input/pods: missing NAD, malformed annotation, bad MAC, MTU above the lower's",
     bad_input_fixtures => "bad-input/fixtures: typos named by file, document and field",
+    ovs_vlan100_reachability => "ovs/VLAN 100 pods reach each other on one node and across nodes",
+    ovs_vlan200_isolated => "ovs/a VLAN 200 pod is isolated from VLAN 100",
+    ovs_trunk_allowed_vlans_only => "ovs/trunk attachment receives tagged frames of its allowed VLANs only",
+    ovs_mtu_mac_and_cleanup => "ovs/MTU and MAC as requested, no port left after delete",
 }

@@ -4,6 +4,7 @@
 pub mod bad_input;
 pub mod faults;
 pub mod macvtap_cni;
+pub mod ovs;
 pub mod seed;
 
 use std::future::Future;
@@ -54,6 +55,11 @@ impl Ctx {
 
     /// A netns cluster named after this run and scenario.
     pub async fn netns_cluster(&self, dhcp: bool) -> Result<NetnsCluster, String> {
+        self.netns_cluster_with(dhcp, false).await
+    }
+
+    /// The same with userspace Open vSwitch on every node when `ovs`.
+    pub async fn netns_cluster_with(&self, dhcp: bool, ovs: bool) -> Result<NetnsCluster, String> {
         let opts = netns::Options {
             run_id: format!("{}-{}", self.run_id, self.scope),
             topology: self.topology.clone(),
@@ -61,6 +67,7 @@ impl Ctx {
             reference_bin_dir: self.reference_bin_dir.clone(),
             device_plugin: self.device_plugin.clone(),
             dhcp,
+            ovs,
         };
         NetnsCluster::up(opts).await.map_err(|e| e.to_string())
     }
@@ -142,6 +149,7 @@ impl Scenario {
 pub fn all() -> Vec<Scenario> {
     let mut list = macvtap_cni::scenarios();
     list.extend(seed::scenarios());
+    list.extend(ovs::scenarios());
     list.extend(faults::scenarios());
     list.extend(bad_input::scenarios());
     list

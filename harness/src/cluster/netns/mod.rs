@@ -39,6 +39,8 @@ pub struct Options {
     pub device_plugin: Vec<String>,
     /// Start dnsmasq on the fabric.
     pub dhcp: bool,
+    /// Start userspace Open vSwitch on every node (bridge `br1`, see `ovs.rs`).
+    pub ovs: bool,
 }
 
 pub struct NetnsCluster {
@@ -50,6 +52,8 @@ pub struct NetnsCluster {
 }
 
 pub(crate) struct Inner {
+    /// Open vSwitch daemons per node (killed when dropped).
+    ovs: Vec<ovs::Ovs>,
     lab: Lab,
     nodes: Vec<NetnsNode>,
     config_maps: BTreeMap<(String, String), ConfigMap>,
@@ -114,15 +118,20 @@ impl NetnsCluster {
                 )?)),
                 false => None,
             };
-            Ok::<_, String>((fabric, nodes, dhcp))
+            let ovs = match opts.ovs {
+                true => ovs::up(&lab, &fabric, &nodes)?,
+                false => Vec::new(),
+            };
+            Ok::<_, String>((fabric, nodes, dhcp, ovs))
         }
         .await;
         match partial {
-            Ok((fabric, nodes, dhcp)) => Ok(NetnsCluster {
+            Ok((fabric, nodes, dhcp, ovs)) => Ok(NetnsCluster {
                 opts,
                 run_dir,
                 fabric,
                 inner: Mutex::new(Inner {
+                    ovs,
                     lab,
                     nodes,
                     config_maps: BTreeMap::new(),
@@ -178,6 +187,20 @@ impl NetnsCluster {
         inner.lab.ip(ns, args).map_err(|e| e.to_string())
     }
 
+    /// The ports on OVS bridge `bridge` of `node` (empty list without OVS).
+    pub async fn ovs_ports(&self, node: &str, bridge: &str) -> Result<Vec<String>, String> {
+        let inner = self.inner.lock().await;
+        let index = inner
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| format!("no node {node}"))?;
+        match inner.ovs.get(index) {
+            Some(o) => o.ports(bridge),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Makes an extra namespace of this run (e.g. for the manual macvlan lab).
     pub async fn extra_netns(&self, name: &str) -> Result<Ns, String> {
         let mut inner = self.inner.lock().await;
@@ -198,12 +221,19 @@ impl NetnsCluster {
         for node in &inner.nodes {
             node.signal_device_plugin();
         }
+        for o in &inner.ovs {
+            o.signal();
+        }
         for node in inner.nodes.iter_mut() {
             node.reap_device_plugin(Duration::from_secs(3));
             if let Some(dm) = node.device_manager.take() {
                 dm.halt().await;
             }
         }
+        for o in inner.ovs.iter_mut() {
+            o.reap(Duration::from_secs(2));
+        }
+        inner.ovs.clear();
         drop(inner.dhcp.take());
         let views: Vec<_> = inner
             .nodes

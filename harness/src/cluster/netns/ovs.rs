@@ -227,3 +227,61 @@ impl Drop for Ovs {
         self.stop();
     }
 }
+
+/// The bridge every node gets (the seed's `ovs-vlan-100` NAD names it).
+pub const BRIDGE: &str = "br1";
+
+/// The node's second uplink, dedicated to OVS.
+///
+/// Not `ens33`: the macvtap and macvlan backends use ens33 as their lower device
+/// and the node's address lives there. ovs-vswitchd reads a netdev port with an
+/// AF_PACKET socket, so on ens33 it would see every frame of the node's own stack
+/// and of the macvtaps, flood the broadcasts among them into br1 and send frames
+/// out under their feet. A separate veth into the same fabric keeps the backends
+/// apart while VLAN-tagged frames still cross the fabric's (VLAN-unaware) bridge.
+pub const UPLINK: &str = "ens34";
+
+/// Starts OVS on every node (in parallel): daemons, bridge `br1` (netdev), and the
+/// node's `ens34` plugged into the fabric and attached to br1 as a trunk port. The
+/// daemons' directory is the backing directory of the node's `/var/run/openvswitch`,
+/// so the CNI finds `db.sock` at the default path inside the node's view.
+pub fn up(
+    lab: &crate::lab::Lab,
+    fabric: &crate::lab::Ns,
+    nodes: &[super::node::NetnsNode],
+) -> Result<Vec<Ovs>, String> {
+    for node in nodes {
+        super::fabric::plug(
+            lab,
+            fabric,
+            &node.ns,
+            UPLINK,
+            &format!("oport{}", node.index),
+        )?;
+    }
+    let started: Vec<Result<Ovs, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                s.spawn(move || {
+                    let enter = node.enter()?;
+                    let ovs = Ovs::start(&enter, &node.view.host_path("/var/run/openvswitch"))
+                        .map_err(|e| format!("node {}: {e}", node.name))?;
+                    ovs.add_bridge(BRIDGE)
+                        .and_then(|()| ovs.add_trunk_port(BRIDGE, UPLINK))
+                        .map_err(|e| format!("node {}: {e}", node.name))?;
+                    Ok(ovs)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("OVS start-up panicked".into()))
+            })
+            .collect()
+    });
+    // On any failure the started ones are dropped (killed) here.
+    started.into_iter().collect()
+}

@@ -8,9 +8,11 @@ use std::time::Duration;
 use crate::lab::run;
 
 /// The node paths that are private to each node, and their backing directory names.
-pub const PRIVATE: [(&str, &str); 2] = [
+pub const PRIVATE: [(&str, &str); 3] = [
     ("/var/lib/cni", "cni"),
     ("/var/lib/kubelet/device-plugins", "device-plugins"),
+    // The node's ovsdb-server socket, where OVS CNIs look by default.
+    ("/var/run/openvswitch", "openvswitch"),
 ];
 
 const T: Duration = Duration::from_secs(10);
@@ -88,6 +90,11 @@ pub fn unprivatize(run_dir: &Path) -> Result<(), String> {
 pub fn missing_host_dirs() -> Vec<PathBuf> {
     let mut out = Vec::new();
     for (node_path, _) in PRIVATE {
+        // Kept: it lives on the shared /run, and removing it while another run's
+        // view has it bind-mounted would detach that view's mount.
+        if node_path == "/var/run/openvswitch" {
+            continue;
+        }
         let mut p = PathBuf::from(node_path);
         let mut chain = Vec::new();
         while !p.exists() {
