@@ -8,7 +8,9 @@
 //! - [`kubevirt`]: VM/VMI fixtures, validation against KubeVirt's OpenAPI, launcher pods
 
 pub mod agent;
+pub mod binding;
 pub mod image;
+pub mod kubevirt;
 pub mod qemu;
 
 #[cfg(test)]
