@@ -2,6 +2,7 @@
 //! one run with Debian's reference `macvlan` and with the cost of spawning a no-op
 //! process through the same path, so that machine noise cancels out in the ratios.
 
+pub mod harness;
 pub mod stats;
 
 use std::fmt::Write as _;
@@ -137,7 +138,14 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     let mut nl = NodeLab::new().map_err(|e| BenchError::Lab(e.to_string()))?;
     let pod = nl.pod("pod").map_err(|e| BenchError::Lab(e.to_string()))?;
     let device_id = "ens33Mvp0";
-    let subjects = [
+    // The bundled OVS CNI against userspace Open vSwitch in the bench node, when
+    // both are there (started once, not timed per call).
+    let ovs_plugin = opts.cni_bin_dir.join("ovs");
+    let ovs = match ovs_plugin.exists() && has_program("ovsdb-server") {
+        true => Some(BenchOvs::start(&nl)?),
+        false => None,
+    };
+    let mut subjects = vec![
         Subject {
             name: "no-op process (spawn cost)",
             plugin: PathBuf::from("/bin/true"),
@@ -163,6 +171,15 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             device_link: None,
         },
     ];
+    if let Some(o) = &ovs {
+        subjects.push(Subject {
+            name: "bundled ovs, VLAN 100 access port (userspace OVS)",
+            plugin: ovs_plugin.clone(),
+            config: json!({"cniVersion": "1.0.0", "name": "b", "type": "ovs", "bridge": "br1", "vlan": 100,
+                "socket_file": format!("unix:{}", o.ovs.socket.display())}),
+            device_link: None,
+        });
+    }
     let mut samples: Vec<(Vec<Duration>, Vec<Duration>)> =
         subjects.iter().map(|_| (Vec::new(), Vec::new())).collect();
     // The kernel's own cost of moving a macvtap into a pod, through `ip`: the floor
@@ -262,15 +279,68 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             reference: None,
         },
     );
+    if let Some(o) = &ovs {
+        rows.push(Row {
+            name: "userspace OVS start: ovsdb-server + ovs-vswitchd + netdev bridge".into(),
+            operation: "start".into(),
+            stats: Stats::of(&[o.started_in]),
+            ratio_to_reference: None,
+            reference: None,
+        });
+    }
+    drop(ovs);
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let binaries = json!({
         "macvtap_bytes": size(&macvtap),
         "macvlan_bytes": size(&macvlan),
+        "ovs_bytes": size(&ovs_plugin),
     });
     drop(nl);
+    let mut rows = rows;
+    rows.extend(harness::pods_per_node(opts.quick).await.map_err(BenchError::Lab)?);
+    rows.extend(harness::conform_phases(opts.quick).await.map_err(BenchError::Lab)?);
     Ok(BenchReport {
         iterations,
         rows,
         binaries,
     })
+}
+
+fn has_program(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).exists()))
+}
+
+/// OVS daemons in the bench node with bridge `br1`; stopped and their directory
+/// removed on drop.
+struct BenchOvs {
+    ovs: crate::cluster::netns::ovs::Ovs,
+    started_in: Duration,
+}
+
+impl BenchOvs {
+    fn start(nl: &NodeLab) -> Result<BenchOvs, BenchError> {
+        let dir = std::env::temp_dir().join(format!("{}-bench-ovs", nl.lab.run_id));
+        let t = std::time::Instant::now();
+        let enter = crate::lab::enter::Enter::net(nl.node.path())
+            .map_err(|e| BenchError::Lab(e.to_string()))?;
+        let ovs = crate::cluster::netns::ovs::Ovs::start(&enter, &dir).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&dir);
+            BenchError::Lab(e)
+        })?;
+        let mut bench = BenchOvs {
+            ovs,
+            started_in: Duration::ZERO,
+        };
+        bench.ovs.add_bridge("br1").map_err(BenchError::Lab)?;
+        bench.started_in = t.elapsed();
+        Ok(bench)
+    }
+}
+
+impl Drop for BenchOvs {
+    fn drop(&mut self) {
+        self.ovs.stop();
+        let _ = std::fs::remove_dir_all(&self.ovs.dir);
+    }
 }
