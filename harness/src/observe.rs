@@ -11,6 +11,15 @@ pub struct Observations {
     pub topology: Option<Topology>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reachability: Vec<Probe>,
+    /// Where the scenario's time went: cluster up, deploy, assess, teardown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: String,
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -76,6 +85,13 @@ impl Recorder {
 
     pub fn topology(&self, topology: Topology) {
         self.0.lock().expect("recorder").topology = Some(topology);
+    }
+
+    pub fn phase(&self, name: &str, took: std::time::Duration) {
+        self.0.lock().expect("recorder").phases.push(Phase {
+            name: name.into(),
+            seconds: took.as_secs_f64(),
+        });
     }
 
     pub fn take(&self) -> Observations {

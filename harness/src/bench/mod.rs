@@ -297,8 +297,16 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     });
     drop(nl);
     let mut rows = rows;
-    rows.extend(harness::pods_per_node(opts.quick).await.map_err(BenchError::Lab)?);
-    rows.extend(harness::conform_phases(opts.quick).await.map_err(BenchError::Lab)?);
+    rows.extend(
+        harness::pods_per_node(opts.quick)
+            .await
+            .map_err(BenchError::Lab)?,
+    );
+    rows.extend(
+        harness::conform_phases(opts.quick)
+            .await
+            .map_err(BenchError::Lab)?,
+    );
     Ok(BenchReport {
         iterations,
         rows,

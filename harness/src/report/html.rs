@@ -103,6 +103,15 @@ fn scenario(h: &mut String, i: usize, s: &ScenarioReport) {
         escape(&s.name),
         s.duration_s
     );
+    if !s.observed.phases.is_empty() {
+        let phases: Vec<String> = s
+            .observed
+            .phases
+            .iter()
+            .map(|p| format!("{} {:.2} s", escape(&p.name), p.seconds))
+            .collect();
+        let _ = write!(h, "<p class=\"phases\">{}</p>", phases.join(" &middot; "));
+    }
     if !s.message.is_empty() {
         let _ = write!(h, "<h4>Diagnostics</h4><pre>{}</pre>", escape(&s.message));
     }

@@ -84,12 +84,18 @@ pub(super) async fn with_cluster_seeded<F>(ctx: Ctx, dhcp: bool, seeded: bool, b
 where
     F: AsyncFnOnce(&Ctx, &NetnsCluster) -> Outcome,
 {
+    let t = std::time::Instant::now();
     let cluster = ctx.netns_cluster(dhcp).await?;
+    ctx.observed.phase("cluster up", t.elapsed());
     let outcome = async {
         if seeded {
+            let t = std::time::Instant::now();
             apply_seed(&ctx, &cluster).await?;
+            ctx.observed.phase("deploy", t.elapsed());
         }
+        let t = std::time::Instant::now();
         let outcome = body(&ctx, &cluster).await;
+        ctx.observed.phase("assess", t.elapsed());
         ctx.observed.topology(cluster.snapshot().await);
         outcome
     }
@@ -98,7 +104,10 @@ where
         Err(msg) => Err(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
         ok => ok,
     };
-    ctx.finish_cluster(cluster, outcome).await
+    let t = std::time::Instant::now();
+    let outcome = ctx.finish_cluster(cluster, outcome).await;
+    ctx.observed.phase("teardown", t.elapsed());
+    outcome
 }
 
 pub fn fixture(ctx: &Ctx, rel: &str) -> Result<Vec<Object>, String> {
