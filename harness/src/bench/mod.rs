@@ -296,7 +296,6 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         "ovs_bytes": size(&ovs_plugin),
     });
     drop(nl);
-    let mut rows = rows;
     rows.extend(
         harness::pods_per_node(opts.quick)
             .await
