@@ -9,7 +9,11 @@ packages=(
   containernetworking-plugins  # reference plugins: macvlan, bridge, host-local
   hyperfine              # benchmarks of whole commands
   dnsmasq-base           # the fabric's DHCP server (the seed's macvlan lab)
-  busybox-static         # udhcpc, the DHCP client of that lab
+  busybox-static         # udhcpc, the DHCP client of that lab; the VM guests' userland
+  qemu-system-x86        # VM guests (TCG; KVM when it works)
+  linux-image-amd64      # the guest kernel + virtio modules
+  nftables               # masquerade binding (NAT in the launcher pod and the node)
+  xz-utils               # unpacks the guest kernel from the vmlinuz
   chromium               # the test that opens report.html headless
   openvswitch-switch     # userspace OVS (ovsdb-server, ovs-vswitchd) for the ovs backend
   tcpdump                # tagged frames on OVS trunk ports (no 8021q module needed)

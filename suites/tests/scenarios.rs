@@ -16,7 +16,13 @@ async fn scenario(name: &str) {
             return;
         }
     }
-    if name.starts_with("ovs/") {
+    if name.starts_with("vm/")
+        && (!secnet::prereq::require_program(name, "qemu-system-x86_64", "qemu-system-x86")
+            || !secnet::prereq::require_program(name, "nft", "nftables"))
+    {
+        return;
+    }
+    if name.starts_with("ovs/") || name.contains("ovs-vlan") {
         for (program, package) in [
             ("ovsdb-server", "openvswitch-switch"),
             ("ovs-vswitchd", "openvswitch-switch"),
@@ -75,4 +81,9 @@ scenarios! {
     ovs_vlan200_isolated => "ovs/a VLAN 200 pod is isolated from VLAN 100",
     ovs_trunk_allowed_vlans_only => "ovs/trunk attachment receives tagged frames of its allowed VLANs only",
     ovs_mtu_mac_and_cleanup => "ovs/MTU and MAC as requested, no port left after delete",
+    vm_macvtap => "vm/macvtap frontend: guest MAC is the macvtap's, capacity counted, pings a pod and a VM on one node and across nodes",
+    vm_macvlan_bridge => "vm/bridge binding on macvlan-test: host-local address in the guest, reaches a pod",
+    vm_masquerade => "vm/masquerade on the pod network: the guest reaches the fabric gateway",
+    vm_ovs_bridge => "vm/bridge binding on ovs-vlan-100: the guest reaches a VLAN 100 pod on the other node",
+    vm_boot_failure => "vm/guest that cannot boot: the failure carries the console, nothing left running",
 }

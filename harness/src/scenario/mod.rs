@@ -6,6 +6,7 @@ pub mod faults;
 pub mod macvtap_cni;
 pub mod ovs;
 pub mod seed;
+pub mod vm;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -150,6 +151,7 @@ pub fn all() -> Vec<Scenario> {
     let mut list = macvtap_cni::scenarios();
     list.extend(seed::scenarios());
     list.extend(ovs::scenarios());
+    list.extend(vm::scenarios());
     list.extend(faults::scenarios());
     list.extend(bad_input::scenarios());
     list

@@ -1,1 +1,347 @@
-//! placeholder
+//! KubeVirt's network bindings, done inside the virt-launcher pod's netns after the
+//! pod's networks are attached (as virt-handler/virt-launcher do):
+//!
+//! - **macvtap**: the pod's macvtap interface's `/dev/tap<ifindex>` is opened and
+//!   handed to QEMU as an fd; the guest NIC takes the macvtap's MAC.
+//! - **bridge**: an in-pod bridge `k6t-<if>` joins the pod interface and a tap
+//!   `tap-<if>`; the guest takes the pod interface's MAC and its IPAM addresses (the
+//!   agent configures them where KubeVirt's DHCP server would hand them out).
+//!   KubeVirt then gives the pod interface another MAC. A macvlan only receives
+//!   frames for its own MAC, so on a macvlan that swap cuts the guest off; there the
+//!   pod interface keeps the MAC and the bridge forgets it as a local address
+//!   (`bridge fdb del`), so frames for it are forwarded to the tap.
+//! - **masquerade**: bridge `k6t-eth0` 10.0.2.1/24 + tap for the guest (10.0.2.2),
+//!   nftables in the pod netns DNATs what arrives on eth0 to the guest and
+//!   masquerades the guest's traffic out of eth0.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::qemu::{Backend, Nic};
+use crate::cluster::netns::NetnsCluster;
+use crate::cluster::{Cluster, PodView};
+use crate::lab::enter::Enter;
+
+pub const MASQ_GATEWAY: &str = "10.0.2.1";
+pub const MASQ_GUEST: &str = "10.0.2.2";
+
+/// What the binding prepared for one guest NIC.
+#[derive(Debug)]
+pub struct Bound {
+    pub nic: Nic,
+    /// Addresses (CIDR) the guest takes on this NIC.
+    pub addresses: Vec<String>,
+    pub gateway: Option<String>,
+    /// The MAC the pod interface has after binding.
+    pub pod_mac: String,
+}
+
+async fn pod_run(cluster: &NetnsCluster, pod: &PodView, argv: &[&str]) -> Result<String, String> {
+    let out = cluster
+        .exec(&pod.namespace, &pod.name, argv)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.success {
+        return Err(format!(
+            "{} in pod {}: {}",
+            argv.join(" "),
+            pod.name,
+            out.stderr.trim()
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// `ip -j -d link show <ifname>` in the pod.
+pub async fn pod_link(
+    cluster: &NetnsCluster,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<Value, String> {
+    let out = pod_run(cluster, pod, &["ip", "-j", "-d", "link", "show", ifname]).await?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+    v.get(0)
+        .cloned()
+        .ok_or_else(|| format!("no {ifname} in pod {}", pod.name))
+}
+
+/// IPv4 addresses (CIDR) on an interface of the pod.
+pub async fn pod_addresses(
+    cluster: &NetnsCluster,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<Vec<String>, String> {
+    let out = pod_run(cluster, pod, &["ip", "-j", "-4", "addr", "show", ifname]).await?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+    Ok(v[0]["addr_info"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a["local"].as_str()?,
+                a["prefixlen"].as_u64()?
+            ))
+        })
+        .collect())
+}
+
+/// A locally administered MAC derived from `seed`.
+pub fn generated_mac(seed: &str) -> String {
+    let h = xxhash_rust::xxh64::xxh64(seed.as_bytes(), 3);
+    let b = h.to_be_bytes();
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4]
+    )
+}
+
+/// macvtap binding: the pod's macvtap as a tap fd.
+pub async fn macvtap(
+    cluster: &NetnsCluster,
+    pod: &PodView,
+    ifname: &str,
+    work_dir: &Path,
+) -> Result<Bound, String> {
+    let link = pod_link(cluster, pod, ifname).await?;
+    if link["linkinfo"]["info_kind"] != "macvtap" {
+        return Err(format!(
+            "the macvtap binding needs a macvtap; {ifname} in pod {} is {}",
+            pod.name, link["linkinfo"]["info_kind"]
+        ));
+    }
+    let ifindex = link["ifindex"].as_u64().ok_or("no ifindex")?;
+    let mac = link["address"].as_str().ok_or("no MAC")?.to_string();
+    let fd = open_macvtap(cluster, pod, ifname, ifindex, work_dir).await?;
+    Ok(Bound {
+        nic: Nic {
+            backend: Backend::TapFd(fd),
+            mac: mac.clone(),
+        },
+        addresses: Vec::new(),
+        gateway: None,
+        pod_mac: mac,
+    })
+}
+
+/// Opens the macvtap's character device. `/dev/tap<ifindex>` is what KubeVirt opens,
+/// but devtmpfs is shared by all namespaces and ifindexes are per namespace: on the
+/// netns cluster `/dev/tap6` may be another node's macvtap. So the device number is
+/// read from the pod's own sysfs (a sysfs mounted in a private mount namespace inside
+/// the pod netns) and opened through a private node made with mknod.
+async fn open_macvtap(
+    cluster: &NetnsCluster,
+    pod: &PodView,
+    ifname: &str,
+    ifindex: u64,
+    work_dir: &Path,
+) -> Result<OwnedFd, String> {
+    let script = format!(
+        "mount -t sysfs sysfs /sys && cat /sys/class/net/{ifname}/macvtap/tap{ifindex}/dev"
+    );
+    let out = pod_run(cluster, pod, &["unshare", "-m", "sh", "-c", &script]).await?;
+    let (major, minor) = out
+        .trim()
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        .ok_or_else(|| {
+            format!(
+                "unreadable device number {out:?} of macvtap {ifname} in pod {}",
+                pod.name
+            )
+        })?;
+    std::fs::create_dir_all(work_dir).map_err(|e| e.to_string())?;
+    let node = work_dir.join(format!("tap-{}-{ifname}", pod.uid));
+    let _ = std::fs::remove_file(&node);
+    nix::sys::stat::mknod(
+        &node,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::makedev(major, minor),
+    )
+    .map_err(|e| format!("failed to mknod {} ({major}:{minor}): {e}", node.display()))?;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&node);
+    let _ = std::fs::remove_file(&node);
+    opened.map(OwnedFd::from).map_err(|e| {
+        format!(
+            "failed to open macvtap {ifname} (tap{ifindex}, {major}:{minor}) of pod {}: {e}",
+            pod.name
+        )
+    })
+}
+
+/// bridge binding on pod interface `ifname`.
+pub async fn bridge(cluster: &NetnsCluster, pod: &PodView, ifname: &str) -> Result<Bound, String> {
+    let link = pod_link(cluster, pod, ifname).await?;
+    let mac = link["address"].as_str().ok_or("no MAC")?.to_string();
+    let kind = link["linkinfo"]["info_kind"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let addresses = pod_addresses(cluster, pod, ifname).await?;
+    let br = format!("k6t-{ifname}");
+    let tap = format!("tap-{ifname}");
+    let br_mac = generated_mac(&format!("{}/{br}", pod.uid));
+    let (br, tap, br_mac) = (br.as_str(), tap.as_str(), br_mac.as_str());
+    for argv in [
+        &["ip", "addr", "flush", "dev", ifname][..],
+        &["ip", "link", "add", br, "type", "bridge"],
+        // A fixed address, or the bridge takes its lowest port's (the guest's) MAC.
+        &["ip", "link", "set", br, "address", br_mac],
+        &["ip", "tuntap", "add", "dev", tap, "mode", "tap"],
+        &["ip", "link", "set", ifname, "master", br],
+        &["ip", "link", "set", tap, "master", br],
+        &["ip", "link", "set", br, "up"],
+        &["ip", "link", "set", tap, "up"],
+    ] {
+        pod_run(cluster, pod, argv).await?;
+    }
+    let pod_mac = if kind == "macvlan" {
+        // Keep the MAC (macvlan filters on it); the bridge must not treat it as local.
+        pod_run(
+            cluster,
+            pod,
+            &["bridge", "fdb", "del", &mac, "dev", ifname, "master"],
+        )
+        .await?;
+        mac.clone()
+    } else {
+        let new = generated_mac(&format!("{}/{ifname}", pod.uid));
+        pod_run(cluster, pod, &["ip", "link", "set", ifname, "down"]).await?;
+        pod_run(
+            cluster,
+            pod,
+            &["ip", "link", "set", ifname, "address", &new],
+        )
+        .await?;
+        pod_run(cluster, pod, &["ip", "link", "set", ifname, "up"]).await?;
+        new
+    };
+    Ok(Bound {
+        nic: Nic {
+            backend: Backend::TapName(tap.to_string()),
+            mac,
+        },
+        addresses,
+        gateway: None,
+        pod_mac,
+    })
+}
+
+/// masquerade binding on the pod network (eth0).
+pub async fn masquerade(
+    cluster: &NetnsCluster,
+    pod: &PodView,
+    work_dir: &Path,
+) -> Result<Bound, String> {
+    let eth0 = pod_link(cluster, pod, "eth0").await?;
+    let pod_mac = eth0["address"].as_str().unwrap_or_default().to_string();
+    for argv in [
+        &["ip", "link", "add", "k6t-eth0", "type", "bridge"][..],
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{MASQ_GATEWAY}/24"),
+            "dev",
+            "k6t-eth0",
+        ],
+        &["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"],
+        &["ip", "link", "set", "tap0", "master", "k6t-eth0"],
+        &["ip", "link", "set", "k6t-eth0", "up"],
+        &["ip", "link", "set", "tap0", "up"],
+        &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
+    ] {
+        pod_run(cluster, pod, argv).await?;
+    }
+    let rules = format!(
+        "table ip secnet_masquerade {{\n\
+         \tchain prerouting {{ type nat hook prerouting priority dstnat; iifname \"eth0\" dnat to {MASQ_GUEST}; }}\n\
+         \tchain postrouting {{ type nat hook postrouting priority srcnat; ip saddr {MASQ_GUEST} oifname \"eth0\" masquerade; }}\n\
+         }}\n"
+    );
+    let file = work_dir.join(format!("masquerade-{}.nft", pod.name));
+    std::fs::write(&file, rules).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    pod_run(cluster, pod, &["nft", "-f", &file.display().to_string()]).await?;
+    Ok(Bound {
+        nic: Nic {
+            backend: Backend::TapName("tap0".into()),
+            mac: generated_mac(&format!("{}/masquerade", pod.uid)),
+        },
+        addresses: vec![format!("{MASQ_GUEST}/24")],
+        gateway: Some(MASQ_GATEWAY.into()),
+        pod_mac,
+    })
+}
+
+/// Lets a node route its pods' traffic to the fabric: forwarding on, and pod
+/// addresses masqueraded out of the uplink (the node's cni0 subnet is not known to
+/// the fabric).
+pub async fn node_masquerade(
+    ns_path: &Path,
+    pod_subnet: &str,
+    uplink: &str,
+    work_dir: &Path,
+) -> Result<(), String> {
+    let rules = format!(
+        "table ip secnet_node_nat {{\n\
+         \tchain postrouting {{ type nat hook postrouting priority srcnat; ip saddr {pod_subnet} oifname \"{uplink}\" masquerade; }}\n\
+         }}\n"
+    );
+    let file = work_dir.join(format!(
+        "node-nat-{}.nft",
+        ns_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("node")
+    ));
+    std::fs::write(&file, rules).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    ns_run(
+        ns_path,
+        &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
+    )
+    .await?;
+    ns_run(ns_path, &["nft", "-f", &file.display().to_string()]).await?;
+    Ok(())
+}
+
+async fn ns_run(ns_path: &Path, argv: &[&str]) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new(argv[0]);
+    cmd.args(&argv[1..]).kill_on_drop(true);
+    Enter::net(ns_path)
+        .and_then(|e| e.apply(&mut cmd))
+        .map_err(|e| e.to_string())?;
+    let out = tokio::time::timeout(Duration::from_secs(10), cmd.output())
+        .await
+        .map_err(|_| format!("{} timed out", argv.join(" ")))?
+        .map_err(|e| format!("failed to run {}: {e}", argv[0]))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} in {}: {}",
+            argv.join(" "),
+            ns_path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_macs_are_local_unicast_and_stable() {
+        let a = generated_mac("uid/net1");
+        assert_eq!(a, generated_mac("uid/net1"));
+        assert_ne!(a, generated_mac("uid/net2"));
+        assert!(a.starts_with("02:") && a.len() == 17, "{a}");
+    }
+}

@@ -13,6 +13,311 @@ pub mod image;
 pub mod kubevirt;
 pub mod qemu;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cluster::netns::NetnsCluster;
+use crate::cluster::{Cluster, PodView};
+use crate::objects::NetworkAttachmentDefinition;
+use agent::{Agent, Reply};
+use binding::Bound;
+use image::GuestImage;
+use kubevirt::{BindingKind, VirtualMachine};
+use qemu::{LaunchSpec, Qemu};
+
+/// What every VM of a run shares.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    pub image: GuestImage,
+    /// Console logs and generated files.
+    pub work_dir: PathBuf,
+    pub boot_timeout: Duration,
+    /// Kernel command line (tests of boot failures change it).
+    pub cmdline: String,
+}
+
+impl VmOptions {
+    pub fn new(image: GuestImage, work_dir: PathBuf) -> VmOptions {
+        VmOptions {
+            image,
+            work_dir,
+            boot_timeout: Duration::from_secs(60),
+            cmdline: qemu::CMDLINE.into(),
+        }
+    }
+}
+
+/// One guest NIC as the binding connected it.
+#[derive(Debug, Clone)]
+pub struct GuestNic {
+    /// The VM's interface name (spec.domain.devices.interfaces[].name).
+    pub interface: String,
+    pub binding: BindingKind,
+    /// The virt-launcher pod's interface behind it (eth0, net1, …).
+    pub pod_ifname: String,
+    pub mac: String,
+    /// The pod interface's MAC after binding.
+    pub pod_mac: String,
+    pub addresses: Vec<String>,
+    pub gateway: Option<String>,
+}
+
+/// A VM: its virt-launcher pod and the QEMU guest inside it.
+pub struct RunningVm {
+    pub vm: VirtualMachine,
+    pub pod: PodView,
+    pub nics: Vec<GuestNic>,
+    pub qemu: Qemu,
+    agent: Agent,
+    /// Spawn to agent READY.
+    pub boot: Option<Duration>,
+}
+
+/// The virt-launcher pod's name for `vm` in this cluster.
+pub fn launcher_name(cluster: &NetnsCluster, vm: &VirtualMachine) -> String {
+    let h = xxhash_rust::xxh64::xxh64(format!("{}/{}", cluster.opts.run_id, vm.name).as_bytes(), 0);
+    format!("virt-launcher-{}-{:05x}", vm.name, h & 0xfffff)
+}
+
+/// Creates the virt-launcher pod (admission, multus), runs the bindings and starts
+/// QEMU in the pod's netns. Does not wait for the guest: see [`RunningVm::wait_ready`].
+pub async fn start(
+    cluster: &NetnsCluster,
+    vm: &VirtualMachine,
+    node: Option<&str>,
+    nads: &[NetworkAttachmentDefinition],
+    opts: &VmOptions,
+) -> Result<RunningVm, String> {
+    for i in &vm.interfaces {
+        if let BindingKind::Other(b) = &i.binding {
+            return Err(format!(
+                "VM {}: interface {} uses binding {b}, which the netns cluster does not emulate (macvtap, bridge, masquerade)",
+                vm.name, i.name
+            ));
+        }
+    }
+    let mut pod = vm.launcher_pod(&launcher_name(cluster, vm), |ns, name| {
+        nads.iter()
+            .find(|n| n.metadata.namespace == ns && n.metadata.name == name)
+            .and_then(|n| n.resource_name().map(str::to_string))
+    });
+    pod.spec.node_name = node.map(str::to_string);
+    let pod = cluster
+        .create_pod(pod)
+        .await
+        .map_err(|e| format!("VM {}: virt-launcher pod: {e}", vm.name))?;
+    let mut nics = Vec::new();
+    let mut bound: Vec<Bound> = Vec::new();
+    for iface in &vm.interfaces {
+        let pod_ifname = vm
+            .pod_ifname(&iface.name)
+            .ok_or_else(|| format!("VM {}: no pod interface for {}", vm.name, iface.name))?;
+        let b = match iface.binding {
+            BindingKind::Macvtap => {
+                binding::macvtap(cluster, &pod, &pod_ifname, &opts.work_dir).await
+            }
+            BindingKind::Bridge => binding::bridge(cluster, &pod, &pod_ifname).await,
+            BindingKind::Masquerade => binding::masquerade(cluster, &pod, &opts.work_dir).await,
+            BindingKind::Other(_) => unreachable!("refused above"),
+        }
+        .map_err(|e| {
+            format!(
+                "VM {}: {} binding of {}: {e}",
+                vm.name,
+                binding_name(&iface.binding),
+                iface.name
+            )
+        })?;
+        nics.push(GuestNic {
+            interface: iface.name.clone(),
+            binding: iface.binding.clone(),
+            pod_ifname,
+            mac: b.nic.mac.clone(),
+            pod_mac: b.pod_mac.clone(),
+            addresses: b.addresses.clone(),
+            gateway: b.gateway.clone(),
+        });
+        bound.push(b);
+    }
+    let netns = cluster
+        .pod_netns(&pod.namespace, &pod.name)
+        .await
+        .ok_or("the virt-launcher pod is gone")?;
+    std::fs::create_dir_all(&opts.work_dir).map_err(|e| e.to_string())?;
+    let spec = LaunchSpec {
+        name: format!("{}/{}", vm.namespace, vm.name),
+        image: opts.image.clone(),
+        netns: Some(netns.path()),
+        nics: bound.into_iter().map(|b| b.nic).collect(),
+        console_log: opts.work_dir.join(format!("{}.console.log", pod.name)),
+        memory_mb: vm.memory_mb,
+        cmdline: opts.cmdline.clone(),
+    };
+    let (qemu, agent) = Qemu::spawn(spec).map_err(|e| format!("VM {}: {e}", vm.name))?;
+    Ok(RunningVm {
+        vm: vm.clone(),
+        pod,
+        nics,
+        qemu,
+        agent,
+        boot: None,
+    })
+}
+
+fn binding_name(b: &BindingKind) -> &str {
+    match b {
+        BindingKind::Macvtap => "macvtap",
+        BindingKind::Bridge => "bridge",
+        BindingKind::Masquerade => "masquerade",
+        BindingKind::Other(o) => o,
+    }
+}
+
+impl RunningVm {
+    /// Waits for the agent. On failure QEMU is killed and the error carries the
+    /// console log.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, String> {
+        match self.agent.wait_ready(timeout).await {
+            Ok(_) => {
+                let t = self.qemu.started.elapsed();
+                self.boot = Some(t);
+                Ok(t)
+            }
+            Err(e) => {
+                let exited = self.qemu.exited();
+                self.qemu.kill();
+                Err(format!(
+                    "VM {} did not boot ({}): {e}; QEMU {}\n--- console of {} ---\n{}",
+                    self.vm.name,
+                    self.qemu.accel,
+                    exited.unwrap_or_else(|| "was still running (killed)".into()),
+                    self.pod.name,
+                    self.qemu.console().trim_end()
+                ))
+            }
+        }
+    }
+
+    /// Runs a shell command in the guest.
+    pub async fn exec(&mut self, command: &str) -> Result<Reply, String> {
+        self.agent
+            .exec(command, Duration::from_secs(30))
+            .await
+            .map_err(|e| format!("VM {}: {e}", self.vm.name))
+    }
+
+    /// Runs a command that must succeed; returns its output.
+    pub async fn run(&mut self, command: &str) -> Result<String, String> {
+        let r = self.exec(command).await?;
+        if !r.success() {
+            return Err(format!(
+                "VM {}: `{command}` exited {}: {}",
+                self.vm.name,
+                r.code,
+                r.output.trim()
+            ));
+        }
+        Ok(r.output)
+    }
+
+    /// The guest's interfaces: (name, MAC), from `ip -o link`.
+    pub async fn guest_links(&mut self) -> Result<Vec<(String, String)>, String> {
+        let out = self.run("ip -o link").await?;
+        Ok(parse_ip_o_link(&out))
+    }
+
+    /// The guest interface with `mac`.
+    pub async fn guest_ifname(&mut self, mac: &str) -> Result<String, String> {
+        let links = self.guest_links().await?;
+        links
+            .iter()
+            .find(|(_, m)| m.eq_ignore_ascii_case(mac))
+            .map(|(n, _)| n.clone())
+            .ok_or_else(|| {
+                format!(
+                    "VM {}: no guest interface with MAC {mac}; guest has {links:?}",
+                    self.vm.name
+                )
+            })
+    }
+
+    /// Brings the guest NICs up with the addresses their bindings gave them (what
+    /// KubeVirt's DHCP server would hand out), plus `extra` addresses per NIC index.
+    pub async fn configure(&mut self, extra: &[(usize, &str)]) -> Result<(), String> {
+        for (i, nic) in self.nics.clone().iter().enumerate() {
+            let dev = self.guest_ifname(&nic.mac).await?;
+            self.run(&format!("ip link set dev {dev} up")).await?;
+            let mut addrs = nic.addresses.clone();
+            addrs.extend(
+                extra
+                    .iter()
+                    .filter(|(n, _)| *n == i)
+                    .map(|(_, a)| a.to_string()),
+            );
+            for a in addrs {
+                self.run(&format!("ip addr add {a} dev {dev}")).await?;
+            }
+            if let Some(gw) = &nic.gateway {
+                self.run(&format!("ip route add default via {gw} dev {dev}"))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One ping from the guest.
+    pub async fn ping(&mut self, ip: &str) -> Result<bool, String> {
+        Ok(self.exec(&format!("ping -c 1 -W 2 {ip}")).await?.success())
+    }
+
+    /// Pings until the first reply or `timeout`; returns the time since QEMU started.
+    pub async fn first_ping(&mut self, ip: &str, timeout: Duration) -> Result<Duration, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.ping(ip).await? {
+                return Ok(self.qemu.started.elapsed());
+            }
+            if tokio::time::Instant::now() > deadline {
+                let state = self.guest_state().await;
+                return Err(format!(
+                    "VM {} got no reply from {ip} within {timeout:?}; guest: {state}",
+                    self.vm.name
+                ));
+            }
+        }
+    }
+
+    /// The guest's addresses, routes, neighbours and NIC counters, for failure reports.
+    pub async fn guest_state(&mut self) -> String {
+        let cmd = "ip -o addr; ip route; ip neigh; for d in /sys/class/net/*; do echo ${d##*/} rx $(cat $d/statistics/rx_packets) tx $(cat $d/statistics/tx_packets); done";
+        match self.exec(cmd).await {
+            Ok(r) => r.output.replace('\n', " | "),
+            Err(e) => e,
+        }
+    }
+
+    /// Kills QEMU (the pod stays until deleted).
+    pub fn stop(&mut self) {
+        self.qemu.kill();
+    }
+
+    pub fn console(&self) -> String {
+        self.qemu.console()
+    }
+}
+
+/// `2: eth0: <BROADCAST,…> mtu 1500 … link/ether 02:…:01 brd ff:…` → (eth0, MAC).
+pub fn parse_ip_o_link(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let name = l.split(": ").nth(1)?.split('@').next()?.trim().to_string();
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "link/ether")?;
+            Some((name, words.next()?.to_string()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod boot_tests {
     use std::time::{Duration, Instant};
@@ -21,6 +326,15 @@ mod boot_tests {
 
     /// Boots the guest without NICs and runs a command through the agent. Needs QEMU
     /// and a kernel package, not root.
+    #[test]
+    fn ip_o_link_is_parsed() {
+        let out = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n2: eth0: <BROADCAST,MULTICAST> mtu 1500 qdisc noop qlen 1000\\    link/ether 02:23:45:67:89:01 brd ff:ff:ff:ff:ff:ff\n";
+        assert_eq!(
+            parse_ip_o_link(out),
+            vec![("eth0".to_string(), "02:23:45:67:89:01".to_string())]
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn guest_boots_and_the_agent_answers() {
         let what = "vm::guest_boots_and_the_agent_answers";
@@ -46,6 +360,7 @@ mod boot_tests {
             nics: vec![],
             console_log: log.clone(),
             memory_mb: 128,
+            cmdline: qemu::CMDLINE.into(),
         })
         .unwrap();
         let ready = agent.wait_ready(Duration::from_secs(60)).await;

@@ -39,6 +39,8 @@ pub struct LaunchSpec {
     pub nics: Vec<Nic>,
     pub console_log: PathBuf,
     pub memory_mb: u32,
+    /// The kernel command line ([`CMDLINE`] normally).
+    pub cmdline: String,
 }
 
 pub struct Qemu {
@@ -100,6 +102,7 @@ fn kvm_boots(image: &GuestImage) -> bool {
         nics: Vec::new(),
         console_log: PathBuf::from("/dev/null"),
         memory_mb: 128,
+        cmdline: CMDLINE.into(),
     };
     let Ok(mut child) = Command::new(QEMU)
         .args(argv(&spec, "kvm"))
@@ -158,7 +161,7 @@ pub fn argv(spec: &LaunchSpec, accel: &str) -> Vec<String> {
         "-initrd",
         &spec.image.initrd.display().to_string(),
         "-append",
-        CMDLINE,
+        &spec.cmdline,
         "-serial",
         &format!("file:{}", spec.console_log.display()),
         "-serial",
@@ -327,6 +330,7 @@ mod tests {
             nics,
             console_log: "/tmp/console.log".into(),
             memory_mb: 128,
+            cmdline: CMDLINE.into(),
         }
     }
 

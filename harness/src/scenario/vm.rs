@@ -1,0 +1,516 @@
+//! The seed's VMs on the netns cluster: KubeVirt VirtualMachine fixtures run as QEMU
+//! guests inside their virt-launcher pods (see `crate::vm`), attached by the macvtap,
+//! bridge and masquerade bindings. Boot-to-first-ping is measured per guest.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::seed::{DATAPLANE, fixture, fixture_pod, named, with_cluster};
+use super::{Ctx, Outcome, Scenario, ensure};
+use crate::cluster::netns::NetnsCluster;
+use crate::cluster::netns::pod::network_status;
+use crate::cluster::{Cluster, PodView};
+use crate::objects::{NetworkAttachmentDefinition, Object};
+use crate::vm::kubevirt::{Swagger, VirtualMachine, swagger_path};
+use crate::vm::{RunningVm, VmOptions, image};
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario::new(
+            "vm/macvtap frontend: guest MAC is the macvtap's, capacity counted, pings a pod and a VM on one node and across nodes",
+            "macvtap",
+            "vm",
+            &["vm", "macvtap", "reachability", "mac", "capacity"],
+            |ctx| with_cluster(ctx, false, macvtap_vms),
+        ),
+        Scenario::new(
+            "vm/bridge binding on macvlan-test: host-local address in the guest, reaches a pod",
+            "macvlan",
+            "vm",
+            &["vm", "macvlan", "reachability", "mac", "ipam"],
+            |ctx| with_cluster(ctx, false, macvlan_bridge_vm),
+        ),
+        Scenario::new(
+            "vm/masquerade on the pod network: the guest reaches the fabric gateway",
+            "pod-network",
+            "vm",
+            &["vm", "reachability", "masquerade"],
+            |ctx| with_cluster(ctx, false, masquerade_vm),
+        ),
+        Scenario::new(
+            "vm/bridge binding on ovs-vlan-100: the guest reaches a VLAN 100 pod on the other node",
+            "ovs",
+            "vm",
+            &["vm", "ovs", "reachability", "mac"],
+            ovs_bridge_vm,
+        ),
+        Scenario::new(
+            "vm/guest that cannot boot: the failure carries the console, nothing left running",
+            "macvtap",
+            "vm",
+            &["vm", "macvtap", "fault"],
+            |ctx| with_cluster(ctx, false, boot_failure),
+        ),
+    ]
+}
+
+/// The guest image (built once per machine, cached) and the run's VM options.
+fn vm_options(ctx: &Ctx) -> Result<VmOptions, String> {
+    let cache = std::env::var_os("SECNET_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| image::DEFAULT_CACHE.into());
+    let img = image::ensure(&cache).map_err(|e| e.to_string())?;
+    eprintln!(
+        "secnet vm: guest image {} ({} in {:.2?}, kernel {}, {:?})",
+        img.dir.display(),
+        if img.built { "built" } else { "cached" },
+        img.elapsed,
+        img.kernel_version,
+        img.format
+    );
+    Ok(VmOptions::new(
+        img,
+        ctx.work_dir.join(&ctx.scope).join("vms"),
+    ))
+}
+
+/// Reads and validates a VM fixture (against KubeVirt's OpenAPI when it is there).
+fn vm_fixture(ctx: &Ctx, rel: &str, name: &str) -> Result<VirtualMachine, String> {
+    let raw = match fixture(ctx, rel)?.into_iter().next() {
+        Some(Object::Other { raw, .. }) => raw,
+        other => return Err(format!("{rel} holds no VirtualMachine: {other:?}")),
+    };
+    let mut vm = match swagger_path() {
+        Some(p) => VirtualMachine::validated(&Swagger::load(&p)?, &raw)?,
+        None => VirtualMachine::from_value(&raw)?,
+    };
+    vm.name = name.to_string();
+    Ok(vm)
+}
+
+fn nad(ctx: &Ctx, rel: &str) -> Result<NetworkAttachmentDefinition, String> {
+    match fixture(ctx, rel)?.into_iter().next() {
+        Some(Object::Nad(n)) => Ok(n),
+        other => Err(format!("{rel} holds no NAD: {other:?}")),
+    }
+}
+
+/// Starts every VM (pods one by one, then the guests boot in parallel) and waits
+/// for their agents. Reports boot times.
+async fn boot_all(
+    cluster: &NetnsCluster,
+    specs: Vec<(VirtualMachine, Option<String>)>,
+    nads: &[NetworkAttachmentDefinition],
+    opts: &VmOptions,
+) -> Result<Vec<RunningVm>, String> {
+    let t = Instant::now();
+    let mut vms = Vec::new();
+    for (vm, node) in &specs {
+        vms.push(crate::vm::start(cluster, vm, node.as_deref(), nads, opts).await?);
+    }
+    let results =
+        futures::future::join_all(vms.iter_mut().map(|v| v.wait_ready(opts.boot_timeout))).await;
+    for r in results {
+        r?;
+    }
+    let boots: Vec<String> = vms
+        .iter()
+        .map(|v| format!("{} {:.2?}", v.vm.name, v.boot.unwrap_or_default()))
+        .collect();
+    eprintln!(
+        "secnet vm: {} guest(s) booted in parallel in {:.2?} ({}; {})",
+        vms.len(),
+        t.elapsed(),
+        boots.join(", "),
+        vms.first().map(|v| v.qemu.accel).unwrap_or("-")
+    );
+    Ok(vms)
+}
+
+/// The first ping of each guest to `ip`, timed from QEMU's start.
+async fn first_pings(ctx: &Ctx, vms: &mut [RunningVm], ip: &str, target: &str) -> Outcome {
+    for v in vms.iter_mut() {
+        let t = v.first_ping(ip, Duration::from_secs(15)).await;
+        ctx.observed.probe(&v.vm.name, target, true, t.is_ok());
+        let t = t?;
+        ctx.observed
+            .phase(&format!("{} boot-to-first-ping", v.vm.name), t);
+        eprintln!(
+            "secnet vm: {} boot-to-first-ping {t:.2?} (agent ready at {:.2?})",
+            v.vm.name,
+            v.boot.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn vm_reach(ctx: &Ctx, v: &mut RunningVm, target: &str, ip: &str, expected: bool) -> Outcome {
+    let mut observed = false;
+    // A couple of tries: the first frames also teach the bridges where the MACs are.
+    for _ in 0..3 {
+        observed = v.ping(ip).await?;
+        if observed == expected {
+            break;
+        }
+    }
+    ctx.observed
+        .probe(&v.vm.name, &format!("{target} ({ip})"), expected, observed);
+    ensure(observed == expected, || {
+        format!(
+            "VM {} {} {target} ({ip})",
+            v.vm.name,
+            if expected { "cannot reach" } else { "reaches" }
+        )
+    })
+}
+
+/// Stops every guest and checks that no QEMU is left.
+fn stop_all(vms: &mut [RunningVm]) -> Outcome {
+    for v in vms.iter_mut() {
+        let pid = v.qemu.pid();
+        v.stop();
+        if let Some(pid) = pid {
+            ensure(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                || format!("QEMU of {} (pid {pid}) still runs after stop", v.vm.name),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+async fn pod_net1_mac(cluster: &NetnsCluster, pod: &PodView) -> Result<String, String> {
+    let l = crate::vm::binding::pod_link(cluster, pod, "net1").await?;
+    Ok(l["address"].as_str().unwrap_or_default().to_string())
+}
+
+async fn macvtap_vms(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    let opts = vm_options(ctx)?;
+    let nodes = cluster.nodes();
+    let nads = vec![nad(ctx, "seed/macvtap-nad.yaml")?];
+    let pod = cluster
+        .create_pod(named(
+            fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
+            "mvt-pod",
+            Some(&nodes[0]),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    super::seed::add_addr(cluster, &pod, "192.168.159.40/24", "net1").await?;
+    let specs = vec![
+        (
+            vm_fixture(ctx, "seed/vm-macvtap.yaml", "vm-a")?,
+            Some(nodes[0].clone()),
+        ),
+        (
+            vm_fixture(ctx, "seed/vm-macvtap.yaml", "vm-b")?,
+            Some(nodes[0].clone()),
+        ),
+        (
+            vm_fixture(ctx, "seed/vm-macvtap.yaml", "vm-c")?,
+            Some(nodes[1].clone()),
+        ),
+    ];
+    let mut vms = boot_all(cluster, specs, &nads, &opts).await?;
+    let outcome = async {
+        // MAC: guest == macvtap in the launcher pod == network-status.
+        for v in vms.iter_mut() {
+            let kernel_mac = pod_net1_mac(cluster, &v.pod).await?;
+            let status = network_status(&v.pod)?;
+            let st = status
+                .iter()
+                .find(|s| s.name == "default/dataplane")
+                .ok_or_else(|| format!("{}: no default/dataplane in {status:?}", v.pod.name))?;
+            let guest = v.guest_links().await?;
+            let guest_mac = guest.first().map(|(_, m)| m.clone()).unwrap_or_default();
+            ensure(
+                guest_mac == kernel_mac && st.mac.as_deref() == Some(kernel_mac.as_str()),
+                || {
+                    format!(
+                        "{}: guest MAC {guest_mac}, macvtap {kernel_mac}, network-status {:?}",
+                        v.vm.name, st.mac
+                    )
+                },
+            )?;
+        }
+        // Capacity: two VMs and a pod on node 0, one VM on node 1.
+        for (node, want) in [(&nodes[0], 3), (&nodes[1], 1)] {
+            let r = cluster
+                .node_resources(node)
+                .await
+                .map_err(|e| e.to_string())?;
+            ensure(r.allocated.get(DATAPLANE) == Some(&want), || {
+                format!(
+                    "node {node}: allocated {:?}, expected {DATAPLANE}: {want}",
+                    r.allocated
+                )
+            })?;
+        }
+        for (i, v) in vms.iter_mut().enumerate() {
+            let cidr = format!("192.168.159.{}/24", 31 + i);
+            v.configure(&[(0, cidr.as_str())]).await?;
+        }
+        first_pings(ctx, &mut vms, "192.168.159.40", "mvt-pod").await?;
+        let (a, rest) = vms.split_at_mut(1);
+        let a = &mut a[0];
+        vm_reach(ctx, a, "vm-b (same node)", "192.168.159.32", true).await?;
+        vm_reach(ctx, a, "vm-c (other node)", "192.168.159.33", true).await?;
+        vm_reach(
+            ctx,
+            &mut rest[1],
+            "mvt-pod (other node)",
+            "192.168.159.40",
+            true,
+        )
+        .await?;
+        super::seed::expect_reach(ctx, cluster, &pod, "vm-a", "192.168.159.31", true).await?;
+        stop_all(&mut vms)?;
+        // Deleting the launcher pods gives the macvtaps back.
+        for v in &vms {
+            cluster
+                .delete_pod(&v.pod.namespace, &v.pod.name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let r = cluster
+            .node_resources(&nodes[0])
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(r.allocated.get(DATAPLANE) == Some(&1), || {
+            format!(
+                "after deleting the VMs node {} has {:?} allocated",
+                nodes[0], r.allocated
+            )
+        })
+    }
+    .await;
+    let _ = stop_all(&mut vms);
+    outcome
+}
+
+/// The seed's macvlan NAD on the netns cluster's uplink (as `seed/macvlan-test`).
+async fn apply_macvlan_nad(
+    ctx: &Ctx,
+    cluster: &NetnsCluster,
+) -> Result<NetworkAttachmentDefinition, String> {
+    let mut n = nad(ctx, "seed/macvlan-nad.yaml")?;
+    let mut config: Value = serde_json::from_str(&n.spec.config).map_err(|e| e.to_string())?;
+    config["master"] = Value::from(cluster.topology().nodes[0].uplink.clone());
+    config["cniVersion"] = Value::from("0.3.1");
+    n.spec.config = config.to_string();
+    cluster
+        .apply(vec![Object::Nad(n.clone())])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+fn plain_pod(name: &str, node: &str, networks: &str) -> crate::objects::Pod {
+    let mut p = crate::objects::Pod {
+        metadata: crate::objects::Meta {
+            name: name.into(),
+            namespace: "default".into(),
+            ..Default::default()
+        },
+        spec: crate::objects::PodSpec {
+            node_name: Some(node.into()),
+            containers: vec![crate::objects::Container {
+                name: "c".into(),
+                ..Default::default()
+            }],
+        },
+    };
+    p.metadata
+        .annotations
+        .insert(crate::multus::NETWORKS_ANNOTATION.into(), networks.into());
+    p
+}
+
+async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    let opts = vm_options(ctx)?;
+    let nodes = cluster.nodes();
+    let nads = vec![apply_macvlan_nad(ctx, cluster).await?];
+    let pod = cluster
+        .create_pod(plain_pod(
+            "mvl-pod",
+            &nodes[1],
+            r#"[{"name": "macvlan-test", "ips": ["10.250.250.100/24"]}]"#,
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let vm = vm_fixture(ctx, "seed/vm-macvlan-bridge.yaml", "vm-macvlan")?;
+    let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &nads, &opts).await?;
+    let outcome = async {
+        let v = &mut vms[0];
+        let status = network_status(&v.pod)?;
+        let st = status
+            .iter()
+            .find(|s| s.name == "default/macvlan-test")
+            .ok_or_else(|| format!("no default/macvlan-test in {status:?}"))?;
+        let ip = st
+            .ips
+            .first()
+            .cloned()
+            .ok_or("host-local gave the launcher pod no address")?;
+        ensure(ip.starts_with("10.250.250."), || {
+            format!("{ip} is outside 10.250.250.0/24")
+        })?;
+        ensure(st.mac.as_deref() == Some(v.nics[0].mac.as_str()), || {
+            format!(
+                "guest NIC MAC {} is not the pod interface's {:?}",
+                v.nics[0].mac, st.mac
+            )
+        })?;
+        ensure(
+            v.nics[0]
+                .addresses
+                .iter()
+                .any(|a| a.starts_with(&format!("{ip}/"))),
+            || format!("the guest is not given {ip}: {:?}", v.nics[0].addresses),
+        )?;
+        v.configure(&[]).await?;
+        let dev = v.guest_ifname(&v.nics[0].mac.clone()).await?;
+        let addrs = v.run(&format!("ip -o -4 addr show dev {dev}")).await?;
+        ensure(addrs.contains(&format!("{ip}/")), || {
+            format!("guest {dev} has {addrs}")
+        })?;
+        first_pings(ctx, &mut vms, "10.250.250.100", "mvl-pod").await?;
+        super::seed::expect_reach(ctx, cluster, &pod, "vm-macvlan", &ip, true).await?;
+        stop_all(&mut vms)
+    }
+    .await;
+    let _ = stop_all(&mut vms);
+    outcome
+}
+
+async fn masquerade_vm(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    let opts = vm_options(ctx)?;
+    let nodes = cluster.nodes();
+    let topo = cluster.topology();
+    // The node routes its pods to the fabric and hides them behind its uplink address.
+    let node_ns = cluster.node_netns(&nodes[0]).await.ok_or("no node")?;
+    std::fs::create_dir_all(&opts.work_dir).map_err(|e| e.to_string())?;
+    crate::vm::binding::node_masquerade(
+        &node_ns.path(),
+        &topo.pod_subnet(0),
+        &topo.nodes[0].uplink,
+        &opts.work_dir,
+    )
+    .await?;
+    let vm = vm_fixture(ctx, "seed/vmi-masquerade.yaml", "vmi-masquerade")?;
+    let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &[], &opts).await?;
+    let outcome = async {
+        vms[0].configure(&[]).await?;
+        let gateway = topo.fabric.gateway.to_string();
+        first_pings(ctx, &mut vms, &gateway, "fabric gateway").await?;
+        let v = &mut vms[0];
+        vm_reach(
+            ctx,
+            v,
+            "the launcher pod's gateway",
+            crate::vm::binding::MASQ_GATEWAY,
+            true,
+        )
+        .await?;
+        stop_all(&mut vms)
+    }
+    .await;
+    let _ = stop_all(&mut vms);
+    outcome
+}
+
+async fn ovs_bridge_vm(ctx: Ctx) -> Outcome {
+    let cluster = ctx.netns_cluster_with(false, true).await?;
+    let outcome = async {
+        let opts = vm_options(&ctx)?;
+        let nodes = cluster.nodes();
+        let n = nad(&ctx, "seed/ovs-vlan-100-nad.yaml")?;
+        cluster
+            .apply(vec![Object::Nad(n.clone())])
+            .await
+            .map_err(|e| e.to_string())?;
+        let pod = cluster
+            .create_pod(plain_pod("ovs-pod", &nodes[1], "ovs-vlan-100"))
+            .await
+            .map_err(|e| e.to_string())?;
+        super::seed::add_addr(&cluster, &pod, "10.100.0.20/24", "net1").await?;
+        let vm = vm_fixture(&ctx, "seed/vm-ovs-vlan100.yaml", "vm-ovs")?;
+        let mut vms = boot_all(&cluster, vec![(vm, Some(nodes[0].clone()))], &[n], &opts).await?;
+        let inner = async {
+            let v = &mut vms[0];
+            let status = network_status(&v.pod)?;
+            let st = status
+                .iter()
+                .find(|s| s.name == "default/ovs-vlan-100")
+                .ok_or_else(|| format!("no default/ovs-vlan-100 in {status:?}"))?;
+            ensure(st.mac.as_deref() == Some(v.nics[0].mac.as_str()), || {
+                format!(
+                    "guest MAC {} is not the pod interface's {:?}",
+                    v.nics[0].mac, st.mac
+                )
+            })?;
+            ensure(v.nics[0].pod_mac != v.nics[0].mac, || {
+                "the pod interface kept the guest's MAC (KubeVirt gives it another)".into()
+            })?;
+            v.configure(&[(0, "10.100.0.10/24")]).await?;
+            first_pings(
+                &ctx,
+                &mut vms,
+                "10.100.0.20",
+                "ovs-pod (VLAN 100, other node)",
+            )
+            .await?;
+            super::seed::expect_reach(&ctx, &cluster, &pod, "vm-ovs", "10.100.0.10", true).await?;
+            stop_all(&mut vms)
+        }
+        .await;
+        let _ = stop_all(&mut vms);
+        inner
+    }
+    .await;
+    let outcome = match outcome {
+        Err(msg) => Err(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
+        ok => ok,
+    };
+    ctx.finish_cluster(cluster, outcome).await
+}
+
+async fn boot_failure(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+    let mut opts = vm_options(ctx)?;
+    opts.cmdline = format!("{} rdinit=/secnet-no-such-init", crate::vm::qemu::CMDLINE);
+    opts.boot_timeout = Duration::from_secs(30);
+    let nads = vec![nad(ctx, "seed/macvtap-nad.yaml")?];
+    let node = cluster.nodes()[0].clone();
+    let vm = vm_fixture(ctx, "seed/vm-macvtap.yaml", "vm-broken")?;
+    let mut v = crate::vm::start(cluster, &vm, Some(&node), &nads, &opts).await?;
+    let pid = v.qemu.pid();
+    let err = match v.wait_ready(opts.boot_timeout).await {
+        Ok(_) => return Err("a guest without an init booted".into()),
+        Err(e) => e,
+    };
+    ensure(
+        err.contains("--- console of") && err.contains("Kernel panic"),
+        || format!("the boot failure does not carry the console's kernel panic: {err}"),
+    )?;
+    if let Some(pid) = pid {
+        ensure(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            || format!("QEMU (pid {pid}) still runs after the failed boot"),
+        )?;
+    }
+    cluster
+        .delete_pod(&v.pod.namespace, &v.pod.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = cluster
+        .node_resources(&node)
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(r.allocated.get(DATAPLANE) == Some(&0), || {
+        format!(
+            "the failed VM's macvtap is still allocated: {:?}",
+            r.allocated
+        )
+    })
+}
