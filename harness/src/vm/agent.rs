@@ -85,11 +85,11 @@ impl Framer {
             self.current = None;
             return Some(Event::Ready(rest.trim().to_string()));
         }
-        if let Some(rest) = line.strip_prefix(BEGIN) {
-            if let Ok(id) = rest.trim().parse() {
-                self.current = Some((id, String::new()));
-                return None;
-            }
+        if let Some(rest) = line.strip_prefix(BEGIN)
+            && let Ok(id) = rest.trim().parse()
+        {
+            self.current = Some((id, String::new()));
+            return None;
         }
         if let Some(rest) = line.strip_prefix(END) {
             let mut parts = rest.split_whitespace();

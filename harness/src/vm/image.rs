@@ -83,7 +83,7 @@ impl Inputs {
                     .collect()
             })
             .unwrap_or_default();
-        versions.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+        versions.sort_by_key(|v| version_key(v));
         let version = versions
             .into_iter()
             .rev()
@@ -535,8 +535,8 @@ kernel/drivers/virtio/virtio_pci_modern_dev.ko:
 
     #[test]
     fn kernel_versions_sort_numerically() {
-        let mut v = vec!["6.1.0-9-amd64", "6.1.0-56-amd64", "6.1.0-10-amd64"];
-        v.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+        let mut v = ["6.1.0-9-amd64", "6.1.0-56-amd64", "6.1.0-10-amd64"];
+        v.sort_by_key(|v| version_key(v));
         assert_eq!(v.last(), Some(&"6.1.0-56-amd64"));
     }
 }
