@@ -74,6 +74,7 @@ fn kernel_checks() -> Vec<Check> {
             run("ip", &full, t)
         };
         let veth = ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+        let tap_index = (900_000 + std::process::id() % 90_000).to_string();
         for (kind, args, need) in [
             ("veth", None, Need::Required),
             (
@@ -85,8 +86,10 @@ fn kernel_checks() -> Vec<Check> {
             ),
             (
                 "macvtap",
+                // A high index of its own: /dev/tap<ifindex> is shared by all namespaces.
                 Some(vec![
-                    "link", "add", "mvt0", "link", "d0", "type", "macvtap", "mode", "bridge",
+                    "link", "add", "mvt0", "index", &tap_index, "link", "d0", "type", "macvtap",
+                    "mode", "bridge",
                 ]),
                 Need::Required,
             ),
