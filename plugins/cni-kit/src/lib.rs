@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod error;
+pub mod failure;
 pub mod invocation;
 pub mod mac;
 pub mod netns;

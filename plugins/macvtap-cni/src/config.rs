@@ -3,7 +3,7 @@
 
 use cni_kit::args::CniArgs;
 use cni_kit::invocation::decode;
-use cni_kit::{CniError, ErrorCode, Invocation, MacAddr};
+use cni_kit::{CniError, Invocation, MacAddr};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -101,20 +101,6 @@ fn id_field(value: Option<i64>, field: &str) -> Result<u32, CniError> {
     }
 }
 
-fn parse_mac(value: &str, origin: &str, code: ErrorCode) -> Result<MacAddr, CniError> {
-    let mac: MacAddr = value
-        .parse()
-        .map_err(|e| CniError::new(code, format!("{origin}: {e}")))?;
-    if mac.is_multicast() || mac.is_zero() {
-        return Err(CniError::new(
-            code,
-            format!("{origin}: {mac} is not a unicast MAC address"),
-        )
-        .with_details("use a unicast address; locally administered ones start with 02:"));
-    }
-    Ok(mac)
-}
-
 impl NetConf {
     pub fn parse(inv: &Invocation) -> Result<NetConf, CniError> {
         let raw: RawConf = decode(&inv.config, "macvtap network configuration")?;
@@ -153,20 +139,12 @@ impl NetConf {
             }
         };
         let cni_args = CniArgs::parse(&inv.args, &["MAC"])?;
-        let mac = if let Some(m) = raw.runtime_config.mac.as_deref().filter(|s| !s.is_empty()) {
-            Some(parse_mac(m, "runtimeConfig.mac", ErrorCode::InvalidConfig)?)
-        } else if let Some(m) = raw
-            .args
-            .and_then(|a| a.cni)
-            .and_then(|c| c.mac)
-            .filter(|s| !s.is_empty())
-        {
-            Some(parse_mac(&m, "args.cni.mac", ErrorCode::InvalidConfig)?)
-        } else if let Some(m) = cni_args.get("MAC").filter(|s| !s.is_empty()) {
-            Some(parse_mac(m, "CNI_ARGS MAC", ErrorCode::InvalidEnvironment)?)
-        } else {
-            None
-        };
+        let args_cni_mac = raw.args.and_then(|a| a.cni).and_then(|c| c.mac);
+        let mac = cni_kit::failure::mac_from_sources(
+            raw.runtime_config.mac.as_deref(),
+            args_cni_mac.as_deref(),
+            cni_args.get("MAC"),
+        )?;
         Ok(NetConf {
             name: raw.name,
             source,
@@ -183,7 +161,7 @@ impl NetConf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cni_kit::{Command, SpecVersion};
+    use cni_kit::{Command, ErrorCode, SpecVersion};
 
     fn inv(config: &str, args: &str) -> Invocation {
         Invocation {

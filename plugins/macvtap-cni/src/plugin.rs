@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use cni_kit::failure::{io as io_failure, netlink as netlink_failure, open_netns};
 use cni_kit::netns::{LinkFacts, NetNs, errno, link_by_index, link_by_name, netlink_in};
 use cni_kit::result::{CniResult, Interface};
 use cni_kit::{CniError, Command, ErrorCode, Invocation, MacAddr};
@@ -28,30 +29,6 @@ pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
     }
 }
 
-fn netlink_failure(what: String, err: rtnetlink::Error) -> CniError {
-    let code = match errno(&err) {
-        Some(e) if e == Errno::EBUSY as i32 || e == Errno::EAGAIN as i32 => {
-            ErrorCode::TryAgainLater
-        }
-        _ => ErrorCode::Plugin,
-    };
-    CniError::new(code, format!("failed to {what}: {err}"))
-}
-
-fn io_failure(what: String, err: std::io::Error) -> CniError {
-    CniError::new(ErrorCode::Io, format!("failed to {what}: {err}"))
-}
-
-fn open_netns(path: &str) -> Result<NetNs, CniError> {
-    NetNs::open(path).map_err(|e| {
-        CniError::new(
-            ErrorCode::ContainerUnknown,
-            format!("failed to open network namespace {path}: {e}"),
-        )
-        .with_details("CNI_NETNS must name an existing network namespace file")
-    })
-}
-
 /// A link waiting to be configured in the pod namespace, and how to undo it.
 struct Pending {
     index: u32,
@@ -64,7 +41,7 @@ async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
     let pod_ns = open_netns(netns_path)?;
     let host = netlink_in(None)
         .await
-        .map_err(|e| io_failure("open netlink in the host namespace".into(), e))?;
+        .map_err(|e| io_failure("open netlink in the host namespace", e))?;
     let pod = netlink_in(Some(&pod_ns))
         .await
         .map_err(|e| io_failure(format!("open netlink in {netns_path}"), e))?;
@@ -295,7 +272,7 @@ async fn configure(
         .set(settings.build())
         .execute()
         .await
-        .map_err(|e| netlink_failure("set MTU, MAC and promiscuous mode".into(), e))?;
+        .map_err(|e| netlink_failure("set MTU, MAC and promiscuous mode", e))?;
     pod.link()
         .set(
             LinkUnspec::new_with_index(pending.index)
@@ -450,7 +427,7 @@ async fn status(conf: &NetConf) -> Result<(), CniError> {
     };
     let host = netlink_in(None)
         .await
-        .map_err(|e| io_failure("open netlink".into(), e))?;
+        .map_err(|e| io_failure("open netlink", e))?;
     match link_by_name(&host, master).await {
         Ok(Some(_)) => Ok(()),
         _ => Err(CniError::new(

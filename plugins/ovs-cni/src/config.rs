@@ -173,20 +173,6 @@ fn parse_trunks(raw: &[RawTrunk]) -> Result<Vec<u16>, CniError> {
     Ok(out.into_iter().collect())
 }
 
-fn parse_mac(value: &str, origin: &str, code: ErrorCode) -> Result<MacAddr, CniError> {
-    let mac: MacAddr = value
-        .parse()
-        .map_err(|e| CniError::new(code, format!("{origin}: {e}")))?;
-    if mac.is_multicast() || mac.is_zero() {
-        return Err(CniError::new(
-            code,
-            format!("{origin}: {mac} is not a unicast MAC address"),
-        )
-        .with_details("use a unicast address; locally administered ones start with 02:"));
-    }
-    Ok(mac)
-}
-
 impl NetConf {
     pub fn parse(inv: &Invocation) -> Result<NetConf, CniError> {
         let raw: RawConf = decode(&inv.config, "ovs network configuration")?;
@@ -264,20 +250,12 @@ impl NetConf {
             .with_details("remove \"deviceID\"; this plugin attaches veth pairs"));
         }
         let cni_args = CniArgs::parse(&inv.args, &["MAC"])?;
-        let mac = if let Some(m) = raw.runtime_config.mac.as_deref().filter(|s| !s.is_empty()) {
-            Some(parse_mac(m, "runtimeConfig.mac", ErrorCode::InvalidConfig)?)
-        } else if let Some(m) = raw
-            .args
-            .and_then(|a| a.cni)
-            .and_then(|c| c.mac)
-            .filter(|s| !s.is_empty())
-        {
-            Some(parse_mac(&m, "args.cni.mac", ErrorCode::InvalidConfig)?)
-        } else if let Some(m) = cni_args.get("MAC").filter(|s| !s.is_empty()) {
-            Some(parse_mac(m, "CNI_ARGS MAC", ErrorCode::InvalidEnvironment)?)
-        } else {
-            None
-        };
+        let args_cni_mac = raw.args.and_then(|a| a.cni).and_then(|c| c.mac);
+        let mac = cni_kit::failure::mac_from_sources(
+            raw.runtime_config.mac.as_deref(),
+            args_cni_mac.as_deref(),
+            cni_args.get("MAC"),
+        )?;
         let pod_uid = cni_args
             .get("K8S_POD_UID")
             .filter(|s| !s.is_empty())

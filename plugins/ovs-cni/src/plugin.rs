@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::IpAddr;
 
+use cni_kit::failure::{io as io_failure, netlink as netlink_failure, open_netns};
 use cni_kit::netns::{NetNs, errno, link_by_name, netlink_in};
 use cni_kit::result::{CniResult, Interface};
 use cni_kit::{CniError, Command, ErrorCode, Invocation, MacAddr};
@@ -31,20 +32,6 @@ pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
         Command::Gc => gc(&conf).await.map(|()| None),
         Command::Version => unreachable!("VERSION is answered before dispatch"),
     }
-}
-
-fn netlink_failure(what: String, err: rtnetlink::Error) -> CniError {
-    let code = match errno(&err) {
-        Some(e) if e == Errno::EBUSY as i32 || e == Errno::EAGAIN as i32 => {
-            ErrorCode::TryAgainLater
-        }
-        _ => ErrorCode::Plugin,
-    };
-    CniError::new(code, format!("failed to {what}: {err}"))
-}
-
-fn io_failure(what: String, err: std::io::Error) -> CniError {
-    CniError::new(ErrorCode::Io, format!("failed to {what}: {err}"))
 }
 
 /// OVSDB failures as CNI errors: an unreachable server is "try again later" (the
@@ -78,16 +65,6 @@ async fn connect(what: &str, conf: &NetConf) -> Result<Client, CniError> {
     Client::connect(&conf.socket)
         .await
         .map_err(|e| ovsdb_failure(what, conf, e))
-}
-
-fn open_netns(path: &str) -> Result<NetNs, CniError> {
-    NetNs::open(path).map_err(|e| {
-        CniError::new(
-            ErrorCode::ContainerUnknown,
-            format!("failed to open network namespace {path}: {e}"),
-        )
-        .with_details("CNI_NETNS must name an existing network namespace file")
-    })
 }
 
 /// `veth` + 8 random hex digits, as upstream names host ends.
@@ -197,10 +174,10 @@ struct Undo {
 async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
     let netns_path = inv.netns.as_deref().expect("ADD has CNI_NETNS");
     let pod_ns = open_netns(netns_path)?;
-    let host_ns = NetNs::current().map_err(|e| io_failure("open the host namespace".into(), e))?;
+    let host_ns = NetNs::current().map_err(|e| io_failure("open the host namespace", e))?;
     let host = netlink_in(None)
         .await
-        .map_err(|e| io_failure("open netlink in the host namespace".into(), e))?;
+        .map_err(|e| io_failure("open netlink in the host namespace", e))?;
     let pod = netlink_in(Some(&pod_ns))
         .await
         .map_err(|e| io_failure(format!("open netlink in {netns_path}"), e))?;
@@ -478,7 +455,7 @@ async fn del(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     }
     let host = netlink_in(None)
         .await
-        .map_err(|e| io_failure("open netlink in the host namespace".into(), e))?;
+        .map_err(|e| io_failure("open netlink in the host namespace", e))?;
     let mut host_names: BTreeSet<String> = ports.into_iter().map(|(_, n)| n).collect();
     host_names.extend(cached.as_ref().map(|c| c.host_iface.clone()));
     for name in &host_names {
@@ -562,7 +539,7 @@ async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
         .map_err(|e| io_failure(format!("open netlink in {path}"), e))?;
     let host = netlink_in(None)
         .await
-        .map_err(|e| io_failure("open netlink in the host namespace".into(), e))?;
+        .map_err(|e| io_failure("open netlink in the host namespace", e))?;
     let link = link_by_name(&pod, &inv.ifname)
         .await
         .map_err(|e| netlink_failure(format!("look up {}", inv.ifname), e))?
@@ -760,7 +737,7 @@ async fn gc(conf: &NetConf) -> Result<(), CniError> {
         .map_err(|e| ovsdb_failure("remove stale ports", conf, e))?;
     let host = netlink_in(None)
         .await
-        .map_err(|e| io_failure("open netlink in the host namespace".into(), e))?;
+        .map_err(|e| io_failure("open netlink in the host namespace", e))?;
     let mut errors = Vec::new();
     for (_, name, cid, ifname) in &stale {
         if let Err(e) = delete_veth(&host, name).await {
