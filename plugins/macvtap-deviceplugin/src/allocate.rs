@@ -66,13 +66,16 @@ pub enum TapIndex {
 
 impl TapIndex {
     /// `Kernel` in the initial network namespace (that of PID 1, also under
-    /// hostPID/hostNetwork), `Unique` elsewhere.
+    /// hostPID/hostNetwork), `Unique` elsewhere or when that cannot be told.
     pub fn for_current_namespace() -> TapIndex {
         use std::os::unix::fs::MetadataExt;
         let ours = std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino());
         let init = std::fs::metadata("/proc/1/ns/net").map(|m| m.ino());
         match (ours, init) {
-            (Ok(ours), Ok(init)) if ours != init => TapIndex::Unique { namespace: ours },
+            (Ok(ours), Ok(init)) if ours == init => TapIndex::Kernel,
+            // Also when PID 1's namespace cannot be read (a sandboxed or
+            // unprivileged /proc): a unique index is safe in any namespace.
+            (Ok(ours), _) => TapIndex::Unique { namespace: ours },
             _ => TapIndex::Kernel,
         }
     }
