@@ -182,6 +182,15 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         ctx.observed = Default::default();
         // A panicking scenario fails alone: it runs in its own task. Ctrl-C or
         // SIGTERM stops the run: the task is aborted and the run's leftovers swept.
+        // A spinner with the elapsed time while the scenario runs (terminals only).
+        let progress = indicatif::ProgressBar::new_spinner();
+        progress.set_style(
+            indicatif::ProgressStyle::with_template("[{prefix}] {spinner} {msg} ({elapsed})")
+                .expect("progress template"),
+        );
+        progress.set_prefix(format!("{:>2}/{total}", i + 1));
+        progress.set_message(s.name.clone());
+        progress.enable_steady_tick(std::time::Duration::from_millis(120));
         let mut task = tokio::spawn((s.body)(ctx.clone()));
         let outcome = tokio::select! {
             joined = &mut task => match joined {
@@ -201,6 +210,7 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
                 return Err(ConformError::Interrupted(signal));
             }
         };
+        progress.finish_and_clear();
         let outcome = check_leaks(&ctx, outcome);
         let duration_s = t.elapsed().as_secs_f64();
         let (status, message) = match outcome {

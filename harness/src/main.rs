@@ -72,6 +72,9 @@ enum Cmd {
         #[arg(long)]
         fix: bool,
     },
+    #[command(
+        after_help = "Examples:\n  secnet clean                 # every leftover of any secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)"
+    )]
     /// Remove namespaces left by killed or --keep runs (only secnet's, named sn<id>-…).
     Clean {
         /// Only this run id (sn + 6 hex digits).

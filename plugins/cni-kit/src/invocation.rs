@@ -161,9 +161,33 @@ pub fn version_json(stdin: &[u8], supported: &[SpecVersion]) -> String {
 /// calls `handler` for the other commands, prints its output (or the error JSON) and
 /// exits with 0 or 1.
 pub fn run_plugin(
+    about: &str,
     supported: &[SpecVersion],
     handler: impl FnOnce(&Invocation) -> Result<Option<String>, CniError>,
 ) -> ! {
+    // A person running the binary by hand gets help, not a CNI error.
+    if let Some(arg) = std::env::args().nth(1) {
+        let versions: Vec<&str> = supported.iter().map(|v| v.as_str()).collect();
+        match arg.as_str() {
+            "-h" | "--help" => {
+                let me = std::env::args().next().unwrap_or_default();
+                println!(
+                    "{about}\n\nA CNI plugin: the runtime runs it with CNI_COMMAND (ADD, DEL, CHECK, VERSION, STATUS, GC),\nCNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS, CNI_PATH and the network config on stdin.\nSupported CNI versions: {}.\n\nExample:\n  echo '{{\"cniVersion\":\"1.0.0\"}}' | CNI_COMMAND=VERSION {me}",
+                    versions.join(", ")
+                );
+                std::process::exit(0);
+            }
+            "-V" | "--version" => {
+                println!(
+                    "{} (CNI {})",
+                    env!("CARGO_PKG_VERSION"),
+                    versions.join(", ")
+                );
+                std::process::exit(0);
+            }
+            _ => {}
+        }
+    }
     let env: HashMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("CNI_"))
         .collect();

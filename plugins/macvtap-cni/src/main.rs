@@ -3,8 +3,10 @@
 use cni_kit::SpecVersion;
 use cni_kit::invocation::run_plugin;
 
+const ABOUT: &str = "macvtap: secnet's macvtap CNI plugin, a drop-in replacement for kubevirt/macvtap-cni's.\nConfig: deviceID (from the macvtap device plugin) or master + mode (standalone), mtu, promiscMode, owner, group.";
+
 fn main() {
-    run_plugin(&SpecVersion::RESULT_CAPABLE, |inv| {
+    run_plugin(ABOUT, &SpecVersion::RESULT_CAPABLE, |inv| {
         // One thread: a CNI invocation is a handful of netlink round trips.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()

@@ -3,8 +3,10 @@
 use cni_kit::SpecVersion;
 use cni_kit::invocation::run_plugin;
 
+const ABOUT: &str = "ovs: secnet's OVS CNI plugin, a drop-in replacement for ovs-cni's common configuration.\nConfig: bridge, vlan, trunk, mtu, socket_file, ipam; it talks OVSDB to ovsdb-server directly.";
+
 fn main() {
-    run_plugin(&SpecVersion::RESULT_CAPABLE, |inv| {
+    run_plugin(ABOUT, &SpecVersion::RESULT_CAPABLE, |inv| {
         // One thread: an invocation is one OVSDB transaction and a few netlink calls.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
