@@ -67,7 +67,8 @@ impl Ovs {
         )?;
         ovs.ovsdb = Some(ovsdb);
         let deadline = Instant::now() + T;
-        while !socket.exists() {
+        // The socket file appears at bind(), before listen(): wait for a connection.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if let Some(Ok(Some(status))) = ovs.ovsdb.as_mut().map(|c| c.try_wait()) {
                 return Err(format!(
                     "ovsdb-server exited ({status}): {}",
@@ -76,7 +77,7 @@ impl Ovs {
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "ovsdb-server did not create {} within {T:?}: {}",
+                    "ovsdb-server did not accept connections on {} within {T:?}: {}",
                     socket.display(),
                     ovs.log("ovsdb-server")
                 ));
