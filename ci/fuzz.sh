@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the input parsers (CNI config + CNI_ARGS, the device plugin's config, the
+# Fuzzes the input parsers (both CNIs' config + CNI_ARGS, the device plugin's config, the
 # network-selection annotation) for a bounded time each. Not part of .ci/run: run it
 # nightly or before a release. FUZZ_SECONDS per target (default 60).
 # Needs cargo-fuzz (cargo install cargo-fuzz); the stable toolchain is enough
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${FUZZ_SECONDS:-60}"
 export RUSTC_BOOTSTRAP=1
-for target in macvtap_cni_config deviceplugin_config network_selection; do
+for target in macvtap_cni_config ovs_cni_config deviceplugin_config network_selection; do
   echo "fuzz: $target for ${seconds}s"
   cargo fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048
 done
