@@ -19,7 +19,7 @@ pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
     let conf = NetConf::parse(inv)?;
     match inv.command {
         Command::Add => add(inv, &conf).await.map(Some),
-        Command::Del => del(inv).await.map(|()| None),
+        Command::Del => del(inv, &conf).await.map(|()| None),
         Command::Check => check(inv, &conf).await.map(|()| None),
         Command::Status => status(&conf).await.map(|()| None),
         // Nothing of ours outlives an attachment outside its pod netns: the device
@@ -110,6 +110,20 @@ async fn move_device_link(
             break;
         }
     }
+    // An ADD killed after the move left the link in the pod under its host name:
+    // adopt it, so that the retried ADD converges.
+    if found.is_none() {
+        for candidate in [hashed.as_str(), device_id] {
+            if let Ok(Some(left)) = link_by_name(pod, candidate).await
+                && left.kind.as_deref() == Some("macvtap")
+            {
+                return Ok(Pending {
+                    index: left.index,
+                    give_back_as: Some(left.name),
+                });
+            }
+        }
+    }
     let Some(link) = found else {
         return Err(CniError::new(
             ErrorCode::TryAgainLater,
@@ -180,6 +194,10 @@ async fn create_standalone(
         return Err(mtu_too_big(mtu, master, lower.mtu));
     }
     let temp = standalone_temp_name(&inv.container_id, &inv.ifname);
+    // A leftover of an ADD killed half-way: start again from scratch.
+    if let Ok(Some(left)) = link_by_name(pod, &temp).await {
+        let _ = pod.link().del(left.index).execute().await;
+    }
     let kernel_mode = match mode {
         MacvtapMode::Bridge => MacVtapMode::Bridge,
         MacvtapMode::Private => MacVtapMode::Private,
@@ -323,7 +341,19 @@ async fn undo(pod: &Handle, pending: &Pending) {
     }
 }
 
-async fn del(inv: &Invocation) -> Result<(), CniError> {
+/// Names an interrupted ADD can leave in the pod besides CNI_IFNAME: the device
+/// link under its host name, or the standalone link under its temporary name.
+fn leftover_names(inv: &Invocation, conf: &NetConf) -> Vec<String> {
+    match &conf.source {
+        Source::Device(id) => [hashed_link_name(id), id.clone()]
+            .into_iter()
+            .filter(|n| n.len() <= 15)
+            .collect(),
+        Source::Standalone { .. } => vec![standalone_temp_name(&inv.container_id, &inv.ifname)],
+    }
+}
+
+async fn del(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     let Some(path) = inv.netns.as_deref() else {
         return Ok(());
     };
@@ -336,20 +366,22 @@ async fn del(inv: &Invocation) -> Result<(), CniError> {
     let pod = netlink_in(Some(&pod_ns))
         .await
         .map_err(|e| io_failure(format!("open netlink in {path}"), e))?;
-    let link = link_by_name(&pod, &inv.ifname)
-        .await
-        .map_err(|e| netlink_failure(format!("look up {}", inv.ifname), e))?;
-    match link {
-        Some(link) if link.kind.as_deref() == Some("macvtap") => {
+    let mut names = vec![inv.ifname.clone()];
+    names.extend(leftover_names(inv, conf));
+    for name in names {
+        let link = link_by_name(&pod, &name)
+            .await
+            .map_err(|e| netlink_failure(format!("look up {name}"), e))?;
+        // Only macvtaps are ours; anything else (or nothing) is left alone.
+        if let Some(link) = link.filter(|l| l.kind.as_deref() == Some("macvtap")) {
             match pod.link().del(link.index).execute().await {
-                Ok(()) => Ok(()),
-                Err(e) if errno(&e) == Some(Errno::ENODEV as i32) => Ok(()),
-                Err(e) => Err(netlink_failure(format!("delete {}", inv.ifname), e)),
+                Ok(()) => {}
+                Err(e) if errno(&e) == Some(Errno::ENODEV as i32) => {}
+                Err(e) => return Err(netlink_failure(format!("delete {name}"), e)),
             }
         }
-        // Not ours (or already gone): leave it alone.
-        _ => Ok(()),
     }
+    Ok(())
 }
 
 async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {

@@ -31,6 +31,8 @@ for_every_version!(
     check_verifies_link_mac_mtu,
     del_is_idempotent,
     concurrent_adds_for_different_devices,
+    interrupted_add_converges,
+    killed_add_then_del_leaves_nothing,
 );
 
 fn tag(v: SpecVersion) -> String {
@@ -683,4 +685,104 @@ async fn status_and_gc_on_1_1_0() {
         ))
         .await;
     assert_error(&r, 1, "STATUS");
+}
+
+async fn interrupted_add_converges(v: SpecVersion) {
+    let Some(n) = Node::new(&format!("{} interrupted add", tag(v))) else {
+        return;
+    };
+    // Device mode, killed right after the move: the link sits in the pod under its
+    // host name. A retried ADD adopts it; DEL removes it.
+    let host = hashed("eth0Mvp6");
+    n.device_link(&host);
+    n.nl.lab
+        .ip(&n.nl.node, &["link", "set", &host, "netns", &n.pod.name])
+        .unwrap();
+    let cfg = n.config(v, json!({"deviceID": "eth0Mvp6"}));
+    let r = n.call("ADD", cfg.clone(), &n.pod, "net1", "").await;
+    assert!(r.success, "{} retried ADD: {}", tag(v), r.stdout);
+    assert_eq!(kind(&n.link(&n.pod, "net1").unwrap()), "macvtap");
+    assert!(n.link(&n.pod, &host).is_none());
+    assert!(n.call("DEL", cfg.clone(), &n.pod, "net1", "").await.success);
+    n.device_link(&host);
+    n.nl.lab
+        .ip(&n.nl.node, &["link", "set", &host, "netns", &n.pod.name])
+        .unwrap();
+    assert!(n.call("DEL", cfg, &n.pod, "net1", "").await.success);
+    assert_eq!(
+        n.links(&n.pod),
+        vec!["lo".to_string()],
+        "{} DEL removes the half-attached link",
+        tag(v)
+    );
+    // Standalone, killed after creating its temporary link.
+    let temp = macvtap_cni::naming::standalone_temp_name(
+        &format!("{}-{}", n.container_id, n.pod.name),
+        "net1",
+    );
+    n.nl.lab
+        .ip(
+            &n.nl.node,
+            &[
+                "link",
+                "add",
+                &temp,
+                "link",
+                "ens33",
+                "netns",
+                &n.pod.name,
+                "type",
+                "macvtap",
+            ],
+        )
+        .unwrap();
+    let cfg = n.config(v, json!({"master": "ens33"}));
+    let r = n.call("ADD", cfg.clone(), &n.pod, "net1", "").await;
+    assert!(r.success, "{} retried standalone ADD: {}", tag(v), r.stdout);
+    assert!(
+        n.link(&n.pod, &temp).is_none(),
+        "{} the leftover is replaced",
+        tag(v)
+    );
+    assert!(n.call("DEL", cfg, &n.pod, "net1", "").await.success);
+    assert_eq!(n.links(&n.pod), vec!["lo".to_string()]);
+}
+
+async fn killed_add_then_del_leaves_nothing(v: SpecVersion) {
+    let Some(n) = Node::new(&format!("{} killed add", tag(v))) else {
+        return;
+    };
+    let host = hashed("eth0Mvp7");
+    let cfg = n.config(v, json!({"deviceID": "eth0Mvp7"}));
+    // SIGKILL the plugin at different points of ADD (the exec timeout kills it).
+    for delay_ms in [0u64, 1, 2, 3, 5, 8, 12, 20, 40] {
+        if n.link(&n.nl.node, &host).is_none() {
+            n.device_link(&host);
+        }
+        let mut call = secnet::cni::Call::new(PLUGIN, "ADD", cfg.clone()).container(
+            &format!("{}-{}", n.container_id, n.pod.name),
+            Some(&n.pod.path_str()),
+            "net1",
+        );
+        call.timeout = std::time::Duration::from_millis(delay_ms);
+        let _ = secnet::cni::exec(&call, Some(&n.nl.node_ns)).await;
+        let del = n.call("DEL", cfg.clone(), &n.pod, "net1", "").await;
+        assert!(
+            del.success,
+            "{} DEL after a kill at {delay_ms} ms: {}",
+            tag(v),
+            del.stdout
+        );
+        assert_eq!(
+            n.links(&n.pod),
+            vec!["lo".to_string()],
+            "{} left in the pod after a kill at {delay_ms} ms",
+            tag(v)
+        );
+    }
+    if n.link(&n.nl.node, &host).is_none() {
+        n.device_link(&host);
+    }
+    let r = n.call("ADD", cfg, &n.pod, "net1", "").await;
+    assert!(r.success, "{} ADD after the kills: {}", tag(v), r.stdout);
 }
