@@ -62,6 +62,7 @@ scenarios! {
     macvtap_cni_requested_mac_mtu => "macvtap-cni/requested MAC, MTU and promisc",
     macvtap_cni_del_after_netns_gone => "macvtap-cni/DEL after the pod netns is gone",
     macvtap_cni_standalone => "macvtap-cni/standalone mode on master",
+    macvtap_cni_killed_add => "macvtap-cni/ADD killed half-way: DEL and the next ADD converge",
     seed_daemonset_capacity => "seed/device plugin DaemonSet: capacity 50 on every node",
     seed_macvtap_pod => "seed/macvtap-pod: net1 is a macvtap on ens33",
     seed_macvtap_pod_with_mac => "seed/macvtap-pod-with-mac: the requested MAC everywhere",

@@ -44,6 +44,13 @@ pub fn scenarios() -> Vec<Scenario> {
         del_after_netns_gone,
     ));
     list.push(Scenario::new(
+        "macvtap-cni/ADD killed half-way: DEL and the next ADD converge",
+        "macvtap",
+        "pod",
+        &["cni", "fault"],
+        killed_add,
+    ));
+    list.push(Scenario::new(
         "macvtap-cni/standalone mode on master",
         "macvtap",
         "pod",
@@ -236,6 +243,47 @@ async fn standalone(ctx: Ctx) -> Outcome {
         ensure(left == ["lo"], || {
             format!("after DEL the pod still has {left:?}")
         })
+    }
+    .await;
+    ctx.finish(&mut nl.lab, outcome)
+}
+
+/// SIGKILLs ADD at several points (the exec timeout kills the plugin); each time DEL
+/// must succeed and leave the pod empty, and the next ADD must work.
+async fn killed_add(ctx: Ctx) -> Outcome {
+    let mut nl = ctx.node_lab()?;
+    let outcome = async {
+        let pod = nl.pod("pod").map_err(lab_err)?;
+        let host = macvtap_cni::naming::hashed_link_name("ens33Mvp3");
+        let cfg = config(COMMON_VERSION, json!({"deviceID": "ens33Mvp3"}));
+        for delay_ms in [0u64, 2, 5, 10, 20, 40] {
+            if nl.link(&nl.node, &host).is_none() {
+                nl.device_link(&host).map_err(lab_err)?;
+            }
+            let mut add = Call::new(ctx.plugin("macvtap"), "ADD", cfg.clone()).container(
+                &format!("{}-cid", pod.name),
+                Some(&pod.path_str()),
+                "net1",
+            );
+            add.timeout = std::time::Duration::from_millis(delay_ms);
+            let _ = exec(&add, Some(&nl.node_ns)).await;
+            succeeded(
+                &format!("DEL after a kill at {delay_ms} ms"),
+                &call(&ctx, &nl, "DEL", cfg.clone(), &pod, "").await?,
+            )?;
+            let left = nl.links(&pod).map_err(lab_err)?;
+            ensure(left == ["lo"], || {
+                format!("after a kill at {delay_ms} ms and DEL the pod still has {left:?}")
+            })?;
+        }
+        if nl.link(&nl.node, &host).is_none() {
+            nl.device_link(&host).map_err(lab_err)?;
+        }
+        succeeded(
+            "ADD after the kills",
+            &call(&ctx, &nl, "ADD", cfg.clone(), &pod, "").await?,
+        )?;
+        succeeded("final DEL", &call(&ctx, &nl, "DEL", cfg, &pod, "").await?)
     }
     .await;
     ctx.finish(&mut nl.lab, outcome)
