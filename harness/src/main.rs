@@ -87,7 +87,7 @@ enum Cmd {
         /// Fewer iterations (for CI).
         #[arg(long)]
         quick: bool,
-        /// Write bench.json and bench.md here.
+        /// Write bench.json, bench.md and bench-scale.svg here.
         #[arg(long)]
         report: Option<PathBuf>,
         /// Directory with the CNI binaries under test [default: the bundled ones].
@@ -247,6 +247,10 @@ fn main() -> ExitCode {
         } => {
             let opts = secnet::bench::Options {
                 quick,
+                device_plugin: cni_bin_dir
+                    .clone()
+                    .unwrap_or_else(secnet::bins::bin_dir)
+                    .join("macvtap-deviceplugin"),
                 cni_bin_dir: cni_bin_dir.unwrap_or_else(secnet::bins::bin_dir),
                 reference_bin_dir,
             };

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use super::Row;
+use super::scale::ScalePoint;
 use super::stats::Stats;
 use crate::cluster::Cluster;
 use crate::cluster::netns::{NetnsCluster, Options as ClusterOptions};
@@ -60,10 +61,11 @@ pub async fn conform_phases(quick: bool) -> Result<Vec<Row>, String> {
 
 /// Time to attach `n` macvtap pods at once on one node, for growing `n`; the row's
 /// median is the per-pod cost.
-pub async fn pods_per_node(quick: bool) -> Result<Vec<Row>, String> {
+pub async fn pods_per_node(quick: bool) -> Result<(Vec<Row>, Vec<ScalePoint>), String> {
     let opts = Options::bundled();
     let counts: &[usize] = if quick { &[1, 10] } else { &[1, 10, 50] };
     let mut rows = Vec::new();
+    let mut points = Vec::new();
     for &n in counts {
         let cluster = NetnsCluster::up(ClusterOptions {
             run_id: format!("{}-bench{n}", crate::lab::new_run_id()),
@@ -116,6 +118,12 @@ pub async fn pods_per_node(quick: bool) -> Result<Vec<Row>, String> {
         if !errors.is_empty() {
             return Err(format!("teardown after {n} pods: {}", errors.join("; ")));
         }
+        points.push(ScalePoint {
+            pods: n,
+            nodes: 1,
+            total_ms: took.as_secs_f64() * 1e3,
+            per_pod_ms: took.as_secs_f64() * 1e3 / n as f64,
+        });
         let per_pod: Vec<Duration> = vec![took / n as u32];
         rows.push(Row {
             name: format!("attach {n} macvtap pod(s) on one node: per pod"),
@@ -133,5 +141,5 @@ pub async fn pods_per_node(quick: bool) -> Result<Vec<Row>, String> {
         rows.last_mut().expect("rows").ratio_to_reference = Some(last / first);
         rows.last_mut().expect("rows").reference = Some("per-pod cost at 1 pod".into());
     }
-    Ok(rows)
+    Ok((rows, points))
 }

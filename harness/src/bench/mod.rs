@@ -2,8 +2,15 @@
 //! one run with Debian's reference `macvlan` and with the cost of spawning a no-op
 //! process through the same path, so that machine noise cancels out in the ratios.
 
+pub mod deviceplugin;
 pub mod harness;
+pub mod report;
+pub mod rss;
+pub mod scale;
 pub mod stats;
+pub mod svg;
+pub mod targets;
+pub mod vms;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,6 +29,8 @@ pub struct Options {
     pub quick: bool,
     pub cni_bin_dir: PathBuf,
     pub reference_bin_dir: PathBuf,
+    /// The macvtap device plugin binary.
+    pub device_plugin: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +67,25 @@ pub struct Row {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub iterations: usize,
+    pub quick: bool,
     pub rows: Vec<Row>,
     pub binaries: Value,
+    /// Peak RSS of the plugins (per invocation) and of the device plugin daemon.
+    pub memory: Vec<rss::MemRow>,
+    /// Per-pod attach cost per pod count, on one node (`pods_per_node`).
+    pub one_node: Vec<scale::ScalePoint>,
+    /// The same over a 10-node cluster up to 500 pods (not with --quick).
+    pub scale: Vec<scale::ScalePoint>,
+    pub vm_boot: Vec<vms::BootPoint>,
+    pub vm_accel: Option<String>,
+    pub targets: Vec<targets::Target>,
+    /// Parts that could not be measured, and why.
+    pub notes: Vec<String>,
 }
 
 impl BenchReport {
-    pub fn markdown(&self) -> String {
+    /// The first table (latency rows) only; [`BenchReport::markdown`] adds the rest.
+    pub fn rows_markdown(&self) -> String {
         let mut m = format!(
             "# secnet bench ({} iterations per row)\n\n| row | op | median ms | p95 ms | mean ms | ratio to reference |\n|---|---|---|---|---|---|\n",
             self.iterations
@@ -83,6 +105,10 @@ impl BenchReport {
         m
     }
 
+    pub fn markdown(&self) -> String {
+        report::markdown(self)
+    }
+
     pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
         std::fs::create_dir_all(dir).map_err(|source| WriteError {
             path: dir.display().to_string(),
@@ -94,6 +120,7 @@ impl BenchReport {
                 serde_json::to_string_pretty(self).expect("bench serializes"),
             ),
             ("bench.md", self.markdown()),
+            ("bench-scale.svg", report::scale_svg(self)),
         ] {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(|source| WriteError {
@@ -231,6 +258,46 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             }
         }
     }
+    // Peak RSS per invocation, reaped with wait4 (not timed; a few ADD/DEL each).
+    let mut memory = Vec::new();
+    let rss_runs = if opts.quick { 3 } else { 10 };
+    let enter = crate::lab::enter::Enter::net(nl.node.path())
+        .map_err(|e| BenchError::Lab(e.to_string()))?;
+    for s in &subjects {
+        let mut peaks = Vec::new();
+        for i in 0..rss_runs {
+            if let Some(id) = s.device_link {
+                nl.device_link(&macvtap_cni::naming::hashed_link_name(id))
+                    .map_err(|e| BenchError::Lab(e.to_string()))?;
+            }
+            for cmd in ["ADD", "DEL"] {
+                let call = Call::new(&s.plugin, cmd, s.config.clone()).container(
+                    &format!("rss{i}"),
+                    Some(&pod.path_str()),
+                    "net1",
+                );
+                let m = rss::run_cni(&call, &enter).map_err(|e| BenchError::Plugin {
+                    plugin: s.name.into(),
+                    command: cmd.into(),
+                    msg: e.to_string(),
+                })?;
+                if !m.success {
+                    return Err(BenchError::Plugin {
+                        plugin: s.name.into(),
+                        command: cmd.into(),
+                        msg: m.stdout,
+                    });
+                }
+                peaks.push(m.maxrss_kb);
+            }
+        }
+        memory.push(rss::MemRow::of(
+            s.name,
+            &format!("per invocation ({rss_runs} ADD + {rss_runs} DEL), ru_maxrss"),
+            &peaks,
+        ));
+    }
+    drop(enter);
     let mut rows = Vec::new();
     let reference_median = |op: usize| {
         Stats::of(if op == 0 {
@@ -296,20 +363,56 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         "ovs_bytes": size(&ovs_plugin),
     });
     drop(nl);
-    rows.extend(
-        harness::pods_per_node(opts.quick)
+    let mut notes = Vec::new();
+    let (dp_rows, dp_mem) = deviceplugin::run(&opts.device_plugin, opts.quick)
+        .await
+        .map_err(|e| BenchError::Lab(format!("device plugin bench: {e}")))?;
+    rows.extend(dp_rows);
+    memory.push(dp_mem);
+    let (one_node_rows, one_node) = harness::pods_per_node(opts.quick)
+        .await
+        .map_err(BenchError::Lab)?;
+    rows.extend(one_node_rows);
+    let mut scale_points = Vec::new();
+    if !opts.quick {
+        let (r, p) = scale::run(&[1, 10, 50, 500], 10)
             .await
-            .map_err(BenchError::Lab)?,
-    );
+            .map_err(|e| BenchError::Lab(format!("scale bench: {e}")))?;
+        rows.extend(r);
+        scale_points = p;
+    }
+    let (mut vm_boot, mut vm_accel) = (Vec::new(), None);
+    match vms::run(opts.quick).await {
+        Ok((r, p, accel)) => {
+            rows.extend(r);
+            vm_boot = p;
+            vm_accel = Some(accel.to_string());
+        }
+        Err(e) => notes.push(format!("VM boot not measured: {e}")),
+    }
     rows.extend(
         harness::conform_phases(opts.quick)
             .await
             .map_err(BenchError::Lab)?,
     );
+    let flat = if scale_points.is_empty() {
+        &one_node
+    } else {
+        &scale_points
+    };
+    let targets = targets::evaluate(&rows, flat, opts.quick);
     Ok(BenchReport {
         iterations,
+        quick: opts.quick,
         rows,
         binaries,
+        memory,
+        one_node,
+        scale: scale_points,
+        vm_boot,
+        vm_accel,
+        targets,
+        notes,
     })
 }
 

@@ -1,0 +1,213 @@
+//! The macvtap device plugin against the kubelet double, in a node namespace with a
+//! veth lower `ens33`: start → Register, start → all devices Healthy, Allocate
+//! latency over distinct IDs, lower link down → Unhealthy, kubelet restart →
+//! re-registration, and the plugin's peak RSS.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use deviceplugin_api::{HEALTHY, UNHEALTHY};
+
+use super::Row;
+use super::rss::{MemRow, vm_hwm_kb};
+use super::stats::Stats;
+use crate::kubelet::DeviceManager;
+use crate::lab::enter::Enter;
+use crate::lab::node::NodeLab;
+
+const BOUND: Duration = Duration::from_secs(10);
+const RESOURCE: &str = "macvtap.network.kubevirt.io/dataplane";
+const NAME: &str = "bundled macvtap device plugin";
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The plugin process; killed on drop.
+struct Plugin(Child);
+
+impl Plugin {
+    fn spawn(bin: &Path, nl: &NodeLab, dir: &Path, conf: &str) -> Result<Plugin, String> {
+        let log = std::fs::File::create(dir.join("plugin.log")).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
+            .env("RUST_LOG", "warn")
+            .env("DP_MACVTAP_CONF", conf)
+            .arg("--device-plugin-dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        Enter::net(nl.node.path())
+            .and_then(|e| e.apply_std(&mut cmd))
+            .map_err(|e| e.to_string())?;
+        cmd.spawn()
+            .map(Plugin)
+            .map_err(|e| format!("failed to run {}: {e}", bin.display()))
+    }
+
+    /// SIGTERM, then wait (SIGKILL after `BOUND`).
+    fn terminate(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + BOUND;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn row(what: &str, samples: &[Duration]) -> Row {
+    Row {
+        name: format!("{NAME}: {what}"),
+        operation: "device plugin".into(),
+        stats: Stats::of(samples),
+        ratio_to_reference: None,
+        reference: None,
+    }
+}
+
+/// Measures the plugin at `bin`; `quick` takes fewer samples (Allocate stays at
+/// 50 distinct IDs).
+pub async fn run(bin: &Path, quick: bool) -> Result<(Vec<Row>, MemRow), String> {
+    if !bin.exists() {
+        return Err(format!(
+            "{} does not exist (cargo build --release --bins)",
+            bin.display()
+        ));
+    }
+    let (starts, devices, flaps) = if quick { (3, 50, 3) } else { (10, 100, 10) };
+    let conf =
+        format!(r#"[{{"name": "dataplane", "lowerDevice": "ens33", "capacity": {devices}}}]"#);
+    let nl = NodeLab::new().map_err(|e| e.to_string())?;
+    let dir = nix::unistd::mkdtemp(format!("/tmp/{}-dp-XXXXXX", nl.lab.run_id).as_str())
+        .map(TempDir)
+        .map_err(|e| format!("mkdtemp: {e}"))?;
+    let mut kubelet = DeviceManager::start(&dir.0).map_err(|e| e.to_string())?;
+    let err = |e: crate::kubelet::KubeletError| e.to_string();
+
+    let (mut to_register, mut to_healthy) = (Vec::new(), Vec::new());
+    for _ in 0..starts {
+        let started = Instant::now();
+        let plugin = Plugin::spawn(bin, &nl, &dir.0, &conf)?;
+        let reg = kubelet
+            .wait_for_registration(RESOURCE, started, BOUND)
+            .await
+            .map_err(err)?;
+        let view = kubelet
+            .wait_until("a fresh healthy device list", BOUND, |s| {
+                s.resource(RESOURCE)
+                    .filter(|r| {
+                        r.updated_at.is_some_and(|t| t > started) && r.allocatable() == devices
+                    })
+                    .cloned()
+            })
+            .await
+            .map_err(err)?;
+        to_register.push(reg.at - started);
+        to_healthy.push(view.updated_at.unwrap_or_else(Instant::now) - started);
+        plugin.terminate();
+    }
+
+    let plugin = Plugin::spawn(bin, &nl, &dir.0, &conf)?;
+    kubelet
+        .wait_for_devices(RESOURCE, devices, HEALTHY, BOUND)
+        .await
+        .map_err(err)?;
+    // Each Allocate makes a fresh macvtap for a distinct device ID.
+    let mut allocate = Vec::new();
+    for i in 0..devices {
+        let id = format!("dataplaneMvp{i}");
+        let t = Instant::now();
+        kubelet
+            .allocate(RESOURCE, &[id])
+            .await
+            .map_err(|e| e.to_string())?;
+        allocate.push(t.elapsed());
+    }
+
+    let (mut to_unhealthy, mut to_healthy_again) = (Vec::new(), Vec::new());
+    for _ in 0..flaps {
+        for (state, health, out) in [
+            ("down", UNHEALTHY, &mut to_unhealthy),
+            ("up", HEALTHY, &mut to_healthy_again),
+        ] {
+            // `ip` returns after the kernel acked the change.
+            nl.lab
+                .ip(&nl.node, &["link", "set", "ens33", state])
+                .map_err(|e| e.to_string())?;
+            let acked = Instant::now();
+            let view = kubelet
+                .wait_for_devices(RESOURCE, devices, health, BOUND)
+                .await
+                .map_err(err)?;
+            out.push(
+                view.updated_at
+                    .unwrap_or_else(Instant::now)
+                    .saturating_duration_since(acked),
+            );
+        }
+    }
+
+    let mut re_register = Vec::new();
+    for _ in 0..starts {
+        let restarted = Instant::now();
+        kubelet.restart().await.map_err(err)?;
+        let reg = kubelet
+            .wait_for_registration(RESOURCE, restarted, BOUND)
+            .await
+            .map_err(err)?;
+        re_register.push(reg.at - restarted);
+        kubelet
+            .wait_for_devices(RESOURCE, devices, HEALTHY, BOUND)
+            .await
+            .map_err(err)?;
+    }
+
+    let peak = vm_hwm_kb(plugin.0.id()).unwrap_or(0);
+    plugin.terminate();
+    kubelet.stop().await;
+    drop(dir);
+    drop(nl);
+    Ok((
+        vec![
+            row("start -> Register received", &to_register),
+            row(
+                &format!("start -> {devices} Healthy devices listed"),
+                &to_healthy,
+            ),
+            row(
+                &format!("Allocate, 1 new ID ({devices} distinct IDs)"),
+                &allocate,
+            ),
+            row("lower link down -> kubelet sees Unhealthy", &to_unhealthy),
+            row("lower link up -> kubelet sees Healthy", &to_healthy_again),
+            row("kubelet restart -> Register received", &re_register),
+        ],
+        MemRow::of(
+            NAME,
+            &format!(
+                "peak RSS of the daemon (VmHWM after {starts} kubelet restarts, {devices} Allocates, {flaps} flaps)"
+            ),
+            &[peak],
+        ),
+    ))
+}
