@@ -53,6 +53,8 @@ pub fn start_dhcp(fabric: &Ns, topo: &Topology, run_dir: &Path) -> Result<Child,
         ),
         "--pid-file",
         "--log-dhcp",
+        // dnsmasq pings an address before offering it (seconds); the LAN is ours.
+        "--no-ping",
         &format!("--log-facility={}", run_dir.join("dnsmasq.log").display()),
     ])
     .stdin(Stdio::null())
