@@ -150,11 +150,12 @@ pub async fn run(bin: &Path, quick: bool) -> Result<(Vec<Row>, MemRow), String> 
             ("down", UNHEALTHY, &mut to_unhealthy),
             ("up", HEALTHY, &mut to_healthy_again),
         ] {
-            // `ip` returns after the kernel acked the change.
+            // Timed from issuing `ip link set` (its spawn included): the plugin's
+            // netlink listener often reports before `ip` has even exited.
+            let acked = Instant::now();
             nl.lab
                 .ip(&nl.node, &["link", "set", "ens33", state])
                 .map_err(|e| e.to_string())?;
-            let acked = Instant::now();
             let view = kubelet
                 .wait_for_devices(RESOURCE, devices, health, BOUND)
                 .await
@@ -198,8 +199,14 @@ pub async fn run(bin: &Path, quick: bool) -> Result<(Vec<Row>, MemRow), String> 
                 &format!("Allocate, 1 new ID ({devices} distinct IDs)"),
                 &allocate,
             ),
-            row("lower link down -> kubelet sees Unhealthy", &to_unhealthy),
-            row("lower link up -> kubelet sees Healthy", &to_healthy_again),
+            row(
+                "lower link down (`ip link set` issued) -> kubelet sees Unhealthy",
+                &to_unhealthy,
+            ),
+            row(
+                "lower link up (`ip link set` issued) -> kubelet sees Healthy",
+                &to_healthy_again,
+            ),
             row("kubelet restart -> Register received", &re_register),
         ],
         MemRow::of(
