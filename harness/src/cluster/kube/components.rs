@@ -1,0 +1,293 @@
+//! Pinned component sets for real clusters: our manifests (`fixtures/components/`)
+//! with `${NAME}` placeholders, and upstream manifests fetched by URL + version pin
+//! through a `Fetcher` (curl into an offline cache dir; a fake in tests).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::apply;
+use crate::objects::{self, Object};
+
+/// The bundled plugins' image (built from `Containerfile`, loaded into kind).
+pub const SECNET_IMAGE: &str = "localhost/secnet-plugins:dev";
+pub const UPSTREAM_MACVTAP_IMAGE: &str = "quay.io/kubevirt/macvtap-cni:v0.13.1";
+pub const MULTUS_VERSION: &str = "v4.2.3";
+pub const KUBEVIRT_VERSION: &str = "v1.6.0";
+pub const CNAO_VERSION: &str = "v0.99.0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    #[error("failed to fetch {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("failed to read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("component {set}: {message}")]
+    Invalid { set: String, message: String },
+}
+
+/// Gets a remote manifest's text.
+pub trait Fetcher {
+    fn fetch(&self, url: &str) -> Result<String, ComponentError>;
+}
+
+/// Downloads with curl (present on every CI image; no HTTP stack of our own).
+pub struct CurlFetcher;
+
+impl Fetcher for CurlFetcher {
+    fn fetch(&self, url: &str) -> Result<String, ComponentError> {
+        let cmd = super::kind::Cmd::new("curl", &["-fsSL", "--retry", "3", url]);
+        use super::kind::Runner;
+        super::kind::XshellRunner
+            .run(&cmd)
+            .map_err(|message| ComponentError::Fetch {
+                url: url.into(),
+                message,
+            })
+    }
+}
+
+/// Reads `dir/<url as a file name>` if present, else fetches and stores it there:
+/// a warm cache runs offline. Pins are versioned URLs, so a cached file never goes stale.
+pub struct CachedFetcher<F> {
+    pub dir: PathBuf,
+    pub inner: F,
+}
+
+pub fn cache_name(url: &str) -> String {
+    url.trim_start_matches("https://")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl<F: Fetcher> Fetcher for CachedFetcher<F> {
+    fn fetch(&self, url: &str) -> Result<String, ComponentError> {
+        let path = self.dir.join(cache_name(url));
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Ok(text);
+        }
+        let text = self.inner.fetch(url)?;
+        let write = std::fs::create_dir_all(&self.dir).and_then(|_| std::fs::write(&path, &text));
+        write.map_err(|e| ComponentError::Read {
+            path: path.display().to_string(),
+            message: format!("cannot write the cache: {e}"),
+        })?;
+        Ok(text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Source {
+    /// A file under `fixtures/components/`.
+    Local(String),
+    Remote {
+        url: String,
+        version: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentSet {
+    pub name: String,
+    pub version: String,
+    pub sources: Vec<Source>,
+    pub vars: BTreeMap<String, String>,
+    /// `(namespace, label selector)` of its pods, for diagnostics.
+    pub log_selectors: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacvtapImpl {
+    /// The bundled Rust plugins from `SECNET_IMAGE`.
+    Secnet,
+    /// kubevirt/macvtap-cni's image.
+    Upstream,
+}
+
+#[derive(Debug, Clone)]
+pub struct ComponentOptions {
+    pub macvtap: MacvtapImpl,
+    pub image: String,
+    pub lower_device: String,
+    /// Do the nodes have /dev/kvm? Without it KubeVirt uses software emulation.
+    pub kvm: bool,
+}
+
+impl Default for ComponentOptions {
+    fn default() -> Self {
+        ComponentOptions {
+            macvtap: MacvtapImpl::Secnet,
+            image: SECNET_IMAGE.into(),
+            lower_device: "ens33".into(),
+            kvm: false,
+        }
+    }
+}
+
+fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Every set, in the order they are applied.
+pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
+    let (mv_image, dp_cmd, cni_src) = match opts.macvtap {
+        MacvtapImpl::Secnet => (
+            opts.image.as_str(),
+            "/usr/local/bin/macvtap-deviceplugin",
+            "/usr/local/bin/macvtap",
+        ),
+        MacvtapImpl::Upstream => (
+            UPSTREAM_MACVTAP_IMAGE,
+            "/macvtap-deviceplugin",
+            "/macvtap-cni",
+        ),
+    };
+    let gh = |repo: &str, version: &str, file: &str| Source::Remote {
+        url: format!("https://github.com/{repo}/releases/download/{version}/{file}"),
+        version: version.into(),
+    };
+    vec![
+        ComponentSet {
+            name: "multus".into(),
+            version: MULTUS_VERSION.into(),
+            sources: vec![Source::Remote {
+                url: format!(
+                    "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/{MULTUS_VERSION}/deployments/multus-daemonset-thick.yml"
+                ),
+                version: MULTUS_VERSION.into(),
+            }],
+            vars: BTreeMap::new(),
+            log_selectors: vec![("kube-system".into(), "app=multus".into())],
+        },
+        ComponentSet {
+            name: "macvtap".into(),
+            version: mv_image.rsplit(':').next().unwrap_or("").into(),
+            sources: vec![Source::Local("macvtap/macvtap.yaml".into())],
+            vars: vars(&[
+                ("MACVTAP_IMAGE", mv_image),
+                ("MACVTAP_DP_CMD", dp_cmd),
+                ("MACVTAP_CNI_SRC", cni_src),
+                ("LOWER_DEVICE", &opts.lower_device),
+            ]),
+            log_selectors: vec![("kube-system".into(), "app=secnet-macvtap".into())],
+        },
+        ComponentSet {
+            name: "ovs-cni".into(),
+            version: opts.image.rsplit(':').next().unwrap_or("").into(),
+            sources: vec![Source::Local("ovs-cni/ovs-cni.yaml".into())],
+            vars: vars(&[
+                ("OVS_IMAGE", &opts.image),
+                ("OVS_CNI_SRC", "/usr/local/bin/ovs"),
+            ]),
+            log_selectors: vec![("kube-system".into(), "app=secnet-ovs-cni".into())],
+        },
+        ComponentSet {
+            name: "kubevirt".into(),
+            version: KUBEVIRT_VERSION.into(),
+            sources: vec![
+                gh(
+                    "kubevirt/kubevirt",
+                    KUBEVIRT_VERSION,
+                    "kubevirt-operator.yaml",
+                ),
+                Source::Local("kubevirt/kubevirt-cr.yaml".into()),
+            ],
+            vars: vars(&[("USE_EMULATION", if opts.kvm { "false" } else { "true" })]),
+            log_selectors: vec![("kubevirt".into(), "kubevirt.io".into())],
+        },
+        ComponentSet {
+            name: "cnao".into(),
+            version: CNAO_VERSION.into(),
+            sources: vec![
+                gh(
+                    "kubevirt/cluster-network-addons-operator",
+                    CNAO_VERSION,
+                    "namespace.yaml",
+                ),
+                gh(
+                    "kubevirt/cluster-network-addons-operator",
+                    CNAO_VERSION,
+                    "network-addons-config.crd.yaml",
+                ),
+                gh(
+                    "kubevirt/cluster-network-addons-operator",
+                    CNAO_VERSION,
+                    "operator.yaml",
+                ),
+                Source::Local("cnao/networkaddonsconfig.yaml".into()),
+            ],
+            vars: BTreeMap::new(),
+            log_selectors: vec![(
+                "cluster-network-addons".into(),
+                "name=cluster-network-addons-operator".into(),
+            )],
+        },
+    ]
+}
+
+/// Replaces `${NAME}` with its value; an unknown placeholder is an error.
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated ${".to_string())?;
+        let name = &after[..end];
+        let value = vars
+            .get(name)
+            .ok_or_else(|| format!("no value for ${{{name}}}"))?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The documents a set applies, in order (each with `apiVersion` and `kind`).
+pub fn render(
+    set: &ComponentSet,
+    fixtures_dir: &Path,
+    fetcher: &dyn Fetcher,
+) -> Result<Vec<Value>, ComponentError> {
+    let invalid = |message: String| ComponentError::Invalid {
+        set: set.name.clone(),
+        message,
+    };
+    let mut docs = Vec::new();
+    for source in &set.sources {
+        let (text, label) = match source {
+            Source::Local(rel) => {
+                let path = fixtures_dir.join(rel);
+                let text = std::fs::read_to_string(&path).map_err(|e| ComponentError::Read {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                let text =
+                    substitute(&text, &set.vars).map_err(|m| invalid(format!("{rel}: {m}")))?;
+                (text, rel.clone())
+            }
+            Source::Remote { url, .. } => (fetcher.fetch(url)?, url.clone()),
+        };
+        let objs: Vec<Object> =
+            objects::load_str(&text, &label).map_err(|e| invalid(e.to_string()))?;
+        for obj in &objs {
+            docs.push(apply::document(obj).map_err(|e| invalid(e.to_string()))?);
+        }
+    }
+    Ok(docs)
+}

@@ -1,0 +1,274 @@
+//! The `kind` provider: a throwaway Kubernetes in containers, driven with the `kind`
+//! CLI. The node config (`clusters/kind-2node.yaml`) mounts the host's `/dev` into
+//! every node: a macvtap's `/dev/tapN` appears on the host devtmpfs, not in the
+//! node container's own `/dev` (macvtap-cni#39). kind's `eth0` is a veth, which the
+//! upstream device plugin's auto-discovery skips, so each node gets an explicit lower
+//! device (`ens33` by default, as in the seed: a bridge-mode macvlan on `eth0`;
+//! macvtaps made on it attach to `eth0` and reach the other nodes).
+//!
+//! Every command is built as data first (`Cmd`), so tests snapshot exactly what
+//! would run; `XshellRunner` runs them.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde::Serialize;
+
+use super::{KubeCluster, KubeOptions};
+use crate::cluster::ClusterError;
+
+/// One command line: program and argument vector (never a shell string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cmd {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+impl Cmd {
+    pub fn new(program: &str, args: &[&str]) -> Self {
+        Cmd {
+            program: program.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.program)?;
+        for a in &self.args {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$\\;&|".contains(c)) {
+                write!(f, " '{}'", a.replace('\'', "'\\''"))?;
+            } else {
+                write!(f, " {a}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs commands; returns stdout, or an error message carrying stderr.
+pub trait Runner {
+    fn run(&self, cmd: &Cmd) -> Result<String, String>;
+}
+
+/// The real runner (blocking: call from `spawn_blocking` in async code).
+pub struct XshellRunner;
+
+impl Runner for XshellRunner {
+    fn run(&self, cmd: &Cmd) -> Result<String, String> {
+        let sh = xshell::Shell::new().map_err(|e| e.to_string())?;
+        let program = &cmd.program;
+        let args = &cmd.args;
+        let out = xshell::cmd!(sh, "{program} {args...}")
+            .ignore_status()
+            .quiet()
+            .output()
+            .map_err(|e| format!("{cmd}: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!(
+                "{cmd}: {}\n{}{}",
+                out.status,
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KindOptions {
+    pub run: String,
+    /// kind cluster config (`clusters/kind-2node.yaml`).
+    pub config: PathBuf,
+    /// Images to load into the nodes (the bundled plugins' image).
+    pub images: Vec<String>,
+    /// `--keep`: leave the cluster after the run.
+    pub keep: bool,
+    pub kind_bin: String,
+    /// `docker` or `podman` (kind's node provider; it also runs `<engine> exec`).
+    pub engine: String,
+    /// `kindest/node:<version>` to pin Kubernetes; kind's default otherwise.
+    pub node_image: Option<String>,
+    /// Name of the macvtap lower device made in every node.
+    pub lower_device: String,
+    /// Where `kind export logs` writes on failure.
+    pub logs_dir: PathBuf,
+}
+
+impl KindOptions {
+    pub fn new(run: &str) -> Self {
+        KindOptions {
+            run: run.to_string(),
+            config: PathBuf::from("clusters/kind-2node.yaml"),
+            images: vec![super::components::SECNET_IMAGE.to_string()],
+            keep: false,
+            kind_bin: "kind".into(),
+            engine: "docker".into(),
+            node_image: None,
+            lower_device: "ens33".into(),
+            logs_dir: PathBuf::from(format!("reports/kind-logs-{run}")),
+        }
+    }
+}
+
+pub struct Kind<R: Runner> {
+    pub opts: KindOptions,
+    pub runner: R,
+}
+
+fn up_err(message: String) -> ClusterError {
+    ClusterError::Up {
+        provider: "kind".into(),
+        message,
+    }
+}
+
+impl<R: Runner> Kind<R> {
+    pub fn new(opts: KindOptions, runner: R) -> Self {
+        Kind { opts, runner }
+    }
+
+    pub fn cluster_name(&self) -> String {
+        format!("secnet-{}", self.opts.run)
+    }
+
+    fn kind(&self, args: &[&str]) -> Cmd {
+        Cmd::new(&self.opts.kind_bin, args)
+    }
+
+    pub fn create_cmd(&self) -> Cmd {
+        let name = self.cluster_name();
+        let config = self.opts.config.display().to_string();
+        let mut args = vec!["create", "cluster", "--name", &name, "--config", &config];
+        if let Some(img) = &self.opts.node_image {
+            args.extend(["--image", img]);
+        }
+        args.extend(["--wait", "120s"]);
+        self.kind(&args)
+    }
+
+    pub fn nodes_cmd(&self) -> Cmd {
+        self.kind(&["get", "nodes", "--name", &self.cluster_name()])
+    }
+
+    pub fn kubeconfig_cmd(&self) -> Cmd {
+        self.kind(&["get", "kubeconfig", "--name", &self.cluster_name()])
+    }
+
+    pub fn load_cmds(&self) -> Vec<Cmd> {
+        let name = self.cluster_name();
+        self.opts
+            .images
+            .iter()
+            .map(|img| self.kind(&["load", "docker-image", img, "--name", &name]))
+            .collect()
+    }
+
+    /// The lower device in one node: a bridge-mode macvlan on eth0, up.
+    pub fn lower_device_cmds(&self, node: &str) -> Vec<Cmd> {
+        let dev = &self.opts.lower_device;
+        let e = &self.opts.engine;
+        vec![
+            Cmd::new(
+                e,
+                &[
+                    "exec", node, "ip", "link", "add", dev, "link", "eth0", "type", "macvlan",
+                    "mode", "bridge",
+                ],
+            ),
+            Cmd::new(e, &["exec", node, "ip", "link", "set", dev, "up"]),
+        ]
+    }
+
+    pub fn export_logs_cmd(&self) -> Cmd {
+        let dir = self.opts.logs_dir.display().to_string();
+        self.kind(&["export", "logs", &dir, "--name", &self.cluster_name()])
+    }
+
+    pub fn delete_cmd(&self) -> Cmd {
+        self.kind(&["delete", "cluster", "--name", &self.cluster_name()])
+    }
+
+    /// Creates the cluster, prepares the nodes, loads the images; returns the
+    /// kubeconfig (YAML). On failure the logs are exported and the cluster deleted
+    /// (unless `keep`).
+    pub fn up(&self) -> Result<String, ClusterError> {
+        self.runner
+            .run(&self.create_cmd())
+            .map_err(|e| up_err(format!("kind create cluster failed: {e}")))?;
+        match self.prepare() {
+            Ok(kubeconfig) => Ok(kubeconfig),
+            Err(e) => {
+                let notes = self.down(true);
+                Err(up_err(format!("{e}{}", notes_suffix(&notes))))
+            }
+        }
+    }
+
+    fn prepare(&self) -> Result<String, String> {
+        let nodes = self.runner.run(&self.nodes_cmd())?;
+        for node in nodes.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            for cmd in self.lower_device_cmds(node) {
+                self.runner.run(&cmd)?;
+            }
+        }
+        for cmd in self.load_cmds() {
+            self.runner.run(&cmd)?;
+        }
+        self.runner.run(&self.kubeconfig_cmd())
+    }
+
+    /// After the run: export logs if it failed, delete the cluster unless `keep`.
+    /// Returns notes (errors, how to reach a kept cluster); never fails.
+    pub fn down(&self, failed: bool) -> Vec<String> {
+        let mut notes = Vec::new();
+        if failed {
+            match self.runner.run(&self.export_logs_cmd()) {
+                Ok(_) => notes.push(format!(
+                    "kind logs exported to {}",
+                    self.opts.logs_dir.display()
+                )),
+                Err(e) => notes.push(format!("failed to export kind logs: {e}")),
+            }
+        }
+        if self.opts.keep {
+            notes.push(format!(
+                "kept cluster {0}: kubectl --context kind-{0} get pods -A; delete it with: {1}",
+                self.cluster_name(),
+                self.delete_cmd()
+            ));
+        } else if let Err(e) = self.runner.run(&self.delete_cmd()) {
+            notes.push(format!("failed to delete kind cluster: {e}"));
+        }
+        notes
+    }
+}
+
+fn notes_suffix(notes: &[String]) -> String {
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
+    }
+}
+
+/// Connects to the cluster `up` made.
+pub async fn connect(
+    kubeconfig_yaml: &str,
+    run: &str,
+    kopts: KubeOptions,
+) -> Result<KubeCluster, ClusterError> {
+    let kc = Kubeconfig::from_yaml(kubeconfig_yaml)
+        .map_err(|e| up_err(format!("kind gave an unreadable kubeconfig: {e}")))?;
+    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| up_err(format!("kubeconfig: {e}")))?;
+    let client = Client::try_from(cfg).map_err(|e| up_err(format!("client: {e}")))?;
+    KubeCluster::connect(client, "kind", run, kopts).await
+}

@@ -1,0 +1,25 @@
+//! Real-cluster providers: `KubeCluster` implements the `Cluster` contract against a
+//! Kubernetes API server (`kube::Client`); `existing` connects to a kubeconfig's
+//! cluster, `kind` brings one up with kind. `components` are the pinned component
+//! sets (multus, macvtap, ovs-cni, KubeVirt, CNAO) applied onto them.
+//!
+//! Built to the upstream APIs and tested against a mocked API server and snapshots
+//! (no cluster on the development machines): see the README's "What is exercised where".
+
+pub mod apply;
+pub mod cluster;
+pub mod components;
+pub mod existing;
+pub mod kind;
+
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+
+pub use cluster::{KubeCluster, KubeOptions, Teardown};
+
+/// The label every object of a run carries: teardown deletes by it, nothing else.
+pub const RUN_LABEL: &str = "secnet.run";
+/// The server-side apply field manager.
+pub const FIELD_MANAGER: &str = "secnet";

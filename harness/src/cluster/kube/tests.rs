@@ -1,0 +1,535 @@
+//! KubeCluster against the mocked API server; kind command lines and component
+//! manifests as insta snapshots. No cluster, no root, no network.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::components::{self, ComponentError, ComponentOptions, Fetcher, MacvtapImpl};
+use super::kind::{Cmd, Kind, KindOptions, Runner};
+use super::mock::{MockApi, Recorded, Reply, list, not_found};
+use super::{KubeCluster, KubeOptions};
+use crate::cluster::{Cluster, ClusterError};
+use crate::objects;
+
+const RUN: &str = "r1";
+
+fn node(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+        "status": {
+            "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110",
+                "macvtap.network.kubevirt.io/dataplane": "50"},
+            "allocatable": {"cpu": "1500m", "memory": "7Gi", "pods": "110",
+                "macvtap.network.kubevirt.io/dataplane": "50"}}})
+}
+
+fn pod(name: &str, uid: &str, phase: &str, annotations: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "uid": uid, "resourceVersion": "11",
+            "annotations": annotations, "labels": {"secnet.run": RUN}},
+        "spec": {"nodeName": "node-b", "containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": phase}})
+}
+
+/// Routes shared by every test: the node list (connect) and 404 for the rest.
+fn base(r: &Recorded) -> Reply {
+    match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/nodes") => list("NodeList", vec![node("node-b"), node("node-a")]),
+        ("GET", "/api/v1/nodes/node-a") => Reply::Json(200, node("node-a")),
+        _ => not_found(&r.path),
+    }
+}
+
+async fn cluster(mock: &MockApi, timeout_ms: u64) -> KubeCluster {
+    let opts = KubeOptions {
+        pod_timeout: Duration::from_millis(timeout_ms),
+        ..KubeOptions::default()
+    };
+    KubeCluster::connect(mock.client(), "existing", RUN, opts)
+        .await
+        .unwrap()
+}
+
+fn seed_fixture(name: &str) -> Vec<objects::Object> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/seed")
+        .join(name);
+    objects::load_file(&path).unwrap()
+}
+
+#[tokio::test]
+async fn connect_lists_nodes_sorted() {
+    let mock = MockApi::new(base);
+    let c = cluster(&mock, 100).await;
+    assert_eq!(c.nodes(), ["node-a", "node-b"]);
+    assert_eq!(c.provider(), "existing");
+}
+
+#[tokio::test]
+async fn apply_sends_server_side_apply_with_field_manager_and_run_label() {
+    let mock = MockApi::new(|r| match r.method.as_str() {
+        "PATCH" => Reply::Json(200, r.body.clone()),
+        _ => base(r),
+    });
+    let c = cluster(&mock, 100).await;
+    let mut objs = seed_fixture("macvtap-nad.yaml");
+    objs.extend(seed_fixture("macvtap-daemonset.yaml"));
+    c.apply(objs).await.unwrap();
+    let patches: Vec<Recorded> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert!(patches.len() >= 2, "{patches:#?}");
+    for p in &patches {
+        assert!(p.query_has("fieldManager=secnet"), "{}", p.query);
+        assert!(p.query_has("force=true"), "{}", p.query);
+        assert_eq!(p.content_type, "application/apply-patch+yaml");
+        assert_eq!(
+            p.body["metadata"]["labels"]["secnet.run"], RUN,
+            "{}",
+            p.body
+        );
+    }
+    assert!(
+        patches.iter().any(|p| p.path.starts_with(
+            "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/"
+        )),
+        "{patches:#?}"
+    );
+    insta::assert_yaml_snapshot!("apply_requests", patches);
+}
+
+#[tokio::test]
+async fn apply_error_names_kind_and_object() {
+    let mock = MockApi::new(|r| match r.method.as_str() {
+        "PATCH" => Reply::Json(
+            422,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "spec.config: Required value", "reason": "Invalid", "code": 422}),
+        ),
+        _ => base(r),
+    });
+    let c = cluster(&mock, 100).await;
+    let err = c.apply(seed_fixture("macvtap-nad.yaml")).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("failed to apply NetworkAttachmentDefinition "),
+        "{msg}"
+    );
+    assert!(msg.contains("spec.config: Required value"), "{msg}");
+}
+
+fn pod_routes(list_pod: Value, watch: Vec<Value>) -> impl Fn(&Recorded) -> Reply + Send + Sync {
+    move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
+        ("POST", "/api/v1/namespaces/default/pods") => {
+            let mut p = r.body.clone();
+            p["metadata"]["uid"] = json!("uid-1");
+            Reply::Json(201, p)
+        }
+        ("GET", "/api/v1/namespaces/default/pods") if r.query_has("watch=true") => {
+            Reply::WatchOpen(watch.clone())
+        }
+        ("GET", "/api/v1/namespaces/default/pods") => list("PodList", vec![list_pod.clone()]),
+        ("GET", "/api/v1/namespaces/default/pods/p1") => Reply::Json(200, list_pod.clone()),
+        ("GET", "/api/v1/namespaces/default/pods/p1/log") => Reply::Json(
+            400,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400,
+                "reason": "BadRequest",
+                "message": "container \"c\" in pod \"p1\" is waiting to start: ContainerCreating"}),
+        ),
+        ("GET", "/api/v1/namespaces/default/events") => list(
+            "EventList",
+            vec![json!({"apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": "p1.1", "namespace": "default"},
+                "involvedObject": {"kind": "Pod", "name": "p1", "uid": "uid-1"},
+                "type": "Warning", "reason": "FailedCreatePodSandBox",
+                "message": "plugin type=\"multus-shim\" failed (add): macvtap: deviceID is required"})],
+        ),
+        _ => base(r),
+    }
+}
+
+fn test_pod(networks: bool) -> objects::Pod {
+    let mut annotations = json!({});
+    if networks {
+        annotations = json!({"k8s.v1.cni.cncf.io/networks": "dataplane"});
+    }
+    serde_json::from_value(
+        json!({"metadata": {"name": "p1", "annotations": annotations},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+            "resources": {"limits": {"macvtap.network.kubevirt.io/dataplane": 1}}}]}}),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn create_pod_times_out_with_events_and_logs_in_the_error() {
+    let pending = pod("p1", "uid-1", "Pending", json!({}));
+    let mock = MockApi::new(pod_routes(pending, vec![]));
+    let c = cluster(&mock, 300).await;
+    let started = std::time::Instant::now();
+    let err = c.create_pod(test_pod(true)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let ClusterError::Timeout { what, state, .. } = &err else {
+        panic!("not a timeout: {err}");
+    };
+    assert!(what.contains("network-status"), "{what}");
+    assert!(state.contains("phase Pending"), "{state}");
+    assert!(state.contains("FailedCreatePodSandBox"), "{state}");
+    assert!(state.contains("deviceID is required"), "{state}");
+    assert!(state.contains("waiting to start"), "{state}");
+    let reqs = mock.requests();
+    let post = reqs.iter().find(|r| r.method == "POST").unwrap();
+    assert!(post.query_has("fieldManager=secnet"), "{}", post.query);
+    assert_eq!(post.body["metadata"]["labels"]["secnet.run"], RUN);
+    let events = reqs.iter().find(|r| r.path.ends_with("/events")).unwrap();
+    assert!(
+        events.query.contains("involvedObject.uid%3Duid-1"),
+        "{}",
+        events.query
+    );
+}
+
+#[tokio::test]
+async fn create_pod_returns_once_running_with_network_status() {
+    let status = r#"[{"name":"default/dataplane","interface":"net1","mac":"02:00:00:00:00:01"}]"#;
+    let running = pod(
+        "p1",
+        "uid-1",
+        "Running",
+        json!({"k8s.v1.cni.cncf.io/network-status": status}),
+    );
+    let pending = pod("p1", "uid-1", "Pending", json!({}));
+    // Pending in the list; Running with status arrives over the watch.
+    let mock = MockApi::new(pod_routes(
+        pending,
+        vec![json!({"type": "MODIFIED", "object": running})],
+    ));
+    let c = cluster(&mock, 5000).await;
+    let view = c.create_pod(test_pod(true)).await.unwrap();
+    assert_eq!((view.node.as_str(), view.uid.as_str()), ("node-b", "uid-1"));
+    assert_eq!(
+        view.annotations["k8s.v1.cni.cncf.io/network-status"],
+        status
+    );
+}
+
+#[tokio::test]
+async fn create_pod_reports_unschedulable() {
+    let mut p = pod("p1", "uid-1", "Pending", json!({}));
+    p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/2 nodes are available: 2 Insufficient macvtap.network.kubevirt.io/dataplane."}]);
+    let mock = MockApi::new(pod_routes(p, vec![]));
+    let c = cluster(&mock, 5000).await;
+    match c.create_pod(test_pod(true)).await {
+        Err(ClusterError::Unschedulable { message, .. }) => {
+            assert!(message.contains("Insufficient macvtap.network.kubevirt.io/dataplane"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn delete_pod_uses_the_uid_and_waits_for_it_to_go() {
+    let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/namespaces/default/pods/p1") => {
+            Reply::Json(200, pod("p1", "uid-1", "Running", json!({})))
+        }
+        ("DELETE", "/api/v1/namespaces/default/pods/p1") => {
+            Reply::Json(200, pod("p1", "uid-1", "Running", json!({})))
+        }
+        // A pod of the same name but another UID does not count as "still there".
+        ("GET", "/api/v1/namespaces/default/pods") if !r.query_has("watch=true") => {
+            list("PodList", vec![pod("p1", "uid-2", "Pending", json!({}))])
+        }
+        ("GET", "/api/v1/namespaces/default/pods") => Reply::WatchOpen(vec![]),
+        _ => base(r),
+    });
+    let c = cluster(&mock, 5000).await;
+    c.delete_pod("default", "p1").await.unwrap();
+    let del = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "DELETE")
+        .unwrap();
+    assert_eq!(del.body["preconditions"]["uid"], "uid-1", "{}", del.body);
+
+    let missing = MockApi::new(base);
+    let c = cluster(&missing, 100).await;
+    assert!(matches!(
+        c.delete_pod("default", "p1").await,
+        Err(ClusterError::NoSuchPod(_))
+    ));
+}
+
+#[tokio::test]
+async fn node_resources_parse_capacity_allocatable_and_allocated() {
+    let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/pods") => {
+            let mut a = pod("a", "u-a", "Running", json!({}));
+            a["spec"]["containers"][0]["resources"] =
+                json!({"limits": {"macvtap.network.kubevirt.io/dataplane": "1", "cpu": "100m"}});
+            let mut b = a.clone();
+            b["metadata"]["name"] = json!("b");
+            list("PodList", vec![a, b])
+        }
+        _ => base(r),
+    });
+    let c = cluster(&mock, 100).await;
+    let res = c.node_resources("node-a").await.unwrap();
+    let key = "macvtap.network.kubevirt.io/dataplane";
+    assert_eq!(res.capacity[key], 50);
+    assert_eq!(res.allocatable[key], 50);
+    assert_eq!(res.allocated[key], 2);
+    assert_eq!(res.capacity["memory"], 8 << 30);
+    assert_eq!(res.allocatable["cpu"], 2); // 1500m rounds up
+    assert!(!res.allocated.contains_key("cpu"));
+    let pods_q = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/v1/pods")
+        .unwrap()
+        .query;
+    assert!(pods_q.contains("spec.nodeName%3Dnode-a"), "{pods_q}");
+    assert!(matches!(
+        c.node_resources("node-x").await,
+        Err(ClusterError::NoSuchNode(_))
+    ));
+}
+
+#[tokio::test]
+async fn teardown_deletes_by_run_label_only() {
+    let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("PATCH", _) => Reply::Json(200, r.body.clone()),
+        ("GET", "/api/v1/namespaces/default/configmaps") => {
+            assert!(r.query_has("labelSelector=secnet.run%3Dr1"), "{}", r.query);
+            // Ours, plus one without our label (as if the server ignored the selector).
+            list(
+                "ConfigMapList",
+                vec![
+                    json!({"metadata": {"name": "ours", "namespace": "default", "uid": "u-ours",
+                        "labels": {"secnet.run": RUN}}}),
+                    json!({"metadata": {"name": "theirs", "namespace": "default", "uid": "u-theirs",
+                        "labels": {"secnet.run": "other"}}}),
+                ],
+            )
+        }
+        ("DELETE", _) => Reply::Json(
+            200,
+            json!({"kind": "Status", "apiVersion": "v1",
+            "status": "Success", "code": 200, "metadata": {}}),
+        ),
+        _ => base(r),
+    });
+    let c = cluster(&mock, 100).await;
+    let cm: objects::Object = objects::load_str(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ours}\ndata: {a: b}\n",
+        "t",
+    )
+    .unwrap()
+    .remove(0);
+    c.apply(vec![cm]).await.unwrap();
+    let report = c.teardown().await;
+    assert_eq!(report.deleted, ["ConfigMap default/ours"]);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let deletes: Vec<Recorded> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(
+        deletes[0].path,
+        "/api/v1/namespaces/default/configmaps/ours"
+    );
+    assert_eq!(deletes[0].body["preconditions"]["uid"], "u-ours");
+}
+
+#[tokio::test]
+async fn diagnostics_carry_events_and_logs_of_run_pods() {
+    let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/pods") => list("PodList", vec![pod("p1", "uid-1", "Running", json!({}))]),
+        ("GET", "/api/v1/namespaces/default/pods/p1/log") => {
+            Reply::Text(200, "hello from c\n".into())
+        }
+        ("GET", "/api/v1/namespaces/default/events") => list("EventList", vec![]),
+        _ => base(r),
+    });
+    let c = cluster(&mock, 100).await;
+    let d = c.diagnostics().await;
+    assert!(d.contains("=== pod default/p1: phase Running"), "{d}");
+    assert!(d.contains("hello from c"), "{d}");
+    assert!(d.contains("(no events)"), "{d}");
+}
+
+/// Records the command lines; answers `kind get nodes` and `kind get kubeconfig`.
+struct Recording {
+    cmds: RefCell<Vec<String>>,
+    fail_on: Option<&'static str>,
+}
+
+impl Runner for Recording {
+    fn run(&self, cmd: &Cmd) -> Result<String, String> {
+        let line = cmd.to_string();
+        self.cmds.borrow_mut().push(line.clone());
+        if self.fail_on.is_some_and(|f| line.contains(f)) {
+            return Err(format!("{line}: exit status 1"));
+        }
+        Ok(match cmd.args.get(..2) {
+            Some([a, b]) if a == "get" && b == "nodes" => {
+                "secnet-r1-control-plane\nsecnet-r1-worker\n".into()
+            }
+            Some([a, b]) if a == "get" && b == "kubeconfig" => {
+                "apiVersion: v1\nkind: Config\n".into()
+            }
+            _ => String::new(),
+        })
+    }
+}
+
+#[test]
+fn kind_command_lines() {
+    let kind = Kind::new(
+        KindOptions::new(RUN),
+        Recording {
+            cmds: RefCell::default(),
+            fail_on: None,
+        },
+    );
+    let kubeconfig = kind.up().unwrap();
+    assert!(kubeconfig.contains("kind: Config"));
+    let notes = kind.down(true);
+    assert!(notes[0].contains("exported"), "{notes:?}");
+    insta::assert_yaml_snapshot!(
+        "kind_up_then_failed_down",
+        kind.runner.cmds.borrow().clone()
+    );
+
+    let mut keep = KindOptions::new(RUN);
+    keep.keep = true;
+    keep.node_image = Some("kindest/node:v1.34.0".into());
+    keep.engine = "podman".into();
+    let kind = Kind::new(
+        keep,
+        Recording {
+            cmds: RefCell::default(),
+            fail_on: Some("docker-image"),
+        },
+    );
+    let err = kind.up().unwrap_err().to_string();
+    assert!(err.contains("docker-image"), "{err}");
+    assert!(err.contains("kept cluster secnet-r1"), "{err}");
+    insta::assert_yaml_snapshot!("kind_failed_load_kept", kind.runner.cmds.borrow().clone());
+}
+
+#[test]
+fn kind_config_mounts_host_dev_into_every_node() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clusters/kind-2node.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let cfg: Value = serde_saphyr::from_str(&text).unwrap();
+    let nodes = cfg["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    for n in nodes {
+        let mounts = n["extraMounts"].as_array().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["hostPath"] == "/dev" && m["containerPath"] == "/dev"),
+            "{n}"
+        );
+    }
+}
+
+/// Stands in for the network: a small manifest naming the URL; counts calls.
+struct FakeFetcher {
+    calls: RefCell<Vec<String>>,
+}
+
+impl Fetcher for FakeFetcher {
+    fn fetch(&self, url: &str) -> Result<String, ComponentError> {
+        self.calls.borrow_mut().push(url.to_string());
+        Ok(format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fetched\n  namespace: upstream\n  annotations:\n    secnet/fetched-from: \"{url}\"\n"
+        ))
+    }
+}
+
+fn fixtures_components() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/components")
+}
+
+#[test]
+fn component_sets_render() {
+    for (label, opts) in [
+        ("secnet", ComponentOptions::default()),
+        (
+            "upstream-kvm",
+            ComponentOptions {
+                macvtap: MacvtapImpl::Upstream,
+                kvm: true,
+                ..ComponentOptions::default()
+            },
+        ),
+    ] {
+        let fetcher = FakeFetcher {
+            calls: RefCell::default(),
+        };
+        let mut rendered = Vec::new();
+        for set in components::sets(&opts) {
+            let docs = components::render(&set, &fixtures_components(), &fetcher).unwrap();
+            // Every document is something the apply path can place.
+            for d in &docs {
+                let av = d["apiVersion"].as_str().unwrap();
+                let kind = d["kind"].as_str().unwrap();
+                assert!(
+                    super::apply::known_placement(av, kind).is_some(),
+                    "{av} {kind}"
+                );
+            }
+            rendered.push(json!({"set": set.name, "version": set.version,
+                "sources": set.sources, "documents": docs}));
+        }
+        insta::assert_yaml_snapshot!(format!("components_{label}"), rendered);
+        assert!(
+            fetcher
+                .calls
+                .borrow()
+                .iter()
+                .all(|u| u.starts_with("https://"))
+        );
+    }
+}
+
+#[test]
+fn placeholders_must_all_be_known() {
+    let vars = [("A".to_string(), "1".to_string())].into();
+    assert_eq!(components::substitute("x ${A} y", &vars).unwrap(), "x 1 y");
+    assert!(
+        components::substitute("${B}", &vars)
+            .unwrap_err()
+            .contains("${B}")
+    );
+}
+
+#[test]
+fn cached_fetcher_reads_the_cache_and_fetches_once() {
+    let dir = std::env::temp_dir().join(format!("secnet-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cached = components::CachedFetcher {
+        dir: dir.clone(),
+        inner: FakeFetcher {
+            calls: RefCell::default(),
+        },
+    };
+    let url = "https://example.invalid/v1/a.yaml";
+    let first = cached.fetch(url).unwrap();
+    let second = cached.fetch(url).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(cached.inner.calls.borrow().len(), 1);
+    assert!(dir.join(components::cache_name(url)).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
