@@ -156,10 +156,27 @@ impl KubeCluster {
     /// Server-side apply of one document, field manager `secnet`, run label set.
     pub async fn apply_document(&self, doc: serde_json::Value) -> Result<(), ClusterError> {
         let placement = self.placement(&doc).await?;
-        let (obj, namespace) = apply::prepare(doc, &placement, &self.run)?;
+        let (mut obj, namespace) = apply::prepare(doc, &placement, &self.run)?;
         let name = obj.metadata.name.clone().unwrap_or_default();
         let api = self.dynamic_api(&placement, namespace.as_deref());
-        self.touch(&placement, namespace.as_deref());
+        // An object that exists without this run's label was not made by this run:
+        // apply onto it without the label, so teardown leaves it alone.
+        let existing = api.get_opt(&name).await.map_err(|e| ClusterError::Apply {
+            kind: placement.resource.kind.clone(),
+            name: name.clone(),
+            message: format!("failed to look it up: {}", api_err(e)),
+        })?;
+        let theirs = existing.is_some_and(|o| {
+            o.metadata.labels.as_ref().and_then(|l| l.get(RUN_LABEL)) != Some(&self.run)
+        });
+        if theirs {
+            if let Some(labels) = obj.metadata.labels.as_mut() {
+                labels.remove(RUN_LABEL);
+            }
+            tracing::info!(kind = %placement.resource.kind, %name, "exists already, not made by this run: applied without the run label; teardown keeps it");
+        } else {
+            self.touch(&placement, namespace.as_deref());
+        }
         api.patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),

@@ -350,6 +350,77 @@ async fn teardown_deletes_by_run_label_only() {
 }
 
 #[tokio::test]
+async fn apply_onto_an_object_the_run_did_not_make_leaves_it_unlabelled() {
+    let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/namespaces/default/configmaps/preexisting") => Reply::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "preexisting", "namespace": "default", "uid": "u-1"}}),
+        ),
+        ("PATCH", _) => Reply::Json(200, r.body.clone()),
+        _ => base(r),
+    });
+    let c = cluster(&mock, 100).await;
+    let cm = objects::load_str(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: preexisting}\ndata: {a: b}\n",
+        "t",
+    )
+    .unwrap();
+    c.apply(cm).await.unwrap();
+    let patch = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .unwrap();
+    assert!(
+        patch.body["metadata"]["labels"].get("secnet.run").is_none(),
+        "{}",
+        patch.body
+    );
+    // Nothing was recorded as this run's: teardown lists and deletes nothing.
+    let report = c.teardown().await;
+    assert!(
+        report.deleted.is_empty() && report.errors.is_empty(),
+        "{report:?}"
+    );
+    assert!(!mock.requests().iter().any(|r| r.method == "DELETE"));
+}
+
+#[tokio::test]
+async fn existing_provider_reads_the_kubeconfig_context_from_flags() {
+    let dir = std::env::temp_dir().join(format!("secnet-kubeconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\ncurrent-context: a\n\
+         clusters:\n- name: ca\n  cluster: {server: 'https://a.example:6443'}\n\
+         - name: cb\n  cluster: {server: 'https://b.example:6443'}\n\
+         users:\n- name: u\n  user: {token: t}\n\
+         contexts:\n- name: a\n  context: {cluster: ca, user: u}\n\
+         - name: b\n  context: {cluster: cb, user: u, namespace: lab}\n",
+    )
+    .unwrap();
+    let mut opts = super::existing::ExistingOptions {
+        kubeconfig: Some(path.clone()),
+        context: None,
+    };
+    let cfg = super::existing::config(&opts).await.unwrap();
+    assert_eq!(cfg.cluster_url.host(), Some("a.example"));
+    opts.context = Some("b".into());
+    let cfg = super::existing::config(&opts).await.unwrap();
+    assert_eq!(cfg.cluster_url.host(), Some("b.example"));
+    assert_eq!(cfg.default_namespace, "lab");
+    opts.context = Some("nope".into());
+    let err = super::existing::config(&opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
 async fn diagnostics_carry_events_and_logs_of_run_pods() {
     let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
         ("GET", "/api/v1/pods") => list("PodList", vec![pod("p1", "uid-1", "Running", json!({}))]),
