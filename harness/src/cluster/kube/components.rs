@@ -8,9 +8,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::apply;
-use crate::objects::{self, Object};
-
 /// The bundled plugins' image (built from `Containerfile`, loaded into kind).
 pub const SECNET_IMAGE: &str = "localhost/secnet-plugins:dev";
 pub const UPSTREAM_MACVTAP_IMAGE: &str = "quay.io/kubevirt/macvtap-cni:v0.13.1";
@@ -283,11 +280,46 @@ pub fn render(
             }
             Source::Remote { url, .. } => (fetcher.fetch(url)?, url.clone()),
         };
-        let objs: Vec<Object> =
-            objects::load_str(&text, &label).map_err(|e| invalid(e.to_string()))?;
-        for obj in &objs {
-            docs.push(apply::document(obj).map_err(|e| invalid(e.to_string()))?);
+        // Kept raw (not through the typed fixture model): every field upstream wrote
+        // is applied as written.
+        let parsed: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .map_err(|e| invalid(format!("{label} is not valid YAML: {e}")))?;
+        for (i, doc) in parsed.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
+            let has = |k: &str| doc.get(k).and_then(Value::as_str).is_some();
+            if !(has("apiVersion") && has("kind")) {
+                return Err(invalid(format!(
+                    "{label}, document {}: needs apiVersion and kind",
+                    i + 1
+                )));
+            }
+            docs.push(doc);
         }
     }
     Ok(docs)
+}
+
+/// Renders a set and applies it (server-side apply, run label) to the cluster.
+/// The (blocking) fetches happen here, before the returned future's first apply;
+/// pass a warm `CachedFetcher` to run offline. The future does not hold the fetcher.
+pub fn install<'a>(
+    cluster: &'a super::KubeCluster,
+    set: &'a ComponentSet,
+    fixtures_dir: &Path,
+    fetcher: &dyn Fetcher,
+) -> impl std::future::Future<Output = Result<usize, ComponentError>> + Send + 'a {
+    let rendered = render(set, fixtures_dir, fetcher);
+    async move {
+        let docs = rendered?;
+        let n = docs.len();
+        for doc in docs {
+            cluster
+                .apply_document(doc)
+                .await
+                .map_err(|e| ComponentError::Invalid {
+                    set: set.name.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(n)
+    }
 }

@@ -575,6 +575,40 @@ fn component_sets_render() {
     }
 }
 
+#[tokio::test]
+async fn install_applies_every_document_of_a_set() {
+    let mock = MockApi::new(|r| match r.method.as_str() {
+        "PATCH" => Reply::Json(200, r.body.clone()),
+        _ => base(r),
+    });
+    let c = cluster(&mock, 100).await;
+    let set = components::sets(&ComponentOptions::default())
+        .into_iter()
+        .find(|s| s.name == "macvtap")
+        .unwrap();
+    let fetcher = FakeFetcher {
+        calls: RefCell::default(),
+    };
+    let n = components::install(&c, &set, &fixtures_components(), &fetcher)
+        .await
+        .unwrap();
+    let paths: Vec<String> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(n, 2);
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/namespaces/kube-system/configmaps/macvtap-deviceplugin-config",
+            "/apis/apps/v1/namespaces/kube-system/daemonsets/secnet-macvtap"
+        ]
+    );
+    assert!(fetcher.calls.borrow().is_empty());
+}
+
 #[test]
 fn placeholders_must_all_be_known() {
     let vars = [("A".to_string(), "1".to_string())].into();
