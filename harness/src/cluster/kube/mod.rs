@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod components;
 pub mod existing;
 pub mod kind;
+pub mod smoke;
 
 #[cfg(test)]
 mod mock;

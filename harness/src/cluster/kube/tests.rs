@@ -638,3 +638,72 @@ fn cached_fetcher_reads_the_cache_and_fetches_once() {
     assert!(dir.join(components::cache_name(url)).exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A small stateful API server: one node-a with 50 devices, pods stored on create,
+/// Running with network-status at once, gone on delete.
+fn stateful_cluster() -> MockApi {
+    use std::sync::{Arc, Mutex};
+    let pod_state: Arc<Mutex<Option<Value>>> = Arc::default();
+    MockApi::new(move |r| {
+        let mut state = pod_state.lock().unwrap();
+        let pod_path = state.as_ref().map(|p| {
+            format!(
+                "/api/v1/namespaces/default/pods/{}",
+                p["metadata"]["name"].as_str().unwrap()
+            )
+        });
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", "/api/v1/nodes") => list("NodeList", vec![node("node-a")]),
+            ("GET", "/api/v1/nodes/node-a") => Reply::Json(200, node("node-a")),
+            ("PATCH", _) => Reply::Json(200, r.body.clone()),
+            ("POST", "/api/v1/namespaces/default/pods") => {
+                let mut p = r.body.clone();
+                p["metadata"]["uid"] = json!("uid-9");
+                p["metadata"]["resourceVersion"] = json!("12");
+                p["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"] = json!(
+                    r#"[{"name":"default/dataplane","interface":"net1","mac":"02:11:22:33:44:55"}]"#
+                );
+                p["spec"]["nodeName"] = json!("node-a");
+                p["status"] = json!({"phase": "Running"});
+                *state = Some(p.clone());
+                Reply::Json(201, p)
+            }
+            ("GET", "/api/v1/namespaces/default/pods") if r.query_has("watch=true") => {
+                Reply::WatchOpen(vec![])
+            }
+            ("GET", "/api/v1/namespaces/default/pods") | ("GET", "/api/v1/pods") => {
+                list("PodList", state.clone().into_iter().collect())
+            }
+            ("GET", p) if Some(p) == pod_path.as_deref() => {
+                Reply::Json(200, state.clone().unwrap())
+            }
+            ("DELETE", p) if Some(p) == pod_path.as_deref() => {
+                Reply::Json(200, state.take().unwrap())
+            }
+            _ => not_found(&r.path),
+        }
+    })
+}
+
+#[tokio::test]
+async fn seed_macvtap_smoke_runs_against_the_cluster_trait() {
+    let mock = stateful_cluster();
+    let c = cluster(&mock, 5000).await;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let seen = super::smoke::seed_macvtap_pod(
+        &c,
+        &fixtures,
+        "macvtap.network.kubevirt.io/dataplane",
+        "t1",
+    )
+    .await
+    .unwrap();
+    insta::assert_yaml_snapshot!("smoke_seed_macvtap_pod", seen);
+    let post = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(post.body["metadata"]["name"], "macvtap-pod-t1");
+    assert_eq!(post.body["metadata"]["labels"]["secnet.run"], RUN);
+}
