@@ -45,19 +45,6 @@ async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
     let pod = netlink_in(Some(&pod_ns))
         .await
         .map_err(|e| io_failure(format!("open netlink in {netns_path}"), e))?;
-    if link_by_name(&pod, &inv.ifname)
-        .await
-        .ok()
-        .flatten()
-        .is_some()
-    {
-        return Err(CniError::plugin(format!(
-            "interface {} already exists in {netns_path}",
-            inv.ifname
-        ))
-        .with_details("choose another CNI_IFNAME or DEL the previous attachment first"));
-    }
-
     let pending = match &conf.source {
         Source::Device(id) => move_device_link(&host, &pod, &pod_ns, id, conf).await?,
         Source::Standalone { master, mode } => {
@@ -194,10 +181,7 @@ async fn create_standalone(
         return Err(mtu_too_big(mtu, master, lower.mtu));
     }
     let temp = standalone_temp_name(&inv.container_id, &inv.ifname);
-    // A leftover of an ADD killed half-way: start again from scratch.
-    if let Ok(Some(left)) = link_by_name(pod, &temp).await {
-        let _ = pod.link().del(left.index).execute().await;
-    }
+
     let kernel_mode = match mode {
         MacvtapMode::Bridge => MacVtapMode::Bridge,
         MacvtapMode::Private => MacVtapMode::Private,
@@ -223,6 +207,14 @@ async fn create_standalone(
             }
             // Index taken in the pod namespace: try the next candidate.
             Err(e) if errno(&e) == Some(Errno::EBUSY as i32) => last_err = Some(e),
+            // A leftover of an ADD killed half-way holds the temporary name: remove
+            // it and try again (checked only on this slow path).
+            Err(e) if errno(&e) == Some(Errno::EEXIST as i32) => {
+                if let Ok(Some(left)) = link_by_name(pod, &temp).await {
+                    let _ = pod.link().del(left.index).execute().await;
+                }
+                last_err = Some(e);
+            }
             Err(e) => {
                 return Err(netlink_failure(
                     format!("create macvtap {temp} on {master}"),
@@ -231,7 +223,6 @@ async fn create_standalone(
             }
         }
     }
-    let _ = pod;
     Err(CniError::new(
         ErrorCode::TryAgainLater,
         format!("failed to find a free ifindex for macvtap {temp}: {last_err:?}"),
@@ -279,7 +270,12 @@ async fn configure(
     inv: &Invocation,
     conf: &NetConf,
 ) -> Result<LinkFacts, CniError> {
-    let mut settings = LinkUnspec::new_with_index(pending.index).promiscuous(conf.promisc);
+    // One message: the kernel applies MTU and MAC before the new name and the up
+    // flag, and each round trip counts at ~3 ms per ADD.
+    let mut settings = LinkUnspec::new_with_index(pending.index)
+        .promiscuous(conf.promisc)
+        .name(inv.ifname.clone())
+        .up();
     if let Some(mtu) = conf.mtu {
         settings = settings.mtu(mtu);
     }
@@ -290,21 +286,22 @@ async fn configure(
         .set(settings.build())
         .execute()
         .await
-        .map_err(|e| netlink_failure("set MTU, MAC and promiscuous mode", e))?;
-    pod.link()
-        .set(
-            LinkUnspec::new_with_index(pending.index)
-                .name(inv.ifname.clone())
-                .up()
-                .build(),
-        )
-        .execute()
-        .await
         .map_err(|e| {
-            netlink_failure(
-                format!("rename the macvtap to {} and bring it up", inv.ifname),
-                e,
-            )
+            if errno(&e) == Some(Errno::EEXIST as i32) {
+                CniError::plugin(format!(
+                    "interface {} already exists in the pod namespace",
+                    inv.ifname
+                ))
+                .with_details("choose another CNI_IFNAME or DEL the previous attachment first")
+            } else {
+                netlink_failure(
+                    format!(
+                        "set MTU, MAC and promiscuous mode, rename to {} and bring it up",
+                        inv.ifname
+                    ),
+                    e,
+                )
+            }
         })?;
     let facts = link_by_index(pod, pending.index)
         .await
