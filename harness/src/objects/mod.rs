@@ -90,6 +90,31 @@ pub struct Resources {
 }
 
 impl Pod {
+    /// A one-container pod pinned to `node` that selects `networks` (the
+    /// `k8s.v1.cni.cncf.io/networks` annotation), in namespace default.
+    pub fn plain(name: &str, node: &str, networks: &str) -> Pod {
+        let mut annotations = BTreeMap::new();
+        annotations.insert(
+            "k8s.v1.cni.cncf.io/networks".to_string(),
+            networks.to_string(),
+        );
+        Pod {
+            metadata: Meta {
+                name: name.into(),
+                namespace: "default".into(),
+                annotations,
+                ..Default::default()
+            },
+            spec: PodSpec {
+                node_name: Some(node.into()),
+                containers: vec![Container {
+                    name: "c".into(),
+                    ..Default::default()
+                }],
+            },
+        }
+    }
+
     /// Extended resources (names with a `/`, like `macvtap.network.kubevirt.io/x`)
     /// the pod asks for, summed over containers. For extended resources Kubernetes
     /// requires requests == limits, and a limit alone implies the request.

@@ -466,26 +466,7 @@ async fn macvlan_host_local(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         .apply(vec![Object::Nad(nad)])
         .await
         .map_err(|e| e.to_string())?;
-    let pod = |name: &str, node: &str, annotation: &str| {
-        let mut p = Pod {
-            metadata: crate::objects::Meta {
-                name: name.into(),
-                namespace: "default".into(),
-                ..Default::default()
-            },
-            spec: crate::objects::PodSpec {
-                node_name: Some(node.into()),
-                containers: vec![crate::objects::Container {
-                    name: "busybox".into(),
-                    ..Default::default()
-                }],
-            },
-        };
-        p.metadata
-            .annotations
-            .insert(crate::multus::NETWORKS_ANNOTATION.into(), annotation.into());
-        p
-    };
+    let pod = Pod::plain;
     let a = cluster
         .create_pod(pod("mvl-a", &nodes[0], "macvlan-test"))
         .await

@@ -306,33 +306,12 @@ async fn apply_macvlan_nad(
     Ok(n)
 }
 
-fn plain_pod(name: &str, node: &str, networks: &str) -> crate::objects::Pod {
-    let mut p = crate::objects::Pod {
-        metadata: crate::objects::Meta {
-            name: name.into(),
-            namespace: "default".into(),
-            ..Default::default()
-        },
-        spec: crate::objects::PodSpec {
-            node_name: Some(node.into()),
-            containers: vec![crate::objects::Container {
-                name: "c".into(),
-                ..Default::default()
-            }],
-        },
-    };
-    p.metadata
-        .annotations
-        .insert(crate::multus::NETWORKS_ANNOTATION.into(), networks.into());
-    p
-}
-
 async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     let opts = vm_options(ctx)?;
     let nodes = cluster.nodes();
     let nads = vec![apply_macvlan_nad(ctx, cluster).await?];
     let pod = cluster
-        .create_pod(plain_pod(
+        .create_pod(crate::objects::Pod::plain(
             "mvl-pod",
             &nodes[1],
             r#"[{"name": "macvlan-test", "ips": ["10.250.250.100/24"]}]"#,
@@ -431,7 +410,11 @@ async fn ovs_bridge_vm(ctx: Ctx) -> Outcome {
             .await
             .map_err(|e| e.to_string())?;
         let pod = cluster
-            .create_pod(plain_pod("ovs-pod", &nodes[1], "ovs-vlan-100"))
+            .create_pod(crate::objects::Pod::plain(
+                "ovs-pod",
+                &nodes[1],
+                "ovs-vlan-100",
+            ))
             .await
             .map_err(|e| e.to_string())?;
         super::seed::add_addr(&cluster, &pod, "10.100.0.20/24", "net1").await?;

@@ -132,6 +132,31 @@ impl CniResult {
     }
 }
 
+/// What CHECK compares against: the prevResult and its interface `ifname` inside
+/// the sandbox. Errors say what the runtime must pass.
+pub fn check_input(
+    prev: Option<&Value>,
+    ifname: &str,
+) -> Result<(CniResult, Interface), crate::CniError> {
+    let prev = prev.ok_or_else(|| {
+        crate::CniError::invalid_config("CHECK needs prevResult")
+            .with_details("the runtime must pass the ADD result as prevResult")
+    })?;
+    let prev = CniResult::from_json(prev);
+    let expected = prev
+        .interfaces
+        .iter()
+        .find(|i| i.name == ifname && i.sandbox.is_some())
+        .cloned()
+        .ok_or_else(|| {
+            crate::CniError::invalid_config(format!(
+                "prevResult has no interface {ifname} with a sandbox"
+            ))
+            .with_details("pass the result of ADD for this CNI_IFNAME as prevResult")
+        })?;
+    Ok((prev, expected))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -383,22 +383,8 @@ async fn del(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
 
 async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     let path = inv.netns.as_deref().expect("CHECK has CNI_NETNS");
-    let prev = conf.prev_result.as_ref().ok_or_else(|| {
-        CniError::invalid_config("CHECK needs prevResult")
-            .with_details("the runtime must pass the ADD result as prevResult")
-    })?;
-    let prev = CniResult::from_json(prev);
-    let expected = prev
-        .interfaces
-        .iter()
-        .find(|i| i.name == inv.ifname && i.sandbox.is_some())
-        .ok_or_else(|| {
-            CniError::invalid_config(format!(
-                "prevResult has no interface {} with a sandbox",
-                inv.ifname
-            ))
-            .with_details("pass the result of ADD for this CNI_IFNAME as prevResult")
-        })?;
+    let (_, expected) = cni_kit::result::check_input(conf.prev_result.as_ref(), &inv.ifname)?;
+    let expected = &expected;
     let pod_ns = open_netns(path)?;
     let pod = netlink_in(Some(&pod_ns))
         .await

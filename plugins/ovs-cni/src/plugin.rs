@@ -508,22 +508,8 @@ async fn delete_veth(handle: &Handle, name: &str) -> Result<(), CniError> {
 
 async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     let path = inv.netns.as_deref().expect("CHECK has CNI_NETNS");
-    let prev = conf.prev_result.as_ref().ok_or_else(|| {
-        CniError::invalid_config("CHECK needs prevResult")
-            .with_details("the runtime must pass the ADD result as prevResult")
-    })?;
-    let prev = CniResult::from_json(prev);
-    let expected = prev
-        .interfaces
-        .iter()
-        .find(|i| i.name == inv.ifname && i.sandbox.is_some())
-        .ok_or_else(|| {
-            CniError::invalid_config(format!(
-                "prevResult has no interface {} with a sandbox",
-                inv.ifname
-            ))
-            .with_details("pass the result of ADD for this CNI_IFNAME as prevResult")
-        })?;
+    let (prev, expected) = cni_kit::result::check_input(conf.prev_result.as_ref(), &inv.ifname)?;
+    let expected = &expected;
     let host_name = prev
         .interfaces
         .iter()
