@@ -139,6 +139,9 @@ struct Subject {
     config: Value,
     /// A macvtap the device plugin would have made before ADD (not timed).
     device_link: Option<&'static str>,
+    /// The subject whose medians this one's ratio is taken against: Debian's
+    /// macvlan, or the upstream binary of the same plugin when given.
+    reference: Option<usize>,
 }
 
 pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
@@ -178,26 +181,43 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             plugin: PathBuf::from("/bin/true"),
             config: json!({}),
             device_link: None,
+            reference: None,
         },
         Subject {
             name: "debian macvlan (reference, Go)",
             plugin: macvlan.clone(),
             config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvlan", "master": "ens33", "mode": "bridge"}),
             device_link: None,
+            reference: None,
         },
         Subject {
             name: "bundled macvtap, device mode",
             plugin: macvtap.clone(),
             config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvtap", "deviceID": device_id}),
             device_link: Some(device_id),
+            reference: Some(1),
         },
         Subject {
             name: "bundled macvtap, standalone",
             plugin: macvtap.clone(),
             config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvtap", "master": "ens33", "mode": "bridge"}),
             device_link: None,
+            reference: Some(1),
         },
     ];
+    // The upstream Go macvtap CNI, when the user put it in --reference-bin-dir
+    // (Debian ships none): same device-mode flow, CNI 0.4.0 (its newest).
+    let upstream_macvtap = opts.reference_bin_dir.join("macvtap");
+    if upstream_macvtap.exists() {
+        subjects.push(Subject {
+            name: "upstream macvtap (given), device mode",
+            plugin: upstream_macvtap,
+            config: json!({"cniVersion": "0.4.0", "name": "b", "type": "macvtap", "deviceID": device_id}),
+            device_link: Some(device_id),
+            reference: None,
+        });
+        subjects[2].reference = Some(subjects.len() - 1);
+    }
     if let Some(o) = &ovs {
         subjects.push(Subject {
             name: "bundled ovs, VLAN 100 access port (userspace OVS)",
@@ -205,7 +225,22 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             config: json!({"cniVersion": "1.0.0", "name": "b", "type": "ovs", "bridge": "br1", "vlan": 100,
                 "socket_file": format!("unix:{}", o.ovs.socket.display())}),
             device_link: None,
+            reference: Some(1),
         });
+        // The upstream ovs-cni, when given, on the same bridge.
+        let upstream_ovs = opts.reference_bin_dir.join("ovs");
+        if upstream_ovs.exists() {
+            let ours = subjects.len() - 1;
+            subjects.push(Subject {
+                name: "upstream ovs-cni (given), VLAN 100 access port",
+                plugin: upstream_ovs,
+                config: json!({"cniVersion": "0.4.0", "name": "b", "type": "ovs", "bridge": "br1", "vlan": 100,
+                    "socket_file": format!("unix:{}", o.ovs.socket.display())}),
+                device_link: None,
+                reference: None,
+            });
+            subjects[ours].reference = Some(subjects.len() - 1);
+        }
     }
     let mut samples: Vec<(Vec<Duration>, Vec<Duration>)> =
         subjects.iter().map(|_| (Vec::new(), Vec::new())).collect();
@@ -299,26 +334,24 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     }
     drop(enter);
     let mut rows = Vec::new();
-    let reference_median = |op: usize| {
+    let median_of = |i: usize, op: usize| {
         Stats::of(if op == 0 {
-            &samples[1].0
+            &samples[i].0
         } else {
-            &samples[1].1
+            &samples[i].1
         })
         .median_ms
     };
     for (s, (adds, dels)) in subjects.iter().zip(&samples) {
         for (op, data) in [(0, adds), (1, dels)] {
             let stats = Stats::of(data);
-            let is_reference = s.plugin == macvlan;
             let is_baseline = s.plugin == Path::new("/bin/true");
-            let (reference, ratio) = if is_reference || is_baseline {
-                (None, None)
-            } else {
-                (
-                    Some("debian macvlan".to_string()),
-                    Some(stats.median_ms / reference_median(op)),
-                )
+            let (reference, ratio) = match s.reference {
+                Some(r) => (
+                    Some(subjects[r].name.to_string()),
+                    Some(stats.median_ms / median_of(r, op)),
+                ),
+                None => (None, None),
             };
             rows.push(Row {
                 name: s.name.into(),
