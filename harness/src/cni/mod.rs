@@ -192,3 +192,20 @@ pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
         elapsed: start.elapsed(),
     })
 }
+
+/// Test helper: `reply` is a CNI error with spec `code` whose JSON mentions `needle`
+/// (case-insensitive).
+pub fn assert_error(reply: &Reply, code: u64, needle: &str) {
+    assert!(!reply.success, "expected failure, got {}", reply.stdout);
+    assert_eq!(
+        reply.error_code(),
+        Some(code),
+        "wrong code: {}",
+        reply.stdout
+    );
+    assert!(
+        reply.stdout.to_lowercase().contains(&needle.to_lowercase()),
+        "{needle:?} not in {}",
+        reply.stdout
+    );
+}

@@ -8,17 +8,7 @@ use common::*;
 use secnet::cni::Call;
 use serde_json::json;
 
-macro_rules! for_every_version {
-    ($($test:ident),* $(,)?) => {
-        mod v0_3_0 { $( #[tokio::test] async fn $test() { super::$test(cni_kit::SpecVersion::V0_3_0).await } )* }
-        mod v0_3_1 { $( #[tokio::test] async fn $test() { super::$test(cni_kit::SpecVersion::V0_3_1).await } )* }
-        mod v0_4_0 { $( #[tokio::test] async fn $test() { super::$test(cni_kit::SpecVersion::V0_4_0).await } )* }
-        mod v1_0_0 { $( #[tokio::test] async fn $test() { super::$test(cni_kit::SpecVersion::V1_0_0).await } )* }
-        mod v1_1_0 { $( #[tokio::test] async fn $test() { super::$test(cni_kit::SpecVersion::V1_1_0).await } )* }
-    };
-}
-
-for_every_version!(
+cni_kit::for_every_version!(
     add_moves_device_link_into_pod,
     add_applies_requested_mac_mtu_promisc,
     add_takes_mac_from_every_source,

@@ -8,17 +8,7 @@ use cni_kit::SpecVersion;
 use common::*;
 use serde_json::json;
 
-macro_rules! for_every_version {
-    ($($test:ident),* $(,)?) => {
-        mod v0_3_0 { $( #[tokio::test] async fn $test() { super::$test(cni_kit::SpecVersion::V0_3_0).await } )* }
-        mod v0_3_1 { $( #[tokio::test] async fn $test() { super::$test(cni_kit::SpecVersion::V0_3_1).await } )* }
-        mod v0_4_0 { $( #[tokio::test] async fn $test() { super::$test(cni_kit::SpecVersion::V0_4_0).await } )* }
-        mod v1_0_0 { $( #[tokio::test] async fn $test() { super::$test(cni_kit::SpecVersion::V1_0_0).await } )* }
-        mod v1_1_0 { $( #[tokio::test] async fn $test() { super::$test(cni_kit::SpecVersion::V1_1_0).await } )* }
-    };
-}
-
-for_every_version!(
+cni_kit::for_every_version!(
     add_attaches_access_port_and_del_removes_it,
     add_trunk_and_native_vlan_settings,
     add_applies_mtu_and_mac_from_every_source,

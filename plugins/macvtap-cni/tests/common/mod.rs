@@ -97,19 +97,4 @@ impl Node {
     }
 }
 
-pub fn assert_error(reply: &Reply, code: u64, needle: &str) {
-    assert!(!reply.success, "expected failure, got {}", reply.stdout);
-    assert_eq!(
-        reply.error_code(),
-        Some(code),
-        "wrong code: {}",
-        reply.stdout
-    );
-    let text = reply.stdout.to_lowercase();
-    assert!(
-        text.contains(&needle.to_lowercase()),
-        "{:?} not in {}",
-        needle,
-        reply.stdout
-    );
-}
+pub use secnet::cni::assert_error;

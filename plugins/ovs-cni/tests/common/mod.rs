@@ -187,18 +187,5 @@ impl Drop for OvsNode {
     }
 }
 
-pub fn assert_error(reply: &Reply, code: u64, needle: &str) {
-    assert!(!reply.success, "expected failure, got {}", reply.stdout);
-    assert_eq!(
-        reply.error_code(),
-        Some(code),
-        "wrong code: {}",
-        reply.stdout
-    );
-    let text = reply.stdout.to_lowercase();
-    assert!(
-        text.contains(&needle.to_lowercase()),
-        "{needle:?} not in {}",
-        reply.stdout
-    );
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use secnet::cni::assert_error;
