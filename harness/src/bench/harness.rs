@@ -79,16 +79,7 @@ pub async fn pods_per_node(quick: bool) -> Result<(Vec<Row>, Vec<ScalePoint>), S
         .await
         .map_err(|e| e.to_string())?;
         let measured = async {
-            for rel in [
-                "seed/macvtap-deviceplugin-config.yaml",
-                "seed/macvtap-daemonset.yaml",
-                "seed/macvtap-nad.yaml",
-            ] {
-                cluster
-                    .apply(load_file(&opts.fixtures_dir.join(rel)).map_err(|e| e.to_string())?)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
+            crate::scenario::seed::apply_seed(&cluster, &opts.fixtures_dir).await?;
             let Some(Object::Pod(base)) =
                 load_file(&opts.fixtures_dir.join("seed/macvtap-pod.yaml"))
                     .map_err(|e| e.to_string())?

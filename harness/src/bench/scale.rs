@@ -105,16 +105,7 @@ pub async fn run(counts: &[usize], nodes: usize) -> Result<(Vec<Row>, Vec<ScaleP
 
 /// Creates `n` pods at once, round-robin over the nodes; the time until all are up.
 async fn attach(cluster: &NetnsCluster, opts: &Options, n: usize) -> Result<Duration, String> {
-    for rel in [
-        "seed/macvtap-deviceplugin-config.yaml",
-        "seed/macvtap-daemonset.yaml",
-        "seed/macvtap-nad.yaml",
-    ] {
-        cluster
-            .apply(load_file(&opts.fixtures_dir.join(rel)).map_err(|e| e.to_string())?)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    crate::scenario::seed::apply_seed(cluster, &opts.fixtures_dir).await?;
     let Some(Object::Pod(base)) = load_file(&opts.fixtures_dir.join("seed/macvtap-pod.yaml"))
         .map_err(|e| e.to_string())?
         .into_iter()

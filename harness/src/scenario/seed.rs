@@ -90,7 +90,7 @@ where
     let outcome = async {
         if seeded {
             let t = std::time::Instant::now();
-            apply_seed(&ctx, &cluster).await?;
+            apply_seed(&cluster, &ctx.fixtures_dir).await?;
             ctx.observed.phase("deploy", t.elapsed());
         }
         let t = std::time::Instant::now();
@@ -121,16 +121,16 @@ pub(super) fn fixture_pod(ctx: &Ctx, rel: &str) -> Result<Pod, String> {
     }
 }
 
-async fn apply_seed(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+/// The seed's device plugin ConfigMap, its DaemonSet and the `dataplane` NAD, read
+/// from `fixtures_dir` and applied: what the seed does by hand before any pod.
+pub async fn apply_seed(cluster: &NetnsCluster, fixtures_dir: &std::path::Path) -> Outcome {
     for rel in [
         "seed/macvtap-deviceplugin-config.yaml",
         "seed/macvtap-daemonset.yaml",
         "seed/macvtap-nad.yaml",
     ] {
-        cluster
-            .apply(fixture(ctx, rel)?)
-            .await
-            .map_err(|e| e.to_string())?;
+        let objects = load_file(&fixtures_dir.join(rel)).map_err(|e| e.to_string())?;
+        cluster.apply(objects).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -84,6 +84,21 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Resul
 }
 
 impl Invocation {
+    /// An ADD of `config` with `args` into `/run/netns/x` as `net1` at CNI 1.0.0: the
+    /// input of config-parsing tests and fuzz targets.
+    pub fn add_for_test(config: &[u8], args: &str) -> Invocation {
+        Invocation {
+            command: Command::Add,
+            container_id: "c1".into(),
+            netns: Some("/run/netns/x".into()),
+            ifname: "net1".into(),
+            args: args.into(),
+            path: String::new(),
+            config: config.to_vec(),
+            version: SpecVersion::V1_0_0,
+        }
+    }
+
     /// Builds the invocation from a variable lookup and the stdin bytes; pure so that
     /// it can be unit-tested.
     pub fn from_parts(

@@ -286,19 +286,9 @@ impl NetConf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cni_kit::{Command, SpecVersion};
 
     fn inv(config: &str, args: &str) -> Invocation {
-        Invocation {
-            command: Command::Add,
-            container_id: "c1".into(),
-            netns: Some("/run/netns/x".into()),
-            ifname: "net1".into(),
-            args: args.into(),
-            path: String::new(),
-            config: config.as_bytes().to_vec(),
-            version: SpecVersion::V1_0_0,
-        }
+        Invocation::add_for_test(config.as_bytes(), args)
     }
 
     fn parse(extra: &str) -> Result<NetConf, CniError> {
