@@ -90,13 +90,18 @@ const KNOWN: &[(&str, &str, &str, &str, bool)] = &[
 /// The placement of a known kind, `None` for kinds that need discovery.
 pub fn known_placement(api_version: &str, kind: &str) -> Option<Placement> {
     let (group, version) = split_api_version(api_version);
-    KNOWN
-        .iter()
-        .find(|(g, v, k, _, _)| *g == group && *v == version && *k == kind)
-        .map(|(g, v, k, plural, namespaced)| Placement {
-            resource: ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), plural),
-            namespaced: *namespaced,
-        })
+    known_placements().find(|p| {
+        let r = &p.resource;
+        r.group == group && r.version == version && r.kind == kind
+    })
+}
+
+/// Every kind `apply` knows without discovery, in `KNOWN` order (what `sweep` lists).
+pub fn known_placements() -> impl Iterator<Item = Placement> {
+    KNOWN.iter().map(|(g, v, k, plural, namespaced)| Placement {
+        resource: ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), plural),
+        namespaced: *namespaced,
+    })
 }
 
 pub fn split_api_version(api_version: &str) -> (&str, &str) {

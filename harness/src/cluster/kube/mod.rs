@@ -12,6 +12,7 @@ pub mod components;
 pub mod existing;
 pub mod kind;
 pub mod smoke;
+pub mod sweep;
 
 #[cfg(test)]
 mod mock;

@@ -707,3 +707,305 @@ async fn seed_macvtap_smoke_runs_against_the_cluster_trait() {
     assert_eq!(post.body["metadata"]["name"], "macvtap-pod-t1");
     assert_eq!(post.body["metadata"]["labels"]["secnet.run"], RUN);
 }
+
+fn ok_status() -> Reply {
+    Reply::Json(
+        200,
+        json!({"kind": "Status", "apiVersion": "v1",
+            "status": "Success", "code": 200, "metadata": {}}),
+    )
+}
+
+/// An object of any kind with `labels` (no label at all for `null`).
+fn labelled(name: &str, namespace: Option<&str>, uid: &str, labels: Value) -> Value {
+    let mut meta = json!({"name": name, "uid": uid});
+    if let Some(ns) = namespace {
+        meta["namespace"] = json!(ns);
+    }
+    if !labels.is_null() {
+        meta["labels"] = labels;
+    }
+    json!({"metadata": meta})
+}
+
+/// What the sweep tests' API server holds: two runs' objects, one pod without the
+/// label (as if the server ignored the selector), daemonsets failing with a 500 and
+/// every other kind not served (404).
+fn sweep_routes(r: &Recorded) -> Reply {
+    match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/pods") => list(
+            "PodList",
+            vec![
+                labelled(
+                    "p1",
+                    Some("default"),
+                    "u-p1",
+                    json!({"secnet.run": "sn1a2b3c"}),
+                ),
+                labelled("theirs", Some("default"), "u-theirs", json!({"app": "x"})),
+                labelled("bare", Some("default"), "u-bare", Value::Null),
+            ],
+        ),
+        ("GET", "/api/v1/configmaps") => list(
+            "ConfigMapList",
+            vec![labelled(
+                "c1",
+                Some("kube-system"),
+                "u-c1",
+                json!({"secnet.run": "sn000001", "secnet.scope": "s2"}),
+            )],
+        ),
+        ("GET", "/api/v1/namespaces") => list(
+            "NamespaceList",
+            vec![labelled(
+                "sn1a2b3c-lab",
+                None,
+                "u-ns",
+                json!({"secnet.run": "sn1a2b3c"}),
+            )],
+        ),
+        ("GET", "/apis/apps/v1/daemonsets") => Reply::Json(
+            500,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500}),
+        ),
+        ("DELETE", _) => ok_status(),
+        _ => not_found(&r.path),
+    }
+}
+
+#[tokio::test]
+async fn sweep_deletes_every_labelled_object_by_uid_and_counts_per_run() {
+    let mock = MockApi::new(sweep_routes);
+    let swept = super::sweep::sweep_runs(&mock.client(), None).await;
+    let reqs = mock.requests();
+    let lists: Vec<&Recorded> = reqs.iter().filter(|r| r.method == "GET").collect();
+    assert_eq!(lists.len(), super::apply::known_placements().count());
+    for l in &lists {
+        assert!(l.query_has("labelSelector=secnet.run"), "{}", l.query);
+    }
+    // Across all namespaces, one list per known kind; KubeVirt's 404 is nothing.
+    assert!(
+        lists
+            .iter()
+            .any(|l| l.path == "/apis/kubevirt.io/v1/virtualmachines")
+    );
+    let deletes: Vec<(&str, &Value)> = reqs
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| (r.path.as_str(), &r.body["preconditions"]["uid"]))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            ("/api/v1/namespaces/default/pods/p1", &json!("u-p1")),
+            (
+                "/api/v1/namespaces/kube-system/configmaps/c1",
+                &json!("u-c1")
+            ),
+            ("/api/v1/namespaces/sn1a2b3c-lab", &json!("u-ns")),
+        ]
+    );
+    assert_eq!(
+        swept.report.deleted,
+        [
+            "Pod default/p1 (secnet.run=sn1a2b3c)",
+            "ConfigMap kube-system/c1 (secnet.run=sn000001)",
+            "Namespace sn1a2b3c-lab (secnet.run=sn1a2b3c)",
+        ]
+    );
+    assert_eq!(
+        swept.per_run,
+        [("sn000001".to_string(), 1), ("sn1a2b3c".to_string(), 2)].into()
+    );
+    assert_eq!(swept.report.errors.len(), 1, "{:?}", swept.report.errors);
+    let err = &swept.report.errors[0];
+    assert!(err.starts_with("failed to list daemonsets: "), "{err}");
+    assert!(
+        err.contains("(500)") && err.contains("request timed out"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn sweep_of_one_run_selects_and_checks_its_id() {
+    // The server answers every list with both runs' objects, as if it ignored the
+    // selector: only sn1a2b3c's are deleted.
+    let mock = MockApi::new(sweep_routes);
+    let report = super::sweep::sweep(&mock.client(), Some("sn1a2b3c")).await;
+    let reqs = mock.requests();
+    for l in reqs.iter().filter(|r| r.method == "GET") {
+        assert!(
+            l.query_has("labelSelector=secnet.run%3Dsn1a2b3c"),
+            "{}",
+            l.query
+        );
+    }
+    let deleted: Vec<&str> = reqs
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            "/api/v1/namespaces/default/pods/p1",
+            "/api/v1/namespaces/sn1a2b3c-lab"
+        ]
+    );
+    assert_eq!(report.deleted.len(), 2);
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+}
+
+#[tokio::test]
+async fn sweep_reports_a_failed_delete_and_goes_on() {
+    let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("DELETE", "/api/v1/namespaces/default/pods/p1") => Reply::Json(
+            409,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409,
+                "reason": "Conflict",
+                "message": "Precondition failed: UID in precondition: u-p1, UID in object meta: u-new"}),
+        ),
+        ("GET", "/apis/apps/v1/daemonsets") => list("DaemonSetList", vec![]),
+        _ => sweep_routes(r),
+    });
+    let report = super::sweep::sweep(&mock.client(), None).await;
+    assert_eq!(
+        report.errors,
+        [
+            "failed to delete Pod default/p1: Conflict (409): Precondition failed: UID in precondition: u-p1, UID in object meta: u-new"
+        ]
+    );
+    assert_eq!(report.deleted.len(), 2, "{:?}", report.deleted);
+}
+
+#[test]
+fn sweep_order_puts_pods_first_and_crds_then_namespaces_last() {
+    let kinds: Vec<String> = super::sweep::order()
+        .into_iter()
+        .map(|p| p.resource.kind)
+        .collect();
+    assert_eq!(kinds.len(), super::apply::known_placements().count());
+    assert_eq!(kinds[0], "Pod");
+    assert_eq!(kinds[1], "NetworkAddonsConfig");
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        ["CustomResourceDefinition", "Namespace"]
+    );
+}
+
+#[test]
+fn run_ids_and_kind_cluster_names() {
+    use super::sweep::{is_run_id, kind_clusters};
+    assert!(is_run_id("sn1a2b3c") && is_run_id("snABCDEF"));
+    for not in [
+        "sn1a2b3",
+        "sn1a2b3cd",
+        "xx1a2b3c",
+        "sn1a2b3g",
+        "",
+        "sné2b3c",
+    ] {
+        assert!(!is_run_id(not), "{not}");
+    }
+    let listing =
+        "kind\nsecnet-sn1a2b3c\nsecnet-other\nmycluster\nsecnet-sn00ff00\nsecnet-sn1a2b3c-x\n";
+    assert_eq!(
+        kind_clusters(listing, None),
+        ["secnet-sn1a2b3c", "secnet-sn00ff00"]
+    );
+    assert_eq!(
+        kind_clusters(listing, Some("sn00ff00")),
+        ["secnet-sn00ff00"]
+    );
+    assert!(kind_clusters(listing, Some("sn999999")).is_empty());
+}
+
+/// `Recording`, answering `kind get clusters` with a fixed listing.
+struct Listing {
+    inner: Recording,
+    clusters: &'static str,
+}
+
+impl Runner for Listing {
+    fn run(&self, cmd: &Cmd) -> Result<String, String> {
+        let out = self.inner.run(cmd)?;
+        Ok(match cmd.args.get(..2) {
+            Some([a, b]) if a == "get" && b == "clusters" => self.clusters.to_string(),
+            _ => out,
+        })
+    }
+}
+
+#[test]
+fn kind_sweep_deletes_only_secnet_clusters() {
+    let runner = Listing {
+        inner: Recording {
+            cmds: RefCell::default(),
+            fail_on: Some("secnet-sn00ff00"),
+        },
+        clusters: "kind\nsecnet-sn1a2b3c\nsecnet-other\nmycluster\nsecnet-sn00ff00\n",
+    };
+    let report = super::sweep::sweep_kind(&runner, "kind", None);
+    assert_eq!(report.deleted, ["kind cluster secnet-sn1a2b3c"]);
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert!(
+        report.errors[0].starts_with("failed to delete kind cluster secnet-sn00ff00: "),
+        "{:?}",
+        report.errors
+    );
+    // The same command line the kind provider's own teardown runs.
+    let expected = Kind::new(
+        KindOptions::new("sn1a2b3c"),
+        Recording {
+            cmds: RefCell::default(),
+            fail_on: None,
+        },
+    )
+    .delete_cmd()
+    .to_string();
+    assert_eq!(
+        *runner.inner.cmds.borrow(),
+        [
+            "kind get clusters",
+            expected.as_str(),
+            "kind delete cluster --name secnet-sn00ff00"
+        ]
+    );
+
+    let runner = Listing {
+        inner: Recording {
+            cmds: RefCell::default(),
+            fail_on: None,
+        },
+        clusters: "kind\nsecnet-sn1a2b3c\nsecnet-sn00ff00\n",
+    };
+    let report = super::sweep::sweep_kind(&runner, "kind", Some("sn00ff00"));
+    assert_eq!(report.deleted, ["kind cluster secnet-sn00ff00"]);
+    assert!(report.errors.is_empty());
+
+    let runner = Recording {
+        cmds: RefCell::default(),
+        fail_on: Some("get clusters"),
+    };
+    let report = super::sweep::sweep_kind(&runner, "kind", None);
+    assert!(report.deleted.is_empty());
+    assert!(
+        report.errors[0].starts_with("failed to list kind clusters: "),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(runner.cmds.borrow().len(), 1);
+}
+
+#[test]
+fn clean_kind_says_how_to_go_on_without_the_binary() {
+    if super::sweep::find_program("kind").is_some() {
+        return; // kind is installed here: clean_kind would really run it
+    }
+    let err = super::sweep::clean_kind(Some("sn1a2b3c")).unwrap_err();
+    assert_eq!(
+        err,
+        "kind not found on PATH; install kind or use --cluster existing --context kind-secnet-sn1a2b3c"
+    );
+}

@@ -1,0 +1,229 @@
+//! `secnet clean --cluster existing|kind`: sweeps what killed or `--keep` runs left
+//! on real clusters, and nothing else.
+//!
+//! - `existing`: every object of a kind `apply` knows (`apply::known_placements`)
+//!   that carries the run label `secnet.run` (any value, or the given run's id) is
+//!   deleted with its UID as precondition. The label is checked again on what the
+//!   server returned, so an unlabelled object is never deleted even if the server
+//!   ignored the selector. Kinds the server does not serve (no KubeVirt CRDs, …) are
+//!   nothing to sweep. Kinds applied through discovery (not in the known list) are
+//!   not swept.
+//! - `kind`: the kind clusters named `secnet-sn<6 hex>` (optionally only
+//!   `secnet-<run>`) are deleted with `kind delete cluster`; other kind clusters are
+//!   never touched.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
+
+use super::apply::{self, Placement};
+use super::existing::{self, ExistingOptions};
+use super::kind::{Cmd, Runner, XshellRunner};
+use super::{RUN_LABEL, Teardown};
+use crate::cluster::ClusterError;
+
+/// Whether `id` looks like a secnet run id: `sn` + 6 hex digits.
+pub fn is_run_id(id: &str) -> bool {
+    id.len() == 8 && id.starts_with("sn") && id[2..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The label selector of a sweep: the label exists, or equals the run id.
+pub fn selector(run: Option<&str>) -> String {
+    match run {
+        Some(id) => format!("{RUN_LABEL}={id}"),
+        None => RUN_LABEL.to_string(),
+    }
+}
+
+/// The order kinds are swept in: pods first, then the other known kinds in reverse
+/// of the known list (what was applied last goes first), CRDs and namespaces last
+/// (deleting one of those deletes what is inside it).
+pub fn order() -> Vec<Placement> {
+    let rank = |p: &Placement| match p.resource.kind.as_str() {
+        "Pod" => 0,
+        "CustomResourceDefinition" => 2,
+        "Namespace" => 3,
+        _ => 1,
+    };
+    let mut kinds: Vec<Placement> = apply::known_placements().collect();
+    kinds.reverse();
+    kinds.sort_by_key(rank); // stable: keeps the reverse order within a rank
+    kinds
+}
+
+/// What a sweep did, with the deletions counted per run id.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    pub report: Teardown,
+    pub per_run: BTreeMap<String, usize>,
+}
+
+fn api_err(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({}): {}", s.reason, s.code, s.message),
+        other => other.to_string(),
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Deletes every labelled object of the known kinds (of run `run`, or of any run).
+pub async fn sweep(client: &Client, run: Option<&str>) -> Teardown {
+    sweep_runs(client, run).await.report
+}
+
+/// `sweep`, with the deletions counted per run id.
+pub async fn sweep_runs(client: &Client, run: Option<&str>) -> Swept {
+    let lp = ListParams::default().labels(&selector(run));
+    let mut out = Swept::default();
+    for placement in order() {
+        let kind = placement.resource.kind.clone();
+        let all: Api<DynamicObject> = Api::all_with(client.clone(), &placement.resource);
+        let list = match all.list(&lp).await {
+            Ok(l) => l,
+            Err(e) if is_not_found(&e) => continue, // the server does not serve this kind
+            Err(e) => {
+                out.report.errors.push(format!(
+                    "failed to list {}: {}",
+                    placement.resource.plural,
+                    api_err(e)
+                ));
+                continue;
+            }
+        };
+        for obj in list.items {
+            let label = obj.metadata.labels.as_ref().and_then(|l| l.get(RUN_LABEL));
+            let Some(owner) = label.filter(|v| run.is_none_or(|r| r == v.as_str())) else {
+                continue; // the server ignored the selector: never guess
+            };
+            let owner = owner.clone();
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            let namespace = obj.metadata.namespace.clone().filter(|n| !n.is_empty());
+            let what = match &namespace {
+                Some(ns) => format!("{kind} {ns}/{name}"),
+                None => format!("{kind} {name}"),
+            };
+            let api: Api<DynamicObject> = match (&namespace, placement.namespaced) {
+                (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &placement.resource),
+                (None, false) => all.clone(),
+                _ => {
+                    out.report.errors.push(format!(
+                        "not deleting {what}: its namespace does not match the kind's scope"
+                    ));
+                    continue;
+                }
+            };
+            let Some(uid) = obj.metadata.uid.clone().filter(|u| !u.is_empty()) else {
+                out.report
+                    .errors
+                    .push(format!("not deleting {what}: the server gave no uid"));
+                continue;
+            };
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            match api.delete(&name, &dp).await {
+                Ok(_) => {
+                    out.report
+                        .deleted
+                        .push(format!("{what} ({RUN_LABEL}={owner})"));
+                    *out.per_run.entry(owner).or_default() += 1;
+                }
+                Err(e) if is_not_found(&e) => {} // gone already
+                Err(e) => out
+                    .report
+                    .errors
+                    .push(format!("failed to delete {what}: {}", api_err(e))),
+            }
+        }
+    }
+    out
+}
+
+/// `secnet clean --cluster existing`: connects as `existing.rs` does (flags or the
+/// usual inference), checks the server answers, then sweeps.
+pub async fn clean_existing(
+    opts: &ExistingOptions,
+    run: Option<&str>,
+) -> Result<Swept, ClusterError> {
+    let up = |message: String| ClusterError::Up {
+        provider: "existing".into(),
+        message,
+    };
+    let cfg = existing::config(opts).await?;
+    let client = Client::try_from(cfg).map_err(|e| up(format!("failed to build a client: {e}")))?;
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| up(format!("failed to reach the API server: {}", api_err(e))))?;
+    Ok(sweep_runs(&client, run).await)
+}
+
+/// The kind clusters secnet made (`secnet-<run id>`), optionally of one run, from
+/// `kind get clusters` output; every other name is left out.
+pub fn kind_clusters(listing: &str, run: Option<&str>) -> Vec<String> {
+    listing
+        .lines()
+        .map(str::trim)
+        .filter(|name| {
+            name.strip_prefix("secnet-")
+                .is_some_and(|id| is_run_id(id) && run.is_none_or(|r| r == id))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Deletes secnet's kind clusters (of run `run`, or of any run) with `kind delete
+/// cluster --name secnet-<id>`; keeps going on errors.
+pub fn sweep_kind<R: Runner + ?Sized>(runner: &R, kind_bin: &str, run: Option<&str>) -> Teardown {
+    let mut report = Teardown::default();
+    let listing = match runner.run(&Cmd::new(kind_bin, &["get", "clusters"])) {
+        Ok(l) => l,
+        Err(e) => {
+            report
+                .errors
+                .push(format!("failed to list kind clusters: {e}"));
+            return report;
+        }
+    };
+    for name in kind_clusters(&listing, run) {
+        match runner.run(&Cmd::new(kind_bin, &["delete", "cluster", "--name", &name])) {
+            Ok(_) => report.deleted.push(format!("kind cluster {name}")),
+            Err(e) => report
+                .errors
+                .push(format!("failed to delete kind cluster {name}: {e}")),
+        }
+    }
+    report
+}
+
+/// A program on PATH (or at a path with a `/`).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// `secnet clean --cluster kind`: the `kind` binary must be on PATH.
+pub fn clean_kind(run: Option<&str>) -> Result<Teardown, String> {
+    if find_program("kind").is_none() {
+        return Err(format!(
+            "kind not found on PATH; install kind or use --cluster existing --context kind-secnet-{}",
+            run.unwrap_or("<run>")
+        ));
+    }
+    Ok(sweep_kind(&XshellRunner, "kind", run))
+}
