@@ -106,6 +106,7 @@ fn context(opts: &Options, run_id: &str) -> Ctx {
         fixtures_dir: opts.fixtures_dir.clone(),
         work_dir: std::env::temp_dir().join(format!("secnet-{run_id}")),
         observed: Default::default(),
+        target: Default::default(),
     };
     let _ = std::fs::create_dir_all(&ctx.work_dir);
     ctx

@@ -14,6 +14,9 @@ pub struct Observations {
     /// Where the scenario's time went: cluster up, deploy, assess, teardown.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<Phase>,
+    /// What was not checked and why (e.g. node-level checks on a real cluster).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +95,10 @@ impl Recorder {
             name: name.into(),
             seconds: took.as_secs_f64(),
         });
+    }
+
+    pub fn note(&self, text: &str) {
+        self.0.lock().expect("recorder").notes.push(text.into());
     }
 
     pub fn take(&self) -> Observations {

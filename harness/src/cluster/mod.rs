@@ -2,6 +2,7 @@
 //! The netns provider is the built-in one; the kube providers implement the same
 //! trait against a real API server.
 
+pub mod any;
 pub mod kube;
 pub mod netns;
 

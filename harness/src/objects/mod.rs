@@ -79,6 +79,14 @@ pub struct Container {
     pub command: Vec<String>,
     #[serde(default)]
     pub resources: Resources,
+    /// Kept as written (capabilities, privileged): the netns cluster ignores it, a
+    /// real cluster needs it for probes such as `ip addr add` (NET_ADMIN).
+    #[serde(
+        default,
+        rename = "securityContext",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub security_context: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

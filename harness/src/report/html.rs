@@ -112,6 +112,9 @@ fn scenario(h: &mut String, i: usize, s: &ScenarioReport) {
             .collect();
         let _ = write!(h, "<p class=\"phases\">{}</p>", phases.join(" &middot; "));
     }
+    for note in &s.observed.notes {
+        let _ = write!(h, "<p class=\"note\">not checked: {}</p>", escape(note));
+    }
     if !s.message.is_empty() {
         let _ = write!(h, "<h4>Diagnostics</h4><pre>{}</pre>", escape(&s.message));
     }

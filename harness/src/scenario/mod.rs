@@ -11,7 +11,9 @@ pub mod vm;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
+use crate::cluster::kube::KubeCluster;
 use crate::cluster::netns::topology::Topology;
 use crate::cluster::netns::{self, NetnsCluster};
 use crate::lab::Lab;
@@ -19,6 +21,33 @@ use crate::lab::node::NodeLab;
 
 pub type Outcome = Result<(), String>;
 type Body = Box<dyn Fn(Ctx) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
+
+/// Where the scenarios run.
+#[derive(Clone, Default)]
+pub enum Target {
+    /// A fresh netns cluster per scenario, made by secnet (the default).
+    #[default]
+    Netns,
+    /// A real cluster shared by the run, its components (multus, the macvtap device
+    /// plugin + CNI) installed before the first scenario. Only portable scenarios run.
+    Kube {
+        cluster: Arc<KubeCluster>,
+        /// The nodes' macvtap/macvlan lower device (`ens33` on kind, see clusters/).
+        lower_device: String,
+    },
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Netns => f.write_str("netns"),
+            Target::Kube { cluster, .. } => {
+                use crate::cluster::Cluster;
+                write!(f, "{} (run {})", cluster.provider(), cluster.run_id())
+            }
+        }
+    }
+}
 
 /// What a scenario body may use: the implementation under test and run options.
 #[derive(Debug, Clone)]
@@ -41,6 +70,7 @@ pub struct Ctx {
     pub work_dir: PathBuf,
     /// What the scenario saw (topology, probes), for the report.
     pub observed: crate::observe::Recorder,
+    pub target: Target,
 }
 
 impl Ctx {
@@ -90,6 +120,27 @@ impl Ctx {
         }
     }
 
+    /// Ends a scenario on a real cluster: deletes what the scenario made (its scope
+    /// label) and waits until its pods are gone, or keeps it after a failure.
+    pub async fn finish_kube(&self, cluster: &KubeCluster, outcome: Outcome) -> Outcome {
+        if self.keep && outcome.is_err() {
+            let hint = format!(
+                "\n  kept: kubectl get pods,network-attachment-definitions -A -l secnet.run={},secnet.scope={}; remove with: secnet clean --cluster existing --run {}",
+                self.run_id, self.scope, self.run_id
+            );
+            return outcome.map_err(|m| m + &hint);
+        }
+        let done = cluster.teardown().await;
+        let mut errors = done.errors;
+        if let Err(e) = cluster.wait_pods_gone().await {
+            errors.push(e.to_string());
+        }
+        match outcome {
+            Ok(()) if !errors.is_empty() => Err(format!("teardown failed: {}", errors.join("; "))),
+            other => other,
+        }
+    }
+
     /// Ends a scenario: on failure with `keep`, the lab outlives the run and the
     /// message says how to look inside.
     pub fn finish(&self, lab: &mut Lab, outcome: Outcome) -> Outcome {
@@ -115,6 +166,9 @@ pub struct Scenario {
     pub backend: &'static str,
     pub workload: &'static str,
     pub labels: Vec<&'static str>,
+    /// Written against the `Cluster` contract only: runs on kind/existing clusters
+    /// too. The others need node-level access that only the netns cluster gives.
+    pub portable: bool,
     pub body: Body,
 }
 
@@ -135,8 +189,15 @@ impl Scenario {
             backend,
             workload,
             labels: labels.to_vec(),
+            portable: false,
             body: Box::new(move |ctx| Box::pin(body(ctx))),
         }
+    }
+
+    /// Marks a scenario whose body uses only the `Cluster` contract.
+    pub fn portable(mut self) -> Scenario {
+        self.portable = true;
+        self
     }
 
     /// Whether the label filters select this scenario.

@@ -2,13 +2,20 @@
 //! fixtures: the device plugin DaemonSet and node capacity, the macvtap pods (with
 //! and without a requested MAC), capacity accounting, reachability over macvtap,
 //! macvlan with host-local, and the manual macvlan + DHCP lab.
+//!
+//! All but the DHCP lab are portable (`with_any_cluster`): written against the
+//! `Cluster` contract, they run on kind and existing clusters too, where the checks
+//! that need the node itself (the macvtap's lower ifindex, the node's uplink
+//! addresses, device IDs) are left out and said so in the report.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Ctx, Outcome, Scenario, ensure};
+use super::{Ctx, Outcome, Scenario, Target, ensure};
+use crate::cluster::any::AnyCluster;
 use crate::cluster::netns::NetnsCluster;
 use crate::cluster::netns::pod::network_status;
 use crate::cluster::{Cluster, PodView};
@@ -23,43 +30,49 @@ pub fn scenarios() -> Vec<Scenario> {
             "macvtap",
             "node",
             &["capacity", "deviceplugin"],
-            |ctx| with_cluster(ctx, false, daemonset_capacity),
-        ),
+            |ctx| with_any_cluster(ctx, daemonset_capacity),
+        )
+        .portable(),
         Scenario::new(
             "seed/macvtap-pod: net1 is a macvtap on ens33",
             "macvtap",
             "pod",
             &["mac", "mtu", "network-status"],
-            |ctx| with_cluster(ctx, false, macvtap_pod),
-        ),
+            |ctx| with_any_cluster(ctx, macvtap_pod),
+        )
+        .portable(),
         Scenario::new(
             "seed/macvtap-pod-with-mac: the requested MAC everywhere",
             "macvtap",
             "pod",
             &["mac", "network-status"],
-            |ctx| with_cluster(ctx, false, macvtap_pod_with_mac),
-        ),
+            |ctx| with_any_cluster(ctx, macvtap_pod_with_mac),
+        )
+        .portable(),
         Scenario::new(
             "seed/capacity accounting: allocate, release, Insufficient",
             "macvtap",
             "pod",
             &["capacity"],
-            |ctx| with_cluster(ctx, false, capacity_accounting),
-        ),
+            |ctx| with_any_cluster(ctx, capacity_accounting),
+        )
+        .portable(),
         Scenario::new(
             "seed/macvtap reachability: same node, across nodes, not the own uplink",
             "macvtap",
             "pod",
             &["reachability"],
-            |ctx| with_cluster(ctx, false, macvtap_reachability),
-        ),
+            |ctx| with_any_cluster(ctx, macvtap_reachability),
+        )
+        .portable(),
         Scenario::new(
             "seed/macvlan-test NAD with host-local: addresses and cross-node ping",
             "macvlan",
             "pod",
             &["reachability", "ipam"],
-            |ctx| with_cluster(ctx, false, macvlan_host_local),
-        ),
+            |ctx| with_any_cluster(ctx, macvlan_host_local),
+        )
+        .portable(),
         Scenario::new(
             "seed/manual macvlan lab: DHCP from the LAN, gateway reachable",
             "macvlan",
@@ -110,6 +123,141 @@ where
     outcome
 }
 
+/// Setup, Assess, Teardown of a portable scenario. On the netns target: a fresh
+/// cluster with the seed applied. On a real cluster: the run's cluster (components
+/// installed once) seen through this scenario's scope, with the seed's NAD applied;
+/// teardown removes only what the scenario made.
+pub(super) async fn with_any_cluster<F>(ctx: Ctx, body: F) -> Outcome
+where
+    F: AsyncFnOnce(&Ctx, &AnyCluster) -> Outcome,
+{
+    match ctx.target.clone() {
+        Target::Netns => {
+            let t = Instant::now();
+            let cluster = AnyCluster::Netns(Box::new(ctx.netns_cluster(false).await?));
+            ctx.observed.phase("cluster up", t.elapsed());
+            let outcome = deploy_and_assess(&ctx, &cluster, body).await;
+            let AnyCluster::Netns(cluster) = cluster else {
+                unreachable!("made as a netns cluster above")
+            };
+            let t = Instant::now();
+            let outcome = ctx.finish_cluster(*cluster, outcome).await;
+            ctx.observed.phase("teardown", t.elapsed());
+            outcome
+        }
+        Target::Kube { cluster, .. } => {
+            let scoped = Arc::new(cluster.scoped(&ctx.scope));
+            let outcome = deploy_and_assess(&ctx, &AnyCluster::Kube(scoped.clone()), body).await;
+            let t = Instant::now();
+            let outcome = ctx.finish_kube(&scoped, outcome).await;
+            ctx.observed.phase("teardown", t.elapsed());
+            outcome
+        }
+    }
+}
+
+async fn deploy_and_assess<F>(ctx: &Ctx, cluster: &AnyCluster, body: F) -> Outcome
+where
+    F: AsyncFnOnce(&Ctx, &AnyCluster) -> Outcome,
+{
+    let outcome = async {
+        let t = Instant::now();
+        match cluster.netns() {
+            Some(netns) => apply_seed(netns, &ctx.fixtures_dir).await?,
+            // The device plugin and the CNI came with the run's components.
+            None => cluster
+                .apply(fixture(ctx, "seed/macvtap-nad.yaml")?)
+                .await
+                .map_err(|e| e.to_string())?,
+        }
+        ctx.observed.phase("deploy", t.elapsed());
+        let t = Instant::now();
+        let outcome = body(ctx, cluster).await;
+        ctx.observed.phase("assess", t.elapsed());
+        if let Some(netns) = cluster.netns() {
+            ctx.observed.topology(netns.snapshot().await);
+        }
+        outcome
+    }
+    .await;
+    match outcome {
+        Err(msg) => Err(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
+        ok => ok,
+    }
+}
+
+/// The nodes' lower device: the topology's uplink here, the provider's on real clusters.
+pub(super) fn lower_device(ctx: &Ctx, cluster: &AnyCluster) -> String {
+    match (&ctx.target, cluster.netns()) {
+        (_, Some(netns)) => netns.topology().nodes[0].uplink.clone(),
+        (Target::Kube { lower_device, .. }, None) => lower_device.clone(),
+        (Target::Netns, None) => "ens33".into(),
+    }
+}
+
+/// Lets the pod's probes change its interfaces (`ip addr add`): a real container
+/// runtime drops NET_ADMIN by default.
+pub(super) fn with_net_admin(mut pod: Pod) -> Pod {
+    for c in &mut pod.spec.containers {
+        c.security_context = Some(serde_json::json!({"capabilities": {"add": ["NET_ADMIN"]}}));
+    }
+    pod
+}
+
+/// An interface as `ip -o link show dev X` prints it, in iproute2 and in busybox
+/// (pod images on real clusters have only the latter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIface {
+    pub mac: String,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+pub fn parse_ip_link_oneline(text: &str) -> Option<PodIface> {
+    let line = text.lines().find(|l| l.contains("mtu "))?;
+    let flags = line.split_once('<')?.1.split_once('>')?.0;
+    let mut words = line.split_whitespace();
+    let mut mtu = None;
+    let mut mac = None;
+    while let Some(w) = words.next() {
+        match w {
+            "mtu" => mtu = words.next().and_then(|m| m.parse().ok()),
+            "link/ether" => mac = words.next().map(str::to_string),
+            _ => {}
+        }
+    }
+    Some(PodIface {
+        mac: mac?,
+        mtu: mtu?,
+        up: flags.split(',').any(|f| f == "UP"),
+    })
+}
+
+/// `ip -o link show dev <ifname>` inside a pod, parsed.
+pub(super) async fn pod_iface<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<PodIface, String> {
+    let out = cluster
+        .exec(
+            &pod.namespace,
+            &pod.name,
+            &["ip", "-o", "link", "show", "dev", ifname],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure(out.success, || {
+        format!("{ifname} is not in pod {}: {}", pod.name, out.stderr.trim())
+    })?;
+    parse_ip_link_oneline(&out.stdout).ok_or_else(|| {
+        format!(
+            "cannot read `ip -o link` of {ifname} in {}: {}",
+            pod.name, out.stdout
+        )
+    })
+}
+
 pub fn fixture(ctx: &Ctx, rel: &str) -> Result<Vec<Object>, String> {
     load_file(&ctx.fixtures_dir.join(rel)).map_err(|e| e.to_string())
 }
@@ -136,8 +284,8 @@ pub async fn apply_seed(cluster: &NetnsCluster, fixtures_dir: &std::path::Path) 
 }
 
 /// `ip -j -d link show <ifname>` inside a pod.
-pub(super) async fn pod_link(
-    cluster: &NetnsCluster,
+pub(super) async fn pod_link<C: Cluster>(
+    cluster: &C,
     pod: &PodView,
     ifname: &str,
 ) -> Result<Value, String> {
@@ -160,9 +308,9 @@ pub(super) async fn pod_link(
 
 /// Pings `ip` (named `target` in the report) from `pod`; the probe is recorded and
 /// fails the step unless the outcome is `expected`.
-pub(super) async fn expect_reach(
+pub(super) async fn expect_reach<C: Cluster>(
     ctx: &Ctx,
-    cluster: &NetnsCluster,
+    cluster: &C,
     pod: &PodView,
     target: &str,
     ip: &str,
@@ -181,7 +329,7 @@ pub(super) async fn expect_reach(
     }
 }
 
-pub(super) async fn ping(cluster: &NetnsCluster, pod: &PodView, ip: &str) -> Result<bool, String> {
+pub(super) async fn ping<C: Cluster>(cluster: &C, pod: &PodView, ip: &str) -> Result<bool, String> {
     let out = cluster
         .exec(
             &pod.namespace,
@@ -193,8 +341,8 @@ pub(super) async fn ping(cluster: &NetnsCluster, pod: &PodView, ip: &str) -> Res
     Ok(out.success)
 }
 
-pub(super) async fn add_addr(
-    cluster: &NetnsCluster,
+pub(super) async fn add_addr<C: Cluster>(
+    cluster: &C,
     pod: &PodView,
     cidr: &str,
     ifname: &str,
@@ -218,7 +366,7 @@ pub(super) fn named(mut pod: Pod, name: &str, node: Option<&str>) -> Pod {
     pod
 }
 
-async fn daemonset_capacity(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn daemonset_capacity(_ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     for node in cluster.nodes() {
         let r = cluster
             .node_resources(&node)
@@ -240,44 +388,43 @@ async fn daemonset_capacity(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     Ok(())
 }
 
-async fn macvtap_pod(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn macvtap_pod(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let pod = cluster
         .create_pod(fixture_pod(ctx, "seed/macvtap-pod.yaml")?)
         .await
         .map_err(|e| e.to_string())?;
-    let link = pod_link(cluster, &pod, "net1").await?;
-    ensure(link["linkinfo"]["info_kind"] == "macvtap", || {
-        format!("net1 is {}", link["linkinfo"]["info_kind"])
+    let net1 = pod_iface(cluster, &pod, "net1").await?;
+    ensure(net1.mtu == 1500, || {
+        format!("net1 MTU {}, the NAD says 1500", net1.mtu)
     })?;
-    ensure(link["mtu"] == 1500, || {
-        format!("net1 MTU {}, the NAD says 1500", link["mtu"])
-    })?;
-    ensure(
-        link["flags"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|x| x == "UP")),
-        || "net1 is down".into(),
-    )?;
-    let node_ns = cluster
-        .node_netns(&pod.node)
-        .await
-        .ok_or("pod's node is gone")?;
-    let uplink: Value = serde_json::from_str(
-        &cluster
-            .ip(&node_ns, &["-j", "link", "show", "ens33"])
-            .await?,
-    )
-    .map_err(|e| e.to_string())?;
-    ensure(link["link_index"] == uplink[0]["ifindex"], || {
-        format!(
-            "net1's lower is ifindex {}, the node's ens33 is {}",
-            link["link_index"], uplink[0]["ifindex"]
-        )
-    })?;
-    let mac = link["address"].as_str().unwrap_or_default().to_string();
+    ensure(net1.up, || "net1 is down".into())?;
+    let mac = net1.mac;
     ensure(!mac.is_empty() && mac != "00:00:00:00:00:00", || {
         "net1 has no MAC".into()
     })?;
+    if let Some(netns) = cluster.netns() {
+        // What only the node shows: the link kind and which device it sits on.
+        let link = pod_link(netns, &pod, "net1").await?;
+        ensure(link["linkinfo"]["info_kind"] == "macvtap", || {
+            format!("net1 is {}", link["linkinfo"]["info_kind"])
+        })?;
+        let node_ns = netns
+            .node_netns(&pod.node)
+            .await
+            .ok_or("pod's node is gone")?;
+        let uplink: Value =
+            serde_json::from_str(&netns.ip(&node_ns, &["-j", "link", "show", "ens33"]).await?)
+                .map_err(|e| e.to_string())?;
+        ensure(link["link_index"] == uplink[0]["ifindex"], || {
+            format!(
+                "net1's lower is ifindex {}, the node's ens33 is {}",
+                link["link_index"], uplink[0]["ifindex"]
+            )
+        })?;
+    } else {
+        ctx.observed
+            .note("net1's link kind and lower device not checked: no node access on this provider");
+    }
     let status = network_status(&pod)?;
     ensure(
         status
@@ -295,15 +442,15 @@ async fn macvtap_pod(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     )
 }
 
-async fn macvtap_pod_with_mac(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn macvtap_pod_with_mac(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let want = "02:23:45:67:89:01";
     let pod = cluster
         .create_pod(fixture_pod(ctx, "seed/macvtap-pod-with-mac.yaml")?)
         .await
         .map_err(|e| e.to_string())?;
-    let link = pod_link(cluster, &pod, "net1").await?;
-    ensure(link["address"] == want, || {
-        format!("net1 MAC {}, requested {want}", link["address"])
+    let net1 = pod_iface(cluster, &pod, "net1").await?;
+    ensure(net1.mac == want, || {
+        format!("net1 MAC {}, requested {want}", net1.mac)
     })?;
     let status = network_status(&pod)?;
     let dp = status
@@ -315,7 +462,7 @@ async fn macvtap_pod_with_mac(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     })
 }
 
-async fn capacity_accounting(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node = cluster.nodes()[0].clone();
     let a = cluster
         .create_pod(named(
@@ -346,9 +493,12 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         ) == (50, 50, 2),
         || format!("after two pods: {r:?}"),
     )?;
-    ensure(a.devices.get(DATAPLANE).map(Vec::len) == Some(1), || {
-        format!("pod devices {:?}", a.devices)
-    })?;
+    if cluster.netns().is_some() {
+        // Device IDs come from the kubelet's admission, which only the netns cluster shows.
+        ensure(a.devices.get(DATAPLANE).map(Vec::len) == Some(1), || {
+            format!("pod devices {:?}", a.devices)
+        })?;
+    }
     cluster
         .delete_pod(&a.namespace, &a.name)
         .await
@@ -393,9 +543,9 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     })
 }
 
-async fn macvtap_reachability(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn macvtap_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let nodes = cluster.nodes();
-    let base = fixture_pod(ctx, "seed/macvtap-pod.yaml")?;
+    let base = with_net_admin(fixture_pod(ctx, "seed/macvtap-pod.yaml")?);
     let a = cluster
         .create_pod(named(base.clone(), "mvt-a", Some(&nodes[0])))
         .await
@@ -416,8 +566,6 @@ async fn macvtap_reachability(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     ] {
         add_addr(cluster, pod, &format!("{ip}/24"), "net1").await?;
     }
-    let own = cluster.topology().nodes[0].address.to_string();
-    let other = cluster.topology().nodes[1].address.to_string();
     expect_reach(
         ctx,
         cluster,
@@ -445,12 +593,19 @@ async fn macvtap_reachability(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         true,
     )
     .await?;
+    let Some(netns) = cluster.netns() else {
+        ctx.observed
+            .note("the nodes' own uplink addresses: not on the pods' subnet on this provider");
+        return Ok(());
+    };
+    let own = netns.topology().nodes[0].address.to_string();
+    let other = netns.topology().nodes[1].address.to_string();
     expect_reach(ctx, cluster, &a, "node2 uplink", &other, true).await?;
     // A bridge-mode macvtap cannot talk to its own lower device's address.
     expect_reach(ctx, cluster, &a, "node1 uplink (own lower)", &own, false).await
 }
 
-async fn macvlan_host_local(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn macvlan_host_local(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let nodes = cluster.nodes();
     let mut nad = match fixture(ctx, "seed/macvlan-nad.yaml")?.into_iter().next() {
         Some(Object::Nad(n)) => n,
@@ -459,7 +614,7 @@ async fn macvlan_host_local(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     // The seed's NAD names the uplink eth0 and has no cniVersion (multus then calls
     // the plugin as CNI 0.1.0); on the netns cluster the uplink is ens33.
     let mut config: Value = serde_json::from_str(&nad.spec.config).map_err(|e| e.to_string())?;
-    config["master"] = Value::from(cluster.topology().nodes[0].uplink.clone());
+    config["master"] = Value::from(lower_device(ctx, cluster));
     config["cniVersion"] = Value::from("0.3.1");
     nad.spec.config = config.to_string();
     cluster
@@ -617,4 +772,35 @@ async fn ns_ping(ns: &crate::lab::Ns, ip: &str) -> Result<bool, String> {
         .map_err(|e| e.to_string())?
         .status
         .success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_link_oneline_reads_iproute2_and_busybox() {
+        let iproute2 = "7: net1@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 500\\    link/ether 02:23:45:67:89:01 brd ff:ff:ff:ff:ff:ff link-netnsid 0\n";
+        let busybox = "7: net1@if3: <BROADCAST,MULTICAST,M-DOWN> mtu 9000 qdisc noop qlen 500\\    link/ether 0a:58:0a:f4:00:05 brd ff:ff:ff:ff:ff:ff\n";
+        assert_eq!(
+            parse_ip_link_oneline(iproute2),
+            Some(PodIface {
+                mac: "02:23:45:67:89:01".into(),
+                mtu: 1500,
+                up: true
+            })
+        );
+        assert_eq!(
+            parse_ip_link_oneline(busybox),
+            Some(PodIface {
+                mac: "0a:58:0a:f4:00:05".into(),
+                mtu: 9000,
+                up: false
+            })
+        );
+        assert_eq!(
+            parse_ip_link_oneline("Device \"net1\" does not exist."),
+            None
+        );
+    }
 }

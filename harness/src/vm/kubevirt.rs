@@ -380,6 +380,7 @@ impl VirtualMachine {
                         limits: limits.clone(),
                         requests: limits,
                     },
+                    security_context: None,
                 }],
             },
         }

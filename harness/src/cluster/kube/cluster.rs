@@ -21,6 +21,12 @@ use crate::objects::{Object, Pod};
 
 pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
 pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
+/// Which scenario of the run made an object (`s<n>`): a scenario's teardown deletes
+/// only its own objects, the run's components stay for the next scenario.
+pub const SCOPE_LABEL: &str = "secnet.scope";
+/// The node label a pinned pod is placed with: the scheduler, not the kubelet,
+/// then accounts its extended resources (as the netns cluster does).
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 #[derive(Debug, Clone)]
 pub struct KubeOptions {
@@ -31,6 +37,9 @@ pub struct KubeOptions {
     pub log_selectors: Vec<(String, String)>,
     /// Lines of log per container in errors and diagnostics.
     pub log_lines: i64,
+    /// Image (and `sleep` command) for pod containers that name none, such as the
+    /// scenarios' plain pods; it needs `ip` and `ping` (busybox has both).
+    pub pod_image: String,
 }
 
 impl Default for KubeOptions {
@@ -39,6 +48,7 @@ impl Default for KubeOptions {
             pod_timeout: Duration::from_secs(120),
             log_selectors: Vec::new(),
             log_lines: 50,
+            pod_image: "busybox:1.37".into(),
         }
     }
 }
@@ -54,6 +64,8 @@ pub struct KubeCluster {
     client: Client,
     provider: String,
     run: String,
+    /// `Some("s3")` for a scenario's view of the run's cluster (see `scoped`).
+    scope: Option<String>,
     nodes: Vec<String>,
     opts: KubeOptions,
     /// Resources this run applied to, in first-use order, with the namespaces used.
@@ -97,6 +109,7 @@ impl KubeCluster {
             client,
             provider: provider.to_string(),
             run: run.to_string(),
+            scope: None,
             nodes: names,
             opts,
             touched: Mutex::new(Vec::new()),
@@ -111,8 +124,43 @@ impl KubeCluster {
         &self.client
     }
 
+    /// The same cluster for one scenario: what it makes carries `secnet.scope=<scope>`
+    /// too, and its teardown removes only that.
+    pub fn scoped(&self, scope: &str) -> KubeCluster {
+        KubeCluster {
+            client: self.client.clone(),
+            provider: self.provider.clone(),
+            run: self.run.clone(),
+            scope: Some(scope.to_string()),
+            nodes: self.nodes.clone(),
+            opts: self.opts.clone(),
+            touched: Mutex::new(Vec::new()),
+        }
+    }
+
     fn selector(&self) -> String {
-        format!("{RUN_LABEL}={}", self.run)
+        match &self.scope {
+            Some(scope) => format!("{RUN_LABEL}={},{SCOPE_LABEL}={scope}", self.run),
+            None => format!("{RUN_LABEL}={}", self.run),
+        }
+    }
+
+    /// Whether an object carries this run's (and scope's) labels.
+    fn is_mine(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+        let get = |k: &str| labels.and_then(|l| l.get(k));
+        get(RUN_LABEL) == Some(&self.run)
+            && self
+                .scope
+                .as_ref()
+                .is_none_or(|s| get(SCOPE_LABEL) == Some(s))
+    }
+
+    fn add_scope_label(&self, labels: &mut Option<BTreeMap<String, String>>) {
+        if let Some(scope) = &self.scope {
+            labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(SCOPE_LABEL.into(), scope.clone());
+        }
     }
 
     fn touch(&self, placement: &Placement, namespace: Option<&str>) {
@@ -157,6 +205,7 @@ impl KubeCluster {
     pub async fn apply_document(&self, doc: serde_json::Value) -> Result<(), ClusterError> {
         let placement = self.placement(&doc).await?;
         let (mut obj, namespace) = apply::prepare(doc, &placement, &self.run)?;
+        self.add_scope_label(&mut obj.metadata.labels);
         let name = obj.metadata.name.clone().unwrap_or_default();
         let api = self.dynamic_api(&placement, namespace.as_deref());
         // An object that exists without this run's label was not made by this run:
@@ -172,6 +221,7 @@ impl KubeCluster {
         if theirs {
             if let Some(labels) = obj.metadata.labels.as_mut() {
                 labels.remove(RUN_LABEL);
+                labels.remove(SCOPE_LABEL);
             }
             tracing::info!(kind = %placement.resource.kind, %name, "exists already, not made by this run: applied without the run label; teardown keeps it");
         } else {
@@ -189,6 +239,28 @@ impl KubeCluster {
             message: api_err(e),
         })?;
         Ok(())
+    }
+
+    /// A pinned pod (`nodeName`) goes through the scheduler with a hostname selector,
+    /// so an oversized request is `Unschedulable` as on the netns cluster instead of a
+    /// kubelet admission failure; containers without an image get `pod_image`.
+    fn complete_spec(&self, pod: &mut KPod) {
+        let Some(spec) = pod.spec.as_mut() else {
+            return;
+        };
+        if let Some(node) = spec.node_name.take() {
+            spec.node_selector
+                .get_or_insert_with(BTreeMap::new)
+                .insert(HOSTNAME_LABEL.into(), node);
+        }
+        for c in &mut spec.containers {
+            if c.image.as_deref().is_none_or(str::is_empty) {
+                c.image = Some(self.opts.pod_image.clone());
+                if c.command.as_ref().is_none_or(Vec::is_empty) {
+                    c.command = Some(vec!["sleep".into(), "3600".into()]);
+                }
+            }
+        }
     }
 
     /// Events about one object, oldest first, one per line.
@@ -306,13 +378,7 @@ impl KubeCluster {
                     }
                 };
                 for obj in list.items {
-                    let labelled = obj
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(RUN_LABEL))
-                        .is_some_and(|r| *r == self.run);
-                    if !labelled {
+                    if !self.is_mine(obj.metadata.labels.as_ref()) {
                         continue; // the server ignored the selector: never guess
                     }
                     let name = obj.metadata.name.clone().unwrap_or_default();
@@ -338,6 +404,38 @@ impl KubeCluster {
             }
         }
         report
+    }
+}
+
+impl KubeCluster {
+    /// Waits until no pod of this run (and scope) is left, e.g. after `teardown`, so
+    /// that the next scenario can reuse the names.
+    pub async fn wait_pods_gone(&self) -> Result<(), ClusterError> {
+        let api: Api<KPod> = Api::all(self.client.clone());
+        let lp = ListParams::default().labels(&self.selector());
+        let deadline = tokio::time::Instant::now() + self.opts.pod_timeout;
+        loop {
+            let left: Vec<String> = match api.list(&lp).await {
+                Ok(list) => list
+                    .items
+                    .into_iter()
+                    .filter(|p| self.is_mine(p.metadata.labels.as_ref()))
+                    .filter_map(|p| p.metadata.name)
+                    .collect(),
+                Err(e) => vec![format!("(list failed: {})", api_err(e))],
+            };
+            if left.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::Timeout {
+                    what: format!("the pods labelled {} to be deleted", self.selector()),
+                    seconds: self.opts.pod_timeout.as_secs(),
+                    state: format!("still there: {}", left.join(" ")),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
 
@@ -435,12 +533,16 @@ impl Cluster for KubeCluster {
         let placement = apply::known_placement("v1", "Pod").expect("pods are known");
         let (obj, ns) = apply::prepare(apply::document(&Object::Pod(pod))?, &placement, &self.run)?;
         let ns = ns.unwrap_or_else(|| "default".into());
-        let typed: KPod = serde_json::from_value(serde_json::to_value(&obj).unwrap_or_default())
-            .map_err(|e| ClusterError::PodStart {
-                pod: name.clone(),
-                node: String::new(),
-                message: format!("not a valid pod: {e}"),
-            })?;
+        let mut typed: KPod = serde_json::from_value(
+            serde_json::to_value(&obj).unwrap_or_default(),
+        )
+        .map_err(|e| ClusterError::PodStart {
+            pod: name.clone(),
+            node: String::new(),
+            message: format!("not a valid pod: {e}"),
+        })?;
+        self.add_scope_label(&mut typed.metadata.labels);
+        self.complete_spec(&mut typed);
         let api: Api<KPod> = Api::namespaced(self.client.clone(), &ns);
         self.touch(&placement, Some(&ns));
         let pp = PostParams {

@@ -1,0 +1,75 @@
+//! `AnyCluster`: one of the providers behind the `Cluster` contract, so that a
+//! portable scenario is written once and runs on the netns cluster here and on kind
+//! or an existing cluster elsewhere. Node-level checks (the node's own links and
+//! addresses) exist only where secnet owns the nodes: `netns()` says when.
+
+use std::sync::Arc;
+
+use super::kube::KubeCluster;
+use super::netns::NetnsCluster;
+use super::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
+use crate::objects::{Object, Pod};
+
+pub enum AnyCluster {
+    Netns(Box<NetnsCluster>),
+    Kube(Arc<KubeCluster>),
+}
+
+impl AnyCluster {
+    /// The netns cluster, for node-level checks a real cluster cannot offer.
+    pub fn netns(&self) -> Option<&NetnsCluster> {
+        match self {
+            AnyCluster::Netns(c) => Some(c.as_ref()),
+            AnyCluster::Kube(_) => None,
+        }
+    }
+}
+
+/// Calls the same method on whichever provider it is.
+macro_rules! each {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            AnyCluster::Netns($c) => $e,
+            AnyCluster::Kube($c) => $e,
+        }
+    };
+}
+
+impl Cluster for AnyCluster {
+    fn provider(&self) -> &str {
+        each!(self, c => c.provider())
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        each!(self, c => c.nodes())
+    }
+
+    async fn apply(&self, objects: Vec<Object>) -> Result<(), ClusterError> {
+        each!(self, c => c.apply(objects).await)
+    }
+
+    async fn create_pod(&self, pod: Pod) -> Result<PodView, ClusterError> {
+        each!(self, c => c.create_pod(pod).await)
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
+        each!(self, c => c.delete_pod(namespace, name).await)
+    }
+
+    async fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        argv: &[&str],
+    ) -> Result<ExecOutput, ClusterError> {
+        each!(self, c => c.exec(namespace, pod, argv).await)
+    }
+
+    async fn node_resources(&self, node: &str) -> Result<NodeResources, ClusterError> {
+        each!(self, c => c.node_resources(node).await)
+    }
+
+    async fn diagnostics(&self) -> String {
+        each!(self, c => c.diagnostics().await)
+    }
+}
