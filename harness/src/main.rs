@@ -73,13 +73,22 @@ enum Cmd {
         fix: bool,
     },
     #[command(
-        after_help = "Examples:\n  secnet clean                 # every leftover of any secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)"
+        after_help = "Examples:\n  secnet clean                 # every leftover of any secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)\n  secnet clean --cluster existing --context lab   # objects labelled secnet.run on that cluster\n  secnet clean --cluster kind --run sn1a2b3c      # kind delete cluster --name secnet-sn1a2b3c"
     )]
-    /// Remove namespaces left by killed or --keep runs (only secnet's, named sn<id>-…).
+    /// Remove what killed or --keep runs left (only secnet's: namespaces named sn<id>-…, objects labelled secnet.run, kind clusters secnet-sn<id>).
     Clean {
         /// Only this run id (sn + 6 hex digits).
         #[arg(long)]
         run: Option<String>,
+        /// netns: this machine's namespaces; existing: objects labelled secnet.run on the kubeconfig's cluster (deleted by UID); kind: secnet's kind clusters.
+        #[arg(long, default_value = "netns", value_parser = ["netns", "kind", "existing"])]
+        cluster: String,
+        /// Kubeconfig for --cluster existing [default: $KUBECONFIG, ~/.kube/config, in-cluster].
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Kubeconfig context for --cluster existing [default: the current one].
+        #[arg(long)]
+        context: Option<String>,
     },
     /// Measure CNI ADD+DEL latency side by side with the reference plugins (needs root).
     #[command(after_help = "Example:\n  secnet bench --quick --report reports/")]
@@ -219,26 +228,96 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Cmd::Clean { run } => match secnet::clean::clean(run.as_deref()) {
-            Ok(c) => {
-                eprintln!(
-                    "secnet clean: removed {} namespace(s), {} run dir(s), {} process(es){}",
-                    c.namespaces.len(),
-                    c.run_dirs.len(),
-                    c.processes.len(),
-                    if c.namespaces.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", c.namespaces.join(" "))
+        Cmd::Clean {
+            run,
+            cluster,
+            kubeconfig,
+            context,
+        } => {
+            use secnet::cluster::kube::sweep;
+            if cluster != "existing" && (kubeconfig.is_some() || context.is_some()) {
+                eprintln!("secnet clean: --kubeconfig and --context go with --cluster existing");
+                return ExitCode::from(2);
+            }
+            if cluster != "netns"
+                && let Some(id) = run.as_deref().filter(|id| !sweep::is_run_id(id))
+            {
+                eprintln!("secnet clean: --run wants a run id (sn + 6 hex digits), got {id:?}");
+                return ExitCode::from(2);
+            }
+            let (report, per_run) = match cluster.as_str() {
+                "kind" => match sweep::clean_kind(run.as_deref()) {
+                    Ok(t) => (t, None),
+                    Err(e) => {
+                        eprintln!("secnet clean: {e}");
+                        return ExitCode::from(2);
                     }
-                );
-                ExitCode::SUCCESS
+                },
+                "existing" => {
+                    let opts = secnet::cluster::kube::existing::ExistingOptions {
+                        kubeconfig,
+                        context,
+                    };
+                    match runtime.block_on(sweep::clean_existing(&opts, run.as_deref())) {
+                        Ok(s) => (s.report, Some(s.per_run)),
+                        Err(e) => {
+                            eprintln!("secnet clean: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+                _ => {
+                    return match secnet::clean::clean(run.as_deref()) {
+                        Ok(c) => {
+                            eprintln!(
+                                "secnet clean: removed {} namespace(s), {} run dir(s), {} process(es){}",
+                                c.namespaces.len(),
+                                c.run_dirs.len(),
+                                c.processes.len(),
+                                if c.namespaces.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(": {}", c.namespaces.join(" "))
+                                }
+                            );
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("secnet clean: {e}");
+                            ExitCode::from(2)
+                        }
+                    };
+                }
+            };
+            for d in &report.deleted {
+                println!("deleted {d}");
             }
-            Err(e) => {
+            for e in &report.errors {
                 eprintln!("secnet clean: {e}");
-                ExitCode::from(2)
             }
-        },
+            let runs = per_run
+                .filter(|r| !r.is_empty())
+                .map(|r| {
+                    let counts: Vec<String> = r.iter().map(|(id, n)| format!("{id} {n}")).collect();
+                    format!(" (per run: {})", counts.join(", "))
+                })
+                .unwrap_or_default();
+            eprintln!(
+                "secnet clean: deleted {} {}{runs}, {} error(s)",
+                report.deleted.len(),
+                if cluster == "kind" {
+                    "kind cluster(s)"
+                } else {
+                    "object(s)"
+                },
+                report.errors.len()
+            );
+            if report.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Cmd::Bench {
             quick,
             report,
