@@ -16,16 +16,75 @@ struct Cli {
     command: Cmd,
 }
 
+/// What kind and existing clusters need (`secnet conform --cluster kind|existing`).
+#[derive(clap::Args)]
+struct RealArgs {
+    /// Print the plan (commands, rendered manifests, scenarios) and run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// existing: the kubeconfig [default: $KUBECONFIG, ~/.kube/config, in-cluster].
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// existing: the kubeconfig context [default: its current context].
+    #[arg(long)]
+    context: Option<String>,
+    /// kind: the cluster config [default: clusters/kind-2node.yaml].
+    #[arg(long)]
+    kind_config: Option<PathBuf>,
+    /// kind: the container engine (docker or podman).
+    #[arg(long, default_value = "docker")]
+    engine: String,
+    /// The bundled plugins' image (built from the Containerfile).
+    #[arg(long, default_value = secnet::cluster::kube::components::SECNET_IMAGE)]
+    image: String,
+    /// Put kubevirt/macvtap-cni's image under test instead of the bundled plugins.
+    #[arg(long)]
+    upstream_macvtap: bool,
+    /// The nodes' macvtap/macvlan lower device (kind: made by secnet on eth0).
+    #[arg(long, default_value = "ens33")]
+    lower_device: String,
+    /// Component sets to install (comma list of multus, macvtap, ovs-cni, kubevirt, cnao).
+    #[arg(long, value_delimiter = ',', default_value = "multus,macvtap")]
+    components: Vec<String>,
+    /// Where fetched upstream manifests are kept (warm: runs offline) [default: ~/.cache/secnet/manifests].
+    #[arg(long)]
+    manifest_cache: Option<PathBuf>,
+    /// Seconds to wait for a pod or for the device plugin on every node.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+}
+
+impl RealArgs {
+    fn options(self) -> secnet::conform::real::RealOptions {
+        let d = secnet::conform::real::RealOptions::default();
+        secnet::conform::real::RealOptions {
+            kubeconfig: self.kubeconfig,
+            context: self.context,
+            kind_config: self.kind_config.unwrap_or(d.kind_config),
+            engine: self.engine,
+            image: self.image,
+            upstream_macvtap: self.upstream_macvtap,
+            lower_device: self.lower_device,
+            components: self.components,
+            manifest_cache: self.manifest_cache.unwrap_or(d.manifest_cache),
+            timeout: std::time::Duration::from_secs(self.timeout),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run every scenario against the implementation under test (needs root).
+    /// Run every scenario against the implementation under test (netns: needs root).
     #[command(
-        after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test"
+        after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped."
     )]
     Conform {
-        /// Cluster provider.
+        /// Cluster provider: netns (built in, needs root), kind, existing.
         #[arg(long, default_value = "netns")]
         cluster: String,
+        #[command(flatten)]
+        real: Box<RealArgs>,
         /// Directory with the CNI binaries under test [default: the bundled ones next to secnet].
         #[arg(long)]
         cni_bin_dir: Option<PathBuf>,
@@ -118,6 +177,7 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Conform {
             cluster,
+            real,
             cni_bin_dir,
             report,
             labels,
@@ -161,7 +221,20 @@ fn main() -> ExitCode {
                 labels,
                 skip_labels,
                 keep,
+                real: real.options(),
             };
+            if opts.real.dry_run {
+                return match secnet::conform::dry_run(&opts) {
+                    Ok(plan) => {
+                        print!("{plan}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("secnet conform: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
             match runtime.block_on(secnet::conform::run(&opts)) {
                 Ok(r) => {
                     eprintln!(

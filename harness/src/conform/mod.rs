@@ -1,5 +1,8 @@
 //! `secnet conform`: select scenarios by label, run them against the implementation
-//! under test, show progress, and write the report.
+//! under test, show progress, and write the report. On kind/existing clusters
+//! (`real`) the portable scenarios run and the others are reported as skipped.
+
+pub mod real;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,14 +27,22 @@ pub struct Options {
     pub labels: Vec<String>,
     pub skip_labels: Vec<String>,
     pub keep: bool,
+    /// What `--cluster kind|existing` needs.
+    pub real: real::RealOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConformError {
     #[error("interrupted by {0}")]
     Interrupted(&'static str),
-    #[error("cluster provider \"{0}\" is not available in this build; use --cluster netns")]
+    #[error("unknown cluster provider \"{0}\"; use --cluster netns, kind or existing")]
     UnknownCluster(String),
+    #[error(
+        "--dry-run prints the plan of a kind or existing cluster run; with --cluster netns just run it"
+    )]
+    DryRunNetns,
+    #[error("{0}")]
+    Real(String),
     #[error(
         "secnet conform on the netns cluster needs root (network namespaces); run it as root, e.g. sudo -E secnet conform"
     )]
@@ -71,6 +82,7 @@ impl Options {
             labels: Vec::new(),
             skip_labels: Vec::new(),
             keep: false,
+            real: real::RealOptions::default(),
         }
     }
 }
@@ -133,8 +145,14 @@ fn check_leaks(ctx: &Ctx, outcome: Outcome) -> Outcome {
 }
 
 fn preflight(opts: &Options) -> Result<(), ConformError> {
-    if opts.cluster != "netns" {
-        return Err(ConformError::UnknownCluster(opts.cluster.clone()));
+    if !opts.fixtures_dir.join("seed").is_dir() {
+        return Err(ConformError::MissingFixtures(opts.fixtures_dir.clone()));
+    }
+    match opts.cluster.as_str() {
+        "netns" => {}
+        // The cluster runs the plugins: nothing local to check beyond the fixtures.
+        "kind" | "existing" => return Ok(()),
+        other => return Err(ConformError::UnknownCluster(other.to_string())),
     }
     if !crate::prereq::is_root() {
         return Err(ConformError::NotRoot);
@@ -143,16 +161,14 @@ fn preflight(opts: &Options) -> Result<(), ConformError> {
     if !plugin.exists() {
         return Err(ConformError::MissingPlugin(plugin));
     }
-    if !opts.fixtures_dir.join("seed").is_dir() {
-        return Err(ConformError::MissingFixtures(opts.fixtures_dir.clone()));
-    }
     Ok(())
 }
 
-/// Runs the selected scenarios one after the other, printing a line per scenario.
-pub async fn run(opts: &Options) -> Result<Report, ConformError> {
-    preflight(opts)?;
-    let all = scenario::all();
+/// The scenarios the label filters select, or an error listing the known labels.
+fn select<'a>(
+    opts: &Options,
+    all: &'a [scenario::Scenario],
+) -> Result<Vec<&'a scenario::Scenario>, ConformError> {
     let mut known: Vec<&str> = all.iter().flat_map(|s| s.labels.iter().copied()).collect();
     known.sort_unstable();
     known.dedup();
@@ -167,17 +183,73 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
             known: known.join(", "),
         });
     }
+    Ok(selected)
+}
+
+/// `--dry-run`: the plan of a kind/existing run (commands, manifests, scenarios).
+pub fn dry_run(opts: &Options) -> Result<String, ConformError> {
+    if opts.cluster == "netns" {
+        return Err(ConformError::DryRunNetns);
+    }
+    preflight(opts)?;
+    let all = scenario::all();
+    let selected = select(opts, &all)?;
+    real::plan(opts, &crate::lab::new_run_id(), &selected).map_err(ConformError::Real)
+}
+
+/// Runs the selected scenarios one after the other, printing a line per scenario.
+pub async fn run(opts: &Options) -> Result<Report, ConformError> {
+    preflight(opts)?;
+    let all = scenario::all();
+    let selected = select(opts, &all)?;
     let run_id = crate::lab::new_run_id();
+    let portable = selected.iter().filter(|s| s.portable).count();
+    let count = if opts.cluster == "netns" {
+        format!("{} scenario(s)", selected.len())
+    } else {
+        format!(
+            "{} scenario(s), {portable} portable (the others need the netns cluster and are skipped)",
+            selected.len()
+        )
+    };
     eprintln!(
-        "secnet conform: run {run_id} on the {} cluster, {} scenario(s)",
-        opts.cluster,
-        selected.len()
+        "secnet conform: run {run_id} on the {} cluster, {count}",
+        opts.cluster
     );
     let mut ctx = context(opts, &run_id);
     let started = Instant::now();
+    let mut real = None;
+    if opts.cluster != "netns" {
+        let up = tokio::select! {
+            up = real::RealCluster::up(opts, &run_id) => up,
+            signal = interrupted() => Err(format!("interrupted by {signal} while bringing the cluster up; run `secnet clean --cluster {} --run {run_id}`", opts.cluster)),
+        };
+        let rc = up.map_err(ConformError::Real)?;
+        ctx.target = rc.target();
+        real = Some(rc);
+    }
     let total = selected.len();
     let mut reports = Vec::new();
     for (i, s) in selected.into_iter().enumerate() {
+        if real.is_some() && !s.portable {
+            eprintln!(
+                "[{:>2}/{total}] SKIP {} ({})",
+                i + 1,
+                s.name,
+                real::SKIP_REASON
+            );
+            reports.push(ScenarioReport {
+                name: s.name.clone(),
+                backend: s.backend.to_string(),
+                workload: s.workload.to_string(),
+                labels: s.labels.iter().map(|l| l.to_string()).collect(),
+                status: Status::Skipped,
+                duration_s: 0.0,
+                message: real::SKIP_REASON.into(),
+                observed: Default::default(),
+            });
+            continue;
+        }
         let t = Instant::now();
         ctx.scope = format!("s{}", i + 1);
         ctx.observed = Default::default();
@@ -203,6 +275,11 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
                 // Let the scenario's drop guards run before sweeping after them.
                 let _ = task.await;
                 eprintln!("secnet conform: {signal}: stopping run {run_id} and removing what it created");
+                if let Some(rc) = real.take() {
+                    for note in rc.down(true, false).await {
+                        eprintln!("secnet conform: {note}");
+                    }
+                }
                 match crate::clean::clean(Some(&run_id)) {
                     Ok(c) => eprintln!("secnet conform: removed {} namespace(s), {} process(es)", c.namespaces.len(), c.processes.len()),
                     Err(e) => eprintln!("secnet conform: cleanup failed: {e}; run `secnet clean --run {run_id}`"),
@@ -212,7 +289,11 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
             }
         };
         progress.finish_and_clear();
-        let outcome = check_leaks(&ctx, outcome);
+        let outcome = if real.is_some() {
+            outcome // a real cluster's leftovers are its scope's objects: finish_kube checks
+        } else {
+            check_leaks(&ctx, outcome)
+        };
         let duration_s = t.elapsed().as_secs_f64();
         let (status, message) = match outcome {
             Ok(()) => (Status::Passed, String::new()),
@@ -243,19 +324,38 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         });
     }
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
-    let implementation = json!({
-        "run_id": run_id,
-        "device_plugin": opts.device_plugin.join(" "),
-        "reference_bin_dir": opts.reference_bin_dir.display().to_string(),
-        "cni_bin_dir": opts.cni_bin_dir.display().to_string(),
-        "macvtap": opts.cni_bin_dir.join("macvtap").display().to_string(),
-    });
+    if let Some(rc) = real {
+        let failed = reports.iter().any(|r| r.status == Status::Failed);
+        for note in rc.down(failed, opts.keep).await {
+            eprintln!("secnet conform: {note}");
+        }
+    }
+    let implementation = if opts.cluster == "netns" {
+        json!({
+            "run_id": run_id,
+            "device_plugin": opts.device_plugin.join(" "),
+            "reference_bin_dir": opts.reference_bin_dir.display().to_string(),
+            "cni_bin_dir": opts.cni_bin_dir.display().to_string(),
+            "macvtap": opts.cni_bin_dir.join("macvtap").display().to_string(),
+        })
+    } else {
+        json!({
+            "run_id": run_id,
+            "image": opts.real.image,
+            "macvtap": if opts.real.upstream_macvtap { components_upstream() } else { opts.real.image.clone() },
+            "components": opts.real.components,
+        })
+    };
     Ok(Report::new(
         &opts.cluster,
         implementation,
         reports,
         started.elapsed().as_secs_f64(),
     ))
+}
+
+fn components_upstream() -> String {
+    crate::cluster::kube::components::UPSTREAM_MACVTAP_IMAGE.to_string()
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM, naming it.

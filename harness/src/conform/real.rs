@@ -1,0 +1,630 @@
+//! `secnet conform --cluster kind|existing`: one real cluster for the whole run.
+//! Up (kind creates it; `existing` connects), the component sets installed once
+//! (server-side apply, run label), wait until every node advertises the macvtap
+//! resource, then the portable scenarios, then down: the run's objects deleted by
+//! label (and swept), the kind cluster deleted unless `--keep`.
+//! `--dry-run` prints all of that as a plan without running anything.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::Options;
+use crate::cluster::Cluster;
+use crate::cluster::kube::components::{
+    self, CachedFetcher, ComponentError, ComponentOptions, ComponentSet, CurlFetcher, Fetcher,
+    MacvtapImpl, Source,
+};
+use crate::cluster::kube::existing::{self, ExistingOptions};
+use crate::cluster::kube::kind::{self, Kind, KindOptions, XshellRunner};
+use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, sweep};
+use crate::scenario::{Scenario, Target};
+
+/// What `--cluster kind|existing` adds to the conform options.
+#[derive(Debug, Clone)]
+pub struct RealOptions {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// kind's cluster config.
+    pub kind_config: PathBuf,
+    /// `docker` or `podman`.
+    pub engine: String,
+    /// The bundled plugins' image (built from the Containerfile).
+    pub image: String,
+    /// Put kubevirt/macvtap-cni's image under test instead of the bundled plugins.
+    pub upstream_macvtap: bool,
+    /// The nodes' macvtap/macvlan lower device.
+    pub lower_device: String,
+    /// Component sets to install, in order (`multus`, `macvtap`, `ovs-cni`, `kubevirt`, `cnao`).
+    pub components: Vec<String>,
+    /// Where fetched upstream manifests are kept (a warm cache runs offline).
+    pub manifest_cache: PathBuf,
+    /// How long to wait for pods, and for the device plugin on every node.
+    pub timeout: Duration,
+    pub dry_run: bool,
+}
+
+impl Default for RealOptions {
+    fn default() -> Self {
+        RealOptions {
+            kubeconfig: None,
+            context: None,
+            kind_config: crate::bins::fixtures_dir()
+                .parent()
+                .map_or_else(|| PathBuf::from("clusters"), |p| p.join("clusters"))
+                .join("kind-2node.yaml"),
+            engine: "docker".into(),
+            image: components::SECNET_IMAGE.into(),
+            upstream_macvtap: false,
+            lower_device: "ens33".into(),
+            components: vec!["multus".into(), "macvtap".into()],
+            manifest_cache: default_cache(),
+            timeout: Duration::from_secs(180),
+            dry_run: false,
+        }
+    }
+}
+
+fn default_cache() -> PathBuf {
+    match std::env::var_os("XDG_CACHE_HOME").or_else(|| std::env::var_os("HOME")) {
+        Some(base) if std::env::var_os("XDG_CACHE_HOME").is_some() => {
+            PathBuf::from(base).join("secnet/manifests")
+        }
+        Some(home) => PathBuf::from(home).join(".cache/secnet/manifests"),
+        None => PathBuf::from("/var/cache/secnet/manifests"),
+    }
+}
+
+/// The component sets `--components` selects, in the order given; an unknown name
+/// is an error that lists the known ones.
+pub fn selected_sets(real: &RealOptions) -> Result<Vec<ComponentSet>, String> {
+    let all = components::sets(&component_options(real));
+    real.components
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|s| s.name == *name)
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+                    format!(
+                        "--components: unknown component {name:?}; known: {}",
+                        known.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+fn component_options(real: &RealOptions) -> ComponentOptions {
+    ComponentOptions {
+        macvtap: if real.upstream_macvtap {
+            MacvtapImpl::Upstream
+        } else {
+            MacvtapImpl::Secnet
+        },
+        image: real.image.clone(),
+        lower_device: real.lower_device.clone(),
+        ..ComponentOptions::default()
+    }
+}
+
+fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
+    let real = &opts.real;
+    let mut k = KindOptions::new(run_id);
+    k.config = real.kind_config.clone();
+    k.images = vec![real.image.clone()];
+    if real.upstream_macvtap {
+        k.images.clear(); // pulled from quay.io by the nodes
+    }
+    k.keep = opts.keep;
+    k.engine = real.engine.clone();
+    k.lower_device = real.lower_device.clone();
+    k
+}
+
+/// The nodes kind will name for a config: `<cluster>-control-plane`, `-worker`,
+/// `-worker2`, … (kind's own naming), for the plan.
+pub fn kind_node_names(config_yaml: &str, cluster: &str) -> Result<Vec<String>, String> {
+    let doc: Value = serde_saphyr::from_str(config_yaml).map_err(|e| e.to_string())?;
+    let roles: Vec<&str> = doc["nodes"]
+        .as_array()
+        .map(|n| n.iter().filter_map(|n| n["role"].as_str()).collect())
+        .unwrap_or_default();
+    let roles = if roles.is_empty() {
+        vec!["control-plane"]
+    } else {
+        roles
+    };
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    Ok(roles
+        .into_iter()
+        .map(|role| {
+            let n = match seen.iter_mut().find(|(r, _)| *r == role) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    seen.push((role, 1));
+                    1
+                }
+            };
+            if n == 1 {
+                format!("{cluster}-{role}")
+            } else {
+                format!("{cluster}-{role}{n}")
+            }
+        })
+        .collect())
+}
+
+/// The run's real cluster and how to take it down.
+pub struct RealCluster {
+    pub cluster: Arc<KubeCluster>,
+    kind: Option<Kind<XshellRunner>>,
+    lower_device: String,
+}
+
+impl RealCluster {
+    pub fn target(&self) -> Target {
+        Target::Kube {
+            cluster: self.cluster.clone(),
+            lower_device: self.lower_device.clone(),
+        }
+    }
+
+    /// Brings the cluster up (kind) or connects (existing), installs the components
+    /// and waits for the device plugin on every node. On failure what was made is removed.
+    pub async fn up(opts: &Options, run_id: &str) -> Result<RealCluster, String> {
+        let real = &opts.real;
+        let sets = selected_sets(real)?;
+        let kopts = KubeOptions {
+            pod_timeout: real.timeout,
+            log_selectors: sets.iter().flat_map(|s| s.log_selectors.clone()).collect(),
+            ..KubeOptions::default()
+        };
+        let (cluster, kind) = match opts.cluster.as_str() {
+            "kind" => {
+                let kind = Kind::new(kind_options(opts, run_id), XshellRunner);
+                if sweep::find_program(&kind.opts.kind_bin).is_none() {
+                    return Err(
+                        "kind not found on PATH: install kind (https://kind.sigs.k8s.io) and a container engine, or use --cluster existing".into(),
+                    );
+                }
+                progress(&format!(
+                    "creating kind cluster {} from {}",
+                    kind.cluster_name(),
+                    kind.opts.config.display()
+                ));
+                let (kind, kubeconfig) = tokio::task::spawn_blocking(move || {
+                    let up = kind.up();
+                    (kind, up)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                let kubeconfig = kubeconfig.map_err(|e| e.to_string())?;
+                match kind::connect(&kubeconfig, run_id, kopts).await {
+                    Ok(c) => (c, Some(kind)),
+                    Err(e) => {
+                        let notes = kind.down(true);
+                        return Err(format!("{e} ({})", notes.join("; ")));
+                    }
+                }
+            }
+            "existing" => {
+                let eo = ExistingOptions {
+                    kubeconfig: real.kubeconfig.clone(),
+                    context: real.context.clone(),
+                };
+                (
+                    existing::connect(&eo, run_id, kopts)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                    None,
+                )
+            }
+            other => return Err(format!("unknown cluster provider {other:?}")),
+        };
+        let rc = RealCluster {
+            cluster: Arc::new(cluster),
+            kind,
+            lower_device: real.lower_device.clone(),
+        };
+        match rc.deploy(opts, &sets).await {
+            Ok(()) => Ok(rc),
+            Err(e) => {
+                let notes = rc.down(true, false).await;
+                Err(format!("{e}{}", suffix(&notes)))
+            }
+        }
+    }
+
+    async fn deploy(&self, opts: &Options, sets: &[ComponentSet]) -> Result<(), String> {
+        let fetcher = CachedFetcher {
+            dir: opts.real.manifest_cache.clone(),
+            inner: CurlFetcher,
+        };
+        let dir = opts.fixtures_dir.join("components");
+        for set in sets {
+            progress(&format!("installing {} {}", set.name, set.version));
+            let n = components::install(&self.cluster, set, &dir, &fetcher)
+                .await
+                .map_err(|e| e.to_string())?;
+            progress(&format!("{}: {n} object(s) applied", set.name));
+        }
+        if sets.iter().any(|s| s.name == "macvtap") {
+            self.wait_for_resource(crate::scenario::seed::DATAPLANE, opts.real.timeout)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Polls until every node has some allocatable `resource` (the device plugin
+    /// registered); a timeout names the nodes without it and carries diagnostics.
+    async fn wait_for_resource(&self, resource: &str, timeout: Duration) -> Result<(), String> {
+        progress(&format!("waiting for {resource} on every node"));
+        let start = Instant::now();
+        loop {
+            let mut missing = Vec::new();
+            for node in self.cluster.nodes() {
+                let r = self
+                    .cluster
+                    .node_resources(&node)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.allocatable.get(resource).copied().unwrap_or(0) == 0 {
+                    missing.push(node);
+                }
+            }
+            if missing.is_empty() {
+                progress(&format!(
+                    "{resource} on every node after {:.1} s",
+                    start.elapsed().as_secs_f64()
+                ));
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                return Err(format!(
+                    "timed out after {} s waiting for {resource} on {}: is the device plugin running and is the lower device there?\n{}",
+                    timeout.as_secs(),
+                    missing.join(", "),
+                    self.cluster.diagnostics().await
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Deletes what the run made (unless it failed and `keep`), then the kind
+    /// cluster (unless `keep`). Returns notes; never fails.
+    pub async fn down(self, failed: bool, keep: bool) -> Vec<String> {
+        let mut notes = Vec::new();
+        if keep && failed {
+            notes.push(format!(
+                "kept the run's objects: kubectl get all,network-attachment-definitions -A -l {RUN_LABEL}={}; remove with: secnet clean --cluster {} --run {}",
+                self.cluster.run_id(),
+                self.cluster.provider(),
+                self.cluster.run_id()
+            ));
+        } else {
+            let done = self.cluster.teardown().await;
+            notes.extend(done.errors);
+            // Anything a scenario left (a killed body): swept by the run label.
+            let swept = sweep::sweep(self.cluster.client(), Some(self.cluster.run_id())).await;
+            notes.extend(swept.errors);
+        }
+        if let Some(kind) = self.kind {
+            let more = tokio::task::spawn_blocking(move || kind.down(failed))
+                .await
+                .unwrap_or_else(|e| vec![e.to_string()]);
+            notes.extend(more);
+        }
+        notes
+    }
+}
+
+fn progress(msg: &str) {
+    eprintln!("secnet conform: {msg}");
+}
+
+fn suffix(notes: &[String]) -> String {
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
+    }
+}
+
+/// Reads the manifest cache and nothing else: the plan never downloads.
+struct CacheOnly(PathBuf);
+
+impl Fetcher for CacheOnly {
+    fn fetch(&self, url: &str) -> Result<String, ComponentError> {
+        let path = self.0.join(components::cache_name(url));
+        std::fs::read_to_string(&path).map_err(|_| ComponentError::Fetch {
+            url: url.into(),
+            message: format!("not in the cache {}", self.0.display()),
+        })
+    }
+}
+
+/// A document as it would be applied: the run label on it.
+fn labelled_yaml(mut doc: Value, run_id: &str) -> String {
+    if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(RUN_LABEL.into(), Value::from(run_id));
+        }
+    }
+    serde_saphyr::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+}
+
+/// `--dry-run`: every command and every rendered manifest of a run, in order,
+/// without a cluster, Docker or network (remote manifests come from the cache or
+/// are named with their pin).
+pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<String, String> {
+    let real = &opts.real;
+    let sets = selected_sets(real)?;
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "# secnet conform --cluster {} --dry-run: the plan of run {run_id} (nothing is run)\n",
+        opts.cluster
+    );
+    let mut kind = None;
+    match opts.cluster.as_str() {
+        "kind" => {
+            let k = Kind::new(kind_options(opts, run_id), XshellRunner);
+            let config = std::fs::read_to_string(&k.opts.config).map_err(|e| {
+                format!(
+                    "cannot read the kind config {}: {e} (--kind-config)",
+                    k.opts.config.display()
+                )
+            })?;
+            let nodes = kind_node_names(&config, &k.cluster_name())
+                .map_err(|e| format!("{}: {e}", k.opts.config.display()))?;
+            let _ = writeln!(w, "## 1. Cluster: kind\n");
+            let _ = writeln!(w, "$ {}", k.create_cmd());
+            let _ = writeln!(w, "$ {}", k.nodes_cmd());
+            for node in &nodes {
+                for cmd in k.lower_device_cmds(node) {
+                    let _ = writeln!(w, "$ {cmd}");
+                }
+            }
+            for cmd in k.load_cmds() {
+                let _ = writeln!(w, "$ {cmd}");
+            }
+            let _ = writeln!(w, "$ {}", k.kubeconfig_cmd());
+            let _ = writeln!(
+                w,
+                "\n# {} ({}):\n{config}",
+                k.opts.config.display(),
+                nodes.join(", ")
+            );
+            kind = Some(k);
+        }
+        "existing" => {
+            let _ = writeln!(
+                w,
+                "## 1. Cluster: existing (never created or deleted by secnet)\n"
+            );
+            let _ = writeln!(
+                w,
+                "kubeconfig: {}\ncontext: {}\n",
+                real.kubeconfig
+                    .as_ref()
+                    .map_or("$KUBECONFIG, ~/.kube/config or in-cluster".into(), |p| p
+                        .display()
+                        .to_string()),
+                real.context
+                    .as_deref()
+                    .unwrap_or("the kubeconfig's current context")
+            );
+        }
+        other => return Err(format!("unknown cluster provider {other:?}")),
+    }
+    let _ = writeln!(
+        w,
+        "## 2. Components: server-side apply (field manager secnet, label {RUN_LABEL}={run_id})\n"
+    );
+    let dir = opts.fixtures_dir.join("components");
+    let cache = CacheOnly(real.manifest_cache.clone());
+    for set in &sets {
+        let _ = writeln!(w, "### {} {}\n", set.name, set.version);
+        for source in &set.sources {
+            let one = ComponentSet {
+                sources: vec![source.clone()],
+                ..set.clone()
+            };
+            match (components::render(&one, &dir, &cache), source) {
+                (Ok(docs), _) => {
+                    let from = match source {
+                        Source::Local(rel) => format!("fixtures/components/{rel}"),
+                        Source::Remote { url, version } => {
+                            format!("{url} (pinned {version}, cached)")
+                        }
+                    };
+                    let _ = writeln!(w, "# from {from}: {} document(s)", docs.len());
+                    for doc in docs {
+                        let _ = writeln!(w, "---\n{}", labelled_yaml(doc, run_id).trim_end());
+                    }
+                    let _ = writeln!(w);
+                }
+                (Err(_), Source::Remote { url, version }) => {
+                    let _ = writeln!(
+                        w,
+                        "# fetched at run time: {url} (pinned {version}; not in the cache {} yet, so not shown)\n",
+                        real.manifest_cache.display()
+                    );
+                }
+                (Err(e), Source::Local(_)) => return Err(e.to_string()),
+            }
+        }
+    }
+    if sets.iter().any(|s| s.name == "macvtap") {
+        let _ = writeln!(
+            w,
+            "then wait up to {} s until every node has allocatable {}\n",
+            real.timeout.as_secs(),
+            crate::scenario::seed::DATAPLANE
+        );
+    }
+    let _ = writeln!(w, "## 3. Scenarios\n");
+    let nad = crate::objects::load_file(&opts.fixtures_dir.join("seed/macvtap-nad.yaml"))
+        .map_err(|e| e.to_string())?;
+    for (i, s) in scenarios.iter().enumerate() {
+        if s.portable {
+            let _ = writeln!(
+                w,
+                "[{:>2}] run   {} (objects labelled secnet.scope=s{}, deleted after it)",
+                i + 1,
+                s.name,
+                i + 1
+            );
+        } else {
+            let _ = writeln!(w, "[{:>2}] skip  {}", i + 1, s.name);
+        }
+    }
+    if scenarios.iter().any(|s| !s.portable) {
+        let _ = writeln!(w, "\nskip: {SKIP_REASON}");
+    }
+    let _ = writeln!(
+        w,
+        "\nevery scenario first applies fixtures/seed/macvtap-nad.yaml:"
+    );
+    for obj in &nad {
+        let doc = crate::cluster::kube::apply::document(obj).map_err(|e| e.to_string())?;
+        let _ = writeln!(w, "---\n{}", labelled_yaml(doc, run_id).trim_end());
+    }
+    let _ = writeln!(w, "\n## 4. Teardown\n");
+    let _ = writeln!(
+        w,
+        "delete every object labelled {RUN_LABEL}={run_id} (by UID; objects without the label are never touched)"
+    );
+    if let Some(k) = kind {
+        if opts.keep {
+            let _ = writeln!(
+                w,
+                "--keep: the kind cluster stays; on failure: $ {}",
+                k.export_logs_cmd()
+            );
+        } else {
+            let _ = writeln!(w, "on failure: $ {}", k.export_logs_cmd());
+            let _ = writeln!(w, "$ {}", k.delete_cmd());
+        }
+    }
+    Ok(out)
+}
+
+/// Why a scenario does not run on kind/existing clusters.
+pub const SKIP_REASON: &str =
+    "needs node-level access that only the netns cluster gives (node links, processes, faults)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_nodes_by_role_and_count() {
+        let config =
+            "kind: Cluster\nnodes:\n  - role: control-plane\n  - role: worker\n  - role: worker\n";
+        assert_eq!(
+            kind_node_names(config, "secnet-sn000001").unwrap(),
+            [
+                "secnet-sn000001-control-plane",
+                "secnet-sn000001-worker",
+                "secnet-sn000001-worker2"
+            ]
+        );
+        assert_eq!(
+            kind_node_names("kind: Cluster\n", "c").unwrap(),
+            ["c-control-plane"]
+        );
+    }
+
+    #[test]
+    fn unknown_component_names_the_known_ones() {
+        let real = RealOptions {
+            components: vec!["multus".into(), "calico".into()],
+            ..RealOptions::default()
+        };
+        let err = selected_sets(&real).unwrap_err();
+        assert!(
+            err.contains("\"calico\"") && err.contains("macvtap, ovs-cni"),
+            "{err}"
+        );
+    }
+
+    /// A scratch manifest cache, removed when dropped.
+    struct Cache(PathBuf);
+
+    impl Cache {
+        fn new(tag: &str) -> Cache {
+            let dir =
+                std::env::temp_dir().join(format!("secnet-plan-test-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Cache(dir)
+        }
+
+        fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Cache {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn plan_options(cluster: &str, cache: &std::path::Path) -> Options {
+        let mut opts = Options::bundled();
+        opts.cluster = cluster.into();
+        opts.real.manifest_cache = cache.to_path_buf();
+        opts
+    }
+
+    /// The plan of every scenario with machine-specific paths replaced, for a snapshot.
+    fn full_plan(opts: &Options) -> String {
+        let all = crate::scenario::all();
+        let selected: Vec<&Scenario> = all.iter().collect();
+        let plan = plan(opts, "sn000001", &selected).unwrap();
+        let repo = opts.fixtures_dir.parent().unwrap().display().to_string();
+        plan.replace(&opts.real.manifest_cache.display().to_string(), "<cache>")
+            .replace(&repo, "<repo>")
+    }
+
+    #[test]
+    fn kind_dry_run_plan() {
+        let cache = Cache::new("kind");
+        // A cached upstream manifest is shown as it would be applied.
+        let url = "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.2.3/deployments/multus-daemonset-thick.yml";
+        std::fs::write(
+            cache.path().join(components::cache_name(url)),
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: multus\n  namespace: kube-system\n",
+        )
+        .unwrap();
+        let opts = plan_options("kind", cache.path());
+        insta::assert_snapshot!("kind_dry_run_plan", full_plan(&opts));
+    }
+
+    #[test]
+    fn existing_dry_run_plan_never_creates_or_deletes_the_cluster() {
+        let cache = Cache::new("existing");
+        let mut opts = plan_options("existing", cache.path());
+        opts.real.context = Some("lab".into());
+        opts.real.upstream_macvtap = true;
+        let plan = full_plan(&opts);
+        assert!(plan.contains("context: lab"), "{plan}");
+        assert!(plan.contains(components::UPSTREAM_MACVTAP_IMAGE), "{plan}");
+        assert!(!plan.contains("$ kind"), "{plan}");
+        assert!(plan.contains("not in the cache <cache> yet"), "{plan}");
+    }
+}
