@@ -183,11 +183,24 @@ fn a_broken_plugin_fails_the_run_keep_leaves_state_and_clean_removes_only_ours()
 
 #[test]
 fn unknown_cluster_and_empty_selection_are_clear_errors() {
-    let out = secnet(&["conform", "--cluster", "kind"]);
+    let out = secnet(&["conform", "--cluster", "minikube"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("\"kind\"") && stderr.contains("--cluster netns"),
+        stderr.contains("\"minikube\"") && stderr.contains("netns, kind or existing"),
+        "{stderr}"
+    );
+    // Without the kind binary the run stops before doing anything, saying what to do.
+    let bin = secnet::bins::bundled("secnet").unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(bin)
+        .args(["conform", "--cluster", "kind"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("secnet runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kind not found on PATH") && stderr.contains("--cluster existing"),
         "{stderr}"
     );
     if secnet::prereq::is_root() {
@@ -199,6 +212,49 @@ fn unknown_cluster_and_empty_selection_are_clear_errors() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn kind_dry_run_prints_the_whole_plan_without_docker_or_root() {
+    let out = secnet(&[
+        "conform",
+        "--cluster",
+        "kind",
+        "--dry-run",
+        "--label",
+        "capacity",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = String::from_utf8_lossy(&out.stdout);
+    let run = plan
+        .split_whitespace()
+        .find(|w| w.starts_with("sn") && w.len() == 8)
+        .expect("the plan names its run id");
+    for expected in [
+        format!("$ kind create cluster --name secnet-{run} --config"),
+        format!(
+            "$ docker exec secnet-{run}-worker ip link add ens33 link eth0 type macvlan mode bridge"
+        ),
+        format!("$ kind load docker-image localhost/secnet-plugins:dev --name secnet-{run}"),
+        "kind: DaemonSet".into(),
+        format!("secnet.run: {run}"),
+        "run   seed/capacity accounting".into(),
+        "kind: NetworkAttachmentDefinition".into(),
+        format!("$ kind delete cluster --name secnet-{run}"),
+    ] {
+        assert!(plan.contains(&expected), "missing {expected:?} in:\n{plan}");
+    }
+    // --keep: the plan says the cluster stays.
+    let out = secnet(&["conform", "--cluster", "kind", "--dry-run", "--keep"]);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("the kind cluster stays") && !plan.contains("$ kind delete"),
+        "{plan}"
+    );
 }
 
 #[test]
