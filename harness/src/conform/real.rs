@@ -234,7 +234,11 @@ impl RealCluster {
             kind,
             lower_device: real.lower_device.clone(),
         };
-        match rc.deploy(opts, &sets).await {
+        let fetcher = CachedFetcher {
+            dir: real.manifest_cache.clone(),
+            inner: CurlFetcher,
+        };
+        match rc.deploy(opts, &sets, &fetcher).await {
             Ok(()) => Ok(rc),
             Err(e) => {
                 let notes = rc.down(true, false).await;
@@ -243,15 +247,16 @@ impl RealCluster {
         }
     }
 
-    async fn deploy(&self, opts: &Options, sets: &[ComponentSet]) -> Result<(), String> {
-        let fetcher = CachedFetcher {
-            dir: opts.real.manifest_cache.clone(),
-            inner: CurlFetcher,
-        };
+    async fn deploy(
+        &self,
+        opts: &Options,
+        sets: &[ComponentSet],
+        fetcher: &dyn Fetcher,
+    ) -> Result<(), String> {
         let dir = opts.fixtures_dir.join("components");
         for set in sets {
             progress(&format!("installing {} {}", set.name, set.version));
-            let n = components::install(&self.cluster, set, &dir, &fetcher)
+            let n = components::install(&self.cluster, set, &dir, fetcher)
                 .await
                 .map_err(|e| e.to_string())?;
             progress(&format!("{}: {n} object(s) applied", set.name));
@@ -626,5 +631,162 @@ mod tests {
         assert!(plan.contains(components::UPSTREAM_MACVTAP_IMAGE), "{plan}");
         assert!(!plan.contains("$ kind"), "{plan}");
         assert!(plan.contains("not in the cache <cache> yet"), "{plan}");
+    }
+
+    mod against_a_mocked_api_server {
+        use serde_json::{Value, json};
+
+        use super::*;
+        use crate::cluster::kube::mock::{MockApi, Recorded, Reply, list, not_found};
+
+        const MULTUS: &str = "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.2.3/deployments/multus-daemonset-thick.yml";
+
+        fn node(name: &str, devices: u32) -> Value {
+            let res =
+                json!({"cpu": "2", "macvtap.network.kubevirt.io/dataplane": devices.to_string()});
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                "status": {"capacity": res, "allocatable": res}})
+        }
+
+        /// Nodes with `devices` each; applies echo; labelled lists hold one
+        /// DaemonSet of the run; deletes succeed.
+        fn api(devices: u32) -> MockApi {
+            MockApi::new(move |r: &Recorded| {
+                let nodes = || vec![node("node-a", devices), node("node-b", devices)];
+                match (r.method.as_str(), r.path.as_str()) {
+                    ("GET", "/api/v1/nodes") => list("NodeList", nodes()),
+                    ("GET", p) if p.starts_with("/api/v1/nodes/") => {
+                        let name = p.rsplit('/').next().unwrap_or("");
+                        Reply::Json(200, node(name, devices))
+                    }
+                    ("PATCH", _) => Reply::Json(200, r.body.clone()),
+                    ("GET", p)
+                        if r.query.contains("labelSelector") && p.ends_with("/daemonsets") =>
+                    {
+                        list(
+                            "DaemonSetList",
+                            vec![json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                            "metadata": {"name": "secnet-macvtap", "namespace": "kube-system", "uid": "ds-1",
+                                "labels": {"secnet.run": "sn0000aa"}}})],
+                        )
+                    }
+                    ("GET", _)
+                        if r.query.contains("labelSelector")
+                            || r.query.contains("fieldSelector") =>
+                    {
+                        list("List", vec![])
+                    }
+                    ("DELETE", _) => {
+                        Reply::Json(200, json!({"kind": "Status", "status": "Success"}))
+                    }
+                    _ => not_found(&r.path),
+                }
+            })
+        }
+
+        async fn real_cluster(mock: &MockApi) -> RealCluster {
+            let kopts = KubeOptions {
+                pod_timeout: Duration::from_secs(1),
+                ..KubeOptions::default()
+            };
+            let cluster = KubeCluster::connect(mock.client(), "existing", "sn0000aa", kopts)
+                .await
+                .unwrap();
+            RealCluster {
+                cluster: Arc::new(cluster),
+                kind: None,
+                lower_device: "ens33".into(),
+            }
+        }
+
+        fn options(timeout: Duration) -> Options {
+            let mut opts = Options::bundled();
+            opts.cluster = "existing".into();
+            opts.real.timeout = timeout;
+            opts
+        }
+
+        /// The multus manifest as a warm cache would hold it.
+        struct OneManifest;
+
+        impl Fetcher for OneManifest {
+            fn fetch(&self, url: &str) -> Result<String, ComponentError> {
+                assert_eq!(url, MULTUS, "only multus is remote in the default sets");
+                Ok("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: multus\n  namespace: kube-system\n".into())
+            }
+        }
+
+        #[tokio::test]
+        async fn deploy_applies_every_set_with_the_run_label_and_down_deletes_by_it() {
+            let mock = api(50);
+            let rc = real_cluster(&mock).await;
+            let opts = options(Duration::from_secs(5));
+            let sets = selected_sets(&opts.real).unwrap();
+            rc.deploy(&opts, &sets, &OneManifest).await.unwrap();
+            let applied: Vec<String> = mock
+                .requests()
+                .into_iter()
+                .filter(|r| r.method == "PATCH")
+                .map(|r| {
+                    assert_eq!(
+                        r.body["metadata"]["labels"]["secnet.run"], "sn0000aa",
+                        "{}",
+                        r.path
+                    );
+                    assert!(r.query_has("fieldManager=secnet"), "{}", r.query);
+                    r.path
+                })
+                .collect();
+            assert_eq!(
+                applied,
+                [
+                    "/api/v1/namespaces/kube-system/serviceaccounts/multus",
+                    "/api/v1/namespaces/kube-system/configmaps/macvtap-deviceplugin-config",
+                    "/apis/apps/v1/namespaces/kube-system/daemonsets/secnet-macvtap",
+                ]
+            );
+            let notes = rc.down(false, false).await;
+            assert!(notes.is_empty(), "{notes:?}");
+            let deletes: Vec<Recorded> = mock
+                .requests()
+                .into_iter()
+                .filter(|r| r.method == "DELETE")
+                .collect();
+            assert!(!deletes.is_empty());
+            for d in &deletes {
+                assert_eq!(
+                    d.path,
+                    "/apis/apps/v1/namespaces/kube-system/daemonsets/secnet-macvtap"
+                );
+                assert_eq!(d.body["preconditions"]["uid"], "ds-1");
+            }
+        }
+
+        #[tokio::test]
+        async fn a_device_plugin_that_never_registers_times_out_naming_the_nodes() {
+            let mock = api(0);
+            let rc = real_cluster(&mock).await;
+            let opts = options(Duration::from_millis(500));
+            let sets = selected_sets(&opts.real).unwrap();
+            let err = rc.deploy(&opts, &sets, &OneManifest).await.unwrap_err();
+            assert!(
+                err.contains("node-a, node-b") && err.contains("is the device plugin running"),
+                "{err}"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_failed_kept_run_leaves_its_objects_and_says_how_to_remove_them() {
+            let mock = api(50);
+            let rc = real_cluster(&mock).await;
+            let notes = rc.down(true, true).await;
+            assert!(
+                notes
+                    .iter()
+                    .any(|n| n.contains("secnet clean --cluster existing --run sn0000aa")),
+                "{notes:?}"
+            );
+            assert!(mock.requests().iter().all(|r| r.method != "DELETE"));
+        }
     }
 }

@@ -15,7 +15,7 @@ pub mod smoke;
 pub mod sweep;
 
 #[cfg(test)]
-mod mock;
+pub(crate) mod mock;
 #[cfg(test)]
 mod tests;
 
