@@ -9,3 +9,4 @@ pub mod links;
 pub mod plugin;
 pub mod service;
 pub mod supervisor;
+pub mod upstream_args;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use macvtap_deviceplugin::config::{self, Config, ConfigError};
-use macvtap_deviceplugin::supervisor;
+use macvtap_deviceplugin::{supervisor, upstream_args};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -16,7 +16,8 @@ const CONFIG_ENV: &str = "DP_MACVTAP_CONF";
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Kubernetes device plugin for macvtap interfaces (drop-in for kubevirt/macvtap-cni's)"
+    about = "Kubernetes device plugin for macvtap interfaces (drop-in for kubevirt/macvtap-cni's)",
+    after_help = "Upstream's glog flags (-v N, -logtostderr, -alsologtostderr, -stderrthreshold X) are accepted, so upstream's DaemonSet command line starts this plugin unchanged; -v 4 and above log at debug level (RUST_LOG overrides)."
 )]
 struct Args {
     /// Read the config (a JSON array of {name, lowerDevice, mode, capacity}) from FILE
@@ -69,10 +70,13 @@ fn load_config(args: &Args) -> Result<config::Parsed, StartError> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // Upstream's DaemonSet passes glog flags (`-v 3 -logtostderr`): accepted as-is.
+    let (argv, verbosity) = upstream_args::split_glog(std::env::args_os().collect());
+    let args = Args::parse_from(argv);
+    let level = upstream_args::level_for(verbosity.unwrap_or(0));
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

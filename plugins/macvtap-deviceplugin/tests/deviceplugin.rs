@@ -500,3 +500,21 @@ async fn kubelet_admission_allocates_checkpoints_and_reports_insufficient() {
     assert!(cp.pod_devices("uid-a", &res).is_empty());
     assert_eq!(cp.pod_devices("uid-c", &res), c.ids);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_daemonset_command_line_starts_it() {
+    if !secnet::prereq::require_root("upstream_daemonset_command_line_starts_it") {
+        return;
+    }
+    let mut n = Node::new();
+    // kubevirt/macvtap-cni's DaemonSet: `/macvtap-deviceplugin -v 3 -logtostderr`.
+    let conf = r#"[{"name": "dataplane", "lowerDevice": "ens33", "capacity": 3}]"#;
+    n.start_plugin(Some(conf), &["-v", "3", "-logtostderr"]);
+    let view = n
+        .kubelet
+        .wait_for_devices(&resource("dataplane"), 3, HEALTHY, BOUND)
+        .await
+        .unwrap();
+    assert_eq!(view.capacity(), 3);
+    assert!(n.plugin().is_running());
+}
