@@ -174,9 +174,11 @@ where
         let t = Instant::now();
         let outcome = body(ctx, cluster).await;
         ctx.observed.phase("assess", t.elapsed());
-        if let Some(netns) = cluster.netns() {
-            ctx.observed.topology(netns.snapshot().await);
-        }
+        let topology = match cluster {
+            AnyCluster::Netns(netns) => netns.snapshot().await,
+            AnyCluster::Kube(kube) => kube.snapshot(&lower_device(ctx, cluster)).await,
+        };
+        ctx.observed.topology(topology);
         outcome
     }
     .await;
@@ -487,9 +489,9 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     // As the seed's `kubectl describe node`: Capacity 50, Allocatable 50, Allocated 2.
     ensure(
         (
-            r.capacity[DATAPLANE],
-            r.allocatable[DATAPLANE],
-            r.allocated[DATAPLANE],
+            r.capacity.get(DATAPLANE).copied().unwrap_or(0),
+            r.allocatable.get(DATAPLANE).copied().unwrap_or(0),
+            r.allocated.get(DATAPLANE).copied().unwrap_or(0),
         ) == (50, 50, 2),
         || format!("after two pods: {r:?}"),
     )?;
@@ -507,9 +509,10 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         .node_resources(&node)
         .await
         .map_err(|e| e.to_string())?;
-    ensure(r.allocated[DATAPLANE] == 1, || {
-        format!("deleting a pod must release its device: {r:?}")
-    })?;
+    ensure(
+        r.allocated.get(DATAPLANE).copied().unwrap_or(0) == 1,
+        || format!("deleting a pod must release its device: {r:?}"),
+    )?;
     let mut greedy = named(
         fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
         "greedy",
@@ -538,9 +541,10 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         .node_resources(&node)
         .await
         .map_err(|e| e.to_string())?;
-    ensure(r.allocated[DATAPLANE] == 0, || {
-        format!("capacity must be all free again: {r:?}")
-    })
+    ensure(
+        r.allocated.get(DATAPLANE).copied().unwrap_or(0) == 0,
+        || format!("capacity must be all free again: {r:?}"),
+    )
 }
 
 async fn macvtap_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {

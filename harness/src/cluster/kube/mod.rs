@@ -11,7 +11,6 @@ pub mod cluster;
 pub mod components;
 pub mod existing;
 pub mod kind;
-pub mod smoke;
 pub mod sweep;
 
 #[cfg(test)]
