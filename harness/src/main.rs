@@ -28,6 +28,10 @@ struct RealArgs {
     /// existing: the kubeconfig context [default: its current context].
     #[arg(long)]
     context: Option<String>,
+    /// existing: an inventory (kubeconfig, context, lowerDevice, nodes, preinstalled,
+    /// kvm; see clusters/inventory.example.yaml); flags given here win.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
     /// kind: the cluster config [default: clusters/kind-2node.yaml].
     #[arg(long)]
     kind_config: Option<PathBuf>,
@@ -40,9 +44,9 @@ struct RealArgs {
     /// Put kubevirt/macvtap-cni's image under test instead of the bundled plugins.
     #[arg(long)]
     upstream_macvtap: bool,
-    /// The nodes' macvtap/macvlan lower device (kind: made by secnet on eth0).
-    #[arg(long, default_value = "ens33")]
-    lower_device: String,
+    /// The nodes' macvtap/macvlan lower device (kind: made by secnet on eth0) [default: ens33].
+    #[arg(long)]
+    lower_device: Option<String>,
     /// Component sets to install (comma list of multus, macvtap, ovs-cni, kubevirt, cnao).
     #[arg(long, value_delimiter = ',', default_value = "multus,macvtap")]
     components: Vec<String>,
@@ -55,21 +59,27 @@ struct RealArgs {
 }
 
 impl RealArgs {
-    fn options(self) -> secnet::conform::real::RealOptions {
+    fn options(self) -> Result<secnet::conform::real::RealOptions, String> {
         let d = secnet::conform::real::RealOptions::default();
-        secnet::conform::real::RealOptions {
+        let mut real = secnet::conform::real::RealOptions {
             kubeconfig: self.kubeconfig,
             context: self.context,
             kind_config: self.kind_config.unwrap_or(d.kind_config),
             engine: self.engine,
             image: self.image,
             upstream_macvtap: self.upstream_macvtap,
-            lower_device: self.lower_device,
+            lower_device_given: self.lower_device.is_some(),
+            lower_device: self.lower_device.unwrap_or(d.lower_device),
             components: self.components,
             manifest_cache: self.manifest_cache.unwrap_or(d.manifest_cache),
             timeout: std::time::Duration::from_secs(self.timeout),
             dry_run: self.dry_run,
+            ..d
+        };
+        if let Some(path) = &self.inventory {
+            secnet::conform::inventory::Inventory::load(path)?.apply_to(&mut real);
         }
+        Ok(real)
     }
 }
 
@@ -77,7 +87,7 @@ impl RealArgs {
 enum Cmd {
     /// Run every scenario against the implementation under test (netns: needs root).
     #[command(
-        after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped."
+        after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n  secnet conform --cluster existing --inventory clusters/inventory.example.yaml --dry-run\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped."
     )]
     Conform {
         /// Cluster provider: netns (built in, needs root), kind, existing.
@@ -221,7 +231,13 @@ fn main() -> ExitCode {
                 labels,
                 skip_labels,
                 keep,
-                real: real.options(),
+                real: match real.options() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("secnet conform: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
             };
             if opts.real.dry_run {
                 return match secnet::conform::dry_run(&opts) {

@@ -2,6 +2,7 @@
 //! under test, show progress, and write the report. On kind/existing clusters
 //! (`real`) the portable scenarios run and the others are reported as skipped.
 
+pub mod inventory;
 pub mod real;
 
 use std::path::PathBuf;

@@ -38,6 +38,12 @@ pub struct RealOptions {
     pub upstream_macvtap: bool,
     /// The nodes' macvtap/macvlan lower device.
     pub lower_device: String,
+    /// `--lower-device` was given (it then beats an inventory's).
+    pub lower_device_given: bool,
+    /// Nodes the scenarios may use (empty: all).
+    pub nodes: Vec<String>,
+    /// The nodes have /dev/kvm (KubeVirt without software emulation).
+    pub kvm: bool,
     /// Component sets to install, in order (`multus`, `macvtap`, `ovs-cni`, `kubevirt`, `cnao`).
     pub components: Vec<String>,
     /// Where fetched upstream manifests are kept (a warm cache runs offline).
@@ -60,6 +66,9 @@ impl Default for RealOptions {
             image: components::SECNET_IMAGE.into(),
             upstream_macvtap: false,
             lower_device: "ens33".into(),
+            lower_device_given: false,
+            nodes: Vec::new(),
+            kvm: false,
             components: vec!["multus".into(), "macvtap".into()],
             manifest_cache: default_cache(),
             timeout: Duration::from_secs(180),
@@ -108,7 +117,7 @@ fn component_options(real: &RealOptions) -> ComponentOptions {
         },
         image: real.image.clone(),
         lower_device: real.lower_device.clone(),
-        ..ComponentOptions::default()
+        kvm: real.kvm,
     }
 }
 
@@ -229,6 +238,12 @@ impl RealCluster {
             }
             other => return Err(format!("unknown cluster provider {other:?}")),
         };
+        let mut cluster = cluster;
+        if !real.nodes.is_empty() {
+            cluster
+                .restrict_nodes(&real.nodes)
+                .map_err(|e| e.to_string())?;
+        }
         let rc = RealCluster {
             cluster: Arc::new(cluster),
             kind,
@@ -431,6 +446,19 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                 real.context
                     .as_deref()
                     .unwrap_or("the kubeconfig's current context")
+            );
+            let _ = writeln!(
+                w,
+                "nodes: {}\nlower device: {}\n",
+                if real.nodes.is_empty() {
+                    "all (unpinned pods wherever the scheduler puts them)".to_string()
+                } else {
+                    format!(
+                        "{} (unpinned pods kept on them by node affinity)",
+                        real.nodes.join(", ")
+                    )
+                },
+                real.lower_device
             );
         }
         other => return Err(format!("unknown cluster provider {other:?}")),

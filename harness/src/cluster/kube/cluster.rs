@@ -67,6 +67,8 @@ pub struct KubeCluster {
     /// `Some("s3")` for a scenario's view of the run's cluster (see `scoped`).
     scope: Option<String>,
     nodes: Vec<String>,
+    /// `nodes` is a subset the user chose: unpinned pods are kept on it too.
+    restricted: bool,
     opts: KubeOptions,
     /// Resources this run applied to, in first-use order, with the namespaces used.
     touched: Mutex<Vec<(Placement, BTreeSet<String>)>>,
@@ -111,6 +113,7 @@ impl KubeCluster {
             run: run.to_string(),
             scope: None,
             nodes: names,
+            restricted: false,
             opts,
             touched: Mutex::new(Vec::new()),
         })
@@ -133,9 +136,28 @@ impl KubeCluster {
             run: self.run.clone(),
             scope: Some(scope.to_string()),
             nodes: self.nodes.clone(),
+            restricted: self.restricted,
             opts: self.opts.clone(),
             touched: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Keeps the scenarios on `names` (an inventory's `nodes`); a name the cluster
+    /// does not have is an error listing the ones it has.
+    pub fn restrict_nodes(&mut self, names: &[String]) -> Result<(), ClusterError> {
+        if let Some(missing) = names.iter().find(|n| !self.nodes.contains(n)) {
+            return Err(ClusterError::Up {
+                provider: self.provider.clone(),
+                message: format!(
+                    "node {missing} is not in the cluster; it has {}",
+                    self.nodes.join(", ")
+                ),
+            });
+        }
+        self.nodes = names.to_vec();
+        self.nodes.sort();
+        self.restricted = true;
+        Ok(())
     }
 
     fn selector(&self) -> String {
@@ -252,6 +274,8 @@ impl KubeCluster {
             spec.node_selector
                 .get_or_insert_with(BTreeMap::new)
                 .insert(HOSTNAME_LABEL.into(), node);
+        } else if self.restricted {
+            spec.affinity = Some(only_on(&self.nodes));
         }
         for c in &mut spec.containers {
             if c.image.as_deref().is_none_or(str::is_empty) {
@@ -436,6 +460,29 @@ impl KubeCluster {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+}
+
+/// Node affinity to the given hostnames (required at scheduling).
+fn only_on(nodes: &[String]) -> k8s_openapi::api::core::v1::Affinity {
+    use k8s_openapi::api::core::v1::{
+        Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    };
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![NodeSelectorRequirement {
+                        key: HOSTNAME_LABEL.into(),
+                        operator: "In".into(),
+                        values: Some(nodes.to_vec()),
+                    }]),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

@@ -1452,3 +1452,39 @@ fn fake_api_server_selectors() {
     assert!(!fields_match(&pod, "metadata.name=greedy"));
     assert_eq!(percent_decode("a%3Db%2Cc+d"), "a=b,c d");
 }
+
+#[tokio::test]
+async fn restricted_nodes_keep_unpinned_pods_on_them_and_unknown_nodes_are_errors() {
+    let (mock, _state) = fake_api_server(true);
+    let mut c = cluster(&mock, 5000).await;
+    let err = c
+        .restrict_nodes(&["node-x".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("node-x") && err.contains("node-a, node-b"),
+        "{err}"
+    );
+    c.restrict_nodes(&["node-b".into()]).unwrap();
+    assert_eq!(c.nodes(), ["node-b"]);
+    // The seed's pod names no node: it gets a required affinity to the chosen ones.
+    let pod = seed_fixture("macvtap-pod.yaml")
+        .into_iter()
+        .find_map(|o| match o {
+            objects::Object::Pod(p) => Some(p),
+            _ => None,
+        })
+        .unwrap();
+    c.create_pod(pod).await.unwrap();
+    let post = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    let term = &post.body["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"][0];
+    assert_eq!(term["matchExpressions"][0]["key"], HOSTNAME);
+    assert_eq!(term["matchExpressions"][0]["operator"], "In");
+    assert_eq!(term["matchExpressions"][0]["values"], json!(["node-b"]));
+    assert_eq!(post.body["spec"]["containers"][0]["image"], "busybox");
+}
