@@ -72,10 +72,12 @@ impl Inventory {
         if real.context.is_none() {
             real.context = self.context.clone();
         }
-        if let Some(dev) = &self.lower_device {
-            if !real.lower_device_given {
-                real.lower_device = dev.clone();
-            }
+        if let Some(dev) = self
+            .lower_device
+            .as_ref()
+            .filter(|_| !real.lower_device_given)
+        {
+            real.lower_device = dev.clone();
         }
         if real.nodes.is_empty() {
             real.nodes = self.nodes.clone();
