@@ -229,6 +229,19 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         ctx.target = rc.target();
         real = Some(rc);
     }
+    run_selected(opts, &run_id, ctx, selected, real, started).await
+}
+
+/// Runs `selected` one after the other (on the run's real cluster when `real`),
+/// printing a line per scenario, and takes the real cluster down at the end.
+async fn run_selected(
+    opts: &Options,
+    run_id: &str,
+    mut ctx: Ctx,
+    selected: Vec<&scenario::Scenario>,
+    mut real: Option<real::RealCluster>,
+    started: Instant,
+) -> Result<Report, ConformError> {
     let total = selected.len();
     let mut reports = Vec::new();
     for (i, s) in selected.into_iter().enumerate() {
@@ -281,7 +294,7 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
                         eprintln!("secnet conform: {note}");
                     }
                 }
-                match crate::clean::clean(Some(&run_id)) {
+                match crate::clean::clean(Some(run_id)) {
                     Ok(c) => eprintln!("secnet conform: removed {} namespace(s), {} process(es)", c.namespaces.len(), c.processes.len()),
                     Err(e) => eprintln!("secnet conform: cleanup failed: {e}; run `secnet clean --run {run_id}`"),
                 }

@@ -816,5 +816,80 @@ mod tests {
             );
             assert!(mock.requests().iter().all(|r| r.method != "DELETE"));
         }
+
+        #[tokio::test]
+        async fn conform_runs_the_portable_scenarios_and_skips_the_others() {
+            use crate::cluster::kube::fake;
+            let (mock, state) = fake::fake_api_server(true);
+            let run_id = "sn0000bb";
+            let kopts = KubeOptions {
+                pod_timeout: Duration::from_secs(5),
+                ..KubeOptions::default()
+            };
+            let cluster = KubeCluster::connect(mock.client(), "existing", run_id, kopts)
+                .await
+                .unwrap();
+            let rc = RealCluster {
+                cluster: Arc::new(cluster),
+                kind: None,
+                lower_device: "ens33".into(),
+            };
+            let mut opts = options(Duration::from_secs(5));
+            opts.labels = vec!["capacity".into()];
+            opts.real.components.clear();
+            let all = crate::scenario::all();
+            let selected = crate::conform::select(&opts, &all).unwrap();
+            let portable: Vec<&str> = selected
+                .iter()
+                .filter(|s| s.portable)
+                .map(|s| s.name.as_str())
+                .collect();
+            assert_eq!(
+                portable,
+                [
+                    "seed/device plugin DaemonSet: capacity 50 on every node",
+                    "seed/capacity accounting: allocate, release, Insufficient"
+                ]
+            );
+            let mut ctx = crate::conform::context(&opts, run_id);
+            ctx.target = rc.target();
+            let report = crate::conform::run_selected(
+                &opts,
+                run_id,
+                ctx,
+                selected.clone(),
+                Some(rc),
+                Instant::now(),
+            )
+            .await
+            .unwrap();
+            for s in &report.scenarios {
+                let expected = if portable.contains(&s.name.as_str()) {
+                    crate::report::Status::Passed
+                } else {
+                    crate::report::Status::Skipped
+                };
+                assert_eq!(s.status, expected, "{}: {}", s.name, s.message);
+            }
+            assert_eq!(report.summary.passed, 2);
+            assert_eq!(report.summary.skipped, selected.len() - 2);
+            assert!(report.summary.skipped > 0);
+            // Every scenario's scope was removed, and the run's sweep found nothing more.
+            let state = state.lock().unwrap();
+            assert!(state.pods.is_empty() && state.nads.is_empty());
+            let sweeps = mock
+                .requests()
+                .into_iter()
+                .filter(|r| {
+                    r.method == "GET"
+                        && r.query.contains("labelSelector=secnet.run%3Dsn0000bb")
+                        && !r.query.contains("scope")
+                })
+                .count();
+            assert!(
+                sweeps > 5,
+                "the run's own sweep lists every known kind: {sweeps}"
+            );
+        }
     }
 }

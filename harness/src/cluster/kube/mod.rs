@@ -14,6 +14,8 @@ pub mod kind;
 pub mod sweep;
 
 #[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
 pub(crate) mod mock;
 #[cfg(test)]
 mod tests;
