@@ -107,7 +107,7 @@ pub async fn run_one(opts: &Options, name: &str) -> Result<(), String> {
     outcome
 }
 
-fn context(opts: &Options, run_id: &str) -> Ctx {
+pub(crate) fn context(opts: &Options, run_id: &str) -> Ctx {
     let ctx = Ctx {
         cni_bin_dir: opts.cni_bin_dir.clone(),
         keep: opts.keep,

@@ -940,24 +940,13 @@ fn clean_kind_says_how_to_go_on_without_the_binary() {
 /// A scenario's `Ctx` on `Target::Kube` over the run's cluster, as `secnet conform
 /// --cluster existing` builds it.
 fn kube_ctx(cluster: KubeCluster) -> crate::scenario::Ctx {
-    use crate::cluster::netns::topology::{DEFAULT, Topology};
-    let work_dir = std::env::temp_dir().join(format!("secnet-kube-test-{}", std::process::id()));
-    crate::scenario::Ctx {
-        cni_bin_dir: PathBuf::from("/nonexistent/cni"),
-        keep: false,
-        run_id: RUN.into(),
-        scope: SCOPE.into(),
-        reference_bin_dir: PathBuf::from("/usr/lib/cni"),
-        device_plugin: vec!["macvtap-deviceplugin".into()],
-        topology: Topology::parse(DEFAULT, "built-in default").unwrap(),
-        fixtures_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures"),
-        work_dir,
-        observed: Default::default(),
-        target: crate::scenario::Target::Kube {
-            cluster: std::sync::Arc::new(cluster),
-            lower_device: "ens33".into(),
-        },
-    }
+    let mut ctx = crate::conform::context(&crate::conform::Options::bundled(), RUN);
+    ctx.scope = SCOPE.into();
+    ctx.target = crate::scenario::Target::Kube {
+        cluster: std::sync::Arc::new(cluster),
+        lower_device: "ens33".into(),
+    };
+    ctx
 }
 
 async fn run_scenario(mock: &MockApi, name: &str) -> crate::scenario::Outcome {
