@@ -35,6 +35,9 @@ struct RealArgs {
     /// kind: the cluster config [default: clusters/kind-2node.yaml].
     #[arg(long)]
     kind_config: Option<PathBuf>,
+    /// kind: run on this existing kind cluster (not created, never deleted) instead of a new one.
+    #[arg(long, value_name = "NAME")]
+    kind_reuse: Option<String>,
     /// kind: the container engine (docker or podman).
     #[arg(long, default_value = "docker")]
     engine: String,
@@ -65,6 +68,7 @@ impl RealArgs {
             kubeconfig: self.kubeconfig,
             context: self.context,
             kind_config: self.kind_config.unwrap_or(d.kind_config),
+            kind_reuse: self.kind_reuse,
             engine: self.engine,
             image: self.image,
             upstream_macvtap: self.upstream_macvtap,

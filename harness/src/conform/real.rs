@@ -30,6 +30,8 @@ pub struct RealOptions {
     pub context: Option<String>,
     /// kind's cluster config.
     pub kind_config: PathBuf,
+    /// Run on this existing kind cluster instead of creating one (never deleted).
+    pub kind_reuse: Option<String>,
     /// `docker` or `podman`.
     pub engine: String,
     /// The bundled plugins' image (built from the Containerfile).
@@ -62,6 +64,7 @@ impl Default for RealOptions {
                 .parent()
                 .map_or_else(|| PathBuf::from("clusters"), |p| p.join("clusters"))
                 .join("kind-2node.yaml"),
+            kind_reuse: None,
             engine: "docker".into(),
             image: components::SECNET_IMAGE.into(),
             upstream_macvtap: false,
@@ -132,6 +135,7 @@ fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
     k.keep = opts.keep;
     k.engine = real.engine.clone();
     k.lower_device = real.lower_device.clone();
+    k.reuse = real.kind_reuse.clone();
     k
 }
 
@@ -410,8 +414,18 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
             })?;
             let nodes = kind_node_names(&config, &k.cluster_name())
                 .map_err(|e| format!("{}: {e}", k.opts.config.display()))?;
-            let _ = writeln!(w, "## 1. Cluster: kind\n");
-            let _ = writeln!(w, "$ {}", k.create_cmd());
+            match &k.opts.reuse {
+                Some(name) => {
+                    let _ = writeln!(
+                        w,
+                        "## 1. Cluster: kind, reusing {name} (not created, never deleted)\n"
+                    );
+                }
+                None => {
+                    let _ = writeln!(w, "## 1. Cluster: kind\n");
+                    let _ = writeln!(w, "$ {}", k.create_cmd());
+                }
+            }
             let _ = writeln!(w, "$ {}", k.nodes_cmd());
             for node in &nodes {
                 for cmd in k.lower_device_cmds(node) {
@@ -542,7 +556,10 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
         "delete every object labelled {RUN_LABEL}={run_id} (by UID; objects without the label are never touched)"
     );
     if let Some(k) = kind {
-        if opts.keep {
+        if k.opts.reuse.is_some() {
+            let _ = writeln!(w, "on failure: $ {}", k.export_logs_cmd());
+            let _ = writeln!(w, "the reused cluster stays");
+        } else if opts.keep {
             let _ = writeln!(
                 w,
                 "--keep: the kind cluster stays; on failure: $ {}",
@@ -646,6 +663,23 @@ mod tests {
         .unwrap();
         let opts = plan_options("kind", cache.path());
         insta::assert_snapshot!("kind_dry_run_plan", full_plan(&opts));
+    }
+
+    #[test]
+    fn reused_kind_cluster_plan_has_no_create_or_delete() {
+        let cache = Cache::new("reuse");
+        let mut opts = plan_options("kind", cache.path());
+        opts.real.kind_reuse = Some("dev".into());
+        let plan = full_plan(&opts);
+        assert!(
+            plan.contains("reusing dev (not created, never deleted)"),
+            "{plan}"
+        );
+        assert!(
+            !plan.contains("kind create") && !plan.contains("kind delete"),
+            "{plan}"
+        );
+        assert!(plan.contains("$ kind get nodes --name dev"), "{plan}");
     }
 
     #[test]

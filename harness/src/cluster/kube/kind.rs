@@ -99,6 +99,9 @@ pub struct KindOptions {
     pub lower_device: String,
     /// Where `kind export logs` writes on failure.
     pub logs_dir: PathBuf,
+    /// Run on this existing kind cluster (`--kind-reuse NAME`): not created, never
+    /// deleted; the nodes are prepared and the images loaded as for a new one.
+    pub reuse: Option<String>,
 }
 
 impl KindOptions {
@@ -113,6 +116,7 @@ impl KindOptions {
             node_image: None,
             lower_device: "ens33".into(),
             logs_dir: PathBuf::from(format!("reports/kind-logs-{run}")),
+            reuse: None,
         }
     }
 }
@@ -135,7 +139,10 @@ impl<R: Runner> Kind<R> {
     }
 
     pub fn cluster_name(&self) -> String {
-        format!("secnet-{}", self.opts.run)
+        match &self.opts.reuse {
+            Some(name) => name.clone(),
+            None => format!("secnet-{}", self.opts.run),
+        }
     }
 
     fn kind(&self, args: &[&str]) -> Cmd {
@@ -170,18 +177,27 @@ impl<R: Runner> Kind<R> {
             .collect()
     }
 
-    /// The lower device in one node: a bridge-mode macvlan on eth0, up.
+    /// The lower device in one node: a bridge-mode macvlan on eth0, up. On a reused
+    /// cluster it may exist from an earlier run: then it is only set up.
     pub fn lower_device_cmds(&self, node: &str) -> Vec<Cmd> {
         let dev = &self.opts.lower_device;
         let e = &self.opts.engine;
+        let add = [
+            "ip", "link", "add", dev, "link", "eth0", "type", "macvlan", "mode", "bridge",
+        ];
+        let add_cmd = if self.opts.reuse.is_some() {
+            let script = format!(
+                "ip link show dev {dev} >/dev/null 2>&1 || {}",
+                add.join(" ")
+            );
+            Cmd::new(e, &["exec", node, "sh", "-c", &script])
+        } else {
+            let mut args = vec!["exec", node];
+            args.extend(add);
+            Cmd::new(e, &args)
+        };
         vec![
-            Cmd::new(
-                e,
-                &[
-                    "exec", node, "ip", "link", "add", dev, "link", "eth0", "type", "macvlan",
-                    "mode", "bridge",
-                ],
-            ),
+            add_cmd,
             Cmd::new(e, &["exec", node, "ip", "link", "set", dev, "up"]),
         ]
     }
@@ -199,9 +215,11 @@ impl<R: Runner> Kind<R> {
     /// kubeconfig (YAML). On failure the logs are exported and the cluster deleted
     /// (unless `keep`).
     pub fn up(&self) -> Result<String, ClusterError> {
-        self.runner
-            .run(&self.create_cmd())
-            .map_err(|e| up_err(format!("kind create cluster failed: {e}")))?;
+        if self.opts.reuse.is_none() {
+            self.runner
+                .run(&self.create_cmd())
+                .map_err(|e| up_err(format!("kind create cluster failed: {e}")))?;
+        }
         match self.prepare() {
             Ok(kubeconfig) => Ok(kubeconfig),
             Err(e) => {
@@ -237,7 +255,12 @@ impl<R: Runner> Kind<R> {
                 Err(e) => notes.push(format!("failed to export kind logs: {e}")),
             }
         }
-        if self.opts.keep {
+        if self.opts.reuse.is_some() {
+            notes.push(format!(
+                "reused cluster {} left as it was found (plus the lower devices)",
+                self.cluster_name()
+            ));
+        } else if self.opts.keep {
             notes.push(format!(
                 "kept cluster {0}: kubectl --context kind-{0} get pods -A; delete it with: {1}",
                 self.cluster_name(),

@@ -490,6 +490,43 @@ fn kind_command_lines() {
 }
 
 #[test]
+fn a_reused_kind_cluster_is_prepared_but_never_created_or_deleted() {
+    let mut opts = KindOptions::new(RUN);
+    opts.reuse = Some("dev".into());
+    let kind = Kind::new(
+        opts,
+        Recording {
+            cmds: RefCell::default(),
+            fail_on: None,
+        },
+    );
+    assert_eq!(kind.cluster_name(), "dev");
+    kind.up().unwrap();
+    let notes = kind.down(true);
+    let cmds = kind.runner.cmds.borrow().clone();
+    assert!(
+        cmds.iter()
+            .all(|c| !c.contains(" create ") && !c.contains(" delete ")),
+        "{cmds:#?}"
+    );
+    // The lower device may be there from an earlier run: added only when missing.
+    assert!(
+        cmds.contains(&"docker exec secnet-r1-worker sh -c 'ip link show dev ens33 >/dev/null 2>&1 || ip link add ens33 link eth0 type macvlan mode bridge'".to_string()),
+        "{cmds:#?}"
+    );
+    assert!(
+        cmds.contains(
+            &"kind load docker-image localhost/secnet-plugins:dev --name dev".to_string()
+        )
+    );
+    assert!(cmds.contains(&"kind export logs reports/kind-logs-r1 --name dev".to_string()));
+    assert!(
+        notes.iter().any(|n| n.contains("reused cluster dev")),
+        "{notes:?}"
+    );
+}
+
+#[test]
 fn kind_config_mounts_host_dev_into_every_node() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clusters/kind-2node.yaml");
     let text = std::fs::read_to_string(path).unwrap();
