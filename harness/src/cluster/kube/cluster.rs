@@ -74,14 +74,15 @@ pub struct KubeCluster {
     touched: Mutex<Vec<(Placement, BTreeSet<String>)>>,
 }
 
-fn api_err(e: kube::Error) -> String {
+/// A kube error as one line: reason, code and message for API errors.
+pub(super) fn api_err(e: kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({}): {}", s.reason, s.code, s.message),
         other => other.to_string(),
     }
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
+pub(super) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 

@@ -19,6 +19,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
 
 use super::apply::{self, Placement};
+use super::cluster::{api_err, is_not_found};
 use super::existing::{self, ExistingOptions};
 use super::kind::{Cmd, Runner, XshellRunner};
 use super::{RUN_LABEL, Teardown};
@@ -58,17 +59,6 @@ pub fn order() -> Vec<Placement> {
 pub struct Swept {
     pub report: Teardown,
     pub per_run: BTreeMap<String, usize>,
-}
-
-fn api_err(e: kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({}): {}", s.reason, s.code, s.message),
-        other => other.to_string(),
-    }
-}
-
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
 /// Deletes every labelled object of the known kinds (of run `run`, or of any run).
