@@ -359,7 +359,7 @@ fn main() -> ExitCode {
                         }
                     }
                 }
-                _ => {
+                "netns" => {
                     return match secnet::clean::clean(run.as_deref()) {
                         Ok(c) => {
                             eprintln!(
@@ -380,6 +380,12 @@ fn main() -> ExitCode {
                             ExitCode::from(2)
                         }
                     };
+                }
+                other => {
+                    eprintln!(
+                        "secnet clean: unknown cluster provider {other:?}; use --cluster netns, kind or existing"
+                    );
+                    return ExitCode::from(2);
                 }
             };
             for d in &report.deleted {
