@@ -3,6 +3,7 @@
 //! (`real`) the portable scenarios run and the others are reported as skipped.
 
 pub mod inventory;
+pub mod plan;
 pub mod real;
 
 use std::path::PathBuf;
@@ -195,7 +196,7 @@ pub fn dry_run(opts: &Options) -> Result<String, ConformError> {
     preflight(opts)?;
     let all = scenario::all();
     let selected = select(opts, &all)?;
-    real::plan(opts, &crate::lab::new_run_id(), &selected).map_err(ConformError::Real)
+    plan::plan(opts, &crate::lab::new_run_id(), &selected).map_err(ConformError::Real)
 }
 
 /// Runs the selected scenarios one after the other, printing a line per scenario.

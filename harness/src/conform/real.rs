@@ -5,23 +5,19 @@
 //! label (and swept), the kind cluster deleted unless `--keep`.
 //! `--dry-run` prints all of that as a plan without running anything.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::Options;
 use crate::cluster::Cluster;
 use crate::cluster::kube::components::{
-    self, CachedFetcher, ComponentError, ComponentOptions, ComponentSet, CurlFetcher, Fetcher,
-    MacvtapImpl, Source,
+    self, CachedFetcher, ComponentOptions, ComponentSet, CurlFetcher, Fetcher, MacvtapImpl,
 };
 use crate::cluster::kube::existing::{self, ExistingOptions};
 use crate::cluster::kube::kind::{self, Kind, KindOptions, XshellRunner};
 use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, sweep};
-use crate::scenario::{Scenario, Target};
+use crate::scenario::Target;
 
 /// What `--cluster kind|existing` adds to the conform options.
 #[derive(Debug, Clone)]
@@ -124,7 +120,7 @@ fn component_options(real: &RealOptions) -> ComponentOptions {
     }
 }
 
-fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
+pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
     let real = &opts.real;
     let mut k = KindOptions::new(run_id);
     k.config = real.kind_config.clone();
@@ -137,42 +133,6 @@ fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
     k.lower_device = real.lower_device.clone();
     k.reuse = real.kind_reuse.clone();
     k
-}
-
-/// The nodes kind will name for a config: `<cluster>-control-plane`, `-worker`,
-/// `-worker2`, … (kind's own naming), for the plan.
-pub fn kind_node_names(config_yaml: &str, cluster: &str) -> Result<Vec<String>, String> {
-    let doc: Value = serde_saphyr::from_str(config_yaml).map_err(|e| e.to_string())?;
-    let roles: Vec<&str> = doc["nodes"]
-        .as_array()
-        .map(|n| n.iter().filter_map(|n| n["role"].as_str()).collect())
-        .unwrap_or_default();
-    let roles = if roles.is_empty() {
-        vec!["control-plane"]
-    } else {
-        roles
-    };
-    let mut seen: Vec<(&str, usize)> = Vec::new();
-    Ok(roles
-        .into_iter()
-        .map(|role| {
-            let n = match seen.iter_mut().find(|(r, _)| *r == role) {
-                Some((_, n)) => {
-                    *n += 1;
-                    *n
-                }
-                None => {
-                    seen.push((role, 1));
-                    1
-                }
-            };
-            if n == 1 {
-                format!("{cluster}-{role}")
-            } else {
-                format!("{cluster}-{role}{n}")
-            }
-        })
-        .collect())
 }
 
 /// The run's real cluster and how to take it down.
@@ -363,216 +323,6 @@ fn suffix(notes: &[String]) -> String {
     }
 }
 
-/// Reads the manifest cache and nothing else: the plan never downloads.
-struct CacheOnly(PathBuf);
-
-impl Fetcher for CacheOnly {
-    fn fetch(&self, url: &str) -> Result<String, ComponentError> {
-        let path = self.0.join(components::cache_name(url));
-        std::fs::read_to_string(&path).map_err(|_| ComponentError::Fetch {
-            url: url.into(),
-            message: format!("not in the cache {}", self.0.display()),
-        })
-    }
-}
-
-/// A document as it would be applied: the run label on it.
-fn labelled_yaml(mut doc: Value, run_id: &str) -> String {
-    if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
-        let labels = meta
-            .entry("labels")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Some(l) = labels.as_object_mut() {
-            l.insert(RUN_LABEL.into(), Value::from(run_id));
-        }
-    }
-    serde_saphyr::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
-}
-
-/// `--dry-run`: every command and every rendered manifest of a run, in order,
-/// without a cluster, Docker or network (remote manifests come from the cache or
-/// are named with their pin).
-pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<String, String> {
-    let real = &opts.real;
-    let sets = selected_sets(real)?;
-    let mut out = String::new();
-    let w = &mut out;
-    let _ = writeln!(
-        w,
-        "# secnet conform --cluster {} --dry-run: the plan of run {run_id} (nothing is run)\n",
-        opts.cluster
-    );
-    let mut kind = None;
-    match opts.cluster.as_str() {
-        "kind" => {
-            let k = Kind::new(kind_options(opts, run_id), XshellRunner);
-            let config = std::fs::read_to_string(&k.opts.config).map_err(|e| {
-                format!(
-                    "cannot read the kind config {}: {e} (--kind-config)",
-                    k.opts.config.display()
-                )
-            })?;
-            let nodes = kind_node_names(&config, &k.cluster_name())
-                .map_err(|e| format!("{}: {e}", k.opts.config.display()))?;
-            match &k.opts.reuse {
-                Some(name) => {
-                    let _ = writeln!(
-                        w,
-                        "## 1. Cluster: kind, reusing {name} (not created, never deleted)\n"
-                    );
-                }
-                None => {
-                    let _ = writeln!(w, "## 1. Cluster: kind\n");
-                    let _ = writeln!(w, "$ {}", k.create_cmd());
-                }
-            }
-            let _ = writeln!(w, "$ {}", k.nodes_cmd());
-            for node in &nodes {
-                for cmd in k.lower_device_cmds(node) {
-                    let _ = writeln!(w, "$ {cmd}");
-                }
-            }
-            for cmd in k.load_cmds() {
-                let _ = writeln!(w, "$ {cmd}");
-            }
-            let _ = writeln!(w, "$ {}", k.kubeconfig_cmd());
-            let _ = writeln!(
-                w,
-                "\n# {} ({}):\n{config}",
-                k.opts.config.display(),
-                nodes.join(", ")
-            );
-            kind = Some(k);
-        }
-        "existing" => {
-            let _ = writeln!(
-                w,
-                "## 1. Cluster: existing (never created or deleted by secnet)\n"
-            );
-            let _ = writeln!(
-                w,
-                "kubeconfig: {}\ncontext: {}\n",
-                real.kubeconfig
-                    .as_ref()
-                    .map_or("$KUBECONFIG, ~/.kube/config or in-cluster".into(), |p| p
-                        .display()
-                        .to_string()),
-                real.context
-                    .as_deref()
-                    .unwrap_or("the kubeconfig's current context")
-            );
-            let _ = writeln!(
-                w,
-                "nodes: {}\nlower device: {}\n",
-                if real.nodes.is_empty() {
-                    "all (unpinned pods wherever the scheduler puts them)".to_string()
-                } else {
-                    format!(
-                        "{} (unpinned pods kept on them by node affinity)",
-                        real.nodes.join(", ")
-                    )
-                },
-                real.lower_device
-            );
-        }
-        other => return Err(format!("unknown cluster provider {other:?}")),
-    }
-    let _ = writeln!(
-        w,
-        "## 2. Components: server-side apply (field manager secnet, label {RUN_LABEL}={run_id})\n"
-    );
-    let dir = opts.fixtures_dir.join("components");
-    let cache = CacheOnly(real.manifest_cache.clone());
-    for set in &sets {
-        let _ = writeln!(w, "### {} {}\n", set.name, set.version);
-        for source in &set.sources {
-            let one = ComponentSet {
-                sources: vec![source.clone()],
-                ..set.clone()
-            };
-            match (components::render(&one, &dir, &cache), source) {
-                (Ok(docs), _) => {
-                    let from = match source {
-                        Source::Local(rel) => format!("fixtures/components/{rel}"),
-                        Source::Remote { url, version } => {
-                            format!("{url} (pinned {version}, cached)")
-                        }
-                    };
-                    let _ = writeln!(w, "# from {from}: {} document(s)", docs.len());
-                    for doc in docs {
-                        let _ = writeln!(w, "---\n{}", labelled_yaml(doc, run_id).trim_end());
-                    }
-                    let _ = writeln!(w);
-                }
-                (Err(_), Source::Remote { url, version }) => {
-                    let _ = writeln!(
-                        w,
-                        "# fetched at run time: {url} (pinned {version}; not in the cache {} yet, so not shown)\n",
-                        real.manifest_cache.display()
-                    );
-                }
-                (Err(e), Source::Local(_)) => return Err(e.to_string()),
-            }
-        }
-    }
-    if sets.iter().any(|s| s.name == "macvtap") {
-        let _ = writeln!(
-            w,
-            "then wait up to {} s until every node has allocatable {}\n",
-            real.timeout.as_secs(),
-            crate::scenario::seed::DATAPLANE
-        );
-    }
-    let _ = writeln!(w, "## 3. Scenarios\n");
-    let nad = crate::objects::load_file(&opts.fixtures_dir.join("seed/macvtap-nad.yaml"))
-        .map_err(|e| e.to_string())?;
-    for (i, s) in scenarios.iter().enumerate() {
-        if s.portable {
-            let _ = writeln!(
-                w,
-                "[{:>2}] run   {} (objects labelled secnet.scope=s{}, deleted after it)",
-                i + 1,
-                s.name,
-                i + 1
-            );
-        } else {
-            let _ = writeln!(w, "[{:>2}] skip  {}", i + 1, s.name);
-        }
-    }
-    if scenarios.iter().any(|s| !s.portable) {
-        let _ = writeln!(w, "\nskip: {SKIP_REASON}");
-    }
-    let _ = writeln!(
-        w,
-        "\nevery scenario first applies fixtures/seed/macvtap-nad.yaml:"
-    );
-    for obj in &nad {
-        let doc = crate::cluster::kube::apply::document(obj).map_err(|e| e.to_string())?;
-        let _ = writeln!(w, "---\n{}", labelled_yaml(doc, run_id).trim_end());
-    }
-    let _ = writeln!(w, "\n## 4. Teardown\n");
-    let _ = writeln!(
-        w,
-        "delete every object labelled {RUN_LABEL}={run_id} (by UID; objects without the label are never touched)"
-    );
-    if let Some(k) = kind {
-        if k.opts.reuse.is_some() {
-            let _ = writeln!(w, "on failure: $ {}", k.export_logs_cmd());
-            let _ = writeln!(w, "the reused cluster stays");
-        } else if opts.keep {
-            let _ = writeln!(
-                w,
-                "--keep: the kind cluster stays; on failure: $ {}",
-                k.export_logs_cmd()
-            );
-        } else {
-            let _ = writeln!(w, "on failure: $ {}", k.export_logs_cmd());
-            let _ = writeln!(w, "$ {}", k.delete_cmd());
-        }
-    }
-    Ok(out)
-}
-
 /// Why a scenario does not run on kind/existing clusters.
 pub const SKIP_REASON: &str =
     "needs node-level access that only the netns cluster gives (node links, processes, faults)";
@@ -580,24 +330,6 @@ pub const SKIP_REASON: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kind_names_nodes_by_role_and_count() {
-        let config =
-            "kind: Cluster\nnodes:\n  - role: control-plane\n  - role: worker\n  - role: worker\n";
-        assert_eq!(
-            kind_node_names(config, "secnet-sn000001").unwrap(),
-            [
-                "secnet-sn000001-control-plane",
-                "secnet-sn000001-worker",
-                "secnet-sn000001-worker2"
-            ]
-        );
-        assert_eq!(
-            kind_node_names("kind: Cluster\n", "c").unwrap(),
-            ["c-control-plane"]
-        );
-    }
 
     #[test]
     fn unknown_component_names_the_known_ones() {
@@ -612,91 +344,10 @@ mod tests {
         );
     }
 
-    /// A scratch manifest cache, removed when dropped.
-    struct Cache(PathBuf);
-
-    impl Cache {
-        fn new(tag: &str) -> Cache {
-            let dir =
-                std::env::temp_dir().join(format!("secnet-plan-test-{tag}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            Cache(dir)
-        }
-
-        fn path(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Cache {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn plan_options(cluster: &str, cache: &std::path::Path) -> Options {
-        let mut opts = Options::bundled();
-        opts.cluster = cluster.into();
-        opts.real.manifest_cache = cache.to_path_buf();
-        opts
-    }
-
-    /// The plan of every scenario with machine-specific paths replaced, for a snapshot.
-    fn full_plan(opts: &Options) -> String {
-        let all = crate::scenario::all();
-        let selected: Vec<&Scenario> = all.iter().collect();
-        let plan = plan(opts, "sn000001", &selected).unwrap();
-        let repo = opts.fixtures_dir.parent().unwrap().display().to_string();
-        plan.replace(&opts.real.manifest_cache.display().to_string(), "<cache>")
-            .replace(&repo, "<repo>")
-    }
-
-    #[test]
-    fn kind_dry_run_plan() {
-        let cache = Cache::new("kind");
-        // A cached upstream manifest is shown as it would be applied.
-        let url = "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.2.3/deployments/multus-daemonset-thick.yml";
-        std::fs::write(
-            cache.path().join(components::cache_name(url)),
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: multus\n  namespace: kube-system\n",
-        )
-        .unwrap();
-        let opts = plan_options("kind", cache.path());
-        insta::assert_snapshot!("kind_dry_run_plan", full_plan(&opts));
-    }
-
-    #[test]
-    fn reused_kind_cluster_plan_has_no_create_or_delete() {
-        let cache = Cache::new("reuse");
-        let mut opts = plan_options("kind", cache.path());
-        opts.real.kind_reuse = Some("dev".into());
-        let plan = full_plan(&opts);
-        assert!(
-            plan.contains("reusing dev (not created, never deleted)"),
-            "{plan}"
-        );
-        assert!(
-            !plan.contains("kind create") && !plan.contains("kind delete"),
-            "{plan}"
-        );
-        assert!(plan.contains("$ kind get nodes --name dev"), "{plan}");
-    }
-
-    #[test]
-    fn existing_dry_run_plan_never_creates_or_deletes_the_cluster() {
-        let cache = Cache::new("existing");
-        let mut opts = plan_options("existing", cache.path());
-        opts.real.context = Some("lab".into());
-        opts.real.upstream_macvtap = true;
-        let plan = full_plan(&opts);
-        assert!(plan.contains("context: lab"), "{plan}");
-        assert!(plan.contains(components::UPSTREAM_MACVTAP_IMAGE), "{plan}");
-        assert!(!plan.contains("$ kind"), "{plan}");
-        assert!(plan.contains("not in the cache <cache> yet"), "{plan}");
-    }
-
     mod against_a_mocked_api_server {
         use serde_json::{Value, json};
+
+        use crate::cluster::kube::components::ComponentError;
 
         use super::*;
         use crate::cluster::kube::mock::{MockApi, Recorded, Reply, list, not_found};
