@@ -3,7 +3,7 @@
 //! (server-side apply, run label), wait until every node advertises the macvtap
 //! resource, then the portable scenarios, then down: the run's objects deleted by
 //! label (and swept), the kind cluster deleted unless `--keep`.
-//! `--dry-run` prints all of that as a plan without running anything.
+//! `--dry-run` prints all of that as a plan without running anything (`plan.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
