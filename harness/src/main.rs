@@ -18,6 +18,7 @@ struct Cli {
 
 /// What kind and existing clusters need (`secnet conform --cluster kind|existing`).
 #[derive(clap::Args)]
+#[command(next_help_heading = "Real clusters (--cluster kind|existing)")]
 struct RealArgs {
     /// Print the plan (commands, rendered manifests, scenarios) and run nothing.
     #[arg(long)]
@@ -97,8 +98,6 @@ enum Cmd {
         /// Cluster provider: netns (built in, needs root), kind, existing.
         #[arg(long, default_value = "netns")]
         cluster: String,
-        #[command(flatten)]
-        real: Box<RealArgs>,
         /// Directory with the CNI binaries under test [default: the bundled ones next to secnet].
         #[arg(long)]
         cni_bin_dir: Option<PathBuf>,
@@ -129,6 +128,8 @@ enum Cmd {
         /// Fixture directory (the seed's YAML) [default: the repository's fixtures/].
         #[arg(long)]
         fixtures: Option<PathBuf>,
+        #[command(flatten)]
+        real: Box<RealArgs>,
     },
     /// Re-render report.html, report.md and junit.xml from DIR/report.json.
     #[command(after_help = "Example:\n  secnet report reports/")]
