@@ -203,6 +203,13 @@ fn unknown_cluster_and_empty_selection_are_clear_errors() {
         stderr.contains("kind not found on PATH") && stderr.contains("--cluster existing"),
         "{stderr}"
     );
+    // Nothing of the run is left behind, its scratch dir included.
+    let run = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("sn") && w.len() == 8)
+        .expect("the run id is announced");
+    let scratch = std::env::temp_dir().join(format!("secnet-{run}"));
+    assert!(!scratch.exists(), "{} left behind", scratch.display());
     if secnet::prereq::is_root() {
         let out = secnet(&["conform", "--label", "no-such-label"]);
         assert_eq!(out.status.code(), Some(2));

@@ -226,7 +226,13 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
             up = real::RealCluster::up(opts, &run_id) => up,
             signal = interrupted() => Err(format!("interrupted by {signal} while bringing the cluster up; run `secnet clean --cluster {} --run {run_id}`", opts.cluster)),
         };
-        let rc = up.map_err(ConformError::Real)?;
+        let rc = match up {
+            Ok(rc) => rc,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&ctx.work_dir);
+                return Err(ConformError::Real(e));
+            }
+        };
         ctx.target = rc.target();
         real = Some(rc);
     }

@@ -344,6 +344,14 @@ mod boot_tests {
             return;
         }
         let cache = std::env::temp_dir().join(format!("secnet-image-test-{}", std::process::id()));
+        // Removed also when an assertion below fails.
+        struct RemoveOnDrop(std::path::PathBuf);
+        impl Drop for RemoveOnDrop {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _cleanup = RemoveOnDrop(cache.clone());
         let t = Instant::now();
         let img = image::ensure(&cache).unwrap();
         let cold = t.elapsed();
@@ -385,6 +393,5 @@ mod boot_tests {
         );
         eprintln!("boot to agent ready: {boot:?} ({})", q.accel);
         q.kill();
-        let _ = std::fs::remove_dir_all(&cache);
     }
 }
