@@ -25,6 +25,54 @@ impl AnyCluster {
     }
 }
 
+impl AnyCluster {
+    /// Kills the device plugin on `node` and has it back: on the netns cluster a
+    /// SIGKILL and a restart with the same environment (waiting until `resource` is
+    /// registered again); on a real cluster its pod deleted with no grace period and
+    /// the DaemonSet's new one Running.
+    pub async fn restart_device_plugin(&self, node: &str, resource: &str) -> Result<(), String> {
+        match self {
+            AnyCluster::Netns(c) => {
+                c.kill_device_plugin(node).await?;
+                c.start_device_plugin_again(node, resource).await
+            }
+            AnyCluster::Kube(c) => c
+                .restart_device_plugin(node)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Polls the node's resources until `resource` shows `allocatable`.
+    pub async fn wait_allocatable(
+        &self,
+        node: &str,
+        resource: &str,
+        allocatable: u64,
+        timeout: std::time::Duration,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let seen = self
+                .node_resources(node)
+                .await
+                .map_err(|e| e.to_string())?
+                .allocatable
+                .get(resource)
+                .copied();
+            if seen == Some(allocatable) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "node {node}: {resource} allocatable is {seen:?}, waited {timeout:?} for {allocatable}"
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// Calls the same method on whichever provider it is.
 macro_rules! each {
     ($self:ident, $c:ident => $e:expr) => {

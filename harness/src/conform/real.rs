@@ -157,6 +157,10 @@ impl RealCluster {
         let sets = selected_sets(real)?;
         let kopts = KubeOptions {
             pod_timeout: real.timeout,
+            device_plugin_pods: sets
+                .iter()
+                .find(|s| s.name == "macvtap")
+                .and_then(|s| s.log_selectors.first().cloned()),
             log_selectors: sets.iter().flat_map(|s| s.log_selectors.clone()).collect(),
             ..KubeOptions::default()
         };

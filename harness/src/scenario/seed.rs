@@ -236,7 +236,7 @@ pub fn parse_ip_link_oneline(text: &str) -> Option<PodIface> {
 }
 
 /// `ip -o link show dev <ifname>` inside a pod, parsed.
-pub(super) async fn pod_iface<C: Cluster>(
+pub(crate) async fn pod_iface<C: Cluster>(
     cluster: &C,
     pod: &PodView,
     ifname: &str,

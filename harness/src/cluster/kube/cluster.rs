@@ -37,6 +37,9 @@ pub struct KubeOptions {
     pub log_selectors: Vec<(String, String)>,
     /// Lines of log per container in errors and diagnostics.
     pub log_lines: i64,
+    /// `(namespace, label selector)` of the device plugin's pods (the macvtap
+    /// component), for the restart fault.
+    pub device_plugin_pods: Option<(String, String)>,
     /// Image (and `sleep` command) for pod containers that name none, such as the
     /// scenarios' plain pods; it needs `ip` and `ping` (busybox has both).
     pub pod_image: String,
@@ -48,6 +51,7 @@ impl Default for KubeOptions {
             pod_timeout: Duration::from_secs(120),
             log_selectors: Vec::new(),
             log_lines: 50,
+            device_plugin_pods: None,
             pod_image: "busybox:1.37".into(),
         }
     }
@@ -938,5 +942,84 @@ impl KubeCluster {
             });
         }
         snap
+    }
+}
+
+impl KubeCluster {
+    /// Kills the device plugin on `node` (its pod deleted with no grace period) and
+    /// waits until the DaemonSet's new pod there is Running.
+    pub async fn restart_device_plugin(&self, node: &str) -> Result<(), ClusterError> {
+        let fail = |message: String| ClusterError::Up {
+            provider: self.provider.clone(),
+            message,
+        };
+        let (ns, selector) = self.opts.device_plugin_pods.clone().ok_or_else(|| {
+            fail("no device plugin component in this run (--components without macvtap?)".into())
+        })?;
+        let api: Api<KPod> = Api::namespaced(self.client.clone(), &ns);
+        let lp = ListParams::default()
+            .labels(&selector)
+            .fields(&format!("spec.nodeName={node}"));
+        let old = api
+            .list(&lp)
+            .await
+            .map_err(|e| fail(format!("failed to list {selector} in {ns}: {}", api_err(e))))?
+            .items;
+        if old.is_empty() {
+            return Err(fail(format!("no pod {selector} in {ns} runs on {node}")));
+        }
+        let old_uids: Vec<String> = old.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        for p in &old {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: p.metadata.uid.clone().map(|uid| Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &dp).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(fail(format!("failed to kill {ns}/{name}: {}", api_err(e)))),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.opts.pod_timeout;
+        loop {
+            let pods = api.list(&lp).await.map(|l| l.items).unwrap_or_default();
+            let fresh = pods.iter().find(|p| {
+                p.metadata
+                    .uid
+                    .as_ref()
+                    .is_some_and(|u| !old_uids.contains(u))
+                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            });
+            if fresh.is_some() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let state: Vec<String> = pods
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}: {}",
+                            p.metadata.name.as_deref().unwrap_or("?"),
+                            Self::describe(Some(p))
+                        )
+                    })
+                    .collect();
+                return Err(ClusterError::Timeout {
+                    what: format!("a new device plugin pod ({selector}) Running on {node}"),
+                    seconds: self.opts.pod_timeout.as_secs(),
+                    state: if state.is_empty() {
+                        "no pod: is the DaemonSet there?".into()
+                    } else {
+                        state.join("; ")
+                    },
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }

@@ -31,6 +31,24 @@ pub(crate) struct FakeState {
     pub uids: u32,
     /// The scheduler's answer per POSTed pod: `"node-a"` or `"Unschedulable"`.
     pub scheduled: Vec<(String, String)>,
+    /// The device plugin DaemonSet's pods in kube-system, one per node; a deleted one
+    /// is replaced at once (the DaemonSet controller), with a new name and UID.
+    pub plugin_pods: std::collections::BTreeMap<String, Value>,
+}
+
+/// Where the device plugin's pods live, and their label (as fixtures/components).
+pub(crate) const PLUGIN_NS: &str = "kube-system";
+pub(crate) const PLUGIN_SELECTOR: &str = "app=secnet-macvtap";
+
+fn plugin_pod(state: &mut FakeState, node: &str) {
+    state.uids += 1;
+    let name = format!("secnet-macvtap-{node}-{}", state.uids);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": PLUGIN_NS, "uid": format!("uid-{}", state.uids),
+            "labels": {"app": "secnet-macvtap"}},
+        "spec": {"nodeName": node, "containers": [{"name": "deviceplugin", "image": "localhost/secnet-plugins:dev"}]},
+        "status": {"phase": "Running"}});
+    state.plugin_pods.insert(name, pod);
 }
 
 /// `%3D` → `=`, `+` → ` `: a query parameter as the client encoded it.
@@ -231,6 +249,9 @@ pub(crate) fn fake_api_server(
     count_allocations: bool,
 ) -> (MockApi, std::sync::Arc<std::sync::Mutex<FakeState>>) {
     let state: std::sync::Arc<std::sync::Mutex<FakeState>> = Default::default();
+    for node in ["node-a", "node-b"] {
+        plugin_pod(&mut state.lock().unwrap(), node);
+    }
     let shared = state.clone();
     let mock = MockApi::new(move |r| {
         let mut s = state.lock().unwrap();
@@ -275,6 +296,26 @@ pub(crate) fn fake_api_server(
                     Some(o) => match precondition_fails(r, o) {
                         Some(reply) => reply,
                         None => Reply::Json(200, s.nads.remove(n).unwrap()),
+                    },
+                },
+                _ => not_found(path),
+            };
+        }
+        let plugin_pods = format!("/api/v1/namespaces/{PLUGIN_NS}/pods");
+        if let Some(rest) = path.strip_prefix(&plugin_pods) {
+            let name = rest.trim_start_matches('/');
+            return match (method, name) {
+                ("GET", "") => list("PodList", selected(r, s.plugin_pods.values().cloned())),
+                ("DELETE", n) => match s.plugin_pods.get(n).cloned() {
+                    None => not_found(path),
+                    Some(p) => match precondition_fails(r, &p) {
+                        Some(reply) => reply,
+                        None => {
+                            s.plugin_pods.remove(n);
+                            let node = p["spec"]["nodeName"].as_str().unwrap_or("node-a");
+                            plugin_pod(&mut s, node);
+                            Reply::Json(200, p)
+                        }
                     },
                 },
                 _ => not_found(path),

@@ -1207,3 +1207,69 @@ async fn restricted_nodes_keep_unpinned_pods_on_them_and_unknown_nodes_are_error
     assert_eq!(term["matchExpressions"][0]["values"], json!(["node-b"]));
     assert_eq!(post.body["spec"]["containers"][0]["image"], "busybox");
 }
+
+#[tokio::test]
+async fn kube_target_device_plugin_restart_scenario_kills_its_pod_and_waits_for_the_new_one() {
+    let (mock, state) = fake_api_server(true);
+    let opts = KubeOptions {
+        pod_timeout: Duration::from_secs(5),
+        device_plugin_pods: Some((PLUGIN_NS.into(), PLUGIN_SELECTOR.into())),
+        ..KubeOptions::default()
+    };
+    let c = KubeCluster::connect(mock.client(), "existing", RUN, opts)
+        .await
+        .unwrap();
+    let before: Vec<String> = state.lock().unwrap().plugin_pods.keys().cloned().collect();
+    let ctx = kube_ctx(c);
+    let s = crate::scenario::all()
+        .into_iter()
+        .find(|s| s.name.starts_with("fault/device plugin SIGKILL"))
+        .unwrap();
+    assert!(s.portable);
+    // The restart and the wait for allocatable pass; the scenario then probes the
+    // pod's net1 with exec, whose websocket upgrade this fake does not serve: it must
+    // stop exactly there.
+    let err = (s.body)(ctx.clone()).await.unwrap_err();
+    assert!(
+        err.starts_with("the pod lost net1 when the plugin died: failed to exec")
+            && err.contains("pods/before/exec"),
+        "{err}"
+    );
+    // node-a's plugin pod was killed (no grace, by UID) and replaced; node-b's kept.
+    let kill = mock
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.method == "DELETE" && r.path.starts_with("/api/v1/namespaces/kube-system/pods/")
+        })
+        .expect("the plugin pod is deleted");
+    assert_eq!(
+        kill.path,
+        format!("/api/v1/namespaces/kube-system/pods/{}", before[0])
+    );
+    assert_eq!(kill.body["gracePeriodSeconds"], 0);
+    assert!(
+        kill.body["preconditions"]["uid"].is_string(),
+        "{}",
+        kill.body
+    );
+    let after: Vec<String> = state.lock().unwrap().plugin_pods.keys().cloned().collect();
+    assert_eq!(after.len(), 2);
+    assert!(
+        !after.contains(&before[0]) && after.contains(&before[1]),
+        "{after:?}"
+    );
+    assert_scoped_and_torn_down(&mock, &state);
+}
+
+#[tokio::test]
+async fn restarting_the_device_plugin_needs_the_component() {
+    let (mock, _state) = fake_api_server(true);
+    let c = cluster(&mock, 1000).await;
+    let err = c
+        .restart_device_plugin("node-a")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--components without macvtap"), "{err}");
+}
