@@ -130,9 +130,36 @@ pub fn leftovers(prefix: &str) -> Result<Found, CommandError> {
     find(|n| n == prefix || n.starts_with(&dash))
 }
 
-/// Deletes our leftovers; returns what was removed.
+/// Deletes our leftovers, the runs' scratch dirs (`$TMPDIR/secnet-<run id>`) too;
+/// returns what was removed.
 pub fn clean(run_id: Option<&str>) -> Result<Cleaned, CommandError> {
-    clean_found(find(|n| is_ours(n, run_id))?)
+    let mut cleaned = clean_found(find(|n| is_ours(n, run_id))?)?;
+    cleaned.run_dirs.extend(remove_scratch_dirs(run_id));
+    Ok(cleaned)
+}
+
+/// `$TMPDIR/secnet-sn<6 hex>` (of `run_id` only, when given): what a killed run left
+/// of its scratch files.
+fn remove_scratch_dirs(run_id: Option<&str>) -> Vec<String> {
+    let tmp = std::env::temp_dir();
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_prefix("secnet-")) else {
+            continue;
+        };
+        // `<id>-x` makes it the shape `is_ours` knows: exactly a run id, nothing more.
+        if !id.contains('-') && is_ours(&format!("{id}-x"), run_id) {
+            let path = entry.path();
+            if std::fs::remove_dir_all(&path).is_ok() {
+                removed.push(path.display().to_string());
+            }
+        }
+    }
+    removed
 }
 
 /// Removes what `find` found: processes first, then mount views, dirs, namespaces.

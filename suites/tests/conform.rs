@@ -392,6 +392,8 @@ fn after_the_harness_is_killed_clean_removes_its_run_and_nothing_else() {
     child.kill().unwrap();
     child.wait().unwrap();
     let before = secnet::clean::leftovers(&run_id).unwrap();
+    let scratch = std::env::temp_dir().join(format!("secnet-{run_id}"));
+    let scratch_was_there = scratch.exists();
     let cleaned = Command::new(&bin)
         .args(["clean", "--run", &run_id])
         .output()
@@ -416,6 +418,12 @@ fn after_the_harness_is_killed_clean_removes_its_run_and_nothing_else() {
         after.is_empty(),
         "left after secnet clean: {}",
         after.describe()
+    );
+    assert!(scratch_was_there, "a killed run leaves its scratch dir");
+    assert!(
+        !scratch.exists(),
+        "the run's scratch dir {} is left",
+        scratch.display()
     );
     assert!(
         foreign_there,

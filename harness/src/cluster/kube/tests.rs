@@ -1253,6 +1253,7 @@ async fn kube_target_device_plugin_restart_scenario_kills_its_pod_and_waits_for_
         "{}",
         kill.body
     );
+    let _ = std::fs::remove_dir_all(&ctx.work_dir);
     let after: Vec<String> = state.lock().unwrap().plugin_pods.keys().cloned().collect();
     assert_eq!(after.len(), 2);
     assert!(
