@@ -1,7 +1,6 @@
 //! `secnet doctor`: what this machine has for each tier, what is missing, and the
 //! exact command that fixes it (`--fix` runs the Debian/Ubuntu installs).
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::lab::run;
@@ -26,15 +25,7 @@ pub struct Check {
 }
 
 fn program(name: &str) -> Option<String> {
-    if name.starts_with('/') {
-        return Path::new(name).exists().then(|| name.to_string());
-    }
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|p| p.exists())
-            .map(|p| p.display().to_string())
-    })
+    crate::prereq::find_program(name).map(|p| p.display().to_string())
 }
 
 fn program_check(what: &str, name: &str, package: &'static str, need: Need) -> Check {

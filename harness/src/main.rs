@@ -340,7 +340,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             let (report, per_run) = match cluster.as_str() {
-                "kind" => match sweep::clean_kind(run.as_deref()) {
+                "kind" => match sweep::clean_kind("kind", run.as_deref()) {
                     Ok(t) => (t, None),
                     Err(e) => {
                         eprintln!("secnet clean: {e}");

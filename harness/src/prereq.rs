@@ -31,15 +31,22 @@ pub fn require_root(what: &str) -> bool {
     )
 }
 
+/// Where `program` is: a path (with a `/`) if that file exists, else the first
+/// match on PATH.
+pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    if program.contains('/') {
+        let p = std::path::PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
 /// A program on PATH or at an absolute path.
 pub fn require_program(what: &str, program: &str, package: &str) -> bool {
-    let found = if program.starts_with('/') {
-        std::path::Path::new(program).exists()
-    } else {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(program).exists()))
-            .unwrap_or(false)
-    };
+    let found = find_program(program).is_some();
     require(
         what,
         (!found).then(|| format!("{program} not found: apt-get install {package}")),

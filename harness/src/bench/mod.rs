@@ -175,7 +175,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     // The bundled OVS CNI against userspace Open vSwitch in the bench node, when
     // both are there (started once, not timed per call).
     let ovs_plugin = opts.cni_bin_dir.join("ovs");
-    let ovs = match ovs_plugin.exists() && has_program("ovsdb-server") {
+    let ovs = match ovs_plugin.exists() && crate::prereq::find_program("ovsdb-server").is_some() {
         true => {
             let mut ovs_nl = NodeLab::new().map_err(|e| BenchError::Lab(e.to_string()))?;
             let ovs_pod = ovs_nl
@@ -472,11 +472,6 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         targets,
         notes,
     })
-}
-
-fn has_program(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).exists()))
 }
 
 /// OVS daemons in the bench node with bridge `br1`; stopped and their directory

@@ -167,7 +167,7 @@ impl RealCluster {
         let (cluster, kind) = match opts.cluster.as_str() {
             "kind" => {
                 let kind = Kind::new(kind_options(opts, run_id), XshellRunner);
-                if sweep::find_program(&kind.opts.kind_bin).is_none() {
+                if crate::prereq::find_program(&kind.opts.kind_bin).is_none() {
                     return Err(
                         "kind not found on PATH: install kind (https://kind.sigs.k8s.io) and a container engine, or use --cluster existing".into(),
                     );

@@ -13,7 +13,6 @@
 //!   never touched.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
@@ -195,25 +194,13 @@ pub fn sweep_kind<R: Runner + ?Sized>(runner: &R, kind_bin: &str, run: Option<&s
     report
 }
 
-/// A program on PATH (or at a path with a `/`).
-pub fn find_program(program: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        let p = PathBuf::from(program);
-        return p.is_file().then_some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-}
-
-/// `secnet clean --cluster kind`: the `kind` binary must be on PATH.
-pub fn clean_kind(run: Option<&str>) -> Result<Teardown, String> {
-    if find_program("kind").is_none() {
+/// `secnet clean --cluster kind`: `kind_bin` (`kind`) must be on PATH.
+pub fn clean_kind(kind_bin: &str, run: Option<&str>) -> Result<Teardown, String> {
+    if crate::prereq::find_program(kind_bin).is_none() {
         return Err(format!(
             "kind not found on PATH; install kind or use --cluster existing --context kind-secnet-{}",
             run.unwrap_or("<run>")
         ));
     }
-    Ok(sweep_kind(&XshellRunner, "kind", run))
+    Ok(sweep_kind(&XshellRunner, kind_bin, run))
 }
