@@ -1,26 +1,13 @@
 //! The main job end to end: the `secnet` binary as users and CI run it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("secnet-suite-{tag}-{}", secnet::lab::new_run_id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory for one test, removed on drop.
+fn scratch(tag: &str) -> secnet::lab::ScratchDir {
+    secnet::lab::ScratchDir::new(&format!("secnet-suite-{tag}")).unwrap()
 }
 
 fn secnet(args: &[&str]) -> Output {
@@ -73,11 +60,11 @@ fn conform_passes_with_the_bundled_plugins_and_leaves_nothing() {
     if !secnet::prereq::require_root("conform with bundled plugins") {
         return;
     }
-    let dir = TempDir::new("pass");
-    let out = secnet(&["conform", "--report", dir.0.to_str().unwrap()]);
+    let dir = scratch("pass");
+    let out = secnet(&["conform", "--report", dir.path().to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "secnet conform failed:\n{stderr}");
-    let r = report(&dir.0);
+    let r = report(dir.path());
     assert_eq!(r["cluster"], "netns");
     assert_eq!(r["summary"]["failed"], 0, "{r:#}");
     let scenarios = r["scenarios"].as_array().unwrap();
@@ -89,9 +76,9 @@ fn conform_passes_with_the_bundled_plugins_and_leaves_nothing() {
         r["summary"]["passed"].as_u64().unwrap() as usize,
         scenarios.len()
     );
-    let junit = std::fs::read_to_string(dir.0.join("junit.xml")).unwrap();
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase").count(), scenarios.len());
-    assert!(dir.0.join("report.md").exists());
+    assert!(dir.path().join("report.md").exists());
     let run_id = r["implementation"]["run_id"].as_str().unwrap();
     assert_eq!(
         namespaces_of(run_id),
@@ -105,11 +92,11 @@ fn a_broken_plugin_fails_the_run_keep_leaves_state_and_clean_removes_only_ours()
     if !secnet::prereq::require_root("conform with a broken plugin") {
         return;
     }
-    let bins = TempDir::new("broken-bin");
-    let plugin = bins.0.join("macvtap");
+    let bins = scratch("broken-bin");
+    let plugin = bins.path().join("macvtap");
     std::fs::write(&plugin, "#!/bin/sh\necho '{\"cniVersion\":\"0.4.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n").unwrap();
     std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let dir = TempDir::new("fail");
+    let dir = scratch("fail");
     let foreign = format!("secnet-suite-foreign-{}", std::process::id());
     secnet::lab::run(
         "ip",
@@ -121,15 +108,15 @@ fn a_broken_plugin_fails_the_run_keep_leaves_state_and_clean_removes_only_ours()
     let out = secnet(&[
         "conform",
         "--cni-bin-dir",
-        bins.0.to_str().unwrap(),
+        bins.path().to_str().unwrap(),
         "--label",
         "mac",
         "--keep",
         "--report",
-        dir.0.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let r = report(&dir.0);
+    let r = report(dir.path());
     let run_id = r["implementation"]["run_id"].as_str().unwrap().to_string();
     let kept = namespaces_of(&run_id);
     let cleaned = secnet(&["clean", "--run", &run_id]);
@@ -465,7 +452,7 @@ fn report_html_shows_topology_and_reachability_in_chromium() {
     {
         return;
     }
-    let dir = TempDir::new("html");
+    let dir = scratch("html");
     let out = secnet(&[
         "conform",
         "--label",
@@ -473,7 +460,7 @@ fn report_html_shows_topology_and_reachability_in_chromium() {
         "--backends",
         "macvtap",
         "--report",
-        dir.0.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
     ]);
     assert!(
         out.status.success(),
@@ -481,18 +468,18 @@ fn report_html_shows_topology_and_reachability_in_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Re-rendering from report.json gives the same page.
-    let first = std::fs::read_to_string(dir.0.join("report.html")).unwrap();
-    let again = secnet(&["report", dir.0.to_str().unwrap()]);
+    let first = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    let again = secnet(&["report", dir.path().to_str().unwrap()]);
     assert!(
         again.status.success(),
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
     assert_eq!(
-        std::fs::read_to_string(dir.0.join("report.html")).unwrap(),
+        std::fs::read_to_string(dir.path().join("report.html")).unwrap(),
         first
     );
-    let profile = TempDir::new("chromium");
+    let profile = scratch("chromium");
     let dom = Command::new("chromium")
         .args([
             "--headless",
@@ -503,9 +490,9 @@ fn report_html_shows_topology_and_reachability_in_chromium() {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            &format!("--user-data-dir={}", profile.0.display()),
+            &format!("--user-data-dir={}", profile.path().display()),
             "--dump-dom",
-            &format!("file://{}", dir.0.join("report.html").display()),
+            &format!("file://{}", dir.path().join("report.html").display()),
         ])
         .output()
         .expect("chromium runs");

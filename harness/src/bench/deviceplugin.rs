@@ -3,7 +3,7 @@
 //! latency over distinct IDs, lower link down → Unhealthy, kubelet restart →
 //! re-registration, and the plugin's peak RSS.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,15 +19,6 @@ use crate::lab::node::NodeLab;
 const BOUND: Duration = Duration::from_secs(10);
 const RESOURCE: &str = "macvtap.network.kubevirt.io/dataplane";
 const NAME: &str = "bundled macvtap device plugin";
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The plugin process; killed on drop.
 struct Plugin(Child);
@@ -98,16 +89,15 @@ pub async fn run(bin: &Path, quick: bool) -> Result<(Vec<Row>, MemRow), String> 
     let conf =
         format!(r#"[{{"name": "dataplane", "lowerDevice": "ens33", "capacity": {devices}}}]"#);
     let nl = NodeLab::new().map_err(|e| e.to_string())?;
-    let dir = nix::unistd::mkdtemp(format!("/tmp/{}-dp-XXXXXX", nl.lab.run_id).as_str())
-        .map(TempDir)
-        .map_err(|e| format!("mkdtemp: {e}"))?;
-    let mut kubelet = DeviceManager::start(&dir.0).map_err(|e| e.to_string())?;
+    let dir = crate::lab::ScratchDir::new(&format!("{}-dp", nl.lab.run_id))
+        .map_err(|e| format!("failed to make a scratch dir: {e}"))?;
+    let mut kubelet = DeviceManager::start(dir.path()).map_err(|e| e.to_string())?;
     let err = |e: crate::kubelet::KubeletError| e.to_string();
 
     let (mut to_register, mut to_healthy) = (Vec::new(), Vec::new());
     for _ in 0..starts {
         let started = Instant::now();
-        let plugin = Plugin::spawn(bin, &nl, &dir.0, &conf)?;
+        let plugin = Plugin::spawn(bin, &nl, dir.path(), &conf)?;
         let reg = kubelet
             .wait_for_registration(RESOURCE, started, BOUND)
             .await
@@ -127,7 +117,7 @@ pub async fn run(bin: &Path, quick: bool) -> Result<(Vec<Row>, MemRow), String> 
         plugin.terminate();
     }
 
-    let plugin = Plugin::spawn(bin, &nl, &dir.0, &conf)?;
+    let plugin = Plugin::spawn(bin, &nl, dir.path(), &conf)?;
     kubelet
         .wait_for_devices(RESOURCE, devices, HEALTHY, BOUND)
         .await

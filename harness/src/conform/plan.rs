@@ -281,28 +281,6 @@ mod tests {
         );
     }
 
-    /// A scratch manifest cache, removed when dropped.
-    struct Cache(PathBuf);
-
-    impl Cache {
-        fn new(tag: &str) -> Cache {
-            let dir =
-                std::env::temp_dir().join(format!("secnet-plan-test-{tag}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            Cache(dir)
-        }
-
-        fn path(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Cache {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     fn plan_options(cluster: &str, cache: &std::path::Path) -> Options {
         let mut opts = Options::bundled();
         opts.cluster = cluster.into();
@@ -322,7 +300,7 @@ mod tests {
 
     #[test]
     fn kind_dry_run_plan() {
-        let cache = Cache::new("kind");
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
         // A cached upstream manifest is shown as it would be applied.
         let url = "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.2.3/deployments/multus-daemonset-thick.yml";
         std::fs::write(
@@ -336,7 +314,7 @@ mod tests {
 
     #[test]
     fn reused_kind_cluster_plan_has_no_create_or_delete() {
-        let cache = Cache::new("reuse");
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
         let mut opts = plan_options("kind", cache.path());
         opts.real.kind_reuse = Some("dev".into());
         let plan = full_plan(&opts);
@@ -353,7 +331,7 @@ mod tests {
 
     #[test]
     fn existing_dry_run_plan_never_creates_or_deletes_the_cluster() {
-        let cache = Cache::new("existing");
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
         let mut opts = plan_options("existing", cache.path());
         opts.real.context = Some("lab".into());
         opts.real.upstream_macvtap = true;

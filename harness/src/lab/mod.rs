@@ -4,6 +4,7 @@
 pub mod command;
 pub mod enter;
 pub mod node;
+pub mod scratch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use cni_kit::netns::NetNs;
 
 pub use command::{CommandError, run};
+pub use scratch::ScratchDir;
 
 /// A new run id: `sn` + 6 hex digits, short enough to leave room in 15-character
 /// interface names and recognisable by `secnet clean`.

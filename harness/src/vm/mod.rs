@@ -343,20 +343,14 @@ mod boot_tests {
         {
             return;
         }
-        let cache = std::env::temp_dir().join(format!("secnet-image-test-{}", std::process::id()));
         // Removed also when an assertion below fails.
-        struct RemoveOnDrop(std::path::PathBuf);
-        impl Drop for RemoveOnDrop {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-        let _cleanup = RemoveOnDrop(cache.clone());
+        let scratch = crate::lab::ScratchDir::new("secnet-image-test").unwrap();
+        let cache = scratch.path();
         let t = Instant::now();
-        let img = image::ensure(&cache).unwrap();
+        let img = image::ensure(cache).unwrap();
         let cold = t.elapsed();
         let t = Instant::now();
-        let again = image::ensure(&cache).unwrap();
+        let again = image::ensure(cache).unwrap();
         let cached = t.elapsed();
         assert!(img.built && !again.built);
         eprintln!("image: cold {cold:?}, cached {cached:?}, {:?}", img.format);

@@ -32,29 +32,6 @@ pub fn bin() -> std::path::PathBuf {
 }
 pub const PREFIX: &str = "macvtap.network.kubevirt.io";
 
-/// A temporary directory, removed with its contents on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// `/tmp/<run id>-dp-XXXXXX`: named after the run, like its namespaces, so a
-    /// killed run's leftovers can be told apart and swept.
-    pub fn new(run_id: &str) -> TempDir {
-        let path =
-            nix::unistd::mkdtemp(format!("/tmp/{run_id}-dp-XXXXXX").as_str()).expect("mkdtemp");
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The plugin process, running in a node namespace; killed on drop.
 pub struct Plugin {
     child: Child,
@@ -146,7 +123,7 @@ impl Drop for Plugin {
 pub struct Node {
     pub plugin: Option<Plugin>,
     pub kubelet: DeviceManager,
-    pub dir: TempDir,
+    pub dir: secnet::lab::ScratchDir,
     pub lab: Lab,
     pub node: Ns,
     pub peer: Ns,
@@ -159,7 +136,8 @@ impl Node {
         let peer = lab.netns("peer").expect("peer netns");
         lab.veth(&node, "ens33", &peer, "peer0")
             .expect("lower veth");
-        let dir = TempDir::new(&lab.run_id);
+        // Named after the run, like its namespaces, so a killed run's is told apart.
+        let dir = secnet::lab::ScratchDir::new(&format!("{}-dp", lab.run_id)).expect("scratch dir");
         let kubelet = DeviceManager::start(dir.path()).expect("kubelet double");
         Node {
             plugin: None,
