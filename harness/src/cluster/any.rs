@@ -42,35 +42,6 @@ impl AnyCluster {
                 .map_err(|e| e.to_string()),
         }
     }
-
-    /// Polls the node's resources until `resource` shows `allocatable`.
-    pub async fn wait_allocatable(
-        &self,
-        node: &str,
-        resource: &str,
-        allocatable: u64,
-        timeout: std::time::Duration,
-    ) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let seen = self
-                .node_resources(node)
-                .await
-                .map_err(|e| e.to_string())?
-                .allocatable
-                .get(resource)
-                .copied();
-            if seen == Some(allocatable) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "node {node}: {resource} allocatable is {seen:?}, waited {timeout:?} for {allocatable}"
-                ));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// Calls the same method on whichever provider it is.

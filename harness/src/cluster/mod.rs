@@ -104,3 +104,33 @@ pub trait Cluster: Send + Sync {
     /// Plugin logs and state, for failure reports.
     fn diagnostics(&self) -> impl Future<Output = String> + Send;
 }
+
+/// Polls `node`'s resources until `resource` shows `allocatable`: every 10 ms at
+/// first, backing off to every 250 ms (a real API server is not hammered).
+pub async fn wait_allocatable<C: Cluster>(
+    cluster: &C,
+    node: &str,
+    resource: &str,
+    allocatable: u64,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let resources = cluster
+            .node_resources(node)
+            .await
+            .map_err(|e| e.to_string())?;
+        let seen = resources.allocatable.get(resource).copied();
+        if seen == Some(allocatable) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "node {node}: {resource} allocatable is {seen:?}, waited {timeout:?} for {allocatable}"
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(250));
+    }
+}

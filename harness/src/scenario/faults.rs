@@ -13,7 +13,7 @@ use super::seed::{
 use super::{Ctx, Outcome, Scenario, ensure};
 use crate::cluster::any::AnyCluster;
 use crate::cluster::netns::NetnsCluster;
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, wait_allocatable};
 
 const BACK: Duration = Duration::from_secs(5);
 
@@ -103,8 +103,7 @@ async fn kubelet_restart(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         .await
         .map_err(e)?;
     cluster.restart_kubelet(&node).await?;
-    cluster
-        .wait_allocatable(&node, DATAPLANE, 50, BACK)
+    wait_allocatable(cluster, &node, DATAPLANE, 50, BACK)
         .await
         .map_err(|m| format!("after the kubelet restart: {m}"))?;
     ensure(allocated(cluster, &node).await? == 1, || {
@@ -144,8 +143,7 @@ async fn plugin_killed(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     } else {
         Duration::from_secs(120)
     };
-    cluster
-        .wait_allocatable(&node, DATAPLANE, 50, back)
+    wait_allocatable(cluster, &node, DATAPLANE, 50, back)
         .await
         .map_err(|m| format!("after the plugin restart: {m}"))?;
     pod_iface(cluster, &a, "net1")
@@ -190,8 +188,7 @@ async fn lower_device_faults(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         )
     };
     cluster.ip(&ns, &["link", "set", "ens33", "down"]).await?;
-    cluster
-        .wait_allocatable(&node, DATAPLANE, 0, BACK)
+    wait_allocatable(cluster, &node, DATAPLANE, 0, BACK)
         .await
         .map_err(|m| format!("ens33 down: {m}"))?;
     match cluster.create_pod(try_pod("while-down")).await {
@@ -208,19 +205,16 @@ async fn lower_device_faults(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         format!("the existing pod's net1 claims {state} while its lower device is down")
     })?;
     cluster.ip(&ns, &["link", "set", "ens33", "up"]).await?;
-    cluster
-        .wait_allocatable(&node, DATAPLANE, 50, BACK)
+    wait_allocatable(cluster, &node, DATAPLANE, 50, BACK)
         .await
         .map_err(|m| format!("ens33 up again: {m}"))?;
     cluster.create_pod(try_pod("after-up")).await.map_err(e)?;
     cluster.unplug_uplink(&node).await?;
-    cluster
-        .wait_allocatable(&node, DATAPLANE, 0, BACK)
+    wait_allocatable(cluster, &node, DATAPLANE, 0, BACK)
         .await
         .map_err(|m| format!("ens33 deleted: {m}"))?;
     cluster.plug_uplink(&node).await?;
-    cluster
-        .wait_allocatable(&node, DATAPLANE, 50, BACK)
+    wait_allocatable(cluster, &node, DATAPLANE, 50, BACK)
         .await
         .map_err(|m| format!("ens33 recreated: {m}"))?;
     let p = cluster

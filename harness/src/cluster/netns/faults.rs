@@ -80,36 +80,6 @@ impl NetnsCluster {
         .map_err(|e| e.to_string())
     }
 
-    /// Waits until the node's kubelet reports `allocatable` of `resource`.
-    pub async fn wait_allocatable(
-        &self,
-        node: &str,
-        resource: &str,
-        allocatable: usize,
-        timeout: Duration,
-    ) -> Result<(), String> {
-        let i = self.node_index(node)?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let seen = {
-                let inner = self.inner.lock().await;
-                inner.nodes[i]
-                    .device_manager
-                    .as_ref()
-                    .and_then(|dm| dm.snapshot().resource(resource).map(|v| v.allocatable()))
-            };
-            if seen == Some(allocatable) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!(
-                    "node {node}: {resource} allocatable is {seen:?}, waited {timeout:?} for {allocatable}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
     /// Deletes the node's uplink (its fabric peer goes with it).
     pub async fn unplug_uplink(&self, node: &str) -> Result<(), String> {
         let i = self.node_index(node)?;
