@@ -5,6 +5,7 @@
 pub mod any;
 pub mod kube;
 pub mod netns;
+pub mod probe;
 
 use std::collections::BTreeMap;
 use std::future::Future;

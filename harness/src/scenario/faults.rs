@@ -7,12 +7,11 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::Value;
 
-use super::seed::{
-    DATAPLANE, fixture_pod, named, pod_iface, pod_link, with_any_cluster, with_cluster,
-};
+use super::seed::{DATAPLANE, fixture_pod, named, with_any_cluster, with_cluster};
 use super::{Ctx, Outcome, Scenario, ensure};
 use crate::cluster::any::AnyCluster;
 use crate::cluster::netns::NetnsCluster;
+use crate::cluster::probe::{pod_iface, pod_link};
 use crate::cluster::{Cluster, ClusterError, wait_allocatable};
 
 const BACK: Duration = Duration::from_secs(5);

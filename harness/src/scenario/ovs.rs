@@ -5,7 +5,6 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use super::seed::fixture;
@@ -13,6 +12,7 @@ use super::{Ctx, Outcome, Scenario, ensure};
 use crate::cluster::netns::NetnsCluster;
 use crate::cluster::netns::ovs::BRIDGE;
 use crate::cluster::netns::pod::network_status;
+use crate::cluster::probe::pod_link;
 use crate::cluster::{Cluster, PodView};
 use crate::lab::enter::Enter;
 use crate::objects::{Container, Meta, Pod, PodSpec};
@@ -382,22 +382,4 @@ async fn mtu_mac_and_cleanup(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         format!("node {n1}'s {BRIDGE} has no pod port: {ports:?}")
     })?;
     delete_and_check_ports(cluster, &[m, t]).await
-}
-
-async fn pod_link(cluster: &NetnsCluster, p: &PodView, ifname: &str) -> Result<Value, String> {
-    let out = cluster
-        .exec(
-            &p.namespace,
-            &p.name,
-            &["ip", "-j", "-d", "link", "show", ifname],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    ensure(out.success, || {
-        format!("{ifname} is not in pod {}: {}", p.name, out.stderr.trim())
-    })?;
-    let v: Value = serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
-    v.get(0)
-        .cloned()
-        .ok_or_else(|| format!("no {ifname} in pod {}", p.name))
 }

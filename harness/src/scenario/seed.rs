@@ -18,6 +18,7 @@ use super::{Ctx, Outcome, Scenario, Target, ensure};
 use crate::cluster::any::AnyCluster;
 use crate::cluster::netns::NetnsCluster;
 use crate::cluster::netns::pod::network_status;
+use crate::cluster::probe::{add_addr, pod_iface, pod_link};
 use crate::cluster::{Cluster, PodView};
 use crate::objects::{Object, Pod, load_file};
 
@@ -206,60 +207,6 @@ pub(super) fn with_net_admin(mut pod: Pod) -> Pod {
     pod
 }
 
-/// An interface as `ip -o link show dev X` prints it, in iproute2 and in busybox
-/// (pod images on real clusters have only the latter).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodIface {
-    pub mac: String,
-    pub mtu: u32,
-    pub up: bool,
-}
-
-pub fn parse_ip_link_oneline(text: &str) -> Option<PodIface> {
-    let line = text.lines().find(|l| l.contains("mtu "))?;
-    let flags = line.split_once('<')?.1.split_once('>')?.0;
-    let mut words = line.split_whitespace();
-    let mut mtu = None;
-    let mut mac = None;
-    while let Some(w) = words.next() {
-        match w {
-            "mtu" => mtu = words.next().and_then(|m| m.parse().ok()),
-            "link/ether" => mac = words.next().map(str::to_string),
-            _ => {}
-        }
-    }
-    Some(PodIface {
-        mac: mac?,
-        mtu: mtu?,
-        up: flags.split(',').any(|f| f == "UP"),
-    })
-}
-
-/// `ip -o link show dev <ifname>` inside a pod, parsed.
-pub(crate) async fn pod_iface<C: Cluster>(
-    cluster: &C,
-    pod: &PodView,
-    ifname: &str,
-) -> Result<PodIface, String> {
-    let out = cluster
-        .exec(
-            &pod.namespace,
-            &pod.name,
-            &["ip", "-o", "link", "show", "dev", ifname],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    ensure(out.success, || {
-        format!("{ifname} is not in pod {}: {}", pod.name, out.stderr.trim())
-    })?;
-    parse_ip_link_oneline(&out.stdout).ok_or_else(|| {
-        format!(
-            "cannot read `ip -o link` of {ifname} in {}: {}",
-            pod.name, out.stdout
-        )
-    })
-}
-
 pub fn fixture(ctx: &Ctx, rel: &str) -> Result<Vec<Object>, String> {
     load_file(&ctx.fixtures_dir.join(rel)).map_err(|e| e.to_string())
 }
@@ -283,29 +230,6 @@ pub async fn apply_seed(cluster: &NetnsCluster, fixtures_dir: &std::path::Path) 
         cluster.apply(objects).await.map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-/// `ip -j -d link show <ifname>` inside a pod.
-pub(super) async fn pod_link<C: Cluster>(
-    cluster: &C,
-    pod: &PodView,
-    ifname: &str,
-) -> Result<Value, String> {
-    let out = cluster
-        .exec(
-            &pod.namespace,
-            &pod.name,
-            &["ip", "-j", "-d", "link", "show", ifname],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    ensure(out.success, || {
-        format!("{ifname} is not in pod {}: {}", pod.name, out.stderr.trim())
-    })?;
-    let v: Value = serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
-    v.get(0)
-        .cloned()
-        .ok_or_else(|| format!("no {ifname} in pod {}", pod.name))
 }
 
 /// Pings `ip` (named `target` in the report) from `pod`; the probe is recorded and
@@ -341,25 +265,6 @@ pub(super) async fn ping<C: Cluster>(cluster: &C, pod: &PodView, ip: &str) -> Re
         .await
         .map_err(|e| e.to_string())?;
     Ok(out.success)
-}
-
-pub(super) async fn add_addr<C: Cluster>(
-    cluster: &C,
-    pod: &PodView,
-    cidr: &str,
-    ifname: &str,
-) -> Outcome {
-    let out = cluster
-        .exec(
-            &pod.namespace,
-            &pod.name,
-            &["ip", "addr", "add", cidr, "dev", ifname],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    ensure(out.success, || {
-        format!("ip addr add {cidr} in {}: {}", pod.name, out.stderr.trim())
-    })
 }
 
 pub(super) fn named(mut pod: Pod, name: &str, node: Option<&str>) -> Pod {
@@ -776,35 +681,4 @@ async fn ns_ping(ns: &crate::lab::Ns, ip: &str) -> Result<bool, String> {
         .map_err(|e| e.to_string())?
         .status
         .success())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ip_link_oneline_reads_iproute2_and_busybox() {
-        let iproute2 = "7: net1@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 500\\    link/ether 02:23:45:67:89:01 brd ff:ff:ff:ff:ff:ff link-netnsid 0\n";
-        let busybox = "7: net1@if3: <BROADCAST,MULTICAST,M-DOWN> mtu 9000 qdisc noop qlen 500\\    link/ether 0a:58:0a:f4:00:05 brd ff:ff:ff:ff:ff:ff\n";
-        assert_eq!(
-            parse_ip_link_oneline(iproute2),
-            Some(PodIface {
-                mac: "02:23:45:67:89:01".into(),
-                mtu: 1500,
-                up: true
-            })
-        );
-        assert_eq!(
-            parse_ip_link_oneline(busybox),
-            Some(PodIface {
-                mac: "0a:58:0a:f4:00:05".into(),
-                mtu: 9000,
-                up: false
-            })
-        );
-        assert_eq!(
-            parse_ip_link_oneline("Device \"net1\" does not exist."),
-            None
-        );
-    }
 }

@@ -181,7 +181,7 @@ fn stop_all(vms: &mut [RunningVm]) -> Outcome {
 }
 
 async fn pod_net1_mac(cluster: &NetnsCluster, pod: &PodView) -> Result<String, String> {
-    let l = crate::vm::binding::pod_link(cluster, pod, "net1").await?;
+    let l = crate::cluster::probe::pod_link(cluster, pod, "net1").await?;
     Ok(l["address"].as_str().unwrap_or_default().to_string())
 }
 
@@ -197,7 +197,7 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         ))
         .await
         .map_err(|e| e.to_string())?;
-    super::seed::add_addr(cluster, &pod, "192.168.159.40/24", "net1").await?;
+    crate::cluster::probe::add_addr(cluster, &pod, "192.168.159.40/24", "net1").await?;
     let specs = vec![
         (
             vm_fixture(ctx, "seed/vm-macvtap.yaml", "vm-a")?,
@@ -417,7 +417,7 @@ async fn ovs_bridge_vm(ctx: Ctx) -> Outcome {
             ))
             .await
             .map_err(|e| e.to_string())?;
-        super::seed::add_addr(&cluster, &pod, "10.100.0.20/24", "net1").await?;
+        crate::cluster::probe::add_addr(&cluster, &pod, "10.100.0.20/24", "net1").await?;
         let vm = vm_fixture(&ctx, "seed/vm-ovs-vlan100.yaml", "vm-ovs")?;
         let mut vms = boot_all(&cluster, vec![(vm, Some(nodes[0].clone()))], &[n], &opts).await?;
         let inner = async {

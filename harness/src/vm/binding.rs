@@ -21,8 +21,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::qemu::{Backend, Nic};
+use crate::cluster::PodView;
 use crate::cluster::netns::NetnsCluster;
-use crate::cluster::{Cluster, PodView};
+use crate::cluster::probe::{pod_link, pod_run};
 use crate::lab::enter::Enter;
 
 pub const MASQ_GATEWAY: &str = "10.0.2.1";
@@ -37,35 +38,6 @@ pub struct Bound {
     pub gateway: Option<String>,
     /// The MAC the pod interface has after binding.
     pub pod_mac: String,
-}
-
-async fn pod_run(cluster: &NetnsCluster, pod: &PodView, argv: &[&str]) -> Result<String, String> {
-    let out = cluster
-        .exec(&pod.namespace, &pod.name, argv)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !out.success {
-        return Err(format!(
-            "{} in pod {}: {}",
-            argv.join(" "),
-            pod.name,
-            out.stderr.trim()
-        ));
-    }
-    Ok(out.stdout)
-}
-
-/// `ip -j -d link show <ifname>` in the pod.
-pub async fn pod_link(
-    cluster: &NetnsCluster,
-    pod: &PodView,
-    ifname: &str,
-) -> Result<Value, String> {
-    let out = pod_run(cluster, pod, &["ip", "-j", "-d", "link", "show", ifname]).await?;
-    let v: Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-    v.get(0)
-        .cloned()
-        .ok_or_else(|| format!("no {ifname} in pod {}", pod.name))
 }
 
 /// IPv4 addresses (CIDR) on an interface of the pod.
