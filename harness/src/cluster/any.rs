@@ -26,6 +26,14 @@ impl AnyCluster {
 }
 
 impl AnyCluster {
+    /// The nodes' lower device (macvtap/macvlan master).
+    pub fn lower_device(&self) -> String {
+        match self {
+            AnyCluster::Netns(c) => c.topology().nodes[0].uplink.clone(),
+            AnyCluster::Kube(c) => c.lower_device().to_string(),
+        }
+    }
+
     /// Kills the device plugin on `node` and has it back: on the netns cluster a
     /// SIGKILL and a restart with the same environment (waiting until `resource` is
     /// registered again); on a real cluster its pod deleted with no grace period and

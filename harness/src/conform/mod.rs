@@ -363,7 +363,7 @@ async fn run_selected(
         json!({
             "run_id": run_id,
             "image": opts.real.image,
-            "macvtap": if opts.real.upstream_macvtap { components_upstream() } else { opts.real.image.clone() },
+            "macvtap": if opts.real.upstream_macvtap { crate::cluster::kube::components::UPSTREAM_MACVTAP_IMAGE } else { opts.real.image.as_str() },
             "components": opts.real.components,
         })
     };
@@ -373,10 +373,6 @@ async fn run_selected(
         reports,
         started.elapsed().as_secs_f64(),
     ))
-}
-
-fn components_upstream() -> String {
-    crate::cluster::kube::components::UPSTREAM_MACVTAP_IMAGE.to_string()
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM, naming it.

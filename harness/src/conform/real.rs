@@ -76,14 +76,13 @@ impl Default for RealOptions {
     }
 }
 
+/// `$XDG_CACHE_HOME/secnet/manifests`, else `~/.cache/secnet/manifests`.
 fn default_cache() -> PathBuf {
-    match std::env::var_os("XDG_CACHE_HOME").or_else(|| std::env::var_os("HOME")) {
-        Some(base) if std::env::var_os("XDG_CACHE_HOME").is_some() => {
-            PathBuf::from(base).join("secnet/manifests")
-        }
-        Some(home) => PathBuf::from(home).join(".cache/secnet/manifests"),
-        None => PathBuf::from("/var/cache/secnet/manifests"),
-    }
+    let var = |name| std::env::var_os(name).map(PathBuf::from);
+    var("XDG_CACHE_HOME")
+        .or_else(|| var("HOME").map(|home| home.join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
+        .join("secnet/manifests")
 }
 
 /// The component sets `--components` selects, in the order given; an unknown name
@@ -139,15 +138,11 @@ pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
 pub struct RealCluster {
     pub cluster: Arc<KubeCluster>,
     kind: Option<Kind<XshellRunner>>,
-    lower_device: String,
 }
 
 impl RealCluster {
     pub fn target(&self) -> Target {
-        Target::Kube {
-            cluster: self.cluster.clone(),
-            lower_device: self.lower_device.clone(),
-        }
+        Target::Kube(self.cluster.clone())
     }
 
     /// Brings the cluster up (kind) or connects (existing), installs the components
@@ -157,6 +152,7 @@ impl RealCluster {
         let sets = selected_sets(real)?;
         let kopts = KubeOptions {
             pod_timeout: real.timeout,
+            lower_device: real.lower_device.clone(),
             device_plugin_pods: sets
                 .iter()
                 .find(|s| s.name == "macvtap")
@@ -215,7 +211,6 @@ impl RealCluster {
         let rc = RealCluster {
             cluster: Arc::new(cluster),
             kind,
-            lower_device: real.lower_device.clone(),
         };
         let fetcher = CachedFetcher {
             dir: real.manifest_cache.clone(),
@@ -412,7 +407,6 @@ mod tests {
             RealCluster {
                 cluster: Arc::new(cluster),
                 kind: None,
-                lower_device: "ens33".into(),
             }
         }
 
@@ -521,7 +515,6 @@ mod tests {
             let rc = RealCluster {
                 cluster: Arc::new(cluster),
                 kind: None,
-                lower_device: "ens33".into(),
             };
             let mut opts = options(Duration::from_secs(5));
             opts.labels = vec!["capacity".into()];

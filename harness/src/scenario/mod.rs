@@ -30,18 +30,14 @@ pub enum Target {
     Netns,
     /// A real cluster shared by the run, its components (multus, the macvtap device
     /// plugin + CNI) installed before the first scenario. Only portable scenarios run.
-    Kube {
-        cluster: Arc<KubeCluster>,
-        /// The nodes' macvtap/macvlan lower device (`ens33` on kind, see clusters/).
-        lower_device: String,
-    },
+    Kube(Arc<KubeCluster>),
 }
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Netns => f.write_str("netns"),
-            Target::Kube { cluster, .. } => {
+            Target::Kube(cluster) => {
                 use crate::cluster::Cluster;
                 write!(f, "{} (run {})", cluster.provider(), cluster.run_id())
             }

@@ -146,7 +146,7 @@ where
             ctx.observed.phase("teardown", t.elapsed());
             outcome
         }
-        Target::Kube { cluster, .. } => {
+        Target::Kube(cluster) => {
             let scoped = Arc::new(cluster.scoped(&ctx.scope));
             let outcome = deploy_and_assess(&ctx, &AnyCluster::Kube(scoped.clone()), body).await;
             let t = Instant::now();
@@ -177,7 +177,7 @@ where
         ctx.observed.phase("assess", t.elapsed());
         let topology = match cluster {
             AnyCluster::Netns(netns) => netns.snapshot().await,
-            AnyCluster::Kube(kube) => kube.snapshot(&lower_device(ctx, cluster)).await,
+            AnyCluster::Kube(kube) => kube.snapshot().await,
         };
         ctx.observed.topology(topology);
         outcome
@@ -186,15 +186,6 @@ where
     match outcome {
         Err(msg) => Err(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
         ok => ok,
-    }
-}
-
-/// The nodes' lower device: the topology's uplink here, the provider's on real clusters.
-pub(super) fn lower_device(ctx: &Ctx, cluster: &AnyCluster) -> String {
-    match (&ctx.target, cluster.netns()) {
-        (_, Some(netns)) => netns.topology().nodes[0].uplink.clone(),
-        (Target::Kube { lower_device, .. }, None) => lower_device.clone(),
-        (Target::Netns, None) => "ens33".into(),
     }
 }
 
@@ -523,7 +514,7 @@ async fn macvlan_host_local(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     // The seed's NAD names the uplink eth0 and has no cniVersion (multus then calls
     // the plugin as CNI 0.1.0); on the netns cluster the uplink is ens33.
     let mut config: Value = serde_json::from_str(&nad.spec.config).map_err(|e| e.to_string())?;
-    config["master"] = Value::from(lower_device(ctx, cluster));
+    config["master"] = Value::from(cluster.lower_device());
     config["cniVersion"] = Value::from("0.3.1");
     nad.spec.config = config.to_string();
     cluster

@@ -37,6 +37,8 @@ pub struct KubeOptions {
     pub log_selectors: Vec<(String, String)>,
     /// Lines of log per container in errors and diagnostics.
     pub log_lines: i64,
+    /// The nodes' macvtap/macvlan lower device (`ens33` on kind, see clusters/).
+    pub lower_device: String,
     /// `(namespace, label selector)` of the device plugin's pods (the macvtap
     /// component), for the restart fault.
     pub device_plugin_pods: Option<(String, String)>,
@@ -51,6 +53,7 @@ impl Default for KubeOptions {
             pod_timeout: Duration::from_secs(120),
             log_selectors: Vec::new(),
             log_lines: 50,
+            lower_device: "ens33".into(),
             device_plugin_pods: None,
             pod_image: "busybox:1.37".into(),
         }
@@ -126,6 +129,10 @@ impl KubeCluster {
 
     pub fn run_id(&self) -> &str {
         &self.run
+    }
+
+    pub fn lower_device(&self) -> &str {
+        &self.opts.lower_device
     }
 
     pub fn client(&self) -> &Client {
@@ -873,7 +880,7 @@ impl KubeCluster {
     /// What the report draws for a scenario on a real cluster: the nodes (with the
     /// lower device and InternalIP) and this run's/scope's pods with the interfaces
     /// multus' network-status lists. Best effort: what cannot be read is left out.
-    pub async fn snapshot(&self, lower_device: &str) -> crate::observe::Topology {
+    pub async fn snapshot(&self) -> crate::observe::Topology {
         use crate::observe::{InterfaceSnap, NodeSnap, Topology, WorkloadSnap};
         let nodes_api: Api<Node> = Api::all(self.client.clone());
         let mut nodes = match nodes_api.list(&ListParams::default()).await {
@@ -896,7 +903,7 @@ impl KubeCluster {
                 .iter()
                 .map(|n| NodeSnap {
                     name: n.metadata.name.clone().unwrap_or_default(),
-                    uplink: lower_device.to_string(),
+                    uplink: self.opts.lower_device.clone(),
                     address: address(n),
                     bridges: Vec::new(),
                 })
@@ -917,9 +924,7 @@ impl KubeCluster {
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(NETWORK_STATUS_ANNOTATION))
-                .and_then(|s| {
-                    serde_json::from_str::<Vec<crate::multus::status::NetworkStatus>>(s).ok()
-                })
+                .and_then(|s| crate::multus::status::parse_annotation(s).ok())
                 .unwrap_or_default();
             snap.workloads.push(WorkloadSnap {
                 name: p.metadata.name.clone().unwrap_or_default(),

@@ -977,10 +977,7 @@ fn clean_kind_says_how_to_go_on_without_the_binary() {
 fn kube_ctx(cluster: KubeCluster) -> crate::scenario::Ctx {
     let mut ctx = crate::conform::context(&crate::conform::Options::bundled(), RUN);
     ctx.scope = SCOPE.into();
-    ctx.target = crate::scenario::Target::Kube {
-        cluster: std::sync::Arc::new(cluster),
-        lower_device: "ens33".into(),
-    };
+    ctx.target = crate::scenario::Target::Kube(std::sync::Arc::new(cluster));
     ctx
 }
 
