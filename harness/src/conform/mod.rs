@@ -218,24 +218,23 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         "secnet conform: run {run_id} on the {} cluster, {count}",
         opts.cluster
     );
-    let mut ctx = context(opts, &run_id);
+    let ctx = context(opts, &run_id);
     let started = Instant::now();
-    let mut real = None;
-    if opts.cluster != "netns" {
+    let real = if opts.cluster == "netns" {
+        None
+    } else {
         let up = tokio::select! {
             up = real::RealCluster::up(opts, &run_id) => up,
             signal = interrupted() => Err(format!("interrupted by {signal} while bringing the cluster up; run `secnet clean --cluster {} --run {run_id}`", opts.cluster)),
         };
-        let rc = match up {
-            Ok(rc) => rc,
+        match up {
+            Ok(rc) => Some(rc),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&ctx.work_dir);
                 return Err(ConformError::Real(e));
             }
-        };
-        ctx.target = rc.target();
-        real = Some(rc);
-    }
+        }
+    };
     run_selected(opts, &run_id, ctx, selected, real, started).await
 }
 
@@ -249,6 +248,9 @@ async fn run_selected(
     mut real: Option<real::RealCluster>,
     started: Instant,
 ) -> Result<Report, ConformError> {
+    if let Some(rc) = &real {
+        ctx.target = rc.target();
+    }
     let total = selected.len();
     let mut reports = Vec::new();
     for (i, s) in selected.into_iter().enumerate() {

@@ -535,8 +535,7 @@ mod tests {
                     "seed/capacity accounting: allocate, release, Insufficient"
                 ]
             );
-            let mut ctx = crate::conform::context(&opts, run_id);
-            ctx.target = rc.target();
+            let ctx = crate::conform::context(&opts, run_id);
             let report = crate::conform::run_selected(
                 &opts,
                 run_id,
