@@ -1,10 +1,18 @@
-//! What a run found, as `report.json` (the contract in DESIGN.md), `junit.xml` for CI
-//! and `report.md` for people.
+//! What a run found, as `report.json` (its contract is the JSON Schema in
+//! `harness/schemas/report.schema.json`, [`SCHEMA`]), `junit.xml` for CI and
+//! `report.md` / `report.html` for people.
+//!
+//! Text that came from plugins (their stderr lands in failure messages) is cleaned
+//! once, when the report is made or read: ANSI escapes removed and other control
+//! characters written as `\xNN`, so no output format breaks or shows raw escapes.
 
 pub mod html;
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +45,25 @@ pub struct Summary {
     pub skipped: usize,
 }
 
+/// Version of the `report.json` layout; bumped on incompatible changes. Reports
+/// written before it existed read as 0.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The JSON Schema every `report.json` validates against.
+pub const SCHEMA: &str = include_str!("../schemas/report.schema.json");
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
+    #[serde(default)]
+    pub schema_version: u32,
+    /// When the run started, RFC 3339 in UTC.
+    #[serde(default)]
+    pub started_at: String,
+    /// The machine the run ran on.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub secnet_version: String,
     pub cluster: String,
     pub implementation: serde_json::Value,
     pub scenarios: Vec<ScenarioReport>,
@@ -60,6 +85,8 @@ impl Report {
         scenarios: Vec<ScenarioReport>,
         wall_s: f64,
     ) -> Report {
+        let mut scenarios = scenarios;
+        scenarios.iter_mut().for_each(ScenarioReport::clean);
         let mut summary = Summary::default();
         for s in &scenarios {
             match s.status {
@@ -68,7 +95,15 @@ impl Report {
                 Status::Skipped => summary.skipped += 1,
             }
         }
+        let started = SystemTime::now()
+            .checked_sub(Duration::from_secs_f64(wall_s.max(0.0)))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         Report {
+            schema_version: SCHEMA_VERSION,
+            started_at: chrono::DateTime::<chrono::Utc>::from(started)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            host: host_name(),
+            secnet_version: env!("CARGO_PKG_VERSION").to_string(),
             cluster: cluster.to_string(),
             implementation,
             scenarios,
@@ -104,57 +139,37 @@ impl Report {
         let path = dir.join("report.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
-        serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a secnet report: {e}", path.display()))
+        let mut report: Report = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a secnet report: {e}", path.display()))?;
+        report.scenarios.iter_mut().for_each(ScenarioReport::clean);
+        Ok(report)
     }
 
+    /// JUnit XML: one testsuite per scenario group (`seed`, `ovs`, `vm`, …), the
+    /// group as classname, a failure's whole text in the element body and the
+    /// scenario's phases and notes in system-out.
     pub fn junit(&self) -> String {
-        let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = writeln!(
-            x,
-            "<testsuites name=\"secnet conform\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
-            self.scenarios.len(),
-            self.summary.failed,
-            self.summary.skipped,
-            self.wall_s
-        );
-        let _ = writeln!(
-            x,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\">",
-            xml_escape(&self.cluster),
-            self.scenarios.len(),
-            self.summary.failed,
-            self.summary.skipped
-        );
-        for s in &self.scenarios {
-            let _ = write!(
-                x,
-                "    <testcase classname=\"{}.{}\" name=\"{}\" time=\"{:.3}\"",
-                xml_escape(&s.backend),
-                xml_escape(&s.workload),
-                xml_escape(&s.name),
-                s.duration_s
-            );
-            match s.status {
-                Status::Passed => x.push_str("/>\n"),
-                Status::Failed => {
-                    let _ = writeln!(
-                        x,
-                        ">\n      <failure message=\"{}\"/>\n    </testcase>",
-                        xml_escape(&s.message)
-                    );
-                }
-                Status::Skipped => {
-                    let _ = writeln!(
-                        x,
-                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                        xml_escape(&s.message)
-                    );
-                }
-            }
+        let mut junit = quick_junit::Report::new("secnet conform");
+        junit.set_time(Duration::from_secs_f64(self.wall_s.max(0.0)));
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&self.started_at) {
+            junit.set_timestamp(t);
         }
-        x.push_str("  </testsuite>\n</testsuites>\n");
-        x
+        let mut suites: Vec<TestSuite> = Vec::new();
+        for s in &self.scenarios {
+            let group = s.group();
+            let suite = match suites.iter().position(|t| t.name.as_str() == group) {
+                Some(i) => &mut suites[i],
+                None => {
+                    let mut suite = TestSuite::new(group);
+                    suite.add_property(("cluster", self.cluster.as_str()));
+                    suites.push(suite);
+                    suites.last_mut().expect("just pushed")
+                }
+            };
+            suite.add_test_case(s.junit_case());
+        }
+        junit.add_test_suites(suites);
+        junit.to_string().expect("JUnit serializes to a String")
     }
 
     pub fn markdown(&self) -> String {
@@ -182,11 +197,114 @@ impl Report {
     }
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+impl ScenarioReport {
+    /// The scenario's group: its name up to the first `/` (`seed`, `ovs`, `vm`,
+    /// `fault`, `macvtap-cni`, `bad-input`, …).
+    pub fn group(&self) -> &str {
+        self.name.split_once('/').map_or("other", |(g, _)| g)
+    }
+
+    fn clean(&mut self) {
+        self.message = clean_text(&self.message);
+        for note in &mut self.observed.notes {
+            *note = clean_text(note);
+        }
+    }
+
+    fn junit_case(&self) -> TestCase {
+        let first_line = self.message.lines().next().unwrap_or_default();
+        let status = match self.status {
+            Status::Passed => TestCaseStatus::success(),
+            Status::Failed => {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_message(first_line)
+                    .set_description(self.message.as_str());
+                st
+            }
+            Status::Skipped => {
+                let mut st = TestCaseStatus::skipped();
+                st.set_message(first_line);
+                st
+            }
+        };
+        let mut case = TestCase::new(self.name.as_str(), status);
+        case.set_classname(self.group())
+            .set_time(Duration::from_secs_f64(self.duration_s.max(0.0)));
+        let mut out = format!(
+            "backend: {}\nworkload: {}\nlabels: {}\n",
+            self.backend,
+            self.workload,
+            self.labels.join(", ")
+        );
+        for p in &self.observed.phases {
+            let _ = writeln!(out, "phase {}: {:.3} s", p.name, p.seconds);
+        }
+        for n in &self.observed.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        case.set_system_out(out);
+        case
+    }
+}
+
+/// Removes ANSI escape sequences (CSI like colours, OSC like titles and links, and
+/// two-character ones) and writes every other control character but newline and tab
+/// as `\xNN`, so that plugin output is safe in XML, Markdown and HTML and still shows
+/// what it held. A lone ESC is shown, not allowed to swallow the text after it.
+pub fn clean_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\u{1b}'
+            && let Some(len) = escape_sequence_len(rest)
+        {
+            rest = &rest[len..];
+            continue;
+        }
+        if c.is_control() && c != '\n' && c != '\t' {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The byte length of the ANSI escape sequence at the start of `s` (which starts
+/// with ESC), or None when it is not a complete one.
+fn escape_sequence_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    match b.get(1)? {
+        // CSI: parameter bytes, intermediate bytes, one final byte.
+        b'[' => {
+            let mut i = 2;
+            while matches!(b.get(i)?, 0x20..=0x3f) {
+                i += 1;
+            }
+            matches!(b[i], 0x40..=0x7e).then_some(i + 1)
+        }
+        // OSC: up to BEL or ESC \.
+        b']' => {
+            let body = &s[2..];
+            let bel = body.find('\u{7}').map(|i| i + 1);
+            let st = body.find("\u{1b}\\").map(|i| i + 2);
+            let end = match (bel, st) {
+                (Some(x), Some(y)) => x.min(y),
+                (x, y) => x.or(y)?,
+            };
+            Some(2 + end)
+        }
+        // Two-character sequences (ESC 7, ESC =, ESC M, …).
+        0x30..=0x5a | 0x5c..=0x5f | 0x60..=0x7e => Some(2),
+        _ => None,
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 #[cfg(test)]
@@ -221,20 +339,163 @@ mod tests {
         );
     }
 
+    /// Validates a report.json value against the committed schema.
+    pub(crate) fn assert_valid(value: &serde_json::Value) {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).expect("schema is JSON");
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("schema compiles");
+        let errors: Vec<String> = validator
+            .iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "report.json breaks its schema: {errors:#?}"
+        );
+    }
+
     #[test]
-    fn json_matches_the_contract() {
+    fn json_matches_the_schema() {
         let v = serde_json::to_value(sample()).unwrap();
-        for key in [
-            "cluster",
-            "implementation",
-            "scenarios",
-            "summary",
-            "wall_s",
-        ] {
-            assert!(v.get(key).is_some(), "{key}");
-        }
+        assert_valid(&v);
+        assert_eq!(v["schema_version"], SCHEMA_VERSION);
         assert_eq!(v["scenarios"][1]["status"], "failed");
         assert_eq!(v["scenarios"][0]["labels"][0], "mac");
+        assert!(chrono::DateTime::parse_from_rfc3339(v["started_at"].as_str().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn the_schema_refuses_what_breaks_the_contract() {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        let good = serde_json::to_value(sample()).unwrap();
+        assert!(validator.is_valid(&good));
+        let broken = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = good.clone();
+            edit(&mut v);
+            validator.is_valid(&v)
+        };
+        assert!(!broken(&|v| v["scenarios"][0]["status"] = "ok".into()));
+        assert!(!broken(
+            &|v| v["scenarios"][0]["message"] = "\u{1b}[31mred".into()
+        ));
+        assert!(!broken(&|v| v["started_at"] = "yesterday".into()));
+        assert!(!broken(&|v| {
+            v.as_object_mut().unwrap().remove("summary");
+        }));
+        assert!(!broken(&|v| v["surprise"] = 1.into()));
+    }
+
+    /// A plugin that colours its stderr and prints binary garbage: every output
+    /// stays well-formed and readable.
+    fn hostile_message() -> String {
+        let garbage: String = (1u8..=31)
+            .filter(|b| *b != b'\n')
+            .map(char::from)
+            .chain("\u{7f}\u{fffd}\u{9b}".chars())
+            .collect();
+        format!(
+            "CNI ADD failed: \u{1b}[31merror\u{1b}[0m: bad <mac> & \"x\"\nplugin stderr:\n\u{1b}[1;33mwarn\u{1b}[0m {garbage}\nlast line"
+        )
+    }
+
+    #[test]
+    fn junit_is_well_formed_with_ansi_and_garbage_and_carries_the_failure_text() {
+        let mut r = sample();
+        r.scenarios[1].message = hostile_message();
+        r.scenarios[1].name = "seed/two".into();
+        r.scenarios.push(ScenarioReport {
+            name: "ovs/three".into(),
+            status: Status::Skipped,
+            message: "needs OVS".into(),
+            ..r.scenarios[0].clone()
+        });
+        let r = Report::new(&r.cluster, r.implementation.clone(), r.scenarios, 1.5);
+        let xml = r.junit();
+        let doc = roxmltree::Document::parse(&xml).expect("junit.xml is well-formed XML");
+        let suites: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testsuite"))
+            .map(|n| n.attribute("name").unwrap().to_string())
+            .collect();
+        assert_eq!(suites, ["other", "seed", "ovs"]);
+        let failure = doc
+            .descendants()
+            .find(|n| n.has_tag_name("failure"))
+            .expect("a failure element");
+        let case = failure.parent().unwrap();
+        assert_eq!(case.attribute("classname"), Some("seed"));
+        assert_eq!(case.attribute("name"), Some("seed/two"));
+        let body = failure.text().unwrap_or_default();
+        assert!(body.contains("bad <mac> & \"x\""), "{body}");
+        assert!(
+            body.contains("last line"),
+            "the whole text is in the body: {body}"
+        );
+        assert!(!body.contains('\u{1b}'), "{body:?}");
+        assert!(
+            body.contains("\\x07"),
+            "control characters shown escaped: {body:?}"
+        );
+        assert_eq!(
+            failure.attribute("message"),
+            Some("CNI ADD failed: error: bad <mac> & \"x\"")
+        );
+        let out = case
+            .children()
+            .find(|n| n.has_tag_name("system-out"))
+            .and_then(|n| n.text())
+            .unwrap_or_default();
+        assert!(out.contains("labels: mac"), "{out}");
+        assert!(doc.descendants().any(|n| n.has_tag_name("skipped")));
+    }
+
+    #[test]
+    fn markdown_html_and_json_carry_no_escape_sequences() {
+        let mut r = sample();
+        r.scenarios[1].message = hostile_message();
+        let r = Report::new(&r.cluster, r.implementation.clone(), r.scenarios, 1.5);
+        let json = serde_json::to_string(&r).unwrap();
+        assert_valid(&serde_json::from_str(&json).unwrap());
+        for (what, text) in [
+            ("md", r.markdown()),
+            ("html", html::render(&r)),
+            ("json", json),
+        ] {
+            assert!(
+                !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains("\\u001b"),
+                "{what} holds a raw control character"
+            );
+        }
+    }
+
+    #[test]
+    fn clean_text_removes_sequences_and_shows_other_controls() {
+        assert_eq!(clean_text("\u{1b}[1;31mred\u{1b}[0m ok"), "red ok");
+        assert_eq!(clean_text("\u{1b}]0;title\u{7}after"), "after");
+        assert_eq!(clean_text("\u{1b}]8;;http://x\u{1b}\\link"), "link");
+        assert_eq!(clean_text("a\u{1b}"), "a\\x1b");
+        assert_eq!(clean_text("lone \u{1b}\u{1}x"), "lone \\x1b\\x01x");
+        assert_eq!(clean_text("c1 \u{9b}31m"), "c1 \\x9b31m");
+        assert_eq!(clean_text("tab\tnew\nline\r"), "tab\tnew\nline\\x0d");
+        assert_eq!(clean_text("ünïcode ✓"), "ünïcode ✓");
+    }
+
+    #[test]
+    fn reading_an_old_report_cleans_it_too() {
+        let dir = crate::lab::ScratchDir::new("report-read").unwrap();
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["scenarios"][0]["message"] = "\u{1b}[32mok\u{1b}[0m".into();
+        v.as_object_mut().unwrap().remove("schema_version");
+        std::fs::write(dir.path().join("report.json"), v.to_string()).unwrap();
+        let r = Report::read(dir.path()).unwrap();
+        assert_eq!(r.scenarios[0].message, "ok");
+        assert_eq!(r.schema_version, 0);
     }
 
     #[test]

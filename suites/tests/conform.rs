@@ -40,9 +40,34 @@ fn spawn_conform(
     (child, stderr, run_id)
 }
 
+/// Reads the run's report.json and checks it against the committed JSON Schema, so
+/// every report the suite writes keeps the contract.
 fn report(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json written");
-    serde_json::from_str(&text).expect("report.json is JSON")
+    let value: Value = serde_json::from_str(&text).expect("report.json is JSON");
+    let schema: Value = serde_json::from_str(secnet::report::SCHEMA).expect("schema is JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report.json breaks its schema: {errors:#?}"
+    );
+    value
+}
+
+/// Parses junit.xml with a strict XML parser.
+fn junit(dir: &Path) -> String {
+    let xml = std::fs::read_to_string(dir.join("junit.xml")).expect("junit.xml written");
+    if let Err(e) = roxmltree::Document::parse(&xml) {
+        panic!("junit.xml is not well-formed XML: {e}\n{xml}");
+    }
+    xml
 }
 
 fn namespaces_of(run_id: &str) -> Vec<String> {
@@ -76,7 +101,7 @@ fn conform_passes_with_the_bundled_plugins_and_leaves_nothing() {
         r["summary"]["passed"].as_u64().unwrap() as usize,
         scenarios.len()
     );
-    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    let junit = junit(dir.path());
     assert_eq!(junit.matches("<testcase").count(), scenarios.len());
     assert!(dir.path().join("report.md").exists());
     let run_id = r["implementation"]["run_id"].as_str().unwrap();
@@ -94,7 +119,9 @@ fn a_broken_plugin_fails_the_run_keep_leaves_state_and_clean_removes_only_ours()
     }
     let bins = scratch("broken-bin");
     let plugin = bins.path().join("macvtap");
-    std::fs::write(&plugin, "#!/bin/sh\necho '{\"cniVersion\":\"0.4.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n").unwrap();
+    // Colour and binary garbage on stderr, as a careless plugin prints: the reports
+    // must stay well-formed.
+    std::fs::write(&plugin, "#!/bin/sh\nprintf '\\033[31mboom\\033[0m \\001\\002\\007\\033[1;33mwarn\\376\\377\\n' >&2\necho '{\"cniVersion\":\"0.4.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n").unwrap();
     std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let dir = scratch("fail");
     let foreign = format!("secnet-suite-foreign-{}", std::process::id());
@@ -141,6 +168,23 @@ fn a_broken_plugin_fails_the_run_keep_leaves_state_and_clean_removes_only_ours()
         "--keep says how to look inside:\n{stderr}"
     );
     assert!(r["summary"]["failed"].as_u64().unwrap() > 0);
+    let xml = junit(dir.path());
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let body = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .filter_map(|n| n.text())
+        .find(|t| t.contains("broken on purpose"))
+        .unwrap_or_else(|| panic!("no failure body names the plugin's error:\n{xml}"));
+    assert!(
+        body.contains("boom") && body.contains("\\x07") && body.lines().count() > 1,
+        "the body has the plugin's cleaned stderr and the rest of the text, lines kept:\n{body}"
+    );
+    assert!(!xml.contains('\u{1b}'), "no raw escape in junit.xml");
+    for file in ["report.md", "report.html", "report.json"] {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        assert!(!text.contains('\u{1b}'), "{file} holds a raw escape");
+    }
     assert!(
         r["scenarios"]
             .as_array()
