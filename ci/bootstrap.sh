@@ -1,23 +1,60 @@
 #!/usr/bin/env bash
-# Installs what secnet needs on a Debian/Ubuntu machine with Rust: the system
-# packages its tests and runs use, and cargo-nextest. Idempotent; needs root for apt.
+# Installs what secnet needs on a Debian or Ubuntu machine: the system packages that
+# `secnet conform` uses and, with --tests, what the test suite needs on top
+# (hyperfine, a headless browser, cargo-nextest). Idempotent; apt needs root, so it
+# uses sudo when not run as root. Package names differ between the distributions
+# only for the guest kernel and the browser: both are chosen below.
 set -euo pipefail
+
+tests=false
+case "${1:-}" in
+  --tests) tests=true ;;
+  "") ;;
+  *) echo "usage: ci/bootstrap.sh [--tests]" >&2; exit 2 ;;
+esac
+
+distro=unknown
+if [ -r /etc/os-release ]; then
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  case " ${ID:-} ${ID_LIKE:-} " in
+    *" ubuntu "*) distro=ubuntu ;;
+    *" debian "*) distro=debian ;;
+  esac
+fi
+if [ "$distro" = unknown ]; then
+  echo "secnet bootstrap: this is not Debian or Ubuntu (/etc/os-release says ${PRETTY_NAME:-nothing});" >&2
+  echo "  install by hand the packages listed in ci/bootstrap.sh" >&2
+  exit 2
+fi
 
 packages=(
   iproute2               # ip: namespaces, veth, macvtap
   iputils-ping           # reachability probes
   containernetworking-plugins  # reference plugins: macvlan, bridge, host-local
-  hyperfine              # benchmarks of whole commands
   dnsmasq-base           # the fabric's DHCP server (the seed's macvlan lab)
   busybox-static         # udhcpc, the DHCP client of that lab; the VM guests' userland
   qemu-system-x86        # VM guests (TCG; KVM when it works)
-  linux-image-amd64      # the guest kernel + virtio modules
   nftables               # masquerade binding (NAT in the launcher pod and the node)
   xz-utils               # unpacks the guest kernel from the vmlinuz
-  chromium               # the test that opens report.html headless
   openvswitch-switch     # userspace OVS (ovsdb-server, ovs-vswitchd) for the ovs backend
   tcpdump                # tagged frames on OVS trunk ports (no 8021q module needed)
 )
+# The guest kernel + virtio modules.
+case "$distro" in
+  debian) packages+=(linux-image-amd64) ;;
+  ubuntu) packages+=(linux-image-generic) ;;
+esac
+if $tests; then
+  packages+=(hyperfine)  # benchmarks of whole commands
+  # The test that opens report.html headless. Ubuntu ships Chromium only as a snap:
+  # use a browser that is already there (GitHub's runners have google-chrome).
+  if [ "$distro" = debian ]; then
+    packages+=(chromium)
+  elif ! command -v chromium >/dev/null && ! command -v google-chrome >/dev/null; then
+    echo "secnet bootstrap: no chromium or google-chrome: the report.html browser test will fail" >&2
+  fi
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -25,14 +62,18 @@ for p in "${packages[@]}"; do
 done
 
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "secnet bootstrap: installing ${missing[*]}"
+  echo "secnet bootstrap ($distro): installing ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if ! cargo nextest --version >/dev/null 2>&1; then
+if $tests && ! cargo nextest --version >/dev/null 2>&1; then
+  if ! command -v cargo >/dev/null; then
+    echo "secnet bootstrap: cargo is not on PATH; install Rust (https://rustup.rs) first" >&2
+    exit 2
+  fi
   echo "secnet bootstrap: installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
