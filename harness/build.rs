@@ -1,0 +1,46 @@
+//! Embeds the repository's fixtures/ and clusters/ into the `secnet` binary, so that a
+//! copied or `cargo install`ed binary finds them without the checkout
+//! (`secnet::bins::fixtures_dir`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for top in ["fixtures", "clusters"] {
+        println!("cargo:rerun-if-changed={}", repo.join(top).display());
+        collect(&repo, &repo.join(top), &mut files);
+    }
+    files.sort();
+    let mut code =
+        String::from("/// Files under fixtures/ and clusters/, relative to the repository.\n");
+    code.push_str("pub static FILES: &[(&str, &[u8])] = &[\n");
+    for (rel, abs) in &files {
+        let _ = writeln!(
+            code,
+            "    ({rel:?}, include_bytes!({:?})),",
+            abs.display().to_string()
+        );
+    }
+    code.push_str("];\n");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("embedded_files.rs"), code).expect("write embedded_files.rs");
+}
+
+fn collect(repo: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            println!("cargo:rerun-if-changed={}", path.display());
+            collect(repo, &path, files);
+        } else if path.is_file() {
+            let rel = path.strip_prefix(repo).expect("under the repository");
+            let abs = path.canonicalize().expect("canonical path");
+            files.push((rel.display().to_string(), abs));
+        }
+    }
+}
