@@ -16,6 +16,8 @@
 pub mod delegate;
 pub mod selection;
 pub mod status;
+#[cfg(test)]
+mod upstream_cases;
 
 pub use delegate::{Delegate, DeviceIds, Nad, PodInfo, Runtime, plan, plan_with};
 pub use selection::{Bandwidth, NetworkSelection, PortMapping, parse_networks};
