@@ -6,12 +6,14 @@
 //!    [`delegate::Delegate`] per network (interface name, the plugin chain's stdin
 //!    configs with `deviceID`/`runtimeConfig`/`args.cni` injected, `CNI_ARGS`);
 //! 3. the caller executes each delegate's plugin chain;
-//! 4. [`status::from_result`] and [`status::annotation`] turn the results into the
-//!    network-status annotation.
+//! 4. [`status::from_result`] turns each result into its network-status entries
+//!    (one per sandbox interface) and [`status::annotation`] writes them.
 //!
-//! Behaviour follows upstream multus (thick and thin plugin share it) and libcni;
-//! where secnet is deliberately stricter (e.g. a missing `cniVersion`), the item
-//! says so.
+//! Behaviour follows upstream multus (thick and thin plugin share it), libcni and
+//! the network-attachment-definition client multus writes network-status with;
+//! `upstream_cases` checks it against their own test cases. Where secnet is
+//! deliberately different (a missing `cniVersion`, an empty `spec.config`, a
+//! resource without devices, `null` list entries), the module says so and why.
 
 pub mod delegate;
 pub mod selection;
