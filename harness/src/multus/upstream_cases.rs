@@ -940,20 +940,20 @@ fn multus_upstream_network_status_bytes() {
 
 // ---- reading real multus annotations -------------------------------------------------
 
+/// (interface, mac, ips, gateway, default) of one status as the client reads it.
+type ReadStatus = (
+    &'static str,
+    &'static str,
+    Vec<&'static str>,
+    Vec<&'static str>,
+    bool,
+);
+
 struct ReadCase {
     from: &'static str,
     text: &'static str,
-    /// (interface, mac, ips, gateway, default) per status, or `None` when the
-    /// client's `GetNetworkStatus` fails.
-    want: Option<
-        Vec<(
-            &'static str,
-            &'static str,
-            Vec<&'static str>,
-            Vec<&'static str>,
-            bool,
-        )>,
-    >,
+    /// The statuses, or `None` when the client's `GetNetworkStatus` fails.
+    want: Option<Vec<ReadStatus>>,
 }
 
 fn read_cases() -> Vec<ReadCase> {
