@@ -234,20 +234,8 @@ fn read_result(value: &Value) -> Result<Result100, String> {
     };
     let mut routes: Vec<&Value> = Vec::new();
     match version {
-        "0.1.0" | "0.2.0" => {
-            for key in ["ip4", "ip6"] {
-                let Some(cfg) = obj.get(key).filter(|v| !v.is_null()) else {
-                    continue;
-                };
-                let address = str_field(cfg, "ip")?.ok_or(format!("has no {key}.ip"))?;
-                r.ips.push(Ip {
-                    address: cidr_address(&address)?,
-                    has_gateway: str_field(cfg, "gateway")?.is_some(),
-                    interface: None,
-                });
-                routes.extend(array_field(cfg, "routes")?);
-            }
-        }
+        // Before 0.3.0 a result has no interfaces, so no status: nothing to read.
+        "0.1.0" | "0.2.0" => return Ok(r),
         "" | "0.3.0" | "0.3.1" | "0.4.0" | "1.0.0" | "1.1.0" => {
             for i in array_field(value, "interfaces")? {
                 r.interfaces.push(Iface {
@@ -412,5 +400,62 @@ fn dns(value: Option<&Value>) -> Result<Dns, String> {
     match value {
         None | Some(Value::Null) => Ok(Dns::default()),
         Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("has dns {v}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_the_key_older_secnet_wrote() {
+        let s = parse_annotation(r#"[{"name":"n","default-route":["10.0.0.1"]}]"#).unwrap();
+        assert_eq!(s[0].gateway, ["10.0.0.1"]);
+        // ... and writes multus' key.
+        assert!(annotation(&s).contains("\"gateway\""), "{}", annotation(&s));
+        assert_eq!(parse_annotation("null").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn results_multus_cannot_read_fail_the_add() {
+        let iface = json!([{"name": "net1", "sandbox": "/x"}]);
+        for (result, want) in [
+            (json!([]), "is not a JSON object"),
+            (
+                json!({"cniVersion": "1.0.0", "interfaces": iface, "ips": [{"address": "10.0.0.300/24"}]}),
+                "not a CIDR",
+            ),
+            (
+                json!({"cniVersion": "1.0.0", "interfaces": iface, "ips": [{"address": "10.0.0.3"}]}),
+                "not a CIDR",
+            ),
+            (
+                json!({"cniVersion": "1.0.0", "interfaces": iface, "routes": [{"dst": null, "gw": "10.0.0.1"}]}),
+                "not a CIDR",
+            ),
+            (
+                json!({"cniVersion": "1.0.0", "interfaces": iface, "routes": [{"dst": "0.0.0.0/0", "gw": "x"}]}),
+                "not an IP",
+            ),
+            (
+                json!({"cniVersion": "1.0.0", "interfaces": "net1"}),
+                "not a list",
+            ),
+            (
+                json!({"cniVersion": "1.0.0", "interfaces": [{"name": "net1", "mtu": "big"}]}),
+                "mtu",
+            ),
+            (
+                json!({"cniVersion": "1.0.0", "dns": {"nameservers": "10.0.0.1"}}),
+                "dns",
+            ),
+        ] {
+            let e = from_result("ns/n", &result, false, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("network ns/n: the CNI result "), "{e}");
+            assert!(e.contains(want), "{result}: {e}");
+        }
     }
 }
