@@ -458,6 +458,17 @@ pub fn normalize_config(nad: &Nad) -> Result<(String, Vec<Value>), MultusError> 
             ));
         }
     };
+    // libcni refuses to run a network whose name has other characters.
+    let valid_name = name
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && matches!(c, '_' | '.' | '-')));
+    if !valid_name {
+        return Err(bad(
+            format!("\"name\" \"{name}\" is not a valid CNI network name"),
+            "start with a letter or digit and use only letters, digits, '_', '.' and '-'",
+        ));
+    }
     let cni_version = match top.get("cniVersion") {
         Some(Value::String(v)) if !v.is_empty() => v.clone(),
         Some(Value::String(_)) | None | Some(Value::Null) => {

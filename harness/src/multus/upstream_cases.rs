@@ -545,6 +545,12 @@ fn delegate_cases() -> Vec<DelegateCase> {
             Err("longer than Linux's 15"),
         ),
         case(
+            "libcni ValidateNetworkName (multus runs delegates through libcni): a config name with a space",
+            "lan",
+            vec![("web", "lan", json!({"cniVersion": "1.0.0", "name": "my lan", "type": "mynet"}), None)],
+            Err("not a valid CNI network name"),
+        ),
+        case(
             "k8sclient.go getKubernetesDelegate: an entry without a name finds no NetworkAttachmentDefinition",
             "lan,,storage",
             vec![
