@@ -364,8 +364,9 @@ pub fn cni_args(pod: &PodInfo, runtime: &Runtime, sel: &NetworkSelection) -> Str
     if let Some(mac) = &sel.mac {
         args.push(("MAC".into(), mac.clone()));
     }
-    if !sel.ips.is_empty() {
-        args.push(("IP".into(), sel.ips.join(",")));
+    // Even `"ips": []` gives `IP=`, as in multus.
+    if let Some(ips) = &sel.ips {
+        args.push(("IP".into(), ips.join(",")));
     }
     args.iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -401,8 +402,8 @@ pub fn capability_args(
     if let Some(bw) = sel.bandwidth.as_ref().or(runtime.bandwidth.as_ref()) {
         args.insert("bandwidth".into(), json!(bw));
     }
-    if !sel.ips.is_empty() {
-        args.insert("ips".into(), json!(sel.ips));
+    if let Some(ips) = sel.ips.as_ref().filter(|ips| !ips.is_empty()) {
+        args.insert("ips".into(), json!(ips));
     }
     if let Some(mac) = &sel.mac {
         args.insert("mac".into(), json!(mac));

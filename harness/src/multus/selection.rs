@@ -40,7 +40,9 @@ pub struct NetworkSelection {
     pub mac: Option<String>,
     /// `infiniband-guid`, passed as the `infinibandGUID` capability.
     pub infiniband_guid: Option<String>,
-    pub ips: Vec<String>,
+    /// `ips`: `Some([])` when written as `[]` (multus then passes an empty
+    /// `IP=` in CNI_ARGS).
+    pub ips: Option<Vec<String>>,
     /// `default-route`: `None` when absent, `Some([])` when written as `[]`
     /// (multus tells the two apart). An empty string is Go's nil IP.
     pub default_route: Option<Vec<String>>,
@@ -377,8 +379,8 @@ fn parse_entry(
         ));
     }
 
-    let ips = f.strings("ips")?.unwrap_or_default();
-    for ip in &ips {
+    let ips = f.strings("ips")?;
+    for ip in ips.iter().flatten() {
         if !is_ip_or_cidr(ip) {
             return Err(f.bad(
                 format!("\"ips\" entry \"{ip}\" is not an IP address"),
@@ -639,7 +641,7 @@ mod tests {
                 name: "a".into(),
                 namespace: "ns1".into(),
                 interface: Some("eth9".into()),
-                ips: vec!["10.1.1.5/24".into(), "fd00::5".into()],
+                ips: Some(vec!["10.1.1.5/24".into(), "fd00::5".into()]),
                 default_route: Some(vec!["10.1.1.1".into()]),
                 port_mappings: Some(vec![]),
                 cni_args: json!({"k": "v", "n": 1}).as_object().cloned(),

@@ -57,8 +57,8 @@ fn selection_view(list: &[NetworkSelection]) -> Value {
             if let Some(v) = &s.infiniband_guid {
                 put("infiniband-guid", json!(v));
             }
-            if !s.ips.is_empty() {
-                put("ips", json!(s.ips));
+            if let Some(v) = &s.ips {
+                put("ips", json!(v));
             }
             if let Some(v) = &s.default_route {
                 put("default-route", json!(v));
@@ -596,6 +596,15 @@ fn delegate_cases() -> Vec<DelegateCase> {
             vec![("web", "lan", json!({"cniVersion": "1.0.0", "name": "lan", "type": "mynet"}), None)],
             Ok(vec![json!({"plugins": [{"cniVersion": "1.0.0", "name": "lan", "type": "mynet"}],
                 "cni_args": format!("{};MAC=0a:11:22:33:44:55;IP=192.0.2.20/24,2001:db8::20/64", base_args())})]),
+        ),
+        case(
+            "multus.go DelegateAdd: an empty ips list still gives IP= (IPRequest is not nil)",
+            r#"[{"name":"lan","ips":[]}]"#,
+            vec![("web", "lan", json!({"cniVersion": "1.0.0", "name": "lan", "type": "mynet",
+                "capabilities": {"ips": true}}), None)],
+            Ok(vec![json!({"plugins": [{"cniVersion": "1.0.0", "name": "lan", "type": "mynet",
+                "capabilities": {"ips": true}}],
+                "cni_args": format!("{};IP=", base_args())})]),
         ),
     ]
 }
