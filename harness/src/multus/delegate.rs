@@ -5,16 +5,36 @@
 //! runs a chain), the device ID of the NAD's resource as top-level `deviceID` and
 //! `pciBusID` (multus injects both, into every plugin of a conflist), the
 //! selection's `cni-args` merged into `args.cni`, and a `runtimeConfig` holding the
-//! capability arguments (`mac`, `ips`, `deviceID`) the plugin declares in
-//! `capabilities` (libcni passes a capability argument only to plugins that
-//! declare it). `CNI_ARGS` carries the pod identity plus `MAC=`/`IP=`.
+//! capability arguments the plugin declares in `capabilities` (libcni passes a
+//! capability argument only to plugins that declare it): `portMappings`,
+//! `bandwidth`, `ips`, `mac`, `infinibandGUID`, `deviceID` and `CNIDeviceInfoFile`.
+//! `portMappings` and `bandwidth` come from the selection, else from the pod
+//! (what the runtime handed multus, [`Runtime`]). `CNI_ARGS` carries the pod
+//! identity plus `MAC=`/`IP=`.
+//!
+//! Checks multus makes before any plugin runs for the pod fail [`plan`] too: an
+//! unknown network, more than one IPv4 or IPv6 `default-route` gateway over all
+//! networks ("no ECMP"), an interface name already in the sandbox or invalid for
+//! libcni.
+//!
+//! Deliberate differences, each for a clearer error:
+//! - a `spec.config` without `cniVersion` is refused: multus hands libcni `""`,
+//!   which plugins read as 0.1.0 and answer with pre-0.3.0 results; the likely
+//!   cause is a forgotten field;
+//! - a network whose NAD names a device-plugin resource the pod has no (more)
+//!   devices of is refused: multus runs the delegate without `deviceID`, and
+//!   device-plugin CNIs (macvtap, SR-IOV) then fail with their own message (a
+//!   plugin that ignores `deviceID` would run under multus);
+//! - an empty `spec.config` is refused: multus then reads a file named after the
+//!   NAD from its conf dir, which secnet does not emulate.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 use serde_json::{Map, Value, json};
 
 use super::MultusError;
-use super::selection::NetworkSelection;
+use super::selection::{Bandwidth, NetworkSelection, PortMapping, check_ifname};
 
 /// A NetworkAttachmentDefinition as multus reads it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,7 +53,38 @@ pub struct PodInfo {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+    /// `K8S_POD_INFRA_CONTAINER_ID`, also the `CNI_CONTAINERID` multus runs
+    /// delegates with.
     pub sandbox_id: String,
+}
+
+/// What multus gets from the container runtime for the pod besides the
+/// annotation. The default is the thick plugin (no `CNI_ARGS` of its own) for a
+/// pod without host ports or bandwidth annotations, whose sandbox holds `lo` and
+/// the cluster network's `eth0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    /// The thin plugin's own `CNI_ARGS` (from the runtime), merged into each
+    /// delegate's: empty values are filled in, other keys appended (even when
+    /// already present, as multus does).
+    pub cni_args: Option<String>,
+    /// The pod's `runtimeConfig.portMappings` (its containers' host ports).
+    pub port_mappings: Vec<PortMapping>,
+    /// The pod's `runtimeConfig.bandwidth` (its bandwidth annotations).
+    pub bandwidth: Option<Bandwidth>,
+    /// Interfaces already in the sandbox: a network may not take their names.
+    pub sandbox_ifnames: Vec<String>,
+}
+
+impl Default for Runtime {
+    fn default() -> Runtime {
+        Runtime {
+            cni_args: None,
+            port_mappings: Vec::new(),
+            bandwidth: None,
+            sandbox_ifnames: vec!["lo".into(), "eth0".into()],
+        }
+    }
 }
 
 /// One delegate invocation: run `plugins` in order for ADD (each with the
@@ -54,14 +105,18 @@ pub struct Delegate {
     pub device_id: Option<String>,
     /// The device-plugin resource the device came from, if any.
     pub resource_name: Option<String>,
+    /// The capability arguments multus offers this delegate (each plugin gets
+    /// those it declares as `runtimeConfig`).
+    pub capability_args: Map<String, Value>,
     pub selection: NetworkSelection,
 }
 
-/// The pod's allocated device IDs per resource name, in kubelet's order; each
-/// network with a `resourceName` takes the next unused one.
+/// The pod's allocated device IDs per resource name; each network with a
+/// `resourceName` takes the next unused one in string order (multus sorts a
+/// resource's device IDs since v4.3.0 so that every reader agrees).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceIds {
-    unused: BTreeMap<String, VecDeque<String>>,
+    unused: BTreeMap<String, Vec<String>>,
     allocated: BTreeMap<String, usize>,
 }
 
@@ -70,21 +125,23 @@ impl DeviceIds {
         DeviceIds::default()
     }
 
-    /// Adds `ids` (in order) to the pod's devices of `resource`.
+    /// Adds `ids` to the pod's devices of `resource`.
     pub fn insert<I, S>(&mut self, resource: &str, ids: I)
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let queue = self.unused.entry(resource.to_string()).or_default();
-        let before = queue.len();
-        queue.extend(ids.into_iter().map(Into::into));
-        *self.allocated.entry(resource.to_string()).or_default() += queue.len() - before;
+        let list = self.unused.entry(resource.to_string()).or_default();
+        let before = list.len();
+        list.extend(ids.into_iter().map(Into::into));
+        list.sort();
+        *self.allocated.entry(resource.to_string()).or_default() += list.len() - before;
     }
 
     /// Takes the next unused device of `resource`.
     pub fn take(&mut self, resource: &str) -> Option<String> {
-        self.unused.get_mut(resource)?.pop_front()
+        let list = self.unused.get_mut(resource)?;
+        (!list.is_empty()).then(|| list.remove(0))
     }
 
     /// How many devices of `resource` the pod was allocated in total.
@@ -94,10 +151,7 @@ impl DeviceIds {
 
     /// The devices of `resource` no network has taken yet.
     pub fn unused(&self, resource: &str) -> Vec<String> {
-        self.unused
-            .get(resource)
-            .map(|q| q.iter().cloned().collect())
-            .unwrap_or_default()
+        self.unused.get(resource).cloned().unwrap_or_default()
     }
 }
 
@@ -111,23 +165,45 @@ impl<S: Into<String>, I: IntoIterator<Item = S>> FromIterator<(String, I)> for D
     }
 }
 
-/// Builds the delegates for `selections` in order. `lookup(namespace, name)`
-/// returns the NAD. Interfaces default to `net<N>`, N the network's 1-based
-/// position in the selection (as multus numbers its delegates, so `a@eth1, b`
-/// gives `b` the name `net2`). On error, `devices` may be partly consumed: plan
-/// again from a fresh [`DeviceIds`].
+/// [`plan_with`] for the default [`Runtime`].
 pub fn plan(
     pod: &PodInfo,
     selections: &[NetworkSelection],
     lookup: impl Fn(&str, &str) -> Option<Nad>,
     devices: &mut DeviceIds,
 ) -> Result<Vec<Delegate>, MultusError> {
+    plan_with(pod, &Runtime::default(), selections, lookup, devices)
+}
+
+/// Builds the delegates for `selections` in order. `lookup(namespace, name)`
+/// returns the NAD. Interfaces default to `net<N>`, N the network's 1-based
+/// position in the selection (as multus numbers its delegates, so `a@eth1, b`
+/// gives `b` the name `net2`). On error, `devices` may be partly consumed: plan
+/// again from a fresh [`DeviceIds`].
+pub fn plan_with(
+    pod: &PodInfo,
+    runtime: &Runtime,
+    selections: &[NetworkSelection],
+    lookup: impl Fn(&str, &str) -> Option<Nad>,
+    devices: &mut DeviceIds,
+) -> Result<Vec<Delegate>, MultusError> {
     let pod_ref = format!("{}/{}", pod.namespace, pod.name);
     let mut out: Vec<Delegate> = Vec::new();
-    let mut ifnames: HashMap<String, String> = HashMap::new();
     let mut taken: HashMap<String, usize> = HashMap::new();
+    // Multus loads every delegate (NAD lookup, device) first ...
     for (i, sel) in selections.iter().enumerate() {
         let network = sel.network();
+        if sel.name.is_empty() {
+            return Err(MultusError::Selection {
+                pod: Some(pod_ref),
+                entry: Some(i + 1),
+                text: String::new(),
+                problem:
+                    "selects no network name (a stray comma, or a JSON entry without \"name\"?)"
+                        .into(),
+                fix: "name a NetworkAttachmentDefinition in every entry".into(),
+            });
+        }
         let nad = lookup(&sel.namespace, &sel.name).ok_or_else(|| MultusError::NadNotFound {
             pod: pod_ref.clone(),
             network: network.clone(),
@@ -136,14 +212,6 @@ pub fn plan(
             .interface
             .clone()
             .unwrap_or_else(|| format!("net{}", i + 1));
-        if let Some(first) = ifnames.insert(ifname.clone(), network.clone()) {
-            return Err(MultusError::DuplicateInterface {
-                pod: pod_ref,
-                ifname,
-                first,
-                second: network,
-            });
-        }
 
         let (cni_version, mut plugins) = normalize_config(&nad)?;
 
@@ -169,6 +237,12 @@ pub fn plan(
         // latter only reaches runtimeConfig (multus: "Both RuntimeConfig and
         // ResourceMap provide deviceID. Ignoring RuntimeConfig").
         let device_id = resource_device.clone().or_else(|| sel.device_id.clone());
+        let capability_args = capability_args(
+            sel,
+            runtime,
+            device_id.as_deref(),
+            &cni_device_info_file(&network, &pod.sandbox_id, &ifname),
+        );
 
         for plugin in &mut plugins {
             let obj = plugin
@@ -181,7 +255,7 @@ pub fn plan(
             if let Some(args) = &sel.cni_args {
                 merge_cni_args(obj, args);
             }
-            inject_runtime_config(obj, sel, device_id.as_deref());
+            inject_runtime_config(obj, &capability_args);
         }
 
         out.push(Delegate {
@@ -189,29 +263,157 @@ pub fn plan(
             ifname,
             plugins,
             cni_version,
-            cni_args: cni_args(pod, sel),
+            cni_args: cni_args(pod, runtime, sel),
             device_id,
             resource_name: resource,
+            capability_args,
             selection: sel.clone(),
         });
+    }
+    // ... then checks the requested default routes over all of them ...
+    check_gateways(&pod_ref, selections)?;
+    // ... and, per delegate in order, that its interface is free and valid.
+    let mut present: HashMap<String, Option<String>> = runtime
+        .sandbox_ifnames
+        .iter()
+        .map(|n| (n.clone(), None))
+        .collect();
+    for (i, d) in out.iter().enumerate() {
+        if let Some(owner) = present.get(&d.ifname) {
+            return Err(match owner {
+                Some(first) => MultusError::DuplicateInterface {
+                    pod: pod_ref,
+                    ifname: d.ifname.clone(),
+                    first: first.clone(),
+                    second: d.network.clone(),
+                },
+                None => MultusError::InterfaceExists {
+                    pod: pod_ref,
+                    ifname: d.ifname.clone(),
+                    network: d.network.clone(),
+                },
+            });
+        }
+        if let Err(problem) = check_ifname(&d.ifname) {
+            return Err(MultusError::Selection {
+                pod: Some(pod_ref),
+                entry: Some(i + 1),
+                text: String::new(),
+                problem: format!("network {}: {problem}", d.network),
+                fix: "use at most 15 characters, no '/', ':' or whitespace".into(),
+            });
+        }
+        present.insert(d.ifname.clone(), Some(d.network.clone()));
     }
     Ok(out)
 }
 
-/// `CNI_ARGS` for one delegate, in multus' order. Multus writes
-/// `IgnoreUnknown=true` (plugins accept `1` or `true`).
-pub fn cni_args(pod: &PodInfo, sel: &NetworkSelection) -> String {
-    let mut args = format!(
-        "IgnoreUnknown=true;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
-        pod.namespace, pod.name, pod.sandbox_id, pod.uid
-    );
-    if let Some(mac) = &sel.mac {
-        args.push_str(";MAC=");
-        args.push_str(mac);
+/// Multus refuses more than one IPv4 or more than one IPv6 `default-route`
+/// gateway over all networks of a pod. Like Go's `To4`, an IPv4-mapped IPv6
+/// address counts as IPv4 and an empty entry (a nil IP) as IPv6.
+fn check_gateways(pod_ref: &str, selections: &[NetworkSelection]) -> Result<(), MultusError> {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for sel in selections {
+        for gw in sel.default_route.iter().flatten() {
+            let is_v4 = match gw.parse::<IpAddr>() {
+                Ok(IpAddr::V4(_)) => true,
+                Ok(IpAddr::V6(a)) => a.to_ipv4_mapped().is_some(),
+                Err(_) => false,
+            };
+            if is_v4 { &mut v4 } else { &mut v6 }.push(format!("{} ({})", gw, sel.network()));
+        }
     }
-    if !sel.ips.is_empty() {
-        args.push_str(";IP=");
-        args.push_str(&sel.ips.join(","));
+    for (family, list) in [("IPv4", v4), ("IPv6", v6)] {
+        if list.len() > 1 {
+            return Err(MultusError::Ecmp {
+                pod: pod_ref.to_string(),
+                family: family.into(),
+                gateways: list.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `CNI_ARGS` for one delegate, in multus' order: `IgnoreUnknown=true`, the pod
+/// identity, the thin plugin's own `CNI_ARGS` merged in, then `MAC=` and `IP=`.
+pub fn cni_args(pod: &PodInfo, runtime: &Runtime, sel: &NetworkSelection) -> String {
+    let mut args: Vec<(String, String)> = [
+        ("IgnoreUnknown", "true"),
+        ("K8S_POD_NAMESPACE", pod.namespace.as_str()),
+        ("K8S_POD_NAME", pod.name.as_str()),
+        ("K8S_POD_INFRA_CONTAINER_ID", pod.sandbox_id.as_str()),
+        ("K8S_POD_UID", pod.uid.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for item in runtime.cni_args.as_deref().unwrap_or("").split(';') {
+        // Items without '=' are skipped; the value may contain '='.
+        let Some((key, value)) = item.split_once('=') else {
+            continue;
+        };
+        match args
+            .iter_mut()
+            .find(|(k, v)| k == key && v.is_empty() && !value.is_empty())
+        {
+            Some(slot) => slot.1 = value.to_string(),
+            None => args.push((key.to_string(), value.to_string())),
+        }
+    }
+    if let Some(mac) = &sel.mac {
+        args.push(("MAC".into(), mac.clone()));
+    }
+    // Even `"ips": []` gives `IP=`, as in multus.
+    if let Some(ips) = &sel.ips {
+        args.push(("IP".into(), ips.join(",")));
+    }
+    args.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Where multus asks a plugin declaring `CNIDeviceInfoFile` to write its
+/// device-info: named after the delegate, container and interface, `/` → `-`.
+pub fn cni_device_info_file(network: &str, container_id: &str, ifname: &str) -> String {
+    format!(
+        "/var/run/k8s.cni.cncf.io/devinfo/cni/{}",
+        format!("{network}-{container_id}_{ifname}").replace('/', "-")
+    )
+}
+
+/// The capability arguments multus offers a delegate: the pod's
+/// `portMappings`/`bandwidth` unless the selection gives its own (an empty
+/// `portMappings` list clears them), the selection's `ips`, `mac` and
+/// `infiniband-guid`, and, with a device ID, `deviceID` and `CNIDeviceInfoFile`.
+/// Empty values are left out.
+pub fn capability_args(
+    sel: &NetworkSelection,
+    runtime: &Runtime,
+    device_id: Option<&str>,
+    device_info_file: &str,
+) -> Map<String, Value> {
+    let mut args = Map::new();
+    let port_mappings = sel.port_mappings.as_ref().unwrap_or(&runtime.port_mappings);
+    if !port_mappings.is_empty() {
+        args.insert("portMappings".into(), json!(port_mappings));
+    }
+    if let Some(bw) = sel.bandwidth.as_ref().or(runtime.bandwidth.as_ref()) {
+        args.insert("bandwidth".into(), json!(bw));
+    }
+    if let Some(ips) = sel.ips.as_ref().filter(|ips| !ips.is_empty()) {
+        args.insert("ips".into(), json!(ips));
+    }
+    if let Some(mac) = &sel.mac {
+        args.insert("mac".into(), json!(mac));
+    }
+    if let Some(guid) = &sel.infiniband_guid {
+        args.insert("infinibandGUID".into(), json!(guid));
+    }
+    if let Some(dev) = device_id.filter(|d| !d.is_empty()) {
+        args.insert("deviceID".into(), json!(dev));
+        args.insert("CNIDeviceInfoFile".into(), json!(device_info_file));
     }
     args
 }
@@ -257,6 +459,17 @@ pub fn normalize_config(nad: &Nad) -> Result<(String, Vec<Value>), MultusError> 
             ));
         }
     };
+    // libcni refuses to run a network whose name has other characters.
+    let valid_name = name
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && matches!(c, '_' | '.' | '-')));
+    if !valid_name {
+        return Err(bad(
+            format!("\"name\" \"{name}\" is not a valid CNI network name"),
+            "start with a letter or digit and use only letters, digits, '_', '.' and '-'",
+        ));
+    }
     let cni_version = match top.get("cniVersion") {
         Some(Value::String(v)) if !v.is_empty() => v.clone(),
         Some(Value::String(_)) | None | Some(Value::Null) => {
@@ -319,6 +532,20 @@ pub fn normalize_config(nad: &Nad) -> Result<(String, Vec<Value>), MultusError> 
                 "add \"type\": \"<plugin binary>\"",
             ));
         }
+        // libcni decodes `capabilities` as a map of booleans.
+        match obj.get("capabilities") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(caps)) if caps.values().all(|v| v.is_boolean() || v.is_null()) => {}
+            Some(other) => {
+                return Err(bad(
+                    format!(
+                        "plugin {} has \"capabilities\" {other}, not an object of booleans",
+                        i + 1
+                    ),
+                    "write \"capabilities\": {\"mac\": true}",
+                ));
+            }
+        }
         obj.insert("name".into(), json!(name));
         obj.insert("cniVersion".into(), json!(cni_version));
     }
@@ -359,25 +586,12 @@ pub fn has_capability(config: &Map<String, Value>, name: &str) -> bool {
 /// Sets `runtimeConfig` to the capability arguments the plugin declares. Like
 /// libcni, an injected `runtimeConfig` replaces one written in the config;
 /// nothing is touched when no declared capability has an argument.
-fn inject_runtime_config(
-    config: &mut Map<String, Value>,
-    sel: &NetworkSelection,
-    device_id: Option<&str>,
-) {
-    let mut rc = Map::new();
-    if let Some(mac) = &sel.mac
-        && has_capability(config, "mac")
-    {
-        rc.insert("mac".into(), json!(mac));
-    }
-    if !sel.ips.is_empty() && has_capability(config, "ips") {
-        rc.insert("ips".into(), json!(sel.ips));
-    }
-    if let Some(dev) = device_id
-        && has_capability(config, "deviceID")
-    {
-        rc.insert("deviceID".into(), json!(dev));
-    }
+fn inject_runtime_config(config: &mut Map<String, Value>, args: &Map<String, Value>) {
+    let rc: Map<String, Value> = args
+        .iter()
+        .filter(|(name, _)| has_capability(config, name))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if !rc.is_empty() {
         config.insert("runtimeConfig".into(), Value::Object(rc));
     }

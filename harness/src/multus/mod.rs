@@ -6,19 +6,23 @@
 //!    [`delegate::Delegate`] per network (interface name, the plugin chain's stdin
 //!    configs with `deviceID`/`runtimeConfig`/`args.cni` injected, `CNI_ARGS`);
 //! 3. the caller executes each delegate's plugin chain;
-//! 4. [`status::from_result`] and [`status::annotation`] turn the results into the
-//!    network-status annotation.
+//! 4. [`status::from_result`] turns each result into its network-status entries
+//!    (one per sandbox interface) and [`status::annotation`] writes them.
 //!
-//! Behaviour follows upstream multus (thick and thin plugin share it) and libcni;
-//! where secnet is deliberately stricter (e.g. a missing `cniVersion`), the item
-//! says so.
+//! Behaviour follows upstream multus (thick and thin plugin share it), libcni and
+//! the network-attachment-definition client multus writes network-status with;
+//! `upstream_cases` checks it against their own test cases. Where secnet is
+//! deliberately different (a missing `cniVersion`, an empty `spec.config`, a
+//! resource without devices, `null` list entries), the module says so and why.
 
 pub mod delegate;
 pub mod selection;
 pub mod status;
+#[cfg(test)]
+mod upstream_cases;
 
-pub use delegate::{Delegate, DeviceIds, Nad, PodInfo, plan};
-pub use selection::{NetworkSelection, parse_networks};
+pub use delegate::{Delegate, DeviceIds, Nad, PodInfo, Runtime, plan, plan_with};
+pub use selection::{Bandwidth, NetworkSelection, PortMapping, parse_networks};
 pub use status::NetworkStatus;
 
 /// Pod annotation selecting the secondary networks.
@@ -87,6 +91,31 @@ pub enum MultusError {
         first: String,
         second: String,
     },
+
+    /// A network would take the name of an interface already in the sandbox.
+    #[error(
+        "pod {pod}: network {network} asks for interface {ifname}, which already exists in the pod's sandbox; pick another name with \"ns/name@ifname\" or \"interface\""
+    )]
+    InterfaceExists {
+        pod: String,
+        ifname: String,
+        network: String,
+    },
+
+    /// More than one `default-route` gateway of one IP family (multus: "multus
+    /// does not support ECMP for default-route").
+    #[error(
+        "pod {pod}: {NETWORKS_ANNOTATION} asks for more than one {family} default-route gateway ({gateways}); multus supports one per family (no ECMP), keep \"default-route\" on one network"
+    )]
+    Ecmp {
+        pod: String,
+        family: String,
+        gateways: String,
+    },
+
+    /// A CNI result cannot be turned into network-status (multus fails the ADD).
+    #[error("network {network}: the CNI result {problem}; multus fails the pod's ADD with it")]
+    Result { network: String, problem: String },
 
     /// The network-status annotation cannot be read.
     #[error("{NETWORK_STATUS_ANNOTATION}: {problem}; {fix}")]

@@ -1,13 +1,32 @@
-//! The network-selection annotation (`k8s.v1.cni.cncf.io/networks`).
+//! The network-selection annotation (`k8s.v1.cni.cncf.io/networks`), read as
+//! multus reads it.
 //!
-//! Two forms, as in multus: a comma list of `name`, `ns/name`, `name@ifname`,
-//! `ns/name@ifname`, or a JSON list of selection objects. Like multus, the JSON
-//! form is recognised by the presence of any of `[`, `{` or `"`; JSON keys match
-//! case-insensitively (Go's `encoding/json`) and unknown keys are ignored.
+//! Two forms: a comma list of `name`, `ns/name`, `name@ifname`, `ns/name@ifname`,
+//! or a JSON list of selection objects; the JSON form is recognised by the
+//! presence of any of `[`, `{` or `"`.
+//!
+//! What multus checks here, and nothing more:
+//! - comma form: the namespace and the network name match the DNS-1123 label
+//!   pattern `[a-z0-9]([-a-z0-9]*[a-z0-9])?` (no length limit) or are empty; the
+//!   interface name is at most 15 bytes and has no whitespace or `/` (so
+//!   `net1@my_interface` and `net1@eth0.100` are fine);
+//! - JSON form: the types of the fields Go's `encoding/json` decodes (keys match
+//!   case-insensitively, unknown keys are ignored, `null` means "not given"), and
+//!   then `mac` and `infiniband-guid` (Go's `net.ParseMAC`: 6, 8 or 20 octets
+//!   separated by `:` or `-`, or dotted `xxxx.xxxx.xxxx`), `ips` (an address, or an
+//!   address/prefix with a decimal prefix length) and `default-route` (addresses).
+//!
+//! Names, namespaces and JSON interface names are not checked here, as in
+//! multus: an empty or unknown network fails at the NetworkAttachmentDefinition
+//! lookup and a bad interface name when the delegate is run
+//! ([`super::delegate::plan`] reports both before any plugin runs).
+//!
+//! Deliberate difference: a `null` entry in the list or in `portMappings` is
+//! refused (multus dereferences it and crashes, or hands `null` to the plugin).
 
 use std::net::IpAddr;
 
-use cni_kit::MacAddr;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::MultusError;
@@ -19,8 +38,17 @@ pub struct NetworkSelection {
     pub namespace: String,
     pub interface: Option<String>,
     pub mac: Option<String>,
-    pub ips: Vec<String>,
-    pub default_route: Vec<String>,
+    /// `infiniband-guid`, passed as the `infinibandGUID` capability.
+    pub infiniband_guid: Option<String>,
+    /// `ips`: `Some([])` when written as `[]` (multus then passes an empty
+    /// `IP=` in CNI_ARGS).
+    pub ips: Option<Vec<String>>,
+    /// `default-route`: `None` when absent, `Some([])` when written as `[]`
+    /// (multus tells the two apart). An empty string is Go's nil IP.
+    pub default_route: Option<Vec<String>>,
+    /// `portMappings`: `Some([])` clears the pod's own port mappings.
+    pub port_mappings: Option<Vec<PortMapping>>,
+    pub bandwidth: Option<Bandwidth>,
     pub cni_args: Option<Map<String, Value>>,
     pub device_id: Option<String>,
 }
@@ -32,19 +60,43 @@ impl NetworkSelection {
     }
 }
 
-/// Parses the annotation. Empty (or blank) → no networks.
+/// A `portMappings` entry, as the portmap plugin reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    #[serde(rename = "hostPort")]
+    pub host_port: i64,
+    #[serde(rename = "containerPort")]
+    pub container_port: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+    #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
+}
+
+/// A `bandwidth` request, as the bandwidth plugin reads it (all four keys are
+/// always passed on, zero when not given).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bandwidth {
+    pub ingress_rate: i64,
+    pub ingress_burst: i64,
+    pub egress_rate: i64,
+    pub egress_burst: i64,
+}
+
+/// Parses the annotation. Empty → no networks (multus: "no kubernetes network
+/// found"); anything else, even blanks, is parsed.
 pub fn parse_networks(
     annotation: &str,
     pod_namespace: &str,
 ) -> Result<Vec<NetworkSelection>, MultusError> {
-    let text = annotation.trim();
-    if text.is_empty() {
+    if annotation.is_empty() {
         return Ok(Vec::new());
     }
-    if text.contains(['[', '{', '"']) {
-        parse_json(text, pod_namespace)
+    if annotation.contains(['[', '{', '"']) {
+        parse_json(annotation, pod_namespace)
     } else {
-        parse_list(text, pod_namespace)
+        parse_list(annotation, pod_namespace)
     }
 }
 
@@ -79,7 +131,7 @@ fn shorten(text: &str) -> String {
 
 // ---- comma form ---------------------------------------------------------------
 
-const LIST_FIX: &str = "write entries as name, ns/name, name@ifname or ns/name@ifname separated by commas (lower-case letters, digits and '-')";
+const LIST_FIX: &str = "write entries as name, ns/name, name@ifname or ns/name@ifname separated by commas (names: lower-case letters, digits and '-')";
 
 fn parse_list(text: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>, MultusError> {
     let mut out = Vec::new();
@@ -87,17 +139,9 @@ fn parse_list(text: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>, 
         let n = i + 1;
         let item = raw.trim();
         let quoted = format!("\"{item}\"");
-        if item.is_empty() {
-            return Err(err(
-                Some(n),
-                "",
-                "is empty (stray comma?)".into(),
-                "remove the extra comma",
-            ));
-        }
         let (namespace, rest) = match item.split('/').collect::<Vec<_>>()[..] {
-            [name] => (None, name),
-            [ns, name] => (Some(ns.trim()), name),
+            [rest] => ("", rest),
+            [ns, rest] => (ns.trim(), rest),
             _ => {
                 return Err(err(
                     Some(n),
@@ -108,8 +152,8 @@ fn parse_list(text: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>, 
             }
         };
         let (name, interface) = match rest.split('@').collect::<Vec<_>>()[..] {
-            [name] => (name.trim(), None),
-            [name, ifname] => (name.trim(), Some(ifname.trim())),
+            [name] => (name.trim(), ""),
+            [name, ifname] => (name.trim(), ifname.trim()),
             _ => {
                 return Err(err(
                     Some(n),
@@ -119,24 +163,9 @@ fn parse_list(text: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>, 
                 ));
             }
         };
-        if name.is_empty() {
-            return Err(err(
-                Some(n),
-                &quoted,
-                "has no network name".into(),
-                LIST_FIX,
-            ));
-        }
-        // Multus requires every part of the comma form to be a DNS-1123 label;
-        // empty namespace / interface parts mean "default", as in multus.
-        for (what, part) in [
-            ("network name", Some(name)),
-            ("namespace", namespace),
-            ("interface name", interface),
-        ] {
-            if let Some(part) = part.filter(|p| !p.is_empty())
-                && !is_dns1123_label(part)
-            {
+        // Empty parts pass here, as in multus (an empty name fails at the lookup).
+        for (what, part) in [("namespace", namespace), ("network name", name)] {
+            if !part.is_empty() && !is_dns1123_label_pattern(part) {
                 return Err(err(
                     Some(n),
                     &quoted,
@@ -145,19 +174,36 @@ fn parse_list(text: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>, 
                 ));
             }
         }
-        let interface = interface.filter(|s| !s.is_empty());
-        if let Some(ifname) = interface
-            && let Err(problem) = check_ifname(ifname)
-        {
-            return Err(err(Some(n), &quoted, problem, IFNAME_FIX));
+        if !interface.is_empty() {
+            if interface.len() > 15 {
+                return Err(err(
+                    Some(n),
+                    &quoted,
+                    format!(
+                        "interface name \"{interface}\" is {} bytes, longer than Linux's 15",
+                        interface.len()
+                    ),
+                    IFNAME_FIX,
+                ));
+            }
+            if let Some(c) = interface.chars().find(|c| " \t\n\x0b\x0c\r/".contains(*c)) {
+                return Err(err(
+                    Some(n),
+                    &quoted,
+                    format!("interface name \"{interface}\" contains {c:?}"),
+                    IFNAME_FIX,
+                ));
+            }
         }
         out.push(NetworkSelection {
             name: name.to_string(),
-            namespace: namespace
-                .filter(|s| !s.is_empty())
-                .unwrap_or(pod_namespace)
-                .to_string(),
-            interface: interface.map(str::to_string),
+            namespace: if namespace.is_empty() {
+                pod_namespace
+            } else {
+                namespace
+            }
+            .to_string(),
+            interface: (!interface.is_empty()).then(|| interface.to_string()),
             ..Default::default()
         });
     }
@@ -198,7 +244,8 @@ fn parse_json(text: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>, 
         .collect()
 }
 
-/// A key of `obj`, matched exactly first and then case-insensitively, like Go.
+/// A key of `obj`, matched exactly first and then case-insensitively, like Go;
+/// `null` is "not given".
 fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key)
         .or_else(|| {
@@ -207,6 +254,87 @@ fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
                 .map(|(_, v)| v)
         })
         .filter(|v| !v.is_null())
+}
+
+/// Reads typed fields of one JSON object the way Go decodes them into a struct.
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    n: usize,
+    text: &'a str,
+}
+
+impl Fields<'_> {
+    fn bad(&self, problem: String, fix: &str) -> MultusError {
+        err(Some(self.n), self.text, problem, fix)
+    }
+
+    /// A string field; empty is "not given" (Go's `omitempty` zero value).
+    fn string(&self, key: &str) -> Result<Option<String>, MultusError> {
+        match field(self.obj, key) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.bad(
+                format!("\"{key}\" must be a string, not {other}"),
+                &format!("write \"{key}\": \"...\""),
+            )),
+        }
+    }
+
+    /// A list of strings; `null` elements read as "" (Go's zero value).
+    fn strings(&self, key: &str) -> Result<Option<Vec<String>>, MultusError> {
+        let bad = || {
+            self.bad(
+                format!("\"{key}\" must be a list of strings"),
+                &format!("write \"{key}\": [\"...\"]"),
+            )
+        };
+        match field(self.obj, key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    Value::Null => Ok(String::new()),
+                    _ => Err(bad()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// A Go `int` (64-bit): an integer literal, no fraction or exponent.
+    fn int(&self, key: &str) -> Result<i64, MultusError> {
+        match field(self.obj, key) {
+            None => Ok(0),
+            Some(v) => v.as_i64().ok_or_else(|| {
+                self.bad(
+                    format!("\"{key}\" must be an integer, not {v}"),
+                    &format!("write \"{key}\": 80"),
+                )
+            }),
+        }
+    }
+
+    fn object(&self, key: &str) -> Result<Option<&Map<String, Value>>, MultusError> {
+        match field(self.obj, key) {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(other) => Err(self.bad(
+                format!("\"{key}\" must be a JSON object, not {other}"),
+                &format!("write \"{key}\": {{...}}"),
+            )),
+        }
+    }
+
+    fn nested<'b>(&'b self, obj: &'b Map<String, Value>) -> Fields<'b> {
+        Fields {
+            obj,
+            n: self.n,
+            text: self.text,
+        }
+    }
 }
 
 fn parse_entry(
@@ -218,130 +346,113 @@ fn parse_entry(
     let Value::Object(obj) = entry else {
         return Err(err(Some(n), &text, "is not a JSON object".into(), JSON_FIX));
     };
-    let string = |key: &str| -> Result<Option<String>, MultusError> {
-        match field(obj, key) {
-            None => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(err(
-                Some(n),
-                &text,
-                format!("\"{key}\" must be a string, not {other}"),
-                &format!("write \"{key}\": \"...\""),
-            )),
-        }
-    };
-    let strings = |key: &str| -> Result<Vec<String>, MultusError> {
-        let bad = || {
-            err(
-                Some(n),
-                &text,
-                format!("\"{key}\" must be a list of strings"),
-                &format!("write \"{key}\": [\"...\"]"),
-            )
-        };
-        match field(obj, key) {
-            None => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
-                .collect(),
-            Some(_) => Err(bad()),
-        }
+    let f = Fields {
+        obj,
+        n,
+        text: &text,
     };
 
-    let Some(name) = string("name")? else {
-        return Err(err(
-            Some(n),
-            &text,
-            "has no \"name\"".into(),
-            "write {\"name\": \"<nad>\"}",
-        ));
-    };
-    if !is_dns1123_subdomain(&name) {
-        return Err(err(
-            Some(n),
-            &text,
-            format!(
-                "\"name\" \"{name}\" is not a valid NetworkAttachmentDefinition name (DNS-1123 subdomain)"
-            ),
-            "use lower-case letters, digits, '-' and '.', starting and ending alphanumerically",
-        ));
-    }
-    let namespace = string("namespace")?;
-    if let Some(ns) = &namespace
-        && !is_dns1123_label(ns)
-    {
-        return Err(err(
-            Some(n),
-            &text,
-            format!("\"namespace\" \"{ns}\" is not a valid namespace (DNS-1123 label)"),
-            "use lower-case letters, digits and '-', at most 63 characters",
-        ));
-    }
-    // `interfaceRequest` is the deprecated spelling multus still accepts.
-    let interface = match string("interface")? {
+    let name = f.string("name")?.unwrap_or_default();
+    let namespace = f.string("namespace")?;
+    // `interfaceRequest` is the pre-3.2 spelling multus still reads.
+    let interface = match f.string("interface")? {
         Some(i) => Some(i),
-        None => string("interfaceRequest")?,
+        None => f.string("interfaceRequest")?,
     };
-    if let Some(ifname) = &interface
-        && let Err(problem) = check_ifname(ifname)
-    {
-        return Err(err(Some(n), &text, problem, IFNAME_FIX));
-    }
-    let mac = string("mac")?;
+
+    let mac = f.string("mac")?;
     if let Some(mac) = &mac
-        && mac.parse::<MacAddr>().is_err()
+        && parse_go_mac(mac).is_none()
     {
-        return Err(err(
-            Some(n),
-            &text,
+        return Err(f.bad(
             format!("\"mac\" \"{mac}\" is not a MAC address"),
-            "write six hex octets like \"02:00:00:00:00:01\"",
+            "write hex octets like \"02:00:00:00:00:01\"",
         ));
     }
-    let ips = strings("ips")?;
-    for ip in &ips {
+    let infiniband_guid = f.string("infiniband-guid")?;
+    if let Some(guid) = &infiniband_guid
+        && parse_go_mac(guid).is_none()
+    {
+        return Err(f.bad(
+            format!("\"infiniband-guid\" \"{guid}\" is not a GUID"),
+            "write eight hex octets like \"24:8a:07:03:00:8d:ae:2e\"",
+        ));
+    }
+
+    let ips = f.strings("ips")?;
+    for ip in ips.iter().flatten() {
         if !is_ip_or_cidr(ip) {
-            return Err(err(
-                Some(n),
-                &text,
+            return Err(f.bad(
                 format!("\"ips\" entry \"{ip}\" is not an IP address"),
                 "write addresses like \"10.1.1.5/24\" or \"fd00::5/64\"",
             ));
         }
     }
-    let default_route = strings("default-route")?;
-    for gw in &default_route {
-        if gw.parse::<IpAddr>().is_err() {
-            return Err(err(
-                Some(n),
-                &text,
+
+    let default_route = f.strings("default-route")?;
+    for gw in default_route.iter().flatten() {
+        if !gw.is_empty() && gw.parse::<IpAddr>().is_err() {
+            return Err(f.bad(
                 format!("\"default-route\" entry \"{gw}\" is not an IP address"),
                 "write gateway addresses like \"10.1.1.1\" (no prefix length)",
             ));
         }
     }
-    let cni_args = match field(obj, "cni-args") {
+
+    let port_mappings = match field(obj, "portMappings") {
         None => None,
-        Some(Value::Object(m)) => Some(m.clone()),
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::Object(m) => {
+                        let p = f.nested(m);
+                        Ok(PortMapping {
+                            host_port: p.int("hostPort")?,
+                            container_port: p.int("containerPort")?,
+                            protocol: p.string("protocol")?.unwrap_or_default(),
+                            host_ip: p.string("hostIP")?.unwrap_or_default(),
+                        })
+                    }
+                    other => Err(f.bad(
+                        format!("\"portMappings\" entry {other} is not an object"),
+                        "write {\"hostPort\": 8080, \"containerPort\": 80, \"protocol\": \"tcp\"}",
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
         Some(_) => {
-            return Err(err(
-                Some(n),
-                &text,
-                "\"cni-args\" must be a JSON object".into(),
-                "write \"cni-args\": {\"key\": \"value\"}",
+            return Err(f.bad(
+                "\"portMappings\" must be a list".into(),
+                "write \"portMappings\": [{\"hostPort\": 8080, \"containerPort\": 80}]",
             ));
         }
     };
-    let device_id = string("deviceID")?;
+    let bandwidth = match f.object("bandwidth")? {
+        None => None,
+        Some(m) => {
+            let b = f.nested(m);
+            Some(Bandwidth {
+                ingress_rate: b.int("ingressRate")?,
+                ingress_burst: b.int("ingressBurst")?,
+                egress_rate: b.int("egressRate")?,
+                egress_burst: b.int("egressBurst")?,
+            })
+        }
+    };
+
+    let cni_args = f.object("cni-args")?.cloned();
+    let device_id = f.string("deviceID")?;
     Ok(NetworkSelection {
         name,
         namespace: namespace.unwrap_or_else(|| pod_namespace.to_string()),
         interface,
         mac,
+        infiniband_guid,
         ips,
         default_route,
+        port_mappings,
+        bandwidth,
         cni_args,
         device_id,
     })
@@ -351,15 +462,16 @@ fn parse_entry(
 
 const IFNAME_FIX: &str = "use at most 15 characters, no '/', ':' or whitespace";
 
-/// Linux interface-name rules (`dev_valid_name`): 1–15 bytes, not `.`/`..`, no
-/// `/`, `:` or whitespace.
+/// libcni's interface-name rules, checked before it runs a plugin (and the
+/// kernel's `dev_valid_name`): 1–15 bytes, not `.`/`..`, no `/`, `:` or
+/// whitespace.
 pub fn check_ifname(ifname: &str) -> Result<(), String> {
     if ifname.is_empty() {
         return Err("interface name is empty".into());
     }
     if ifname.len() > 15 {
         return Err(format!(
-            "interface name \"{ifname}\" is {} characters, longer than Linux's 15",
+            "interface name \"{ifname}\" is {} bytes, longer than Linux's 15",
             ifname.len()
         ));
     }
@@ -377,15 +489,20 @@ pub fn check_ifname(ifname: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
-pub fn is_dns1123_label(s: &str) -> bool {
+/// The pattern multus checks comma-form names against:
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, with no length limit.
+pub fn is_dns1123_label_pattern(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.len() <= 63
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
+}
+
+/// A DNS-1123 label: the pattern, at most 63 characters.
+pub fn is_dns1123_label(s: &str) -> bool {
+    s.len() <= 63 && is_dns1123_label_pattern(s)
 }
 
 /// DNS-1123 labels joined by `.`, at most 253 characters (Kubernetes object names).
@@ -393,8 +510,10 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
-/// An IP address with an optional prefix length, as multus accepts in `ips`.
-fn is_ip_or_cidr(s: &str) -> bool {
+/// An `ips` entry as multus accepts it: an address (Go's `net.ParseIP`), or, if it
+/// contains `/`, an address and a prefix length of decimal digits only (Go's
+/// `net.ParseCIDR`: `/024` is fine, `/+24` and `/` are not).
+pub fn is_ip_or_cidr(s: &str) -> bool {
     let (addr, prefix) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
@@ -403,7 +522,51 @@ fn is_ip_or_cidr(s: &str) -> bool {
         return false;
     };
     let max = if ip.is_ipv4() { 32 } else { 128 };
-    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
+    prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.bytes().all(|c| c.is_ascii_digit())
+            && p.parse::<u64>().is_ok_and(|p| p <= max)
+    })
+}
+
+/// Go's `net.ParseMAC`: 6, 8 or 20 octets as `xx:xx:…` or `xx-xx-…` (one
+/// separator throughout, exactly two hex digits each) or `xxxx.xxxx.…`.
+/// Returns the octets.
+pub fn parse_go_mac(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if b.len() < 14 {
+        return None;
+    }
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let octet = |at: usize| Some(hex(b[at])? << 4 | hex(b[at + 1])?);
+    let lengths = [6, 8, 20];
+    let mut out = Vec::new();
+    if b[2] == b':' || b[2] == b'-' {
+        let sep = b[2];
+        if !(b.len() + 1).is_multiple_of(3) || !lengths.contains(&((b.len() + 1) / 3)) {
+            return None;
+        }
+        for x in (0..b.len()).step_by(3) {
+            out.push(octet(x)?);
+            if x + 2 < b.len() && b[x + 2] != sep {
+                return None;
+            }
+        }
+    } else if b[4] == b'.' {
+        if !(b.len() + 1).is_multiple_of(5) || !lengths.contains(&(2 * (b.len() + 1) / 5)) {
+            return None;
+        }
+        for x in (0..b.len()).step_by(5) {
+            out.push(octet(x)?);
+            out.push(octet(x + 2)?);
+            if x + 4 < b.len() && b[x + 4] != b'.' {
+                return None;
+            }
+        }
+    } else {
+        return None;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -424,7 +587,8 @@ mod tests {
     fn comma_form() {
         let cases: &[(&str, Vec<NetworkSelection>)] = &[
             ("", vec![]),
-            ("   ", vec![]),
+            // Not empty: one entry with no name, which the NAD lookup refuses.
+            ("   ", vec![sel("default", "", None)]),
             ("dataplane", vec![sel("default", "dataplane", None)]),
             ("other/dataplane", vec![sel("other", "dataplane", None)]),
             (
@@ -445,6 +609,15 @@ mod tests {
             ),
             // Empty parts mean "default", as in multus.
             ("/a@", vec![sel("default", "a", None)]),
+            (
+                "a,,b",
+                vec![
+                    sel("default", "a", None),
+                    sel("default", "", None),
+                    sel("default", "b", None),
+                ],
+            ),
+            ("ns/@eth1", vec![sel("ns", "", Some("eth1"))]),
         ];
         for (text, want) in cases {
             assert_eq!(&parse_networks(text, "default").unwrap(), want, "{text:?}");
@@ -453,18 +626,6 @@ mod tests {
 
     #[test]
     fn json_form() {
-        let got =
-            parse_networks(r#"[{"name":"dataplane","mac":"02:23:45:67:89:01"}]"#, "lab").unwrap();
-        assert_eq!(
-            got,
-            vec![NetworkSelection {
-                name: "dataplane".into(),
-                namespace: "lab".into(),
-                mac: Some("02:23:45:67:89:01".into()),
-                ..Default::default()
-            }]
-        );
-
         let full = r#"[
           {"name": "a", "namespace": "ns1", "interface": "eth9",
            "ips": ["10.1.1.5/24", "fd00::5"], "default-route": ["10.1.1.1"],
@@ -480,11 +641,12 @@ mod tests {
                 name: "a".into(),
                 namespace: "ns1".into(),
                 interface: Some("eth9".into()),
-                mac: None,
-                ips: vec!["10.1.1.5/24".into(), "fd00::5".into()],
-                default_route: vec!["10.1.1.1".into()],
+                ips: Some(vec!["10.1.1.5/24".into(), "fd00::5".into()]),
+                default_route: Some(vec!["10.1.1.1".into()]),
+                port_mappings: Some(vec![]),
                 cni_args: json!({"k": "v", "n": 1}).as_object().cloned(),
                 device_id: Some("dev0".into()),
+                ..Default::default()
             }
         );
         assert_eq!(got[1], sel("pod-ns", "b", Some("old")));
@@ -498,29 +660,14 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             ("[{\"name\": \"a\"", &["not valid JSON", "fix the JSON"]),
             ("{\"name\": \"a\"}", &["JSON object, not a list", "[...]"]),
-            (
-                r#"[{"name":"a"},{"mac":"02:00:00:00:00:01"}]"#,
-                &["entry 2", "has no \"name\"", "{\"name\": \"<nad>\"}"],
-            ),
-            (r#"[{"name":""}]"#, &["entry 1", "has no \"name\""]),
             (r#"["a"]"#, &["entry 1", "not a JSON object"]),
+            (r#"[null]"#, &["entry 1", "not a JSON object"]),
             (
                 r#"[{"name":"a","mac":"02:00:00:00:00"}]"#,
-                &[
-                    "entry 1",
-                    "\"mac\" \"02:00:00:00:00\" is not a MAC",
-                    "six hex octets",
-                ],
+                &["entry 1", "\"mac\" \"02:00:00:00:00\" is not a MAC"],
             ),
             (r#"[{"name":"a","mac":5}]"#, &["\"mac\" must be a string"]),
-            (
-                r#"[{"name":"a","interface":"abcdefghijklmnop"}]"#,
-                &["16 characters", "15"],
-            ),
-            (r#"[{"name":"a","interface":"a/b"}]"#, &["'/'"]),
-            (r#"[{"name":"a","interface":"a b"}]"#, &["' '"]),
-            (r#"[{"name":"Bad_Name"}]"#, &["DNS-1123 subdomain"]),
-            (r#"[{"name":"a","namespace":"a.b"}]"#, &["DNS-1123 label"]),
+            (r#"[{"name":5}]"#, &["\"name\" must be a string"]),
             (r#"[{"name":"a","ips":["10.1.1.300"]}]"#, &["\"ips\" entry"]),
             (
                 r#"[{"name":"a","ips":["10.1.1.3/33"]}]"#,
@@ -535,17 +682,26 @@ mod tests {
                 r#"[{"name":"a","cni-args":[1]}]"#,
                 &["\"cni-args\" must be a JSON object"],
             ),
-            ("a,,b", &["entry 2: is empty", "stray comma"]),
-            ("a,", &["entry 2: is empty"]),
+            (
+                r#"[{"name":"a","portMappings":[{"hostPort":"80"}]}]"#,
+                &["\"hostPort\" must be an integer"],
+            ),
+            (
+                r#"[{"name":"a","portMappings":[null]}]"#,
+                &["\"portMappings\" entry null"],
+            ),
+            (
+                r#"[{"name":"a","bandwidth":{"ingressRate":1.5}}]"#,
+                &["\"ingressRate\" must be an integer"],
+            ),
             ("a/b/c", &["entry 1 \"a/b/c\"", "more than one '/'"]),
             ("a@b@c", &["more than one '@'"]),
-            ("ns/@eth1", &["has no network name"]),
             (
                 "Dataplane",
                 &["network name \"Dataplane\" is not a DNS-1123 label"],
             ),
-            ("a@net_1", &["interface name \"net_1\""]),
-            ("a@abcdefghijklmnop", &["16 characters"]),
+            ("a@abcdefghijklmnop", &["16 bytes"]),
+            ("a@my if", &["contains ' '"]),
         ];
         for (text, want) in cases {
             let e = parse_networks(text, "default").expect_err(text).to_string();
@@ -561,12 +717,12 @@ mod tests {
 
     #[test]
     fn pod_named_in_errors() {
-        let e = parse_pod_networks(r#"[{"name":"a"},{}]"#, "default", "p")
+        let e = parse_pod_networks(r#"[{"name":"a"},{"mac":"x"}]"#, "default", "p")
             .unwrap_err()
             .to_string();
-        assert_eq!(
-            e,
-            "pod default/p: k8s.v1.cni.cncf.io/networks: entry 2 {}: has no \"name\"; write {\"name\": \"<nad>\"}"
+        assert!(
+            e.starts_with("pod default/p: k8s.v1.cni.cncf.io/networks: entry 2 {\"mac\":\"x\"}: \"mac\" \"x\" is not a MAC address"),
+            "{e}"
         );
     }
 
@@ -577,6 +733,31 @@ mod tests {
         }
         for bad in ["", ".", "..", "abcdefghijklmnop", "a:b", "a/b", "a\tb"] {
             assert!(check_ifname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn go_mac_forms() {
+        for ok in [
+            "02:00:00:00:00:01",
+            "02-00-00-00-00-01",
+            "0200.0000.0001",
+            "AA:bb:CC:dd:EE:ff",
+            "24:8a:07:03:00:8d:ae:2e",
+            "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01",
+        ] {
+            assert!(parse_go_mac(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "+2:00:00:00:00:01",
+            "02:00:00:00:00",
+            "02:00:00:00:00:01:02",
+            "02:00-00:00:00:01",
+            "2:00:00:00:00:01",
+            "0g:00:00:00:00:01",
+            "020000000001",
+        ] {
+            assert!(parse_go_mac(bad).is_none(), "{bad}");
         }
     }
 }

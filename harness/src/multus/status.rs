@@ -1,12 +1,35 @@
-//! The network-status annotation (`k8s.v1.cni.cncf.io/network-status`), in the
-//! shape multus writes it (network-attachment-definition-client's
-//! `NetworkStatus`): a JSON list, indented with four spaces.
+//! The network-status annotation (`k8s.v1.cni.cncf.io/network-status`), built
+//! and written as multus does with the network-attachment-definition client
+//! (`CreateNetworkStatuses`, `SetNetworkStatus`), and read as that client's
+//! `NetworkStatus` type reads it.
+//!
+//! Per delegate, from its CNI result (any spec version, converted to 1.0.0):
+//! - exactly one interface in the result: one status; its `interface`, `mac` and
+//!   `mtu` only if that interface has a `sandbox`; every IP of the result;
+//! - otherwise one status per interface with a `sandbox` (none for a result
+//!   without sandbox interfaces, e.g. an IPAM-only or a 0.2.0 result); an IP goes
+//!   to the status of the interface its `interface` index names (dropped if that
+//!   interface has no sandbox), an IP without index to the *last* sandbox
+//!   interface; for the cluster default network, `default: true` goes to the
+//!   interface named by the first IP that has both a gateway and an index, else
+//!   to the first sandbox interface;
+//! - `gateway`: the `gw` of every default route of the result (a route without
+//!   `dst`, or whose `dst` address is all zeros in any spelling: `0.0.0.0/0`,
+//!   `::/0`, `0:0::0/0`, …), on every status of the delegate. A default route
+//!   without `gw` is listed as `<nil>`, as Go prints a nil IP.
+//!
+//! Addresses are printed as Go prints IPs (RFC 5952, IPv4-mapped IPv6 as dotted
+//! IPv4). The annotation is each status indented with four spaces, joined with
+//! `,` inside `[...]`, with `<`, `>` and `&` escaped as Go's encoder does.
+//!
+//! Reading accepts what the client's type accepts (missing or `null` fields,
+//! unknown keys) and, besides `gateway`, the key `default-route` that secnet
+//! wrote before it matched multus.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
-use cni_kit::result::CniResult;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use super::MultusError;
 
@@ -14,322 +37,425 @@ use super::MultusError;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkStatus {
     /// `ns/name` of the NAD (the cluster network's name for the default one).
+    #[serde(default, deserialize_with = "nullable")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     /// Addresses without prefix length.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ips: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub default: bool,
     /// Multus always writes this (`{}` when the result has no DNS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<Value>,
+    pub dns: Option<Dns>,
     #[serde(
         rename = "device-info",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub device_info: Option<Value>,
-    /// Gateways of the result's default routes (`default-route`).
+    /// Gateways of the result's default routes.
     #[serde(
-        rename = "default-route",
+        alias = "default-route",
         default,
+        deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub gateway: Vec<String>,
 }
 
-/// The status of one delegate from the result of its last plugin (any version
-/// 0.3.0+).
-///
-/// The interface is the result's sandbox interface named `ifname`, else the first
-/// one with a sandbox; its IPs are those whose `interface` index points at it plus
-/// those without an index (multus gives unindexed IPs to the pod interface); with
-/// no sandbox interface at all, every IP is listed.
-///
-/// `device-info` is left out: multus copies it from a device-info file written by
-/// the device plugin or the CNI plugin (SR-IOV/vDPA/vhost-user), and neither
-/// macvtap nor ovs-cni writes one, so `device_id` is not enough to invent one.
+/// The client's `DNS`: empty fields are left out, in this order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dns {
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub nameservers: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub domain: String,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub search: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub options: Vec<String>,
+}
+
+/// `null` reads as the zero value, as in Go.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// An interface of a CNI result.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Iface {
+    name: String,
+    mac: String,
+    mtu: u32,
+    sandbox: String,
+}
+
+/// An IP of a CNI result: the address as Go prints it, its gateway and index.
+#[derive(Debug, Clone, PartialEq)]
+struct Ip {
+    address: String,
+    has_gateway: bool,
+    interface: Option<i64>,
+}
+
+/// A CNI result as multus sees it after converting it to 1.0.0.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Result100 {
+    interfaces: Vec<Iface>,
+    ips: Vec<Ip>,
+    /// Gateways of the default routes, as Go prints them.
+    default_gateways: Vec<String>,
+    dns: Dns,
+}
+
+/// The statuses of one delegate from its result (see the module docs).
+/// `default` is true for the cluster default network only. `device_info` is
+/// what multus read from the CNI device-info file, if any.
 pub fn from_result(
     network: &str,
-    ifname: &str,
     result: &Value,
     default: bool,
-    device_id: Option<&str>,
-) -> NetworkStatus {
-    let _ = device_id;
-    let r = CniResult::from_json(result);
-    let chosen = r
-        .interfaces
-        .iter()
-        .position(|i| i.sandbox.as_deref().is_some_and(|s| !s.is_empty()) && i.name == ifname)
-        .or_else(|| {
-            r.interfaces
-                .iter()
-                .position(|i| i.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
-        });
-    let ips = r
-        .ips
-        .iter()
-        .filter(|ip| match (chosen, ip.interface) {
-            (Some(c), Some(idx)) => idx == c,
-            _ => true,
-        })
-        .map(|ip| strip_prefix(&ip.address))
-        .collect();
-    let iface = chosen.map(|c| &r.interfaces[c]);
-    let gateway = r
-        .routes
-        .iter()
-        .filter(|route| {
-            route
-                .get("dst")
-                .and_then(Value::as_str)
-                .is_some_and(|d| d == "0.0.0.0/0" || d == "::/0")
-        })
-        .filter_map(|route| route.get("gw").and_then(Value::as_str))
-        .map(strip_prefix)
-        .collect();
-    NetworkStatus {
+    device_info: Option<&Value>,
+) -> Result<Vec<NetworkStatus>, MultusError> {
+    let r = read_result(result).map_err(|problem| MultusError::Result {
+        network: network.to_string(),
+        problem,
+    })?;
+    let base = NetworkStatus {
         name: network.to_string(),
-        interface: iface.map(|i| i.name.clone()),
-        ips,
-        mac: iface.and_then(|i| i.mac.clone()).filter(|m| !m.is_empty()),
-        mtu: iface.and_then(|i| i.mtu).filter(|m| *m != 0),
-        default,
-        dns: Some(dns(r.dns.as_ref())),
-        device_info: None,
-        gateway,
+        dns: Some(r.dns.clone()),
+        device_info: device_info.cloned(),
+        gateway: r.default_gateways.clone(),
+        ..Default::default()
+    };
+
+    if r.interfaces.len() == 1 {
+        let mut status = NetworkStatus {
+            default,
+            ips: r.ips.iter().map(|ip| ip.address.clone()).collect(),
+            ..base
+        };
+        if let Some(i) = r.interfaces.iter().rfind(|i| !i.sandbox.is_empty()) {
+            status.interface = Some(i.name.clone());
+            status.mac = Some(i.mac.clone()).filter(|m| !m.is_empty());
+            status.mtu = Some(i.mtu).filter(|m| *m != 0);
+        }
+        return Ok(vec![status]);
+    }
+
+    let gateway_iface = if default {
+        r.ips
+            .iter()
+            .find(|ip| ip.has_gateway && ip.interface.is_some())
+            .and_then(|ip| ip.interface)
+    } else {
+        None
+    };
+    let mut statuses = Vec::new();
+    // Result interface index → index in `statuses`.
+    let mut index_of = Vec::new();
+    let mut default_given = false;
+    for (i, iface) in r.interfaces.iter().enumerate() {
+        if iface.sandbox.is_empty() {
+            continue;
+        }
+        let is_default = default
+            && !default_given
+            && match gateway_iface {
+                Some(g) => g == i as i64,
+                None => true,
+            };
+        default_given |= is_default;
+        index_of.push((i as i64, statuses.len()));
+        statuses.push(NetworkStatus {
+            interface: Some(iface.name.clone()),
+            mac: Some(iface.mac.clone()).filter(|m| !m.is_empty()),
+            mtu: Some(iface.mtu).filter(|m| *m != 0),
+            default: is_default,
+            ..base.clone()
+        });
+    }
+    for ip in &r.ips {
+        let target = match ip.interface {
+            Some(idx) => index_of.iter().find(|(i, _)| *i == idx).map(|(_, s)| *s),
+            None => statuses.len().checked_sub(1),
+        };
+        if let Some(s) = target {
+            statuses[s].ips.push(ip.address.clone());
+        }
+    }
+    Ok(statuses)
+}
+
+/// Reads a result of any spec version the way libcni and multus do, or says
+/// why multus could not.
+fn read_result(value: &Value) -> Result<Result100, String> {
+    let Value::Object(obj) = value else {
+        return Err("is not a JSON object".into());
+    };
+    let version = obj.get("cniVersion").and_then(Value::as_str).unwrap_or("");
+    let mut r = Result100 {
+        dns: dns(obj.get("dns"))?,
+        ..Default::default()
+    };
+    let mut routes: Vec<&Value> = Vec::new();
+    match version {
+        // Before 0.3.0 a result has no interfaces, so no status: nothing to read.
+        "0.1.0" | "0.2.0" => return Ok(r),
+        "" | "0.3.0" | "0.3.1" | "0.4.0" | "1.0.0" | "1.1.0" => {
+            for i in array_field(value, "interfaces")? {
+                r.interfaces.push(Iface {
+                    name: str_field(i, "name")?.unwrap_or_default(),
+                    mac: str_field(i, "mac")?.unwrap_or_default(),
+                    mtu: match i.get("mtu") {
+                        None | Some(Value::Null) => 0,
+                        Some(m) => m
+                            .as_u64()
+                            .and_then(|m| u32::try_from(m).ok())
+                            .ok_or(format!("has interface mtu {m}, not a number"))?,
+                    },
+                    sandbox: str_field(i, "sandbox")?.unwrap_or_default(),
+                });
+            }
+            for ip in array_field(value, "ips")? {
+                let address = str_field(ip, "address")?.ok_or("has an ip without address")?;
+                let gateway = str_field(ip, "gateway")?;
+                if let Some(gw) = &gateway {
+                    go_ip(gw)?;
+                }
+                r.ips.push(Ip {
+                    address: cidr_address(&address)?,
+                    has_gateway: gateway.is_some(),
+                    interface: match ip.get("interface") {
+                        None | Some(Value::Null) => None,
+                        Some(n) => Some(
+                            n.as_i64()
+                                .ok_or(format!("has ip interface index {n}, not an integer"))?,
+                        ),
+                    },
+                });
+            }
+            routes.extend(array_field(value, "routes")?);
+        }
+        other => {
+            return Err(format!(
+                "has cniVersion \"{other}\", which multus cannot read"
+            ));
+        }
+    }
+    for route in routes {
+        let gw = match str_field(route, "gw")? {
+            Some(gw) => go_ip(&gw)?,
+            None => "<nil>".to_string(),
+        };
+        let default = match route.get("dst") {
+            None => true,
+            Some(Value::String(dst)) => {
+                let (addr, _) = dst.split_once('/').unwrap_or((dst, ""));
+                if !crate::multus::selection::is_ip_or_cidr(dst) || !dst.contains('/') {
+                    return Err(format!("has route dst \"{dst}\", not a CIDR"));
+                }
+                addr.parse::<IpAddr>().is_ok_and(|ip| is_zero(&ip))
+            }
+            Some(other) => return Err(format!("has route dst {other}, not a CIDR")),
+        };
+        if default {
+            r.default_gateways.push(gw);
+        }
+    }
+    Ok(r)
+}
+
+fn str_field(v: &Value, key: &str) -> Result<Option<String>, String> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("has \"{key}\" {other}, not a string")),
     }
 }
 
-/// The annotation value: a JSON list, four-space indented like multus.
+fn array_field<'a>(v: &'a Value, key: &str) -> Result<Vec<&'a Value>, String> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => Ok(a.iter().collect()),
+        Some(other) => Err(format!("has \"{key}\" {other}, not a list")),
+    }
+}
+
+/// Go's `IP.Equal(IPv4zero) || IP.Equal(IPv6zero)`: all-zero, v4, v6 or
+/// v4-mapped.
+fn is_zero(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_unspecified(),
+        IpAddr::V6(a) => {
+            a.is_unspecified() || a.to_ipv4_mapped().is_some_and(|m| m.is_unspecified())
+        }
+    }
+}
+
+/// The address of `a.b.c.d/len` as Go prints it, or why it is no CIDR.
+fn cidr_address(cidr: &str) -> Result<String, String> {
+    if !cidr.contains('/') || !crate::multus::selection::is_ip_or_cidr(cidr) {
+        return Err(format!("has address \"{cidr}\", not a CIDR"));
+    }
+    go_ip(cidr.split('/').next().unwrap_or(cidr))
+}
+
+/// An address as Go's `IP.String()` prints it.
+fn go_ip(text: &str) -> Result<String, String> {
+    match text.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => Ok(a.to_string()),
+        Ok(IpAddr::V6(a)) => Ok(go_ipv6(&a)),
+        Err(_) => Err(format!("has \"{text}\", not an IP address")),
+    }
+}
+
+fn go_ipv6(a: &Ipv6Addr) -> String {
+    match a.to_ipv4_mapped() {
+        Some(v4) => v4.to_string(),
+        None => a.to_string(),
+    }
+}
+
+/// The annotation value, byte for byte as multus writes it.
 pub fn annotation(statuses: &[NetworkStatus]) -> String {
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    statuses
-        .serialize(&mut ser)
-        .expect("network status serializes");
-    String::from_utf8(out).expect("serde_json writes UTF-8")
+    let parts: Vec<String> = statuses
+        .iter()
+        .map(|s| {
+            let mut out = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+            s.serialize(&mut ser).expect("network status serializes");
+            go_html_escape(&String::from_utf8(out).expect("serde_json writes UTF-8"))
+        })
+        .collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// Go's JSON encoder escapes `<`, `>`, `&`, U+2028 and U+2029; they only occur
+/// inside strings, so escaping the whole text is safe.
+fn go_html_escape(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Reads an annotation written by multus (or by [`annotation`]).
 pub fn parse_annotation(text: &str) -> Result<Vec<NetworkStatus>, MultusError> {
+    if text.trim() == "null" {
+        return Ok(Vec::new());
+    }
     serde_json::from_str(text).map_err(|e| MultusError::Status {
         problem: format!("is not a JSON list of network statuses ({e})"),
         fix: "expected [{\"name\": \"ns/nad\", \"interface\": \"net1\", ...}]".into(),
     })
 }
 
-/// `10.1.1.5/24` → `10.1.1.5`, canonical form as Go's `IP.String()` prints it.
-fn strip_prefix(address: &str) -> String {
-    let addr = address.split('/').next().unwrap_or(address);
-    addr.parse::<IpAddr>()
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|_| addr.to_string())
-}
-
-/// The result's DNS in multus' shape: only non-empty `nameservers`, `domain`,
-/// `search`, `options`.
-fn dns(value: Option<&Value>) -> Value {
-    let mut out = Map::new();
-    if let Some(Value::Object(d)) = value {
-        for key in ["nameservers", "domain", "search", "options"] {
-            match d.get(key) {
-                Some(Value::String(s)) if !s.is_empty() => {
-                    out.insert(key.into(), json!(s));
-                }
-                Some(Value::Array(a)) if !a.is_empty() => {
-                    out.insert(key.into(), Value::Array(a.clone()));
-                }
-                _ => {}
-            }
-        }
+/// The result's DNS (fields of the wrong type are a result multus cannot read).
+fn dns(value: Option<&Value>) -> Result<Dns, String> {
+    match value {
+        None | Some(Value::Null) => Ok(Dns::default()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("has dns {v}: {e}")),
     }
-    Value::Object(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn result_031() -> Value {
-        json!({
-            "cniVersion": "0.3.1",
-            "interfaces": [
-                {"name": "net1", "mac": "02:23:45:67:89:01", "sandbox": "/var/run/netns/p"}
-            ],
-            "ips": [{"version": "4", "address": "10.1.1.5/24", "gateway": "10.1.1.1", "interface": 0}],
-            "dns": {}
-        })
-    }
-
-    fn result_100() -> Value {
-        json!({
-            "cniVersion": "1.0.0",
-            "interfaces": [
-                {"name": "veth1234abcd", "mac": "0a:00:00:00:00:01"},
-                {"name": "net2", "mac": "0a:58:0a:02:00:05", "mtu": 1400, "sandbox": "/run/netns/p"}
-            ],
-            "ips": [
-                {"address": "10.2.0.5/24", "gateway": "10.2.0.1", "interface": 1},
-                {"address": "fd00:0:0::5/64", "interface": 1},
-                {"address": "192.168.9.9/24", "interface": 0}
-            ],
-            "routes": [{"dst": "0.0.0.0/0", "gw": "10.2.0.1"}, {"dst": "10.9.0.0/16", "gw": "10.2.0.2"}],
-            "dns": {"nameservers": ["10.2.0.1"], "domain": "", "search": []}
-        })
+    #[test]
+    fn reads_the_key_older_secnet_wrote() {
+        let s = parse_annotation(r#"[{"name":"n","default-route":["10.0.0.1"]}]"#).unwrap();
+        assert_eq!(s[0].gateway, ["10.0.0.1"]);
+        // ... and writes multus' key.
+        assert!(annotation(&s).contains("\"gateway\""), "{}", annotation(&s));
+        assert_eq!(parse_annotation("null").unwrap(), vec![]);
     }
 
     #[test]
-    fn from_results_of_each_version() {
-        let cases: Vec<(&str, Value, &str, NetworkStatus)> = vec![
+    fn results_multus_cannot_read_fail_the_add() {
+        let iface = json!([{"name": "net1", "sandbox": "/x"}]);
+        for (result, want) in [
+            (json!([]), "is not a JSON object"),
             (
-                "0.3.1 macvtap",
-                result_031(),
-                "net1",
-                NetworkStatus {
-                    name: "default/dataplane".into(),
-                    interface: Some("net1".into()),
-                    ips: vec!["10.1.1.5".into()],
-                    mac: Some("02:23:45:67:89:01".into()),
-                    dns: Some(json!({})),
-                    ..Default::default()
-                },
+                json!({"cniVersion": "1.0.0", "interfaces": iface, "ips": [{"address": "10.0.0.300/24"}]}),
+                "not a CIDR",
             ),
             (
-                "1.0.0 ovs with host veth",
-                result_100(),
-                "net2",
-                NetworkStatus {
-                    name: "default/dataplane".into(),
-                    interface: Some("net2".into()),
-                    ips: vec!["10.2.0.5".into(), "fd00::5".into()],
-                    mac: Some("0a:58:0a:02:00:05".into()),
-                    mtu: Some(1400),
-                    dns: Some(json!({"nameservers": ["10.2.0.1"]})),
-                    gateway: vec!["10.2.0.1".into()],
-                    ..Default::default()
-                },
+                json!({"cniVersion": "1.0.0", "interfaces": iface, "ips": [{"address": "10.0.0.3"}]}),
+                "not a CIDR",
             ),
             (
-                "ifname not in result: first sandbox interface",
-                result_100(),
-                "eth7",
-                NetworkStatus {
-                    name: "default/dataplane".into(),
-                    interface: Some("net2".into()),
-                    ips: vec!["10.2.0.5".into(), "fd00::5".into()],
-                    mac: Some("0a:58:0a:02:00:05".into()),
-                    mtu: Some(1400),
-                    dns: Some(json!({"nameservers": ["10.2.0.1"]})),
-                    gateway: vec!["10.2.0.1".into()],
-                    ..Default::default()
-                },
+                json!({"cniVersion": "1.0.0", "interfaces": iface, "routes": [{"dst": null, "gw": "10.0.0.1"}]}),
+                "not a CIDR",
             ),
             (
-                "IPAM-only result: all ips, no interface",
-                json!({"cniVersion": "1.0.0", "ips": [{"address": "10.3.0.2/16"}]}),
-                "net1",
-                NetworkStatus {
-                    name: "default/dataplane".into(),
-                    ips: vec!["10.3.0.2".into()],
-                    dns: Some(json!({})),
-                    ..Default::default()
-                },
+                json!({"cniVersion": "1.0.0", "interfaces": iface, "routes": [{"dst": "0.0.0.0/0", "gw": "x"}]}),
+                "not an IP",
             ),
-        ];
-        for (what, result, ifname, want) in cases {
-            let got = from_result("default/dataplane", ifname, &result, false, Some("dev"));
-            assert_eq!(got, want, "{what}");
-        }
-    }
-
-    #[test]
-    fn picks_named_sandbox_interface_and_unindexed_ips() {
-        let r = json!({
-            "cniVersion": "1.0.0",
-            "interfaces": [
-                {"name": "a", "sandbox": "/x", "mac": "02:00:00:00:00:0a"},
-                {"name": "b", "sandbox": "/x", "mac": "02:00:00:00:00:0b"}
-            ],
-            "ips": [{"address": "10.0.0.1/8", "interface": 0}, {"address": "10.0.0.2/8", "interface": 1},
-                    {"address": "10.0.0.3/8"}]
-        });
-        let s = from_result("n/x", "b", &r, true, None);
-        assert_eq!(s.interface.as_deref(), Some("b"));
-        assert_eq!(s.mac.as_deref(), Some("02:00:00:00:00:0b"));
-        assert_eq!(s.ips, vec!["10.0.0.2", "10.0.0.3"]);
-        assert!(s.default);
-    }
-
-    #[test]
-    fn annotation_shape_and_round_trip() {
-        let statuses = vec![
-            NetworkStatus {
-                name: "cbr0".into(),
-                interface: Some("eth0".into()),
-                ips: vec!["10.244.1.6".into()],
-                mac: Some("2e:00:00:00:00:01".into()),
-                default: true,
-                dns: Some(json!({})),
-                ..Default::default()
-            },
-            from_result("default/dataplane", "net1", &result_031(), false, None),
-        ];
-        let text = annotation(&statuses);
-        let want = r#"[
-    {
-        "name": "cbr0",
-        "interface": "eth0",
-        "ips": [
-            "10.244.1.6"
-        ],
-        "mac": "2e:00:00:00:00:01",
-        "default": true,
-        "dns": {}
-    },
-    {
-        "name": "default/dataplane",
-        "interface": "net1",
-        "ips": [
-            "10.1.1.5"
-        ],
-        "mac": "02:23:45:67:89:01",
-        "dns": {}
-    }
-]"#;
-        assert_eq!(text, want);
-        assert_eq!(parse_annotation(&text).unwrap(), statuses);
-    }
-
-    #[test]
-    fn parses_multus_written_annotation() {
-        let text = r#"[{"name":"ns/ovs","interface":"net1","ips":["10.0.0.2"],"mac":"0a:58:0a:00:00:02",
-            "mtu":1400,"dns":{},"device-info":{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:03:00.1"}},
-            "default-route":["10.0.0.1"],"unknown":1}]"#;
-        let s = parse_annotation(text).unwrap();
-        assert_eq!(s[0].mtu, Some(1400));
-        assert_eq!(s[0].device_info.as_ref().unwrap()["type"], "pci");
-        assert_eq!(s[0].gateway, vec!["10.0.0.1"]);
-        assert!(!s[0].default);
-        for bad in [
-            "",
-            "{}",
-            "[{\"interface\":\"x\"}]",
-            "[{\"name\":\"a\",\"mtu\":\"big\"}]",
+            (
+                json!({"cniVersion": "1.0.0", "interfaces": "net1"}),
+                "not a list",
+            ),
+            (
+                json!({"cniVersion": "1.0.0", "interfaces": [{"name": "net1", "mtu": "big"}]}),
+                "mtu",
+            ),
+            (
+                json!({"cniVersion": "1.0.0", "dns": {"nameservers": "10.0.0.1"}}),
+                "dns",
+            ),
         ] {
-            let e = parse_annotation(bad).unwrap_err().to_string();
-            assert!(
-                e.starts_with("k8s.v1.cni.cncf.io/network-status: is not a JSON list"),
-                "{bad}: {e}"
-            );
+            let e = from_result("ns/n", &result, false, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("network ns/n: the CNI result "), "{e}");
+            assert!(e.contains(want), "{result}: {e}");
         }
     }
 }

@@ -1269,3 +1269,51 @@ async fn restarting_the_device_plugin_needs_the_component() {
         .to_string();
     assert!(err.contains("--components without macvtap"), "{err}");
 }
+
+/// The report's topology reads network-status as real multus writes it (the NAD
+/// client's layout, `gateway`, `device-info`, `mtu`), not only secnet's own.
+#[tokio::test]
+async fn snapshot_reads_network_status_as_multus_writes_it() {
+    let status = "[{\n    \"name\": \"kindnet\",\n    \"interface\": \"eth0\",\n    \"ips\": [\n        \"10.244.1.5\"\n    ],\n    \"mac\": \"0a:58:0a:f4:01:05\",\n    \"default\": true,\n    \"dns\": {},\n    \"gateway\": [\n        \"10.244.1.1\"\n    ]\n},{\n    \"name\": \"default/dataplane\",\n    \"interface\": \"net1\",\n    \"mac\": \"02:23:45:67:89:01\",\n    \"mtu\": 1500,\n    \"dns\": {},\n    \"device-info\": {\n        \"type\": \"pci\",\n        \"version\": \"1.1.0\",\n        \"pci\": {\n            \"pci-address\": \"0000:03:00.1\"\n        }\n    }\n}]";
+    let p = pod(
+        "p1",
+        "uid-1",
+        "Running",
+        json!({"k8s.v1.cni.cncf.io/network-status": status}),
+    );
+    let mock = MockApi::new(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/pods") => list("PodList", vec![p.clone()]),
+        _ => base(r),
+    });
+    let c = cluster(&mock, 100).await;
+    let snap = c.snapshot().await;
+    let ifaces: Vec<_> = snap.workloads[0]
+        .interfaces
+        .iter()
+        .map(|i| {
+            (
+                i.name.as_str(),
+                i.network.as_str(),
+                i.mac.as_deref(),
+                i.ips.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ifaces,
+        [
+            (
+                "eth0",
+                "kindnet",
+                Some("0a:58:0a:f4:01:05"),
+                vec!["10.244.1.5".to_string()]
+            ),
+            (
+                "net1",
+                "default/dataplane",
+                Some("02:23:45:67:89:01"),
+                vec![]
+            ),
+        ]
+    );
+}

@@ -192,13 +192,11 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             Ok(r) => r,
             Err(e) => return Err((format!("eth0 on {POD_NETWORK}: {e}"), None, Vec::new())),
         };
-        let mut statuses = vec![multus::status::from_result(
-            POD_NETWORK,
-            "eth0",
-            &eth0_result,
-            true,
-            None,
-        )];
+        let mut statuses = match multus::status::from_result(POD_NETWORK, &eth0_result, true, None)
+        {
+            Ok(s) => s,
+            Err(e) => return Err((e.to_string(), Some(eth0_result), Vec::new())),
+        };
         let mut attachments = Vec::new();
         let annotation = pod
             .metadata
@@ -243,18 +241,16 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             };
             match chain::add(&dirs, &enter, &d.plugins, &target).await {
                 Ok(result) => {
-                    statuses.push(multus::status::from_result(
-                        &d.network,
-                        &d.ifname,
-                        &result,
-                        false,
-                        d.device_id.as_deref(),
-                    ));
+                    let status = multus::status::from_result(&d.network, &result, false, None);
                     attachments.push(Attachment {
                         plugins: d.plugins,
                         target,
                         result,
                     });
+                    match status {
+                        Ok(s) => statuses.extend(s),
+                        Err(e) => return Err((e.to_string(), Some(eth0_result), attachments)),
+                    }
                 }
                 Err(e) => {
                     return Err((
