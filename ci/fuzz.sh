@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${FUZZ_SECONDS:-60}"
 export RUSTC_BOOTSTRAP=1
-for target in macvtap_cni_config ovs_cni_config deviceplugin_config network_selection; do
+for target in macvtap_cni_config ovs_cni_config deviceplugin_config network_selection ovsdb_framer node_policy; do
   echo "fuzz: $target for ${seconds}s"
   cargo fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048
 done
