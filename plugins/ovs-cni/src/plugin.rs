@@ -29,31 +29,34 @@ pub const OWNER: &str = "ovs-cni.network.kubevirt.io";
 /// refused (they never talk to a socket the policy does not allow).
 pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
     ipam::refuse_running_as_delegate()?;
-    let policy = Policy::load()?;
+    // A malformed policy fails ADD, CHECK and STATUS; DEL and GC fall back to the
+    // defaults (the default socket only) so that pods can still go away.
+    let loaded = Policy::load();
+    let teardown_policy = || loaded.clone().unwrap_or_default();
     match inv.command {
         Command::Add => {
             let conf = NetConf::parse(inv)?;
-            conf.authorize(&policy)?;
+            conf.authorize(&loaded?)?;
             add(inv, &conf).await.map(Some)
         }
         Command::Del => {
             let conf = NetConf::for_teardown(inv);
-            let ovsdb = authorize_socket(&conf.socket, &policy).is_ok();
+            let ovsdb = authorize_socket(&conf.socket, &teardown_policy()).is_ok();
             del(inv, &conf, ovsdb).await.map(|()| None)
         }
         Command::Check => {
             let conf = NetConf::parse(inv)?;
-            authorize_socket(&conf.socket, &policy)?;
+            authorize_socket(&conf.socket, &loaded?)?;
             check(inv, &conf).await.map(|()| None)
         }
         Command::Status => {
             let conf = NetConf::parse(inv)?;
-            authorize_socket(&conf.socket, &policy)?;
+            authorize_socket(&conf.socket, &loaded?)?;
             status(&conf).await.map(|()| None)
         }
         Command::Gc => {
             let conf = NetConf::for_teardown(inv);
-            if authorize_socket(&conf.socket, &policy).is_err() {
+            if authorize_socket(&conf.socket, &teardown_policy()).is_err() {
                 return Ok(None);
             }
             gc(&conf).await.map(|()| None)

@@ -824,6 +824,17 @@ async fn del_and_gc_succeed_whatever_add_would_refuse(v: SpecVersion) {
         let r = n.call_raw(call).await;
         assert!(r.success, "{} GC: {}", tag(v), r.stdout);
     }
+    // A malformed policy is the admin's error: ADD names its line, DEL still succeeds.
+    n.set_policy("[ovs]\nsocket = /x\n");
+    let r = n.call("ADD", cfg.clone(), &n.pod, "net1", "").await;
+    assert_error(&r, 7, "plugins.conf:2");
+    let r = n.call("DEL", cfg, &n.pod, "net1", "").await;
+    assert!(
+        r.success,
+        "{} DEL under a malformed policy: {}",
+        tag(v),
+        r.stdout
+    );
 }
 
 async fn hostile_runtime_input_and_ipam(v: SpecVersion) {
