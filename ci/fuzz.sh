@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${FUZZ_SECONDS:-60}"
 export RUSTC_BOOTSTRAP=1
-for target in macvtap_cni_config ovs_cni_config deviceplugin_config network_selection; do
+for target in macvtap_cni_config ovs_cni_config deviceplugin_config network_selection ovsdb_framer node_policy; do
   echo "fuzz: $target for ${seconds}s"
   mkdir -p "corpus-local/$target"
   cargo fuzz run "$target" "corpus-local/$target" "corpus/$target" -- \

@@ -33,6 +33,11 @@ impl BinDirs {
     }
 }
 
+/// The node policy of the bundled plugins as a netns node's runtime passes it
+/// (`SECNET_PLUGIN_POLICY`): a path in the node's private `/var/lib/cni`, written
+/// by `cluster::netns::view`. Other plugins ignore it.
+pub const NODE_POLICY: &str = "/var/lib/cni/secnet/plugins.conf";
+
 /// One invocation context: container, netns, interface, CNI_ARGS.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -63,7 +68,8 @@ async fn invoke(
             target.netns.as_deref(),
             &target.ifname,
         )
-        .args(&target.args);
+        .args(&target.args)
+        .env(cni_kit::policy::POLICY_ENV, NODE_POLICY);
     call.path = dirs.cni_path();
     let reply = exec_in(&call, enter).await.map_err(|e| e.to_string())?;
     if !reply.success {

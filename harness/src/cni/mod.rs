@@ -49,6 +49,9 @@ pub struct Call {
     /// Bytes to send instead of `config` (to test what plugins do with broken input).
     pub raw_stdin: Option<Vec<u8>>,
     pub timeout: Duration,
+    /// Further environment of the runtime (e.g. `SECNET_PLUGIN_POLICY`, the node
+    /// admin's policy file for the bundled plugins).
+    pub env: Vec<(String, String)>,
 }
 
 impl Call {
@@ -68,7 +71,13 @@ impl Call {
             config,
             raw_stdin: None,
             timeout: Duration::from_secs(30),
+            env: Vec::new(),
         }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Call {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     pub fn container(mut self, id: &str, netns: Option<&str>, ifname: &str) -> Call {
@@ -147,6 +156,7 @@ pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
         .env("CNI_IFNAME", &call.ifname)
         .env("CNI_ARGS", &call.args)
         .env("CNI_PATH", &call.path)
+        .envs(call.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

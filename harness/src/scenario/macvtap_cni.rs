@@ -80,9 +80,24 @@ async fn call(
     pod: &Ns,
     args: &str,
 ) -> Result<Reply, String> {
-    let call = Call::new(ctx.plugin("macvtap"), cmd, cfg)
+    call_with_env(ctx, nl, cmd, cfg, pod, args, &[]).await
+}
+
+async fn call_with_env(
+    ctx: &Ctx,
+    nl: &NodeLab,
+    cmd: &str,
+    cfg: Value,
+    pod: &Ns,
+    args: &str,
+    env: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let mut call = Call::new(ctx.plugin("macvtap"), cmd, cfg)
         .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
         .args(args);
+    for (k, v) in env {
+        call = call.env(k, v);
+    }
     exec(&call, Some(&nl.node_ns))
         .await
         .map_err(|e| e.to_string())
@@ -219,15 +234,28 @@ async fn del_after_netns_gone(ctx: Ctx) -> Outcome {
     ctx.finish(&mut nl.lab, outcome)
 }
 
+/// Standalone mode is the node admin's choice: the node's policy lists ens33 as a
+/// master (`SECNET_PLUGIN_POLICY`; without it the bundled plugin refuses, see the
+/// `security` scenarios).
 async fn standalone(ctx: Ctx) -> Outcome {
     let mut nl = ctx.node_lab()?;
+    let scratch = crate::lab::ScratchDir::new(&format!("{}-{}-policy", ctx.run_id, ctx.scope))
+        .map_err(|e| format!("failed to create a scratch dir: {e}"))?;
+    let policy = scratch.path().join("plugins.conf");
+    std::fs::write(&policy, "[macvtap]\nstandalone_masters = ens33\n")
+        .map_err(|e| format!("failed to write {}: {e}", policy.display()))?;
+    let policy = policy.display().to_string();
+    let env = [(cni_kit::policy::POLICY_ENV, policy.as_str())];
     let outcome = async {
         let pod = nl.pod("pod").map_err(lab_err)?;
         let cfg = config(
             SpecVersion::V1_0_0,
             json!({"master": "ens33", "mode": "bridge"}),
         );
-        let add = call(&ctx, &nl, "ADD", cfg.clone(), &pod, "MAC=02:5e:c0:00:00:02").await?;
+        let call = |cmd: &'static str, cfg: Value, args: &'static str| {
+            call_with_env(&ctx, &nl, cmd, cfg, &pod, args, &env)
+        };
+        let add = call("ADD", cfg.clone(), "MAC=02:5e:c0:00:00:02").await?;
         succeeded("ADD", &add)?;
         let link = nl
             .link(&pod, "net1")
@@ -238,7 +266,7 @@ async fn standalone(ctx: Ctx) -> Outcome {
         ensure(link["address"] == "02:5e:c0:00:00:02", || {
             format!("MAC is {}", link["address"])
         })?;
-        succeeded("DEL", &call(&ctx, &nl, "DEL", cfg, &pod, "").await?)?;
+        succeeded("DEL", &call("DEL", cfg, "").await?)?;
         let left = nl.links(&pod).map_err(lab_err)?;
         ensure(left == ["lo"], || {
             format!("after DEL the pod still has {left:?}")

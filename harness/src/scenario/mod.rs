@@ -5,6 +5,7 @@ pub mod bad_input;
 pub mod faults;
 pub mod macvtap_cni;
 pub mod ovs;
+pub mod security;
 pub mod seed;
 pub mod vm;
 
@@ -211,6 +212,7 @@ pub fn all() -> Vec<Scenario> {
     list.extend(vm::scenarios());
     list.extend(faults::scenarios());
     list.extend(bad_input::scenarios());
+    list.extend(security::scenarios());
     list
 }
 

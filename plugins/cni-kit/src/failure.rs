@@ -29,7 +29,7 @@ pub fn open_netns(path: &str) -> Result<NetNs, CniError> {
             ErrorCode::ContainerUnknown,
             format!("failed to open network namespace {path}: {e}"),
         )
-        .with_details("CNI_NETNS must name an existing network namespace file")
+        .with_details("CNI_NETNS must name an existing network namespace file (/run/netns/<name> or /proc/<pid>/ns/net)")
     })
 }
 

@@ -145,6 +145,10 @@ impl Invocation {
                 )));
             }
         }
+        if !required.is_empty() {
+            check_container_id(&get("CNI_CONTAINERID"))?;
+            check_ifname(&get("CNI_IFNAME"))?;
+        }
         let netns = Some(get("CNI_NETNS")).filter(|s| !s.is_empty());
         Ok(Invocation {
             command,
@@ -156,6 +160,48 @@ impl Invocation {
             config: stdin,
             version,
         })
+    }
+}
+
+/// CNI_CONTAINERID as libcni accepts it: a letter or digit, then letters, digits,
+/// `_`, `.` and `-`. Checked before any path is built from it (an absolute or `..`
+/// id would otherwise name a file anywhere on the node).
+pub fn check_container_id(id: &str) -> Result<(), CniError> {
+    let mut chars = id.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && id.len() <= 1024;
+    if ok {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            ErrorCode::InvalidEnvironment,
+            format!("CNI_CONTAINERID {id:?} has characters a container id cannot have"),
+        )
+        .with_details(
+            "container ids are a letter or digit followed by letters, digits, '_', '.' or '-'",
+        ))
+    }
+}
+
+/// CNI_IFNAME as the kernel and libcni accept it: 1–15 bytes, not `.`/`..`, no `/`,
+/// `:` or whitespace.
+pub fn check_ifname(name: &str) -> Result<(), CniError> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            ErrorCode::InvalidEnvironment,
+            format!("CNI_IFNAME {name:?} is not a valid interface name"),
+        )
+        .with_details("interface names are 1 to 15 characters without '/', ':' or whitespace"))
     }
 }
 
@@ -306,6 +352,35 @@ mod tests {
         let err = Invocation::from_parts(&e, b"{\"cniVersion\": \n,}".to_vec(), &ALL).unwrap_err();
         assert_eq!(err.code, ErrorCode::Decode);
         assert!(err.msg.contains("line 2"), "{}", err.msg);
+    }
+
+    #[test]
+    fn container_ids_and_ifnames_are_checked_before_use() {
+        for (cid, ifname) in [
+            ("/etc/passwd", "net1"),
+            ("../../x", "net1"),
+            ("-c", "net1"),
+            ("c", "../x"),
+            ("c", "a/b"),
+            ("c", "sixteen-chars-xx"),
+            ("c", ".."),
+            ("c", "net 1"),
+        ] {
+            let e = env(&[
+                ("CNI_COMMAND", "DEL"),
+                ("CNI_CONTAINERID", cid),
+                ("CNI_IFNAME", ifname),
+            ]);
+            let err = Invocation::from_parts(&e, br#"{"cniVersion":"1.0.0"}"#.to_vec(), &ALL)
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidEnvironment, "{cid} {ifname}");
+        }
+        let e = env(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "sn12ab34-c0_1.x"),
+            ("CNI_IFNAME", "net1"),
+        ]);
+        Invocation::from_parts(&e, br#"{"cniVersion":"1.0.0"}"#.to_vec(), &ALL).unwrap();
     }
 
     #[test]

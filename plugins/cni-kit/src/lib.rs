@@ -10,6 +10,7 @@ pub mod failure;
 pub mod invocation;
 pub mod mac;
 pub mod netns;
+pub mod policy;
 pub mod result;
 pub mod version;
 

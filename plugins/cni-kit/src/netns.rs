@@ -22,9 +22,25 @@ pub struct NetNs {
 }
 
 impl NetNs {
+    /// Opens `path` without blocking (a FIFO or a device must not hang the caller)
+    /// and checks that it is a network namespace: anything else is `InvalidInput`.
     pub fn open(path: impl AsRef<Path>) -> io::Result<NetNs> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(&path)?;
+        // NS_GET_NSTYPE (_IO(0xb7, 0x3)) answers only for namespace files.
+        const NS_GET_NSTYPE: nix::libc::Ioctl = 0xb703;
+        // SAFETY: an argument-less ioctl on an fd we own.
+        let kind = unsafe { nix::libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+        if kind != nix::libc::CLONE_NEWNET {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a network namespace", path.display()),
+            ));
+        }
         Ok(NetNs { file, path })
     }
 
@@ -98,6 +114,8 @@ pub struct LinkFacts {
     pub txqueuelen: u32,
     /// Index of the lower device (macvlan/macvtap/vlan parent), if any.
     pub parent: Option<u32>,
+    /// `ifalias` (`ip link set X alias …`), where a device plugin marks its links.
+    pub alias: Option<String>,
 }
 
 impl LinkFacts {
@@ -112,6 +130,7 @@ impl LinkFacts {
             promisc: msg.header.flags.contains(LinkFlags::Promisc),
             txqueuelen: 0,
             parent: None,
+            alias: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -120,6 +139,7 @@ impl LinkFacts {
                 LinkAttribute::Mtu(m) => facts.mtu = *m,
                 LinkAttribute::TxQueueLen(q) => facts.txqueuelen = *q,
                 LinkAttribute::Link(p) => facts.parent = Some(*p),
+                LinkAttribute::IfAlias(a) => facts.alias = Some(a.clone()),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         if let LinkInfo::Kind(kind) = info {
@@ -189,4 +209,28 @@ pub async fn all_links(handle: &Handle) -> Result<Vec<LinkFacts>, rtnetlink::Err
 
 const fn libc_enodev() -> i32 {
     nix::errno::Errno::ENODEV as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_network_namespaces_open() {
+        NetNs::open("/proc/self/ns/net").expect("our own netns");
+        let err = NetNs::open("/proc/self/ns/mnt").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let err = NetNs::open("/etc/hostname").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        // A FIFO nobody writes to must not block the open.
+        let dir = std::env::temp_dir().join(format!("cni-kit-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let start = std::time::Instant::now();
+        let err = NetNs::open(&fifo).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

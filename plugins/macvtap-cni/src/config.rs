@@ -3,6 +3,7 @@
 
 use cni_kit::args::CniArgs;
 use cni_kit::invocation::decode;
+use cni_kit::policy::Policy;
 use cni_kit::{CniError, Invocation, MacAddr};
 use serde::Deserialize;
 use serde_json::Value;
@@ -75,6 +76,15 @@ impl MacvtapMode {
             "passthru" => MacvtapMode::Passthru,
             _ => return None,
         })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MacvtapMode::Bridge => "bridge",
+            MacvtapMode::Private => "private",
+            MacvtapMode::Vepa => "vepa",
+            MacvtapMode::Passthru => "passthru",
+        }
     }
 }
 
@@ -155,6 +165,56 @@ impl NetConf {
             mac,
             prev_result: raw.prev_result,
         })
+    }
+}
+
+impl NetConf {
+    /// What the node's policy must allow before ADD touches anything: standalone
+    /// mode (master and mode) and the owner and group of `/dev/tapN`. Checked before
+    /// any lookup, so a refusal says nothing about the node's links.
+    pub fn authorize(&self, policy: &Policy) -> Result<(), CniError> {
+        let p = &policy.macvtap;
+        if let Source::Standalone { master, mode } = &self.source {
+            if !p.standalone_masters.iter().any(|m| m == master) {
+                return Err(policy.refuse(
+                    format!("standalone mode on master \"{master}\""),
+                    "macvtap",
+                    "standalone_masters",
+                ));
+            }
+            if !p.standalone_modes.iter().any(|m| m == mode.as_str()) {
+                return Err(policy.refuse(
+                    format!("macvtap mode \"{}\"", mode.as_str()),
+                    "macvtap",
+                    "standalone_modes",
+                ));
+            }
+        }
+        if !p.tap_owners.contains(&self.owner) {
+            return Err(policy.refuse(format!("owner {}", self.owner), "macvtap", "tap_owners"));
+        }
+        if !p.tap_groups.contains(&self.group) {
+            return Err(policy.refuse(format!("group {}", self.group), "macvtap", "tap_groups"));
+        }
+        Ok(())
+    }
+}
+
+/// What DEL uses of the configuration, read leniently: DEL must succeed whatever
+/// else ADD would have refused (a bad MAC, mode, MTU or owner, a missing deviceID).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DelConf {
+    /// The device ID, for the names an interrupted ADD may have left in the pod.
+    pub device_id: Option<String>,
+}
+
+impl DelConf {
+    pub fn parse(inv: &Invocation) -> DelConf {
+        let v: Value = serde_json::from_slice(&inv.config).unwrap_or(Value::Null);
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        DelConf {
+            device_id: text(&v["deviceID"]).or_else(|| text(&v["runtimeConfig"]["deviceID"])),
+        }
     }
 }
 
@@ -281,6 +341,58 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidConfig);
         assert!(e.msg.contains("line 1"), "{}", e.msg);
+    }
+
+    fn policy(text: &str) -> Policy {
+        Policy::parse(text, std::path::Path::new("/test/plugins.conf")).unwrap()
+    }
+
+    #[test]
+    fn standalone_mode_needs_the_node_policy() {
+        let c = NetConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","name":"n","master":"ens33","mode":"passthru"}"#,
+            "",
+        ))
+        .unwrap();
+        let e = c.authorize(&Policy::default()).unwrap_err();
+        assert!(e.msg.contains("[macvtap] standalone_masters"), "{}", e.msg);
+        let e = c
+            .authorize(&policy("[macvtap]\nstandalone_masters = ens33\n"))
+            .unwrap_err();
+        assert!(e.msg.contains("\"passthru\"") && e.msg.contains("standalone_modes"));
+        c.authorize(&policy(
+            "[macvtap]\nstandalone_masters = ens33\nstandalone_modes = passthru\n",
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn tap_owner_and_group_need_the_node_policy() {
+        let c = NetConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","name":"n","deviceID":"d","owner":0,"group":6}"#,
+            "",
+        ))
+        .unwrap();
+        let e = c.authorize(&Policy::default()).unwrap_err();
+        assert!(e.msg.contains("owner 0") && e.msg.contains("tap_owners"));
+        let e = c
+            .authorize(&policy("[macvtap]\ntap_owners = 0\n"))
+            .unwrap_err();
+        assert!(e.msg.contains("group 6") && e.msg.contains("tap_groups"));
+        c.authorize(&policy("[macvtap]\ntap_owners = 0\ntap_groups = 6\n"))
+            .unwrap();
+        let default = NetConf::parse(&inv(r#"{"cniVersion":"1.0.0","deviceID":"d"}"#, "")).unwrap();
+        default.authorize(&Policy::default()).unwrap();
+    }
+
+    #[test]
+    fn del_reads_only_the_device_id() {
+        let d = DelConf::parse(&inv(
+            r#"{"cniVersion":"1.0.0","mode":"bogus","mtu":"x","owner":-1,"runtimeConfig":{"mac":"zz","deviceID":"d1"}}"#,
+            "MAC=bad;FOO=1",
+        ));
+        assert_eq!(d.device_id.as_deref(), Some("d1"));
+        assert_eq!(DelConf::parse(&inv("{}", "")), DelConf::default());
     }
 
     #[test]

@@ -11,17 +11,24 @@ use nix::unistd::{Gid, Uid, chown};
 use rtnetlink::packet_route::link::MacVtapMode;
 use rtnetlink::{Handle, LinkMacVtap, LinkUnspec};
 
-use crate::config::{MacvtapMode, NetConf, Source};
+use crate::config::{DelConf, MacvtapMode, NetConf, Source};
 use crate::naming::{hashed_link_name, standalone_temp_name};
+use cni_kit::policy::{DEVICE_PLUGIN_ALIAS_PREFIX, Policy};
 
 /// Dispatches one invocation. VERSION is answered by `cni_kit::invocation::run_plugin`.
+/// Each command reads only what it uses: DEL must succeed for a configuration
+/// that ADD refused.
 pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
-    let conf = NetConf::parse(inv)?;
     match inv.command {
-        Command::Add => add(inv, &conf).await.map(Some),
-        Command::Del => del(inv, &conf).await.map(|()| None),
-        Command::Check => check(inv, &conf).await.map(|()| None),
-        Command::Status => status(&conf).await.map(|()| None),
+        Command::Add => {
+            let conf = NetConf::parse(inv)?;
+            let policy = Policy::load()?;
+            conf.authorize(&policy)?;
+            add(inv, &conf, &policy).await.map(Some)
+        }
+        Command::Del => del(inv, &DelConf::parse(inv)).await.map(|()| None),
+        Command::Check => check(inv, &NetConf::parse(inv)?).await.map(|()| None),
+        Command::Status => status(&NetConf::parse(inv)?).await.map(|()| None),
         // Nothing of ours outlives an attachment outside its pod netns: the device
         // plugin owns host-side links and standalone links die with the netns.
         Command::Gc => Ok(None),
@@ -36,7 +43,7 @@ struct Pending {
     give_back_as: Option<String>,
 }
 
-async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
+async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String, CniError> {
     let netns_path = inv.netns.as_deref().expect("ADD has CNI_NETNS");
     let pod_ns = open_netns(netns_path)?;
     let host = netlink_in(None)
@@ -46,7 +53,7 @@ async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
         .await
         .map_err(|e| io_failure(format!("open netlink in {netns_path}"), e))?;
     let pending = match &conf.source {
-        Source::Device(id) => move_device_link(&host, &pod, &pod_ns, id, conf).await?,
+        Source::Device(id) => move_device_link(&host, &pod, &pod_ns, id, conf, policy).await?,
         Source::Standalone { master, mode } => {
             create_standalone(&host, &pod, &pod_ns, inv, master, *mode, conf).await?
         }
@@ -73,36 +80,60 @@ async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
     }
 }
 
+/// The mark a device plugin puts on a link it made for `device_id` (ifalias).
+pub fn device_plugin_mark(device_id: &str) -> String {
+    format!("{DEVICE_PLUGIN_ALIAS_PREFIX}{device_id}")
+}
+
+/// Whether `link` may be taken for `device_id`: a macvtap, under the hashed name
+/// (any device plugin) or under the raw deviceID only when a device plugin marked it
+/// for that deviceID; never one marked for another deviceID.
+fn made_by_device_plugin(link: &LinkFacts, device_id: &str, hashed: &str) -> bool {
+    let mark = device_plugin_mark(device_id);
+    let marked_for_us = link.alias.as_deref() == Some(mark.as_str());
+    let marked_for_other = link
+        .alias
+        .as_deref()
+        .is_some_and(|a| a.starts_with(DEVICE_PLUGIN_ALIAS_PREFIX) && a != mark);
+    link.kind.as_deref() == Some("macvtap")
+        && !marked_for_other
+        && (link.name == hashed || marked_for_us)
+}
+
 /// Device mode: find the device plugin's link in the host namespace and move it into
-/// the pod. Hashed name first (current device plugins), then the raw device ID
-/// (device plugins up to v0.13.1).
+/// the pod. The hashed name first (current device plugins), then the raw device ID
+/// (device plugins up to v0.13.1) if a device plugin marked that link. Anything else
+/// (a VM's `macvtap0`, the uplink, a link of the wrong kind) is "not found": the
+/// error says nothing about which host links exist.
 async fn move_device_link(
     host: &Handle,
     pod: &Handle,
     pod_ns: &NetNs,
     device_id: &str,
     conf: &NetConf,
+    policy: &Policy,
 ) -> Result<Pending, CniError> {
     let hashed = hashed_link_name(device_id);
+    let candidates: Vec<&str> = [hashed.as_str(), device_id]
+        .into_iter()
+        .filter(|c| c.len() <= 15 && !c.contains('/'))
+        .collect();
     let mut found = None;
-    for candidate in [hashed.as_str(), device_id] {
-        if candidate.len() > 15 {
-            continue;
-        }
+    for candidate in &candidates {
         let link = link_by_name(host, candidate)
             .await
-            .map_err(|e| netlink_failure(format!("look up host link {candidate}"), e))?;
-        if link.is_some() {
-            found = link;
+            .map_err(|e| netlink_failure("look up the device plugin's link", e))?;
+        if let Some(link) = link.filter(|l| made_by_device_plugin(l, device_id, &hashed)) {
+            found = Some(link);
             break;
         }
     }
     // An ADD killed after the move left the link in the pod under its host name:
     // adopt it, so that the retried ADD converges.
     if found.is_none() {
-        for candidate in [hashed.as_str(), device_id] {
+        for candidate in &candidates {
             if let Ok(Some(left)) = link_by_name(pod, candidate).await
-                && left.kind.as_deref() == Some("macvtap")
+                && made_by_device_plugin(&left, device_id, &hashed)
             {
                 return Ok(Pending {
                     index: left.index,
@@ -114,17 +145,24 @@ async fn move_device_link(
     let Some(link) = found else {
         return Err(CniError::new(
             ErrorCode::TryAgainLater,
-            format!("no macvtap link for deviceID {device_id}: neither {hashed} nor {device_id} exists in the host namespace"),
+            format!("no macvtap of the device plugin for deviceID {device_id} on this node (looked for {hashed})"),
         )
         .with_details("the macvtap device plugin creates it when kubelet calls Allocate; check that the pod requests the NAD's resourceName and that the device plugin runs on this node"));
     };
-    if link.kind.as_deref() != Some("macvtap") {
-        return Err(CniError::invalid_config(format!(
-            "host link {} for deviceID {device_id} is a {}, not a macvtap",
-            link.name,
-            link.kind.as_deref().unwrap_or("device of unknown kind")
-        ))
-        .with_details("deviceID must name a macvtap created by the macvtap device plugin"));
+    if let Some(allowed) = &policy.macvtap.device_lower_devices {
+        let lower = match link.parent {
+            Some(p) => link_by_index(host, p)
+                .await
+                .map_err(|e| netlink_failure("look up the macvtap's lower device", e))?,
+            None => None,
+        };
+        if !lower.is_some_and(|l| allowed.contains(&l.name)) {
+            return Err(policy.refuse(
+                format!("the lower device of the macvtap for deviceID {device_id}"),
+                "macvtap",
+                "device_lower_devices",
+            ));
+        }
     }
     check_mtu_against_lower(host, &link, conf).await?;
     host.link()
@@ -340,24 +378,34 @@ async fn undo(pod: &Handle, pending: &Pending) {
 
 /// Names an interrupted ADD can leave in the pod besides CNI_IFNAME: the device
 /// link under its host name, or the standalone link under its temporary name.
-fn leftover_names(inv: &Invocation, conf: &NetConf) -> Vec<String> {
-    match &conf.source {
-        Source::Device(id) => [hashed_link_name(id), id.clone()]
-            .into_iter()
-            .filter(|n| n.len() <= 15)
-            .collect(),
-        Source::Standalone { .. } => vec![standalone_temp_name(&inv.container_id, &inv.ifname)],
+fn leftover_names(inv: &Invocation, conf: &DelConf) -> Vec<String> {
+    let mut names = vec![standalone_temp_name(&inv.container_id, &inv.ifname)];
+    if let Some(id) = &conf.device_id {
+        names.extend(
+            [hashed_link_name(id), id.clone()]
+                .into_iter()
+                .filter(|n| n.len() <= 15 && !n.contains('/')),
+        );
     }
+    names
 }
 
-async fn del(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
+async fn del(inv: &Invocation, conf: &DelConf) -> Result<(), CniError> {
     let Some(path) = inv.netns.as_deref() else {
         return Ok(());
     };
     let pod_ns = match NetNs::open(path) {
         Ok(ns) => ns,
-        // The netns is gone and the macvtap died with it.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // The netns is gone and the macvtap died with it; a path that is not a
+        // network namespace holds nothing of ours either.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
+            ) =>
+        {
+            return Ok(());
+        }
         Err(e) => return Err(io_failure(format!("open network namespace {path}"), e)),
     };
     let pod = netlink_in(Some(&pod_ns))

@@ -23,6 +23,11 @@ cni_kit::for_every_version!(
     concurrent_adds_for_different_devices,
     interrupted_add_converges,
     killed_add_then_del_leaves_nothing,
+    add_refuses_what_the_node_policy_does_not_allow,
+    add_takes_only_the_device_plugins_links,
+    device_mode_works_without_a_policy_file,
+    del_succeeds_whatever_add_would_refuse,
+    del_with_a_fifo_as_netns_does_not_hang,
 );
 
 fn tag(v: SpecVersion) -> String {
@@ -154,6 +159,19 @@ async fn add_finds_legacy_unhashed_link(v: SpecVersion) {
         return;
     };
     n.device_link("ens33Mvp0");
+    // Only a link the device plugin marked is taken under its raw name.
+    n.lab
+        .ip(
+            &n.nl.node,
+            &[
+                "link",
+                "set",
+                "ens33Mvp0",
+                "alias",
+                "secnet-deviceplugin:ens33Mvp0",
+            ],
+        )
+        .unwrap();
     let reply = n
         .call(
             "ADD",
@@ -298,7 +316,13 @@ async fn add_refuses_missing_and_wrong_links(v: SpecVersion) {
             "",
         )
         .await;
-    assert_error(&r, 7, "not a macvtap");
+    // The same answer as for a missing link: nothing said about the host's links.
+    assert_error(
+        &r,
+        11,
+        "no macvtap of the device plugin for deviceID eth0Mvp8",
+    );
+    assert!(!r.stdout.contains("veth"), "{}", r.stdout);
     assert!(n.link(&n.nl.node, &hashed("eth0Mvp8")).is_some());
     let r = n
         .call(
@@ -309,7 +333,19 @@ async fn add_refuses_missing_and_wrong_links(v: SpecVersion) {
             "",
         )
         .await;
+    assert_error(&r, 7, "[macvtap] standalone_masters");
+    n.set_policy("[macvtap]\nstandalone_masters = nope0\n");
+    let r = n
+        .call(
+            "ADD",
+            n.config(v, json!({"master": "nope0"})),
+            &n.pod,
+            "net1",
+            "",
+        )
+        .await;
     assert_error(&r, 7, "master nope0 does not exist");
+    n.set_policy(TEST_POLICY);
     // MTU above the lower device's is refused before anything moves.
     n.device_link(&hashed("eth0Mvp7"));
     let r = n
@@ -775,4 +811,272 @@ async fn killed_add_then_del_leaves_nothing(v: SpecVersion) {
     }
     let r = n.call("ADD", cfg, &n.pod, "net1", "").await;
     assert!(r.success, "{} ADD after the kills: {}", tag(v), r.stdout);
+}
+
+/// The links of the node and the pod, and the owners of every /dev/tapN: what an
+/// attack must leave unchanged.
+fn snapshot(n: &Node) -> (Vec<String>, Vec<String>) {
+    (n.links(&n.nl.node), n.links(&n.pod))
+}
+
+async fn add_refuses_what_the_node_policy_does_not_allow(v: SpecVersion) {
+    let Some(n) = Node::new(&format!("{} node policy refusals", tag(v))) else {
+        return;
+    };
+    n.device_link(&hashed("eth0Mvp30"));
+    let before = snapshot(&n);
+    let policy_file = n.policy_path();
+    let cases: Vec<(Option<&str>, serde_json::Value, &str)> = vec![
+        // No policy file: standalone mode is off.
+        (
+            None,
+            json!({"master": "ens33"}),
+            "does not exist, so [macvtap] standalone_masters",
+        ),
+        // A master the admin did not list (here: the node's uplink).
+        (
+            Some("[macvtap]\nstandalone_masters = ens34\n"),
+            json!({"master": "ens33"}),
+            "[macvtap] standalone_masters",
+        ),
+        // passthru only when listed.
+        (
+            Some("[macvtap]\nstandalone_masters = ens33\n"),
+            json!({"master": "ens33", "mode": "passthru", "promiscMode": true}),
+            "[macvtap] standalone_modes",
+        ),
+        (
+            Some("[macvtap]\nstandalone_masters = ens33\nstandalone_modes = bridge\n"),
+            json!({"master": "ens33", "mode": "vepa"}),
+            "[macvtap] standalone_modes",
+        ),
+        // chown of /dev/tapN to a uid or gid the admin did not allow.
+        (
+            None,
+            json!({"deviceID": "eth0Mvp30", "owner": 0}),
+            "[macvtap] tap_owners",
+        ),
+        (
+            Some("[macvtap]\ntap_groups = 107\n"),
+            json!({"deviceID": "eth0Mvp30", "group": 0}),
+            "[macvtap] tap_groups",
+        ),
+        // The device plugin's macvtap on a lower device the admin did not list.
+        (
+            Some("[macvtap]\ndevice_lower_devices = ens34\n"),
+            json!({"deviceID": "eth0Mvp30"}),
+            "[macvtap] device_lower_devices",
+        ),
+    ];
+    for (policy, extra, needle) in cases {
+        n.set_policy_file(policy);
+        let r = n
+            .call("ADD", n.config(v, extra.clone()), &n.pod, "net1", "")
+            .await;
+        assert_error(&r, 7, needle);
+        assert!(
+            r.stdout.contains(&policy_file),
+            "{} the refusal names the policy file: {}",
+            tag(v),
+            r.stdout
+        );
+        assert_eq!(snapshot(&n), before, "{} {extra}: the node changed", tag(v));
+    }
+    // Allowed explicitly, it works.
+    n.set_policy("[macvtap]\nstandalone_masters = ens33\nstandalone_modes = private\n");
+    let cfg = n.config(v, json!({"master": "ens33", "mode": "private"}));
+    let r = n.call("ADD", cfg.clone(), &n.pod, "net1", "").await;
+    assert!(r.success, "{} {}", tag(v), r.stdout);
+    assert!(n.call("DEL", cfg, &n.pod, "net1", "").await.success);
+    // A broken policy file is the admin's error, named with its line.
+    n.set_policy("[macvtap]\nstandalone_master = ens33\n");
+    let r = n
+        .call(
+            "ADD",
+            n.config(v, json!({"deviceID": "eth0Mvp30"})),
+            &n.pod,
+            "net1",
+            "",
+        )
+        .await;
+    assert_error(&r, 7, "plugins.conf:2");
+    assert_eq!(snapshot(&n), before);
+}
+
+async fn add_takes_only_the_device_plugins_links(v: SpecVersion) {
+    let Some(n) = Node::new(&format!("{} device links only", tag(v))) else {
+        return;
+    };
+    // A VM's macvtap, unmarked, named as a deviceID.
+    n.device_link("macvtap0");
+    // Another pod's raw-named link, marked for its own deviceID.
+    n.device_link("ens33Mvp40");
+    n.lab
+        .ip(
+            &n.nl.node,
+            &[
+                "link",
+                "set",
+                "ens33Mvp40",
+                "alias",
+                "secnet-deviceplugin:ens33Mvp40",
+            ],
+        )
+        .unwrap();
+    // A hashed link marked for another deviceID.
+    n.device_link(&hashed("ens33Mvp41"));
+    n.lab
+        .ip(
+            &n.nl.node,
+            &[
+                "link",
+                "set",
+                &hashed("ens33Mvp41"),
+                "alias",
+                "secnet-deviceplugin:ens33Mvp42",
+            ],
+        )
+        .unwrap();
+    let before = snapshot(&n);
+    for id in ["macvtap0", "ens33", "lo", "ens33Mvp41", "../ens33"] {
+        let r = n
+            .call(
+                "ADD",
+                n.config(v, json!({"deviceID": id})),
+                &n.pod,
+                "net1",
+                "",
+            )
+            .await;
+        assert_error(&r, 11, "no macvtap of the device plugin");
+        assert!(
+            !r.stdout.contains("veth") && !r.stdout.contains("loopback"),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(
+            snapshot(&n),
+            before,
+            "{} deviceID {id}: the node changed",
+            tag(v)
+        );
+    }
+    // The marked one is taken for its own deviceID.
+    let cfg = n.config(v, json!({"deviceID": "ens33Mvp40"}));
+    let r = n.call("ADD", cfg, &n.pod, "net1", "").await;
+    assert!(r.success, "{} {}", tag(v), r.stdout);
+    assert!(n.link(&n.nl.node, "ens33Mvp40").is_none());
+}
+
+async fn device_mode_works_without_a_policy_file(v: SpecVersion) {
+    let Some(n) = Node::new(&format!("{} no policy file", tag(v))) else {
+        return;
+    };
+    n.set_policy_file(None);
+    n.device_link(&hashed("eth0Mvp31"));
+    let cfg = n.config(v, json!({"deviceID": "eth0Mvp31", "mtu": 1400}));
+    let r = n
+        .call("ADD", cfg.clone(), &n.pod, "net1", "MAC=02:00:00:00:31:01")
+        .await;
+    assert!(r.success, "{} {}", tag(v), r.stdout);
+    let link = n.link(&n.pod, "net1").unwrap();
+    assert_eq!(tap_owner(&link), (107, 107));
+    assert!(n.call("DEL", cfg, &n.pod, "net1", "").await.success);
+}
+
+async fn del_succeeds_whatever_add_would_refuse(v: SpecVersion) {
+    let Some(n) = Node::new(&format!("{} del ignores add-only input", tag(v))) else {
+        return;
+    };
+    n.device_link(&hashed("eth0Mvp32"));
+    let good = n.config(v, json!({"deviceID": "eth0Mvp32"}));
+    assert!(
+        n.call("ADD", good.clone(), &n.pod, "net1", "")
+            .await
+            .success
+    );
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        (good.clone(), "MAC=01:00:5e:00:00:01"),
+        (good.clone(), "MAC=zz"),
+        (good.clone(), "FOO=1"),
+        (
+            n.config(
+                v,
+                json!({"deviceID": "eth0Mvp32", "runtimeConfig": {"mac": "ff:ff:ff:ff:ff:ff"}}),
+            ),
+            "",
+        ),
+        (
+            n.config(
+                v,
+                json!({"deviceID": "eth0Mvp32", "args": {"cni": {"mac": "x"}}}),
+            ),
+            "",
+        ),
+        (n.config(v, json!({"master": "ens33", "mode": "bogus"})), ""),
+        (
+            n.config(v, json!({"master": "nope9", "mode": "passthru"})),
+            "",
+        ),
+        (n.config(v, json!({})), ""),
+        (
+            n.config(
+                v,
+                json!({"deviceID": "eth0Mvp32", "mtu": "big", "owner": -1}),
+            ),
+            "",
+        ),
+    ];
+    n.set_policy_file(None);
+    for (i, (cfg, args)) in cases.into_iter().enumerate() {
+        let r = n.call("DEL", cfg.clone(), &n.pod, "net1", args).await;
+        assert!(
+            r.success,
+            "{} DEL case {i} ({cfg}, {args:?}): {}",
+            tag(v),
+            r.stdout
+        );
+        if i == 0 {
+            assert_eq!(
+                n.links(&n.pod),
+                vec!["lo".to_string()],
+                "{} the first DEL removed net1",
+                tag(v)
+            );
+        }
+    }
+    if v.has_status_and_gc() {
+        let mut gc = n.config(v, json!({"mode": "bogus", "mtu": "x"}));
+        gc["cni.dev/valid-attachments"] = json!([]);
+        let r = n.call_raw(Call::new(PLUGIN, "GC", gc)).await;
+        assert!(r.success, "{} GC: {}", tag(v), r.stdout);
+    }
+}
+
+async fn del_with_a_fifo_as_netns_does_not_hang(v: SpecVersion) {
+    let Some(n) = Node::new(&format!("{} fifo netns", tag(v))) else {
+        return;
+    };
+    let fifo = n.scratch.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let fifo = fifo.display().to_string();
+    let cfg = n.config(v, json!({"deviceID": "eth0Mvp33"}));
+    let mut del = Call::new(PLUGIN, "DEL", cfg.clone()).container("c1", Some(&fifo), "net1");
+    del.timeout = std::time::Duration::from_secs(5);
+    let r = n.call_raw(del).await;
+    assert!(r.success, "{} DEL: {}", tag(v), r.stdout);
+    let mut add = Call::new(PLUGIN, "ADD", cfg).container("c1", Some(&fifo), "net1");
+    add.timeout = std::time::Duration::from_secs(5);
+    assert_error(&n.call_raw(add).await, 3, "not a network namespace");
+    // Runtime input used in names and paths: only the safe character set.
+    let r = n
+        .call_raw(
+            Call::new(PLUGIN, "DEL", n.config(v, json!({"deviceID": "x"}))).container(
+                "/etc/passwd",
+                None,
+                "net1",
+            ),
+        )
+        .await;
+    assert_error(&r, 4, "CNI_CONTAINERID");
 }

@@ -20,8 +20,16 @@ pub struct Entry {
     pub netns: String,
 }
 
+/// The entry's file. The ids were checked against the runtime's character set
+/// (`cni_kit::invocation`), so the name never leaves [`CACHE_DIR`]; checked again
+/// here because a wrong one would name any file on the node.
 pub fn path(container_id: &str, ifname: &str) -> PathBuf {
-    Path::new(CACHE_DIR).join(format!("{container_id}-{ifname}"))
+    let name = format!("{container_id}-{ifname}");
+    assert!(
+        !name.contains('/') && !container_id.starts_with('.'),
+        "cache entry name {name:?} must be checked before use"
+    );
+    Path::new(CACHE_DIR).join(name)
 }
 
 /// Writes atomically (a temporary file renamed into place).

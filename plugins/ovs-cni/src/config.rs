@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use cni_kit::args::CniArgs;
 use cni_kit::invocation::decode;
+use cni_kit::policy::Policy;
 use cni_kit::{CniError, ErrorCode, Invocation, MacAddr};
 use serde::Deserialize;
 use serde_json::Value;
@@ -173,6 +174,155 @@ fn parse_trunks(raw: &[RawTrunk]) -> Result<Vec<u16>, CniError> {
     Ok(out.into_iter().collect())
 }
 
+fn parse_socket(socket_file: Option<String>) -> Result<PathBuf, CniError> {
+    let socket_text = socket_file
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_SOCKET.to_string());
+    socket_path(&socket_text).map_err(|m| {
+        CniError::invalid_config(m).with_details(
+            "set \"socket_file\" to ovsdb-server's Unix socket, e.g. unix:/var/run/openvswitch/db.sock",
+        )
+    })
+}
+
+/// Plugins that are not IPAM plugins: an `ipam.type` naming one of them (or this
+/// plugin) would run a main plugin, or this one recursively, as root.
+const NOT_IPAM: [&str; 18] = [
+    "ovs",
+    "macvtap",
+    "bridge",
+    "macvlan",
+    "ipvlan",
+    "ptp",
+    "vlan",
+    "host-device",
+    "tuning",
+    "portmap",
+    "bandwidth",
+    "firewall",
+    "sbr",
+    "vrf",
+    "loopback",
+    "multus",
+    "dummy",
+    "tap",
+];
+
+fn parse_ipam(ipam: Option<Value>) -> Result<Option<(String, Value)>, CniError> {
+    let v = match ipam {
+        None => return Ok(None),
+        Some(v) if v.as_object().is_some_and(|o| o.is_empty()) => return Ok(None),
+        Some(v) => v,
+    };
+    let kind = v
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            CniError::invalid_config("ipam has no \"type\"")
+                .with_details("name the IPAM plugin, e.g. \"ipam\": {\"type\": \"host-local\", …}")
+        })?;
+    if kind.contains('/') || kind == "." || kind == ".." {
+        return Err(CniError::invalid_config(format!(
+            "ipam type \"{kind}\" must be a plugin name, not a path"
+        )));
+    }
+    if NOT_IPAM.contains(&kind) {
+        return Err(CniError::invalid_config(format!(
+            "ipam type \"{kind}\" is not an IPAM plugin"
+        ))
+        .with_details("use an IPAM plugin such as host-local, static, dhcp or whereabouts"));
+    }
+    Ok(Some((kind.to_string(), v)))
+}
+
+impl NetConf {
+    /// What DEL and GC use, read leniently: the socket, the IPAM plugin (DEL hands
+    /// the attachment back to it), the bridge and the valid attachments (GC). A bad
+    /// `vlan`, `trunk`, `mtu` or MAC, which only ADD needs, does not fail them; a
+    /// socket or IPAM type that ADD would have refused comes back empty (ADD never
+    /// used them, so there is nothing to undo there).
+    pub fn for_teardown(inv: &Invocation) -> NetConf {
+        let v: Value = serde_json::from_slice(&inv.config).unwrap_or(Value::Null);
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        let socket = parse_socket(text(&v["socket_file"])).unwrap_or_default();
+        let ipam = parse_ipam(v.get("ipam").cloned().filter(|i| !i.is_null()))
+            .ok()
+            .flatten();
+        let valid_attachments = v
+            .get("cni.dev/valid-attachments")
+            .and_then(|a| serde_json::from_value::<Vec<RawAttachment>>(a.clone()).ok())
+            .map(|list| {
+                list.into_iter()
+                    .map(|a| (a.container_id, a.ifname))
+                    .collect()
+            });
+        NetConf {
+            name: text(&v["name"]).unwrap_or_default(),
+            bridge: text(&v["bridge"]).unwrap_or_default(),
+            vlan: None,
+            trunks: Vec::new(),
+            mtu: None,
+            socket,
+            ipam,
+            ofport_request: None,
+            mac: None,
+            pod_uid: None,
+            prev_result: None,
+            valid_attachments,
+            raw: v,
+        }
+    }
+
+    /// What the node's policy must allow before ADD touches anything: the OVSDB
+    /// socket, the bridge, the access VLAN, and trunking (a `trunk` list, or no
+    /// `vlan` at all, which makes the port carry every VLAN).
+    pub fn authorize(&self, policy: &Policy) -> Result<(), CniError> {
+        authorize_socket(&self.socket, policy)?;
+        let p = &policy.ovs;
+        if let Some(bridges) = &p.bridges
+            && !bridges.contains(&self.bridge)
+        {
+            return Err(policy.refuse(format!("bridge \"{}\"", self.bridge), "ovs", "bridges"));
+        }
+        if let (Some(vlans), Some(vlan)) = (&p.vlans, self.vlan)
+            && !vlans.contains(&vlan)
+        {
+            return Err(policy.refuse(format!("vlan {vlan}"), "ovs", "vlans"));
+        }
+        if !p.trunk {
+            if !self.trunks.is_empty() {
+                return Err(policy.refuse("a trunk port", "ovs", "trunk"));
+            }
+            if self.vlan.is_none() {
+                return Err(policy.refuse(
+                    "a port without \"vlan\" (it would carry every VLAN of the bridge)",
+                    "ovs",
+                    "trunk",
+                ));
+            }
+        }
+        if let Some(vlans) = &p.vlans
+            && let Some(t) = self.trunks.iter().find(|t| !vlans.contains(t))
+        {
+            return Err(policy.refuse(format!("trunk VLAN {t}"), "ovs", "vlans"));
+        }
+        Ok(())
+    }
+}
+
+/// The socket must be one the node's policy lists, written the same way; checked
+/// before the plugin looks at the file system, so a refusal says nothing about
+/// which paths exist.
+pub fn authorize_socket(socket: &std::path::Path, policy: &Policy) -> Result<(), CniError> {
+    let text = socket.to_string_lossy();
+    if !cni_kit::policy::is_plain_absolute(&text) || !policy.ovs.sockets.iter().any(|s| s == socket)
+    {
+        return Err(policy.refuse(format!("socket_file \"{text}\""), "ovs", "sockets"));
+    }
+    Ok(())
+}
+
 impl NetConf {
     pub fn parse(inv: &Invocation) -> Result<NetConf, CniError> {
         let raw: RawConf = decode(&inv.config, "ovs network configuration")?;
@@ -192,35 +342,8 @@ impl NetConf {
                     .with_details("set \"mtu\" between 68 and 65535, or leave it out for the kernel's default"));
             }
         };
-        let socket_text = raw
-            .socket_file
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| DEFAULT_SOCKET.to_string());
-        let socket = socket_path(&socket_text).map_err(|m| {
-            CniError::invalid_config(m)
-                .with_details("set \"socket_file\" to ovsdb-server's Unix socket, e.g. unix:/var/run/openvswitch/db.sock")
-        })?;
-        let ipam = match raw.ipam {
-            None => None,
-            Some(v) if v.as_object().is_some_and(|o| o.is_empty()) => None,
-            Some(v) => {
-                let kind = v
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| {
-                        CniError::invalid_config("ipam has no \"type\"").with_details(
-                            "name the IPAM plugin, e.g. \"ipam\": {\"type\": \"host-local\", …}",
-                        )
-                    })?;
-                if kind.contains('/') {
-                    return Err(CniError::invalid_config(format!(
-                        "ipam type \"{kind}\" must be a plugin name, not a path"
-                    )));
-                }
-                Some((kind.to_string(), v))
-            }
-        };
+        let socket = parse_socket(raw.socket_file)?;
+        let ipam = parse_ipam(raw.ipam)?;
         let ofport_request = match raw.ofport_request {
             None | Some(0) => None,
             Some(p) if (1..=65279).contains(&p) => Some(p as u16),
@@ -389,6 +512,9 @@ mod tests {
                 .contains("type")
         );
         assert!(parse(r#","ipam":{"type":"../x"}"#).is_err());
+        let e = parse(r#","ipam":{"type":"ovs"}"#).unwrap_err();
+        assert!(e.msg.contains("not an IPAM plugin"), "{}", e.msg);
+        assert!(parse(r#","ipam":{"type":"macvtap"}"#).is_err());
     }
 
     #[test]
@@ -421,6 +547,78 @@ mod tests {
         assert_eq!(e.code, ErrorCode::UnsupportedField);
         parse(r#","interface_type":"system","ofport_request":5"#).unwrap();
         assert!(parse(r#","ofport_request":70000"#).is_err());
+    }
+
+    fn policy(text: &str) -> Policy {
+        Policy::parse(text, std::path::Path::new("/test/plugins.conf")).unwrap()
+    }
+
+    #[test]
+    fn the_node_policy_decides_sockets_bridges_vlans_and_trunks() {
+        let none = Policy::default();
+        parse(r#","vlan":100"#).unwrap().authorize(&none).unwrap();
+        let e = parse("").unwrap().authorize(&none).unwrap_err();
+        assert!(e.msg.contains("without \"vlan\"") && e.msg.contains("[ovs] trunk"));
+        let e = parse(r#","trunk":[{"id":5}]"#)
+            .unwrap()
+            .authorize(&none)
+            .unwrap_err();
+        assert!(e.msg.contains("[ovs] trunk"), "{}", e.msg);
+        for s in [
+            "/run/x/db.sock",
+            "/proc/1/root/var/run/openvswitch/db.sock",
+            "/var/run/openvswitch/../openvswitch/db.sock",
+        ] {
+            let e = parse(&format!(r#","vlan":1,"socket_file":"{s}""#))
+                .unwrap()
+                .authorize(&none)
+                .unwrap_err();
+            assert!(e.msg.contains("[ovs] sockets"), "{}", e.msg);
+        }
+        let p = policy(
+            "[ovs]\nbridges = br1\nvlans = 100-101\ntrunk = true\nsockets = /run/x/db.sock\n",
+        );
+        parse(r#","vlan":100,"socket_file":"unix:/run/x/db.sock""#)
+            .unwrap()
+            .authorize(&p)
+            .unwrap();
+        let e = parse(r#","vlan":100"#).unwrap().authorize(&p).unwrap_err();
+        assert!(e.msg.contains("[ovs] sockets"), "{}", e.msg);
+        let s = r#","socket_file":"/run/x/db.sock""#;
+        let e = parse(&format!(r#"{s},"vlan":102"#))
+            .unwrap()
+            .authorize(&p)
+            .unwrap_err();
+        assert!(e.msg.contains("vlan 102") && e.msg.contains("[ovs] vlans"));
+        let e = parse(&format!(r#"{s},"trunk":[{{"minID":100,"maxID":102}}]"#))
+            .unwrap()
+            .authorize(&p)
+            .unwrap_err();
+        assert!(e.msg.contains("trunk VLAN 102"), "{}", e.msg);
+        let e = NetConf::parse(&inv(
+            &format!(r#"{{"cniVersion":"1.0.0","bridge":"br0","vlan":100{s}}}"#),
+            "",
+        ))
+        .unwrap()
+        .authorize(&p)
+        .unwrap_err();
+        assert!(e.msg.contains("bridge \"br0\"") && e.msg.contains("[ovs] bridges"));
+    }
+
+    #[test]
+    fn teardown_reads_only_what_del_and_gc_use() {
+        let c = NetConf::for_teardown(&inv(
+            r#"{"cniVersion":"1.0.0","vlan":0,"trunk":{"id":1},"mtu":"x","runtimeConfig":{"mac":"zz"},"ipam":{"type":"host-local"}}"#,
+            "MAC=bad;FOO=1",
+        ));
+        assert_eq!(c.socket, PathBuf::from("/var/run/openvswitch/db.sock"));
+        assert_eq!(c.ipam.unwrap().0, "host-local");
+        let c = NetConf::for_teardown(&inv(
+            r#"{"ipam":{"type":"ovs"},"socket_file":"tcp:1.2.3.4:6640"}"#,
+            "",
+        ));
+        assert!(c.ipam.is_none());
+        assert!(authorize_socket(&c.socket, &Policy::default()).is_err());
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub const DATABASE: &str = "Open_vSwitch";
 /// How long one request may take before the server counts as unresponsive.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest message accepted from the server: far above what this plugin's
+/// selects return on a busy node, far below what would exhaust memory.
+pub const MAX_MESSAGE: usize = 16 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum OvsdbError {
     #[error("failed to connect to ovsdb-server at {path}: {source}")]
@@ -31,6 +35,8 @@ pub enum OvsdbError {
     Closed,
     #[error("ovsdb-server sent something that is not JSON: {0}")]
     Garbage(String),
+    #[error("refusing {path}: {why}")]
+    Untrusted { path: PathBuf, why: String },
     #[error("ovsdb-server refused the request: {0}")]
     Rpc(String),
     /// Operation `index` of a transaction failed (`error`, `details` from the server).
@@ -162,12 +168,69 @@ pub fn check_results(results: &Value, operations: usize) -> Result<Vec<Value>, O
 /// A connection to ovsdb-server.
 pub struct Client {
     stream: UnixStream,
-    buf: Vec<u8>,
+    framer: Framer,
     next_id: u64,
+}
+
+/// Checks the socket before and after connecting: a socket file itself (not a
+/// symlink), outside `/proc` (another container's root), and served by root.
+fn check_socket_file(path: &Path) -> Result<(), OvsdbError> {
+    use std::os::unix::fs::FileTypeExt;
+    let untrusted = |why: String| OvsdbError::Untrusted {
+        path: path.to_path_buf(),
+        why,
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(|source| OvsdbError::Connect {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(untrusted("it is a symlink".into()));
+    }
+    if !meta.file_type().is_socket() {
+        return Err(untrusted("it is not a Unix socket".into()));
+    }
+    let real_dir = path
+        .parent()
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .ok_or_else(|| untrusted("its directory cannot be resolved".into()))?;
+    if path.starts_with("/proc") || real_dir.starts_with("/proc") || through_proc(path) {
+        return Err(untrusted(
+            "it lives under /proc (another process's root)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a symlink on the way to `path` points into `/proc` (`/proc/<pid>/root`
+/// resolves to another container's file system, and `canonicalize` hides that).
+fn through_proc(path: &Path) -> bool {
+    let mut prefix = PathBuf::from("/");
+    for component in path.components().skip(1) {
+        prefix.push(component);
+        if let Ok(target) = std::fs::read_link(&prefix) {
+            let mut resolved = prefix.parent().map(Path::to_path_buf).unwrap_or_default();
+            for part in target.components() {
+                match part {
+                    std::path::Component::RootDir => resolved = PathBuf::from("/"),
+                    std::path::Component::ParentDir => {
+                        resolved.pop();
+                    }
+                    std::path::Component::Normal(n) => resolved.push(n),
+                    _ => {}
+                }
+            }
+            if resolved.starts_with("/proc") {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 impl Client {
     pub async fn connect(path: &Path) -> Result<Client, OvsdbError> {
+        check_socket_file(path)?;
         let stream = tokio::time::timeout(TIMEOUT, UnixStream::connect(path))
             .await
             .map_err(|_| OvsdbError::Timeout(TIMEOUT))?
@@ -175,9 +238,17 @@ impl Client {
                 path: path.to_path_buf(),
                 source,
             })?;
+        // SO_PEERCRED: the process that listens must be root's, as ovsdb-server is.
+        let peer = stream.peer_cred().map_err(OvsdbError::Io)?;
+        if peer.uid() != 0 {
+            return Err(OvsdbError::Untrusted {
+                path: path.to_path_buf(),
+                why: format!("its server runs as uid {}, not root", peer.uid()),
+            });
+        }
         Ok(Client {
             stream,
-            buf: Vec::with_capacity(4096),
+            framer: Framer::default(),
             next_id: 1,
         })
     }
@@ -234,8 +305,7 @@ impl Client {
     /// One JSON value from the stream (messages are concatenated, not delimited).
     async fn next_message(&mut self) -> Result<Value, OvsdbError> {
         loop {
-            if let Some((value, used)) = split_message(&self.buf)? {
-                self.buf.drain(..used);
+            if let Some(value) = self.framer.next_value()? {
                 return Ok(value);
             }
             let mut chunk = [0u8; 16 * 1024];
@@ -243,20 +313,74 @@ impl Client {
             if n == 0 {
                 return Err(OvsdbError::Closed);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.framer.push(&chunk[..n]);
         }
     }
 }
 
-/// The first complete JSON value in `buf` and how many bytes it used; `None` when
-/// more bytes are needed.
-pub fn split_message(buf: &[u8]) -> Result<Option<(Value, usize)>, OvsdbError> {
-    let mut stream = serde_json::Deserializer::from_slice(buf).into_iter::<Value>();
-    match stream.next() {
-        None => Ok(None),
-        Some(Ok(v)) => Ok(Some((v, stream.byte_offset()))),
-        Some(Err(e)) if e.is_eof() => Ok(None),
-        Some(Err(e)) => Err(OvsdbError::Garbage(e.to_string())),
+/// Splits a byte stream of concatenated JSON texts into values, scanning each byte
+/// once (nesting depth, strings and escapes carried across reads) and parsing a
+/// value only once its closing bracket arrived; a value above [`MAX_MESSAGE`] bytes
+/// is refused instead of buffered.
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already scanned.
+    scanned: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Framer {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete value, `None` when more bytes are needed.
+    pub fn next_value(&mut self) -> Result<Option<Value>, OvsdbError> {
+        while self.scanned < self.buf.len() {
+            let b = self.buf[self.scanned];
+            self.scanned += 1;
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' if self.depth > 0 => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' if self.depth > 0 => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        let end = self.scanned;
+                        let value = serde_json::from_slice(&self.buf[..end])
+                            .map_err(|e| OvsdbError::Garbage(e.to_string()))?;
+                        self.buf.drain(..end);
+                        self.scanned = 0;
+                        return Ok(Some(value));
+                    }
+                }
+                b' ' | b'\t' | b'\r' | b'\n' if self.depth == 0 => {}
+                _ if self.depth == 0 => {
+                    return Err(OvsdbError::Garbage(format!(
+                        "a message must be a JSON object, it starts with {:?}",
+                        b as char
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if self.buf.len() > MAX_MESSAGE {
+            return Err(OvsdbError::Garbage(format!(
+                "a message exceeds {MAX_MESSAGE} bytes"
+            )));
+        }
+        Ok(None)
     }
 }
 
@@ -330,17 +454,47 @@ mod tests {
     }
 
     #[test]
-    fn messages_split_at_value_boundaries() {
-        let buf = br#"{"id":1,"result":[]}{"id":2,"res"#;
-        let (v, used) = split_message(buf).unwrap().unwrap();
-        assert_eq!(v["id"], 1);
-        assert_eq!(
-            split_message(&buf[used..]).unwrap(),
-            None,
-            "partial message"
-        );
-        assert_eq!(split_message(b"").unwrap(), None);
-        assert!(split_message(b"}garbage").is_err());
+    fn messages_split_at_value_boundaries_across_reads() {
+        let mut f = Framer::default();
+        f.push(br#" {"id":1,"result":["a}\"]"]}{"id":2,"res"#);
+        assert_eq!(f.next_value().unwrap().unwrap()["result"][0], "a}\"]");
+        assert_eq!(f.next_value().unwrap(), None, "partial message");
+        f.push(br#"ult":[]}"#);
+        assert_eq!(f.next_value().unwrap().unwrap()["id"], 2);
+        assert_eq!(f.next_value().unwrap(), None);
+        let mut f = Framer::default();
+        f.push(b"}garbage");
+        assert!(f.next_value().is_err());
+    }
+
+    #[test]
+    fn sockets_reached_through_proc_are_refused() {
+        let dir = std::env::temp_dir().join(format!("ovs-cni-proc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = dir.join("ovs");
+        std::os::unix::fs::symlink("/proc/1/root/run", &link).unwrap();
+        assert!(through_proc(&link.join("db.sock")));
+        let rel = dir.join("rel");
+        std::os::unix::fs::symlink("../../proc/self/root/tmp", &rel).unwrap();
+        assert!(through_proc(&rel.join("db.sock")));
+        assert!(!through_proc(&dir.join("db.sock")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_without_rescanning() {
+        let mut f = Framer::default();
+        f.push(b"{\"id\":1,\"result\":\"");
+        let chunk = vec![b'x'; 1 << 20];
+        let mut refused = false;
+        for _ in 0..20 {
+            f.push(&chunk);
+            if f.next_value().is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "a message above MAX_MESSAGE must be refused");
     }
 
     #[test]

@@ -14,22 +14,53 @@ use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use serde_json::{Value, json};
 
 use crate::cache;
-use crate::config::NetConf;
+use crate::config::{NetConf, authorize_socket};
 use crate::ipam;
 use crate::ovsdb::{self, Client, OvsdbError};
+use cni_kit::invocation::{check_container_id, check_ifname};
+use cni_kit::policy::Policy;
 
 /// `external_ids:owner` of every port this plugin (and upstream ovs-cni) creates.
 pub const OWNER: &str = "ovs-cni.network.kubevirt.io";
 
 /// Dispatches one invocation. VERSION is answered by `cni_kit::invocation::run_plugin`.
+/// ADD, CHECK and STATUS need the whole configuration and the node policy's
+/// consent; DEL and GC read only what they use and succeed for configurations ADD
+/// refused (they never talk to a socket the policy does not allow).
 pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
-    let conf = NetConf::parse(inv)?;
+    ipam::refuse_running_as_delegate()?;
+    // A malformed policy fails ADD, CHECK and STATUS; DEL and GC fall back to the
+    // defaults (the default socket only) so that pods can still go away.
+    let loaded = Policy::load();
+    let teardown_policy = || loaded.clone().unwrap_or_default();
     match inv.command {
-        Command::Add => add(inv, &conf).await.map(Some),
-        Command::Del => del(inv, &conf).await.map(|()| None),
-        Command::Check => check(inv, &conf).await.map(|()| None),
-        Command::Status => status(&conf).await.map(|()| None),
-        Command::Gc => gc(&conf).await.map(|()| None),
+        Command::Add => {
+            let conf = NetConf::parse(inv)?;
+            conf.authorize(&loaded?)?;
+            add(inv, &conf).await.map(Some)
+        }
+        Command::Del => {
+            let conf = NetConf::for_teardown(inv);
+            let ovsdb = authorize_socket(&conf.socket, &teardown_policy()).is_ok();
+            del(inv, &conf, ovsdb).await.map(|()| None)
+        }
+        Command::Check => {
+            let conf = NetConf::parse(inv)?;
+            authorize_socket(&conf.socket, &loaded?)?;
+            check(inv, &conf).await.map(|()| None)
+        }
+        Command::Status => {
+            let conf = NetConf::parse(inv)?;
+            authorize_socket(&conf.socket, &loaded?)?;
+            status(&conf).await.map(|()| None)
+        }
+        Command::Gc => {
+            let conf = NetConf::for_teardown(inv);
+            if authorize_socket(&conf.socket, &teardown_policy()).is_err() {
+                return Ok(None);
+            }
+            gc(&conf).await.map(|()| None)
+        }
         Command::Version => unreachable!("VERSION is answered before dispatch"),
     }
 }
@@ -433,7 +464,7 @@ async fn find_ports(
     Ok(found.into_iter().collect())
 }
 
-async fn del(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
+async fn del(inv: &Invocation, conf: &NetConf, ovsdb: bool) -> Result<(), CniError> {
     let cached = cache::read(&inv.container_id, &inv.ifname).map_err(|e| {
         io_failure(
             format!(
@@ -443,15 +474,19 @@ async fn del(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
             e,
         )
     })?;
-    let mut db = connect("connect to ovsdb-server", conf).await?;
-    let ports = find_ports(&mut db, inv, cached.as_ref())
-        .await
-        .map_err(|e| ovsdb_failure("look up the attachment's ports", conf, e))?;
-    if !ports.is_empty() {
-        let uuids: Vec<String> = ports.iter().map(|(u, _)| u.clone()).collect();
-        db.transact(&remove_ports_operations(&uuids))
+    // A cache entry names the socket ADD used; it must be allowed now as well.
+    let mut ports = Vec::new();
+    if ovsdb {
+        let mut db = connect("connect to ovsdb-server", conf).await?;
+        ports = find_ports(&mut db, inv, cached.as_ref())
             .await
-            .map_err(|e| ovsdb_failure("remove the attachment's ports", conf, e))?;
+            .map_err(|e| ovsdb_failure("look up the attachment's ports", conf, e))?;
+        if !ports.is_empty() {
+            let uuids: Vec<String> = ports.iter().map(|(u, _)| u.clone()).collect();
+            db.transact(&remove_ports_operations(&uuids))
+                .await
+                .map_err(|e| ovsdb_failure("remove the attachment's ports", conf, e))?;
+        }
     }
     let host = netlink_in(None)
         .await
@@ -470,7 +505,12 @@ async fn del(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
                     .map_err(|e| io_failure(format!("open netlink in {path}"), e))?;
                 delete_veth(&pod, &inv.ifname).await?;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Gone, or not a network namespace at all: nothing of ours in there.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
+                ) => {}
             Err(e) => return Err(io_failure(format!("open network namespace {path}"), e)),
         }
     }
@@ -705,6 +745,10 @@ async fn gc(conf: &NetConf) -> Result<(), CniError> {
         let (Some(cid), Some(ifname)) = (ids.get("contId"), ids.get("contIface")) else {
             continue; // not identifiable as an attachment: leave it alone
         };
+        // They name a cache file: only ids a runtime could have passed.
+        if check_container_id(cid).is_err() || check_ifname(ifname).is_err() {
+            continue;
+        }
         if on_bridge.contains(uuid) && !valid.contains(&(cid.clone(), ifname.clone())) {
             stale.push((
                 uuid.to_string(),

@@ -25,6 +25,9 @@ cni_kit::for_every_version!(
     gc_removes_ports_of_invalid_attachments,
     version_lists_supported_versions,
     concurrent_adds_all_land_on_the_bridge,
+    add_refuses_what_the_node_policy_does_not_allow,
+    del_and_gc_succeed_whatever_add_would_refuse,
+    hostile_runtime_input_and_ipam,
 );
 
 fn tag(v: SpecVersion) -> String {
@@ -553,8 +556,18 @@ async fn status_reports_ovsdb_and_bridge(v: SpecVersion) {
         "bridge br-nope does not exist",
     );
     let mut no_socket = call;
+    no_socket.config["socket_file"] = json!(format!(
+        "unix:{}",
+        n.dir.join("nothing-here.sock").display()
+    ));
+    assert_error(
+        &n.call_raw(no_socket.clone()).await,
+        50,
+        "nothing-here.sock",
+    );
+    // A socket the node policy does not list is not even looked at.
     no_socket.config["socket_file"] = json!("/nonexistent/db.sock");
-    assert_error(&n.call_raw(no_socket).await, 50, "/nonexistent/db.sock");
+    assert_error(&n.call_raw(no_socket).await, 7, "[ovs] sockets");
 }
 
 async fn gc_removes_ports_of_invalid_attachments(v: SpecVersion) {
@@ -652,4 +665,236 @@ async fn concurrent_adds_all_land_on_the_bridge(v: SpecVersion) {
         assert!(r.success, "{} {}", tag(v), r.stdout);
     }
     assert!(n.ports().is_empty());
+}
+
+/// Links on the node, ports on the bridge and Port rows: what an attack must leave
+/// unchanged.
+fn snapshot(n: &OvsNode) -> (Vec<String>, Vec<String>, String) {
+    (
+        n.links(&n.node).unwrap(),
+        n.ports(),
+        n.ovs.vsctl(&["--columns=name", "list", "Port"]).unwrap(),
+    )
+}
+
+async fn add_refuses_what_the_node_policy_does_not_allow(v: SpecVersion) {
+    let Some(n) = OvsNode::new(&format!("{} node policy refusals", tag(v))) else {
+        return;
+    };
+    let sock = n.ovs.socket.display().to_string();
+    // A symlink to the real socket, and a path through /proc/<pid>/root.
+    let link = n.dir.join("link.sock");
+    std::os::unix::fs::symlink(&n.ovs.socket, &link).unwrap();
+    let via_proc = format!("/proc/{}/root{sock}", std::process::id());
+    let before = snapshot(&n);
+    let only_sock = format!("[ovs]\nsockets = {sock}\n");
+    let cases: Vec<(String, serde_json::Value, &str)> = vec![
+        // No policy file: only the default socket.
+        ("".into(), json!({"vlan": 100}), "[ovs] sockets"),
+        (
+            only_sock.clone(),
+            json!({"vlan": 100, "socket_file": "/var/run/openvswitch/../openvswitch/db.sock"}),
+            "[ovs] sockets",
+        ),
+        (
+            format!("{only_sock}sockets = {}\n", link.display()),
+            json!({"vlan": 100, "socket_file": link.display().to_string()}),
+            "symlink",
+        ),
+        (
+            format!("{only_sock}sockets = {via_proc}\n"),
+            json!({"vlan": 100, "socket_file": via_proc}),
+            "/proc",
+        ),
+        // Trunks, and ports without a vlan (every VLAN), need trunk = true.
+        (
+            only_sock.clone(),
+            json!({"trunk": [{"id": 5}]}),
+            "[ovs] trunk",
+        ),
+        (only_sock.clone(), json!({}), "[ovs] trunk"),
+        (
+            format!("{only_sock}bridges = br2\n"),
+            json!({"vlan": 100}),
+            "[ovs] bridges",
+        ),
+        (
+            format!("{only_sock}vlans = 200-299\n"),
+            json!({"vlan": 100}),
+            "[ovs] vlans",
+        ),
+        (
+            format!("{only_sock}vlans = 100\ntrunk = true\n"),
+            json!({"vlan": 100, "trunk": [{"id": 101}]}),
+            "trunk VLAN 101",
+        ),
+    ];
+    for (policy, extra, needle) in cases {
+        if policy.is_empty() {
+            let _ = std::fs::remove_file(n.policy_path());
+        } else {
+            n.set_policy(&policy);
+        }
+        let r = n
+            .call("ADD", n.config(v, extra.clone()), &n.pod, "net1", "")
+            .await;
+        assert!(
+            !r.success,
+            "{} {extra} under {policy:?}: {}",
+            tag(v),
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains(needle),
+            "{} {needle:?} not in {}",
+            tag(v),
+            r.stdout
+        );
+        assert_eq!(snapshot(&n), before, "{} {extra}: the node changed", tag(v));
+        assert!(n.link(&n.pod, "net1").is_none());
+    }
+    // What the policy allows works.
+    n.set_policy(&format!("{only_sock}bridges = br1\nvlans = 100\n"));
+    let cfg = n.config(v, json!({"vlan": 100}));
+    let r = n.call("ADD", cfg.clone(), &n.pod, "net1", "").await;
+    assert!(r.success, "{} {}", tag(v), r.stdout);
+    assert!(n.call("DEL", cfg, &n.pod, "net1", "").await.success);
+}
+
+async fn del_and_gc_succeed_whatever_add_would_refuse(v: SpecVersion) {
+    let Some(n) = OvsNode::new(&format!("{} del ignores add-only input", tag(v))) else {
+        return;
+    };
+    let cfg = n.config(v, json!({"vlan": 100}));
+    assert!(n.call("ADD", cfg.clone(), &n.pod, "net1", "").await.success);
+    let mut bad_vlan = cfg.clone();
+    bad_vlan["vlan"] = json!(5000);
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        (bad_vlan, "MAC=01:00:5e:00:00:01"),
+        (cfg.clone(), "MAC=zz;FOO=1"),
+        (
+            n.config(
+                v,
+                json!({"vlan": "x", "trunk": {"id": 0}, "mtu": -1, "runtimeConfig": {"mac": "zz"}}),
+            ),
+            "",
+        ),
+        (
+            n.config(
+                v,
+                json!({"bridge": "", "interface_type": "dpdk", "deviceID": "x"}),
+            ),
+            "",
+        ),
+        (
+            n.config(
+                v,
+                json!({"socket_file": "tcp:1.2.3.4:1", "ipam": {"type": "ovs"}}),
+            ),
+            "",
+        ),
+        (
+            n.config(v, json!({"socket_file": "/elsewhere/db.sock"})),
+            "",
+        ),
+    ];
+    for (i, (c, args)) in cases.into_iter().enumerate() {
+        let r = n.call("DEL", c.clone(), &n.pod, "net1", args).await;
+        assert!(
+            r.success,
+            "{} DEL case {i} ({c}, {args:?}): {}",
+            tag(v),
+            r.stdout
+        );
+        if i == 0 {
+            assert!(
+                n.ports().is_empty(),
+                "{} the first DEL removed the port",
+                tag(v)
+            );
+            assert!(n.link(&n.pod, "net1").is_none());
+        }
+    }
+    if v.has_status_and_gc() {
+        let mut gc = n.config(v, json!({"vlan": 0, "socket_file": "/elsewhere/db.sock"}));
+        gc["cni.dev/valid-attachments"] = json!([]);
+        let mut call = n.call_for("GC", gc, &n.pod, "", "");
+        call.netns = None;
+        call.container_id = String::new();
+        let r = n.call_raw(call).await;
+        assert!(r.success, "{} GC: {}", tag(v), r.stdout);
+    }
+    // A malformed policy is the admin's error: ADD names its line, DEL still succeeds.
+    n.set_policy("[ovs]\nsocket = /x\n");
+    let r = n.call("ADD", cfg.clone(), &n.pod, "net1", "").await;
+    assert_error(&r, 7, "plugins.conf:2");
+    let r = n.call("DEL", cfg, &n.pod, "net1", "").await;
+    assert!(
+        r.success,
+        "{} DEL under a malformed policy: {}",
+        tag(v),
+        r.stdout
+    );
+}
+
+async fn hostile_runtime_input_and_ipam(v: SpecVersion) {
+    let Some(n) = OvsNode::new(&format!("{} hostile runtime input", tag(v))) else {
+        return;
+    };
+    // An absolute container id must not reach the cache path (it deleted any file).
+    let victim = n.dir.join("victim");
+    std::fs::write(&victim, "x").unwrap();
+    let mut call = n.call_for("DEL", n.config(v, json!({"vlan": 1})), &n.pod, "net1", "");
+    call.container_id = format!("{}", n.dir.join("victim-").display())
+        .trim_end_matches('-')
+        .to_string();
+    call.ifname = "x".into();
+    assert_error(&n.call_raw(call).await, 4, "CNI_CONTAINERID");
+    assert!(victim.exists());
+    // A FIFO as CNI_NETNS: DEL does not hang.
+    let fifo = n.dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let mut call = n.call_for("DEL", n.config(v, json!({"vlan": 1})), &n.pod, "net1", "");
+    call.netns = Some(fifo.display().to_string());
+    call.timeout = std::time::Duration::from_secs(5);
+    let r = n.call_raw(call).await;
+    assert!(r.success, "{} DEL with a FIFO netns: {}", tag(v), r.stdout);
+    // ipam.type naming this plugin (or another main plugin) is refused up front...
+    let before = snapshot(&n);
+    for t in ["ovs", "macvtap", "bridge"] {
+        let r = n
+            .call(
+                "ADD",
+                n.config(v, json!({"vlan": 1, "ipam": {"type": t}})),
+                &n.pod,
+                "net1",
+                "",
+            )
+            .await;
+        assert_error(&r, 7, "not an IPAM plugin");
+    }
+    // ...and under another name too: a copy of this binary called as IPAM.
+    let bin = n.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::hard_link(PLUGIN, bin.join("my-ipam"))
+        .or_else(|_| std::fs::copy(PLUGIN, bin.join("my-ipam")).map(|_| ()))
+        .unwrap();
+    let mut call = n.call_for(
+        "ADD",
+        n.config(v, json!({"vlan": 1, "ipam": {"type": "my-ipam"}})),
+        &n.pod,
+        "net1",
+        "",
+    );
+    call.path = bin.display().to_string();
+    call.timeout = std::time::Duration::from_secs(20);
+    let r = n.call_raw(call).await;
+    assert!(!r.success, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("this plugin") || r.stdout.contains("as an IPAM plugin by itself"),
+        "{} {}",
+        tag(v),
+        r.stdout
+    );
+    assert_eq!(snapshot(&n), before, "{} the node changed", tag(v));
 }

@@ -17,6 +17,11 @@ pub const PRIVATE: [(&str, &str); 3] = [
 
 const T: Duration = Duration::from_secs(10);
 
+/// What the netns node's administrator allows the bundled plugins (its policy file
+/// at `crate::cni::chain::NODE_POLICY`): OVS on the default socket and bridge br1
+/// with trunks (the ovs-trunk NAD); no standalone macvtap.
+pub const NODE_POLICY: &str = "[ovs]\nbridges = br1\ntrunk = true\n";
+
 #[derive(Debug, Default)]
 pub struct MountView {
     pub dir: PathBuf,
@@ -38,6 +43,10 @@ impl MountView {
             std::fs::create_dir_all(dir.join(backing))
                 .map_err(|e| format!("failed to create {}: {e}", dir.join(backing).display()))?;
         }
+        let policy = dir.join("cni/secnet/plugins.conf");
+        std::fs::create_dir_all(dir.join("cni/secnet"))
+            .and_then(|()| std::fs::write(&policy, NODE_POLICY))
+            .map_err(|e| format!("failed to write {}: {e}", policy.display()))?;
         let ns_file = dir.join("mnt");
         std::fs::write(&ns_file, b"")
             .map_err(|e| format!("failed to create {}: {e}", ns_file.display()))?;

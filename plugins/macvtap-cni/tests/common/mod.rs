@@ -3,19 +3,27 @@
 #![allow(dead_code)]
 
 use cni_kit::SpecVersion;
+use cni_kit::policy::POLICY_ENV;
 use secnet::cni::{Call, Reply, exec};
-use secnet::lab::Ns;
 use secnet::lab::node::NodeLab;
+use secnet::lab::{Ns, ScratchDir};
 use serde_json::{Value, json};
 
 pub use secnet::lab::node::{link_flags as flags, link_kind as kind};
 
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_macvtap");
 
+/// The node policy the tests run with unless they set another: standalone mode on
+/// ens33 (bridge, private, vepa) and the tap owners the tests ask for.
+pub const TEST_POLICY: &str =
+    "[macvtap]\nstandalone_masters = ens33\ntap_owners = 107, 0\ntap_groups = 107, 6\n";
+
 pub struct Node {
     pub nl: NodeLab,
     pub pod: Ns,
     pub container_id: String,
+    /// Holds this test's node policy file (`SECNET_PLUGIN_POLICY`).
+    pub scratch: ScratchDir,
 }
 
 pub fn hashed(id: &str) -> String {
@@ -42,11 +50,38 @@ impl Node {
         let mut nl = NodeLab::new().expect("node lab");
         let pod = nl.pod("pod").expect("pod netns");
         let container_id = format!("{}-c0", nl.lab.run_id);
-        Some(Node {
+        let scratch = ScratchDir::new(&format!("{}-policy", nl.lab.run_id)).expect("scratch dir");
+        let node = Node {
             nl,
             pod,
             container_id,
-        })
+            scratch,
+        };
+        node.set_policy(TEST_POLICY);
+        Some(node)
+    }
+
+    pub fn policy_path(&self) -> String {
+        self.scratch
+            .path()
+            .join("plugins.conf")
+            .display()
+            .to_string()
+    }
+
+    /// Replaces the node policy the plugin reads (`None`: no policy file at all).
+    pub fn set_policy_file(&self, text: Option<&str>) {
+        let path = self.policy_path();
+        match text {
+            Some(t) => std::fs::write(&path, t).expect("write the policy"),
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
+    pub fn set_policy(&self, text: &str) {
+        self.set_policy_file(Some(text));
     }
 
     pub fn device_link(&self, name: &str) {
@@ -85,12 +120,11 @@ impl Node {
                 ifname,
             )
             .args(args);
-        exec(&call, Some(&self.nl.node_ns))
-            .await
-            .expect("plugin runs")
+        self.call_raw(call).await
     }
 
     pub async fn call_raw(&self, call: Call) -> Reply {
+        let call = call.env(POLICY_ENV, &self.policy_path());
         exec(&call, Some(&self.nl.node_ns))
             .await
             .expect("plugin runs")

@@ -67,7 +67,27 @@ impl OvsNode {
             container_id,
         };
         node.ovs.add_bridge(BRIDGE).expect("add br1");
+        node.set_policy(&node.test_policy());
         Some(node)
+    }
+
+    /// The node policy the tests run with unless they set another: this node's
+    /// socket (and one where nothing listens), trunks allowed.
+    pub fn test_policy(&self) -> String {
+        format!(
+            "[ovs]\nsockets = {}, {}\ntrunk = true\n",
+            self.ovs.socket.display(),
+            self.dir.join("nothing-here.sock").display()
+        )
+    }
+
+    pub fn policy_path(&self) -> String {
+        self.dir.join("plugins.conf").display().to_string()
+    }
+
+    /// Replaces the node policy the plugin reads (`SECNET_PLUGIN_POLICY`).
+    pub fn set_policy(&self, text: &str) {
+        std::fs::write(self.policy_path(), text).expect("write the policy");
     }
 
     pub fn socket_file(&self) -> String {
@@ -120,6 +140,7 @@ impl OvsNode {
     }
 
     pub async fn call_raw(&self, call: Call) -> Reply {
+        let call = call.env(cni_kit::policy::POLICY_ENV, &self.policy_path());
         exec(&call, Some(&self.nl.node_ns))
             .await
             .expect("plugin runs")

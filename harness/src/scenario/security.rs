@@ -1,0 +1,474 @@
+//! The hostile NAD author (label `security`): configurations a tenant can write in
+//! a NetworkAttachmentDefinition (and a runtime can pass through), played against
+//! the implementation under test on a netns node. Each attack must be refused and
+//! leave the node as it was: its links, the pod's links, `/dev/tapN` owners, the
+//! OVS bridge's ports and Port rows, files.
+//!
+//! The node's administrator speaks through the policy file (`SECNET_PLUGIN_POLICY`,
+//! see the README); each scenario says which policy the node has. Upstream's plugins
+//! have no such policy: the messages say so when an attack gets through.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cni_kit::policy::POLICY_ENV;
+use serde_json::{Value, json};
+
+use super::{Ctx, Outcome, Scenario, ensure};
+use crate::cluster::netns::ovs::Ovs;
+use crate::cni::{Call, Reply, exec};
+use crate::lab::enter::Enter;
+use crate::lab::node::NodeLab;
+use crate::lab::{Ns, ScratchDir};
+
+const NO_POLICY: &str = "upstream has no such policy";
+
+pub fn scenarios() -> Vec<Scenario> {
+    let mut list = Vec::new();
+    let mut macvtap = |name: &str, attack: MacvtapAttack| {
+        list.push(Scenario::new(
+            format!("security/macvtap: {name}"),
+            "macvtap",
+            "pod",
+            &["security", "cni"],
+            move |ctx| macvtap_attack(ctx, attack.clone()),
+        ));
+    };
+    macvtap(
+        "standalone master on the node's uplink, no node policy",
+        MacvtapAttack {
+            policy: None,
+            config: json!({"master": "ens33", "mode": "bridge"}),
+            why: "standalone mode must be off unless the node's policy lists the master",
+            ..MacvtapAttack::default()
+        },
+    );
+    macvtap(
+        "standalone master on a host bridge the policy does not list",
+        MacvtapAttack {
+            policy: Some("[macvtap]\nstandalone_masters = ens33\n"),
+            host_bridge: true,
+            config: json!({"master": "br0", "mode": "bridge"}),
+            why: "only the masters the node's policy lists may carry standalone macvtaps",
+            ..MacvtapAttack::default()
+        },
+    );
+    macvtap(
+        "passthru with promiscMode on the uplink",
+        MacvtapAttack {
+            policy: Some("[macvtap]\nstandalone_masters = ens33\n"),
+            config: json!({"master": "ens33", "mode": "passthru", "promiscMode": true}),
+            why: "passthru takes the uplink's own MAC; the node's policy must list it explicitly",
+            ..MacvtapAttack::default()
+        },
+    );
+    macvtap(
+        "a deviceID naming a VM's macvtap0",
+        MacvtapAttack {
+            device_links: &["macvtap0"],
+            config: json!({"deviceID": "macvtap0"}),
+            why: "device mode may take only links the device plugin made (hashed names, or marked ones)",
+            ..MacvtapAttack::default()
+        },
+    );
+    macvtap(
+        "a deviceID naming the node's uplink",
+        MacvtapAttack {
+            config: json!({"deviceID": "ens33"}),
+            why: "device mode may take only macvtaps the device plugin made",
+            ..MacvtapAttack::default()
+        },
+    );
+    macvtap(
+        "owner/group of /dev/tapN set to root",
+        MacvtapAttack {
+            device_links: &["mvt-hashed:ens33Mvp0"],
+            config: json!({"deviceID": "ens33Mvp0", "owner": 0, "group": 0}),
+            why: "the tap's owner and group must be ones the node's policy allows (default 107:107)",
+            ..MacvtapAttack::default()
+        },
+    );
+    let mut ovs = |name: &str, attack: OvsAttack| {
+        list.push(Scenario::new(
+            format!("security/ovs: {name}"),
+            "ovs",
+            "pod",
+            &["security", "cni"],
+            move |ctx| ovs_attack(ctx, attack.clone()),
+        ));
+    };
+    ovs(
+        "socket_file through /proc/<pid>/root",
+        OvsAttack {
+            socket: SocketChoice::ViaProc,
+            config: json!({"vlan": 100}),
+            why: "the plugin may connect only to the sockets the node's policy lists",
+            ..OvsAttack::default()
+        },
+    );
+    ovs(
+        "socket_file a symlink to the node's ovsdb-server",
+        OvsAttack {
+            socket: SocketChoice::Symlink,
+            config: json!({"vlan": 100}),
+            why: "the plugin may connect only to the sockets the node's policy lists, never through a symlink",
+            ..OvsAttack::default()
+        },
+    );
+    ovs(
+        "trunk of every VLAN (no vlan) without the policy allowing trunks",
+        OvsAttack {
+            config: json!({}),
+            why: "a port without vlan carries every VLAN of the bridge; trunks need the node's consent",
+            ..OvsAttack::default()
+        },
+    );
+    ovs(
+        "trunk list without the policy allowing trunks",
+        OvsAttack {
+            config: json!({"trunk": [{"minID": 1, "maxID": 4094}]}),
+            why: "trunks need the node's consent",
+            ..OvsAttack::default()
+        },
+    );
+    ovs(
+        "ipam type naming the plugin itself",
+        OvsAttack {
+            ipam_self: true,
+            config: json!({"vlan": 100}),
+            why: "the plugin must not run itself (or another main plugin) as IPAM",
+            ..OvsAttack::default()
+        },
+    );
+    ovs(
+        "absolute and ../ container ids on DEL",
+        OvsAttack {
+            hostile_container_id: true,
+            config: json!({"vlan": 100}),
+            why: "container ids must be checked before a cache path is built from them",
+            ..OvsAttack::default()
+        },
+    );
+    list
+}
+
+fn lab_err(e: impl std::fmt::Display) -> String {
+    format!("failed to set up the node lab: {e}")
+}
+
+/// Writes the node's policy (none: no file) into `scratch` and returns its path.
+fn write_policy(scratch: &ScratchDir, policy: Option<&str>) -> Result<String, String> {
+    let path = scratch.path().join("plugins.conf");
+    if let Some(text) = policy {
+        std::fs::write(&path, text).map_err(|e| format!("failed to write the policy: {e}"))?;
+    }
+    Ok(path.display().to_string())
+}
+
+/// The plugin's answer, cut short (upstream's errors carry its whole log).
+fn described(r: &Reply) -> String {
+    let text = if r.success {
+        format!("it succeeded: {}", r.stdout.trim())
+    } else {
+        format!("refused: {}", r.error_text())
+    };
+    short(&text)
+}
+
+fn short(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None => flat,
+    }
+}
+
+// ---- macvtap ----
+
+#[derive(Clone, Default)]
+struct MacvtapAttack {
+    /// The node's policy; `None`: no policy file.
+    policy: Option<&'static str>,
+    /// Links made as a device plugin (or a VM) would: a name, or
+    /// `mvt-hashed:<deviceID>` for the device plugin's hashed name.
+    device_links: &'static [&'static str],
+    /// A Linux bridge `br0` on the node.
+    host_bridge: bool,
+    config: Value,
+    why: &'static str,
+}
+
+/// What must not change: the node's and the pod's links, and the owner of every
+/// device link's `/dev/tapN`.
+fn macvtap_state(nl: &NodeLab, pod: &Ns) -> Result<Vec<String>, String> {
+    let mut state = nl.links(&nl.node).map_err(lab_err)?;
+    state.push("--pod--".into());
+    state.extend(nl.links(pod).map_err(lab_err)?);
+    for name in nl.links(&nl.node).map_err(lab_err)? {
+        if let Some(link) = nl.link(&nl.node, &name)
+            && let Ok(owner) = crate::lab::node::tap_owner(&link)
+        {
+            state.push(format!("{name} tap {owner:?}"));
+        }
+    }
+    Ok(state)
+}
+
+async fn macvtap_attack(ctx: Ctx, attack: MacvtapAttack) -> Outcome {
+    let mut nl = ctx.node_lab()?;
+    let scratch = ScratchDir::new(&format!("{}-{}-sec", ctx.run_id, ctx.scope))
+        .map_err(|e| format!("failed to create a scratch dir: {e}"))?;
+    let outcome = macvtap_attack_in(&ctx, &mut nl, &scratch, &attack).await;
+    ctx.finish(&mut nl.lab, outcome)
+}
+
+async fn macvtap_attack_in(
+    ctx: &Ctx,
+    nl: &mut NodeLab,
+    scratch: &ScratchDir,
+    attack: &MacvtapAttack,
+) -> Outcome {
+    let pod = nl.pod("pod").map_err(lab_err)?;
+    for link in attack.device_links {
+        let name = match link.strip_prefix("mvt-hashed:") {
+            Some(id) => macvtap_cni::naming::hashed_link_name(id),
+            None => link.to_string(),
+        };
+        nl.device_link(&name).map_err(lab_err)?;
+    }
+    if attack.host_bridge {
+        nl.lab
+            .ip(&nl.node, &["link", "add", "br0", "type", "bridge"])
+            .map_err(lab_err)?;
+        nl.lab
+            .ip(&nl.node, &["link", "set", "br0", "up"])
+            .map_err(lab_err)?;
+    }
+    let policy = write_policy(scratch, attack.policy)?;
+    let before = macvtap_state(nl, &pod)?;
+    let mut cfg = json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap"});
+    for (k, v) in attack.config.as_object().cloned().unwrap_or_default() {
+        cfg[k] = v;
+    }
+    let call = Call::new(ctx.plugin("macvtap"), "ADD", cfg.clone())
+        .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
+        .env(POLICY_ENV, &policy);
+    let reply = exec(&call, Some(&nl.node_ns))
+        .await
+        .map_err(|e| e.to_string())?;
+    let after = macvtap_state(nl, &pod)?;
+    if reply.success {
+        // Undo it before reporting (the pod namespace goes with the lab anyway).
+        let mut del = call.clone();
+        del.command = "DEL".into();
+        let _ = exec(&del, Some(&nl.node_ns)).await;
+        return Err(format!(
+            "the NAD {} was accepted ({}; {NO_POLICY}): {}",
+            attack.config,
+            attack.why,
+            short(&reply.stdout)
+        ));
+    }
+    ensure(before == after, || {
+        format!(
+            "the NAD {} was refused but the node changed ({}):\n  before {before:?}\n  after  {after:?}",
+            attack.config,
+            described(&reply)
+        )
+    })
+}
+
+// ---- OVS ----
+
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum SocketChoice {
+    /// The node's own socket, listed in the policy.
+    #[default]
+    Allowed,
+    /// The same socket reached as `/proc/<pid of ovsdb-server's peer>/root/...`.
+    ViaProc,
+    /// A symlink to it.
+    Symlink,
+}
+
+#[derive(Clone, Default)]
+struct OvsAttack {
+    socket: SocketChoice,
+    /// `ipam.type` names the plugin itself (found in CNI_PATH as a depth-limited
+    /// wrapper, so that a plugin that recurses stops after two levels).
+    ipam_self: bool,
+    /// DEL with CNI_CONTAINERID an absolute path and a `../` path to a victim file.
+    hostile_container_id: bool,
+    config: Value,
+    why: &'static str,
+}
+
+async fn ovs_attack(ctx: Ctx, attack: OvsAttack) -> Outcome {
+    if !crate::prereq::require_program("security/ovs", "ovsdb-server", "openvswitch-switch") {
+        return Err("Open vSwitch is not installed (apt-get install openvswitch-switch)".into());
+    }
+    let mut nl = ctx.node_lab()?;
+    let scratch = ScratchDir::new(&format!("{}-{}-sec", ctx.run_id, ctx.scope))
+        .map_err(|e| format!("failed to create a scratch dir: {e}"))?;
+    let enter = Enter::net(nl.node.path()).map_err(lab_err)?;
+    let mut ovs = Ovs::start(&enter, &scratch.path().join("ovs"))?;
+    let outcome = async {
+        ovs.add_bridge("br1")?;
+        ovs_attack_in(&ctx, &mut nl, &ovs, &scratch, &attack).await
+    }
+    .await;
+    ovs.stop();
+    ctx.finish(&mut nl.lab, outcome)
+}
+
+fn ovs_state(nl: &NodeLab, pod: &Ns, ovs: &Ovs) -> Result<Vec<String>, String> {
+    let mut state = nl.links(&nl.node).map_err(lab_err)?;
+    state.push("--pod--".into());
+    state.extend(nl.links(pod).map_err(lab_err)?);
+    state.push("--ports--".into());
+    state.extend(ovs.ports("br1")?);
+    state.push(ovs.vsctl(&["--columns=name", "list", "Port"])?);
+    Ok(state)
+}
+
+async fn ovs_attack_in(
+    ctx: &Ctx,
+    nl: &mut NodeLab,
+    ovs: &Ovs,
+    scratch: &ScratchDir,
+    attack: &OvsAttack,
+) -> Outcome {
+    let pod = nl.pod("pod").map_err(lab_err)?;
+    let real = ovs.socket.display().to_string();
+    let socket = match attack.socket {
+        SocketChoice::Allowed => real.clone(),
+        SocketChoice::ViaProc => format!("/proc/{}/root{real}", std::process::id()),
+        SocketChoice::Symlink => {
+            let link = scratch.path().join("db.sock");
+            std::os::unix::fs::symlink(&ovs.socket, &link)
+                .map_err(|e| format!("failed to create {}: {e}", link.display()))?;
+            link.display().to_string()
+        }
+    };
+    // The node's admin allows this node's own socket only, access ports only.
+    let policy = write_policy(scratch, Some(&format!("[ovs]\nsockets = {real}\n")))?;
+    let mut cfg = json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "ovs",
+        "bridge": "br1", "socket_file": format!("unix:{socket}")});
+    for (k, v) in attack.config.as_object().cloned().unwrap_or_default() {
+        cfg[k] = v;
+    }
+    let mut call = Call::new(ctx.plugin("ovs"), "ADD", cfg.clone())
+        .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
+        .env(POLICY_ENV, &policy);
+    call.timeout = Duration::from_secs(30);
+    let marker = scratch.path().join("recursed");
+    if attack.ipam_self {
+        call = with_self_as_ipam(ctx, call, scratch, &marker)?;
+    }
+    let before = ovs_state(nl, &pod, ovs)?;
+    if attack.hostile_container_id {
+        return hostile_container_ids(nl, scratch, call).await;
+    }
+    let reply = exec(&call, Some(&nl.node_ns))
+        .await
+        .map_err(|e| e.to_string())?;
+    let after = ovs_state(nl, &pod, ovs)?;
+    if attack.ipam_self && marker.exists() {
+        return Err(format!(
+            "the plugin ran itself as its own IPAM plugin ({}; {NO_POLICY}, upstream recurses until a pids limit stops it): {}",
+            attack.why,
+            described(&reply)
+        ));
+    }
+    if reply.success {
+        let mut del = call.clone();
+        del.command = "DEL".into();
+        let _ = exec(&del, Some(&nl.node_ns)).await;
+        return Err(format!(
+            "the NAD {} with socket_file {socket} was accepted ({}; {NO_POLICY}): {}",
+            attack.config,
+            attack.why,
+            short(&reply.stdout)
+        ));
+    }
+    ensure(before == after, || {
+        format!(
+            "the NAD {} was refused but the node changed ({}):\n  before {before:?}\n  after  {after:?}",
+            attack.config,
+            described(&reply)
+        )
+    })
+}
+
+/// Puts a wrapper named like the plugin first in CNI_PATH: it runs the real plugin
+/// once more (so a plugin that delegates to itself is caught), marks that it did,
+/// and stops a second level with an error instead of recursing further.
+fn with_self_as_ipam(
+    ctx: &Ctx,
+    mut call: Call,
+    scratch: &ScratchDir,
+    marker: &Path,
+) -> Result<Call, String> {
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    let wrapper = bin.join("ovs");
+    let script = format!(
+        "#!/bin/sh\n: > '{marker}'\nif [ -n \"$SECNET_SECURITY_DEPTH\" ]; then echo '{{\"code\":100,\"msg\":\"recursion stopped by secnet\"}}'; exit 1; fi\nexport SECNET_SECURITY_DEPTH=1\nexec '{plugin}' \"$@\"\n",
+        marker = marker.display(),
+        plugin = ctx.plugin("ovs").display()
+    );
+    std::fs::write(&wrapper, script).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    call.path = format!("{}:{}", bin.display(), call.path);
+    call.config["ipam"] = json!({"type": "ovs"});
+    Ok(call)
+}
+
+/// DEL with CNI_CONTAINERID an absolute path and a `../` path whose cache file would
+/// be a victim file; the victim must survive.
+async fn hostile_container_ids(nl: &NodeLab, scratch: &ScratchDir, call: Call) -> Outcome {
+    let victim_dir = scratch.path().join("victims");
+    std::fs::create_dir_all(&victim_dir).map_err(|e| e.to_string())?;
+    let absolute = victim_dir.join("abs");
+    let dotted = victim_dir.join("dot");
+    let up = "../".repeat(8);
+    let ids = [
+        absolute.display().to_string(),
+        format!(
+            "{up}{}",
+            dotted.display().to_string().trim_start_matches('/')
+        ),
+    ];
+    let mut accepted = Vec::new();
+    for (id, victim) in ids.iter().zip([&absolute, &dotted]) {
+        let file = victim.with_file_name(format!(
+            "{}-net1",
+            victim.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        std::fs::write(&file, "{}").map_err(|e| e.to_string())?;
+        let mut del = call.clone();
+        del.command = "DEL".into();
+        del.container_id = id.clone();
+        let reply = exec(&del, Some(&nl.node_ns))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !file.exists() {
+            return Err(format!(
+                "DEL with CNI_CONTAINERID {id:?} deleted {} ({}): {}",
+                file.display(),
+                NO_POLICY.replace("policy", "check"),
+                described(&reply)
+            ));
+        }
+        if reply.success {
+            accepted.push(id.clone());
+        }
+    }
+    ensure(accepted.is_empty(), || {
+        format!(
+            "DEL accepted container ids that are paths {accepted:?} (nothing was deleted, but the id was not checked)"
+        )
+    })
+}

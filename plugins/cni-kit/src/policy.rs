@@ -1,0 +1,369 @@
+//! The node's own policy for the bundled plugins: what a network configuration (a
+//! NetworkAttachmentDefinition, written by tenants) may ask a root plugin to do on
+//! this node. It belongs to the node's administrator: a file read on every
+//! invocation, `/etc/secnet/plugins.conf` unless the runtime's environment names
+//! another one in `SECNET_PLUGIN_POLICY`. Nothing in the network configuration can
+//! widen it.
+//!
+//! The format is INI-like: `[macvtap]` and `[ovs]` sections, `key = value` lines,
+//! lists separated by commas or spaces, `#` comments. Lists are explicit (no
+//! wildcards), so `passthru` or the node's uplink are allowed only when written
+//! down. See the README, "Threat model and node policy".
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{CniError, ErrorCode};
+
+/// The environment variable (set by the runtime or the admin's DaemonSet, never by a
+/// tenant) that points at another policy file.
+pub const POLICY_ENV: &str = "SECNET_PLUGIN_POLICY";
+pub const DEFAULT_POLICY_PATH: &str = "/etc/secnet/plugins.conf";
+/// ovsdb-server's socket on a node with Open vSwitch: the only one allowed by default.
+pub const DEFAULT_OVS_SOCKET: &str = "/var/run/openvswitch/db.sock";
+/// KubeVirt's qemu user and group: the only owner of `/dev/tapN` allowed by default.
+pub const DEFAULT_TAP_ID: u32 = 107;
+/// The `ifalias` a device plugin sets on a macvtap it created (followed by the
+/// deviceID): the mark that lets the CNI take a link under its raw deviceID name.
+pub const DEVICE_PLUGIN_ALIAS_PREFIX: &str = "secnet-deviceplugin:";
+/// Standalone modes allowed when `standalone_modes` is not set (never passthru).
+pub const DEFAULT_STANDALONE_MODES: [&str; 3] = ["bridge", "private", "vepa"];
+const MACVTAP_MODES: [&str; 4] = ["bridge", "private", "vepa", "passthru"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacvtapPolicy {
+    /// Lower devices a configuration's `master` may name; empty: standalone mode off.
+    pub standalone_masters: Vec<String>,
+    pub standalone_modes: Vec<String>,
+    /// Lower devices of the device plugin's macvtaps; `None`: any lower device.
+    pub device_lower_devices: Option<Vec<String>>,
+    pub tap_owners: Vec<u32>,
+    pub tap_groups: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OvsPolicy {
+    pub sockets: Vec<PathBuf>,
+    /// `None`: any bridge.
+    pub bridges: Option<Vec<String>>,
+    /// Access VLANs allowed; `None`: any (1–4094).
+    pub vlans: Option<BTreeSet<u16>>,
+    /// Whether trunk ports (a `trunk` list, or no `vlan` at all: every VLAN) are allowed.
+    pub trunk: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The file this came from (or would have).
+    pub path: PathBuf,
+    /// Whether that file exists; without it every field has its default.
+    pub present: bool,
+    pub macvtap: MacvtapPolicy,
+    pub ovs: OvsPolicy,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            path: PathBuf::from(DEFAULT_POLICY_PATH),
+            present: false,
+            macvtap: MacvtapPolicy {
+                standalone_masters: Vec::new(),
+                standalone_modes: DEFAULT_STANDALONE_MODES.map(String::from).to_vec(),
+                device_lower_devices: None,
+                tap_owners: vec![DEFAULT_TAP_ID],
+                tap_groups: vec![DEFAULT_TAP_ID],
+            },
+            ovs: OvsPolicy {
+                sockets: vec![PathBuf::from(DEFAULT_OVS_SOCKET)],
+                bridges: None,
+                vlans: None,
+                trunk: false,
+            },
+        }
+    }
+}
+
+impl Policy {
+    /// The policy of this node: the file `SECNET_PLUGIN_POLICY` names, else the
+    /// default path. A missing file means the defaults; an unreadable or malformed
+    /// one, or one that someone other than root could have written, is an error.
+    pub fn load() -> Result<Policy, CniError> {
+        let path = std::env::var_os(POLICY_ENV)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_PATH));
+        Policy::load_from(&path)
+    }
+
+    pub fn load_from(path: &Path) -> Result<Policy, CniError> {
+        let bad = |msg: String| {
+            CniError::invalid_config(msg).with_details(format!(
+                "the node's administrator must fix {} (see the README, \"Threat model and node policy\")",
+                path.display()
+            ))
+        };
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Policy {
+                    path: path.to_path_buf(),
+                    ..Policy::default()
+                });
+            }
+            Err(e) => {
+                return Err(bad(format!(
+                    "failed to read node policy {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(bad(format!(
+                "node policy {} must be owned by root and writable by root only (uid {}, mode {:o})",
+                path.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            bad(format!(
+                "failed to read node policy {}: {e}",
+                path.display()
+            ))
+        })?;
+        Policy::parse(&text, path).map_err(bad)
+    }
+
+    /// Parses the policy text; errors name the file, line and key.
+    pub fn parse(text: &str, path: &Path) -> Result<Policy, String> {
+        let mut p = Policy {
+            path: path.to_path_buf(),
+            present: true,
+            ..Policy::default()
+        };
+        let mut section = String::new();
+        for (i, raw_line) in text.lines().enumerate() {
+            let at = || format!("{}:{}", path.display(), i + 1);
+            let line = raw_line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.trim().to_string();
+                if section != "macvtap" && section != "ovs" {
+                    return Err(format!(
+                        "{}: unknown section [{section}] (known: [macvtap], [ovs])",
+                        at()
+                    ));
+                }
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(format!("{}: expected `key = value`, got {line:?}", at()));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let items: Vec<String> = value
+                .split([',', ' ', '\t'])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            let field_err = |why: String| format!("{}: [{section}] {key}: {why}", at());
+            let ids = |items: &[String]| -> Result<Vec<u32>, String> {
+                items
+                    .iter()
+                    .map(|s| {
+                        s.parse::<u32>()
+                            .map_err(|_| field_err(format!("{s:?} is not a numeric id")))
+                    })
+                    .collect()
+            };
+            match (section.as_str(), key) {
+                ("macvtap", "standalone_masters") => p.macvtap.standalone_masters = items,
+                ("macvtap", "standalone_modes") => {
+                    if let Some(bad) = items.iter().find(|m| !MACVTAP_MODES.contains(&m.as_str())) {
+                        return Err(field_err(format!(
+                            "unknown mode {bad:?} (bridge, private, vepa, passthru)"
+                        )));
+                    }
+                    p.macvtap.standalone_modes = items;
+                }
+                ("macvtap", "device_lower_devices") => p.macvtap.device_lower_devices = Some(items),
+                ("macvtap", "tap_owners") => p.macvtap.tap_owners = ids(&items)?,
+                ("macvtap", "tap_groups") => p.macvtap.tap_groups = ids(&items)?,
+                ("ovs", "sockets") => {
+                    let mut sockets = Vec::new();
+                    for s in &items {
+                        let path = s.strip_prefix("unix:").unwrap_or(s);
+                        if !is_plain_absolute(path) {
+                            return Err(field_err(format!(
+                                "{s:?} must be an absolute path without `.`/`..` components"
+                            )));
+                        }
+                        sockets.push(PathBuf::from(path));
+                    }
+                    p.ovs.sockets = sockets;
+                }
+                ("ovs", "bridges") => p.ovs.bridges = Some(items),
+                ("ovs", "vlans") => p.ovs.vlans = Some(parse_vlans(&items).map_err(field_err)?),
+                ("ovs", "trunk") => {
+                    p.ovs.trunk = match value {
+                        "true" | "yes" | "1" => true,
+                        "false" | "no" | "0" => false,
+                        other => return Err(field_err(format!("{other:?} is not true or false"))),
+                    }
+                }
+                ("", _) => {
+                    return Err(format!(
+                        "{}: `{key}` outside a section (start with [macvtap] or [ovs])",
+                        at()
+                    ));
+                }
+                _ => return Err(field_err("unknown key".into())),
+            }
+        }
+        Ok(p)
+    }
+
+    /// The refusal of `what`, naming the policy field that refused it and the file.
+    pub fn refuse(&self, what: impl std::fmt::Display, section: &str, key: &str) -> CniError {
+        let why = if self.present {
+            format!(
+                "not allowed by [{section}] {key} in node policy {}",
+                self.path.display()
+            )
+        } else {
+            format!(
+                "not allowed: node policy {} does not exist, so [{section}] {key} has its default",
+                self.path.display()
+            )
+        };
+        CniError::new(ErrorCode::InvalidConfig, format!("{what}: {why}")).with_details(format!(
+            "only the node's administrator can allow it, in {} ({POLICY_ENV} names another file); a network configuration cannot",
+            self.path.display()
+        ))
+    }
+}
+
+/// `/a/b`, with no empty, `.` or `..` components.
+pub fn is_plain_absolute(path: &str) -> bool {
+    path.starts_with('/')
+        && path[1..]
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+fn parse_vlans(items: &[String]) -> Result<BTreeSet<u16>, String> {
+    let mut out = BTreeSet::new();
+    for item in items {
+        let (lo, hi) = item.split_once('-').unwrap_or((item, item));
+        let id = |s: &str| {
+            s.parse::<u16>()
+                .ok()
+                .filter(|v| (1..=4094).contains(v))
+                .ok_or_else(|| format!("{item:?} is not a VLAN id or range within 1-4094"))
+        };
+        let (lo, hi) = (id(lo)?, id(hi)?);
+        if lo > hi {
+            return Err(format!("{item:?}: the range is reversed"));
+        }
+        out.extend(lo..=hi);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Policy, String> {
+        Policy::parse(text, Path::new("/etc/secnet/plugins.conf"))
+    }
+
+    #[test]
+    fn defaults_are_closed() {
+        let p = Policy::default();
+        assert!(!p.present);
+        assert!(p.macvtap.standalone_masters.is_empty());
+        assert!(!p.macvtap.standalone_modes.contains(&"passthru".to_string()));
+        assert_eq!(p.ovs.sockets, vec![PathBuf::from(DEFAULT_OVS_SOCKET)]);
+        assert!(!p.ovs.trunk);
+        assert_eq!(
+            (p.macvtap.tap_owners[0], p.macvtap.tap_groups[0]),
+            (107, 107)
+        );
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let p = parse(
+            "# node policy\n[macvtap]\nstandalone_masters = ens34, bond1\nstandalone_modes = bridge passthru\n\
+             device_lower_devices = ens33\ntap_owners = 107, 0\ntap_groups = 107\n\n[ovs]\n\
+             sockets = unix:/var/run/openvswitch/db.sock, /run/ovs2/db.sock\nbridges = br1\nvlans = 100, 200-202\ntrunk = true # ok\n",
+        )
+        .unwrap();
+        assert_eq!(p.macvtap.standalone_masters, ["ens34", "bond1"]);
+        assert_eq!(p.macvtap.standalone_modes, ["bridge", "passthru"]);
+        assert_eq!(p.macvtap.device_lower_devices, Some(vec!["ens33".into()]));
+        assert_eq!(p.macvtap.tap_owners, [107, 0]);
+        assert_eq!(p.ovs.sockets.len(), 2);
+        assert_eq!(
+            p.ovs.vlans.unwrap().into_iter().collect::<Vec<_>>(),
+            [100, 200, 201, 202]
+        );
+        assert!(p.ovs.trunk);
+    }
+
+    #[test]
+    fn mistakes_name_file_line_and_key() {
+        let e = parse("[macvtap]\nstandalone_mode = bridge\n").unwrap_err();
+        assert!(
+            e.contains("plugins.conf:2") && e.contains("standalone_mode"),
+            "{e}"
+        );
+        let e = parse("[ovs]\nvlans = 0-5\n").unwrap_err();
+        assert!(e.contains("[ovs] vlans"), "{e}");
+        let e = parse("[ovs]\nsockets = /run/../proc/1/root/db.sock\n").unwrap_err();
+        assert!(e.contains("sockets"), "{e}");
+        assert!(
+            parse("trunk = true\n")
+                .unwrap_err()
+                .contains("outside a section")
+        );
+        assert!(parse("[sriov]\n").unwrap_err().contains("unknown section"));
+        assert!(
+            parse("[macvtap]\nstandalone_modes = bridged\n")
+                .unwrap_err()
+                .contains("bridged")
+        );
+    }
+
+    #[test]
+    fn refusal_names_field_and_file() {
+        let p = Policy::default();
+        let e = p.refuse("master \"x\"", "macvtap", "standalone_masters");
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert!(e.msg.contains("[macvtap] standalone_masters"));
+        assert!(e.msg.contains("/etc/secnet/plugins.conf does not exist"));
+    }
+
+    #[test]
+    fn files_writable_by_others_are_refused() {
+        let dir = std::env::temp_dir().join(format!("cni-kit-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("plugins.conf");
+        std::fs::write(&f, "[ovs]\ntrunk = true\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let owned_by_root = nix::unistd::geteuid().is_root();
+        let r = Policy::load_from(&f);
+        if owned_by_root {
+            assert!(r.unwrap_err().msg.contains("writable by root only"));
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(Policy::load_from(&f).unwrap().ovs.trunk);
+        }
+        assert!(!Policy::load_from(&dir.join("absent")).unwrap().present);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
