@@ -3,9 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint};
+
+use crate::authority::AuthorityFix;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UdsError {
@@ -38,9 +41,13 @@ pub fn bind(path: &Path) -> Result<UnixListener, UdsError> {
     UnixListener::bind(path).map_err(bind_err)
 }
 
-/// The stream of accepted connections tonic's `serve_with_incoming*` takes.
-pub fn incoming(listener: UnixListener) -> UnixListenerStream {
-    UnixListenerStream::new(listener)
+/// The stream of accepted connections tonic's `serve_with_incoming*` takes. Each is
+/// wrapped in [`AuthorityFix`], so the server answers every real client whatever
+/// `:authority` it sends over the socket (see [`crate::authority`]).
+pub fn incoming(
+    listener: UnixListener,
+) -> impl Stream<Item = std::io::Result<AuthorityFix<UnixStream>>> + Send + 'static {
+    UnixListenerStream::new(listener).map(|conn| conn.map(AuthorityFix::new))
 }
 
 /// Connects a gRPC channel to the socket at `path`, giving up after `timeout`.
