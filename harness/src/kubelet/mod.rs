@@ -10,6 +10,8 @@
 mod admission;
 pub mod checkpoint;
 mod plugin_client;
+#[cfg(test)]
+mod real_clients_tests;
 mod registration;
 
 use std::collections::BTreeMap;

@@ -4,6 +4,7 @@
 
 pub mod authority;
 pub mod hpack;
+pub mod peers;
 pub mod uds;
 
 /// Generated from `proto/api.proto` (package `v1beta1`).
