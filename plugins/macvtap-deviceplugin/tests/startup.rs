@@ -216,3 +216,102 @@ async fn auto_discovery_follows_links_and_survives_churn() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Registration must follow within 1 s once both the plugin and a kubelet that answers
+/// exist, in whatever order and however late they appear.
+const REGISTER_WITHIN: Duration = Duration::from_secs(1);
+
+async fn registered_within(n: &Node, since: std::time::Instant) -> Duration {
+    let reg = n
+        .kubelet
+        .wait_for_registration(&resource("ens33"), since, BOUND)
+        .await
+        .unwrap();
+    reg.at - since
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_when_the_kubelet_comes_after_the_plugin() {
+    if !secnet::prereq::require_root("registers_when_the_kubelet_comes_after_the_plugin") {
+        return;
+    }
+    let mut n = Node::new();
+    n.kubelet.go_away().await.unwrap();
+    n.start_plugin(Some(&common::config("ens33", "ens33", "")), &[]);
+    // The plugin serves and waits; the kubelet shows up much later.
+    let socket = n.socket("ens33");
+    let deadline = std::time::Instant::now() + BOUND;
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            n.plugin().logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let since = std::time::Instant::now();
+    n.kubelet.serve_again().unwrap();
+    let took = registered_within(&n, since).await;
+    assert!(
+        took < REGISTER_WITHIN,
+        "registered {took:?} after kubelet.sock appeared"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_at_once_when_the_kubelet_is_there_first() {
+    if !secnet::prereq::require_root("registers_at_once_when_the_kubelet_is_there_first") {
+        return;
+    }
+    let mut n = Node::new();
+    let since = std::time::Instant::now();
+    n.start_plugin(Some(&common::config("ens33", "ens33", "")), &[]);
+    let took = registered_within(&n, since).await;
+    assert!(took < REGISTER_WITHIN, "registered {took:?} after start");
+}
+
+/// A `kubelet.sock` that exists long before anyone listens on it (a dead kubelet's, or
+/// one slow to start): connections are refused, the plugin keeps trying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_when_kubelet_sock_exists_before_it_listens() {
+    if !secnet::prereq::require_root("registers_when_kubelet_sock_exists_before_it_listens") {
+        return;
+    }
+    let mut n = Node::new();
+    n.kubelet.go_away().await.unwrap();
+    // A socket file nobody listens on (what a dead kubelet leaves behind).
+    let path = n.kubelet.kubelet_socket();
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    n.start_plugin(Some(&common::config("ens33", "ens33", "")), &[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(n.kubelet.snapshot().registrations.is_empty());
+    let since = std::time::Instant::now();
+    n.kubelet.serve_again().unwrap();
+    let took = registered_within(&n, since).await;
+    assert!(
+        took < REGISTER_WITHIN,
+        "registered {took:?} after the kubelet listened"
+    );
+    assert!(n.plugin().is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_on_its_own_when_the_kubelet_refuses_register() {
+    if !secnet::prereq::require_root("retries_on_its_own_when_the_kubelet_refuses_register") {
+        return;
+    }
+    let mut n = Node::new();
+    n.kubelet.refuse_registrations(3);
+    let since = std::time::Instant::now();
+    n.start_plugin(Some(&common::config("ens33", "ens33", "")), &[]);
+    let took = registered_within(&n, since).await;
+    assert!(took < REGISTER_WITHIN, "registered {took:?} after start");
+    let logs = n.plugin().logs();
+    assert!(
+        logs.contains("refused on purpose") && logs.contains("retrying"),
+        "the first refusal is logged:\n{logs}"
+    );
+    // Exactly one registration got through: the three refused ones left no trace.
+    assert_eq!(n.kubelet.snapshot().registrations.len(), 1);
+}
