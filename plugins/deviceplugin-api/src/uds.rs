@@ -1,5 +1,6 @@
 //! gRPC over Unix domain sockets, as the kubelet and device plugins talk.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,7 +28,8 @@ pub enum UdsError {
 }
 
 /// Binds a listening socket at `path`, replacing a stale socket file left there
-/// (a socket file outlives the process that bound it).
+/// (a socket file outlives the process that bound it). The socket is the kubelet's
+/// and the plugins' (root) only: mode 0600 whatever the umask.
 pub fn bind(path: &Path) -> Result<UnixListener, UdsError> {
     let bind_err = |source| UdsError::Bind {
         path: path.to_path_buf(),
@@ -38,7 +40,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, UdsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(bind_err(e)),
     }
-    UnixListener::bind(path).map_err(bind_err)
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    Ok(listener)
 }
 
 /// The stream of accepted connections tonic's `serve_with_incoming*` takes. Each is
