@@ -10,6 +10,8 @@
 mod admission;
 pub mod checkpoint;
 mod plugin_client;
+#[cfg(test)]
+mod real_clients_tests;
 mod registration;
 
 use std::collections::BTreeMap;
@@ -140,6 +142,8 @@ struct State {
     generations: BTreeMap<String, u64>,
     /// Devices held by admitted pods.
     pods: Vec<PodDevices>,
+    /// Register calls still to refuse.
+    refuse_registrations: u32,
 }
 
 impl State {
@@ -308,6 +312,13 @@ impl DeviceManager {
     /// every socket in the directory is removed (the checkpoint stays), plugin
     /// connections are dropped, and a new `kubelet.sock` is served.
     pub async fn restart(&mut self) -> Result<(), KubeletError> {
+        self.go_away().await?;
+        self.serve_again()
+    }
+
+    /// The first half of a restart: the kubelet is gone (no `kubelet.sock`, no plugin
+    /// sockets, plugin connections dropped) until [`DeviceManager::serve_again`].
+    pub async fn go_away(&mut self) -> Result<(), KubeletError> {
         if let Some(server) = self.server.take() {
             server.stop().await;
         }
@@ -320,9 +331,21 @@ impl DeviceManager {
                 *s.generations.entry(name.clone()).or_default() += 1;
             }
         });
-        remove_sockets(&self.dir)?;
-        self.server = Some(RegistrationServer::start(&self.dir, self.shared.clone())?);
+        remove_sockets(&self.dir)
+    }
+
+    /// Serves `kubelet.sock` again after [`DeviceManager::go_away`].
+    pub fn serve_again(&mut self) -> Result<(), KubeletError> {
+        if self.server.is_none() {
+            self.server = Some(RegistrationServer::start(&self.dir, self.shared.clone())?);
+        }
         Ok(())
+    }
+
+    /// Answers the next `n` Register calls with UNAVAILABLE (a kubelet that is still
+    /// starting), as a plugin must survive.
+    pub fn refuse_registrations(&self, n: u32) {
+        self.shared.update(|s| s.refuse_registrations = n);
     }
 
     /// Stops at once (node teardown): no graceful wait for the plugins' connections.

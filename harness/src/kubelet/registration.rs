@@ -89,6 +89,17 @@ struct Registrar {
 impl RegistrationApi for Registrar {
     async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<Empty>, Status> {
         let r = request.into_inner();
+        let refuse = self.shared.update(|s| {
+            let refuse = s.refuse_registrations > 0;
+            s.refuse_registrations = s.refuse_registrations.saturating_sub(1);
+            refuse
+        });
+        if refuse {
+            return Err(Status::unavailable(format!(
+                "kubelet is not ready to register {} yet (refused on purpose)",
+                r.resource_name
+            )));
+        }
         if r.version != VERSION {
             return Err(Status::invalid_argument(format!(
                 "unsupported device plugin API version {:?}; this kubelet speaks {VERSION}",

@@ -2,6 +2,9 @@
 //! (from `proto/api.proto`), its constants, and gRPC over Unix sockets for both
 //! sides (the plugin and the kubelet's device manager).
 
+pub mod authority;
+pub mod hpack;
+pub mod peers;
 pub mod uds;
 
 /// Generated from `proto/api.proto` (package `v1beta1`).

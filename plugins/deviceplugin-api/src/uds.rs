@@ -1,11 +1,15 @@
 //! gRPC over Unix domain sockets, as the kubelet and device plugins talk.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint};
+
+use crate::authority::AuthorityFix;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UdsError {
@@ -24,7 +28,8 @@ pub enum UdsError {
 }
 
 /// Binds a listening socket at `path`, replacing a stale socket file left there
-/// (a socket file outlives the process that bound it).
+/// (a socket file outlives the process that bound it). The socket is the kubelet's
+/// and the plugins' (root) only: mode 0600 whatever the umask.
 pub fn bind(path: &Path) -> Result<UnixListener, UdsError> {
     let bind_err = |source| UdsError::Bind {
         path: path.to_path_buf(),
@@ -35,12 +40,18 @@ pub fn bind(path: &Path) -> Result<UnixListener, UdsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(bind_err(e)),
     }
-    UnixListener::bind(path).map_err(bind_err)
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    Ok(listener)
 }
 
-/// The stream of accepted connections tonic's `serve_with_incoming*` takes.
-pub fn incoming(listener: UnixListener) -> UnixListenerStream {
-    UnixListenerStream::new(listener)
+/// The stream of accepted connections tonic's `serve_with_incoming*` takes. Each is
+/// wrapped in [`AuthorityFix`], so the server answers every real client whatever
+/// `:authority` it sends over the socket (see [`crate::authority`]).
+pub fn incoming(
+    listener: UnixListener,
+) -> impl Stream<Item = std::io::Result<AuthorityFix<UnixStream>>> + Send + 'static {
+    UnixListenerStream::new(listener).map(|conn| conn.map(AuthorityFix::new))
 }
 
 /// Connects a gRPC channel to the socket at `path`, giving up after `timeout`.

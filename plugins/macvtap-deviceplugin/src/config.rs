@@ -10,6 +10,11 @@ use serde_json::{Map, Value};
 pub const DEFAULT_CAPACITY: u32 = 100;
 /// An upper bound that keeps one ListAndWatch message far below gRPC's 4 MiB limit.
 pub const MAX_CAPACITY: u32 = 10_000;
+/// The largest config accepted: a ConfigMap holds at most 1 MiB.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+/// The most resources one plugin serves (each is a socket, a gRPC server and a
+/// registration; a node has a handful of lower devices).
+pub const MAX_RESOURCES: usize = 512;
 /// Linux interface names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
 pub const IFNAME_MAX: usize = 15;
 /// Kubernetes limits the name part of an extended resource name to 63 characters.
@@ -115,6 +120,18 @@ pub enum ConfigError {
     )]
     NotAnArray { origin: String, found: String },
     #[error(
+        "failed to read macvtap config from {origin}: it has more than {MAX_CONFIG_BYTES} bytes; fix: list only the lower devices of this node (a ConfigMap holds at most 1 MiB)"
+    )]
+    TooLarge {
+        origin: String,
+        /// At least this many (a file is read only up to one byte past the limit).
+        bytes: usize,
+    },
+    #[error(
+        "failed to read macvtap config from {origin}: it lists {count} resources, more than {MAX_RESOURCES}; fix: list only the lower devices of this node, one entry each"
+    )]
+    TooManyEntries { origin: String, count: usize },
+    #[error(
         "failed to read macvtap config from {origin}: {entry}: field \"{field}\": {problem}; fix: {fix}"
     )]
     Entry {
@@ -130,6 +147,12 @@ pub enum ConfigError {
 /// Parses and checks the config text. `origin` says where it came from
 /// (`DP_MACVTAP_CONF`, a file path) for the error messages.
 pub fn parse(text: &str, origin: &str) -> Result<Parsed, ConfigError> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            origin: origin.to_string(),
+            bytes: text.len(),
+        });
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| syntax_error(text, origin, &e))?;
     let Value::Array(entries) = value else {
         return Err(ConfigError::NotAnArray {
@@ -143,8 +166,16 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, ConfigError> {
             warnings: Vec::new(),
         });
     }
+    if entries.len() > MAX_RESOURCES {
+        return Err(ConfigError::TooManyEntries {
+            origin: origin.to_string(),
+            count: entries.len(),
+        });
+    }
     let mut warnings = Vec::new();
-    let mut resources: Vec<ResourceConfig> = Vec::new();
+    let mut resources: Vec<ResourceConfig> = Vec::with_capacity(entries.len());
+    // Name → 1-based entry index, for duplicates in O(n).
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, entry) in entries.iter().enumerate() {
         let at = EntryAt {
             origin,
@@ -156,14 +187,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, ConfigError> {
                 .unwrap_or_default(),
         };
         let resource = parse_entry(entry, &at, &mut warnings)?;
-        if let Some(first) = resources.iter().position(|r| r.name == resource.name) {
+        if let Some(first) = seen.insert(resource.name.clone(), i + 1) {
             return Err(at.error(
                 "name",
-                format!(
-                    "\"{}\" is already the name of entry {}",
-                    resource.name,
-                    first + 1
-                ),
+                format!("\"{}\" is already the name of entry {first}", resource.name),
                 "give every entry its own name: each name is a separate resource",
             ));
         }
@@ -725,5 +752,53 @@ mod tests {
     fn not_an_array() {
         let err = parse(r#"{"name":"a"}"#, "t").unwrap_err();
         assert!(matches!(err, ConfigError::NotAnArray { .. }), "{err}");
+    }
+
+    fn entries(n: usize) -> String {
+        let list: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"name":"r{i}","lowerDevice":"eth0","capacity":1}}"#))
+            .collect();
+        format!("[{}]", list.join(","))
+    }
+
+    #[test]
+    fn size_and_entry_count_are_bounded() {
+        let ok = parse(&entries(MAX_RESOURCES), "DP_MACVTAP_CONF").unwrap();
+        assert!(matches!(ok.config, Config::Explicit(ref r) if r.len() == MAX_RESOURCES));
+        let err = parse(&entries(MAX_RESOURCES + 1), "DP_MACVTAP_CONF").unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::TooManyEntries {
+                origin: "DP_MACVTAP_CONF".into(),
+                count: MAX_RESOURCES + 1
+            }
+        );
+        assert!(err.to_string().contains("fix: list only"), "{err}");
+        // 20,000 entries (the attack in issue 14) are refused as a whole.
+        assert!(matches!(
+            parse(&entries(20_000), "x").unwrap_err(),
+            ConfigError::TooManyEntries { count: 20_000, .. }
+        ));
+        // More than 1 MiB: refused before any JSON is parsed.
+        let huge = format!("[{}{{}}]", " ".repeat(MAX_CONFIG_BYTES));
+        let err = parse(&huge, "f.json").unwrap_err();
+        assert!(matches!(err, ConfigError::TooLarge { bytes, .. } if bytes == huge.len()));
+        assert!(err.to_string().contains("more than 1048576"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_names_are_found_in_linear_time() {
+        // The last entry repeats the first: found, with both positions.
+        let mut list: Vec<String> = (0..MAX_RESOURCES - 1)
+            .map(|i| format!(r#"{{"name":"r{i}","lowerDevice":"eth0"}}"#))
+            .collect();
+        list.push(r#"{"name":"r0","lowerDevice":"eth1"}"#.into());
+        let err = parse(&format!("[{}]", list.join(",")), "x").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("entry {MAX_RESOURCES} (\"r0\")"))
+                && msg.contains("already the name of entry 1"),
+            "{msg}"
+        );
     }
 }

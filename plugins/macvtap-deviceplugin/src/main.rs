@@ -7,11 +7,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use macvtap_deviceplugin::config::{self, Config, ConfigError};
 use macvtap_deviceplugin::{supervisor, upstream_args};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::Instrument;
 
 const CONFIG_ENV: &str = "DP_MACVTAP_CONF";
+/// How many resource names the process-wide log context shows.
+const SPAN_NAMES: usize = 4;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,7 +59,7 @@ enum StartError {
 fn load_config(args: &Args) -> Result<config::Parsed, StartError> {
     match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| StartError::ReadFile {
+            let text = read_bounded(path).map_err(|source| StartError::ReadFile {
                 path: path.clone(),
                 source,
             })?;
@@ -69,7 +72,31 @@ fn load_config(args: &Args) -> Result<config::Parsed, StartError> {
     }
 }
 
+/// Reads at most one byte more than a config may have, so a huge file is refused by
+/// the size check without being read whole.
+fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(config::MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// SIGTERM and SIGINT stay pending (not fatal) until the handlers are installed, so
+/// a stop during start-up is a clean stop too. Threads started later inherit the mask;
+/// only the main thread takes them again.
+fn hold_stop_signals(how: SigmaskHow) {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    let _ = nix::sys::signal::pthread_sigmask(how, Some(&set), None);
+}
+
 fn main() -> ExitCode {
+    hold_stop_signals(SigmaskHow::SIG_BLOCK);
+    // The sockets are for the kubelet (root) only, whatever umask we were started with.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     // Upstream's DaemonSet passes glog flags (`-v 3 -logtostderr`): accepted as-is.
     let (argv, verbosity) = upstream_args::split_glog(std::env::args_os().collect());
     let args = Args::parse_from(argv);
@@ -88,18 +115,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Every line says which resources, but a long list only by its first names: a
+    // line listing every name would make the log grow with the square of the config.
     let resources = match &parsed.config {
-        Config::Explicit(list) => list
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}/{}",
-                    macvtap_deviceplugin::service::RESOURCE_PREFIX,
-                    r.name
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(","),
+        Config::Explicit(list) => {
+            let shown = if list.len() <= SPAN_NAMES {
+                list.len()
+            } else {
+                SPAN_NAMES - 1
+            };
+            let mut names: Vec<String> = list[..shown]
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}/{}",
+                        macvtap_deviceplugin::service::RESOURCE_PREFIX,
+                        r.name
+                    )
+                })
+                .collect();
+            if shown < list.len() {
+                names.push(format!("and {} more", list.len() - shown));
+            }
+            names.join(",")
+        }
         Config::Discover => "auto-discovered".to_string(),
     };
     let span = tracing::info_span!("macvtap-deviceplugin", resources = %resources);
@@ -126,6 +165,8 @@ fn main() -> ExitCode {
         let (shutdown, stopping) = watch::channel(false);
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        // A stop that arrived while starting is delivered now, to the handlers.
+        hold_stop_signals(SigmaskHow::SIG_UNBLOCK);
         tokio::spawn(
             async move {
                 tokio::select! {

@@ -162,11 +162,15 @@ async fn keep_registered(
             tracing::warn!(socket = %socket_path.display(), "our socket was removed or replaced (kubelet restart?); serving again");
             server.stop().await;
             registered_with = None;
+            let mut attempts = 0u32;
             server = loop {
                 match Server::start(&resource, &socket_path) {
                     Ok(s) => break s,
-                    Err(e) => tracing::warn!("{e}; retrying"),
+                    // Once, then every ~10 s, not every 100 ms.
+                    Err(e) if attempts.is_multiple_of(100) => tracing::warn!("{e}; retrying"),
+                    Err(_) => {}
                 }
+                attempts += 1;
                 tokio::select! {
                     _ = stopped.wait_for(|s| *s) => return,
                     _ = tokio::time::sleep(WATCH_INTERVAL) => {}

@@ -76,6 +76,11 @@ pub async fn run(
     match config {
         Config::Explicit(resources) => {
             for config in resources {
+                // A stop during start-up stops what has started, and nothing more starts.
+                tokio::task::yield_now().await;
+                if *shutdown.borrow() {
+                    break;
+                }
                 let name = config.name.clone();
                 match start(config, &links) {
                     Ok(plugin) => {

@@ -518,3 +518,76 @@ async fn upstream_daemonset_command_line_starts_it() {
     assert_eq!(view.capacity(), 3);
     assert!(n.plugin().is_running());
 }
+
+/// Real kubelets and clients (grpc-go, gRPC C-core) send the socket path, its
+/// percent-encoding, `localhost` or nothing as `:authority`: every one gets a real
+/// answer from the plugin's DevicePlugin service (their exact HTTP/2 bytes, no Go).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_grpc_go_and_c_core_clients_with_every_authority() {
+    use deviceplugin_api::peers::{self, Authority, Client};
+    use deviceplugin_api::v1beta1::{AllocateRequest, ContainerAllocateRequest};
+    use prost::Message;
+    if !secnet::prereq::require_root("answers_grpc_go_and_c_core_clients_with_every_authority") {
+        return;
+    }
+    let mut n = Node::new();
+    let started = Instant::now();
+    n.start_plugin(
+        Some(&config("dataplane", "ens33", r#", "capacity": 2"#)),
+        &[],
+    );
+    n.kubelet
+        .wait_for_registration(&resource("dataplane"), started, BOUND)
+        .await
+        .unwrap();
+    let socket = n.socket("dataplane");
+    for client in [Client::GrpcGo, Client::CCore] {
+        for authority in Authority::ALL {
+            let case = format!("{client:?}/{authority:?}");
+            let bytes = peers::request(
+                client,
+                "/v1beta1.DevicePlugin/GetDevicePluginOptions",
+                &authority.value(&socket),
+                &[],
+            );
+            let answer = peers::call(&socket, &bytes, BOUND)
+                .await
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_eq!(answer.status, "200", "{case}: {answer:?}");
+            assert_eq!(
+                answer.grpc_status.as_deref(),
+                Some("0"),
+                "{case}: {answer:?}"
+            );
+            let options =
+                deviceplugin_api::v1beta1::DevicePluginOptions::decode(answer.message.as_slice())
+                    .unwrap();
+            assert_eq!(
+                options,
+                Default::default(),
+                "{case}: upstream's options, {{}}"
+            );
+        }
+    }
+    // An Allocate through a path authority creates the macvtap for real.
+    let request = AllocateRequest {
+        container_requests: vec![ContainerAllocateRequest {
+            devices_ids: vec!["dataplaneMvp1".into()],
+        }],
+    };
+    let bytes = peers::request(
+        Client::GrpcGo,
+        "/v1beta1.DevicePlugin/Allocate",
+        &Authority::SocketPath.value(&socket),
+        &request.encode_to_vec(),
+    );
+    let answer = peers::call(&socket, &bytes, BOUND).await.unwrap();
+    assert_eq!(answer.grpc_status.as_deref(), Some("0"), "{answer:?}");
+    let response =
+        deviceplugin_api::v1beta1::AllocateResponse::decode(answer.message.as_slice()).unwrap();
+    assert!(
+        response.container_responses[0].devices[0]
+            .host_path
+            .starts_with("/dev/tap")
+    );
+}

@@ -216,3 +216,228 @@ async fn auto_discovery_follows_links_and_survives_churn() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Registration must follow within 1 s once both the plugin and a kubelet that answers
+/// exist, in whatever order and however late they appear.
+const REGISTER_WITHIN: Duration = Duration::from_secs(1);
+
+async fn registered_within(n: &Node, since: std::time::Instant) -> Duration {
+    let reg = n
+        .kubelet
+        .wait_for_registration(&resource("ens33"), since, BOUND)
+        .await
+        .unwrap();
+    reg.at - since
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_when_the_kubelet_comes_after_the_plugin() {
+    if !secnet::prereq::require_root("registers_when_the_kubelet_comes_after_the_plugin") {
+        return;
+    }
+    let mut n = Node::new();
+    n.kubelet.go_away().await.unwrap();
+    n.start_plugin(Some(&common::config("ens33", "ens33", "")), &[]);
+    // The plugin serves and waits; the kubelet shows up much later.
+    let socket = n.socket("ens33");
+    let deadline = std::time::Instant::now() + BOUND;
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            n.plugin().logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let since = std::time::Instant::now();
+    n.kubelet.serve_again().unwrap();
+    let took = registered_within(&n, since).await;
+    assert!(
+        took < REGISTER_WITHIN,
+        "registered {took:?} after kubelet.sock appeared"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_at_once_when_the_kubelet_is_there_first() {
+    if !secnet::prereq::require_root("registers_at_once_when_the_kubelet_is_there_first") {
+        return;
+    }
+    let mut n = Node::new();
+    let since = std::time::Instant::now();
+    n.start_plugin(Some(&common::config("ens33", "ens33", "")), &[]);
+    let took = registered_within(&n, since).await;
+    assert!(took < REGISTER_WITHIN, "registered {took:?} after start");
+}
+
+/// A `kubelet.sock` that exists long before anyone listens on it (a dead kubelet's, or
+/// one slow to start): connections are refused, the plugin keeps trying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_when_kubelet_sock_exists_before_it_listens() {
+    if !secnet::prereq::require_root("registers_when_kubelet_sock_exists_before_it_listens") {
+        return;
+    }
+    let mut n = Node::new();
+    n.kubelet.go_away().await.unwrap();
+    // A socket file nobody listens on (what a dead kubelet leaves behind).
+    let path = n.kubelet.kubelet_socket();
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    n.start_plugin(Some(&common::config("ens33", "ens33", "")), &[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(n.kubelet.snapshot().registrations.is_empty());
+    let since = std::time::Instant::now();
+    n.kubelet.serve_again().unwrap();
+    let took = registered_within(&n, since).await;
+    assert!(
+        took < REGISTER_WITHIN,
+        "registered {took:?} after the kubelet listened"
+    );
+    assert!(n.plugin().is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_on_its_own_when_the_kubelet_refuses_register() {
+    if !secnet::prereq::require_root("retries_on_its_own_when_the_kubelet_refuses_register") {
+        return;
+    }
+    let mut n = Node::new();
+    n.kubelet.refuse_registrations(3);
+    let since = std::time::Instant::now();
+    n.start_plugin(Some(&common::config("ens33", "ens33", "")), &[]);
+    let took = registered_within(&n, since).await;
+    assert!(took < REGISTER_WITHIN, "registered {took:?} after start");
+    let logs = n.plugin().logs();
+    assert!(
+        logs.contains("refused on purpose") && logs.contains("retrying"),
+        "the first refusal is logged:\n{logs}"
+    );
+    // Exactly one registration got through: the three refused ones left no trace.
+    assert_eq!(n.kubelet.snapshot().registrations.len(), 1);
+}
+
+fn many(n: usize) -> String {
+    let list: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"name":"r{i}","lowerDevice":"ens33","capacity":1}}"#))
+        .collect();
+    format!("[{}]", list.join(","))
+}
+
+fn plugin_sockets(n: &Node) -> Vec<String> {
+    std::fs::read_dir(n.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("macvtap.network.kubevirt.io_"))
+        .collect()
+}
+
+/// Sockets are 0600 even when the plugin (and the kubelet) run with umask 000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_are_0600_at_umask_000() {
+    use std::os::unix::fs::PermissionsExt;
+    if !secnet::prereq::require_root("sockets_are_0600_at_umask_000") {
+        return;
+    }
+    // nextest runs every test in its own process: the umask is this test's alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let mut n = Node::new();
+    let since = std::time::Instant::now();
+    n.start_plugin(Some(&common::config("ens33", "ens33", "")), &[]);
+    registered_within(&n, since).await;
+    for path in [n.socket("ens33"), n.kubelet.kubelet_socket()] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+}
+
+/// SIGTERM at any moment of start-up: a prompt exit 0, every socket it made removed.
+/// (A signal that lands before `main` runs kills the process by the kernel's default,
+/// before it has made or logged anything: that is clean too, and told apart by the
+/// empty log.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_start_up_stops_cleanly() {
+    use std::os::unix::process::ExitStatusExt;
+    if !secnet::prereq::require_root("sigterm_during_start_up_stops_cleanly") {
+        return;
+    }
+    let conf = many(macvtap_deviceplugin::config::MAX_RESOURCES);
+    let mut handled = 0;
+    for delay_ms in [0, 3, 10, 25, 60, 150] {
+        let mut n = Node::new();
+        let plugin = n.start_plugin(Some(&conf), &[]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let sent = std::time::Instant::now();
+        let status = plugin.terminate(Duration::from_secs(3)).expect("exits");
+        let took = sent.elapsed();
+        let logs = plugin.logs();
+        match (status.code(), status.signal()) {
+            (Some(0), _) => {
+                assert!(logs.contains("SIGTERM: stopping"), "{logs}");
+                handled += 1;
+            }
+            (None, Some(15)) => assert!(logs.is_empty(), "killed after it started:\n{logs}"),
+            other => panic!("SIGTERM after {delay_ms} ms: {other:?}\n{logs}"),
+        }
+        assert!(
+            took < Duration::from_secs(2),
+            "SIGTERM after {delay_ms} ms: exit took {took:?}"
+        );
+        let left = plugin_sockets(&n);
+        assert!(
+            left.is_empty(),
+            "after {delay_ms} ms: {} sockets left",
+            left.len()
+        );
+    }
+    assert!(
+        handled >= 3,
+        "only {handled} stops went through the handler"
+    );
+}
+
+/// A large config gives a log that grows with the config, never with its square: no
+/// line lists every resource; 20,000 entries (over 1 MiB) are refused in a few lines,
+/// without reading the file whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_stay_bounded_for_large_configs() {
+    if !secnet::prereq::require_root("logs_stay_bounded_for_large_configs") {
+        return;
+    }
+    let max = macvtap_deviceplugin::config::MAX_RESOURCES;
+    let mut n = Node::new();
+    let since = std::time::Instant::now();
+    n.start_plugin(Some(&many(max)), &[]);
+    n.kubelet
+        .wait_for_registration(&resource(&format!("r{}", max - 1)), since, BOUND)
+        .await
+        .unwrap();
+    let plugin = n.plugin();
+    plugin.terminate(BOUND);
+    let logs = plugin.logs();
+    let longest = logs.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 600, "a line of {longest} bytes");
+    let most = logs
+        .lines()
+        .map(|l| l.matches("macvtap.network.kubevirt.io/r").count())
+        .max()
+        .unwrap_or(0);
+    assert!(most <= 4, "a line names {most} resources");
+    // Serving, registered, stopped: a few lines per resource, plus a few for the process.
+    let lines = logs.lines().count();
+    assert!(
+        lines <= max * 4 + 20,
+        "{lines} log lines for {max} resources"
+    );
+
+    let mut n = Node::new();
+    // As a file: one environment string may not exceed 128 KiB.
+    let file = n.dir.path().join("huge.json");
+    std::fs::write(&file, many(20_000)).unwrap();
+    let plugin = n.start_plugin(None, &["--config", file.to_str().unwrap()]);
+    let status = plugin.wait_exit(BOUND).expect("refused at start-up");
+    let logs = plugin.logs();
+    assert_eq!(status.code(), Some(1), "{logs}");
+    assert!(logs.contains("more than 1048576 bytes"), "{logs}");
+    assert!(logs.len() < 2000, "{} bytes of log", logs.len());
+}

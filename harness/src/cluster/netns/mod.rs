@@ -48,7 +48,6 @@ pub struct NetnsCluster {
     pub run_dir: PathBuf,
     pub fabric: Ns,
     inner: Mutex<Inner>,
-    created_host_dirs: Vec<PathBuf>,
 }
 
 pub(crate) struct Inner {
@@ -76,7 +75,6 @@ impl NetnsCluster {
         let run_dir = node::run_dir_for(&opts.run_id);
         std::fs::create_dir_all(&run_dir)
             .map_err(|e| up_err(format!("failed to create {}: {e}", run_dir.display())))?;
-        let created_host_dirs = view::missing_host_dirs();
         let mut lab = Lab::scoped(&opts.run_id, "");
         let partial = async {
             view::privatize(&run_dir)?;
@@ -140,12 +138,10 @@ impl NetnsCluster {
                     dhcp,
                     uid_counter: 0,
                 }),
-                created_host_dirs,
             }),
             Err(message) => {
                 drop(lab);
                 cleanup_run_dir(&run_dir, &[]);
-                remove_if_empty(&created_host_dirs);
                 Err(up_err(message))
             }
         }
@@ -244,7 +240,6 @@ impl NetnsCluster {
             errors.push(e.to_string());
         }
         errors.extend(cleanup_run_dir(&self.run_dir, &views));
-        remove_if_empty(&self.created_host_dirs);
         errors
     }
 }
@@ -274,12 +269,6 @@ fn cleanup_run_dir(run_dir: &std::path::Path, views: &[view::MountView]) -> Vec<
     }
     let _ = std::fs::remove_dir(run_dir.parent().unwrap_or(run_dir));
     errors
-}
-
-fn remove_if_empty(dirs: &[PathBuf]) {
-    for d in dirs {
-        let _ = std::fs::remove_dir(d);
-    }
 }
 
 /// The ConfigMap a DaemonSet takes its environment from (`envFrom.configMapRef`).

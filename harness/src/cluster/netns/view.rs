@@ -8,6 +8,11 @@ use std::time::Duration;
 use crate::lab::run;
 
 /// The node paths that are private to each node, and their backing directory names.
+/// The views create the host directories they mount over and never remove them: a
+/// directory that is a mount point in another run's view can still be removed from
+/// the host (Linux >= 3.18), and the kernel then detaches that view's mount, so that
+/// run's device plugin loses `kubelet.sock` and its own socket (it served, but never
+/// registered).
 pub const PRIVATE: [(&str, &str); 3] = [
     ("/var/lib/cni", "cni"),
     ("/var/lib/kubelet/device-plugins", "device-plugins"),
@@ -92,27 +97,4 @@ pub fn unprivatize(run_dir: &Path) -> Result<(), String> {
     run("umount", &[&run_dir.display().to_string()], T)
         .map(|_| ())
         .map_err(|e| e.to_string())
-}
-
-/// Which of the node paths do not exist on the host yet (created by the views, to be
-/// removed again at teardown when empty).
-pub fn missing_host_dirs() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for (node_path, _) in PRIVATE {
-        // Kept: it lives on the shared /run, and removing it while another run's
-        // view has it bind-mounted would detach that view's mount.
-        if node_path == "/var/run/openvswitch" {
-            continue;
-        }
-        let mut p = PathBuf::from(node_path);
-        let mut chain = Vec::new();
-        while !p.exists() {
-            chain.push(p.clone());
-            if !p.pop() {
-                break;
-            }
-        }
-        out.extend(chain);
-    }
-    out
 }
