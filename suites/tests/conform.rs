@@ -209,6 +209,42 @@ fn unknown_cluster_and_empty_selection_are_clear_errors() {
 }
 
 #[test]
+fn backends_filters_and_an_unknown_backend_names_the_valid_ones() {
+    // No root needed: the selection is checked before anything runs.
+    let out = secnet(&["conform", "--backends", "ovs,sriov"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"sriov\"") && stderr.contains("macvlan, macvtap, ovs"),
+        "{stderr}"
+    );
+    if !secnet::prereq::require_root("conform --backends ovs") {
+        return;
+    }
+    let dir = scratch("backends");
+    let out = secnet(&[
+        "conform",
+        "--backends",
+        "ovs",
+        "--skip-label",
+        "vm",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r = report(dir.path());
+    let scenarios = r["scenarios"].as_array().unwrap();
+    assert!(scenarios.len() >= 4, "{r:#}");
+    assert!(
+        scenarios
+            .iter()
+            .all(|s| s["backend"] == "ovs" && s["status"] == "passed"),
+        "{r:#}"
+    );
+}
+
+#[test]
 fn kind_dry_run_prints_the_whole_plan_without_docker_or_root() {
     let out = secnet(&[
         "conform",

@@ -57,6 +57,8 @@ pub enum ConformError {
         "fixtures directory {0} has no seed/ folder; point --fixtures at the repository's fixtures/"
     )]
     MissingFixtures(PathBuf),
+    #[error("unknown backend {0:?} in --backends; the backends of this build are: {1}")]
+    UnknownBackend(String, String),
     #[error(
         "no scenario matches --label {labels:?} / --skip-label {skip:?}; labels in this build: {known}"
     )]
@@ -166,16 +168,31 @@ fn preflight(opts: &Options) -> Result<(), ConformError> {
     Ok(())
 }
 
-/// The scenarios the label filters select, or an error listing the known labels.
-fn select<'a>(
+/// The scenarios the backend and label filters select, or an error listing the
+/// known backends or labels.
+pub(crate) fn select<'a>(
     opts: &Options,
     all: &'a [scenario::Scenario],
 ) -> Result<Vec<&'a scenario::Scenario>, ConformError> {
+    let mut backends: Vec<&str> = all.iter().map(|s| s.backend).collect();
+    backends.sort_unstable();
+    backends.dedup();
+    if let Some(unknown) = opts
+        .backends
+        .iter()
+        .find(|b| !backends.contains(&b.as_str()))
+    {
+        return Err(ConformError::UnknownBackend(
+            unknown.clone(),
+            backends.join(", "),
+        ));
+    }
     let mut known: Vec<&str> = all.iter().flat_map(|s| s.labels.iter().copied()).collect();
     known.sort_unstable();
     known.dedup();
     let selected: Vec<_> = all
         .iter()
+        .filter(|s| opts.backends.is_empty() || opts.backends.iter().any(|b| b == s.backend))
         .filter(|s| s.selected(&opts.labels, &opts.skip_labels))
         .collect();
     if selected.is_empty() {
@@ -201,9 +218,9 @@ pub fn dry_run(opts: &Options) -> Result<String, ConformError> {
 
 /// Runs the selected scenarios one after the other, printing a line per scenario.
 pub async fn run(opts: &Options) -> Result<Report, ConformError> {
-    preflight(opts)?;
     let all = scenario::all();
     let selected = select(opts, &all)?;
+    preflight(opts)?;
     let run_id = crate::lab::new_run_id();
     let portable = selected.iter().filter(|s| s.portable).count();
     let count = if opts.cluster == "netns" {
