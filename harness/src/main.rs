@@ -92,15 +92,20 @@ impl RealArgs {
 enum Cmd {
     /// Run every scenario against the implementation under test (netns: needs root).
     #[command(
-        after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n  secnet conform --cluster existing --inventory clusters/inventory.example.yaml --dry-run\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped."
+        after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --plugin macvtap=./macvtap --backends macvtap       # one patched binary, the rest bundled\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n  secnet conform --cluster existing --inventory clusters/inventory.example.yaml --dry-run\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped."
     )]
     Conform {
         /// Cluster provider: netns (built in, needs root), kind, existing.
         #[arg(long, default_value = "netns")]
         cluster: String,
         /// Directory with the CNI binaries under test [default: the bundled ones next to secnet].
+        /// A CNI missing from it is missing: the scenarios that use it fail, the others run.
         #[arg(long)]
         cni_bin_dir: Option<PathBuf>,
+        /// Put one binary under test and keep the rest (repeatable): macvtap=PATH,
+        /// ovs=PATH, macvtap-deviceplugin=PATH.
+        #[arg(long = "plugin", value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+        plugins: Vec<(String, PathBuf)>,
         /// Write report.json, junit.xml and report.md here.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -194,6 +199,7 @@ fn main() -> ExitCode {
             cluster,
             real,
             cni_bin_dir,
+            plugins,
             report,
             labels,
             skip_labels,
@@ -216,20 +222,23 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let device_plugin = match device_plugin {
-                Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
-                None => vec![
-                    secnet::bins::bin_dir()
-                        .join("macvtap-deviceplugin")
-                        .display()
-                        .to_string(),
-                ],
+            let choice = secnet::conform::implementation::Choice {
+                cni_bin_dir,
+                device_plugin: device_plugin
+                    .map(|cmd| cmd.split_whitespace().map(str::to_string).collect()),
+                plugins,
+            };
+            let implementation = match choice.resolve() {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("secnet conform: {e}");
+                    return ExitCode::from(2);
+                }
             };
             let opts = secnet::conform::Options {
                 cluster,
-                cni_bin_dir: cni_bin_dir.unwrap_or_else(secnet::bins::bin_dir),
+                implementation,
                 reference_bin_dir,
-                device_plugin,
                 topology,
                 fixtures_dir: fixtures.unwrap_or_else(secnet::bins::fixtures_dir),
                 backends,

@@ -244,6 +244,149 @@ fn backends_filters_and_an_unknown_backend_names_the_valid_ones() {
     );
 }
 
+/// Writes an executable script `name` into `dir`.
+fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+fn scenario<'a>(r: &'a Value, prefix: &str) -> &'a Value {
+    r["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str().unwrap().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no scenario {prefix}: {r:#}"))
+}
+
+#[test]
+fn a_device_plugin_that_never_registers_fails_only_what_needs_its_resource() {
+    if !secnet::prereq::require_root("conform with a silent device plugin") {
+        return;
+    }
+    let bins = scratch("silent-dp");
+    let dp = script(
+        bins.path(),
+        "macvtap-deviceplugin",
+        "#!/bin/sh\necho 'silent on purpose: never registering'\nexec sleep 600\n",
+    );
+    let ovs = secnet::bins::bundled("ovs").unwrap();
+    let dir = scratch("silent-dp-report");
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap-deviceplugin={}", dp.display()),
+        "--plugin",
+        &format!("ovs={}", ovs.display()),
+        "--label",
+        "ipam",
+        "--label",
+        "deviceplugin",
+        "--label",
+        "trunk",
+        "--skip-label",
+        "vm",
+        "--skip-label",
+        "fault",
+        "--skip-label",
+        "bad-input",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = report(dir.path());
+    let capacity = scenario(&r, "seed/device plugin DaemonSet");
+    assert_eq!(capacity["status"], "failed", "{r:#}");
+    assert!(
+        capacity["message"]
+            .as_str()
+            .unwrap()
+            .contains("silent on purpose"),
+        "the failure carries the plugin's log: {r:#}"
+    );
+    assert_eq!(
+        scenario(&r, "seed/macvlan-test")["status"],
+        "passed",
+        "{r:#}"
+    );
+    assert_eq!(scenario(&r, "ovs/trunk")["status"], "passed", "{r:#}");
+    let plugins = &r["implementation"]["plugins"];
+    assert_eq!(plugins["macvtap-deviceplugin"]["from"], "--plugin", "{r:#}");
+    assert_eq!(plugins["ovs"]["from"], "--plugin", "{r:#}");
+    assert_eq!(plugins["macvtap"]["from"], "bundled", "{r:#}");
+    let run_id = r["implementation"]["run_id"].as_str().unwrap();
+    assert_eq!(namespaces_of(run_id), Vec::<String>::new());
+}
+
+#[test]
+fn a_cni_missing_from_the_bin_dir_fails_only_its_scenarios() {
+    if !secnet::prereq::require_root("conform with a partial --cni-bin-dir") {
+        return;
+    }
+    let bins = scratch("only-macvtap");
+    std::os::unix::fs::symlink(
+        secnet::bins::bundled("macvtap").unwrap(),
+        bins.path().join("macvtap"),
+    )
+    .unwrap();
+    let dir = scratch("only-macvtap-report");
+    let out = secnet(&[
+        "conform",
+        "--cni-bin-dir",
+        bins.path().to_str().unwrap(),
+        "--label",
+        "trunk",
+        "--label",
+        "network-status",
+        "--skip-label",
+        "vm",
+        "--skip-label",
+        "bad-input",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = report(dir.path());
+    let trunk = scenario(&r, "ovs/trunk");
+    assert_eq!(trunk["status"], "failed", "{r:#}");
+    let message = trunk["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"ovs\" not found") && message.contains(bins.path().to_str().unwrap()),
+        "{message}"
+    );
+    assert_eq!(
+        scenario(&r, "seed/macvtap-pod:")["status"],
+        "passed",
+        "{r:#}"
+    );
+    assert!(
+        r["implementation"]["plugins"]["ovs"]["missing"]
+            .as_str()
+            .unwrap()
+            .contains(bins.path().to_str().unwrap()),
+        "{r:#}"
+    );
+}
+
+#[test]
+fn bad_plugin_flags_exit_2_naming_the_flag() {
+    let out = secnet(&["conform", "--plugin", "sriov=/bin/true"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("macvtap, ovs, macvtap-deviceplugin"),
+        "{stderr}"
+    );
+    let out = secnet(&["conform", "--plugin", "ovs=/nonexistent/ovs"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--plugin ovs=/nonexistent/ovs"), "{stderr}");
+}
+
 #[test]
 fn kind_dry_run_prints_the_whole_plan_without_docker_or_root() {
     let out = secnet(&[

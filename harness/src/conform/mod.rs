@@ -2,6 +2,7 @@
 //! under test, show progress, and write the report. On kind/existing clusters
 //! (`real`) the portable scenarios run and the others are reported as skipped.
 
+pub mod implementation;
 pub mod inventory;
 pub mod plan;
 pub mod real;
@@ -18,10 +19,9 @@ use crate::scenario::{self, Ctx, Outcome};
 #[derive(Debug, Clone)]
 pub struct Options {
     pub cluster: String,
-    pub cni_bin_dir: PathBuf,
+    /// The plugins under test (CNIs and the device plugin command).
+    pub implementation: implementation::Resolved,
     pub reference_bin_dir: PathBuf,
-    /// The device plugin command (program and arguments).
-    pub device_plugin: Vec<String>,
     pub topology: Topology,
     pub fixtures_dir: PathBuf,
     /// Only scenarios of these backends (empty: all).
@@ -50,7 +50,7 @@ pub enum ConformError {
     )]
     NotRoot,
     #[error(
-        "CNI plugin {0} under test does not exist; build the bundled ones with `cargo build --release --bins` or point --cni-bin-dir at yours"
+        "{0} holds none of the CNI plugins under test (macvtap, ovs); build the bundled ones with `cargo build --release --bins` or point --cni-bin-dir at yours"
     )]
     MissingPlugin(PathBuf),
     #[error(
@@ -73,12 +73,10 @@ impl Options {
     /// The bundled implementations on the built-in default topology: what
     /// `secnet conform` runs with no arguments.
     pub fn bundled() -> Options {
-        let bins = crate::bins::bin_dir();
         Options {
             cluster: "netns".into(),
-            cni_bin_dir: bins.clone(),
+            implementation: implementation::Resolved::bundled(),
             reference_bin_dir: "/usr/lib/cni".into(),
-            device_plugin: vec![bins.join("macvtap-deviceplugin").display().to_string()],
             topology: Topology::parse(crate::cluster::netns::topology::DEFAULT, "built-in default")
                 .expect("the built-in topology is valid"),
             fixtures_dir: crate::bins::fixtures_dir(),
@@ -111,16 +109,25 @@ pub async fn run_one(opts: &Options, name: &str) -> Result<(), String> {
 }
 
 pub(crate) fn context(opts: &Options, run_id: &str) -> Ctx {
+    let work_dir = std::env::temp_dir().join(format!("secnet-{run_id}"));
+    // Links to CNIs picked one by one; a failure here shows as "not found" later.
+    let cni_bin_dir = opts
+        .implementation
+        .cni_dir(&work_dir.join("implementation"))
+        .unwrap_or_else(|e| {
+            eprintln!("secnet conform: {e}");
+            opts.implementation.cni_bin_dir.clone()
+        });
     let ctx = Ctx {
-        cni_bin_dir: opts.cni_bin_dir.clone(),
+        cni_bin_dir,
         keep: opts.keep,
         run_id: run_id.to_string(),
         scope: String::new(),
         reference_bin_dir: opts.reference_bin_dir.clone(),
-        device_plugin: opts.device_plugin.clone(),
+        device_plugin: opts.implementation.device_plugin.clone(),
         topology: opts.topology.clone(),
         fixtures_dir: opts.fixtures_dir.clone(),
-        work_dir: std::env::temp_dir().join(format!("secnet-{run_id}")),
+        work_dir,
         observed: Default::default(),
         target: Default::default(),
     };
@@ -161,9 +168,14 @@ fn preflight(opts: &Options) -> Result<(), ConformError> {
     if !crate::prereq::is_root() {
         return Err(ConformError::NotRoot);
     }
-    let plugin = opts.cni_bin_dir.join("macvtap");
-    if !plugin.exists() {
-        return Err(ConformError::MissingPlugin(plugin));
+    // At least one CNI under test: a wrong directory fails here, not 30 times.
+    if implementation::CNIS
+        .iter()
+        .all(|name| opts.implementation.cni(name).0.is_none())
+    {
+        return Err(ConformError::MissingPlugin(
+            opts.implementation.cni_bin_dir.clone(),
+        ));
     }
     Ok(())
 }
@@ -235,6 +247,12 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         "secnet conform: run {run_id} on the {} cluster, {count}",
         opts.cluster
     );
+    if opts.cluster == "netns" {
+        eprintln!(
+            "secnet conform: under test: {}",
+            opts.implementation.summary()
+        );
+    }
     let ctx = context(opts, &run_id);
     let started = Instant::now();
     let real = if opts.cluster == "netns" {
@@ -371,13 +389,11 @@ async fn run_selected(
         }
     }
     let implementation = if opts.cluster == "netns" {
-        json!({
-            "run_id": run_id,
-            "device_plugin": opts.device_plugin.join(" "),
-            "reference_bin_dir": opts.reference_bin_dir.display().to_string(),
-            "cni_bin_dir": opts.cni_bin_dir.display().to_string(),
-            "macvtap": opts.cni_bin_dir.join("macvtap").display().to_string(),
-        })
+        let mut described = opts.implementation.describe();
+        described["run_id"] = json!(run_id);
+        described["reference_bin_dir"] = json!(opts.reference_bin_dir.display().to_string());
+        described["macvtap"] = described["plugins"]["macvtap"]["path"].clone();
+        described
     } else {
         json!({
             "run_id": run_id,

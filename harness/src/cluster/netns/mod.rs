@@ -61,6 +61,9 @@ pub(crate) struct Inner {
     pods: BTreeMap<(String, String), PodState>,
     dhcp: Option<KillOnDrop>,
     uid_counter: u64,
+    /// Why the device plugin DaemonSet did not come up (with its log), if it did not:
+    /// the cluster stays up, pods that need its resource fail with this.
+    pub(crate) device_plugin_failure: Option<String>,
 }
 
 fn up_err(message: impl Into<String>) -> ClusterError {
@@ -139,6 +142,7 @@ impl NetnsCluster {
                     pods: BTreeMap::new(),
                     dhcp,
                     uid_counter: 0,
+                    device_plugin_failure: None,
                 }),
                 created_host_dirs,
             }),
@@ -156,6 +160,11 @@ impl NetnsCluster {
             self.opts.cni_bin_dir.clone(),
             self.opts.reference_bin_dir.clone(),
         ])
+    }
+
+    /// Why the device plugin DaemonSet did not come up, if it did not.
+    pub async fn device_plugin_failure(&self) -> Option<String> {
+        self.inner.lock().await.device_plugin_failure.clone()
     }
 
     pub fn topology(&self) -> &Topology {
@@ -363,7 +372,10 @@ impl Cluster for NetnsCluster {
                             .map(|c| c.data.clone())
                             .ok_or_else(|| fail(format!("ConfigMap {ns}/{cm_name} does not exist; apply it before the DaemonSet")))?
                     };
-                    self.start_daemonset(env).await.map_err(fail)?;
+                    // As on a real node, a device plugin that does not come up leaves
+                    // the cluster up: only pods that need its resource fail (pod.rs).
+                    let failure = self.start_daemonset(env).await.err();
+                    self.inner.lock().await.device_plugin_failure = failure;
                 }
                 Object::Other { kind: k, .. } => {
                     return Err(fail(format!(
@@ -415,6 +427,11 @@ impl Cluster for NetnsCluster {
     async fn diagnostics(&self) -> String {
         let inner = self.inner.lock().await;
         let mut out = String::new();
+        if let Some(failure) = &inner.device_plugin_failure {
+            out.push_str(&format!(
+                "the device plugin DaemonSet did not come up: {failure}\n"
+            ));
+        }
         for n in &inner.nodes {
             out.push_str(&format!(
                 "--- node {} device plugin log ---\n{}\n",
