@@ -136,6 +136,43 @@ enum Cmd {
         #[command(flatten)]
         real: Box<RealArgs>,
     },
+    /// A patch against its baseline: the selected scenarios on A, then on B, one scenario
+    /// at a time in one run; exits 1 when a scenario passes on A and fails on B.
+    #[command(
+        after_help = "A and B are each a bin dir and/or --plugin overrides; A defaults to the bundled plugins.\n\nExamples:\n  secnet compare --b-plugin macvtap=./macvtap --backends macvtap --report cmp/\n  secnet compare --b-bin-dir /opt/upstream/bin --b-plugin macvtap-deviceplugin=/opt/upstream/bin/macvtap-deviceplugin\n  secnet compare --a-bin-dir old/ --b-bin-dir new/ --label mac\n\nWrites compare.json, compare.md and compare.html (regressions first). Exit codes: 0 no\nregression, 1 a regression, 2 could not run."
+    )]
+    Compare {
+        /// A (baseline): directory with its CNI binaries [default: the bundled ones].
+        #[arg(long, value_name = "DIR")]
+        a_bin_dir: Option<PathBuf>,
+        /// A: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
+        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+        a_plugin: Vec<(String, PathBuf)>,
+        /// B (candidate): directory with its CNI binaries [default: the bundled ones].
+        #[arg(long, value_name = "DIR")]
+        b_bin_dir: Option<PathBuf>,
+        /// B: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
+        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+        b_plugin: Vec<(String, PathBuf)>,
+        /// Write compare.json, compare.md and compare.html here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Only scenarios with this label or backend (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Leave out scenarios with this label or backend (repeatable).
+        #[arg(long = "skip-label")]
+        skip_labels: Vec<String>,
+        /// Only scenarios of these backends (comma list: macvtap,macvlan,ovs).
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Keep the namespaces of failed scenarios and print how to enter them.
+        #[arg(long)]
+        keep: bool,
+        /// Directory with Debian's reference CNI plugins (bridge, host-local, macvlan).
+        #[arg(long, default_value = "/usr/lib/cni")]
+        reference_bin_dir: PathBuf,
+    },
     /// Re-render report.html, report.md and junit.xml from DIR/report.json.
     #[command(after_help = "Example:\n  secnet report reports/")]
     Report {
@@ -286,6 +323,81 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("secnet conform: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Compare {
+            a_bin_dir,
+            a_plugin,
+            b_bin_dir,
+            b_plugin,
+            report,
+            labels,
+            skip_labels,
+            backends,
+            keep,
+            reference_bin_dir,
+        } => {
+            let resolve = |side: &str, cni_bin_dir, plugins| {
+                secnet::conform::implementation::Choice {
+                    cni_bin_dir,
+                    device_plugin: None,
+                    plugins,
+                }
+                .resolve()
+                .map_err(|e| {
+                    // The flags are --a-…/--b-…: say which side.
+                    e.replace("--cni-bin-dir", &format!("--{side}-bin-dir"))
+                        .replace("--plugin", &format!("--{side}-plugin"))
+                })
+            };
+            let (a, b) = match (
+                resolve("a", a_bin_dir, a_plugin),
+                resolve("b", b_bin_dir, b_plugin),
+            ) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("secnet compare: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let base = secnet::conform::Options {
+                reference_bin_dir,
+                backends,
+                labels,
+                skip_labels,
+                keep,
+                ..secnet::conform::Options::bundled()
+            };
+            let a = secnet::conform::Options {
+                implementation: a,
+                ..base.clone()
+            };
+            let b = secnet::conform::Options {
+                implementation: b,
+                ..base
+            };
+            match runtime.block_on(secnet::compare::run(&a, &b)) {
+                Ok(c) => {
+                    let md = secnet::compare::render::markdown(&c);
+                    // The table (up to the messages) on stdout; the whole story in the files.
+                    println!("{}", md.split("\n## Messages").next().unwrap_or(&md));
+                    if let Some(dir) = report {
+                        if let Err(e) = c.write(&dir) {
+                            eprintln!("secnet compare: {e}");
+                            return ExitCode::from(2);
+                        }
+                        eprintln!("secnet compare: report in {}", dir.display());
+                    }
+                    if c.regressions.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("secnet compare: {e}");
                     ExitCode::from(2)
                 }
             }

@@ -387,6 +387,115 @@ fn bad_plugin_flags_exit_2_naming_the_flag() {
     assert!(stderr.contains("--plugin ovs=/nonexistent/ovs"), "{stderr}");
 }
 
+fn compare_json(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("compare.json")).expect("compare.json written");
+    serde_json::from_str(&text).expect("compare.json is JSON")
+}
+
+#[test]
+fn compare_bundled_against_itself_finds_no_regression() {
+    if !secnet::prereq::require_root("secnet compare") {
+        return;
+    }
+    let dir = scratch("compare-same");
+    let out = secnet(&[
+        "compare",
+        "--backends",
+        "macvtap",
+        "--label",
+        "network-status",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let c = compare_json(dir.path());
+    assert_eq!(c["regressions"], serde_json::json!([]), "{c:#}");
+    assert_eq!(c["fixed"], serde_json::json!([]), "{c:#}");
+    let rows = c["scenarios"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{c:#}");
+    for r in rows {
+        assert_eq!(r["a"]["status"], "passed", "{c:#}");
+        assert_eq!(r["b"]["status"], "passed", "{c:#}");
+        assert!(r["b"]["duration_s"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(c["b"]["plugins"]["macvtap"]["from"], "bundled");
+    // Interleaved: A then B for each scenario.
+    let order: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("] PASS") || l.contains("] FAIL"))
+        .map(|l| if l.contains(" A] ") { "A" } else { "B" })
+        .collect();
+    assert_eq!(order, ["A", "B", "A", "B"], "{stderr}");
+    assert!(dir.path().join("compare.md").exists());
+    assert!(dir.path().join("compare.html").exists());
+    let run_id = c["run_id"].as_str().unwrap();
+    assert_eq!(namespaces_of(run_id), Vec::<String>::new());
+}
+
+#[test]
+fn compare_shows_a_candidate_that_ignores_the_requested_mac_as_a_regression() {
+    if !secnet::prereq::require_root("secnet compare") {
+        return;
+    }
+    // The candidate: the bundled macvtap CNI, but the requested MAC never reaches it.
+    let bins = scratch("compare-broken");
+    let bundled = secnet::bins::bundled("macvtap").unwrap();
+    let candidate = script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nCNI_ARGS=$(printf '%s' \"$CNI_ARGS\" | tr ';' '\\n' | grep -v '^MAC=' | paste -sd ';' -)\nexport CNI_ARGS\nexec {} \"$@\"\n",
+            bundled.display()
+        ),
+    );
+    let dir = scratch("compare-broken-report");
+    let out = secnet(&[
+        "compare",
+        "--b-plugin",
+        &format!("macvtap={}", candidate.display()),
+        "--backends",
+        "macvtap",
+        "--label",
+        "network-status",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let c = compare_json(dir.path());
+    let regressions = c["regressions"].as_array().unwrap();
+    assert_eq!(regressions.len(), 1, "{c:#}");
+    assert!(
+        regressions[0]
+            .as_str()
+            .unwrap()
+            .starts_with("seed/macvtap-pod-with-mac"),
+        "{c:#}"
+    );
+    let row = c["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == regressions[0])
+        .unwrap();
+    assert_eq!(row["a"]["status"], "passed");
+    assert_eq!(row["b"]["status"], "failed");
+    assert!(
+        row["b"]["message"].as_str().unwrap().contains("MAC"),
+        "{c:#}"
+    );
+    assert_eq!(c["b"]["plugins"]["macvtap"]["from"], "--plugin");
+    let md = std::fs::read_to_string(dir.path().join("compare.md")).unwrap();
+    let first = md
+        .lines()
+        .find(|l| l.starts_with("| seed"))
+        .unwrap_or_default();
+    assert!(first.contains("REGRESSION"), "regressions first:\n{md}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 regression(s)"), "{stdout}");
+}
+
 #[test]
 fn kind_dry_run_prints_the_whole_plan_without_docker_or_root() {
     let out = secnet(&[

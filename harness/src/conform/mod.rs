@@ -109,11 +109,17 @@ pub async fn run_one(opts: &Options, name: &str) -> Result<(), String> {
 }
 
 pub(crate) fn context(opts: &Options, run_id: &str) -> Ctx {
+    context_named(opts, run_id, "implementation")
+}
+
+/// The context of a run whose CNIs picked one by one are linked in `work_dir/links`
+/// (`secnet compare` runs two implementations in one run).
+pub(crate) fn context_named(opts: &Options, run_id: &str, links: &str) -> Ctx {
     let work_dir = std::env::temp_dir().join(format!("secnet-{run_id}"));
     // Links to CNIs picked one by one; a failure here shows as "not found" later.
     let cni_bin_dir = opts
         .implementation
-        .cni_dir(&work_dir.join("implementation"))
+        .cni_dir(&work_dir.join(links))
         .unwrap_or_else(|e| {
             eprintln!("secnet conform: {e}");
             opts.implementation.cni_bin_dir.clone()
@@ -155,7 +161,7 @@ fn check_leaks(ctx: &Ctx, outcome: Outcome) -> Outcome {
     }
 }
 
-fn preflight(opts: &Options) -> Result<(), ConformError> {
+pub(crate) fn preflight(opts: &Options) -> Result<(), ConformError> {
     if !opts.fixtures_dir.join("seed").is_dir() {
         return Err(ConformError::MissingFixtures(opts.fixtures_dir.clone()));
     }
@@ -289,97 +295,11 @@ async fn run_selected(
     let total = selected.len();
     let mut reports = Vec::new();
     for (i, s) in selected.into_iter().enumerate() {
-        if real.is_some() && !s.portable {
-            eprintln!(
-                "[{:>2}/{total}] SKIP {} ({})",
-                i + 1,
-                s.name,
-                real::SKIP_REASON
-            );
-            reports.push(ScenarioReport {
-                name: s.name.clone(),
-                backend: s.backend.to_string(),
-                workload: s.workload.to_string(),
-                labels: s.labels.iter().map(|l| l.to_string()).collect(),
-                status: Status::Skipped,
-                duration_s: 0.0,
-                message: real::SKIP_REASON.into(),
-                observed: Default::default(),
-            });
-            continue;
-        }
-        let t = Instant::now();
-        ctx.scope = format!("s{}", i + 1);
-        ctx.observed = Default::default();
-        // A panicking scenario fails alone: it runs in its own task. Ctrl-C or
-        // SIGTERM stops the run: the task is aborted and the run's leftovers swept.
-        // A spinner with the elapsed time while the scenario runs (terminals only).
-        let progress = indicatif::ProgressBar::new_spinner();
-        progress.set_style(
-            indicatif::ProgressStyle::with_template("[{prefix}] {spinner} {msg} ({elapsed})")
-                .expect("progress template"),
-        );
-        progress.set_prefix(format!("{:>2}/{total}", i + 1));
-        progress.set_message(s.name.clone());
-        progress.enable_steady_tick(std::time::Duration::from_millis(120));
-        let mut task = tokio::spawn((s.body)(ctx.clone()));
-        let outcome = tokio::select! {
-            joined = &mut task => match joined {
-                Ok(outcome) => outcome,
-                Err(e) => Err(format!("scenario panicked: {e}")),
-            },
-            signal = interrupted() => {
-                task.abort();
-                // Let the scenario's drop guards run before sweeping after them.
-                let _ = task.await;
-                eprintln!("secnet conform: {signal}: stopping run {run_id} and removing what it created");
-                if let Some(rc) = real.take() {
-                    for note in rc.down(true, false).await {
-                        eprintln!("secnet conform: {note}");
-                    }
-                }
-                match crate::clean::clean(Some(run_id)) {
-                    Ok(c) => eprintln!("secnet conform: removed {} namespace(s), {} process(es)", c.namespaces.len(), c.processes.len()),
-                    Err(e) => eprintln!("secnet conform: cleanup failed: {e}; run `secnet clean --run {run_id}`"),
-                }
-                let _ = std::fs::remove_dir_all(&ctx.work_dir);
-                return Err(ConformError::Interrupted(signal));
-            }
+        let at = Position {
+            tag: format!("{:>2}/{total}", i + 1),
+            scope: format!("s{}", i + 1),
         };
-        progress.finish_and_clear();
-        let outcome = if real.is_some() {
-            outcome // a real cluster's leftovers are its scope's objects: finish_kube checks
-        } else {
-            check_leaks(&ctx, outcome)
-        };
-        let duration_s = t.elapsed().as_secs_f64();
-        let (status, message) = match outcome {
-            Ok(()) => (Status::Passed, String::new()),
-            Err(m) => (Status::Failed, m),
-        };
-        let mark = if status == Status::Passed {
-            "PASS"
-        } else {
-            "FAIL"
-        };
-        eprintln!(
-            "[{:>2}/{total}] {mark} {} ({duration_s:.2} s)",
-            i + 1,
-            s.name
-        );
-        if !message.is_empty() {
-            eprintln!("        {}", message.replace('\n', "\n        "));
-        }
-        reports.push(ScenarioReport {
-            name: s.name.clone(),
-            backend: s.backend.to_string(),
-            workload: s.workload.to_string(),
-            labels: s.labels.iter().map(|l| l.to_string()).collect(),
-            status,
-            duration_s,
-            message,
-            observed: ctx.observed.take(),
-        });
+        reports.push(run_scenario(run_id, &mut ctx, s, &at, &mut real).await?);
     }
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
     if let Some(rc) = real {
@@ -410,8 +330,107 @@ async fn run_selected(
     ))
 }
 
+/// Where a scenario stands in its run: the progress tag printed (`3/12`) and its
+/// part of namespace names (`s3`).
+pub(crate) struct Position {
+    pub tag: String,
+    pub scope: String,
+}
+
+/// Runs one scenario in its own task (a panic fails it alone), with a spinner, the
+/// leak check and a printed line; Ctrl-C or SIGTERM stops the whole run, sweeping
+/// what it made.
+pub(crate) async fn run_scenario(
+    run_id: &str,
+    ctx: &mut Ctx,
+    s: &scenario::Scenario,
+    at: &Position,
+    real: &mut Option<real::RealCluster>,
+) -> Result<ScenarioReport, ConformError> {
+    let tag = &at.tag;
+    if real.is_some() && !s.portable {
+        eprintln!("[{tag}] SKIP {} ({})", s.name, real::SKIP_REASON);
+        return Ok(ScenarioReport {
+            name: s.name.clone(),
+            backend: s.backend.to_string(),
+            workload: s.workload.to_string(),
+            labels: s.labels.iter().map(|l| l.to_string()).collect(),
+            status: Status::Skipped,
+            duration_s: 0.0,
+            message: real::SKIP_REASON.into(),
+            observed: Default::default(),
+        });
+    }
+    let t = Instant::now();
+    ctx.scope = at.scope.clone();
+    ctx.observed = Default::default();
+    // A spinner with the elapsed time while the scenario runs (terminals only).
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("[{prefix}] {spinner} {msg} ({elapsed})")
+            .expect("progress template"),
+    );
+    progress.set_prefix(tag.clone());
+    progress.set_message(s.name.clone());
+    progress.enable_steady_tick(std::time::Duration::from_millis(120));
+    let mut task = tokio::spawn((s.body)(ctx.clone()));
+    let outcome = tokio::select! {
+        joined = &mut task => match joined {
+            Ok(outcome) => outcome,
+            Err(e) => Err(format!("scenario panicked: {e}")),
+        },
+        signal = interrupted() => {
+            task.abort();
+            // Let the scenario's drop guards run before sweeping after them.
+            let _ = task.await;
+            eprintln!("secnet conform: {signal}: stopping run {run_id} and removing what it created");
+            if let Some(rc) = real.take() {
+                for note in rc.down(true, false).await {
+                    eprintln!("secnet conform: {note}");
+                }
+            }
+            match crate::clean::clean(Some(run_id)) {
+                Ok(c) => eprintln!("secnet conform: removed {} namespace(s), {} process(es)", c.namespaces.len(), c.processes.len()),
+                Err(e) => eprintln!("secnet conform: cleanup failed: {e}; run `secnet clean --run {run_id}`"),
+            }
+            let _ = std::fs::remove_dir_all(&ctx.work_dir);
+            return Err(ConformError::Interrupted(signal));
+        }
+    };
+    progress.finish_and_clear();
+    let outcome = if real.is_some() {
+        outcome // a real cluster's leftovers are its scope's objects: finish_kube checks
+    } else {
+        check_leaks(ctx, outcome)
+    };
+    let duration_s = t.elapsed().as_secs_f64();
+    let (status, message) = match outcome {
+        Ok(()) => (Status::Passed, String::new()),
+        Err(m) => (Status::Failed, m),
+    };
+    let mark = if status == Status::Passed {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    eprintln!("[{tag}] {mark} {} ({duration_s:.2} s)", s.name);
+    if !message.is_empty() {
+        eprintln!("        {}", message.replace('\n', "\n        "));
+    }
+    Ok(ScenarioReport {
+        name: s.name.clone(),
+        backend: s.backend.to_string(),
+        workload: s.workload.to_string(),
+        labels: s.labels.iter().map(|l| l.to_string()).collect(),
+        status,
+        duration_s,
+        message,
+        observed: ctx.observed.take(),
+    })
+}
+
 /// Resolves on the first Ctrl-C or SIGTERM, naming it.
-async fn interrupted() -> &'static str {
+pub(crate) async fn interrupted() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(t) => t,
