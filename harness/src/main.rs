@@ -207,7 +207,9 @@ enum Cmd {
         context: Option<String>,
     },
     /// Measure CNI ADD+DEL latency side by side with the reference plugins (needs root).
-    #[command(after_help = "Example:\n  secnet bench --quick --report reports/")]
+    #[command(
+        after_help = "Examples:\n  secnet bench --quick --report reports/\n  secnet bench --quick --b-bin-dir /opt/upstream/bin --b-plugin macvtap-deviceplugin=/opt/upstream/bin/macvtap-deviceplugin\n\nWith any --a-…/--b-… flag every CNI and device plugin row is measured for A (baseline,\ndefault: bundled) and B (candidate, default: bundled), interleaved, with the ratio B/A."
+    )]
     Bench {
         /// Fewer iterations (for CI).
         #[arg(long)]
@@ -221,7 +223,38 @@ enum Cmd {
         /// Directory with Debian's reference plugins.
         #[arg(long, default_value = "/usr/lib/cni")]
         reference_bin_dir: PathBuf,
+        /// A (baseline): directory with its plugins [default: the bundled ones].
+        #[arg(long, value_name = "DIR")]
+        a_bin_dir: Option<PathBuf>,
+        /// A: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
+        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+        a_plugin: Vec<(String, PathBuf)>,
+        /// B (candidate): directory with its plugins [default: the bundled ones].
+        #[arg(long, value_name = "DIR")]
+        b_bin_dir: Option<PathBuf>,
+        /// B: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
+        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+        b_plugin: Vec<(String, PathBuf)>,
     },
+}
+
+/// Side `side` (a or b) of an A/B run: its bin dir and --plugin overrides on top of
+/// the bundled plugins; errors name the side's flags.
+fn resolve_side(
+    side: &str,
+    cni_bin_dir: Option<PathBuf>,
+    plugins: Vec<(String, PathBuf)>,
+) -> Result<secnet::conform::implementation::Resolved, String> {
+    secnet::conform::implementation::Choice {
+        cni_bin_dir,
+        device_plugin: None,
+        plugins,
+    }
+    .resolve()
+    .map_err(|e| {
+        e.replace("--cni-bin-dir", &format!("--{side}-bin-dir"))
+            .replace("--plugin", &format!("--{side}-plugin"))
+    })
 }
 
 fn main() -> ExitCode {
@@ -339,22 +372,9 @@ fn main() -> ExitCode {
             keep,
             reference_bin_dir,
         } => {
-            let resolve = |side: &str, cni_bin_dir, plugins| {
-                secnet::conform::implementation::Choice {
-                    cni_bin_dir,
-                    device_plugin: None,
-                    plugins,
-                }
-                .resolve()
-                .map_err(|e| {
-                    // The flags are --a-…/--b-…: say which side.
-                    e.replace("--cni-bin-dir", &format!("--{side}-bin-dir"))
-                        .replace("--plugin", &format!("--{side}-plugin"))
-                })
-            };
             let (a, b) = match (
-                resolve("a", a_bin_dir, a_plugin),
-                resolve("b", b_bin_dir, b_plugin),
+                resolve_side("a", a_bin_dir, a_plugin),
+                resolve_side("b", b_bin_dir, b_plugin),
             ) {
                 (Ok(a), Ok(b)) => (a, b),
                 (Err(e), _) | (_, Err(e)) => {
@@ -544,8 +564,31 @@ fn main() -> ExitCode {
             report,
             cni_bin_dir,
             reference_bin_dir,
+            a_bin_dir,
+            a_plugin,
+            b_bin_dir,
+            b_plugin,
         } => {
+            let ab = if a_bin_dir.is_some()
+                || b_bin_dir.is_some()
+                || !a_plugin.is_empty()
+                || !b_plugin.is_empty()
+            {
+                match (
+                    resolve_side("a", a_bin_dir, a_plugin),
+                    resolve_side("b", b_bin_dir, b_plugin),
+                ) {
+                    (Ok(a), Ok(b)) => Some((a, b)),
+                    (Err(e), _) | (_, Err(e)) => {
+                        eprintln!("secnet bench: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                None
+            };
             let opts = secnet::bench::Options {
+                ab,
                 quick,
                 device_plugin: cni_bin_dir
                     .clone()

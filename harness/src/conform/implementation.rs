@@ -4,8 +4,9 @@
 //!
 //! Rules: a `--plugin` wins over the directory; a CNI missing from the directory is
 //! missing (the scenarios that use it fail naming the directory, the others run);
-//! the device plugin is the bundled one unless `--device-plugin CMD` or
-//! `--plugin macvtap-deviceplugin=PATH` says otherwise.
+//! the device plugin is `--device-plugin CMD` or `--plugin macvtap-deviceplugin=PATH`,
+//! else the directory's `macvtap-deviceplugin` when it has one (a CNI directory
+//! usually has none), else the bundled one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,10 +97,16 @@ impl Choice {
             }
             (Some(cmd), None) => (cmd.clone(), "--device-plugin"),
             (None, Some(cmd)) => (cmd, "--plugin"),
-            (None, None) => (
-                vec![bundled.join(DEVICE_PLUGIN).display().to_string()],
-                "bundled",
-            ),
+            (None, None) => match &self.cni_bin_dir {
+                Some(dir) if dir.join(DEVICE_PLUGIN).is_file() => (
+                    vec![dir.join(DEVICE_PLUGIN).display().to_string()],
+                    "--cni-bin-dir",
+                ),
+                _ => (
+                    vec![bundled.join(DEVICE_PLUGIN).display().to_string()],
+                    "bundled",
+                ),
+            },
         };
         Ok(Resolved {
             cni_bin_dir: self.cni_bin_dir.clone().unwrap_or(bundled),
@@ -205,6 +212,59 @@ impl Resolved {
     }
 }
 
+/// The CNI spec versions a plugin binary says it supports: its answer to VERSION
+/// (`supportedVersions`), the spec's own way for a plugin to declare what it claims.
+pub fn cni_versions(plugin: &Path) -> Result<Vec<String>, String> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("failed to run {} VERSION: {e}", plugin.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(br#"{"cniVersion":"1.0.0"}"#);
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{} VERSION: {e}", plugin.display()))?;
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "{} VERSION did not answer JSON ({e}): {}",
+            plugin.display(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        )
+    })?;
+    v["supportedVersions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .ok_or_else(|| format!("{} VERSION has no supportedVersions: {v}", plugin.display()))
+}
+
+/// The version to talk to a plugin with: 1.0.0 when it claims it, else its newest.
+pub fn preferred_version(supported: &[String]) -> String {
+    if supported.iter().any(|v| v == "1.0.0") {
+        return "1.0.0".into();
+    }
+    supported
+        .iter()
+        .max_by_key(|v| {
+            v.split('.')
+                .map(|n| n.parse::<u32>().unwrap_or(0))
+                .collect::<Vec<_>>()
+        })
+        .cloned()
+        .unwrap_or_else(|| "0.4.0".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +334,22 @@ mod tests {
     }
 
     #[test]
+    fn version_answer_of_the_bundled_macvtap() {
+        let bin = crate::bins::bundled("macvtap");
+        if !crate::prereq::require("the VERSION answer", bin.clone().err()) {
+            return;
+        }
+        let bin = bin.unwrap();
+        let v = cni_versions(&bin).unwrap();
+        assert!(v.contains(&"1.0.0".to_string()), "{v:?}");
+        assert_eq!(preferred_version(&v), "1.0.0");
+        let old: Vec<String> = ["0.1.0", "0.3.1", "0.4.0", "0.2.0"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(preferred_version(&old), "0.4.0");
+    }
+
+    #[test]
     fn bad_choices_are_refused_naming_the_flag() {
         let e = Choice {
             plugins: vec![("macvtap".into(), "/nonexistent/macvtap".into())],
@@ -307,5 +383,14 @@ mod tests {
         .unwrap();
         assert_eq!(r.device_plugin, vec![dp.display().to_string()]);
         assert_eq!(r.cni("macvtap").1, "bundled");
+        // A directory with a device plugin supplies it too.
+        let r = Choice {
+            cni_bin_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.device_plugin, vec![dp.display().to_string()]);
+        assert_eq!(r.device_plugin_from, "--cni-bin-dir");
     }
 }
