@@ -497,6 +497,68 @@ fn compare_shows_a_candidate_that_ignores_the_requested_mac_as_a_regression() {
 }
 
 #[test]
+fn versions_a_plugin_does_not_claim_are_skipped_saying_so_and_extensions_say_so_on_failure() {
+    if !secnet::prereq::require_root("conform with a CNI 0.4.0-only plugin") {
+        return;
+    }
+    // The bundled macvtap, but claiming only 0.1.0-0.4.0 (as kubevirt/macvtap-cni does)
+    // and without standalone mode (no deviceID: refused as upstream refuses it).
+    let bins = scratch("old-versions");
+    let bundled = secnet::bins::bundled("macvtap").unwrap();
+    let plugin = script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = VERSION ]; then\n  echo '{{\"cniVersion\":\"0.4.0\",\"supportedVersions\":[\"0.1.0\",\"0.2.0\",\"0.3.0\",\"0.3.1\",\"0.4.0\"]}}'; exit 0\nfi\nconf=$(cat)\ncase \"$conf\" in *deviceID*) ;; *) [ \"$CNI_COMMAND\" = ADD ] && {{ echo '{{\"code\":999,\"msg\":\"deviceID is required\"}}'; exit 1; }};; esac\nprintf '%s' \"$conf\" | exec {} \"$@\"\n",
+            bundled.display()
+        ),
+    );
+    let dir = scratch("old-versions-report");
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap={}", plugin.display()),
+        "--label",
+        "spec",
+        "--label",
+        "extension",
+        "--skip-label",
+        "vm",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = report(dir.path());
+    for v in ["1.0.0", "1.1.0"] {
+        let s = scenario(&r, &format!("macvtap-cni/[{v}]"));
+        assert_eq!(s["status"], "skipped", "{r:#}");
+        let m = s["message"].as_str().unwrap();
+        assert!(
+            m.contains(&format!("does not claim CNI {v}")) && m.contains("0.4.0"),
+            "{m}"
+        );
+    }
+    assert_eq!(
+        scenario(&r, "macvtap-cni/[0.4.0]")["status"],
+        "passed",
+        "{r:#}"
+    );
+    let standalone = scenario(&r, "macvtap-cni/standalone");
+    assert_eq!(standalone["status"], "failed", "{r:#}");
+    let m = standalone["message"].as_str().unwrap();
+    assert!(
+        m.contains("deviceID is required")
+            && m.contains("reference implementation: standalone mode"),
+        "{m}"
+    );
+    assert_eq!(
+        r["implementation"]["plugins"]["macvtap"]["cni_versions"],
+        serde_json::json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0"])
+    );
+}
+
+#[test]
 fn kind_dry_run_prints_the_whole_plan_without_docker_or_root() {
     let out = secnet(&[
         "conform",

@@ -174,7 +174,9 @@ impl Resolved {
             plugins.insert(
                 name.to_string(),
                 match path {
-                    Some(p) => json!({"path": p.display().to_string(), "from": from}),
+                    // What it claims, in its own words (scenarios of other versions skip).
+                    Some(p) => json!({"path": p.display().to_string(), "from": from,
+                        "cni_versions": cni_versions(&p).unwrap_or_else(|e| vec![e])}),
                     None => json!({"path": null, "from": from,
                         "missing": format!("not in {}", self.cni_bin_dir.display())}),
                 },

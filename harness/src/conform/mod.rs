@@ -361,6 +361,19 @@ pub(crate) async fn run_scenario(
             observed: Default::default(),
         });
     }
+    if let Some(why) = s.not_claimed(ctx) {
+        eprintln!("[{tag}] SKIP {} ({why})", s.name);
+        return Ok(ScenarioReport {
+            name: s.name.clone(),
+            backend: s.backend.to_string(),
+            workload: s.workload.to_string(),
+            labels: s.labels.iter().map(|l| l.to_string()).collect(),
+            status: Status::Skipped,
+            duration_s: 0.0,
+            message: why,
+            observed: Default::default(),
+        });
+    }
     let t = Instant::now();
     ctx.scope = at.scope.clone();
     ctx.observed = Default::default();
@@ -404,9 +417,13 @@ pub(crate) async fn run_scenario(
         check_leaks(ctx, outcome)
     };
     let duration_s = t.elapsed().as_secs_f64();
-    let (status, message) = match outcome {
-        Ok(()) => (Status::Passed, String::new()),
-        Err(m) => (Status::Failed, m),
+    let (status, message) = match (outcome, s.beyond_reference) {
+        (Ok(()), _) => (Status::Passed, String::new()),
+        (Err(m), None) => (Status::Failed, m),
+        (Err(m), Some(note)) => (
+            Status::Failed,
+            format!("{m}\nreference implementation: {note}"),
+        ),
     };
     let mark = if status == Status::Passed {
         "PASS"
