@@ -420,6 +420,11 @@ pub(crate) async fn run_scenario(
     let (status, message) = match (outcome, s.beyond_reference) {
         (Ok(()), _) => (Status::Passed, String::new()),
         (Err(m), None) => (Status::Failed, m),
+        // The note is about the plugins' behaviour, which a scenario whose pods found
+        // no device plugin did not get to see.
+        (Err(m), Some(_)) if m.contains(crate::cluster::netns::NO_DEVICE_PLUGIN) => {
+            (Status::Failed, m)
+        }
         (Err(m), Some(note)) => (
             Status::Failed,
             format!("{m}\nreference implementation: {note}"),

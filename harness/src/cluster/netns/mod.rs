@@ -66,6 +66,11 @@ pub(crate) struct Inner {
     pub(crate) device_plugin_failure: Option<String>,
 }
 
+/// How the diagnostics say that the device plugin never came up.
+pub const DEVICE_PLUGIN_DOWN: &str = "the device plugin DaemonSet did not come up";
+/// How an unschedulable pod says that what it asks for has no device plugin.
+pub const NO_DEVICE_PLUGIN: &str = "no device plugin offers it";
+
 fn up_err(message: impl Into<String>) -> ClusterError {
     ClusterError::Up {
         provider: "netns".into(),
@@ -428,9 +433,7 @@ impl Cluster for NetnsCluster {
         let inner = self.inner.lock().await;
         let mut out = String::new();
         if let Some(failure) = &inner.device_plugin_failure {
-            out.push_str(&format!(
-                "the device plugin DaemonSet did not come up: {failure}\n"
-            ));
+            out.push_str(&format!("{DEVICE_PLUGIN_DOWN}: {failure}\n"));
         }
         for n in &inner.nodes {
             out.push_str(&format!(

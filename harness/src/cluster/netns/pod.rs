@@ -116,8 +116,10 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             }
             _ => match &inner.device_plugin_failure {
                 Some(why) => format!(
-                    "{}\nthe device plugin DaemonSet did not come up: {why}",
-                    insufficient(total, &short)
+                    "{} {}: {}: {why}",
+                    insufficient(total, &short),
+                    super::NO_DEVICE_PLUGIN,
+                    super::DEVICE_PLUGIN_DOWN
                 ),
                 None => insufficient(total, &short),
             },
