@@ -98,7 +98,7 @@ enum Cmd {
         /// Cluster provider: netns (built in, needs root), kind, existing.
         #[arg(long, default_value = "netns")]
         cluster: String,
-        /// Directory with the CNI binaries under test [default: the bundled ones next to secnet].
+        /// Directory with the plugins under test (CNIs, and macvtap-deviceplugin if there) [default: the bundled ones next to secnet].
         /// A CNI missing from it is missing: the scenarios that use it fail, the others run.
         #[arg(long)]
         cni_bin_dir: Option<PathBuf>,
@@ -121,7 +121,7 @@ enum Cmd {
         /// Only scenarios of these backends (comma list: macvtap,macvlan,ovs).
         #[arg(long, value_delimiter = ',')]
         backends: Vec<String>,
-        /// Device plugin command the DaemonSet runs on every node [default: the bundled macvtap-deviceplugin].
+        /// Device plugin command the DaemonSet runs on every node [default: --cni-bin-dir's macvtap-deviceplugin if it has one, else the bundled one].
         #[arg(long)]
         device_plugin: Option<String>,
         /// Directory with Debian's reference CNI plugins (bridge, host-local, macvlan).
@@ -142,13 +142,13 @@ enum Cmd {
         after_help = "A and B are each a bin dir and/or --plugin overrides; A defaults to the bundled plugins.\n\nExamples:\n  secnet compare --b-plugin macvtap=./macvtap --backends macvtap --report cmp/\n  secnet compare --b-bin-dir /opt/upstream/bin --b-plugin macvtap-deviceplugin=/opt/upstream/bin/macvtap-deviceplugin\n  secnet compare --a-bin-dir old/ --b-bin-dir new/ --label mac\n\nWrites compare.json, compare.md and compare.html (regressions first). Exit codes: 0 no\nregression, 1 a regression, 2 could not run."
     )]
     Compare {
-        /// A (baseline): directory with its CNI binaries [default: the bundled ones].
+        /// A (baseline): directory with its plugins (CNIs and, if there, macvtap-deviceplugin) [default: the bundled ones].
         #[arg(long, value_name = "DIR")]
         a_bin_dir: Option<PathBuf>,
         /// A: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
         #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
         a_plugin: Vec<(String, PathBuf)>,
-        /// B (candidate): directory with its CNI binaries [default: the bundled ones].
+        /// B (candidate): directory with its plugins (CNIs and, if there, macvtap-deviceplugin) [default: the bundled ones].
         #[arg(long, value_name = "DIR")]
         b_bin_dir: Option<PathBuf>,
         /// B: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
