@@ -499,7 +499,10 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     } else {
         &scale_points
     };
-    let targets = targets::evaluate(&rows, flat, opts.quick);
+    let targets = match opts.ab {
+        None => targets::evaluate(&rows, flat, opts.quick),
+        Some(_) => targets::evaluate_ab(&rows),
+    };
     Ok(BenchReport {
         iterations,
         quick: opts.quick,
