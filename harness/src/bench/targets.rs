@@ -244,6 +244,35 @@ pub fn markdown(targets: &[Target]) -> String {
     m
 }
 
+/// An A/B run's targets: every B CNI ADD and device plugin row no slower than A's
+/// (ratio B/A <= 1.0). The single-run targets are about the bundled rows, which an
+/// A/B run names by side instead.
+pub fn evaluate_ab(rows: &[Row]) -> Vec<Target> {
+    rows.iter()
+        .filter(|r| {
+            r.name.starts_with("B: ") && (r.operation == "ADD" || r.operation == "device plugin")
+        })
+        .map(|r| {
+            let target = format!("{} {} B/A", r.name, r.operation);
+            let goal = "B/A <= 1.0 (median)";
+            match r.ratio_to_reference {
+                Some(x) => {
+                    let (met, margin) = upper(x, 1.0, "x");
+                    Target {
+                        target,
+                        goal: goal.into(),
+                        measured: format!("{x:.2}x ({:.2} ms)", r.stats.median_ms),
+                        met: Some(met),
+                        margin,
+                        note: r.reference.clone().unwrap_or_default(),
+                    }
+                }
+                None => not_measured(&target, goal, "A's row is missing"),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,33 +403,4 @@ mod tests {
         assert!(flat.note.contains("up to 10 pods only"));
         assert!(markdown(&t).contains("not measured"));
     }
-}
-
-/// An A/B run's targets: every B CNI ADD and device plugin row no slower than A's
-/// (ratio B/A <= 1.0). The single-run targets are about the bundled rows, which an
-/// A/B run names by side instead.
-pub fn evaluate_ab(rows: &[Row]) -> Vec<Target> {
-    rows.iter()
-        .filter(|r| {
-            r.name.starts_with("B: ") && (r.operation == "ADD" || r.operation == "device plugin")
-        })
-        .map(|r| {
-            let target = format!("{} {} B/A", r.name, r.operation);
-            let goal = "B/A <= 1.0 (median)";
-            match r.ratio_to_reference {
-                Some(x) => {
-                    let (met, margin) = upper(x, 1.0, "x");
-                    Target {
-                        target,
-                        goal: goal.into(),
-                        measured: format!("{x:.2}x ({:.2} ms)", r.stats.median_ms),
-                        met: Some(met),
-                        margin,
-                        note: r.reference.clone().unwrap_or_default(),
-                    }
-                }
-                None => not_measured(&target, goal, "A's row is missing"),
-            }
-        })
-        .collect()
 }
