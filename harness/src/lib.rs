@@ -6,6 +6,7 @@ pub mod bins;
 pub mod clean;
 pub mod cluster;
 pub mod cni;
+pub mod compare;
 pub mod conform;
 pub mod doctor;
 pub mod kubelet;

@@ -92,15 +92,20 @@ impl RealArgs {
 enum Cmd {
     /// Run every scenario against the implementation under test (netns: needs root).
     #[command(
-        after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n  secnet conform --cluster existing --inventory clusters/inventory.example.yaml --dry-run\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped."
+        after_help = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --plugin macvtap=./macvtap --backends macvtap       # one patched binary, the rest bundled\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n  secnet conform --cluster existing --inventory clusters/inventory.example.yaml --dry-run\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped."
     )]
     Conform {
         /// Cluster provider: netns (built in, needs root), kind, existing.
         #[arg(long, default_value = "netns")]
         cluster: String,
-        /// Directory with the CNI binaries under test [default: the bundled ones next to secnet].
+        /// Directory with the plugins under test (CNIs, and macvtap-deviceplugin if there) [default: the bundled ones next to secnet].
+        /// A CNI missing from it is missing: the scenarios that use it fail, the others run.
         #[arg(long)]
         cni_bin_dir: Option<PathBuf>,
+        /// Put one binary under test and keep the rest (repeatable): macvtap=PATH,
+        /// ovs=PATH, macvtap-deviceplugin=PATH.
+        #[arg(long = "plugin", value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+        plugins: Vec<(String, PathBuf)>,
         /// Write report.json, junit.xml and report.md here.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -116,7 +121,7 @@ enum Cmd {
         /// Only scenarios of these backends (comma list: macvtap,macvlan,ovs).
         #[arg(long, value_delimiter = ',')]
         backends: Vec<String>,
-        /// Device plugin command the DaemonSet runs on every node [default: the bundled macvtap-deviceplugin].
+        /// Device plugin command the DaemonSet runs on every node [default: --cni-bin-dir's macvtap-deviceplugin if it has one, else the bundled one].
         #[arg(long)]
         device_plugin: Option<String>,
         /// Directory with Debian's reference CNI plugins (bridge, host-local, macvlan).
@@ -130,6 +135,43 @@ enum Cmd {
         fixtures: Option<PathBuf>,
         #[command(flatten)]
         real: Box<RealArgs>,
+    },
+    /// A patch against its baseline: the selected scenarios on A, then on B, one scenario
+    /// at a time in one run; exits 1 when a scenario passes on A and fails on B.
+    #[command(
+        after_help = "A and B are each a bin dir and/or --plugin overrides; A defaults to the bundled plugins.\n\nExamples:\n  secnet compare --b-plugin macvtap=./macvtap --backends macvtap --report cmp/\n  secnet compare --b-bin-dir /opt/upstream/bin --b-plugin macvtap-deviceplugin=/opt/upstream/bin/macvtap-deviceplugin\n  secnet compare --a-bin-dir old/ --b-bin-dir new/ --label mac\n\nWrites compare.json, compare.md and compare.html (regressions first). Exit codes: 0 no\nregression, 1 a regression, 2 could not run."
+    )]
+    Compare {
+        /// A (baseline): directory with its plugins (CNIs and, if there, macvtap-deviceplugin) [default: the bundled ones].
+        #[arg(long, value_name = "DIR")]
+        a_bin_dir: Option<PathBuf>,
+        /// A: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
+        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+        a_plugin: Vec<(String, PathBuf)>,
+        /// B (candidate): directory with its plugins (CNIs and, if there, macvtap-deviceplugin) [default: the bundled ones].
+        #[arg(long, value_name = "DIR")]
+        b_bin_dir: Option<PathBuf>,
+        /// B: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
+        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+        b_plugin: Vec<(String, PathBuf)>,
+        /// Write compare.json, compare.md and compare.html here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Only scenarios with this label or backend (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Leave out scenarios with this label or backend (repeatable).
+        #[arg(long = "skip-label")]
+        skip_labels: Vec<String>,
+        /// Only scenarios of these backends (comma list: macvtap,macvlan,ovs).
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Keep the namespaces of failed scenarios and print how to enter them.
+        #[arg(long)]
+        keep: bool,
+        /// Directory with Debian's reference CNI plugins (bridge, host-local, macvlan).
+        #[arg(long, default_value = "/usr/lib/cni")]
+        reference_bin_dir: PathBuf,
     },
     /// Re-render report.html, report.md and junit.xml from DIR/report.json.
     #[command(after_help = "Example:\n  secnet report reports/")]
@@ -165,7 +207,9 @@ enum Cmd {
         context: Option<String>,
     },
     /// Measure CNI ADD+DEL latency side by side with the reference plugins (needs root).
-    #[command(after_help = "Example:\n  secnet bench --quick --report reports/")]
+    #[command(
+        after_help = "Examples:\n  secnet bench --quick --report reports/\n  secnet bench --quick --b-bin-dir /opt/upstream/bin --b-plugin macvtap-deviceplugin=/opt/upstream/bin/macvtap-deviceplugin\n\nWith any --a-…/--b-… flag every CNI and device plugin row is measured for A (baseline,\ndefault: bundled) and B (candidate, default: bundled), interleaved, with the ratio B/A."
+    )]
     Bench {
         /// Fewer iterations (for CI).
         #[arg(long)]
@@ -179,7 +223,38 @@ enum Cmd {
         /// Directory with Debian's reference plugins.
         #[arg(long, default_value = "/usr/lib/cni")]
         reference_bin_dir: PathBuf,
+        /// A (baseline): directory with its plugins [default: the bundled ones].
+        #[arg(long, value_name = "DIR")]
+        a_bin_dir: Option<PathBuf>,
+        /// A: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
+        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+        a_plugin: Vec<(String, PathBuf)>,
+        /// B (candidate): directory with its plugins [default: the bundled ones].
+        #[arg(long, value_name = "DIR")]
+        b_bin_dir: Option<PathBuf>,
+        /// B: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
+        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+        b_plugin: Vec<(String, PathBuf)>,
     },
+}
+
+/// Side `side` (a or b) of an A/B run: its bin dir and --plugin overrides on top of
+/// the bundled plugins; errors name the side's flags.
+fn resolve_side(
+    side: &str,
+    cni_bin_dir: Option<PathBuf>,
+    plugins: Vec<(String, PathBuf)>,
+) -> Result<secnet::conform::implementation::Resolved, String> {
+    secnet::conform::implementation::Choice {
+        cni_bin_dir,
+        device_plugin: None,
+        plugins,
+    }
+    .resolve()
+    .map_err(|e| {
+        e.replace("--cni-bin-dir", &format!("--{side}-bin-dir"))
+            .replace("--plugin", &format!("--{side}-plugin"))
+    })
 }
 
 fn main() -> ExitCode {
@@ -194,6 +269,7 @@ fn main() -> ExitCode {
             cluster,
             real,
             cni_bin_dir,
+            plugins,
             report,
             labels,
             skip_labels,
@@ -216,20 +292,23 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let device_plugin = match device_plugin {
-                Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
-                None => vec![
-                    secnet::bins::bin_dir()
-                        .join("macvtap-deviceplugin")
-                        .display()
-                        .to_string(),
-                ],
+            let choice = secnet::conform::implementation::Choice {
+                cni_bin_dir,
+                device_plugin: device_plugin
+                    .map(|cmd| cmd.split_whitespace().map(str::to_string).collect()),
+                plugins,
+            };
+            let implementation = match choice.resolve() {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("secnet conform: {e}");
+                    return ExitCode::from(2);
+                }
             };
             let opts = secnet::conform::Options {
                 cluster,
-                cni_bin_dir: cni_bin_dir.unwrap_or_else(secnet::bins::bin_dir),
+                implementation,
                 reference_bin_dir,
-                device_plugin,
                 topology,
                 fixtures_dir: fixtures.unwrap_or_else(secnet::bins::fixtures_dir),
                 backends,
@@ -277,6 +356,68 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("secnet conform: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Compare {
+            a_bin_dir,
+            a_plugin,
+            b_bin_dir,
+            b_plugin,
+            report,
+            labels,
+            skip_labels,
+            backends,
+            keep,
+            reference_bin_dir,
+        } => {
+            let (a, b) = match (
+                resolve_side("a", a_bin_dir, a_plugin),
+                resolve_side("b", b_bin_dir, b_plugin),
+            ) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("secnet compare: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let base = secnet::conform::Options {
+                reference_bin_dir,
+                backends,
+                labels,
+                skip_labels,
+                keep,
+                ..secnet::conform::Options::bundled()
+            };
+            let a = secnet::conform::Options {
+                implementation: a,
+                ..base.clone()
+            };
+            let b = secnet::conform::Options {
+                implementation: b,
+                ..base
+            };
+            match runtime.block_on(secnet::compare::run(&a, &b)) {
+                Ok(c) => {
+                    let md = secnet::compare::render::markdown(&c);
+                    // The table (up to the messages) on stdout; the whole story in the files.
+                    println!("{}", md.split("\n## Messages").next().unwrap_or(&md));
+                    if let Some(dir) = report {
+                        if let Err(e) = c.write(&dir) {
+                            eprintln!("secnet compare: {e}");
+                            return ExitCode::from(2);
+                        }
+                        eprintln!("secnet compare: report in {}", dir.display());
+                    }
+                    if c.regressions.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("secnet compare: {e}");
                     ExitCode::from(2)
                 }
             }
@@ -423,8 +564,31 @@ fn main() -> ExitCode {
             report,
             cni_bin_dir,
             reference_bin_dir,
+            a_bin_dir,
+            a_plugin,
+            b_bin_dir,
+            b_plugin,
         } => {
+            let ab = if a_bin_dir.is_some()
+                || b_bin_dir.is_some()
+                || !a_plugin.is_empty()
+                || !b_plugin.is_empty()
+            {
+                match (
+                    resolve_side("a", a_bin_dir, a_plugin),
+                    resolve_side("b", b_bin_dir, b_plugin),
+                ) {
+                    (Ok(a), Ok(b)) => Some((a, b)),
+                    (Err(e), _) | (_, Err(e)) => {
+                        eprintln!("secnet bench: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                None
+            };
             let opts = secnet::bench::Options {
+                ab,
                 quick,
                 device_plugin: cni_bin_dir
                     .clone()

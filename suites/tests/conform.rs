@@ -253,6 +253,356 @@ fn unknown_cluster_and_empty_selection_are_clear_errors() {
 }
 
 #[test]
+fn backends_filters_and_an_unknown_backend_names_the_valid_ones() {
+    // No root needed: the selection is checked before anything runs.
+    let out = secnet(&["conform", "--backends", "ovs,sriov"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"sriov\"") && stderr.contains("macvlan, macvtap, ovs"),
+        "{stderr}"
+    );
+    if !secnet::prereq::require_root("conform --backends ovs") {
+        return;
+    }
+    let dir = scratch("backends");
+    let out = secnet(&[
+        "conform",
+        "--backends",
+        "ovs",
+        "--skip-label",
+        "vm",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r = report(dir.path());
+    let scenarios = r["scenarios"].as_array().unwrap();
+    assert!(scenarios.len() >= 4, "{r:#}");
+    assert!(
+        scenarios
+            .iter()
+            .all(|s| s["backend"] == "ovs" && s["status"] == "passed"),
+        "{r:#}"
+    );
+}
+
+/// Writes an executable script `name` into `dir`.
+fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+fn scenario<'a>(r: &'a Value, prefix: &str) -> &'a Value {
+    r["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str().unwrap().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no scenario {prefix}: {r:#}"))
+}
+
+#[test]
+fn a_device_plugin_that_never_registers_fails_only_what_needs_its_resource() {
+    if !secnet::prereq::require_root("conform with a silent device plugin") {
+        return;
+    }
+    let bins = scratch("silent-dp");
+    let dp = script(
+        bins.path(),
+        "macvtap-deviceplugin",
+        "#!/bin/sh\necho 'silent on purpose: never registering'\nexec sleep 600\n",
+    );
+    let ovs = secnet::bins::bundled("ovs").unwrap();
+    let dir = scratch("silent-dp-report");
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap-deviceplugin={}", dp.display()),
+        "--plugin",
+        &format!("ovs={}", ovs.display()),
+        "--label",
+        "ipam",
+        "--label",
+        "deviceplugin",
+        "--label",
+        "trunk",
+        "--skip-label",
+        "vm",
+        "--skip-label",
+        "fault",
+        "--skip-label",
+        "bad-input",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = report(dir.path());
+    let capacity = scenario(&r, "seed/device plugin DaemonSet");
+    assert_eq!(capacity["status"], "failed", "{r:#}");
+    assert!(
+        capacity["message"]
+            .as_str()
+            .unwrap()
+            .contains("silent on purpose"),
+        "the failure carries the plugin's log: {r:#}"
+    );
+    assert_eq!(
+        scenario(&r, "seed/macvlan-test")["status"],
+        "passed",
+        "{r:#}"
+    );
+    assert_eq!(scenario(&r, "ovs/trunk")["status"], "passed", "{r:#}");
+    let plugins = &r["implementation"]["plugins"];
+    assert_eq!(plugins["macvtap-deviceplugin"]["from"], "--plugin", "{r:#}");
+    assert_eq!(plugins["ovs"]["from"], "--plugin", "{r:#}");
+    assert_eq!(plugins["macvtap"]["from"], "bundled", "{r:#}");
+    let run_id = r["implementation"]["run_id"].as_str().unwrap();
+    assert_eq!(namespaces_of(run_id), Vec::<String>::new());
+}
+
+#[test]
+fn a_cni_missing_from_the_bin_dir_fails_only_its_scenarios() {
+    if !secnet::prereq::require_root("conform with a partial --cni-bin-dir") {
+        return;
+    }
+    let bins = scratch("only-macvtap");
+    std::os::unix::fs::symlink(
+        secnet::bins::bundled("macvtap").unwrap(),
+        bins.path().join("macvtap"),
+    )
+    .unwrap();
+    let dir = scratch("only-macvtap-report");
+    let out = secnet(&[
+        "conform",
+        "--cni-bin-dir",
+        bins.path().to_str().unwrap(),
+        "--label",
+        "trunk",
+        "--label",
+        "network-status",
+        "--skip-label",
+        "vm",
+        "--skip-label",
+        "bad-input",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = report(dir.path());
+    let trunk = scenario(&r, "ovs/trunk");
+    assert_eq!(trunk["status"], "failed", "{r:#}");
+    let message = trunk["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"ovs\" not found") && message.contains(bins.path().to_str().unwrap()),
+        "{message}"
+    );
+    assert_eq!(
+        scenario(&r, "seed/macvtap-pod:")["status"],
+        "passed",
+        "{r:#}"
+    );
+    assert!(
+        r["implementation"]["plugins"]["ovs"]["missing"]
+            .as_str()
+            .unwrap()
+            .contains(bins.path().to_str().unwrap()),
+        "{r:#}"
+    );
+}
+
+#[test]
+fn bad_plugin_flags_exit_2_naming_the_flag() {
+    let out = secnet(&["conform", "--plugin", "sriov=/bin/true"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("macvtap, ovs, macvtap-deviceplugin"),
+        "{stderr}"
+    );
+    let out = secnet(&["conform", "--plugin", "ovs=/nonexistent/ovs"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--plugin ovs=/nonexistent/ovs"), "{stderr}");
+}
+
+fn compare_json(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("compare.json")).expect("compare.json written");
+    serde_json::from_str(&text).expect("compare.json is JSON")
+}
+
+#[test]
+fn compare_bundled_against_itself_finds_no_regression() {
+    if !secnet::prereq::require_root("secnet compare") {
+        return;
+    }
+    let dir = scratch("compare-same");
+    let out = secnet(&[
+        "compare",
+        "--backends",
+        "macvtap",
+        "--label",
+        "network-status",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let c = compare_json(dir.path());
+    assert_eq!(c["regressions"], serde_json::json!([]), "{c:#}");
+    assert_eq!(c["fixed"], serde_json::json!([]), "{c:#}");
+    let rows = c["scenarios"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{c:#}");
+    for r in rows {
+        assert_eq!(r["a"]["status"], "passed", "{c:#}");
+        assert_eq!(r["b"]["status"], "passed", "{c:#}");
+        assert!(r["b"]["duration_s"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(c["b"]["plugins"]["macvtap"]["from"], "bundled");
+    // Interleaved: A then B for each scenario.
+    let order: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("] PASS") || l.contains("] FAIL"))
+        .map(|l| if l.contains(" A] ") { "A" } else { "B" })
+        .collect();
+    assert_eq!(order, ["A", "B", "A", "B"], "{stderr}");
+    assert!(dir.path().join("compare.md").exists());
+    assert!(dir.path().join("compare.html").exists());
+    let run_id = c["run_id"].as_str().unwrap();
+    assert_eq!(namespaces_of(run_id), Vec::<String>::new());
+}
+
+#[test]
+fn compare_shows_a_candidate_that_ignores_the_requested_mac_as_a_regression() {
+    if !secnet::prereq::require_root("secnet compare") {
+        return;
+    }
+    // The candidate: the bundled macvtap CNI, but the requested MAC never reaches it.
+    let bins = scratch("compare-broken");
+    let bundled = secnet::bins::bundled("macvtap").unwrap();
+    let candidate = script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nCNI_ARGS=$(printf '%s' \"$CNI_ARGS\" | tr ';' '\\n' | grep -v '^MAC=' | paste -sd ';' -)\nexport CNI_ARGS\nexec {} \"$@\"\n",
+            bundled.display()
+        ),
+    );
+    let dir = scratch("compare-broken-report");
+    let out = secnet(&[
+        "compare",
+        "--b-plugin",
+        &format!("macvtap={}", candidate.display()),
+        "--backends",
+        "macvtap",
+        "--label",
+        "network-status",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let c = compare_json(dir.path());
+    let regressions = c["regressions"].as_array().unwrap();
+    assert_eq!(regressions.len(), 1, "{c:#}");
+    assert!(
+        regressions[0]
+            .as_str()
+            .unwrap()
+            .starts_with("seed/macvtap-pod-with-mac"),
+        "{c:#}"
+    );
+    let row = c["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == regressions[0])
+        .unwrap();
+    assert_eq!(row["a"]["status"], "passed");
+    assert_eq!(row["b"]["status"], "failed");
+    assert!(
+        row["b"]["message"].as_str().unwrap().contains("MAC"),
+        "{c:#}"
+    );
+    assert_eq!(c["b"]["plugins"]["macvtap"]["from"], "--plugin");
+    let md = std::fs::read_to_string(dir.path().join("compare.md")).unwrap();
+    let first = md
+        .lines()
+        .find(|l| l.starts_with("| seed"))
+        .unwrap_or_default();
+    assert!(first.contains("REGRESSION"), "regressions first:\n{md}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 regression(s)"), "{stdout}");
+}
+
+#[test]
+fn versions_a_plugin_does_not_claim_are_skipped_saying_so_and_extensions_say_so_on_failure() {
+    if !secnet::prereq::require_root("conform with a CNI 0.4.0-only plugin") {
+        return;
+    }
+    // The bundled macvtap, but claiming only 0.1.0-0.4.0 (as kubevirt/macvtap-cni does)
+    // and without standalone mode (no deviceID: refused as upstream refuses it).
+    let bins = scratch("old-versions");
+    let bundled = secnet::bins::bundled("macvtap").unwrap();
+    let plugin = script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = VERSION ]; then\n  echo '{{\"cniVersion\":\"0.4.0\",\"supportedVersions\":[\"0.1.0\",\"0.2.0\",\"0.3.0\",\"0.3.1\",\"0.4.0\"]}}'; exit 0\nfi\nconf=$(cat)\ncase \"$conf\" in *deviceID*) ;; *) [ \"$CNI_COMMAND\" = ADD ] && {{ echo '{{\"code\":999,\"msg\":\"deviceID is required\"}}'; exit 1; }};; esac\nprintf '%s' \"$conf\" | exec {} \"$@\"\n",
+            bundled.display()
+        ),
+    );
+    let dir = scratch("old-versions-report");
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap={}", plugin.display()),
+        "--label",
+        "spec",
+        "--label",
+        "extension",
+        "--skip-label",
+        "vm",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = report(dir.path());
+    for v in ["1.0.0", "1.1.0"] {
+        let s = scenario(&r, &format!("macvtap-cni/[{v}]"));
+        assert_eq!(s["status"], "skipped", "{r:#}");
+        let m = s["message"].as_str().unwrap();
+        assert!(
+            m.contains(&format!("does not claim CNI {v}")) && m.contains("0.4.0"),
+            "{m}"
+        );
+    }
+    assert_eq!(
+        scenario(&r, "macvtap-cni/[0.4.0]")["status"],
+        "passed",
+        "{r:#}"
+    );
+    let standalone = scenario(&r, "macvtap-cni/standalone");
+    assert_eq!(standalone["status"], "failed", "{r:#}");
+    let m = standalone["message"].as_str().unwrap();
+    assert!(
+        m.contains("deviceID is required")
+            && m.contains("reference implementation: standalone mode"),
+        "{m}"
+    );
+    assert_eq!(
+        r["implementation"]["plugins"]["macvtap"]["cni_versions"],
+        serde_json::json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0"])
+    );
+}
+
+#[test]
 fn kind_dry_run_prints_the_whole_plan_without_docker_or_root() {
     let out = secnet(&[
         "conform",

@@ -16,9 +16,10 @@ use crate::kubelet::DeviceManager;
 use crate::lab::enter::Enter;
 use crate::lab::node::NodeLab;
 
-const BOUND: Duration = Duration::from_secs(10);
+/// Upstream's device plugin registers ~10 s after start: give it room.
+const BOUND: Duration = Duration::from_secs(20);
 const RESOURCE: &str = "macvtap.network.kubevirt.io/dataplane";
-const NAME: &str = "bundled macvtap device plugin";
+pub const NAME: &str = "bundled macvtap device plugin";
 
 /// The plugin process; killed on drop.
 struct Plugin(Child);
@@ -66,9 +67,9 @@ impl Drop for Plugin {
     }
 }
 
-fn row(what: &str, samples: &[Duration]) -> Row {
+fn row(name: &str, what: &str, samples: &[Duration]) -> Row {
     Row {
-        name: format!("{NAME}: {what}"),
+        name: format!("{name}: {what}"),
         operation: "device plugin".into(),
         stats: Stats::of(samples),
         ratio_to_reference: None,
@@ -78,7 +79,7 @@ fn row(what: &str, samples: &[Duration]) -> Row {
 
 /// Measures the plugin at `bin`; `quick` takes fewer samples (Allocate stays at
 /// 50 distinct IDs).
-pub async fn run(bin: &Path, quick: bool) -> Result<(Vec<Row>, MemRow), String> {
+pub async fn run(bin: &Path, name: &str, quick: bool) -> Result<(Vec<Row>, MemRow), String> {
     if !bin.exists() {
         return Err(format!(
             "{} does not exist (cargo build --release --bins)",
@@ -180,31 +181,67 @@ pub async fn run(bin: &Path, quick: bool) -> Result<(Vec<Row>, MemRow), String> 
     drop(nl);
     Ok((
         vec![
-            row("start -> Register received", &to_register),
+            row(name, "start -> Register received", &to_register),
             row(
+                name,
                 &format!("start -> {devices} Healthy devices listed"),
                 &to_healthy,
             ),
             row(
+                name,
                 &format!("Allocate, 1 new ID ({devices} distinct IDs)"),
                 &allocate,
             ),
             row(
+                name,
                 "lower link down (`ip link set` issued) -> kubelet sees Unhealthy",
                 &to_unhealthy,
             ),
             row(
+                name,
                 "lower link up (`ip link set` issued) -> kubelet sees Healthy",
                 &to_healthy_again,
             ),
-            row("kubelet restart -> Register received", &re_register),
+            row(name, "kubelet restart -> Register received", &re_register),
         ],
         MemRow::of(
-            NAME,
+            name,
             &format!(
                 "peak RSS of the daemon (VmHWM after {starts} kubelet restarts, {devices} Allocates, {flaps} flaps)"
             ),
             &[peak],
         ),
     ))
+}
+
+/// A's device plugin, then B's; B's rows carry their ratio to A's same row. A side
+/// that cannot be measured (e.g. it never registers, or never reports Unhealthy)
+/// becomes a note and its rows are left out.
+pub async fn run_ab(
+    a: &crate::conform::implementation::Resolved,
+    b: &crate::conform::implementation::Resolved,
+    quick: bool,
+) -> (Vec<Row>, Vec<MemRow>, Vec<String>) {
+    let (mut rows, mut memory, mut notes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut a_rows: Vec<Row> = Vec::new();
+    for (side, imp) in [("A", a), ("B", b)] {
+        let bin = Path::new(&imp.device_plugin[0]);
+        let name = format!("{side}: device plugin ({})", bin.display());
+        match run(bin, &name, quick).await {
+            Ok((mut side_rows, mem)) => {
+                if side == "A" {
+                    a_rows = side_rows.clone();
+                } else {
+                    for (r, base) in side_rows.iter_mut().zip(&a_rows) {
+                        r.ratio_to_reference = Some(r.stats.median_ms / base.stats.median_ms);
+                        r.reference = Some(base.name.clone());
+                    }
+                }
+                rows.extend(side_rows);
+                memory.push(mem);
+            }
+            Err(e) => notes.push(format!("{name}: not measured: {e}")),
+        }
+    }
+    (rows, memory, notes)
 }

@@ -70,9 +70,9 @@ pub async fn pods_per_node(quick: bool) -> Result<(Vec<Row>, Vec<ScalePoint>), S
         let cluster = NetnsCluster::up(ClusterOptions {
             run_id: format!("{}-bench{n}", crate::lab::new_run_id()),
             topology: opts.topology.clone(),
-            cni_bin_dir: opts.cni_bin_dir.clone(),
+            cni_bin_dir: opts.implementation.cni_bin_dir.clone(),
             reference_bin_dir: opts.reference_bin_dir.clone(),
-            device_plugin: opts.device_plugin.clone(),
+            device_plugin: opts.implementation.device_plugin.clone(),
             dhcp: false,
             ovs: false,
         })

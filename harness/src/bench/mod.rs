@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cni::{Call, exec};
+use crate::conform::implementation::{Resolved, cni_versions, preferred_version};
 use crate::lab::node::NodeLab;
 use crate::report::WriteError;
 use stats::Stats;
@@ -31,6 +32,9 @@ pub struct Options {
     pub reference_bin_dir: PathBuf,
     /// The macvtap device plugin binary.
     pub device_plugin: PathBuf,
+    /// A (baseline) and B (candidate): every CNI and device plugin row measured for
+    /// both, B's ratio taken against A's (instead of the bundled rows above).
+    pub ab: Option<(Resolved, Resolved)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +138,7 @@ impl BenchReport {
 
 /// A plugin configuration measured by one pair of rows (ADD, DEL).
 struct Subject {
-    name: &'static str,
+    name: String,
     plugin: PathBuf,
     config: Value,
     /// A macvtap the device plugin would have made before ADD (not timed).
@@ -186,9 +190,9 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         }
         false => None,
     };
-    let mut subjects = vec![
+    let mut subjects: Vec<Subject> = vec![
         Subject {
-            name: "no-op process (spawn cost)",
+            name: "no-op process (spawn cost)".into(),
             plugin: PathBuf::from("/bin/true"),
             config: json!({}),
             device_link: None,
@@ -196,7 +200,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             on_ovs_node: false,
         },
         Subject {
-            name: "debian macvlan (reference, Go)",
+            name: "debian macvlan (reference, Go)".into(),
             plugin: macvlan.clone(),
             config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvlan", "master": "ens33", "mode": "bridge"}),
             device_link: None,
@@ -204,7 +208,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             on_ovs_node: false,
         },
         Subject {
-            name: "bundled macvtap, device mode",
+            name: "bundled macvtap, device mode".into(),
             plugin: macvtap.clone(),
             config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvtap", "deviceID": device_id}),
             device_link: Some(device_id),
@@ -212,7 +216,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             on_ovs_node: false,
         },
         Subject {
-            name: "bundled macvtap, standalone",
+            name: "bundled macvtap, standalone".into(),
             plugin: macvtap.clone(),
             config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvtap", "master": "ens33", "mode": "bridge"}),
             device_link: None,
@@ -220,12 +224,20 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             on_ovs_node: false,
         },
     ];
+    if let Some((a, b)) = &opts.ab {
+        // A/B replaces the bundled rows: each CNI of A, then of B (ratio B/A).
+        subjects.truncate(2);
+        let socket = ovs
+            .as_ref()
+            .map(|(o, _, _)| format!("unix:{}", o.ovs.socket.display()));
+        subjects.extend(ab_subjects(a, b, device_id, socket.as_deref()));
+    }
     // The upstream Go macvtap CNI, when the user put it in --reference-bin-dir
     // (Debian ships none): same device-mode flow, CNI 0.4.0 (its newest).
     let upstream_macvtap = opts.reference_bin_dir.join("macvtap");
-    if upstream_macvtap.exists() {
+    if opts.ab.is_none() && upstream_macvtap.exists() {
         subjects.push(Subject {
-            name: "upstream macvtap (given), device mode",
+            name: "upstream macvtap (given), device mode".into(),
             plugin: upstream_macvtap,
             config: json!({"cniVersion": "0.4.0", "name": "b", "type": "macvtap", "deviceID": device_id}),
             device_link: Some(device_id),
@@ -234,9 +246,9 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         });
         subjects[2].reference = Some(subjects.len() - 1);
     }
-    if let Some((o, _, _)) = &ovs {
+    if let Some((o, _, _)) = ovs.as_ref().filter(|_| opts.ab.is_none()) {
         subjects.push(Subject {
-            name: "bundled ovs, VLAN 100 access port (userspace OVS)",
+            name: "bundled ovs, VLAN 100 access port (userspace OVS)".into(),
             plugin: ovs_plugin.clone(),
             config: json!({"cniVersion": "1.0.0", "name": "b", "type": "ovs", "bridge": "br1", "vlan": 100,
                 "socket_file": format!("unix:{}", o.ovs.socket.display())}),
@@ -249,7 +261,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         if upstream_ovs.exists() {
             let ours = subjects.len() - 1;
             subjects.push(Subject {
-                name: "upstream ovs-cni (given), VLAN 100 access port",
+                name: "upstream ovs-cni (given), VLAN 100 access port".into(),
                 plugin: upstream_ovs,
                 config: json!({"cniVersion": "0.4.0", "name": "b", "type": "ovs", "bridge": "br1", "vlan": 100,
                     "socket_file": format!("unix:{}", o.ovs.socket.display())}),
@@ -262,6 +274,9 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     }
     let mut samples: Vec<(Vec<Duration>, Vec<Duration>)> =
         subjects.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    // A subject that fails once (e.g. a mode its implementation does not offer) is
+    // not measured further; the report says why.
+    let mut failed: Vec<Option<String>> = subjects.iter().map(|_| None).collect();
     // The kernel's own cost of moving a macvtap into a pod, through `ip`: the floor
     // under any device-mode ADD (the device plugin made the link in the host netns).
     let mut kernel_move = Vec::new();
@@ -278,7 +293,14 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         nl.lab
             .ip(&pod, &["link", "del", floor_link])
             .map_err(|e| BenchError::Lab(e.to_string()))?;
-        for (s, (adds, dels)) in subjects.iter().zip(samples.iter_mut()) {
+        for ((s, (adds, dels)), failed) in subjects
+            .iter()
+            .zip(samples.iter_mut())
+            .zip(failed.iter_mut())
+        {
+            if failed.is_some() {
+                continue;
+            }
             if let Some(id) = s.device_link {
                 let name = macvtap_cni::naming::hashed_link_name(id);
                 nl.device_link(&name)
@@ -296,29 +318,32 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
                 )
             };
             for (cmd, out) in [("ADD", &mut *adds), ("DEL", &mut *dels)] {
-                let reply =
-                    exec(&call(cmd), Some(node_ns))
-                        .await
-                        .map_err(|e| BenchError::Plugin {
-                            plugin: s.name.into(),
-                            command: cmd.into(),
-                            msg: e.to_string(),
-                        })?;
-                if !reply.success {
-                    return Err(BenchError::Plugin {
-                        plugin: s.name.into(),
-                        command: cmd.into(),
-                        msg: reply.error_text(),
-                    });
+                let error = match exec(&call(cmd), Some(node_ns)).await {
+                    Ok(reply) if reply.success => {
+                        out.push(reply.elapsed);
+                        continue;
+                    }
+                    Ok(reply) => reply.error_text(),
+                    Err(e) => e.to_string(),
+                };
+                let error = BenchError::Plugin {
+                    plugin: s.name.clone(),
+                    command: cmd.into(),
+                    msg: error,
+                };
+                if s.reference.is_none() && opts.ab.is_none() {
+                    return Err(error); // a reference row: nothing to compare against
                 }
-                out.push(reply.elapsed);
+                *failed = Some(format!("{error}; not measured"));
+                let _ = nl.lab.ip(pod, &["link", "del", "net1"]);
+                break;
             }
         }
     }
     // Peak RSS per invocation, reaped with wait4 (not timed; a few ADD/DEL each).
     let mut memory = Vec::new();
     let rss_runs = if opts.quick { 3 } else { 10 };
-    for s in &subjects {
+    for (s, _) in subjects.iter().zip(&failed).filter(|(_, f)| f.is_none()) {
         let (node, pod) = match (&ovs, s.on_ovs_node) {
             (Some((_, ovs_nl, ovs_pod)), true) => (&ovs_nl.node, ovs_pod),
             _ => (&nl.node, &pod),
@@ -338,13 +363,13 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
                     "net1",
                 );
                 let m = rss::run_cni(&call, &enter).map_err(|e| BenchError::Plugin {
-                    plugin: s.name.into(),
+                    plugin: s.name.clone(),
                     command: cmd.into(),
                     msg: e.to_string(),
                 })?;
                 if !m.success {
                     return Err(BenchError::Plugin {
-                        plugin: s.name.into(),
+                        plugin: s.name.clone(),
                         command: cmd.into(),
                         msg: m.stdout,
                     });
@@ -353,7 +378,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             }
         }
         memory.push(rss::MemRow::of(
-            s.name,
+            &s.name,
             &format!("per invocation ({rss_runs} ADD + {rss_runs} DEL), ru_maxrss"),
             &peaks,
         ));
@@ -367,11 +392,16 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         })
         .median_ms
     };
-    for (s, (adds, dels)) in subjects.iter().zip(&samples) {
+    for ((s, (adds, dels)), _) in subjects
+        .iter()
+        .zip(&samples)
+        .zip(&failed)
+        .filter(|(_, f)| f.is_none())
+    {
         for (op, data) in [(0, adds), (1, dels)] {
             let stats = Stats::of(data);
             let is_baseline = s.plugin == Path::new("/bin/true");
-            let (reference, ratio) = match s.reference {
+            let (reference, ratio) = match s.reference.filter(|r| failed[*r].is_none()) {
                 Some(r) => (
                     Some(subjects[r].name.to_string()),
                     Some(stats.median_ms / median_of(r, op)),
@@ -379,7 +409,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
                 None => (None, None),
             };
             rows.push(Row {
-                name: s.name.into(),
+                name: s.name.clone(),
                 operation: if is_baseline {
                     "spawn".into()
                 } else if op == 0 {
@@ -421,12 +451,23 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         "ovs_bytes": size(&ovs_plugin),
     });
     drop(nl);
-    let mut notes = Vec::new();
-    let (dp_rows, dp_mem) = deviceplugin::run(&opts.device_plugin, opts.quick)
-        .await
-        .map_err(|e| BenchError::Lab(format!("device plugin bench: {e}")))?;
-    rows.extend(dp_rows);
-    memory.push(dp_mem);
+    let mut notes: Vec<String> = failed.into_iter().flatten().collect();
+    match &opts.ab {
+        None => {
+            let (dp_rows, dp_mem) =
+                deviceplugin::run(&opts.device_plugin, deviceplugin::NAME, opts.quick)
+                    .await
+                    .map_err(|e| BenchError::Lab(format!("device plugin bench: {e}")))?;
+            rows.extend(dp_rows);
+            memory.push(dp_mem);
+        }
+        Some((a, b)) => {
+            let (dp_rows, dp_mem, dp_notes) = deviceplugin::run_ab(a, b, opts.quick).await;
+            rows.extend(dp_rows);
+            memory.extend(dp_mem);
+            notes.extend(dp_notes);
+        }
+    }
     let (one_node_rows, one_node) = harness::pods_per_node(opts.quick)
         .await
         .map_err(BenchError::Lab)?;
@@ -458,7 +499,10 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     } else {
         &scale_points
     };
-    let targets = targets::evaluate(&rows, flat, opts.quick);
+    let targets = match opts.ab {
+        None => targets::evaluate(&rows, flat, opts.quick),
+        Some(_) => targets::evaluate_ab(&rows),
+    };
     Ok(BenchReport {
         iterations,
         quick: opts.quick,
@@ -472,6 +516,70 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         targets,
         notes,
     })
+}
+
+/// The CNI subjects of an A/B bench: macvtap in device and standalone mode and ovs
+/// on a VLAN 100 access port (when OVS runs), A's then B's, B's ratio against A's.
+/// Each talks the CNI version its binary claims (1.0.0, else its newest).
+fn ab_subjects(
+    a: &Resolved,
+    b: &Resolved,
+    device_id: &'static str,
+    ovs_socket: Option<&str>,
+) -> Vec<Subject> {
+    let mut out: Vec<Subject> = Vec::new();
+    // Indices are those of the final list: the no-op and macvlan come first.
+    let base = 2;
+    let kinds: [(&str, &str, bool); 3] = [
+        ("macvtap", "device mode", true),
+        ("macvtap", "standalone", false),
+        ("ovs", "VLAN 100 access port (userspace OVS)", false),
+    ];
+    for (plugin, what, device) in kinds {
+        if plugin == "ovs" && ovs_socket.is_none() {
+            continue;
+        }
+        let mut a_index = None;
+        for (side, imp) in [("A", a), ("B", b)] {
+            let Some(path) = imp.cni(plugin).0 else {
+                continue;
+            };
+            let version = cni_versions(&path)
+                .map(|v| preferred_version(&v))
+                .unwrap_or_else(|_| "0.4.0".into());
+            let config = match (plugin, device) {
+                ("ovs", _) => {
+                    json!({"cniVersion": version, "name": "b", "type": "ovs", "bridge": "br1", "vlan": 100,
+                    "socket_file": ovs_socket})
+                }
+                (_, true) => {
+                    json!({"cniVersion": version, "name": "b", "type": "macvtap", "deviceID": device_id})
+                }
+                _ => {
+                    json!({"cniVersion": version, "name": "b", "type": "macvtap", "master": "ens33", "mode": "bridge"})
+                }
+            };
+            let reference = match side {
+                "A" => Some(1), // A against Debian's macvlan
+                _ => a_index,
+            };
+            if side == "A" {
+                a_index = Some(base + out.len());
+            }
+            out.push(Subject {
+                name: format!(
+                    "{side}: {plugin}, {what} ({}, CNI {version})",
+                    path.display()
+                ),
+                plugin: path,
+                config,
+                device_link: device.then_some(device_id),
+                reference,
+                on_ovs_node: plugin == "ovs",
+            });
+        }
+    }
+    out
 }
 
 /// OVS daemons in the bench node with bridge `br1`; stopped and their directory
@@ -505,5 +613,45 @@ impl Drop for BenchOvs {
     fn drop(&mut self) {
         self.ovs.stop();
         let _ = std::fs::remove_dir_all(&self.ovs.dir);
+    }
+}
+
+#[cfg(test)]
+mod ab_tests {
+    use super::*;
+    use crate::conform::implementation::Choice;
+
+    #[test]
+    fn ab_subjects_pair_each_cni_with_b_against_a() {
+        let bundled = crate::bins::bundled("macvtap");
+        if !crate::prereq::require("A/B bench subjects", bundled.clone().err()) {
+            return;
+        }
+        let dir = crate::lab::ScratchDir::new("secnet-bench-ab").unwrap();
+        std::os::unix::fs::symlink(bundled.unwrap(), dir.path().join("macvtap")).unwrap();
+        let a = Resolved::bundled();
+        let b = Choice {
+            cni_bin_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        // Without OVS: macvtap device and standalone, A then B each.
+        let s = ab_subjects(&a, &b, "ens33Mvp0", None);
+        let names: Vec<&str> = s.iter().map(|s| &s.name[..2]).collect();
+        assert_eq!(names, ["A:", "B:", "A:", "B:"]);
+        assert_eq!(s[0].reference, Some(1), "A against Debian's macvlan");
+        assert_eq!(
+            s[1].reference,
+            Some(2),
+            "B against A (index in the full list)"
+        );
+        assert_eq!(s[3].reference, Some(4));
+        assert!(s[0].device_link.is_some() && s[2].device_link.is_none());
+        assert_eq!(s[1].config["cniVersion"], "1.0.0", "the version it claims");
+        // With OVS: B has no ovs in its dir, A's row stays alone.
+        let s = ab_subjects(&a, &b, "ens33Mvp0", Some("unix:/x.sock"));
+        assert_eq!(s.len(), 5);
+        assert!(s[4].name.starts_with("A: ovs") && s[4].on_ovs_node);
     }
 }

@@ -64,9 +64,9 @@ pub async fn run(counts: &[usize], nodes: usize) -> Result<(Vec<Row>, Vec<ScaleP
         let cluster = NetnsCluster::up(ClusterOptions {
             run_id: format!("{}-scale{n}", crate::lab::new_run_id()),
             topology: topo.clone(),
-            cni_bin_dir: opts.cni_bin_dir.clone(),
+            cni_bin_dir: opts.implementation.cni_bin_dir.clone(),
             reference_bin_dir: opts.reference_bin_dir.clone(),
-            device_plugin: opts.device_plugin.clone(),
+            device_plugin: opts.implementation.device_plugin.clone(),
             dhcp: false,
             ovs: false,
         })

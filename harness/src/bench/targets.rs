@@ -26,7 +26,7 @@ fn median(rows: &[Row], name_contains: &str, op: &str) -> Option<f64> {
 }
 
 /// `value` against an upper bound `goal` (same unit).
-fn upper(value: f64, goal: f64, unit: &str) -> (bool, String) {
+pub(super) fn upper(value: f64, goal: f64, unit: &str) -> (bool, String) {
     if value <= goal {
         (
             true,
@@ -244,6 +244,35 @@ pub fn markdown(targets: &[Target]) -> String {
     m
 }
 
+/// An A/B run's targets: every B CNI ADD and device plugin row no slower than A's
+/// (ratio B/A <= 1.0). The single-run targets are about the bundled rows, which an
+/// A/B run names by side instead.
+pub fn evaluate_ab(rows: &[Row]) -> Vec<Target> {
+    rows.iter()
+        .filter(|r| {
+            r.name.starts_with("B: ") && (r.operation == "ADD" || r.operation == "device plugin")
+        })
+        .map(|r| {
+            let target = format!("{} {} B/A", r.name, r.operation);
+            let goal = "B/A <= 1.0 (median)";
+            match r.ratio_to_reference {
+                Some(x) => {
+                    let (met, margin) = upper(x, 1.0, "x");
+                    Target {
+                        target,
+                        goal: goal.into(),
+                        measured: format!("{x:.2}x ({:.2} ms)", r.stats.median_ms),
+                        met: Some(met),
+                        margin,
+                        note: r.reference.clone().unwrap_or_default(),
+                    }
+                }
+                None => not_measured(&target, goal, "A's row is missing"),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +287,33 @@ mod tests {
             ratio_to_reference: None,
             reference: None,
         }
+    }
+
+    #[test]
+    fn ab_targets_are_b_over_a_per_add_and_device_plugin_row() {
+        let mut faster = row("B: macvtap, device mode (x)", "ADD", 20.0);
+        faster.ratio_to_reference = Some(0.9);
+        faster.reference = Some("A: macvtap, device mode (y)".into());
+        let mut slower = row(
+            "B: device plugin (x): start -> Register received",
+            "device plugin",
+            9.0,
+        );
+        slower.ratio_to_reference = Some(1.5);
+        let orphan = row("B: ovs, VLAN 100 access port (x)", "ADD", 5.0);
+        let rows = [
+            row("A: macvtap, device mode (y)", "ADD", 22.0),
+            row("B: macvtap, device mode (x)", "DEL", 1.0),
+            faster,
+            slower,
+            orphan,
+        ];
+        let t = evaluate_ab(&rows);
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert_eq!(t[0].met, Some(true));
+        assert!(t[0].measured.starts_with("0.90x"), "{t:?}");
+        assert_eq!(t[1].met, Some(false));
+        assert_eq!(t[2].met, None);
     }
 
     fn point(pods: usize, per_pod_ms: f64) -> ScalePoint {

@@ -2,6 +2,7 @@
 //! under test, show progress, and write the report. On kind/existing clusters
 //! (`real`) the portable scenarios run and the others are reported as skipped.
 
+pub mod implementation;
 pub mod inventory;
 pub mod plan;
 pub mod real;
@@ -18,10 +19,9 @@ use crate::scenario::{self, Ctx, Outcome};
 #[derive(Debug, Clone)]
 pub struct Options {
     pub cluster: String,
-    pub cni_bin_dir: PathBuf,
+    /// The plugins under test (CNIs and the device plugin command).
+    pub implementation: implementation::Resolved,
     pub reference_bin_dir: PathBuf,
-    /// The device plugin command (program and arguments).
-    pub device_plugin: Vec<String>,
     pub topology: Topology,
     pub fixtures_dir: PathBuf,
     /// Only scenarios of these backends (empty: all).
@@ -50,13 +50,15 @@ pub enum ConformError {
     )]
     NotRoot,
     #[error(
-        "CNI plugin {0} under test does not exist; build the bundled ones with `cargo build --release --bins` or point --cni-bin-dir at yours"
+        "{0} holds none of the CNI plugins under test (macvtap, ovs); build the bundled ones with `cargo build --release --bins` or point --cni-bin-dir at yours"
     )]
     MissingPlugin(PathBuf),
     #[error(
         "fixtures directory {0} has no seed/ folder; point --fixtures at the repository's fixtures/"
     )]
     MissingFixtures(PathBuf),
+    #[error("unknown backend {0:?} in --backends; the backends of this build are: {1}")]
+    UnknownBackend(String, String),
     #[error(
         "no scenario matches --label {labels:?} / --skip-label {skip:?}; labels in this build: {known}"
     )]
@@ -71,12 +73,10 @@ impl Options {
     /// The bundled implementations on the built-in default topology: what
     /// `secnet conform` runs with no arguments.
     pub fn bundled() -> Options {
-        let bins = crate::bins::bin_dir();
         Options {
             cluster: "netns".into(),
-            cni_bin_dir: bins.clone(),
+            implementation: implementation::Resolved::bundled(),
             reference_bin_dir: "/usr/lib/cni".into(),
-            device_plugin: vec![bins.join("macvtap-deviceplugin").display().to_string()],
             topology: Topology::parse(crate::cluster::netns::topology::DEFAULT, "built-in default")
                 .expect("the built-in topology is valid"),
             fixtures_dir: crate::bins::fixtures_dir(),
@@ -109,16 +109,31 @@ pub async fn run_one(opts: &Options, name: &str) -> Result<(), String> {
 }
 
 pub(crate) fn context(opts: &Options, run_id: &str) -> Ctx {
+    context_named(opts, run_id, "implementation")
+}
+
+/// The context of a run whose CNIs picked one by one are linked in `work_dir/links`
+/// (`secnet compare` runs two implementations in one run).
+pub(crate) fn context_named(opts: &Options, run_id: &str, links: &str) -> Ctx {
+    let work_dir = std::env::temp_dir().join(format!("secnet-{run_id}"));
+    // Links to CNIs picked one by one; a failure here shows as "not found" later.
+    let cni_bin_dir = opts
+        .implementation
+        .cni_dir(&work_dir.join(links))
+        .unwrap_or_else(|e| {
+            eprintln!("secnet conform: {e}");
+            opts.implementation.cni_bin_dir.clone()
+        });
     let ctx = Ctx {
-        cni_bin_dir: opts.cni_bin_dir.clone(),
+        cni_bin_dir,
         keep: opts.keep,
         run_id: run_id.to_string(),
         scope: String::new(),
         reference_bin_dir: opts.reference_bin_dir.clone(),
-        device_plugin: opts.device_plugin.clone(),
+        device_plugin: opts.implementation.device_plugin.clone(),
         topology: opts.topology.clone(),
         fixtures_dir: opts.fixtures_dir.clone(),
-        work_dir: std::env::temp_dir().join(format!("secnet-{run_id}")),
+        work_dir,
         observed: Default::default(),
         target: Default::default(),
     };
@@ -146,7 +161,7 @@ fn check_leaks(ctx: &Ctx, outcome: Outcome) -> Outcome {
     }
 }
 
-fn preflight(opts: &Options) -> Result<(), ConformError> {
+pub(crate) fn preflight(opts: &Options) -> Result<(), ConformError> {
     if !opts.fixtures_dir.join("seed").is_dir() {
         return Err(ConformError::MissingFixtures(opts.fixtures_dir.clone()));
     }
@@ -159,23 +174,43 @@ fn preflight(opts: &Options) -> Result<(), ConformError> {
     if !crate::prereq::is_root() {
         return Err(ConformError::NotRoot);
     }
-    let plugin = opts.cni_bin_dir.join("macvtap");
-    if !plugin.exists() {
-        return Err(ConformError::MissingPlugin(plugin));
+    // At least one CNI under test: a wrong directory fails here, not 30 times.
+    if implementation::CNIS
+        .iter()
+        .all(|name| opts.implementation.cni(name).0.is_none())
+    {
+        return Err(ConformError::MissingPlugin(
+            opts.implementation.cni_bin_dir.clone(),
+        ));
     }
     Ok(())
 }
 
-/// The scenarios the label filters select, or an error listing the known labels.
-fn select<'a>(
+/// The scenarios the backend and label filters select, or an error listing the
+/// known backends or labels.
+pub(crate) fn select<'a>(
     opts: &Options,
     all: &'a [scenario::Scenario],
 ) -> Result<Vec<&'a scenario::Scenario>, ConformError> {
+    let mut backends: Vec<&str> = all.iter().map(|s| s.backend).collect();
+    backends.sort_unstable();
+    backends.dedup();
+    if let Some(unknown) = opts
+        .backends
+        .iter()
+        .find(|b| !backends.contains(&b.as_str()))
+    {
+        return Err(ConformError::UnknownBackend(
+            unknown.clone(),
+            backends.join(", "),
+        ));
+    }
     let mut known: Vec<&str> = all.iter().flat_map(|s| s.labels.iter().copied()).collect();
     known.sort_unstable();
     known.dedup();
     let selected: Vec<_> = all
         .iter()
+        .filter(|s| opts.backends.is_empty() || opts.backends.iter().any(|b| b == s.backend))
         .filter(|s| s.selected(&opts.labels, &opts.skip_labels))
         .collect();
     if selected.is_empty() {
@@ -201,9 +236,9 @@ pub fn dry_run(opts: &Options) -> Result<String, ConformError> {
 
 /// Runs the selected scenarios one after the other, printing a line per scenario.
 pub async fn run(opts: &Options) -> Result<Report, ConformError> {
-    preflight(opts)?;
     let all = scenario::all();
     let selected = select(opts, &all)?;
+    preflight(opts)?;
     let run_id = crate::lab::new_run_id();
     let portable = selected.iter().filter(|s| s.portable).count();
     let count = if opts.cluster == "netns" {
@@ -218,6 +253,12 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         "secnet conform: run {run_id} on the {} cluster, {count}",
         opts.cluster
     );
+    if opts.cluster == "netns" {
+        eprintln!(
+            "secnet conform: under test: {}",
+            opts.implementation.summary()
+        );
+    }
     let ctx = context(opts, &run_id);
     let started = Instant::now();
     let real = if opts.cluster == "netns" {
@@ -254,97 +295,11 @@ async fn run_selected(
     let total = selected.len();
     let mut reports = Vec::new();
     for (i, s) in selected.into_iter().enumerate() {
-        if real.is_some() && !s.portable {
-            eprintln!(
-                "[{:>2}/{total}] SKIP {} ({})",
-                i + 1,
-                s.name,
-                real::SKIP_REASON
-            );
-            reports.push(ScenarioReport {
-                name: s.name.clone(),
-                backend: s.backend.to_string(),
-                workload: s.workload.to_string(),
-                labels: s.labels.iter().map(|l| l.to_string()).collect(),
-                status: Status::Skipped,
-                duration_s: 0.0,
-                message: real::SKIP_REASON.into(),
-                observed: Default::default(),
-            });
-            continue;
-        }
-        let t = Instant::now();
-        ctx.scope = format!("s{}", i + 1);
-        ctx.observed = Default::default();
-        // A panicking scenario fails alone: it runs in its own task. Ctrl-C or
-        // SIGTERM stops the run: the task is aborted and the run's leftovers swept.
-        // A spinner with the elapsed time while the scenario runs (terminals only).
-        let progress = indicatif::ProgressBar::new_spinner();
-        progress.set_style(
-            indicatif::ProgressStyle::with_template("[{prefix}] {spinner} {msg} ({elapsed})")
-                .expect("progress template"),
-        );
-        progress.set_prefix(format!("{:>2}/{total}", i + 1));
-        progress.set_message(s.name.clone());
-        progress.enable_steady_tick(std::time::Duration::from_millis(120));
-        let mut task = tokio::spawn((s.body)(ctx.clone()));
-        let outcome = tokio::select! {
-            joined = &mut task => match joined {
-                Ok(outcome) => outcome,
-                Err(e) => Err(format!("scenario panicked: {e}")),
-            },
-            signal = interrupted() => {
-                task.abort();
-                // Let the scenario's drop guards run before sweeping after them.
-                let _ = task.await;
-                eprintln!("secnet conform: {signal}: stopping run {run_id} and removing what it created");
-                if let Some(rc) = real.take() {
-                    for note in rc.down(true, false).await {
-                        eprintln!("secnet conform: {note}");
-                    }
-                }
-                match crate::clean::clean(Some(run_id)) {
-                    Ok(c) => eprintln!("secnet conform: removed {} namespace(s), {} process(es)", c.namespaces.len(), c.processes.len()),
-                    Err(e) => eprintln!("secnet conform: cleanup failed: {e}; run `secnet clean --run {run_id}`"),
-                }
-                let _ = std::fs::remove_dir_all(&ctx.work_dir);
-                return Err(ConformError::Interrupted(signal));
-            }
+        let at = Position {
+            tag: format!("{:>2}/{total}", i + 1),
+            scope: format!("s{}", i + 1),
         };
-        progress.finish_and_clear();
-        let outcome = if real.is_some() {
-            outcome // a real cluster's leftovers are its scope's objects: finish_kube checks
-        } else {
-            check_leaks(&ctx, outcome)
-        };
-        let duration_s = t.elapsed().as_secs_f64();
-        let (status, message) = match outcome {
-            Ok(()) => (Status::Passed, String::new()),
-            Err(m) => (Status::Failed, m),
-        };
-        let mark = if status == Status::Passed {
-            "PASS"
-        } else {
-            "FAIL"
-        };
-        eprintln!(
-            "[{:>2}/{total}] {mark} {} ({duration_s:.2} s)",
-            i + 1,
-            s.name
-        );
-        if !message.is_empty() {
-            eprintln!("        {}", message.replace('\n', "\n        "));
-        }
-        reports.push(ScenarioReport {
-            name: s.name.clone(),
-            backend: s.backend.to_string(),
-            workload: s.workload.to_string(),
-            labels: s.labels.iter().map(|l| l.to_string()).collect(),
-            status,
-            duration_s,
-            message,
-            observed: ctx.observed.take(),
-        });
+        reports.push(run_scenario(run_id, &mut ctx, s, &at, &mut real).await?);
     }
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
     if let Some(rc) = real {
@@ -354,13 +309,11 @@ async fn run_selected(
         }
     }
     let implementation = if opts.cluster == "netns" {
-        json!({
-            "run_id": run_id,
-            "device_plugin": opts.device_plugin.join(" "),
-            "reference_bin_dir": opts.reference_bin_dir.display().to_string(),
-            "cni_bin_dir": opts.cni_bin_dir.display().to_string(),
-            "macvtap": opts.cni_bin_dir.join("macvtap").display().to_string(),
-        })
+        let mut described = opts.implementation.describe();
+        described["run_id"] = json!(run_id);
+        described["reference_bin_dir"] = json!(opts.reference_bin_dir.display().to_string());
+        described["macvtap"] = described["plugins"]["macvtap"]["path"].clone();
+        described
     } else {
         json!({
             "run_id": run_id,
@@ -377,8 +330,129 @@ async fn run_selected(
     ))
 }
 
+/// Where a scenario stands in its run: the progress tag printed (`3/12`) and its
+/// part of namespace names (`s3`).
+pub(crate) struct Position {
+    pub tag: String,
+    pub scope: String,
+}
+
+/// Runs one scenario in its own task (a panic fails it alone), with a spinner, the
+/// leak check and a printed line; Ctrl-C or SIGTERM stops the whole run, sweeping
+/// what it made.
+pub(crate) async fn run_scenario(
+    run_id: &str,
+    ctx: &mut Ctx,
+    s: &scenario::Scenario,
+    at: &Position,
+    real: &mut Option<real::RealCluster>,
+) -> Result<ScenarioReport, ConformError> {
+    let tag = &at.tag;
+    if real.is_some() && !s.portable {
+        eprintln!("[{tag}] SKIP {} ({})", s.name, real::SKIP_REASON);
+        return Ok(ScenarioReport {
+            name: s.name.clone(),
+            backend: s.backend.to_string(),
+            workload: s.workload.to_string(),
+            labels: s.labels.iter().map(|l| l.to_string()).collect(),
+            status: Status::Skipped,
+            duration_s: 0.0,
+            message: real::SKIP_REASON.into(),
+            observed: Default::default(),
+        });
+    }
+    if let Some(why) = s.not_claimed(ctx) {
+        eprintln!("[{tag}] SKIP {} ({why})", s.name);
+        return Ok(ScenarioReport {
+            name: s.name.clone(),
+            backend: s.backend.to_string(),
+            workload: s.workload.to_string(),
+            labels: s.labels.iter().map(|l| l.to_string()).collect(),
+            status: Status::Skipped,
+            duration_s: 0.0,
+            message: why,
+            observed: Default::default(),
+        });
+    }
+    let t = Instant::now();
+    ctx.scope = at.scope.clone();
+    ctx.observed = Default::default();
+    // A spinner with the elapsed time while the scenario runs (terminals only).
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("[{prefix}] {spinner} {msg} ({elapsed})")
+            .expect("progress template"),
+    );
+    progress.set_prefix(tag.clone());
+    progress.set_message(s.name.clone());
+    progress.enable_steady_tick(std::time::Duration::from_millis(120));
+    let mut task = tokio::spawn((s.body)(ctx.clone()));
+    let outcome = tokio::select! {
+        joined = &mut task => match joined {
+            Ok(outcome) => outcome,
+            Err(e) => Err(format!("scenario panicked: {e}")),
+        },
+        signal = interrupted() => {
+            task.abort();
+            // Let the scenario's drop guards run before sweeping after them.
+            let _ = task.await;
+            eprintln!("secnet conform: {signal}: stopping run {run_id} and removing what it created");
+            if let Some(rc) = real.take() {
+                for note in rc.down(true, false).await {
+                    eprintln!("secnet conform: {note}");
+                }
+            }
+            match crate::clean::clean(Some(run_id)) {
+                Ok(c) => eprintln!("secnet conform: removed {} namespace(s), {} process(es)", c.namespaces.len(), c.processes.len()),
+                Err(e) => eprintln!("secnet conform: cleanup failed: {e}; run `secnet clean --run {run_id}`"),
+            }
+            let _ = std::fs::remove_dir_all(&ctx.work_dir);
+            return Err(ConformError::Interrupted(signal));
+        }
+    };
+    progress.finish_and_clear();
+    let outcome = if real.is_some() {
+        outcome // a real cluster's leftovers are its scope's objects: finish_kube checks
+    } else {
+        check_leaks(ctx, outcome)
+    };
+    let duration_s = t.elapsed().as_secs_f64();
+    let (status, message) = match (outcome, s.beyond_reference) {
+        (Ok(()), _) => (Status::Passed, String::new()),
+        (Err(m), None) => (Status::Failed, m),
+        // The note is about the plugins' behaviour, which a scenario whose pods found
+        // no device plugin did not get to see.
+        (Err(m), Some(_)) if m.contains(crate::cluster::netns::NO_DEVICE_PLUGIN) => {
+            (Status::Failed, m)
+        }
+        (Err(m), Some(note)) => (
+            Status::Failed,
+            format!("{m}\nreference implementation: {note}"),
+        ),
+    };
+    let mark = if status == Status::Passed {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    eprintln!("[{tag}] {mark} {} ({duration_s:.2} s)", s.name);
+    if !message.is_empty() {
+        eprintln!("        {}", message.replace('\n', "\n        "));
+    }
+    Ok(ScenarioReport {
+        name: s.name.clone(),
+        backend: s.backend.to_string(),
+        workload: s.workload.to_string(),
+        labels: s.labels.iter().map(|l| l.to_string()).collect(),
+        status,
+        duration_s,
+        message,
+        observed: ctx.observed.take(),
+    })
+}
+
 /// Resolves on the first Ctrl-C or SIGTERM, naming it.
-async fn interrupted() -> &'static str {
+pub(crate) async fn interrupted() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(t) => t,

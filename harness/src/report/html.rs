@@ -14,7 +14,7 @@ pub fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em}\
+pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:.9em;text-align:left}\
 .passed{color:#176f2c;font-weight:600}.failed{color:#b00020;font-weight:600}.skipped{color:#777}\
 .badge{display:inline-block;padding:2px 10px;border-radius:10px;margin-right:6px;color:#fff}\

@@ -39,6 +39,9 @@ pub fn scenarios() -> Vec<Scenario> {
             "node",
             &["fault", "capacity"],
             |ctx| with_cluster(ctx, false, lower_device_faults),
+        )
+        .beyond_reference(
+            "kubevirt/macvtap-cni's device plugin does not notice a lower link going down (no Unhealthy); it sends an empty list only when the link is deleted",
         ),
         Scenario::new(
             "fault/pod netns deleted before CNI DEL: devices and leases freed",
@@ -46,7 +49,8 @@ pub fn scenarios() -> Vec<Scenario> {
             "pod",
             &["fault"],
             |ctx| with_cluster(ctx, false, netns_gone_before_del),
-        ),
+        )
+        .beyond_reference(super::macvtap_cni::DEL_NETNS_GONE),
         Scenario::new(
             "fault/50 pods at once on one node: distinct devices and MACs",
             "macvtap",

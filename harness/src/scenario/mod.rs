@@ -166,6 +166,12 @@ pub struct Scenario {
     /// Written against the `Cluster` contract only: runs on kind/existing clusters
     /// too. The others need node-level access that only the netns cluster gives.
     pub portable: bool,
+    /// A CNI spec version (of a plugin) the scenario needs: an implementation whose
+    /// VERSION answer does not claim it has the scenario skipped, saying so.
+    pub needs_cni_version: Option<(&'static str, &'static str)>,
+    /// Added to a failure: what is checked goes beyond what the reference
+    /// implementation (kubevirt/macvtap-cni, ovs-cni) claims, and what it does instead.
+    pub beyond_reference: Option<&'static str>,
     pub body: Body,
 }
 
@@ -187,6 +193,8 @@ impl Scenario {
             workload,
             labels: labels.to_vec(),
             portable: false,
+            needs_cni_version: None,
+            beyond_reference: None,
             body: Box::new(move |ctx| Box::pin(body(ctx))),
         }
     }
@@ -195,6 +203,33 @@ impl Scenario {
     pub fn portable(mut self) -> Scenario {
         self.portable = true;
         self
+    }
+
+    /// Needs `plugin` to claim CNI spec `version` in its VERSION answer.
+    pub fn needs_cni_version(mut self, plugin: &'static str, version: &'static str) -> Scenario {
+        self.needs_cni_version = Some((plugin, version));
+        self
+    }
+
+    /// Says, on failure, how this goes beyond the reference implementation.
+    pub fn beyond_reference(mut self, note: &'static str) -> Scenario {
+        self.beyond_reference = Some(note);
+        self
+    }
+
+    /// Why the implementation under test is not asked to pass this scenario, from
+    /// what it declares itself (its VERSION answer), if so.
+    pub fn not_claimed(&self, ctx: &Ctx) -> Option<String> {
+        let (plugin, version) = self.needs_cni_version?;
+        let path = ctx.plugin(plugin);
+        let claimed = crate::conform::implementation::cni_versions(&path).ok()?;
+        (!claimed.iter().any(|v| v == version)).then(|| {
+            format!(
+                "not claimed: {plugin} under test ({}) does not claim CNI {version}; its VERSION answer lists {}",
+                std::fs::canonicalize(&path).unwrap_or(path).display(),
+                claimed.join(", ")
+            )
+        })
     }
 
     /// Whether the label filters select this scenario.

@@ -60,7 +60,15 @@ pub(crate) struct Inner {
     pods: BTreeMap<(String, String), PodState>,
     dhcp: Option<KillOnDrop>,
     uid_counter: u64,
+    /// Why the device plugin DaemonSet did not come up (with its log), if it did not:
+    /// the cluster stays up, pods that need its resource fail with this.
+    pub(crate) device_plugin_failure: Option<String>,
 }
+
+/// How the diagnostics say that the device plugin never came up.
+pub const DEVICE_PLUGIN_DOWN: &str = "the device plugin DaemonSet did not come up";
+/// How an unschedulable pod says that what it asks for has no device plugin.
+pub const NO_DEVICE_PLUGIN: &str = "no device plugin offers it";
 
 fn up_err(message: impl Into<String>) -> ClusterError {
     ClusterError::Up {
@@ -137,6 +145,7 @@ impl NetnsCluster {
                     pods: BTreeMap::new(),
                     dhcp,
                     uid_counter: 0,
+                    device_plugin_failure: None,
                 }),
             }),
             Err(message) => {
@@ -152,6 +161,11 @@ impl NetnsCluster {
             self.opts.cni_bin_dir.clone(),
             self.opts.reference_bin_dir.clone(),
         ])
+    }
+
+    /// Why the device plugin DaemonSet did not come up, if it did not.
+    pub async fn device_plugin_failure(&self) -> Option<String> {
+        self.inner.lock().await.device_plugin_failure.clone()
     }
 
     pub fn topology(&self) -> &Topology {
@@ -352,7 +366,10 @@ impl Cluster for NetnsCluster {
                             .map(|c| c.data.clone())
                             .ok_or_else(|| fail(format!("ConfigMap {ns}/{cm_name} does not exist; apply it before the DaemonSet")))?
                     };
-                    self.start_daemonset(env).await.map_err(fail)?;
+                    // As on a real node, a device plugin that does not come up leaves
+                    // the cluster up: only pods that need its resource fail (pod.rs).
+                    let failure = self.start_daemonset(env).await.err();
+                    self.inner.lock().await.device_plugin_failure = failure;
                 }
                 Object::Other { kind: k, .. } => {
                     return Err(fail(format!(
@@ -404,6 +421,9 @@ impl Cluster for NetnsCluster {
     async fn diagnostics(&self) -> String {
         let inner = self.inner.lock().await;
         let mut out = String::new();
+        if let Some(failure) = &inner.device_plugin_failure {
+            out.push_str(&format!("{DEVICE_PLUGIN_DOWN}: {failure}\n"));
+        }
         for n in &inner.nodes {
             out.push_str(&format!(
                 "--- node {} device plugin log ---\n{}\n",

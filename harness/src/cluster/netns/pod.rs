@@ -114,7 +114,15 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             Some(n) if !inner.nodes.iter().any(|x| &x.name == n) => {
                 format!("spec.nodeName {n} is not a node of this cluster")
             }
-            _ => insufficient(total, &short),
+            _ => match &inner.device_plugin_failure {
+                Some(why) => format!(
+                    "{} {}: {}: {why}",
+                    insufficient(total, &short),
+                    super::NO_DEVICE_PLUGIN,
+                    super::DEVICE_PLUGIN_DOWN
+                ),
+                None => insufficient(total, &short),
+            },
         };
         return Err(ClusterError::Unschedulable {
             pod: pod_ref,

@@ -1,0 +1,398 @@
+//! The implementation under test, chosen per plugin: the bundled binaries by
+//! default, a whole directory of CNIs (`--cni-bin-dir`), and single binaries
+//! (`--plugin macvtap=PATH`, repeatable) on top of either.
+//!
+//! Rules: a `--plugin` wins over the directory; a CNI missing from the directory is
+//! missing (the scenarios that use it fail naming the directory, the others run);
+//! the device plugin is `--device-plugin CMD` or `--plugin macvtap-deviceplugin=PATH`,
+//! else the directory's `macvtap-deviceplugin` when it has one (a CNI directory
+//! usually has none), else the bundled one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+/// The CNI plugins secnet's scenarios call by type.
+pub const CNIS: [&str; 2] = ["macvtap", "ovs"];
+/// The device plugin the seed's DaemonSet runs.
+pub const DEVICE_PLUGIN: &str = "macvtap-deviceplugin";
+
+/// What the command line picked (before defaults are filled in).
+#[derive(Debug, Clone, Default)]
+pub struct Choice {
+    pub cni_bin_dir: Option<PathBuf>,
+    /// `--device-plugin CMD` (program and arguments).
+    pub device_plugin: Option<Vec<String>>,
+    /// `--plugin NAME=PATH`, in the order given.
+    pub plugins: Vec<(String, PathBuf)>,
+}
+
+/// Parses one `--plugin NAME=PATH`.
+pub fn parse_plugin(arg: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = arg.split_once('=').ok_or_else(|| {
+        format!("--plugin {arg:?}: expected NAME=PATH, e.g. macvtap=/opt/cni/bin/macvtap")
+    })?;
+    if !CNIS.contains(&name) && name != DEVICE_PLUGIN {
+        return Err(format!(
+            "--plugin {arg:?}: unknown plugin {name:?}; the plugins are {}, {DEVICE_PLUGIN}",
+            CNIS.join(", ")
+        ));
+    }
+    if path.is_empty() {
+        return Err(format!("--plugin {arg:?}: the path is empty"));
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
+}
+
+/// The implementation a run puts under test, resolved to files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// The directory the CNIs not picked one by one come from.
+    pub cni_bin_dir: PathBuf,
+    /// CNIs picked one by one (`--plugin`), by type.
+    pub plugins: BTreeMap<String, PathBuf>,
+    pub device_plugin: Vec<String>,
+    /// Where the device plugin came from: bundled, --device-plugin, --plugin.
+    pub device_plugin_from: &'static str,
+}
+
+impl Choice {
+    /// Fills in the bundled defaults and checks every path the user named.
+    pub fn resolve(&self) -> Result<Resolved, String> {
+        let bundled = crate::bins::bin_dir();
+        if let Some(dir) = &self.cni_bin_dir
+            && !dir.is_dir()
+        {
+            return Err(format!(
+                "--cni-bin-dir {}: not a directory; point it at the directory holding your macvtap/ovs CNI binaries",
+                dir.display()
+            ));
+        }
+        let mut plugins = BTreeMap::new();
+        let mut device_plugin = None;
+        for (name, path) in &self.plugins {
+            if !path.is_file() {
+                return Err(format!(
+                    "--plugin {name}={}: no such file; give the path of the {name} binary to put under test",
+                    path.display()
+                ));
+            }
+            let seen = if name == DEVICE_PLUGIN {
+                device_plugin
+                    .replace(vec![path.display().to_string()])
+                    .is_some()
+            } else {
+                plugins.insert(name.clone(), path.clone()).is_some()
+            };
+            if seen {
+                return Err(format!("--plugin {name}=… is given twice; give it once"));
+            }
+        }
+        let (device_plugin, device_plugin_from) = match (&self.device_plugin, device_plugin) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "--device-plugin and --plugin {DEVICE_PLUGIN}=… both pick the device plugin; give one"
+                ));
+            }
+            (Some(cmd), None) => (cmd.clone(), "--device-plugin"),
+            (None, Some(cmd)) => (cmd, "--plugin"),
+            (None, None) => match &self.cni_bin_dir {
+                Some(dir) if dir.join(DEVICE_PLUGIN).is_file() => (
+                    vec![dir.join(DEVICE_PLUGIN).display().to_string()],
+                    "--cni-bin-dir",
+                ),
+                _ => (
+                    vec![bundled.join(DEVICE_PLUGIN).display().to_string()],
+                    "bundled",
+                ),
+            },
+        };
+        Ok(Resolved {
+            cni_bin_dir: self.cni_bin_dir.clone().unwrap_or(bundled),
+            plugins,
+            device_plugin,
+            device_plugin_from,
+        })
+    }
+}
+
+impl Resolved {
+    /// The bundled plugins, nothing replaced.
+    pub fn bundled() -> Resolved {
+        Choice::default()
+            .resolve()
+            .expect("the bundled choice names no path to check")
+    }
+
+    /// The file CNI `name` runs from, and where that came from (`None`: missing).
+    pub fn cni(&self, name: &str) -> (Option<PathBuf>, &'static str) {
+        if let Some(p) = self.plugins.get(name) {
+            return (Some(p.clone()), "--plugin");
+        }
+        let from = if self.cni_bin_dir == crate::bins::bin_dir() {
+            "bundled"
+        } else {
+            "--cni-bin-dir"
+        };
+        let path = self.cni_bin_dir.join(name);
+        (path.exists().then_some(path), from)
+    }
+
+    /// The directory the runtime searches for CNIs: the chosen directory itself, or,
+    /// when plugins are picked one by one, `dir` filled with links to each chosen
+    /// binary (a CNI missing from the chosen directory stays missing).
+    pub fn cni_dir(&self, dir: &Path) -> Result<PathBuf, String> {
+        if self.plugins.is_empty() {
+            return Ok(self.cni_bin_dir.clone());
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+        for name in CNIS {
+            if let (Some(target), _) = self.cni(name) {
+                let target = std::fs::canonicalize(&target)
+                    .map_err(|e| format!("failed to resolve {}: {e}", target.display()))?;
+                let link = dir.join(name);
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(&target, &link).map_err(|e| {
+                    format!(
+                        "failed to link {} to {}: {e}",
+                        link.display(),
+                        target.display()
+                    )
+                })?;
+            }
+        }
+        Ok(dir.to_path_buf())
+    }
+
+    /// The report's record of what ran: per plugin its path and where it came from.
+    pub fn describe(&self) -> Value {
+        let mut plugins = serde_json::Map::new();
+        for name in CNIS {
+            let (path, from) = self.cni(name);
+            plugins.insert(
+                name.to_string(),
+                match path {
+                    // What it claims, in its own words (scenarios of other versions skip).
+                    Some(p) => json!({"path": p.display().to_string(), "from": from,
+                        "cni_versions": cni_versions(&p).unwrap_or_else(|e| vec![e])}),
+                    None => json!({"path": null, "from": from,
+                        "missing": format!("not in {}", self.cni_bin_dir.display())}),
+                },
+            );
+        }
+        plugins.insert(
+            DEVICE_PLUGIN.to_string(),
+            json!({"path": self.device_plugin.join(" "), "from": self.device_plugin_from}),
+        );
+        json!({
+            "cni_bin_dir": self.cni_bin_dir.display().to_string(),
+            "device_plugin": self.device_plugin.join(" "),
+            "plugins": plugins,
+        })
+    }
+
+    /// One line per plugin for the run's header.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = CNIS
+            .iter()
+            .map(|name| match self.cni(name) {
+                (Some(p), from) => format!("{name}={} ({from})", p.display()),
+                (None, _) => format!(
+                    "{name}: not in {} (scenarios that use it fail)",
+                    self.cni_bin_dir.display()
+                ),
+            })
+            .collect();
+        parts.push(format!(
+            "{DEVICE_PLUGIN}={} ({})",
+            self.device_plugin.join(" "),
+            self.device_plugin_from
+        ));
+        parts.join(", ")
+    }
+}
+
+/// The CNI spec versions a plugin binary says it supports: its answer to VERSION
+/// (`supportedVersions`), the spec's own way for a plugin to declare what it claims.
+pub fn cni_versions(plugin: &Path) -> Result<Vec<String>, String> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("failed to run {} VERSION: {e}", plugin.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(br#"{"cniVersion":"1.0.0"}"#);
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{} VERSION: {e}", plugin.display()))?;
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "{} VERSION did not answer JSON ({e}): {}",
+            plugin.display(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        )
+    })?;
+    v["supportedVersions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .ok_or_else(|| format!("{} VERSION has no supportedVersions: {v}", plugin.display()))
+}
+
+/// The version to talk to a plugin with: 1.0.0 when it claims it, else its newest.
+pub fn preferred_version(supported: &[String]) -> String {
+    if supported.iter().any(|v| v == "1.0.0") {
+        return "1.0.0".into();
+    }
+    supported
+        .iter()
+        .max_by_key(|v| {
+            v.split('.')
+                .map(|n| n.parse::<u32>().unwrap_or(0))
+                .collect::<Vec<_>>()
+        })
+        .cloned()
+        .unwrap_or_else(|| "0.4.0".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exe(dir: &Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        p
+    }
+
+    #[test]
+    fn plugin_flags_parse_and_name_the_valid_plugins() {
+        assert_eq!(
+            parse_plugin("ovs=/x/ovs").unwrap(),
+            ("ovs".to_string(), PathBuf::from("/x/ovs"))
+        );
+        let e = parse_plugin("sriov=/x").unwrap_err();
+        assert!(e.contains("macvtap, ovs, macvtap-deviceplugin"), "{e}");
+        assert!(parse_plugin("macvtap").unwrap_err().contains("NAME=PATH"));
+        assert!(parse_plugin("macvtap=").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn one_plugin_replaced_keeps_the_rest_of_the_directory() {
+        let dir = crate::lab::ScratchDir::new("secnet-impl-test").unwrap();
+        let only = dir.path().join("only");
+        std::fs::create_dir(&only).unwrap();
+        let patched = exe(&only, "macvtap");
+        let other = exe(dir.path(), "my-ovs");
+        // A directory with only macvtap: ovs is missing, the device plugin bundled.
+        let r = Choice {
+            cni_bin_dir: Some(only.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.cni("macvtap"), (Some(patched.clone()), "--cni-bin-dir"));
+        assert_eq!(r.cni("ovs"), (None, "--cni-bin-dir"));
+        assert_eq!(r.device_plugin_from, "bundled");
+        assert_eq!(r.cni_dir(&dir.path().join("unused")).unwrap(), only);
+        let d = r.describe();
+        assert!(
+            d["plugins"]["ovs"]["missing"]
+                .as_str()
+                .unwrap()
+                .contains("only"),
+            "{d}"
+        );
+        // --plugin ovs on top: both present, through a directory of links.
+        let r = Choice {
+            cni_bin_dir: Some(only.clone()),
+            plugins: vec![("ovs".into(), other.clone())],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let linked = r.cni_dir(&dir.path().join("links")).unwrap();
+        assert_eq!(
+            std::fs::read_link(linked.join("ovs")).unwrap(),
+            other.canonicalize().unwrap()
+        );
+        assert_eq!(
+            std::fs::read_link(linked.join("macvtap")).unwrap(),
+            patched.canonicalize().unwrap()
+        );
+        assert_eq!(r.describe()["plugins"]["ovs"]["from"], "--plugin");
+    }
+
+    #[test]
+    fn version_answer_of_the_bundled_macvtap() {
+        let bin = crate::bins::bundled("macvtap");
+        if !crate::prereq::require("the VERSION answer", bin.clone().err()) {
+            return;
+        }
+        let bin = bin.unwrap();
+        let v = cni_versions(&bin).unwrap();
+        assert!(v.contains(&"1.0.0".to_string()), "{v:?}");
+        assert_eq!(preferred_version(&v), "1.0.0");
+        let old: Vec<String> = ["0.1.0", "0.3.1", "0.4.0", "0.2.0"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(preferred_version(&old), "0.4.0");
+    }
+
+    #[test]
+    fn bad_choices_are_refused_naming_the_flag() {
+        let e = Choice {
+            plugins: vec![("macvtap".into(), "/nonexistent/macvtap".into())],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.contains("--plugin macvtap=/nonexistent/macvtap"), "{e}");
+        let e = Choice {
+            cni_bin_dir: Some("/nonexistent".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.contains("--cni-bin-dir /nonexistent"), "{e}");
+        let dir = crate::lab::ScratchDir::new("secnet-impl-test").unwrap();
+        let dp = exe(dir.path(), DEVICE_PLUGIN);
+        let e = Choice {
+            device_plugin: Some(vec!["x".into()]),
+            plugins: vec![(DEVICE_PLUGIN.into(), dp.clone())],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.contains("give one"), "{e}");
+        let r = Choice {
+            plugins: vec![(DEVICE_PLUGIN.into(), dp.clone())],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.device_plugin, vec![dp.display().to_string()]);
+        assert_eq!(r.cni("macvtap").1, "bundled");
+        // A directory with a device plugin supplies it too.
+        let r = Choice {
+            cni_bin_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.device_plugin, vec![dp.display().to_string()]);
+        assert_eq!(r.device_plugin_from, "--cni-bin-dir");
+    }
+}
