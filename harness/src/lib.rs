@@ -17,4 +17,5 @@ pub mod observe;
 pub mod prereq;
 pub mod report;
 pub mod scenario;
+pub mod term;
 pub mod vm;

@@ -14,15 +14,18 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only failures and the summary (no line per passing or skipped scenario).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
 }
 
 /// What kind and existing clusters need (`secnet conform --cluster kind|existing`).
 #[derive(clap::Args)]
 #[command(next_help_heading = "Real clusters (--cluster kind|existing)")]
 struct RealArgs {
-    /// Print the plan (commands, rendered manifests, scenarios) and run nothing.
-    #[arg(long)]
-    dry_run: bool,
     /// existing: the kubeconfig [default: $KUBECONFIG, ~/.kube/config, in-cluster].
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -78,7 +81,7 @@ impl RealArgs {
             components: self.components,
             manifest_cache: self.manifest_cache.unwrap_or(d.manifest_cache),
             timeout: std::time::Duration::from_secs(self.timeout),
-            dry_run: self.dry_run,
+            dry_run: false,
             ..d
         };
         if let Some(path) = &self.inventory {
@@ -115,6 +118,26 @@ enum Cmd {
         /// Leave out scenarios with this label or backend (repeatable).
         #[arg(long = "skip-label")]
         skip_labels: Vec<String>,
+        /// Only scenarios this Ginkgo-style expression selects, over labels, backends and
+        /// groups: && || ! , ( ) and /regex/, e.g. 'seed && !vm'.
+        #[arg(long, value_name = "EXPR", value_parser = parse_label_filter)]
+        label_filter: Option<secnet::scenario::filter::LabelFilter>,
+        /// Only scenarios whose name this regex matches, e.g. 'VLAN'.
+        #[arg(long, value_name = "REGEX", value_parser = parse_focus)]
+        focus: Option<regex::Regex>,
+        /// List the selected scenarios (name, workload, portable, labels) and run nothing.
+        #[arg(long)]
+        list: bool,
+        /// Format of --list.
+        #[arg(long, value_enum, default_value = "table")]
+        output: ListFormat,
+        /// Print the plan (netns: nodes, implementation, scenarios; kind/existing:
+        /// commands, rendered manifests, scenarios) and run nothing; needs no root.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop after the first failed scenario; the rest are reported as skipped.
+        #[arg(long)]
+        fail_fast: bool,
         /// Keep the namespaces of failed scenarios and print how to enter them.
         #[arg(long)]
         keep: bool,
@@ -257,8 +280,23 @@ fn resolve_side(
     })
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+fn parse_label_filter(text: &str) -> Result<secnet::scenario::filter::LabelFilter, String> {
+    secnet::scenario::filter::LabelFilter::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_focus(text: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(text).map_err(|e| format!("--focus {text:?} is not a regex: {e}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    secnet::term::init(cli.verbose, cli.quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -273,6 +311,12 @@ fn main() -> ExitCode {
             report,
             labels,
             skip_labels,
+            label_filter,
+            focus,
+            list,
+            output,
+            dry_run,
+            fail_fast,
             keep,
             backends,
             device_plugin,
@@ -314,15 +358,30 @@ fn main() -> ExitCode {
                 backends,
                 labels,
                 skip_labels,
+                label_filter,
+                focus,
+                fail_fast,
                 keep,
                 real: match real.options() {
-                    Ok(r) => r,
+                    Ok(r) => secnet::conform::real::RealOptions { dry_run, ..r },
                     Err(e) => {
                         eprintln!("secnet conform: {e}");
                         return ExitCode::from(2);
                     }
                 },
             };
+            if list {
+                return match secnet::conform::listing(&opts, matches!(output, ListFormat::Json)) {
+                    Ok(text) => {
+                        print!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("secnet conform: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
             if opts.real.dry_run {
                 return match secnet::conform::dry_run(&opts) {
                     Ok(plan) => {

@@ -909,3 +909,106 @@ fn report_html_shows_topology_and_reachability_in_chromium() {
         "a probe contradicts its expectation"
     );
 }
+
+#[test]
+fn selection_flags_select_what_they_say_without_root() {
+    let list = |args: &[&str]| {
+        let mut all = vec!["conform", "--list", "--output", "json"];
+        all.extend_from_slice(args);
+        let out = secnet(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Value = serde_json::from_slice(&out.stdout).expect("--output json is JSON");
+        rows.as_array().unwrap().clone()
+    };
+    let seed_not_vm = list(&["--label-filter", "seed && !vm"]);
+    assert!(!seed_not_vm.is_empty());
+    assert!(seed_not_vm.iter().all(
+        |r| r["group"] == "seed" && !r["labels"].as_array().unwrap().iter().any(|l| l == "vm")
+    ));
+    let vlan = list(&["--focus", "VLAN"]);
+    assert!(!vlan.is_empty());
+    assert!(
+        vlan.iter()
+            .all(|r| r["name"].as_str().unwrap().contains("VLAN"))
+    );
+    // A group is a label too.
+    assert_eq!(list(&["--label", "seed"]).len(), seed_not_vm.len());
+    let all = list(&[]);
+    let not_fault = list(&["--label-filter", "!fault"]);
+    assert!(not_fault.len() < all.len());
+
+    let table = secnet(&["conform", "--list", "--label-filter", "ovs || macvlan"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.starts_with("NAME") && text.contains("scenario(s)"),
+        "{text}"
+    );
+
+    let bad = secnet(&["conform", "--list", "--label-filter", "seed & vm"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("write && or ||"));
+
+    let plan = secnet(&["conform", "--dry-run", "--focus", "VLAN"]);
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.contains("nothing was run") && plan.contains("ovs/VLAN 100"),
+        "{plan}"
+    );
+    assert!(!plan.contains("seed/"), "{plan}");
+}
+
+#[test]
+fn fail_fast_skips_the_rest_after_the_first_failure() {
+    if !secnet::prereq::require_root("conform --fail-fast") {
+        return;
+    }
+    let bins = scratch("failfast-bin");
+    let plugin = bins.path().join("macvtap");
+    std::fs::write(&plugin, "#!/bin/sh\necho '{\"cniVersion\":\"0.4.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n").unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = scratch("failfast");
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap={}", plugin.display()),
+        "--focus",
+        "^macvtap-cni/",
+        "--fail-fast",
+        "-q",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let r = report(dir.path());
+    let statuses: Vec<&str> = r["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    let first_failure = statuses
+        .iter()
+        .position(|s| *s == "failed")
+        .expect("one fails");
+    assert!(statuses.len() > first_failure + 1, "{statuses:?}");
+    assert!(
+        statuses[first_failure + 1..]
+            .iter()
+            .all(|s| *s == "skipped"),
+        "after the first failure everything is skipped: {statuses:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("] PASS "),
+        "-q prints no passing lines:\n{stderr}"
+    );
+}

@@ -28,6 +28,12 @@ pub struct Options {
     pub backends: Vec<String>,
     pub labels: Vec<String>,
     pub skip_labels: Vec<String>,
+    /// `--label-filter`: a Ginkgo-style expression over labels, backends and groups.
+    pub label_filter: Option<scenario::filter::LabelFilter>,
+    /// `--focus`: only scenarios whose name this regex matches.
+    pub focus: Option<regex::Regex>,
+    /// Stop after the first failed scenario; the rest are reported skipped.
+    pub fail_fast: bool,
     pub keep: bool,
     /// What `--cluster kind|existing` needs.
     pub real: real::RealOptions,
@@ -39,10 +45,6 @@ pub enum ConformError {
     Interrupted(&'static str),
     #[error("unknown cluster provider \"{0}\"; use --cluster netns, kind or existing")]
     UnknownCluster(String),
-    #[error(
-        "--dry-run prints the plan of a kind or existing cluster run; with --cluster netns just run it"
-    )]
-    DryRunNetns,
     #[error("{0}")]
     Real(String),
     #[error(
@@ -83,6 +85,9 @@ impl Options {
             backends: Vec::new(),
             labels: Vec::new(),
             skip_labels: Vec::new(),
+            label_filter: None,
+            focus: None,
+            fail_fast: false,
             keep: false,
             real: real::RealOptions::default(),
         }
@@ -205,13 +210,19 @@ pub(crate) fn select<'a>(
             backends.join(", "),
         ));
     }
-    let mut known: Vec<&str> = all.iter().flat_map(|s| s.labels.iter().copied()).collect();
+    let mut known: Vec<&str> = all.iter().flat_map(|s| s.selection_labels()).collect();
     known.sort_unstable();
     known.dedup();
     let selected: Vec<_> = all
         .iter()
         .filter(|s| opts.backends.is_empty() || opts.backends.iter().any(|b| b == s.backend))
         .filter(|s| s.selected(&opts.labels, &opts.skip_labels))
+        .filter(|s| {
+            opts.label_filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&s.selection_labels()))
+        })
+        .filter(|s| opts.focus.as_ref().is_none_or(|re| re.is_match(&s.name)))
         .collect();
     if selected.is_empty() {
         return Err(ConformError::NothingSelected {
@@ -226,12 +237,77 @@ pub(crate) fn select<'a>(
 /// `--dry-run`: the plan of a kind/existing run (commands, manifests, scenarios).
 pub fn dry_run(opts: &Options) -> Result<String, ConformError> {
     if opts.cluster == "netns" {
-        return Err(ConformError::DryRunNetns);
+        let all = scenario::all();
+        return Ok(netns_plan(opts, &select(opts, &all)?));
     }
     preflight(opts)?;
     let all = scenario::all();
     let selected = select(opts, &all)?;
     plan::plan(opts, &crate::lab::new_run_id(), &selected).map_err(ConformError::Real)
+}
+
+/// The plan of a netns run: what it would build and run, without root.
+fn netns_plan(opts: &Options, selected: &[&scenario::Scenario]) -> String {
+    let mut plan = String::from("# secnet conform --cluster netns: the plan (nothing was run)\n\n");
+    plan.push_str(
+        "Each scenario gets its own cluster of network namespaces named sn<run id>-s<n>-<node>, torn down after it:\n  fabric bridge with the gateway and DHCP of the topology; nodes:",
+    );
+    for node in &opts.topology.nodes {
+        plan.push_str(&format!(" {} (uplink {})", node.name, node.uplink));
+    }
+    plan.push_str(&format!(
+        "\n\nUnder test: {}\nReference plugins: {}\nFixtures: {}\n\nScenarios ({}):\n",
+        opts.implementation.summary(),
+        opts.reference_bin_dir.display(),
+        opts.fixtures_dir.display(),
+        selected.len()
+    ));
+    for s in selected {
+        plan.push_str(&format!(
+            "  {}  [{}]\n",
+            s.name,
+            s.selection_labels().join(", ")
+        ));
+    }
+    plan
+}
+
+/// `--list`: the selected scenarios with their labels (a table, or JSON).
+pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
+    let all = scenario::all();
+    let selected = select(opts, &all)?;
+    if json {
+        let rows: Vec<_> = selected
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "group": s.group(),
+                    "backend": s.backend,
+                    "workload": s.workload,
+                    "labels": s.labels,
+                    "portable": s.portable,
+                })
+            })
+            .collect();
+        return Ok(format!("{}\n", serde_json::Value::Array(rows)));
+    }
+    let width = selected.iter().map(|s| s.name.len()).max().unwrap_or(4);
+    let mut out = format!(
+        "{:width$}  {:8}  {:9}  LABELS\n",
+        "NAME", "WORKLOAD", "PORTABLE"
+    );
+    for s in &selected {
+        out.push_str(&format!(
+            "{:width$}  {:8}  {:9}  {}\n",
+            s.name,
+            s.workload,
+            if s.portable { "yes" } else { "netns" },
+            s.selection_labels().join(", ")
+        ));
+    }
+    out.push_str(&format!("{} scenario(s)\n", selected.len()));
+    Ok(out)
 }
 
 /// Runs the selected scenarios one after the other, printing a line per scenario.
@@ -299,6 +375,18 @@ async fn run_selected(
             tag: format!("{:>2}/{total}", i + 1),
             scope: format!("s{}", i + 1),
         };
+        if opts.fail_fast
+            && reports
+                .iter()
+                .any(|r: &ScenarioReport| r.status == Status::Failed)
+        {
+            skip_line(&at.tag, &s.name, "--fail-fast: an earlier scenario failed");
+            reports.push(skipped(
+                s,
+                "not run: --fail-fast and an earlier scenario failed",
+            ));
+            continue;
+        }
         reports.push(run_scenario(run_id, &mut ctx, s, &at, &mut real).await?);
     }
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
@@ -330,6 +418,26 @@ async fn run_selected(
     ))
 }
 
+fn skip_line(tag: &str, name: &str, why: &str) {
+    if !crate::term::output().quiet {
+        eprintln!("[{tag}] {} {name} ({why})", crate::term::paint("SKIP"));
+    }
+}
+
+/// The report of a scenario that was not run, and why.
+fn skipped(s: &scenario::Scenario, why: &str) -> ScenarioReport {
+    ScenarioReport {
+        name: s.name.clone(),
+        backend: s.backend.to_string(),
+        workload: s.workload.to_string(),
+        labels: s.labels.iter().map(|l| l.to_string()).collect(),
+        status: Status::Skipped,
+        duration_s: 0.0,
+        message: why.to_string(),
+        observed: Default::default(),
+    }
+}
+
 /// Where a scenario stands in its run: the progress tag printed (`3/12`) and its
 /// part of namespace names (`s3`).
 pub(crate) struct Position {
@@ -349,30 +457,12 @@ pub(crate) async fn run_scenario(
 ) -> Result<ScenarioReport, ConformError> {
     let tag = &at.tag;
     if real.is_some() && !s.portable {
-        eprintln!("[{tag}] SKIP {} ({})", s.name, real::SKIP_REASON);
-        return Ok(ScenarioReport {
-            name: s.name.clone(),
-            backend: s.backend.to_string(),
-            workload: s.workload.to_string(),
-            labels: s.labels.iter().map(|l| l.to_string()).collect(),
-            status: Status::Skipped,
-            duration_s: 0.0,
-            message: real::SKIP_REASON.into(),
-            observed: Default::default(),
-        });
+        skip_line(tag, &s.name, real::SKIP_REASON);
+        return Ok(skipped(s, real::SKIP_REASON));
     }
     if let Some(why) = s.not_claimed(ctx) {
-        eprintln!("[{tag}] SKIP {} ({why})", s.name);
-        return Ok(ScenarioReport {
-            name: s.name.clone(),
-            backend: s.backend.to_string(),
-            workload: s.workload.to_string(),
-            labels: s.labels.iter().map(|l| l.to_string()).collect(),
-            status: Status::Skipped,
-            duration_s: 0.0,
-            message: why,
-            observed: Default::default(),
-        });
+        skip_line(tag, &s.name, &why);
+        return Ok(skipped(s, &why));
     }
     let t = Instant::now();
     ctx.scope = at.scope.clone();
@@ -435,8 +525,14 @@ pub(crate) async fn run_scenario(
     } else {
         "FAIL"
     };
-    eprintln!("[{tag}] {mark} {} ({duration_s:.2} s)", s.name);
-    if !message.is_empty() {
+    if status == Status::Failed || !crate::term::output().quiet {
+        eprintln!(
+            "[{tag}] {} {} ({duration_s:.2} s)",
+            crate::term::paint(mark),
+            s.name
+        );
+    }
+    if status == Status::Failed && !message.is_empty() {
         eprintln!("        {}", message.replace('\n', "\n        "));
     }
     Ok(ScenarioReport {

@@ -3,6 +3,7 @@
 
 pub mod bad_input;
 pub mod faults;
+pub mod filter;
 pub mod macvtap_cni;
 pub mod ovs;
 pub mod security;
@@ -234,8 +235,25 @@ impl Scenario {
 
     /// Whether the label filters select this scenario.
     pub fn selected(&self, only: &[String], skip: &[String]) -> bool {
-        let has = |l: &String| self.labels.iter().any(|x| x == l) || self.backend == l;
+        let own = self.selection_labels();
+        let has = |l: &String| own.contains(&l.as_str());
         (only.is_empty() || only.iter().any(has)) && !skip.iter().any(has)
+    }
+
+    /// The scenario's group: its name up to the first `/` (`seed`, `ovs`, `vm`, …).
+    pub fn group(&self) -> &str {
+        self.name.split_once('/').map_or("other", |(g, _)| g)
+    }
+
+    /// What label filters see: the labels, the backend and the group.
+    pub fn selection_labels(&self) -> Vec<&str> {
+        let mut all = self.labels.clone();
+        for extra in [self.backend, self.group()] {
+            if !all.contains(&extra) {
+                all.push(extra);
+            }
+        }
+        all
     }
 }
 
