@@ -28,6 +28,9 @@ pub fn scenarios() -> Vec<Scenario> {
             "pod",
             &["bad-input"],
             |ctx| with_cluster(ctx, false, pod_inputs),
+        )
+        .beyond_reference(
+            "kubevirt/macvtap-cni's errors pass on the kernel's words without naming the field or value at fault (e.g. `invalid argument` for an MTU above the lower device's)",
         ),
         Scenario::new(
             "bad-input/fixtures: typos named by file, document and field",
