@@ -22,7 +22,7 @@ async fn scenario(name: &str) {
     {
         return;
     }
-    if name.starts_with("ovs/") || name.contains("ovs-vlan") {
+    if name.starts_with("ovs/") || name.contains("ovs-vlan") || name.starts_with("security/ovs") {
         for (program, package) in [
             ("ovsdb-server", "openvswitch-switch"),
             ("ovs-vswitchd", "openvswitch-switch"),
@@ -78,6 +78,18 @@ scenarios! {
     bad_input_device_plugin_configs => "bad-input/device plugin ConfigMaps: the seed's, unknown mode, capacity 0",
     bad_input_pods => "bad-input/pods: missing NAD, malformed annotation, bad MAC, MTU above the lower's",
     bad_input_fixtures => "bad-input/fixtures: typos named by file, document and field",
+    security_standalone_uplink => "security/macvtap: standalone master on the node's uplink, no node policy",
+    security_standalone_bridge => "security/macvtap: standalone master on a host bridge the policy does not list",
+    security_passthru => "security/macvtap: passthru with promiscMode on the uplink",
+    security_vm_macvtap0 => "security/macvtap: a deviceID naming a VM's macvtap0",
+    security_device_id_uplink => "security/macvtap: a deviceID naming the node's uplink",
+    security_tap_owner_root => "security/macvtap: owner/group of /dev/tapN set to root",
+    security_ovs_proc_socket => "security/ovs: socket_file through /proc/<pid>/root",
+    security_ovs_symlink_socket => "security/ovs: socket_file a symlink to the node's ovsdb-server",
+    security_ovs_trunk_all => "security/ovs: trunk of every VLAN (no vlan) without the policy allowing trunks",
+    security_ovs_trunk_list => "security/ovs: trunk list without the policy allowing trunks",
+    security_ovs_ipam_self => "security/ovs: ipam type naming the plugin itself",
+    security_ovs_container_ids => "security/ovs: absolute and ../ container ids on DEL",
     ovs_vlan100_reachability => "ovs/VLAN 100 pods reach each other on one node and across nodes",
     ovs_vlan200_isolated => "ovs/a VLAN 200 pod is isolated from VLAN 100",
     ovs_trunk_allowed_vlans_only => "ovs/trunk attachment receives tagged frames of its allowed VLANs only",
