@@ -48,7 +48,7 @@ pub struct NetnsCluster {
     pub run_dir: PathBuf,
     pub fabric: Ns,
     inner: Mutex<Inner>,
-    created_host_dirs: Vec<PathBuf>,
+    host_dirs: view::HostDirs,
 }
 
 pub(crate) struct Inner {
@@ -73,10 +73,10 @@ fn up_err(message: impl Into<String>) -> ClusterError {
 impl NetnsCluster {
     /// Brings up the fabric and the nodes. On failure everything made so far is removed.
     pub async fn up(opts: Options) -> Result<NetnsCluster, ClusterError> {
+        let host_dirs = view::HostDirs::claim().map_err(up_err)?;
         let run_dir = node::run_dir_for(&opts.run_id);
         std::fs::create_dir_all(&run_dir)
             .map_err(|e| up_err(format!("failed to create {}: {e}", run_dir.display())))?;
-        let created_host_dirs = view::missing_host_dirs();
         let mut lab = Lab::scoped(&opts.run_id, "");
         let partial = async {
             view::privatize(&run_dir)?;
@@ -140,12 +140,12 @@ impl NetnsCluster {
                     dhcp,
                     uid_counter: 0,
                 }),
-                created_host_dirs,
+                host_dirs,
             }),
             Err(message) => {
                 drop(lab);
                 cleanup_run_dir(&run_dir, &[]);
-                remove_if_empty(&created_host_dirs);
+                host_dirs.release();
                 Err(up_err(message))
             }
         }
@@ -218,10 +218,10 @@ impl NetnsCluster {
         }
         let mut inner = self.inner.into_inner();
         // All plugins stop in parallel.
-        for node in &inner.nodes {
+        for node in inner.nodes.iter_mut() {
             node.signal_device_plugin();
         }
-        for o in &inner.ovs {
+        for o in inner.ovs.iter_mut() {
             o.signal();
         }
         for node in inner.nodes.iter_mut() {
@@ -244,18 +244,18 @@ impl NetnsCluster {
             errors.push(e.to_string());
         }
         errors.extend(cleanup_run_dir(&self.run_dir, &views));
-        remove_if_empty(&self.created_host_dirs);
+        self.host_dirs.release();
         errors
     }
 }
 
-/// A child process killed when dropped (dnsmasq).
+/// A daemon leading its own process group (dnsmasq), stopped with its group when
+/// dropped.
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        crate::lab::command::stop_group(&mut self.0, Duration::from_secs(2));
     }
 }
 
@@ -274,12 +274,6 @@ fn cleanup_run_dir(run_dir: &std::path::Path, views: &[view::MountView]) -> Vec<
     }
     let _ = std::fs::remove_dir(run_dir.parent().unwrap_or(run_dir));
     errors
-}
-
-fn remove_if_empty(dirs: &[PathBuf]) {
-    for d in dirs {
-        let _ = std::fs::remove_dir(d);
-    }
 }
 
 /// The ConfigMap a DaemonSet takes its environment from (`envFrom.configMapRef`).

@@ -85,9 +85,68 @@ pub fn unprivatize(run_dir: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The host's node paths (`/var/lib/cni`, ...) the runs' views mount onto, and
+/// which of them a run created. Every run holds a shared lock on them while up; the
+/// dirs it created are removed at teardown only when no other run holds it: removing
+/// a directory that another run's view has a mount on would detach that mount (the
+/// other run's kubelet.sock and CNI state would vanish under it).
+pub struct HostDirs {
+    lock: std::fs::File,
+    created: Vec<PathBuf>,
+}
+
+const HOST_DIRS_LOCK: &str = "/run/secnet/host-dirs.lock";
+
+impl HostDirs {
+    /// Takes the shared lock (waiting while a run removes dirs) and notes which of
+    /// the node paths do not exist yet (the views create them).
+    pub fn claim() -> Result<HostDirs, String> {
+        let path = Path::new(HOST_DIRS_LOCK);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("failed to open {}: {e}", path.display()))?;
+        flock(&lock, nix::libc::LOCK_SH)
+            .map_err(|e| format!("failed to lock {}: {e}", path.display()))?;
+        Ok(HostDirs {
+            lock,
+            created: missing_host_dirs(),
+        })
+    }
+
+    /// Removes the (empty) dirs this run created, unless another run is up.
+    pub fn release(self) {
+        if flock(&self.lock, nix::libc::LOCK_EX | nix::libc::LOCK_NB).is_ok() {
+            for d in &self.created {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+fn flock(file: &std::fs::File, how: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { nix::libc::flock(file.as_raw_fd(), how) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Which of the node paths do not exist on the host yet (created by the views, to be
 /// removed again at teardown when empty).
-pub fn missing_host_dirs() -> Vec<PathBuf> {
+fn missing_host_dirs() -> Vec<PathBuf> {
     let mut out = Vec::new();
     for (node_path, _) in PRIVATE {
         // Kept: it lives on the shared /run, and removing it while another run's
