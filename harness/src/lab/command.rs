@@ -225,6 +225,17 @@ impl Cmd {
         if let Some(fds) = enter {
             fds.map_err(spawn_err)?.install(&mut cmd);
         }
+        // If secnet itself is killed (SIGKILL: no cleanup runs), the child goes too.
+        // The thread that spawns it waits for it, so it cannot end first.
+        // SAFETY: only prctl(2), async-signal-safe, runs in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                if nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let started = Instant::now();
         let deadline = started + timeout;
         let mut child = cmd.spawn().map_err(spawn_err)?;
