@@ -1,12 +1,22 @@
 //! `secnet clean`: removes what runs left behind (a killed run, `--keep`), and
 //! nothing else: processes living in the run's namespaces, the nodes' mount views
-//! under /run/secnet/<run id>…, and network namespaces named `sn<6 hex>-…`.
+//! under /run/secnet/<run id>…, and network namespaces named `sn<6 hex>-…`; then
+//! waits until the kernel has released them (a deleted namespace, its links and
+//! its macvtaps' `/dev/tapN` go asynchronously).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::lab::{CommandError, run};
+use crate::lab::{CommandError, RELEASE_TIMEOUT, release, run};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("removed, but still there after {RELEASE_TIMEOUT:?}: {0}")]
+    Unreleased(String),
+}
 
 const RUN_ROOT: &str = "/run/secnet";
 
@@ -35,11 +45,21 @@ pub struct Found {
     pub run_dirs: Vec<PathBuf>,
     pub mnt_files: Vec<PathBuf>,
     pub processes: Vec<i32>,
+    /// `/dev/tapN` of macvtaps in namespaces the run deleted, not yet released.
+    pub tap_nodes: Vec<PathBuf>,
 }
 
 impl Found {
     pub fn is_empty(&self) -> bool {
-        self.namespaces.is_empty() && self.run_dirs.is_empty() && self.processes.is_empty()
+        self.namespaces.is_empty()
+            && self.run_dirs.is_empty()
+            && self.processes.is_empty()
+            && self.tap_nodes.is_empty()
+    }
+
+    /// Only what the kernel or an exiting process still releases on its own.
+    fn only_releasing(&self) -> bool {
+        self.namespaces.is_empty() && self.run_dirs.is_empty()
     }
 
     /// One line per kind, for a leak report.
@@ -73,6 +93,16 @@ impl Found {
                 .collect();
             parts.push(format!("processes {}", names.join(" ")));
         }
+        if !self.tap_nodes.is_empty() {
+            parts.push(format!(
+                "device nodes {}",
+                self.tap_nodes
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
         parts.join("; ")
     }
 }
@@ -103,12 +133,34 @@ pub fn find(matches: impl Fn(&str) -> bool) -> Result<Found, CommandError> {
             processes.push(pid);
         }
     }
+    let tap_nodes = release::pending(&matches);
     Ok(Found {
         namespaces,
         run_dirs,
         mnt_files,
         processes,
+        tap_nodes,
     })
+}
+
+/// Waits (up to `timeout`) until nothing whose name `matches` is left, for what goes
+/// on its own: processes exiting, namespaces and `/dev/tapN` the kernel frees
+/// asynchronously. Returns at once what cannot go on its own (a namespace or run
+/// dir still there); the error is what is left.
+pub fn wait_gone(matches: impl Fn(&str) -> bool, timeout: Duration) -> Result<(), Found> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut nap = Duration::from_millis(5);
+    loop {
+        let found = find(&matches).unwrap_or_default();
+        if found.is_empty() {
+            return Ok(());
+        }
+        if !found.only_releasing() || std::time::Instant::now() >= deadline {
+            return Err(found);
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(100));
+    }
 }
 
 fn namespace_inodes(namespaces: &[String], mnt_files: &[PathBuf]) -> Vec<(u64, &'static str)> {
@@ -130,16 +182,18 @@ pub fn leftovers(prefix: &str) -> Result<Found, CommandError> {
     find(|n| n == prefix || n.starts_with(&dash))
 }
 
-/// Deletes our leftovers, the runs' scratch dirs (`$TMPDIR/secnet-<run id>`) too;
-/// returns what was removed.
-pub fn clean(run_id: Option<&str>) -> Result<Cleaned, CommandError> {
-    let mut cleaned = clean_found(find(|n| is_ours(n, run_id))?)?;
+/// Deletes our leftovers, the runs' scratch dirs (`$TMPDIR/secnet-<run id>-XXXXXX`)
+/// too, and waits until the kernel has released them; returns what was removed.
+pub fn clean(run_id: Option<&str>) -> Result<Cleaned, CleanError> {
+    let ours = |n: &str| is_ours(n, run_id);
+    let mut cleaned = clean_found(find(ours)?)?;
     cleaned.run_dirs.extend(remove_scratch_dirs(run_id));
+    wait_gone(ours, RELEASE_TIMEOUT).map_err(|left| CleanError::Unreleased(left.describe()))?;
     Ok(cleaned)
 }
 
-/// `$TMPDIR/secnet-sn<6 hex>` (of `run_id` only, when given): what a killed run left
-/// of its scratch files.
+/// `$TMPDIR/secnet-<run id>-XXXXXX` (a run's mkdtemp scratch dir; of `run_id` only,
+/// when given): what a killed run left of its scratch files.
 fn remove_scratch_dirs(run_id: Option<&str>) -> Vec<String> {
     let tmp = std::env::temp_dir();
     let Ok(entries) = std::fs::read_dir(&tmp) else {
@@ -148,18 +202,30 @@ fn remove_scratch_dirs(run_id: Option<&str>) -> Vec<String> {
     let mut removed = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name();
-        let Some(id) = name.to_str().and_then(|n| n.strip_prefix("secnet-")) else {
+        if !name.to_str().is_some_and(|n| is_scratch_dir(n, run_id)) {
             continue;
-        };
-        // `<id>-x` makes it the shape `is_ours` knows: exactly a run id, nothing more.
-        if !id.contains('-') && is_ours(&format!("{id}-x"), run_id) {
-            let path = entry.path();
-            if std::fs::remove_dir_all(&path).is_ok() {
-                removed.push(path.display().to_string());
-            }
+        }
+        let path = entry.path();
+        if std::fs::remove_dir_all(&path).is_ok() {
+            removed.push(path.display().to_string());
         }
     }
     removed
+}
+
+/// Whether `name` is a run's scratch dir: `secnet-<run id>-` and mkdtemp's six
+/// characters.
+pub fn is_scratch_dir(name: &str, run_id: Option<&str>) -> bool {
+    let Some((id, suffix)) = name
+        .strip_prefix("secnet-")
+        .and_then(|rest| rest.split_once('-'))
+    else {
+        return false;
+    };
+    suffix.len() == 6
+        && suffix.chars().all(|c| c.is_ascii_alphanumeric())
+        // `<id>-x` is the shape `is_ours` knows: exactly a run id, nothing more.
+        && is_ours(&format!("{id}-x"), run_id)
 }
 
 /// Removes what `find` found: processes first, then mount views, dirs, namespaces.
@@ -170,6 +236,7 @@ pub fn clean_found(found: Found) -> Result<Cleaned, CommandError> {
         run_dirs,
         mnt_files,
         processes,
+        tap_nodes: _,
     } = found;
     let ns_inodes = namespace_inodes(&namespaces, &mnt_files);
     for pid in &processes {
@@ -196,6 +263,7 @@ pub fn clean_found(found: Found) -> Result<Cleaned, CommandError> {
     for name in &namespaces {
         // Another cleaner (a drop guard) may have been quicker.
         if Path::new("/run/netns").join(name).exists() {
+            release::record_namespace(name);
             run("ip", &["netns", "del", name], t)?;
         }
     }
@@ -280,6 +348,22 @@ mod tests {
             "myns",
         ] {
             assert!(!is_ours(other, None), "{other}");
+        }
+    }
+
+    #[test]
+    fn clean_recognises_run_scratch_dirs_only() {
+        assert!(is_scratch_dir("secnet-sn0a1b2c-Ab3xYz", None));
+        assert!(is_scratch_dir("secnet-sn0a1b2c-Ab3xYz", Some("sn0a1b2c")));
+        assert!(!is_scratch_dir("secnet-sn0a1b2c-Ab3xYz", Some("sn000000")));
+        for other in [
+            "secnet-sn0a1b2c",
+            "secnet-suite-conform-Ab3xYz",
+            "secnet-sn0a1b2c-dp-Ab3xYz",
+            "sn0a1b2c-dp-Ab3xYz",
+            "secnet-sn0a1b2c-Ab3x",
+        ] {
+            assert!(!is_scratch_dir(other, None), "{other}");
         }
     }
 }

@@ -70,6 +70,20 @@ fn junit(dir: &Path) -> String {
     xml
 }
 
+/// The run's scratch dirs (`$TMPDIR/secnet-<run id>-XXXXXX`) that exist.
+fn scratch_dirs_of(run_id: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| secnet::clean::is_scratch_dir(n, Some(run_id)))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
 fn namespaces_of(run_id: &str) -> Vec<String> {
     let out =
         secnet::lab::run("ip", &["netns", "list"], std::time::Duration::from_secs(5)).unwrap();
@@ -239,8 +253,8 @@ fn unknown_cluster_and_empty_selection_are_clear_errors() {
         .split_whitespace()
         .find(|w| w.starts_with("sn") && w.len() == 8)
         .expect("the run id is announced");
-    let scratch = std::env::temp_dir().join(format!("secnet-{run}"));
-    assert!(!scratch.exists(), "{} left behind", scratch.display());
+    let scratch = scratch_dirs_of(run);
+    assert!(scratch.is_empty(), "{scratch:?} left behind");
     if secnet::prereq::is_root() {
         let out = secnet(&["conform", "--label", "no-such-label"]);
         assert_eq!(out.status.code(), Some(2));
@@ -773,8 +787,7 @@ fn after_the_harness_is_killed_clean_removes_its_run_and_nothing_else() {
     child.kill().unwrap();
     child.wait().unwrap();
     let before = secnet::clean::leftovers(&run_id).unwrap();
-    let scratch = std::env::temp_dir().join(format!("secnet-{run_id}"));
-    let scratch_was_there = scratch.exists();
+    let scratch_was_there = !scratch_dirs_of(&run_id).is_empty();
     let cleaned = Command::new(&bin)
         .args(["clean", "--run", &run_id])
         .output()
@@ -801,10 +814,10 @@ fn after_the_harness_is_killed_clean_removes_its_run_and_nothing_else() {
         after.describe()
     );
     assert!(scratch_was_there, "a killed run leaves its scratch dir");
+    let scratch = scratch_dirs_of(&run_id);
     assert!(
-        !scratch.exists(),
-        "the run's scratch dir {} is left",
-        scratch.display()
+        scratch.is_empty(),
+        "the run's scratch dir {scratch:?} is left"
     );
     assert!(
         foreign_there,

@@ -3,13 +3,12 @@
 //! timeout, and read its result or error.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cni_kit::netns::NetNs;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 
+use crate::lab::command::{Cmd, CommandError};
 use crate::lab::enter::Enter;
 
 pub mod chain;
@@ -147,59 +146,49 @@ pub async fn exec(call: &Call, node: Option<&NetNs>) -> Result<Reply, ExecError>
 
 /// Runs `call` inside the namespaces of `enter` (a node's network and mount view).
 pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
-    let mut cmd = tokio::process::Command::new(&call.plugin);
-    cmd.env_clear()
+    let stdin_bytes = match &call.raw_stdin {
+        Some(raw) => raw.clone(),
+        None => serde_json::to_vec(&call.config).expect("config serializes"),
+    };
+    let mut cmd = Cmd::new(&call.plugin)
+        .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("CNI_COMMAND", &call.command)
         .env("CNI_CONTAINERID", &call.container_id)
         .env("CNI_NETNS", call.netns.as_deref().unwrap_or(""))
         .env("CNI_IFNAME", &call.ifname)
         .env("CNI_ARGS", &call.args)
-        .env("CNI_PATH", &call.path)
-        .envs(call.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    enter.apply(&mut cmd).map_err(|source| ExecError::Spawn {
-        path: call.plugin.clone(),
-        source,
-    })?;
-    let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
-        path: call.plugin.clone(),
-        source,
-    })?;
-    let stdin_bytes = match &call.raw_stdin {
-        Some(raw) => raw.clone(),
-        None => serde_json::to_vec(&call.config).expect("config serializes"),
-    };
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let io_err = |source| ExecError::Io {
-        path: call.plugin.clone(),
-        source,
-    };
-    let run = async {
-        // A plugin may exit without reading its config (e.g. on a bad environment).
-        match stdin.write_all(&stdin_bytes).await {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(io_err(e)),
-            _ => {}
-        }
-        drop(stdin);
-        child.wait_with_output().await.map_err(io_err)
-    };
-    let output = tokio::time::timeout(call.timeout, run)
+        .env("CNI_PATH", &call.path);
+    // The runtime's own settings for the plugin (e.g. the node policy path).
+    for (key, value) in &call.env {
+        cmd = cmd.env(key, value);
+    }
+    let output = cmd
+        .stdin(stdin_bytes)
+        .enter(enter)
+        .timeout(call.timeout)
+        .output_async()
         .await
-        .map_err(|_| ExecError::Timeout {
-            path: call.plugin.clone(),
-            command: call.command.clone(),
-            timeout: call.timeout,
-        })??;
+        .map_err(|e| match e {
+            CommandError::Spawn { source, .. } => ExecError::Spawn {
+                path: call.plugin.clone(),
+                source,
+            },
+            CommandError::Timeout { .. } => ExecError::Timeout {
+                path: call.plugin.clone(),
+                command: call.command.clone(),
+                timeout: call.timeout,
+            },
+            other => ExecError::Io {
+                path: call.plugin.clone(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        })?;
     Ok(Reply {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        elapsed: start.elapsed(),
+        success: output.success(),
+        stdout: output.stdout_text(),
+        stderr: output.stderr_text(),
+        elapsed: output.elapsed,
     })
 }
 

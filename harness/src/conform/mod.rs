@@ -120,7 +120,7 @@ pub(crate) fn context(opts: &Options, run_id: &str) -> Ctx {
 /// The context of a run whose CNIs picked one by one are linked in `work_dir/links`
 /// (`secnet compare` runs two implementations in one run).
 pub(crate) fn context_named(opts: &Options, run_id: &str, links: &str) -> Ctx {
-    let work_dir = std::env::temp_dir().join(format!("secnet-{run_id}"));
+    let work_dir = scratch_dir(run_id);
     // Links to CNIs picked one by one; a failure here shows as "not found" later.
     let cni_bin_dir = opts
         .implementation
@@ -129,7 +129,7 @@ pub(crate) fn context_named(opts: &Options, run_id: &str, links: &str) -> Ctx {
             eprintln!("secnet conform: {e}");
             opts.implementation.cni_bin_dir.clone()
         });
-    let ctx = Ctx {
+    Ctx {
         cni_bin_dir,
         keep: opts.keep,
         run_id: run_id.to_string(),
@@ -141,28 +141,48 @@ pub(crate) fn context_named(opts: &Options, run_id: &str, links: &str) -> Ctx {
         work_dir,
         observed: Default::default(),
         target: Default::default(),
-    };
-    let _ = std::fs::create_dir_all(&ctx.work_dir);
-    ctx
+    }
 }
 
-/// After a scenario (passed or failed, unless kept): anything of it still there is a
-/// leak, which fails the scenario and is swept so that later scenarios start clean.
+/// The run's scratch dir: a fresh `$TMPDIR/secnet-<run id>-XXXXXX` (mkdtemp, 0700;
+/// never an existing, predictable path), removed at the end of the run or by
+/// `secnet clean --run <run id>` after a killed one.
+fn scratch_dir(run_id: &str) -> PathBuf {
+    crate::lab::ScratchDir::new(&format!("secnet-{run_id}"))
+        .map(crate::lab::ScratchDir::into_path)
+        .unwrap_or_else(|e| {
+            panic!(
+                "failed to create a scratch dir under {} ({e}); point TMPDIR at a writable directory",
+                std::env::temp_dir().display()
+            )
+        })
+}
+
+/// After a scenario (passed or failed, unless kept): anything of it still there once
+/// the kernel has had its time to release what was deleted (bounded) is a leak,
+/// which fails the scenario and is swept so that later scenarios start clean.
 fn check_leaks(ctx: &Ctx, outcome: Outcome) -> Outcome {
     if ctx.keep && outcome.is_err() {
         return outcome;
     }
     let prefix = format!("{}-{}", ctx.run_id, ctx.scope);
-    let found = match crate::clean::leftovers(&prefix) {
-        Ok(f) if f.is_empty() => return outcome,
-        Ok(f) => f,
-        Err(e) => return outcome.and(Err(format!("leak check failed: {e}"))),
+    let dash = format!("{prefix}-");
+    let ours = |n: &str| n == prefix || n.starts_with(&dash);
+    let found = match crate::clean::wait_gone(ours, crate::lab::RELEASE_TIMEOUT) {
+        Ok(()) => return outcome,
+        Err(f) => f,
     };
     let leaked = format!("leaked after the scenario: {}", found.describe());
-    let _ = crate::clean::clean_found(found);
+    let swept = match crate::clean::clean_found(found) {
+        Ok(_) => match crate::clean::wait_gone(ours, crate::lab::RELEASE_TIMEOUT) {
+            Ok(()) => String::new(),
+            Err(left) => format!("; still there after the sweep: {}", left.describe()),
+        },
+        Err(e) => format!("; the sweep failed: {e}"),
+    };
     match outcome {
-        Ok(()) => Err(leaked),
-        Err(m) => Err(format!("{m}\n{leaked}")),
+        Ok(()) => Err(format!("{leaked}{swept}")),
+        Err(m) => Err(format!("{m}\n{leaked}{swept}")),
     }
 }
 

@@ -29,7 +29,7 @@ impl Enter {
 
     /// Duplicates of the namespace fds, owned by the command's pre-exec hook so they
     /// live as long as the command (the caller's `Enter` may be dropped earlier).
-    fn owned_fds(&self) -> std::io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    pub(crate) fn fds(&self) -> std::io::Result<EnterFds> {
         let net = match &self.net {
             Some(ns) => Some(
                 nix::unistd::dup(unsafe { BorrowedFd::borrow_raw(ns.raw_fd()) })
@@ -41,12 +41,12 @@ impl Enter {
             Some(f) => Some(f.try_clone()?.into()),
             None => None,
         };
-        Ok((net, mnt))
+        Ok(EnterFds { net, mnt })
     }
 
     /// Makes `cmd`'s child enter the namespaces before exec.
     pub fn apply(&self, cmd: &mut tokio::process::Command) -> std::io::Result<()> {
-        let (net, mnt) = self.owned_fds()?;
+        let EnterFds { net, mnt } = self.fds()?;
         if net.is_none() && mnt.is_none() {
             return Ok(());
         }
@@ -64,12 +64,25 @@ impl Enter {
 
     /// The same for a std command.
     pub fn apply_std(&self, cmd: &mut std::process::Command) -> std::io::Result<()> {
+        self.fds()?.install(cmd);
+        Ok(())
+    }
+}
+
+/// Namespace fds a child enters between fork and exec (see [`Enter::fds`]).
+pub(crate) struct EnterFds {
+    net: Option<OwnedFd>,
+    mnt: Option<OwnedFd>,
+}
+
+impl EnterFds {
+    pub(crate) fn install(self, cmd: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
-        let (net, mnt) = self.owned_fds()?;
+        let EnterFds { net, mnt } = self;
         if net.is_none() && mnt.is_none() {
-            return Ok(());
+            return;
         }
-        // SAFETY: as above.
+        // SAFETY: only setns(2), which is async-signal-safe, runs in the child.
         unsafe {
             cmd.pre_exec(move || {
                 enter(
@@ -78,7 +91,6 @@ impl Enter {
                 )
             });
         }
-        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod command;
 pub mod enter;
 pub mod node;
+pub mod release;
 pub mod scratch;
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use cni_kit::netns::NetNs;
 
-pub use command::{CommandError, run};
+pub use command::{Cmd, CommandError, run};
 pub use scratch::ScratchDir;
 
 /// A new run id: `sn` + 6 hex digits, short enough to leave room in 15-character
@@ -124,6 +125,7 @@ impl Lab {
         if !ns.path().exists() {
             return Ok(());
         }
+        release::record_namespace(&ns.name);
         run("ip", &["netns", "del", &ns.name], IP_TIMEOUT).map(|_| ())
     }
 
@@ -132,20 +134,37 @@ impl Lab {
         self.namespaces.drain(..).map(|n| n.name).collect()
     }
 
-    /// Deletes every namespace of this lab; links inside go with them.
-    pub fn teardown(&mut self) -> Vec<CommandError> {
+    /// Deletes every namespace of this lab; links inside go with them. Returns once
+    /// the kernel has released their macvtaps' `/dev/tapN` too (up to 10 s; the
+    /// kernel frees a deleted namespace asynchronously), or names what is left.
+    pub fn teardown(&mut self) -> Vec<String> {
         let mut errors = Vec::new();
         for ns in self.namespaces.drain(..).rev() {
             if !ns.path().exists() {
                 continue;
             }
+            release::record_namespace(&ns.name);
             if let Err(e) = run("ip", &["netns", "del", &ns.name], IP_TIMEOUT) {
-                errors.push(e);
+                errors.push(e.to_string());
             }
+        }
+        let mine = format!("{}-", self.prefix());
+        if let Err(left) = release::wait(|owner| owner.starts_with(&mine), RELEASE_TIMEOUT) {
+            errors.push(format!(
+                "the kernel did not release {} within {RELEASE_TIMEOUT:?} after the namespaces of {} were deleted",
+                left.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                self.prefix()
+            ));
         }
         errors
     }
 }
+
+/// How long a run waits for the kernel to release what it deleted.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for Lab {
     fn default() -> Self {
@@ -158,5 +177,50 @@ impl Drop for Lab {
         for e in self.teardown() {
             eprintln!("secnet: cleanup: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_teardown_returns_once_the_kernel_released_the_taps() {
+        if !crate::prereq::require_root("lab teardown waits for /dev/tapN") {
+            return;
+        }
+        let mut lab = Lab::new();
+        let mut taps = Vec::new();
+        // Several namespaces with macvtaps: the kernel frees them from a workqueue,
+        // so without the wait some /dev/tapN are still there when `ip netns del` returns.
+        // ifindexes of this lab's own (as NodeLab does): /dev/tapN is host-wide.
+        let base = 200_000 + (xxhash_rust::xxh64::xxh64(lab.prefix().as_bytes(), 0) % 0x7fff) * 100;
+        for i in 0..4 {
+            let ns = lab.netns(&format!("t{i}")).unwrap();
+            lab.ip(
+                &ns,
+                &["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+            )
+            .unwrap();
+            let index = (base + i).to_string();
+            lab.ip(
+                &ns,
+                &[
+                    "link", "add", "mt0", "index", &index, "link", "v0", "type", "macvtap",
+                ],
+            )
+            .unwrap();
+            let found = release::tap_nodes_in(&ns.name);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].exists(), "{}", found[0].display());
+            taps.extend(found);
+        }
+        let errors = lab.teardown();
+        assert!(errors.is_empty(), "{errors:?}");
+        for t in &taps {
+            assert!(!t.exists(), "{} still there after teardown", t.display());
+        }
+        let prefix = format!("{}-", lab.prefix());
+        assert!(release::pending(|o| o.starts_with(&prefix)).is_empty());
     }
 }

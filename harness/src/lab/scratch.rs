@@ -18,6 +18,12 @@ impl ScratchDir {
     pub fn path(&self) -> &Path {
         &self.0
     }
+
+    /// Gives up the guard: the directory stays, the caller removes it.
+    pub fn into_path(self) -> PathBuf {
+        let me = std::mem::ManuallyDrop::new(self);
+        me.0.clone()
+    }
 }
 
 impl Drop for ScratchDir {
@@ -40,5 +46,21 @@ mod tests {
         drop(a);
         assert!(!path.exists());
         assert!(b.path().is_dir());
+    }
+
+    #[test]
+    fn lab_scratch_is_private_and_kept_on_request() {
+        use std::os::unix::fs::PermissionsExt;
+        let a = ScratchDir::new("secnet-scratch-test").unwrap();
+        let mode = std::fs::metadata(a.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let name = a.path().file_name().unwrap().to_str().unwrap().to_string();
+        assert!(
+            name.starts_with("secnet-scratch-test-") && name.len() == 26,
+            "{name}"
+        );
+        let kept = a.into_path();
+        assert!(kept.is_dir());
+        std::fs::remove_dir(&kept).unwrap();
     }
 }

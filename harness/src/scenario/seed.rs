@@ -626,50 +626,40 @@ async fn macvlan_dhcp_lab(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
 }
 
 async fn udhcpc(ns: &crate::lab::Ns, dev: &str, script: &Path) -> Outcome {
-    let mut cmd = tokio::process::Command::new("busybox");
-    cmd.args([
-        "udhcpc",
-        "-i",
-        dev,
-        "-s",
-        &script.display().to_string(),
-        "-n",
-        "-q",
-        "-t",
-        "5",
-        "-T",
-        "1",
-        "-f",
-    ])
-    .kill_on_drop(true);
-    crate::lab::enter::Enter::net(ns.path())
-        .and_then(|e| e.apply(&mut cmd))
-        .map_err(|e| e.to_string())?;
-    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+    let enter = crate::lab::enter::Enter::net(ns.path()).map_err(|e| e.to_string())?;
+    let out = crate::lab::command::Cmd::new("busybox")
+        .args([
+            "udhcpc",
+            "-i",
+            dev,
+            "-s",
+            &script.display().to_string(),
+            "-n",
+            "-q",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-f",
+        ])
+        .enter(&enter)
+        .timeout(Duration::from_secs(20))
+        .output_async()
         .await
-        .map_err(|_| "udhcpc timed out".to_string())?
-        .map_err(|e| {
-            format!("failed to run busybox udhcpc (apt-get install busybox-static): {e}")
-        })?;
-    ensure(out.status.success(), || {
-        format!(
-            "udhcpc on {dev} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
+        .map_err(|e| format!("{e} (apt-get install busybox-static)"))?;
+    ensure(out.success(), || {
+        format!("udhcpc on {dev} failed: {}", out.stderr_text().trim())
     })
 }
 
 async fn ns_ping(ns: &crate::lab::Ns, ip: &str) -> Result<bool, String> {
-    let mut cmd = tokio::process::Command::new("ping");
-    cmd.args(["-c", "1", "-W", "1", "-q", ip])
-        .kill_on_drop(true);
-    crate::lab::enter::Enter::net(ns.path())
-        .and_then(|e| e.apply(&mut cmd))
-        .map_err(|e| e.to_string())?;
-    Ok(cmd
-        .output()
+    let enter = crate::lab::enter::Enter::net(ns.path()).map_err(|e| e.to_string())?;
+    Ok(crate::lab::command::Cmd::new("ping")
+        .args(["-c", "1", "-W", "1", "-q", ip])
+        .enter(&enter)
+        .timeout(Duration::from_secs(10))
+        .output_async()
         .await
         .map_err(|e| e.to_string())?
-        .status
         .success())
 }

@@ -285,24 +285,14 @@ pub async fn node_masquerade(
 }
 
 async fn ns_run(ns_path: &Path, argv: &[&str]) -> Result<String, String> {
-    let mut cmd = tokio::process::Command::new(argv[0]);
-    cmd.args(&argv[1..]).kill_on_drop(true);
-    Enter::net(ns_path)
-        .and_then(|e| e.apply(&mut cmd))
-        .map_err(|e| e.to_string())?;
-    let out = tokio::time::timeout(Duration::from_secs(10), cmd.output())
+    let enter = Enter::net(ns_path).map_err(|e| e.to_string())?;
+    crate::lab::command::Cmd::new(argv[0])
+        .args(&argv[1..])
+        .enter(&enter)
+        .timeout(Duration::from_secs(10))
+        .run_async()
         .await
-        .map_err(|_| format!("{} timed out", argv.join(" ")))?
-        .map_err(|e| format!("failed to run {}: {e}", argv[0]))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} in {}: {}",
-            argv.join(" "),
-            ns_path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        .map_err(|e| format!("in {}: {e}", ns_path.display()))
 }
 
 #[cfg(test)]

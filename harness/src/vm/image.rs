@@ -5,9 +5,7 @@
 //! `/var/cache/secnet/guest-<hash of the inputs>`; rebuilt only when an input changes.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::agent;
@@ -315,22 +313,12 @@ fn read_module(path: &Path) -> Result<Vec<u8>, ImageError> {
 /// Runs a decompressor over `data` (stdin) and returns stdout; a non-zero exit with
 /// output is accepted (gzip warns about trailing garbage after a kernel payload).
 fn decompress(program: &str, args: &[&str], data: &[u8]) -> Result<Vec<u8>, ImageError> {
-    let mut child = Command::new(program)
+    let out = crate::lab::command::Cmd::new(program)
         .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| ImageError::Build(format!("failed to run {program}: {e}")))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let input = data.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child
-        .wait_with_output()
-        .map_err(|e| ImageError::Build(format!("{program}: {e}")))?;
-    let _ = writer.join();
+        .stdin(data.to_vec())
+        .timeout(Duration::from_secs(120))
+        .output()
+        .map_err(|e| ImageError::Build(e.to_string()))?;
     if out.stdout.is_empty() {
         return Err(ImageError::Build(format!(
             "{program} {args:?} produced nothing ({})",

@@ -104,13 +104,12 @@ fn kvm_boots(image: &GuestImage) -> bool {
         memory_mb: 128,
         cmdline: CMDLINE.into(),
     };
-    let Ok(mut child) = Command::new(QEMU)
-        .args(argv(&spec, "kvm"))
+    let mut cmd = Command::new(QEMU);
+    cmd.args(argv(&spec, "kvm"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
+        .stderr(Stdio::null());
+    let Ok(mut child) = crate::lab::command::own_group(&mut cmd).spawn() else {
         return false;
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -127,7 +126,7 @@ fn kvm_boots(image: &GuestImage) -> bool {
         });
     }
     let ok = rx.recv_timeout(Duration::from_secs(3)).is_ok();
-    let _ = child.kill();
+    crate::lab::command::signal_group(&mut child, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
     ok
 }
@@ -236,7 +235,7 @@ impl Qemu {
             });
         }
         let started = Instant::now();
-        let mut child = cmd
+        let mut child = crate::lab::command::own_group(&mut cmd)
             .spawn()
             .map_err(|e| format!("failed to run {QEMU} (apt-get install qemu-system-x86): {e}"))?;
         drop(fds);
@@ -283,7 +282,7 @@ impl Qemu {
     /// Kills QEMU and reaps it. Idempotent.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            crate::lab::command::signal_group(&mut child, nix::sys::signal::Signal::SIGKILL);
             let _ = child.wait();
         }
     }

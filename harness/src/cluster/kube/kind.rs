@@ -59,23 +59,22 @@ pub struct XshellRunner;
 
 impl Runner for XshellRunner {
     fn run(&self, cmd: &Cmd) -> Result<String, String> {
-        let sh = xshell::Shell::new().map_err(|e| e.to_string())?;
-        let program = &cmd.program;
-        let args = &cmd.args;
-        let out = xshell::cmd!(sh, "{program} {args...}")
-            .ignore_status()
-            .quiet()
+        // Through secnet's one command runner: both pipes read as it runs, its
+        // process group killed on timeout (`kind create cluster` pulls images).
+        let out = crate::lab::command::Cmd::new(&cmd.program)
+            .args(&cmd.args)
+            .timeout(std::time::Duration::from_secs(20 * 60))
             .output()
             .map_err(|e| format!("{cmd}: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() {
+        let stdout = out.stdout_text();
+        if out.success() {
             Ok(stdout)
         } else {
             Err(format!(
                 "{cmd}: {}\n{}{}",
                 out.status,
                 stdout,
-                String::from_utf8_lossy(&out.stderr)
+                out.stderr_text()
             ))
         }
     }

@@ -63,6 +63,7 @@ pub fn start_dhcp(fabric: &Ns, topo: &Topology, run_dir: &Path) -> Result<Child,
     let enter = Enter::net(fabric.path())
         .map_err(|e| format!("failed to open {}: {e}", fabric.path_str()))?;
     enter.apply_std(&mut cmd).map_err(|e| e.to_string())?;
-    cmd.spawn()
+    crate::lab::command::own_group(&mut cmd)
+        .spawn()
         .map_err(|e| format!("failed to start dnsmasq (apt-get install dnsmasq-base): {e}"))
 }

@@ -36,7 +36,7 @@ impl NetnsCluster {
             .device_plugin
             .as_mut()
             .ok_or("no device plugin runs on this node")?;
-        child.kill().map_err(|e| e.to_string())?;
+        crate::lab::command::signal_group(child, nix::sys::signal::Signal::SIGKILL);
         child.wait().map_err(|e| e.to_string())?;
         inner.nodes[i].device_plugin = None;
         Ok(())
@@ -126,8 +126,13 @@ impl NetnsCluster {
             .pod_netns(namespace, name)
             .await
             .ok_or_else(|| format!("pod {namespace}/{name} does not exist"))?;
-        crate::lab::run("ip", &["netns", "del", &ns.name], Duration::from_secs(10))
-            .map(|_| ())
+        // Through the lab, which notes the macvtaps whose /dev/tapN the kernel
+        // still has to release.
+        self.inner
+            .lock()
+            .await
+            .lab
+            .delete_netns(&ns)
             .map_err(|e| e.to_string())
     }
 }

@@ -228,10 +228,10 @@ impl NetnsCluster {
         }
         let mut inner = self.inner.into_inner();
         // All plugins stop in parallel.
-        for node in &inner.nodes {
+        for node in inner.nodes.iter_mut() {
             node.signal_device_plugin();
         }
-        for o in &inner.ovs {
+        for o in inner.ovs.iter_mut() {
             o.signal();
         }
         for node in inner.nodes.iter_mut() {
@@ -258,13 +258,13 @@ impl NetnsCluster {
     }
 }
 
-/// A child process killed when dropped (dnsmasq).
+/// A daemon leading its own process group (dnsmasq), stopped with its group when
+/// dropped.
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        crate::lab::command::stop_group(&mut self.0, Duration::from_secs(2));
     }
 }
 

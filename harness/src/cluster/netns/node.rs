@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::kubelet::DeviceManager;
-use crate::lab::Ns;
 use crate::lab::enter::Enter;
+use crate::lab::{Ns, command};
 
 use super::view::MountView;
 
@@ -73,7 +73,7 @@ impl NetnsNode {
             .apply_std(&mut cmd)
             .map_err(|e| e.to_string())?;
         self.device_plugin_env = Some(env.clone());
-        let child = cmd.spawn().map_err(|e| {
+        let child = command::own_group(&mut cmd).spawn().map_err(|e| {
             format!(
                 "failed to start device plugin {program} on node {}: {e}",
                 self.name
@@ -97,28 +97,19 @@ impl NetnsNode {
         }
     }
 
-    /// Sends SIGTERM to the device plugin (without waiting: see `reap_device_plugin`).
-    pub fn signal_device_plugin(&self) {
-        if let Some(child) = &self.device_plugin {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    /// Sends SIGTERM to the device plugin's process group (without waiting: see
+    /// `reap_device_plugin`).
+    pub fn signal_device_plugin(&mut self) {
+        if let Some(child) = &mut self.device_plugin {
+            command::signal_group(child, nix::sys::signal::Signal::SIGTERM);
         }
     }
 
-    /// Waits up to `grace` for the device plugin to exit, then kills it.
+    /// Waits up to `grace` for the device plugin to exit, then kills its group.
     pub fn reap_device_plugin(&mut self, grace: Duration) {
-        let Some(mut child) = self.device_plugin.take() else {
-            return;
-        };
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if let Some(mut child) = self.device_plugin.take() {
+            command::reap_group(&mut child, grace);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Gives the pod's devices back (pod deleted); the checkpoint is rewritten.
@@ -167,7 +158,7 @@ impl Drop for NetnsNode {
     /// A cluster dropped without teardown (an aborted run) still stops its plugin.
     fn drop(&mut self) {
         if let Some(mut child) = self.device_plugin.take() {
-            let _ = child.kill();
+            command::signal_group(&mut child, nix::sys::signal::Signal::SIGKILL);
             let _ = child.wait();
         }
     }

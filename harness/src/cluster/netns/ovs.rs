@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::lab::enter::Enter;
-use crate::lab::run;
+use crate::lab::{command, run};
 
 const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 const T: Duration = Duration::from_secs(10);
@@ -119,7 +119,7 @@ impl Ovs {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         enter.apply_std(&mut cmd).map_err(|e| e.to_string())?;
-        cmd.spawn().map_err(|e| {
+        command::own_group(&mut cmd).spawn().map_err(|e| {
             format!("failed to start {program}: {e} (apt-get install openvswitch-switch)")
         })
     }
@@ -185,33 +185,23 @@ impl Ovs {
             .collect())
     }
 
-    /// Sends SIGTERM to both daemons without waiting (see [`Ovs::reap`]).
-    pub fn signal(&self) {
-        for child in [&self.vswitchd, &self.ovsdb].into_iter().flatten() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    /// Sends SIGTERM to both daemons' process groups without waiting (see
+    /// [`Ovs::reap`]).
+    pub fn signal(&mut self) {
+        for child in [&mut self.vswitchd, &mut self.ovsdb].into_iter().flatten() {
+            command::signal_group(child, nix::sys::signal::Signal::SIGTERM);
         }
     }
 
-    /// Waits up to `grace` for both daemons to exit, then kills them.
+    /// Waits up to `grace` for both daemons to exit, then kills their groups.
     pub fn reap(&mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
         for slot in [&mut self.vswitchd, &mut self.ovsdb] {
-            let Some(mut child) = slot.take() else {
-                continue;
-            };
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(5))
-                    }
-                    Ok(None) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
+            if let Some(mut child) = slot.take() {
+                command::reap_group(
+                    &mut child,
+                    deadline.saturating_duration_since(Instant::now()),
+                );
             }
         }
     }

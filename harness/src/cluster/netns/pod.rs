@@ -12,6 +12,7 @@ use super::NetnsCluster;
 use crate::cluster::{ClusterError, ExecOutput, PodView};
 use crate::cni::chain::{self, Target};
 use crate::lab::Ns;
+use crate::lab::command::Cmd;
 use crate::lab::enter::Enter;
 use crate::multus::{self, DeviceIds, Nad, NetworkStatus, PodInfo};
 use crate::objects::Pod;
@@ -418,19 +419,18 @@ pub async fn exec(
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| fail("empty command".into()))?;
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args).kill_on_drop(true);
-    Enter::net(netns.path())
-        .and_then(|e| e.apply(&mut cmd))
-        .map_err(|e| fail(e.to_string()))?;
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+    let enter = Enter::net(netns.path()).map_err(|e| fail(e.to_string()))?;
+    let out = Cmd::new(program)
+        .args(args)
+        .enter(&enter)
+        .timeout(Duration::from_secs(30))
+        .output_async()
         .await
-        .map_err(|_| fail("timed out after 30 s".into()))?
         .map_err(|e| fail(e.to_string()))?;
     Ok(ExecOutput {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        success: out.success(),
+        stdout: out.stdout_text(),
+        stderr: out.stderr_text(),
     })
 }
 
