@@ -112,19 +112,8 @@ enum Cmd {
         /// Write report.json, junit.xml and report.md here.
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Only scenarios with this label or backend (repeatable).
-        #[arg(long = "label")]
-        labels: Vec<String>,
-        /// Leave out scenarios with this label or backend (repeatable).
-        #[arg(long = "skip-label")]
-        skip_labels: Vec<String>,
-        /// Only scenarios this Ginkgo-style expression selects, over labels, backends and
-        /// groups: && || ! , ( ) and /regex/, e.g. 'seed && !vm'.
-        #[arg(long, value_name = "EXPR", value_parser = parse_label_filter)]
-        label_filter: Option<secnet::scenario::filter::LabelFilter>,
-        /// Only scenarios whose name this regex matches, e.g. 'VLAN'.
-        #[arg(long, value_name = "REGEX", value_parser = parse_focus)]
-        focus: Option<regex::Regex>,
+        #[command(flatten)]
+        select: Selection,
         /// List the selected scenarios (name, workload, portable, labels) and run nothing.
         #[arg(long)]
         list: bool,
@@ -141,9 +130,6 @@ enum Cmd {
         /// Keep the namespaces of failed scenarios and print how to enter them.
         #[arg(long)]
         keep: bool,
-        /// Only scenarios of these backends (comma list: macvtap,macvlan,ovs).
-        #[arg(long, value_delimiter = ',')]
-        backends: Vec<String>,
         /// Device plugin command the DaemonSet runs on every node [default: --cni-bin-dir's macvtap-deviceplugin if it has one, else the bundled one].
         #[arg(long)]
         device_plugin: Option<String>,
@@ -165,30 +151,13 @@ enum Cmd {
         after_help = "A and B are each a bin dir and/or --plugin overrides; A defaults to the bundled plugins.\n\nExamples:\n  secnet compare --b-plugin macvtap=./macvtap --backends macvtap --report cmp/\n  secnet compare --b-bin-dir /opt/upstream/bin --b-plugin macvtap-deviceplugin=/opt/upstream/bin/macvtap-deviceplugin\n  secnet compare --a-bin-dir old/ --b-bin-dir new/ --label mac\n\nWrites compare.json, compare.md and compare.html (regressions first). Exit codes: 0 no\nregression, 1 a regression, 2 could not run."
     )]
     Compare {
-        /// A (baseline): directory with its plugins (CNIs and, if there, macvtap-deviceplugin) [default: the bundled ones].
-        #[arg(long, value_name = "DIR")]
-        a_bin_dir: Option<PathBuf>,
-        /// A: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
-        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
-        a_plugin: Vec<(String, PathBuf)>,
-        /// B (candidate): directory with its plugins (CNIs and, if there, macvtap-deviceplugin) [default: the bundled ones].
-        #[arg(long, value_name = "DIR")]
-        b_bin_dir: Option<PathBuf>,
-        /// B: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
-        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
-        b_plugin: Vec<(String, PathBuf)>,
+        #[command(flatten)]
+        sides: Sides,
         /// Write compare.json, compare.md and compare.html here.
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Only scenarios with this label or backend (repeatable).
-        #[arg(long = "label")]
-        labels: Vec<String>,
-        /// Leave out scenarios with this label or backend (repeatable).
-        #[arg(long = "skip-label")]
-        skip_labels: Vec<String>,
-        /// Only scenarios of these backends (comma list: macvtap,macvlan,ovs).
-        #[arg(long, value_delimiter = ',')]
-        backends: Vec<String>,
+        #[command(flatten)]
+        select: Selection,
         /// Keep the namespaces of failed scenarios and print how to enter them.
         #[arg(long)]
         keep: bool,
@@ -246,19 +215,86 @@ enum Cmd {
         /// Directory with Debian's reference plugins.
         #[arg(long, default_value = "/usr/lib/cni")]
         reference_bin_dir: PathBuf,
-        /// A (baseline): directory with its plugins [default: the bundled ones].
-        #[arg(long, value_name = "DIR")]
-        a_bin_dir: Option<PathBuf>,
-        /// A: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
-        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
-        a_plugin: Vec<(String, PathBuf)>,
-        /// B (candidate): directory with its plugins [default: the bundled ones].
-        #[arg(long, value_name = "DIR")]
-        b_bin_dir: Option<PathBuf>,
-        /// B: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
-        #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
-        b_plugin: Vec<(String, PathBuf)>,
+        #[command(flatten)]
+        sides: Sides,
     },
+}
+
+/// Which scenarios run (`conform` and `compare`).
+#[derive(clap::Args)]
+struct Selection {
+    /// Only scenarios with this label, backend or group (repeatable).
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Leave out scenarios with this label, backend or group (repeatable).
+    #[arg(long = "skip-label")]
+    skip_labels: Vec<String>,
+    /// Only scenarios this Ginkgo-style expression selects, over labels, backends and
+    /// groups: && || ! , ( ) and /regex/, e.g. 'seed && !vm'.
+    #[arg(long, value_name = "EXPR", value_parser = parse_label_filter)]
+    label_filter: Option<secnet::scenario::filter::LabelFilter>,
+    /// Only scenarios whose name this regex matches, e.g. 'VLAN'.
+    #[arg(long, value_name = "REGEX", value_parser = parse_focus)]
+    focus: Option<regex::Regex>,
+    /// Only scenarios of these backends (comma list: macvtap,macvlan,ovs).
+    #[arg(long, value_delimiter = ',')]
+    backends: Vec<String>,
+}
+
+impl Selection {
+    /// `opts` with this selection.
+    fn apply(self, opts: secnet::conform::Options) -> secnet::conform::Options {
+        secnet::conform::Options {
+            labels: self.labels,
+            skip_labels: self.skip_labels,
+            label_filter: self.label_filter,
+            focus: self.focus,
+            backends: self.backends,
+            ..opts
+        }
+    }
+}
+
+/// The two implementations of an A/B run (`compare` and `bench`).
+#[derive(clap::Args)]
+struct Sides {
+    /// A (baseline): directory with its plugins (CNIs and, if there, macvtap-deviceplugin) [default: the bundled ones].
+    #[arg(long, value_name = "DIR")]
+    a_bin_dir: Option<PathBuf>,
+    /// A: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
+    #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+    a_plugin: Vec<(String, PathBuf)>,
+    /// B (candidate): directory with its plugins (CNIs and, if there, macvtap-deviceplugin) [default: the bundled ones].
+    #[arg(long, value_name = "DIR")]
+    b_bin_dir: Option<PathBuf>,
+    /// B: one binary (repeatable): macvtap=PATH, ovs=PATH, macvtap-deviceplugin=PATH.
+    #[arg(long, value_name = "NAME=PATH", value_parser = secnet::conform::implementation::parse_plugin)]
+    b_plugin: Vec<(String, PathBuf)>,
+}
+
+impl Sides {
+    fn given(&self) -> bool {
+        self.a_bin_dir.is_some()
+            || self.b_bin_dir.is_some()
+            || !self.a_plugin.is_empty()
+            || !self.b_plugin.is_empty()
+    }
+
+    /// Both sides resolved, or the first side's error naming its flags.
+    fn resolve(
+        self,
+    ) -> Result<
+        (
+            secnet::conform::implementation::Resolved,
+            secnet::conform::implementation::Resolved,
+        ),
+        String,
+    > {
+        Ok((
+            resolve_side("a", self.a_bin_dir, self.a_plugin)?,
+            resolve_side("b", self.b_bin_dir, self.b_plugin)?,
+        ))
+    }
 }
 
 /// Side `side` (a or b) of an A/B run: its bin dir and --plugin overrides on top of
@@ -309,16 +345,12 @@ fn main() -> ExitCode {
             cni_bin_dir,
             plugins,
             report,
-            labels,
-            skip_labels,
-            label_filter,
-            focus,
+            select,
             list,
             output,
             dry_run,
             fail_fast,
             keep,
-            backends,
             device_plugin,
             reference_bin_dir,
             topology,
@@ -349,17 +381,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let opts = secnet::conform::Options {
+            let opts = select.apply(secnet::conform::Options {
                 cluster,
                 implementation,
                 reference_bin_dir,
                 topology,
                 fixtures_dir: fixtures.unwrap_or_else(secnet::bins::fixtures_dir),
-                backends,
-                labels,
-                skip_labels,
-                label_filter,
-                focus,
                 fail_fast,
                 keep,
                 real: match real.options() {
@@ -369,7 +396,8 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 },
-            };
+                ..secnet::conform::Options::bundled()
+            });
             if list {
                 return match secnet::conform::listing(&opts, matches!(output, ListFormat::Json)) {
                     Ok(text) => {
@@ -420,35 +448,24 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Compare {
-            a_bin_dir,
-            a_plugin,
-            b_bin_dir,
-            b_plugin,
+            sides,
             report,
-            labels,
-            skip_labels,
-            backends,
+            select,
             keep,
             reference_bin_dir,
         } => {
-            let (a, b) = match (
-                resolve_side("a", a_bin_dir, a_plugin),
-                resolve_side("b", b_bin_dir, b_plugin),
-            ) {
-                (Ok(a), Ok(b)) => (a, b),
-                (Err(e), _) | (_, Err(e)) => {
+            let (a, b) = match sides.resolve() {
+                Ok(ab) => ab,
+                Err(e) => {
                     eprintln!("secnet compare: {e}");
                     return ExitCode::from(2);
                 }
             };
-            let base = secnet::conform::Options {
+            let base = select.apply(secnet::conform::Options {
                 reference_bin_dir,
-                backends,
-                labels,
-                skip_labels,
                 keep,
                 ..secnet::conform::Options::bundled()
-            };
+            });
             let a = secnet::conform::Options {
                 implementation: a,
                 ..base.clone()
@@ -623,22 +640,12 @@ fn main() -> ExitCode {
             report,
             cni_bin_dir,
             reference_bin_dir,
-            a_bin_dir,
-            a_plugin,
-            b_bin_dir,
-            b_plugin,
+            sides,
         } => {
-            let ab = if a_bin_dir.is_some()
-                || b_bin_dir.is_some()
-                || !a_plugin.is_empty()
-                || !b_plugin.is_empty()
-            {
-                match (
-                    resolve_side("a", a_bin_dir, a_plugin),
-                    resolve_side("b", b_bin_dir, b_plugin),
-                ) {
-                    (Ok(a), Ok(b)) => Some((a, b)),
-                    (Err(e), _) | (_, Err(e)) => {
+            let ab = if sides.given() {
+                match sides.resolve() {
+                    Ok(ab) => Some(ab),
+                    Err(e) => {
                         eprintln!("secnet bench: {e}");
                         return ExitCode::from(2);
                     }
