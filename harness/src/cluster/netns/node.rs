@@ -64,7 +64,11 @@ impl NetnsNode {
             .split_first()
             .ok_or("the device plugin command is empty")?;
         let mut cmd = Command::new(program);
+        // The node's own temp dir, removed with the node: a plugin that writes files
+        // there (glog in upstream's Go device plugin, without -logtostderr) leaves
+        // nothing in the host's /tmp.
         cmd.args(args)
+            .env("TMPDIR", &self.view.dir)
             .envs(env)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
