@@ -267,14 +267,7 @@ async fn call_inner(socket: &Path, request: &[u8]) -> Result<Answer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::hpack::tests::hex;
 
     /// RegisterRequest{v1beta1, macvtap.network.kubevirt.io_dataplane,
     /// macvtap.network.kubevirt.io/dataplane, options {}}.
