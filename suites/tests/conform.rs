@@ -132,11 +132,15 @@ fn a_broken_plugin_fails_the_run_keep_leaves_state_and_clean_removes_only_ours()
         return;
     }
     let bins = scratch("broken-bin");
-    let plugin = bins.path().join("macvtap");
     // Colour and binary garbage on stderr, as a careless plugin prints: the reports
     // must stay well-formed.
-    std::fs::write(&plugin, "#!/bin/sh\nprintf '\\033[31mboom\\033[0m \\001\\002\\007\\033[1;33mwarn\\376\\377\\n' >&2\necho '{\"cniVersion\":\"0.4.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n").unwrap();
-    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nprintf '\\033[31mboom\\033[0m \\001\\002\\007\\033[1;33mwarn\\376\\377\\n' >&2\n{BROKEN}"
+        ),
+    );
     let dir = scratch("fail");
     let foreign = format!("secnet-suite-foreign-{}", std::process::id());
     secnet::lab::run(
@@ -303,6 +307,10 @@ fn backends_filters_and_an_unknown_backend_names_the_valid_ones() {
 }
 
 /// Writes an executable script `name` into `dir`.
+/// The tail of a CNI that always fails with a recognisable message.
+const BROKEN: &str =
+    "echo '{\"cniVersion\":\"0.4.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n";
+
 fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, body).unwrap();
@@ -985,9 +993,7 @@ fn fail_fast_skips_the_rest_after_the_first_failure() {
         return;
     }
     let bins = scratch("failfast-bin");
-    let plugin = bins.path().join("macvtap");
-    std::fs::write(&plugin, "#!/bin/sh\necho '{\"cniVersion\":\"0.4.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n").unwrap();
-    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plugin = script(bins.path(), "macvtap", &format!("#!/bin/sh\n{BROKEN}"));
     let dir = scratch("failfast");
     let out = secnet(&[
         "conform",
