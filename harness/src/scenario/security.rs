@@ -257,25 +257,18 @@ async fn macvtap_attack_in(
         .await
         .map_err(|e| e.to_string())?;
     let after = macvtap_state(nl, &pod)?;
-    if reply.success {
-        // Undo it before reporting (the pod namespace goes with the lab anyway).
-        let mut del = call.clone();
-        del.command = "DEL".into();
-        let _ = exec(&del, Some(&nl.node_ns)).await;
-        return Err(format!(
-            "the NAD {} was accepted ({}; {NO_POLICY}): {}",
-            attack.config,
-            attack.why,
-            short(&reply.stdout)
-        ));
-    }
-    ensure(before == after, || {
-        format!(
-            "the NAD {} was refused but the node changed ({}):\n  before {before:?}\n  after  {after:?}",
-            attack.config,
-            described(&reply)
-        )
-    })
+    let accepted = format!("the NAD {} was accepted", attack.config);
+    verdict(
+        nl,
+        &call,
+        &reply,
+        accepted,
+        attack.why,
+        &attack.config,
+        before,
+        after,
+    )
+    .await
 }
 
 // ---- OVS ----
@@ -380,22 +373,49 @@ async fn ovs_attack_in(
             described(&reply)
         ));
     }
+    let accepted = format!(
+        "the NAD {} with socket_file {socket} was accepted",
+        attack.config
+    );
+    verdict(
+        nl,
+        &call,
+        &reply,
+        accepted,
+        attack.why,
+        &attack.config,
+        before,
+        after,
+    )
+    .await
+}
+
+/// The verdict on an attack: accepted (undone with a DEL before it is reported; the
+/// pod namespace goes with the lab anyway), or refused with the node unchanged.
+#[allow(clippy::too_many_arguments)]
+async fn verdict<S: PartialEq + std::fmt::Debug>(
+    nl: &NodeLab,
+    call: &Call,
+    reply: &Reply,
+    accepted: String,
+    why: &str,
+    config: &Value,
+    before: S,
+    after: S,
+) -> Outcome {
     if reply.success {
         let mut del = call.clone();
         del.command = "DEL".into();
         let _ = exec(&del, Some(&nl.node_ns)).await;
         return Err(format!(
-            "the NAD {} with socket_file {socket} was accepted ({}; {NO_POLICY}): {}",
-            attack.config,
-            attack.why,
+            "{accepted} ({why}; {NO_POLICY}): {}",
             short(&reply.stdout)
         ));
     }
     ensure(before == after, || {
         format!(
-            "the NAD {} was refused but the node changed ({}):\n  before {before:?}\n  after  {after:?}",
-            attack.config,
-            described(&reply)
+            "the NAD {config} was refused but the node changed ({}):\n  before {before:?}\n  after  {after:?}",
+            described(reply)
         )
     })
 }
