@@ -127,6 +127,11 @@ enum Cmd {
         /// Stop after the first failed scenario; the rest are reported as skipped.
         #[arg(long)]
         fail_fast: bool,
+        /// Scenarios run at once, each in its own netns cluster [default: the number
+        /// of cores]; --jobs 1 runs them one after the other. Real clusters run one at
+        /// a time (the scenarios share the nodes' capacity).
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
         /// Keep the namespaces of failed scenarios and print how to enter them.
         #[arg(long)]
         keep: bool,
@@ -350,6 +355,7 @@ fn main() -> ExitCode {
             output,
             dry_run,
             fail_fast,
+            jobs,
             keep,
             device_plugin,
             reference_bin_dir,
@@ -388,6 +394,7 @@ fn main() -> ExitCode {
                 topology,
                 fixtures_dir: fixtures.unwrap_or_else(secnet::bins::fixtures_dir),
                 fail_fast,
+                jobs: jobs.unwrap_or(0),
                 keep,
                 real: match real.options() {
                     Ok(r) => secnet::conform::real::RealOptions { dry_run, ..r },

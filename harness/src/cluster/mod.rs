@@ -3,6 +3,7 @@
 //! trait against a real API server.
 
 pub mod any;
+pub mod capability;
 pub mod kube;
 pub mod netns;
 pub mod probe;
@@ -43,6 +44,18 @@ pub enum ClusterError {
     },
     #[error("node {0} does not exist")]
     NoSuchNode(String),
+    /// A provider asked for what it does not offer (the runner should have skipped).
+    #[error("the {provider} cluster does not offer {capability}: {}", capability.hint())]
+    Unsupported {
+        provider: String,
+        capability: capability::Capability,
+    },
+    #[error("on node {node}: {what} failed: {message}")]
+    Node {
+        node: String,
+        what: String,
+        message: String,
+    },
     #[error("timed out after {seconds} s waiting for {what}; last state: {state}")]
     Timeout {
         what: String,

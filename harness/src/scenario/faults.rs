@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::Value;
 
-use super::seed::{DATAPLANE, fixture_pod, named, with_any_cluster, with_cluster};
-use super::{Ctx, Outcome, Scenario, ensure};
+use super::legacy::{DATAPLANE, fixture_pod, named, with_any_cluster, with_cluster};
+use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::any::AnyCluster;
 use crate::cluster::netns::NetnsCluster;
 use crate::cluster::probe::{pod_iface, pod_link};
@@ -71,7 +71,7 @@ fn e(err: ClusterError) -> String {
     err.to_string()
 }
 
-async fn allocated(cluster: &NetnsCluster, node: &str) -> Result<u64, String> {
+async fn allocated(cluster: &NetnsCluster, node: &str) -> Result<u64, Failure> {
     Ok(cluster
         .node_resources(node)
         .await
@@ -82,7 +82,7 @@ async fn allocated(cluster: &NetnsCluster, node: &str) -> Result<u64, String> {
         .unwrap_or(0))
 }
 
-async fn node_macvtaps(cluster: &NetnsCluster, node: &str) -> Result<Vec<String>, String> {
+async fn node_macvtaps(cluster: &NetnsCluster, node: &str) -> Result<Vec<String>, Failure> {
     let ns = cluster.node_netns(node).await.ok_or("no node")?;
     let out: Value = serde_json::from_str(
         &cluster
@@ -146,7 +146,7 @@ async fn plugin_killed(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         .await
         .map_err(e)?;
     cluster.restart_device_plugin(&node, DATAPLANE).await?;
-    let back = if cluster.netns().is_some() {
+    let back = if cluster.offers(Capability::NodeAccess) {
         BACK
     } else {
         Duration::from_secs(120)
@@ -166,12 +166,12 @@ async fn plugin_killed(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         .await
         .map_err(e)?;
     pod_iface(cluster, &b, "net1").await?;
-    let Some(netns) = cluster.netns() else {
+    if !cluster.offers(Capability::NodeAccess) {
         ctx.observed
             .note("stale or duplicate macvtaps on the node: no node access on this provider");
         return Ok(());
-    };
-    let stale = node_macvtaps(netns, &node).await?;
+    }
+    let stale = node_macvtaps(cluster.vm_host()?, &node).await?;
     ensure(stale.is_empty(), || {
         format!("macvtaps left on the node (stale or duplicate): {stale:?}")
     })
@@ -202,7 +202,7 @@ async fn lower_device_faults(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     match cluster.create_pod(try_pod("while-down")).await {
         Err(ClusterError::Unschedulable { message, .. }) if message.contains("Insufficient") => {}
         other => {
-            return Err(format!(
+            return fail(format!(
                 "a pod must wait while the lower device is down, got {other:?}"
             ));
         }
@@ -229,7 +229,8 @@ async fn lower_device_faults(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         .create_pod(try_pod("after-recreate"))
         .await
         .map_err(e)?;
-    pod_link(cluster, &p, "net1").await.map(|_| ())
+    pod_link(cluster, &p, "net1").await?;
+    Ok(())
 }
 
 async fn netns_gone_before_del(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
@@ -282,8 +283,8 @@ async fn fifty_at_once(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     for (i, r) in created.into_iter().enumerate() {
         pods.push(r.map_err(|err| format!("pod p{i:02}: {err}"))?);
     }
-    if cluster.netns().is_some() {
-        // Device IDs come from the kubelet's admission, which only the netns cluster shows.
+    if cluster.offers(Capability::NodeAccess) {
+        // Device IDs come from the kubelet's admission, which only node access shows.
         let devices: BTreeSet<&String> = pods.iter().flat_map(|p| &p.devices[DATAPLANE]).collect();
         ensure(devices.len() == 50, || {
             format!("{} distinct devices for 50 pods", devices.len())
@@ -302,6 +303,6 @@ async fn fifty_at_once(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     })?;
     match cluster.create_pod(named(base, "p50", Some(&node))).await {
         Err(ClusterError::Unschedulable { .. }) => Ok(()),
-        other => Err(format!("the 51st pod must not fit, got {other:?}")),
+        other => fail(format!("the 51st pod must not fit, got {other:?}")),
     }
 }

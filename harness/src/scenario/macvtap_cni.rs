@@ -6,7 +6,7 @@
 use cni_kit::SpecVersion;
 use serde_json::{Value, json};
 
-use super::{Ctx, Outcome, Scenario, ensure};
+use super::{Ctx, Failure, Outcome, Scenario, ensure};
 use crate::cni::{Call, Reply, exec};
 use crate::lab::Ns;
 use crate::lab::node::{NodeLab, link_flags, link_kind, tap_owner};
@@ -98,7 +98,7 @@ async fn call(
     cfg: Value,
     pod: &Ns,
     args: &str,
-) -> Result<Reply, String> {
+) -> Result<Reply, Failure> {
     call_with_env(ctx, nl, cmd, cfg, pod, args, &[]).await
 }
 
@@ -110,16 +110,14 @@ async fn call_with_env(
     pod: &Ns,
     args: &str,
     env: &[(&str, &str)],
-) -> Result<Reply, String> {
+) -> Result<Reply, Failure> {
     let mut call = Call::new(ctx.plugin("macvtap"), cmd, cfg)
         .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
         .args(args);
     for (k, v) in env {
         call = call.env(k, v);
     }
-    exec(&call, Some(&nl.node_ns))
-        .await
-        .map_err(|e| e.to_string())
+    Ok(exec(&call, Some(&nl.node_ns)).await?)
 }
 
 fn succeeded(step: &str, r: &Reply) -> Outcome {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use cni_kit::policy::POLICY_ENV;
 use serde_json::{Value, json};
 
-use super::{Ctx, Outcome, Scenario, ensure};
+use super::{Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::netns::ovs::Ovs;
 use crate::cni::{Call, Reply, exec};
 use crate::lab::enter::Enter;
@@ -157,7 +157,7 @@ fn lab_err(e: impl std::fmt::Display) -> String {
 }
 
 /// Writes the node's policy (none: no file) into `scratch` and returns its path.
-fn write_policy(scratch: &ScratchDir, policy: Option<&str>) -> Result<String, String> {
+fn write_policy(scratch: &ScratchDir, policy: Option<&str>) -> Result<String, Failure> {
     let path = scratch.path().join("plugins.conf");
     if let Some(text) = policy {
         std::fs::write(&path, text).map_err(|e| format!("failed to write the policy: {e}"))?;
@@ -200,7 +200,7 @@ struct MacvtapAttack {
 
 /// What must not change: the node's and the pod's links, and the owner of every
 /// device link's `/dev/tapN`.
-fn macvtap_state(nl: &NodeLab, pod: &Ns) -> Result<Vec<String>, String> {
+fn macvtap_state(nl: &NodeLab, pod: &Ns) -> Result<Vec<String>, Failure> {
     let mut state = nl.links(&nl.node).map_err(lab_err)?;
     state.push("--pod--".into());
     state.extend(nl.links(pod).map_err(lab_err)?);
@@ -314,7 +314,7 @@ async fn ovs_attack(ctx: Ctx, attack: OvsAttack) -> Outcome {
     ctx.finish(&mut nl.lab, outcome)
 }
 
-fn ovs_state(nl: &NodeLab, pod: &Ns, ovs: &Ovs) -> Result<Vec<String>, String> {
+fn ovs_state(nl: &NodeLab, pod: &Ns, ovs: &Ovs) -> Result<Vec<String>, Failure> {
     let mut state = nl.links(&nl.node).map_err(lab_err)?;
     state.push("--pod--".into());
     state.extend(nl.links(pod).map_err(lab_err)?);
@@ -367,7 +367,7 @@ async fn ovs_attack_in(
         .map_err(|e| e.to_string())?;
     let after = ovs_state(nl, &pod, ovs)?;
     if attack.ipam_self && marker.exists() {
-        return Err(format!(
+        return fail(format!(
             "the plugin ran itself as its own IPAM plugin ({}; {NO_POLICY}, upstream recurses until a pids limit stops it): {}",
             attack.why,
             described(&reply)
@@ -407,7 +407,7 @@ async fn verdict<S: PartialEq + std::fmt::Debug>(
         let mut del = call.clone();
         del.command = "DEL".into();
         let _ = exec(&del, Some(&nl.node_ns)).await;
-        return Err(format!(
+        return fail(format!(
             "{accepted} ({why}; {NO_POLICY}): {}",
             short(&reply.stdout)
         ));
@@ -428,7 +428,7 @@ fn with_self_as_ipam(
     mut call: Call,
     scratch: &ScratchDir,
     marker: &Path,
-) -> Result<Call, String> {
+) -> Result<Call, Failure> {
     let bin = scratch.path().join("bin");
     std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
     let wrapper = bin.join("ovs");
@@ -475,7 +475,7 @@ async fn hostile_container_ids(nl: &NodeLab, scratch: &ScratchDir, call: Call) -
             .await
             .map_err(|e| e.to_string())?;
         if !file.exists() {
-            return Err(format!(
+            return fail(format!(
                 "DEL with CNI_CONTAINERID {id:?} deleted {} ({}): {}",
                 file.display(),
                 NO_POLICY.replace("policy", "check"),

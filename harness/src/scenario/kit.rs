@@ -1,0 +1,150 @@
+//! What every scenario family uses: fixtures, pods named and placed, the pods'
+//! network-status, and reachability probes that are recorded for the report. Only
+//! the `Cluster` contract and `AnyCluster`'s abilities are used here, never a
+//! provider.
+
+use serde_json::Value;
+
+use super::{Ctx, Failure, Outcome, fail};
+use crate::cluster::probe;
+use crate::cluster::{Cluster, PodView};
+use crate::multus::status::NetworkStatus;
+use crate::objects::{NetworkAttachmentDefinition, Object, Pod, load_file};
+
+pub use crate::cluster::probe::PodIface;
+
+/// The seed's macvtap resource.
+pub const DATAPLANE: &str = "macvtap.network.kubevirt.io/dataplane";
+
+/// The objects of fixture file `rel` (relative to the fixtures directory).
+pub fn fixture(ctx: &Ctx, rel: &str) -> Result<Vec<Object>, Failure> {
+    Ok(load_file(&ctx.fixtures_dir.join(rel))?)
+}
+
+/// The first Pod of fixture file `rel`.
+pub fn fixture_pod(ctx: &Ctx, rel: &str) -> Result<Pod, Failure> {
+    match fixture(ctx, rel)?.into_iter().next() {
+        Some(Object::Pod(p)) => Ok(p),
+        other => fail(format!("{rel} holds no Pod: {other:?}")),
+    }
+}
+
+/// The first NetworkAttachmentDefinition of fixture file `rel`.
+pub fn fixture_nad(ctx: &Ctx, rel: &str) -> Result<NetworkAttachmentDefinition, Failure> {
+    match fixture(ctx, rel)?.into_iter().next() {
+        Some(Object::Nad(n)) => Ok(n),
+        other => fail(format!(
+            "{rel} holds no NetworkAttachmentDefinition: {other:?}"
+        )),
+    }
+}
+
+/// `pod` renamed and, with `node`, pinned to it.
+pub fn named(mut pod: Pod, name: &str, node: Option<&str>) -> Pod {
+    pod.metadata.name = name.to_string();
+    pod.spec.node_name = node.map(str::to_string);
+    pod
+}
+
+/// Lets the pod's probes change its interfaces (`ip addr add`): a real container
+/// runtime drops NET_ADMIN by default.
+pub fn with_net_admin(mut pod: Pod) -> Pod {
+    for c in &mut pod.spec.containers {
+        c.security_context = Some(serde_json::json!({"capabilities": {"add": ["NET_ADMIN"]}}));
+    }
+    pod
+}
+
+/// The pod's network-status annotation, parsed.
+pub fn network_status(pod: &PodView) -> Result<Vec<NetworkStatus>, Failure> {
+    let text = pod
+        .annotations
+        .get(crate::multus::NETWORK_STATUS_ANNOTATION)
+        .ok_or_else(|| {
+            Failure::msg(format!("pod {} has no network-status annotation", pod.name))
+        })?;
+    crate::multus::status::parse_annotation(text)
+        .map_err(|e| Failure::caused(format!("pod {}'s network-status", pod.name), e))
+}
+
+/// The network-status entry of network `name` (`namespace/nad`) of `pod`.
+pub fn status_of(pod: &PodView, name: &str) -> Result<NetworkStatus, Failure> {
+    let status = network_status(pod)?;
+    status
+        .iter()
+        .find(|s| s.name == name)
+        .cloned()
+        .ok_or_else(|| {
+            Failure::msg(format!(
+                "{}: no {name} in network-status {status:?}",
+                pod.name
+            ))
+        })
+}
+
+/// Runs `argv` in the pod; its stdout, or a failure naming the command and stderr.
+pub async fn pod_run<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    argv: &[&str],
+) -> Result<String, Failure> {
+    Ok(probe::pod_run(cluster, pod, argv).await?)
+}
+
+/// `ip -o link` of `ifname` in the pod, parsed (iproute2 and busybox).
+pub async fn pod_iface<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<PodIface, Failure> {
+    Ok(probe::pod_iface(cluster, pod, ifname).await?)
+}
+
+/// `ip -j -d link show <ifname>` in the pod (needs iproute2 in the pod).
+pub async fn pod_link<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<Value, Failure> {
+    Ok(probe::pod_link(cluster, pod, ifname).await?)
+}
+
+/// `ip addr add <cidr> dev <ifname>` in the pod.
+pub async fn add_addr<C: Cluster>(cluster: &C, pod: &PodView, cidr: &str, ifname: &str) -> Outcome {
+    Ok(probe::add_addr(cluster, pod, cidr, ifname).await?)
+}
+
+/// Whether one ping from `pod` to `ip` is answered.
+pub async fn ping<C: Cluster>(cluster: &C, pod: &PodView, ip: &str) -> Result<bool, Failure> {
+    let out = cluster
+        .exec(
+            &pod.namespace,
+            &pod.name,
+            &["ping", "-c", "1", "-W", "1", "-q", ip],
+        )
+        .await?;
+    Ok(out.success)
+}
+
+/// Pings `ip` (named `target` in the report) from `pod`; the probe is recorded and
+/// fails the step unless the outcome is `expected`.
+pub async fn expect_reach<C: Cluster>(
+    ctx: &Ctx,
+    cluster: &C,
+    pod: &PodView,
+    target: &str,
+    ip: &str,
+    expected: bool,
+) -> Outcome {
+    let observed = ping(cluster, pod, ip).await?;
+    ctx.observed
+        .probe(&pod.name, &format!("{target} ({ip})"), expected, observed);
+    match (expected, observed) {
+        (true, false) => fail(format!("{} cannot reach {target} ({ip})", pod.name)),
+        (false, true) => fail(format!(
+            "{} reaches {target} ({ip}) although it must not",
+            pod.name
+        )),
+        _ => Ok(()),
+    }
+}
