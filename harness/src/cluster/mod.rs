@@ -127,22 +127,21 @@ pub async fn wait_allocatable<C: Cluster>(
     resource: &str,
     allocatable: u64,
     timeout: std::time::Duration,
-) -> Result<(), String> {
+) -> Result<(), ClusterError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pause = std::time::Duration::from_millis(10);
     loop {
-        let resources = cluster
-            .node_resources(node)
-            .await
-            .map_err(|e| e.to_string())?;
+        let resources = cluster.node_resources(node).await?;
         let seen = resources.allocatable.get(resource).copied();
         if seen == Some(allocatable) {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "node {node}: {resource} allocatable is {seen:?}, waited {timeout:?} for {allocatable}"
-            ));
+            return Err(ClusterError::Timeout {
+                what: format!("node {node}'s {resource} allocatable to be {allocatable}"),
+                seconds: timeout.as_secs(),
+                state: format!("allocatable {seen:?}"),
+            });
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(250));

@@ -115,21 +115,21 @@ impl Options {
 }
 
 /// Runs the one scenario called `name` (what a nextest suite test does).
-pub async fn run_one(opts: &Options, name: &str) -> Result<(), String> {
-    preflight(opts).map_err(|e| e.to_string())?;
+pub async fn run_one(opts: &Options, name: &str) -> Outcome {
+    preflight(opts).map_err(|e| scenario::Failure::caused("preflight", e))?;
     let s = scenario::all()
         .iter()
         .find(|s| s.name == name)
-        .ok_or_else(|| format!("no scenario named {name:?}"))?;
+        .ok_or_else(|| scenario::Failure::msg(format!("no scenario named {name:?}")))?;
     if let Some(why) = s.unsupported_on(opts.provider()) {
-        return Err(format!("{name}: {why}"));
+        return scenario::fail(format!("{name}: {why}"));
     }
     let mut ctx = context(opts, &crate::lab::new_run_id());
     ctx.scope = "s1".into();
     let work_dir = ctx.work_dir.clone();
     let (outcome, _) = run_guarded(s, ctx).await;
     let _ = std::fs::remove_dir_all(&work_dir);
-    outcome.map_err(|f| f.to_string())
+    outcome
 }
 
 /// Runs `s` through the runner in `ctx`, a panic failing it alone, then (on the
