@@ -32,6 +32,16 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// The programs the local provider needs on PATH for it.
+    pub fn programs(&self) -> &'static [&'static str] {
+        match self {
+            Capability::Ovs => &["ovsdb-server", "ovs-vswitchd", "ovs-vsctl"],
+            Capability::Dhcp => &["dnsmasq", "busybox"],
+            Capability::Vm => &["qemu-system-x86_64", "nft"],
+            _ => &[],
+        }
+    }
+
     /// What a user must provide to get it, for skip messages.
     pub fn hint(&self) -> String {
         match self {
@@ -51,8 +61,27 @@ impl Capability {
             Capability::PluginExec => {
                 "running the plugin binaries directly on a node secnet owns".into()
             }
-            Capability::Program(p) => format!("the program `{p}` on PATH"),
+            Capability::Program(p) => format!(
+                "the program `{p}` on PATH (apt-get install {})",
+                package_of(p)
+            ),
         }
+    }
+}
+
+/// The Debian/Ubuntu package that installs `program` (as ci/bootstrap.sh installs it).
+pub fn package_of(program: &str) -> &'static str {
+    match program.rsplit('/').next().unwrap_or(program) {
+        "ip" => "iproute2",
+        "ping" => "iputils-ping",
+        "dnsmasq" => "dnsmasq-base",
+        "busybox" => "busybox-static",
+        "qemu-system-x86_64" => "qemu-system-x86",
+        "nft" => "nftables",
+        "ovsdb-server" | "ovs-vswitchd" | "ovs-vsctl" => "openvswitch-switch",
+        "tcpdump" => "tcpdump",
+        "bridge" | "host-local" | "macvlan" => "containernetworking-plugins",
+        _ => "the package that provides it",
     }
 }
 
@@ -133,15 +162,26 @@ impl Provider {
     /// Whether the provider offers `cap`. Programs are looked up on this machine's
     /// PATH for the local provider; a real cluster's nodes run nothing of ours.
     pub fn offers(self, cap: Capability) -> bool {
-        match cap {
-            Capability::Program(p) => self.is_local() && crate::prereq::find_program(p).is_some(),
-            other => self.capabilities().contains(&other),
-        }
+        self.missing(&[cap]).is_none()
     }
 
-    /// The first of `needs` this provider lacks.
+    /// The first of `needs` this provider lacks; for the local provider a
+    /// capability whose programs are not installed is reported as the program.
     pub fn missing(self, needs: &[Capability]) -> Option<Capability> {
-        needs.iter().copied().find(|c| !self.offers(*c))
+        let has_program = |p: &str| self.is_local() && crate::prereq::find_program(p).is_some();
+        for cap in needs {
+            match cap {
+                Capability::Program(p) if !has_program(p) => return Some(*cap),
+                Capability::Program(_) => {}
+                other if !self.capabilities().contains(other) => return Some(*other),
+                other => {
+                    if let Some(p) = other.programs().iter().copied().find(|p| !has_program(p)) {
+                        return Some(Capability::Program(p));
+                    }
+                }
+            }
+        }
+        None
     }
 }
 
