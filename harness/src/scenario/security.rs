@@ -158,14 +158,14 @@ pub fn scenarios() -> Vec<Scenario> {
     list
 }
 
-/// `text` with the node lab's uplink in place of `UPLINK`.
-fn on_node(text: &str, nl: &NodeLab) -> String {
-    text.replace(UPLINK, nl.uplink())
+/// `text` with the node's uplink in place of `UPLINK`.
+fn on_node(text: &str, uplink: &str) -> String {
+    text.replace(UPLINK, uplink)
 }
 
-/// `config` with the node lab's uplink in place of `UPLINK`.
-fn config_on_node(config: &Value, nl: &NodeLab) -> Result<Value, Failure> {
-    Ok(serde_json::from_str(&on_node(&config.to_string(), nl))?)
+/// `config` with the node's uplink in place of `UPLINK`.
+fn config_on_node(config: &Value, uplink: &str) -> Result<Value, Failure> {
+    Ok(serde_json::from_str(&on_node(&config.to_string(), uplink))?)
 }
 
 /// The plugin's answer, cut short (upstream's errors carry its whole log).
@@ -219,9 +219,10 @@ fn macvtap_state(nl: &NodeLab, pod: &Ns) -> Result<Vec<String>, Failure> {
 
 async fn macvtap_attack(ctx: &Ctx, nl: &mut NodeLab, attack: MacvtapAttack) -> Outcome {
     let scratch = scratch_dir(ctx, "sec")?;
+    let uplink = nl.uplink().to_string();
     let pod = nl.pod("pod").map_err(lab_failure)?;
     for link in attack.device_links {
-        let link = on_node(link, nl);
+        let link = on_node(link, &uplink);
         let name = match link.strip_prefix("mvt-hashed:") {
             Some(id) => macvtap_cni::naming::hashed_link_name(id),
             None => link,
@@ -236,8 +237,11 @@ async fn macvtap_attack(ctx: &Ctx, nl: &mut NodeLab, attack: MacvtapAttack) -> O
             .ip(&nl.node, &["link", "set", "br0", "up"])
             .map_err(lab_failure)?;
     }
-    let policy = node_policy(&scratch, attack.policy.map(|p| on_node(p, nl)).as_deref())?;
-    let config = config_on_node(&attack.config, nl)?;
+    let policy = node_policy(
+        &scratch,
+        attack.policy.map(|p| on_node(p, &uplink)).as_deref(),
+    )?;
+    let config = config_on_node(&attack.config, &uplink)?;
     let before = macvtap_state(nl, &pod)?;
     let mut cfg = json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap"});
     for (k, v) in config.as_object().cloned().unwrap_or_default() {
@@ -465,4 +469,22 @@ async fn hostile_container_ids(nl: &NodeLab, scratch: &ScratchDir, call: Call) -
             "DEL accepted container ids that are paths {accepted:?} (nothing was deleted, but the id was not checked)"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attacks_name_the_node_lab_uplink() {
+        let config = json!({"master": UPLINK, "deviceID": "<uplink>Mvp0", "mode": "bridge"});
+        assert_eq!(
+            config_on_node(&config, "eth7").unwrap(),
+            json!({"master": "eth7", "deviceID": "eth7Mvp0", "mode": "bridge"})
+        );
+        assert_eq!(
+            on_node("[macvtap]\nstandalone_masters = <uplink>\n", "eth7"),
+            "[macvtap]\nstandalone_masters = eth7\n"
+        );
+    }
 }
