@@ -149,7 +149,7 @@ pub async fn expect_reach<C: Cluster>(
     }
 }
 
-// ---- What the node-lab families (macvtap-cni, security, faults) share ----
+// ---- What the macvtap-cni, security and faults families share ----
 
 /// The spec's rule that kubevirt/macvtap-cni breaks (REFERENCE.md §1, §6): the CNI-level
 /// and the cluster-level "netns gone before DEL" scenarios both say it.
@@ -192,4 +192,6 @@ pub fn lab_ovs(nl: &crate::lab::node::NodeLab, dir: &std::path::Path) -> Result<
     Ok(LabOvs::start(&enter, dir)?)
 }
 
+/// The one provider item here: the netns nodes' OVS daemons, which use nothing but
+/// `crate::lab` and belong there (a move left to the crate-seams work).
 pub use crate::cluster::netns::ovs::Ovs as LabOvs;
