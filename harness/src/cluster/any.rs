@@ -196,6 +196,31 @@ impl AnyCluster {
     pub fn vm_host(&self) -> Result<&NetnsCluster, ClusterError> {
         self.netns_for(Capability::Vm)
     }
+
+    /// The addresses host-local has leased on `node`'s pod network (eth0), read
+    /// from the node's CNI state (NodeAccess).
+    pub fn pod_network_leases(&self, node: &str) -> Result<Vec<String>, ClusterError> {
+        let dir = self
+            .netns_for(Capability::NodeAccess)?
+            .run_dir
+            .join("nodes")
+            .join(node)
+            .join("cni/networks")
+            .join(super::netns::pod::POD_NETWORK);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // No lease was ever taken on this node.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(node_error(node, &format!("reading {}", dir.display()), e)),
+        };
+        // host-local keeps one file per leased address, named by it, next to its
+        // `lock` and `last_reserved_ip.*` files.
+        Ok(entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.parse::<std::net::IpAddr>().is_ok())
+            .collect())
+    }
 }
 
 fn node_error(node: &str, what: &str, e: impl std::fmt::Display) -> ClusterError {

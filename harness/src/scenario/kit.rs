@@ -148,3 +148,50 @@ pub async fn expect_reach<C: Cluster>(
         _ => Ok(()),
     }
 }
+
+// ---- What the macvtap-cni, security and faults families share ----
+
+/// The spec's rule that kubevirt/macvtap-cni breaks (REFERENCE.md §1, §6): the CNI-level
+/// and the cluster-level "netns gone before DEL" scenarios both say it.
+pub const DEL_NETNS_GONE: &str = "the CNI spec wants DEL to succeed when the netns is already gone; kubevirt/macvtap-cni returns error 999 for a netns path that no longer exists (a known upstream bug)";
+
+/// A node lab step (a namespace, a link) that failed: the lab, not the plugin.
+pub fn lab_failure(e: crate::lab::command::CommandError) -> Failure {
+    Failure::caused("failed to set up the node lab", e)
+}
+
+/// A scratch directory for this scenario (`$TMPDIR/<run>-<scope>-<tag>-…`), removed
+/// when dropped.
+pub fn scratch_dir(ctx: &Ctx, tag: &str) -> Result<crate::lab::ScratchDir, Failure> {
+    let prefix = format!("{}-{}-{tag}", ctx.run_id, ctx.scope);
+    crate::lab::ScratchDir::new(&prefix)
+        .map_err(|e| Failure::caused(format!("failed to create a scratch dir {prefix}-…"), e))
+}
+
+/// Writes the node administrator's plugin policy (`SECNET_PLUGIN_POLICY`; `None`: no
+/// file at all) into `scratch` and returns the path to pass in the environment.
+pub fn node_policy(
+    scratch: &crate::lab::ScratchDir,
+    policy: Option<&str>,
+) -> Result<String, Failure> {
+    let path = scratch.path().join("plugins.conf");
+    if let Some(text) = policy {
+        std::fs::write(&path, text).map_err(|e| {
+            Failure::caused(format!("failed to write the policy {}", path.display()), e)
+        })?;
+    }
+    Ok(path.display().to_string())
+}
+
+/// Userspace Open vSwitch (ovsdb-server + ovs-vswitchd, stopped on drop) in a node
+/// lab's node namespace, its files under `dir`: the OVS the netns nodes run, for the
+/// scenarios that call the OVS plugin directly. Needs `Program("ovsdb-server")`.
+pub fn lab_ovs(nl: &crate::lab::node::NodeLab, dir: &std::path::Path) -> Result<LabOvs, Failure> {
+    let enter = crate::lab::enter::Enter::net(nl.node.path())
+        .map_err(|e| Failure::caused(format!("failed to open {}", nl.node.path_str()), e))?;
+    Ok(LabOvs::start(&enter, dir)?)
+}
+
+/// The one provider item here: the netns nodes' OVS daemons, which use nothing but
+/// `crate::lab` and belong there (a move left to the crate-seams work).
+pub use crate::cluster::netns::ovs::Ovs as LabOvs;

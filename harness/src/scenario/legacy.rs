@@ -2,12 +2,10 @@
 //! runner owned the lifecycle. Kept only while families move onto `runner`; new
 //! scenarios use `Scenario::on_cluster` / `on_node_lab`.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Ctx, Outcome, Target};
+use super::{Ctx, Outcome};
 use crate::cluster::Cluster;
-use crate::cluster::any::AnyCluster;
 use crate::cluster::netns::NetnsCluster;
 
 pub use super::kit::{DATAPLANE, expect_reach, fixture, fixture_pod, named};
@@ -50,39 +48,6 @@ where
     let outcome = ctx.finish_cluster(cluster, outcome).await;
     ctx.observed.phase("teardown", t.elapsed());
     outcome
-}
-
-/// Setup, Assess, Teardown of a portable scenario.
-pub(super) async fn with_any_cluster<F>(ctx: Ctx, body: F) -> Outcome
-where
-    F: AsyncFnOnce(&Ctx, &AnyCluster) -> Outcome,
-{
-    let cluster = match ctx.target.clone() {
-        Target::Netns => AnyCluster::Netns(Box::new(ctx.netns_cluster(false).await?)),
-        Target::Kube(c) => AnyCluster::Kube(Arc::new(c.scoped(&ctx.scope))),
-    };
-    let outcome = async {
-        match &cluster {
-            AnyCluster::Netns(netns) => apply_seed(netns, &ctx).await?,
-            AnyCluster::Kube(_) => {
-                cluster
-                    .apply(fixture(&ctx, "seed/macvtap-nad.yaml")?)
-                    .await?
-            }
-        }
-        let outcome = body(&ctx, &cluster).await;
-        ctx.observed.topology(cluster.snapshot().await);
-        outcome
-    }
-    .await;
-    let outcome = match outcome {
-        Err(f) => Err(f.with_diagnostics(cluster.diagnostics().await)),
-        ok => ok,
-    };
-    match cluster {
-        AnyCluster::Netns(c) => ctx.finish_cluster(*c, outcome).await,
-        AnyCluster::Kube(c) => ctx.finish_kube(&c, outcome).await,
-    }
 }
 
 async fn apply_seed(cluster: &NetnsCluster, ctx: &Ctx) -> Outcome {
