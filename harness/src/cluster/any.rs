@@ -221,6 +221,20 @@ impl AnyCluster {
             .filter(|name| name.parse::<std::net::IpAddr>().is_ok())
             .collect())
     }
+
+    /// The ports pods hold on OVS bridge `bridge` of `node`: every port but the
+    /// node's own trunk into the LAN (Ovs).
+    pub async fn ovs_pod_ports(
+        &self,
+        node: &str,
+        bridge: &str,
+    ) -> Result<Vec<String>, ClusterError> {
+        let ports = self.ovs_ports(node, bridge).await?;
+        Ok(ports
+            .into_iter()
+            .filter(|p| p != super::netns::ovs::UPLINK)
+            .collect())
+    }
 }
 
 fn node_error(node: &str, what: &str, e: impl std::fmt::Display) -> ClusterError {

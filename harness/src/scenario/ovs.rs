@@ -1,152 +1,126 @@
-//! The OVS VLAN backend on the netns cluster: userspace Open vSwitch on every node
-//! (bridge `br1`, uplink `ens34` as a trunk into the fabric), the seed's
-//! `ovs-vlan-100` NAD plus a VLAN-200 and a trunk NAD from `fixtures/ovs/`.
+//! The OVS VLAN backend: Open vSwitch on every node (the bridge the NADs name,
+//! trunked into the LAN over each node's uplink), the seed's `ovs-vlan-100` NAD plus
+//! a VLAN-200 and a trunk NAD from `fixtures/ovs/`.
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use super::legacy::fixture;
-use super::{Ctx, Failure, Outcome, Scenario, ensure, fail};
-use crate::cluster::netns::NetnsCluster;
-use crate::cluster::netns::ovs::BRIDGE;
-use crate::cluster::netns::pod::network_status;
-use crate::cluster::probe::pod_link;
+use super::kit::{fixture_nad, ping, pod_link, pod_run, status_of};
+use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
+use crate::cluster::any::AnyCluster;
 use crate::cluster::{Cluster, PodView};
 use crate::lab::enter::Enter;
-use crate::objects::{Container, Meta, Pod, PodSpec};
+use crate::objects::Pod;
+
+/// The NADs every OVS scenario gets: VLAN 100 (the seed's), VLAN 200 and a trunk.
+const NADS: [&str; 3] = [
+    VLAN_100_NAD,
+    "ovs/ovs-vlan-200-nad.yaml",
+    "ovs/ovs-trunk-nad.yaml",
+];
+const VLAN_100_NAD: &str = "seed/ovs-vlan-100-nad.yaml";
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
-        Scenario::new(
+        Scenario::on_cluster(
             "ovs/VLAN 100 pods reach each other on one node and across nodes",
             "ovs",
             "pod",
             &["vlan", "reachability"],
-            |ctx| with_ovs_cluster(ctx, vlan100_reachability),
-        ),
-        Scenario::new(
+            |ctx, c| Box::pin(vlan100_reachability(ctx, c)),
+        )
+        .needs(&[Capability::Ovs])
+        .deploy(&NADS),
+        Scenario::on_cluster(
             "ovs/a VLAN 200 pod is isolated from VLAN 100",
             "ovs",
             "pod",
             &["vlan", "reachability"],
-            |ctx| with_ovs_cluster(ctx, vlan200_isolated),
-        ),
-        Scenario::new(
+            |ctx, c| Box::pin(vlan200_isolated(ctx, c)),
+        )
+        .needs(&[Capability::Ovs])
+        .deploy(&NADS),
+        Scenario::on_cluster(
             "ovs/trunk attachment receives tagged frames of its allowed VLANs only",
             "ovs",
             "pod",
             &["vlan", "trunk"],
-            |ctx| with_ovs_cluster(ctx, trunk_allowed_vlans_only),
-        ),
-        Scenario::new(
+            |ctx, c| Box::pin(trunk_allowed_vlans_only(ctx, c)),
+        )
+        // tcpdump runs in the trunk pod's namespace as the node sees it.
+        .needs(&[
+            Capability::Ovs,
+            Capability::NodeAccess,
+            Capability::Program("tcpdump"),
+        ])
+        .deploy(&NADS),
+        Scenario::on_cluster(
             "ovs/MTU and MAC as requested, no port left after delete",
             "ovs",
             "pod",
             &["vlan", "mac", "mtu", "network-status"],
-            |ctx| with_ovs_cluster(ctx, mtu_mac_and_cleanup),
-        ),
+            |ctx, c| Box::pin(mtu_mac_and_cleanup(ctx, c)),
+        )
+        .needs(&[Capability::Ovs])
+        .deploy(&NADS),
     ]
 }
 
-/// Setup (cluster with OVS, the three NADs), Assess (`body`), Teardown.
-async fn with_ovs_cluster<F>(ctx: Ctx, body: F) -> Outcome
-where
-    F: AsyncFnOnce(&Ctx, &NetnsCluster) -> Outcome,
-{
-    let cluster = ctx.netns_cluster_with(false, true).await?;
-    let outcome = async {
-        for rel in [
-            "seed/ovs-vlan-100-nad.yaml",
-            "ovs/ovs-vlan-200-nad.yaml",
-            "ovs/ovs-trunk-nad.yaml",
-        ] {
-            cluster
-                .apply(fixture(&ctx, rel)?)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        body(&ctx, &cluster).await
-    }
-    .await;
-    let outcome = match outcome {
-        Err(msg) => fail(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
-        ok => ok,
-    };
-    ctx.finish_cluster(cluster, outcome).await
-}
-
-/// A plain pod on `node` with `networks` as its network selection annotation.
-fn pod(name: &str, node: &str, networks: &str) -> Pod {
-    let mut metadata = Meta {
-        name: name.into(),
-        namespace: "default".into(),
-        ..Default::default()
-    };
-    metadata
-        .annotations
-        .insert(crate::multus::NETWORKS_ANNOTATION.into(), networks.into());
-    Pod {
-        metadata,
-        spec: PodSpec {
-            node_name: Some(node.into()),
-            containers: vec![Container {
-                name: "c".into(),
-                ..Default::default()
-            }],
-        },
+/// The OVS bridge the NADs attach to, as the seed's VLAN 100 NAD names it.
+fn bridge(ctx: &Ctx) -> Result<String, Failure> {
+    let nad = fixture_nad(ctx, VLAN_100_NAD)?;
+    let config: Value = serde_json::from_str(&nad.spec.config)?;
+    match config["bridge"].as_str() {
+        Some(b) => Ok(b.to_string()),
+        None => fail(format!(
+            "{VLAN_100_NAD}: spec.config names no \"bridge\"; add the OVS bridge's name"
+        )),
     }
 }
 
 async fn start(
-    cluster: &NetnsCluster,
+    cluster: &AnyCluster,
     name: &str,
     node: &str,
     networks: &str,
 ) -> Result<PodView, Failure> {
-    Ok(cluster.create_pod(pod(name, node, networks)).await?)
+    Ok(cluster.create_pod(Pod::plain(name, node, networks)).await?)
 }
 
-async fn exec_ok(cluster: &NetnsCluster, p: &PodView, argv: &[&str]) -> Outcome {
-    let out = cluster
-        .exec(&p.namespace, &p.name, argv)
-        .await
-        .map_err(|e| e.to_string())?;
-    ensure(out.success, || {
-        format!("{} in {}: {}", argv.join(" "), p.name, out.stderr.trim())
-    })
+async fn address(cluster: &AnyCluster, p: &PodView, cidr: &str) -> Outcome {
+    pod_run(cluster, p, &["ip", "addr", "add", cidr, "dev", "net1"]).await?;
+    Ok(())
 }
 
-async fn address(cluster: &NetnsCluster, p: &PodView, cidr: &str) -> Outcome {
-    exec_ok(cluster, p, &["ip", "addr", "add", cidr, "dev", "net1"]).await
-}
-
-/// Ping with a few tries: ovs-vswitchd picks new ports up asynchronously and the
-/// first frames across nodes also teach the bridges where the MACs are.
+/// Pings `ip` (named `target` in the report) from `p`, up to `tries` times until
+/// the outcome is `expected`: ovs-vswitchd picks new ports up asynchronously and the
+/// first frames across nodes also teach the bridges where the MACs are. The probe
+/// is recorded; the caller decides what a wrong outcome means.
 async fn reaches(
-    cluster: &NetnsCluster,
+    ctx: &Ctx,
+    cluster: &AnyCluster,
     p: &PodView,
+    target: &str,
     ip: &str,
+    expected: bool,
     tries: usize,
 ) -> Result<bool, Failure> {
+    let mut observed = false;
     for _ in 0..tries {
-        let out = cluster
-            .exec(
-                &p.namespace,
-                &p.name,
-                &["ping", "-c", "1", "-W", "1", "-q", ip],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        if out.success {
-            return Ok(true);
+        observed = ping(cluster, p, ip).await?;
+        if observed == expected {
+            break;
         }
     }
-    Ok(false)
+    ctx.observed
+        .probe(&p.name, &format!("{target} ({ip})"), expected, observed);
+    Ok(observed)
 }
 
-fn node_names(cluster: &NetnsCluster) -> Result<(String, String), Failure> {
+fn node_names(cluster: &AnyCluster) -> Result<(String, String), Failure> {
     let nodes = cluster.nodes();
     match nodes.as_slice() {
         [a, b, ..] => Ok((a.clone(), b.clone())),
@@ -156,28 +130,22 @@ fn node_names(cluster: &NetnsCluster) -> Result<(String, String), Failure> {
     }
 }
 
-/// Deletes `pods` and checks that no port is left on any node's bridge.
-async fn delete_and_check_ports(cluster: &NetnsCluster, pods: &[PodView]) -> Outcome {
+/// Deletes `pods` and checks that no pod's port is left on any node's bridge.
+async fn delete_and_check_ports(ctx: &Ctx, cluster: &AnyCluster, pods: &[PodView]) -> Outcome {
     for p in pods {
-        cluster
-            .delete_pod(&p.namespace, &p.name)
-            .await
-            .map_err(|e| e.to_string())?;
+        cluster.delete_pod(&p.namespace, &p.name).await?;
     }
+    let bridge = bridge(ctx)?;
     for node in cluster.nodes() {
-        let ports = cluster.ovs_ports(&node, BRIDGE).await?;
-        let left: Vec<&String> = ports
-            .iter()
-            .filter(|p| *p != crate::cluster::netns::ovs::UPLINK)
-            .collect();
+        let left = cluster.ovs_pod_ports(&node, &bridge).await?;
         ensure(left.is_empty(), || {
-            format!("after deleting the pods, node {node}'s {BRIDGE} still has ports {left:?}")
+            format!("after deleting the pods, node {node}'s {bridge} still has ports {left:?}")
         })?;
     }
     Ok(())
 }
 
-async fn vlan100_reachability(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn vlan100_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let (n1, n2) = node_names(cluster)?;
     let a = start(cluster, "ovs-a", &n1, "ovs-vlan-100").await?;
     let b = start(cluster, "ovs-b", &n1, "ovs-vlan-100").await?;
@@ -189,19 +157,24 @@ async fn vlan100_reachability(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     ] {
         address(cluster, p, ip).await?;
     }
-    ensure(reaches(cluster, &a, "10.100.0.2", 3).await?, || {
+    let same_node = reaches(ctx, cluster, &a, "ovs-b (same node)", "10.100.0.2", true, 3);
+    ensure(same_node.await?, || {
         format!("ovs-a cannot ping ovs-b on the same node {n1} over VLAN 100")
     })?;
-    ensure(reaches(cluster, &a, "10.100.0.3", 5).await?, || {
-        format!("ovs-a on {n1} cannot ping ovs-c on {n2} over VLAN 100 (br1 trunks over ens34)")
+    let across = reaches(ctx, cluster, &a, "ovs-c (other node)", "10.100.0.3", true, 5);
+    ensure(across.await?, || {
+        format!(
+            "ovs-a on {n1} cannot ping ovs-c on {n2} over VLAN 100 (the bridge trunks over each node's uplink)"
+        )
     })?;
-    ensure(reaches(cluster, &c, "10.100.0.2", 3).await?, || {
+    let back = reaches(ctx, cluster, &c, "ovs-b (other node)", "10.100.0.2", true, 3);
+    ensure(back.await?, || {
         "ovs-c cannot ping ovs-b back across nodes".to_string()
     })?;
-    delete_and_check_ports(cluster, &[a, b, c]).await
+    delete_and_check_ports(ctx, cluster, &[a, b, c]).await
 }
 
-async fn vlan200_isolated(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn vlan200_isolated(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let (n1, n2) = node_names(cluster)?;
     let a = start(cluster, "ovs-a", &n1, "ovs-vlan-100").await?;
     let b = start(cluster, "ovs-b", &n2, "ovs-vlan-100").await?;
@@ -216,70 +189,78 @@ async fn vlan200_isolated(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     ] {
         address(cluster, p, ip).await?;
     }
-    ensure(reaches(cluster, &x, "10.100.0.22", 5).await?, || {
+    let vlan200 = reaches(ctx, cluster, &x, "ovs-y (VLAN 200)", "10.100.0.22", true, 5);
+    ensure(vlan200.await?, || {
         "the VLAN 200 pods cannot reach each other across nodes".to_string()
     })?;
-    ensure(reaches(cluster, &a, "10.100.0.2", 5).await?, || {
+    let vlan100 = reaches(ctx, cluster, &a, "ovs-b (VLAN 100)", "10.100.0.2", true, 5);
+    ensure(vlan100.await?, || {
         "the VLAN 100 pods cannot reach each other across nodes".to_string()
     })?;
-    for (from, ip, what) in [
+    for (from, target, ip, what) in [
         (
             &x,
+            "ovs-a (VLAN 100, same node)",
             "10.100.0.1",
             "ovs-x (VLAN 200) reached ovs-a (VLAN 100) on its own node",
         ),
         (
             &x,
+            "ovs-b (VLAN 100, other node)",
             "10.100.0.2",
             "ovs-x (VLAN 200) reached ovs-b (VLAN 100) on the other node",
         ),
         (
             &a,
+            "ovs-x (VLAN 200)",
             "10.100.0.21",
             "ovs-a (VLAN 100) reached ovs-x (VLAN 200)",
         ),
     ] {
-        ensure(!reaches(cluster, from, ip, 1).await?, || what.to_string())?;
+        let reached = reaches(ctx, cluster, from, target, ip, false, 1).await?;
+        ensure(!reached, || what.to_string())?;
     }
-    delete_and_check_ports(cluster, &[a, b, x, y]).await
+    delete_and_check_ports(ctx, cluster, &[a, b, x, y]).await
 }
 
-/// What the pod sees on `net1` (link-level headers, `tcpdump -e`) while `during` runs.
+/// What the pod sees on `net1` (link-level headers, `tcpdump -e`) while `during`
+/// runs. tcpdump runs in the pod's namespace as the node sees it (NodeAccess).
 async fn capture<F: Future<Output = Outcome>>(
-    cluster: &NetnsCluster,
+    cluster: &AnyCluster,
     p: &PodView,
     during: F,
 ) -> Result<String, Failure> {
-    let ns = cluster
-        .pod_netns(&p.namespace, &p.name)
-        .await
-        .ok_or("the trunk pod has no netns")?;
+    let ns = cluster.pod_namespace(p).await?;
     let mut cmd = tokio::process::Command::new("tcpdump");
     cmd.args(["-nn", "-e", "-l", "-i", "net1", "arp or vlan"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    Enter::net(ns.path())
-        .and_then(|e| e.apply(&mut cmd))
-        .map_err(|e| e.to_string())?;
+    Enter::net(ns.path())?.apply(&mut cmd)?;
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("failed to run tcpdump (apt-get install tcpdump): {e}"))?;
-    let mut stderr = BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(line)) = stderr.next_line().await {
+        .map_err(|e| Failure::caused("failed to run tcpdump (apt-get install tcpdump)", e))?;
+    let stderr = child.stderr.take().ok_or("tcpdump's stderr is not piped")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
             if line.contains("listening on") {
-                return Ok(());
+                return true;
             }
         }
-        Err("tcpdump exited before listening".to_string())
+        false
     })
-    .await
-    .map_err(|_| "tcpdump did not start listening within 10 s".to_string())??;
+    .await;
+    match listening {
+        Ok(true) => {}
+        Ok(false) => return fail("tcpdump exited before listening"),
+        Err(_) => return fail("tcpdump did not start listening within 10 s"),
+    }
     let outcome = during.await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     if let Some(pid) = child.id() {
+        // SIGINT: tcpdump flushes what it saw and exits.
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGINT,
@@ -293,7 +274,7 @@ async fn capture<F: Future<Output = Outcome>>(
     outcome.map(|()| out)
 }
 
-async fn trunk_allowed_vlans_only(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn trunk_allowed_vlans_only(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let (n1, n2) = node_names(cluster)?;
     let trunk = start(cluster, "ovs-trunk", &n1, "ovs-trunk").await?;
     // Senders on the other node: the tags must survive the fabric.
@@ -304,8 +285,8 @@ async fn trunk_allowed_vlans_only(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome
     let seen = capture(cluster, &trunk, async {
         // Nobody answers: each sender's ARP requests are flooded in its VLAN.
         for _ in 0..2 {
-            reaches(cluster, &s100, "10.100.0.99", 1).await?;
-            reaches(cluster, &s200, "10.200.0.99", 1).await?;
+            ping(cluster, &s100, "10.100.0.99").await?;
+            ping(cluster, &s200, "10.200.0.99").await?;
         }
         Ok(())
     })
@@ -328,10 +309,10 @@ async fn trunk_allowed_vlans_only(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome
             .any(|l| l.contains("10.100.0.99") && !l.contains("vlan 100,")),
         || format!("VLAN 100's frames must arrive tagged on a trunk:\n{seen}"),
     )?;
-    delete_and_check_ports(cluster, &[trunk, s100, s200]).await
+    delete_and_check_ports(ctx, cluster, &[trunk, s100, s200]).await
 }
 
-async fn mtu_mac_and_cleanup(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn mtu_mac_and_cleanup(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let (n1, n2) = node_names(cluster)?;
     let mac = "02:00:0a:0b:0c:01";
     let m = start(
@@ -352,11 +333,7 @@ async fn mtu_mac_and_cleanup(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
             link["linkinfo"]["info_kind"]
         )
     })?;
-    let status = network_status(&m)?;
-    let s = status
-        .iter()
-        .find(|s| s.name == "default/ovs-vlan-100")
-        .ok_or_else(|| format!("network-status has no default/ovs-vlan-100: {status:?}"))?;
+    let s = status_of(&m, "default/ovs-vlan-100")?;
     ensure(s.mac.as_deref() == Some(mac), || {
         format!(
             "network-status MAC {:?}, kernel and request say {mac}",
@@ -367,16 +344,15 @@ async fn mtu_mac_and_cleanup(_ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     ensure(link["mtu"] == 1400, || {
         format!("net1 MTU {}, the ovs-vlan-200 NAD says 1400", link["mtu"])
     })?;
-    let st = network_status(&t)?;
+    let st = status_of(&t, "default/ovs-vlan-200")?;
     let kernel_mac = link["address"].as_str().unwrap_or_default();
-    ensure(
-        st.iter()
-            .any(|s| s.name == "default/ovs-vlan-200" && s.mac.as_deref() == Some(kernel_mac)),
-        || format!("network-status MAC != kernel MAC {kernel_mac}: {st:?}"),
-    )?;
-    let ports = cluster.ovs_ports(&n1, BRIDGE).await?;
-    ensure(ports.iter().any(|p| p.starts_with("veth")), || {
-        format!("node {n1}'s {BRIDGE} has no pod port: {ports:?}")
+    ensure(st.mac.as_deref() == Some(kernel_mac), || {
+        format!("network-status MAC != kernel MAC {kernel_mac}: {st:?}")
     })?;
-    delete_and_check_ports(cluster, &[m, t]).await
+    let bridge = bridge(ctx)?;
+    let ports = cluster.ovs_pod_ports(&n1, &bridge).await?;
+    ensure(ports.iter().any(|p| p.starts_with("veth")), || {
+        format!("node {n1}'s {bridge} has no pod port: {ports:?}")
+    })?;
+    delete_and_check_ports(ctx, cluster, &[m, t]).await
 }
