@@ -235,6 +235,20 @@ impl AnyCluster {
             .filter(|p| p != super::netns::ovs::UPLINK)
             .collect())
     }
+
+    /// Whether the node still holds a network namespace for pod `namespace/name`
+    /// (NodeAccess): a pod whose start failed must leave none behind.
+    pub async fn pod_sandbox_exists(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, ClusterError> {
+        Ok(self
+            .netns_for(Capability::NodeAccess)?
+            .pod_netns(namespace, name)
+            .await
+            .is_some())
+    }
 }
 
 fn node_error(node: &str, what: &str, e: impl std::fmt::Display) -> ClusterError {

@@ -149,6 +149,24 @@ pub async fn expect_reach<C: Cluster>(
     }
 }
 
+/// Host `n` of the LAN's /24 (the topology's fabric subnet): pod and guest addresses
+/// on the nodes' own subnet, so that the uplinks are in reach too.
+pub fn lan_host(ctx: &Ctx, n: u8) -> String {
+    let net = ctx
+        .topology
+        .fabric
+        .subnet
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let mut octets: Vec<&str> = net.split('.').collect();
+    let last = n.to_string();
+    if let Some(o) = octets.last_mut() {
+        *o = &last;
+    }
+    octets.join(".")
+}
+
 // ---- What the macvtap-cni, security and faults families share ----
 
 /// The spec's rule that kubevirt/macvtap-cni breaks (REFERENCE.md §1, §6): the CNI-level

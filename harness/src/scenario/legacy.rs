@@ -8,7 +8,7 @@ use super::{Ctx, Outcome};
 use crate::cluster::Cluster;
 use crate::cluster::netns::NetnsCluster;
 
-pub use super::kit::{DATAPLANE, expect_reach, fixture, fixture_pod, named};
+pub use super::kit::{DATAPLANE, fixture, fixture_pod, named};
 
 /// Setup (cluster up, seed's ConfigMap + DaemonSet + NAD applied), Assess (`body`),
 /// Teardown (always, unless --keep and failed).

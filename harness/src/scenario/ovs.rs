@@ -161,13 +161,29 @@ async fn vlan100_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     ensure(same_node.await?, || {
         format!("ovs-a cannot ping ovs-b on the same node {n1} over VLAN 100")
     })?;
-    let across = reaches(ctx, cluster, &a, "ovs-c (other node)", "10.100.0.3", true, 5);
+    let across = reaches(
+        ctx,
+        cluster,
+        &a,
+        "ovs-c (other node)",
+        "10.100.0.3",
+        true,
+        5,
+    );
     ensure(across.await?, || {
         format!(
             "ovs-a on {n1} cannot ping ovs-c on {n2} over VLAN 100 (the bridge trunks over each node's uplink)"
         )
     })?;
-    let back = reaches(ctx, cluster, &c, "ovs-b (other node)", "10.100.0.2", true, 3);
+    let back = reaches(
+        ctx,
+        cluster,
+        &c,
+        "ovs-b (other node)",
+        "10.100.0.2",
+        true,
+        3,
+    );
     ensure(back.await?, || {
         "ovs-c cannot ping ovs-b back across nodes".to_string()
     })?;

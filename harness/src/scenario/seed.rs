@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::kit::{
-    add_addr, expect_reach, fixture_nad, fixture_pod, named, network_status, pod_iface, pod_link,
-    status_of, with_net_admin,
+    add_addr, expect_reach, fixture_nad, fixture_pod, lan_host, named, network_status, pod_iface,
+    pod_link, status_of, with_net_admin,
 };
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::Cluster;
@@ -86,24 +86,6 @@ pub fn scenarios() -> Vec<Scenario> {
         ])
         .deploy_macvtap_seed(),
     ]
-}
-
-/// Host `n` of the LAN's /24 (the topology's fabric subnet): pod addresses on the
-/// nodes' own subnet, so that the uplinks are in reach too.
-fn lan_host(ctx: &Ctx, n: u8) -> String {
-    let net = ctx
-        .topology
-        .fabric
-        .subnet
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let mut octets: Vec<&str> = net.split('.').collect();
-    let last = n.to_string();
-    if let Some(o) = octets.last_mut() {
-        *o = &last;
-    }
-    octets.join(".")
 }
 
 async fn daemonset_capacity(_ctx: &Ctx, cluster: &AnyCluster) -> Outcome {

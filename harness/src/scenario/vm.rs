@@ -1,66 +1,86 @@
-//! The seed's VMs on the netns cluster: KubeVirt VirtualMachine fixtures run as QEMU
-//! guests inside their virt-launcher pods (see `crate::vm`), attached by the macvtap,
-//! bridge and masquerade bindings. Boot-to-first-ping is measured per guest.
+//! The seed's VMs: KubeVirt VirtualMachine fixtures run as QEMU guests inside their
+//! virt-launcher pods (see `crate::vm`), attached by the macvtap, bridge and
+//! masquerade bindings. Boot-to-first-ping is measured per guest.
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::legacy::{DATAPLANE, fixture, fixture_pod, named, with_cluster};
-use super::{Ctx, Failure, Outcome, Scenario, ensure, fail};
-use crate::cluster::netns::NetnsCluster;
-use crate::cluster::netns::pod::network_status;
-use crate::cluster::{Cluster, PodView};
-use crate::objects::{NetworkAttachmentDefinition, Object};
+use super::kit::{
+    DATAPLANE, add_addr, expect_reach, fixture, fixture_nad, fixture_pod, lan_host, named,
+    pod_link, status_of,
+};
+use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
+use crate::cluster::Cluster;
+use crate::cluster::any::AnyCluster;
+use crate::objects::{NetworkAttachmentDefinition, Object, Pod};
 use crate::vm::kubevirt::{Swagger, VirtualMachine, swagger_path};
 use crate::vm::{RunningVm, VmOptions, image};
 
+/// What every VM scenario needs: guests, and QEMU to run them.
+const VM: [Capability; 2] = [Capability::Vm, Capability::Program(crate::vm::qemu::QEMU)];
+
 pub fn scenarios() -> Vec<Scenario> {
     vec![
-        Scenario::new(
+        Scenario::on_cluster(
             "vm/macvtap frontend: guest MAC is the macvtap's, capacity counted, pings a pod and a VM on one node and across nodes",
             "macvtap",
             "vm",
             &["vm", "macvtap", "reachability", "mac", "capacity"],
-            |ctx| with_cluster(ctx, false, macvtap_vms),
-        ),
-        Scenario::new(
+            |ctx, c| Box::pin(macvtap_vms(ctx, c)),
+        )
+        .needs(&VM)
+        .deploy_macvtap_seed(),
+        Scenario::on_cluster(
             "vm/bridge binding on macvlan-test: host-local address in the guest, reaches a pod",
             "macvlan",
             "vm",
             &["vm", "macvlan", "reachability", "mac", "ipam"],
-            |ctx| with_cluster(ctx, false, macvlan_bridge_vm),
-        ),
-        Scenario::new(
+            |ctx, c| Box::pin(macvlan_bridge_vm(ctx, c)),
+        )
+        .needs(&VM),
+        Scenario::on_cluster(
             "vm/masquerade on the pod network: the guest reaches the fabric gateway",
             "pod-network",
             "vm",
             &["vm", "reachability", "masquerade"],
-            |ctx| with_cluster(ctx, false, masquerade_vm),
-        ),
-        Scenario::new(
+            |ctx, c| Box::pin(masquerade_vm(ctx, c)),
+        )
+        .needs(&VM)
+        // The node's NAT is set up in its namespace, by nft.
+        .needs(&[Capability::NodeAccess, Capability::Program("nft")]),
+        Scenario::on_cluster(
             "vm/bridge binding on ovs-vlan-100: the guest reaches a VLAN 100 pod on the other node",
             "ovs",
             "vm",
             &["vm", "ovs", "reachability", "mac"],
-            ovs_bridge_vm,
-        ),
-        Scenario::new(
+            |ctx, c| Box::pin(ovs_bridge_vm(ctx, c)),
+        )
+        .needs(&VM)
+        .needs(&[Capability::Ovs])
+        .deploy(&[OVS_VLAN_100_NAD]),
+        Scenario::on_cluster(
             "vm/guest that cannot boot: the failure carries the console, nothing left running",
             "macvtap",
             "vm",
             &["vm", "macvtap", "fault"],
-            |ctx| with_cluster(ctx, false, boot_failure),
-        ),
+            |ctx, c| Box::pin(boot_failure(ctx, c)),
+        )
+        .needs(&VM)
+        .deploy_macvtap_seed(),
     ]
 }
+
+const MACVTAP_NAD: &str = "seed/macvtap-nad.yaml";
+const OVS_VLAN_100_NAD: &str = "seed/ovs-vlan-100-nad.yaml";
 
 /// The guest image (built once per machine, cached) and the run's VM options.
 fn vm_options(ctx: &Ctx) -> Result<VmOptions, Failure> {
     let cache = std::env::var_os("SECNET_CACHE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| image::DEFAULT_CACHE.into());
-    let img = image::ensure(&cache).map_err(|e| e.to_string())?;
+    let img = image::ensure(&cache)
+        .map_err(|e| Failure::caused(format!("the guest image (cache {})", cache.display()), e))?;
     eprintln!(
         "secnet vm: guest image {} ({} in {:.2?}, kernel {}, {:?})",
         img.dir.display(),
@@ -89,25 +109,19 @@ fn vm_fixture(ctx: &Ctx, rel: &str, name: &str) -> Result<VirtualMachine, Failur
     Ok(vm)
 }
 
-fn nad(ctx: &Ctx, rel: &str) -> Result<NetworkAttachmentDefinition, Failure> {
-    match fixture(ctx, rel)?.into_iter().next() {
-        Some(Object::Nad(n)) => Ok(n),
-        other => fail(format!("{rel} holds no NAD: {other:?}")),
-    }
-}
-
 /// Starts every VM (pods one by one, then the guests boot in parallel) and waits
 /// for their agents. Reports boot times.
 async fn boot_all(
-    cluster: &NetnsCluster,
+    cluster: &AnyCluster,
     specs: Vec<(VirtualMachine, Option<String>)>,
     nads: &[NetworkAttachmentDefinition],
     opts: &VmOptions,
 ) -> Result<Vec<RunningVm>, Failure> {
+    let host = cluster.vm_host()?;
     let t = Instant::now();
     let mut vms = Vec::new();
     for (vm, node) in &specs {
-        vms.push(crate::vm::start(cluster, vm, node.as_deref(), nads, opts).await?);
+        vms.push(crate::vm::start(host, vm, node.as_deref(), nads, opts).await?);
     }
     let results =
         futures::future::join_all(vms.iter_mut().map(|v| v.wait_ready(opts.boot_timeout))).await;
@@ -180,24 +194,41 @@ fn stop_all(vms: &mut [RunningVm]) -> Outcome {
     Ok(())
 }
 
-async fn pod_net1_mac(cluster: &NetnsCluster, pod: &PodView) -> Result<String, Failure> {
-    let l = crate::cluster::probe::pod_link(cluster, pod, "net1").await?;
-    Ok(l["address"].as_str().unwrap_or_default().to_string())
+/// Runs `check` on the booted guests, then stops them whatever its outcome.
+async fn then_stop<F>(vms: &mut [RunningVm], check: F) -> Outcome
+where
+    F: AsyncFnOnce(&mut [RunningVm]) -> Outcome,
+{
+    let outcome = check(vms).await;
+    let _ = stop_all(vms);
+    outcome
 }
 
-async fn macvtap_vms(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+/// `allocated` of the seed's macvtap resource on `node` must be `want`.
+async fn allocated(cluster: &AnyCluster, node: &str, want: u64, when: &str) -> Outcome {
+    let r = cluster.node_resources(node).await?;
+    ensure(r.allocated.get(DATAPLANE) == Some(&want), || {
+        format!(
+            "{when}: node {node} has {:?} allocated, expected {DATAPLANE}: {want}",
+            r.allocated
+        )
+    })
+}
+
+async fn macvtap_vms(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let opts = vm_options(ctx)?;
     let nodes = cluster.nodes();
-    let nads = vec![nad(ctx, "seed/macvtap-nad.yaml")?];
+    let nads = vec![fixture_nad(ctx, MACVTAP_NAD)?];
     let pod = cluster
         .create_pod(named(
             fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
             "mvt-pod",
             Some(&nodes[0]),
         ))
-        .await
-        .map_err(|e| e.to_string())?;
-    crate::cluster::probe::add_addr(cluster, &pod, "192.168.159.40/24", "net1").await?;
+        .await?;
+    // Guests and the pod on the LAN's subnet: .31.. for the guests, .40 the pod.
+    let pod_ip = lan_host(ctx, 40);
+    add_addr(cluster, &pod, &format!("{pod_ip}/24"), "net1").await?;
     let specs = vec![
         (
             vm_fixture(ctx, "seed/vm-macvtap.yaml", "vm-a")?,
@@ -213,15 +244,12 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         ),
     ];
     let mut vms = boot_all(cluster, specs, &nads, &opts).await?;
-    let outcome = async {
+    then_stop(&mut vms, async |vms: &mut [RunningVm]| {
         // MAC: guest == macvtap in the launcher pod == network-status.
         for v in vms.iter_mut() {
-            let kernel_mac = pod_net1_mac(cluster, &v.pod).await?;
-            let status = network_status(&v.pod)?;
-            let st = status
-                .iter()
-                .find(|s| s.name == "default/dataplane")
-                .ok_or_else(|| format!("{}: no default/dataplane in {status:?}", v.pod.name))?;
+            let link = pod_link(cluster, &v.pod, "net1").await?;
+            let kernel_mac = link["address"].as_str().unwrap_or_default().to_string();
+            let st = status_of(&v.pod, "default/dataplane")?;
             let guest = v.guest_links().await?;
             let guest_mac = guest.first().map(|(_, m)| m.clone()).unwrap_or_default();
             ensure(
@@ -235,98 +263,61 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
             )?;
         }
         // Capacity: two VMs and a pod on node 0, one VM on node 1.
-        for (node, want) in [(&nodes[0], 3), (&nodes[1], 1)] {
-            let r = cluster
-                .node_resources(node)
-                .await
-                .map_err(|e| e.to_string())?;
-            ensure(r.allocated.get(DATAPLANE) == Some(&want), || {
-                format!(
-                    "node {node}: allocated {:?}, expected {DATAPLANE}: {want}",
-                    r.allocated
-                )
-            })?;
+        allocated(cluster, &nodes[0], 3, "two VMs and a pod").await?;
+        allocated(cluster, &nodes[1], 1, "one VM").await?;
+        let vm_ips: Vec<String> = (0..vms.len())
+            .map(|i| lan_host(ctx, 31 + i as u8))
+            .collect();
+        for (v, ip) in vms.iter_mut().zip(&vm_ips) {
+            v.configure(&[(0, format!("{ip}/24").as_str())]).await?;
         }
-        for (i, v) in vms.iter_mut().enumerate() {
-            let cidr = format!("192.168.159.{}/24", 31 + i);
-            v.configure(&[(0, cidr.as_str())]).await?;
-        }
-        first_pings(ctx, &mut vms, "192.168.159.40", "mvt-pod").await?;
+        first_pings(ctx, vms, &pod_ip, "mvt-pod").await?;
         let (a, rest) = vms.split_at_mut(1);
         let a = &mut a[0];
-        vm_reach(ctx, a, "vm-b (same node)", "192.168.159.32", true).await?;
-        vm_reach(ctx, a, "vm-c (other node)", "192.168.159.33", true).await?;
-        vm_reach(
-            ctx,
-            &mut rest[1],
-            "mvt-pod (other node)",
-            "192.168.159.40",
-            true,
-        )
-        .await?;
-        super::legacy::expect_reach(ctx, cluster, &pod, "vm-a", "192.168.159.31", true).await?;
-        stop_all(&mut vms)?;
+        vm_reach(ctx, a, "vm-b (same node)", &vm_ips[1], true).await?;
+        vm_reach(ctx, a, "vm-c (other node)", &vm_ips[2], true).await?;
+        vm_reach(ctx, &mut rest[1], "mvt-pod (other node)", &pod_ip, true).await?;
+        expect_reach(ctx, cluster, &pod, "vm-a", &vm_ips[0], true).await?;
+        stop_all(vms)?;
         // Deleting the launcher pods gives the macvtaps back.
-        for v in &vms {
-            cluster
-                .delete_pod(&v.pod.namespace, &v.pod.name)
-                .await
-                .map_err(|e| e.to_string())?;
+        for v in vms.iter() {
+            cluster.delete_pod(&v.pod.namespace, &v.pod.name).await?;
         }
-        let r = cluster
-            .node_resources(&nodes[0])
-            .await
-            .map_err(|e| e.to_string())?;
-        ensure(r.allocated.get(DATAPLANE) == Some(&1), || {
-            format!(
-                "after deleting the VMs node {} has {:?} allocated",
-                nodes[0], r.allocated
-            )
-        })
-    }
-    .await;
-    let _ = stop_all(&mut vms);
-    outcome
+        allocated(cluster, &nodes[0], 1, "after deleting the VMs").await
+    })
+    .await
 }
 
-/// The seed's macvlan NAD on the netns cluster's uplink (as `seed/macvlan-test`).
+/// The seed's macvlan NAD on the cluster's lower device (as `seed/macvlan-test`).
 async fn apply_macvlan_nad(
     ctx: &Ctx,
-    cluster: &NetnsCluster,
+    cluster: &AnyCluster,
 ) -> Result<NetworkAttachmentDefinition, Failure> {
-    let mut n = nad(ctx, "seed/macvlan-nad.yaml")?;
-    let mut config: Value = serde_json::from_str(&n.spec.config).map_err(|e| e.to_string())?;
-    config["master"] = Value::from(cluster.topology().nodes[0].uplink.clone());
+    let mut n = fixture_nad(ctx, "seed/macvlan-nad.yaml")?;
+    let mut config: Value = serde_json::from_str(&n.spec.config)?;
+    config["master"] = Value::from(cluster.lower_device());
     config["cniVersion"] = Value::from("0.3.1");
     n.spec.config = config.to_string();
-    cluster
-        .apply(vec![Object::Nad(n.clone())])
-        .await
-        .map_err(|e| e.to_string())?;
+    cluster.apply(vec![Object::Nad(n.clone())]).await?;
     Ok(n)
 }
 
-async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let opts = vm_options(ctx)?;
     let nodes = cluster.nodes();
     let nads = vec![apply_macvlan_nad(ctx, cluster).await?];
     let pod = cluster
-        .create_pod(crate::objects::Pod::plain(
+        .create_pod(Pod::plain(
             "mvl-pod",
             &nodes[1],
             r#"[{"name": "macvlan-test", "ips": ["10.250.250.100/24"]}]"#,
         ))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let vm = vm_fixture(ctx, "seed/vm-macvlan-bridge.yaml", "vm-macvlan")?;
     let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &nads, &opts).await?;
-    let outcome = async {
+    then_stop(&mut vms, async |vms: &mut [RunningVm]| {
         let v = &mut vms[0];
-        let status = network_status(&v.pod)?;
-        let st = status
-            .iter()
-            .find(|s| s.name == "default/macvlan-test")
-            .ok_or_else(|| format!("no default/macvlan-test in {status:?}"))?;
+        let st = status_of(&v.pod, "default/macvlan-test")?;
         let ip = st
             .ips
             .first()
@@ -354,22 +345,20 @@ async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         ensure(addrs.contains(&format!("{ip}/")), || {
             format!("guest {dev} has {addrs}")
         })?;
-        first_pings(ctx, &mut vms, "10.250.250.100", "mvl-pod").await?;
-        super::legacy::expect_reach(ctx, cluster, &pod, "vm-macvlan", &ip, true).await?;
-        stop_all(&mut vms)
-    }
-    .await;
-    let _ = stop_all(&mut vms);
-    outcome
+        first_pings(ctx, vms, "10.250.250.100", "mvl-pod").await?;
+        expect_reach(ctx, cluster, &pod, "vm-macvlan", &ip, true).await?;
+        stop_all(vms)
+    })
+    .await
 }
 
-async fn masquerade_vm(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn masquerade_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let opts = vm_options(ctx)?;
     let nodes = cluster.nodes();
-    let topo = cluster.topology();
+    let topo = cluster.topology()?;
     // The node routes its pods to the fabric and hides them behind its uplink address.
-    let node_ns = cluster.node_netns(&nodes[0]).await.ok_or("no node")?;
-    std::fs::create_dir_all(&opts.work_dir).map_err(|e| e.to_string())?;
+    let node_ns = cluster.node_namespace(&nodes[0]).await?;
+    std::fs::create_dir_all(&opts.work_dir)?;
     crate::vm::binding::node_masquerade(
         &node_ns.path(),
         &topo.pod_subnet(0),
@@ -379,98 +368,64 @@ async fn masquerade_vm(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     .await?;
     let vm = vm_fixture(ctx, "seed/vmi-masquerade.yaml", "vmi-masquerade")?;
     let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &[], &opts).await?;
-    let outcome = async {
+    then_stop(&mut vms, async |vms: &mut [RunningVm]| {
         vms[0].configure(&[]).await?;
         let gateway = topo.fabric.gateway.to_string();
-        first_pings(ctx, &mut vms, &gateway, "fabric gateway").await?;
-        let v = &mut vms[0];
+        first_pings(ctx, vms, &gateway, "fabric gateway").await?;
         vm_reach(
             ctx,
-            v,
+            &mut vms[0],
             "the launcher pod's gateway",
             crate::vm::binding::MASQ_GATEWAY,
             true,
         )
         .await?;
-        stop_all(&mut vms)
-    }
-    .await;
-    let _ = stop_all(&mut vms);
-    outcome
+        stop_all(vms)
+    })
+    .await
 }
 
-async fn ovs_bridge_vm(ctx: Ctx) -> Outcome {
-    let cluster = ctx.netns_cluster_with(false, true).await?;
-    let outcome = async {
-        let opts = vm_options(&ctx)?;
-        let nodes = cluster.nodes();
-        let n = nad(&ctx, "seed/ovs-vlan-100-nad.yaml")?;
-        cluster
-            .apply(vec![Object::Nad(n.clone())])
-            .await
-            .map_err(|e| e.to_string())?;
-        let pod = cluster
-            .create_pod(crate::objects::Pod::plain(
-                "ovs-pod",
-                &nodes[1],
-                "ovs-vlan-100",
-            ))
-            .await
-            .map_err(|e| e.to_string())?;
-        crate::cluster::probe::add_addr(&cluster, &pod, "10.100.0.20/24", "net1").await?;
-        let vm = vm_fixture(&ctx, "seed/vm-ovs-vlan100.yaml", "vm-ovs")?;
-        let mut vms = boot_all(&cluster, vec![(vm, Some(nodes[0].clone()))], &[n], &opts).await?;
-        let inner = async {
-            let v = &mut vms[0];
-            let status = network_status(&v.pod)?;
-            let st = status
-                .iter()
-                .find(|s| s.name == "default/ovs-vlan-100")
-                .ok_or_else(|| format!("no default/ovs-vlan-100 in {status:?}"))?;
-            ensure(st.mac.as_deref() == Some(v.nics[0].mac.as_str()), || {
-                format!(
-                    "guest MAC {} is not the pod interface's {:?}",
-                    v.nics[0].mac, st.mac
-                )
-            })?;
-            ensure(v.nics[0].pod_mac != v.nics[0].mac, || {
-                "the pod interface kept the guest's MAC (KubeVirt gives it another)".into()
-            })?;
-            v.configure(&[(0, "10.100.0.10/24")]).await?;
-            first_pings(
-                &ctx,
-                &mut vms,
-                "10.100.0.20",
-                "ovs-pod (VLAN 100, other node)",
+async fn ovs_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    let opts = vm_options(ctx)?;
+    let nodes = cluster.nodes();
+    let nads = vec![fixture_nad(ctx, OVS_VLAN_100_NAD)?];
+    let pod = cluster
+        .create_pod(Pod::plain("ovs-pod", &nodes[1], "ovs-vlan-100"))
+        .await?;
+    add_addr(cluster, &pod, "10.100.0.20/24", "net1").await?;
+    let vm = vm_fixture(ctx, "seed/vm-ovs-vlan100.yaml", "vm-ovs")?;
+    let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &nads, &opts).await?;
+    then_stop(&mut vms, async |vms: &mut [RunningVm]| {
+        let v = &mut vms[0];
+        let st = status_of(&v.pod, "default/ovs-vlan-100")?;
+        ensure(st.mac.as_deref() == Some(v.nics[0].mac.as_str()), || {
+            format!(
+                "guest MAC {} is not the pod interface's {:?}",
+                v.nics[0].mac, st.mac
             )
-            .await?;
-            super::legacy::expect_reach(&ctx, &cluster, &pod, "vm-ovs", "10.100.0.10", true)
-                .await?;
-            stop_all(&mut vms)
-        }
-        .await;
-        let _ = stop_all(&mut vms);
-        inner
-    }
-    .await;
-    let outcome = match outcome {
-        Err(msg) => fail(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
-        ok => ok,
-    };
-    ctx.finish_cluster(cluster, outcome).await
+        })?;
+        ensure(v.nics[0].pod_mac != v.nics[0].mac, || {
+            "the pod interface kept the guest's MAC (KubeVirt gives it another)".into()
+        })?;
+        v.configure(&[(0, "10.100.0.10/24")]).await?;
+        first_pings(ctx, vms, "10.100.0.20", "ovs-pod (VLAN 100, other node)").await?;
+        expect_reach(ctx, cluster, &pod, "vm-ovs", "10.100.0.10", true).await?;
+        stop_all(vms)
+    })
+    .await
 }
 
-async fn boot_failure(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn boot_failure(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let mut opts = vm_options(ctx)?;
     opts.cmdline = format!("{} rdinit=/secnet-no-such-init", crate::vm::qemu::CMDLINE);
     opts.boot_timeout = Duration::from_secs(30);
-    let nads = vec![nad(ctx, "seed/macvtap-nad.yaml")?];
+    let nads = vec![fixture_nad(ctx, MACVTAP_NAD)?];
     let node = cluster.nodes()[0].clone();
     let vm = vm_fixture(ctx, "seed/vm-macvtap.yaml", "vm-broken")?;
-    let mut v = crate::vm::start(cluster, &vm, Some(&node), &nads, &opts).await?;
+    let mut v = crate::vm::start(cluster.vm_host()?, &vm, Some(&node), &nads, &opts).await?;
     let pid = v.qemu.pid();
     let err = match v.wait_ready(opts.boot_timeout).await {
-        Ok(_) => return Err("a guest without an init booted".into()),
+        Ok(_) => return fail("a guest without an init booted"),
         Err(e) => e,
     };
     ensure(
@@ -483,18 +438,6 @@ async fn boot_failure(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
             || format!("QEMU (pid {pid}) still runs after the failed boot"),
         )?;
     }
-    cluster
-        .delete_pod(&v.pod.namespace, &v.pod.name)
-        .await
-        .map_err(|e| e.to_string())?;
-    let r = cluster
-        .node_resources(&node)
-        .await
-        .map_err(|e| e.to_string())?;
-    ensure(r.allocated.get(DATAPLANE) == Some(&0), || {
-        format!(
-            "the failed VM's macvtap is still allocated: {:?}",
-            r.allocated
-        )
-    })
+    cluster.delete_pod(&v.pod.namespace, &v.pod.name).await?;
+    allocated(cluster, &node, 0, "after deleting the failed VM's pod").await
 }
