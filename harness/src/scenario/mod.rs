@@ -7,7 +7,6 @@ pub mod bad_input;
 pub mod faults;
 pub mod filter;
 pub mod kit;
-mod legacy;
 pub mod macvtap_cni;
 pub mod ovs;
 pub mod runner;

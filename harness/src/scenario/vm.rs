@@ -17,9 +17,6 @@ use crate::objects::{NetworkAttachmentDefinition, Object, Pod};
 use crate::vm::kubevirt::{Swagger, VirtualMachine, swagger_path};
 use crate::vm::{RunningVm, VmOptions, image};
 
-/// What every VM scenario needs: guests, and QEMU to run them.
-const VM: [Capability; 2] = [Capability::Vm, Capability::Program(crate::vm::qemu::QEMU)];
-
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario::on_cluster(
@@ -29,7 +26,7 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "macvtap", "reachability", "mac", "capacity"],
             |ctx, c| Box::pin(macvtap_vms(ctx, c)),
         )
-        .needs(&VM)
+        .needs(&[Capability::Vm])
         .deploy_macvtap_seed(),
         Scenario::on_cluster(
             "vm/bridge binding on macvlan-test: host-local address in the guest, reaches a pod",
@@ -38,7 +35,7 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "macvlan", "reachability", "mac", "ipam"],
             |ctx, c| Box::pin(macvlan_bridge_vm(ctx, c)),
         )
-        .needs(&VM),
+        .needs(&[Capability::Vm]),
         Scenario::on_cluster(
             "vm/masquerade on the pod network: the guest reaches the fabric gateway",
             "pod-network",
@@ -46,9 +43,8 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "reachability", "masquerade"],
             |ctx, c| Box::pin(masquerade_vm(ctx, c)),
         )
-        .needs(&VM)
-        // The node's NAT is set up in its namespace, by nft.
-        .needs(&[Capability::NodeAccess, Capability::Program("nft")]),
+        // The node's NAT is set up in its namespace.
+        .needs(&[Capability::Vm, Capability::NodeAccess]),
         Scenario::on_cluster(
             "vm/bridge binding on ovs-vlan-100: the guest reaches a VLAN 100 pod on the other node",
             "ovs",
@@ -56,8 +52,7 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "ovs", "reachability", "mac"],
             |ctx, c| Box::pin(ovs_bridge_vm(ctx, c)),
         )
-        .needs(&VM)
-        .needs(&[Capability::Ovs])
+        .needs(&[Capability::Vm, Capability::Ovs])
         .deploy(&[OVS_VLAN_100_NAD]),
         Scenario::on_cluster(
             "vm/guest that cannot boot: the failure carries the console, nothing left running",
@@ -66,7 +61,7 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "macvtap", "fault"],
             |ctx, c| Box::pin(boot_failure(ctx, c)),
         )
-        .needs(&VM)
+        .needs(&[Capability::Vm])
         .deploy_macvtap_seed(),
     ]
 }
