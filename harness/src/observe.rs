@@ -86,8 +86,18 @@ impl Recorder {
         });
     }
 
+    /// Records the cluster as seen now. A scenario that deletes its workloads to
+    /// check what they leave records it before; the runner's snapshot after the
+    /// assessment then keeps that richer picture unless it shows at least as much.
     pub fn topology(&self, topology: Topology) {
-        self.0.lock().expect("recorder").topology = Some(topology);
+        let mut obs = self.0.lock().expect("recorder");
+        let richer = obs
+            .topology
+            .as_ref()
+            .is_none_or(|t| topology.workloads.len() >= t.workloads.len());
+        if richer {
+            obs.topology = Some(topology);
+        }
     }
 
     pub fn phase(&self, name: &str, took: std::time::Duration) {

@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::{Ctx, Failure, Outcome, fail};
+use crate::cluster::any::AnyCluster;
 use crate::cluster::probe;
 use crate::cluster::{Cluster, PodView};
 use crate::multus::status::NetworkStatus;
@@ -213,3 +214,9 @@ pub fn lab_ovs(nl: &crate::lab::node::NodeLab, dir: &std::path::Path) -> Result<
 /// The one provider item here: the netns nodes' OVS daemons, which use nothing but
 /// `crate::lab` and belong there (a move left to the crate-seams work).
 pub use crate::cluster::netns::ovs::Ovs as LabOvs;
+
+/// Records the cluster for the report now, before the scenario deletes what it
+/// checks the removal of (the runner's snapshot comes after the assessment).
+pub async fn record_topology(ctx: &Ctx, cluster: &AnyCluster) {
+    ctx.observed.topology(cluster.snapshot().await);
+}

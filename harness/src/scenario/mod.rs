@@ -210,13 +210,9 @@ impl Ctx {
             .map_err(|e| Failure::caused("failed to set up the node lab", e))
     }
 
-    /// A netns cluster named after this run and scenario.
-    pub async fn netns_cluster(&self, dhcp: bool) -> Result<NetnsCluster, Failure> {
-        self.netns_cluster_with(dhcp, false).await
-    }
-
-    /// The same with userspace Open vSwitch on every node when `ovs`.
-    pub async fn netns_cluster_with(&self, dhcp: bool, ovs: bool) -> Result<NetnsCluster, Failure> {
+    /// A netns cluster named after this run and scenario; userspace Open vSwitch on
+    /// every node when `ovs`, dnsmasq on the LAN when `dhcp`.
+    pub async fn netns_cluster(&self, dhcp: bool, ovs: bool) -> Result<NetnsCluster, Failure> {
         let opts = netns::Options {
             run_id: format!("{}-{}", self.run_id, self.scope),
             topology: self.topology.clone(),
@@ -227,23 +223,6 @@ impl Ctx {
             ovs,
         };
         Ok(NetnsCluster::up(opts).await?)
-    }
-
-    /// Tears the cluster down, or keeps it after a failure with `--keep`.
-    pub async fn finish_cluster(&self, cluster: NetnsCluster, outcome: Outcome) -> Outcome {
-        runner::finish_netns(self, cluster, outcome).await
-    }
-
-    /// Ends a scenario on a real cluster: deletes what the scenario made (its scope
-    /// label) and waits until its pods are gone, or keeps it after a failure.
-    pub async fn finish_kube(&self, cluster: &KubeCluster, outcome: Outcome) -> Outcome {
-        runner::finish_kube(self, cluster, outcome).await
-    }
-
-    /// Ends a scenario: on failure with `keep`, the lab outlives the run and the
-    /// message says how to look inside.
-    pub fn finish(&self, lab: &mut Lab, outcome: Outcome) -> Outcome {
-        runner::finish_lab(self, lab, outcome)
     }
 }
 
@@ -260,8 +239,6 @@ pub enum Body {
     NodeLab(Box<LabAssess>),
     /// Nothing but the run's context (fixture and CLI checks).
     Plain(Box<dyn for<'a> Fn(&'a Ctx) -> Assess<'a> + Send + Sync>),
-    /// The body runs its own lifecycle (scenarios not yet moved onto the runner).
-    Owned(Box<dyn Fn(Ctx) -> Assess<'static> + Send + Sync>),
 }
 
 /// What the runner deploys on the scenario's cluster before the assessment.
@@ -377,34 +354,6 @@ impl Scenario {
             Vec::new(),
             Body::Plain(Box::new(assess)),
         )
-    }
-
-    /// A scenario whose body runs its own lifecycle, on the netns cluster only.
-    pub fn new<F, Fut>(
-        name: impl Into<String>,
-        backend: &'static str,
-        workload: &'static str,
-        labels: &[&'static str],
-        body: F,
-    ) -> Scenario
-    where
-        F: Fn(Ctx) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Outcome> + Send + 'static,
-    {
-        Self::with_body(
-            name,
-            backend,
-            workload,
-            labels,
-            vec![Capability::NodeAccess],
-            Body::Owned(Box::new(move |ctx| Box::pin(body(ctx)))),
-        )
-    }
-
-    /// Marks an owned-lifecycle scenario whose body uses only the `Cluster` contract.
-    pub fn portable(mut self) -> Scenario {
-        self.needs.retain(|c| *c != Capability::NodeAccess);
-        self
     }
 
     /// Adds capabilities the scenario needs.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use super::kit::{fixture_nad, ping, pod_link, pod_run, status_of};
+use super::kit::{fixture_nad, ping, pod_link, pod_run, record_topology, status_of};
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::any::AnyCluster;
 use crate::cluster::{Cluster, PodView};
@@ -132,6 +132,7 @@ fn node_names(cluster: &AnyCluster) -> Result<(String, String), Failure> {
 
 /// Deletes `pods` and checks that no pod's port is left on any node's bridge.
 async fn delete_and_check_ports(ctx: &Ctx, cluster: &AnyCluster, pods: &[PodView]) -> Outcome {
+    record_topology(ctx, cluster).await;
     for p in pods {
         cluster.delete_pod(&p.namespace, &p.name).await?;
     }

@@ -28,7 +28,6 @@ const SEED_NAD: &str = "seed/macvtap-nad.yaml";
 /// Runs `s` in `ctx` from set-up to teardown.
 pub async fn run(s: &Scenario, ctx: &Ctx) -> Outcome {
     match &s.body {
-        Body::Owned(body) => body(ctx.clone()).await,
         Body::Plain(body) => timed(ctx, "assess", body(ctx)).await,
         Body::NodeLab(body) => {
             let mut lab = timed(ctx, "lab up", async { ctx.node_lab() }).await?;
@@ -78,7 +77,7 @@ async fn cluster_for(s: &Scenario, ctx: &Ctx) -> Result<AnyCluster, Failure> {
         Target::Netns => {
             let dhcp = s.needs.contains(&Capability::Dhcp);
             let ovs = s.needs.contains(&Capability::Ovs);
-            let cluster = ctx.netns_cluster_with(dhcp, ovs).await?;
+            let cluster = ctx.netns_cluster(dhcp, ovs).await?;
             Ok(AnyCluster::Netns(Box::new(cluster)))
         }
         Target::Kube(run) => Ok(AnyCluster::Kube(Arc::new(run.scoped(&ctx.scope)))),

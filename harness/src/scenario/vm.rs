@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::kit::{
     DATAPLANE, add_addr, expect_reach, fixture, fixture_nad, fixture_pod, lan_host, named,
-    pod_link, status_of,
+    pod_link, record_topology, status_of,
 };
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::Cluster;
@@ -273,6 +273,7 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         vm_reach(ctx, a, "vm-c (other node)", &vm_ips[2], true).await?;
         vm_reach(ctx, &mut rest[1], "mvt-pod (other node)", &pod_ip, true).await?;
         expect_reach(ctx, cluster, &pod, "vm-a", &vm_ips[0], true).await?;
+        record_topology(ctx, cluster).await;
         stop_all(vms)?;
         // Deleting the launcher pods gives the macvtaps back.
         for v in vms.iter() {
