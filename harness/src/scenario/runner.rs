@@ -40,7 +40,12 @@ pub async fn run(s: &Scenario, ctx: &Ctx) -> Outcome {
             outcome
         }
         Body::Cluster(body) => {
-            let cluster = timed(ctx, "cluster up", cluster_for(s, ctx)).await?;
+            // A real cluster came up once for the run; here it is only scoped.
+            let cluster = if ctx.provider().is_local() {
+                timed(ctx, "cluster up", cluster_for(s, ctx)).await?
+            } else {
+                cluster_for(s, ctx).await?
+            };
             let outcome = async {
                 timed(ctx, "deploy", deploy(ctx, &cluster, &s.deploy)).await?;
                 let outcome = timed(ctx, "assess", body(ctx, &cluster)).await;
