@@ -37,7 +37,7 @@ pub struct KubeOptions {
     pub log_selectors: Vec<(String, String)>,
     /// Lines of log per container in errors and diagnostics.
     pub log_lines: i64,
-    /// The nodes' macvtap/macvlan lower device (`ens33` on kind, see clusters/).
+    /// The nodes' macvtap/macvlan lower device (`DEFAULT_LOWER_DEVICE` unless given).
     pub lower_device: String,
     /// `(namespace, label selector)` of the device plugin's pods (the macvtap
     /// component), for the restart fault.
@@ -53,7 +53,7 @@ impl Default for KubeOptions {
             pod_timeout: Duration::from_secs(120),
             log_selectors: Vec::new(),
             log_lines: 50,
-            lower_device: "ens33".into(),
+            lower_device: super::DEFAULT_LOWER_DEVICE.into(),
             device_plugin_pods: None,
             pod_image: "busybox:1.37".into(),
         }

@@ -6,79 +6,17 @@
 //! device (`ens33` by default, as in the seed: a bridge-mode macvlan on `eth0`;
 //! macvtaps made on it attach to `eth0` and reach the other nodes).
 //!
-//! Every command is built as data first (`Cmd`), so tests snapshot exactly what
-//! would run; `XshellRunner` runs them.
+//! Every command is built as data first (`Cmd`, see `command.rs`), so tests
+//! snapshot exactly what would run; `HostRunner` runs them.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use serde::Serialize;
 
+use super::command::{Cmd, CommandError, Runner};
 use super::{KubeCluster, KubeOptions};
 use crate::cluster::ClusterError;
-
-/// One command line: program and argument vector (never a shell string).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Cmd {
-    pub program: String,
-    pub args: Vec<String>,
-}
-
-impl Cmd {
-    pub fn new(program: &str, args: &[&str]) -> Self {
-        Cmd {
-            program: program.to_string(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-}
-
-impl fmt::Display for Cmd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.program)?;
-        for a in &self.args {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$\\;&|".contains(c)) {
-                write!(f, " '{}'", a.replace('\'', "'\\''"))?;
-            } else {
-                write!(f, " {a}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Runs commands; returns stdout, or an error message carrying stderr.
-pub trait Runner {
-    fn run(&self, cmd: &Cmd) -> Result<String, String>;
-}
-
-/// The real runner (blocking: call from `spawn_blocking` in async code).
-pub struct XshellRunner;
-
-impl Runner for XshellRunner {
-    fn run(&self, cmd: &Cmd) -> Result<String, String> {
-        // Through secnet's one command runner: both pipes read as it runs, its
-        // process group killed on timeout (`kind create cluster` pulls images).
-        let out = crate::lab::command::Cmd::new(&cmd.program)
-            .args(&cmd.args)
-            .timeout(std::time::Duration::from_secs(20 * 60))
-            .output()
-            .map_err(|e| format!("{cmd}: {e}"))?;
-        let stdout = out.stdout_text();
-        if out.success() {
-            Ok(stdout)
-        } else {
-            Err(format!(
-                "{cmd}: {}\n{}{}",
-                out.status,
-                stdout,
-                out.stderr_text()
-            ))
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct KindOptions {
@@ -113,7 +51,7 @@ impl KindOptions {
             kind_bin: "kind".into(),
             engine: "docker".into(),
             node_image: None,
-            lower_device: "ens33".into(),
+            lower_device: super::DEFAULT_LOWER_DEVICE.into(),
             logs_dir: PathBuf::from(format!("reports/kind-logs-{run}")),
             reuse: None,
         }
@@ -228,7 +166,7 @@ impl<R: Runner> Kind<R> {
         }
     }
 
-    fn prepare(&self) -> Result<String, String> {
+    fn prepare(&self) -> Result<String, CommandError> {
         let nodes = self.runner.run(&self.nodes_cmd())?;
         for node in nodes.lines().map(str::trim).filter(|l| !l.is_empty()) {
             for cmd in self.lower_device_cmds(node) {

@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod cluster;
+pub mod command;
 pub mod components;
 pub mod existing;
 pub mod kind;
@@ -24,5 +25,10 @@ pub use cluster::{KubeCluster, KubeOptions, Teardown};
 
 /// The label every object of a run carries: teardown deletes by it, nothing else.
 pub const RUN_LABEL: &str = "secnet.run";
+/// The nodes' macvtap/macvlan lower device when neither `--lower-device` nor an
+/// inventory names one: the seed lab's uplink. Every real-cluster option struct
+/// (`RealOptions`, `KubeOptions`, `KindOptions`, `ComponentOptions`) defaults to it;
+/// a run passes its own value down to all of them.
+pub const DEFAULT_LOWER_DEVICE: &str = "ens33";
 /// The server-side apply field manager.
 pub const FIELD_MANAGER: &str = "secnet";

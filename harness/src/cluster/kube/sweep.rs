@@ -19,8 +19,8 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
 
 use super::apply::{self, Placement};
 use super::cluster::{api_err, is_not_found};
+use super::command::{Cmd, HostRunner, Runner};
 use super::existing::{self, ExistingOptions};
-use super::kind::{Cmd, Runner, XshellRunner};
 use super::{RUN_LABEL, Teardown};
 use crate::cluster::ClusterError;
 
@@ -194,13 +194,24 @@ pub fn sweep_kind<R: Runner + ?Sized>(runner: &R, kind_bin: &str, run: Option<&s
     report
 }
 
+/// `kind` is not installed, so its clusters cannot be listed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{kind_bin} not found on PATH; install kind or use --cluster existing --context kind-secnet-{}",
+    run.as_deref().unwrap_or("<run>")
+)]
+pub struct NoKind {
+    pub kind_bin: String,
+    pub run: Option<String>,
+}
+
 /// `secnet clean --cluster kind`: `kind_bin` (`kind`) must be on PATH.
-pub fn clean_kind(kind_bin: &str, run: Option<&str>) -> Result<Teardown, String> {
+pub fn clean_kind(kind_bin: &str, run: Option<&str>) -> Result<Teardown, NoKind> {
     if crate::prereq::find_program(kind_bin).is_none() {
-        return Err(format!(
-            "kind not found on PATH; install kind or use --cluster existing --context kind-secnet-{}",
-            run.unwrap_or("<run>")
-        ));
+        return Err(NoKind {
+            kind_bin: kind_bin.to_string(),
+            run: run.map(str::to_string),
+        });
     }
-    Ok(sweep_kind(&XshellRunner, kind_bin, run))
+    Ok(sweep_kind(&HostRunner, kind_bin, run))
 }
