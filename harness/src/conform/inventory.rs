@@ -20,7 +20,7 @@ pub enum InventoryError {
     #[error("inventory {file}: {source}")]
     Yaml {
         file: String,
-        source: serde_saphyr::Error,
+        source: Box<serde_saphyr::Error>,
     },
     #[error("inventory {file}: field {field}: {source}")]
     Field {
@@ -69,7 +69,7 @@ impl Inventory {
         let value: serde_json::Value =
             serde_saphyr::from_str(text).map_err(|source| InventoryError::Yaml {
                 file: file.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         let inv: Inventory =
             serde_path_to_error::deserialize(value).map_err(|e| InventoryError::Field {
@@ -166,6 +166,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("field nodes"), "{err}");
+        let err = Inventory::parse("lowerDevice: \"\"\n", "inv.yaml").unwrap_err();
+        assert!(
+            matches!(&err, InventoryError::EmptyLowerDevice { file } if file == "inv.yaml"),
+            "{err}"
+        );
     }
 
     #[test]

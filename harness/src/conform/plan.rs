@@ -31,7 +31,7 @@ pub enum PlanError {
     #[error("{}: {source}", path.display())]
     KindConfig {
         path: PathBuf,
-        source: serde_saphyr::Error,
+        source: Box<serde_saphyr::Error>,
     },
     #[error(transparent)]
     Component(#[from] ComponentError),
@@ -132,7 +132,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
             let nodes = kind_node_names(&config, &k.cluster_name()).map_err(|source| {
                 PlanError::KindConfig {
                     path: k.opts.config.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
             match &k.opts.reuse {

@@ -122,7 +122,7 @@ pub enum ComponentError {
     Yaml {
         set: Component,
         file: String,
-        source: serde_saphyr::Error,
+        source: Box<serde_saphyr::Error>,
     },
     #[error("component {set}: {file}, document {doc}: needs apiVersion and kind")]
     NotAnObject {
@@ -390,7 +390,7 @@ pub fn render(
             serde_saphyr::from_multiple(&text).map_err(|source| ComponentError::Yaml {
                 set: set.name,
                 file: label.clone(),
-                source,
+                source: Box::new(source),
             })?;
         for (i, doc) in parsed.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
             let has = |k: &str| doc.get(k).and_then(Value::as_str).is_some();
