@@ -24,6 +24,13 @@ pub struct CompareArgs {
     reference_bin_dir: PathBuf,
 }
 
+#[cfg(test)]
+impl CompareArgs {
+    pub fn sides(self) -> Sides {
+        self.sides
+    }
+}
+
 pub fn run(args: CompareArgs) -> ExitCode {
     let (a, b) = match args.sides.resolve() {
         Ok(ab) => ab,

@@ -118,6 +118,13 @@ struct RealArgs {
     timeout: u64,
 }
 
+#[cfg(test)]
+impl ConformArgs {
+    pub fn components(&self) -> Vec<Component> {
+        self.real.components.clone()
+    }
+}
+
 impl RealArgs {
     /// The real-cluster options: these flags, then what an `--inventory` fills in.
     fn options(self, dry_run: bool) -> Result<RealOptions, InventoryError> {

@@ -185,3 +185,56 @@ impl Sides {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn components_keep_their_spellings_and_default() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["secnet", "conform"].iter().chain(args))?;
+            let Cmd::Conform(c) = cli.command else {
+                unreachable!("parsed as conform")
+            };
+            Ok::<_, clap::Error>(c.components())
+        };
+        use secnet::cluster::kube::components::Component::*;
+        assert_eq!(parse(&[]).unwrap(), [Multus, Macvtap]);
+        assert_eq!(
+            parse(&["--components", "cnao,ovs-cni,kubevirt,macvtap,multus"]).unwrap(),
+            [Cnao, OvsCni, Kubevirt, Macvtap, Multus]
+        );
+        let err = parse(&["--components", "multus,calico"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(err.to_string().contains("ovs-cni"), "{err}");
+    }
+
+    #[test]
+    fn side_errors_name_the_side_flags() {
+        let cli = Cli::try_parse_from(["secnet", "compare", "--b-bin-dir", "/nonexistent"]);
+        let Cmd::Compare(c) = cli.unwrap().command else {
+            unreachable!("parsed as compare")
+        };
+        let err = c.sides().resolve().unwrap_err().to_string();
+        assert!(err.starts_with("--b-bin-dir /nonexistent: "), "{err}");
+    }
+
+    #[test]
+    fn a_bad_focus_regex_is_named() {
+        let err = Cli::try_parse_from(["secnet", "conform", "--focus", "("])
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("--focus \"(\" is not a regex"),
+            "{err}"
+        );
+    }
+}

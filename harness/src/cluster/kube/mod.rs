@@ -1,7 +1,9 @@
 //! Real-cluster providers: `KubeCluster` implements the `Cluster` contract against a
 //! Kubernetes API server (`kube::Client`); `existing` connects to a kubeconfig's
 //! cluster, `kind` brings one up with kind. `components` are the pinned component
-//! sets (multus, macvtap, ovs-cni, KubeVirt, CNAO) applied onto them.
+//! sets (multus, macvtap, ovs-cni, KubeVirt, CNAO) applied onto them; `command` runs
+//! the programs both need (kind, the container engine, curl); `sweep` is
+//! `secnet clean` for real clusters.
 //!
 //! Built to the upstream APIs and tested against a mocked API server and snapshots
 //! (no cluster on the development machines): see the README's "What is exercised where".
