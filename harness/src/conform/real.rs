@@ -34,6 +34,10 @@ pub enum RealError {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Component(#[from] ComponentError),
+    #[error(transparent)]
+    Kind(#[from] kind::KindError),
+    #[error(transparent)]
+    Existing(#[from] existing::ExistingError),
     #[error("the thread running kind failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error(

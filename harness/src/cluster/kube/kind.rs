@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 
 use super::command::{Cmd, CommandError, Runner};
@@ -63,11 +63,26 @@ pub struct Kind<R: Runner> {
     pub runner: R,
 }
 
-fn up_err(message: String) -> ClusterError {
-    ClusterError::Up {
-        provider: "kind".into(),
-        message,
-    }
+/// Why the kind cluster could not be brought up or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum KindError {
+    #[error("kind create cluster failed: {0}")]
+    Create(#[source] CommandError),
+    /// Preparing the nodes or loading the images failed; `notes` are what taking
+    /// the cluster down again said.
+    #[error("failed to prepare the kind cluster: {source}{}", notes_suffix(notes))]
+    Prepare {
+        source: CommandError,
+        notes: Vec<String>,
+    },
+    #[error("kind gave an unreadable kubeconfig: {0}")]
+    Kubeconfig(#[source] KubeconfigError),
+    #[error("kind's kubeconfig has no usable cluster: {0}")]
+    Config(#[source] KubeconfigError),
+    #[error("failed to build a client for the kind cluster: {0}")]
+    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Connect(#[from] ClusterError),
 }
 
 impl<R: Runner> Kind<R> {
@@ -151,19 +166,16 @@ impl<R: Runner> Kind<R> {
     /// Creates the cluster, prepares the nodes, loads the images; returns the
     /// kubeconfig (YAML). On failure the logs are exported and the cluster deleted
     /// (unless `keep`).
-    pub fn up(&self) -> Result<String, ClusterError> {
+    pub fn up(&self) -> Result<String, KindError> {
         if self.opts.reuse.is_none() {
             self.runner
                 .run(&self.create_cmd())
-                .map_err(|e| up_err(format!("kind create cluster failed: {e}")))?;
+                .map_err(KindError::Create)?;
         }
-        match self.prepare() {
-            Ok(kubeconfig) => Ok(kubeconfig),
-            Err(e) => {
-                let notes = self.down(true);
-                Err(up_err(format!("{e}{}", notes_suffix(&notes))))
-            }
-        }
+        self.prepare().map_err(|source| KindError::Prepare {
+            source,
+            notes: self.down(true),
+        })
     }
 
     fn prepare(&self) -> Result<String, CommandError> {
@@ -223,12 +235,11 @@ pub async fn connect(
     kubeconfig_yaml: &str,
     run: &str,
     kopts: KubeOptions,
-) -> Result<KubeCluster, ClusterError> {
-    let kc = Kubeconfig::from_yaml(kubeconfig_yaml)
-        .map_err(|e| up_err(format!("kind gave an unreadable kubeconfig: {e}")))?;
+) -> Result<KubeCluster, KindError> {
+    let kc = Kubeconfig::from_yaml(kubeconfig_yaml).map_err(KindError::Kubeconfig)?;
     let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .map_err(|e| up_err(format!("kubeconfig: {e}")))?;
-    let client = Client::try_from(cfg).map_err(|e| up_err(format!("client: {e}")))?;
-    KubeCluster::connect(client, "kind", run, kopts).await
+        .map_err(KindError::Config)?;
+    let client = Client::try_from(cfg).map_err(KindError::Client)?;
+    Ok(KubeCluster::connect(client, "kind", run, kopts).await?)
 }

@@ -20,9 +20,8 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
 use super::apply::{self, Placement};
 use super::cluster::{api_err, is_not_found};
 use super::command::{Cmd, HostRunner, Runner};
-use super::existing::{self, ExistingOptions};
+use super::existing::{self, ExistingError, ExistingOptions};
 use super::{RUN_LABEL, Teardown};
-use crate::cluster::ClusterError;
 
 /// Whether `id` looks like a secnet run id: `sn` + 6 hex digits.
 pub fn is_run_id(id: &str) -> bool {
@@ -142,17 +141,13 @@ pub async fn sweep_runs(client: &Client, run: Option<&str>) -> Swept {
 pub async fn clean_existing(
     opts: &ExistingOptions,
     run: Option<&str>,
-) -> Result<Swept, ClusterError> {
-    let up = |message: String| ClusterError::Up {
-        provider: "existing".into(),
-        message,
-    };
+) -> Result<Swept, ExistingError> {
     let cfg = existing::config(opts).await?;
-    let client = Client::try_from(cfg).map_err(|e| up(format!("failed to build a client: {e}")))?;
+    let client = Client::try_from(cfg).map_err(ExistingError::Client)?;
     client
         .apiserver_version()
         .await
-        .map_err(|e| up(format!("failed to reach the API server: {}", api_err(e))))?;
+        .map_err(ExistingError::Unreachable)?;
     Ok(sweep_runs(&client, run).await)
 }
 
