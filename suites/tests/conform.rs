@@ -668,6 +668,68 @@ fn kind_dry_run_prints_the_whole_plan_without_docker_or_root() {
 }
 
 #[test]
+fn kind_runs_every_scenario_whose_capabilities_it_offers() {
+    let out = secnet(&["conform", "--cluster", "kind", "--list", "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("--output json is JSON");
+    let rows = rows.as_array().unwrap();
+    let runnable: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["runnable"] == true)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    // Eight were portable when scenarios named their provider; written against
+    // capabilities, more run on a real cluster.
+    assert!(runnable.len() > 8, "{runnable:?}");
+    for r in rows {
+        let needs = r["needs"].as_array().unwrap();
+        if r["runnable"] == true {
+            assert!(
+                needs.iter().all(|n| n == "DevicePluginRestart"),
+                "{}: {needs:?}",
+                r["name"]
+            );
+        } else {
+            assert!(
+                !needs.is_empty(),
+                "{} is skipped but needs nothing",
+                r["name"]
+            );
+        }
+    }
+    // The plan names the capability a skipped scenario lacks.
+    let out = secnet(&[
+        "conform",
+        "--cluster",
+        "kind",
+        "--dry-run",
+        "--label",
+        "ovs",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("skip  ovs/VLAN 100")
+            && plan.contains("needs Ovs: Open vSwitch on the nodes"),
+        "{plan}"
+    );
+    let table = secnet(&["conform", "--cluster", "kind", "--list"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("runnable on the kind cluster") && text.contains("NEEDS"),
+        "{text}"
+    );
+}
+
+#[test]
 fn help_has_examples() {
     let out = secnet(&["conform", "--help"]);
     let text = String::from_utf8_lossy(&out.stdout);

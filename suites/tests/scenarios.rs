@@ -1,40 +1,32 @@
 //! One nextest test per `secnet conform` scenario: the same code, run alone, on the
 //! bundled implementations and the built-in netns topology.
 
+use secnet::cluster::capability::{Capability, package_of};
 use secnet::conform::{Options, run_one};
 
 async fn scenario(name: &str) {
     if !secnet::prereq::require_root(name) {
         return;
     }
-    for (program, package) in [
-        ("dnsmasq", "dnsmasq-base"),
-        ("busybox", "busybox-static"),
-        ("/usr/lib/cni/bridge", "containernetworking-plugins"),
-    ] {
-        if !secnet::prereq::require_program(name, program, package) {
+    // What every netns cluster uses, then what this scenario declares it needs.
+    let s = secnet::scenario::all()
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no scenario named {name:?}"));
+    let mut programs = vec!["ip", "ping", "/usr/lib/cni/bridge"];
+    for cap in &s.needs {
+        match cap {
+            Capability::Program(p) => programs.push(p),
+            other => programs.extend(other.programs()),
+        }
+    }
+    for program in programs {
+        if !secnet::prereq::require_program(name, program, package_of(program)) {
             return;
         }
     }
-    if name.starts_with("vm/")
-        && (!secnet::prereq::require_program(name, "qemu-system-x86_64", "qemu-system-x86")
-            || !secnet::prereq::require_program(name, "nft", "nftables"))
-    {
-        return;
-    }
-    if name.starts_with("ovs/") || name.contains("ovs-vlan") || name.starts_with("security/ovs") {
-        for (program, package) in [
-            ("ovsdb-server", "openvswitch-switch"),
-            ("ovs-vswitchd", "openvswitch-switch"),
-            ("tcpdump", "tcpdump"),
-        ] {
-            if !secnet::prereq::require_program(name, program, package) {
-                return;
-            }
-        }
-    }
-    if let Err(message) = run_one(&Options::bundled(), name).await {
-        panic!("{name}: {message}");
+    if let Err(failure) = run_one(&Options::bundled(), name).await {
+        panic!("{name}: {failure}");
     }
 }
 

@@ -44,6 +44,11 @@ pub struct ConformArgs {
     /// Stop after the first failed scenario; the rest are reported as skipped.
     #[arg(long)]
     fail_fast: bool,
+    /// Scenarios run at once, each in its own netns cluster [default: the number
+    /// of cores]; --jobs 1 runs them one after the other. Real clusters run one at
+    /// a time (the scenarios share the nodes' capacity).
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
     /// Keep the namespaces of failed scenarios and print how to enter them.
     #[arg(long)]
     keep: bool,
@@ -180,6 +185,7 @@ fn options(args: ConformArgs) -> Result<secnet::conform::Options, Box<dyn std::e
         topology,
         fixtures_dir: args.fixtures.unwrap_or_else(secnet::bins::fixtures_dir),
         fail_fast: args.fail_fast,
+        jobs: args.jobs.unwrap_or(0),
         keep: args.keep,
         real,
         ..secnet::conform::Options::bundled()

@@ -1,13 +1,20 @@
 //! `AnyCluster`: one of the providers behind the `Cluster` contract, so that a
-//! portable scenario is written once and runs on the netns cluster here and on kind
-//! or an existing cluster elsewhere. Node-level checks (the node's own links and
-//! addresses) exist only where secnet owns the nodes: `netns()` says when.
+//! scenario is written once and runs on every provider that offers what it needs.
+//! Beyond the contract, the abilities a scenario may need (node access, faults,
+//! OVS, DHCP) are methods here, each gated by its `Capability`: a provider that
+//! lacks one answers `ClusterError::Unsupported` (the runner skips such scenarios
+//! before they start, so this is a safety net).
 
 use std::sync::Arc;
 
+use serde_json::Value;
+
+use super::capability::{Capability, Provider};
 use super::kube::KubeCluster;
 use super::netns::NetnsCluster;
+use super::netns::topology::Topology;
 use super::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
+use crate::lab::Ns;
 use crate::objects::{Object, Pod};
 
 pub enum AnyCluster {
@@ -16,16 +23,28 @@ pub enum AnyCluster {
 }
 
 impl AnyCluster {
-    /// The netns cluster, for node-level checks a real cluster cannot offer.
-    pub fn netns(&self) -> Option<&NetnsCluster> {
+    pub fn provider_kind(&self) -> Provider {
         match self {
-            AnyCluster::Netns(c) => Some(c.as_ref()),
-            AnyCluster::Kube(_) => None,
+            AnyCluster::Netns(_) => Provider::Netns,
+            AnyCluster::Kube(c) => Provider::parse(c.provider()).unwrap_or(Provider::Existing),
         }
     }
-}
 
-impl AnyCluster {
+    /// Whether this cluster offers `cap` (for optional, extra checks).
+    pub fn offers(&self, cap: Capability) -> bool {
+        self.provider_kind().offers(cap)
+    }
+
+    fn netns_for(&self, cap: Capability) -> Result<&NetnsCluster, ClusterError> {
+        match self {
+            AnyCluster::Netns(c) => Ok(c),
+            AnyCluster::Kube(c) => Err(ClusterError::Unsupported {
+                provider: c.provider().to_string(),
+                capability: cap,
+            }),
+        }
+    }
+
     /// The nodes' lower device (macvtap/macvlan master).
     pub fn lower_device(&self) -> String {
         match self {
@@ -34,21 +53,181 @@ impl AnyCluster {
         }
     }
 
+    /// The cluster's topology (nodes, uplinks, addresses, the LAN's gateway), where
+    /// secnet made the nodes (NodeAccess).
+    pub fn topology(&self) -> Result<&Topology, ClusterError> {
+        Ok(self.netns_for(Capability::NodeAccess)?.topology())
+    }
+
+    /// What the report draws: nodes, pods and their interfaces.
+    pub async fn snapshot(&self) -> crate::observe::Topology {
+        match self {
+            AnyCluster::Netns(c) => c.snapshot().await,
+            AnyCluster::Kube(c) => c.snapshot().await,
+        }
+    }
+
+    /// A node's network namespace, to run node-side programs in (NodeAccess).
+    pub async fn node_namespace(&self, node: &str) -> Result<Ns, ClusterError> {
+        self.netns_for(Capability::NodeAccess)?
+            .node_netns(node)
+            .await
+            .ok_or_else(|| ClusterError::NoSuchNode(node.to_string()))
+    }
+
+    /// A pod's network namespace as the node sees it (NodeAccess).
+    pub async fn pod_namespace(&self, pod: &PodView) -> Result<Ns, ClusterError> {
+        self.netns_for(Capability::NodeAccess)?
+            .pod_netns(&pod.namespace, &pod.name)
+            .await
+            .ok_or_else(|| ClusterError::NoSuchPod(format!("{}/{}", pod.namespace, pod.name)))
+    }
+
+    /// Runs `ip <args>` on `node` and returns its stdout (NodeAccess).
+    pub async fn node_ip(&self, node: &str, args: &[&str]) -> Result<String, ClusterError> {
+        let netns = self.netns_for(Capability::NodeAccess)?;
+        let ns = self.node_namespace(node).await?;
+        netns
+            .ip(&ns, args)
+            .await
+            .map_err(|e| node_error(node, "ip", e))
+    }
+
+    /// `ip -j -d link show <name>` on `node`, the one link's JSON (NodeAccess).
+    pub async fn node_link(&self, node: &str, name: &str) -> Result<Value, ClusterError> {
+        let out = self
+            .node_ip(node, &["-j", "-d", "link", "show", name])
+            .await?;
+        let v: Value = serde_json::from_str(&out).map_err(|e| node_error(node, "ip -j link", e))?;
+        v.get(0)
+            .cloned()
+            .ok_or_else(|| node_error(node, "ip -j link", format!("no link {name}")))
+    }
+
+    /// Runs `ip <args>` in a namespace of this cluster (NodeAccess).
+    pub async fn ns_ip(&self, ns: &Ns, args: &[&str]) -> Result<String, ClusterError> {
+        self.netns_for(Capability::NodeAccess)?
+            .ip(ns, args)
+            .await
+            .map_err(|e| node_error(&ns.name, "ip", e))
+    }
+
+    /// An extra namespace on the cluster's LAN side, removed with the cluster (Dhcp:
+    /// the seed's manual macvlan lab).
+    pub async fn extra_namespace(&self, name: &str) -> Result<Ns, ClusterError> {
+        self.netns_for(Capability::Dhcp)?
+            .extra_netns(name)
+            .await
+            .map_err(|e| node_error(name, "creating a namespace", e))
+    }
+
+    /// The ports of OVS bridge `bridge` on `node` (Ovs).
+    pub async fn ovs_ports(&self, node: &str, bridge: &str) -> Result<Vec<String>, ClusterError> {
+        self.netns_for(Capability::Ovs)?
+            .ovs_ports(node, bridge)
+            .await
+            .map_err(|e| node_error(node, "ovs-vsctl list-ports", e))
+    }
+
+    /// Why the device plugin did not come up, if it did not (DevicePluginConfig).
+    pub async fn device_plugin_failure(&self) -> Result<Option<String>, ClusterError> {
+        Ok(self
+            .netns_for(Capability::DevicePluginConfig)?
+            .device_plugin_failure()
+            .await)
+    }
+
+    /// Restarts the kubelet's device manager on `node` (NodeFaults).
+    pub async fn restart_kubelet(&self, node: &str) -> Result<(), ClusterError> {
+        self.netns_for(Capability::NodeFaults)?
+            .restart_kubelet(node)
+            .await
+            .map_err(|e| node_error(node, "restarting the kubelet", e))
+    }
+
+    /// Takes `node`'s uplink away (deleted) (NodeFaults).
+    pub async fn unplug_uplink(&self, node: &str) -> Result<(), ClusterError> {
+        self.netns_for(Capability::NodeFaults)?
+            .unplug_uplink(node)
+            .await
+            .map_err(|e| node_error(node, "unplugging the uplink", e))
+    }
+
+    /// Gives `node` its uplink back (NodeFaults).
+    pub async fn plug_uplink(&self, node: &str) -> Result<(), ClusterError> {
+        self.netns_for(Capability::NodeFaults)?
+            .plug_uplink(node)
+            .await
+            .map_err(|e| node_error(node, "plugging the uplink", e))
+    }
+
+    /// Deletes a pod's network namespace behind the runtime's back (NodeFaults).
+    pub async fn lose_pod_netns(&self, pod: &PodView) -> Result<(), ClusterError> {
+        self.netns_for(Capability::NodeFaults)?
+            .lose_pod_netns(&pod.namespace, &pod.name)
+            .await
+            .map_err(|e| node_error(&pod.node, "deleting the pod's netns", e))
+    }
+
     /// Kills the device plugin on `node` and has it back: on the netns cluster a
     /// SIGKILL and a restart with the same environment (waiting until `resource` is
     /// registered again); on a real cluster its pod deleted with no grace period and
-    /// the DaemonSet's new one Running.
-    pub async fn restart_device_plugin(&self, node: &str, resource: &str) -> Result<(), String> {
+    /// the DaemonSet's new one Running (DevicePluginRestart).
+    pub async fn restart_device_plugin(
+        &self,
+        node: &str,
+        resource: &str,
+    ) -> Result<(), ClusterError> {
         match self {
             AnyCluster::Netns(c) => {
-                c.kill_device_plugin(node).await?;
-                c.start_device_plugin_again(node, resource).await
+                c.kill_device_plugin(node)
+                    .await
+                    .map_err(|e| node_error(node, "killing the device plugin", e))?;
+                c.start_device_plugin_again(node, resource)
+                    .await
+                    .map_err(|e| node_error(node, "starting the device plugin", e))
             }
-            AnyCluster::Kube(c) => c
-                .restart_device_plugin(node)
-                .await
-                .map_err(|e| e.to_string()),
+            AnyCluster::Kube(c) => c.restart_device_plugin(node).await,
         }
+    }
+
+    /// The netns cluster itself, for the provider's own abilities that have no
+    /// portable form yet (VMs run as QEMU guests in its launcher pods) (Vm).
+    pub fn vm_host(&self) -> Result<&NetnsCluster, ClusterError> {
+        self.netns_for(Capability::Vm)
+    }
+
+    /// The addresses host-local has leased on `node`'s pod network (eth0), read
+    /// from the node's CNI state (NodeAccess).
+    pub fn pod_network_leases(&self, node: &str) -> Result<Vec<String>, ClusterError> {
+        let dir = self
+            .netns_for(Capability::NodeAccess)?
+            .run_dir
+            .join("nodes")
+            .join(node)
+            .join("cni/networks")
+            .join(super::netns::pod::POD_NETWORK);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // No lease was ever taken on this node.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(node_error(node, &format!("reading {}", dir.display()), e)),
+        };
+        // host-local keeps one file per leased address, named by it, next to its
+        // `lock` and `last_reserved_ip.*` files.
+        Ok(entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.parse::<std::net::IpAddr>().is_ok())
+            .collect())
+    }
+}
+
+fn node_error(node: &str, what: &str, e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Node {
+        node: node.to_string(),
+        what: what.to_string(),
+        message: e.to_string(),
     }
 }
 

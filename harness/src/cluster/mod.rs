@@ -3,6 +3,7 @@
 //! trait against a real API server.
 
 pub mod any;
+pub mod capability;
 pub mod kube;
 pub mod netns;
 pub mod probe;
@@ -43,6 +44,18 @@ pub enum ClusterError {
     },
     #[error("node {0} does not exist")]
     NoSuchNode(String),
+    /// A provider asked for what it does not offer (the runner should have skipped).
+    #[error("the {provider} cluster does not offer {capability}: {}", capability.hint())]
+    Unsupported {
+        provider: String,
+        capability: capability::Capability,
+    },
+    #[error("on node {node}: {what} failed: {message}")]
+    Node {
+        node: String,
+        what: String,
+        message: String,
+    },
     #[error("timed out after {seconds} s waiting for {what}; last state: {state}")]
     Timeout {
         what: String,
@@ -114,22 +127,21 @@ pub async fn wait_allocatable<C: Cluster>(
     resource: &str,
     allocatable: u64,
     timeout: std::time::Duration,
-) -> Result<(), String> {
+) -> Result<(), ClusterError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pause = std::time::Duration::from_millis(10);
     loop {
-        let resources = cluster
-            .node_resources(node)
-            .await
-            .map_err(|e| e.to_string())?;
+        let resources = cluster.node_resources(node).await?;
         let seen = resources.allocatable.get(resource).copied();
         if seen == Some(allocatable) {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "node {node}: {resource} allocatable is {seen:?}, waited {timeout:?} for {allocatable}"
-            ));
+            return Err(ClusterError::Timeout {
+                what: format!("node {node}'s {resource} allocatable to be {allocatable}"),
+                seconds: timeout.as_secs(),
+                state: format!("allocatable {seen:?}"),
+            });
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(250));

@@ -132,7 +132,7 @@ pub async fn run(a: &Options, b: &Options) -> Result<Comparison, ConformError> {
         ));
     }
     let all = scenario::all();
-    let selected = conform::select(a, &all)?;
+    let selected = conform::select(a, all)?;
     conform::preflight(a)?;
     conform::preflight(b)?;
     let run_id = crate::lab::new_run_id();
@@ -151,7 +151,7 @@ pub async fn run(a: &Options, b: &Options) -> Result<Comparison, ConformError> {
                 tag: format!("{:>2}/{total} {side}", i + 1),
                 scope: format!("{}{}", side.to_lowercase(), i + 1),
             };
-            sides.push(conform::run_scenario(&run_id, ctx, s, &at, &mut None).await?);
+            sides.push(conform::run_scenario(&run_id, ctx, s, &at).await?);
         }
         let b_side = sides.pop().expect("two sides");
         let a_side = sides.pop().expect("two sides");

@@ -34,6 +34,9 @@ pub struct Options {
     pub focus: Option<regex::Regex>,
     /// Stop after the first failed scenario; the rest are reported skipped.
     pub fail_fast: bool,
+    /// Scenarios run at once (each in its own cluster on netns); 0: one per core.
+    /// Real clusters run one at a time (the scenarios share its nodes' capacity).
+    pub jobs: usize,
     pub keep: bool,
     /// What `--cluster kind|existing` needs.
     pub real: real::RealOptions,
@@ -72,6 +75,22 @@ pub enum ConformError {
 }
 
 impl Options {
+    /// The provider `--cluster` names (unknown names are refused by `preflight`).
+    pub fn provider(&self) -> scenario::Provider {
+        scenario::Provider::parse(&self.cluster).unwrap_or_default()
+    }
+
+    /// How many scenarios run at once.
+    pub fn effective_jobs(&self) -> usize {
+        if !self.provider().is_local() {
+            return 1;
+        }
+        match self.jobs {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// The bundled implementations on the built-in default topology: what
     /// `secnet conform` runs with no arguments.
     pub fn bundled() -> Options {
@@ -88,6 +107,7 @@ impl Options {
             label_filter: None,
             focus: None,
             fail_fast: false,
+            jobs: 0,
             keep: false,
             real: real::RealOptions::default(),
         }
@@ -95,22 +115,51 @@ impl Options {
 }
 
 /// Runs the one scenario called `name` (what a nextest suite test does).
-pub async fn run_one(opts: &Options, name: &str) -> Result<(), String> {
-    preflight(opts).map_err(|e| e.to_string())?;
-    let all = scenario::all();
-    let s = all
+pub async fn run_one(opts: &Options, name: &str) -> Outcome {
+    preflight(opts).map_err(|e| scenario::Failure::caused("preflight", e))?;
+    let s = scenario::all()
         .iter()
         .find(|s| s.name == name)
-        .ok_or_else(|| format!("no scenario named {name:?}"))?;
+        .ok_or_else(|| scenario::Failure::msg(format!("no scenario named {name:?}")))?;
+    if let Some(why) = s.unsupported_on(opts.provider()) {
+        return scenario::fail(format!("{name}: {why}"));
+    }
     let mut ctx = context(opts, &crate::lab::new_run_id());
     ctx.scope = "s1".into();
-    let outcome = match tokio::spawn((s.body)(ctx.clone())).await {
-        Ok(outcome) => outcome,
-        Err(e) => Err(format!("scenario panicked: {e}")),
-    };
-    let outcome = check_leaks(&ctx, outcome);
-    let _ = std::fs::remove_dir_all(&ctx.work_dir);
+    let work_dir = ctx.work_dir.clone();
+    let (outcome, _) = run_guarded(s, ctx).await;
+    let _ = std::fs::remove_dir_all(&work_dir);
     outcome
+}
+
+/// Runs `s` through the runner in `ctx`, a panic failing it alone, then (on the
+/// local provider) the leak check. Returns the outcome and what was observed.
+async fn run_guarded(
+    s: &'static scenario::Scenario,
+    ctx: Ctx,
+) -> (Outcome, crate::observe::Observations) {
+    use futures::FutureExt;
+    let outcome = std::panic::AssertUnwindSafe(scenario::runner::run(s, &ctx))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            scenario::fail(format!("scenario panicked: {what}"))
+        });
+    // A real cluster's leftovers are its scope's objects: finish_kube checks those.
+    let outcome = if ctx.provider().is_local() {
+        let c = ctx.clone();
+        tokio::task::spawn_blocking(move || check_leaks(&c, outcome))
+            .await
+            .unwrap_or_else(|e| scenario::fail(format!("the leak check panicked: {e}")))
+    } else {
+        outcome
+    };
+    (outcome, ctx.observed.take())
 }
 
 pub(crate) fn context(opts: &Options, run_id: &str) -> Ctx {
@@ -181,8 +230,8 @@ fn check_leaks(ctx: &Ctx, outcome: Outcome) -> Outcome {
         Err(e) => format!("; the sweep failed: {e}"),
     };
     match outcome {
-        Ok(()) => Err(format!("{leaked}{swept}")),
-        Err(m) => Err(format!("{m}\n{leaked}{swept}")),
+        Ok(()) => scenario::fail(format!("{leaked}{swept}")),
+        Err(f) => Err(f.with_line(format!("{leaked}{swept}"))),
     }
 }
 
@@ -213,10 +262,10 @@ pub(crate) fn preflight(opts: &Options) -> Result<(), ConformError> {
 
 /// The scenarios the backend and label filters select, or an error listing the
 /// known backends or labels.
-pub(crate) fn select<'a>(
+pub(crate) fn select(
     opts: &Options,
-    all: &'a [scenario::Scenario],
-) -> Result<Vec<&'a scenario::Scenario>, ConformError> {
+    all: &'static [scenario::Scenario],
+) -> Result<Vec<&'static scenario::Scenario>, ConformError> {
     let mut backends: Vec<&str> = all.iter().map(|s| s.backend).collect();
     backends.sort_unstable();
     backends.dedup();
@@ -256,13 +305,11 @@ pub(crate) fn select<'a>(
 
 /// `--dry-run`: the plan of a kind/existing run (commands, manifests, scenarios).
 pub fn dry_run(opts: &Options) -> Result<String, ConformError> {
-    if opts.cluster == "netns" {
-        let all = scenario::all();
-        return Ok(netns_plan(opts, &select(opts, &all)?));
+    if opts.provider().is_local() {
+        return Ok(netns_plan(opts, &select(opts, scenario::all())?));
     }
     preflight(opts)?;
-    let all = scenario::all();
-    let selected = select(opts, &all)?;
+    let selected = select(opts, scenario::all())?;
     plan::plan(opts, &crate::lab::new_run_id(), &selected)
         .map_err(|e| ConformError::Real(e.to_string()))
 }
@@ -293,10 +340,12 @@ fn netns_plan(opts: &Options, selected: &[&scenario::Scenario]) -> String {
     plan
 }
 
-/// `--list`: the selected scenarios with their labels (a table, or JSON).
+/// `--list`: the selected scenarios with their labels (a table, or JSON), and
+/// whether the `--cluster` provider can host each (or which capability it lacks).
 pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
     let all = scenario::all();
-    let selected = select(opts, &all)?;
+    let selected = select(opts, all)?;
+    let provider = opts.provider();
     if json {
         let rows: Vec<_> = selected
             .iter()
@@ -307,7 +356,9 @@ pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
                     "backend": s.backend,
                     "workload": s.workload,
                     "labels": s.labels,
-                    "portable": s.portable,
+                    "needs": s.needs.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                    "portable": s.portable_on(scenario::Provider::Kind),
+                    "runnable": s.portable_on(provider),
                 })
             })
             .collect();
@@ -315,42 +366,50 @@ pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
     }
     let width = selected.iter().map(|s| s.name.len()).max().unwrap_or(4);
     let mut out = format!(
-        "{:width$}  {:8}  {:9}  LABELS\n",
-        "NAME", "WORKLOAD", "PORTABLE"
+        "{:width$}  {:8}  {:24}  LABELS\n",
+        "NAME", "WORKLOAD", "NEEDS"
     );
     for s in &selected {
+        let needs: Vec<String> = s.needs.iter().map(|c| c.to_string()).collect();
         out.push_str(&format!(
-            "{:width$}  {:8}  {:9}  {}\n",
+            "{:width$}  {:8}  {:24}  {}\n",
             s.name,
             s.workload,
-            if s.portable { "yes" } else { "netns" },
+            if needs.is_empty() {
+                "-".to_string()
+            } else {
+                needs.join(",")
+            },
             s.selection_labels().join(", ")
         ));
     }
-    out.push_str(&format!("{} scenario(s)\n", selected.len()));
+    let runnable = selected.iter().filter(|s| s.portable_on(provider)).count();
+    out.push_str(&format!(
+        "{} scenario(s), {runnable} runnable on the {provider} cluster\n",
+        selected.len()
+    ));
     Ok(out)
 }
 
-/// Runs the selected scenarios one after the other, printing a line per scenario.
+/// Runs the selected scenarios (`--jobs` at once), printing a line per scenario.
 pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     let all = scenario::all();
-    let selected = select(opts, &all)?;
+    let selected = select(opts, all)?;
     preflight(opts)?;
     let run_id = crate::lab::new_run_id();
-    let portable = selected.iter().filter(|s| s.portable).count();
-    let count = if opts.cluster == "netns" {
+    let provider = opts.provider();
+    let runnable = selected.iter().filter(|s| s.portable_on(provider)).count();
+    let jobs = opts.effective_jobs();
+    let count = if runnable == selected.len() {
         format!("{} scenario(s)", selected.len())
     } else {
         format!(
-            "{} scenario(s), {portable} portable (the others need the netns cluster and are skipped)",
+            "{} scenario(s), {runnable} runnable (the others need what this provider lacks and are skipped)",
             selected.len()
         )
     };
-    eprintln!(
-        "secnet conform: run {run_id} on the {} cluster, {count}",
-        opts.cluster
-    );
-    if opts.cluster == "netns" {
+    eprintln!("secnet conform: run {run_id} on the {provider} cluster, {count}, {jobs} at a time");
+    if provider.is_local() {
         eprintln!(
             "secnet conform: under test: {}",
             opts.implementation.summary()
@@ -358,7 +417,7 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     }
     let ctx = context(opts, &run_id);
     let started = Instant::now();
-    let real = if opts.cluster == "netns" {
+    let real = if provider.is_local() {
         None
     } else {
         let up = tokio::select! {
@@ -376,40 +435,83 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     run_selected(opts, &run_id, ctx, selected, real, started).await
 }
 
-/// Runs `selected` one after the other (on the run's real cluster when `real`),
-/// printing a line per scenario, and takes the real cluster down at the end.
+/// Runs `selected`, up to `--jobs` at once, each in its own scope (`s<n>`) and on
+/// netns its own cluster; reports come back in the selection's order. Takes the
+/// real cluster down at the end.
 async fn run_selected(
     opts: &Options,
     run_id: &str,
     mut ctx: Ctx,
-    selected: Vec<&scenario::Scenario>,
-    mut real: Option<real::RealCluster>,
+    selected: Vec<&'static scenario::Scenario>,
+    real: Option<real::RealCluster>,
     started: Instant,
 ) -> Result<Report, ConformError> {
     if let Some(rc) = &real {
         ctx.target = rc.target();
     }
     let total = selected.len();
-    let mut reports = Vec::new();
-    for (i, s) in selected.into_iter().enumerate() {
-        let at = Position {
-            tag: format!("{:>2}/{total}", i + 1),
-            scope: format!("s{}", i + 1),
-        };
-        if opts.fail_fast
-            && reports
-                .iter()
-                .any(|r: &ScenarioReport| r.status == Status::Failed)
-        {
-            skip_line(&at.tag, &s.name, "--fail-fast: an earlier scenario failed");
-            reports.push(skipped(
-                s,
-                "not run: --fail-fast and an earlier scenario failed",
-            ));
-            continue;
+    let jobs = opts.effective_jobs().max(1);
+    let progress = Progress::new();
+    let mut reports: Vec<Option<ScenarioReport>> = (0..total).map(|_| None).collect();
+    let mut pending = selected.into_iter().enumerate();
+    let mut running = tokio::task::JoinSet::new();
+    let mut any_failed = false;
+    loop {
+        while running.len() < jobs {
+            let Some((i, s)) = pending.next() else { break };
+            let at = Position {
+                tag: format!("{:>2}/{total}", i + 1),
+                scope: format!("s{}", i + 1),
+            };
+            let why_not = if opts.fail_fast && any_failed {
+                Some("not run: --fail-fast and an earlier scenario failed".to_string())
+            } else {
+                why_not_run(s, &ctx)
+            };
+            if let Some(why) = why_not {
+                progress.line(&skip_line(&at.tag, &s.name, &why));
+                reports[i] = Some(skipped(s, &why));
+                continue;
+            }
+            let mut c = ctx.clone();
+            c.scope = at.scope.clone();
+            c.observed = Default::default();
+            let spinner = progress.start(&at.tag, &s.name);
+            running.spawn(async move {
+                let t = Instant::now();
+                let (outcome, observed) = run_guarded(s, c).await;
+                spinner.finish_and_clear();
+                (
+                    i,
+                    at,
+                    scenario_report(s, outcome, observed, t.elapsed().as_secs_f64()),
+                )
+            });
         }
-        reports.push(run_scenario(run_id, &mut ctx, s, &at, &mut real).await?);
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = running.join_next() => match joined {
+                Some(Ok((i, at, report))) => {
+                    any_failed |= report.status == Status::Failed;
+                    progress.line(&result_line(&at.tag, &report));
+                    reports[i] = Some(report);
+                }
+                Some(Err(e)) => return Err(ConformError::Real(format!("a scenario task failed: {e}"))),
+                None => break,
+            },
+            signal = interrupted() => {
+                // Dropping the tasks runs the scenarios' drop guards; then sweep.
+                running.abort_all();
+                while running.join_next().await.is_some() {}
+                progress.clear();
+                stop_run(run_id, signal, real, &ctx).await;
+                return Err(ConformError::Interrupted(signal));
+            }
+        }
     }
+    let reports: Vec<ScenarioReport> = reports.into_iter().flatten().collect();
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
     if let Some(rc) = real {
         let failed = reports.iter().any(|r| r.status == Status::Failed);
@@ -417,7 +519,7 @@ async fn run_selected(
             eprintln!("secnet conform: {note}");
         }
     }
-    let implementation = if opts.cluster == "netns" {
+    let implementation = if opts.provider().is_local() {
         let mut described = opts.implementation.describe();
         described["run_id"] = json!(run_id);
         described["reference_bin_dir"] = json!(opts.reference_bin_dir.display().to_string());
@@ -439,10 +541,69 @@ async fn run_selected(
     ))
 }
 
-fn skip_line(tag: &str, name: &str, why: &str) {
-    if !crate::term::output().quiet {
-        eprintln!("[{tag}] {} {name} ({why})", crate::term::paint("SKIP"));
+/// Why `s` is not run in `ctx`: a capability the provider lacks, or a CNI version
+/// the implementation under test does not claim.
+fn why_not_run(s: &scenario::Scenario, ctx: &Ctx) -> Option<String> {
+    let provider = ctx.provider();
+    if let Some(why) = s.unsupported_on(provider) {
+        // Under CI a missing program on this machine fails the run instead.
+        let program_missing = provider.is_local()
+            && s.needs
+                .iter()
+                .any(|c| matches!(c, scenario::Capability::Program(_)));
+        if !(program_missing && crate::prereq::in_ci()) {
+            return Some(why);
+        }
     }
+    s.not_claimed(ctx)
+}
+
+/// Stops an interrupted run: the real cluster down, everything of the run swept.
+async fn stop_run(run_id: &str, signal: &str, real: Option<real::RealCluster>, ctx: &Ctx) {
+    eprintln!("secnet conform: {signal}: stopping run {run_id} and removing what it created");
+    if let Some(rc) = real {
+        for note in rc.down(true, false).await {
+            eprintln!("secnet conform: {note}");
+        }
+    }
+    match crate::clean::clean(Some(run_id)) {
+        Ok(c) => eprintln!(
+            "secnet conform: removed {} namespace(s), {} process(es)",
+            c.namespaces.len(),
+            c.processes.len()
+        ),
+        Err(e) => {
+            eprintln!("secnet conform: cleanup failed: {e}; run `secnet clean --run {run_id}`")
+        }
+    }
+    let _ = std::fs::remove_dir_all(&ctx.work_dir);
+}
+
+fn skip_line(tag: &str, name: &str, why: &str) -> Option<String> {
+    (!crate::term::output().quiet)
+        .then(|| format!("[{tag}] {} {name} ({why})", crate::term::paint("SKIP")))
+}
+
+/// The printed line of a finished scenario: PASS/FAIL, and a failure's message.
+fn result_line(tag: &str, r: &ScenarioReport) -> Option<String> {
+    let failed = r.status == Status::Failed;
+    if !failed && crate::term::output().quiet {
+        return None;
+    }
+    let mark = if failed { "FAIL" } else { "PASS" };
+    let mut line = format!(
+        "[{tag}] {} {} ({:.2} s)",
+        crate::term::paint(mark),
+        r.name,
+        r.duration_s
+    );
+    if failed && !r.message.is_empty() {
+        line.push_str(&format!(
+            "\n        {}",
+            r.message.replace('\n', "\n        ")
+        ));
+    }
+    Some(line)
 }
 
 /// The report of a scenario that was not run, and why.
@@ -459,104 +620,32 @@ fn skipped(s: &scenario::Scenario, why: &str) -> ScenarioReport {
     }
 }
 
-/// Where a scenario stands in its run: the progress tag printed (`3/12`) and its
-/// part of namespace names (`s3`).
-pub(crate) struct Position {
-    pub tag: String,
-    pub scope: String,
-}
-
-/// Runs one scenario in its own task (a panic fails it alone), with a spinner, the
-/// leak check and a printed line; Ctrl-C or SIGTERM stops the whole run, sweeping
-/// what it made.
-pub(crate) async fn run_scenario(
-    run_id: &str,
-    ctx: &mut Ctx,
+/// The report of a scenario that ran; a failure carries the reference
+/// implementation's note when the scenario checks beyond what it claims.
+fn scenario_report(
     s: &scenario::Scenario,
-    at: &Position,
-    real: &mut Option<real::RealCluster>,
-) -> Result<ScenarioReport, ConformError> {
-    let tag = &at.tag;
-    if real.is_some() && !s.portable {
-        skip_line(tag, &s.name, real::SKIP_REASON);
-        return Ok(skipped(s, real::SKIP_REASON));
-    }
-    if let Some(why) = s.not_claimed(ctx) {
-        skip_line(tag, &s.name, &why);
-        return Ok(skipped(s, &why));
-    }
-    let t = Instant::now();
-    ctx.scope = at.scope.clone();
-    ctx.observed = Default::default();
-    // A spinner with the elapsed time while the scenario runs (terminals only).
-    let progress = indicatif::ProgressBar::new_spinner();
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("[{prefix}] {spinner} {msg} ({elapsed})")
-            .expect("progress template"),
-    );
-    progress.set_prefix(tag.clone());
-    progress.set_message(s.name.clone());
-    progress.enable_steady_tick(std::time::Duration::from_millis(120));
-    let mut task = tokio::spawn((s.body)(ctx.clone()));
-    let outcome = tokio::select! {
-        joined = &mut task => match joined {
-            Ok(outcome) => outcome,
-            Err(e) => Err(format!("scenario panicked: {e}")),
-        },
-        signal = interrupted() => {
-            task.abort();
-            // Let the scenario's drop guards run before sweeping after them.
-            let _ = task.await;
-            eprintln!("secnet conform: {signal}: stopping run {run_id} and removing what it created");
-            if let Some(rc) = real.take() {
-                for note in rc.down(true, false).await {
-                    eprintln!("secnet conform: {note}");
-                }
-            }
-            match crate::clean::clean(Some(run_id)) {
-                Ok(c) => eprintln!("secnet conform: removed {} namespace(s), {} process(es)", c.namespaces.len(), c.processes.len()),
-                Err(e) => eprintln!("secnet conform: cleanup failed: {e}; run `secnet clean --run {run_id}`"),
-            }
-            let _ = std::fs::remove_dir_all(&ctx.work_dir);
-            return Err(ConformError::Interrupted(signal));
-        }
-    };
-    progress.finish_and_clear();
-    let outcome = if real.is_some() {
-        outcome // a real cluster's leftovers are its scope's objects: finish_kube checks
-    } else {
-        check_leaks(ctx, outcome)
-    };
-    let duration_s = t.elapsed().as_secs_f64();
+    outcome: Outcome,
+    observed: crate::observe::Observations,
+    duration_s: f64,
+) -> ScenarioReport {
     let (status, message) = match (outcome, s.beyond_reference) {
         (Ok(()), _) => (Status::Passed, String::new()),
-        (Err(m), None) => (Status::Failed, m),
+        (Err(f), None) => (Status::Failed, f.to_string()),
         // The note is about the plugins' behaviour, which a scenario whose pods found
         // no device plugin did not get to see.
-        (Err(m), Some(_)) if m.contains(crate::cluster::netns::NO_DEVICE_PLUGIN) => {
-            (Status::Failed, m)
+        (Err(f), Some(_))
+            if f.to_string()
+                .contains(crate::cluster::netns::NO_DEVICE_PLUGIN) =>
+        {
+            (Status::Failed, f.to_string())
         }
-        (Err(m), Some(note)) => (
+        (Err(f), Some(note)) => (
             Status::Failed,
-            format!("{m}\nreference implementation: {note}"),
+            f.with_line(format!("reference implementation: {note}"))
+                .to_string(),
         ),
     };
-    let mark = if status == Status::Passed {
-        "PASS"
-    } else {
-        "FAIL"
-    };
-    if status == Status::Failed || !crate::term::output().quiet {
-        eprintln!(
-            "[{tag}] {} {} ({duration_s:.2} s)",
-            crate::term::paint(mark),
-            s.name
-        );
-    }
-    if status == Status::Failed && !message.is_empty() {
-        eprintln!("        {}", message.replace('\n', "\n        "));
-    }
-    Ok(ScenarioReport {
+    ScenarioReport {
         name: s.name.clone(),
         backend: s.backend.to_string(),
         workload: s.workload.to_string(),
@@ -564,8 +653,82 @@ pub(crate) async fn run_scenario(
         status,
         duration_s,
         message,
-        observed: ctx.observed.take(),
-    })
+        observed,
+    }
+}
+
+/// Where a scenario stands in its run: the progress tag printed (`3/12`) and its
+/// part of namespace names (`s3`).
+pub(crate) struct Position {
+    pub tag: String,
+    pub scope: String,
+}
+
+/// Runs one scenario now (`secnet compare`, one side after the other): skips what
+/// cannot run, prints its line; Ctrl-C or SIGTERM stops the whole run.
+pub(crate) async fn run_scenario(
+    run_id: &str,
+    ctx: &mut Ctx,
+    s: &'static scenario::Scenario,
+    at: &Position,
+) -> Result<ScenarioReport, ConformError> {
+    let progress = Progress::new();
+    if let Some(why) = why_not_run(s, ctx) {
+        progress.line(&skip_line(&at.tag, &s.name, &why));
+        return Ok(skipped(s, &why));
+    }
+    ctx.scope = at.scope.clone();
+    ctx.observed = Default::default();
+    let spinner = progress.start(&at.tag, &s.name);
+    let t = Instant::now();
+    let task = tokio::spawn(run_guarded(s, ctx.clone()));
+    let abort = task.abort_handle();
+    let (outcome, observed) = tokio::select! {
+        joined = task => joined.map_err(|e| ConformError::Real(format!("scenario task failed: {e}")))?,
+        signal = interrupted() => {
+            abort.abort();
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            spinner.finish_and_clear();
+            stop_run(run_id, signal, None, ctx).await;
+            return Err(ConformError::Interrupted(signal));
+        }
+    };
+    spinner.finish_and_clear();
+    let report = scenario_report(s, outcome, observed, t.elapsed().as_secs_f64());
+    progress.line(&result_line(&at.tag, &report));
+    Ok(report)
+}
+
+/// The run's progress on a terminal: a spinner per running scenario, lines above.
+struct Progress(indicatif::MultiProgress);
+
+impl Progress {
+    fn new() -> Progress {
+        Progress(indicatif::MultiProgress::new())
+    }
+
+    fn start(&self, tag: &str, name: &str) -> indicatif::ProgressBar {
+        let bar = self.0.add(indicatif::ProgressBar::new_spinner());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("[{prefix}] {spinner} {msg} ({elapsed})")
+                .expect("progress template"),
+        );
+        bar.set_prefix(tag.to_string());
+        bar.set_message(name.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    }
+
+    /// Prints `line` above the spinners (to stderr, as the rest of the run).
+    fn line(&self, line: &Option<String>) {
+        if let Some(l) = line {
+            self.0.suspend(|| eprintln!("{l}"));
+        }
+    }
+
+    fn clear(&self) {
+        let _ = self.0.clear();
+    }
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM, naming it.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::Options;
-use super::real::{SKIP_REASON, kind_options, selected_sets};
+use super::real::{kind_options, selected_sets};
 use crate::cluster::ClusterError;
 use crate::cluster::kube::RUN_LABEL;
 use crate::cluster::kube::command::HostRunner;
@@ -247,7 +247,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
     let _ = writeln!(w, "## 3. Scenarios\n");
     let nad = crate::objects::load_file(&opts.fixtures_dir.join("seed/macvtap-nad.yaml"))?;
     for (i, s) in scenarios.iter().enumerate() {
-        if s.portable {
+        if s.portable_on(opts.provider()) {
             let _ = writeln!(
                 w,
                 "[{:>2}] run   {} (objects labelled secnet.scope=s{}, deleted after it)",
@@ -256,11 +256,9 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                 i + 1
             );
         } else {
-            let _ = writeln!(w, "[{:>2}] skip  {}", i + 1, s.name);
+            let why = s.unsupported_on(opts.provider()).unwrap_or_default();
+            let _ = writeln!(w, "[{:>2}] skip  {}  ({why})", i + 1, s.name);
         }
-    }
-    if scenarios.iter().any(|s| !s.portable) {
-        let _ = writeln!(w, "\nskip: {SKIP_REASON}");
     }
     let _ = writeln!(
         w,

@@ -534,11 +534,10 @@ mod tests {
             // The portable faults probe pods with exec, which the fake cannot serve.
             opts.skip_labels = vec!["fault".into()];
             opts.real.components.clear();
-            let all = crate::scenario::all();
-            let selected = crate::conform::select(&opts, &all).unwrap();
+            let selected = crate::conform::select(&opts, crate::scenario::all()).unwrap();
             let portable: Vec<&str> = selected
                 .iter()
-                .filter(|s| s.portable)
+                .filter(|s| s.portable_on(opts.provider()))
                 .map(|s| s.name.as_str())
                 .collect();
             assert_eq!(

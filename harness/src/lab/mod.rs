@@ -129,6 +129,11 @@ impl Lab {
         run("ip", &["netns", "del", &ns.name], IP_TIMEOUT).map(|_| ())
     }
 
+    /// The namespaces this lab owns, in creation order.
+    pub fn namespaces(&self) -> &[Ns] {
+        &self.namespaces
+    }
+
     /// Gives up ownership: the namespaces outlive this lab (for `--keep`).
     pub fn forget(&mut self) -> Vec<String> {
         self.namespaces.drain(..).map(|n| n.name).collect()

@@ -45,6 +45,11 @@ impl NodeLab {
         })
     }
 
+    /// The node's uplink: the lower device of its macvtaps.
+    pub fn uplink(&self) -> &str {
+        "ens33"
+    }
+
     pub fn pod(&mut self, name: &str) -> Result<Ns, CommandError> {
         self.lab.netns(name)
     }

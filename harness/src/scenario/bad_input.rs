@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
-use super::seed::{DATAPLANE, fixture, fixture_pod, named, with_cluster, with_cluster_seeded};
-use super::{Ctx, Outcome, Scenario, ensure};
+use super::legacy::{DATAPLANE, fixture, fixture_pod, named, with_cluster, with_cluster_seeded};
+use super::{Ctx, Outcome, Scenario, ensure, fail};
 use crate::cluster::Cluster;
 use crate::cluster::netns::NetnsCluster;
 use crate::objects::{ConfigMap, Meta, Object, load_str};
@@ -73,7 +73,7 @@ async fn daemonset_refused(
         .await
         .map_err(|e| e.to_string())?;
     let Some(err) = cluster.device_plugin_failure().await else {
-        return Err(format!(
+        return fail(format!(
             "{what}: the device plugin started although its config is broken"
         ));
     };
@@ -136,7 +136,7 @@ async fn pod_inputs(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     };
     let mut mtu_nad = match fixture(ctx, "seed/macvtap-nad.yaml")?.remove(0) {
         Object::Nad(n) => n,
-        other => return Err(format!("not a NAD: {other:?}")),
+        other => return fail(format!("not a NAD: {other:?}")),
     };
     mtu_nad.metadata.name = "jumbo".into();
     mtu_nad.spec.config =
@@ -173,7 +173,7 @@ async fn pod_inputs(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
     for (pod, needles) in cases {
         let name = pod.metadata.name.clone();
         let err = match cluster.create_pod(pod).await {
-            Ok(_) => return Err(format!("pod {name} started although its input is bad")),
+            Ok(_) => return fail(format!("pod {name} started although its input is bad")),
             Err(e) => e.to_string(),
         };
         for needle in needles {
@@ -220,7 +220,7 @@ fn fixture_typos(_ctx: &Ctx) -> Outcome {
     ];
     for (text, needles) in cases {
         let err = match load_str(text, "typo.yaml") {
-            Ok(o) => return Err(format!("loaded although broken: {o:?}")),
+            Ok(o) => return fail(format!("loaded although broken: {o:?}")),
             Err(e) => e.to_string(),
         };
         for needle in needles {

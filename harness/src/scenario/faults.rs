@@ -7,11 +7,9 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::Value;
 
-use super::seed::{DATAPLANE, fixture_pod, named, with_any_cluster, with_cluster};
-use super::{Ctx, Outcome, Scenario, ensure};
+use super::kit::{DATAPLANE, DEL_NETNS_GONE, fixture_pod, named, pod_iface, pod_link};
+use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::any::AnyCluster;
-use crate::cluster::netns::NetnsCluster;
-use crate::cluster::probe::{pod_iface, pod_link};
 use crate::cluster::{Cluster, ClusterError, wait_allocatable};
 
 const BACK: Duration = Duration::from_secs(5);
@@ -21,75 +19,76 @@ const SLOW_REGISTRATION: &str = "kubevirt/macvtap-cni's device plugin registers 
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
-        Scenario::new(
+        Scenario::on_cluster(
             "fault/kubelet restart: resources back, allocations kept",
             "macvtap",
             "node",
             &["fault", "capacity"],
-            |ctx| with_cluster(ctx, false, kubelet_restart),
+            |ctx, c| Box::pin(kubelet_restart(ctx, c)),
         )
+        .needs(&[Capability::NodeFaults])
+        .deploy_macvtap_seed()
         .beyond_reference(SLOW_REGISTRATION),
-        Scenario::new(
+        Scenario::on_cluster(
             "fault/device plugin SIGKILL and restart: capacity back, no stale links",
             "macvtap",
             "node",
             &["fault", "deviceplugin"],
-            |ctx| with_any_cluster(ctx, plugin_killed),
+            |ctx, c| Box::pin(plugin_killed(ctx, c)),
         )
-        .portable()
+        .needs(&[Capability::DevicePluginRestart])
+        .deploy_macvtap_seed()
         .beyond_reference(SLOW_REGISTRATION),
-        Scenario::new(
+        Scenario::on_cluster(
             "fault/lower device down, deleted, recreated: Unhealthy then Healthy",
             "macvtap",
             "node",
             &["fault", "capacity"],
-            |ctx| with_cluster(ctx, false, lower_device_faults),
+            |ctx, c| Box::pin(lower_device_faults(ctx, c)),
         )
+        .needs(&[Capability::NodeFaults, Capability::NodeAccess])
+        .deploy_macvtap_seed()
         .beyond_reference(
             "kubevirt/macvtap-cni's device plugin does not notice a lower link going down (no Unhealthy); it sends an empty list only when the link is deleted",
         ),
-        Scenario::new(
+        Scenario::on_cluster(
             "fault/pod netns deleted before CNI DEL: devices and leases freed",
             "macvtap",
             "pod",
             &["fault"],
-            |ctx| with_cluster(ctx, false, netns_gone_before_del),
+            |ctx, c| Box::pin(netns_gone_before_del(ctx, c)),
         )
-        .beyond_reference(super::macvtap_cni::DEL_NETNS_GONE),
-        Scenario::new(
+        .needs(&[Capability::NodeFaults, Capability::NodeAccess])
+        .deploy_macvtap_seed()
+        .beyond_reference(DEL_NETNS_GONE),
+        Scenario::on_cluster(
             "fault/50 pods at once on one node: distinct devices and MACs",
             "macvtap",
             "pod",
             &["fault", "capacity", "concurrency"],
-            |ctx| with_any_cluster(ctx, fifty_at_once),
+            |ctx, c| Box::pin(fifty_at_once(ctx, c)),
         )
-        .portable(),
+        .deploy_macvtap_seed(),
     ]
 }
 
-fn e(err: ClusterError) -> String {
-    err.to_string()
-}
-
-async fn allocated(cluster: &NetnsCluster, node: &str) -> Result<u64, String> {
+async fn allocated(cluster: &AnyCluster, node: &str) -> Result<u64, Failure> {
     Ok(cluster
         .node_resources(node)
-        .await
-        .map_err(e)?
+        .await?
         .allocated
         .get(DATAPLANE)
         .copied()
         .unwrap_or(0))
 }
 
-async fn node_macvtaps(cluster: &NetnsCluster, node: &str) -> Result<Vec<String>, String> {
-    let ns = cluster.node_netns(node).await.ok_or("no node")?;
+/// The macvtaps on `node` itself (not in a pod) (NodeAccess).
+async fn node_macvtaps(cluster: &AnyCluster, node: &str) -> Result<Vec<String>, Failure> {
     let out: Value = serde_json::from_str(
         &cluster
-            .ip(&ns, &["-j", "-d", "link", "show", "type", "macvtap"])
+            .node_ip(node, &["-j", "-d", "link", "show", "type", "macvtap"])
             .await?,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok(out
         .as_array()
         .map(|a| {
@@ -100,36 +99,46 @@ async fn node_macvtaps(cluster: &NetnsCluster, node: &str) -> Result<Vec<String>
         .unwrap_or_default())
 }
 
-async fn kubelet_restart(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+/// Waits until `node` offers `allocatable` of the seed's resource, saying after what.
+async fn wait_dataplane(
+    cluster: &AnyCluster,
+    node: &str,
+    allocatable: u64,
+    within: Duration,
+    after: &str,
+) -> Outcome {
+    wait_allocatable(cluster, node, DATAPLANE, allocatable, within)
+        .await
+        .map_err(|m| Failure::msg(format!("{after}: {m}")))
+}
+
+async fn kubelet_restart(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node = cluster.nodes()[0].clone();
+    let base = fixture_pod(ctx, "seed/macvtap-pod.yaml")?;
     let a = cluster
-        .create_pod(named(
-            fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
-            "before",
-            Some(&node),
-        ))
-        .await
-        .map_err(e)?;
+        .create_pod(named(base.clone(), "before", Some(&node)))
+        .await?;
     cluster.restart_kubelet(&node).await?;
-    wait_allocatable(cluster, &node, DATAPLANE, 50, BACK)
-        .await
-        .map_err(|m| format!("after the kubelet restart: {m}"))?;
+    wait_dataplane(cluster, &node, 50, BACK, "after the kubelet restart").await?;
     ensure(allocated(cluster, &node).await? == 1, || {
         "the allocation of the pod made before the restart was lost".into()
     })?;
     pod_link(cluster, &a, "net1")
         .await
-        .map_err(|m| format!("the pod lost net1 across the kubelet restart: {m}"))?;
+        .map_err(|f| Failure::caused("the pod lost net1 across the kubelet restart", f))?;
     let b = cluster
-        .create_pod(named(
-            fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
-            "after",
-            Some(&node),
-        ))
-        .await
-        .map_err(e)?;
-    ensure(a.devices[DATAPLANE] != b.devices[DATAPLANE], || {
-        format!("both pods got {:?}", a.devices[DATAPLANE])
+        .create_pod(named(base, "after", Some(&node)))
+        .await?;
+    if !cluster.offers(Capability::NodeAccess) {
+        ctx.observed.note(
+            "distinct device IDs: the kubelet's allocations are not visible on this provider",
+        );
+        return Ok(());
+    }
+    // Device IDs come from the kubelet's admission, which only node access shows.
+    let (da, db) = (a.devices.get(DATAPLANE), b.devices.get(DATAPLANE));
+    ensure(da.is_some() && da != db, || {
+        format!("the pods got devices {da:?} and {db:?}")
     })
 }
 
@@ -137,102 +146,74 @@ async fn kubelet_restart(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
 /// period and the DaemonSet brings it back.
 async fn plugin_killed(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node = cluster.nodes()[0].clone();
+    let base = fixture_pod(ctx, "seed/macvtap-pod.yaml")?;
     let a = cluster
-        .create_pod(named(
-            fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
-            "before",
-            Some(&node),
-        ))
-        .await
-        .map_err(e)?;
+        .create_pod(named(base.clone(), "before", Some(&node)))
+        .await?;
     cluster.restart_device_plugin(&node, DATAPLANE).await?;
-    let back = if cluster.netns().is_some() {
+    // A real cluster pulls and schedules the DaemonSet's new pod first.
+    let back = if cluster.offers(Capability::NodeAccess) {
         BACK
     } else {
         Duration::from_secs(120)
     };
-    wait_allocatable(cluster, &node, DATAPLANE, 50, back)
-        .await
-        .map_err(|m| format!("after the plugin restart: {m}"))?;
+    wait_dataplane(cluster, &node, 50, back, "after the plugin restart").await?;
     pod_iface(cluster, &a, "net1")
         .await
-        .map_err(|m| format!("the pod lost net1 when the plugin died: {m}"))?;
+        .map_err(|f| Failure::caused("the pod lost net1 when the plugin died", f))?;
     let b = cluster
-        .create_pod(named(
-            fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
-            "after",
-            Some(&node),
-        ))
-        .await
-        .map_err(e)?;
+        .create_pod(named(base, "after", Some(&node)))
+        .await?;
     pod_iface(cluster, &b, "net1").await?;
-    let Some(netns) = cluster.netns() else {
+    if !cluster.offers(Capability::NodeAccess) {
         ctx.observed
             .note("stale or duplicate macvtaps on the node: no node access on this provider");
         return Ok(());
-    };
-    let stale = node_macvtaps(netns, &node).await?;
+    }
+    let stale = node_macvtaps(cluster, &node).await?;
     ensure(stale.is_empty(), || {
         format!("macvtaps left on the node (stale or duplicate): {stale:?}")
     })
 }
 
-async fn lower_device_faults(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn lower_device_faults(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node = cluster.nodes()[0].clone();
-    let ns = cluster.node_netns(&node).await.ok_or("no node")?;
-    let existing = cluster
-        .create_pod(named(
-            fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
-            "existing",
-            Some(&node),
-        ))
-        .await
-        .map_err(e)?;
-    let try_pod = |name: &str| {
-        named(
-            fixture_pod(ctx, "seed/macvtap-pod.yaml").expect("fixture"),
-            name,
-            Some(&node),
-        )
-    };
-    cluster.ip(&ns, &["link", "set", "ens33", "down"]).await?;
-    wait_allocatable(cluster, &node, DATAPLANE, 0, BACK)
-        .await
-        .map_err(|m| format!("ens33 down: {m}"))?;
+    let lower = cluster.lower_device();
+    let base = fixture_pod(ctx, "seed/macvtap-pod.yaml")?;
+    let try_pod = |name: &str| named(base.clone(), name, Some(&node));
+    let existing = cluster.create_pod(try_pod("existing")).await?;
+    cluster
+        .node_ip(&node, &["link", "set", &lower, "down"])
+        .await?;
+    wait_dataplane(cluster, &node, 0, BACK, &format!("{lower} down")).await?;
     match cluster.create_pod(try_pod("while-down")).await {
         Err(ClusterError::Unschedulable { message, .. }) if message.contains("Insufficient") => {}
         other => {
-            return Err(format!(
-                "a pod must wait while the lower device is down, got {other:?}"
+            return fail(format!(
+                "a pod must wait while the lower device {lower} is down, got {other:?}"
             ));
         }
     }
     let link = pod_link(cluster, &existing, "net1").await?;
     let state = link["operstate"].as_str().unwrap_or("");
     ensure(state != "UP", || {
-        format!("the existing pod's net1 claims {state} while its lower device is down")
+        format!("the existing pod's net1 claims {state} while its lower device {lower} is down")
     })?;
-    cluster.ip(&ns, &["link", "set", "ens33", "up"]).await?;
-    wait_allocatable(cluster, &node, DATAPLANE, 50, BACK)
-        .await
-        .map_err(|m| format!("ens33 up again: {m}"))?;
-    cluster.create_pod(try_pod("after-up")).await.map_err(e)?;
+    cluster
+        .node_ip(&node, &["link", "set", &lower, "up"])
+        .await?;
+    wait_dataplane(cluster, &node, 50, BACK, &format!("{lower} up again")).await?;
+    cluster.create_pod(try_pod("after-up")).await?;
     cluster.unplug_uplink(&node).await?;
-    wait_allocatable(cluster, &node, DATAPLANE, 0, BACK)
-        .await
-        .map_err(|m| format!("ens33 deleted: {m}"))?;
+    wait_dataplane(cluster, &node, 0, BACK, &format!("{lower} deleted")).await?;
     cluster.plug_uplink(&node).await?;
-    wait_allocatable(cluster, &node, DATAPLANE, 50, BACK)
-        .await
-        .map_err(|m| format!("ens33 recreated: {m}"))?;
-    let p = cluster
-        .create_pod(try_pod("after-recreate"))
-        .await
-        .map_err(e)?;
-    pod_link(cluster, &p, "net1").await.map(|_| ())
+    wait_dataplane(cluster, &node, 50, BACK, &format!("{lower} recreated")).await?;
+    let p = cluster.create_pod(try_pod("after-recreate")).await?;
+    pod_link(cluster, &p, "net1").await?;
+    Ok(())
 }
 
-async fn netns_gone_before_del(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
+async fn netns_gone_before_del(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node = cluster.nodes()[0].clone();
     let pod = cluster
         .create_pod(named(
@@ -240,31 +221,17 @@ async fn netns_gone_before_del(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
             "rebooted",
             Some(&node),
         ))
-        .await
-        .map_err(e)?;
-    cluster.lose_pod_netns(&pod.namespace, &pod.name).await?;
+        .await?;
+    cluster.lose_pod_netns(&pod).await?;
     cluster
         .delete_pod(&pod.namespace, &pod.name)
         .await
-        .map_err(|err| format!("DEL after the netns vanished must succeed: {err}"))?;
+        .map_err(|e| Failure::caused("DEL after the netns vanished must succeed", e))?;
     ensure(allocated(cluster, &node).await? == 0, || {
         "the device was not freed".into()
     })?;
     // The pod network's host-local lease is freed too.
-    let leases: Vec<String> = std::fs::read_dir(
-        cluster
-            .run_dir
-            .join("nodes")
-            .join(&node)
-            .join("cni/networks/secnet-pod-network"),
-    )
-    .map(|rd| {
-        rd.filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("10."))
-            .collect()
-    })
-    .unwrap_or_default();
+    let leases = cluster.pod_network_leases(&node)?;
     ensure(leases.is_empty(), || {
         format!("host-local leases left: {leases:?}")
     })
@@ -280,11 +247,14 @@ async fn fifty_at_once(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     .await;
     let mut pods = Vec::new();
     for (i, r) in created.into_iter().enumerate() {
-        pods.push(r.map_err(|err| format!("pod p{i:02}: {err}"))?);
+        pods.push(r.map_err(|e| Failure::caused(format!("pod p{i:02}"), e))?);
     }
-    if cluster.netns().is_some() {
-        // Device IDs come from the kubelet's admission, which only the netns cluster shows.
-        let devices: BTreeSet<&String> = pods.iter().flat_map(|p| &p.devices[DATAPLANE]).collect();
+    if cluster.offers(Capability::NodeAccess) {
+        // Device IDs come from the kubelet's admission, which only node access shows.
+        let devices: BTreeSet<&String> = pods
+            .iter()
+            .flat_map(|p| p.devices.get(DATAPLANE).into_iter().flatten())
+            .collect();
         ensure(devices.len() == 50, || {
             format!("{} distinct devices for 50 pods", devices.len())
         })?;
@@ -302,6 +272,6 @@ async fn fifty_at_once(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     })?;
     match cluster.create_pod(named(base, "p50", Some(&node))).await {
         Err(ClusterError::Unschedulable { .. }) => Ok(()),
-        other => Err(format!("the 51st pod must not fit, got {other:?}")),
+        other => fail(format!("the 51st pod must not fit, got {other:?}")),
     }
 }

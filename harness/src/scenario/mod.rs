@@ -1,11 +1,16 @@
-//! Scenarios as data (name, backend, workload, labels) plus an async body that
-//! returns what went wrong. Suites and `secnet conform` run the same list.
+//! Scenarios as data: a name, labels, the capabilities they need, what to deploy,
+//! and an assessment. The runner (`runner.rs`) owns everything else: the cluster,
+//! deploying, phases, the topology and reachability picture, diagnostics, `--keep`,
+//! teardown and the leak check. Suites and `secnet conform` run the same list.
 
 pub mod bad_input;
 pub mod faults;
 pub mod filter;
+pub mod kit;
+mod legacy;
 pub mod macvtap_cni;
 pub mod ovs;
+pub mod runner;
 pub mod security;
 pub mod seed;
 pub mod vm;
@@ -15,14 +20,127 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::cluster::any::AnyCluster;
+pub use crate::cluster::capability::{Capability, Provider};
 use crate::cluster::kube::KubeCluster;
 use crate::cluster::netns::topology::Topology;
 use crate::cluster::netns::{self, NetnsCluster};
 use crate::lab::Lab;
 use crate::lab::node::NodeLab;
 
-pub type Outcome = Result<(), String>;
-type Body = Box<dyn Fn(Ctx) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
+/// Why a scenario failed: what went wrong, the error it came from (kept as the
+/// source), and the cluster's diagnostics (plugin logs and state) when there are.
+#[derive(Debug)]
+pub struct Failure {
+    message: String,
+    diagnostics: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Failure {
+    pub fn msg(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            message: message.to_string(),
+            diagnostics: None,
+            source: None,
+        }
+    }
+
+    /// A failure caused by `source`, described as `message`.
+    pub fn caused(
+        message: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Failure {
+        Failure {
+            message: format!("{message}: {source}"),
+            diagnostics: None,
+            source: Some(Box::new(source)),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn diagnostics(&self) -> Option<&str> {
+        self.diagnostics.as_deref()
+    }
+
+    /// Attaches the cluster's diagnostics (kept once: the first set wins).
+    pub fn with_diagnostics(mut self, diagnostics: String) -> Failure {
+        let d = diagnostics.trim();
+        if self.diagnostics.is_none() && !d.is_empty() {
+            self.diagnostics = Some(d.to_string());
+        }
+        self
+    }
+
+    /// Adds a line to the message (a hint, what was kept, a note).
+    pub fn with_line(mut self, line: impl std::fmt::Display) -> Failure {
+        self.message = format!("{}\n{line}", self.message);
+        self
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(d) = &self.diagnostics {
+            write!(f, "\n{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::msg(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::msg(message)
+    }
+}
+
+/// The typed errors of the layers below keep their source.
+macro_rules! failure_from {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Failure {
+                Failure {
+                    message: e.to_string(),
+                    diagnostics: None,
+                    source: Some(Box::new(e)),
+                }
+            }
+        }
+    )*};
+}
+failure_from!(
+    crate::cluster::ClusterError,
+    crate::lab::command::CommandError,
+    crate::cni::ExecError,
+    crate::objects::FixtureError,
+    std::io::Error,
+    serde_json::Error,
+);
+
+pub type Outcome = Result<(), Failure>;
+
+/// `Err(Failure)` with `message`: `return fail(format!(…))`.
+pub fn fail<T>(message: impl std::fmt::Display) -> Result<T, Failure> {
+    Err(Failure::msg(message))
+}
 
 /// Where the scenarios run.
 #[derive(Clone, Default)]
@@ -76,19 +194,30 @@ impl Ctx {
         self.cni_bin_dir.join(name)
     }
 
+    /// The provider the scenario runs on.
+    pub fn provider(&self) -> Provider {
+        match &self.target {
+            Target::Netns => Provider::Netns,
+            Target::Kube(c) => {
+                use crate::cluster::Cluster;
+                Provider::parse(c.provider()).unwrap_or(Provider::Existing)
+            }
+        }
+    }
+
     /// A node lab named after this run and scenario.
-    pub fn node_lab(&self) -> Result<NodeLab, String> {
+    pub fn node_lab(&self) -> Result<NodeLab, Failure> {
         NodeLab::in_lab(Lab::scoped(&self.run_id, &self.scope))
-            .map_err(|e| format!("failed to set up the node lab: {e}"))
+            .map_err(|e| Failure::caused("failed to set up the node lab", e))
     }
 
     /// A netns cluster named after this run and scenario.
-    pub async fn netns_cluster(&self, dhcp: bool) -> Result<NetnsCluster, String> {
+    pub async fn netns_cluster(&self, dhcp: bool) -> Result<NetnsCluster, Failure> {
         self.netns_cluster_with(dhcp, false).await
     }
 
     /// The same with userspace Open vSwitch on every node when `ovs`.
-    pub async fn netns_cluster_with(&self, dhcp: bool, ovs: bool) -> Result<NetnsCluster, String> {
+    pub async fn netns_cluster_with(&self, dhcp: bool, ovs: bool) -> Result<NetnsCluster, Failure> {
         let opts = netns::Options {
             run_id: format!("{}-{}", self.run_id, self.scope),
             topology: self.topology.clone(),
@@ -98,65 +227,53 @@ impl Ctx {
             dhcp,
             ovs,
         };
-        NetnsCluster::up(opts).await.map_err(|e| e.to_string())
+        Ok(NetnsCluster::up(opts).await?)
     }
 
     /// Tears the cluster down, or keeps it after a failure with `--keep`.
     pub async fn finish_cluster(&self, cluster: NetnsCluster, outcome: Outcome) -> Outcome {
-        if self.keep && outcome.is_err() {
-            let hint = format!(
-                "\n  kept: nodes are `ip netns exec {}-{}-<node> …`; remove with: secnet clean --run {}",
-                self.run_id, self.scope, self.run_id
-            );
-            std::mem::forget(cluster);
-            return outcome.map_err(|m| m + &hint);
-        }
-        let errors = cluster.teardown().await;
-        match outcome {
-            Ok(()) if !errors.is_empty() => Err(format!("teardown failed: {}", errors.join("; "))),
-            other => other,
-        }
+        runner::finish_netns(self, cluster, outcome).await
     }
 
     /// Ends a scenario on a real cluster: deletes what the scenario made (its scope
     /// label) and waits until its pods are gone, or keeps it after a failure.
     pub async fn finish_kube(&self, cluster: &KubeCluster, outcome: Outcome) -> Outcome {
-        if self.keep && outcome.is_err() {
-            let hint = format!(
-                "\n  kept: kubectl get pods,network-attachment-definitions -A -l secnet.run={},secnet.scope={}; remove with: secnet clean --cluster existing --run {}",
-                self.run_id, self.scope, self.run_id
-            );
-            return outcome.map_err(|m| m + &hint);
-        }
-        let done = cluster.teardown().await;
-        let mut errors = done.errors;
-        if let Err(e) = cluster.wait_pods_gone().await {
-            errors.push(e.to_string());
-        }
-        match outcome {
-            Ok(()) if !errors.is_empty() => Err(format!("teardown failed: {}", errors.join("; "))),
-            other => other,
-        }
+        runner::finish_kube(self, cluster, outcome).await
     }
 
     /// Ends a scenario: on failure with `keep`, the lab outlives the run and the
     /// message says how to look inside.
     pub fn finish(&self, lab: &mut Lab, outcome: Outcome) -> Outcome {
-        match outcome {
-            Err(msg) if self.keep => {
-                let names = lab.forget();
-                let hints: Vec<String> = names
-                    .iter()
-                    .map(|n| format!("ip netns exec {n} ip -d link"))
-                    .collect();
-                Err(format!(
-                    "{msg}\n  kept for inspection: {}\n  remove with: secnet clean",
-                    hints.join(" ; ")
-                ))
-            }
-            other => other,
-        }
+        runner::finish_lab(self, lab, outcome)
     }
+}
+
+type Assess<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+type ClusterAssess = dyn for<'a> Fn(&'a Ctx, &'a AnyCluster) -> Assess<'a> + Send + Sync;
+type LabAssess = dyn for<'a> Fn(&'a Ctx, &'a mut NodeLab) -> Assess<'a> + Send + Sync;
+
+/// What the runner hands the scenario's assessment.
+pub enum Body {
+    /// A cluster from the run's provider, with the scenario's deployment applied.
+    Cluster(Box<ClusterAssess>),
+    /// A node lab (a node namespace with its lower device): the plugins are called
+    /// directly, as a container runtime would.
+    NodeLab(Box<LabAssess>),
+    /// Nothing but the run's context (fixture and CLI checks).
+    Plain(Box<dyn for<'a> Fn(&'a Ctx) -> Assess<'a> + Send + Sync>),
+    /// The body runs its own lifecycle (scenarios not yet moved onto the runner).
+    Owned(Box<dyn Fn(Ctx) -> Assess<'static> + Send + Sync>),
+}
+
+/// What the runner deploys on the scenario's cluster before the assessment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deploy {
+    /// The seed's macvtap device plugin (its ConfigMap and DaemonSet) and the
+    /// `dataplane` NAD. On a real cluster the device plugin came with the run's
+    /// components and only the NAD is applied.
+    pub macvtap_seed: bool,
+    /// Fixture files (relative to the fixtures directory) applied in order.
+    pub fixtures: Vec<&'static str>,
 }
 
 pub struct Scenario {
@@ -164,9 +281,10 @@ pub struct Scenario {
     pub backend: &'static str,
     pub workload: &'static str,
     pub labels: Vec<&'static str>,
-    /// Written against the `Cluster` contract only: runs on kind/existing clusters
-    /// too. The others need node-level access that only the netns cluster gives.
-    pub portable: bool,
+    /// What the cluster must offer; the runner skips the scenario, naming the
+    /// missing capability, where it does not.
+    pub needs: Vec<Capability>,
+    pub deploy: Deploy,
     /// A CNI spec version (of a plugin) the scenario needs: an implementation whose
     /// VERSION answer does not claim it has the scenario skipped, saying so.
     pub needs_cni_version: Option<(&'static str, &'static str)>,
@@ -177,6 +295,92 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    fn with_body(
+        name: impl Into<String>,
+        backend: &'static str,
+        workload: &'static str,
+        labels: &[&'static str],
+        needs: Vec<Capability>,
+        body: Body,
+    ) -> Scenario {
+        Scenario {
+            name: name.into(),
+            backend,
+            workload,
+            labels: labels.to_vec(),
+            needs,
+            deploy: Deploy::default(),
+            needs_cni_version: None,
+            beyond_reference: None,
+            body,
+        }
+    }
+
+    /// A scenario assessed on a cluster: `|ctx, cluster| Box::pin(assess(ctx, cluster))`.
+    pub fn on_cluster<F>(
+        name: impl Into<String>,
+        backend: &'static str,
+        workload: &'static str,
+        labels: &[&'static str],
+        assess: F,
+    ) -> Scenario
+    where
+        F: for<'a> Fn(&'a Ctx, &'a AnyCluster) -> Assess<'a> + Send + Sync + 'static,
+    {
+        Self::with_body(
+            name,
+            backend,
+            workload,
+            labels,
+            Vec::new(),
+            Body::Cluster(Box::new(assess)),
+        )
+    }
+
+    /// A scenario that calls the plugins itself on a node lab:
+    /// `|ctx, lab| Box::pin(assess(ctx, lab))`.
+    pub fn on_node_lab<F>(
+        name: impl Into<String>,
+        backend: &'static str,
+        workload: &'static str,
+        labels: &[&'static str],
+        assess: F,
+    ) -> Scenario
+    where
+        F: for<'a> Fn(&'a Ctx, &'a mut NodeLab) -> Assess<'a> + Send + Sync + 'static,
+    {
+        Self::with_body(
+            name,
+            backend,
+            workload,
+            labels,
+            vec![Capability::PluginExec],
+            Body::NodeLab(Box::new(assess)),
+        )
+    }
+
+    /// A scenario that needs no cluster: `|ctx| Box::pin(assess(ctx))`.
+    pub fn plain<F>(
+        name: impl Into<String>,
+        backend: &'static str,
+        workload: &'static str,
+        labels: &[&'static str],
+        assess: F,
+    ) -> Scenario
+    where
+        F: for<'a> Fn(&'a Ctx) -> Assess<'a> + Send + Sync + 'static,
+    {
+        Self::with_body(
+            name,
+            backend,
+            workload,
+            labels,
+            Vec::new(),
+            Body::Plain(Box::new(assess)),
+        )
+    }
+
+    /// A scenario whose body runs its own lifecycle, on the netns cluster only.
     pub fn new<F, Fut>(
         name: impl Into<String>,
         backend: &'static str,
@@ -188,22 +392,56 @@ impl Scenario {
         F: Fn(Ctx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Outcome> + Send + 'static,
     {
-        Scenario {
-            name: name.into(),
+        Self::with_body(
+            name,
             backend,
             workload,
-            labels: labels.to_vec(),
-            portable: false,
-            needs_cni_version: None,
-            beyond_reference: None,
-            body: Box::new(move |ctx| Box::pin(body(ctx))),
-        }
+            labels,
+            vec![Capability::NodeAccess],
+            Body::Owned(Box::new(move |ctx| Box::pin(body(ctx)))),
+        )
     }
 
-    /// Marks a scenario whose body uses only the `Cluster` contract.
+    /// Marks an owned-lifecycle scenario whose body uses only the `Cluster` contract.
     pub fn portable(mut self) -> Scenario {
-        self.portable = true;
+        self.needs.retain(|c| *c != Capability::NodeAccess);
         self
+    }
+
+    /// Adds capabilities the scenario needs.
+    pub fn needs(mut self, caps: &[Capability]) -> Scenario {
+        for c in caps {
+            if !self.needs.contains(c) {
+                self.needs.push(*c);
+            }
+        }
+        self
+    }
+
+    /// Deploys the seed's macvtap device plugin and `dataplane` NAD first.
+    pub fn deploy_macvtap_seed(mut self) -> Scenario {
+        self.deploy.macvtap_seed = true;
+        self
+    }
+
+    /// Applies these fixture files first (after the seed, when it is deployed).
+    pub fn deploy(mut self, fixtures: &[&'static str]) -> Scenario {
+        self.deploy.fixtures.extend_from_slice(fixtures);
+        self
+    }
+
+    /// Whether the scenario runs on every provider (needs nothing a real cluster lacks).
+    pub fn portable_on(&self, provider: Provider) -> bool {
+        provider.missing(&self.needs).is_none()
+    }
+
+    /// Why `provider` cannot host this scenario, naming the missing capability.
+    pub fn unsupported_on(&self, provider: Provider) -> Option<String> {
+        let cap = provider.missing(&self.needs)?;
+        Some(format!(
+            "needs {cap}: {} (not offered by the {provider} cluster)",
+            cap.hint()
+        ))
     }
 
     /// Needs `plugin` to claim CNI spec `version` in its VERSION answer.
@@ -258,7 +496,12 @@ impl Scenario {
 }
 
 /// Every scenario this build knows, in run order.
-pub fn all() -> Vec<Scenario> {
+pub fn all() -> &'static [Scenario] {
+    static ALL: std::sync::LazyLock<Vec<Scenario>> = std::sync::LazyLock::new(build_all);
+    &ALL
+}
+
+fn build_all() -> Vec<Scenario> {
     let mut list = macvtap_cni::scenarios();
     list.extend(seed::scenarios());
     list.extend(ovs::scenarios());
@@ -269,7 +512,7 @@ pub fn all() -> Vec<Scenario> {
     list
 }
 
-/// `Err(msg)` unless `cond`.
+/// A failure with `msg` unless `cond`.
 pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Outcome {
-    if cond { Ok(()) } else { Err(msg()) }
+    if cond { Ok(()) } else { fail(msg()) }
 }

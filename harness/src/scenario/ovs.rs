@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use super::seed::fixture;
-use super::{Ctx, Outcome, Scenario, ensure};
+use super::legacy::fixture;
+use super::{Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::netns::NetnsCluster;
 use crate::cluster::netns::ovs::BRIDGE;
 use crate::cluster::netns::pod::network_status;
@@ -71,7 +71,7 @@ where
     }
     .await;
     let outcome = match outcome {
-        Err(msg) => Err(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
+        Err(msg) => fail(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
         ok => ok,
     };
     ctx.finish_cluster(cluster, outcome).await
@@ -104,11 +104,8 @@ async fn start(
     name: &str,
     node: &str,
     networks: &str,
-) -> Result<PodView, String> {
-    cluster
-        .create_pod(pod(name, node, networks))
-        .await
-        .map_err(|e| e.to_string())
+) -> Result<PodView, Failure> {
+    Ok(cluster.create_pod(pod(name, node, networks)).await?)
 }
 
 async fn exec_ok(cluster: &NetnsCluster, p: &PodView, argv: &[&str]) -> Outcome {
@@ -132,7 +129,7 @@ async fn reaches(
     p: &PodView,
     ip: &str,
     tries: usize,
-) -> Result<bool, String> {
+) -> Result<bool, Failure> {
     for _ in 0..tries {
         let out = cluster
             .exec(
@@ -149,11 +146,11 @@ async fn reaches(
     Ok(false)
 }
 
-fn node_names(cluster: &NetnsCluster) -> Result<(String, String), String> {
+fn node_names(cluster: &NetnsCluster) -> Result<(String, String), Failure> {
     let nodes = cluster.nodes();
     match nodes.as_slice() {
         [a, b, ..] => Ok((a.clone(), b.clone())),
-        _ => Err(format!(
+        _ => fail(format!(
             "the OVS scenarios need two nodes, the topology has {nodes:?}"
         )),
     }
@@ -252,7 +249,7 @@ async fn capture<F: Future<Output = Outcome>>(
     cluster: &NetnsCluster,
     p: &PodView,
     during: F,
-) -> Result<String, String> {
+) -> Result<String, Failure> {
     let ns = cluster
         .pod_netns(&p.namespace, &p.name)
         .await

@@ -14,31 +14,34 @@ use std::time::Duration;
 use cni_kit::policy::POLICY_ENV;
 use serde_json::{Value, json};
 
-use super::{Ctx, Outcome, Scenario, ensure};
-use crate::cluster::netns::ovs::Ovs;
+use super::kit::{LabOvs, lab_failure, lab_ovs, node_policy, scratch_dir};
+use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cni::{Call, Reply, exec};
-use crate::lab::enter::Enter;
 use crate::lab::node::NodeLab;
 use crate::lab::{Ns, ScratchDir};
 
 const NO_POLICY: &str = "upstream has no such policy";
 
+/// Stands for the node's uplink in an attack's config, policy and links; replaced
+/// with the node lab's uplink when the attack is played.
+const UPLINK: &str = "<uplink>";
+
 pub fn scenarios() -> Vec<Scenario> {
     let mut list = Vec::new();
     let mut macvtap = |name: &str, attack: MacvtapAttack| {
-        list.push(Scenario::new(
+        list.push(Scenario::on_node_lab(
             format!("security/macvtap: {name}"),
             "macvtap",
             "pod",
             &["security", "cni"],
-            move |ctx| macvtap_attack(ctx, attack.clone()),
+            move |ctx, nl| Box::pin(macvtap_attack(ctx, nl, attack.clone())),
         ));
     };
     macvtap(
         "standalone master on the node's uplink, no node policy",
         MacvtapAttack {
             policy: None,
-            config: json!({"master": "ens33", "mode": "bridge"}),
+            config: json!({"master": UPLINK, "mode": "bridge"}),
             why: "standalone mode must be off unless the node's policy lists the master",
             ..MacvtapAttack::default()
         },
@@ -46,7 +49,7 @@ pub fn scenarios() -> Vec<Scenario> {
     macvtap(
         "standalone master on a host bridge the policy does not list",
         MacvtapAttack {
-            policy: Some("[macvtap]\nstandalone_masters = ens33\n"),
+            policy: Some("[macvtap]\nstandalone_masters = <uplink>\n"),
             host_bridge: true,
             config: json!({"master": "br0", "mode": "bridge"}),
             why: "only the masters the node's policy lists may carry standalone macvtaps",
@@ -56,8 +59,8 @@ pub fn scenarios() -> Vec<Scenario> {
     macvtap(
         "passthru with promiscMode on the uplink",
         MacvtapAttack {
-            policy: Some("[macvtap]\nstandalone_masters = ens33\n"),
-            config: json!({"master": "ens33", "mode": "passthru", "promiscMode": true}),
+            policy: Some("[macvtap]\nstandalone_masters = <uplink>\n"),
+            config: json!({"master": UPLINK, "mode": "passthru", "promiscMode": true}),
             why: "passthru takes the uplink's own MAC; the node's policy must list it explicitly",
             ..MacvtapAttack::default()
         },
@@ -74,7 +77,7 @@ pub fn scenarios() -> Vec<Scenario> {
     macvtap(
         "a deviceID naming the node's uplink",
         MacvtapAttack {
-            config: json!({"deviceID": "ens33"}),
+            config: json!({"deviceID": UPLINK}),
             why: "device mode may take only macvtaps the device plugin made",
             ..MacvtapAttack::default()
         },
@@ -82,20 +85,23 @@ pub fn scenarios() -> Vec<Scenario> {
     macvtap(
         "owner/group of /dev/tapN set to root",
         MacvtapAttack {
-            device_links: &["mvt-hashed:ens33Mvp0"],
-            config: json!({"deviceID": "ens33Mvp0", "owner": 0, "group": 0}),
+            device_links: &["mvt-hashed:<uplink>Mvp0"],
+            config: json!({"deviceID": "<uplink>Mvp0", "owner": 0, "group": 0}),
             why: "the tap's owner and group must be ones the node's policy allows (default 107:107)",
             ..MacvtapAttack::default()
         },
     );
     let mut ovs = |name: &str, attack: OvsAttack| {
-        list.push(Scenario::new(
-            format!("security/ovs: {name}"),
-            "ovs",
-            "pod",
-            &["security", "cni"],
-            move |ctx| ovs_attack(ctx, attack.clone()),
-        ));
+        list.push(
+            Scenario::on_node_lab(
+                format!("security/ovs: {name}"),
+                "ovs",
+                "pod",
+                &["security", "cni"],
+                move |ctx, nl| Box::pin(ovs_attack(ctx, nl, attack.clone())),
+            )
+            .needs(&[Capability::Program("ovsdb-server")]),
+        );
     };
     ovs(
         "socket_file through /proc/<pid>/root",
@@ -152,17 +158,14 @@ pub fn scenarios() -> Vec<Scenario> {
     list
 }
 
-fn lab_err(e: impl std::fmt::Display) -> String {
-    format!("failed to set up the node lab: {e}")
+/// `text` with the node's uplink in place of `UPLINK`.
+fn on_node(text: &str, uplink: &str) -> String {
+    text.replace(UPLINK, uplink)
 }
 
-/// Writes the node's policy (none: no file) into `scratch` and returns its path.
-fn write_policy(scratch: &ScratchDir, policy: Option<&str>) -> Result<String, String> {
-    let path = scratch.path().join("plugins.conf");
-    if let Some(text) = policy {
-        std::fs::write(&path, text).map_err(|e| format!("failed to write the policy: {e}"))?;
-    }
-    Ok(path.display().to_string())
+/// `config` with the node's uplink in place of `UPLINK`.
+fn config_on_node(config: &Value, uplink: &str) -> Result<Value, Failure> {
+    Ok(serde_json::from_str(&on_node(&config.to_string(), uplink))?)
 }
 
 /// The plugin's answer, cut short (upstream's errors carry its whole log).
@@ -200,11 +203,11 @@ struct MacvtapAttack {
 
 /// What must not change: the node's and the pod's links, and the owner of every
 /// device link's `/dev/tapN`.
-fn macvtap_state(nl: &NodeLab, pod: &Ns) -> Result<Vec<String>, String> {
-    let mut state = nl.links(&nl.node).map_err(lab_err)?;
+fn macvtap_state(nl: &NodeLab, pod: &Ns) -> Result<Vec<String>, Failure> {
+    let mut state = nl.links(&nl.node).map_err(lab_failure)?;
     state.push("--pod--".into());
-    state.extend(nl.links(pod).map_err(lab_err)?);
-    for name in nl.links(&nl.node).map_err(lab_err)? {
+    state.extend(nl.links(pod).map_err(lab_failure)?);
+    for name in nl.links(&nl.node).map_err(lab_failure)? {
         if let Some(link) = nl.link(&nl.node, &name)
             && let Ok(owner) = crate::lab::node::tap_owner(&link)
         {
@@ -214,59 +217,44 @@ fn macvtap_state(nl: &NodeLab, pod: &Ns) -> Result<Vec<String>, String> {
     Ok(state)
 }
 
-async fn macvtap_attack(ctx: Ctx, attack: MacvtapAttack) -> Outcome {
-    let mut nl = ctx.node_lab()?;
-    let scratch = ScratchDir::new(&format!("{}-{}-sec", ctx.run_id, ctx.scope))
-        .map_err(|e| format!("failed to create a scratch dir: {e}"))?;
-    let outcome = macvtap_attack_in(&ctx, &mut nl, &scratch, &attack).await;
-    ctx.finish(&mut nl.lab, outcome)
-}
-
-async fn macvtap_attack_in(
-    ctx: &Ctx,
-    nl: &mut NodeLab,
-    scratch: &ScratchDir,
-    attack: &MacvtapAttack,
-) -> Outcome {
-    let pod = nl.pod("pod").map_err(lab_err)?;
+async fn macvtap_attack(ctx: &Ctx, nl: &mut NodeLab, attack: MacvtapAttack) -> Outcome {
+    let scratch = scratch_dir(ctx, "sec")?;
+    let uplink = nl.uplink().to_string();
+    let pod = nl.pod("pod").map_err(lab_failure)?;
     for link in attack.device_links {
+        let link = on_node(link, &uplink);
         let name = match link.strip_prefix("mvt-hashed:") {
             Some(id) => macvtap_cni::naming::hashed_link_name(id),
-            None => link.to_string(),
+            None => link,
         };
-        nl.device_link(&name).map_err(lab_err)?;
+        nl.device_link(&name).map_err(lab_failure)?;
     }
     if attack.host_bridge {
         nl.lab
             .ip(&nl.node, &["link", "add", "br0", "type", "bridge"])
-            .map_err(lab_err)?;
+            .map_err(lab_failure)?;
         nl.lab
             .ip(&nl.node, &["link", "set", "br0", "up"])
-            .map_err(lab_err)?;
+            .map_err(lab_failure)?;
     }
-    let policy = write_policy(scratch, attack.policy)?;
+    let policy = node_policy(
+        &scratch,
+        attack.policy.map(|p| on_node(p, &uplink)).as_deref(),
+    )?;
+    let config = config_on_node(&attack.config, &uplink)?;
     let before = macvtap_state(nl, &pod)?;
     let mut cfg = json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap"});
-    for (k, v) in attack.config.as_object().cloned().unwrap_or_default() {
+    for (k, v) in config.as_object().cloned().unwrap_or_default() {
         cfg[k] = v;
     }
     let call = Call::new(ctx.plugin("macvtap"), "ADD", cfg.clone())
         .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
         .env(POLICY_ENV, &policy);
-    let reply = exec(&call, Some(&nl.node_ns))
-        .await
-        .map_err(|e| e.to_string())?;
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
     let after = macvtap_state(nl, &pod)?;
-    let accepted = format!("the NAD {} was accepted", attack.config);
+    let accepted = format!("the NAD {config} was accepted");
     verdict(
-        nl,
-        &call,
-        &reply,
-        accepted,
-        attack.why,
-        &attack.config,
-        before,
-        after,
+        nl, &call, &reply, accepted, attack.why, &config, before, after,
     )
     .await
 }
@@ -296,28 +284,18 @@ struct OvsAttack {
     why: &'static str,
 }
 
-async fn ovs_attack(ctx: Ctx, attack: OvsAttack) -> Outcome {
-    if !crate::prereq::require_program("security/ovs", "ovsdb-server", "openvswitch-switch") {
-        return Err("Open vSwitch is not installed (apt-get install openvswitch-switch)".into());
-    }
-    let mut nl = ctx.node_lab()?;
-    let scratch = ScratchDir::new(&format!("{}-{}-sec", ctx.run_id, ctx.scope))
-        .map_err(|e| format!("failed to create a scratch dir: {e}"))?;
-    let enter = Enter::net(nl.node.path()).map_err(lab_err)?;
-    let mut ovs = Ovs::start(&enter, &scratch.path().join("ovs"))?;
-    let outcome = async {
-        ovs.add_bridge("br1")?;
-        ovs_attack_in(&ctx, &mut nl, &ovs, &scratch, &attack).await
-    }
-    .await;
-    ovs.stop();
-    ctx.finish(&mut nl.lab, outcome)
+async fn ovs_attack(ctx: &Ctx, nl: &mut NodeLab, attack: OvsAttack) -> Outcome {
+    let scratch = scratch_dir(ctx, "sec")?;
+    // Stopped when dropped, before the runner tears the lab down.
+    let ovs = lab_ovs(nl, &scratch.path().join("ovs"))?;
+    ovs.add_bridge("br1")?;
+    ovs_attack_in(ctx, nl, &ovs, &scratch, &attack).await
 }
 
-fn ovs_state(nl: &NodeLab, pod: &Ns, ovs: &Ovs) -> Result<Vec<String>, String> {
-    let mut state = nl.links(&nl.node).map_err(lab_err)?;
+fn ovs_state(nl: &NodeLab, pod: &Ns, ovs: &LabOvs) -> Result<Vec<String>, Failure> {
+    let mut state = nl.links(&nl.node).map_err(lab_failure)?;
     state.push("--pod--".into());
-    state.extend(nl.links(pod).map_err(lab_err)?);
+    state.extend(nl.links(pod).map_err(lab_failure)?);
     state.push("--ports--".into());
     state.extend(ovs.ports("br1")?);
     state.push(ovs.vsctl(&["--columns=name", "list", "Port"])?);
@@ -327,11 +305,11 @@ fn ovs_state(nl: &NodeLab, pod: &Ns, ovs: &Ovs) -> Result<Vec<String>, String> {
 async fn ovs_attack_in(
     ctx: &Ctx,
     nl: &mut NodeLab,
-    ovs: &Ovs,
+    ovs: &LabOvs,
     scratch: &ScratchDir,
     attack: &OvsAttack,
 ) -> Outcome {
-    let pod = nl.pod("pod").map_err(lab_err)?;
+    let pod = nl.pod("pod").map_err(lab_failure)?;
     let real = ovs.socket.display().to_string();
     let socket = match attack.socket {
         SocketChoice::Allowed => real.clone(),
@@ -339,12 +317,12 @@ async fn ovs_attack_in(
         SocketChoice::Symlink => {
             let link = scratch.path().join("db.sock");
             std::os::unix::fs::symlink(&ovs.socket, &link)
-                .map_err(|e| format!("failed to create {}: {e}", link.display()))?;
+                .map_err(|e| Failure::caused(format!("failed to create {}", link.display()), e))?;
             link.display().to_string()
         }
     };
     // The node's admin allows this node's own socket only, access ports only.
-    let policy = write_policy(scratch, Some(&format!("[ovs]\nsockets = {real}\n")))?;
+    let policy = node_policy(scratch, Some(&format!("[ovs]\nsockets = {real}\n")))?;
     let mut cfg = json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "ovs",
         "bridge": "br1", "socket_file": format!("unix:{socket}")});
     for (k, v) in attack.config.as_object().cloned().unwrap_or_default() {
@@ -362,12 +340,10 @@ async fn ovs_attack_in(
     if attack.hostile_container_id {
         return hostile_container_ids(nl, scratch, call).await;
     }
-    let reply = exec(&call, Some(&nl.node_ns))
-        .await
-        .map_err(|e| e.to_string())?;
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
     let after = ovs_state(nl, &pod, ovs)?;
     if attack.ipam_self && marker.exists() {
-        return Err(format!(
+        return fail(format!(
             "the plugin ran itself as its own IPAM plugin ({}; {NO_POLICY}, upstream recurses until a pids limit stops it): {}",
             attack.why,
             described(&reply)
@@ -407,7 +383,7 @@ async fn verdict<S: PartialEq + std::fmt::Debug>(
         let mut del = call.clone();
         del.command = "DEL".into();
         let _ = exec(&del, Some(&nl.node_ns)).await;
-        return Err(format!(
+        return fail(format!(
             "{accepted} ({why}; {NO_POLICY}): {}",
             short(&reply.stdout)
         ));
@@ -428,19 +404,21 @@ fn with_self_as_ipam(
     mut call: Call,
     scratch: &ScratchDir,
     marker: &Path,
-) -> Result<Call, String> {
+) -> Result<Call, Failure> {
     let bin = scratch.path().join("bin");
-    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&bin)
+        .map_err(|e| Failure::caused(format!("failed to create {}", bin.display()), e))?;
     let wrapper = bin.join("ovs");
     let script = format!(
         "#!/bin/sh\n: > '{marker}'\nif [ -n \"$SECNET_SECURITY_DEPTH\" ]; then echo '{{\"code\":100,\"msg\":\"recursion stopped by secnet\"}}'; exit 1; fi\nexport SECNET_SECURITY_DEPTH=1\nexec '{plugin}' \"$@\"\n",
         marker = marker.display(),
         plugin = ctx.plugin("ovs").display()
     );
-    std::fs::write(&wrapper, script).map_err(|e| e.to_string())?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| e.to_string())?;
+    let written = std::fs::write(&wrapper, script).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+    });
+    written.map_err(|e| Failure::caused(format!("failed to write {}", wrapper.display()), e))?;
     call.path = format!("{}:{}", bin.display(), call.path);
     call.config["ipam"] = json!({"type": "ovs"});
     Ok(call)
@@ -450,7 +428,8 @@ fn with_self_as_ipam(
 /// be a victim file; the victim must survive.
 async fn hostile_container_ids(nl: &NodeLab, scratch: &ScratchDir, call: Call) -> Outcome {
     let victim_dir = scratch.path().join("victims");
-    std::fs::create_dir_all(&victim_dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&victim_dir)
+        .map_err(|e| Failure::caused(format!("failed to create {}", victim_dir.display()), e))?;
     let absolute = victim_dir.join("abs");
     let dotted = victim_dir.join("dot");
     let up = "../".repeat(8);
@@ -467,15 +446,14 @@ async fn hostile_container_ids(nl: &NodeLab, scratch: &ScratchDir, call: Call) -
             "{}-net1",
             victim.file_name().unwrap_or_default().to_string_lossy()
         ));
-        std::fs::write(&file, "{}").map_err(|e| e.to_string())?;
+        std::fs::write(&file, "{}")
+            .map_err(|e| Failure::caused(format!("failed to write {}", file.display()), e))?;
         let mut del = call.clone();
         del.command = "DEL".into();
         del.container_id = id.clone();
-        let reply = exec(&del, Some(&nl.node_ns))
-            .await
-            .map_err(|e| e.to_string())?;
+        let reply = exec(&del, Some(&nl.node_ns)).await?;
         if !file.exists() {
-            return Err(format!(
+            return fail(format!(
                 "DEL with CNI_CONTAINERID {id:?} deleted {} ({}): {}",
                 file.display(),
                 NO_POLICY.replace("policy", "check"),
@@ -491,4 +469,22 @@ async fn hostile_container_ids(nl: &NodeLab, scratch: &ScratchDir, call: Call) -
             "DEL accepted container ids that are paths {accepted:?} (nothing was deleted, but the id was not checked)"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attacks_name_the_node_lab_uplink() {
+        let config = json!({"master": UPLINK, "deviceID": "<uplink>Mvp0", "mode": "bridge"});
+        assert_eq!(
+            config_on_node(&config, "eth7").unwrap(),
+            json!({"master": "eth7", "deviceID": "eth7Mvp0", "mode": "bridge"})
+        );
+        assert_eq!(
+            on_node("[macvtap]\nstandalone_masters = <uplink>\n", "eth7"),
+            "[macvtap]\nstandalone_masters = eth7\n"
+        );
+    }
 }

@@ -1,275 +1,114 @@
-//! The seed document's scenarios on the netns cluster, with the seed's YAML as
+//! The seed document's scenarios, with the seed's YAML as
 //! fixtures: the device plugin DaemonSet and node capacity, the macvtap pods (with
 //! and without a requested MAC), capacity accounting, reachability over macvtap,
 //! macvlan with host-local, and the manual macvlan + DHCP lab.
 //!
-//! All but the DHCP lab are portable (`with_any_cluster`): written against the
-//! `Cluster` contract, they run on kind and existing clusters too, where the checks
-//! that need the node itself (the macvtap's lower ifindex, the node's uplink
-//! addresses, device IDs) are left out and said so in the report.
+//! All but the DHCP lab need only the `Cluster` contract: they run on kind and
+//! existing clusters too, where the checks that need the node itself (the macvtap's
+//! lower ifindex, the node's uplink addresses, device IDs: `NodeAccess`) are left
+//! out and said so in the report.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Ctx, Outcome, Scenario, Target, ensure};
+use super::kit::{
+    add_addr, expect_reach, fixture_nad, fixture_pod, named, network_status, pod_iface, pod_link,
+    status_of, with_net_admin,
+};
+use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
+use crate::cluster::Cluster;
 use crate::cluster::any::AnyCluster;
-use crate::cluster::netns::NetnsCluster;
-use crate::cluster::netns::pod::network_status;
-use crate::cluster::probe::{add_addr, pod_iface, pod_link};
-use crate::cluster::{Cluster, PodView};
-use crate::objects::{Object, Pod, load_file};
-
-pub const DATAPLANE: &str = "macvtap.network.kubevirt.io/dataplane";
+use crate::objects::{Object, Pod};
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
-        Scenario::new(
+        Scenario::on_cluster(
             "seed/device plugin DaemonSet: capacity 50 on every node",
             "macvtap",
             "node",
             &["capacity", "deviceplugin"],
-            |ctx| with_any_cluster(ctx, daemonset_capacity),
+            |ctx, c| Box::pin(daemonset_capacity(ctx, c)),
         )
-        .portable(),
-        Scenario::new(
+        .deploy_macvtap_seed(),
+        Scenario::on_cluster(
             "seed/macvtap-pod: net1 is a macvtap on ens33",
             "macvtap",
             "pod",
             &["mac", "mtu", "network-status"],
-            |ctx| with_any_cluster(ctx, macvtap_pod),
+            |ctx, c| Box::pin(macvtap_pod(ctx, c)),
         )
-        .portable(),
-        Scenario::new(
+        .deploy_macvtap_seed(),
+        Scenario::on_cluster(
             "seed/macvtap-pod-with-mac: the requested MAC everywhere",
             "macvtap",
             "pod",
             &["mac", "network-status"],
-            |ctx| with_any_cluster(ctx, macvtap_pod_with_mac),
+            |ctx, c| Box::pin(macvtap_pod_with_mac(ctx, c)),
         )
-        .portable(),
-        Scenario::new(
+        .deploy_macvtap_seed(),
+        Scenario::on_cluster(
             "seed/capacity accounting: allocate, release, Insufficient",
             "macvtap",
             "pod",
             &["capacity"],
-            |ctx| with_any_cluster(ctx, capacity_accounting),
+            |ctx, c| Box::pin(capacity_accounting(ctx, c)),
         )
-        .portable(),
-        Scenario::new(
+        .deploy_macvtap_seed(),
+        Scenario::on_cluster(
             "seed/macvtap reachability: same node, across nodes, not the own uplink",
             "macvtap",
             "pod",
             &["reachability"],
-            |ctx| with_any_cluster(ctx, macvtap_reachability),
+            |ctx, c| Box::pin(macvtap_reachability(ctx, c)),
         )
-        .portable(),
-        Scenario::new(
+        .deploy_macvtap_seed(),
+        Scenario::on_cluster(
             "seed/macvlan-test NAD with host-local: addresses and cross-node ping",
             "macvlan",
             "pod",
             &["reachability", "ipam"],
-            |ctx| with_any_cluster(ctx, macvlan_host_local),
+            |ctx, c| Box::pin(macvlan_host_local(ctx, c)),
         )
-        .portable(),
-        Scenario::new(
+        .deploy_macvtap_seed(),
+        Scenario::on_cluster(
             "seed/manual macvlan lab: DHCP from the LAN, gateway reachable",
             "macvlan",
             "node",
             &["reachability", "dhcp"],
-            |ctx| with_cluster(ctx, true, macvlan_dhcp_lab),
-        ),
+            |ctx, c| Box::pin(macvlan_dhcp_lab(ctx, c)),
+        )
+        .needs(&[
+            Capability::NodeAccess,
+            Capability::Dhcp,
+            Capability::Program("busybox"),
+        ])
+        .deploy_macvtap_seed(),
     ]
 }
 
-/// Setup (cluster up, seed's ConfigMap + DaemonSet + NAD applied), Assess (`body`),
-/// Teardown (always, unless --keep and failed).
-pub(super) async fn with_cluster<F>(ctx: Ctx, dhcp: bool, body: F) -> Outcome
-where
-    F: AsyncFnOnce(&Ctx, &NetnsCluster) -> Outcome,
-{
-    with_cluster_seeded(ctx, dhcp, true, body).await
-}
-
-/// As `with_cluster`, with the seed's ConfigMap, DaemonSet and NAD applied or not.
-pub(super) async fn with_cluster_seeded<F>(ctx: Ctx, dhcp: bool, seeded: bool, body: F) -> Outcome
-where
-    F: AsyncFnOnce(&Ctx, &NetnsCluster) -> Outcome,
-{
-    let t = std::time::Instant::now();
-    let cluster = ctx.netns_cluster(dhcp).await?;
-    ctx.observed.phase("cluster up", t.elapsed());
-    let outcome = async {
-        if seeded {
-            let t = std::time::Instant::now();
-            apply_seed(&cluster, &ctx.fixtures_dir).await?;
-            ctx.observed.phase("deploy", t.elapsed());
-        }
-        let t = std::time::Instant::now();
-        let outcome = body(&ctx, &cluster).await;
-        ctx.observed.phase("assess", t.elapsed());
-        ctx.observed.topology(cluster.snapshot().await);
-        outcome
+/// Host `n` of the LAN's /24 (the topology's fabric subnet): pod addresses on the
+/// nodes' own subnet, so that the uplinks are in reach too.
+fn lan_host(ctx: &Ctx, n: u8) -> String {
+    let net = ctx
+        .topology
+        .fabric
+        .subnet
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let mut octets: Vec<&str> = net.split('.').collect();
+    let last = n.to_string();
+    if let Some(o) = octets.last_mut() {
+        *o = &last;
     }
-    .await;
-    let outcome = match outcome {
-        Err(msg) => Err(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
-        ok => ok,
-    };
-    let t = std::time::Instant::now();
-    let outcome = ctx.finish_cluster(cluster, outcome).await;
-    ctx.observed.phase("teardown", t.elapsed());
-    outcome
-}
-
-/// Setup, Assess, Teardown of a portable scenario. On the netns target: a fresh
-/// cluster with the seed applied. On a real cluster: the run's cluster (components
-/// installed once) seen through this scenario's scope, with the seed's NAD applied;
-/// teardown removes only what the scenario made.
-pub(super) async fn with_any_cluster<F>(ctx: Ctx, body: F) -> Outcome
-where
-    F: AsyncFnOnce(&Ctx, &AnyCluster) -> Outcome,
-{
-    match ctx.target.clone() {
-        Target::Netns => {
-            let t = Instant::now();
-            let cluster = AnyCluster::Netns(Box::new(ctx.netns_cluster(false).await?));
-            ctx.observed.phase("cluster up", t.elapsed());
-            let outcome = deploy_and_assess(&ctx, &cluster, body).await;
-            let AnyCluster::Netns(cluster) = cluster else {
-                unreachable!("made as a netns cluster above")
-            };
-            let t = Instant::now();
-            let outcome = ctx.finish_cluster(*cluster, outcome).await;
-            ctx.observed.phase("teardown", t.elapsed());
-            outcome
-        }
-        Target::Kube(cluster) => {
-            let scoped = Arc::new(cluster.scoped(&ctx.scope));
-            let outcome = deploy_and_assess(&ctx, &AnyCluster::Kube(scoped.clone()), body).await;
-            let t = Instant::now();
-            let outcome = ctx.finish_kube(&scoped, outcome).await;
-            ctx.observed.phase("teardown", t.elapsed());
-            outcome
-        }
-    }
-}
-
-async fn deploy_and_assess<F>(ctx: &Ctx, cluster: &AnyCluster, body: F) -> Outcome
-where
-    F: AsyncFnOnce(&Ctx, &AnyCluster) -> Outcome,
-{
-    let outcome = async {
-        let t = Instant::now();
-        match cluster.netns() {
-            Some(netns) => apply_seed(netns, &ctx.fixtures_dir).await?,
-            // The device plugin and the CNI came with the run's components.
-            None => cluster
-                .apply(fixture(ctx, "seed/macvtap-nad.yaml")?)
-                .await
-                .map_err(|e| e.to_string())?,
-        }
-        ctx.observed.phase("deploy", t.elapsed());
-        let t = Instant::now();
-        let outcome = body(ctx, cluster).await;
-        ctx.observed.phase("assess", t.elapsed());
-        let topology = match cluster {
-            AnyCluster::Netns(netns) => netns.snapshot().await,
-            AnyCluster::Kube(kube) => kube.snapshot().await,
-        };
-        ctx.observed.topology(topology);
-        outcome
-    }
-    .await;
-    match outcome {
-        Err(msg) => Err(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
-        ok => ok,
-    }
-}
-
-/// Lets the pod's probes change its interfaces (`ip addr add`): a real container
-/// runtime drops NET_ADMIN by default.
-pub(super) fn with_net_admin(mut pod: Pod) -> Pod {
-    for c in &mut pod.spec.containers {
-        c.security_context = Some(serde_json::json!({"capabilities": {"add": ["NET_ADMIN"]}}));
-    }
-    pod
-}
-
-pub fn fixture(ctx: &Ctx, rel: &str) -> Result<Vec<Object>, String> {
-    load_file(&ctx.fixtures_dir.join(rel)).map_err(|e| e.to_string())
-}
-
-pub(super) fn fixture_pod(ctx: &Ctx, rel: &str) -> Result<Pod, String> {
-    match fixture(ctx, rel)?.into_iter().next() {
-        Some(Object::Pod(p)) => Ok(p),
-        other => Err(format!("{rel} holds no Pod: {other:?}")),
-    }
-}
-
-/// The seed's device plugin ConfigMap, its DaemonSet and the `dataplane` NAD, read
-/// from `fixtures_dir` and applied: what the seed does by hand before any pod.
-pub async fn apply_seed(cluster: &NetnsCluster, fixtures_dir: &std::path::Path) -> Outcome {
-    for rel in [
-        "seed/macvtap-deviceplugin-config.yaml",
-        "seed/macvtap-daemonset.yaml",
-        "seed/macvtap-nad.yaml",
-    ] {
-        let objects = load_file(&fixtures_dir.join(rel)).map_err(|e| e.to_string())?;
-        cluster.apply(objects).await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// Pings `ip` (named `target` in the report) from `pod`; the probe is recorded and
-/// fails the step unless the outcome is `expected`.
-pub(super) async fn expect_reach<C: Cluster>(
-    ctx: &Ctx,
-    cluster: &C,
-    pod: &PodView,
-    target: &str,
-    ip: &str,
-    expected: bool,
-) -> Outcome {
-    let observed = ping(cluster, pod, ip).await?;
-    ctx.observed
-        .probe(&pod.name, &format!("{target} ({ip})"), expected, observed);
-    match (expected, observed) {
-        (true, false) => Err(format!("{} cannot reach {target} ({ip})", pod.name)),
-        (false, true) => Err(format!(
-            "{} reaches {target} ({ip}) although it must not",
-            pod.name
-        )),
-        _ => Ok(()),
-    }
-}
-
-pub(super) async fn ping<C: Cluster>(cluster: &C, pod: &PodView, ip: &str) -> Result<bool, String> {
-    let out = cluster
-        .exec(
-            &pod.namespace,
-            &pod.name,
-            &["ping", "-c", "1", "-W", "1", "-q", ip],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(out.success)
-}
-
-pub(super) fn named(mut pod: Pod, name: &str, node: Option<&str>) -> Pod {
-    pod.metadata.name = name.to_string();
-    pod.spec.node_name = node.map(str::to_string);
-    pod
+    octets.join(".")
 }
 
 async fn daemonset_capacity(_ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     for node in cluster.nodes() {
-        let r = cluster
-            .node_resources(&node)
-            .await
-            .map_err(|e| e.to_string())?;
+        let r = cluster.node_resources(&node).await?;
         ensure(r.capacity.get(DATAPLANE) == Some(&50), || {
             format!(
                 "node {node} capacity {:?}, the seed shows {DATAPLANE}: 50",
@@ -289,8 +128,7 @@ async fn daemonset_capacity(_ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 async fn macvtap_pod(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let pod = cluster
         .create_pod(fixture_pod(ctx, "seed/macvtap-pod.yaml")?)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let net1 = pod_iface(cluster, &pod, "net1").await?;
     ensure(net1.mtu == 1500, || {
         format!("net1 MTU {}, the NAD says 1500", net1.mtu)
@@ -300,23 +138,18 @@ async fn macvtap_pod(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     ensure(!mac.is_empty() && mac != "00:00:00:00:00:00", || {
         "net1 has no MAC".into()
     })?;
-    if let Some(netns) = cluster.netns() {
+    if cluster.offers(Capability::NodeAccess) {
         // What only the node shows: the link kind and which device it sits on.
-        let link = pod_link(netns, &pod, "net1").await?;
+        let link = pod_link(cluster, &pod, "net1").await?;
         ensure(link["linkinfo"]["info_kind"] == "macvtap", || {
             format!("net1 is {}", link["linkinfo"]["info_kind"])
         })?;
-        let node_ns = netns
-            .node_netns(&pod.node)
-            .await
-            .ok_or("pod's node is gone")?;
-        let uplink: Value =
-            serde_json::from_str(&netns.ip(&node_ns, &["-j", "link", "show", "ens33"]).await?)
-                .map_err(|e| e.to_string())?;
-        ensure(link["link_index"] == uplink[0]["ifindex"], || {
+        let lower = cluster.lower_device();
+        let uplink = cluster.node_link(&pod.node, &lower).await?;
+        ensure(link["link_index"] == uplink["ifindex"], || {
             format!(
-                "net1's lower is ifindex {}, the node's ens33 is {}",
-                link["link_index"], uplink[0]["ifindex"]
+                "net1's lower is ifindex {}, the node's {lower} is {}",
+                link["link_index"], uplink["ifindex"]
             )
         })?;
     } else {
@@ -330,10 +163,7 @@ async fn macvtap_pod(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
             .any(|s| s.default && s.interface.as_deref() == Some("eth0")),
         || format!("network-status lacks the default network: {status:?}"),
     )?;
-    let dp = status
-        .iter()
-        .find(|s| s.name == "default/dataplane")
-        .ok_or_else(|| format!("network-status lacks default/dataplane: {status:?}"))?;
+    let dp = status_of(&pod, "default/dataplane")?;
     ensure(
         dp.interface.as_deref() == Some("net1") && dp.mac.as_deref() == Some(mac.as_str()),
         || format!("network-status says {dp:?}, the kernel says net1 {mac}"),
@@ -344,17 +174,12 @@ async fn macvtap_pod_with_mac(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let want = "02:23:45:67:89:01";
     let pod = cluster
         .create_pod(fixture_pod(ctx, "seed/macvtap-pod-with-mac.yaml")?)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let net1 = pod_iface(cluster, &pod, "net1").await?;
     ensure(net1.mac == want, || {
         format!("net1 MAC {}, requested {want}", net1.mac)
     })?;
-    let status = network_status(&pod)?;
-    let dp = status
-        .iter()
-        .find(|s| s.name == "default/dataplane")
-        .ok_or("no default/dataplane in network-status")?;
+    let dp = status_of(&pod, "default/dataplane")?;
     ensure(dp.mac.as_deref() == Some(want), || {
         format!("network-status MAC {:?}, requested {want}", dp.mac)
     })
@@ -368,20 +193,15 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
             "macvtap-pod",
             Some(&node),
         ))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     cluster
         .create_pod(named(
             fixture_pod(ctx, "seed/macvtap-pod-with-mac.yaml")?,
             "macvtap-pod-with-mac",
             Some(&node),
         ))
-        .await
-        .map_err(|e| e.to_string())?;
-    let r = cluster
-        .node_resources(&node)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
+    let r = cluster.node_resources(&node).await?;
     // As the seed's `kubectl describe node`: Capacity 50, Allocatable 50, Allocated 2.
     ensure(
         (
@@ -391,20 +211,14 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         ) == (50, 50, 2),
         || format!("after two pods: {r:?}"),
     )?;
-    if cluster.netns().is_some() {
-        // Device IDs come from the kubelet's admission, which only the netns cluster shows.
+    if cluster.offers(Capability::NodeAccess) {
+        // Device IDs come from the kubelet's admission, which only node access shows.
         ensure(a.devices.get(DATAPLANE).map(Vec::len) == Some(1), || {
             format!("pod devices {:?}", a.devices)
         })?;
     }
-    cluster
-        .delete_pod(&a.namespace, &a.name)
-        .await
-        .map_err(|e| e.to_string())?;
-    let r = cluster
-        .node_resources(&node)
-        .await
-        .map_err(|e| e.to_string())?;
+    cluster.delete_pod(&a.namespace, &a.name).await?;
+    let r = cluster.node_resources(&node).await?;
     ensure(
         r.allocated.get(DATAPLANE).copied().unwrap_or(0) == 1,
         || format!("deleting a pod must release its device: {r:?}"),
@@ -424,19 +238,15 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
             || format!("unschedulable for the wrong reason: {message}"),
         )?,
         other => {
-            return Err(format!(
+            return fail(format!(
                 "a pod asking for 50 with 49 free must stay unscheduled, got {other:?}"
             ));
         }
     }
     cluster
         .delete_pod("default", "macvtap-pod-with-mac")
-        .await
-        .map_err(|e| e.to_string())?;
-    let r = cluster
-        .node_resources(&node)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
+    let r = cluster.node_resources(&node).await?;
     ensure(
         r.allocated.get(DATAPLANE).copied().unwrap_or(0) == 0,
         || format!("capacity must be all free again: {r:?}"),
@@ -448,58 +258,29 @@ async fn macvtap_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let base = with_net_admin(fixture_pod(ctx, "seed/macvtap-pod.yaml")?);
     let a = cluster
         .create_pod(named(base.clone(), "mvt-a", Some(&nodes[0])))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let b = cluster
         .create_pod(named(base.clone(), "mvt-b", Some(&nodes[0])))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let c = cluster
         .create_pod(named(base, "mvt-c", Some(&nodes[1])))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     // Addresses on the LAN's subnet, so that the nodes' own uplinks are in reach.
-    for (pod, ip) in [
-        (&a, "192.168.159.21"),
-        (&b, "192.168.159.22"),
-        (&c, "192.168.159.23"),
-    ] {
+    let (ip_a, ip_b, ip_c) = (lan_host(ctx, 21), lan_host(ctx, 22), lan_host(ctx, 23));
+    for (pod, ip) in [(&a, &ip_a), (&b, &ip_b), (&c, &ip_c)] {
         add_addr(cluster, pod, &format!("{ip}/24"), "net1").await?;
     }
-    expect_reach(
-        ctx,
-        cluster,
-        &a,
-        "mvt-b (same node)",
-        "192.168.159.22",
-        true,
-    )
-    .await?;
-    expect_reach(
-        ctx,
-        cluster,
-        &a,
-        "mvt-c (other node)",
-        "192.168.159.23",
-        true,
-    )
-    .await?;
-    expect_reach(
-        ctx,
-        cluster,
-        &c,
-        "mvt-a (other node)",
-        "192.168.159.21",
-        true,
-    )
-    .await?;
-    let Some(netns) = cluster.netns() else {
+    expect_reach(ctx, cluster, &a, "mvt-b (same node)", &ip_b, true).await?;
+    expect_reach(ctx, cluster, &a, "mvt-c (other node)", &ip_c, true).await?;
+    expect_reach(ctx, cluster, &c, "mvt-a (other node)", &ip_a, true).await?;
+    if !cluster.offers(Capability::NodeAccess) {
         ctx.observed
             .note("the nodes' own uplink addresses: not on the pods' subnet on this provider");
         return Ok(());
-    };
-    let own = netns.topology().nodes[0].address.to_string();
-    let other = netns.topology().nodes[1].address.to_string();
+    }
+    let topology = cluster.topology()?;
+    let own = topology.nodes[0].address.to_string();
+    let other = topology.nodes[1].address.to_string();
     expect_reach(ctx, cluster, &a, "node2 uplink", &other, true).await?;
     // A bridge-mode macvtap cannot talk to its own lower device's address.
     expect_reach(ctx, cluster, &a, "node1 uplink (own lower)", &own, false).await
@@ -507,29 +288,21 @@ async fn macvtap_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 
 async fn macvlan_host_local(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let nodes = cluster.nodes();
-    let mut nad = match fixture(ctx, "seed/macvlan-nad.yaml")?.into_iter().next() {
-        Some(Object::Nad(n)) => n,
-        other => return Err(format!("seed/macvlan-nad.yaml holds no NAD: {other:?}")),
-    };
+    let mut nad = fixture_nad(ctx, "seed/macvlan-nad.yaml")?;
     // The seed's NAD names the uplink eth0 and has no cniVersion (multus then calls
-    // the plugin as CNI 0.1.0); on the netns cluster the uplink is ens33.
-    let mut config: Value = serde_json::from_str(&nad.spec.config).map_err(|e| e.to_string())?;
+    // the plugin as CNI 0.1.0); here the master is the cluster's lower device.
+    let mut config: Value = serde_json::from_str(&nad.spec.config)?;
     config["master"] = Value::from(cluster.lower_device());
     config["cniVersion"] = Value::from("0.3.1");
     nad.spec.config = config.to_string();
-    cluster
-        .apply(vec![Object::Nad(nad)])
-        .await
-        .map_err(|e| e.to_string())?;
+    cluster.apply(vec![Object::Nad(nad)]).await?;
     let pod = Pod::plain;
     let a = cluster
         .create_pod(pod("mvl-a", &nodes[0], "macvlan-test"))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let b = cluster
         .create_pod(pod("mvl-b", &nodes[0], "macvlan-test"))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     // host-local allocates per node: a pod on the other node asks for its address
     // (multus `ips`), or it would get the same first address as mvl-a.
     let c = cluster
@@ -538,20 +311,15 @@ async fn macvlan_host_local(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
             &nodes[1],
             r#"[{"name": "macvlan-test", "ips": ["10.250.250.100/24"]}]"#,
         ))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let mut ips = Vec::new();
     for p in [&a, &b, &c] {
-        let status = network_status(p)?;
-        let s = status
-            .iter()
-            .find(|s| s.name == "default/macvlan-test")
-            .ok_or_else(|| format!("{}: no default/macvlan-test in {status:?}", p.name))?;
+        let s = status_of(p, "default/macvlan-test")?;
         let ip = s
             .ips
             .first()
             .cloned()
-            .ok_or_else(|| format!("{}: no address from host-local", p.name))?;
+            .ok_or_else(|| Failure::msg(format!("{}: no address from host-local", p.name)))?;
         ensure(ip.starts_with("10.250.250."), || {
             format!("{}: {ip} is outside 10.250.250.0/24", p.name)
         })?;
@@ -568,49 +336,59 @@ async fn macvlan_host_local(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     expect_reach(ctx, cluster, &c, "mvl-a (other node)", &ips[0], true).await
 }
 
-/// The seed's manual lab: `ip link add link ens33 dev macN type macvlan mode bridge`,
-/// each moved into its own namespace, addresses by DHCP from the LAN.
-async fn macvlan_dhcp_lab(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
-    let node = cluster
-        .node_netns(&cluster.nodes()[0])
-        .await
-        .ok_or("no node")?;
-    let script = ctx.work_dir.join("udhcpc.sh");
+/// The seed's manual lab: `ip link add link <uplink> dev macN type macvlan mode
+/// bridge`, each moved into its own namespace, addresses by DHCP from the LAN.
+async fn macvlan_dhcp_lab(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    let node = cluster.nodes()[0].clone();
+    let uplink = cluster.lower_device();
+    let dir = ctx.work_dir.join(&ctx.scope);
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("udhcpc.sh");
     std::fs::write(
         &script,
         "#!/bin/sh\n# udhcpc hook: apply the lease like dhclient does.\ncase \"$1\" in\n  bound|renew) ip addr flush dev \"$interface\"; ip addr add \"$ip/$mask\" dev \"$interface\"; [ -n \"$router\" ] && ip route replace default via \"${router%% *}\" dev \"$interface\";;\nesac\nexit 0\n",
     )
-    .map_err(|e| format!("failed to write {}: {e}", script.display()))?;
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|e| e.to_string())?;
-    let gateway = cluster.topology().fabric.gateway.to_string();
+    .map_err(|e| Failure::caused(format!("failed to write {}", script.display()), e))?;
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let topology = cluster.topology()?;
+    let gateway = topology.fabric.gateway.to_string();
+    let range = topology.fabric.dhcp_range;
     let mut addrs = Vec::new();
     for n in ["ns1", "ns2"] {
-        let ns = cluster.extra_netns(n).await?;
+        let ns = cluster.extra_namespace(n).await?;
         let dev = format!("mac{}", &n[2..]);
         cluster
-            .ip(
+            .node_ip(
                 &node,
                 &[
-                    "link", "add", "link", "ens33", "dev", &dev, "type", "macvlan", "mode",
+                    "link", "add", "link", &uplink, "dev", &dev, "type", "macvlan", "mode",
                     "bridge",
                 ],
             )
             .await?;
         cluster
-            .ip(&node, &["link", "set", "dev", &dev, "netns", &ns.name])
+            .node_ip(&node, &["link", "set", "dev", &dev, "netns", &ns.name])
             .await?;
-        cluster.ip(&ns, &["link", "set", "dev", &dev, "up"]).await?;
+        cluster
+            .ns_ip(&ns, &["link", "set", "dev", &dev, "up"])
+            .await?;
         udhcpc(&ns, &dev, &script).await?;
-        let out: Value =
-            serde_json::from_str(&cluster.ip(&ns, &["-j", "-4", "addr", "show", &dev]).await?)
-                .map_err(|e| e.to_string())?;
+        let out: Value = serde_json::from_str(
+            &cluster
+                .ns_ip(&ns, &["-j", "-4", "addr", "show", &dev])
+                .await?,
+        )?;
         let ip = out[0]["addr_info"][0]["local"]
             .as_str()
-            .ok_or_else(|| format!("{dev} in {n} got no address by DHCP: {out}"))?
+            .ok_or_else(|| Failure::msg(format!("{dev} in {n} got no address by DHCP: {out}")))?
             .to_string();
-        ensure(ip.starts_with("192.168.159.1"), || {
-            format!("{dev} got {ip}, outside the DHCP range")
+        let in_range = match (range, ip.parse::<std::net::Ipv4Addr>()) {
+            (Some([lo, hi]), Ok(got)) => lo <= got && got <= hi,
+            (None, Ok(_)) => true,
+            (_, Err(_)) => false,
+        };
+        ensure(in_range, || {
+            format!("{dev} got {ip}, outside the DHCP range {range:?}")
         })?;
         ensure(ns_ping(&ns, &gateway).await?, || {
             format!("{n} cannot reach the gateway {gateway}")
@@ -626,7 +404,7 @@ async fn macvlan_dhcp_lab(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
 }
 
 async fn udhcpc(ns: &crate::lab::Ns, dev: &str, script: &Path) -> Outcome {
-    let enter = crate::lab::enter::Enter::net(ns.path()).map_err(|e| e.to_string())?;
+    let enter = crate::lab::enter::Enter::net(ns.path())?;
     let out = crate::lab::command::Cmd::new("busybox")
         .args([
             "udhcpc",
@@ -646,20 +424,40 @@ async fn udhcpc(ns: &crate::lab::Ns, dev: &str, script: &Path) -> Outcome {
         .timeout(Duration::from_secs(20))
         .output_async()
         .await
-        .map_err(|e| format!("{e} (apt-get install busybox-static)"))?;
+        .map_err(|e| Failure::caused("udhcpc (apt-get install busybox-static)", e))?;
     ensure(out.success(), || {
         format!("udhcpc on {dev} failed: {}", out.stderr_text().trim())
     })
 }
 
-async fn ns_ping(ns: &crate::lab::Ns, ip: &str) -> Result<bool, String> {
-    let enter = crate::lab::enter::Enter::net(ns.path()).map_err(|e| e.to_string())?;
+async fn ns_ping(ns: &crate::lab::Ns, ip: &str) -> Result<bool, Failure> {
+    let enter = crate::lab::enter::Enter::net(ns.path())?;
     Ok(crate::lab::command::Cmd::new("ping")
         .args(["-c", "1", "-W", "1", "-q", ip])
         .enter(&enter)
         .timeout(Duration::from_secs(10))
         .output_async()
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .success())
+}
+
+pub use super::kit::DATAPLANE;
+
+/// The seed's device plugin ConfigMap, its DaemonSet and the `dataplane` NAD, read
+/// from `fixtures_dir` and applied: what the seed does by hand before any pod (the
+/// benchmarks' set-up; scenarios get it from the runner with `deploy_macvtap_seed`).
+pub async fn apply_seed(
+    cluster: &crate::cluster::netns::NetnsCluster,
+    fixtures_dir: &Path,
+) -> Result<(), String> {
+    for rel in [
+        "seed/macvtap-deviceplugin-config.yaml",
+        "seed/macvtap-daemonset.yaml",
+        "seed/macvtap-nad.yaml",
+    ] {
+        let objects =
+            crate::objects::load_file(&fixtures_dir.join(rel)).map_err(|e| e.to_string())?;
+        cluster.apply(objects).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::seed::{DATAPLANE, fixture, fixture_pod, named, with_cluster};
-use super::{Ctx, Outcome, Scenario, ensure};
+use super::legacy::{DATAPLANE, fixture, fixture_pod, named, with_cluster};
+use super::{Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::netns::NetnsCluster;
 use crate::cluster::netns::pod::network_status;
 use crate::cluster::{Cluster, PodView};
@@ -56,7 +56,7 @@ pub fn scenarios() -> Vec<Scenario> {
 }
 
 /// The guest image (built once per machine, cached) and the run's VM options.
-fn vm_options(ctx: &Ctx) -> Result<VmOptions, String> {
+fn vm_options(ctx: &Ctx) -> Result<VmOptions, Failure> {
     let cache = std::env::var_os("SECNET_CACHE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| image::DEFAULT_CACHE.into());
@@ -76,10 +76,10 @@ fn vm_options(ctx: &Ctx) -> Result<VmOptions, String> {
 }
 
 /// Reads and validates a VM fixture (against KubeVirt's OpenAPI when it is there).
-fn vm_fixture(ctx: &Ctx, rel: &str, name: &str) -> Result<VirtualMachine, String> {
+fn vm_fixture(ctx: &Ctx, rel: &str, name: &str) -> Result<VirtualMachine, Failure> {
     let raw = match fixture(ctx, rel)?.into_iter().next() {
         Some(Object::Other { raw, .. }) => raw,
-        other => return Err(format!("{rel} holds no VirtualMachine: {other:?}")),
+        other => return fail(format!("{rel} holds no VirtualMachine: {other:?}")),
     };
     let mut vm = match swagger_path() {
         Some(p) => VirtualMachine::validated(&Swagger::load(&p)?, &raw)?,
@@ -89,10 +89,10 @@ fn vm_fixture(ctx: &Ctx, rel: &str, name: &str) -> Result<VirtualMachine, String
     Ok(vm)
 }
 
-fn nad(ctx: &Ctx, rel: &str) -> Result<NetworkAttachmentDefinition, String> {
+fn nad(ctx: &Ctx, rel: &str) -> Result<NetworkAttachmentDefinition, Failure> {
     match fixture(ctx, rel)?.into_iter().next() {
         Some(Object::Nad(n)) => Ok(n),
-        other => Err(format!("{rel} holds no NAD: {other:?}")),
+        other => fail(format!("{rel} holds no NAD: {other:?}")),
     }
 }
 
@@ -103,7 +103,7 @@ async fn boot_all(
     specs: Vec<(VirtualMachine, Option<String>)>,
     nads: &[NetworkAttachmentDefinition],
     opts: &VmOptions,
-) -> Result<Vec<RunningVm>, String> {
+) -> Result<Vec<RunningVm>, Failure> {
     let t = Instant::now();
     let mut vms = Vec::new();
     for (vm, node) in &specs {
@@ -180,7 +180,7 @@ fn stop_all(vms: &mut [RunningVm]) -> Outcome {
     Ok(())
 }
 
-async fn pod_net1_mac(cluster: &NetnsCluster, pod: &PodView) -> Result<String, String> {
+async fn pod_net1_mac(cluster: &NetnsCluster, pod: &PodView) -> Result<String, Failure> {
     let l = crate::cluster::probe::pod_link(cluster, pod, "net1").await?;
     Ok(l["address"].as_str().unwrap_or_default().to_string())
 }
@@ -264,7 +264,7 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
             true,
         )
         .await?;
-        super::seed::expect_reach(ctx, cluster, &pod, "vm-a", "192.168.159.31", true).await?;
+        super::legacy::expect_reach(ctx, cluster, &pod, "vm-a", "192.168.159.31", true).await?;
         stop_all(&mut vms)?;
         // Deleting the launcher pods gives the macvtaps back.
         for v in &vms {
@@ -293,7 +293,7 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
 async fn apply_macvlan_nad(
     ctx: &Ctx,
     cluster: &NetnsCluster,
-) -> Result<NetworkAttachmentDefinition, String> {
+) -> Result<NetworkAttachmentDefinition, Failure> {
     let mut n = nad(ctx, "seed/macvlan-nad.yaml")?;
     let mut config: Value = serde_json::from_str(&n.spec.config).map_err(|e| e.to_string())?;
     config["master"] = Value::from(cluster.topology().nodes[0].uplink.clone());
@@ -355,7 +355,7 @@ async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
             format!("guest {dev} has {addrs}")
         })?;
         first_pings(ctx, &mut vms, "10.250.250.100", "mvl-pod").await?;
-        super::seed::expect_reach(ctx, cluster, &pod, "vm-macvlan", &ip, true).await?;
+        super::legacy::expect_reach(ctx, cluster, &pod, "vm-macvlan", &ip, true).await?;
         stop_all(&mut vms)
     }
     .await;
@@ -444,7 +444,8 @@ async fn ovs_bridge_vm(ctx: Ctx) -> Outcome {
                 "ovs-pod (VLAN 100, other node)",
             )
             .await?;
-            super::seed::expect_reach(&ctx, &cluster, &pod, "vm-ovs", "10.100.0.10", true).await?;
+            super::legacy::expect_reach(&ctx, &cluster, &pod, "vm-ovs", "10.100.0.10", true)
+                .await?;
             stop_all(&mut vms)
         }
         .await;
@@ -453,7 +454,7 @@ async fn ovs_bridge_vm(ctx: Ctx) -> Outcome {
     }
     .await;
     let outcome = match outcome {
-        Err(msg) => Err(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
+        Err(msg) => fail(format!("{msg}\n{}", cluster.diagnostics().await.trim())),
         ok => ok,
     };
     ctx.finish_cluster(cluster, outcome).await

@@ -1003,11 +1003,14 @@ async fn run_scenario_observed(
 ) -> (crate::scenario::Outcome, crate::observe::Observations) {
     let ctx = kube_ctx(cluster(mock, 5000).await);
     let scenario = crate::scenario::all()
-        .into_iter()
+        .iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no scenario {name:?}"));
-    assert!(scenario.portable, "{name} is not portable");
-    let outcome = (scenario.body)(ctx.clone()).await;
+    assert!(
+        scenario.portable_on(crate::scenario::Provider::Existing),
+        "{name} is not portable"
+    );
+    let outcome = crate::scenario::runner::run(scenario, &ctx).await;
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
     (outcome, ctx.observed.take())
 }
@@ -1058,7 +1061,7 @@ async fn kube_target_daemonset_capacity_scenario_passes() {
         "seed/device plugin DaemonSet: capacity 50 on every node",
     )
     .await;
-    assert_eq!(outcome, Ok(()));
+    assert!(outcome.is_ok(), "{outcome:?}");
     let reqs = mock.requests();
     for node in ["node-a", "node-b"] {
         assert!(
@@ -1079,7 +1082,7 @@ async fn kube_target_capacity_accounting_scenario_passes() {
         "seed/capacity accounting: allocate, release, Insufficient",
     )
     .await;
-    assert_eq!(outcome, Ok(()));
+    assert!(outcome.is_ok(), "{outcome:?}");
     // The report's topology comes from the API: both nodes, the scope's pods left
     // before teardown (the unschedulable one), phases timed.
     let topology = observed.topology.expect("a topology for the report");
@@ -1144,7 +1147,7 @@ async fn kube_target_capacity_accounting_fails_when_the_scheduler_overcommits() 
         "seed/capacity accounting: allocate, release, Insufficient",
     )
     .await;
-    let msg = outcome.unwrap_err();
+    let msg = outcome.unwrap_err().to_string();
     assert!(
         msg.starts_with("a pod asking for 50 with 49 free must stay unscheduled, got Ok("),
         "{msg}"
@@ -1228,14 +1231,17 @@ async fn kube_target_device_plugin_restart_scenario_kills_its_pod_and_waits_for_
     let before: Vec<String> = state.lock().unwrap().plugin_pods.keys().cloned().collect();
     let ctx = kube_ctx(c);
     let s = crate::scenario::all()
-        .into_iter()
+        .iter()
         .find(|s| s.name.starts_with("fault/device plugin SIGKILL"))
         .unwrap();
-    assert!(s.portable);
+    assert!(s.portable_on(crate::scenario::Provider::Existing));
     // The restart and the wait for allocatable pass; the scenario then probes the
     // pod's net1 with exec, whose websocket upgrade this fake does not serve: it must
     // stop exactly there.
-    let err = (s.body)(ctx.clone()).await.unwrap_err();
+    let err = crate::scenario::runner::run(s, &ctx)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.starts_with("the pod lost net1 when the plugin died: failed to exec")
             && err.contains("pods/before/exec"),
