@@ -1,5 +1,6 @@
 //! secnet: an end-to-end test and conformance harness for Kubernetes secondary
-//! networking. See DESIGN.md in the repository for the architecture.
+//! networking. See ARCHITECTURE.md at the repository root for the
+//! layers, the data flow and where to add a scenario, provider or plugin.
 
 pub mod bench;
 pub mod bins;

@@ -18,6 +18,93 @@ pub const CNIS: [&str; 2] = ["macvtap", "ovs"];
 /// The device plugin the seed's DaemonSet runs.
 pub const DEVICE_PLUGIN: &str = "macvtap-deviceplugin";
 
+/// What is wrong with the chosen implementation; the user's mistakes name the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ImplementationError {
+    #[error("--plugin {arg:?}: expected NAME=PATH, e.g. macvtap=/opt/cni/bin/macvtap")]
+    PluginSyntax { arg: String },
+    #[error("--plugin {arg:?}: unknown plugin {name:?}; the plugins are {}, {DEVICE_PLUGIN}", CNIS.join(", "))]
+    UnknownPlugin { arg: String, name: String },
+    #[error("--plugin {arg:?}: the path is empty")]
+    EmptyPath { arg: String },
+    #[error(
+        "{flag} {}: not a directory; point it at the directory holding your macvtap/ovs CNI binaries",
+        dir.display()
+    )]
+    NotADirectory { flag: &'static str, dir: PathBuf },
+    #[error(
+        "{flag} {name}={}: no such file; give the path of the {name} binary to put under test",
+        path.display()
+    )]
+    NoSuchFile {
+        flag: &'static str,
+        name: String,
+        path: PathBuf,
+    },
+    #[error("{flag} {name}=… is given twice; give it once")]
+    GivenTwice { flag: &'static str, name: String },
+    #[error("--device-plugin and {flag} {DEVICE_PLUGIN}=… both pick the device plugin; give one")]
+    TwoDevicePlugins { flag: &'static str },
+    #[error("failed to create {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to resolve {}: {source}", path.display())]
+    Canonicalize {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to link {} to {}: {source}", link.display(), target.display())]
+    Link {
+        link: PathBuf,
+        target: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to run {} VERSION: {source}", plugin.display())]
+    RunVersion {
+        plugin: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} VERSION did not answer JSON ({source}): {stdout}", plugin.display())]
+    VersionNotJson {
+        plugin: PathBuf,
+        stdout: String,
+        source: serde_json::Error,
+    },
+    #[error("{} VERSION has no supportedVersions: {answer}", plugin.display())]
+    NoSupportedVersions { plugin: PathBuf, answer: Value },
+}
+
+/// The flags a choice came from, named in its errors: `conform`'s, or one side's of
+/// an A/B run (`compare`, `bench`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flags {
+    pub bin_dir: &'static str,
+    pub plugin: &'static str,
+}
+
+impl Flags {
+    pub const CONFORM: Flags = Flags {
+        bin_dir: "--cni-bin-dir",
+        plugin: "--plugin",
+    };
+    pub const A: Flags = Flags {
+        bin_dir: "--a-bin-dir",
+        plugin: "--a-plugin",
+    };
+    pub const B: Flags = Flags {
+        bin_dir: "--b-bin-dir",
+        plugin: "--b-plugin",
+    };
+}
+
+impl Default for Flags {
+    fn default() -> Self {
+        Flags::CONFORM
+    }
+}
+
 /// What the command line picked (before defaults are filled in).
 #[derive(Debug, Clone, Default)]
 pub struct Choice {
@@ -26,21 +113,23 @@ pub struct Choice {
     pub device_plugin: Option<Vec<String>>,
     /// `--plugin NAME=PATH`, in the order given.
     pub plugins: Vec<(String, PathBuf)>,
+    /// The flags the fields above came from.
+    pub flags: Flags,
 }
 
 /// Parses one `--plugin NAME=PATH`.
-pub fn parse_plugin(arg: &str) -> Result<(String, PathBuf), String> {
-    let (name, path) = arg.split_once('=').ok_or_else(|| {
-        format!("--plugin {arg:?}: expected NAME=PATH, e.g. macvtap=/opt/cni/bin/macvtap")
-    })?;
+pub fn parse_plugin(arg: &str) -> Result<(String, PathBuf), ImplementationError> {
+    let (name, path) = arg
+        .split_once('=')
+        .ok_or_else(|| ImplementationError::PluginSyntax { arg: arg.into() })?;
     if !CNIS.contains(&name) && name != DEVICE_PLUGIN {
-        return Err(format!(
-            "--plugin {arg:?}: unknown plugin {name:?}; the plugins are {}, {DEVICE_PLUGIN}",
-            CNIS.join(", ")
-        ));
+        return Err(ImplementationError::UnknownPlugin {
+            arg: arg.into(),
+            name: name.into(),
+        });
     }
     if path.is_empty() {
-        return Err(format!("--plugin {arg:?}: the path is empty"));
+        return Err(ImplementationError::EmptyPath { arg: arg.into() });
     }
     Ok((name.to_string(), PathBuf::from(path)))
 }
@@ -59,24 +148,26 @@ pub struct Resolved {
 
 impl Choice {
     /// Fills in the bundled defaults and checks every path the user named.
-    pub fn resolve(&self) -> Result<Resolved, String> {
+    pub fn resolve(&self) -> Result<Resolved, ImplementationError> {
         let bundled = crate::bins::bin_dir();
+        let flags = self.flags;
         if let Some(dir) = &self.cni_bin_dir
             && !dir.is_dir()
         {
-            return Err(format!(
-                "--cni-bin-dir {}: not a directory; point it at the directory holding your macvtap/ovs CNI binaries",
-                dir.display()
-            ));
+            return Err(ImplementationError::NotADirectory {
+                flag: flags.bin_dir,
+                dir: dir.clone(),
+            });
         }
         let mut plugins = BTreeMap::new();
         let mut device_plugin = None;
         for (name, path) in &self.plugins {
             if !path.is_file() {
-                return Err(format!(
-                    "--plugin {name}={}: no such file; give the path of the {name} binary to put under test",
-                    path.display()
-                ));
+                return Err(ImplementationError::NoSuchFile {
+                    flag: flags.plugin,
+                    name: name.clone(),
+                    path: path.clone(),
+                });
             }
             let seen = if name == DEVICE_PLUGIN {
                 device_plugin
@@ -86,14 +177,15 @@ impl Choice {
                 plugins.insert(name.clone(), path.clone()).is_some()
             };
             if seen {
-                return Err(format!("--plugin {name}=… is given twice; give it once"));
+                return Err(ImplementationError::GivenTwice {
+                    flag: flags.plugin,
+                    name: name.clone(),
+                });
             }
         }
         let (device_plugin, device_plugin_from) = match (&self.device_plugin, device_plugin) {
             (Some(_), Some(_)) => {
-                return Err(format!(
-                    "--device-plugin and --plugin {DEVICE_PLUGIN}=… both pick the device plugin; give one"
-                ));
+                return Err(ImplementationError::TwoDevicePlugins { flag: flags.plugin });
             }
             (Some(cmd), None) => (cmd.clone(), "--device-plugin"),
             (None, Some(cmd)) => (cmd, "--plugin"),
@@ -142,25 +234,27 @@ impl Resolved {
     /// The directory the runtime searches for CNIs: the chosen directory itself, or,
     /// when plugins are picked one by one, `dir` filled with links to each chosen
     /// binary (a CNI missing from the chosen directory stays missing).
-    pub fn cni_dir(&self, dir: &Path) -> Result<PathBuf, String> {
+    pub fn cni_dir(&self, dir: &Path) -> Result<PathBuf, ImplementationError> {
         if self.plugins.is_empty() {
             return Ok(self.cni_bin_dir.clone());
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| ImplementationError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         for name in CNIS {
-            if let (Some(target), _) = self.cni(name) {
-                let target = std::fs::canonicalize(&target)
-                    .map_err(|e| format!("failed to resolve {}: {e}", target.display()))?;
+            if let (Some(path), _) = self.cni(name) {
+                let target = std::fs::canonicalize(&path)
+                    .map_err(|source| ImplementationError::Canonicalize { path, source })?;
                 let link = dir.join(name);
                 let _ = std::fs::remove_file(&link);
-                std::os::unix::fs::symlink(&target, &link).map_err(|e| {
-                    format!(
-                        "failed to link {} to {}: {e}",
-                        link.display(),
-                        target.display()
-                    )
-                })?;
+                if let Err(source) = std::os::unix::fs::symlink(&target, &link) {
+                    return Err(ImplementationError::Link {
+                        link,
+                        target,
+                        source,
+                    });
+                }
             }
         }
         Ok(dir.to_path_buf())
@@ -176,7 +270,7 @@ impl Resolved {
                 match path {
                     // What it claims, in its own words (scenarios of other versions skip).
                     Some(p) => json!({"path": p.display().to_string(), "from": from,
-                        "cni_versions": cni_versions(&p).unwrap_or_else(|e| vec![e])}),
+                        "cni_versions": cni_versions(&p).unwrap_or_else(|e| vec![e.to_string()])}),
                     None => json!({"path": null, "from": from,
                         "missing": format!("not in {}", self.cni_bin_dir.display())}),
                 },
@@ -216,9 +310,13 @@ impl Resolved {
 
 /// The CNI spec versions a plugin binary says it supports: its answer to VERSION
 /// (`supportedVersions`), the spec's own way for a plugin to declare what it claims.
-pub fn cni_versions(plugin: &Path) -> Result<Vec<String>, String> {
+pub fn cni_versions(plugin: &Path) -> Result<Vec<String>, ImplementationError> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
+    let run_err = |source| ImplementationError::RunVersion {
+        plugin: plugin.to_path_buf(),
+        source,
+    };
     let mut child = Command::new(plugin)
         .env_clear()
         .env("CNI_COMMAND", "VERSION")
@@ -226,29 +324,29 @@ pub fn cni_versions(plugin: &Path) -> Result<Vec<String>, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("failed to run {} VERSION: {e}", plugin.display()))?;
+        .map_err(run_err)?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(br#"{"cniVersion":"1.0.0"}"#);
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{} VERSION: {e}", plugin.display()))?;
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!(
-            "{} VERSION did not answer JSON ({e}): {}",
-            plugin.display(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        )
+    let out = child.wait_with_output().map_err(run_err)?;
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|source| {
+        ImplementationError::VersionNotJson {
+            plugin: plugin.to_path_buf(),
+            stdout: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            source,
+        }
     })?;
-    v["supportedVersions"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .ok_or_else(|| format!("{} VERSION has no supportedVersions: {v}", plugin.display()))
+    match v["supportedVersions"].as_array() {
+        Some(a) => Ok(a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()),
+        None => Err(ImplementationError::NoSupportedVersions {
+            plugin: plugin.to_path_buf(),
+            answer: v,
+        }),
+    }
 }
 
 /// The version to talk to a plugin with: 1.0.0 when it claims it, else its newest.
@@ -283,10 +381,12 @@ mod tests {
             parse_plugin("ovs=/x/ovs").unwrap(),
             ("ovs".to_string(), PathBuf::from("/x/ovs"))
         );
-        let e = parse_plugin("sriov=/x").unwrap_err();
+        let e = parse_plugin("sriov=/x").unwrap_err().to_string();
         assert!(e.contains("macvtap, ovs, macvtap-deviceplugin"), "{e}");
-        assert!(parse_plugin("macvtap").unwrap_err().contains("NAME=PATH"));
-        assert!(parse_plugin("macvtap=").unwrap_err().contains("empty"));
+        let e = parse_plugin("macvtap").unwrap_err().to_string();
+        assert!(e.contains("NAME=PATH"), "{e}");
+        let e = parse_plugin("macvtap=").unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
     }
 
     #[test]
@@ -358,15 +458,36 @@ mod tests {
             ..Default::default()
         }
         .resolve()
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--plugin macvtap=/nonexistent/macvtap"), "{e}");
         let e = Choice {
             cni_bin_dir: Some("/nonexistent".into()),
             ..Default::default()
         }
         .resolve()
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--cni-bin-dir /nonexistent"), "{e}");
+        // One side of an A/B run: its own flags are named.
+        let e = Choice {
+            cni_bin_dir: Some("/nonexistent".into()),
+            flags: Flags::B,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("--b-bin-dir /nonexistent: "), "{e}");
+        let e = Choice {
+            plugins: vec![("ovs".into(), "/nonexistent/ovs".into())],
+            flags: Flags::A,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("--a-plugin ovs=/nonexistent/ovs: "), "{e}");
         let dir = crate::lab::ScratchDir::new("secnet-impl-test").unwrap();
         let dp = exe(dir.path(), DEVICE_PLUGIN);
         let e = Choice {
@@ -375,7 +496,8 @@ mod tests {
             ..Default::default()
         }
         .resolve()
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("give one"), "{e}");
         let r = Choice {
             plugins: vec![(DEVICE_PLUGIN.into(), dp.clone())],

@@ -7,7 +7,32 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::real::RealOptions;
-use crate::cluster::kube::components::{self, ComponentOptions};
+use crate::cluster::kube::components::Component;
+
+/// Why an inventory cannot be used; every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("inventory {file}: {source}")]
+    Yaml {
+        file: String,
+        source: Box<serde_saphyr::Error>,
+    },
+    #[error("inventory {file}: field {field}: {source}")]
+    Field {
+        file: String,
+        field: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "inventory {file}: field lowerDevice is empty; name the nodes' uplink (e.g. ens33) or leave the field out"
+    )]
+    EmptyLowerDevice { file: String },
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -25,41 +50,37 @@ pub struct Inventory {
     pub nodes: Vec<String>,
     /// Component sets the cluster already has: secnet does not apply them.
     #[serde(default)]
-    pub preinstalled: Vec<String>,
+    pub preinstalled: Vec<Component>,
     /// The nodes have /dev/kvm (KubeVirt without software emulation).
     #[serde(default)]
     pub kvm: bool,
 }
 
 impl Inventory {
-    pub fn load(path: &Path) -> Result<Inventory, String> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read inventory {file}: {e}"))?;
-        Inventory::parse(&text, &file)
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Inventory::parse(&text, &path.display().to_string())
     }
 
-    pub fn parse(text: &str, file: &str) -> Result<Inventory, String> {
+    pub fn parse(text: &str, file: &str) -> Result<Inventory, InventoryError> {
         let value: serde_json::Value =
-            serde_saphyr::from_str(text).map_err(|e| format!("inventory {file}: {e}"))?;
-        let inv: Inventory = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            format!("inventory {file}: field {path}: {}", e.into_inner())
-        })?;
-        let known: Vec<String> = components::sets(&ComponentOptions::default())
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        if let Some(bad) = inv.preinstalled.iter().find(|p| !known.contains(p)) {
-            return Err(format!(
-                "inventory {file}: field preinstalled: unknown component {bad:?}; known: {}",
-                known.join(", ")
-            ));
-        }
+            serde_saphyr::from_str(text).map_err(|source| InventoryError::Yaml {
+                file: file.to_string(),
+                source: Box::new(source),
+            })?;
+        let inv: Inventory =
+            serde_path_to_error::deserialize(value).map_err(|e| InventoryError::Field {
+                file: file.to_string(),
+                field: e.path().to_string(),
+                source: e.into_inner(),
+            })?;
         if inv.lower_device.as_deref() == Some("") {
-            return Err(format!(
-                "inventory {file}: field lowerDevice is empty; name the nodes' uplink (e.g. ens33) or leave the field out"
-            ));
+            return Err(InventoryError::EmptyLowerDevice {
+                file: file.to_string(),
+            });
         }
         Ok(inv)
     }
@@ -104,13 +125,17 @@ mod tests {
         let inv = Inventory::load(&path).unwrap();
         assert_eq!(inv.context.as_deref(), Some("lab-cluster"));
         let mut real = RealOptions {
-            components: vec!["multus".into(), "macvtap".into(), "kubevirt".into()],
+            components: vec![Component::Multus, Component::Macvtap, Component::Kubevirt],
             ..RealOptions::default()
         };
         real.context = Some("from-the-flag".into());
         inv.apply_to(&mut real);
         assert_eq!(real.context.as_deref(), Some("from-the-flag"), "flags win");
-        assert_eq!(real.components, ["macvtap"], "preinstalled are not applied");
+        assert_eq!(
+            real.components,
+            [Component::Macvtap],
+            "preinstalled are not applied"
+        );
         assert_eq!(real.lower_device, "ens33");
         assert!(real.kvm);
         let kubeconfig = real.kubeconfig.unwrap();
@@ -123,18 +148,29 @@ mod tests {
 
     #[test]
     fn typos_name_the_file_and_field() {
-        let err = Inventory::parse("lowerDev: eth1\n", "inv.yaml").unwrap_err();
+        let err = Inventory::parse("lowerDev: eth1\n", "inv.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("inv.yaml") && err.contains("lowerDev") && err.contains("lowerDevice"),
             "{err}"
         );
-        let err = Inventory::parse("preinstalled: [calico]\n", "inv.yaml").unwrap_err();
+        let err = Inventory::parse("preinstalled: [calico]\n", "inv.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("preinstalled") && err.contains("\"calico\"") && err.contains("multus"),
             "{err}"
         );
-        let err = Inventory::parse("nodes: worker-1\n", "inv.yaml").unwrap_err();
+        let err = Inventory::parse("nodes: worker-1\n", "inv.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("field nodes"), "{err}");
+        let err = Inventory::parse("lowerDevice: \"\"\n", "inv.yaml").unwrap_err();
+        assert!(
+            matches!(&err, InventoryError::EmptyLowerDevice { file } if file == "inv.yaml"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -310,7 +310,8 @@ pub fn dry_run(opts: &Options) -> Result<String, ConformError> {
     }
     preflight(opts)?;
     let selected = select(opts, scenario::all())?;
-    plan::plan(opts, &crate::lab::new_run_id(), &selected).map_err(ConformError::Real)
+    plan::plan(opts, &crate::lab::new_run_id(), &selected)
+        .map_err(|e| ConformError::Real(e.to_string()))
 }
 
 /// The plan of a netns run: what it would build and run, without root.
@@ -420,7 +421,7 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         None
     } else {
         let up = tokio::select! {
-            up = real::RealCluster::up(opts, &run_id) => up,
+            up = real::RealCluster::up(opts, &run_id) => up.map_err(|e| e.to_string()),
             signal = interrupted() => Err(format!("interrupted by {signal} while bringing the cluster up; run `secnet clean --cluster {} --run {run_id}`", opts.cluster)),
         };
         match up {

@@ -8,15 +8,46 @@ use serde_json::Value;
 
 use super::Options;
 use super::real::{kind_options, selected_sets};
+use crate::cluster::ClusterError;
 use crate::cluster::kube::RUN_LABEL;
-use crate::cluster::kube::components::{self, ComponentError, ComponentSet, Fetcher, Source};
-use crate::cluster::kube::kind::{Kind, XshellRunner};
+use crate::cluster::kube::command::HostRunner;
+use crate::cluster::kube::components::{
+    self, Component, ComponentError, ComponentSet, Fetcher, Source,
+};
+use crate::cluster::kube::kind::Kind;
+use crate::objects::FixtureError;
 use crate::scenario::Scenario;
+
+/// Why the plan cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("unknown cluster provider {0:?}")]
+    UnknownProvider(String),
+    #[error("cannot read the kind config {}: {source} (--kind-config)", path.display())]
+    ReadKindConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    KindConfig {
+        path: PathBuf,
+        source: Box<serde_saphyr::Error>,
+    },
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+    #[error(transparent)]
+    Fixture(#[from] FixtureError),
+    #[error(transparent)]
+    Render(#[from] ClusterError),
+}
 
 /// The nodes kind will name for a config: `<cluster>-control-plane`, `-worker`,
 /// `-worker2`, … (kind's own naming), for the plan.
-pub fn kind_node_names(config_yaml: &str, cluster: &str) -> Result<Vec<String>, String> {
-    let doc: Value = serde_saphyr::from_str(config_yaml).map_err(|e| e.to_string())?;
+pub fn kind_node_names(
+    config_yaml: &str,
+    cluster: &str,
+) -> Result<Vec<String>, serde_saphyr::Error> {
+    let doc: Value = serde_saphyr::from_str(config_yaml)?;
     let roles: Vec<&str> = doc["nodes"]
         .as_array()
         .map(|n| n.iter().filter_map(|n| n["role"].as_str()).collect())
@@ -55,9 +86,9 @@ struct CacheOnly(PathBuf);
 impl Fetcher for CacheOnly {
     fn fetch(&self, url: &str) -> Result<String, ComponentError> {
         let path = self.0.join(components::cache_name(url));
-        std::fs::read_to_string(&path).map_err(|_| ComponentError::Fetch {
+        std::fs::read_to_string(&path).map_err(|_| ComponentError::NotCached {
             url: url.into(),
-            message: format!("not in the cache {}", self.0.display()),
+            dir: self.0.clone(),
         })
     }
 }
@@ -78,9 +109,9 @@ fn labelled_yaml(mut doc: Value, run_id: &str) -> String {
 /// `--dry-run`: every command and every rendered manifest of a run, in order,
 /// without a cluster, Docker or network (remote manifests come from the cache or
 /// are named with their pin).
-pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<String, String> {
+pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<String, PlanError> {
     let real = &opts.real;
-    let sets = selected_sets(real)?;
+    let sets = selected_sets(real);
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(
@@ -91,15 +122,19 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
     let mut kind = None;
     match opts.cluster.as_str() {
         "kind" => {
-            let k = Kind::new(kind_options(opts, run_id), XshellRunner);
-            let config = std::fs::read_to_string(&k.opts.config).map_err(|e| {
-                format!(
-                    "cannot read the kind config {}: {e} (--kind-config)",
-                    k.opts.config.display()
-                )
+            let k = Kind::new(kind_options(opts, run_id), HostRunner);
+            let config = std::fs::read_to_string(&k.opts.config).map_err(|source| {
+                PlanError::ReadKindConfig {
+                    path: k.opts.config.clone(),
+                    source,
+                }
             })?;
-            let nodes = kind_node_names(&config, &k.cluster_name())
-                .map_err(|e| format!("{}: {e}", k.opts.config.display()))?;
+            let nodes = kind_node_names(&config, &k.cluster_name()).map_err(|source| {
+                PlanError::KindConfig {
+                    path: k.opts.config.clone(),
+                    source: Box::new(source),
+                }
+            })?;
             match &k.opts.reuse {
                 Some(name) => {
                     let _ = writeln!(
@@ -161,7 +196,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                 real.lower_device
             );
         }
-        other => return Err(format!("unknown cluster provider {other:?}")),
+        other => return Err(PlanError::UnknownProvider(other.to_string())),
     }
     let _ = writeln!(
         w,
@@ -197,11 +232,11 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                         real.manifest_cache.display()
                     );
                 }
-                (Err(e), Source::Local(_)) => return Err(e.to_string()),
+                (Err(e), Source::Local(_)) => return Err(e.into()),
             }
         }
     }
-    if sets.iter().any(|s| s.name == "macvtap") {
+    if sets.iter().any(|s| s.name == Component::Macvtap) {
         let _ = writeln!(
             w,
             "then wait up to {} s until every node has allocatable {}\n",
@@ -210,8 +245,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
         );
     }
     let _ = writeln!(w, "## 3. Scenarios\n");
-    let nad = crate::objects::load_file(&opts.fixtures_dir.join("seed/macvtap-nad.yaml"))
-        .map_err(|e| e.to_string())?;
+    let nad = crate::objects::load_file(&opts.fixtures_dir.join("seed/macvtap-nad.yaml"))?;
     for (i, s) in scenarios.iter().enumerate() {
         if s.portable_on(opts.provider()) {
             let _ = writeln!(
@@ -231,7 +265,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
         "\nevery scenario first applies fixtures/seed/macvtap-nad.yaml:"
     );
     for obj in &nad {
-        let doc = crate::cluster::kube::apply::document(obj).map_err(|e| e.to_string())?;
+        let doc = crate::cluster::kube::apply::document(obj)?;
         let _ = writeln!(w, "---\n{}", labelled_yaml(doc, run_id).trim_end());
     }
     let _ = writeln!(w, "\n## 4. Teardown\n");

@@ -10,14 +10,69 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Options;
-use crate::cluster::Cluster;
+use crate::cluster::kube::command::HostRunner;
 use crate::cluster::kube::components::{
-    self, CachedFetcher, ComponentOptions, ComponentSet, CurlFetcher, Fetcher, MacvtapImpl,
+    self, CachedFetcher, Component, ComponentError, ComponentOptions, ComponentSet, CurlFetcher,
+    Fetcher, MacvtapImpl,
 };
 use crate::cluster::kube::existing::{self, ExistingOptions};
-use crate::cluster::kube::kind::{self, Kind, KindOptions, XshellRunner};
+use crate::cluster::kube::kind::{self, Kind, KindOptions};
 use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, sweep};
+use crate::cluster::{Cluster, ClusterError};
 use crate::scenario::Target;
+
+/// Why a real cluster could not be brought up or made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum RealError {
+    #[error(
+        "kind not found on PATH: install kind (https://kind.sigs.k8s.io) and a container engine, or use --cluster existing"
+    )]
+    NoKind,
+    #[error("unknown cluster provider {0:?}")]
+    UnknownProvider(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+    #[error(transparent)]
+    Kind(#[from] kind::KindError),
+    #[error(transparent)]
+    Existing(#[from] existing::ExistingError),
+    #[error("the thread running kind failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error(
+        "timed out after {seconds} s waiting for {resource} on {}: is the device plugin running and is the lower device there?\n{diagnostics}",
+        missing.join(", ")
+    )]
+    NoResource {
+        resource: String,
+        seconds: u64,
+        /// The nodes without it.
+        missing: Vec<String>,
+        /// The run's and the components' pods: state, events, logs.
+        diagnostics: String,
+    },
+    /// Bringing the cluster up failed and taking down what was made left notes.
+    #[error("{source} ({})", notes.join("; "))]
+    TornDown {
+        source: Box<RealError>,
+        notes: Vec<String>,
+    },
+}
+
+impl RealError {
+    /// `self`, with the notes of the teardown that followed it (if any).
+    fn with_notes(self, notes: Vec<String>) -> RealError {
+        if notes.is_empty() {
+            self
+        } else {
+            RealError::TornDown {
+                source: Box::new(self),
+                notes,
+            }
+        }
+    }
+}
 
 /// What `--cluster kind|existing` adds to the conform options.
 #[derive(Debug, Clone)]
@@ -42,8 +97,8 @@ pub struct RealOptions {
     pub nodes: Vec<String>,
     /// The nodes have /dev/kvm (KubeVirt without software emulation).
     pub kvm: bool,
-    /// Component sets to install, in order (`multus`, `macvtap`, `ovs-cni`, `kubevirt`, `cnao`).
-    pub components: Vec<String>,
+    /// Component sets to install, in order.
+    pub components: Vec<Component>,
     /// Where fetched upstream manifests are kept (a warm cache runs offline).
     pub manifest_cache: PathBuf,
     /// How long to wait for pods, and for the device plugin on every node.
@@ -64,11 +119,11 @@ impl Default for RealOptions {
             engine: "docker".into(),
             image: components::SECNET_IMAGE.into(),
             upstream_macvtap: false,
-            lower_device: "ens33".into(),
+            lower_device: crate::cluster::kube::DEFAULT_LOWER_DEVICE.into(),
             lower_device_given: false,
             nodes: Vec::new(),
             kvm: false,
-            components: vec!["multus".into(), "macvtap".into()],
+            components: vec![Component::Multus, Component::Macvtap],
             manifest_cache: default_cache(),
             timeout: Duration::from_secs(180),
             dry_run: false,
@@ -85,24 +140,12 @@ fn default_cache() -> PathBuf {
         .join("secnet/manifests")
 }
 
-/// The component sets `--components` selects, in the order given; an unknown name
-/// is an error that lists the known ones.
-pub fn selected_sets(real: &RealOptions) -> Result<Vec<ComponentSet>, String> {
+/// The component sets `--components` selects, in the order given.
+pub fn selected_sets(real: &RealOptions) -> Vec<ComponentSet> {
     let all = components::sets(&component_options(real));
     real.components
         .iter()
-        .map(|name| {
-            all.iter()
-                .find(|s| s.name == *name)
-                .cloned()
-                .ok_or_else(|| {
-                    let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
-                    format!(
-                        "--components: unknown component {name:?}; known: {}",
-                        known.join(", ")
-                    )
-                })
-        })
+        .filter_map(|c| all.iter().find(|s| s.name == *c).cloned())
         .collect()
 }
 
@@ -137,7 +180,7 @@ pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
 /// The run's real cluster and how to take it down.
 pub struct RealCluster {
     pub cluster: Arc<KubeCluster>,
-    kind: Option<Kind<XshellRunner>>,
+    kind: Option<Kind<HostRunner>>,
 }
 
 impl RealCluster {
@@ -147,26 +190,24 @@ impl RealCluster {
 
     /// Brings the cluster up (kind) or connects (existing), installs the components
     /// and waits for the device plugin on every node. On failure what was made is removed.
-    pub async fn up(opts: &Options, run_id: &str) -> Result<RealCluster, String> {
+    pub async fn up(opts: &Options, run_id: &str) -> Result<RealCluster, RealError> {
         let real = &opts.real;
-        let sets = selected_sets(real)?;
+        let sets = selected_sets(real);
         let kopts = KubeOptions {
             pod_timeout: real.timeout,
             lower_device: real.lower_device.clone(),
             device_plugin_pods: sets
                 .iter()
-                .find(|s| s.name == "macvtap")
+                .find(|s| s.name == Component::Macvtap)
                 .and_then(|s| s.log_selectors.first().cloned()),
             log_selectors: sets.iter().flat_map(|s| s.log_selectors.clone()).collect(),
             ..KubeOptions::default()
         };
         let (cluster, kind) = match opts.cluster.as_str() {
             "kind" => {
-                let kind = Kind::new(kind_options(opts, run_id), XshellRunner);
+                let kind = Kind::new(kind_options(opts, run_id), HostRunner);
                 if crate::prereq::find_program(&kind.opts.kind_bin).is_none() {
-                    return Err(
-                        "kind not found on PATH: install kind (https://kind.sigs.k8s.io) and a container engine, or use --cluster existing".into(),
-                    );
+                    return Err(RealError::NoKind);
                 }
                 progress(&format!(
                     "creating kind cluster {} from {}",
@@ -177,15 +218,10 @@ impl RealCluster {
                     let up = kind.up();
                     (kind, up)
                 })
-                .await
-                .map_err(|e| e.to_string())?;
-                let kubeconfig = kubeconfig.map_err(|e| e.to_string())?;
-                match kind::connect(&kubeconfig, run_id, kopts).await {
+                .await?;
+                match kind::connect(&kubeconfig?, run_id, kopts).await {
                     Ok(c) => (c, Some(kind)),
-                    Err(e) => {
-                        let notes = kind.down(true);
-                        return Err(format!("{e} ({})", notes.join("; ")));
-                    }
+                    Err(e) => return Err(RealError::from(e).with_notes(kind.down(true))),
                 }
             }
             "existing" => {
@@ -193,20 +229,13 @@ impl RealCluster {
                     kubeconfig: real.kubeconfig.clone(),
                     context: real.context.clone(),
                 };
-                (
-                    existing::connect(&eo, run_id, kopts)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                    None,
-                )
+                (existing::connect(&eo, run_id, kopts).await?, None)
             }
-            other => return Err(format!("unknown cluster provider {other:?}")),
+            other => return Err(RealError::UnknownProvider(other.to_string())),
         };
         let mut cluster = cluster;
         if !real.nodes.is_empty() {
-            cluster
-                .restrict_nodes(&real.nodes)
-                .map_err(|e| e.to_string())?;
+            cluster.restrict_nodes(&real.nodes)?;
         }
         let rc = RealCluster {
             cluster: Arc::new(cluster),
@@ -218,10 +247,7 @@ impl RealCluster {
         };
         match rc.deploy(opts, &sets, &fetcher).await {
             Ok(()) => Ok(rc),
-            Err(e) => {
-                let notes = rc.down(true, false).await;
-                Err(format!("{e}{}", suffix(&notes)))
-            }
+            Err(e) => Err(e.with_notes(rc.down(true, false).await)),
         }
     }
 
@@ -230,16 +256,14 @@ impl RealCluster {
         opts: &Options,
         sets: &[ComponentSet],
         fetcher: &dyn Fetcher,
-    ) -> Result<(), String> {
+    ) -> Result<(), RealError> {
         let dir = opts.fixtures_dir.join("components");
         for set in sets {
             progress(&format!("installing {} {}", set.name, set.version));
-            let n = components::install(&self.cluster, set, &dir, fetcher)
-                .await
-                .map_err(|e| e.to_string())?;
+            let n = components::install(&self.cluster, set, &dir, fetcher).await?;
             progress(&format!("{}: {n} object(s) applied", set.name));
         }
-        if sets.iter().any(|s| s.name == "macvtap") {
+        if sets.iter().any(|s| s.name == Component::Macvtap) {
             self.wait_for_resource(crate::scenario::seed::DATAPLANE, opts.real.timeout)
                 .await?;
         }
@@ -248,17 +272,13 @@ impl RealCluster {
 
     /// Polls until every node has some allocatable `resource` (the device plugin
     /// registered); a timeout names the nodes without it and carries diagnostics.
-    async fn wait_for_resource(&self, resource: &str, timeout: Duration) -> Result<(), String> {
+    async fn wait_for_resource(&self, resource: &str, timeout: Duration) -> Result<(), RealError> {
         progress(&format!("waiting for {resource} on every node"));
         let start = Instant::now();
         loop {
             let mut missing = Vec::new();
             for node in self.cluster.nodes() {
-                let r = self
-                    .cluster
-                    .node_resources(&node)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let r = self.cluster.node_resources(&node).await?;
                 if r.allocatable.get(resource).copied().unwrap_or(0) == 0 {
                     missing.push(node);
                 }
@@ -271,12 +291,12 @@ impl RealCluster {
                 return Ok(());
             }
             if start.elapsed() >= timeout {
-                return Err(format!(
-                    "timed out after {} s waiting for {resource} on {}: is the device plugin running and is the lower device there?\n{}",
-                    timeout.as_secs(),
-                    missing.join(", "),
-                    self.cluster.diagnostics().await
-                ));
+                return Err(RealError::NoResource {
+                    resource: resource.to_string(),
+                    seconds: timeout.as_secs(),
+                    missing,
+                    diagnostics: self.cluster.diagnostics().await,
+                });
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -314,14 +334,6 @@ fn progress(msg: &str) {
     eprintln!("secnet conform: {msg}");
 }
 
-fn suffix(notes: &[String]) -> String {
-    if notes.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", notes.join("; "))
-    }
-}
-
 /// Why a scenario does not run on kind/existing clusters.
 pub const SKIP_REASON: &str =
     "needs node-level access that only the netns cluster gives (node links, processes, faults)";
@@ -331,16 +343,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_component_names_the_known_ones() {
+    fn sets_come_in_the_order_given() {
         let real = RealOptions {
-            components: vec!["multus".into(), "calico".into()],
+            components: vec![Component::OvsCni, Component::Multus],
             ..RealOptions::default()
         };
-        let err = selected_sets(&real).unwrap_err();
-        assert!(
-            err.contains("\"calico\"") && err.contains("macvtap, ovs-cni"),
-            "{err}"
-        );
+        let names: Vec<Component> = selected_sets(&real).iter().map(|s| s.name).collect();
+        assert_eq!(names, [Component::OvsCni, Component::Multus]);
     }
 
     mod against_a_mocked_api_server {
@@ -432,7 +441,7 @@ mod tests {
             let mock = api(50);
             let rc = real_cluster(&mock).await;
             let opts = options(Duration::from_secs(5));
-            let sets = selected_sets(&opts.real).unwrap();
+            let sets = selected_sets(&opts.real);
             rc.deploy(&opts, &sets, &OneManifest).await.unwrap();
             let applied: Vec<String> = mock
                 .requests()
@@ -478,8 +487,12 @@ mod tests {
             let mock = api(0);
             let rc = real_cluster(&mock).await;
             let opts = options(Duration::from_millis(500));
-            let sets = selected_sets(&opts.real).unwrap();
-            let err = rc.deploy(&opts, &sets, &OneManifest).await.unwrap_err();
+            let sets = selected_sets(&opts.real);
+            let err = rc
+                .deploy(&opts, &sets, &OneManifest)
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("node-a, node-b") && err.contains("is the device plugin running"),
                 "{err}"

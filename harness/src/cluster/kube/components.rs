@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::command::{Cmd, HostRunner, Runner};
+
 /// The bundled plugins' image (built from `Containerfile`, loaded into kind).
 pub const SECNET_IMAGE: &str = "localhost/secnet-plugins:dev";
 pub const UPSTREAM_MACVTAP_IMAGE: &str = "quay.io/kubevirt/macvtap-cni:v0.13.1";
@@ -15,14 +17,124 @@ pub const MULTUS_VERSION: &str = "v4.2.3";
 pub const KUBEVIRT_VERSION: &str = "v1.6.0";
 pub const CNAO_VERSION: &str = "v0.99.0";
 
+/// A component set secnet can install (`--components`, an inventory's `preinstalled`),
+/// in the order `sets` applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Component {
+    Multus,
+    Macvtap,
+    OvsCni,
+    Kubevirt,
+    Cnao,
+}
+
+impl Component {
+    pub const ALL: [Component; 5] = [
+        Component::Multus,
+        Component::Macvtap,
+        Component::OvsCni,
+        Component::Kubevirt,
+        Component::Cnao,
+    ];
+
+    /// The name on the command line, in inventories and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Multus => "multus",
+            Component::Macvtap => "macvtap",
+            Component::OvsCni => "ovs-cni",
+            Component::Kubevirt => "kubevirt",
+            Component::Cnao => "cnao",
+        }
+    }
+
+    /// The known names, comma-separated, for error messages.
+    pub fn known() -> String {
+        Component::ALL.map(Component::name).join(", ")
+    }
+}
+
+impl std::fmt::Display for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown component {0:?}; known: {known}", known = Component::known())]
+pub struct UnknownComponent(pub String);
+
+impl std::str::FromStr for Component {
+    type Err = UnknownComponent;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Component::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| UnknownComponent(name.to_string()))
+    }
+}
+
+/// Inventories name components as strings; an unknown one is an error naming the known.
+impl<'de> serde::Deserialize<'de> for Component {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A `${NAME}` placeholder that cannot be filled.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubstituteError {
+    #[error("unterminated ${{ (a placeholder is ${{NAME}})")]
+    Unterminated,
+    #[error("no value for ${{{0}}}")]
+    Unknown(String),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
-    #[error("failed to fetch {url}: {message}")]
-    Fetch { url: String, message: String },
-    #[error("failed to read {path}: {message}")]
-    Read { path: String, message: String },
-    #[error("component {set}: {message}")]
-    Invalid { set: String, message: String },
+    #[error("failed to fetch {url}: {source}")]
+    Fetch {
+        url: String,
+        source: Box<super::command::CommandError>,
+    },
+    #[error("{url} is not in the manifest cache {} (--manifest-cache; a run with network fills it)", dir.display())]
+    NotCached { url: String, dir: PathBuf },
+    #[error("failed to read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to write the manifest cache {}: {source}", path.display())]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("component {set}: {file}: {source}")]
+    Placeholder {
+        set: Component,
+        file: String,
+        source: SubstituteError,
+    },
+    #[error("component {set}: {file} is not valid YAML: {source}")]
+    Yaml {
+        set: Component,
+        file: String,
+        source: Box<serde_saphyr::Error>,
+    },
+    #[error("component {set}: {file}, document {doc}: needs apiVersion and kind")]
+    NotAnObject {
+        set: Component,
+        file: String,
+        doc: usize,
+    },
+    #[error("failed to apply component {set}: {source}")]
+    Apply {
+        set: Component,
+        source: crate::cluster::ClusterError,
+    },
 }
 
 /// Gets a remote manifest's text.
@@ -35,13 +147,12 @@ pub struct CurlFetcher;
 
 impl Fetcher for CurlFetcher {
     fn fetch(&self, url: &str) -> Result<String, ComponentError> {
-        let cmd = super::kind::Cmd::new("curl", &["-fsSL", "--retry", "3", url]);
-        use super::kind::Runner;
-        super::kind::XshellRunner
+        let cmd = Cmd::new("curl", &["-fsSL", "--retry", "3", url]);
+        HostRunner
             .run(&cmd)
-            .map_err(|message| ComponentError::Fetch {
+            .map_err(|source| ComponentError::Fetch {
                 url: url.into(),
-                message,
+                source: Box::new(source),
             })
     }
 }
@@ -74,10 +185,7 @@ impl<F: Fetcher> Fetcher for CachedFetcher<F> {
         }
         let text = self.inner.fetch(url)?;
         let write = std::fs::create_dir_all(&self.dir).and_then(|_| std::fs::write(&path, &text));
-        write.map_err(|e| ComponentError::Read {
-            path: path.display().to_string(),
-            message: format!("cannot write the cache: {e}"),
-        })?;
+        write.map_err(|source| ComponentError::Cache { path, source })?;
         Ok(text)
     }
 }
@@ -94,7 +202,7 @@ pub enum Source {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ComponentSet {
-    pub name: String,
+    pub name: Component,
     pub version: String,
     pub sources: Vec<Source>,
     pub vars: BTreeMap<String, String>,
@@ -124,7 +232,7 @@ impl Default for ComponentOptions {
         ComponentOptions {
             macvtap: MacvtapImpl::Secnet,
             image: SECNET_IMAGE.into(),
-            lower_device: "ens33".into(),
+            lower_device: super::DEFAULT_LOWER_DEVICE.into(),
             kvm: false,
         }
     }
@@ -157,7 +265,7 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
     };
     vec![
         ComponentSet {
-            name: "multus".into(),
+            name: Component::Multus,
             version: MULTUS_VERSION.into(),
             sources: vec![Source::Remote {
                 url: format!(
@@ -169,7 +277,7 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
             log_selectors: vec![("kube-system".into(), "app=multus".into())],
         },
         ComponentSet {
-            name: "macvtap".into(),
+            name: Component::Macvtap,
             version: mv_image.rsplit(':').next().unwrap_or("").into(),
             sources: vec![Source::Local("macvtap/macvtap.yaml".into())],
             vars: vars(&[
@@ -181,7 +289,7 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
             log_selectors: vec![("kube-system".into(), "app=secnet-macvtap".into())],
         },
         ComponentSet {
-            name: "ovs-cni".into(),
+            name: Component::OvsCni,
             version: opts.image.rsplit(':').next().unwrap_or("").into(),
             sources: vec![Source::Local("ovs-cni/ovs-cni.yaml".into())],
             vars: vars(&[
@@ -191,7 +299,7 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
             log_selectors: vec![("kube-system".into(), "app=secnet-ovs-cni".into())],
         },
         ComponentSet {
-            name: "kubevirt".into(),
+            name: Component::Kubevirt,
             version: KUBEVIRT_VERSION.into(),
             sources: vec![
                 gh(
@@ -205,7 +313,7 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
             log_selectors: vec![("kubevirt".into(), "kubevirt.io".into())],
         },
         ComponentSet {
-            name: "cnao".into(),
+            name: Component::Cnao,
             version: CNAO_VERSION.into(),
             sources: vec![
                 gh(
@@ -235,19 +343,17 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
 }
 
 /// Replaces `${NAME}` with its value; an unknown placeholder is an error.
-pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, SubstituteError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "unterminated ${".to_string())?;
+        let end = after.find('}').ok_or(SubstituteError::Unterminated)?;
         let name = &after[..end];
         let value = vars
             .get(name)
-            .ok_or_else(|| format!("no value for ${{{name}}}"))?;
+            .ok_or_else(|| SubstituteError::Unknown(name.to_string()))?;
         out.push_str(value);
         rest = &after[end + 1..];
     }
@@ -261,36 +367,39 @@ pub fn render(
     fixtures_dir: &Path,
     fetcher: &dyn Fetcher,
 ) -> Result<Vec<Value>, ComponentError> {
-    let invalid = |message: String| ComponentError::Invalid {
-        set: set.name.clone(),
-        message,
-    };
     let mut docs = Vec::new();
     for source in &set.sources {
         let (text, label) = match source {
             Source::Local(rel) => {
                 let path = fixtures_dir.join(rel);
-                let text = std::fs::read_to_string(&path).map_err(|e| ComponentError::Read {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ComponentError::Read { path, source })?;
                 let text =
-                    substitute(&text, &set.vars).map_err(|m| invalid(format!("{rel}: {m}")))?;
+                    substitute(&text, &set.vars).map_err(|source| ComponentError::Placeholder {
+                        set: set.name,
+                        file: rel.clone(),
+                        source,
+                    })?;
                 (text, rel.clone())
             }
             Source::Remote { url, .. } => (fetcher.fetch(url)?, url.clone()),
         };
         // Kept raw (not through the typed fixture model): every field upstream wrote
         // is applied as written.
-        let parsed: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| invalid(format!("{label} is not valid YAML: {e}")))?;
+        let parsed: Vec<Value> =
+            serde_saphyr::from_multiple(&text).map_err(|source| ComponentError::Yaml {
+                set: set.name,
+                file: label.clone(),
+                source: Box::new(source),
+            })?;
         for (i, doc) in parsed.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
             let has = |k: &str| doc.get(k).and_then(Value::as_str).is_some();
             if !(has("apiVersion") && has("kind")) {
-                return Err(invalid(format!(
-                    "{label}, document {}: needs apiVersion and kind",
-                    i + 1
-                )));
+                return Err(ComponentError::NotAnObject {
+                    set: set.name,
+                    file: label,
+                    doc: i + 1,
+                });
             }
             docs.push(doc);
         }
@@ -315,9 +424,9 @@ pub fn install<'a>(
             cluster
                 .apply_document(doc)
                 .await
-                .map_err(|e| ComponentError::Invalid {
-                    set: set.name.clone(),
-                    message: e.to_string(),
+                .map_err(|source| ComponentError::Apply {
+                    set: set.name,
+                    source,
                 })?;
         }
         Ok(n)

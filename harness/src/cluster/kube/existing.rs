@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 
 use super::{KubeCluster, KubeOptions};
@@ -18,35 +18,55 @@ pub struct ExistingOptions {
     pub context: Option<String>,
 }
 
-fn up(message: String) -> ClusterError {
-    ClusterError::Up {
-        provider: "existing".into(),
-        message,
-    }
+/// Why the cluster a kubeconfig points at cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ExistingError {
+    #[error("failed to read kubeconfig {}: {source}", path.display())]
+    ReadKubeconfig {
+        path: PathBuf,
+        source: KubeconfigError,
+    },
+    #[error("kubeconfig {}: {source}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        source: KubeconfigError,
+    },
+    #[error("kubeconfig: {0}")]
+    Context(#[source] KubeconfigError),
+    #[error("no cluster configured ({0}); pass --kubeconfig PATH [--context NAME]")]
+    NotConfigured(#[source] InferConfigError),
+    #[error("failed to build a client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("failed to reach the API server: {0}")]
+    Unreachable(#[source] kube::Error),
+    #[error(transparent)]
+    Connect(#[from] ClusterError),
 }
 
 /// The client configuration the flags select.
-pub async fn config(opts: &ExistingOptions) -> Result<Config, ClusterError> {
+pub async fn config(opts: &ExistingOptions) -> Result<Config, ExistingError> {
     let kco = KubeConfigOptions {
         context: opts.context.clone(),
         ..KubeConfigOptions::default()
     };
     match &opts.kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| up(format!("failed to read kubeconfig {}: {e}", path.display())))?;
+            let kc =
+                Kubeconfig::read_from(path).map_err(|source| ExistingError::ReadKubeconfig {
+                    path: path.clone(),
+                    source,
+                })?;
             Config::from_custom_kubeconfig(kc, &kco)
                 .await
-                .map_err(|e| up(format!("kubeconfig {}: {e}", path.display())))
+                .map_err(|source| ExistingError::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                })
         }
         None if opts.context.is_some() => Config::from_kubeconfig(&kco)
             .await
-            .map_err(|e| up(format!("kubeconfig: {e}"))),
-        None => Config::infer().await.map_err(|e| {
-            up(format!(
-                "no cluster configured ({e}); pass --kubeconfig PATH [--context NAME]"
-            ))
-        }),
+            .map_err(ExistingError::Context),
+        None => Config::infer().await.map_err(ExistingError::NotConfigured),
     }
 }
 
@@ -54,8 +74,8 @@ pub async fn connect(
     opts: &ExistingOptions,
     run: &str,
     kopts: KubeOptions,
-) -> Result<KubeCluster, ClusterError> {
+) -> Result<KubeCluster, ExistingError> {
     let cfg = config(opts).await?;
-    let client = Client::try_from(cfg).map_err(|e| up(format!("failed to build a client: {e}")))?;
-    KubeCluster::connect(client, "existing", run, kopts).await
+    let client = Client::try_from(cfg).map_err(ExistingError::Client)?;
+    Ok(KubeCluster::connect(client, "existing", run, kopts).await?)
 }

@@ -147,7 +147,7 @@ pub(crate) fn dataplane_of(pod: &Value) -> u64 {
 /// network on eth0, then each selected network on net1, net2, ... with the
 /// requested MAC or a made-up one.
 pub(crate) fn network_status_of(pod: &Value, uid_n: u32) -> Option<String> {
-    let networks = pod["metadata"]["annotations"][super::cluster::NETWORKS_ANNOTATION].as_str()?;
+    let networks = pod["metadata"]["annotations"][crate::multus::NETWORKS_ANNOTATION].as_str()?;
     let selections: Vec<(String, Option<String>)> = match serde_json::from_str::<Value>(networks) {
         Ok(Value::Array(list)) => list
             .iter()
@@ -227,7 +227,7 @@ pub(crate) fn schedule(state: &mut FakeState, mut pod: Value, count_allocations:
         pod["status"] = json!({"phase": "Running", "conditions": [
             {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}]});
         if let Some(status) = network_status_of(&pod, n) {
-            pod["metadata"]["annotations"][super::cluster::NETWORK_STATUS_ANNOTATION] =
+            pod["metadata"]["annotations"][crate::multus::NETWORK_STATUS_ANNOTATION] =
                 json!(status);
         }
         state.scheduled.push((name.clone(), node));

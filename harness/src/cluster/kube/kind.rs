@@ -6,79 +6,17 @@
 //! device (`ens33` by default, as in the seed: a bridge-mode macvlan on `eth0`;
 //! macvtaps made on it attach to `eth0` and reach the other nodes).
 //!
-//! Every command is built as data first (`Cmd`), so tests snapshot exactly what
-//! would run; `XshellRunner` runs them.
+//! Every command is built as data first (`Cmd`, see `command.rs`), so tests
+//! snapshot exactly what would run; `HostRunner` runs them.
 
-use std::fmt;
 use std::path::PathBuf;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
-use serde::Serialize;
 
+use super::command::{Cmd, CommandError, Runner};
 use super::{KubeCluster, KubeOptions};
 use crate::cluster::ClusterError;
-
-/// One command line: program and argument vector (never a shell string).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Cmd {
-    pub program: String,
-    pub args: Vec<String>,
-}
-
-impl Cmd {
-    pub fn new(program: &str, args: &[&str]) -> Self {
-        Cmd {
-            program: program.to_string(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-}
-
-impl fmt::Display for Cmd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.program)?;
-        for a in &self.args {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$\\;&|".contains(c)) {
-                write!(f, " '{}'", a.replace('\'', "'\\''"))?;
-            } else {
-                write!(f, " {a}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Runs commands; returns stdout, or an error message carrying stderr.
-pub trait Runner {
-    fn run(&self, cmd: &Cmd) -> Result<String, String>;
-}
-
-/// The real runner (blocking: call from `spawn_blocking` in async code).
-pub struct XshellRunner;
-
-impl Runner for XshellRunner {
-    fn run(&self, cmd: &Cmd) -> Result<String, String> {
-        // Through secnet's one command runner: both pipes read as it runs, its
-        // process group killed on timeout (`kind create cluster` pulls images).
-        let out = crate::lab::command::Cmd::new(&cmd.program)
-            .args(&cmd.args)
-            .timeout(std::time::Duration::from_secs(20 * 60))
-            .output()
-            .map_err(|e| format!("{cmd}: {e}"))?;
-        let stdout = out.stdout_text();
-        if out.success() {
-            Ok(stdout)
-        } else {
-            Err(format!(
-                "{cmd}: {}\n{}{}",
-                out.status,
-                stdout,
-                out.stderr_text()
-            ))
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct KindOptions {
@@ -113,7 +51,7 @@ impl KindOptions {
             kind_bin: "kind".into(),
             engine: "docker".into(),
             node_image: None,
-            lower_device: "ens33".into(),
+            lower_device: super::DEFAULT_LOWER_DEVICE.into(),
             logs_dir: PathBuf::from(format!("reports/kind-logs-{run}")),
             reuse: None,
         }
@@ -125,11 +63,26 @@ pub struct Kind<R: Runner> {
     pub runner: R,
 }
 
-fn up_err(message: String) -> ClusterError {
-    ClusterError::Up {
-        provider: "kind".into(),
-        message,
-    }
+/// Why the kind cluster could not be brought up or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum KindError {
+    #[error("kind create cluster failed: {0}")]
+    Create(#[source] CommandError),
+    /// Preparing the nodes or loading the images failed; `notes` are what taking
+    /// the cluster down again said.
+    #[error("failed to prepare the kind cluster: {source}{}", notes_suffix(notes))]
+    Prepare {
+        source: CommandError,
+        notes: Vec<String>,
+    },
+    #[error("kind gave an unreadable kubeconfig: {0}")]
+    Kubeconfig(#[source] KubeconfigError),
+    #[error("kind's kubeconfig has no usable cluster: {0}")]
+    Config(#[source] KubeconfigError),
+    #[error("failed to build a client for the kind cluster: {0}")]
+    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Connect(#[from] ClusterError),
 }
 
 impl<R: Runner> Kind<R> {
@@ -213,22 +166,19 @@ impl<R: Runner> Kind<R> {
     /// Creates the cluster, prepares the nodes, loads the images; returns the
     /// kubeconfig (YAML). On failure the logs are exported and the cluster deleted
     /// (unless `keep`).
-    pub fn up(&self) -> Result<String, ClusterError> {
+    pub fn up(&self) -> Result<String, KindError> {
         if self.opts.reuse.is_none() {
             self.runner
                 .run(&self.create_cmd())
-                .map_err(|e| up_err(format!("kind create cluster failed: {e}")))?;
+                .map_err(KindError::Create)?;
         }
-        match self.prepare() {
-            Ok(kubeconfig) => Ok(kubeconfig),
-            Err(e) => {
-                let notes = self.down(true);
-                Err(up_err(format!("{e}{}", notes_suffix(&notes))))
-            }
-        }
+        self.prepare().map_err(|source| KindError::Prepare {
+            source,
+            notes: self.down(true),
+        })
     }
 
-    fn prepare(&self) -> Result<String, String> {
+    fn prepare(&self) -> Result<String, CommandError> {
         let nodes = self.runner.run(&self.nodes_cmd())?;
         for node in nodes.lines().map(str::trim).filter(|l| !l.is_empty()) {
             for cmd in self.lower_device_cmds(node) {
@@ -285,12 +235,11 @@ pub async fn connect(
     kubeconfig_yaml: &str,
     run: &str,
     kopts: KubeOptions,
-) -> Result<KubeCluster, ClusterError> {
-    let kc = Kubeconfig::from_yaml(kubeconfig_yaml)
-        .map_err(|e| up_err(format!("kind gave an unreadable kubeconfig: {e}")))?;
+) -> Result<KubeCluster, KindError> {
+    let kc = Kubeconfig::from_yaml(kubeconfig_yaml).map_err(KindError::Kubeconfig)?;
     let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .map_err(|e| up_err(format!("kubeconfig: {e}")))?;
-    let client = Client::try_from(cfg).map_err(|e| up_err(format!("client: {e}")))?;
-    KubeCluster::connect(client, "kind", run, kopts).await
+        .map_err(KindError::Config)?;
+    let client = Client::try_from(cfg).map_err(KindError::Client)?;
+    Ok(KubeCluster::connect(client, "kind", run, kopts).await?)
 }

@@ -1,13 +1,16 @@
 //! Real-cluster providers: `KubeCluster` implements the `Cluster` contract against a
 //! Kubernetes API server (`kube::Client`); `existing` connects to a kubeconfig's
 //! cluster, `kind` brings one up with kind. `components` are the pinned component
-//! sets (multus, macvtap, ovs-cni, KubeVirt, CNAO) applied onto them.
+//! sets (multus, macvtap, ovs-cni, KubeVirt, CNAO) applied onto them; `command` runs
+//! the programs both need (kind, the container engine, curl); `sweep` is
+//! `secnet clean` for real clusters.
 //!
 //! Built to the upstream APIs and tested against a mocked API server and snapshots
 //! (no cluster on the development machines): see the README's "What is exercised where".
 
 pub mod apply;
 pub mod cluster;
+pub mod command;
 pub mod components;
 pub mod existing;
 pub mod kind;
@@ -24,5 +27,10 @@ pub use cluster::{KubeCluster, KubeOptions, Teardown};
 
 /// The label every object of a run carries: teardown deletes by it, nothing else.
 pub const RUN_LABEL: &str = "secnet.run";
+/// The nodes' macvtap/macvlan lower device when neither `--lower-device` nor an
+/// inventory names one: the seed lab's uplink. Every real-cluster option struct
+/// (`RealOptions`, `KubeOptions`, `KindOptions`, `ComponentOptions`) defaults to it;
+/// a run passes its own value down to all of them.
+pub const DEFAULT_LOWER_DEVICE: &str = "ens33";
 /// The server-side apply field manager.
 pub const FIELD_MANAGER: &str = "secnet";

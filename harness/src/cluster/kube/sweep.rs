@@ -19,10 +19,9 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
 
 use super::apply::{self, Placement};
 use super::cluster::{api_err, is_not_found};
-use super::existing::{self, ExistingOptions};
-use super::kind::{Cmd, Runner, XshellRunner};
+use super::command::{Cmd, HostRunner, Runner};
+use super::existing::{self, ExistingError, ExistingOptions};
 use super::{RUN_LABEL, Teardown};
-use crate::cluster::ClusterError;
 
 /// Whether `id` looks like a secnet run id: `sn` + 6 hex digits.
 pub fn is_run_id(id: &str) -> bool {
@@ -142,17 +141,13 @@ pub async fn sweep_runs(client: &Client, run: Option<&str>) -> Swept {
 pub async fn clean_existing(
     opts: &ExistingOptions,
     run: Option<&str>,
-) -> Result<Swept, ClusterError> {
-    let up = |message: String| ClusterError::Up {
-        provider: "existing".into(),
-        message,
-    };
+) -> Result<Swept, ExistingError> {
     let cfg = existing::config(opts).await?;
-    let client = Client::try_from(cfg).map_err(|e| up(format!("failed to build a client: {e}")))?;
+    let client = Client::try_from(cfg).map_err(ExistingError::Client)?;
     client
         .apiserver_version()
         .await
-        .map_err(|e| up(format!("failed to reach the API server: {}", api_err(e))))?;
+        .map_err(ExistingError::Unreachable)?;
     Ok(sweep_runs(&client, run).await)
 }
 
@@ -194,13 +189,24 @@ pub fn sweep_kind<R: Runner + ?Sized>(runner: &R, kind_bin: &str, run: Option<&s
     report
 }
 
+/// `kind` is not installed, so its clusters cannot be listed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{kind_bin} not found on PATH; install kind or use --cluster existing --context kind-secnet-{}",
+    run.as_deref().unwrap_or("<run>")
+)]
+pub struct NoKind {
+    pub kind_bin: String,
+    pub run: Option<String>,
+}
+
 /// `secnet clean --cluster kind`: `kind_bin` (`kind`) must be on PATH.
-pub fn clean_kind(kind_bin: &str, run: Option<&str>) -> Result<Teardown, String> {
+pub fn clean_kind(kind_bin: &str, run: Option<&str>) -> Result<Teardown, NoKind> {
     if crate::prereq::find_program(kind_bin).is_none() {
-        return Err(format!(
-            "kind not found on PATH; install kind or use --cluster existing --context kind-secnet-{}",
-            run.unwrap_or("<run>")
-        ));
+        return Err(NoKind {
+            kind_bin: kind_bin.to_string(),
+            run: run.map(str::to_string),
+        });
     }
-    Ok(sweep_kind(&XshellRunner, kind_bin, run))
+    Ok(sweep_kind(&HostRunner, kind_bin, run))
 }

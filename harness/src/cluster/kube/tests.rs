@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::command::{Cmd, CommandError, Runner};
 use super::components::{self, ComponentError, ComponentOptions, Fetcher, MacvtapImpl};
 use super::fake::*;
-use super::kind::{Cmd, Kind, KindOptions, Runner};
+use super::kind::{Kind, KindOptions};
 use super::mock::{MockApi, Recorded, Reply, list, not_found};
 use super::{KubeCluster, KubeOptions};
 use crate::cluster::{Cluster, ClusterError};
@@ -436,11 +437,16 @@ struct Recording {
 }
 
 impl Runner for Recording {
-    fn run(&self, cmd: &Cmd) -> Result<String, String> {
+    fn run(&self, cmd: &Cmd) -> Result<String, CommandError> {
         let line = cmd.to_string();
         self.cmds.borrow_mut().push(line.clone());
         if self.fail_on.is_some_and(|f| line.contains(f)) {
-            return Err(format!("{line}: exit status 1"));
+            return Err(CommandError::Failed {
+                cmdline: line,
+                status: "exit status: 1".into(),
+                stdout: String::new(),
+                stderr: String::new(),
+            });
         }
         Ok(match cmd.args.get(..2) {
             Some([a, b]) if a == "get" && b == "nodes" => {
@@ -613,7 +619,7 @@ async fn install_applies_every_document_of_a_set() {
     let c = cluster(&mock, 100).await;
     let set = components::sets(&ComponentOptions::default())
         .into_iter()
-        .find(|s| s.name == "macvtap")
+        .find(|s| s.name == components::Component::Macvtap)
         .unwrap();
     let fetcher = FakeFetcher {
         calls: RefCell::default(),
@@ -642,10 +648,15 @@ async fn install_applies_every_document_of_a_set() {
 fn placeholders_must_all_be_known() {
     let vars = [("A".to_string(), "1".to_string())].into();
     assert_eq!(components::substitute("x ${A} y", &vars).unwrap(), "x 1 y");
-    assert!(
-        components::substitute("${B}", &vars)
+    assert_eq!(
+        components::substitute("${B}", &vars),
+        Err(components::SubstituteError::Unknown("B".into()))
+    );
+    assert_eq!(
+        components::substitute("${B", &vars)
             .unwrap_err()
-            .contains("${B}")
+            .to_string(),
+        "unterminated ${ (a placeholder is ${NAME})"
     );
 }
 
@@ -888,7 +899,7 @@ struct Listing {
 }
 
 impl Runner for Listing {
-    fn run(&self, cmd: &Cmd) -> Result<String, String> {
+    fn run(&self, cmd: &Cmd) -> Result<String, CommandError> {
         let out = self.inner.run(cmd)?;
         Ok(match cmd.args.get(..2) {
             Some([a, b]) if a == "get" && b == "clusters" => self.clusters.to_string(),
@@ -963,8 +974,8 @@ fn clean_kind_says_how_to_go_on_without_the_binary() {
     // A kind binary that cannot exist: the check runs whether or not kind is installed.
     let err = super::sweep::clean_kind("secnet-no-such-kind", Some("sn1a2b3c")).unwrap_err();
     assert_eq!(
-        err,
-        "kind not found on PATH; install kind or use --cluster existing --context kind-secnet-sn1a2b3c"
+        err.to_string(),
+        "secnet-no-such-kind not found on PATH; install kind or use --cluster existing --context kind-secnet-sn1a2b3c"
     );
 }
 

@@ -1,0 +1,116 @@
+//! `secnet clean`: what killed or `--keep` runs left, and only secnet's.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use secnet::cluster::kube::existing::ExistingOptions;
+use secnet::cluster::kube::{Teardown, sweep};
+
+use super::{could_not_run, exit_code};
+
+pub const AFTER_HELP: &str = "Examples:\n  secnet clean                 # every leftover of any secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)\n  secnet clean --cluster existing --context lab   # objects labelled secnet.run on that cluster\n  secnet clean --cluster kind --run sn1a2b3c      # kind delete cluster --name secnet-sn1a2b3c";
+
+#[derive(clap::Args)]
+pub struct CleanArgs {
+    /// Only this run id (sn + 6 hex digits).
+    #[arg(long)]
+    run: Option<String>,
+    /// netns: this machine's namespaces; existing: objects labelled secnet.run on the kubeconfig's cluster (deleted by UID); kind: secnet's kind clusters.
+    #[arg(long, default_value = "netns", value_parser = ["netns", "kind", "existing"])]
+    cluster: String,
+    /// Kubeconfig for --cluster existing [default: $KUBECONFIG, ~/.kube/config, in-cluster].
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context for --cluster existing [default: the current one].
+    #[arg(long)]
+    context: Option<String>,
+}
+
+pub fn run(args: CleanArgs) -> ExitCode {
+    if args.cluster != "existing" && (args.kubeconfig.is_some() || args.context.is_some()) {
+        return could_not_run(
+            "clean",
+            "--kubeconfig and --context go with --cluster existing",
+        );
+    }
+    let run = args.run.as_deref();
+    if args.cluster != "netns"
+        && let Some(id) = run.filter(|id| !sweep::is_run_id(id))
+    {
+        return could_not_run(
+            "clean",
+            format!("--run wants a run id (sn + 6 hex digits), got {id:?}"),
+        );
+    }
+    match args.cluster.as_str() {
+        "netns" => clean_netns(run),
+        "kind" => match sweep::clean_kind("kind", run) {
+            Ok(report) => print_sweep(&report, None, "kind cluster(s)"),
+            Err(e) => could_not_run("clean", e),
+        },
+        "existing" => {
+            let opts = ExistingOptions {
+                kubeconfig: args.kubeconfig,
+                context: args.context,
+            };
+            match super::runtime().block_on(sweep::clean_existing(&opts, run)) {
+                Ok(s) => print_sweep(&s.report, Some(&s.per_run), "object(s)"),
+                Err(e) => could_not_run("clean", e),
+            }
+        }
+        other => could_not_run(
+            "clean",
+            format!("unknown cluster provider {other:?}; use --cluster netns, kind or existing"),
+        ),
+    }
+}
+
+/// This machine's namespaces, run dirs and processes of secnet runs.
+fn clean_netns(run: Option<&str>) -> ExitCode {
+    match secnet::clean::clean(run) {
+        Ok(c) => {
+            eprintln!(
+                "secnet clean: removed {} namespace(s), {} run dir(s), {} process(es){}",
+                c.namespaces.len(),
+                c.run_dirs.len(),
+                c.processes.len(),
+                if c.namespaces.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", c.namespaces.join(" "))
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => could_not_run("clean", e),
+    }
+}
+
+/// What a sweep of a real cluster deleted (`what`: what was counted), with the
+/// counts per run when known; exit 1 when something could not be deleted.
+fn print_sweep(
+    report: &Teardown,
+    per_run: Option<&BTreeMap<String, usize>>,
+    what: &str,
+) -> ExitCode {
+    for d in &report.deleted {
+        println!("deleted {d}");
+    }
+    for e in &report.errors {
+        eprintln!("secnet clean: {e}");
+    }
+    let runs = per_run
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let counts: Vec<String> = r.iter().map(|(id, n)| format!("{id} {n}")).collect();
+            format!(" (per run: {})", counts.join(", "))
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "secnet clean: deleted {} {what}{runs}, {} error(s)",
+        report.deleted.len(),
+        report.errors.len()
+    );
+    exit_code(report.errors.is_empty())
+}

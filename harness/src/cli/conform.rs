@@ -1,0 +1,238 @@
+//! `secnet conform`: the scenarios against the implementation under test.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use secnet::cluster::kube::components::{Component, SECNET_IMAGE};
+use secnet::cluster::netns::topology::{self, Topology};
+use secnet::conform::implementation::{self, Choice};
+use secnet::conform::inventory::{Inventory, InventoryError};
+use secnet::conform::real::RealOptions;
+
+use super::{Selection, could_not_run, exit_code};
+
+pub const AFTER_HELP: &str = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --plugin macvtap=./macvtap --backends macvtap       # one patched binary, the rest bundled\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n  secnet conform --cluster existing --inventory clusters/inventory.example.yaml --dry-run\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped.";
+
+#[derive(clap::Args)]
+pub struct ConformArgs {
+    /// Cluster provider: netns (built in, needs root), kind, existing.
+    #[arg(long, default_value = "netns")]
+    cluster: String,
+    /// Directory with the plugins under test (CNIs, and macvtap-deviceplugin if there) [default: the bundled ones next to secnet].
+    /// A CNI missing from it is missing: the scenarios that use it fail, the others run.
+    #[arg(long)]
+    cni_bin_dir: Option<PathBuf>,
+    /// Put one binary under test and keep the rest (repeatable): macvtap=PATH,
+    /// ovs=PATH, macvtap-deviceplugin=PATH.
+    #[arg(long = "plugin", value_name = "NAME=PATH", value_parser = implementation::parse_plugin)]
+    plugins: Vec<(String, PathBuf)>,
+    /// Write report.json, junit.xml and report.md here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    #[command(flatten)]
+    select: Selection,
+    /// List the selected scenarios (name, workload, portable, labels) and run nothing.
+    #[arg(long)]
+    list: bool,
+    /// Format of --list.
+    #[arg(long, value_enum, default_value = "table")]
+    output: ListFormat,
+    /// Print the plan (netns: nodes, implementation, scenarios; kind/existing:
+    /// commands, rendered manifests, scenarios) and run nothing; needs no root.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stop after the first failed scenario; the rest are reported as skipped.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Scenarios run at once, each in its own netns cluster [default: the number
+    /// of cores]; --jobs 1 runs them one after the other. Real clusters run one at
+    /// a time (the scenarios share the nodes' capacity).
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Keep the namespaces of failed scenarios and print how to enter them.
+    #[arg(long)]
+    keep: bool,
+    /// Device plugin command the DaemonSet runs on every node [default: --cni-bin-dir's macvtap-deviceplugin if it has one, else the bundled one].
+    #[arg(long)]
+    device_plugin: Option<String>,
+    /// Directory with Debian's reference CNI plugins (bridge, host-local, macvlan).
+    #[arg(long, default_value = "/usr/lib/cni")]
+    reference_bin_dir: PathBuf,
+    /// netns cluster topology file [default: clusters/netns-2node.yaml, built in].
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// Fixture directory (the seed's YAML) [default: the repository's fixtures/].
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
+    #[command(flatten)]
+    real: Box<RealArgs>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+// What kind and existing clusters need (`secnet conform --cluster kind|existing`).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Real clusters (--cluster kind|existing)")]
+struct RealArgs {
+    /// existing: the kubeconfig [default: $KUBECONFIG, ~/.kube/config, in-cluster].
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// existing: the kubeconfig context [default: its current context].
+    #[arg(long)]
+    context: Option<String>,
+    /// existing: an inventory (kubeconfig, context, lowerDevice, nodes, preinstalled,
+    /// kvm; see clusters/inventory.example.yaml); flags given here win.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// kind: the cluster config [default: clusters/kind-2node.yaml].
+    #[arg(long)]
+    kind_config: Option<PathBuf>,
+    /// kind: run on this existing kind cluster (not created, never deleted) instead of a new one.
+    #[arg(long, value_name = "NAME")]
+    kind_reuse: Option<String>,
+    /// kind: the container engine (docker or podman).
+    #[arg(long, default_value = "docker")]
+    engine: String,
+    /// The bundled plugins' image (built from the Containerfile).
+    #[arg(long, default_value = SECNET_IMAGE)]
+    image: String,
+    /// Put kubevirt/macvtap-cni's image under test instead of the bundled plugins.
+    #[arg(long)]
+    upstream_macvtap: bool,
+    /// The nodes' macvtap/macvlan lower device (kind: made by secnet on eth0) [default: ens33].
+    #[arg(long)]
+    lower_device: Option<String>,
+    /// Component sets to install (comma list of multus, macvtap, ovs-cni, kubevirt, cnao).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "multus,macvtap",
+        hide_possible_values = true
+    )]
+    components: Vec<Component>,
+    /// Where fetched upstream manifests are kept (warm: runs offline) [default: ~/.cache/secnet/manifests].
+    #[arg(long)]
+    manifest_cache: Option<PathBuf>,
+    /// Seconds to wait for a pod or for the device plugin on every node.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+}
+
+#[cfg(test)]
+impl ConformArgs {
+    pub fn components(&self) -> Vec<Component> {
+        self.real.components.clone()
+    }
+}
+
+impl RealArgs {
+    /// The real-cluster options: these flags, then what an `--inventory` fills in.
+    fn options(self, dry_run: bool) -> Result<RealOptions, InventoryError> {
+        let d = RealOptions::default();
+        let mut real = RealOptions {
+            kubeconfig: self.kubeconfig,
+            context: self.context,
+            kind_config: self.kind_config.unwrap_or(d.kind_config),
+            kind_reuse: self.kind_reuse,
+            engine: self.engine,
+            image: self.image,
+            upstream_macvtap: self.upstream_macvtap,
+            lower_device_given: self.lower_device.is_some(),
+            lower_device: self.lower_device.unwrap_or(d.lower_device),
+            components: self.components,
+            manifest_cache: self.manifest_cache.unwrap_or(d.manifest_cache),
+            timeout: std::time::Duration::from_secs(self.timeout),
+            dry_run,
+            ..d
+        };
+        if let Some(path) = &self.inventory {
+            Inventory::load(path)?.apply_to(&mut real);
+        }
+        Ok(real)
+    }
+}
+
+/// `--topology FILE`, or the built-in two-node topology.
+fn topology(path: Option<&PathBuf>) -> Result<Topology, topology::TopologyError> {
+    match path {
+        Some(path) => Topology::load(path),
+        None => Topology::parse(topology::DEFAULT, "clusters/netns-2node.yaml (built in)"),
+    }
+}
+
+/// The conform options the flags describe.
+fn options(args: ConformArgs) -> Result<secnet::conform::Options, Box<dyn std::error::Error>> {
+    let topology = topology(args.topology.as_ref())?;
+    let implementation = Choice {
+        cni_bin_dir: args.cni_bin_dir,
+        device_plugin: args
+            .device_plugin
+            .map(|cmd| cmd.split_whitespace().map(str::to_string).collect()),
+        plugins: args.plugins,
+        ..Choice::default()
+    }
+    .resolve()?;
+    let real = args.real.options(args.dry_run)?;
+    Ok(args.select.apply(secnet::conform::Options {
+        cluster: args.cluster,
+        implementation,
+        reference_bin_dir: args.reference_bin_dir,
+        topology,
+        fixtures_dir: args.fixtures.unwrap_or_else(secnet::bins::fixtures_dir),
+        fail_fast: args.fail_fast,
+        jobs: args.jobs.unwrap_or(0),
+        keep: args.keep,
+        real,
+        ..secnet::conform::Options::bundled()
+    }))
+}
+
+pub fn run(args: ConformArgs) -> ExitCode {
+    let (list, json, report) = (
+        args.list,
+        matches!(args.output, ListFormat::Json),
+        args.report.clone(),
+    );
+    let opts = match options(args) {
+        Ok(opts) => opts,
+        Err(e) => return could_not_run("conform", e),
+    };
+    if list {
+        return match secnet::conform::listing(&opts, json) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => could_not_run("conform", e),
+        };
+    }
+    if opts.real.dry_run {
+        return match secnet::conform::dry_run(&opts) {
+            Ok(plan) => {
+                print!("{plan}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => could_not_run("conform", e),
+        };
+    }
+    let r = match super::runtime().block_on(secnet::conform::run(&opts)) {
+        Ok(r) => r,
+        Err(e) => return could_not_run("conform", e),
+    };
+    eprintln!(
+        "secnet conform: {} passed, {} failed, {} skipped in {:.1} s",
+        r.summary.passed, r.summary.failed, r.summary.skipped, r.wall_s
+    );
+    if let Some(dir) = report {
+        if let Err(e) = r.write(&dir) {
+            return could_not_run("conform", e);
+        }
+        eprintln!("secnet conform: report in {}", dir.display());
+    }
+    exit_code(r.summary.failed == 0)
+}

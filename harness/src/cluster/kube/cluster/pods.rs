@@ -1,0 +1,439 @@
+//! Pods on a real cluster: create and wait until Running (or say why not), delete
+//! by UID and wait until gone, exec, and the device plugin restart fault.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod as KPod;
+use kube::api::{Api, AttachParams, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::runtime::wait::{await_condition, conditions};
+use tokio::io::AsyncReadExt;
+
+use super::diagnostics::describe;
+use super::{HOSTNAME_LABEL, KubeCluster, api_err, is_not_found};
+use crate::cluster::kube::FIELD_MANAGER;
+use crate::cluster::kube::apply;
+use crate::cluster::{ClusterError, ExecOutput, PodView};
+use crate::multus::{NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION};
+use crate::objects::{Object, Pod};
+
+impl KubeCluster {
+    /// A pinned pod (`nodeName`) goes through the scheduler with a hostname selector,
+    /// so an oversized request is `Unschedulable` as on the netns cluster instead of a
+    /// kubelet admission failure; containers without an image get `pod_image`.
+    fn complete_spec(&self, pod: &mut KPod) {
+        let Some(spec) = pod.spec.as_mut() else {
+            return;
+        };
+        if let Some(node) = spec.node_name.take() {
+            spec.node_selector
+                .get_or_insert_with(BTreeMap::new)
+                .insert(HOSTNAME_LABEL.into(), node);
+        } else if self.restricted {
+            spec.affinity = Some(only_on(&self.nodes));
+        }
+        for c in &mut spec.containers {
+            if c.image.as_deref().is_none_or(str::is_empty) {
+                c.image = Some(self.opts.pod_image.clone());
+                if c.command.as_ref().is_none_or(Vec::is_empty) {
+                    c.command = Some(vec!["sleep".into(), "3600".into()]);
+                }
+            }
+        }
+    }
+}
+
+/// Creates `pod` (scope label, image and placement completed) and waits until it runs
+/// with its network-status, is unschedulable, fails or times out.
+pub(super) async fn create(c: &KubeCluster, pod: Pod) -> Result<PodView, ClusterError> {
+    let name = pod.metadata.name.clone();
+    let wants_status = pod.metadata.annotations.contains_key(NETWORKS_ANNOTATION);
+    let placement = apply::known_placement("v1", "Pod").expect("pods are known");
+    let (obj, ns) = apply::prepare(apply::document(&Object::Pod(pod))?, &placement, &c.run)?;
+    let ns = ns.unwrap_or_else(|| "default".into());
+    let mut typed: KPod = serde_json::from_value(serde_json::to_value(&obj).unwrap_or_default())
+        .map_err(|e| ClusterError::PodStart {
+            pod: name.clone(),
+            node: String::new(),
+            message: format!("not a valid pod: {e}"),
+        })?;
+    c.add_scope_label(&mut typed.metadata.labels);
+    c.complete_spec(&mut typed);
+    let api: Api<KPod> = Api::namespaced(c.client.clone(), &ns);
+    c.touch(&placement, Some(&ns));
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    let created = api
+        .create(&pp, &typed)
+        .await
+        .map_err(|e| ClusterError::PodStart {
+            pod: format!("{ns}/{name}"),
+            node: String::new(),
+            message: api_err(e),
+        })?;
+    let uid = created.metadata.uid.clone().unwrap_or_default();
+    wait_running(c, &api, &ns, &name, &uid, wants_status).await
+}
+
+/// Waits until pod `name` runs (with multus' network-status when `wants_status`);
+/// else why not: unschedulable, failed or timed out.
+async fn wait_running(
+    c: &KubeCluster,
+    api: &Api<KPod>,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    wants_status: bool,
+) -> Result<PodView, ClusterError> {
+    let cond = move |p: Option<&KPod>| {
+        p.is_some_and(|p| ready(p, wants_status) || unschedulable(p).is_some() || failed(p))
+    };
+    let waited =
+        tokio::time::timeout(c.opts.pod_timeout, await_condition(api.clone(), name, cond)).await;
+    let last = match waited {
+        Ok(Ok(Some(p))) => {
+            if ready(&p, wants_status) {
+                return Ok(PodView {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    uid: p.metadata.uid.clone().unwrap_or_else(|| uid.to_string()),
+                    node: p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.clone())
+                        .unwrap_or_default(),
+                    annotations: p.metadata.annotations.clone().unwrap_or_default(),
+                    // Device IDs are only visible on the node (pod-resources API).
+                    devices: BTreeMap::new(),
+                });
+            }
+            if let Some(message) = unschedulable(&p) {
+                return Err(ClusterError::Unschedulable {
+                    pod: format!("{ns}/{name}"),
+                    message,
+                });
+            }
+            Some(p)
+        }
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            return Err(ClusterError::PodStart {
+                pod: format!("{ns}/{name}"),
+                node: String::new(),
+                message: format!("failed to watch the pod: {e}"),
+            });
+        }
+        Err(_elapsed) => api.get_opt(name).await.ok().flatten(),
+    };
+    Err(not_running(c, ns, name, uid, last.as_ref(), wants_status).await)
+}
+
+/// A pod that did not come up: failed, or still not running at the deadline; with
+/// its state, events and logs.
+async fn not_running(
+    c: &KubeCluster,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    last: Option<&KPod>,
+    wants_status: bool,
+) -> ClusterError {
+    let events = c.events_of(ns, name, Some(uid)).await;
+    let logs = match last {
+        Some(p) => c.logs_of(ns, p).await,
+        None => String::new(),
+    };
+    let state = format!("{}\nevents:\n{events}\n{logs}", describe(last));
+    if last.is_some_and(failed) {
+        return ClusterError::PodStart {
+            pod: format!("{ns}/{name}"),
+            node: last
+                .and_then(|p| p.spec.as_ref()?.node_name.clone())
+                .unwrap_or_default(),
+            message: state,
+        };
+    }
+    ClusterError::Timeout {
+        what: format!(
+            "pod {ns}/{name} to run{}",
+            if wants_status {
+                " with a network-status annotation"
+            } else {
+                ""
+            }
+        ),
+        seconds: c.opts.pod_timeout.as_secs(),
+        state,
+    }
+}
+
+/// Deletes a pod by UID and waits until it is gone.
+pub(super) async fn delete(
+    c: &KubeCluster,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ClusterError> {
+    let api: Api<KPod> = Api::namespaced(c.client.clone(), namespace);
+    let pod = api
+        .get_opt(name)
+        .await
+        .map_err(|e| ClusterError::PodDelete {
+            pod: format!("{namespace}/{name}"),
+            message: api_err(e),
+        })?
+        .ok_or_else(|| ClusterError::NoSuchPod(format!("{namespace}/{name}")))?;
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) => {
+            return Err(ClusterError::PodDelete {
+                pod: format!("{namespace}/{name}"),
+                message: api_err(e),
+            });
+        }
+    }
+    let gone = tokio::time::timeout(
+        c.opts.pod_timeout,
+        await_condition(api.clone(), name, conditions::is_deleted(&uid)),
+    )
+    .await;
+    match gone {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ClusterError::PodDelete {
+            pod: format!("{namespace}/{name}"),
+            message: format!("failed to watch the deletion: {e}"),
+        }),
+        Err(_) => {
+            let events = c.events_of(namespace, name, Some(&uid)).await;
+            let logs = c.logs_of(namespace, &pod).await;
+            Err(ClusterError::Timeout {
+                what: format!("pod {namespace}/{name} (uid {uid}) to be deleted"),
+                seconds: c.opts.pod_timeout.as_secs(),
+                state: format!("events:\n{events}\n{logs}"),
+            })
+        }
+    }
+}
+
+/// Runs `argv` in the pod's first container; its output and whether it succeeded.
+pub(super) async fn exec(
+    c: &KubeCluster,
+    namespace: &str,
+    pod: &str,
+    argv: &[&str],
+) -> Result<ExecOutput, ClusterError> {
+    let fail = |message: String| ClusterError::Exec {
+        pod: format!("{namespace}/{pod}"),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        message,
+    };
+    let api: Api<KPod> = Api::namespaced(c.client.clone(), namespace);
+    let ap = AttachParams::default()
+        .stdin(false)
+        .stdout(true)
+        .stderr(true);
+    let mut proc = api
+        .exec(pod, argv.iter().copied(), &ap)
+        .await
+        .map_err(|e| fail(api_err(e)))?;
+    let mut stdout = proc.stdout().ok_or_else(|| fail("no stdout".into()))?;
+    let mut stderr = proc.stderr().ok_or_else(|| fail("no stderr".into()))?;
+    let status = proc.take_status();
+    let (mut out, mut err) = (String::new(), String::new());
+    let (r1, r2) = tokio::join!(
+        stdout.read_to_string(&mut out),
+        stderr.read_to_string(&mut err)
+    );
+    r1.and(r2)
+        .map_err(|e| fail(format!("reading output: {e}")))?;
+    let status = match status {
+        Some(s) => s.await,
+        None => None,
+    };
+    proc.join().await.map_err(|e| fail(e.to_string()))?;
+    Ok(ExecOutput {
+        success: status.is_some_and(|s| s.status.as_deref() == Some("Success")),
+        stdout: out,
+        stderr: err,
+    })
+}
+
+impl KubeCluster {
+    /// Waits until no pod of this run (and scope) is left, e.g. after `teardown`, so
+    /// that the next scenario can reuse the names.
+    pub async fn wait_pods_gone(&self) -> Result<(), ClusterError> {
+        let api: Api<KPod> = Api::all(self.client.clone());
+        let lp = ListParams::default().labels(&self.selector());
+        let deadline = tokio::time::Instant::now() + self.opts.pod_timeout;
+        loop {
+            let left: Vec<String> = match api.list(&lp).await {
+                Ok(list) => list
+                    .items
+                    .into_iter()
+                    .filter(|p| self.is_mine(p.metadata.labels.as_ref()))
+                    .filter_map(|p| p.metadata.name)
+                    .collect(),
+                Err(e) => vec![format!("(list failed: {})", api_err(e))],
+            };
+            if left.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::Timeout {
+                    what: format!("the pods labelled {} to be deleted", self.selector()),
+                    seconds: self.opts.pod_timeout.as_secs(),
+                    state: format!("still there: {}", left.join(" ")),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Kills the device plugin on `node` (its pod deleted with no grace period) and
+    /// waits until the DaemonSet's new pod there is Running.
+    pub async fn restart_device_plugin(&self, node: &str) -> Result<(), ClusterError> {
+        let fail = |message: String| ClusterError::Up {
+            provider: self.provider.clone(),
+            message,
+        };
+        let (ns, selector) = self.opts.device_plugin_pods.clone().ok_or_else(|| {
+            fail("no device plugin component in this run (--components without macvtap?)".into())
+        })?;
+        let api: Api<KPod> = Api::namespaced(self.client.clone(), &ns);
+        let lp = ListParams::default()
+            .labels(&selector)
+            .fields(&format!("spec.nodeName={node}"));
+        let old = api
+            .list(&lp)
+            .await
+            .map_err(|e| fail(format!("failed to list {selector} in {ns}: {}", api_err(e))))?
+            .items;
+        if old.is_empty() {
+            return Err(fail(format!("no pod {selector} in {ns} runs on {node}")));
+        }
+        let old_uids: Vec<String> = old.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        for p in &old {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: p.metadata.uid.clone().map(|uid| Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &dp).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(fail(format!("failed to kill {ns}/{name}: {}", api_err(e)))),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.opts.pod_timeout;
+        loop {
+            let pods = api.list(&lp).await.map(|l| l.items).unwrap_or_default();
+            let fresh = pods.iter().find(|p| {
+                p.metadata
+                    .uid
+                    .as_ref()
+                    .is_some_and(|u| !old_uids.contains(u))
+                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            });
+            if fresh.is_some() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let state: Vec<String> = pods
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}: {}",
+                            p.metadata.name.as_deref().unwrap_or("?"),
+                            describe(Some(p))
+                        )
+                    })
+                    .collect();
+                return Err(ClusterError::Timeout {
+                    what: format!("a new device plugin pod ({selector}) Running on {node}"),
+                    seconds: self.opts.pod_timeout.as_secs(),
+                    state: if state.is_empty() {
+                        "no pod: is the DaemonSet there?".into()
+                    } else {
+                        state.join("; ")
+                    },
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Node affinity to the given hostnames (required at scheduling).
+fn only_on(nodes: &[String]) -> k8s_openapi::api::core::v1::Affinity {
+    use k8s_openapi::api::core::v1::{
+        Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    };
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![NodeSelectorRequirement {
+                        key: HOSTNAME_LABEL.into(),
+                        operator: "In".into(),
+                        values: Some(nodes.to_vec()),
+                    }]),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Running, and with multus' network-status when the pod selected networks.
+fn ready(pod: &KPod, wants_status: bool) -> bool {
+    let running = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Running");
+    let status_ok = !wants_status
+        || pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(NETWORK_STATUS_ANNOTATION));
+    running && status_ok
+}
+
+/// The scheduler's "0/2 nodes are available: ... Insufficient ..." if it gave up.
+fn unschedulable(pod: &KPod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        })
+        .map(|c| c.message.clone().unwrap_or_default())
+}
+
+fn failed(pod: &KPod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Failed")
+}
