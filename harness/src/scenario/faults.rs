@@ -229,7 +229,8 @@ async fn lower_device_faults(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {
         .create_pod(try_pod("after-recreate"))
         .await
         .map_err(e)?;
-    pod_link(cluster, &p, "net1").await.map(|_| ())
+    pod_link(cluster, &p, "net1").await?;
+    Ok(())
 }
 
 async fn netns_gone_before_del(ctx: &Ctx, cluster: &NetnsCluster) -> Outcome {

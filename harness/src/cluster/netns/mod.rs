@@ -521,12 +521,9 @@ impl NetnsCluster {
                     .lab
                     .ip(&n.ns, &["-j", "link", "show", "type", "bridge"])
                     .ok()
-                    .and_then(|out| serde_json::from_str::<Value>(&out).ok())
-                    .and_then(|v| v.as_array().cloned())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|l| l["ifname"].as_str().map(str::to_string))
-                    .collect();
+                    .and_then(|out| crate::probe::ip::links(&out).ok())
+                    .map(|links| crate::probe::ip::link_names(&links))
+                    .unwrap_or_default();
                 NodeSnap {
                     name: n.name.clone(),
                     uplink: n.uplink.clone(),
@@ -539,6 +536,12 @@ impl NetnsCluster {
             .pods
             .values()
             .map(|p| {
+                // The device plugin's macvtaps sit on the node's uplink.
+                let uplink = inner
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == p.view.node)
+                    .map_or("?", |n| n.uplink.as_str());
                 let statuses = pod::network_status(&p.view).unwrap_or_default();
                 let interfaces = statuses
                     .iter()
@@ -560,7 +563,7 @@ impl NetnsCluster {
                                         .map(str::to_string)
                                         .or_else(|| {
                                             nad.resource_name()
-                                                .map(|_| "ens33 (device plugin)".to_string())
+                                                .map(|_| format!("{uplink} (device plugin)"))
                                         });
                                     let vlan = c["vlan"]
                                         .as_u64()
