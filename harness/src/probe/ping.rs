@@ -47,7 +47,10 @@ mod tests {
 
     #[test]
     fn the_argv_is_one_quiet_request() {
-        assert_eq!(argv("10.0.0.1", 1), ["ping", "-c", "1", "-W", "1", "-q", "10.0.0.1"]);
+        assert_eq!(
+            argv("10.0.0.1", 1),
+            ["ping", "-c", "1", "-W", "1", "-q", "10.0.0.1"]
+        );
         assert_eq!(command("10.0.0.1", 2), "ping -c 1 -W 2 -q 10.0.0.1");
     }
 
@@ -57,7 +60,8 @@ mod tests {
         let iputils_timeout = "PING 10.9.0.7 (10.9.0.7) 56(84) bytes of data.\n\n--- 10.9.0.7 ping statistics ---\n1 packets transmitted, 0 received, 100% packet loss, time 0ms\n";
         let busybox_timeout = "PING 10.9.0.7 (10.9.0.7): 56 data bytes\n\n--- 10.9.0.7 ping statistics ---\n1 packets transmitted, 0 packets received, 100% packet loss\n";
         let iputils_no_route = "ping: connect: Network is unreachable\n";
-        let busybox_no_route = "PING 10.99.0.7 (10.99.0.7): 56 data bytes\nping: sendto: Network is unreachable\n";
+        let busybox_no_route =
+            "PING 10.99.0.7 (10.99.0.7): 56 data bytes\nping: sendto: Network is unreachable\n";
         for out in [
             iputils_timeout,
             busybox_timeout,
@@ -77,7 +81,10 @@ mod tests {
             "",
         ] {
             let e = replied(false, "nosuchhost", out).unwrap_err();
-            assert!(e.to_string().starts_with("ping nosuchhost did not run"), "{e}");
+            assert!(
+                e.to_string().starts_with("ping nosuchhost did not run"),
+                "{e}"
+            );
         }
     }
 }

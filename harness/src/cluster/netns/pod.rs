@@ -382,10 +382,10 @@ pub async fn delete(cluster: &NetnsCluster, ns: &str, name: &str) -> Result<(), 
                 errors.push(format!("eth0: {e}"));
             }
         }
-        Err(e) => errors.push(e),
+        Err(e) => errors.push(e.to_string()),
     }
     if let Err(e) = inner.nodes[state.node_index].release(&state.view.uid) {
-        errors.push(e);
+        errors.push(e.to_string());
     }
     if let Err(e) = inner.lab.delete_netns(&state.netns) {
         errors.push(e.to_string());
