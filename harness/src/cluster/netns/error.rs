@@ -72,6 +72,10 @@ pub enum NetnsError {
     NotRunning { what: &'static str, node: String },
     #[error("the device plugin never ran on node {0}")]
     DevicePluginNeverRan(String),
+    #[error("the pod {0} has no network-status annotation")]
+    NoNetworkStatus(String),
+    #[error(transparent)]
+    Multus(#[from] crate::multus::MultusError),
 }
 
 impl NetnsError {

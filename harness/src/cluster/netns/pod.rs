@@ -435,10 +435,10 @@ pub async fn exec(
 }
 
 /// The pod's network-status annotation, parsed.
-pub fn network_status(view: &PodView) -> Result<Vec<NetworkStatus>, String> {
+pub fn network_status(view: &PodView) -> Result<Vec<NetworkStatus>, super::NetnsError> {
     let text = view
         .annotations
         .get(multus::NETWORK_STATUS_ANNOTATION)
-        .ok_or("the pod has no network-status annotation")?;
-    multus::status::parse_annotation(text).map_err(|e| e.to_string())
+        .ok_or_else(|| super::NetnsError::NoNetworkStatus(view.name.clone()))?;
+    Ok(multus::status::parse_annotation(text)?)
 }
