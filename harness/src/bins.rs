@@ -12,7 +12,7 @@ pub enum BinsError {
     Missing(PathBuf),
 }
 
-/// For callers that still return `Result<_, String>`.
+/// For callers whose error is still text.
 impl From<BinsError> for String {
     fn from(e: BinsError) -> String {
         e.to_string()

@@ -94,7 +94,7 @@ pub enum ReadError {
     },
 }
 
-/// For callers that still return `Result<_, String>`.
+/// For callers whose error is still text.
 impl From<ReadError> for String {
     fn from(e: ReadError) -> String {
         e.to_string()

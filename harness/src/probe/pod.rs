@@ -41,7 +41,7 @@ pub enum ProbeError {
     },
 }
 
-/// For callers that still return `Result<_, String>` (the scenario layer).
+/// For callers whose error is still text (the scenario layer).
 impl From<ProbeError> for String {
     fn from(e: ProbeError) -> String {
         e.to_string()

@@ -93,7 +93,7 @@ impl BindingError {
     }
 }
 
-/// For callers that still return `Result<_, String>` (the scenario layer).
+/// For callers whose error is still text (the scenario layer).
 impl From<BindingError> for String {
     fn from(e: BindingError) -> String {
         e.to_string()

@@ -61,7 +61,7 @@ pub enum KubevirtError {
     },
 }
 
-/// For callers that still return `Result<_, String>` (the scenario layer).
+/// For callers whose error is still text (the scenario layer).
 impl From<KubevirtError> for String {
     fn from(e: KubevirtError) -> String {
         e.to_string()

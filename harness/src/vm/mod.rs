@@ -123,7 +123,7 @@ impl VmError {
     }
 }
 
-/// For callers that still return `Result<_, String>` (the scenario layer).
+/// For callers whose error is still text (the scenario layer).
 impl From<VmError> for String {
     fn from(e: VmError) -> String {
         e.to_string()

@@ -88,7 +88,7 @@ impl NetnsError {
     }
 }
 
-/// For callers that still return `Result<_, String>` (the scenario layer).
+/// For callers whose error is still text (the scenario layer).
 impl From<NetnsError> for String {
     fn from(e: NetnsError) -> String {
         e.to_string()

@@ -74,7 +74,7 @@ pub enum OvsError {
     Panicked,
 }
 
-/// For callers that still return `Result<_, String>` (the scenario layer).
+/// For callers whose error is still text (the scenario layer).
 impl From<OvsError> for String {
     fn from(e: OvsError) -> String {
         e.to_string()

@@ -152,8 +152,11 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
                 Some(dm) => dm
                     .admit(&uid, &container.name, &resource, want as usize)
                     .await
-                    .map_err(|e| e.to_string()),
-                None => Err("no device plugin runs on this node".to_string()),
+                    .map_err(super::NetnsError::from),
+                None => Err(super::NetnsError::NotRunning {
+                    what: "device plugin",
+                    node: node_name.clone(),
+                }),
             };
             match admitted {
                 Ok(d) => devices.entry(resource).or_default().extend(d.ids),
