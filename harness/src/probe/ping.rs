@@ -73,6 +73,40 @@ mod tests {
         assert!(replied(true, "x", "").unwrap());
     }
 
+    /// The verdict on what the host's iputils ping really prints, in a namespace of
+    /// its own: a reply, a silent on-link address, no route, an unknown name.
+    #[test]
+    fn real_ping_outputs_get_the_right_verdict() {
+        if !crate::prereq::require_root("real ping verdicts")
+            || !crate::prereq::require_program("real ping verdicts", "ping", "iputils-ping")
+        {
+            return;
+        }
+        let mut lab = crate::lab::Lab::new();
+        let ns = lab.netns("ping").unwrap();
+        for args in [
+            &["link", "add", "d0", "type", "dummy"][..],
+            &["addr", "add", "10.9.0.1/24", "dev", "d0"],
+            &["link", "set", "d0", "up"],
+        ] {
+            lab.ip(&ns, args).unwrap();
+        }
+        let verdict = |target: &str| {
+            let out = crate::lab::Cmd::new("ip")
+                .args(["netns", "exec", &ns.name])
+                .args(argv(target, 1))
+                .timeout(std::time::Duration::from_secs(20))
+                .output()
+                .unwrap();
+            let printed = format!("{}{}", out.stdout_text(), out.stderr_text());
+            replied(out.success(), target, &printed)
+        };
+        assert!(verdict("10.9.0.1").unwrap(), "own address replies");
+        assert!(!verdict("10.9.0.7").unwrap(), "silent on-link address");
+        assert!(!verdict("10.99.0.7").unwrap(), "no route");
+        assert!(verdict("no-such-host.invalid").is_err());
+    }
+
     #[test]
     fn a_ping_that_did_not_run_is_an_error() {
         for out in [

@@ -274,6 +274,7 @@ pub async fn start(
         vm: vm.name.clone(),
         source,
     })?;
+    tracing::debug!(vm = %vm.name, pod = %pod.name, accel = qemu.accel, nics = nics.len(), "QEMU started");
     Ok(RunningVm {
         vm: vm.clone(),
         pod,
@@ -301,6 +302,7 @@ impl RunningVm {
             Ok(_) => {
                 let t = self.qemu.started.elapsed();
                 self.boot = Some(t);
+                tracing::info!(vm = %self.vm.name, boot = ?t, accel = self.qemu.accel, "guest booted");
                 Ok(t)
             }
             Err(source) => {
