@@ -49,8 +49,9 @@ pub enum BenchError {
     },
     #[error("failed to set up the bench lab: {0}")]
     Lab(#[from] crate::lab::CommandError),
+    /// Boxed: the OVS errors carry a command's output and a log tail.
     #[error("failed to set up the bench lab: {0}")]
-    Ovs(#[from] crate::cluster::netns::ovs::OvsError),
+    Ovs(Box<crate::cluster::netns::ovs::OvsError>),
     #[error("failed to enter the bench node {node}: {source}")]
     Enter {
         node: String,
@@ -120,6 +121,12 @@ pub enum BenchError {
     },
     #[error("{guest}: no ping reply from {target}")]
     NoReply { guest: String, target: String },
+}
+
+impl From<crate::cluster::netns::ovs::OvsError> for BenchError {
+    fn from(e: crate::cluster::netns::ovs::OvsError) -> BenchError {
+        BenchError::Ovs(Box::new(e))
+    }
 }
 
 impl BenchError {
@@ -667,9 +674,8 @@ impl BenchOvs {
         let t = std::time::Instant::now();
         let enter =
             crate::lab::enter::Enter::net(nl.node.path()).map_err(BenchError::enter(&nl.node))?;
-        let ovs = crate::cluster::netns::ovs::Ovs::start(&enter, &dir).map_err(|e| {
+        let ovs = crate::cluster::netns::ovs::Ovs::start(&enter, &dir).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&dir);
-            e
         })?;
         let mut bench = BenchOvs {
             ovs,

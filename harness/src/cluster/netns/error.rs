@@ -39,8 +39,9 @@ pub enum NetnsError {
     },
     #[error(transparent)]
     Kubelet(#[from] KubeletError),
+    /// Boxed: the OVS errors carry a command's output and a log tail.
     #[error(transparent)]
-    Ovs(#[from] OvsError),
+    Ovs(Box<OvsError>),
     #[error("the device plugin command is empty")]
     EmptyDevicePluginCommand,
     #[error("failed to start device plugin {program} on node {node}: {source}")]
@@ -76,6 +77,12 @@ pub enum NetnsError {
     NoNetworkStatus(String),
     #[error(transparent)]
     Multus(#[from] crate::multus::MultusError),
+}
+
+impl From<OvsError> for NetnsError {
+    fn from(e: OvsError) -> NetnsError {
+        NetnsError::Ovs(Box::new(e))
+    }
 }
 
 impl NetnsError {
