@@ -85,9 +85,10 @@ mod tests {
         let mut lab = crate::lab::Lab::new();
         let ns = lab.netns("ping").unwrap();
         for args in [
-            &["link", "add", "d0", "type", "dummy"][..],
-            &["addr", "add", "10.9.0.1/24", "dev", "d0"],
-            &["link", "set", "d0", "up"],
+            // A veth whose peer stays down: nothing ever answers on its LAN.
+            &["link", "add", "v0", "type", "veth", "peer", "name", "v1"][..],
+            &["addr", "add", "10.9.0.1/24", "dev", "v0"],
+            &["link", "set", "v0", "up"],
         ] {
             lab.ip(&ns, args).unwrap();
         }
