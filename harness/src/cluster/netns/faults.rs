@@ -47,7 +47,7 @@ impl NetnsCluster {
     }
 
     /// [`NetnsCluster::start_device_plugin_anew`] with its error as text (cluster/any.rs
-    /// returns it as its own `Result<(), String>`).
+    /// returns it as its own text-error result).
     pub async fn start_device_plugin_again(
         &self,
         node: &str,
