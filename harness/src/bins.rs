@@ -3,6 +3,22 @@
 
 use std::path::PathBuf;
 
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BinsError {
+    #[error(
+        "bundled binary {} is missing: build it with `cargo build --workspace --bins` (or set SECNET_BIN_DIR)",
+        .0.display()
+    )]
+    Missing(PathBuf),
+}
+
+/// For callers whose error is still text.
+impl From<BinsError> for String {
+    fn from(e: BinsError) -> String {
+        e.to_string()
+    }
+}
+
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SECNET_BIN_DIR") {
         return PathBuf::from(dir);
@@ -17,15 +33,12 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// Path of bundled binary `name`, with a message saying how to build it if missing.
-pub fn bundled(name: &str) -> Result<PathBuf, String> {
+pub fn bundled(name: &str) -> Result<PathBuf, BinsError> {
     let path = bin_dir().join(name);
     if path.exists() {
         Ok(path)
     } else {
-        Err(format!(
-            "bundled binary {} is missing: build it with `cargo build --workspace --bins` (or set SECNET_BIN_DIR)",
-            path.display()
-        ))
+        Err(BinsError::Missing(path))
     }
 }
 
@@ -59,21 +72,36 @@ pub mod embedded {
 
     include!(concat!(env!("OUT_DIR"), "/embedded_files.rs"));
 
+    #[derive(Debug, thiserror::Error)]
+    pub enum UnpackError {
+        #[error("neither XDG_CACHE_HOME nor HOME is set")]
+        NoCacheDir,
+        #[error("failed to {action} {path}: {source}")]
+        Io {
+            action: &'static str,
+            path: PathBuf,
+            #[source]
+            source: std::io::Error,
+        },
+    }
+
     /// Writes the embedded files under `$XDG_CACHE_HOME/secnet` (else
     /// `$HOME/.cache/secnet`) in a directory named by their content hash, unless an
     /// earlier run already did. Directories are 0700: root runs from there.
-    pub fn unpack() -> Result<PathBuf, String> {
+    pub fn unpack() -> Result<PathBuf, UnpackError> {
         let cache = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .ok_or("neither XDG_CACHE_HOME nor HOME is set")?
+            .ok_or(UnpackError::NoCacheDir)?
             .join("secnet");
         let root = cache.join(format!("files-{:016x}", content_hash()));
         if root.join(".complete").is_file() {
             return Ok(root);
         }
-        let fail = |what: &str, path: &Path, e: std::io::Error| {
-            format!("failed to {what} {}: {e}", path.display())
+        let fail = |action: &'static str, path: &Path, source: std::io::Error| UnpackError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
         };
         let mut dirs = std::fs::DirBuilder::new();
         dirs.recursive(true).mode(0o700);

@@ -294,7 +294,7 @@ pub fn render(checks: &[Check]) -> (String, bool) {
 }
 
 /// Installs the Debian packages of failed checks (apt-get update first).
-pub fn fix(checks: &[Check]) -> Result<Vec<&'static str>, String> {
+pub fn fix(checks: &[Check]) -> Result<Vec<&'static str>, crate::lab::CommandError> {
     let mut packages: Vec<&'static str> = checks
         .iter()
         .filter(|c| !c.ok)
@@ -306,10 +306,10 @@ pub fn fix(checks: &[Check]) -> Result<Vec<&'static str>, String> {
         return Ok(packages);
     }
     let t = Duration::from_secs(900);
-    run("apt-get", &["update", "-qq"], t).map_err(|e| e.to_string())?;
+    run("apt-get", &["update", "-qq"], t)?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(packages.iter().copied());
-    run("apt-get", &args, t).map_err(|e| e.to_string())?;
+    run("apt-get", &args, t)?;
     Ok(packages)
 }
 

@@ -16,6 +16,7 @@ pub mod multus;
 pub mod objects;
 pub mod observe;
 pub mod prereq;
+pub mod probe;
 pub mod report;
 pub mod scenario;
 pub mod term;

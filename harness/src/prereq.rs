@@ -11,7 +11,7 @@ pub fn is_root() -> bool {
 }
 
 /// Returns whether `what` (a test) may run; panics under CI when `missing` is Some.
-pub fn require(what: &str, missing: Option<String>) -> bool {
+pub fn require(what: &str, missing: Option<impl std::fmt::Display>) -> bool {
     match missing {
         None => true,
         Some(reason) if in_ci() => panic!("{what}: prerequisite missing under CI=true: {reason}"),

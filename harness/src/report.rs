@@ -78,6 +78,29 @@ pub struct WriteError {
     pub source: std::io::Error,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a secnet report: {source}")]
+    NotAReport {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// For callers whose error is still text.
+impl From<ReadError> for String {
+    fn from(e: ReadError) -> String {
+        e.to_string()
+    }
+}
+
 impl Report {
     pub fn new(
         cluster: &str,
@@ -134,13 +157,24 @@ impl Report {
         Ok(())
     }
 
-    /// Reads a report.json written by an earlier run (for `secnet report`).
+    /// [`Report::load`] with its error as text (`secnet report` in main.rs chains
+    /// it with `write` through a `String` error).
     pub fn read(dir: &Path) -> Result<Report, String> {
+        Ok(Report::load(dir)?)
+    }
+
+    /// Reads a report.json written by an earlier run (for `secnet report`).
+    pub fn load(dir: &Path) -> Result<Report, ReadError> {
         let path = dir.join("report.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
-        let mut report: Report = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a secnet report: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ReadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut report: Report =
+            serde_json::from_str(&text).map_err(|source| ReadError::NotAReport {
+                path: path.display().to_string(),
+                source,
+            })?;
         report.scenarios.iter_mut().for_each(ScenarioReport::clean);
         Ok(report)
     }

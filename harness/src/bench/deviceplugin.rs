@@ -1,5 +1,5 @@
 //! The macvtap device plugin against the kubelet double, in a node namespace with a
-//! veth lower `ens33`: start → Register, start → all devices Healthy, Allocate
+//! veth lower device (the default topology's uplink): start → Register, start → all devices Healthy, Allocate
 //! latency over distinct IDs, lower link down → Unhealthy, kubelet restart →
 //! re-registration, and the plugin's peak RSS.
 
@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use deviceplugin_api::{HEALTHY, UNHEALTHY};
 
-use super::Row;
 use super::rss::{MemRow, vm_hwm_kb};
 use super::stats::Stats;
+use super::{BenchError, Row};
 use crate::kubelet::DeviceManager;
 use crate::lab::enter::Enter;
 use crate::lab::node::NodeLab;
@@ -25,8 +25,15 @@ pub const NAME: &str = "bundled macvtap device plugin";
 struct Plugin(Child);
 
 impl Plugin {
-    fn spawn(bin: &Path, nl: &NodeLab, dir: &Path, conf: &str) -> Result<Plugin, String> {
-        let log = std::fs::File::create(dir.join("plugin.log")).map_err(|e| e.to_string())?;
+    fn spawn(bin: &Path, nl: &NodeLab, dir: &Path, conf: &str) -> Result<Plugin, BenchError> {
+        let log_path = dir.join("plugin.log");
+        let failed = |msg: String| BenchError::Plugin {
+            plugin: bin.display().to_string(),
+            command: "start".into(),
+            msg,
+        };
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| failed(format!("failed to create {}: {e}", log_path.display())))?;
         let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("RUST_LOG", "warn")
@@ -34,14 +41,17 @@ impl Plugin {
             .arg("--device-plugin-dir")
             .arg(dir)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| failed(format!("failed to reopen {}: {e}", log_path.display())))?,
+            )
             .stderr(log);
         Enter::net(nl.node.path())
             .and_then(|e| e.apply_std(&mut cmd))
-            .map_err(|e| e.to_string())?;
+            .map_err(BenchError::enter(&nl.node))?;
         cmd.spawn()
             .map(Plugin)
-            .map_err(|e| format!("failed to run {}: {e}", bin.display()))
+            .map_err(|e| failed(format!("failed to run {}: {e}", bin.display())))
     }
 
     /// SIGTERM, then wait (SIGKILL after `BOUND`).
@@ -79,21 +89,19 @@ fn row(name: &str, what: &str, samples: &[Duration]) -> Row {
 
 /// Measures the plugin at `bin`; `quick` takes fewer samples (Allocate stays at
 /// 50 distinct IDs).
-pub async fn run(bin: &Path, name: &str, quick: bool) -> Result<(Vec<Row>, MemRow), String> {
+pub async fn run(bin: &Path, name: &str, quick: bool) -> Result<(Vec<Row>, MemRow), BenchError> {
     if !bin.exists() {
-        return Err(format!(
-            "{} does not exist (cargo build --release --bins)",
-            bin.display()
-        ));
+        return Err(BenchError::NoBinary(bin.to_path_buf()));
     }
     let (starts, devices, flaps) = if quick { (3, 50, 3) } else { (10, 100, 10) };
-    let conf =
-        format!(r#"[{{"name": "dataplane", "lowerDevice": "ens33", "capacity": {devices}}}]"#);
-    let nl = NodeLab::new().map_err(|e| e.to_string())?;
+    let nl = NodeLab::new()?;
+    let conf = format!(
+        r#"[{{"name": "dataplane", "lowerDevice": "{}", "capacity": {devices}}}]"#,
+        nl.uplink
+    );
     let dir = crate::lab::ScratchDir::new(&format!("{}-dp", nl.lab.run_id))
-        .map_err(|e| format!("failed to make a scratch dir: {e}"))?;
-    let mut kubelet = DeviceManager::start(dir.path()).map_err(|e| e.to_string())?;
-    let err = |e: crate::kubelet::KubeletError| e.to_string();
+        .map_err(BenchError::Scratch)?;
+    let mut kubelet = DeviceManager::start(dir.path())?;
 
     let (mut to_register, mut to_healthy) = (Vec::new(), Vec::new());
     for _ in 0..starts {
@@ -101,8 +109,7 @@ pub async fn run(bin: &Path, name: &str, quick: bool) -> Result<(Vec<Row>, MemRo
         let plugin = Plugin::spawn(bin, &nl, dir.path(), &conf)?;
         let reg = kubelet
             .wait_for_registration(RESOURCE, started, BOUND)
-            .await
-            .map_err(err)?;
+            .await?;
         let view = kubelet
             .wait_until("a fresh healthy device list", BOUND, |s| {
                 s.resource(RESOURCE)
@@ -111,8 +118,7 @@ pub async fn run(bin: &Path, name: &str, quick: bool) -> Result<(Vec<Row>, MemRo
                     })
                     .cloned()
             })
-            .await
-            .map_err(err)?;
+            .await?;
         to_register.push(reg.at - started);
         to_healthy.push(view.updated_at.unwrap_or_else(Instant::now) - started);
         plugin.terminate();
@@ -121,17 +127,13 @@ pub async fn run(bin: &Path, name: &str, quick: bool) -> Result<(Vec<Row>, MemRo
     let plugin = Plugin::spawn(bin, &nl, dir.path(), &conf)?;
     kubelet
         .wait_for_devices(RESOURCE, devices, HEALTHY, BOUND)
-        .await
-        .map_err(err)?;
+        .await?;
     // Each Allocate makes a fresh macvtap for a distinct device ID.
     let mut allocate = Vec::new();
     for i in 0..devices {
         let id = format!("dataplaneMvp{i}");
         let t = Instant::now();
-        kubelet
-            .allocate(RESOURCE, &[id])
-            .await
-            .map_err(|e| e.to_string())?;
+        kubelet.allocate(RESOURCE, &[id]).await?;
         allocate.push(t.elapsed());
     }
 
@@ -144,13 +146,10 @@ pub async fn run(bin: &Path, name: &str, quick: bool) -> Result<(Vec<Row>, MemRo
             // Timed from issuing `ip link set` (its spawn included): the plugin's
             // netlink listener often reports before `ip` has even exited.
             let acked = Instant::now();
-            nl.lab
-                .ip(&nl.node, &["link", "set", "ens33", state])
-                .map_err(|e| e.to_string())?;
+            nl.lab.ip(&nl.node, &["link", "set", &nl.uplink, state])?;
             let view = kubelet
                 .wait_for_devices(RESOURCE, devices, health, BOUND)
-                .await
-                .map_err(err)?;
+                .await?;
             out.push(
                 view.updated_at
                     .unwrap_or_else(Instant::now)
@@ -162,16 +161,14 @@ pub async fn run(bin: &Path, name: &str, quick: bool) -> Result<(Vec<Row>, MemRo
     let mut re_register = Vec::new();
     for _ in 0..starts {
         let restarted = Instant::now();
-        kubelet.restart().await.map_err(err)?;
+        kubelet.restart().await?;
         let reg = kubelet
             .wait_for_registration(RESOURCE, restarted, BOUND)
-            .await
-            .map_err(err)?;
+            .await?;
         re_register.push(reg.at - restarted);
         kubelet
             .wait_for_devices(RESOURCE, devices, HEALTHY, BOUND)
-            .await
-            .map_err(err)?;
+            .await?;
     }
 
     let peak = vm_hwm_kb(plugin.0.id()).unwrap_or(0);

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use super::Row;
 use super::scale::ScalePoint;
 use super::stats::Stats;
+use super::{BenchError, Row};
 use crate::cluster::Cluster;
 use crate::cluster::netns::{NetnsCluster, Options as ClusterOptions};
 use crate::conform::{self, Options};
@@ -26,17 +26,14 @@ fn single(name: &str, operation: &str, took: Duration) -> Row {
 
 /// A whole conform run on the bundled implementations; one row for the wall time and
 /// one per phase summed over the scenarios.
-pub async fn conform_phases(quick: bool) -> Result<Vec<Row>, String> {
+pub async fn conform_phases(quick: bool) -> Result<Vec<Row>, BenchError> {
     let mut opts = Options::bundled();
     if quick {
         opts.skip_labels = vec!["fault".into(), "dhcp".into()];
     }
-    let report = conform::run(&opts).await.map_err(|e| e.to_string())?;
+    let report = conform::run(&opts).await?;
     if report.summary.failed > 0 {
-        return Err(format!(
-            "{} scenario(s) failed during the benchmark",
-            report.summary.failed
-        ));
+        return Err(BenchError::ScenariosFailed(report.summary.failed));
     }
     let mut rows = vec![single(
         &format!("secnet conform ({} scenarios)", report.scenarios.len()),
@@ -61,7 +58,7 @@ pub async fn conform_phases(quick: bool) -> Result<Vec<Row>, String> {
 
 /// Time to attach `n` macvtap pods at once on one node, for growing `n`; the row's
 /// median is the per-pod cost.
-pub async fn pods_per_node(quick: bool) -> Result<(Vec<Row>, Vec<ScalePoint>), String> {
+pub async fn pods_per_node(quick: bool) -> Result<(Vec<Row>, Vec<ScalePoint>), BenchError> {
     let opts = Options::bundled();
     let counts: &[usize] = if quick { &[1, 10] } else { &[1, 10, 50] };
     let mut rows = Vec::new();
@@ -76,17 +73,17 @@ pub async fn pods_per_node(quick: bool) -> Result<(Vec<Row>, Vec<ScalePoint>), S
             dhcp: false,
             ovs: false,
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let measured = async {
-            crate::scenario::seed::apply_seed(&cluster, &opts.fixtures_dir).await?;
+            crate::scenario::seed::apply_seed(&cluster, &opts.fixtures_dir)
+                .await
+                .map_err(BenchError::Seed)?;
             let Some(Object::Pod(base)) =
-                load_file(&opts.fixtures_dir.join("seed/macvtap-pod.yaml"))
-                    .map_err(|e| e.to_string())?
+                load_file(&opts.fixtures_dir.join("seed/macvtap-pod.yaml"))?
                     .into_iter()
                     .next()
             else {
-                return Err("seed/macvtap-pod.yaml holds no pod".to_string());
+                return Err(BenchError::NoPod("seed/macvtap-pod.yaml".into()));
             };
             let node = cluster.nodes()[0].clone();
             let started = Instant::now();
@@ -99,7 +96,7 @@ pub async fn pods_per_node(quick: bool) -> Result<(Vec<Row>, Vec<ScalePoint>), S
             .await;
             let took = started.elapsed();
             for r in made {
-                r.map_err(|e| e.to_string())?;
+                r?;
             }
             Ok(took)
         }
@@ -107,7 +104,10 @@ pub async fn pods_per_node(quick: bool) -> Result<(Vec<Row>, Vec<ScalePoint>), S
         let errors = cluster.teardown().await;
         let took = measured?;
         if !errors.is_empty() {
-            return Err(format!("teardown after {n} pods: {}", errors.join("; ")));
+            return Err(BenchError::Teardown {
+                pods: n,
+                errors: errors.join("; "),
+            });
         }
         points.push(ScalePoint {
             pods: n,

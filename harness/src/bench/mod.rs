@@ -48,13 +48,101 @@ pub enum BenchError {
         fix: &'static str,
     },
     #[error("failed to set up the bench lab: {0}")]
-    Lab(String),
+    Lab(#[from] crate::lab::CommandError),
+    /// Boxed: the OVS errors carry a command's output and a log tail.
+    #[error("failed to set up the bench lab: {0}")]
+    Ovs(Box<crate::cluster::netns::ovs::OvsError>),
+    #[error("failed to enter the bench node {node}: {source}")]
+    Enter {
+        node: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to make a scratch dir: {0}")]
+    Scratch(#[source] std::io::Error),
+    /// `msg` is what the plugin printed (its CNI error) or why it did not run.
     #[error("{plugin} {command} failed during the benchmark: {msg}")]
     Plugin {
         plugin: String,
         command: String,
         msg: String,
     },
+    /// One part of the bench (device plugin, scale, …) failed.
+    #[error("{part} bench: {source}")]
+    Part {
+        part: &'static str,
+        #[source]
+        source: Box<BenchError>,
+    },
+    #[error("{0} does not exist (cargo build --release --bins)")]
+    NoBinary(PathBuf),
+    #[error(transparent)]
+    Kubelet(#[from] crate::kubelet::KubeletError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    Fixture(#[from] crate::objects::FixtureError),
+    #[error("{0} holds no pod")]
+    NoPod(String),
+    /// The seed fixtures did not apply (the scenario layer's message).
+    #[error("failed to apply the seed: {0}")]
+    Seed(String),
+    #[error(transparent)]
+    Conform(#[from] crate::conform::ConformError),
+    #[error("{0} scenario(s) failed during the benchmark")]
+    ScenariosFailed(usize),
+    #[error("teardown after {pods} pods: {errors}")]
+    Teardown { pods: usize, errors: String },
+    #[error(transparent)]
+    Image(#[from] crate::vm::image::ImageError),
+    #[error(transparent)]
+    Qemu(#[from] crate::vm::qemu::QemuError),
+    /// `console` is the tail of the guest's kernel console.
+    #[error("{guest}: {source}\n{console}")]
+    Boot {
+        guest: String,
+        #[source]
+        source: crate::vm::agent::AgentError,
+        console: String,
+    },
+    #[error("{guest}: {source}")]
+    Agent {
+        guest: String,
+        #[source]
+        source: crate::vm::agent::AgentError,
+    },
+    #[error("{guest}: no NIC with MAC {mac}")]
+    NoNic { guest: String, mac: String },
+    #[error("{guest}: configuring {dev}: {output}")]
+    Configure {
+        guest: String,
+        dev: String,
+        output: String,
+    },
+    #[error("{guest}: no ping reply from {target}")]
+    NoReply { guest: String, target: String },
+}
+
+impl From<crate::cluster::netns::ovs::OvsError> for BenchError {
+    fn from(e: crate::cluster::netns::ovs::OvsError) -> BenchError {
+        BenchError::Ovs(Box::new(e))
+    }
+}
+
+impl BenchError {
+    fn part(part: &'static str) -> impl FnOnce(BenchError) -> BenchError {
+        move |e| BenchError::Part {
+            part,
+            source: Box::new(e),
+        }
+    }
+
+    fn enter(node: &crate::lab::Ns) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+        move |source| BenchError::Enter {
+            node: node.name.clone(),
+            source,
+        }
+    }
 }
 
 /// One measured row.
@@ -142,7 +230,7 @@ struct Subject {
     plugin: PathBuf,
     config: Value,
     /// A macvtap the device plugin would have made before ADD (not timed).
-    device_link: Option<&'static str>,
+    device_link: Option<String>,
     /// The subject whose medians this one's ratio is taken against: Debian's
     /// macvlan, or the upstream binary of the same plugin when given.
     reference: Option<usize>,
@@ -173,18 +261,18 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         });
     }
     let iterations = if opts.quick { 30 } else { 200 };
-    let mut nl = NodeLab::new().map_err(|e| BenchError::Lab(e.to_string()))?;
-    let pod = nl.pod("pod").map_err(|e| BenchError::Lab(e.to_string()))?;
-    let device_id = "ens33Mvp0";
+    let mut nl = NodeLab::new()?;
+    let pod = nl.pod("pod")?;
+    // A device ID as the device plugin names them: lower device + `Mvp` + index.
+    let device_id = format!("{}Mvp0", nl.uplink);
+    let uplink = nl.uplink.clone();
     // The bundled OVS CNI against userspace Open vSwitch in the bench node, when
     // both are there (started once, not timed per call).
     let ovs_plugin = opts.cni_bin_dir.join("ovs");
     let ovs = match ovs_plugin.exists() && crate::prereq::find_program("ovsdb-server").is_some() {
         true => {
-            let mut ovs_nl = NodeLab::new().map_err(|e| BenchError::Lab(e.to_string()))?;
-            let ovs_pod = ovs_nl
-                .pod("pod")
-                .map_err(|e| BenchError::Lab(e.to_string()))?;
+            let mut ovs_nl = NodeLab::new()?;
+            let ovs_pod = ovs_nl.pod("pod")?;
             let started = BenchOvs::start(&ovs_nl)?;
             Some((started, ovs_nl, ovs_pod))
         }
@@ -202,7 +290,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         Subject {
             name: "debian macvlan (reference, Go)".into(),
             plugin: macvlan.clone(),
-            config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvlan", "master": "ens33", "mode": "bridge"}),
+            config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvlan", "master": uplink, "mode": "bridge"}),
             device_link: None,
             reference: None,
             on_ovs_node: false,
@@ -211,14 +299,14 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             name: "bundled macvtap, device mode".into(),
             plugin: macvtap.clone(),
             config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvtap", "deviceID": device_id}),
-            device_link: Some(device_id),
+            device_link: Some(device_id.clone()),
             reference: Some(1),
             on_ovs_node: false,
         },
         Subject {
             name: "bundled macvtap, standalone".into(),
             plugin: macvtap.clone(),
-            config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvtap", "master": "ens33", "mode": "bridge"}),
+            config: json!({"cniVersion": "1.0.0", "name": "b", "type": "macvtap", "master": uplink, "mode": "bridge"}),
             device_link: None,
             reference: Some(1),
             on_ovs_node: false,
@@ -230,7 +318,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         let socket = ovs
             .as_ref()
             .map(|(o, _, _)| format!("unix:{}", o.ovs.socket.display()));
-        subjects.extend(ab_subjects(a, b, device_id, socket.as_deref()));
+        subjects.extend(ab_subjects(a, b, &device_id, &uplink, socket.as_deref()));
     }
     // The upstream Go macvtap CNI, when the user put it in --reference-bin-dir
     // (Debian ships none): same device-mode flow, CNI 0.4.0 (its newest).
@@ -240,7 +328,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             name: "upstream macvtap (given), device mode".into(),
             plugin: upstream_macvtap,
             config: json!({"cniVersion": "0.4.0", "name": "b", "type": "macvtap", "deviceID": device_id}),
-            device_link: Some(device_id),
+            device_link: Some(device_id.clone()),
             reference: None,
             on_ovs_node: false,
         });
@@ -283,16 +371,12 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     // Interleave the subjects so slow phases of the machine hit all of them alike.
     for i in 0..iterations {
         let floor_link = "mvtfloor";
-        nl.device_link(floor_link)
-            .map_err(|e| BenchError::Lab(e.to_string()))?;
+        nl.device_link(floor_link)?;
         let t = std::time::Instant::now();
         nl.lab
-            .ip(&nl.node, &["link", "set", floor_link, "netns", &pod.name])
-            .map_err(|e| BenchError::Lab(e.to_string()))?;
+            .ip(&nl.node, &["link", "set", floor_link, "netns", &pod.name])?;
         kernel_move.push(t.elapsed());
-        nl.lab
-            .ip(&pod, &["link", "del", floor_link])
-            .map_err(|e| BenchError::Lab(e.to_string()))?;
+        nl.lab.ip(&pod, &["link", "del", floor_link])?;
         for ((s, (adds, dels)), failed) in subjects
             .iter()
             .zip(samples.iter_mut())
@@ -301,10 +385,9 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             if failed.is_some() {
                 continue;
             }
-            if let Some(id) = s.device_link {
+            if let Some(id) = &s.device_link {
                 let name = macvtap_cni::naming::hashed_link_name(id);
-                nl.device_link(&name)
-                    .map_err(|e| BenchError::Lab(e.to_string()))?;
+                nl.device_link(&name)?;
             }
             let (node_ns, pod) = match (&ovs, s.on_ovs_node) {
                 (Some((_, ovs_nl, ovs_pod)), true) => (&ovs_nl.node_ns, ovs_pod),
@@ -348,13 +431,11 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             (Some((_, ovs_nl, ovs_pod)), true) => (&ovs_nl.node, ovs_pod),
             _ => (&nl.node, &pod),
         };
-        let enter = crate::lab::enter::Enter::net(node.path())
-            .map_err(|e| BenchError::Lab(e.to_string()))?;
+        let enter = crate::lab::enter::Enter::net(node.path()).map_err(BenchError::enter(node))?;
         let mut peaks = Vec::new();
         for i in 0..rss_runs {
-            if let Some(id) = s.device_link {
-                nl.device_link(&macvtap_cni::naming::hashed_link_name(id))
-                    .map_err(|e| BenchError::Lab(e.to_string()))?;
+            if let Some(id) = &s.device_link {
+                nl.device_link(&macvtap_cni::naming::hashed_link_name(id))?;
             }
             for cmd in ["ADD", "DEL"] {
                 let call = Call::new(&s.plugin, cmd, s.config.clone()).container(
@@ -457,7 +538,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             let (dp_rows, dp_mem) =
                 deviceplugin::run(&opts.device_plugin, deviceplugin::NAME, opts.quick)
                     .await
-                    .map_err(|e| BenchError::Lab(format!("device plugin bench: {e}")))?;
+                    .map_err(BenchError::part("device plugin"))?;
             rows.extend(dp_rows);
             memory.push(dp_mem);
         }
@@ -468,15 +549,13 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             notes.extend(dp_notes);
         }
     }
-    let (one_node_rows, one_node) = harness::pods_per_node(opts.quick)
-        .await
-        .map_err(BenchError::Lab)?;
+    let (one_node_rows, one_node) = harness::pods_per_node(opts.quick).await?;
     rows.extend(one_node_rows);
     let mut scale_points = Vec::new();
     if !opts.quick {
         let (r, p) = scale::run(&[1, 10, 50, 500], 10)
             .await
-            .map_err(|e| BenchError::Lab(format!("scale bench: {e}")))?;
+            .map_err(BenchError::part("scale"))?;
         rows.extend(r);
         scale_points = p;
     }
@@ -489,11 +568,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         }
         Err(e) => notes.push(format!("VM boot not measured: {e}")),
     }
-    rows.extend(
-        harness::conform_phases(opts.quick)
-            .await
-            .map_err(BenchError::Lab)?,
-    );
+    rows.extend(harness::conform_phases(opts.quick).await?);
     let flat = if scale_points.is_empty() {
         &one_node
     } else {
@@ -524,7 +599,8 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
 fn ab_subjects(
     a: &Resolved,
     b: &Resolved,
-    device_id: &'static str,
+    device_id: &str,
+    uplink: &str,
     ovs_socket: Option<&str>,
 ) -> Vec<Subject> {
     let mut out: Vec<Subject> = Vec::new();
@@ -556,7 +632,7 @@ fn ab_subjects(
                     json!({"cniVersion": version, "name": "b", "type": "macvtap", "deviceID": device_id})
                 }
                 _ => {
-                    json!({"cniVersion": version, "name": "b", "type": "macvtap", "master": "ens33", "mode": "bridge"})
+                    json!({"cniVersion": version, "name": "b", "type": "macvtap", "master": uplink, "mode": "bridge"})
                 }
             };
             let reference = match side {
@@ -573,7 +649,7 @@ fn ab_subjects(
                 ),
                 plugin: path,
                 config,
-                device_link: device.then_some(device_id),
+                device_link: device.then(|| device_id.to_string()),
                 reference,
                 on_ovs_node: plugin == "ovs",
             });
@@ -591,19 +667,21 @@ struct BenchOvs {
 
 impl BenchOvs {
     fn start(nl: &NodeLab) -> Result<BenchOvs, BenchError> {
-        let dir = std::env::temp_dir().join(format!("{}-bench-ovs", nl.lab.run_id));
+        // mkdtemp (0700, unguessable); the daemons' directory is removed on drop.
+        let dir = crate::lab::ScratchDir::new(&format!("{}-bench-ovs", nl.lab.run_id))
+            .map_err(BenchError::Scratch)?
+            .into_path();
         let t = std::time::Instant::now();
-        let enter = crate::lab::enter::Enter::net(nl.node.path())
-            .map_err(|e| BenchError::Lab(e.to_string()))?;
-        let ovs = crate::cluster::netns::ovs::Ovs::start(&enter, &dir).map_err(|e| {
+        let enter =
+            crate::lab::enter::Enter::net(nl.node.path()).map_err(BenchError::enter(&nl.node))?;
+        let ovs = crate::cluster::netns::ovs::Ovs::start(&enter, &dir).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&dir);
-            BenchError::Lab(e)
         })?;
         let mut bench = BenchOvs {
             ovs,
             started_in: Duration::ZERO,
         };
-        bench.ovs.add_bridge("br1").map_err(BenchError::Lab)?;
+        bench.ovs.add_bridge(crate::cluster::netns::ovs::BRIDGE)?;
         bench.started_in = t.elapsed();
         Ok(bench)
     }
@@ -637,7 +715,7 @@ mod ab_tests {
         .resolve()
         .unwrap();
         // Without OVS: macvtap device and standalone, A then B each.
-        let s = ab_subjects(&a, &b, "ens33Mvp0", None);
+        let s = ab_subjects(&a, &b, "ens33Mvp0", "ens33", None);
         let names: Vec<&str> = s.iter().map(|s| &s.name[..2]).collect();
         assert_eq!(names, ["A:", "B:", "A:", "B:"]);
         assert_eq!(s[0].reference, Some(1), "A against Debian's macvlan");
@@ -650,7 +728,7 @@ mod ab_tests {
         assert!(s[0].device_link.is_some() && s[2].device_link.is_none());
         assert_eq!(s[1].config["cniVersion"], "1.0.0", "the version it claims");
         // With OVS: B has no ovs in its dir, A's row stays alone.
-        let s = ab_subjects(&a, &b, "ens33Mvp0", Some("unix:/x.sock"));
+        let s = ab_subjects(&a, &b, "ens33Mvp0", "ens33", Some("unix:/x.sock"));
         assert_eq!(s.len(), 5);
         assert!(s[4].name.starts_with("A: ovs") && s[4].on_ovs_node);
     }

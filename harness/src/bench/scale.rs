@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use serde::Serialize;
 
-use super::Row;
 use super::stats::Stats;
+use super::{BenchError, Row};
 use crate::cluster::Cluster;
 use crate::cluster::netns::topology::{NodeSpec, Topology};
 use crate::cluster::netns::{NetnsCluster, Options as ClusterOptions};
@@ -56,7 +56,10 @@ pub fn ratios(points: &[ScalePoint]) -> Vec<f64> {
         .collect()
 }
 
-pub async fn run(counts: &[usize], nodes: usize) -> Result<(Vec<Row>, Vec<ScalePoint>), String> {
+pub async fn run(
+    counts: &[usize],
+    nodes: usize,
+) -> Result<(Vec<Row>, Vec<ScalePoint>), BenchError> {
     let opts = Options::bundled();
     let topo = topology(nodes);
     let mut points = Vec::new();
@@ -70,13 +73,15 @@ pub async fn run(counts: &[usize], nodes: usize) -> Result<(Vec<Row>, Vec<ScaleP
             dhcp: false,
             ovs: false,
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let measured = attach(&cluster, &opts, n).await;
         let errors = cluster.teardown().await;
         let took = measured?;
         if !errors.is_empty() {
-            return Err(format!("teardown after {n} pods: {}", errors.join("; ")));
+            return Err(BenchError::Teardown {
+                pods: n,
+                errors: errors.join("; "),
+            });
         }
         points.push(ScalePoint {
             pods: n,
@@ -104,14 +109,15 @@ pub async fn run(counts: &[usize], nodes: usize) -> Result<(Vec<Row>, Vec<ScaleP
 }
 
 /// Creates `n` pods at once, round-robin over the nodes; the time until all are up.
-async fn attach(cluster: &NetnsCluster, opts: &Options, n: usize) -> Result<Duration, String> {
-    crate::scenario::seed::apply_seed(cluster, &opts.fixtures_dir).await?;
-    let Some(Object::Pod(base)) = load_file(&opts.fixtures_dir.join("seed/macvtap-pod.yaml"))
-        .map_err(|e| e.to_string())?
+async fn attach(cluster: &NetnsCluster, opts: &Options, n: usize) -> Result<Duration, BenchError> {
+    crate::scenario::seed::apply_seed(cluster, &opts.fixtures_dir)
+        .await
+        .map_err(BenchError::Seed)?;
+    let Some(Object::Pod(base)) = load_file(&opts.fixtures_dir.join("seed/macvtap-pod.yaml"))?
         .into_iter()
         .next()
     else {
-        return Err("seed/macvtap-pod.yaml holds no pod".to_string());
+        return Err(BenchError::NoPod("seed/macvtap-pod.yaml".into()));
     };
     let nodes = cluster.nodes();
     let started = Instant::now();
@@ -124,7 +130,7 @@ async fn attach(cluster: &NetnsCluster, opts: &Options, n: usize) -> Result<Dura
     .await;
     let took = started.elapsed();
     for r in made {
-        r.map_err(|e| e.to_string())?;
+        r?;
     }
     Ok(took)
 }

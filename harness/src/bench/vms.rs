@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::Row;
 use super::stats::Stats;
-use crate::lab::Lab;
+use super::{BenchError, Row};
+use crate::lab::{Lab, ScratchDir};
+use crate::probe::{ip, ping};
 use crate::vm::image;
 use crate::vm::qemu::{self, Backend, LaunchSpec, Nic, Qemu};
 
@@ -25,21 +26,22 @@ pub struct BootPoint {
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub async fn run(quick: bool) -> Result<(Vec<Row>, Vec<BootPoint>, &'static str), String> {
+pub async fn run(quick: bool) -> Result<(Vec<Row>, Vec<BootPoint>, &'static str), BenchError> {
     let cache = std::env::var_os("SECNET_CACHE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| image::DEFAULT_CACHE.into());
-    let img = image::ensure(&cache).map_err(|e| e.to_string())?;
+    let img = image::ensure(&cache)?;
     let accel = qemu::accel(&img);
     let counts: &[usize] = if quick { &[1, 2] } else { &[1, 2, 4] };
     let (mut rows, mut points) = (Vec::new(), Vec::new());
     for &n in counts {
         let mut lab = Lab::new();
-        let work = std::env::temp_dir().join(format!("{}-bench-vms", lab.run_id));
-        std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-        let measured = boot(&mut lab, &img, &work, n).await;
+        // mkdtemp (0700, unguessable), removed on drop.
+        let work =
+            ScratchDir::new(&format!("{}-bench-vms", lab.run_id)).map_err(BenchError::Scratch)?;
+        let measured = boot(&mut lab, &img, work.path(), n).await;
         lab.teardown();
-        let _ = std::fs::remove_dir_all(&work);
+        drop(work);
         let (ready, ping) = measured?;
         let (r, p) = (Stats::of(&ready), Stats::of(&ping));
         points.push(BootPoint {
@@ -78,16 +80,16 @@ async fn boot(
     img: &image::GuestImage,
     work: &std::path::Path,
     n: usize,
-) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+) -> Result<(Vec<Duration>, Vec<Duration>), BenchError> {
     let mut guests = Vec::new();
     for i in 0..n {
-        let ns = lab.netns(&format!("vm{i}")).map_err(|e| e.to_string())?;
+        let ns = lab.netns(&format!("vm{i}"))?;
         for args in [
             &["tuntap", "add", "dev", "tap0", "mode", "tap"][..],
             &["addr", "add", "10.77.0.1/24", "dev", "tap0"],
             &["link", "set", "tap0", "up"],
         ] {
-            lab.ip(&ns, args).map_err(|e| e.to_string())?;
+            lab.ip(&ns, args)?;
         }
         let mac = format!("02:5e:c0:00:00:{:02x}", i + 1);
         let (q, agent) = Qemu::spawn(LaunchSpec {
@@ -109,39 +111,55 @@ async fn boot(
         agent
             .wait_ready(BOOT_TIMEOUT)
             .await
-            .map_err(|e| format!("{}: {e}\n{}", q.name, q.console()))?;
+            .map_err(|source| BenchError::Boot {
+                guest: q.name.clone(),
+                source,
+                console: q.console(),
+            })?;
         let ready = started.elapsed();
         let t = Duration::from_secs(30);
-        let links = agent
-            .exec("ip -o link", t)
-            .await
-            .map_err(|e| e.to_string())?;
-        let dev = crate::vm::parse_ip_o_link(&links.output)
+        let agent_err = |source| BenchError::Agent {
+            guest: q.name.clone(),
+            source,
+        };
+        let links = agent.exec("ip -o link", t).await.map_err(agent_err)?;
+        let dev = ip::ether_links(&links.output)
             .into_iter()
             .find(|(_, m)| m.eq_ignore_ascii_case(mac))
             .map(|(d, _)| d)
-            .ok_or_else(|| format!("{}: no NIC with MAC {mac}", q.name))?;
+            .ok_or_else(|| BenchError::NoNic {
+                guest: q.name.clone(),
+                mac: mac.clone(),
+            })?;
         let up = agent
             .exec(
                 &format!("ip link set dev {dev} up && ip addr add 10.77.0.2/24 dev {dev}"),
                 t,
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(agent_err)?;
         if !up.success() {
-            return Err(format!("{}: configuring {dev}: {}", q.name, up.output));
+            return Err(BenchError::Configure {
+                guest: q.name.clone(),
+                dev,
+                output: up.output,
+            });
         }
         let deadline = Instant::now() + t;
+        let target = "10.77.0.1";
         loop {
             let r = agent
-                .exec("ping -c 1 -W 1 10.77.0.1", t)
+                .exec(&ping::command(target, 1), t)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(agent_err)?;
             if r.success() {
                 return Ok((ready, started.elapsed()));
             }
             if Instant::now() > deadline {
-                return Err(format!("{}: no ping reply from 10.77.0.1", q.name));
+                return Err(BenchError::NoReply {
+                    guest: q.name.clone(),
+                    target: target.into(),
+                });
             }
         }
     }))

@@ -6,8 +6,28 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Call, exec_in};
+use super::{Call, ExecError, exec_in};
 use crate::lab::enter::Enter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("CNI plugin \"{plugin}\" not found in {path}")]
+    NotFound { plugin: String, path: String },
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// `error` is the plugin's CNI error (msg and details).
+    #[error("{plugin} {command} failed: {error}")]
+    Failed {
+        plugin: String,
+        command: String,
+        error: String,
+    },
+    #[error("the plugin chain returned no result")]
+    NoResult,
+    /// DEL goes on after a failure: every plugin's error, in call order.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Del(Vec<ChainError>),
+}
 
 /// Where plugin binaries are looked up, first match wins (also passed as CNI_PATH).
 #[derive(Debug, Clone)]
@@ -57,11 +77,12 @@ async fn invoke(
     command: &str,
     config: Value,
     target: &Target,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, ChainError> {
     let kind = plugin_type(&config).to_string();
-    let binary: &Path = &dirs
-        .find(&kind)
-        .ok_or_else(|| format!("CNI plugin \"{kind}\" not found in {}", dirs.cni_path()))?;
+    let binary: &Path = &dirs.find(&kind).ok_or_else(|| ChainError::NotFound {
+        plugin: kind.clone(),
+        path: dirs.cni_path(),
+    })?;
     let mut call = Call::new(binary, command, config)
         .container(
             &target.container_id,
@@ -71,9 +92,13 @@ async fn invoke(
         .args(&target.args)
         .env(cni_kit::policy::POLICY_ENV, NODE_POLICY);
     call.path = dirs.cni_path();
-    let reply = exec_in(&call, enter).await.map_err(|e| e.to_string())?;
+    let reply = exec_in(&call, enter).await?;
     if !reply.success {
-        return Err(format!("{kind} {command} failed: {}", reply.error_text()));
+        return Err(ChainError::Failed {
+            plugin: kind,
+            command: command.to_string(),
+            error: reply.error_text(),
+        });
     }
     Ok(reply.json())
 }
@@ -84,7 +109,7 @@ pub async fn add(
     enter: &Enter,
     plugins: &[Value],
     target: &Target,
-) -> Result<Value, String> {
+) -> Result<Value, ChainError> {
     let mut prev: Option<Value> = None;
     for (i, plugin) in plugins.iter().enumerate() {
         let mut config = plugin.clone();
@@ -99,7 +124,7 @@ pub async fn add(
             }
         }
     }
-    prev.ok_or_else(|| "the plugin chain returned no result".to_string())
+    prev.ok_or(ChainError::NoResult)
 }
 
 /// DEL through the chain in reverse; every plugin is called, errors are collected.
@@ -109,7 +134,7 @@ pub async fn del(
     plugins: &[Value],
     target: &Target,
     prev: Option<&Value>,
-) -> Result<(), String> {
+) -> Result<(), ChainError> {
     let mut errors = Vec::new();
     for plugin in plugins.iter().rev() {
         let mut config = plugin.clone();
@@ -123,6 +148,6 @@ pub async fn del(
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("; "))
+        Err(ChainError::Del(errors))
     }
 }

@@ -1,6 +1,6 @@
-//! A node as the CNI plugins see it: a namespace with an uplink `ens33` (a veth into
-//! a fabric namespace), plus pod namespaces, and `ip -j` views to cross-check what
-//! the plugins report against what the kernel says.
+//! A node as the CNI plugins see it: a namespace with an uplink (the default
+//! topology's, a veth into a fabric namespace), plus pod namespaces, and `ip -j`
+//! views to cross-check what the plugins report against what the kernel says.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -8,12 +8,17 @@ use cni_kit::netns::NetNs;
 use serde_json::Value;
 
 use super::{CommandError, Lab, Ns};
+use crate::cluster::netns::topology::DEFAULT_UPLINK;
+use crate::probe::ip;
+pub use crate::probe::ip::{link_flags, link_kind, tap_owner};
 
 pub struct NodeLab {
     pub lab: Lab,
     pub node: Ns,
     pub node_ns: NetNs,
     pub fabric: Ns,
+    /// The node's uplink: the lower device of its macvtaps and macvlans.
+    pub uplink: String,
     next_index: AtomicU32,
 }
 
@@ -25,7 +30,8 @@ impl NodeLab {
     pub fn in_lab(mut lab: Lab) -> Result<NodeLab, CommandError> {
         let node = lab.netns("node")?;
         let fabric = lab.netns("fabric")?;
-        lab.veth(&node, "ens33", &fabric, "port0")?;
+        let uplink = DEFAULT_UPLINK.to_string();
+        lab.veth(&node, &uplink, &fabric, "port0")?;
         let node_ns = node.open().map_err(|source| CommandError::Spawn {
             cmdline: format!("open {}", node.path_str()),
             source,
@@ -41,6 +47,7 @@ impl NodeLab {
             node,
             node_ns,
             fabric,
+            uplink,
             next_index: AtomicU32::new(base),
         })
     }
@@ -54,14 +61,23 @@ impl NodeLab {
         self.lab.netns(name)
     }
 
-    /// What a device plugin does at Allocate: a macvtap named `name` on ens33, up.
+    /// What a device plugin does at Allocate: a macvtap named `name` on the uplink, up.
     pub fn device_link(&self, name: &str) -> Result<u32, CommandError> {
         let index = self.next_index.fetch_add(1, Ordering::Relaxed);
         let idx = index.to_string();
         self.lab.ip(
             &self.node,
             &[
-                "link", "add", name, "index", &idx, "link", "ens33", "type", "macvtap", "mode",
+                "link",
+                "add",
+                name,
+                "index",
+                &idx,
+                "link",
+                &self.uplink,
+                "type",
+                "macvtap",
+                "mode",
                 "bridge",
             ],
         )?;
@@ -72,44 +88,12 @@ impl NodeLab {
     /// `ip -j -d link show <name>` in `ns`, or None when it does not exist.
     pub fn link(&self, ns: &Ns, name: &str) -> Option<Value> {
         let out = self.lab.ip(ns, &["-j", "-d", "link", "show", name]).ok()?;
-        let v: Value = serde_json::from_str(&out).ok()?;
-        v.as_array()?.first().cloned()
+        ip::links(&out).ok()?.into_iter().next()
     }
 
     /// Names of every link in `ns`.
     pub fn links(&self, ns: &Ns) -> Result<Vec<String>, CommandError> {
         let out = self.lab.ip(ns, &["-j", "link", "show"])?;
-        let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-        Ok(v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l["ifname"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(ip::link_names(&ip::links(&out).unwrap_or_default()))
     }
-}
-
-/// `linkinfo.info_kind` of an `ip -j -d` link.
-pub fn link_kind(link: &Value) -> &str {
-    link["linkinfo"]["info_kind"].as_str().unwrap_or("")
-}
-
-/// The flags of an `ip -j` link (`UP`, `PROMISC`, ...).
-pub fn link_flags(link: &Value) -> Vec<String> {
-    link["flags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Owner of `/dev/tap<ifindex>` for an `ip -j` link.
-pub fn tap_owner(link: &Value) -> std::io::Result<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(format!("/dev/tap{}", link["ifindex"]))?;
-    Ok((meta.uid(), meta.gid()))
 }

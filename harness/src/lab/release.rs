@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::Value;
-
 /// Device nodes being released: (owner prefix, path, devtmpfs inode).
 static PENDING: Mutex<Vec<(String, PathBuf, u64)>> = Mutex::new(Vec::new());
 
@@ -28,9 +26,7 @@ pub fn tap_nodes_in(ns: &str) -> Vec<PathBuf> {
     ) else {
         return Vec::new();
     };
-    serde_json::from_str::<Value>(&out)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
+    crate::probe::ip::links(&out)
         .unwrap_or_default()
         .iter()
         .filter_map(|l| l["ifindex"].as_u64())

@@ -115,7 +115,11 @@ pub enum MultusError {
 
     /// A CNI result cannot be turned into network-status (multus fails the ADD).
     #[error("network {network}: the CNI result {problem}; multus fails the pod's ADD with it")]
-    Result { network: String, problem: String },
+    Result {
+        network: String,
+        #[source]
+        problem: status::ResultProblem,
+    },
 
     /// The network-status annotation cannot be read.
     #[error("{NETWORK_STATUS_ANNOTATION}: {problem}; {fix}")]

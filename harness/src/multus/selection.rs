@@ -462,29 +462,39 @@ fn parse_entry(
 
 const IFNAME_FIX: &str = "use at most 15 characters, no '/', ':' or whitespace";
 
+/// Why an interface name breaks libcni's rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IfnameProblem {
+    #[error("interface name is empty")]
+    Empty,
+    #[error("interface name \"{name}\" is {} bytes, longer than Linux's 15", .name.len())]
+    TooLong { name: String },
+    #[error("interface name \"{0}\" is reserved")]
+    Reserved(String),
+    #[error("interface name \"{0}\" contains {1:?}, which Linux does not allow")]
+    BadChar(String, char),
+}
+
 /// libcni's interface-name rules, checked before it runs a plugin (and the
 /// kernel's `dev_valid_name`): 1–15 bytes, not `.`/`..`, no `/`, `:` or
 /// whitespace.
-pub fn check_ifname(ifname: &str) -> Result<(), String> {
+pub fn check_ifname(ifname: &str) -> Result<(), IfnameProblem> {
     if ifname.is_empty() {
-        return Err("interface name is empty".into());
+        return Err(IfnameProblem::Empty);
     }
     if ifname.len() > 15 {
-        return Err(format!(
-            "interface name \"{ifname}\" is {} bytes, longer than Linux's 15",
-            ifname.len()
-        ));
+        return Err(IfnameProblem::TooLong {
+            name: ifname.into(),
+        });
     }
     if ifname == "." || ifname == ".." {
-        return Err(format!("interface name \"{ifname}\" is reserved"));
+        return Err(IfnameProblem::Reserved(ifname.into()));
     }
     if let Some(c) = ifname
         .chars()
         .find(|c| *c == '/' || *c == ':' || c.is_whitespace())
     {
-        return Err(format!(
-            "interface name \"{ifname}\" contains {c:?}, which Linux does not allow"
-        ));
+        return Err(IfnameProblem::BadChar(ifname.into(), c));
     }
     Ok(())
 }

@@ -221,11 +221,41 @@ pub fn from_result(
     Ok(statuses)
 }
 
+/// Why multus cannot read a CNI result; each reads after "the CNI result".
+/// (Comparable and cloneable as `MultusError` is: serde's reason is kept as text.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResultProblem {
+    #[error("is not a JSON object")]
+    NotObject,
+    #[error("has cniVersion \"{0}\", which multus cannot read")]
+    Version(String),
+    #[error("has interface mtu {0}, not a number")]
+    Mtu(Value),
+    #[error("has an ip without address")]
+    NoAddress,
+    #[error("has ip interface index {0}, not an integer")]
+    InterfaceIndex(Value),
+    #[error("has route dst \"{0}\", not a CIDR")]
+    RouteDst(String),
+    #[error("has route dst {0}, not a CIDR")]
+    RouteDstType(Value),
+    #[error("has \"{key}\" {value}, not a string")]
+    NotString { key: String, value: Value },
+    #[error("has \"{key}\" {value}, not a list")]
+    NotList { key: String, value: Value },
+    #[error("has address \"{0}\", not a CIDR")]
+    NotCidr(String),
+    #[error("has \"{0}\", not an IP address")]
+    NotIp(String),
+    #[error("has dns {value}: {reason}")]
+    Dns { value: Value, reason: String },
+}
+
 /// Reads a result of any spec version the way libcni and multus do, or says
 /// why multus could not.
-fn read_result(value: &Value) -> Result<Result100, String> {
+fn read_result(value: &Value) -> Result<Result100, ResultProblem> {
     let Value::Object(obj) = value else {
-        return Err("is not a JSON object".into());
+        return Err(ResultProblem::NotObject);
     };
     let version = obj.get("cniVersion").and_then(Value::as_str).unwrap_or("");
     let mut r = Result100 {
@@ -246,13 +276,13 @@ fn read_result(value: &Value) -> Result<Result100, String> {
                         Some(m) => m
                             .as_u64()
                             .and_then(|m| u32::try_from(m).ok())
-                            .ok_or(format!("has interface mtu {m}, not a number"))?,
+                            .ok_or_else(|| ResultProblem::Mtu(m.clone()))?,
                     },
                     sandbox: str_field(i, "sandbox")?.unwrap_or_default(),
                 });
             }
             for ip in array_field(value, "ips")? {
-                let address = str_field(ip, "address")?.ok_or("has an ip without address")?;
+                let address = str_field(ip, "address")?.ok_or(ResultProblem::NoAddress)?;
                 let gateway = str_field(ip, "gateway")?;
                 if let Some(gw) = &gateway {
                     go_ip(gw)?;
@@ -264,7 +294,7 @@ fn read_result(value: &Value) -> Result<Result100, String> {
                         None | Some(Value::Null) => None,
                         Some(n) => Some(
                             n.as_i64()
-                                .ok_or(format!("has ip interface index {n}, not an integer"))?,
+                                .ok_or_else(|| ResultProblem::InterfaceIndex(n.clone()))?,
                         ),
                     },
                 });
@@ -272,9 +302,7 @@ fn read_result(value: &Value) -> Result<Result100, String> {
             routes.extend(array_field(value, "routes")?);
         }
         other => {
-            return Err(format!(
-                "has cniVersion \"{other}\", which multus cannot read"
-            ));
+            return Err(ResultProblem::Version(other.to_string()));
         }
     }
     for route in routes {
@@ -287,11 +315,11 @@ fn read_result(value: &Value) -> Result<Result100, String> {
             Some(Value::String(dst)) => {
                 let (addr, _) = dst.split_once('/').unwrap_or((dst, ""));
                 if !crate::multus::selection::is_ip_or_cidr(dst) || !dst.contains('/') {
-                    return Err(format!("has route dst \"{dst}\", not a CIDR"));
+                    return Err(ResultProblem::RouteDst(dst.clone()));
                 }
                 addr.parse::<IpAddr>().is_ok_and(|ip| is_zero(&ip))
             }
-            Some(other) => return Err(format!("has route dst {other}, not a CIDR")),
+            Some(other) => return Err(ResultProblem::RouteDstType(other.clone())),
         };
         if default {
             r.default_gateways.push(gw);
@@ -300,20 +328,26 @@ fn read_result(value: &Value) -> Result<Result100, String> {
     Ok(r)
 }
 
-fn str_field(v: &Value, key: &str) -> Result<Option<String>, String> {
+fn str_field(v: &Value, key: &str) -> Result<Option<String>, ResultProblem> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("has \"{key}\" {other}, not a string")),
+        Some(other) => Err(ResultProblem::NotString {
+            key: key.to_string(),
+            value: other.clone(),
+        }),
     }
 }
 
-fn array_field<'a>(v: &'a Value, key: &str) -> Result<Vec<&'a Value>, String> {
+fn array_field<'a>(v: &'a Value, key: &str) -> Result<Vec<&'a Value>, ResultProblem> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => Ok(a.iter().collect()),
-        Some(other) => Err(format!("has \"{key}\" {other}, not a list")),
+        Some(other) => Err(ResultProblem::NotList {
+            key: key.to_string(),
+            value: other.clone(),
+        }),
     }
 }
 
@@ -329,19 +363,19 @@ fn is_zero(ip: &IpAddr) -> bool {
 }
 
 /// The address of `a.b.c.d/len` as Go prints it, or why it is no CIDR.
-fn cidr_address(cidr: &str) -> Result<String, String> {
+fn cidr_address(cidr: &str) -> Result<String, ResultProblem> {
     if !cidr.contains('/') || !crate::multus::selection::is_ip_or_cidr(cidr) {
-        return Err(format!("has address \"{cidr}\", not a CIDR"));
+        return Err(ResultProblem::NotCidr(cidr.to_string()));
     }
     go_ip(cidr.split('/').next().unwrap_or(cidr))
 }
 
 /// An address as Go's `IP.String()` prints it.
-fn go_ip(text: &str) -> Result<String, String> {
+fn go_ip(text: &str) -> Result<String, ResultProblem> {
     match text.parse::<IpAddr>() {
         Ok(IpAddr::V4(a)) => Ok(a.to_string()),
         Ok(IpAddr::V6(a)) => Ok(go_ipv6(&a)),
-        Err(_) => Err(format!("has \"{text}\", not an IP address")),
+        Err(_) => Err(ResultProblem::NotIp(text.to_string())),
     }
 }
 
@@ -396,10 +430,13 @@ pub fn parse_annotation(text: &str) -> Result<Vec<NetworkStatus>, MultusError> {
 }
 
 /// The result's DNS (fields of the wrong type are a result multus cannot read).
-fn dns(value: Option<&Value>) -> Result<Dns, String> {
+fn dns(value: Option<&Value>) -> Result<Dns, ResultProblem> {
     match value {
         None | Some(Value::Null) => Ok(Dns::default()),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("has dns {v}: {e}")),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| ResultProblem::Dns {
+            value: v.clone(),
+            reason: e.to_string(),
+        }),
     }
 }
 

@@ -18,13 +18,96 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::qemu::{Backend, Nic};
 use crate::cluster::PodView;
 use crate::cluster::netns::NetnsCluster;
-use crate::cluster::probe::{pod_link, pod_run};
+use crate::lab::CommandError;
 use crate::lab::enter::Enter;
+use crate::probe::ProbeError;
+use crate::probe::pod::{pod_link, pod_run};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindingError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error("the macvtap binding needs a macvtap; {ifname} in pod {pod} is {kind}")]
+    NotMacvtap {
+        ifname: String,
+        pod: String,
+        kind: String,
+    },
+    #[error("{ifname} in pod {pod} has no {field}")]
+    MissingField {
+        ifname: String,
+        pod: String,
+        field: &'static str,
+    },
+    #[error("unreadable device number {output:?} of macvtap {ifname} in pod {pod}")]
+    DeviceNumber {
+        output: String,
+        ifname: String,
+        pod: String,
+    },
+    #[error("failed to mknod {node} ({major}:{minor}): {source}")]
+    Mknod {
+        node: String,
+        major: u64,
+        minor: u64,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error(
+        "failed to open macvtap {ifname} (tap{ifindex}, {major}:{minor}) of pod {pod}: {source}"
+    )]
+    OpenTap {
+        ifname: String,
+        ifindex: u64,
+        major: u64,
+        minor: u64,
+        pod: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("in {netns}: {source}")]
+    InNode {
+        netns: String,
+        #[source]
+        source: CommandError,
+    },
+}
+
+impl BindingError {
+    fn io(action: &'static str, path: &Path, source: std::io::Error) -> BindingError {
+        BindingError::Io {
+            action,
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// For callers whose error is still text (the scenario layer).
+impl From<BindingError> for String {
+    fn from(e: BindingError) -> String {
+        e.to_string()
+    }
+}
+
+/// `field` of link `ifname` of `pod`, or the error naming what is missing.
+fn missing(ifname: &str, pod: &PodView, field: &'static str) -> BindingError {
+    BindingError::MissingField {
+        ifname: ifname.into(),
+        pod: pod.name.clone(),
+        field,
+    }
+}
 
 pub const MASQ_GATEWAY: &str = "10.0.2.1";
 pub const MASQ_GUEST: &str = "10.0.2.2";
@@ -41,26 +124,7 @@ pub struct Bound {
 }
 
 /// IPv4 addresses (CIDR) on an interface of the pod.
-pub async fn pod_addresses(
-    cluster: &NetnsCluster,
-    pod: &PodView,
-    ifname: &str,
-) -> Result<Vec<String>, String> {
-    let out = pod_run(cluster, pod, &["ip", "-j", "-4", "addr", "show", ifname]).await?;
-    let v: Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-    Ok(v[0]["addr_info"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| {
-            Some(format!(
-                "{}/{}",
-                a["local"].as_str()?,
-                a["prefixlen"].as_u64()?
-            ))
-        })
-        .collect())
-}
+pub use crate::probe::pod::pod_addresses;
 
 /// A locally administered MAC derived from `seed`.
 pub fn generated_mac(seed: &str) -> String {
@@ -78,16 +142,22 @@ pub async fn macvtap(
     pod: &PodView,
     ifname: &str,
     work_dir: &Path,
-) -> Result<Bound, String> {
+) -> Result<Bound, BindingError> {
     let link = pod_link(cluster, pod, ifname).await?;
     if link["linkinfo"]["info_kind"] != "macvtap" {
-        return Err(format!(
-            "the macvtap binding needs a macvtap; {ifname} in pod {} is {}",
-            pod.name, link["linkinfo"]["info_kind"]
-        ));
+        return Err(BindingError::NotMacvtap {
+            ifname: ifname.into(),
+            pod: pod.name.clone(),
+            kind: link["linkinfo"]["info_kind"].to_string(),
+        });
     }
-    let ifindex = link["ifindex"].as_u64().ok_or("no ifindex")?;
-    let mac = link["address"].as_str().ok_or("no MAC")?.to_string();
+    let ifindex = link["ifindex"]
+        .as_u64()
+        .ok_or_else(|| missing(ifname, pod, "ifindex"))?;
+    let mac = link["address"]
+        .as_str()
+        .ok_or_else(|| missing(ifname, pod, "MAC"))?
+        .to_string();
     let fd = open_macvtap(cluster, pod, ifname, ifindex, work_dir).await?;
     Ok(Bound {
         nic: Nic {
@@ -111,7 +181,7 @@ async fn open_macvtap(
     ifname: &str,
     ifindex: u64,
     work_dir: &Path,
-) -> Result<OwnedFd, String> {
+) -> Result<OwnedFd, BindingError> {
     let script = format!(
         "mount -t sysfs sysfs /sys && cat /sys/class/net/{ifname}/macvtap/tap{ifindex}/dev"
     );
@@ -120,13 +190,12 @@ async fn open_macvtap(
         .trim()
         .split_once(':')
         .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
-        .ok_or_else(|| {
-            format!(
-                "unreadable device number {out:?} of macvtap {ifname} in pod {}",
-                pod.name
-            )
+        .ok_or_else(|| BindingError::DeviceNumber {
+            output: out.clone(),
+            ifname: ifname.into(),
+            pod: pod.name.clone(),
         })?;
-    std::fs::create_dir_all(work_dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(work_dir).map_err(|e| BindingError::io("create", work_dir, e))?;
     let node = work_dir.join(format!("tap-{}-{ifname}", pod.uid));
     let _ = std::fs::remove_file(&node);
     nix::sys::stat::mknod(
@@ -135,24 +204,40 @@ async fn open_macvtap(
         nix::sys::stat::Mode::from_bits_truncate(0o600),
         nix::sys::stat::makedev(major, minor),
     )
-    .map_err(|e| format!("failed to mknod {} ({major}:{minor}): {e}", node.display()))?;
+    .map_err(|source| BindingError::Mknod {
+        node: node.display().to_string(),
+        major,
+        minor,
+        source,
+    })?;
     let opened = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(&node);
     let _ = std::fs::remove_file(&node);
-    opened.map(OwnedFd::from).map_err(|e| {
-        format!(
-            "failed to open macvtap {ifname} (tap{ifindex}, {major}:{minor}) of pod {}: {e}",
-            pod.name
-        )
-    })
+    opened
+        .map(OwnedFd::from)
+        .map_err(|source| BindingError::OpenTap {
+            ifname: ifname.into(),
+            ifindex,
+            major,
+            minor,
+            pod: pod.name.clone(),
+            source,
+        })
 }
 
 /// bridge binding on pod interface `ifname`.
-pub async fn bridge(cluster: &NetnsCluster, pod: &PodView, ifname: &str) -> Result<Bound, String> {
+pub async fn bridge(
+    cluster: &NetnsCluster,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<Bound, BindingError> {
     let link = pod_link(cluster, pod, ifname).await?;
-    let mac = link["address"].as_str().ok_or("no MAC")?.to_string();
+    let mac = link["address"]
+        .as_str()
+        .ok_or_else(|| missing(ifname, pod, "MAC"))?
+        .to_string();
     let kind = link["linkinfo"]["info_kind"]
         .as_str()
         .unwrap_or("")
@@ -212,7 +297,7 @@ pub async fn masquerade(
     cluster: &NetnsCluster,
     pod: &PodView,
     work_dir: &Path,
-) -> Result<Bound, String> {
+) -> Result<Bound, BindingError> {
     let eth0 = pod_link(cluster, pod, "eth0").await?;
     let pod_mac = eth0["address"].as_str().unwrap_or_default().to_string();
     for argv in [
@@ -240,7 +325,7 @@ pub async fn masquerade(
          }}\n"
     );
     let file = work_dir.join(format!("masquerade-{}.nft", pod.name));
-    std::fs::write(&file, rules).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    std::fs::write(&file, rules).map_err(|e| BindingError::io("write", &file, e))?;
     pod_run(cluster, pod, &["nft", "-f", &file.display().to_string()]).await?;
     Ok(Bound {
         nic: Nic {
@@ -261,7 +346,7 @@ pub async fn node_masquerade(
     pod_subnet: &str,
     uplink: &str,
     work_dir: &Path,
-) -> Result<(), String> {
+) -> Result<(), BindingError> {
     let rules = format!(
         "table ip secnet_node_nat {{\n\
          \tchain postrouting {{ type nat hook postrouting priority srcnat; ip saddr {pod_subnet} oifname \"{uplink}\" masquerade; }}\n\
@@ -274,7 +359,7 @@ pub async fn node_masquerade(
             .and_then(|n| n.to_str())
             .unwrap_or("node")
     ));
-    std::fs::write(&file, rules).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    std::fs::write(&file, rules).map_err(|e| BindingError::io("write", &file, e))?;
     ns_run(
         ns_path,
         &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
@@ -284,15 +369,18 @@ pub async fn node_masquerade(
     Ok(())
 }
 
-async fn ns_run(ns_path: &Path, argv: &[&str]) -> Result<String, String> {
-    let enter = Enter::net(ns_path).map_err(|e| e.to_string())?;
+async fn ns_run(ns_path: &Path, argv: &[&str]) -> Result<String, BindingError> {
+    let enter = Enter::net(ns_path).map_err(|e| BindingError::io("open", ns_path, e))?;
     crate::lab::command::Cmd::new(argv[0])
         .args(&argv[1..])
         .enter(&enter)
         .timeout(Duration::from_secs(10))
         .run_async()
         .await
-        .map_err(|e| format!("in {}: {e}", ns_path.display()))
+        .map_err(|source| BindingError::InNode {
+            netns: ns_path.display().to_string(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -25,23 +25,75 @@ pub fn swagger_path() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum KubevirtError {
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    SwaggerJson {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: no `definitions` object")]
+    NoDefinitions { path: String },
+    #[error("kind {0:?} is not a VirtualMachine(Instance)")]
+    Kind(String),
+    #[error("metadata.name is missing")]
+    NoName,
+    #[error("an interface has no name")]
+    NoInterfaceName,
+    #[error("interface {0} has no network of the same name")]
+    NoNetwork(String),
+    #[error("network {0} is neither pod nor multus")]
+    NetworkSource(String),
+    /// `problems` are `path: problem`, one per violation.
+    #[error("{kind} {name} does not match KubeVirt's {def}: {}", .problems.join("; "))]
+    Schema {
+        kind: String,
+        name: String,
+        def: &'static str,
+        problems: Vec<String>,
+    },
+}
+
+/// For callers whose error is still text (the scenario layer).
+impl From<KubevirtError> for String {
+    fn from(e: KubevirtError) -> String {
+        e.to_string()
+    }
+}
+
 /// The `definitions` of an OpenAPI v2 document.
 pub struct Swagger {
     defs: Map<String, Value>,
 }
 
 impl Swagger {
-    pub fn load(path: &Path) -> Result<Swagger, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
-        Swagger::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Swagger, KubevirtError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KubevirtError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Swagger::parse(&text, &path.display().to_string())
     }
 
-    pub fn parse(text: &str) -> Result<Swagger, String> {
-        let mut doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    /// `path` names the document in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Swagger, KubevirtError> {
+        let mut doc: Value =
+            serde_json::from_str(text).map_err(|source| KubevirtError::SwaggerJson {
+                path: path.to_string(),
+                source,
+            })?;
         match doc.get_mut("definitions").map(Value::take) {
             Some(Value::Object(defs)) => Ok(Swagger { defs }),
-            _ => Err("no `definitions` object".into()),
+            _ => Err(KubevirtError::NoDefinitions {
+                path: path.to_string(),
+            }),
         }
     }
 
@@ -228,16 +280,16 @@ pub struct VirtualMachine {
 
 impl VirtualMachine {
     /// Reads a VirtualMachine (its template) or a VirtualMachineInstance.
-    pub fn from_value(raw: &Value) -> Result<VirtualMachine, String> {
+    pub fn from_value(raw: &Value) -> Result<VirtualMachine, KubevirtError> {
         let kind = raw["kind"].as_str().unwrap_or_default().to_string();
         let spec = match kind.as_str() {
             "VirtualMachine" => &raw["spec"]["template"]["spec"],
             "VirtualMachineInstance" => &raw["spec"],
-            other => return Err(format!("kind {other:?} is not a VirtualMachine(Instance)")),
+            other => return Err(KubevirtError::Kind(other.to_string())),
         };
         let name = raw["metadata"]["name"]
             .as_str()
-            .ok_or("metadata.name is missing")?
+            .ok_or(KubevirtError::NoName)?
             .to_string();
         let namespace = raw["metadata"]["namespace"]
             .as_str()
@@ -255,7 +307,9 @@ impl VirtualMachine {
             .into_iter()
             .flatten()
         {
-            let iname = iface["name"].as_str().ok_or("an interface has no name")?;
+            let iname = iface["name"]
+                .as_str()
+                .ok_or(KubevirtError::NoInterfaceName)?;
             let binding = if iface.get("macvtap").is_some()
                 || iface["binding"]["name"].as_str() == Some("macvtap")
             {
@@ -273,7 +327,7 @@ impl VirtualMachine {
             };
             let net = networks
                 .get(iname)
-                .ok_or_else(|| format!("interface {iname} has no network of the same name"))?;
+                .ok_or_else(|| KubevirtError::NoNetwork(iname.to_string()))?;
             let network = if net.get("pod").is_some() {
                 NetworkSource::Pod
             } else if let Some(n) = net["multus"]["networkName"].as_str() {
@@ -283,7 +337,7 @@ impl VirtualMachine {
                     name: nn.to_string(),
                 }
             } else {
-                return Err(format!("network {iname} is neither pod nor multus"));
+                return Err(KubevirtError::NetworkSource(iname.to_string()));
             };
             interfaces.push(VmInterface {
                 name: iname.to_string(),
@@ -306,20 +360,20 @@ impl VirtualMachine {
     }
 
     /// Schema check + parse.
-    pub fn validated(swagger: &Swagger, raw: &Value) -> Result<VirtualMachine, String> {
-        let def = match raw["kind"].as_str() {
-            Some("VirtualMachine") => "v1.VirtualMachine",
-            Some("VirtualMachineInstance") => "v1.VirtualMachineInstance",
-            other => return Err(format!("kind {other:?} is not a VirtualMachine(Instance)")),
+    pub fn validated(swagger: &Swagger, raw: &Value) -> Result<VirtualMachine, KubevirtError> {
+        let def = match raw["kind"].as_str().unwrap_or_default() {
+            "VirtualMachine" => "v1.VirtualMachine",
+            "VirtualMachineInstance" => "v1.VirtualMachineInstance",
+            other => return Err(KubevirtError::Kind(other.to_string())),
         };
-        let errors = swagger.validate(def, raw);
-        if !errors.is_empty() {
-            return Err(format!(
-                "{} {} does not match KubeVirt's {def}: {}",
-                raw["kind"].as_str().unwrap_or_default(),
-                raw["metadata"]["name"].as_str().unwrap_or("?"),
-                errors.join("; ")
-            ));
+        let problems = swagger.validate(def, raw);
+        if !problems.is_empty() {
+            return Err(KubevirtError::Schema {
+                kind: raw["kind"].as_str().unwrap_or_default().to_string(),
+                name: raw["metadata"]["name"].as_str().unwrap_or("?").to_string(),
+                def,
+                problems,
+            });
         }
         VirtualMachine::from_value(raw)
     }
@@ -489,7 +543,9 @@ mod tests {
     #[test]
     fn a_binding_typo_is_rejected_with_a_hint() {
         let Some(s) = swagger() else { return };
-        let err = VirtualMachine::validated(&s, &raw("bad/vm-macvtapp-typo.yaml")).unwrap_err();
+        let err = VirtualMachine::validated(&s, &raw("bad/vm-macvtapp-typo.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(".spec.template.spec.domain.devices.interfaces[0].macvtapp: unknown field \"macvtapp\" (did you mean \"macvtap\"?)"),
             "{err}"

@@ -17,13 +17,118 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cluster::netns::NetnsCluster;
-use crate::cluster::{Cluster, PodView};
+use crate::cluster::{Cluster, ClusterError, PodView};
 use crate::objects::NetworkAttachmentDefinition;
-use agent::{Agent, Reply};
-use binding::Bound;
+use crate::probe::{ip, ping};
+use agent::{Agent, AgentError, Reply};
+use binding::{BindingError, Bound};
 use image::GuestImage;
 use kubevirt::{BindingKind, VirtualMachine};
-use qemu::{LaunchSpec, Qemu};
+use qemu::{LaunchSpec, Qemu, QemuError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(
+        "VM {vm}: interface {interface} uses binding {binding}, which the netns cluster does not emulate (macvtap, bridge, masquerade)"
+    )]
+    UnsupportedBinding {
+        vm: String,
+        interface: String,
+        binding: String,
+    },
+    #[error("VM {vm}: virt-launcher pod: {source}")]
+    LauncherPod {
+        vm: String,
+        #[source]
+        source: ClusterError,
+    },
+    #[error("VM {vm}: the virt-launcher pod {pod} is gone")]
+    LauncherGone { vm: String, pod: String },
+    #[error("VM {vm}: no pod interface for {interface}")]
+    NoPodInterface { vm: String, interface: String },
+    #[error("VM {vm}: {binding} binding of {interface}: {source}")]
+    Binding {
+        vm: String,
+        binding: String,
+        interface: String,
+        #[source]
+        source: BindingError,
+    },
+    #[error("VM {vm}: failed to create {dir}: {source}")]
+    WorkDir {
+        vm: String,
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("VM {vm}: {source}")]
+    Launch {
+        vm: String,
+        #[source]
+        source: QemuError,
+    },
+    /// The guest did not come up; `console` is the tail of its kernel console.
+    #[error(
+        "VM {vm} did not boot ({accel}): {source}; QEMU {qemu}\n--- console of {pod} ---\n{console}"
+    )]
+    Boot {
+        vm: String,
+        accel: &'static str,
+        #[source]
+        source: AgentError,
+        qemu: String,
+        pod: String,
+        console: String,
+    },
+    #[error("VM {vm}: {source}")]
+    Agent {
+        vm: String,
+        #[source]
+        source: AgentError,
+    },
+    #[error("VM {vm}: `{command}` exited {code}: {output}")]
+    CommandFailed {
+        vm: String,
+        command: String,
+        code: i32,
+        output: String,
+    },
+    #[error("VM {vm}: no guest interface with MAC {mac}; guest has {links:?}")]
+    NoGuestInterface {
+        vm: String,
+        mac: String,
+        links: Vec<(String, String)>,
+    },
+    #[error("VM {vm}: {source}")]
+    Ping {
+        vm: String,
+        #[source]
+        source: ping::PingError,
+    },
+    /// `guest` is the guest's addresses, routes, neighbours and counters.
+    #[error("VM {vm} got no reply from {target} within {timeout:?}; guest: {guest}")]
+    NoReply {
+        vm: String,
+        target: String,
+        timeout: Duration,
+        guest: String,
+    },
+}
+
+impl VmError {
+    /// Whether the message contains `text` (scenario/vm.rs looks for the console's
+    /// kernel panic in a boot failure this way).
+    pub fn contains(&self, text: &str) -> bool {
+        self.to_string().contains(text)
+    }
+}
+
+/// For callers whose error is still text (the scenario layer).
+impl From<VmError> for String {
+    fn from(e: VmError) -> String {
+        e.to_string()
+    }
+}
 
 /// What every VM of a run shares.
 #[derive(Debug, Clone)]
@@ -87,13 +192,14 @@ pub async fn start(
     node: Option<&str>,
     nads: &[NetworkAttachmentDefinition],
     opts: &VmOptions,
-) -> Result<RunningVm, String> {
+) -> Result<RunningVm, VmError> {
     for i in &vm.interfaces {
         if let BindingKind::Other(b) = &i.binding {
-            return Err(format!(
-                "VM {}: interface {} uses binding {b}, which the netns cluster does not emulate (macvtap, bridge, masquerade)",
-                vm.name, i.name
-            ));
+            return Err(VmError::UnsupportedBinding {
+                vm: vm.name.clone(),
+                interface: i.name.clone(),
+                binding: b.clone(),
+            });
         }
     }
     let mut pod = vm.launcher_pod(&launcher_name(cluster, vm), |ns, name| {
@@ -105,13 +211,19 @@ pub async fn start(
     let pod = cluster
         .create_pod(pod)
         .await
-        .map_err(|e| format!("VM {}: virt-launcher pod: {e}", vm.name))?;
+        .map_err(|source| VmError::LauncherPod {
+            vm: vm.name.clone(),
+            source,
+        })?;
     let mut nics = Vec::new();
     let mut bound: Vec<Bound> = Vec::new();
     for iface in &vm.interfaces {
         let pod_ifname = vm
             .pod_ifname(&iface.name)
-            .ok_or_else(|| format!("VM {}: no pod interface for {}", vm.name, iface.name))?;
+            .ok_or_else(|| VmError::NoPodInterface {
+                vm: vm.name.clone(),
+                interface: iface.name.clone(),
+            })?;
         let b = match iface.binding {
             BindingKind::Macvtap => {
                 binding::macvtap(cluster, &pod, &pod_ifname, &opts.work_dir).await
@@ -120,13 +232,11 @@ pub async fn start(
             BindingKind::Masquerade => binding::masquerade(cluster, &pod, &opts.work_dir).await,
             BindingKind::Other(_) => unreachable!("refused above"),
         }
-        .map_err(|e| {
-            format!(
-                "VM {}: {} binding of {}: {e}",
-                vm.name,
-                binding_name(&iface.binding),
-                iface.name
-            )
+        .map_err(|source| VmError::Binding {
+            vm: vm.name.clone(),
+            binding: binding_name(&iface.binding).to_string(),
+            interface: iface.name.clone(),
+            source,
         })?;
         nics.push(GuestNic {
             interface: iface.name.clone(),
@@ -142,8 +252,15 @@ pub async fn start(
     let netns = cluster
         .pod_netns(&pod.namespace, &pod.name)
         .await
-        .ok_or("the virt-launcher pod is gone")?;
-    std::fs::create_dir_all(&opts.work_dir).map_err(|e| e.to_string())?;
+        .ok_or_else(|| VmError::LauncherGone {
+            vm: vm.name.clone(),
+            pod: pod.name.clone(),
+        })?;
+    std::fs::create_dir_all(&opts.work_dir).map_err(|source| VmError::WorkDir {
+        vm: vm.name.clone(),
+        dir: opts.work_dir.display().to_string(),
+        source,
+    })?;
     let spec = LaunchSpec {
         name: format!("{}/{}", vm.namespace, vm.name),
         image: opts.image.clone(),
@@ -153,7 +270,11 @@ pub async fn start(
         memory_mb: vm.memory_mb,
         cmdline: opts.cmdline.clone(),
     };
-    let (qemu, agent) = Qemu::spawn(spec).map_err(|e| format!("VM {}: {e}", vm.name))?;
+    let (qemu, agent) = Qemu::spawn(spec).map_err(|source| VmError::Launch {
+        vm: vm.name.clone(),
+        source,
+    })?;
+    tracing::debug!(vm = %vm.name, pod = %pod.name, accel = qemu.accel, nics = nics.len(), "QEMU started");
     Ok(RunningVm {
         vm: vm.clone(),
         pod,
@@ -176,74 +297,76 @@ fn binding_name(b: &BindingKind) -> &str {
 impl RunningVm {
     /// Waits for the agent. On failure QEMU is killed and the error carries the
     /// console log.
-    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, String> {
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, VmError> {
         match self.agent.wait_ready(timeout).await {
             Ok(_) => {
                 let t = self.qemu.started.elapsed();
                 self.boot = Some(t);
+                tracing::info!(vm = %self.vm.name, boot = ?t, accel = self.qemu.accel, "guest booted");
                 Ok(t)
             }
-            Err(e) => {
+            Err(source) => {
                 let exited = self.qemu.exited();
                 self.qemu.kill();
-                Err(format!(
-                    "VM {} did not boot ({}): {e}; QEMU {}\n--- console of {} ---\n{}",
-                    self.vm.name,
-                    self.qemu.accel,
-                    exited.unwrap_or_else(|| "was still running (killed)".into()),
-                    self.pod.name,
-                    self.qemu.console().trim_end()
-                ))
+                Err(VmError::Boot {
+                    vm: self.vm.name.clone(),
+                    accel: self.qemu.accel,
+                    source,
+                    qemu: exited.unwrap_or_else(|| "was still running (killed)".into()),
+                    pod: self.pod.name.clone(),
+                    console: self.qemu.console().trim_end().to_string(),
+                })
             }
         }
     }
 
     /// Runs a shell command in the guest.
-    pub async fn exec(&mut self, command: &str) -> Result<Reply, String> {
+    pub async fn exec(&mut self, command: &str) -> Result<Reply, VmError> {
         self.agent
             .exec(command, Duration::from_secs(30))
             .await
-            .map_err(|e| format!("VM {}: {e}", self.vm.name))
+            .map_err(|source| VmError::Agent {
+                vm: self.vm.name.clone(),
+                source,
+            })
     }
 
     /// Runs a command that must succeed; returns its output.
-    pub async fn run(&mut self, command: &str) -> Result<String, String> {
+    pub async fn run(&mut self, command: &str) -> Result<String, VmError> {
         let r = self.exec(command).await?;
         if !r.success() {
-            return Err(format!(
-                "VM {}: `{command}` exited {}: {}",
-                self.vm.name,
-                r.code,
-                r.output.trim()
-            ));
+            return Err(VmError::CommandFailed {
+                vm: self.vm.name.clone(),
+                command: command.to_string(),
+                code: r.code,
+                output: r.output.trim().to_string(),
+            });
         }
         Ok(r.output)
     }
 
     /// The guest's interfaces: (name, MAC), from `ip -o link`.
-    pub async fn guest_links(&mut self) -> Result<Vec<(String, String)>, String> {
+    pub async fn guest_links(&mut self) -> Result<Vec<(String, String)>, VmError> {
         let out = self.run("ip -o link").await?;
-        Ok(parse_ip_o_link(&out))
+        Ok(ip::ether_links(&out))
     }
 
     /// The guest interface with `mac`.
-    pub async fn guest_ifname(&mut self, mac: &str) -> Result<String, String> {
+    pub async fn guest_ifname(&mut self, mac: &str) -> Result<String, VmError> {
         let links = self.guest_links().await?;
-        links
-            .iter()
-            .find(|(_, m)| m.eq_ignore_ascii_case(mac))
-            .map(|(n, _)| n.clone())
-            .ok_or_else(|| {
-                format!(
-                    "VM {}: no guest interface with MAC {mac}; guest has {links:?}",
-                    self.vm.name
-                )
-            })
+        match links.iter().find(|(_, m)| m.eq_ignore_ascii_case(mac)) {
+            Some((name, _)) => Ok(name.clone()),
+            None => Err(VmError::NoGuestInterface {
+                vm: self.vm.name.clone(),
+                mac: mac.to_string(),
+                links,
+            }),
+        }
     }
 
     /// Brings the guest NICs up with the addresses their bindings gave them (what
     /// KubeVirt's DHCP server would hand out), plus `extra` addresses per NIC index.
-    pub async fn configure(&mut self, extra: &[(usize, &str)]) -> Result<(), String> {
+    pub async fn configure(&mut self, extra: &[(usize, &str)]) -> Result<(), VmError> {
         for (i, nic) in self.nics.clone().iter().enumerate() {
             let dev = self.guest_ifname(&nic.mac).await?;
             self.run(&format!("ip link set dev {dev} up")).await?;
@@ -265,24 +388,29 @@ impl RunningVm {
         Ok(())
     }
 
-    /// One ping from the guest.
-    pub async fn ping(&mut self, ip: &str) -> Result<bool, String> {
-        Ok(self.exec(&format!("ping -c 1 -W 2 {ip}")).await?.success())
+    /// One ping from the guest (2 s wait): whether `target` replied.
+    pub async fn ping(&mut self, target: &str) -> Result<bool, VmError> {
+        let r = self.exec(&ping::command(target, 2)).await?;
+        ping::replied(r.success(), target, &r.output).map_err(|source| VmError::Ping {
+            vm: self.vm.name.clone(),
+            source,
+        })
     }
 
     /// Pings until the first reply or `timeout`; returns the time since QEMU started.
-    pub async fn first_ping(&mut self, ip: &str, timeout: Duration) -> Result<Duration, String> {
+    pub async fn first_ping(&mut self, ip: &str, timeout: Duration) -> Result<Duration, VmError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if self.ping(ip).await? {
                 return Ok(self.qemu.started.elapsed());
             }
             if tokio::time::Instant::now() > deadline {
-                let state = self.guest_state().await;
-                return Err(format!(
-                    "VM {} got no reply from {ip} within {timeout:?}; guest: {state}",
-                    self.vm.name
-                ));
+                return Err(VmError::NoReply {
+                    vm: self.vm.name.clone(),
+                    target: ip.to_string(),
+                    timeout,
+                    guest: self.guest_state().await,
+                });
             }
         }
     }
@@ -292,7 +420,7 @@ impl RunningVm {
         let cmd = "ip -o addr; ip route; ip neigh; for d in /sys/class/net/*; do echo ${d##*/} rx $(cat $d/statistics/rx_packets) tx $(cat $d/statistics/tx_packets); done";
         match self.exec(cmd).await {
             Ok(r) => r.output.replace('\n', " | "),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         }
     }
 
@@ -306,18 +434,6 @@ impl RunningVm {
     }
 }
 
-/// `2: eth0: <BROADCAST,…> mtu 1500 … link/ether 02:…:01 brd ff:…` → (eth0, MAC).
-pub fn parse_ip_o_link(out: &str) -> Vec<(String, String)> {
-    out.lines()
-        .filter_map(|l| {
-            let name = l.split(": ").nth(1)?.split('@').next()?.trim().to_string();
-            let mut words = l.split_whitespace();
-            words.find(|w| *w == "link/ether")?;
-            Some((name, words.next()?.to_string()))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod boot_tests {
     use std::time::{Duration, Instant};
@@ -326,15 +442,6 @@ mod boot_tests {
 
     /// Boots the guest without NICs and runs a command through the agent. Needs QEMU
     /// and a kernel package, not root.
-    #[test]
-    fn ip_o_link_is_parsed() {
-        let out = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n2: eth0: <BROADCAST,MULTICAST> mtu 1500 qdisc noop qlen 1000\\    link/ether 02:23:45:67:89:01 brd ff:ff:ff:ff:ff:ff\n";
-        assert_eq!(
-            parse_ip_o_link(out),
-            vec![("eth0".to_string(), "02:23:45:67:89:01".to_string())]
-        );
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn guest_boots_and_the_agent_answers() {
         let what = "vm::guest_boots_and_the_agent_answers";

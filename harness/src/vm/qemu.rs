@@ -193,9 +193,25 @@ pub fn argv(spec: &LaunchSpec, accel: &str) -> Vec<String> {
     a
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    #[error("failed to enter {netns}: {source}")]
+    Enter {
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to dup the tap fd: {0}")]
+    DupTapFd(#[source] nix::errno::Errno),
+    #[error("failed to run {QEMU} (apt-get install qemu-system-x86): {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("{QEMU} has no {0} pipe")]
+    NoPipe(&'static str),
+}
+
 impl Qemu {
     /// Starts the guest; returns it with the host end of its agent channel.
-    pub fn spawn(spec: LaunchSpec) -> Result<(Qemu, Agent), String> {
+    pub fn spawn(spec: LaunchSpec) -> Result<(Qemu, Agent), QemuError> {
         let accel = accel(&spec.image);
         let args = argv(&spec, accel);
         let mut cmd = Command::new(QEMU);
@@ -206,7 +222,10 @@ impl Qemu {
         if let Some(ns) = &spec.netns {
             Enter::net(ns)
                 .and_then(|e| e.apply_std(&mut cmd))
-                .map_err(|e| format!("failed to enter {}: {e}", ns.display()))?;
+                .map_err(|source| QemuError::Enter {
+                    netns: ns.display().to_string(),
+                    source,
+                })?;
         }
         // Tap fds become 3, 4, … in the child. Move them out of that range first so
         // that dup2 never overwrites one still to be placed.
@@ -214,7 +233,7 @@ impl Qemu {
         for nic in &spec.nics {
             if let Backend::TapFd(fd) = &nic.backend {
                 let high = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(64))
-                    .map_err(|e| format!("failed to dup the tap fd: {e}"))?;
+                    .map_err(QemuError::DupTapFd)?;
                 // SAFETY: fcntl returned a new descriptor that we own.
                 fds.push(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) });
             }
@@ -237,10 +256,10 @@ impl Qemu {
         let started = Instant::now();
         let mut child = crate::lab::command::own_group(&mut cmd)
             .spawn()
-            .map_err(|e| format!("failed to run {QEMU} (apt-get install qemu-system-x86): {e}"))?;
+            .map_err(QemuError::Spawn)?;
         drop(fds);
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stdin = child.stdin.take().ok_or(QemuError::NoPipe("stdin"))?;
+        let stdout = child.stdout.take().ok_or(QemuError::NoPipe("stdout"))?;
         let agent = Agent::new(stdin, stdout);
         Ok((
             Qemu {

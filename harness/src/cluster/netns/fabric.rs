@@ -4,38 +4,43 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use super::NetnsError;
 use super::topology::Topology;
 use crate::lab::enter::Enter;
-use crate::lab::{Lab, Ns};
+use crate::lab::{CommandError, Lab, Ns};
 
 pub const BRIDGE: &str = "br0";
 
-pub fn up(lab: &mut Lab, topo: &Topology) -> Result<Ns, String> {
-    let fabric = lab.netns("fabric").map_err(|e| e.to_string())?;
+pub fn up(lab: &mut Lab, topo: &Topology) -> Result<Ns, NetnsError> {
+    let fabric = lab.netns("fabric")?;
     let gw = format!("{}/24", topo.fabric.gateway);
     for args in [
         vec!["link", "add", BRIDGE, "type", "bridge"],
         vec!["link", "set", BRIDGE, "up"],
         vec!["addr", "add", gw.as_str(), "dev", BRIDGE],
     ] {
-        lab.ip(&fabric, &args).map_err(|e| e.to_string())?;
+        lab.ip(&fabric, &args)?;
     }
     Ok(fabric)
 }
 
 /// Plugs a node in: `uplink` in the node, its peer `port` on the fabric bridge.
-pub fn plug(lab: &Lab, fabric: &Ns, node: &Ns, uplink: &str, port: &str) -> Result<(), String> {
-    lab.veth(node, uplink, fabric, port)
-        .map_err(|e| e.to_string())?;
-    lab.ip(fabric, &["link", "set", port, "master", BRIDGE])
-        .map_err(|e| e.to_string())?;
+pub fn plug(
+    lab: &Lab,
+    fabric: &Ns,
+    node: &Ns,
+    uplink: &str,
+    port: &str,
+) -> Result<(), CommandError> {
+    lab.veth(node, uplink, fabric, port)?;
+    lab.ip(fabric, &["link", "set", port, "master", BRIDGE])?;
     Ok(())
 }
 
 /// Starts dnsmasq as the LAN's DHCP server (no DNS) inside the fabric namespace.
-pub fn start_dhcp(fabric: &Ns, topo: &Topology, run_dir: &Path) -> Result<Child, String> {
+pub fn start_dhcp(fabric: &Ns, topo: &Topology, run_dir: &Path) -> Result<Child, NetnsError> {
     let Some([first, last]) = topo.fabric.dhcp_range else {
-        return Err("the topology has no fabric.dhcpRange".into());
+        return Err(NetnsError::NoDhcpRange);
     };
     let mut cmd = Command::new("dnsmasq");
     cmd.args([
@@ -60,10 +65,14 @@ pub fn start_dhcp(fabric: &Ns, topo: &Topology, run_dir: &Path) -> Result<Child,
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    let enter = Enter::net(fabric.path())
-        .map_err(|e| format!("failed to open {}: {e}", fabric.path_str()))?;
-    enter.apply_std(&mut cmd).map_err(|e| e.to_string())?;
+    Enter::net(fabric.path())
+        .and_then(|enter| enter.apply_std(&mut cmd))
+        .map_err(|e| NetnsError::io("open", &fabric.path(), e))?;
     crate::lab::command::own_group(&mut cmd)
         .spawn()
-        .map_err(|e| format!("failed to start dnsmasq (apt-get install dnsmasq-base): {e}"))
+        .map_err(|source| NetnsError::Daemon {
+            program: "dnsmasq".into(),
+            install: "apt-get install dnsmasq-base",
+            source,
+        })
 }

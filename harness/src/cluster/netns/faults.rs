@@ -4,51 +4,65 @@
 
 use std::time::Duration;
 
-use super::{NetnsCluster, fabric};
+use super::{NetnsCluster, NetnsError, fabric};
 
 impl NetnsCluster {
-    fn node_index(&self, node: &str) -> Result<usize, String> {
+    fn node_index(&self, node: &str) -> Result<usize, NetnsError> {
         self.opts
             .topology
             .nodes
             .iter()
             .position(|n| n.name == node)
-            .ok_or_else(|| format!("node {node} does not exist"))
+            .ok_or_else(|| NetnsError::NoSuchNode(node.into()))
     }
 
     /// The kubelet's device manager restarts: kubelet.sock is removed and served anew,
     /// plugin connections drop; allocations (the checkpoint) survive.
-    pub async fn restart_kubelet(&self, node: &str) -> Result<(), String> {
+    pub async fn restart_kubelet(&self, node: &str) -> Result<(), NetnsError> {
         let i = self.node_index(node)?;
         let mut inner = self.inner.lock().await;
         let dm = inner.nodes[i]
             .device_manager
             .as_mut()
-            .ok_or("no device manager runs on this node")?;
-        dm.restart().await.map_err(|e| e.to_string())
+            .ok_or_else(|| not_running("device manager", node))?;
+        Ok(dm.restart().await?)
     }
 
     /// SIGKILL to the node's device plugin (no chance to clean up).
-    pub async fn kill_device_plugin(&self, node: &str) -> Result<(), String> {
+    pub async fn kill_device_plugin(&self, node: &str) -> Result<(), NetnsError> {
         let i = self.node_index(node)?;
         let mut inner = self.inner.lock().await;
         let child = inner.nodes[i]
             .device_plugin
             .as_mut()
-            .ok_or("no device plugin runs on this node")?;
+            .ok_or_else(|| not_running("device plugin", node))?;
         crate::lab::command::signal_group(child, nix::sys::signal::Signal::SIGKILL);
-        child.wait().map_err(|e| e.to_string())?;
+        child.wait().map_err(|source| NetnsError::Io {
+            action: "reap the device plugin of node",
+            path: node.into(),
+            source,
+        })?;
         inner.nodes[i].device_plugin = None;
         Ok(())
     }
 
-    /// Starts the node's device plugin again with the environment it had, and waits
-    /// until it has registered `resource` anew and streams its devices.
+    /// [`NetnsCluster::start_device_plugin_anew`] with its error as text (cluster/any.rs
+    /// returns it as its own text-error result).
     pub async fn start_device_plugin_again(
         &self,
         node: &str,
         resource: &str,
     ) -> Result<(), String> {
+        Ok(self.start_device_plugin_anew(node, resource).await?)
+    }
+
+    /// Starts the node's device plugin again with the environment it had, and waits
+    /// until it has registered `resource` anew and streams its devices.
+    pub async fn start_device_plugin_anew(
+        &self,
+        node: &str,
+        resource: &str,
+    ) -> Result<(), NetnsError> {
         let i = self.node_index(node)?;
         let since = std::time::Instant::now();
         {
@@ -56,17 +70,16 @@ impl NetnsCluster {
             let env = inner.nodes[i]
                 .device_plugin_env
                 .clone()
-                .ok_or("the device plugin never ran on this node")?;
+                .ok_or_else(|| NetnsError::DevicePluginNeverRan(node.into()))?;
             inner.nodes[i].start_device_plugin(&self.opts.device_plugin, &env)?;
         }
         let inner = self.inner.lock().await;
         let dm = inner.nodes[i]
             .device_manager
             .as_ref()
-            .ok_or("no device manager runs on this node")?;
+            .ok_or_else(|| not_running("device manager", node))?;
         dm.wait_for_registration(resource, since, Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         dm.wait_until(
             &format!("devices of {resource}"),
             Duration::from_secs(5),
@@ -76,24 +89,21 @@ impl NetnsCluster {
                     .map(|_| ())
             },
         )
-        .await
-        .map_err(|e| e.to_string())
+        .await?;
+        Ok(())
     }
 
     /// Deletes the node's uplink (its fabric peer goes with it).
-    pub async fn unplug_uplink(&self, node: &str) -> Result<(), String> {
+    pub async fn unplug_uplink(&self, node: &str) -> Result<(), NetnsError> {
         let i = self.node_index(node)?;
         let inner = self.inner.lock().await;
         let n = &inner.nodes[i];
-        inner
-            .lab
-            .ip(&n.ns, &["link", "del", &n.uplink])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        inner.lab.ip(&n.ns, &["link", "del", &n.uplink])?;
+        Ok(())
     }
 
     /// Plugs a new uplink in, under the same name and address.
-    pub async fn plug_uplink(&self, node: &str) -> Result<(), String> {
+    pub async fn plug_uplink(&self, node: &str) -> Result<(), NetnsError> {
         let i = self.node_index(node)?;
         let inner = self.inner.lock().await;
         let n = &inner.nodes[i];
@@ -104,35 +114,35 @@ impl NetnsCluster {
             &n.uplink,
             &format!("port{i}"),
         )?;
-        inner
-            .lab
-            .ip(
-                &n.ns,
-                &[
-                    "addr",
-                    "add",
-                    &format!("{}/24", n.address),
-                    "dev",
-                    &n.uplink,
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        inner.lab.ip(
+            &n.ns,
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", n.address),
+                "dev",
+                &n.uplink,
+            ],
+        )?;
+        Ok(())
     }
 
     /// Deletes a pod's network namespace behind the runtime's back (a node reboot).
-    pub async fn lose_pod_netns(&self, namespace: &str, name: &str) -> Result<(), String> {
+    pub async fn lose_pod_netns(&self, namespace: &str, name: &str) -> Result<(), NetnsError> {
         let ns = self
             .pod_netns(namespace, name)
             .await
-            .ok_or_else(|| format!("pod {namespace}/{name} does not exist"))?;
+            .ok_or_else(|| NetnsError::NoSuchPod(format!("{namespace}/{name}")))?;
         // Through the lab, which notes the macvtaps whose /dev/tapN the kernel
         // still has to release.
-        self.inner
-            .lock()
-            .await
-            .lab
-            .delete_netns(&ns)
-            .map_err(|e| e.to_string())
+        self.inner.lock().await.lab.delete_netns(&ns)?;
+        Ok(())
+    }
+}
+
+fn not_running(what: &'static str, node: &str) -> NetnsError {
+    NetnsError::NotRunning {
+        what,
+        node: node.into(),
     }
 }

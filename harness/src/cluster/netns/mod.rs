@@ -2,6 +2,7 @@
 //! harness plays kubelet (device manager, admission, checkpoint) and multus, and the
 //! real plugin binaries do the work.
 
+mod error;
 pub mod fabric;
 pub mod faults;
 pub mod node;
@@ -25,6 +26,8 @@ use crate::objects::{ConfigMap, NetworkAttachmentDefinition, Object, Pod};
 use node::NetnsNode;
 use pod::PodState;
 use topology::Topology;
+
+pub use error::NetnsError;
 
 /// How the cluster is put together and what is under test.
 #[derive(Debug, Clone)]
@@ -89,7 +92,7 @@ impl NetnsCluster {
             let fabric = fabric::up(&mut lab, &opts.topology)?;
             let mut nodes = Vec::new();
             for (i, spec) in opts.topology.nodes.iter().enumerate() {
-                let ns = lab.netns(&spec.name).map_err(|e| e.to_string())?;
+                let ns = lab.netns(&spec.name)?;
                 fabric::plug(&lab, &fabric, &ns, &spec.uplink, &format!("port{i}"))?;
                 lab.ip(
                     &ns,
@@ -100,8 +103,7 @@ impl NetnsCluster {
                         "dev",
                         &spec.uplink,
                     ],
-                )
-                .map_err(|e| e.to_string())?;
+                )?;
                 let view = view::MountView::create(&run_dir.join("nodes").join(&spec.name))?;
                 nodes.push(NetnsNode {
                     name: spec.name.clone(),
@@ -128,7 +130,7 @@ impl NetnsCluster {
                 true => ovs::up(&lab, &fabric, &nodes)?,
                 false => Vec::new(),
             };
-            Ok::<_, String>((fabric, nodes, dhcp, ovs))
+            Ok::<_, NetnsError>((fabric, nodes, dhcp, ovs))
         }
         .await;
         match partial {
@@ -148,10 +150,10 @@ impl NetnsCluster {
                     device_plugin_failure: None,
                 }),
             }),
-            Err(message) => {
+            Err(e) => {
                 drop(lab);
                 cleanup_run_dir(&run_dir, &[]);
-                Err(up_err(message))
+                Err(up_err(e.to_string()))
             }
         }
     }
@@ -192,29 +194,29 @@ impl NetnsCluster {
     }
 
     /// Runs `ip` inside a namespace of this cluster.
-    pub async fn ip(&self, ns: &Ns, args: &[&str]) -> Result<String, String> {
+    pub async fn ip(&self, ns: &Ns, args: &[&str]) -> Result<String, NetnsError> {
         let inner = self.inner.lock().await;
-        inner.lab.ip(ns, args).map_err(|e| e.to_string())
+        Ok(inner.lab.ip(ns, args)?)
     }
 
     /// The ports on OVS bridge `bridge` of `node` (empty list without OVS).
-    pub async fn ovs_ports(&self, node: &str, bridge: &str) -> Result<Vec<String>, String> {
+    pub async fn ovs_ports(&self, node: &str, bridge: &str) -> Result<Vec<String>, NetnsError> {
         let inner = self.inner.lock().await;
         let index = inner
             .nodes
             .iter()
             .position(|n| n.name == node)
-            .ok_or_else(|| format!("no node {node}"))?;
+            .ok_or_else(|| NetnsError::NoSuchNode(node.into()))?;
         match inner.ovs.get(index) {
-            Some(o) => o.ports(bridge),
+            Some(o) => Ok(o.ports(bridge)?),
             None => Ok(Vec::new()),
         }
     }
 
     /// Makes an extra namespace of this run (e.g. for the manual macvlan lab).
-    pub async fn extra_netns(&self, name: &str) -> Result<Ns, String> {
+    pub async fn extra_netns(&self, name: &str) -> Result<Ns, NetnsError> {
         let mut inner = self.inner.lock().await;
-        inner.lab.netns(name).map_err(|e| e.to_string())
+        Ok(inner.lab.netns(name)?)
     }
 
     /// Removes everything: pods (CNI DEL), plugins, views, namespaces, the run dir.
@@ -272,7 +274,7 @@ fn cleanup_run_dir(run_dir: &std::path::Path, views: &[view::MountView]) -> Vec<
     let mut errors = Vec::new();
     for v in views {
         if let Err(e) = v.destroy() {
-            errors.push(e);
+            errors.push(e.to_string());
         }
     }
     let _ = view::unprivatize(run_dir);
@@ -368,7 +370,7 @@ impl Cluster for NetnsCluster {
                     };
                     // As on a real node, a device plugin that does not come up leaves
                     // the cluster up: only pods that need its resource fail (pod.rs).
-                    let failure = self.start_daemonset(env).await.err();
+                    let failure = self.start_daemonset(env).await.err().map(|e| e.to_string());
                     self.inner.lock().await.device_plugin_failure = failure;
                 }
                 Object::Other { kind: k, .. } => {
@@ -459,7 +461,7 @@ impl Cluster for NetnsCluster {
 impl NetnsCluster {
     /// The DaemonSet's pod on every node: the device plugin with the ConfigMap as its
     /// environment; waits until each node's kubelet sees the announced resources.
-    async fn start_daemonset(&self, env: BTreeMap<String, String>) -> Result<(), String> {
+    async fn start_daemonset(&self, env: BTreeMap<String, String>) -> Result<(), NetnsError> {
         let expected =
             announced_resources(env.get("DP_MACVTAP_CONF").map(String::as_str).unwrap_or(""));
         let mut inner = self.inner.lock().await;
@@ -470,11 +472,11 @@ impl NetnsCluster {
         for node in inner.nodes.iter_mut() {
             loop {
                 if let Some(status) = node.device_plugin_exit() {
-                    return Err(format!(
-                        "the device plugin on node {} exited ({status}):\n{}",
-                        node.name,
-                        node.device_plugin_log().trim()
-                    ));
+                    return Err(NetnsError::DevicePluginExited {
+                        node: node.name.clone(),
+                        status,
+                        log: node.device_plugin_log().trim().to_string(),
+                    });
                 }
                 let snapshot = node
                     .device_manager
@@ -494,12 +496,12 @@ impl NetnsCluster {
                     break;
                 }
                 if tokio::time::Instant::now() > deadline {
-                    return Err(format!(
-                        "node {}: the device plugin did not register {expected:?} within 15 s; kubelet sees {:?}; log:\n{}",
-                        node.name,
-                        snapshot.resources.keys().collect::<Vec<_>>(),
-                        node.device_plugin_log().trim()
-                    ));
+                    return Err(NetnsError::DevicePluginNotRegistered {
+                        node: node.name.clone(),
+                        expected,
+                        seen: snapshot.resources.keys().cloned().collect(),
+                        log: node.device_plugin_log().trim().to_string(),
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -521,12 +523,9 @@ impl NetnsCluster {
                     .lab
                     .ip(&n.ns, &["-j", "link", "show", "type", "bridge"])
                     .ok()
-                    .and_then(|out| serde_json::from_str::<Value>(&out).ok())
-                    .and_then(|v| v.as_array().cloned())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|l| l["ifname"].as_str().map(str::to_string))
-                    .collect();
+                    .and_then(|out| crate::probe::ip::links(&out).ok())
+                    .map(|links| crate::probe::ip::link_names(&links))
+                    .unwrap_or_default();
                 NodeSnap {
                     name: n.name.clone(),
                     uplink: n.uplink.clone(),
@@ -539,6 +538,12 @@ impl NetnsCluster {
             .pods
             .values()
             .map(|p| {
+                // The device plugin's macvtaps sit on the node's uplink.
+                let uplink = inner
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == p.view.node)
+                    .map_or("?", |n| n.uplink.as_str());
                 let statuses = pod::network_status(&p.view).unwrap_or_default();
                 let interfaces = statuses
                     .iter()
@@ -560,7 +565,7 @@ impl NetnsCluster {
                                         .map(str::to_string)
                                         .or_else(|| {
                                             nad.resource_name()
-                                                .map(|_| "ens33 (device plugin)".to_string())
+                                                .map(|_| format!("{uplink} (device plugin)"))
                                         });
                                     let vlan = c["vlan"]
                                         .as_u64()

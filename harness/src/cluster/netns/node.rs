@@ -12,6 +12,7 @@ use crate::kubelet::DeviceManager;
 use crate::lab::enter::Enter;
 use crate::lab::{Ns, command};
 
+use super::NetnsError;
 use super::view::MountView;
 
 pub struct NetnsNode {
@@ -30,10 +31,13 @@ pub struct NetnsNode {
 
 impl NetnsNode {
     /// The namespaces a process "on the node" runs in.
-    pub fn enter(&self) -> Result<Enter, String> {
+    pub fn enter(&self) -> Result<Enter, NetnsError> {
         Enter::net(self.ns.path())
             .and_then(|e| e.with_mnt(&self.view.ns_file))
-            .map_err(|e| format!("failed to open the namespaces of node {}: {e}", self.name))
+            .map_err(|source| NetnsError::EnterNode {
+                node: self.name.clone(),
+                source,
+            })
     }
 
     pub fn device_plugin_dir(&self) -> PathBuf {
@@ -50,19 +54,20 @@ impl NetnsNode {
         &mut self,
         command: &[String],
         env: &BTreeMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), NetnsError> {
         if self.device_manager.is_none() {
-            let dm = DeviceManager::start(&self.device_plugin_dir()).map_err(|e| e.to_string())?;
+            let dm = DeviceManager::start(&self.device_plugin_dir())?;
             self.device_manager = Some(dm);
         }
+        let log_path = self.log_path("device-plugin");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path("device-plugin"))
-            .map_err(|e| format!("failed to create the device plugin log: {e}"))?;
+            .open(&log_path)
+            .map_err(|e| NetnsError::io("create the device plugin log", &log_path, e))?;
         let (program, args) = command
             .split_first()
-            .ok_or("the device plugin command is empty")?;
+            .ok_or(NetnsError::EmptyDevicePluginCommand)?;
         let mut cmd = Command::new(program);
         // The node's own temp dir, removed with the node: a plugin that writes files
         // there (glog in upstream's Go device plugin, without -logtostderr) leaves
@@ -71,17 +76,24 @@ impl NetnsNode {
             .env("TMPDIR", &self.view.dir)
             .envs(env)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| NetnsError::io("reopen", &log_path, e))?,
+            )
             .stderr(log);
         self.enter()?
             .apply_std(&mut cmd)
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| NetnsError::EnterNode {
+                node: self.name.clone(),
+                source,
+            })?;
         self.device_plugin_env = Some(env.clone());
-        let child = command::own_group(&mut cmd).spawn().map_err(|e| {
-            format!(
-                "failed to start device plugin {program} on node {}: {e}",
-                self.name
-            )
+        let child = command::own_group(&mut cmd).spawn().map_err(|source| {
+            NetnsError::DevicePluginSpawn {
+                program: program.clone(),
+                node: self.name.clone(),
+                source,
+            }
         })?;
         self.device_plugin = Some(child);
         Ok(())
@@ -117,9 +129,9 @@ impl NetnsNode {
     }
 
     /// Gives the pod's devices back (pod deleted); the checkpoint is rewritten.
-    pub fn release(&self, pod_uid: &str) -> Result<(), String> {
+    pub fn release(&self, pod_uid: &str) -> Result<(), NetnsError> {
         match &self.device_manager {
-            Some(dm) => dm.release(pod_uid).map(|_| ()).map_err(|e| e.to_string()),
+            Some(dm) => Ok(dm.release(pod_uid).map(|_| ())?),
             None => Ok(()),
         }
     }

@@ -13,7 +13,73 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::lab::enter::Enter;
-use crate::lab::{command, run};
+use crate::lab::{CommandError, command, run};
+
+/// How to get the OVS programs, for error messages.
+const INSTALL: &str = "apt-get install openvswitch-switch";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OvsError {
+    #[error("failed to create {dir}: {source}")]
+    CreateDir {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} ({INSTALL})")]
+    CreateDb(#[source] CommandError),
+    #[error("failed to enter the node's namespaces for {program}: {source}")]
+    Enter {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to start {program}: {source} ({INSTALL})")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `log` is the tail of the daemon's log.
+    #[error("ovsdb-server exited ({status}): {log}")]
+    DbExited { status: String, log: String },
+    #[error("ovsdb-server did not accept connections on {socket} within {timeout:?}: {log}")]
+    DbNotListening {
+        socket: String,
+        timeout: Duration,
+        log: String,
+    },
+    #[error("{source}\n--- ovs-vswitchd log ---\n{log}")]
+    Vsctl {
+        #[source]
+        source: CommandError,
+        log: String,
+    },
+    #[error("node {node}: {source}")]
+    Node {
+        node: String,
+        #[source]
+        source: Box<OvsError>,
+    },
+    #[error("failed to plug the OVS uplink of node {node}: {source}")]
+    Plug {
+        node: String,
+        #[source]
+        source: CommandError,
+    },
+    /// Entering a node's namespaces (the node is named in the source).
+    #[error(transparent)]
+    NodeNamespaces(Box<super::NetnsError>),
+    #[error("OVS start-up panicked")]
+    Panicked,
+}
+
+/// For callers whose error is still text (the scenario layer).
+impl From<OvsError> for String {
+    fn from(e: OvsError) -> String {
+        e.to_string()
+    }
+}
 
 const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 const T: Duration = Duration::from_secs(10);
@@ -34,10 +100,12 @@ pub struct Ovs {
 impl Ovs {
     /// Starts ovsdb-server and ovs-vswitchd with everything under `dir`; both enter
     /// `enter`'s namespaces. On failure nothing is left running.
-    pub fn start(enter: &Enter, dir: &Path) -> Result<Ovs, String> {
+    pub fn start(enter: &Enter, dir: &Path) -> Result<Ovs, OvsError> {
         let t0 = Instant::now();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| OvsError::CreateDir {
+            dir: dir.display().to_string(),
+            source,
+        })?;
         let db = dir.join("conf.db");
         let socket = dir.join("db.sock");
         let _ = std::fs::remove_file(&db);
@@ -46,7 +114,7 @@ impl Ovs {
             &["create", &db.display().to_string(), SCHEMA],
             T,
         )
-        .map_err(|e| format!("{e} (apt-get install openvswitch-switch)"))?;
+        .map_err(OvsError::CreateDb)?;
         let mut ovs = Ovs {
             dir: dir.to_path_buf(),
             socket: socket.clone(),
@@ -70,17 +138,17 @@ impl Ovs {
         // The socket file appears at bind(), before listen(): wait for a connection.
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if let Some(Ok(Some(status))) = ovs.ovsdb.as_mut().map(|c| c.try_wait()) {
-                return Err(format!(
-                    "ovsdb-server exited ({status}): {}",
-                    ovs.log("ovsdb-server")
-                ));
+                return Err(OvsError::DbExited {
+                    status: status.to_string(),
+                    log: ovs.log("ovsdb-server"),
+                });
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "ovsdb-server did not accept connections on {} within {T:?}: {}",
-                    socket.display(),
-                    ovs.log("ovsdb-server")
-                ));
+                return Err(OvsError::DbNotListening {
+                    socket: socket.display().to_string(),
+                    timeout: T,
+                    log: ovs.log("ovsdb-server"),
+                });
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -108,7 +176,7 @@ impl Ovs {
         Ok(ovs)
     }
 
-    fn spawn(&self, enter: &Enter, program: &str, args: &[&str]) -> Result<Child, String> {
+    fn spawn(&self, enter: &Enter, program: &str, args: &[&str]) -> Result<Child, OvsError> {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env("OVS_RUNDIR", &self.dir)
@@ -118,10 +186,18 @@ impl Ovs {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        enter.apply_std(&mut cmd).map_err(|e| e.to_string())?;
-        command::own_group(&mut cmd).spawn().map_err(|e| {
-            format!("failed to start {program}: {e} (apt-get install openvswitch-switch)")
-        })
+        enter
+            .apply_std(&mut cmd)
+            .map_err(|source| OvsError::Enter {
+                program: program.into(),
+                source,
+            })?;
+        command::own_group(&mut cmd)
+            .spawn()
+            .map_err(|source| OvsError::Spawn {
+                program: program.into(),
+                source,
+            })
     }
 
     /// The tail of a daemon's log (for error messages).
@@ -133,20 +209,18 @@ impl Ovs {
     }
 
     /// `ovs-vsctl --db=unix:<socket> <args>`.
-    pub fn vsctl(&self, args: &[&str]) -> Result<String, String> {
+    pub fn vsctl(&self, args: &[&str]) -> Result<String, OvsError> {
         let db = format!("--db=unix:{}", self.socket.display());
         let mut full = vec![db.as_str(), "--timeout=10"];
         full.extend_from_slice(args);
-        run("ovs-vsctl", &full, T + Duration::from_secs(2)).map_err(|e| {
-            format!(
-                "{e}\n--- ovs-vswitchd log ---\n{}",
-                self.log("ovs-vswitchd")
-            )
+        run("ovs-vsctl", &full, T + Duration::from_secs(2)).map_err(|source| OvsError::Vsctl {
+            source,
+            log: self.log("ovs-vswitchd"),
         })
     }
 
     /// A `netdev` bridge; waits until ovs-vswitchd has configured it.
-    pub fn add_bridge(&self, name: &str) -> Result<(), String> {
+    pub fn add_bridge(&self, name: &str) -> Result<(), OvsError> {
         self.vsctl(&[
             "add-br",
             name,
@@ -161,7 +235,7 @@ impl Ovs {
 
     /// `port` (an existing link in the node) as a trunk port of `bridge`: all VLANs
     /// tagged, as a switch port facing another switch.
-    pub fn add_trunk_port(&self, bridge: &str, port: &str) -> Result<(), String> {
+    pub fn add_trunk_port(&self, bridge: &str, port: &str) -> Result<(), OvsError> {
         self.vsctl(&[
             "add-port",
             bridge,
@@ -176,7 +250,7 @@ impl Ovs {
     }
 
     /// Names of the ports on `bridge`.
-    pub fn ports(&self, bridge: &str) -> Result<Vec<String>, String> {
+    pub fn ports(&self, bridge: &str) -> Result<Vec<String>, OvsError> {
         Ok(self
             .vsctl(&["list-ports", bridge])?
             .lines()
@@ -224,9 +298,9 @@ pub const BRIDGE: &str = "br1";
 
 /// The node's second uplink, dedicated to OVS.
 ///
-/// Not `ens33`: the macvtap and macvlan backends use ens33 as their lower device
-/// and the node's address lives there. ovs-vswitchd reads a netdev port with an
-/// AF_PACKET socket, so on ens33 it would see every frame of the node's own stack
+/// Not the node's main uplink: the macvtap and macvlan backends use it as their
+/// lower device and the node's address lives there. ovs-vswitchd reads a netdev port
+/// with an AF_PACKET socket, so on that uplink it would see every frame of the node's own stack
 /// and of the macvtaps, flood the broadcasts among them into br1 and send frames
 /// out under their feet. A separate veth into the same fabric keeps the backends
 /// apart while VLAN-tagged frames still cross the fabric's (VLAN-unaware) bridge.
@@ -240,7 +314,7 @@ pub fn up(
     lab: &crate::lab::Lab,
     fabric: &crate::lab::Ns,
     nodes: &[super::node::NetnsNode],
-) -> Result<Vec<Ovs>, String> {
+) -> Result<Vec<Ovs>, OvsError> {
     for node in nodes {
         super::fabric::plug(
             lab,
@@ -248,29 +322,36 @@ pub fn up(
             &node.ns,
             UPLINK,
             &format!("oport{}", node.index),
-        )?;
+        )
+        .map_err(|source| OvsError::Plug {
+            node: node.name.clone(),
+            source,
+        })?;
     }
-    let started: Vec<Result<Ovs, String>> = std::thread::scope(|s| {
+    let started: Vec<Result<Ovs, OvsError>> = std::thread::scope(|s| {
         let handles: Vec<_> = nodes
             .iter()
             .map(|node| {
                 s.spawn(move || {
-                    let enter = node.enter()?;
+                    let enter = node
+                        .enter()
+                        .map_err(|e| OvsError::NodeNamespaces(Box::new(e)))?;
+                    let in_node = |source: OvsError| OvsError::Node {
+                        node: node.name.clone(),
+                        source: Box::new(source),
+                    };
                     let ovs = Ovs::start(&enter, &node.view.host_path("/var/run/openvswitch"))
-                        .map_err(|e| format!("node {}: {e}", node.name))?;
+                        .map_err(in_node)?;
                     ovs.add_bridge(BRIDGE)
                         .and_then(|()| ovs.add_trunk_port(BRIDGE, UPLINK))
-                        .map_err(|e| format!("node {}: {e}", node.name))?;
+                        .map_err(in_node)?;
                     Ok(ovs)
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("OVS start-up panicked".into()))
-            })
+            .map(|h| h.join().unwrap_or(Err(OvsError::Panicked)))
             .collect()
     });
     // On any failure the started ones are dropped (killed) here.

@@ -152,8 +152,11 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
                 Some(dm) => dm
                     .admit(&uid, &container.name, &resource, want as usize)
                     .await
-                    .map_err(|e| e.to_string()),
-                None => Err("no device plugin runs on this node".to_string()),
+                    .map_err(super::NetnsError::from),
+                None => Err(super::NetnsError::NotRunning {
+                    what: "device plugin",
+                    node: node_name.clone(),
+                }),
             };
             match admitted {
                 Ok(d) => devices.entry(resource).or_default().extend(d.ids),
@@ -382,10 +385,10 @@ pub async fn delete(cluster: &NetnsCluster, ns: &str, name: &str) -> Result<(), 
                 errors.push(format!("eth0: {e}"));
             }
         }
-        Err(e) => errors.push(e),
+        Err(e) => errors.push(e.to_string()),
     }
     if let Err(e) = inner.nodes[state.node_index].release(&state.view.uid) {
-        errors.push(e);
+        errors.push(e.to_string());
     }
     if let Err(e) = inner.lab.delete_netns(&state.netns) {
         errors.push(e.to_string());
@@ -435,10 +438,10 @@ pub async fn exec(
 }
 
 /// The pod's network-status annotation, parsed.
-pub fn network_status(view: &PodView) -> Result<Vec<NetworkStatus>, String> {
+pub fn network_status(view: &PodView) -> Result<Vec<NetworkStatus>, super::NetnsError> {
     let text = view
         .annotations
         .get(multus::NETWORK_STATUS_ANNOTATION)
-        .ok_or("the pod has no network-status annotation")?;
-    multus::status::parse_annotation(text).map_err(|e| e.to_string())
+        .ok_or_else(|| super::NetnsError::NoNetworkStatus(view.name.clone()))?;
+    Ok(multus::status::parse_annotation(text)?)
 }

@@ -47,7 +47,17 @@ pub enum TopologyError {
 /// The built-in default (clusters/netns-2node.yaml), so the binary runs anywhere.
 pub const DEFAULT: &str = include_str!("../../../../clusters/netns-2node.yaml");
 
+/// The uplink of a node made without a topology file (the single-node labs of the
+/// plugin tests and benches): the default topology's, the seed's `ens33`.
+pub const DEFAULT_UPLINK: &str = "ens33";
+
 impl Topology {
+    /// The built-in default topology ([`DEFAULT`]).
+    pub fn builtin() -> Topology {
+        Topology::parse(DEFAULT, "clusters/netns-2node.yaml (built in)")
+            .expect("the built-in topology is valid (tested)")
+    }
+
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
@@ -126,6 +136,13 @@ impl Topology {
         Topology::prefix(&self.pod_network, "16")
     }
 
+    /// The uplink (lower device of macvtap/macvlan) of node `i`, or of the first node
+    /// when there is no such node.
+    pub fn uplink(&self, i: usize) -> &str {
+        let node = self.nodes.get(i).or(self.nodes.first());
+        &node.expect("validated: at least one node").uplink
+    }
+
     /// The /24 of node `i`'s pod network, e.g. `10.244.1.0/24`.
     pub fn pod_subnet(&self, i: usize) -> String {
         let p = self.pod_prefix().expect("validated");
@@ -142,6 +159,8 @@ mod tests {
         let t = Topology::parse(DEFAULT, "default").unwrap();
         assert_eq!(t.nodes.len(), 2);
         assert_eq!(t.nodes[0].uplink, "ens33");
+        assert!(t.nodes.iter().all(|n| n.uplink == DEFAULT_UPLINK));
+        assert_eq!(Topology::builtin().uplink(1), DEFAULT_UPLINK);
         assert_eq!(t.fabric.gateway, Ipv4Addr::new(192, 168, 159, 2));
         assert_eq!(t.pod_subnet(1), "10.244.2.0/24");
     }

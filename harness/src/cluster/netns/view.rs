@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::NetnsError;
 use crate::lab::run;
 
 /// The node paths that are private to each node, and their backing directory names.
@@ -43,18 +44,17 @@ impl MountView {
         self.dir.join(backing)
     }
 
-    pub fn create(dir: &Path) -> Result<MountView, String> {
+    pub fn create(dir: &Path) -> Result<MountView, NetnsError> {
         for (_, backing) in PRIVATE {
             std::fs::create_dir_all(dir.join(backing))
-                .map_err(|e| format!("failed to create {}: {e}", dir.join(backing).display()))?;
+                .map_err(|e| NetnsError::io("create", &dir.join(backing), e))?;
         }
         let policy = dir.join("cni/secnet/plugins.conf");
         std::fs::create_dir_all(dir.join("cni/secnet"))
             .and_then(|()| std::fs::write(&policy, NODE_POLICY))
-            .map_err(|e| format!("failed to write {}: {e}", policy.display()))?;
+            .map_err(|e| NetnsError::io("write", &policy, e))?;
         let ns_file = dir.join("mnt");
-        std::fs::write(&ns_file, b"")
-            .map_err(|e| format!("failed to create {}: {e}", ns_file.display()))?;
+        std::fs::write(&ns_file, b"").map_err(|e| NetnsError::io("create", &ns_file, e))?;
         let mut script = String::from("set -e; ");
         for (node_path, backing) in PRIVATE {
             script.push_str(&format!(
@@ -69,32 +69,29 @@ impl MountView {
             "unshare",
             &[&mount_arg, "--propagation", "slave", "sh", "-c", &script],
             T,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(MountView {
             dir: dir.to_path_buf(),
             ns_file,
         })
     }
 
-    pub fn destroy(&self) -> Result<(), String> {
-        run("umount", &[&self.ns_file.display().to_string()], T)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    pub fn destroy(&self) -> Result<(), NetnsError> {
+        run("umount", &[&self.ns_file.display().to_string()], T)?;
+        Ok(())
     }
 }
 
 /// Makes `run_dir` a private mount point: persistent mount namespace files may only
 /// live on a mount whose propagation is private.
-pub fn privatize(run_dir: &Path) -> Result<(), String> {
+pub fn privatize(run_dir: &Path) -> Result<(), NetnsError> {
     let d = run_dir.display().to_string();
-    run("mount", &["--bind", &d, &d], T).map_err(|e| e.to_string())?;
-    run("mount", &["--make-private", &d], T).map_err(|e| e.to_string())?;
+    run("mount", &["--bind", &d, &d], T)?;
+    run("mount", &["--make-private", &d], T)?;
     Ok(())
 }
 
-pub fn unprivatize(run_dir: &Path) -> Result<(), String> {
-    run("umount", &[&run_dir.display().to_string()], T)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+pub fn unprivatize(run_dir: &Path) -> Result<(), NetnsError> {
+    run("umount", &[&run_dir.display().to_string()], T)?;
+    Ok(())
 }

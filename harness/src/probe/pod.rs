@@ -1,0 +1,150 @@
+//! Probes inside a pod through the `Cluster` contract's exec: run a command and
+//! require success, read an interface or its addresses, add an address, ping. One
+//! set for every scenario and binding, on any provider.
+
+use serde_json::Value;
+
+use super::ip::{self, ParseError, PodIface};
+use super::ping::{self, PingError};
+use crate::cluster::{Cluster, ClusterError, PodView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Exec(#[from] ClusterError),
+    #[error("{command} in pod {pod}: {stderr}")]
+    Failed {
+        command: String,
+        pod: String,
+        stderr: String,
+    },
+    #[error("{command} in pod {pod}: {source}")]
+    Parse {
+        command: String,
+        pod: String,
+        #[source]
+        source: ParseError,
+    },
+    #[error("no {ifname} in pod {pod}")]
+    NoLink { ifname: String, pod: String },
+    #[error("cannot read `ip -o link` of {ifname} in {pod}: {output}")]
+    Oneline {
+        ifname: String,
+        pod: String,
+        output: String,
+    },
+    #[error("in pod {pod}: {source}")]
+    Ping {
+        pod: String,
+        #[source]
+        source: PingError,
+    },
+}
+
+/// For callers whose error is still text (the scenario layer).
+impl From<ProbeError> for String {
+    fn from(e: ProbeError) -> String {
+        e.to_string()
+    }
+}
+
+/// Runs `argv` in the pod; its stdout, or an error naming the command and its stderr.
+pub async fn pod_run<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    argv: &[&str],
+) -> Result<String, ProbeError> {
+    let out = cluster.exec(&pod.namespace, &pod.name, argv).await?;
+    if !out.success {
+        return Err(ProbeError::Failed {
+            command: argv.join(" "),
+            pod: pod.name.clone(),
+            stderr: out.stderr.trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// Runs an `ip -j …` command in the pod and parses its array with `parse`.
+async fn pod_json<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    argv: &[&str],
+    parse: fn(&str) -> Result<Vec<Value>, ParseError>,
+) -> Result<Vec<Value>, ProbeError> {
+    let out = pod_run(cluster, pod, argv).await?;
+    parse(&out).map_err(|source| ProbeError::Parse {
+        command: argv.join(" "),
+        pod: pod.name.clone(),
+        source,
+    })
+}
+
+/// `ip -j -d link show <ifname>` in the pod (iproute2: the netns cluster's host tools).
+pub async fn pod_link<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<Value, ProbeError> {
+    let argv = ["ip", "-j", "-d", "link", "show", ifname];
+    pod_json(cluster, pod, &argv, ip::links)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ProbeError::NoLink {
+            ifname: ifname.to_string(),
+            pod: pod.name.clone(),
+        })
+}
+
+/// IPv4 addresses (CIDR) on an interface of the pod (`ip -j -4 addr show <ifname>`).
+pub async fn pod_addresses<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<Vec<String>, ProbeError> {
+    let argv = ["ip", "-j", "-4", "addr", "show", ifname];
+    Ok(ip::cidrs(&pod_json(cluster, pod, &argv, ip::addrs).await?))
+}
+
+/// `ip -o link show dev <ifname>` in the pod, parsed (busybox has it too).
+pub async fn pod_iface<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<PodIface, ProbeError> {
+    let out = pod_run(cluster, pod, &["ip", "-o", "link", "show", "dev", ifname]).await?;
+    ip::parse_ip_link_oneline(&out).ok_or_else(|| ProbeError::Oneline {
+        ifname: ifname.to_string(),
+        pod: pod.name.clone(),
+        output: out,
+    })
+}
+
+/// `ip addr add <cidr> dev <ifname>` in the pod.
+pub async fn add_addr<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    cidr: &str,
+    ifname: &str,
+) -> Result<(), ProbeError> {
+    pod_run(cluster, pod, &["ip", "addr", "add", cidr, "dev", ifname])
+        .await
+        .map(|_| ())
+}
+
+/// One ping from the pod (1 s wait): whether `target` replied.
+pub async fn ping<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    target: &str,
+) -> Result<bool, ProbeError> {
+    let argv = ping::argv(target, 1);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = cluster.exec(&pod.namespace, &pod.name, &argv).await?;
+    let printed = format!("{}{}", out.stdout, out.stderr);
+    ping::replied(out.success, target, &printed).map_err(|source| ProbeError::Ping {
+        pod: pod.name.clone(),
+        source,
+    })
+}
