@@ -12,13 +12,6 @@ pub enum BinsError {
     Missing(PathBuf),
 }
 
-/// For callers whose error is still text.
-impl From<BinsError> for String {
-    fn from(e: BinsError) -> String {
-        e.to_string()
-    }
-}
-
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SECNET_BIN_DIR") {
         return PathBuf::from(dir);

@@ -94,13 +94,6 @@ pub enum ReadError {
     },
 }
 
-/// For callers whose error is still text.
-impl From<ReadError> for String {
-    fn from(e: ReadError) -> String {
-        e.to_string()
-    }
-}
-
 impl Report {
     pub fn new(
         cluster: &str,
@@ -155,12 +148,6 @@ impl Report {
         write("report.md", self.markdown())?;
         write("report.html", html::render(self))?;
         Ok(())
-    }
-
-    /// [`Report::load`] with its error as text (`secnet report` in main.rs chains
-    /// it with `write` through a `String` error).
-    pub fn read(dir: &Path) -> Result<Report, String> {
-        Ok(Report::load(dir)?)
     }
 
     /// Reads a report.json written by an earlier run (for `secnet report`).
@@ -527,7 +514,7 @@ mod tests {
         v["scenarios"][0]["message"] = "\u{1b}[32mok\u{1b}[0m".into();
         v.as_object_mut().unwrap().remove("schema_version");
         std::fs::write(dir.path().join("report.json"), v.to_string()).unwrap();
-        let r = Report::read(dir.path()).unwrap();
+        let r = Report::load(dir.path()).unwrap();
         assert_eq!(r.scenarios[0].message, "ok");
         assert_eq!(r.schema_version, 0);
     }

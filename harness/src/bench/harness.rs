@@ -75,9 +75,7 @@ pub async fn pods_per_node(quick: bool) -> Result<(Vec<Row>, Vec<ScalePoint>), B
         })
         .await?;
         let measured = async {
-            crate::scenario::seed::apply_seed(&cluster, &opts.fixtures_dir)
-                .await
-                .map_err(BenchError::Seed)?;
+            super::apply_seed(&cluster, &opts.fixtures_dir).await?;
             let Some(Object::Pod(base)) =
                 load_file(&opts.fixtures_dir.join("seed/macvtap-pod.yaml"))?
                     .into_iter()

@@ -84,9 +84,9 @@ pub enum BenchError {
     Fixture(#[from] crate::objects::FixtureError),
     #[error("{0} holds no pod")]
     NoPod(String),
-    /// The seed fixtures did not apply (the scenario layer's message).
+    /// The seed fixtures did not apply.
     #[error("failed to apply the seed: {0}")]
-    Seed(String),
+    Seed(#[source] crate::cluster::ClusterError),
     #[error(transparent)]
     Conform(#[from] crate::conform::ConformError),
     #[error("{0} scenario(s) failed during the benchmark")]
@@ -692,6 +692,24 @@ impl Drop for BenchOvs {
         self.ovs.stop();
         let _ = std::fs::remove_dir_all(&self.ovs.dir);
     }
+}
+
+/// The seed's device plugin ConfigMap, its DaemonSet and the `dataplane` NAD applied
+/// to a benchmark's cluster (scenarios get them from the runner).
+pub(crate) async fn apply_seed(
+    cluster: &crate::cluster::netns::NetnsCluster,
+    fixtures_dir: &std::path::Path,
+) -> Result<(), BenchError> {
+    use crate::cluster::Cluster;
+    for rel in [
+        "seed/macvtap-deviceplugin-config.yaml",
+        "seed/macvtap-daemonset.yaml",
+        "seed/macvtap-nad.yaml",
+    ] {
+        let objects = crate::objects::load_file(&fixtures_dir.join(rel))?;
+        cluster.apply(objects).await.map_err(BenchError::Seed)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -110,9 +110,7 @@ pub async fn run(
 
 /// Creates `n` pods at once, round-robin over the nodes; the time until all are up.
 async fn attach(cluster: &NetnsCluster, opts: &Options, n: usize) -> Result<Duration, BenchError> {
-    crate::scenario::seed::apply_seed(cluster, &opts.fixtures_dir)
-        .await
-        .map_err(BenchError::Seed)?;
+    super::apply_seed(cluster, &opts.fixtures_dir).await?;
     let Some(Object::Pod(base)) = load_file(&opts.fixtures_dir.join("seed/macvtap-pod.yaml"))?
         .into_iter()
         .next()

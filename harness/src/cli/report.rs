@@ -13,7 +13,7 @@ pub struct ReportArgs {
 
 pub fn run(args: ReportArgs) -> ExitCode {
     let dir = args.dir;
-    let report = match secnet::report::Report::read(&dir) {
+    let report = match secnet::report::Report::load(&dir) {
         Ok(r) => r,
         Err(e) => return could_not_run("report", e),
     };

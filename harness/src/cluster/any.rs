@@ -183,7 +183,7 @@ impl AnyCluster {
                 c.kill_device_plugin(node)
                     .await
                     .map_err(|e| node_error(node, "killing the device plugin", e))?;
-                c.start_device_plugin_again(node, resource)
+                c.start_device_plugin_anew(node, resource)
                     .await
                     .map_err(|e| node_error(node, "starting the device plugin", e))
             }

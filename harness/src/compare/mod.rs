@@ -127,9 +127,7 @@ impl Comparison {
 /// `b` differ only in their implementation.
 pub async fn run(a: &Options, b: &Options) -> Result<Comparison, ConformError> {
     if a.cluster != "netns" {
-        return Err(ConformError::Real(
-            "secnet compare runs on the netns cluster (two implementations side by side on this machine)".into(),
-        ));
+        return Err(ConformError::CompareNeedsNetns);
     }
     let all = scenario::all();
     let selected = conform::select(a, all)?;

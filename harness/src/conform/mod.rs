@@ -48,8 +48,24 @@ pub enum ConformError {
     Interrupted(&'static str),
     #[error("unknown cluster provider \"{0}\"; use --cluster netns, kind or existing")]
     UnknownCluster(String),
-    #[error("{0}")]
-    Real(String),
+    #[error(transparent)]
+    Real(#[from] real::RealError),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(
+        "interrupted by {signal} while bringing the cluster up; run `secnet clean --cluster {cluster} --run {run_id}`"
+    )]
+    InterruptedUp {
+        signal: &'static str,
+        cluster: String,
+        run_id: String,
+    },
+    #[error("a scenario's task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error(
+        "secnet compare runs on the netns cluster (two implementations side by side on this machine)"
+    )]
+    CompareNeedsNetns,
     #[error(
         "secnet conform on the netns cluster needs root (network namespaces); run it as root, e.g. sudo -E secnet conform"
     )]
@@ -310,8 +326,7 @@ pub fn dry_run(opts: &Options) -> Result<String, ConformError> {
     }
     preflight(opts)?;
     let selected = select(opts, scenario::all())?;
-    plan::plan(opts, &crate::lab::new_run_id(), &selected)
-        .map_err(|e| ConformError::Real(e.to_string()))
+    Ok(plan::plan(opts, &crate::lab::new_run_id(), &selected)?)
 }
 
 /// The plan of a netns run: what it would build and run, without root.
@@ -421,14 +436,18 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
         None
     } else {
         let up = tokio::select! {
-            up = real::RealCluster::up(opts, &run_id) => up.map_err(|e| e.to_string()),
-            signal = interrupted() => Err(format!("interrupted by {signal} while bringing the cluster up; run `secnet clean --cluster {} --run {run_id}`", opts.cluster)),
+            up = real::RealCluster::up(opts, &run_id) => up.map_err(ConformError::from),
+            signal = interrupted() => Err(ConformError::InterruptedUp {
+                signal,
+                cluster: opts.cluster.clone(),
+                run_id: run_id.clone(),
+            }),
         };
         match up {
             Ok(rc) => Some(rc),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&ctx.work_dir);
-                return Err(ConformError::Real(e));
+                return Err(e);
             }
         }
     };
@@ -498,7 +517,7 @@ async fn run_selected(
                     progress.line(&result_line(&at.tag, &report));
                     reports[i] = Some(report);
                 }
-                Some(Err(e)) => return Err(ConformError::Real(format!("a scenario task failed: {e}"))),
+                Some(Err(e)) => return Err(ConformError::Task(e)),
                 None => break,
             },
             signal = interrupted() => {
@@ -684,7 +703,7 @@ pub(crate) async fn run_scenario(
     let task = tokio::spawn(run_guarded(s, ctx.clone()));
     let abort = task.abort_handle();
     let (outcome, observed) = tokio::select! {
-        joined = task => joined.map_err(|e| ConformError::Real(format!("scenario task failed: {e}")))?,
+        joined = task => joined.map_err(ConformError::Task)?,
         signal = interrupted() => {
             abort.abort();
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;

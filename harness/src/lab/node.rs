@@ -54,7 +54,7 @@ impl NodeLab {
 
     /// The node's uplink: the lower device of its macvtaps.
     pub fn uplink(&self) -> &str {
-        "ens33"
+        &self.uplink
     }
 
     pub fn pod(&mut self, name: &str) -> Result<Ns, CommandError> {

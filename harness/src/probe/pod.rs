@@ -41,13 +41,6 @@ pub enum ProbeError {
     },
 }
 
-/// For callers whose error is still text (the scenario layer).
-impl From<ProbeError> for String {
-    fn from(e: ProbeError) -> String {
-        e.to_string()
-    }
-}
-
 /// Runs `argv` in the pod; its stdout, or an error naming the command and its stderr.
 pub async fn pod_run<C: Cluster>(
     cluster: &C,

@@ -424,22 +424,3 @@ async fn ns_ping(ns: &crate::lab::Ns, ip: &str) -> Result<bool, Failure> {
 }
 
 pub use super::kit::DATAPLANE;
-
-/// The seed's device plugin ConfigMap, its DaemonSet and the `dataplane` NAD, read
-/// from `fixtures_dir` and applied: what the seed does by hand before any pod (the
-/// benchmarks' set-up; scenarios get it from the runner with `deploy_macvtap_seed`).
-pub async fn apply_seed(
-    cluster: &crate::cluster::netns::NetnsCluster,
-    fixtures_dir: &Path,
-) -> Result<(), String> {
-    for rel in [
-        "seed/macvtap-deviceplugin-config.yaml",
-        "seed/macvtap-daemonset.yaml",
-        "seed/macvtap-nad.yaml",
-    ] {
-        let objects =
-            crate::objects::load_file(&fixtures_dir.join(rel)).map_err(|e| e.to_string())?;
-        cluster.apply(objects).await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}

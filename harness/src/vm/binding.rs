@@ -93,13 +93,6 @@ impl BindingError {
     }
 }
 
-/// For callers whose error is still text (the scenario layer).
-impl From<BindingError> for String {
-    fn from(e: BindingError) -> String {
-        e.to_string()
-    }
-}
-
 /// `field` of link `ifname` of `pod`, or the error naming what is missing.
 fn missing(ifname: &str, pod: &PodView, field: &'static str) -> BindingError {
     BindingError::MissingField {

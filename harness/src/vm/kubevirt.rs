@@ -61,13 +61,6 @@ pub enum KubevirtError {
     },
 }
 
-/// For callers whose error is still text (the scenario layer).
-impl From<KubevirtError> for String {
-    fn from(e: KubevirtError) -> String {
-        e.to_string()
-    }
-}
-
 /// The `definitions` of an OpenAPI v2 document.
 pub struct Swagger {
     defs: Map<String, Value>,

@@ -123,13 +123,6 @@ impl VmError {
     }
 }
 
-/// For callers whose error is still text (the scenario layer).
-impl From<VmError> for String {
-    fn from(e: VmError) -> String {
-        e.to_string()
-    }
-}
-
 /// What every VM of a run shares.
 #[derive(Debug, Clone)]
 pub struct VmOptions {

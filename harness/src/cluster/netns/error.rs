@@ -94,10 +94,3 @@ impl NetnsError {
         }
     }
 }
-
-/// For callers whose error is still text (the scenario layer).
-impl From<NetnsError> for String {
-    fn from(e: NetnsError) -> String {
-        e.to_string()
-    }
-}

@@ -46,16 +46,6 @@ impl NetnsCluster {
         Ok(())
     }
 
-    /// [`NetnsCluster::start_device_plugin_anew`] with its error as text (cluster/any.rs
-    /// returns it as its own text-error result).
-    pub async fn start_device_plugin_again(
-        &self,
-        node: &str,
-        resource: &str,
-    ) -> Result<(), String> {
-        Ok(self.start_device_plugin_anew(node, resource).await?)
-    }
-
     /// Starts the node's device plugin again with the environment it had, and waits
     /// until it has registered `resource` anew and streams its devices.
     pub async fn start_device_plugin_anew(

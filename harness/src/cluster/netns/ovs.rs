@@ -74,13 +74,6 @@ pub enum OvsError {
     Panicked,
 }
 
-/// For callers whose error is still text (the scenario layer).
-impl From<OvsError> for String {
-    fn from(e: OvsError) -> String {
-        e.to_string()
-    }
-}
-
 const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 const T: Duration = Duration::from_secs(10);
 

@@ -36,11 +36,11 @@ struct Attachment {
     result: Value,
 }
 
-fn start_err(pod: &str, node: &str, message: impl Into<String>) -> ClusterError {
+fn start_err(pod: &str, node: &str, message: impl std::fmt::Display) -> ClusterError {
     ClusterError::PodStart {
         pod: pod.into(),
         node: node.into(),
-        message: message.into(),
+        message: message.to_string(),
     }
 }
 
