@@ -53,7 +53,10 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
         .await
         .map_err(|e| io_failure(format!("open netlink in {netns_path}"), e))?;
     let pending = match &conf.source {
-        Source::Device(id) => move_device_link(&host, &pod, &pod_ns, id, conf, policy).await?,
+        Source::Device(id) => {
+            crate::allocation::check(id, conf.pod.as_ref(), policy).await?;
+            move_device_link(&host, &pod, &pod_ns, id, conf, policy).await?
+        }
         Source::Standalone { master, mode } => {
             create_standalone(&host, &pod, &pod_ns, inv, master, *mode, conf).await?
         }

@@ -10,9 +10,14 @@ use std::time::{Duration, Instant};
 use common::{Node, config, resource};
 use deviceplugin_api::v1beta1::ContainerPreferredAllocationRequest;
 use deviceplugin_api::{HEALTHY, UNHEALTHY};
-use secnet::kubelet::KubeletError;
+use secnet::kubelet::{KubeletError, PodId};
 
 const BOUND: Duration = Duration::from_secs(5);
+
+/// Pod `default/pod-<x>` with UID `uid-<x>`.
+fn pod(x: &str) -> PodId {
+    PodId::new("default", &format!("pod-{x}"), &format!("uid-{x}"))
+}
 
 fn ids(name: &str, n: u32) -> Vec<String> {
     (0..n).map(|i| format!("{name}Mvp{i}")).collect()
@@ -461,16 +466,24 @@ async fn kubelet_admission_allocates_checkpoints_and_reports_insufficient() {
         .await
         .unwrap();
 
-    let a = n.kubelet.admit("uid-a", "compute", &res, 2).await.unwrap();
+    let a = n
+        .kubelet
+        .admit(&pod("a"), "compute", &res, 2)
+        .await
+        .unwrap();
     assert_eq!(a.ids.len(), 2);
-    let b = n.kubelet.admit("uid-b", "compute", &res, 1).await.unwrap();
+    let b = n
+        .kubelet
+        .admit(&pod("b"), "compute", &res, 1)
+        .await
+        .unwrap();
     assert!(
         a.ids.iter().all(|id| !b.ids.contains(id)),
         "no device given twice"
     );
     let err = n
         .kubelet
-        .admit("uid-c", "compute", &res, 1)
+        .admit(&pod("c"), "compute", &res, 1)
         .await
         .unwrap_err();
     assert!(
@@ -494,7 +507,11 @@ async fn kubelet_admission_allocates_checkpoints_and_reports_insufficient() {
     assert!(std::path::Path::new(tap).exists(), "{tap}");
 
     n.kubelet.release("uid-a").unwrap();
-    let c = n.kubelet.admit("uid-c", "compute", &res, 2).await.unwrap();
+    let c = n
+        .kubelet
+        .admit(&pod("c"), "compute", &res, 2)
+        .await
+        .unwrap();
     assert_eq!(c.ids.len(), 2);
     let cp = secnet::kubelet::checkpoint::Checkpoint::read(&path).unwrap();
     assert!(cp.pod_devices("uid-a", &res).is_empty());

@@ -40,6 +40,13 @@ impl NetnsNode {
         self.view.host_path("/var/lib/kubelet/device-plugins")
     }
 
+    /// Host-side path of the node's `/var/lib/kubelet/pod-resources/kubelet.sock`.
+    pub fn pod_resources_socket(&self) -> PathBuf {
+        self.view
+            .host_path("/var/lib/kubelet/pod-resources")
+            .join(deviceplugin_api::KUBELET_SOCKET)
+    }
+
     pub fn log_path(&self, what: &str) -> PathBuf {
         self.view.dir.join(format!("{what}.log"))
     }
@@ -52,7 +59,10 @@ impl NetnsNode {
         env: &BTreeMap<String, String>,
     ) -> Result<(), String> {
         if self.device_manager.is_none() {
-            let dm = DeviceManager::start(&self.device_plugin_dir()).map_err(|e| e.to_string())?;
+            let mut dm =
+                DeviceManager::start(&self.device_plugin_dir()).map_err(|e| e.to_string())?;
+            dm.serve_pod_resources(&self.pod_resources_socket())
+                .map_err(|e| e.to_string())?;
             self.device_manager = Some(dm);
         }
         let log = std::fs::OpenOptions::new()
