@@ -135,6 +135,11 @@ async fn allocate_creates_the_macvtap_and_returns_its_tap_device() {
         n.ip(&["-d", "link", "show", &link])
             .contains("macvtap mode vepa")
     );
+    assert_eq!(
+        facts.alias.as_deref(),
+        Some("secnet-deviceplugin:dataplaneMvp1"),
+        "marked for the CNI with its deviceID"
+    );
 
     let meta = std::fs::metadata(&tap.host_path).unwrap();
     assert!(meta.file_type().is_char_device());
@@ -158,6 +163,11 @@ async fn allocate_creates_the_macvtap_and_returns_its_tap_device() {
     // A new macvtap gets a new random MAC (its ifindex may be the same: outside the
     // host namespace indexes are derived from the device ID).
     assert_ne!(facts2.mac, facts.mac, "a new link");
+    assert_eq!(
+        facts2.alias.as_deref(),
+        Some("secnet-deviceplugin:dataplaneMvp1"),
+        "the new link is marked too"
+    );
     assert_eq!(
         again.container_responses[0].devices[0].host_path,
         format!("/dev/tap{}", facts2.index)
