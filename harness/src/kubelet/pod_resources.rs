@@ -132,3 +132,81 @@ fn pod_resources(admitted: &[PodDevices]) -> Vec<PodResources> {
     }
     pods
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use deviceplugin_api::podresources::v1::pod_resources_lister_client::PodResourcesListerClient;
+    use deviceplugin_api::v1beta1::AllocateResponse;
+
+    use super::*;
+    use crate::kubelet::PodId;
+    use crate::lab::ScratchDir;
+
+    fn admitted(pod: &PodId, container: &str, resource: &str, ids: &[&str]) -> PodDevices {
+        PodDevices {
+            pod: pod.clone(),
+            container: container.into(),
+            resource: resource.into(),
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            response: AllocateResponse::default(),
+        }
+    }
+
+    /// List and Get over the socket, as the macvtap CNI and multus ask them.
+    #[tokio::test]
+    async fn list_and_get_answer_from_admissions_grouped_by_pod_and_container() {
+        let dir = ScratchDir::new("secnet-pod-resources").unwrap();
+        let socket = dir.path().join("kubelet.sock");
+        let shared = Arc::new(Shared::default());
+        let (a, b) = (PodId::new("ns", "a", "u1"), PodId::new("ns", "b", "u2"));
+        shared.update(|s| {
+            s.pods = vec![
+                admitted(&a, "compute", "example.com/x", &["x0", "x1"]),
+                admitted(&b, "compute", "example.com/x", &["x2"]),
+                admitted(&a, "compute", "example.com/y", &["y0"]),
+                admitted(&a, "sidecar", "example.com/x", &["x3"]),
+            ]
+        });
+        let server = PodResourcesServer::start(&socket, shared).unwrap();
+
+        let list = deviceplugin_api::podresources::list(&socket, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(list.pod_resources.len(), 2);
+        let pod_a = list.pod("ns", "a").unwrap();
+        assert_eq!(pod_a.containers.len(), 2, "{pod_a:?}");
+        assert_eq!(pod_a.containers[0].devices.len(), 2, "two resources");
+        assert_eq!(pod_a.resource_holding("x3"), Some("example.com/x"));
+        assert_eq!(pod_a.resource_holding("x2"), None, "b's");
+        assert!(list.pod("other", "a").is_none());
+
+        let channel = deviceplugin_api::uds::connect(&socket, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut client = PodResourcesListerClient::new(channel);
+        let got = client
+            .get(GetPodResourcesRequest {
+                pod_name: "b".into(),
+                pod_namespace: "ns".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_resources
+            .unwrap();
+        assert_eq!(got.resource_holding("x2"), Some("example.com/x"));
+        let missing = client
+            .get(GetPodResourcesRequest {
+                pod_name: "c".into(),
+                pod_namespace: "ns".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+
+        server.stop();
+        assert!(!socket.exists(), "stop removes the socket");
+    }
+}
