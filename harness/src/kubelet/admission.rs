@@ -9,10 +9,29 @@ use deviceplugin_api::v1beta1::{AllocateResponse, ContainerPreferredAllocationRe
 use super::checkpoint::{self, Checkpoint, CheckpointData, PodDevicesEntry};
 use super::{DeviceManager, KubeletError};
 
+/// The pod being admitted: the checkpoint names it by UID, the pod-resources API
+/// by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodId {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl PodId {
+    pub fn new(namespace: &str, name: &str, uid: &str) -> PodId {
+        PodId {
+            uid: uid.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
 /// Devices given to one container of a pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodDevices {
-    pub pod_uid: String,
+    pub pod: PodId,
     pub container: String,
     pub resource: String,
     pub ids: Vec<String>,
@@ -25,7 +44,7 @@ impl DeviceManager {
     /// fewer free healthy devices are left.
     pub async fn admit(
         &self,
-        pod_uid: &str,
+        pod: &PodId,
         container: &str,
         resource: &str,
         count: usize,
@@ -74,7 +93,7 @@ impl DeviceManager {
                 return false;
             }
             s.pods.push(PodDevices {
-                pod_uid: pod_uid.to_string(),
+                pod: pod.clone(),
                 container: container.to_string(),
                 resource: resource.to_string(),
                 ids: ids.clone(),
@@ -90,7 +109,7 @@ impl DeviceManager {
             });
         }
         let is_this = |p: &PodDevices| {
-            p.pod_uid == pod_uid && p.container == container && p.resource == resource
+            p.pod.uid == pod.uid && p.container == container && p.resource == resource
         };
         match self.allocate(resource, &ids).await {
             Ok(response) => {
@@ -118,7 +137,7 @@ impl DeviceManager {
         let released = self.shared.update(|s| {
             let (gone, kept) = std::mem::take(&mut s.pods)
                 .into_iter()
-                .partition(|p| p.pod_uid == pod_uid);
+                .partition(|p| p.pod.uid == pod_uid);
             s.pods = kept;
             gone
         });
@@ -140,7 +159,7 @@ impl DeviceManager {
                     .iter()
                     .map(|p| {
                         PodDevicesEntry::new(
-                            &p.pod_uid,
+                            &p.pod.uid,
                             &p.container,
                             &p.resource,
                             &p.ids,

@@ -10,6 +10,7 @@
 mod admission;
 pub mod checkpoint;
 mod plugin_client;
+mod pod_resources;
 #[cfg(test)]
 mod real_clients_tests;
 mod registration;
@@ -25,9 +26,10 @@ use deviceplugin_api::v1beta1::{
     PreferredAllocationResponse,
 };
 use deviceplugin_api::{HEALTHY, KUBELET_SOCKET};
+use pod_resources::PodResourcesServer;
 use tokio::sync::watch;
 
-pub use admission::PodDevices;
+pub use admission::{PodDevices, PodId};
 pub use plugin_client::PluginClient;
 pub use registration::RegistrationServer;
 
@@ -35,6 +37,8 @@ pub use registration::RegistrationServer;
 pub enum KubeletError {
     #[error("failed to serve kubelet registration socket {path}: {source}")]
     Serve { path: PathBuf, source: UdsError },
+    #[error("failed to serve kubelet pod-resources socket {path}: {source}")]
+    ServePodResources { path: PathBuf, source: UdsError },
     #[error("failed to reset device-plugin directory {dir}: {source}")]
     Reset {
         dir: PathBuf,
@@ -171,6 +175,7 @@ pub struct DeviceManager {
     dir: PathBuf,
     shared: Arc<Shared>,
     server: Option<RegistrationServer>,
+    pod_resources: Option<PodResourcesServer>,
 }
 
 impl DeviceManager {
@@ -182,7 +187,19 @@ impl DeviceManager {
             dir: dir.to_path_buf(),
             shared,
             server: Some(server),
+            pod_resources: None,
         })
+    }
+
+    /// Also serves the pod-resources API (`List`, `Get`) on `socket` (the kubelet's
+    /// is `/var/lib/kubelet/pod-resources/kubelet.sock`), from this device manager's
+    /// admissions. It keeps serving across [`DeviceManager::restart`].
+    pub fn serve_pod_resources(&mut self, socket: &Path) -> Result<(), KubeletError> {
+        if let Some(old) = self.pod_resources.take() {
+            old.stop();
+        }
+        self.pod_resources = Some(PodResourcesServer::start(socket, self.shared.clone())?);
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -350,13 +367,19 @@ impl DeviceManager {
 
     /// Stops at once (node teardown): no graceful wait for the plugins' connections.
     pub async fn halt(mut self) {
+        if let Some(pr) = self.pod_resources.take() {
+            pr.stop();
+        }
         if let Some(server) = self.server.take() {
             server.halt().await;
         }
     }
 
-    /// Stops serving and removes `kubelet.sock`.
+    /// Stops serving and removes `kubelet.sock` (and the pod-resources socket).
     pub async fn stop(mut self) {
+        if let Some(pr) = self.pod_resources.take() {
+            pr.stop();
+        }
         if let Some(server) = self.server.take() {
             server.stop().await;
         }
@@ -365,6 +388,9 @@ impl DeviceManager {
 
 impl Drop for DeviceManager {
     fn drop(&mut self) {
+        if let Some(pr) = self.pod_resources.take() {
+            pr.stop();
+        }
         if let Some(server) = self.server.take() {
             server.abort();
         }

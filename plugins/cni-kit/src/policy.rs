@@ -27,6 +27,8 @@ pub const DEFAULT_TAP_ID: u32 = 107;
 /// The `ifalias` a device plugin sets on a macvtap it created (followed by the
 /// deviceID): the mark that lets the CNI take a link under its raw deviceID name.
 pub const DEVICE_PLUGIN_ALIAS_PREFIX: &str = "secnet-deviceplugin:";
+/// The kubelet's pod-resources socket: where device mode asks which pod holds a device.
+pub const DEFAULT_POD_RESOURCES_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
 /// Standalone modes allowed when `standalone_modes` is not set (never passthru).
 pub const DEFAULT_STANDALONE_MODES: [&str; 3] = ["bridge", "private", "vepa"];
 const MACVTAP_MODES: [&str; 4] = ["bridge", "private", "vepa", "passthru"];
@@ -40,6 +42,12 @@ pub struct MacvtapPolicy {
     pub device_lower_devices: Option<Vec<String>>,
     pub tap_owners: Vec<u32>,
     pub tap_groups: Vec<u32>,
+    /// The kubelet's pod-resources socket, asked whether a deviceID belongs to the
+    /// pod named in CNI_ARGS.
+    pub pod_resources_socket: PathBuf,
+    /// Refuse device mode when that question cannot be asked (no socket, no answer,
+    /// no pod name in CNI_ARGS); otherwise such a node works as with upstream's plugin.
+    pub require_pod_resources: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +82,8 @@ impl Default for Policy {
                 device_lower_devices: None,
                 tap_owners: vec![DEFAULT_TAP_ID],
                 tap_groups: vec![DEFAULT_TAP_ID],
+                pod_resources_socket: PathBuf::from(DEFAULT_POD_RESOURCES_SOCKET),
+                require_pod_resources: false,
             },
             ovs: OvsPolicy {
                 sockets: vec![PathBuf::from(DEFAULT_OVS_SOCKET)],
@@ -207,13 +217,18 @@ impl Policy {
                 }
                 ("ovs", "bridges") => p.ovs.bridges = Some(items),
                 ("ovs", "vlans") => p.ovs.vlans = Some(parse_vlans(&items).map_err(field_err)?),
-                ("ovs", "trunk") => {
-                    p.ovs.trunk = match value {
-                        "true" | "yes" | "1" => true,
-                        "false" | "no" | "0" => false,
-                        other => return Err(field_err(format!("{other:?} is not true or false"))),
+                ("macvtap", "pod_resources_socket") => {
+                    if !is_plain_absolute(value) {
+                        return Err(field_err(format!(
+                            "{value:?} must be an absolute path without `.`/`..` components"
+                        )));
                     }
+                    p.macvtap.pod_resources_socket = PathBuf::from(value);
                 }
+                ("macvtap", "require_pod_resources") => {
+                    p.macvtap.require_pod_resources = parse_bool(value).map_err(field_err)?;
+                }
+                ("ovs", "trunk") => p.ovs.trunk = parse_bool(value).map_err(field_err)?,
                 ("", _) => {
                     return Err(format!(
                         "{}: `{key}` outside a section (start with [macvtap] or [ovs])",
@@ -254,6 +269,14 @@ pub fn is_plain_absolute(path: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
+}
+
 fn parse_vlans(items: &[String]) -> Result<BTreeSet<u16>, String> {
     let mut out = BTreeSet::new();
     for item in items {
@@ -289,6 +312,11 @@ mod tests {
         assert!(!p.macvtap.standalone_modes.contains(&"passthru".to_string()));
         assert_eq!(p.ovs.sockets, vec![PathBuf::from(DEFAULT_OVS_SOCKET)]);
         assert!(!p.ovs.trunk);
+        assert!(!p.macvtap.require_pod_resources);
+        assert_eq!(
+            p.macvtap.pod_resources_socket,
+            PathBuf::from(DEFAULT_POD_RESOURCES_SOCKET)
+        );
         assert_eq!(
             (p.macvtap.tap_owners[0], p.macvtap.tap_groups[0]),
             (107, 107)
@@ -299,7 +327,8 @@ mod tests {
     fn full_example_parses() {
         let p = parse(
             "# node policy\n[macvtap]\nstandalone_masters = ens34, bond1\nstandalone_modes = bridge passthru\n\
-             device_lower_devices = ens33\ntap_owners = 107, 0\ntap_groups = 107\n\n[ovs]\n\
+             device_lower_devices = ens33\ntap_owners = 107, 0\ntap_groups = 107\n\
+             pod_resources_socket = /run/kubelet/pr.sock\nrequire_pod_resources = yes\n\n[ovs]\n\
              sockets = unix:/var/run/openvswitch/db.sock, /run/ovs2/db.sock\nbridges = br1\nvlans = 100, 200-202\ntrunk = true # ok\n",
         )
         .unwrap();
@@ -307,6 +336,11 @@ mod tests {
         assert_eq!(p.macvtap.standalone_modes, ["bridge", "passthru"]);
         assert_eq!(p.macvtap.device_lower_devices, Some(vec!["ens33".into()]));
         assert_eq!(p.macvtap.tap_owners, [107, 0]);
+        assert_eq!(
+            p.macvtap.pod_resources_socket,
+            PathBuf::from("/run/kubelet/pr.sock")
+        );
+        assert!(p.macvtap.require_pod_resources);
         assert_eq!(p.ovs.sockets.len(), 2);
         assert_eq!(
             p.ovs.vlans.unwrap().into_iter().collect::<Vec<_>>(),
@@ -332,6 +366,13 @@ mod tests {
                 .contains("outside a section")
         );
         assert!(parse("[sriov]\n").unwrap_err().contains("unknown section"));
+        let e = parse("[macvtap]\nrequire_pod_resources = maybe\n").unwrap_err();
+        assert!(
+            e.contains("require_pod_resources") && e.contains("maybe"),
+            "{e}"
+        );
+        let e = parse("[macvtap]\npod_resources_socket = run/kubelet.sock\n").unwrap_err();
+        assert!(e.contains("pod_resources_socket"), "{e}");
         assert!(
             parse("[macvtap]\nstandalone_modes = bridged\n")
                 .unwrap_err()

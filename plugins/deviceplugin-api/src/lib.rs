@@ -1,10 +1,12 @@
 //! The kubelet device plugin API v1beta1: generated messages and gRPC services
 //! (from `proto/api.proto`), its constants, and gRPC over Unix sockets for both
-//! sides (the plugin and the kubelet's device manager).
+//! sides (the plugin and the kubelet's device manager). Also the kubelet's
+//! pod-resources API v1 ([`podresources`]).
 
 pub mod authority;
 pub mod hpack;
 pub mod peers;
+pub mod podresources;
 pub mod uds;
 
 /// Generated from `proto/api.proto` (package `v1beta1`).

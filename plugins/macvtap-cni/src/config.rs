@@ -88,11 +88,26 @@ impl MacvtapMode {
     }
 }
 
+/// The pod the runtime attaches, from CNI_ARGS `K8S_POD_NAMESPACE`/`K8S_POD_NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for PodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// A validated configuration for one invocation.
 #[derive(Debug, Clone)]
 pub struct NetConf {
     pub name: String,
     pub source: Source,
+    /// `None` outside Kubernetes (no pod name in CNI_ARGS).
+    pub pod: Option<PodName>,
     pub mtu: Option<u32>,
     pub promisc: bool,
     pub owner: u32,
@@ -155,9 +170,22 @@ impl NetConf {
             args_cni_mac.as_deref(),
             cni_args.get("MAC"),
         )?;
+        let pod = match (
+            cni_args.get("K8S_POD_NAMESPACE"),
+            cni_args.get("K8S_POD_NAME"),
+        ) {
+            (Some(namespace), Some(name)) if !namespace.is_empty() && !name.is_empty() => {
+                Some(PodName {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                })
+            }
+            _ => None,
+        };
         Ok(NetConf {
             name: raw.name,
             source,
+            pod,
             mtu,
             promisc: raw.promisc_mode.unwrap_or(false),
             owner: id_field(raw.owner, "owner")?,
@@ -238,6 +266,22 @@ mod tests {
         assert_eq!((c.owner, c.group), (107, 107));
         assert_eq!(c.mtu, None);
         assert!(!c.promisc);
+    }
+
+    #[test]
+    fn pod_comes_from_cni_args_when_both_parts_are_there() {
+        let conf = r#"{"cniVersion":"1.0.0","name":"n","deviceID":"d"}"#;
+        let c = NetConf::parse(&inv(
+            conf,
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=vm-a;K8S_POD_UID=u",
+        ))
+        .unwrap();
+        assert_eq!(c.pod.unwrap().to_string(), "ns/vm-a");
+        assert_eq!(
+            NetConf::parse(&inv(conf, "K8S_POD_NAME=vm-a")).unwrap().pod,
+            None
+        );
+        assert_eq!(NetConf::parse(&inv(conf, "")).unwrap().pod, None);
     }
 
     #[test]

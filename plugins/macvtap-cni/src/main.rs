@@ -7,9 +7,11 @@ const ABOUT: &str = "macvtap: secnet's macvtap CNI plugin, a drop-in replacement
 
 fn main() {
     run_plugin(ABOUT, &SpecVersion::RESULT_CAPABLE, |inv| {
-        // One thread: a CNI invocation is a handful of netlink round trips.
+        // One thread: a CNI invocation is a handful of netlink round trips (and in
+        // device mode one call to the kubelet, under a timeout).
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
+            .enable_time()
             .build()
             .map_err(|e| {
                 cni_kit::CniError::new(

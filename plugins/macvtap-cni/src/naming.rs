@@ -1,5 +1,6 @@
-//! Host-side link names for device IDs, shared with the device plugin.
+//! Host-side link names and marks for device IDs, shared with the device plugin.
 
+use cni_kit::policy::DEVICE_PLUGIN_ALIAS_PREFIX;
 use xxhash_rust::xxh64::xxh64;
 
 /// `mvt` + 12 lowercase hex digits of the low 48 bits of XXH64(deviceID, seed 0):
@@ -9,6 +10,12 @@ pub fn hashed_link_name(device_id: &str) -> String {
         "mvt{:012x}",
         xxh64(device_id.as_bytes(), 0) & 0xffff_ffff_ffff
     )
+}
+
+/// The mark (ifalias) the device plugin sets on every macvtap it makes for
+/// `device_id`: the CNI takes a link under the raw deviceID name only with it.
+pub fn device_plugin_mark(device_id: &str) -> String {
+    format!("{DEVICE_PLUGIN_ALIAS_PREFIX}{device_id}")
 }
 
 /// Temporary name of a macvtap created in standalone mode, unique per attachment.

@@ -12,7 +12,7 @@ use rtnetlink::packet_route::link::MacVtapMode;
 use rtnetlink::{Handle, LinkMacVtap, LinkUnspec};
 
 use crate::config::{DelConf, MacvtapMode, NetConf, Source};
-use crate::naming::{hashed_link_name, standalone_temp_name};
+use crate::naming::{device_plugin_mark, hashed_link_name, standalone_temp_name};
 use cni_kit::policy::{DEVICE_PLUGIN_ALIAS_PREFIX, Policy};
 
 /// Dispatches one invocation. VERSION is answered by `cni_kit::invocation::run_plugin`.
@@ -53,7 +53,10 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
         .await
         .map_err(|e| io_failure(format!("open netlink in {netns_path}"), e))?;
     let pending = match &conf.source {
-        Source::Device(id) => move_device_link(&host, &pod, &pod_ns, id, conf, policy).await?,
+        Source::Device(id) => {
+            crate::allocation::check(id, conf.pod.as_ref(), policy).await?;
+            move_device_link(&host, &pod, &pod_ns, id, conf, policy).await?
+        }
         Source::Standalone { master, mode } => {
             create_standalone(&host, &pod, &pod_ns, inv, master, *mode, conf).await?
         }
@@ -78,11 +81,6 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
             Err(err)
         }
     }
-}
-
-/// The mark a device plugin puts on a link it made for `device_id` (ifalias).
-pub fn device_plugin_mark(device_id: &str) -> String {
-    format!("{DEVICE_PLUGIN_ALIAS_PREFIX}{device_id}")
 }
 
 /// Whether `link` may be taken for `device_id`: a macvtap, under the hashed name

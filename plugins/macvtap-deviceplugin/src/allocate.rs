@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cni_kit::netns::{errno, link_by_name};
-use macvtap_cni::naming::hashed_link_name;
+use macvtap_cni::naming::{device_plugin_mark, hashed_link_name};
 use rtnetlink::packet_route::link::MacVtapMode;
-use rtnetlink::{Handle, LinkMacVtap};
+use rtnetlink::{Handle, LinkMacVtap, LinkUnspec};
 
 use crate::config::{Mode, ResourceConfig};
 
@@ -207,6 +207,20 @@ pub async fn create_tap(
             id: id.to_string(),
             link: link_name.clone(),
         })?;
+    // The mark that lets the CNI tell our links from any other macvtap. The kernel
+    // ignores IFLA_IFALIAS when creating a link, hence a second message.
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(created.index)
+                .alias(device_plugin_mark(id))
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(netlink(format!(
+            "mark macvtap {link_name} with its deviceID"
+        )))?;
 
     let dev_path = PathBuf::from(format!("/dev/tap{}", created.index));
     wait_for_node(&dev_path, id).await?;

@@ -10,9 +10,14 @@ use std::time::{Duration, Instant};
 use common::{Node, config, resource};
 use deviceplugin_api::v1beta1::ContainerPreferredAllocationRequest;
 use deviceplugin_api::{HEALTHY, UNHEALTHY};
-use secnet::kubelet::KubeletError;
+use secnet::kubelet::{KubeletError, PodId};
 
 const BOUND: Duration = Duration::from_secs(5);
+
+/// Pod `default/pod-<x>` with UID `uid-<x>`.
+fn pod(x: &str) -> PodId {
+    PodId::new("default", &format!("pod-{x}"), &format!("uid-{x}"))
+}
 
 fn ids(name: &str, n: u32) -> Vec<String> {
     (0..n).map(|i| format!("{name}Mvp{i}")).collect()
@@ -130,6 +135,11 @@ async fn allocate_creates_the_macvtap_and_returns_its_tap_device() {
         n.ip(&["-d", "link", "show", &link])
             .contains("macvtap mode vepa")
     );
+    assert_eq!(
+        facts.alias.as_deref(),
+        Some("secnet-deviceplugin:dataplaneMvp1"),
+        "marked for the CNI with its deviceID"
+    );
 
     let meta = std::fs::metadata(&tap.host_path).unwrap();
     assert!(meta.file_type().is_char_device());
@@ -153,6 +163,11 @@ async fn allocate_creates_the_macvtap_and_returns_its_tap_device() {
     // A new macvtap gets a new random MAC (its ifindex may be the same: outside the
     // host namespace indexes are derived from the device ID).
     assert_ne!(facts2.mac, facts.mac, "a new link");
+    assert_eq!(
+        facts2.alias.as_deref(),
+        Some("secnet-deviceplugin:dataplaneMvp1"),
+        "the new link is marked too"
+    );
     assert_eq!(
         again.container_responses[0].devices[0].host_path,
         format!("/dev/tap{}", facts2.index)
@@ -461,16 +476,24 @@ async fn kubelet_admission_allocates_checkpoints_and_reports_insufficient() {
         .await
         .unwrap();
 
-    let a = n.kubelet.admit("uid-a", "compute", &res, 2).await.unwrap();
+    let a = n
+        .kubelet
+        .admit(&pod("a"), "compute", &res, 2)
+        .await
+        .unwrap();
     assert_eq!(a.ids.len(), 2);
-    let b = n.kubelet.admit("uid-b", "compute", &res, 1).await.unwrap();
+    let b = n
+        .kubelet
+        .admit(&pod("b"), "compute", &res, 1)
+        .await
+        .unwrap();
     assert!(
         a.ids.iter().all(|id| !b.ids.contains(id)),
         "no device given twice"
     );
     let err = n
         .kubelet
-        .admit("uid-c", "compute", &res, 1)
+        .admit(&pod("c"), "compute", &res, 1)
         .await
         .unwrap_err();
     assert!(
@@ -494,7 +517,11 @@ async fn kubelet_admission_allocates_checkpoints_and_reports_insufficient() {
     assert!(std::path::Path::new(tap).exists(), "{tap}");
 
     n.kubelet.release("uid-a").unwrap();
-    let c = n.kubelet.admit("uid-c", "compute", &res, 2).await.unwrap();
+    let c = n
+        .kubelet
+        .admit(&pod("c"), "compute", &res, 2)
+        .await
+        .unwrap();
     assert_eq!(c.ids.len(), 2);
     let cp = secnet::kubelet::checkpoint::Checkpoint::read(&path).unwrap();
     assert!(cp.pod_devices("uid-a", &res).is_empty());

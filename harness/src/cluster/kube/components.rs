@@ -247,16 +247,19 @@ fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 /// Every set, in the order they are applied.
 pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
-    let (mv_image, dp_cmd, cni_src) = match opts.macvtap {
+    // Our image has no shell: its install step is install-cni; upstream's has cp.
+    let (mv_image, dp_cmd, cni_src, install_cni) = match opts.macvtap {
         MacvtapImpl::Secnet => (
             opts.image.as_str(),
             "/usr/local/bin/macvtap-deviceplugin",
             "/usr/local/bin/macvtap",
+            "/usr/local/bin/install-cni",
         ),
         MacvtapImpl::Upstream => (
             UPSTREAM_MACVTAP_IMAGE,
             "/macvtap-deviceplugin",
             "/macvtap-cni",
+            "cp",
         ),
     };
     let gh = |repo: &str, version: &str, file: &str| Source::Remote {
@@ -284,6 +287,7 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
                 ("MACVTAP_IMAGE", mv_image),
                 ("MACVTAP_DP_CMD", dp_cmd),
                 ("MACVTAP_CNI_SRC", cni_src),
+                ("MACVTAP_INSTALL_CNI", install_cni),
                 ("LOWER_DEVICE", &opts.lower_device),
             ]),
             log_selectors: vec![("kube-system".into(), "app=secnet-macvtap".into())],

@@ -44,6 +44,13 @@ impl NetnsNode {
         self.view.host_path("/var/lib/kubelet/device-plugins")
     }
 
+    /// Host-side path of the node's `/var/lib/kubelet/pod-resources/kubelet.sock`.
+    pub fn pod_resources_socket(&self) -> PathBuf {
+        self.view
+            .host_path("/var/lib/kubelet/pod-resources")
+            .join(deviceplugin_api::KUBELET_SOCKET)
+    }
+
     pub fn log_path(&self, what: &str) -> PathBuf {
         self.view.dir.join(format!("{what}.log"))
     }
@@ -56,7 +63,8 @@ impl NetnsNode {
         env: &BTreeMap<String, String>,
     ) -> Result<(), NetnsError> {
         if self.device_manager.is_none() {
-            let dm = DeviceManager::start(&self.device_plugin_dir())?;
+            let mut dm = DeviceManager::start(&self.device_plugin_dir())?;
+            dm.serve_pod_resources(&self.pod_resources_socket())?;
             self.device_manager = Some(dm);
         }
         let log_path = self.log_path("device-plugin");

@@ -135,6 +135,7 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
     let uid = pod_uid(&cluster.opts.run_id, inner.uid_counter);
     let sandbox_id = format!("{}-{}", cluster.opts.run_id, &uid[..8]);
     let node_name = inner.nodes[node_index].name.clone();
+    let pod_id = crate::kubelet::PodId::new(&ns, &name, &uid);
 
     // Admission: Allocate per container and resource; the device manager checkpoints.
     let mut devices: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -150,7 +151,7 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             let node = &inner.nodes[node_index];
             let admitted = match &node.device_manager {
                 Some(dm) => dm
-                    .admit(&uid, &container.name, &resource, want as usize)
+                    .admit(&pod_id, &container.name, &resource, want as usize)
                     .await
                     .map_err(super::NetnsError::from),
                 None => Err(super::NetnsError::NotRunning {

@@ -1,5 +1,5 @@
-//! A node's private mount view: its own `/var/lib/cni` and
-//! `/var/lib/kubelet/device-plugins`, backed by directories of the run, held by a
+//! A node's private mount view: its own `/var/lib/cni`,
+//! `/var/lib/kubelet/device-plugins` and `/var/lib/kubelet/pod-resources`, backed by directories of the run, held by a
 //! persistent mount namespace file (as `ip netns` does for network namespaces).
 
 use std::path::{Path, PathBuf};
@@ -14,9 +14,11 @@ use crate::lab::run;
 /// the host (Linux >= 3.18), and the kernel then detaches that view's mount, so that
 /// run's device plugin loses `kubelet.sock` and its own socket (it served, but never
 /// registered).
-pub const PRIVATE: [(&str, &str); 3] = [
+pub const PRIVATE: [(&str, &str); 4] = [
     ("/var/lib/cni", "cni"),
     ("/var/lib/kubelet/device-plugins", "device-plugins"),
+    // The kubelet's pod-resources socket, where the macvtap CNI checks allocations.
+    ("/var/lib/kubelet/pod-resources", "pod-resources"),
     // The node's ovsdb-server socket, where OVS CNIs look by default.
     ("/var/run/openvswitch", "openvswitch"),
 ];
