@@ -82,6 +82,7 @@ scenarios! {
     security_ovs_trunk_list => "security/ovs: trunk list without the policy allowing trunks",
     security_ovs_ipam_self => "security/ovs: ipam type naming the plugin itself",
     security_ovs_container_ids => "security/ovs: absolute and ../ container ids on DEL",
+    security_other_pods_device => "security/macvtap: a deviceID of another pod's allocation",
     ovs_vlan100_reachability => "ovs/VLAN 100 pods reach each other on one node and across nodes",
     ovs_vlan200_isolated => "ovs/a VLAN 200 pod is isolated from VLAN 100",
     ovs_trunk_allowed_vlans_only => "ovs/trunk attachment receives tagged frames of its allowed VLANs only",

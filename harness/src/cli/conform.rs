@@ -41,7 +41,8 @@ pub struct ConformArgs {
     /// commands, rendered manifests, scenarios) and run nothing; needs no root.
     #[arg(long)]
     dry_run: bool,
-    /// Stop after the first failed scenario; the rest are reported as skipped.
+    /// Stop after the first failed scenario: no new one starts (those already running
+    /// finish) and the rest are reported as skipped.
     #[arg(long)]
     fail_fast: bool,
     /// Scenarios run at once, each in its own netns cluster [default: the number

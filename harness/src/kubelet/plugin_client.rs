@@ -118,7 +118,9 @@ pub(crate) async fn follow(
 ) {
     let current = |s: &super::State| s.generations.get(&resource) == Some(&generation);
     let fail = |error: String| {
-        tracing::warn!(resource = %resource, "{error}");
+        // Every teardown ends the streams: shown with -v, kept for diagnostics in
+        // the resource's last_error.
+        tracing::info!(resource = %resource, "{error}");
         shared.update(|s| {
             if current(s) {
                 if let Some(view) = s.snapshot.resources.get_mut(&resource) {

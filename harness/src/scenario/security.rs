@@ -14,11 +14,16 @@ use std::time::Duration;
 use cni_kit::policy::POLICY_ENV;
 use serde_json::{Value, json};
 
-use super::kit::{LabOvs, lab_failure, lab_ovs, node_policy, scratch_dir};
+use super::kit::{
+    DATAPLANE, LabOvs, fixture_pod, lab_failure, lab_ovs, named, node_policy, pod_link, scratch_dir,
+};
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
+use crate::cluster::Cluster;
+use crate::cluster::any::AnyCluster;
 use crate::cni::{Call, Reply, exec};
 use crate::lab::node::NodeLab;
 use crate::lab::{Ns, ScratchDir};
+use crate::objects::{Meta, NadSpec, NetworkAttachmentDefinition, Object, Pod};
 
 const NO_POLICY: &str = "upstream has no such policy";
 
@@ -154,6 +159,17 @@ pub fn scenarios() -> Vec<Scenario> {
             why: "container ids must be checked before a cache path is built from them",
             ..OvsAttack::default()
         },
+    );
+    list.push(
+        Scenario::on_cluster(
+            "security/macvtap: a deviceID of another pod's allocation",
+            "macvtap",
+            "pod",
+            &["security", "cni", "deviceplugin"],
+            |ctx, c| Box::pin(other_pods_device(ctx, c)),
+        )
+        .needs(&[Capability::NodeAccess])
+        .deploy_macvtap_seed(),
     );
     list
 }
@@ -487,4 +503,65 @@ mod tests {
             "[macvtap]\nstandalone_masters = eth7\n"
         );
     }
+}
+
+/// A tenant's NAD that writes in the deviceID another pod was allocated: with the
+/// kubelet's pod-resources API on the node, device mode must refuse it (the device
+/// is not the attacker's) and the victim's interface stays as it was.
+async fn other_pods_device(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    let node = cluster.nodes()[0].clone();
+    let victim = cluster
+        .create_pod(named(
+            fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
+            "victim",
+            Some(&node),
+        ))
+        .await?;
+    let device = victim
+        .devices
+        .get(DATAPLANE)
+        .and_then(|d| d.first())
+        .cloned()
+        .ok_or_else(|| Failure::msg(format!("the victim holds no {DATAPLANE} device")))?;
+    let before = pod_link(cluster, &victim, "net1").await?;
+    // No resourceName: the attacker's pod gets no device of its own, only the text.
+    let stolen = NetworkAttachmentDefinition {
+        metadata: Meta {
+            name: "stolen".into(),
+            namespace: "default".into(),
+            ..Default::default()
+        },
+        spec: NadSpec {
+            config: json!({
+                "cniVersion": "0.3.1",
+                "name": "stolen",
+                "type": "macvtap",
+                "deviceID": device,
+            })
+            .to_string(),
+        },
+    };
+    cluster.apply(vec![Object::Nad(stolen)]).await?;
+    match cluster
+        .create_pod(Pod::plain("attacker", &node, "stolen"))
+        .await
+    {
+        Ok(p) => {
+            cluster.delete_pod(&p.namespace, &p.name).await?;
+            return fail(format!(
+                "the attacker's pod started with the victim's device {device} (deviceID written in its NAD); the CNI must check the allocation with the kubelet's pod-resources API ({NO_POLICY})"
+            ));
+        }
+        Err(e) => {
+            let text = e.to_string();
+            ensure(text.contains("not allocated to pod"), || {
+                format!("the attacker's pod failed, but not for the device's owner: {text}")
+            })?;
+        }
+    }
+    let after = pod_link(cluster, &victim, "net1").await?;
+    ensure(
+        after["ifindex"] == before["ifindex"] && after["address"] == before["address"],
+        || format!("the victim's net1 changed: before {before}, after {after}"),
+    )
 }

@@ -76,14 +76,16 @@ fn vm_options(ctx: &Ctx) -> Result<VmOptions, Failure> {
         .unwrap_or_else(|| image::DEFAULT_CACHE.into());
     let img = image::ensure(&cache)
         .map_err(|e| Failure::caused(format!("the guest image (cache {})", cache.display()), e))?;
-    eprintln!(
-        "secnet vm: guest image {} ({} in {:.2?}, kernel {}, {:?})",
+    let note = format!(
+        "guest image {} ({} in {:.2?}, kernel {}, {:?})",
         img.dir.display(),
         if img.built { "built" } else { "cached" },
         img.elapsed,
         img.kernel_version,
         img.format
     );
+    tracing::info!("{note}");
+    ctx.observed.note(&note);
     Ok(VmOptions::new(
         img,
         ctx.work_dir.join(&ctx.scope).join("vms"),
@@ -127,8 +129,8 @@ async fn boot_all(
         .iter()
         .map(|v| format!("{} {:.2?}", v.vm.name, v.boot.unwrap_or_default()))
         .collect();
-    eprintln!(
-        "secnet vm: {} guest(s) booted in parallel in {:.2?} ({}; {})",
+    tracing::info!(
+        "{} guest(s) booted in parallel in {:.2?} ({}; {})",
         vms.len(),
         t.elapsed(),
         boots.join(", "),
@@ -145,8 +147,8 @@ async fn first_pings(ctx: &Ctx, vms: &mut [RunningVm], ip: &str, target: &str) -
         let t = t?;
         ctx.observed
             .phase(&format!("{} boot-to-first-ping", v.vm.name), t);
-        eprintln!(
-            "secnet vm: {} boot-to-first-ping {t:.2?} (agent ready at {:.2?})",
+        tracing::info!(
+            "{} boot-to-first-ping {t:.2?} (agent ready at {:.2?})",
             v.vm.name,
             v.boot.unwrap_or_default()
         );
