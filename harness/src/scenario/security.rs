@@ -487,24 +487,6 @@ async fn hostile_container_ids(nl: &NodeLab, scratch: &ScratchDir, call: Call) -
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attacks_name_the_node_lab_uplink() {
-        let config = json!({"master": UPLINK, "deviceID": "<uplink>Mvp0", "mode": "bridge"});
-        assert_eq!(
-            config_on_node(&config, "eth7").unwrap(),
-            json!({"master": "eth7", "deviceID": "eth7Mvp0", "mode": "bridge"})
-        );
-        assert_eq!(
-            on_node("[macvtap]\nstandalone_masters = <uplink>\n", "eth7"),
-            "[macvtap]\nstandalone_masters = eth7\n"
-        );
-    }
-}
-
 /// A tenant's NAD that writes in the deviceID another pod was allocated: with the
 /// kubelet's pod-resources API on the node, device mode must refuse it (the device
 /// is not the attacker's) and the victim's interface stays as it was.
@@ -564,4 +546,22 @@ async fn other_pods_device(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         after["ifindex"] == before["ifindex"] && after["address"] == before["address"],
         || format!("the victim's net1 changed: before {before}, after {after}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attacks_name_the_node_lab_uplink() {
+        let config = json!({"master": UPLINK, "deviceID": "<uplink>Mvp0", "mode": "bridge"});
+        assert_eq!(
+            config_on_node(&config, "eth7").unwrap(),
+            json!({"master": "eth7", "deviceID": "eth7Mvp0", "mode": "bridge"})
+        );
+        assert_eq!(
+            on_node("[macvtap]\nstandalone_masters = <uplink>\n", "eth7"),
+            "[macvtap]\nstandalone_masters = eth7\n"
+        );
+    }
 }
