@@ -472,7 +472,14 @@ async fn run_selected(
     let jobs = opts.effective_jobs().max(1);
     let progress = Progress::new();
     let mut reports: Vec<Option<ScenarioReport>> = (0..total).map(|_| None).collect();
-    let mut pending = selected.into_iter().enumerate();
+    // Heaviest first (stable): the light ones fill the gaps at the end. Reports stay
+    // in the selection's order.
+    let mut order: Vec<(usize, &'static scenario::Scenario)> =
+        selected.into_iter().enumerate().collect();
+    if jobs > 1 {
+        order.sort_by_key(|(_, s)| std::cmp::Reverse(s.weight()));
+    }
+    let mut pending = order.into_iter();
     let mut running = tokio::task::JoinSet::new();
     let mut any_failed = false;
     loop {

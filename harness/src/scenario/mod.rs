@@ -390,6 +390,23 @@ impl Scenario {
         self
     }
 
+    /// A rough weight of the scenario's run time, from what it declares (guests to
+    /// boot, OVS daemons to start, many pods): a parallel run starts the heavy ones
+    /// first so that the light ones fill the gaps at the end.
+    pub fn weight(&self) -> u32 {
+        let mut w = 1;
+        if self.needs.contains(&Capability::Vm) {
+            w += 4;
+        }
+        if self.needs.contains(&Capability::Ovs) {
+            w += 2;
+        }
+        if self.labels.contains(&"concurrency") {
+            w += 4;
+        }
+        w
+    }
+
     /// Whether the scenario runs on every provider (needs nothing a real cluster lacks).
     pub fn portable_on(&self, provider: Provider) -> bool {
         provider.missing(&self.needs).is_none()
