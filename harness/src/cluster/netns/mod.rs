@@ -223,11 +223,19 @@ impl NetnsCluster {
     pub async fn teardown(self) -> Vec<String> {
         let mut errors = Vec::new();
         let keys: Vec<(String, String)> = self.inner.lock().await.pods.keys().cloned().collect();
-        for (ns, name) in keys {
-            if let Err(e) = self.delete_pod(&ns, &name).await {
-                errors.push(e.to_string());
-            }
-        }
+        // Pods go concurrently, as a kubelet tears down a node's pods.
+        let this = &self;
+        let deleted = futures::future::join_all(
+            keys.iter()
+                .map(|(ns, name)| async move { this.delete_pod(ns, name).await }),
+        )
+        .await;
+        errors.extend(
+            deleted
+                .into_iter()
+                .filter_map(|r| r.err())
+                .map(|e| e.to_string()),
+        );
         let mut inner = self.inner.into_inner();
         // All plugins stop in parallel.
         for node in inner.nodes.iter_mut() {
