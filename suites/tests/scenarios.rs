@@ -1,10 +1,11 @@
-//! One nextest test per `secnet conform` scenario: the same code, run alone, on the
-//! bundled implementations and the built-in netns topology.
+//! One nextest test per `secnet conform` scenario, generated from the scenario
+//! list: the same code, run alone, on the bundled implementations and the built-in
+//! netns topology. Filter by group: `cargo nextest run -E 'test(/^vm::/)'`.
 
 use secnet::cluster::capability::{Capability, package_of};
 use secnet::conform::{Options, run_one};
 
-async fn scenario(name: &str) {
+async fn run(name: &str) {
     if !secnet::prereq::require_root(name) {
         return;
     }
@@ -30,66 +31,40 @@ async fn scenario(name: &str) {
     }
 }
 
-macro_rules! scenarios {
-    ($($test:ident => $name:expr),* $(,)?) => {
-        $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { scenario($name).await } )*
-
-        /// Every scenario has its test here (a new scenario without one fails this).
-        #[test]
-        fn every_scenario_has_a_test() {
-            let listed = [$($name),*];
-            for s in secnet::scenario::all() {
-                assert!(listed.contains(&s.name.as_str()), "scenario {:?} has no suite test: add it to suites/tests/scenarios.rs", s.name);
-            }
-        }
+/// The test's name: the scenario's group, `::`, and the rest of its name in
+/// lowercase words joined by `_` (`seed::macvtap_pod_net1_is_a_macvtap_on_ens33`).
+fn test_name(scenario: &str) -> String {
+    let (group, rest) = scenario.split_once('/').unwrap_or(("other", scenario));
+    let slug = |s: &str| {
+        s.split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect::<Vec<_>>()
+            .join("_")
     };
+    format!("{}::{}", slug(group), slug(rest))
 }
 
-scenarios! {
-    macvtap_cni_0_3_0 => "macvtap-cni/[0.3.0] device attach, check, delete",
-    macvtap_cni_0_3_1 => "macvtap-cni/[0.3.1] device attach, check, delete",
-    macvtap_cni_0_4_0 => "macvtap-cni/[0.4.0] device attach, check, delete",
-    macvtap_cni_1_0_0 => "macvtap-cni/[1.0.0] device attach, check, delete",
-    macvtap_cni_1_1_0 => "macvtap-cni/[1.1.0] device attach, check, delete",
-    macvtap_cni_requested_mac_mtu => "macvtap-cni/requested MAC, MTU and promisc",
-    macvtap_cni_del_after_netns_gone => "macvtap-cni/DEL after the pod netns is gone",
-    macvtap_cni_standalone => "macvtap-cni/standalone mode on master",
-    macvtap_cni_killed_add => "macvtap-cni/ADD killed half-way: DEL and the next ADD converge",
-    seed_daemonset_capacity => "seed/device plugin DaemonSet: capacity 50 on every node",
-    seed_macvtap_pod => "seed/macvtap-pod: net1 is a macvtap on ens33",
-    seed_macvtap_pod_with_mac => "seed/macvtap-pod-with-mac: the requested MAC everywhere",
-    seed_capacity_accounting => "seed/capacity accounting: allocate, release, Insufficient",
-    seed_macvtap_reachability => "seed/macvtap reachability: same node, across nodes, not the own uplink",
-    seed_macvlan_host_local => "seed/macvlan-test NAD with host-local: addresses and cross-node ping",
-    seed_macvlan_dhcp_lab => "seed/manual macvlan lab: DHCP from the LAN, gateway reachable",
-    fault_kubelet_restart => "fault/kubelet restart: resources back, allocations kept",
-    fault_device_plugin_killed => "fault/device plugin SIGKILL and restart: capacity back, no stale links",
-    fault_lower_device => "fault/lower device down, deleted, recreated: Unhealthy then Healthy",
-    fault_netns_gone_before_del => "fault/pod netns deleted before CNI DEL: devices and leases freed",
-    fault_fifty_pods_at_once => "fault/50 pods at once on one node: distinct devices and MACs",
-    bad_input_device_plugin_configs => "bad-input/device plugin ConfigMaps: the seed's, unknown mode, capacity 0",
-    bad_input_pods => "bad-input/pods: missing NAD, malformed annotation, bad MAC, MTU above the lower's",
-    bad_input_fixtures => "bad-input/fixtures: typos named by file, document and field",
-    security_standalone_uplink => "security/macvtap: standalone master on the node's uplink, no node policy",
-    security_standalone_bridge => "security/macvtap: standalone master on a host bridge the policy does not list",
-    security_passthru => "security/macvtap: passthru with promiscMode on the uplink",
-    security_vm_macvtap0 => "security/macvtap: a deviceID naming a VM's macvtap0",
-    security_device_id_uplink => "security/macvtap: a deviceID naming the node's uplink",
-    security_tap_owner_root => "security/macvtap: owner/group of /dev/tapN set to root",
-    security_ovs_proc_socket => "security/ovs: socket_file through /proc/<pid>/root",
-    security_ovs_symlink_socket => "security/ovs: socket_file a symlink to the node's ovsdb-server",
-    security_ovs_trunk_all => "security/ovs: trunk of every VLAN (no vlan) without the policy allowing trunks",
-    security_ovs_trunk_list => "security/ovs: trunk list without the policy allowing trunks",
-    security_ovs_ipam_self => "security/ovs: ipam type naming the plugin itself",
-    security_ovs_container_ids => "security/ovs: absolute and ../ container ids on DEL",
-    security_other_pods_device => "security/macvtap: a deviceID of another pod's allocation",
-    ovs_vlan100_reachability => "ovs/VLAN 100 pods reach each other on one node and across nodes",
-    ovs_vlan200_isolated => "ovs/a VLAN 200 pod is isolated from VLAN 100",
-    ovs_trunk_allowed_vlans_only => "ovs/trunk attachment receives tagged frames of its allowed VLANs only",
-    ovs_mtu_mac_and_cleanup => "ovs/MTU and MAC as requested, no port left after delete",
-    vm_macvtap => "vm/macvtap frontend: guest MAC is the macvtap's, capacity counted, pings a pod and a VM on one node and across nodes",
-    vm_macvlan_bridge => "vm/bridge binding on macvlan-test: host-local address in the guest, reaches a pod",
-    vm_masquerade => "vm/masquerade on the pod network: the guest reaches the fabric gateway",
-    vm_ovs_bridge => "vm/bridge binding on ovs-vlan-100: the guest reaches a VLAN 100 pod on the other node",
-    vm_boot_failure => "vm/guest that cannot boot: the failure carries the console, nothing left running",
+/// Every scenario is a test, named after it: a new scenario needs nothing here.
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let mut seen = std::collections::BTreeSet::new();
+    let trials = secnet::scenario::all()
+        .iter()
+        .map(|s| {
+            let name = test_name(&s.name);
+            assert!(seen.insert(name.clone()), "two scenarios are test {name}");
+            let scenario = s.name.clone();
+            libtest_mimic::Trial::test(name, move || {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("tokio runtime: {e}"))?
+                    .block_on(run(&scenario));
+                Ok(())
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
 }
