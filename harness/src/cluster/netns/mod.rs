@@ -286,7 +286,20 @@ fn cleanup_run_dir(run_dir: &std::path::Path, views: &[view::MountView]) -> Vec<
         }
     }
     let _ = view::unprivatize(run_dir);
-    if let Err(e) = std::fs::remove_dir_all(run_dir)
+    // EBUSY right after the unmount: another scenario's new mount namespace still
+    // holds a copy; it lets go within moments (bounded retry).
+    let mut removed = std::fs::remove_dir_all(run_dir);
+    for _ in 0..20 {
+        match &removed {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = view::unprivatize(run_dir);
+                removed = std::fs::remove_dir_all(run_dir);
+            }
+            _ => break,
+        }
+    }
+    if let Err(e) = removed
         && e.kind() != std::io::ErrorKind::NotFound
     {
         errors.push(format!("failed to remove {}: {e}", run_dir.display()));

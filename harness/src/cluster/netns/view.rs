@@ -93,7 +93,13 @@ pub fn privatize(run_dir: &Path) -> Result<(), NetnsError> {
     Ok(())
 }
 
+/// Undoes `privatize`. A scenario running next to this one may be creating a mount
+/// namespace at this moment (its copy of the mount table holds this one busy for a
+/// while): then the mount is detached lazily, which frees the directory at once.
 pub fn unprivatize(run_dir: &Path) -> Result<(), NetnsError> {
-    run("umount", &[&run_dir.display().to_string()], T)?;
+    let d = run_dir.display().to_string();
+    if run("umount", &[&d], T).is_err() {
+        run("umount", &["--lazy", &d], T)?;
+    }
     Ok(())
 }
