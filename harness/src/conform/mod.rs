@@ -571,14 +571,13 @@ async fn run_selected(
 /// the implementation under test does not claim.
 fn why_not_run(s: &scenario::Scenario, ctx: &Ctx) -> Option<String> {
     let provider = ctx.provider();
-    if let Some(why) = s.unsupported_on(provider) {
-        // Under CI a missing program on this machine fails the run instead.
-        let program_missing = provider.is_local()
-            && s.needs
-                .iter()
-                .any(|c| matches!(c, scenario::Capability::Program(_)));
+    if let Some(missing) = provider.missing(&s.needs) {
+        // Under CI a program missing on this machine (named, or implied by Ovs, Vm,
+        // Dhcp) fails the scenario instead of skipping it.
+        let program_missing =
+            provider.is_local() && matches!(missing, scenario::Capability::Program(_));
         if !(program_missing && crate::prereq::in_ci()) {
-            return Some(why);
+            return s.unsupported_on(provider);
         }
     }
     s.not_claimed(ctx)
