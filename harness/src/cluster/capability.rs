@@ -86,17 +86,11 @@ pub fn package_of(program: &str) -> &'static str {
 }
 
 impl fmt::Display for Capability {
+    /// The variant's name, as scenarios declare it (`Ovs`, `Program(tcpdump)`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Capability::NodeAccess => f.write_str("NodeAccess"),
-            Capability::NodeFaults => f.write_str("NodeFaults"),
-            Capability::DevicePluginRestart => f.write_str("DevicePluginRestart"),
-            Capability::DevicePluginConfig => f.write_str("DevicePluginConfig"),
-            Capability::Ovs => f.write_str("Ovs"),
-            Capability::Dhcp => f.write_str("Dhcp"),
-            Capability::Vm => f.write_str("Vm"),
-            Capability::PluginExec => f.write_str("PluginExec"),
             Capability::Program(p) => write!(f, "Program({p})"),
+            other => write!(f, "{other:?}"),
         }
     }
 }

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use cni_kit::SpecVersion;
 use common::*;
+use secnet::cni::Reply;
 use secnet::kubelet::{DeviceManager, PodId};
+use secnet::lab::Ns;
 use secnet::lab::ScratchDir;
 use secnet::lab::enter::Enter;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const RESOURCE: &str = "macvtap.network.kubevirt.io/dp";
 const BOUND: Duration = Duration::from_secs(10);
@@ -92,6 +94,13 @@ impl KubeletNode {
         ));
     }
 
+    /// ADD of `conf` into `pod`'s net1, as the runtime calls it for `namespace/name`.
+    async fn add_as(&self, conf: &Value, pod: &Ns, namespace: &str, name: &str) -> Reply {
+        self.n
+            .call("ADD", conf.clone(), pod, "net1", &k8s_args(namespace, name))
+            .await
+    }
+
     /// Admits `namespace/name` with one device and returns its ID.
     async fn admit(&self, namespace: &str, name: &str) -> String {
         let pod = PodId::new(namespace, name, &format!("uid-{namespace}-{name}"));
@@ -139,15 +148,7 @@ async fn add_takes_only_a_device_the_kubelet_allocated_to_the_pod() {
         ("other", "pod-a", "lists no devices for that pod"),
         ("tenant", "pod-x", "lists no devices for that pod"),
     ] {
-        let reply =
-            k.n.call(
-                "ADD",
-                conf.clone(),
-                &pod_b,
-                "net1",
-                &k8s_args(namespace, name),
-            )
-            .await;
+        let reply = k.add_as(&conf, &pod_b, namespace, name).await;
         assert_error(
             &reply,
             7,
@@ -163,15 +164,7 @@ async fn add_takes_only_a_device_the_kubelet_allocated_to_the_pod() {
     }
 
     // Pod A gets its own device.
-    let reply =
-        k.n.call(
-            "ADD",
-            conf.clone(),
-            &k.n.pod,
-            "net1",
-            &k8s_args("tenant", "pod-a"),
-        )
-        .await;
+    let reply = k.add_as(&conf, &k.n.pod, "tenant", "pod-a").await;
     assert!(reply.success, "ADD for pod A: {}", reply.stdout);
     let net1 = k.n.link(&k.n.pod, "net1").expect("net1 in pod A");
     assert_eq!(kind(&net1), "macvtap");
@@ -208,15 +201,7 @@ async fn require_pod_resources_refuses_when_the_kubelet_cannot_be_asked() {
         "{TEST_POLICY}pod_resources_socket = {}\nrequire_pod_resources = true\n",
         missing.display()
     ));
-    let reply =
-        k.n.call(
-            "ADD",
-            conf.clone(),
-            &k.n.pod,
-            "net1",
-            &k8s_args("tenant", "pod-a"),
-        )
-        .await;
+    let reply = k.add_as(&conf, &k.n.pod, "tenant", "pod-a").await;
     assert_error(&reply, 11, "require_pod_resources is set");
     assert_error(&reply, 11, "does not exist");
     assert_eq!(k.n.links(&k.n.nl.node), before, "node unchanged");
@@ -229,15 +214,7 @@ async fn require_pod_resources_refuses_when_the_kubelet_cannot_be_asked() {
         hung.display()
     ));
     let started = std::time::Instant::now();
-    let reply =
-        k.n.call(
-            "ADD",
-            conf.clone(),
-            &k.n.pod,
-            "net1",
-            &k8s_args("tenant", "pod-a"),
-        )
-        .await;
+    let reply = k.add_as(&conf, &k.n.pod, "tenant", "pod-a").await;
     assert_error(&reply, 11, "no answer within 2s");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -251,15 +228,7 @@ async fn require_pod_resources_refuses_when_the_kubelet_cannot_be_asked() {
         "{TEST_POLICY}pod_resources_socket = {}\n",
         missing.display()
     ));
-    let reply =
-        k.n.call(
-            "ADD",
-            conf.clone(),
-            &k.n.pod,
-            "net1",
-            &k8s_args("tenant", "pod-b"),
-        )
-        .await;
+    let reply = k.add_as(&conf, &k.n.pod, "tenant", "pod-b").await;
     assert!(reply.success, "no socket, not required: {}", reply.stdout);
     let reply = k.n.call("DEL", conf, &k.n.pod, "net1", "").await;
     assert!(reply.success, "DEL: {}", reply.stdout);
