@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::capability::{Capability, Provider};
+use super::capability::{Capability, Offer, Provider};
 use super::kube::KubeCluster;
 use super::netns::NetnsCluster;
 use super::netns::topology::Topology;
@@ -24,15 +24,20 @@ pub enum AnyCluster {
 
 impl AnyCluster {
     pub fn provider_kind(&self) -> Provider {
+        self.offer().provider()
+    }
+
+    /// What this cluster offers the scenarios.
+    pub fn offer(&self) -> Offer {
         match self {
-            AnyCluster::Netns(_) => Provider::Netns,
-            AnyCluster::Kube(c) => Provider::parse(c.provider()).unwrap_or(Provider::Existing),
+            AnyCluster::Netns(_) => Offer::new(Provider::Netns),
+            AnyCluster::Kube(c) => c.offer(),
         }
     }
 
     /// Whether this cluster offers `cap` (for optional, extra checks).
     pub fn offers(&self, cap: Capability) -> bool {
-        self.provider_kind().offers(cap)
+        self.offer().offers(cap)
     }
 
     fn netns_for(&self, cap: Capability) -> Result<&NetnsCluster, ClusterError> {

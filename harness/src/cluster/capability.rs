@@ -156,18 +156,67 @@ impl Provider {
     /// Whether the provider offers `cap`. Programs are looked up on this machine's
     /// PATH for the local provider; a real cluster's nodes run nothing of ours.
     pub fn offers(self, cap: Capability) -> bool {
+        Offer::new(self).offers(cap)
+    }
+
+    /// The first of `needs` this provider lacks (see `Offer::missing`).
+    pub fn missing(self, needs: &[Capability]) -> Option<Capability> {
+        Offer::new(self).missing(needs)
+    }
+}
+
+/// What one run's cluster offers: its provider's own capabilities, plus those the run
+/// brings (component sets it deploys, such as Open vSwitch or KubeVirt) or an
+/// inventory declares preinstalled. Scenarios are selected against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    provider: Provider,
+    extra: BTreeSet<Capability>,
+}
+
+impl Offer {
+    /// The provider's own capabilities, nothing more.
+    pub fn new(provider: Provider) -> Offer {
+        Offer {
+            provider,
+            extra: BTreeSet::new(),
+        }
+    }
+
+    /// Adds capabilities the run brings.
+    pub fn with(mut self, caps: impl IntoIterator<Item = Capability>) -> Offer {
+        self.extra.extend(caps);
+        self
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Everything offered apart from programs.
+    pub fn capabilities(&self) -> BTreeSet<Capability> {
+        let mut all = self.provider.capabilities();
+        all.extend(self.extra.iter().copied());
+        all
+    }
+
+    pub fn offers(&self, cap: Capability) -> bool {
         self.missing(&[cap]).is_none()
     }
 
-    /// The first of `needs` this provider lacks; for the local provider a
+    /// The first of `needs` this cluster lacks; for the local provider a
     /// capability whose programs are not installed is reported as the program.
-    pub fn missing(self, needs: &[Capability]) -> Option<Capability> {
-        let has_program = |p: &str| self.is_local() && crate::prereq::find_program(p).is_some();
+    pub fn missing(&self, needs: &[Capability]) -> Option<Capability> {
+        let local = self.provider.is_local();
+        let has_program = |p: &str| local && crate::prereq::find_program(p).is_some();
+        let caps = self.capabilities();
         for cap in needs {
             match cap {
                 Capability::Program(p) if !has_program(p) => return Some(*cap),
                 Capability::Program(_) => {}
-                other if !self.capabilities().contains(other) => return Some(*other),
+                other if !caps.contains(other) => return Some(*other),
+                // A real cluster's nodes run their own programs.
+                _ if !local => {}
                 other => {
                     if let Some(p) = other.programs().iter().copied().find(|p| !has_program(p)) {
                         return Some(Capability::Program(p));
@@ -176,6 +225,12 @@ impl Provider {
             }
         }
         None
+    }
+}
+
+impl fmt::Display for Offer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.provider, f)
     }
 }
 
@@ -212,6 +267,20 @@ mod tests {
         assert_eq!(
             Provider::Kind.missing(&[Capability::DevicePluginRestart, Capability::Ovs]),
             Some(Capability::Ovs)
+        );
+    }
+
+    #[test]
+    fn a_run_adds_what_it_deploys_and_programs_stay_on_the_nodes() {
+        let kind = Offer::new(Provider::Kind);
+        assert_eq!(kind.missing(&[Capability::Ovs]), Some(Capability::Ovs));
+        let with_ovs = kind.with([Capability::Ovs]);
+        // The nodes run Open vSwitch; this machine need not have it.
+        assert_eq!(with_ovs.missing(&[Capability::Ovs]), None);
+        assert!(!with_ovs.offers(Capability::Program("sh")));
+        assert_eq!(
+            Offer::new(Provider::Netns).capabilities(),
+            Provider::Netns.capabilities()
         );
     }
 

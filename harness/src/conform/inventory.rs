@@ -104,6 +104,7 @@ impl Inventory {
             real.nodes = self.nodes.clone();
         }
         real.components.retain(|c| !self.preinstalled.contains(c));
+        real.preinstalled = self.preinstalled.clone();
         real.kvm |= self.kvm;
     }
 }

@@ -96,6 +96,12 @@ impl Options {
         scenario::Provider::parse(&self.cluster).unwrap_or_default()
     }
 
+    /// What the run's cluster will offer: the provider's capabilities plus what the
+    /// run deploys or the inventory declares (see `real::offer`).
+    pub fn offer(&self) -> scenario::Offer {
+        real::offer(self)
+    }
+
     /// How many scenarios run at once.
     pub fn effective_jobs(&self) -> usize {
         if !self.provider().is_local() {
@@ -137,7 +143,7 @@ pub async fn run_one(opts: &Options, name: &str) -> Outcome {
         .iter()
         .find(|s| s.name == name)
         .ok_or_else(|| scenario::Failure::msg(format!("no scenario named {name:?}")))?;
-    if let Some(why) = s.unsupported_on(opts.provider()) {
+    if let Some(why) = s.unsupported_on(&opts.offer()) {
         return scenario::fail(format!("{name}: {why}"));
     }
     let mut ctx = context(opts, &crate::lab::new_run_id());
@@ -360,7 +366,7 @@ fn netns_plan(opts: &Options, selected: &[&scenario::Scenario]) -> String {
 pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
     let all = scenario::all();
     let selected = select(opts, all)?;
-    let provider = opts.provider();
+    let offer = opts.offer();
     if json {
         let rows: Vec<_> = selected
             .iter()
@@ -372,8 +378,8 @@ pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
                     "workload": s.workload,
                     "labels": s.labels,
                     "needs": s.needs.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-                    "portable": s.portable_on(scenario::Provider::Kind),
-                    "runnable": s.portable_on(provider),
+                    "portable": s.portable_on(&scenario::Offer::new(scenario::Provider::Kind)),
+                    "runnable": s.portable_on(&offer),
                 })
             })
             .collect();
@@ -398,9 +404,9 @@ pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
             s.selection_labels().join(", ")
         ));
     }
-    let runnable = selected.iter().filter(|s| s.portable_on(provider)).count();
+    let runnable = selected.iter().filter(|s| s.portable_on(&offer)).count();
     out.push_str(&format!(
-        "{} scenario(s), {runnable} runnable on the {provider} cluster\n",
+        "{} scenario(s), {runnable} runnable on the {offer} cluster\n",
         selected.len()
     ));
     Ok(out)
@@ -412,8 +418,9 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     let selected = select(opts, all)?;
     preflight(opts)?;
     let run_id = crate::lab::new_run_id();
-    let provider = opts.provider();
-    let runnable = selected.iter().filter(|s| s.portable_on(provider)).count();
+    let offer = opts.offer();
+    let provider = offer.provider();
+    let runnable = selected.iter().filter(|s| s.portable_on(&offer)).count();
     let jobs = opts.effective_jobs();
     let count = if runnable == selected.len() {
         format!("{} scenario(s)", selected.len())
@@ -570,14 +577,14 @@ async fn run_selected(
 /// Why `s` is not run in `ctx`: a capability the provider lacks, or a CNI version
 /// the implementation under test does not claim.
 fn why_not_run(s: &scenario::Scenario, ctx: &Ctx) -> Option<String> {
-    let provider = ctx.provider();
-    if let Some(missing) = provider.missing(&s.needs) {
+    let offer = ctx.offer();
+    if let Some(missing) = offer.missing(&s.needs) {
         // Under CI a program missing on this machine (named, or implied by Ovs, Vm,
         // Dhcp) fails the scenario instead of skipping it.
         let program_missing =
-            provider.is_local() && matches!(missing, scenario::Capability::Program(_));
+            offer.provider().is_local() && matches!(missing, scenario::Capability::Program(_));
         if !(program_missing && crate::prereq::in_ci()) {
-            return s.unsupported_on(provider);
+            return s.unsupported_on(&offer);
         }
     }
     s.not_claimed(ctx)

@@ -247,7 +247,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
     let _ = writeln!(w, "## 3. Scenarios\n");
     let nad = crate::objects::load_file(&opts.fixtures_dir.join("seed/macvtap-nad.yaml"))?;
     for (i, s) in scenarios.iter().enumerate() {
-        if s.portable_on(opts.provider()) {
+        if s.portable_on(&opts.offer()) {
             let _ = writeln!(
                 w,
                 "[{:>2}] run   {} (objects labelled secnet.scope=s{}, deleted after it)",
@@ -256,7 +256,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                 i + 1
             );
         } else {
-            let why = s.unsupported_on(opts.provider()).unwrap_or_default();
+            let why = s.unsupported_on(&opts.offer()).unwrap_or_default();
             let _ = writeln!(w, "[{:>2}] skip  {}  ({why})", i + 1, s.name);
         }
     }

@@ -5,6 +5,7 @@
 //! label (and swept), the kind cluster deleted unless `--keep`.
 //! `--dry-run` prints all of that as a plan without running anything (`plan.rs`).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use crate::cluster::kube::existing::{self, ExistingOptions};
 use crate::cluster::kube::kind::{self, Kind, KindOptions};
 use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, sweep};
 use crate::cluster::{Cluster, ClusterError};
-use crate::scenario::Target;
+use crate::scenario::{Capability, Offer, Target};
 
 /// Why a real cluster could not be brought up or made ready.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,9 @@ pub struct RealOptions {
     pub kvm: bool,
     /// Component sets to install, in order.
     pub components: Vec<Component>,
+    /// Component sets the cluster has already (an inventory's `preinstalled`): not
+    /// applied, but what they bring is offered to the scenarios.
+    pub preinstalled: Vec<Component>,
     /// Where fetched upstream manifests are kept (a warm cache runs offline).
     pub manifest_cache: PathBuf,
     /// How long to wait for pods, and for the device plugin on every node.
@@ -124,6 +128,7 @@ impl Default for RealOptions {
             nodes: Vec::new(),
             kvm: false,
             components: vec![Component::Multus, Component::Macvtap],
+            preinstalled: Vec::new(),
             manifest_cache: default_cache(),
             timeout: Duration::from_secs(180),
             dry_run: false,
@@ -138,6 +143,29 @@ fn default_cache() -> PathBuf {
         .or_else(|| var("HOME").map(|home| home.join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/var/cache"))
         .join("secnet/manifests")
+}
+
+/// What the run's cluster offers: the provider's own capabilities, plus those the
+/// component sets bring that the run deploys or the inventory declares preinstalled.
+pub fn offer(opts: &Options) -> Offer {
+    let offer = Offer::new(opts.provider());
+    if opts.provider().is_local() {
+        return offer;
+    }
+    let real = &opts.real;
+    let present: Vec<Component> = real
+        .components
+        .iter()
+        .chain(&real.preinstalled)
+        .copied()
+        .collect();
+    offer.with(brought_by(&present))
+}
+
+/// The capabilities component sets bring to a real cluster's scenarios.
+pub fn brought_by(components: &[Component]) -> BTreeSet<Capability> {
+    let _ = components;
+    BTreeSet::new()
 }
 
 /// The component sets `--components` selects, in the order given.
@@ -201,6 +229,7 @@ impl RealCluster {
                 .find(|s| s.name == Component::Macvtap)
                 .and_then(|s| s.log_selectors.first().cloned()),
             log_selectors: sets.iter().flat_map(|s| s.log_selectors.clone()).collect(),
+            offer: Some(offer(opts)),
             ..KubeOptions::default()
         };
         let (cluster, kind) = match opts.cluster.as_str() {
@@ -537,7 +566,7 @@ mod tests {
             let selected = crate::conform::select(&opts, crate::scenario::all()).unwrap();
             let portable: Vec<&str> = selected
                 .iter()
-                .filter(|s| s.portable_on(opts.provider()))
+                .filter(|s| s.portable_on(&opts.offer()))
                 .map(|s| s.name.as_str())
                 .collect();
             assert_eq!(

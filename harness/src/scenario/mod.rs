@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::cluster::any::AnyCluster;
-pub use crate::cluster::capability::{Capability, Provider};
+pub use crate::cluster::capability::{Capability, Offer, Provider};
 use crate::cluster::kube::KubeCluster;
 use crate::cluster::netns::topology::Topology;
 use crate::cluster::netns::{self, NetnsCluster};
@@ -207,12 +207,14 @@ impl Ctx {
 
     /// The provider the scenario runs on.
     pub fn provider(&self) -> Provider {
+        self.offer().provider()
+    }
+
+    /// What the cluster the scenario runs on offers.
+    pub fn offer(&self) -> Offer {
         match &self.target {
-            Target::Netns => Provider::Netns,
-            Target::Kube(c) => {
-                use crate::cluster::Cluster;
-                Provider::parse(c.provider()).unwrap_or(Provider::Existing)
-            }
+            Target::Netns => Offer::new(Provider::Netns),
+            Target::Kube(c) => c.offer(),
         }
     }
 
@@ -407,16 +409,17 @@ impl Scenario {
         w
     }
 
-    /// Whether the scenario runs on every provider (needs nothing a real cluster lacks).
-    pub fn portable_on(&self, provider: Provider) -> bool {
-        provider.missing(&self.needs).is_none()
+    /// Whether a cluster offering `offer` can host the scenario.
+    pub fn portable_on(&self, offer: &Offer) -> bool {
+        offer.missing(&self.needs).is_none()
     }
 
-    /// Why `provider` cannot host this scenario, naming the missing capability.
-    pub fn unsupported_on(&self, provider: Provider) -> Option<String> {
-        let cap = provider.missing(&self.needs)?;
+    /// Why a cluster offering `offer` cannot host this scenario, naming the
+    /// missing capability.
+    pub fn unsupported_on(&self, offer: &Offer) -> Option<String> {
+        let cap = offer.missing(&self.needs)?;
         Some(format!(
-            "needs {cap}: {} (not offered by the {provider} cluster)",
+            "needs {cap}: {} (not offered by the {offer} cluster)",
             cap.hint()
         ))
     }

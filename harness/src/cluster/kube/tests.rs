@@ -1007,7 +1007,9 @@ async fn run_scenario_observed(
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no scenario {name:?}"));
     assert!(
-        scenario.portable_on(crate::scenario::Provider::Existing),
+        scenario.portable_on(&crate::scenario::Offer::new(
+            crate::scenario::Provider::Existing
+        )),
         "{name} is not portable"
     );
     let outcome = crate::scenario::runner::run(scenario, &ctx).await;
@@ -1234,7 +1236,9 @@ async fn kube_target_device_plugin_restart_scenario_kills_its_pod_and_waits_for_
         .iter()
         .find(|s| s.name.starts_with("fault/device plugin SIGKILL"))
         .unwrap();
-    assert!(s.portable_on(crate::scenario::Provider::Existing));
+    assert!(s.portable_on(&crate::scenario::Offer::new(
+        crate::scenario::Provider::Existing
+    )));
     // The restart and the wait for allocatable pass; the scenario then probes the
     // pod's net1 with exec, whose websocket upgrade this fake does not serve: it must
     // stop exactly there.

@@ -24,6 +24,7 @@ pub use self::resources::parse_quantity;
 pub use self::teardown::Teardown;
 use super::RUN_LABEL;
 use super::apply::{self, Placement};
+use crate::cluster::capability::{Offer, Provider};
 use crate::cluster::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
 use crate::objects::{Object, Pod};
 
@@ -51,6 +52,9 @@ pub struct KubeOptions {
     /// Image (and `sleep` command) for pod containers that name none, such as the
     /// scenarios' plain pods; it needs `ip` and `ping` (busybox has both).
     pub pod_image: String,
+    /// What the cluster offers the scenarios (the provider's capabilities plus what
+    /// the run deployed); `None`: the provider's own.
+    pub offer: Option<Offer>,
 }
 
 impl Default for KubeOptions {
@@ -62,6 +66,7 @@ impl Default for KubeOptions {
             lower_device: super::DEFAULT_LOWER_DEVICE.into(),
             device_plugin_pods: None,
             pod_image: "busybox:1.37".into(),
+            offer: None,
         }
     }
 }
@@ -128,6 +133,13 @@ impl KubeCluster {
 
     pub fn run_id(&self) -> &str {
         &self.run
+    }
+
+    /// What the cluster offers the scenarios.
+    pub fn offer(&self) -> Offer {
+        self.opts.offer.clone().unwrap_or_else(|| {
+            Offer::new(Provider::parse(&self.provider).unwrap_or(Provider::Existing))
+        })
     }
 
     pub fn lower_device(&self) -> &str {
