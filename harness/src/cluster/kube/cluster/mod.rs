@@ -142,6 +142,12 @@ impl KubeCluster {
         })
     }
 
+    /// The namespace the run's own objects live in (`secnet-<run>`): scenario pods
+    /// and NADs, and the node probe pods.
+    pub fn run_namespace(&self) -> String {
+        format!("secnet-{}", self.run)
+    }
+
     pub fn lower_device(&self) -> &str {
         &self.opts.lower_device
     }
