@@ -128,7 +128,7 @@ fn pins(w: &mut String, opts: &Options, kind: Option<&Kind<HostRunner>>, sets: &
         if k.opts.engine != "docker" {
             let _ = writeln!(
                 w,
-                "{0}: kind runs with KIND_EXPERIMENTAL_PROVIDER={0}; images go through an archive in {1}, removed after loading (also on failure)",
+                "{0}: kind runs with KIND_EXPERIMENTAL_PROVIDER={0}; images go through an archive in {1}/, removed after loading (also on failure)",
                 k.opts.engine,
                 k.opts.archive_dir.display()
             );
@@ -408,22 +408,84 @@ mod tests {
         let selected: Vec<&Scenario> = all.iter().collect();
         let plan = plan(opts, "sn000001", &selected).unwrap();
         let repo = opts.fixtures_dir.parent().unwrap().display().to_string();
+        let tmp = std::env::temp_dir().display().to_string();
         plan.replace(&opts.real.manifest_cache.display().to_string(), "<cache>")
             .replace(&repo, "<repo>")
+            .replace(&format!("{tmp}/"), "<tmp>/")
     }
 
     #[test]
     fn kind_dry_run_plan() {
         let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
-        // A cached upstream manifest is shown as it would be applied.
-        let url = "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.3.0/deployments/multus-daemonset-thick.yml";
-        std::fs::write(
-            cache.path().join(components::cache_name(url)),
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: multus\n  namespace: kube-system\n",
-        )
-        .unwrap();
         let opts = plan_options("kind", cache.path());
         insta::assert_snapshot!("kind_dry_run_plan", full_plan(&opts));
+    }
+
+    /// The cluster section with podman: the provider variable on every kind
+    /// command, the archive load, the pins.
+    #[test]
+    fn podman_kind_plan() {
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
+        let mut opts = plan_options("kind", cache.path());
+        opts.real.engine = "podman".into();
+        let plan = full_plan(&opts);
+        let cluster = &plan[..plan.find("## 2.").unwrap()];
+        insta::assert_snapshot!("podman_kind_plan_cluster_section", cluster);
+    }
+
+    /// A cached manifest is shown as it would be applied, after its checksum: one
+    /// without a pin is trusted on first use (the plan records nothing), one that
+    /// differs from its pin or its recorded sum stops the plan.
+    #[test]
+    fn cached_manifests_are_checked_before_they_are_shown() {
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
+        let mut opts = plan_options("kind", cache.path());
+        opts.real.components = vec![Component::Multus, Component::Kubevirt];
+        let operator =
+            "https://github.com/kubevirt/kubevirt/releases/download/v1.6.0/kubevirt-operator.yaml";
+        let cached = cache.path().join(components::cache_name(operator));
+        std::fs::write(
+            &cached,
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubevirt\n",
+        )
+        .unwrap();
+        let shown = full_plan(&opts);
+        assert!(
+            shown.contains(&format!(
+                "# from {operator} (pinned v1.6.0, cached, sha256 trusted on first use"
+            )),
+            "{shown}"
+        );
+        assert!(shown.contains("  name: kubevirt\n"), "{shown}");
+        assert!(
+            !components::sum_file(&cached).exists(),
+            "a plan records nothing"
+        );
+
+        // A recorded sum that no longer matches.
+        std::fs::write(
+            components::sum_file(&cached),
+            format!("{}  x\n", "0".repeat(64)),
+        )
+        .unwrap();
+        let all = crate::scenario::all();
+        let err = plan(&opts, "sn000001", &[&all[0]]).unwrap_err().to_string();
+        assert!(
+            err.contains(operator) && err.contains(&"0".repeat(64)),
+            "{err}"
+        );
+        assert!(err.contains("recorded by its first fetch"), "{err}");
+        std::fs::remove_file(components::sum_file(&cached)).unwrap();
+
+        // A cached multus manifest that is not the pinned one.
+        let multus = components::MANIFEST_SHA256[0].0;
+        std::fs::write(
+            cache.path().join(components::cache_name(multus)),
+            "kind: x\n",
+        )
+        .unwrap();
+        let err = plan(&opts, "sn000001", &[&all[0]]).unwrap_err().to_string();
+        assert!(err.contains(multus) && err.contains("pinned in"), "{err}");
     }
 
     #[test]

@@ -280,18 +280,20 @@ pub fn verify(url: &str, file: &Path, text: &str, record: bool) -> Result<(), Co
         expected_from,
     };
     if let Some(pin) = pinned_sha256(url) {
-        return match pin == actual {
-            true => Ok(()),
-            false => Err(mismatch(pin, Expected::Pinned)),
+        return if pin == actual {
+            Ok(())
+        } else {
+            Err(mismatch(pin, Expected::Pinned))
         };
     }
     let sum = sum_file(file);
     match std::fs::read_to_string(&sum) {
         Ok(recorded) => {
             let recorded = recorded.split_whitespace().next().unwrap_or("");
-            match recorded == actual {
-                true => Ok(()),
-                false => Err(mismatch(recorded, Expected::FirstUse(sum))),
+            if recorded == actual {
+                Ok(())
+            } else {
+                Err(mismatch(recorded, Expected::FirstUse(sum)))
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -636,3 +638,7 @@ pub fn install<'a>(
         Ok(n)
     }
 }
+
+#[cfg(test)]
+#[path = "components_tests.rs"]
+mod tests;
