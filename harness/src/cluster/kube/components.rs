@@ -162,18 +162,8 @@ pub enum ComponentError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "{url}: {} has sha256 {actual}, expected {expected} ({}); {}",
-        file.display(), expected_from.origin(), expected_from.fix(file)
-    )]
-    Checksum {
-        url: String,
-        /// The cache file (written only once its sum matched).
-        file: PathBuf,
-        expected: String,
-        actual: String,
-        expected_from: Expected,
-    },
+    #[error(transparent)]
+    Checksum(Box<ChecksumMismatch>),
     #[error("component {set}: {file}: {source}")]
     Placeholder {
         set: Component,
@@ -228,6 +218,21 @@ pub struct CachedFetcher<F> {
     pub inner: F,
 }
 
+/// A manifest whose bytes are not the ones expected.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{url}: {} has sha256 {actual}, expected {expected} ({}); {}",
+    file.display(), expected_from.origin(), expected_from.fix(file)
+)]
+pub struct ChecksumMismatch {
+    pub url: String,
+    /// The cache file (a download is written there only once its sum matched).
+    pub file: PathBuf,
+    pub expected: String,
+    pub actual: String,
+    pub expected_from: Expected,
+}
+
 /// Where a manifest's expected sha256 came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expected {
@@ -272,12 +277,14 @@ pub fn sum_file(cached: &Path) -> PathBuf {
 /// the dry-run plan passes false, as it changes nothing.
 pub fn verify(url: &str, file: &Path, text: &str, record: bool) -> Result<(), ComponentError> {
     let actual = super::checksum::sha256_hex(text.as_bytes());
-    let mismatch = |expected: &str, expected_from| ComponentError::Checksum {
-        url: url.into(),
-        file: file.to_path_buf(),
-        expected: expected.into(),
-        actual: actual.clone(),
-        expected_from,
+    let mismatch = |expected: &str, expected_from| {
+        ComponentError::Checksum(Box::new(ChecksumMismatch {
+            url: url.into(),
+            file: file.to_path_buf(),
+            expected: expected.into(),
+            actual: actual.clone(),
+            expected_from,
+        }))
     };
     if let Some(pin) = pinned_sha256(url) {
         return if pin == actual {
