@@ -246,3 +246,48 @@ pub fn run(args: ConformArgs) -> ExitCode {
     }
     exit_code(r.summary.failed == 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::super::{Cli, Cmd};
+    use super::*;
+
+    fn conform(args: &[&str]) -> ConformArgs {
+        let cli = Cli::try_parse_from(["secnet", "conform"].iter().chain(args)).unwrap();
+        let Cmd::Conform(c) = cli.command else {
+            unreachable!("parsed as conform")
+        };
+        c
+    }
+
+    #[test]
+    fn node_image_and_report_reach_the_kind_options() {
+        let real = conform(&[]).real.options(true).unwrap();
+        assert_eq!(real.node_image, KIND_NODE_IMAGE);
+        let args = conform(&[
+            "--cluster",
+            "kind",
+            "--node-image",
+            "kindest/node:v1.35.0",
+            "--report",
+            "/var/tmp/r",
+            "--engine",
+            "podman",
+        ]);
+        let opts = options(args).unwrap();
+        assert_eq!(opts.real.node_image, "kindest/node:v1.35.0");
+        assert_eq!(opts.real.report_dir, Some(PathBuf::from("/var/tmp/r")));
+        let plan = secnet::conform::dry_run(&opts).unwrap();
+        assert!(plan.contains("--image kindest/node:v1.35.0 "), "{plan}");
+        assert!(
+            plan.contains("kind export logs /var/tmp/r/kind-logs-sn"),
+            "{plan}"
+        );
+        assert!(
+            plan.contains("KIND_EXPERIMENTAL_PROVIDER=podman kind load image-archive"),
+            "{plan}"
+        );
+    }
+}
