@@ -81,6 +81,42 @@ impl Runner for HostRunner {
         for (key, value) in &cmd.env {
             run = run.env(key, value);
         }
-        run.timeout(TIMEOUT).run()
+        run.timeout(TIMEOUT)
+            .run()
+            .map_err(|e| with_cmdline(e, cmd.to_string()))
+    }
+}
+
+/// The error naming the command as the plan shows it (its environment included), so
+/// it can be pasted into a shell to try again.
+fn with_cmdline(e: CommandError, shown: String) -> CommandError {
+    match e {
+        CommandError::Spawn { source, .. } => CommandError::Spawn {
+            cmdline: shown,
+            source,
+        },
+        CommandError::Timeout {
+            timeout,
+            stdout,
+            stderr,
+            ..
+        } => CommandError::Timeout {
+            cmdline: shown,
+            timeout,
+            stdout,
+            stderr,
+        },
+        CommandError::Cancelled { .. } => CommandError::Cancelled { cmdline: shown },
+        CommandError::Failed {
+            status,
+            stdout,
+            stderr,
+            ..
+        } => CommandError::Failed {
+            cmdline: shown,
+            status,
+            stdout,
+            stderr,
+        },
     }
 }

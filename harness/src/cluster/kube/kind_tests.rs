@@ -205,6 +205,15 @@ fn the_host_runner_passes_the_environment() {
         )
         .unwrap();
     assert_eq!(out, "x y");
+    // A failure names the command with its environment, as the plan shows it.
+    let err = HostRunner
+        .run(&Cmd::new("sh", &["-c", "exit 3"]).env("KIND_EXPERIMENTAL_PROVIDER", "podman"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("KIND_EXPERIMENTAL_PROVIDER=podman sh -c 'exit 3' failed"),
+        "{err}"
+    );
 }
 
 #[test]
