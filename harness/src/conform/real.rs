@@ -103,6 +103,9 @@ pub struct RealOptions {
     /// Component sets the cluster has already (an inventory's `preinstalled`): not
     /// applied, but what they bring is offered to the scenarios.
     pub preinstalled: Vec<Component>,
+    /// What the cluster's owner does not allow (an inventory's `nodeAccess: none`):
+    /// taken from the run's offer.
+    pub withheld: BTreeSet<Capability>,
     /// Where fetched upstream manifests are kept (a warm cache runs offline).
     pub manifest_cache: PathBuf,
     /// How long to wait for pods, and for the device plugin on every node.
@@ -129,6 +132,7 @@ impl Default for RealOptions {
             kvm: false,
             components: vec![Component::Multus, Component::Macvtap],
             preinstalled: Vec::new(),
+            withheld: BTreeSet::new(),
             manifest_cache: default_cache(),
             timeout: Duration::from_secs(180),
             dry_run: false,
@@ -159,7 +163,9 @@ pub fn offer(opts: &Options) -> Offer {
         .chain(&real.preinstalled)
         .copied()
         .collect();
-    offer.with(brought_by(&present))
+    offer
+        .with(brought_by(&present))
+        .without(real.withheld.iter().copied())
 }
 
 /// The capabilities component sets bring to a real cluster's scenarios.
