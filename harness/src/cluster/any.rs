@@ -15,9 +15,9 @@ use super::kube::KubeCluster;
 use super::netns::NetnsCluster;
 use super::netns::topology::Topology;
 use super::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
-use crate::probe::pod::ProbeError;
 use crate::lab::Ns;
 use crate::objects::{Object, Pod};
+use crate::probe::pod::ProbeError;
 
 pub enum AnyCluster {
     Netns(Box<NetnsCluster>),

@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::kit::{DATAPLANE, fixture, fixture_nad, fixture_pod, named};
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
-use crate::cluster::{Cluster, ClusterError};
 use crate::cluster::any::AnyCluster;
+use crate::cluster::{Cluster, ClusterError};
 use crate::objects::{ConfigMap, Meta, Object, load_str};
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -185,7 +185,12 @@ async fn pod_inputs(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         }
         match cluster.delete_pod("default", &name).await {
             Ok(()) | Err(ClusterError::NoSuchPod(_)) => {}
-            Err(e) => return Err(Failure::caused(format!("deleting the refused pod {name}"), e)),
+            Err(e) => {
+                return Err(Failure::caused(
+                    format!("deleting the refused pod {name}"),
+                    e,
+                ));
+            }
         }
         let r = cluster.node_resources(&node).await?;
         ensure(r.allocated.get(DATAPLANE) == Some(&0), || {

@@ -136,7 +136,10 @@ async fn kubelet_restart(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         return Ok(());
     }
     // Device IDs come from the kubelet's admission, which only node access shows.
-    let (da, db) = (cluster.pod_devices(&a).await?, cluster.pod_devices(&b).await?);
+    let (da, db) = (
+        cluster.pod_devices(&a).await?,
+        cluster.pod_devices(&b).await?,
+    );
     let (da, db) = (da.get(DATAPLANE), db.get(DATAPLANE));
     ensure(da.is_some() && da != db, || {
         format!("the pods got devices {da:?} and {db:?}")
@@ -255,7 +258,13 @@ async fn fifty_at_once(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         // Device IDs come from the kubelet's admission, which only node access shows.
         let mut devices = BTreeSet::new();
         for p in &pods {
-            devices.extend(cluster.pod_devices(p).await?.remove(DATAPLANE).unwrap_or_default());
+            devices.extend(
+                cluster
+                    .pod_devices(p)
+                    .await?
+                    .remove(DATAPLANE)
+                    .unwrap_or_default(),
+            );
         }
         ensure(devices.len() == 50, || {
             format!("{} distinct devices for 50 pods", devices.len())

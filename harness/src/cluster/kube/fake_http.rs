@@ -283,7 +283,10 @@ impl Routes {
             let Some(route) = self.upgrades.iter().position(|r| {
                 path.ends_with(&r.suffix) && offered.iter().any(|o| *o == r.protocol)
             }) else {
-                return plain(404, &format!("no websocket handler for {path} ({offered:?})"));
+                return plain(
+                    404,
+                    &format!("no websocket handler for {path} ({offered:?})"),
+                );
             };
             (self.upgrades[route].protocol.clone(), Some(route))
         };
@@ -414,9 +417,9 @@ async fn answer_exec(mut socket: Socket, call: &ExecCall, reply: ExecReply) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Cluster;
     use crate::cluster::kube::fake::fake_api_server;
     use crate::cluster::kube::{KubeCluster, KubeOptions};
-    use crate::cluster::{Cluster, ClusterError};
 
     /// `sh -c` for the few scripts the tests run: what they print and their exit code.
     fn shell(call: &ExecCall) -> ExecReply {
@@ -455,16 +458,25 @@ mod tests {
         let server = FakeHttp::builder(api).exec(shell).start().await;
         let c = cluster(&server).await;
 
-        let out = c.exec("default", "p", &["echo", "hello", "world"]).await.unwrap();
+        let out = c
+            .exec("default", "p", &["echo", "hello", "world"])
+            .await
+            .unwrap();
         assert!(out.success);
-        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("hello world\n", ""));
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("hello world\n", "")
+        );
 
         let out = c
             .exec("default", "p", &["sh", "-c", "echo both; echo warn >&2"])
             .await
             .unwrap();
         assert!(out.success);
-        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("both\n", "warn\n"));
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("both\n", "warn\n")
+        );
 
         let out = c
             .exec("ns1", "q", &["sh", "-c", "echo oops >&2; exit 3"])
@@ -530,6 +542,7 @@ mod tests {
         let server = FakeHttp::builder(api)
             .upgrade("/console", KUBEVIRT_PLAIN, |call, mut socket| async move {
                 assert_eq!(call.protocol, KUBEVIRT_PLAIN);
+                assert!(call.path.ends_with("/vm1/console") && call.query.is_empty());
                 while let Some(Ok(Message::Binary(b))) = socket.next().await {
                     let _ = socket.send(Message::binary(b)).await;
                 }
@@ -549,6 +562,10 @@ mod tests {
         // No handler for the path, or not for the offered subprotocol: refused.
         let attach = "/api/v1/namespaces/default/pods/p/attach";
         assert!(ws_connect(&server, attach, EXEC_V5).await.is_err());
-        assert!(ws_connect(&server, console, "binary.kubevirt.io").await.is_err());
+        assert!(
+            ws_connect(&server, console, "binary.kubevirt.io")
+                .await
+                .is_err()
+        );
     }
 }

@@ -7,6 +7,8 @@
 
 mod diagnostics;
 mod node_probe;
+#[cfg(test)]
+mod node_tests;
 mod node_view;
 mod objects;
 mod pods;

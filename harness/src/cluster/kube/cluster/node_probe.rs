@@ -45,14 +45,22 @@ struct ProbePod {
 #[derive(Default)]
 pub struct Probes {
     pods: Mutex<BTreeMap<String, Arc<OnceCell<ProbePod>>>>,
-    /// The run's namespace was made here (teardown deletes it then).
-    made_namespace: Mutex<Option<String>>,
+    /// The run's namespace is there (`true`: made here, so teardown deletes it);
+    /// checked once for all nodes.
+    namespace: Mutex<Arc<OnceCell<bool>>>,
 }
 
 impl Probes {
     fn cell(&self, node: &str) -> Arc<OnceCell<ProbePod>> {
         let mut pods = self.pods.lock().unwrap_or_else(|p| p.into_inner());
         pods.entry(node.to_string()).or_default().clone()
+    }
+
+    fn namespace(&self) -> Arc<OnceCell<bool>> {
+        self.namespace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn running(&self) -> Vec<ProbePod> {
@@ -68,7 +76,10 @@ pub fn probe_pod_name(node: &str) -> String {
     if name.len() <= 63 {
         return name;
     }
-    format!("secnet-node-{:016x}", xxhash_rust::xxh64::xxh64(node.as_bytes(), 0))
+    format!(
+        "secnet-node-{:016x}",
+        xxhash_rust::xxh64::xxh64(node.as_bytes(), 0)
+    )
 }
 
 /// `argv` as it runs in a probe pod: in the node's own namespaces.
@@ -164,7 +175,9 @@ impl KubeCluster {
     /// it runs.
     async fn create_probe(&self, node: &str) -> Result<ProbePod, ClusterError> {
         let ns = self.run_namespace();
-        self.ensure_run_namespace()
+        self.probes
+            .namespace()
+            .get_or_try_init(|| self.ensure_run_namespace())
             .await
             .map_err(|m| self.probe_error(node, m))?;
         let api: Api<KPod> = Api::namespaced(self.client.clone(), &ns);
@@ -227,12 +240,13 @@ impl KubeCluster {
         get(RUN_LABEL) == Some(self.run.as_str()) && get(ROLE_LABEL) == Some(PROBE_ROLE)
     }
 
-    /// The run's namespace, made (with the run label) unless it is there.
-    async fn ensure_run_namespace(&self) -> Result<(), String> {
+    /// The run's namespace, made (with the run label) unless it is there; whether
+    /// it was made here.
+    async fn ensure_run_namespace(&self) -> Result<bool, String> {
         let ns = self.run_namespace();
         let api: Api<Namespace> = Api::all(self.client.clone());
         if api.get_opt(&ns).await.map_err(api_err)?.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let obj: Namespace = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Namespace",
@@ -244,15 +258,8 @@ impl KubeCluster {
             ..PostParams::default()
         };
         match api.create(&pp, &obj).await {
-            Ok(_) => {
-                *self
-                    .probes
-                    .made_namespace
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(ns);
-                Ok(())
-            }
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(format!("failed to create namespace {ns}: {}", api_err(e))),
         }
     }
@@ -286,13 +293,14 @@ impl KubeCluster {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        let made = self
-            .probes
-            .made_namespace
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(ns) = made {
+        let namespace = std::mem::take(
+            &mut *self
+                .probes
+                .namespace
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if namespace.get() == Some(&true) {
             let api: Api<Namespace> = Api::all(self.client.clone());
             match api.delete(&ns, &DeleteParams::background()).await {
                 Ok(_) => report.deleted.push(format!("Namespace {ns}")),

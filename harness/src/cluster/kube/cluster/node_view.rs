@@ -123,7 +123,11 @@ impl KubeCluster {
             None => self.nodes.clone(),
         };
         for node in nodes {
-            if !self.ready_sandboxes(&node, namespace, name).await?.is_empty() {
+            if !self
+                .ready_sandboxes(&node, namespace, name)
+                .await?
+                .is_empty()
+            {
                 return Ok(true);
             }
         }
