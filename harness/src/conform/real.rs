@@ -555,6 +555,11 @@ mod tests {
             let run_id = "sn0000bb";
             let kopts = KubeOptions {
                 pod_timeout: Duration::from_secs(5),
+                // No exec here, so no node probe pods (see cluster/node_tests.rs).
+                offer: Some(
+                    Offer::new(crate::scenario::Provider::Existing)
+                        .without([Capability::NodeAccess]),
+                ),
                 ..KubeOptions::default()
             };
             let cluster = KubeCluster::connect(mock.client(), "existing", run_id, kopts)
