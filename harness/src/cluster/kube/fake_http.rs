@@ -280,9 +280,11 @@ impl Routes {
             };
             (p.to_string(), None)
         } else {
-            let Some(route) = self.upgrades.iter().position(|r| {
-                path.ends_with(&r.suffix) && offered.iter().any(|o| *o == r.protocol)
-            }) else {
+            let Some(route) = self
+                .upgrades
+                .iter()
+                .position(|r| path.ends_with(&r.suffix) && offered.contains(&r.protocol))
+            else {
                 return plain(
                     404,
                     &format!("no websocket handler for {path} ({offered:?})"),
