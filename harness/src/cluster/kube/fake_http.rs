@@ -112,6 +112,8 @@ struct Route {
 /// What the server routes; shared by its connections.
 struct Routes {
     api: MockApi,
+    /// Asked first; its 404s fall through to `api`.
+    front: Option<MockApi>,
     exec: Arc<ExecFn>,
     upgrades: Vec<Route>,
     execs: Mutex<Vec<ExecCall>>,
@@ -119,11 +121,20 @@ struct Routes {
 
 pub(crate) struct FakeHttpBuilder {
     api: MockApi,
+    front: Option<MockApi>,
     exec: Arc<ExecFn>,
     upgrades: Vec<Route>,
 }
 
 impl FakeHttpBuilder {
+    /// Puts `front` before the API: plain requests go to it first, and what it
+    /// answers with 404 goes on to the API (extra routes, such as another
+    /// namespace, next to a fake that knows only its own).
+    pub fn front(mut self, front: MockApi) -> Self {
+        self.front = Some(front);
+        self
+    }
+
     /// Answers exec requests with `f` (default: exit 127, "not found").
     pub fn exec(mut self, f: impl Fn(&ExecCall) -> ExecReply + Send + Sync + 'static) -> Self {
         self.exec = Arc::new(f);
@@ -153,6 +164,7 @@ impl FakeHttpBuilder {
         let addr = listener.local_addr().expect("local address");
         let routes = Arc::new(Routes {
             api: self.api,
+            front: self.front,
             exec: self.exec,
             upgrades: self.upgrades,
             execs: Mutex::default(),
@@ -195,6 +207,7 @@ impl FakeHttp {
     pub fn builder(api: MockApi) -> FakeHttpBuilder {
         FakeHttpBuilder {
             api,
+            front: None,
             exec: Arc::new(|c: &ExecCall| {
                 ExecReply::failed(127, format!("{}: not found\n", c.argv[0]))
             }),
@@ -213,7 +226,8 @@ impl FakeHttp {
         kube::Client::try_from(config).expect("a client for the fake server")
     }
 
-    /// The plain requests, as `MockApi` recorded them.
+    /// The plain requests the API got, as `MockApi` recorded them (a front's are
+    /// in its own log).
     pub fn requests(&self) -> Vec<super::mock::Recorded> {
         self.routes.api.requests()
     }
@@ -238,7 +252,8 @@ impl Routes {
         }
     }
 
-    /// A plain request: to the `MockApi`, body and all.
+    /// A plain request: to the front `MockApi`, unless it does not know it, then to
+    /// the API, body and all.
     async fn forward(&self, req: Request<Incoming>) -> Response<MockBody> {
         let (parts, body) = req.into_parts();
         let bytes = body
@@ -246,12 +261,22 @@ impl Routes {
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        let req = Request::from_parts(parts, kube::client::Body::from(bytes));
-        let mut api = self.api.clone();
-        match api.call(req).await {
-            Ok(resp) => resp,
-            Err(never) => match never {},
+        let call = |mut api: MockApi| {
+            let req = Request::from_parts(parts.clone(), kube::client::Body::from(bytes.clone()));
+            async move {
+                match api.call(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            }
+        };
+        if let Some(front) = &self.front {
+            let resp = call(front.clone()).await;
+            if resp.status() != StatusCode::NOT_FOUND {
+                return resp;
+            }
         }
+        call(self.api.clone()).await
     }
 
     /// A websocket request: 101 with the agreed subprotocol, the socket to its handler.

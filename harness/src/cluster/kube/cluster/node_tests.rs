@@ -13,7 +13,9 @@ use super::node_probe::{NSENTER_HOST, PROBE_CONTAINER};
 use super::node_view::CHECKPOINT;
 use crate::cluster::any::AnyCluster;
 use crate::cluster::capability::{Capability, Offer, Provider};
-use crate::cluster::kube::fake::{conflict, fake_node, precondition_fails, selected};
+use crate::cluster::kube::fake::{
+    DATAPLANE, FakeState, conflict, fake_api_server, fake_node, precondition_fails, selected,
+};
 use crate::cluster::kube::fake_http::{ExecCall, ExecReply, FakeHttp};
 use crate::cluster::kube::mock::{MockApi, Reply, list, not_found};
 use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL};
@@ -33,13 +35,19 @@ struct Api {
 }
 
 fn api_server(state: Arc<Mutex<Api>>) -> MockApi {
+    api_server_for(state, "")
+}
+
+/// `api_server` answering only namespace `only` (and namespaces themselves) when it
+/// is not empty: 404 for the rest, which a front falls through on.
+fn api_server_for(state: Arc<Mutex<Api>>, only: &'static str) -> MockApi {
     MockApi::new(move |r| {
         let mut s = state.lock().unwrap();
         if r.method == "GET" && r.query_has("watch=true") {
             return Reply::WatchOpen(vec![]);
         }
         let path = r.path.as_str();
-        if path == "/api/v1/nodes" {
+        if path == "/api/v1/nodes" && only.is_empty() {
             return list("NodeList", vec![fake_node("node-a"), fake_node("node-b")]);
         }
         if (r.method.as_str(), path) == ("POST", "/api/v1/namespaces") {
@@ -54,6 +62,9 @@ fn api_server(state: Arc<Mutex<Api>>) -> MockApi {
             return not_found(path);
         };
         let parts: Vec<&str> = rest.split('/').collect();
+        if !only.is_empty() && parts[0] != only {
+            return not_found(path);
+        }
         match (r.method.as_str(), &parts[..]) {
             ("GET", [ns]) => match s.namespaces.get(*ns) {
                 Some(n) => Reply::Json(200, n.clone()),
@@ -431,4 +442,80 @@ async fn without_node_access_nothing_runs_on_the_nodes() {
         .filter(|r| r.method == "POST")
         .count();
     assert_eq!(posted, 0, "no probe pod without node access");
+}
+
+/// The nodes behind the fake scheduler: the victim's sandbox and net1 on node-a,
+/// and a checkpoint that gives each scheduled pod one dataplane device.
+fn scheduled_nodes(state: Arc<Mutex<FakeState>>) -> impl Fn(&ExecCall) -> ExecReply {
+    move |call| {
+        let host: Vec<String> = NSENTER_HOST.iter().map(|s| s.to_string()).collect();
+        let on_host = call.argv.strip_prefix(&host[..]);
+        if on_host.is_some_and(|a| a[0] == "cat" && a[1] == CHECKPOINT) {
+            let s = state.lock().unwrap();
+            let entries: Vec<Value> = s
+                .pods
+                .values()
+                .enumerate()
+                .map(|(i, p)| {
+                    json!({"PodUID": p["metadata"]["uid"], "ContainerName": "c",
+                        "ResourceName": DATAPLANE, "DeviceIDs": {"-1": [format!("dataplaneMvp{i}")]},
+                        "AllocResp": ""})
+                })
+                .collect();
+            let text = json!({"Data": {"PodDeviceEntries": entries}, "Checksum": 0});
+            return ExecReply::ok(text.to_string());
+        }
+        nodes(call)
+    }
+}
+
+#[tokio::test]
+async fn the_device_id_check_reads_the_victims_allocation_and_link_from_its_node() {
+    let (scheduler, fake) = fake_api_server(true);
+    let probes = Arc::new(Mutex::new(Api::default()));
+    let server = FakeHttp::builder(scheduler)
+        .front(api_server_for(probes.clone(), NS))
+        .exec(scheduled_nodes(fake.clone()))
+        .start()
+        .await;
+    let opts = KubeOptions {
+        pod_timeout: Duration::from_secs(5),
+        ..KubeOptions::default()
+    };
+    let cluster = KubeCluster::connect(server.client(), "kind", RUN, opts)
+        .await
+        .unwrap();
+    let mut ctx = crate::conform::context(&crate::conform::Options::bundled(), RUN);
+    ctx.scope = "s46".into();
+    ctx.target = crate::scenario::Target::Kube(Arc::new(cluster));
+    let name = "security/macvtap: a deviceID of another pod's allocation";
+    let scenario = crate::scenario::all()
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap();
+    assert!(scenario.portable_on(&Offer::new(Provider::Kind)));
+    let outcome = crate::scenario::runner::run(scenario, &ctx).await;
+    let _ = std::fs::remove_dir_all(&ctx.work_dir);
+    // The fake runs no CNI: the attacker's pod starts, which the scenario must
+    // call out, naming the victim's device as its node's kubelet recorded it.
+    let msg = outcome.unwrap_err().to_string();
+    assert!(
+        msg.starts_with("the attacker's pod started with the victim's device dataplaneMvp0"),
+        "{msg}"
+    );
+    let nad = fake.lock().unwrap().nads.get("stolen").cloned();
+    assert!(nad.is_none(), "the scenario's NAD is torn down");
+    // The victim's net1 was read from node-a, in its sandbox's netns.
+    let execs = server.execs();
+    let read_net1 = execs.iter().any(|e| {
+        e.pod == "secnet-node-node-a"
+            && e.argv
+                .ends_with(&["ip", "-j", "-d", "link", "show", "net1"].map(String::from))
+    });
+    assert!(read_net1, "{execs:#?}");
+    assert!(
+        execs.iter().all(|e| e.namespace == NS),
+        "only probe pods exec'd"
+    );
+    assert_eq!(probes.lock().unwrap().pods.len(), 1, "one probe, on node-a");
 }
