@@ -31,6 +31,11 @@ pub const PROBE_CONTAINER: &str = "probe";
 /// How long a probe pod lives at most (its `sleep` and its active deadline): longer
 /// than any run, short enough that a killed run's probes do not stay for good.
 pub const PROBE_LIFETIME_S: i64 = 6 * 3600;
+/// What a refused or stuck probe pod's error suggests.
+const WHERE_NOT_ALLOWED: &str = "probe pods are privileged hostNetwork/hostPID pods; where they are not allowed set `nodeAccess: none` in the inventory";
+/// Pod Security Admission may keep privileged pods out of a new namespace.
+const PSA_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
 /// Into every namespace of the node's PID 1: mount, UTS, IPC, network, PID.
 pub const NSENTER_HOST: [&str; 9] = ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--"];
 
@@ -200,7 +205,10 @@ impl KubeCluster {
                         "a pod of that name exists and is not this run's probe".into(),
                     )),
                 })?,
-            Err(e) => return Err(self.probe_error(node, api_err(e))),
+            Err(e) => {
+                let message = format!("{} ({WHERE_NOT_ALLOWED})", api_err(e));
+                return Err(self.probe_error(node, message));
+            }
         };
         let uid = created.metadata.uid.clone().unwrap_or_default();
         let phase = |p: &KPod| {
@@ -227,7 +235,7 @@ impl KubeCluster {
         Err(self.probe_error(
             node,
             format!(
-                "not running after {} s (probe pods need privileged, hostNetwork and hostPID pods; where they are not allowed set `nodeAccess: none` in the inventory): {}\nevents:\n{events}",
+                "not running after {} s ({WHERE_NOT_ALLOWED}): {}\nevents:\n{events}",
                 self.opts.pod_timeout.as_secs(),
                 describe(last.as_ref())
             ),
@@ -240,8 +248,8 @@ impl KubeCluster {
         get(RUN_LABEL) == Some(self.run.as_str()) && get(ROLE_LABEL) == Some(PROBE_ROLE)
     }
 
-    /// The run's namespace, made (with the run label) unless it is there; whether
-    /// it was made here.
+    /// The run's namespace, made (with the run label, and admitting privileged pods
+    /// under Pod Security Admission) unless it is there; whether it was made here.
     async fn ensure_run_namespace(&self) -> Result<bool, String> {
         let ns = self.run_namespace();
         let api: Api<Namespace> = Api::all(self.client.clone());
@@ -250,7 +258,7 @@ impl KubeCluster {
         }
         let obj: Namespace = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": ns, "labels": {RUN_LABEL: self.run}},
+            "metadata": {"name": ns, "labels": {RUN_LABEL: self.run, PSA_ENFORCE: "privileged"}},
         }))
         .expect("a valid namespace");
         let pp = PostParams {

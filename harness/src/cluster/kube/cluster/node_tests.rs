@@ -255,6 +255,8 @@ async fn a_probe_pod_per_node_with_the_node_access_spec_gone_at_teardown() {
     assert_eq!(posted[0]["kind"], "Namespace");
     assert_eq!(posted[0]["metadata"]["name"], NS);
     assert_eq!(posted[0]["metadata"]["labels"][RUN_LABEL], RUN);
+    let psa = &posted[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"];
+    assert_eq!(psa, "privileged", "the probes are privileged pods");
     let mut probes: Vec<&Value> = posted[1..].iter().collect();
     probes.sort_by_key(|p| p["spec"]["nodeName"].as_str().unwrap().to_string());
     for (probe, node) in probes.iter().zip(["node-a", "node-b"]) {
