@@ -46,7 +46,7 @@ impl Capability {
     pub fn hint(&self) -> String {
         match self {
             Capability::NodeAccess => {
-                "node-level access (the nodes' own links and addresses)".into()
+                "node-level access (the nodes' own links, pod sandboxes and device allocations; on real clusters through privileged probe pods, unless the inventory says `nodeAccess: none`)".into()
             }
             Capability::NodeFaults => {
                 "fault injection on nodes (kubelet restart, uplink down, pod netns deleted)".into()
