@@ -2,8 +2,9 @@
 //! from the `existing` or `kind` provider). This file holds the cluster, its options
 //! and its labels; each concern has its own file: `objects` (server-side apply),
 //! `pods` (create, wait, delete, exec, the device plugin restart), `resources` (node
-//! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture)
-//! and `teardown` (delete by label and UID).
+//! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture),
+//! `teardown` (delete by label and UID), `node_probe` (node access through probe
+//! pods) and `node_view` (what a node shows about its pods).
 
 mod diagnostics;
 mod node_probe;

@@ -521,3 +521,26 @@ async fn the_device_id_check_reads_the_victims_allocation_and_link_from_its_node
     );
     assert_eq!(probes.lock().unwrap().pods.len(), 1, "one probe, on node-a");
 }
+
+#[test]
+fn probe_names_stay_short_and_sandboxes_give_their_netns() {
+    use super::node_probe::probe_pod_name;
+    use super::node_view::sandbox_netns;
+    assert_eq!(probe_pod_name("kind-worker2"), "secnet-node-kind-worker2");
+    let long = format!("ip-10-0-0-1.{}.compute.internal", "eu-west".repeat(6));
+    let name = probe_pod_name(&long);
+    assert!(
+        name.len() <= 63 && name.starts_with("secnet-node-"),
+        "{name}"
+    );
+    assert_ne!(name, probe_pod_name(&format!("{long}x")));
+    // containerd: the OCI spec's network namespace path.
+    let spec = json!({"info": {"pid": 7, "runtimeSpec": {"linux": {"namespaces": [
+        {"type": "ipc"}, {"type": "network", "path": NETNS}]}}}});
+    assert_eq!(sandbox_netns(&spec).as_deref(), Some(NETNS));
+    // A runtime that reports only the sandbox's process (or a host-network pod).
+    let pid =
+        json!({"info": {"pid": 4242, "runtimeSpec": {"linux": {"namespaces": [{"type": "ipc"}]}}}});
+    assert_eq!(sandbox_netns(&pid).as_deref(), Some("/proc/4242/ns/net"));
+    assert_eq!(sandbox_netns(&json!({"status": {}})), None);
+}
