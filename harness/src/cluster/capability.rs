@@ -46,7 +46,7 @@ impl Capability {
     pub fn hint(&self) -> String {
         match self {
             Capability::NodeAccess => {
-                "node-level access (the nodes' own links and addresses)".into()
+                "node-level access (the nodes' own links, pod sandboxes and device allocations; on real clusters through privileged probe pods, unless the inventory says `nodeAccess: none`)".into()
             }
             Capability::NodeFaults => {
                 "fault injection on nodes (kubelet restart, uplink down, pod netns deleted)".into()
@@ -148,8 +148,12 @@ impl Provider {
             ]
             .into_iter()
             .collect(),
-            // The device plugin's pod is deleted and the DaemonSet makes a new one.
-            Provider::Kind | Provider::Existing => [DevicePluginRestart].into_iter().collect(),
+            // Node access through short-lived privileged probe pods (`kubectl debug
+            // node`'s way); the device plugin's pod is deleted and the DaemonSet
+            // makes a new one.
+            Provider::Kind | Provider::Existing => {
+                [NodeAccess, DevicePluginRestart].into_iter().collect()
+            }
         }
     }
 
@@ -172,6 +176,9 @@ impl Provider {
 pub struct Offer {
     provider: Provider,
     extra: BTreeSet<Capability>,
+    /// What the cluster's owner does not allow, although the provider could
+    /// (an inventory's `nodeAccess: none`).
+    withheld: BTreeSet<Capability>,
 }
 
 impl Offer {
@@ -180,12 +187,19 @@ impl Offer {
         Offer {
             provider,
             extra: BTreeSet::new(),
+            withheld: BTreeSet::new(),
         }
     }
 
     /// Adds capabilities the run brings.
     pub fn with(mut self, caps: impl IntoIterator<Item = Capability>) -> Offer {
         self.extra.extend(caps);
+        self
+    }
+
+    /// Takes capabilities away, whatever the provider or the run brings.
+    pub fn without(mut self, caps: impl IntoIterator<Item = Capability>) -> Offer {
+        self.withheld.extend(caps);
         self
     }
 
@@ -197,6 +211,7 @@ impl Offer {
     pub fn capabilities(&self) -> BTreeSet<Capability> {
         let mut all = self.provider.capabilities();
         all.extend(self.extra.iter().copied());
+        all.retain(|c| !self.withheld.contains(c));
         all
     }
 
@@ -282,6 +297,23 @@ mod tests {
             Offer::new(Provider::Netns).capabilities(),
             Provider::Netns.capabilities()
         );
+    }
+
+    #[test]
+    fn real_clusters_have_node_access_unless_the_owner_withholds_it() {
+        for p in [Provider::Kind, Provider::Existing] {
+            assert!(p.offers(Capability::NodeAccess), "{p}");
+            // Faults stay where secnet owns the nodes.
+            assert!(!p.offers(Capability::NodeFaults), "{p}");
+        }
+        let none = Offer::new(Provider::Existing)
+            .with([Capability::Ovs])
+            .without([Capability::NodeAccess]);
+        assert_eq!(
+            none.missing(&[Capability::Ovs, Capability::NodeAccess]),
+            Some(Capability::NodeAccess)
+        );
+        assert!(none.offers(Capability::DevicePluginRestart));
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub struct RealOptions {
     /// Component sets the cluster has already (an inventory's `preinstalled`): not
     /// applied, but what they bring is offered to the scenarios.
     pub preinstalled: Vec<Component>,
+    /// What the cluster's owner does not allow (an inventory's `nodeAccess: none`):
+    /// taken from the run's offer.
+    pub withheld: BTreeSet<Capability>,
     /// Where fetched upstream manifests are kept (a warm cache runs offline).
     pub manifest_cache: PathBuf,
     /// How long to wait for pods, and for the device plugin on every node.
@@ -135,6 +138,7 @@ impl Default for RealOptions {
             kvm: false,
             components: vec![Component::Multus, Component::Macvtap],
             preinstalled: Vec::new(),
+            withheld: BTreeSet::new(),
             manifest_cache: default_cache(),
             timeout: Duration::from_secs(180),
             dry_run: false,
@@ -165,7 +169,9 @@ pub fn offer(opts: &Options) -> Offer {
         .chain(&real.preinstalled)
         .copied()
         .collect();
-    offer.with(brought_by(&present))
+    offer
+        .with(brought_by(&present))
+        .without(real.withheld.iter().copied())
 }
 
 /// The capabilities component sets bring to a real cluster's scenarios.
@@ -572,6 +578,11 @@ mod tests {
             let run_id = "sn0000bb";
             let kopts = KubeOptions {
                 pod_timeout: Duration::from_secs(5),
+                // No exec here, so no node probe pods (see cluster/node_tests.rs).
+                offer: Some(
+                    Offer::new(crate::scenario::Provider::Existing)
+                        .without([Capability::NodeAccess]),
+                ),
                 ..KubeOptions::default()
             };
             let cluster = KubeCluster::connect(mock.client(), "existing", run_id, kopts)

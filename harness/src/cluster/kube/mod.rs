@@ -20,6 +20,8 @@ pub mod sweep;
 #[cfg(test)]
 pub(crate) mod fake;
 #[cfg(test)]
+pub(crate) mod fake_http;
+#[cfg(test)]
 pub(crate) mod mock;
 #[cfg(test)]
 mod tests;

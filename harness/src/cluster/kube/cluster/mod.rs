@@ -2,10 +2,15 @@
 //! from the `existing` or `kind` provider). This file holds the cluster, its options
 //! and its labels; each concern has its own file: `objects` (server-side apply),
 //! `pods` (create, wait, delete, exec, the device plugin restart), `resources` (node
-//! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture)
-//! and `teardown` (delete by label and UID).
+//! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture),
+//! `teardown` (delete by label and UID), `node_probe` (node access through probe
+//! pods) and `node_view` (what a node shows about its pods).
 
 mod diagnostics;
+mod node_probe;
+#[cfg(test)]
+mod node_tests;
+mod node_view;
 mod objects;
 mod pods;
 mod resources;
@@ -13,13 +18,14 @@ mod snapshot;
 mod teardown;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
+pub use self::node_probe::{PROBE_ROLE, ROLE_LABEL, on_host, probe_pod_name};
 pub use self::resources::parse_quantity;
 pub use self::teardown::Teardown;
 use super::RUN_LABEL;
@@ -83,6 +89,8 @@ pub struct KubeCluster {
     opts: KubeOptions,
     /// Resources this run applied to, in first-use order, with the namespaces used.
     touched: Mutex<Vec<(Placement, BTreeSet<String>)>>,
+    /// The node probe pods, shared with the scoped views (see `node_probe`).
+    probes: Arc<node_probe::Probes>,
 }
 
 /// A kube error as one line: reason, code and message for API errors.
@@ -128,6 +136,7 @@ impl KubeCluster {
             restricted: false,
             opts,
             touched: Mutex::new(Vec::new()),
+            probes: Arc::default(),
         })
     }
 
@@ -168,6 +177,7 @@ impl KubeCluster {
             restricted: self.restricted,
             opts: self.opts.clone(),
             touched: Mutex::new(Vec::new()),
+            probes: self.probes.clone(),
         }
     }
 
