@@ -164,8 +164,16 @@ pub fn offer(opts: &Options) -> Offer {
 
 /// The capabilities component sets bring to a real cluster's scenarios.
 pub fn brought_by(components: &[Component]) -> BTreeSet<Capability> {
-    let _ = components;
-    BTreeSet::new()
+    let mut caps = BTreeSet::new();
+    // Pods on OVS networks need the plugin and the switch; the scenarios read the
+    // bridge and capture frames from the openvswitch set's pods.
+    if [Component::OvsCni, Component::Openvswitch]
+        .iter()
+        .all(|c| components.contains(c))
+    {
+        caps.extend([Capability::Ovs, Capability::FrameCapture]);
+    }
+    caps
 }
 
 /// The component sets `--components` selects, in the order given.
@@ -195,8 +203,13 @@ pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
     let mut k = KindOptions::new(run_id);
     k.config = real.kind_config.clone();
     k.images = vec![real.image.clone()];
-    if real.upstream_macvtap {
-        k.images.clear(); // pulled from quay.io by the nodes
+    // Upstream's macvtap image is pulled from quay.io by the nodes; ovs-cni still
+    // comes from ours.
+    if real.upstream_macvtap && !real.components.contains(&Component::OvsCni) {
+        k.images.clear();
+    }
+    if real.components.contains(&Component::Openvswitch) {
+        k.images.push(components::OPENVSWITCH_IMAGE.into());
     }
     k.keep = opts.keep;
     k.engine = real.engine.clone();

@@ -16,6 +16,8 @@ pub const UPSTREAM_MACVTAP_IMAGE: &str = "quay.io/kubevirt/macvtap-cni:v0.13.1";
 pub const MULTUS_VERSION: &str = "v4.2.3";
 pub const KUBEVIRT_VERSION: &str = "v1.6.0";
 pub const CNAO_VERSION: &str = "v0.99.0";
+/// Open vSwitch for nodes that have none (the `openvswitch` set; Containerfile stage `ovs`).
+pub const OPENVSWITCH_IMAGE: &str = "localhost/secnet-ovs:dev";
 
 /// A component set secnet can install (`--components`, an inventory's `preinstalled`),
 /// in the order `sets` applies them.
@@ -24,15 +26,18 @@ pub const CNAO_VERSION: &str = "v0.99.0";
 pub enum Component {
     Multus,
     Macvtap,
+    /// Open vSwitch itself on every node (what ovs-cni plugs into).
+    Openvswitch,
     OvsCni,
     Kubevirt,
     Cnao,
 }
 
 impl Component {
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Multus,
         Component::Macvtap,
+        Component::Openvswitch,
         Component::OvsCni,
         Component::Kubevirt,
         Component::Cnao,
@@ -43,6 +48,7 @@ impl Component {
         match self {
             Component::Multus => "multus",
             Component::Macvtap => "macvtap",
+            Component::Openvswitch => "openvswitch",
             Component::OvsCni => "ovs-cni",
             Component::Kubevirt => "kubevirt",
             Component::Cnao => "cnao",
@@ -292,6 +298,7 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
             ]),
             log_selectors: vec![("kube-system".into(), "app=secnet-macvtap".into())],
         },
+        openvswitch_set(),
         ComponentSet {
             name: Component::OvsCni,
             version: opts.image.rsplit(':').next().unwrap_or("").into(),
@@ -344,6 +351,28 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
             )],
         },
     ]
+}
+
+/// Open vSwitch on every node: a DaemonSet running ovsdb-server and ovs-vswitchd
+/// with the userspace datapath, bridge and trunk uplink named as the netns nodes
+/// name them (`super::openvswitch`).
+fn openvswitch_set() -> ComponentSet {
+    use super::openvswitch as ovs;
+    ComponentSet {
+        name: Component::Openvswitch,
+        version: OPENVSWITCH_IMAGE.rsplit(':').next().unwrap_or("").into(),
+        sources: vec![Source::Local("openvswitch/openvswitch.yaml".into())],
+        vars: vars(&[
+            ("OPENVSWITCH_IMAGE", OPENVSWITCH_IMAGE),
+            ("OVS_BRIDGE", ovs::BRIDGE),
+            ("OVS_UPLINK", ovs::UPLINK),
+            ("OVS_UNDERLAY", ovs::UNDERLAY),
+            ("OVS_VXLAN_ID", ovs::VXLAN_ID),
+            ("OVS_VXLAN_GROUP", ovs::VXLAN_GROUP),
+            ("OVS_VXLAN_PORT", ovs::VXLAN_PORT),
+        ]),
+        log_selectors: vec![(ovs::NAMESPACE.into(), ovs::POD_SELECTOR.into())],
+    }
 }
 
 /// Replaces `${NAME}` with its value; an unknown placeholder is an error.

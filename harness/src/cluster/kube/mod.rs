@@ -14,6 +14,7 @@ pub mod command;
 pub mod components;
 pub mod existing;
 pub mod kind;
+pub mod openvswitch;
 pub mod sweep;
 
 #[cfg(test)]
