@@ -394,6 +394,80 @@ mod tests {
         assert_eq!(names, [Component::OvsCni, Component::Multus]);
     }
 
+    #[test]
+    fn ovs_is_offered_when_the_plugin_and_the_switch_are_both_there() {
+        use Component::*;
+        assert!(brought_by(&[Multus, OvsCni]).is_empty());
+        assert!(brought_by(&[Openvswitch]).is_empty());
+        assert_eq!(
+            brought_by(&[OvsCni, Multus, Openvswitch]),
+            BTreeSet::from([Capability::Ovs, Capability::FrameCapture])
+        );
+        // Preinstalled counts as present.
+        let mut opts = Options::bundled();
+        opts.cluster = "existing".into();
+        opts.real.components = vec![Multus, OvsCni];
+        assert!(!offer(&opts).offers(Capability::Ovs));
+        opts.real.preinstalled = vec![Openvswitch];
+        assert!(offer(&opts).offers(Capability::Ovs));
+    }
+
+    #[test]
+    fn kind_loads_the_ovs_image_when_the_run_deploys_openvswitch() {
+        let mut opts = Options::bundled();
+        opts.cluster = "kind".into();
+        assert_eq!(
+            kind_options(&opts, "sn000001").images,
+            [components::SECNET_IMAGE]
+        );
+        opts.real.components = vec![Component::Openvswitch, Component::OvsCni];
+        opts.real.upstream_macvtap = true;
+        // ovs-cni comes from our image even when macvtap is upstream's.
+        assert_eq!(
+            kind_options(&opts, "sn000001").images,
+            [components::SECNET_IMAGE, components::OPENVSWITCH_IMAGE]
+        );
+    }
+
+    /// `secnet conform --cluster kind --components multus,macvtap,ovs-cni,openvswitch
+    /// --dry-run`: the four OVS scenarios are runnable and the OVS image is loaded.
+    #[test]
+    fn the_kind_plan_with_openvswitch_runs_the_ovs_scenarios() {
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
+        let mut opts = Options::bundled();
+        opts.cluster = "kind".into();
+        opts.real.manifest_cache = cache.path().to_path_buf();
+        opts.real.components = vec![
+            Component::Multus,
+            Component::Macvtap,
+            Component::OvsCni,
+            Component::Openvswitch,
+        ];
+        let all = crate::scenario::all();
+        let selected: Vec<&crate::scenario::Scenario> = all.iter().collect();
+        let plan = crate::conform::plan::plan(&opts, "sn000001", &selected).unwrap();
+        let ovs: Vec<&str> = plan.lines().filter(|l| l.contains(" ovs/")).collect();
+        assert_eq!(ovs.len(), 4, "{ovs:#?}");
+        for line in ovs {
+            assert!(line.contains("] run   ovs/"), "{line}");
+        }
+        assert!(
+            plan.contains(
+                "$ kind load docker-image localhost/secnet-ovs:dev --name secnet-sn000001"
+            ),
+            "{plan}"
+        );
+        assert!(plan.contains("### openvswitch dev"), "{plan}");
+        // Without the switch, the same scenarios are skipped, naming what is missing.
+        opts.real.components.pop();
+        let plan = crate::conform::plan::plan(&opts, "sn000001", &selected).unwrap();
+        let skipped = plan
+            .lines()
+            .filter(|l| l.contains("skip  ovs/") && l.contains("needs Ovs"))
+            .count();
+        assert_eq!(skipped, 4, "{plan}");
+    }
+
     mod against_a_mocked_api_server {
         use serde_json::{Value, json};
 
