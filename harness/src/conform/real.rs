@@ -18,7 +18,7 @@ use crate::cluster::kube::components::{
 };
 use crate::cluster::kube::existing::{self, ExistingOptions};
 use crate::cluster::kube::kind::{self, Kind, KindOptions};
-use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, sweep};
+use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, openvswitch, sweep};
 use crate::cluster::{Cluster, ClusterError};
 use crate::scenario::{Capability, Offer, Target};
 
@@ -309,6 +309,11 @@ impl RealCluster {
             self.wait_for_resource(crate::scenario::seed::DATAPLANE, opts.real.timeout)
                 .await?;
         }
+        if sets.iter().any(|s| s.name == Component::Openvswitch) {
+            progress("waiting for Open vSwitch on every node");
+            let nodes = self.cluster.nodes();
+            openvswitch::wait_ready(&self.cluster, &nodes, opts.real.timeout).await?;
+        }
         Ok(())
     }
 
@@ -458,6 +463,7 @@ mod tests {
             "{plan}"
         );
         assert!(plan.contains("### openvswitch dev"), "{plan}");
+        assert!(plan.contains("every node has a Ready Open vSwitch pod"), "{plan}");
         // Without the switch, the same scenarios are skipped, naming what is missing.
         opts.real.components.pop();
         let plan = crate::conform::plan::plan(&opts, "sn000001", &selected).unwrap();

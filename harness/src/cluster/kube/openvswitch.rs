@@ -99,6 +99,60 @@ pub async fn pod_on(c: &KubeCluster, node: &str) -> Result<String, ClusterError>
         })
 }
 
+/// Whether the pod passed its readiness probe (ovs-vswitchd has the trunk open).
+fn is_ready(pod: &KPod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Waits until every one of `nodes` has a Ready OVS pod: before that, ovs-cni's ADD
+/// finds no database socket or no bridge. A timeout names the nodes without one.
+pub async fn wait_ready(
+    c: &KubeCluster,
+    nodes: &[String],
+    timeout: std::time::Duration,
+) -> Result<(), ClusterError> {
+    let api: Api<KPod> = Api::namespaced(c.client().clone(), NAMESPACE);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let pods = api
+            .list(&ListParams::default().labels(POD_SELECTOR))
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        let has_ready = |node: &String| {
+            pods.iter().any(|p| {
+                p.spec.as_ref().and_then(|s| s.node_name.as_ref()) == Some(node) && is_ready(p)
+            })
+        };
+        let missing: Vec<&String> = nodes.iter().filter(|n| !has_ready(n)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ClusterError::Timeout {
+                what: format!(
+                    "a Ready Open vSwitch pod ({POD_SELECTOR} in {NAMESPACE}) on every node"
+                ),
+                seconds: timeout.as_secs(),
+                state: format!(
+                    "none on {}: is {} loaded into the nodes? (kubectl -n {NAMESPACE} logs -l {POD_SELECTOR})",
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    crate::cluster::kube::components::OPENVSWITCH_IMAGE
+                ),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 /// Runs `argv` in the OVS pod on `node`; its stdout, or an error with its stderr.
 async fn run_in_ovs_pod(
     c: &KubeCluster,
@@ -309,6 +363,47 @@ mod tests {
         assert_eq!(
             commands,
             ["ovs-vsctl", "--timeout%3D10", "list-ports", "br1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_for_ovs_names_the_nodes_without_a_ready_pod() {
+        let ready = json!([{"type": "Ready", "status": "True"}]);
+        let mock =
+            MockApi::new(move |r: &Recorded| {
+                match r.path.as_str() {
+            "/api/v1/nodes" => list(
+                "NodeList",
+                ["node-a", "node-b", "node-c"]
+                    .map(|n| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}}))
+                    .to_vec(),
+            ),
+            "/api/v1/namespaces/kube-system/pods" => {
+                assert!(r.query_has("labelSelector=app%3Dsecnet-openvswitch"), "{}", r.query);
+                let mut a = ovs_pod("ovs-a", "node-a", "Running");
+                a["status"]["conditions"] = ready.clone();
+                // Running but its probe has not passed yet.
+                let b = ovs_pod("ovs-b", "node-b", "Running");
+                let mut c = ovs_pod("ovs-c", "node-c", "Running");
+                c["status"]["conditions"] = ready.clone();
+                list("PodList", vec![a, b, c])
+            }
+            _ => not_found(&r.path),
+        }
+            });
+        let c = cluster(&mock).await;
+        let fast = std::time::Duration::from_millis(10);
+        let nodes = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        wait_ready(&c, &nodes(&["node-a", "node-c"]), fast)
+            .await
+            .unwrap();
+        let err = wait_ready(&c, &nodes(&["node-a", "node-b", "node-c"]), fast)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("none on node-b:") && err.contains("localhost/secnet-ovs:dev"),
+            "{err}"
         );
     }
 
