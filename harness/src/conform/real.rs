@@ -463,7 +463,10 @@ mod tests {
             "{plan}"
         );
         assert!(plan.contains("### openvswitch dev"), "{plan}");
-        assert!(plan.contains("every node has a Ready Open vSwitch pod"), "{plan}");
+        assert!(
+            plan.contains("every node has a Ready Open vSwitch pod"),
+            "{plan}"
+        );
         // Without the switch, the same scenarios are skipped, naming what is missing.
         opts.real.components.pop();
         let plan = crate::conform::plan::plan(&opts, "sn000001", &selected).unwrap();

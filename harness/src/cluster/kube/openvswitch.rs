@@ -369,9 +369,8 @@ mod tests {
     #[tokio::test]
     async fn waiting_for_ovs_names_the_nodes_without_a_ready_pod() {
         let ready = json!([{"type": "Ready", "status": "True"}]);
-        let mock =
-            MockApi::new(move |r: &Recorded| {
-                match r.path.as_str() {
+        let mock = MockApi::new(move |r: &Recorded| {
+            match r.path.as_str() {
             "/api/v1/nodes" => list(
                 "NodeList",
                 ["node-a", "node-b", "node-c"]
@@ -390,7 +389,7 @@ mod tests {
             }
             _ => not_found(&r.path),
         }
-            });
+        });
         let c = cluster(&mock).await;
         let fast = std::time::Duration::from_millis(10);
         let nodes = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
@@ -513,6 +512,202 @@ mod tests {
             !std::path::Path::new(&format!("/tmp/secnet-capture-{token}")).exists(),
             "the capture's directory is removed"
         );
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    /// The DaemonSet container's script and readiness probe, as rendered.
+    fn rendered_script_and_probe() -> (String, String) {
+        use crate::cluster::kube::components::{self, Component};
+        let set = components::sets(&Default::default())
+            .into_iter()
+            .find(|s| s.name == Component::Openvswitch)
+            .unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/components");
+        let docs = components::render(&set, &dir, &NoFetch).unwrap();
+        let container = &docs[0]["spec"]["template"]["spec"]["containers"][0];
+        let text = |v: &Value| v.as_str().unwrap().to_string();
+        (
+            text(&container["command"][2]),
+            text(&container["readinessProbe"]["exec"]["command"][2]),
+        )
+    }
+
+    struct NoFetch;
+
+    impl crate::cluster::kube::components::Fetcher for NoFetch {
+        fn fetch(
+            &self,
+            url: &str,
+        ) -> Result<String, crate::cluster::kube::components::ComponentError> {
+            panic!("the openvswitch set is local, yet {url} was fetched")
+        }
+    }
+
+    /// Runs the rendered DaemonSet script as a kind node would: two "nodes" (network
+    /// namespaces whose `eth0` is a veth into one Linux bridge, as kind's nodes are
+    /// on the engine's bridge), each with private /var/run/openvswitch and
+    /// /var/lib/openvswitch. Once the readiness probe passes, "pods" on VLAN 100 reach
+    /// each other across the nodes over the VXLAN trunk, VLAN 200 does not reach
+    /// VLAN 100, and SIGTERM stops the daemons and removes the trunk.
+    #[test]
+    fn the_daemonset_script_trunks_vlans_between_nodes() {
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+
+        use crate::prereq::{find_program, require, require_root};
+        let what = "the openvswitch DaemonSet's script";
+        if !require_root(what) {
+            return;
+        }
+        let tools = [
+            "bash",
+            "unshare",
+            "nsenter",
+            "ovsdb-server",
+            "ovs-vswitchd",
+            "ping",
+        ];
+        let missing = tools.into_iter().find(|p| find_program(p).is_none());
+        if !require(what, missing.map(|p| format!("{p} is not installed"))) {
+            return;
+        }
+        let (script, probe) = rendered_script_and_probe();
+        let mut lab = crate::lab::Lab::new();
+        let fab = lab.netns("fab").unwrap();
+        lab.ip(&fab, &["link", "add", "fb0", "type", "bridge"])
+            .unwrap();
+        lab.ip(&fab, &["link", "set", "fb0", "up"]).unwrap();
+        let mut nodes = Vec::new();
+        for i in 1..=2 {
+            let node = lab.netns(&format!("node{i}")).unwrap();
+            let port = format!("f{i}");
+            lab.veth(&node, "eth0", &fab, &port).unwrap();
+            lab.ip(&fab, &["link", "set", &port, "master", "fb0"])
+                .unwrap();
+            let addr = format!("172.31.0.{i}/24");
+            lab.ip(&node, &["addr", "add", &addr, "dev", "eth0"])
+                .unwrap();
+            // The container's view: the node's network namespace, its own
+            // /var/run/openvswitch and /var/lib/openvswitch (hostPath on the node).
+            let wrapper = r#"mkdir -p /var/run/openvswitch /var/lib/openvswitch
+mount -t tmpfs secnet-ovs-run /var/run/openvswitch
+mount -t tmpfs secnet-ovs-db /var/lib/openvswitch
+exec ip netns exec "$NODE" bash -c "$SCRIPT""#;
+            let child = Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "bash", "-c", wrapper])
+                .env("NODE", &node.name)
+                .env("SCRIPT", &script)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            nodes.push((node, child));
+        }
+        // Every exec is the same process: the script's pid names the node's view.
+        let in_node = |pid: u32, argv: &[&str]| {
+            Command::new("nsenter")
+                .args(["-t", &pid.to_string(), "-m", "-n", "--"])
+                .args(argv)
+                .output()
+                .unwrap()
+        };
+        let outcome = (|| -> Result<(), String> {
+            for (node, child) in &nodes {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !in_node(child.id(), &["bash", "-c", &probe])
+                    .status
+                    .success()
+                {
+                    if Instant::now() > deadline {
+                        return Err(format!("{}: the readiness probe never passed", node.name));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            for (name, n, tag, addr) in [
+                ("p1", 0, "100", "10.100.0.1/24"),
+                ("p2", 1, "100", "10.100.0.2/24"),
+                ("p3", 1, "200", "10.100.0.3/24"),
+            ] {
+                let pod = lab.netns(name).map_err(|e| e.to_string())?;
+                let (node, child) = &nodes[n];
+                let host_end = format!("v{name}");
+                lab.veth(node, &host_end, &pod, "net1")
+                    .map_err(|e| e.to_string())?;
+                lab.ip(&pod, &["addr", "add", addr, "dev", "net1"])
+                    .map_err(|e| e.to_string())?;
+                let tag = format!("tag={tag}");
+                let argv = [
+                    "ovs-vsctl",
+                    "add-port",
+                    "br1",
+                    &host_end,
+                    "--",
+                    "set",
+                    "Port",
+                    &host_end,
+                    &tag,
+                ];
+                let out = in_node(child.id(), &argv);
+                if !out.status.success() {
+                    return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+                }
+            }
+            let p1 = format!("{}-p1", lab.prefix());
+            let ping = |ip: &str| {
+                Command::new("ip")
+                    .args(["netns", "exec", &p1, "ping", "-c", "1", "-W", "1", ip])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            };
+            if !(0..5).any(|_| ping("10.100.0.2")) {
+                return Err("p1 (node1, VLAN 100) cannot reach p2 (node2, VLAN 100)".into());
+            }
+            if ping("10.100.0.3") {
+                return Err("p1 (VLAN 100) reached p3 (VLAN 200)".into());
+            }
+            Ok(())
+        })();
+        let mut stopped = Vec::new();
+        for (node, mut child) in nodes {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break Some(status),
+                    _ if Instant::now() > deadline => break None,
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            };
+            if status.is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let trunk_left = lab.ip(&node, &["link", "show", UPLINK]).is_ok();
+            let mut log = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut err, &mut log);
+            }
+            stopped.push((node.name.clone(), status, trunk_left, log));
+        }
+        let errors = lab.teardown();
+        let logs: Vec<String> = stopped
+            .iter()
+            .map(|(n, _, _, log)| format!("--- {n} ---\n{log}"))
+            .collect();
+        outcome.unwrap_or_else(|e| panic!("{e}\n{}", logs.join("\n")));
+        for (node, status, trunk_left, _) in &stopped {
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "{node}: SIGTERM: {status:?}"
+            );
+            assert!(!trunk_left, "{node}: {UPLINK} left after SIGTERM");
+        }
         assert!(errors.is_empty(), "{errors:?}");
     }
 
