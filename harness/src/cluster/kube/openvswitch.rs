@@ -92,7 +92,7 @@ pub async fn pod_on(c: &KubeCluster, node: &str) -> Result<String, ClusterError>
                 node,
                 what,
                 format!(
-                    "no Running pod {POD_SELECTOR} in {NAMESPACE} ({} found): deploy the openvswitch component (--components ...,openvswitch)",
+                    "no Running pod {POD_SELECTOR} in {NAMESPACE} ({} found): the bridge is read from the openvswitch component's pods (--components ...,openvswitch); Open vSwitch preinstalled on the hosts has none",
                     pods.items.len()
                 ),
             )
