@@ -199,10 +199,11 @@ setsid nsenter -t "$pid" -n tcpdump -nn -e -l -i "$iface" "$filter" >"$dir/out" 
 echo $! >"$dir/pid"
 for _ in $(seq 100); do
   grep -q "listening on" "$dir/err" && exit 0
-  kill -0 "$(cat "$dir/pid")" 2>/dev/null || { echo "tcpdump exited:" >&2; cat "$dir/err" >&2; exit 1; }
+  kill -0 "$(cat "$dir/pid")" 2>/dev/null || { echo "tcpdump exited:" >&2; cat "$dir/err" >&2; rm -rf "$dir"; exit 1; }
   sleep 0.1
 done
-echo "tcpdump did not start listening within 10 s:" >&2; cat "$dir/err" >&2; exit 1
+echo "tcpdump did not start listening within 10 s:" >&2; cat "$dir/err" >&2
+kill -KILL "$(cat "$dir/pid")" 2>/dev/null; rm -rf "$dir"; exit 1
 "#;
 
 /// Stops the capture (SIGINT: tcpdump flushes what it saw), prints what it saw and
