@@ -113,7 +113,7 @@ struct RealArgs {
     /// The nodes' macvtap/macvlan lower device (kind: made by secnet on eth0) [default: ens33].
     #[arg(long)]
     lower_device: Option<String>,
-    /// Component sets to install (comma list of multus, macvtap, ovs-cni, kubevirt, cnao).
+    /// Component sets to install (comma list of multus, macvtap, openvswitch, ovs-cni, kubevirt, cnao).
     #[arg(
         long,
         value_enum,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::capability::{Capability, Offer, Provider};
+use super::capture::FrameCapture;
 use super::kube::KubeCluster;
 use super::netns::NetnsCluster;
 use super::netns::topology::Topology;
@@ -204,12 +205,16 @@ impl AnyCluster {
             .map_err(|e| node_error(name, "creating a namespace", e))
     }
 
-    /// The ports of OVS bridge `bridge` on `node` (Ovs).
+    /// The ports of OVS bridge `bridge` on `node` (Ovs): on a real cluster from the
+    /// node's Open vSwitch pod (the openvswitch component).
     pub async fn ovs_ports(&self, node: &str, bridge: &str) -> Result<Vec<String>, ClusterError> {
-        self.netns_for(Capability::Ovs)?
-            .ovs_ports(node, bridge)
-            .await
-            .map_err(|e| node_error(node, "ovs-vsctl list-ports", e))
+        match self {
+            AnyCluster::Netns(c) => c
+                .ovs_ports(node, bridge)
+                .await
+                .map_err(|e| node_error(node, "ovs-vsctl list-ports", e)),
+            AnyCluster::Kube(c) => super::kube::openvswitch::ports(c, node, bridge).await,
+        }
     }
 
     /// Why the device plugin did not come up, if it did not (DevicePluginConfig).
@@ -320,6 +325,25 @@ impl AnyCluster {
             .into_iter()
             .filter(|p| p != super::netns::ovs::UPLINK)
             .collect())
+    }
+
+    /// Starts capturing the frames matching `filter` on `pod`'s `iface` as the node
+    /// sees them; returns once the capture listens (FrameCapture).
+    pub async fn start_capture(
+        &self,
+        pod: &PodView,
+        iface: &str,
+        filter: &str,
+    ) -> Result<FrameCapture, ClusterError> {
+        match self {
+            AnyCluster::Netns(_) => {
+                let ns = self.pod_namespace(pod).await?;
+                FrameCapture::local(&pod.node, &ns, iface, filter).await
+            }
+            AnyCluster::Kube(c) => Ok(FrameCapture::Kube(
+                super::kube::openvswitch::Capture::start(c, pod, iface, filter).await?,
+            )),
+        }
     }
 
     /// Whether the node still holds a network namespace for pod `namespace/name`

@@ -20,6 +20,9 @@ pub enum Capability {
     DevicePluginConfig,
     /// Open vSwitch on every node, bridge `br1` trunked into the LAN.
     Ovs,
+    /// Capture the frames on a pod's interface as the node sees them (tcpdump in the
+    /// pod's network namespace: on this machine, or from a node's OVS pod).
+    FrameCapture,
     /// A DHCP server on the nodes' LAN (the seed's manual macvlan lab).
     Dhcp,
     /// KubeVirt-style VMs: guests in virt-launcher pods on the cluster's networks.
@@ -38,6 +41,7 @@ impl Capability {
             Capability::Ovs => &["ovsdb-server", "ovs-vswitchd", "ovs-vsctl"],
             Capability::Dhcp => &["dnsmasq", "busybox"],
             Capability::Vm => &["qemu-system-x86_64", "nft"],
+            Capability::FrameCapture => &["tcpdump"],
             _ => &[],
         }
     }
@@ -56,6 +60,9 @@ impl Capability {
                 "deploying the device plugin with a config of the scenario's".into()
             }
             Capability::Ovs => "Open vSwitch on the nodes".into(),
+            Capability::FrameCapture => {
+                "capturing a pod's frames on the node (tcpdump; on kind/existing: the openvswitch component)".into()
+            }
             Capability::Dhcp => "a DHCP server on the nodes' LAN".into(),
             Capability::Vm => "VMs on the cluster's networks".into(),
             Capability::PluginExec => {
@@ -142,6 +149,7 @@ impl Provider {
                 DevicePluginRestart,
                 DevicePluginConfig,
                 Ovs,
+                FrameCapture,
                 Dhcp,
                 Vm,
                 PluginExec,

@@ -326,6 +326,13 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
             crate::scenario::seed::DATAPLANE
         );
     }
+    if sets.iter().any(|s| s.name == Component::Openvswitch) {
+        let _ = writeln!(
+            w,
+            "then wait up to {} s until every node has a Ready Open vSwitch pod\n",
+            real.timeout.as_secs()
+        );
+    }
     let _ = writeln!(w, "## 3. Scenarios\n");
     let nad = crate::objects::load_file(&opts.fixtures_dir.join("seed/macvtap-nad.yaml"))?;
     for (i, s) in scenarios.iter().enumerate() {

@@ -18,7 +18,7 @@ use crate::cluster::kube::components::{
 };
 use crate::cluster::kube::existing::{self, ExistingOptions};
 use crate::cluster::kube::kind::{self, Kind, KindOptions};
-use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, sweep};
+use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, openvswitch, sweep};
 use crate::cluster::{Cluster, ClusterError};
 use crate::scenario::{Capability, Offer, Target};
 
@@ -176,8 +176,16 @@ pub fn offer(opts: &Options) -> Offer {
 
 /// The capabilities component sets bring to a real cluster's scenarios.
 pub fn brought_by(components: &[Component]) -> BTreeSet<Capability> {
-    let _ = components;
-    BTreeSet::new()
+    let mut caps = BTreeSet::new();
+    // Pods on OVS networks need the plugin and the switch; the scenarios read the
+    // bridge and capture frames from the openvswitch set's pods.
+    if [Component::OvsCni, Component::Openvswitch]
+        .iter()
+        .all(|c| components.contains(c))
+    {
+        caps.extend([Capability::Ovs, Capability::FrameCapture]);
+    }
+    caps
 }
 
 /// The component sets `--components` selects, in the order given.
@@ -207,8 +215,13 @@ pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
     let mut k = KindOptions::new(run_id);
     k.config = real.kind_config.clone();
     k.images = vec![real.image.clone()];
-    if real.upstream_macvtap {
-        k.images.clear(); // pulled from quay.io by the nodes
+    // Upstream's macvtap image is pulled from quay.io by the nodes; ovs-cni still
+    // comes from ours.
+    if real.upstream_macvtap && !real.components.contains(&Component::OvsCni) {
+        k.images.clear();
+    }
+    if real.components.contains(&Component::Openvswitch) {
+        k.images.push(components::OPENVSWITCH_IMAGE.into());
     }
     k.keep = opts.keep;
     k.engine = real.engine.clone();
@@ -325,6 +338,11 @@ impl RealCluster {
             self.wait_for_resource(crate::scenario::seed::DATAPLANE, opts.real.timeout)
                 .await?;
         }
+        if sets.iter().any(|s| s.name == Component::Openvswitch) {
+            progress("waiting for Open vSwitch on every node");
+            let nodes = self.cluster.nodes();
+            openvswitch::wait_ready(&self.cluster, &nodes, opts.real.timeout).await?;
+        }
         Ok(())
     }
 
@@ -408,6 +426,84 @@ mod tests {
         };
         let names: Vec<Component> = selected_sets(&real).iter().map(|s| s.name).collect();
         assert_eq!(names, [Component::OvsCni, Component::Multus]);
+    }
+
+    #[test]
+    fn ovs_is_offered_when_the_plugin_and_the_switch_are_both_there() {
+        use Component::*;
+        assert!(brought_by(&[Multus, OvsCni]).is_empty());
+        assert!(brought_by(&[Openvswitch]).is_empty());
+        assert_eq!(
+            brought_by(&[OvsCni, Multus, Openvswitch]),
+            BTreeSet::from([Capability::Ovs, Capability::FrameCapture])
+        );
+        // Preinstalled counts as present.
+        let mut opts = Options::bundled();
+        opts.cluster = "existing".into();
+        opts.real.components = vec![Multus, OvsCni];
+        assert!(!offer(&opts).offers(Capability::Ovs));
+        opts.real.preinstalled = vec![Openvswitch];
+        assert!(offer(&opts).offers(Capability::Ovs));
+    }
+
+    #[test]
+    fn kind_loads_the_ovs_image_when_the_run_deploys_openvswitch() {
+        let mut opts = Options::bundled();
+        opts.cluster = "kind".into();
+        assert_eq!(
+            kind_options(&opts, "sn000001").images,
+            [components::SECNET_IMAGE]
+        );
+        opts.real.components = vec![Component::Openvswitch, Component::OvsCni];
+        opts.real.upstream_macvtap = true;
+        // ovs-cni comes from our image even when macvtap is upstream's.
+        assert_eq!(
+            kind_options(&opts, "sn000001").images,
+            [components::SECNET_IMAGE, components::OPENVSWITCH_IMAGE]
+        );
+    }
+
+    /// `secnet conform --cluster kind --components multus,macvtap,ovs-cni,openvswitch
+    /// --dry-run`: the four OVS scenarios are runnable and the OVS image is loaded.
+    #[test]
+    fn the_kind_plan_with_openvswitch_runs_the_ovs_scenarios() {
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
+        let mut opts = Options::bundled();
+        opts.cluster = "kind".into();
+        opts.real.manifest_cache = cache.path().to_path_buf();
+        opts.real.components = vec![
+            Component::Multus,
+            Component::Macvtap,
+            Component::OvsCni,
+            Component::Openvswitch,
+        ];
+        let all = crate::scenario::all();
+        let selected: Vec<&crate::scenario::Scenario> = all.iter().collect();
+        let plan = crate::conform::plan::plan(&opts, "sn000001", &selected).unwrap();
+        let ovs: Vec<&str> = plan.lines().filter(|l| l.contains(" ovs/")).collect();
+        assert_eq!(ovs.len(), 4, "{ovs:#?}");
+        for line in ovs {
+            assert!(line.contains("] run   ovs/"), "{line}");
+        }
+        assert!(
+            plan.contains(
+                "$ kind load docker-image localhost/secnet-ovs:dev --name secnet-sn000001"
+            ),
+            "{plan}"
+        );
+        assert!(plan.contains("### openvswitch dev"), "{plan}");
+        assert!(
+            plan.contains("every node has a Ready Open vSwitch pod"),
+            "{plan}"
+        );
+        // Without the switch, the same scenarios are skipped, naming what is missing.
+        opts.real.components.pop();
+        let plan = crate::conform::plan::plan(&opts, "sn000001", &selected).unwrap();
+        let skipped = plan
+            .lines()
+            .filter(|l| l.contains("skip  ovs/") && l.contains("needs Ovs"))
+            .count();
+        assert_eq!(skipped, 4, "{plan}");
     }
 
     mod against_a_mocked_api_server {

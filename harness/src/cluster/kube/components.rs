@@ -40,6 +40,8 @@ pub const KUBEVIRT_VERSION: &str = "v1.6.0";
 /// `*_IMAGE` environment); only its own image is a tag
 /// (`cluster-network-addons-operator:v0.99.0`), left as is: no digest found here.
 pub const CNAO_VERSION: &str = "v0.99.0";
+/// Open vSwitch for nodes that have none (the `openvswitch` set; Containerfile stage `ovs`).
+pub const OPENVSWITCH_IMAGE: &str = "localhost/secnet-ovs:dev";
 
 /// Known sha256 of remote manifests. Every other remote manifest is trusted on
 /// first use: its sum is recorded next to the cached file and checked on every
@@ -74,15 +76,18 @@ pub fn image_tag(image: &str) -> &str {
 pub enum Component {
     Multus,
     Macvtap,
+    /// Open vSwitch itself on every node (what ovs-cni plugs into).
+    Openvswitch,
     OvsCni,
     Kubevirt,
     Cnao,
 }
 
 impl Component {
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Multus,
         Component::Macvtap,
+        Component::Openvswitch,
         Component::OvsCni,
         Component::Kubevirt,
         Component::Cnao,
@@ -93,6 +98,7 @@ impl Component {
         match self {
             Component::Multus => "multus",
             Component::Macvtap => "macvtap",
+            Component::Openvswitch => "openvswitch",
             Component::OvsCni => "ovs-cni",
             Component::Kubevirt => "kubevirt",
             Component::Cnao => "cnao",
@@ -462,6 +468,7 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
             ]),
             log_selectors: vec![("kube-system".into(), "app=secnet-macvtap".into())],
         },
+        openvswitch_set(),
         ComponentSet {
             name: Component::OvsCni,
             version: opts.image.rsplit(':').next().unwrap_or("").into(),
@@ -514,6 +521,28 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
             )],
         },
     ]
+}
+
+/// Open vSwitch on every node: a DaemonSet running ovsdb-server and ovs-vswitchd
+/// with the userspace datapath, bridge and trunk uplink named as the netns nodes
+/// name them (`super::openvswitch`).
+fn openvswitch_set() -> ComponentSet {
+    use super::openvswitch as ovs;
+    ComponentSet {
+        name: Component::Openvswitch,
+        version: OPENVSWITCH_IMAGE.rsplit(':').next().unwrap_or("").into(),
+        sources: vec![Source::Local("openvswitch/openvswitch.yaml".into())],
+        vars: vars(&[
+            ("OPENVSWITCH_IMAGE", OPENVSWITCH_IMAGE),
+            ("OVS_BRIDGE", ovs::BRIDGE),
+            ("OVS_UPLINK", ovs::UPLINK),
+            ("OVS_UNDERLAY", ovs::UNDERLAY),
+            ("OVS_VXLAN_ID", ovs::VXLAN_ID),
+            ("OVS_VXLAN_GROUP", ovs::VXLAN_GROUP),
+            ("OVS_VXLAN_PORT", ovs::VXLAN_PORT),
+        ]),
+        log_selectors: vec![(ovs::NAMESPACE.into(), ovs::POD_SELECTOR.into())],
+    }
 }
 
 /// Replaces `${NAME}` with its value; an unknown placeholder is an error.
