@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::command::{Cmd, CommandError, Runner};
 use super::components::{self, ComponentError, ComponentOptions, Fetcher, MacvtapImpl};
+use super::fake::ssa_apply as fake_apply;
 use super::fake::*;
 use super::kind::{Kind, KindOptions};
 use super::mock::{MockApi, Recorded, Reply, list, not_found};
@@ -45,6 +46,13 @@ async fn cluster(mock: &MockApi, timeout_ms: u64) -> KubeCluster {
         .unwrap()
 }
 
+/// `cluster`, with its run namespace made (as `RealCluster::up` makes it).
+async fn run_cluster(mock: &MockApi, timeout_ms: u64) -> KubeCluster {
+    let c = cluster(mock, timeout_ms).await;
+    c.create_run_namespace().await.unwrap();
+    c
+}
+
 fn seed_fixture(name: &str) -> Vec<objects::Object> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/seed")
@@ -78,7 +86,8 @@ async fn apply_sends_server_side_apply_with_field_manager_and_run_label() {
     assert!(patches.len() >= 2, "{patches:#?}");
     for p in &patches {
         assert!(p.query_has("fieldManager=secnet"), "{}", p.query);
-        assert!(p.query_has("force=true"), "{}", p.query);
+        // Never forced: a field another manager owns is a conflict, not taken over.
+        assert!(!p.query.contains("force"), "{}", p.query);
         assert_eq!(p.content_type, "application/apply-patch+yaml");
         assert_eq!(
             p.body["metadata"]["labels"]["secnet.run"], RUN,
@@ -88,7 +97,7 @@ async fn apply_sends_server_side_apply_with_field_manager_and_run_label() {
     }
     assert!(
         patches.iter().any(|p| p.path.starts_with(
-            "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/"
+            "/apis/k8s.cni.cncf.io/v1/namespaces/secnet-r1/network-attachment-definitions/"
         )),
         "{patches:#?}"
     );
@@ -117,26 +126,26 @@ async fn apply_error_names_kind_and_object() {
 
 fn pod_routes(list_pod: Value, watch: Vec<Value>) -> impl Fn(&Recorded) -> Reply + Send + Sync {
     move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
-        ("POST", "/api/v1/namespaces/default/pods") => {
+        ("POST", "/api/v1/namespaces/secnet-r1/pods") => {
             let mut p = r.body.clone();
             p["metadata"]["uid"] = json!("uid-1");
             Reply::Json(201, p)
         }
-        ("GET", "/api/v1/namespaces/default/pods") if r.query_has("watch=true") => {
+        ("GET", "/api/v1/namespaces/secnet-r1/pods") if r.query_has("watch=true") => {
             Reply::WatchOpen(watch.clone())
         }
-        ("GET", "/api/v1/namespaces/default/pods") => list("PodList", vec![list_pod.clone()]),
-        ("GET", "/api/v1/namespaces/default/pods/p1") => Reply::Json(200, list_pod.clone()),
-        ("GET", "/api/v1/namespaces/default/pods/p1/log") => Reply::Json(
+        ("GET", "/api/v1/namespaces/secnet-r1/pods") => list("PodList", vec![list_pod.clone()]),
+        ("GET", "/api/v1/namespaces/secnet-r1/pods/p1") => Reply::Json(200, list_pod.clone()),
+        ("GET", "/api/v1/namespaces/secnet-r1/pods/p1/log") => Reply::Json(
             400,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400,
                 "reason": "BadRequest",
                 "message": "container \"c\" in pod \"p1\" is waiting to start: ContainerCreating"}),
         ),
-        ("GET", "/api/v1/namespaces/default/events") => list(
+        ("GET", "/api/v1/namespaces/secnet-r1/events") => list(
             "EventList",
             vec![json!({"apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": "p1.1", "namespace": "default"},
+                "metadata": {"name": "p1.1", "namespace": "secnet-r1"},
                 "involvedObject": {"kind": "Pod", "name": "p1", "uid": "uid-1"},
                 "type": "Warning", "reason": "FailedCreatePodSandBox",
                 "message": "plugin type=\"multus-shim\" failed (add): macvtap: deviceID is required"})],
@@ -298,15 +307,15 @@ async fn node_resources_parse_capacity_allocatable_and_allocated() {
 async fn teardown_deletes_by_run_label_only() {
     let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
         ("PATCH", _) => Reply::Json(200, r.body.clone()),
-        ("GET", "/api/v1/namespaces/default/configmaps") => {
+        ("GET", "/api/v1/namespaces/secnet-r1/configmaps") => {
             assert!(r.query_has("labelSelector=secnet.run%3Dr1"), "{}", r.query);
             // Ours, plus one without our label (as if the server ignored the selector).
             list(
                 "ConfigMapList",
                 vec![
-                    json!({"metadata": {"name": "ours", "namespace": "default", "uid": "u-ours",
+                    json!({"metadata": {"name": "ours", "namespace": "secnet-r1", "uid": "u-ours",
                         "labels": {"secnet.run": RUN}}}),
-                    json!({"metadata": {"name": "theirs", "namespace": "default", "uid": "u-theirs",
+                    json!({"metadata": {"name": "theirs", "namespace": "secnet-r1", "uid": "u-theirs",
                         "labels": {"secnet.run": "other"}}}),
                 ],
             )
@@ -327,7 +336,7 @@ async fn teardown_deletes_by_run_label_only() {
     .remove(0);
     c.apply(vec![cm]).await.unwrap();
     let report = c.teardown().await;
-    assert_eq!(report.deleted, ["ConfigMap default/ours"]);
+    assert_eq!(report.deleted, ["ConfigMap secnet-r1/ours"]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let deletes: Vec<Recorded> = mock
         .requests()
@@ -337,46 +346,89 @@ async fn teardown_deletes_by_run_label_only() {
     assert_eq!(deletes.len(), 1);
     assert_eq!(
         deletes[0].path,
-        "/api/v1/namespaces/default/configmaps/ours"
+        "/api/v1/namespaces/secnet-r1/configmaps/ours"
     );
     assert_eq!(deletes[0].body["preconditions"]["uid"], "u-ours");
 }
 
 #[tokio::test]
-async fn apply_onto_an_object_the_run_did_not_make_leaves_it_unlabelled() {
-    let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
-        ("GET", "/api/v1/namespaces/default/configmaps/preexisting") => Reply::Json(
-            200,
-            json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "preexisting", "namespace": "default", "uid": "u-1"}}),
-        ),
-        ("PATCH", _) => Reply::Json(200, r.body.clone()),
-        _ => base(r),
-    });
-    let c = cluster(&mock, 100).await;
+async fn apply_onto_an_object_the_run_did_not_make_is_refused_naming_its_manager() {
+    let (mock, state) = fake_api_server(true);
+    let c = run_cluster(&mock, 1000).await;
+    // Someone else's ConfigMap in the run namespace (same kind and name).
+    state.lock().unwrap().create(
+        Key::new("v1/configmaps", RUN_NS, "preexisting"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "preexisting"}, "data": {"a": "theirs"}}),
+        "helm",
+    );
     let cm = objects::load_str(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: preexisting}\ndata: {a: b}\n",
         "t",
     )
     .unwrap();
-    c.apply(cm).await.unwrap();
-    let patch = mock
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "PATCH")
-        .unwrap();
+    let err = c.apply(cm).await.unwrap_err().to_string();
     assert!(
-        patch.body["metadata"]["labels"].get("secnet.run").is_none(),
-        "{}",
-        patch.body
+        err.starts_with("failed to apply ConfigMap preexisting: exists already and was not made by this run: ConfigMap secnet-r1/preexisting (managed by helm)"),
+        "{err}"
     );
-    // Nothing was recorded as this run's: teardown lists and deletes nothing.
+    assert!(!mock.requests().iter().any(|r| r.method == "PATCH"));
+    let stored = state
+        .lock()
+        .unwrap()
+        .get("v1/configmaps", RUN_NS, "preexisting")
+        .cloned()
+        .unwrap();
+    assert_eq!(stored["data"]["a"], "theirs");
+    // Nothing was recorded as this run's: teardown deletes nothing.
     let report = c.teardown().await;
     assert!(
         report.deleted.is_empty() && report.errors.is_empty(),
         "{report:?}"
     );
     assert!(!mock.requests().iter().any(|r| r.method == "DELETE"));
+}
+
+#[tokio::test]
+async fn a_field_another_manager_owns_is_a_conflict_never_forced() {
+    let (mock, state) = fake_api_server(true);
+    let c = run_cluster(&mock, 1000).await;
+    let cm = |value: &str| {
+        objects::load_str(
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared}}\ndata: {{a: {value}}}\n"),
+            "t",
+        )
+        .unwrap()
+    };
+    c.apply(cm("one")).await.unwrap();
+    // A user takes the field over with a forced apply of their own (kubectl edit).
+    let key = Key::new("v1/configmaps", RUN_NS, "shared");
+    {
+        let mut s = state.lock().unwrap();
+        let stored = s.objects[&key].clone();
+        let mut theirs = stored.clone();
+        theirs["data"]["a"] = json!("edited");
+        theirs["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        let obj = fake_apply(Some(&stored), &theirs, "kubectl-edit", true).unwrap();
+        s.objects.insert(key.clone(), obj);
+    }
+    let err = c.apply(cm("two")).await.unwrap_err().to_string();
+    assert!(
+        err.contains("another field manager owns fields this apply sets, and secnet never forces")
+            && err.contains("conflict with \"kubectl-edit\" using v1: .data.a"),
+        "{err}"
+    );
+    let patches: Vec<Recorded> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), 2, "tried once, never retried with force");
+    assert!(patches.iter().all(|p| !p.query.contains("force")));
+    assert_eq!(state.lock().unwrap().objects[&key]["data"]["a"], "edited");
 }
 
 #[tokio::test]
@@ -1001,7 +1053,7 @@ async fn run_scenario_observed(
     mock: &MockApi,
     name: &str,
 ) -> (crate::scenario::Outcome, crate::observe::Observations) {
-    let ctx = kube_ctx(cluster(mock, 5000).await);
+    let ctx = kube_ctx(run_cluster(mock, 5000).await);
     let scenario = crate::scenario::all()
         .iter()
         .find(|s| s.name == name)
@@ -1051,8 +1103,16 @@ fn assert_scoped_and_torn_down(mock: &MockApi, state: &std::sync::Mutex<FakeStat
         "no wait for the scope's pods"
     );
     let s = state.lock().unwrap();
-    assert!(s.nads.is_empty(), "left: {:?}", s.nads.keys());
-    assert!(s.pods.is_empty(), "left: {:?}", s.pods.keys());
+    assert!(
+        s.names(NADS, RUN_NS).is_empty(),
+        "left: {:?}",
+        s.names(NADS, RUN_NS)
+    );
+    assert!(
+        s.workload_pods().is_empty(),
+        "left: {:?}",
+        s.workload_pods()
+    );
 }
 
 #[tokio::test]
@@ -1160,7 +1220,7 @@ async fn kube_target_capacity_accounting_fails_when_the_scheduler_overcommits() 
     );
     // Diagnostics name the scope's pods; teardown still removes everything.
     assert!(
-        msg.contains("=== pod default/greedy: phase Running"),
+        msg.contains("=== pod secnet-r1/greedy: phase Running"),
         "{msg}"
     );
     assert_scoped_and_torn_down(&mock, &state);
@@ -1186,7 +1246,7 @@ fn fake_api_server_selectors() {
 #[tokio::test]
 async fn restricted_nodes_keep_unpinned_pods_on_them_and_unknown_nodes_are_errors() {
     let (mock, _state) = fake_api_server(true);
-    let mut c = cluster(&mock, 5000).await;
+    let mut c = run_cluster(&mock, 5000).await;
     let err = c
         .restrict_nodes(&["node-x".into()])
         .unwrap_err()
@@ -1230,7 +1290,8 @@ async fn kube_target_device_plugin_restart_scenario_kills_its_pod_and_waits_for_
     let c = KubeCluster::connect(mock.client(), "existing", RUN, opts)
         .await
         .unwrap();
-    let before: Vec<String> = state.lock().unwrap().plugin_pods.keys().cloned().collect();
+    c.create_run_namespace().await.unwrap();
+    let before: Vec<String> = state.lock().unwrap().plugin_pods();
     let ctx = kube_ctx(c);
     let s = crate::scenario::all()
         .iter()
@@ -1270,7 +1331,7 @@ async fn kube_target_device_plugin_restart_scenario_kills_its_pod_and_waits_for_
         kill.body
     );
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
-    let after: Vec<String> = state.lock().unwrap().plugin_pods.keys().cloned().collect();
+    let after: Vec<String> = state.lock().unwrap().plugin_pods();
     assert_eq!(after.len(), 2);
     assert!(
         !after.contains(&before[0]) && after.contains(&before[1]),

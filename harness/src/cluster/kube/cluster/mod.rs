@@ -2,11 +2,14 @@
 //! from the `existing` or `kind` provider). This file holds the cluster, its options
 //! and its labels; each concern has its own file: `objects` (server-side apply),
 //! `pods` (create, wait, delete, exec, the device plugin restart), `resources` (node
-//! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture)
-//! and `teardown` (delete by label and UID).
+//! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture),
+//! `namespace` (the run's own), `ownership` (what is not the run's) and `teardown`
+//! (delete by label and UID).
 
 mod diagnostics;
+mod namespace;
 mod objects;
+mod ownership;
 mod pods;
 mod resources;
 mod snapshot;
@@ -20,6 +23,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
+pub use self::namespace::POD_SECURITY_LABEL;
+pub use self::ownership::Foreign;
 pub use self::resources::parse_quantity;
 pub use self::teardown::Teardown;
 use super::RUN_LABEL;
@@ -236,7 +241,7 @@ impl Cluster for KubeCluster {
 
     async fn apply(&self, objects: Vec<Object>) -> Result<(), ClusterError> {
         for obj in &objects {
-            self.apply_document(apply::document(obj)?).await?;
+            self.apply_scenario_document(apply::document(obj)?).await?;
         }
         Ok(())
     }
