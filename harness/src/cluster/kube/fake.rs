@@ -435,7 +435,7 @@ fn handle(s: &mut FakeState, r: &Recorded) -> Reply {
             let items = selected(r, items);
             list(&format!("{}List", t.kind), items)
         }
-        ("GET", Some(name)) => get(s, &t, name),
+        ("GET", Some(name)) => get(s, &t, name, &r.path),
         ("POST", None) => create(s, &t, r),
         ("PATCH", Some(name)) => patch(s, &t, name, r),
         ("DELETE", Some(name)) => delete(s, &t, name, r),
@@ -452,7 +452,7 @@ fn key_of(t: &Target, name: &str) -> Key {
     Key::new(&t.resource, &ns, name)
 }
 
-fn get(s: &mut FakeState, t: &Target, name: &str) -> Reply {
+fn get(s: &mut FakeState, t: &Target, name: &str, path: &str) -> Reply {
     let key = key_of(t, name);
     let what = format!("{} \"{name}\"", t.resource);
     if t.resource == NAMESPACES
@@ -472,7 +472,7 @@ fn get(s: &mut FakeState, t: &Target, name: &str) -> Reply {
     match t.sub.as_deref() {
         None => Reply::Json(200, obj.clone()),
         Some("log") if t.resource == PODS => Reply::Text(200, String::new()),
-        Some(_) => not_found(&what),
+        Some(_) => not_found(path), // exec and the like: not served
     }
 }
 

@@ -1156,7 +1156,10 @@ async fn kube_target_capacity_accounting_scenario_passes() {
     let phases: Vec<&str> = observed.phases.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(phases, ["deploy", "assess", "teardown"]);
     let reqs = mock.requests();
-    let posts: Vec<&Recorded> = reqs.iter().filter(|r| r.method == "POST").collect();
+    let posts: Vec<&Recorded> = reqs
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .collect();
     let names: Vec<&str> = posts
         .iter()
         .map(|p| p.body["metadata"]["name"].as_str().unwrap())
@@ -1257,6 +1260,7 @@ async fn restricted_nodes_keep_unpinned_pods_on_them_and_unknown_nodes_are_error
     );
     c.restrict_nodes(&["node-b".into()]).unwrap();
     assert_eq!(c.nodes(), ["node-b"]);
+    c.apply(seed_fixture("macvtap-nad.yaml")).await.unwrap();
     // The seed's pod names no node: it gets a required affinity to the chosen ones.
     let pod = seed_fixture("macvtap-pod.yaml")
         .into_iter()
@@ -1269,7 +1273,7 @@ async fn restricted_nodes_keep_unpinned_pods_on_them_and_unknown_nodes_are_error
     let post = mock
         .requests()
         .into_iter()
-        .find(|r| r.method == "POST")
+        .find(|r| r.method == "POST" && r.path.ends_with("/pods"))
         .unwrap();
     let term = &post.body["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         ["nodeSelectorTerms"][0];
