@@ -802,7 +802,15 @@ async fn sweep_deletes_every_labelled_object_by_uid_and_counts_per_run() {
     let mock = MockApi::new(sweep_routes);
     let swept = super::sweep::sweep_runs(&mock.client(), None).await;
     let reqs = mock.requests();
-    let lists: Vec<&Recorded> = reqs.iter().filter(|r| r.method == "GET").collect();
+    // A deleted namespace is looked at until it is gone; the rest are lists.
+    let (waits, lists): (Vec<&Recorded>, Vec<&Recorded>) = reqs
+        .iter()
+        .filter(|r| r.method == "GET")
+        .partition(|r| r.path.starts_with("/api/v1/namespaces/"));
+    assert_eq!(
+        waits.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        ["/api/v1/namespaces/sn1a2b3c-lab"]
+    );
     assert_eq!(lists.len(), super::apply::known_placements().count());
     for l in &lists {
         assert!(l.query_has("labelSelector=secnet.run"), "{}", l.query);
@@ -850,6 +858,130 @@ async fn sweep_deletes_every_labelled_object_by_uid_and_counts_per_run() {
     );
 }
 
+/// `secnet clean --cluster existing` on the fake API server: a run's namespace (with
+/// what is in it) and its labelled objects go; objects of the same kind and name that
+/// carry no run label, in other namespaces, stay exactly as they were.
+#[tokio::test]
+async fn clean_removes_labelled_objects_and_run_namespaces_never_foreign_ones_of_the_same_name() {
+    use super::sweep;
+    let (mock, state) = fake_api_server(true);
+    let doc = |kind: &str, api: &str, name: &str, labels: Value| json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "labels": labels}});
+    let run = |id: &str| json!({"secnet.run": id});
+    let foreign = [
+        Key::new(NADS, "default", "dataplane"),
+        Key::new("v1/configmaps", "default", "macvtap-deviceplugin-config"),
+        Key::new(DAEMONSETS, PLUGIN_NS, PLUGIN_DS),
+    ];
+    {
+        let mut s = state.lock().unwrap();
+        let ns = "secnet-sn0000ee";
+        s.create(
+            Key::new(NAMESPACES, "", ns),
+            doc("Namespace", "v1", ns, run("sn0000ee")),
+            "secnet",
+        );
+        let nad = "k8s.cni.cncf.io/v1";
+        s.create(
+            Key::new(NADS, ns, "dataplane"),
+            doc(
+                "NetworkAttachmentDefinition",
+                nad,
+                "dataplane",
+                run("sn0000ee"),
+            ),
+            "secnet",
+        );
+        // Unlabelled, but inside the run's namespace: goes with it.
+        s.create(
+            Key::new("v1/configmaps", ns, "made-by-a-controller"),
+            doc("ConfigMap", "v1", "made-by-a-controller", json!({})),
+            "kube-controller-manager",
+        );
+        s.create(
+            Key::new(
+                "v1/configmaps",
+                "kube-system",
+                "macvtap-deviceplugin-config",
+            ),
+            doc(
+                "ConfigMap",
+                "v1",
+                "macvtap-deviceplugin-config",
+                run("sn0000ee"),
+            ),
+            "secnet",
+        );
+        s.create(
+            Key::new("rbac.authorization.k8s.io/v1/clusterroles", "", "secnet-ff"),
+            doc(
+                "ClusterRole",
+                "rbac.authorization.k8s.io/v1",
+                "secnet-ff",
+                run("sn0000ff"),
+            ),
+            "secnet",
+        );
+        s.create(
+            foreign[0].clone(),
+            doc(
+                "NetworkAttachmentDefinition",
+                nad,
+                "dataplane",
+                json!({"app": "lab"}),
+            ),
+            "kubectl",
+        );
+        s.create(
+            foreign[1].clone(),
+            doc("ConfigMap", "v1", "macvtap-deviceplugin-config", json!({})),
+            "kubectl",
+        );
+    }
+    let kept =
+        |s: &FakeState| -> Vec<Value> { foreign.iter().map(|k| s.objects[k].clone()).collect() };
+    let before = kept(&state.lock().unwrap());
+    let client = mock.client();
+    let one = sweep::sweep_runs_waiting(&client, Some("sn0000ee"), Duration::from_secs(5)).await;
+    assert!(one.report.errors.is_empty(), "{:?}", one.report.errors);
+    let mut deleted = one.report.deleted.clone();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        [
+            "ConfigMap kube-system/macvtap-deviceplugin-config (secnet.run=sn0000ee)",
+            "Namespace secnet-sn0000ee (secnet.run=sn0000ee)",
+            "NetworkAttachmentDefinition secnet-sn0000ee/dataplane (secnet.run=sn0000ee)",
+        ]
+    );
+    {
+        let s = state.lock().unwrap();
+        assert!(
+            s.labelled(Some("sn0000ee")).is_empty(),
+            "{:?}",
+            s.labelled(None)
+        );
+        assert!(
+            s.get(NAMESPACES, "", "secnet-sn0000ee").is_none(),
+            "waited until gone"
+        );
+        assert!(s.names("v1/configmaps", "secnet-sn0000ee").is_empty());
+        assert_eq!(
+            s.labelled(None),
+            ["rbac.authorization.k8s.io/v1/clusterroles /secnet-ff"]
+        );
+        assert_eq!(kept(&s), before, "foreign objects untouched");
+    }
+    let all = sweep::sweep_runs_waiting(&client, None, Duration::from_secs(5)).await;
+    assert_eq!(
+        all.report.deleted,
+        ["ClusterRole secnet-ff (secnet.run=sn0000ff)"]
+    );
+    let s = state.lock().unwrap();
+    assert!(s.labelled(None).is_empty());
+    assert_eq!(kept(&s), before, "foreign objects untouched");
+    assert_eq!(s.plugin_pods().len(), 2);
+}
+
 #[tokio::test]
 async fn sweep_of_one_run_selects_and_checks_its_id() {
     // The server answers every list with both runs' objects, as if it ignored the
@@ -857,7 +989,10 @@ async fn sweep_of_one_run_selects_and_checks_its_id() {
     let mock = MockApi::new(sweep_routes);
     let report = super::sweep::sweep(&mock.client(), Some("sn1a2b3c")).await;
     let reqs = mock.requests();
-    for l in reqs.iter().filter(|r| r.method == "GET") {
+    let lists = reqs
+        .iter()
+        .filter(|r| r.method == "GET" && !r.path.starts_with("/api/v1/namespaces/"));
+    for l in lists {
         assert!(
             l.query_has("labelSelector=secnet.run%3Dsn1a2b3c"),
             "{}",
