@@ -107,7 +107,7 @@ impl KubeCluster {
     async fn wait_namespace_gone(&self, api: &Api<Namespace>, name: &str) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + self.opts.pod_timeout;
         loop {
-            match api.get_opt(&name).await {
+            match api.get_opt(name).await {
                 Ok(None) => return Ok(()),
                 Ok(Some(left)) if tokio::time::Instant::now() >= deadline => {
                     let phase = left.status.and_then(|s| s.phase).unwrap_or_default();
