@@ -695,6 +695,12 @@ mod tests {
                     "privileged"
                 );
                 assert_eq!(s.plugin_pods().len(), 2);
+                let ds = s
+                    .get(fake::DAEMONSETS, "kube-system", "secnet-macvtap")
+                    .unwrap();
+                assert_eq!(ds["metadata"]["labels"]["secnet.run"], run_id);
+                assert_eq!(ds["status"]["desiredNumberScheduled"], 2);
+                assert_eq!(ds["status"]["numberReady"], 2);
             }
             assert!(
                 mock.requests()

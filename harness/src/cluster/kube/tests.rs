@@ -432,6 +432,65 @@ async fn a_field_another_manager_owns_is_a_conflict_never_forced() {
 }
 
 #[tokio::test]
+async fn the_run_namespace_is_labelled_never_taken_over_and_waited_for_on_delete() {
+    let (mock, state) = fake_api_server(true);
+    let c = run_cluster(&mock, 2000).await;
+    {
+        let s = state.lock().unwrap();
+        let ns = s.get(NAMESPACES, "", RUN_NS).unwrap();
+        assert_eq!(ns["metadata"]["labels"]["secnet.run"], RUN);
+        assert_eq!(
+            ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+            "privileged"
+        );
+    }
+    // Made again by the same run: fine. Someone else's of that name: refused.
+    c.create_run_namespace().await.unwrap();
+    let other = KubeCluster::connect(mock.client(), "existing", "r2", KubeOptions::default())
+        .await
+        .unwrap();
+    state.lock().unwrap().create(
+        Key::new(NAMESPACES, "", "secnet-r2"),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "secnet-r2"}}),
+        "kubectl",
+    );
+    let err = other.create_run_namespace().await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("failed to apply Namespace secnet-r2: exists already and is not this run's (secnet.run=<none>)"),
+        "{err}"
+    );
+    assert!(
+        other
+            .delete_run_namespace()
+            .await
+            .unwrap_err()
+            .contains("does not carry secnet.run=r2")
+    );
+    // A scenario object in it goes with it; the delete returns once the namespace is gone.
+    c.apply(seed_fixture("macvtap-nad.yaml")).await.unwrap();
+    c.delete_run_namespace().await.unwrap();
+    let s = state.lock().unwrap();
+    assert!(s.get(NAMESPACES, "", RUN_NS).is_none());
+    assert!(s.names(NADS, RUN_NS).is_empty());
+    let reqs = mock.requests();
+    let ns_path = format!("/api/v1/namespaces/{RUN_NS}");
+    let delete = reqs
+        .iter()
+        .position(|r| r.method == "DELETE" && r.path == ns_path)
+        .unwrap();
+    assert!(reqs[delete].body["preconditions"]["uid"].is_string());
+    let looks = reqs[delete..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == ns_path)
+        .count();
+    assert!(looks >= 2, "looked until gone (Terminating first): {looks}");
+    assert!(
+        s.get(NAMESPACES, "", "secnet-r2").is_some(),
+        "someone else's stays"
+    );
+}
+
+#[tokio::test]
 async fn existing_provider_reads_the_kubeconfig_context_from_flags() {
     let dir = std::env::temp_dir().join(format!("secnet-kubeconfig-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
