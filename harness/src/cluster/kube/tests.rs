@@ -369,7 +369,7 @@ async fn apply_onto_an_object_the_run_did_not_make_is_refused_naming_its_manager
     .unwrap();
     let err = c.apply(cm).await.unwrap_err().to_string();
     assert!(
-        err.starts_with("failed to apply ConfigMap preexisting: exists already and was not made by this run: ConfigMap secnet-r1/preexisting (managed by helm)"),
+        err.starts_with("failed to apply ConfigMap secnet-r1/preexisting: exists already and was not made by this run (managed by helm); secnet never overwrites it"),
         "{err}"
     );
     assert!(!mock.requests().iter().any(|r| r.method == "PATCH"));

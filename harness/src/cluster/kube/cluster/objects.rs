@@ -73,9 +73,13 @@ impl KubeCluster {
         let kind = placement.resource.kind.clone();
         let name = obj.metadata.name.clone().unwrap_or_default();
         let api = self.dynamic_api(&placement, namespace.as_deref());
+        let path = match &namespace {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.clone(),
+        };
         let fail = |message: String| ClusterError::Apply {
             kind: kind.clone(),
-            name: name.clone(),
+            name: path.clone(),
             message,
         };
         // Never onto what this run did not make: deploy checked every component
@@ -86,8 +90,8 @@ impl KubeCluster {
             .map_err(|e| fail(format!("failed to look it up: {}", api_err(e))))?;
         if let Some(found) = existing.filter(|o| !self.is_this_runs(o)) {
             return Err(fail(format!(
-                "exists already and was not made by this run: {}; secnet never overwrites it (--adopt-existing uses a component's objects as found)",
-                Foreign::of(&kind, &found)
+                "exists already and was not made by this run ({}); secnet never overwrites it (--adopt-existing uses a component's objects as found)",
+                Foreign::of(&kind, &found).owners()
             )));
         }
         self.touch(&placement, namespace.as_deref());

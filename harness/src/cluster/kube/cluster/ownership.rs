@@ -54,25 +54,28 @@ impl Foreign {
             None => self.name.clone(),
         }
     }
-}
 
-/// `DaemonSet kube-system/secnet-macvtap (managed by kubectl)`; an object of another
-/// secnet run says which and how to remove it.
-impl fmt::Display for Foreign {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let managers = if self.managers.is_empty() {
+    /// `managed by kubectl`; for an object of another secnet run, which run and how
+    /// to remove what it left.
+    pub fn owners(&self) -> String {
+        let mut out = if self.managers.is_empty() {
             "no field manager recorded".to_string()
         } else {
             format!("managed by {}", self.managers.join(", "))
         };
-        write!(f, "{} {} ({managers}", self.kind, self.path())?;
         if let Some(run) = &self.other_run {
-            write!(
-                f,
+            out.push_str(&format!(
                 "; left by secnet run {run}: if that run is not running any more, `secnet clean --cluster existing --run {run}` removes it"
-            )?;
+            ));
         }
-        f.write_str(")")
+        out
+    }
+}
+
+/// `DaemonSet kube-system/secnet-macvtap (managed by kubectl)`.
+impl fmt::Display for Foreign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} ({})", self.kind, self.path(), self.owners())
     }
 }
 
