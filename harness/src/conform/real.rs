@@ -56,7 +56,7 @@ pub enum RealError {
     },
     /// Objects the components would apply exist already and are not this run's.
     #[error(
-        "{} object(s) this run would apply exist already and were not made by it; secnet never overwrites or deletes them, so nothing was applied:\n  {}\nTo run with them as they are (not applied, not labelled, never deleted), pass --adopt-existing.",
+        "{} object(s) this run would apply exist already and were not made by it; secnet never overwrites or deletes them, so nothing was applied:\n  {}\nTo run with them as they are (not applied, not labelled, never deleted), pass --adopt-existing; if a whole component is installed already, leave it out of --components (or list it in an inventory's preinstalled).",
         objects.len(),
         objects.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
     )]
