@@ -92,6 +92,10 @@ pub struct RealOptions {
     pub kind_config: PathBuf,
     /// Run on this existing kind cluster instead of creating one (never deleted).
     pub kind_reuse: Option<String>,
+    /// kind's node image (`--node-image`; pinned by digest by default).
+    pub node_image: String,
+    /// `--report`'s directory: kind's logs are exported under it.
+    pub report_dir: Option<PathBuf>,
     /// `docker` or `podman`.
     pub engine: String,
     /// The bundled plugins' image (built from the Containerfile).
@@ -131,6 +135,8 @@ impl Default for RealOptions {
                 .map_or_else(|| PathBuf::from("clusters"), |p| p.join("clusters"))
                 .join("kind-2node.yaml"),
             kind_reuse: None,
+            node_image: kind::KIND_NODE_IMAGE.into(),
+            report_dir: None,
             engine: "docker".into(),
             image: components::SECNET_IMAGE.into(),
             upstream_macvtap: false,
@@ -227,8 +233,16 @@ pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
     }
     k.keep = opts.keep;
     k.engine = real.engine.clone();
+    k.node_image = Some(real.node_image.clone());
     k.lower_device = real.lower_device.clone();
     k.reuse = real.kind_reuse.clone();
+    // Next to the run's report; without --report, in the temporary directory (the
+    // failure's notes say where).
+    let logs = format!("kind-logs-{run_id}");
+    k.logs_dir = match &real.report_dir {
+        Some(dir) => dir.join(logs),
+        None => std::env::temp_dir().join(format!("secnet-{logs}")),
+    };
     k
 }
 
@@ -260,12 +274,21 @@ impl RealCluster {
                     kind.cluster_name(),
                     kind.opts.config.display()
                 ));
-                let (kind, kubeconfig) = tokio::task::spawn_blocking(move || {
-                    let up = kind.up();
+                let (kind, up) = tokio::task::spawn_blocking(move || {
+                    let up = kind.bring_up();
                     (kind, up)
                 })
                 .await?;
-                match kind::connect(&kubeconfig?, run_id, kopts).await {
+                let up = up?;
+                for img in &up.images {
+                    let id = if img.id.is_empty() {
+                        "unknown"
+                    } else {
+                        &img.id
+                    };
+                    progress(&format!("loaded {} (image ID {id})", img.image));
+                }
+                match kind::connect(&up.kubeconfig, run_id, kopts).await {
                     Ok(c) => (c, Some(kind)),
                     Err(e) => return Err(RealError::from(e).with_notes(kind.down(true))),
                 }
@@ -468,7 +491,7 @@ mod tests {
         use super::*;
         use crate::cluster::kube::mock::{MockApi, Recorded, Reply, list, not_found};
 
-        const MULTUS: &str = "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.2.3/deployments/multus-daemonset-thick.yml";
+        const MULTUS: &str = "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.3.0/deployments/multus-daemonset-thick.yml";
 
         fn node(name: &str, devices: u32) -> Value {
             let res =

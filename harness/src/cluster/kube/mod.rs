@@ -9,6 +9,7 @@
 //! (no cluster on the development machines): see the README's "What is exercised where".
 
 pub mod apply;
+pub mod checksum;
 pub mod cluster;
 pub mod command;
 pub mod components;

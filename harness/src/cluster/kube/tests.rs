@@ -592,7 +592,7 @@ fn kind_command_lines() {
     let mut keep = KindOptions::new(RUN);
     keep.keep = true;
     keep.node_image = Some("kindest/node:v1.34.0".into());
-    keep.engine = "podman".into();
+    // podman's command lines: kind_tests.rs.
     let kind = Kind::new(
         keep,
         Recording {

@@ -70,7 +70,7 @@ impl Default for KubeOptions {
             log_lines: 50,
             lower_device: super::DEFAULT_LOWER_DEVICE.into(),
             device_plugin_pods: None,
-            pod_image: "busybox:1.37".into(),
+            pod_image: super::components::POD_IMAGE.into(),
             offer: None,
         }
     }
