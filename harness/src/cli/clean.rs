@@ -16,7 +16,7 @@ pub struct CleanArgs {
     /// Only this run id (sn + 6 hex digits).
     #[arg(long)]
     run: Option<String>,
-    /// netns: this machine's namespaces; existing: objects labelled secnet.run on the kubeconfig's cluster (deleted by UID); kind: secnet's kind clusters.
+    /// netns: this machine's namespaces; existing: objects labelled secnet.run on the kubeconfig's cluster (deleted by UID; a run's namespace secnet-<run> with what is in it), never an unlabelled one; kind: secnet's kind clusters.
     #[arg(long, default_value = "netns", value_parser = ["netns", "kind", "existing"])]
     cluster: String,
     /// Kubeconfig for --cluster existing [default: $KUBECONFIG, ~/.kube/config, in-cluster].

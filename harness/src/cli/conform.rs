@@ -128,6 +128,11 @@ struct RealArgs {
     /// Seconds to wait for a pod or for the device plugin on every node.
     #[arg(long, default_value_t = 180)]
     timeout: u64,
+    /// Component objects that exist already without this run's label (your own device
+    /// plugin, a CRD) are used as found: not applied, not labelled, never deleted.
+    /// Without it such an object stops the run before anything is applied.
+    #[arg(long)]
+    adopt_existing: bool,
 }
 
 #[cfg(test)]
@@ -155,6 +160,7 @@ impl RealArgs {
             components: self.components,
             manifest_cache: self.manifest_cache.unwrap_or(d.manifest_cache),
             timeout: std::time::Duration::from_secs(self.timeout),
+            adopt_existing: self.adopt_existing,
             dry_run,
             ..d
         };

@@ -185,6 +185,70 @@ fn labelled_yaml(mut doc: Value, run_id: &str) -> String {
     serde_saphyr::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
 }
 
+/// The run namespace's name (as `KubeCluster::run_namespace`).
+fn run_namespace(run_id: &str) -> String {
+    format!("secnet-{run_id}")
+}
+
+/// Step 2: the run's own namespace, made before anything else.
+fn run_namespace_section(w: &mut String, run_id: &str) {
+    let name = run_namespace(run_id);
+    let _ = writeln!(w, "## 2. Run namespace {name}\n");
+    let _ = writeln!(
+        w,
+        "created first; the scenarios' pods, NADs and ConfigMaps go there, whatever namespace their fixtures name (the components keep theirs)"
+    );
+    let doc = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name,
+        "labels": {crate::cluster::kube::cluster::POD_SECURITY_LABEL: "privileged"}}});
+    let _ = writeln!(w, "---\n{}\n", labelled_yaml(doc, run_id).trim_end());
+}
+
+/// Step 3: every object the components would apply is looked up first.
+fn conflict_check_section(
+    w: &mut String,
+    opts: &Options,
+    run_id: &str,
+    sets: &[ComponentSet],
+    dir: &std::path::Path,
+    cache: &CacheOnly,
+) {
+    let _ = writeln!(w, "## 3. Conflict check, before anything is applied\n");
+    let _ = writeln!(
+        w,
+        "each object below that exists without {RUN_LABEL}={run_id} is someone else's: {}",
+        if opts.real.adopt_existing {
+            "--adopt-existing: used as found (not applied, not labelled, never deleted)"
+        } else {
+            "the run stops, naming each with its field managers (--adopt-existing uses them as found)"
+        }
+    );
+    for set in sets {
+        for source in &set.sources {
+            let one = ComponentSet {
+                sources: vec![source.clone()],
+                ..set.clone()
+            };
+            let Ok(docs) = components::render(&one, dir, cache) else {
+                continue; // not cached: named in the next step
+            };
+            for doc in docs {
+                let kind = doc["kind"].as_str().unwrap_or("?");
+                let name = doc["metadata"]["name"].as_str().unwrap_or("?");
+                match doc["metadata"]["namespace"].as_str() {
+                    Some(ns) => {
+                        let _ = writeln!(w, "  {} {kind} {ns}/{name}", set.name);
+                    }
+                    None => {
+                        let _ = writeln!(w, "  {} {kind} {name}", set.name);
+                    }
+                }
+            }
+        }
+    }
+    let _ = writeln!(w);
+}
+
 /// `--dry-run`: every command and every rendered manifest of a run, in order,
 /// without a cluster, Docker or network (remote manifests come from the cache or
 /// are named with their pin).
@@ -279,12 +343,14 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
         }
         other => return Err(PlanError::UnknownProvider(other.to_string())),
     }
-    let _ = writeln!(
-        w,
-        "## 2. Components: server-side apply (field manager secnet, label {RUN_LABEL}={run_id})\n"
-    );
     let dir = opts.fixtures_dir.join("components");
     let cache = CacheOnly(real.manifest_cache.clone());
+    run_namespace_section(w, run_id);
+    conflict_check_section(w, opts, run_id, &sets, &dir, &cache);
+    let _ = writeln!(
+        w,
+        "## 4. Components: server-side apply (field manager secnet, never forced, label {RUN_LABEL}={run_id})\n"
+    );
     for set in &sets {
         let _ = writeln!(w, "### {} {}\n", set.name, set.version);
         for source in &set.sources {
@@ -333,7 +399,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
             real.timeout.as_secs()
         );
     }
-    let _ = writeln!(w, "## 3. Scenarios\n");
+    let _ = writeln!(w, "## 5. Scenarios\n");
     let nad = crate::objects::load_file(&opts.fixtures_dir.join("seed/macvtap-nad.yaml"))?;
     for (i, s) in scenarios.iter().enumerate() {
         if s.portable_on(&opts.offer()) {
@@ -351,16 +417,22 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
     }
     let _ = writeln!(
         w,
-        "\nevery scenario first applies fixtures/seed/macvtap-nad.yaml:"
+        "\nevery scenario first applies fixtures/seed/macvtap-nad.yaml, in the run namespace:"
     );
     for obj in &nad {
-        let doc = crate::cluster::kube::apply::document(obj)?;
+        let mut doc = crate::cluster::kube::apply::document(obj)?;
+        doc["metadata"]["namespace"] = Value::from(run_namespace(run_id));
         let _ = writeln!(w, "---\n{}", labelled_yaml(doc, run_id).trim_end());
     }
-    let _ = writeln!(w, "\n## 4. Teardown\n");
+    let _ = writeln!(w, "\n## 6. Teardown\n");
     let _ = writeln!(
         w,
         "delete every object labelled {RUN_LABEL}={run_id} (by UID; objects without the label are never touched)"
+    );
+    let _ = writeln!(
+        w,
+        "then delete namespace {} and wait until it is gone",
+        run_namespace(run_id)
     );
     if let Some(k) = kind {
         if k.opts.reuse.is_some() {

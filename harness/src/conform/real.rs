@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Options;
+use crate::cluster::kube::cluster::Foreign;
 use crate::cluster::kube::command::HostRunner;
 use crate::cluster::kube::components::{
     self, CachedFetcher, Component, ComponentError, ComponentOptions, ComponentSet, CurlFetcher,
@@ -53,6 +54,13 @@ pub enum RealError {
         /// The run's and the components' pods: state, events, logs.
         diagnostics: String,
     },
+    /// Objects the components would apply exist already and are not this run's.
+    #[error(
+        "{} object(s) this run would apply exist already and were not made by it; secnet never overwrites or deletes them, so nothing was applied:\n  {}\nTo run with them as they are (not applied, not labelled, never deleted), pass --adopt-existing; if a whole component is installed already, leave it out of --components (or list it in an inventory's preinstalled).",
+        objects.len(),
+        objects.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+    )]
+    Conflicts { objects: Vec<Foreign> },
     /// Bringing the cluster up failed and taking down what was made left notes.
     #[error("{source} ({})", notes.join("; "))]
     TornDown {
@@ -114,6 +122,9 @@ pub struct RealOptions {
     pub manifest_cache: PathBuf,
     /// How long to wait for pods, and for the device plugin on every node.
     pub timeout: Duration,
+    /// Component objects that exist already without this run's label are used as
+    /// found (not applied, not labelled, never deleted) instead of stopping the run.
+    pub adopt_existing: bool,
     pub dry_run: bool,
 }
 
@@ -141,6 +152,7 @@ impl Default for RealOptions {
             withheld: BTreeSet::new(),
             manifest_cache: default_cache(),
             timeout: Duration::from_secs(180),
+            adopt_existing: false,
             dry_run: false,
         }
     }
@@ -210,6 +222,21 @@ fn component_options(real: &RealOptions) -> ComponentOptions {
     }
 }
 
+/// The cluster's options for a run installing `sets`.
+fn kube_options(opts: &Options, sets: &[ComponentSet]) -> KubeOptions {
+    KubeOptions {
+        pod_timeout: opts.real.timeout,
+        lower_device: opts.real.lower_device.clone(),
+        device_plugin_pods: sets
+            .iter()
+            .find(|s| s.name == Component::Macvtap)
+            .and_then(|s| s.log_selectors.first().cloned()),
+        log_selectors: sets.iter().flat_map(|s| s.log_selectors.clone()).collect(),
+        offer: Some(offer(opts)),
+        ..KubeOptions::default()
+    }
+}
+
 pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
     let real = &opts.real;
     let mut k = KindOptions::new(run_id);
@@ -254,17 +281,7 @@ impl RealCluster {
     pub async fn up(opts: &Options, run_id: &str) -> Result<RealCluster, RealError> {
         let real = &opts.real;
         let sets = selected_sets(real);
-        let kopts = KubeOptions {
-            pod_timeout: real.timeout,
-            lower_device: real.lower_device.clone(),
-            device_plugin_pods: sets
-                .iter()
-                .find(|s| s.name == Component::Macvtap)
-                .and_then(|s| s.log_selectors.first().cloned()),
-            log_selectors: sets.iter().flat_map(|s| s.log_selectors.clone()).collect(),
-            offer: Some(offer(opts)),
-            ..KubeOptions::default()
-        };
+        let kopts = kube_options(opts, &sets);
         let (cluster, kind) = match opts.cluster.as_str() {
             "kind" => {
                 let kind = Kind::new(kind_options(opts, run_id), HostRunner);
@@ -316,9 +333,28 @@ impl RealCluster {
             dir: real.manifest_cache.clone(),
             inner: CurlFetcher,
         };
-        match rc.deploy(opts, &sets, &fetcher).await {
-            Ok(()) => Ok(rc),
-            Err(e) => Err(e.with_notes(rc.down(true, false).await)),
+        rc.set_up(opts, &sets, &fetcher).await
+    }
+
+    /// On the connected cluster: the run namespace first (scenario objects and node
+    /// probes go there), then the components. On failure what was made is removed.
+    async fn set_up(
+        self,
+        opts: &Options,
+        sets: &[ComponentSet],
+        fetcher: &dyn Fetcher,
+    ) -> Result<RealCluster, RealError> {
+        progress(&format!(
+            "creating namespace {}",
+            self.cluster.run_namespace()
+        ));
+        let made = match self.cluster.create_run_namespace().await {
+            Ok(()) => self.deploy(opts, sets, fetcher).await,
+            Err(e) => Err(e.into()),
+        };
+        match made {
+            Ok(()) => Ok(self),
+            Err(e) => Err(e.with_notes(self.down(true, false).await)),
         }
     }
 
@@ -329,10 +365,37 @@ impl RealCluster {
         fetcher: &dyn Fetcher,
     ) -> Result<(), RealError> {
         let dir = opts.fixtures_dir.join("components");
+        let mut rendered = Vec::new();
         for set in sets {
+            rendered.push((set, components::render(set, &dir, fetcher)?));
+        }
+        // Before anything is applied: what exists without this run's label stops
+        // the run, or with --adopt-existing is used as found.
+        let all: Vec<serde_json::Value> = rendered.iter().flat_map(|(_, d)| d.clone()).collect();
+        let foreign = self.cluster.foreign_objects(&all).await?;
+        if !foreign.is_empty() && !opts.real.adopt_existing {
+            return Err(RealError::Conflicts { objects: foreign });
+        }
+        for f in &foreign {
+            progress(&format!("using as found (--adopt-existing): {f}"));
+        }
+        for (set, docs) in rendered {
             progress(&format!("installing {} {}", set.name, set.version));
-            let n = components::install(&self.cluster, set, &dir, fetcher).await?;
-            progress(&format!("{}: {n} object(s) applied", set.name));
+            let mut applied = 0;
+            for doc in docs {
+                if is_adopted(&doc, &foreign) {
+                    continue;
+                }
+                self.cluster
+                    .apply_document(doc)
+                    .await
+                    .map_err(|source| ComponentError::Apply {
+                        set: set.name,
+                        source,
+                    })?;
+                applied += 1;
+            }
+            progress(&format!("{}: {applied} object(s) applied", set.name));
         }
         if sets.iter().any(|s| s.name == Component::Macvtap) {
             self.wait_for_resource(crate::scenario::seed::DATAPLANE, opts.real.timeout)
@@ -392,7 +455,11 @@ impl RealCluster {
         } else {
             let done = self.cluster.teardown().await;
             notes.extend(done.errors);
-            // Anything a scenario left (a killed body): swept by the run label.
+            // The run namespace, waited for: whatever a scenario left in it goes too.
+            if let Err(e) = self.cluster.delete_run_namespace().await {
+                notes.push(e);
+            }
+            // Anything else of the run (a killed body): swept by the run label.
             let swept = sweep::sweep(self.cluster.client(), Some(self.cluster.run_id())).await;
             notes.extend(swept.errors);
         }
@@ -404,6 +471,18 @@ impl RealCluster {
         }
         notes
     }
+}
+
+/// Whether a rendered document is one of the adopted (foreign) objects.
+fn is_adopted(doc: &serde_json::Value, foreign: &[Foreign]) -> bool {
+    let kind = doc["kind"].as_str().unwrap_or("");
+    let name = doc["metadata"]["name"].as_str().unwrap_or("");
+    let namespace = doc["metadata"]["namespace"].as_str();
+    foreign.iter().any(|f| {
+        f.kind == kind
+            && f.name == name
+            && (f.namespace.is_none() || f.namespace.as_deref() == namespace.or(Some("default")))
+    })
 }
 
 fn progress(msg: &str) {
@@ -667,33 +746,96 @@ mod tests {
             assert!(mock.requests().iter().all(|r| r.method != "DELETE"));
         }
 
-        #[tokio::test]
-        async fn conform_runs_the_portable_scenarios_and_skips_the_others() {
-            use crate::cluster::kube::fake;
-            let (mock, state) = fake::fake_api_server(true);
-            let run_id = "sn0000bb";
-            let kopts = KubeOptions {
-                pod_timeout: Duration::from_secs(5),
-                // No exec here, so no node probe pods (see cluster/node_tests.rs).
-                offer: Some(
-                    Offer::new(crate::scenario::Provider::Existing)
-                        .without([Capability::NodeAccess]),
-                ),
-                ..KubeOptions::default()
-            };
-            let cluster = KubeCluster::connect(mock.client(), "existing", run_id, kopts)
-                .await
-                .unwrap();
+        /// A run's cluster on the fake API server, connected as `up` connects, with
+        /// the macvtap component only (a local manifest: nothing to fetch).
+        async fn fake_run(
+            mock: &MockApi,
+            run_id: &str,
+            adopt_existing: bool,
+        ) -> (Options, Vec<ComponentSet>, RealCluster) {
+            let mut opts = options(Duration::from_secs(5));
+            opts.real.components = vec![Component::Macvtap];
+            opts.real.adopt_existing = adopt_existing;
+            // No exec on this mock, so no node probe pods (see cluster/node_tests.rs).
+            opts.real.withheld.insert(Capability::NodeAccess);
+            let sets = selected_sets(&opts.real);
+            let cluster = KubeCluster::connect(
+                mock.client(),
+                "existing",
+                run_id,
+                kube_options(&opts, &sets),
+            )
+            .await
+            .unwrap();
             let rc = RealCluster {
                 cluster: Arc::new(cluster),
                 kind: None,
             };
-            let mut opts = options(Duration::from_secs(5));
+            (opts, sets, rc)
+        }
+
+        /// No manifest is fetched: the macvtap component is a local file.
+        struct NoFetch;
+
+        impl Fetcher for NoFetch {
+            fn fetch(&self, url: &str) -> Result<String, ComponentError> {
+                panic!("nothing is fetched here: {url}")
+            }
+        }
+
+        /// The portable capacity scenarios (faults need exec, which the fake cannot serve).
+        fn capacity_scenarios(opts: &mut Options) -> Vec<&'static crate::scenario::Scenario> {
             opts.labels = vec!["capacity".into()];
-            // The portable faults probe pods with exec, which the fake cannot serve.
             opts.skip_labels = vec!["fault".into()];
-            opts.real.components.clear();
-            let selected = crate::conform::select(&opts, crate::scenario::all()).unwrap();
+            crate::conform::select(opts, crate::scenario::all()).unwrap()
+        }
+
+        async fn run_capacity_scenarios(
+            opts: &mut Options,
+            run_id: &str,
+            rc: RealCluster,
+        ) -> crate::report::Report {
+            let selected = capacity_scenarios(opts);
+            let ctx = crate::conform::context(opts, run_id);
+            crate::conform::run_selected(opts, run_id, ctx, selected, Some(rc), Instant::now())
+                .await
+                .unwrap()
+        }
+
+        #[tokio::test]
+        async fn conform_runs_the_portable_scenarios_and_skips_the_others() {
+            use crate::cluster::kube::fake::{self, NAMESPACES, PODS};
+            let (mock, state) = fake::fake_api_server_bare(true);
+            let run_id = "sn0000bb";
+            let (mut opts, sets, rc) = fake_run(&mock, run_id, false).await;
+            let rc = rc.set_up(&opts, &sets, &NoFetch).await.unwrap();
+            {
+                // Up: the run namespace, labelled and privileged; the device plugin
+                // rolled out on both nodes; nothing forced.
+                let s = state.lock().unwrap();
+                let ns = s
+                    .get(NAMESPACES, "", "secnet-sn0000bb")
+                    .expect("the run namespace");
+                assert_eq!(ns["metadata"]["labels"]["secnet.run"], run_id);
+                assert_eq!(
+                    ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+                    "privileged"
+                );
+                assert_eq!(s.plugin_pods().len(), 2);
+                let ds = s
+                    .get(fake::DAEMONSETS, "kube-system", "secnet-macvtap")
+                    .unwrap();
+                assert_eq!(ds["metadata"]["labels"]["secnet.run"], run_id);
+                assert_eq!(ds["status"]["desiredNumberScheduled"], 2);
+                assert_eq!(ds["status"]["numberReady"], 2);
+            }
+            assert!(
+                mock.requests()
+                    .iter()
+                    .filter(|r| r.method == "PATCH")
+                    .all(|r| !r.query.contains("force"))
+            );
+            let selected = capacity_scenarios(&mut opts);
             let portable: Vec<&str> = selected
                 .iter()
                 .filter(|s| s.portable_on(&opts.offer()))
@@ -706,17 +848,7 @@ mod tests {
                     "seed/capacity accounting: allocate, release, Insufficient"
                 ]
             );
-            let ctx = crate::conform::context(&opts, run_id);
-            let report = crate::conform::run_selected(
-                &opts,
-                run_id,
-                ctx,
-                selected.clone(),
-                Some(rc),
-                Instant::now(),
-            )
-            .await
-            .unwrap();
+            let report = run_capacity_scenarios(&mut opts, run_id, rc).await;
             for s in &report.scenarios {
                 let expected = if portable.contains(&s.name.as_str()) {
                     crate::report::Status::Passed
@@ -728,21 +860,124 @@ mod tests {
             assert_eq!(report.summary.passed, 2);
             assert_eq!(report.summary.skipped, selected.len() - 2);
             assert!(report.summary.skipped > 0);
-            // Every scenario's scope was removed, and the run's sweep found nothing more.
-            let state = state.lock().unwrap();
-            assert!(state.pods.is_empty() && state.nads.is_empty());
-            let sweeps = mock
+            // Nothing of the run is left, of any kind, scope or namespace: the run
+            // namespace is gone, and with the DaemonSet its pods.
+            let s = state.lock().unwrap();
+            assert_eq!(s.labelled(None), Vec::<String>::new());
+            assert!(s.get(NAMESPACES, "", "secnet-sn0000bb").is_none());
+            assert_eq!(s.all(PODS, None), Vec::<serde_json::Value>::new());
+            let namespaces: Vec<String> = s.names(NAMESPACES, "");
+            assert_eq!(namespaces, ["default", "kube-system"]);
+            // The scenarios' pods went into the run namespace, with the fixtures'
+            // network selection resolved there.
+            let posts: Vec<Recorded> = mock
                 .requests()
                 .into_iter()
-                .filter(|r| {
-                    r.method == "GET"
-                        && r.query.contains("labelSelector=secnet.run%3Dsn0000bb")
-                        && !r.query.contains("scope")
-                })
-                .count();
+                .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+                .collect();
+            assert!(!posts.is_empty());
             assert!(
-                sweeps > 5,
-                "the run's own sweep lists every known kind: {sweeps}"
+                posts
+                    .iter()
+                    .all(|p| p.path == "/api/v1/namespaces/secnet-sn0000bb/pods"),
+                "{:?}",
+                posts.iter().map(|p| &p.path).collect::<Vec<_>>()
+            );
+        }
+
+        #[tokio::test]
+        async fn a_foreign_device_plugin_daemonset_stops_the_run_before_anything_is_applied() {
+            use crate::cluster::kube::fake::{
+                self, DAEMONSETS, Key, NAMESPACES, PLUGIN_DS, PLUGIN_NS,
+            };
+            let (mock, state) = fake::fake_api_server(true);
+            // What a killed secnet run left, next to the user's own DaemonSet.
+            state.lock().unwrap().create(
+                Key::new("v1/configmaps", "kube-system", "macvtap-deviceplugin-config"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "macvtap-deviceplugin-config", "labels": {"secnet.run": "sn111111"}}}),
+                "secnet",
+            );
+            let before = state
+                .lock()
+                .unwrap()
+                .get(DAEMONSETS, PLUGIN_NS, PLUGIN_DS)
+                .cloned()
+                .unwrap();
+            let (opts, sets, rc) = fake_run(&mock, "sn0000cc", false).await;
+            let err = match rc.set_up(&opts, &sets, &NoFetch).await {
+                Ok(_) => panic!("the run went on over foreign objects"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                err.starts_with(
+                    "2 object(s) this run would apply exist already and were not made by it"
+                ),
+                "{err}"
+            );
+            assert!(
+                err.contains("ConfigMap kube-system/macvtap-deviceplugin-config (managed by secnet; left by secnet run sn111111: if that run is not running any more, `secnet clean --cluster existing --run sn111111` removes it)"),
+                "{err}"
+            );
+            assert!(
+                err.contains("DaemonSet kube-system/secnet-macvtap (managed by kubectl)"),
+                "{err}"
+            );
+            assert!(err.contains("pass --adopt-existing"), "{err}");
+            assert!(
+                !mock.requests().iter().any(|r| r.method == "PATCH"),
+                "nothing applied"
+            );
+            let s = state.lock().unwrap();
+            assert_eq!(s.get(DAEMONSETS, PLUGIN_NS, PLUGIN_DS), Some(&before));
+            assert!(
+                s.get(NAMESPACES, "", "secnet-sn0000cc").is_none(),
+                "the run namespace went"
+            );
+        }
+
+        #[tokio::test]
+        async fn adopt_existing_runs_on_the_users_daemonset_and_leaves_it_untouched() {
+            use crate::cluster::kube::fake::{self, DAEMONSETS, PLUGIN_DS, PLUGIN_NS};
+            let (mock, state) = fake::fake_api_server(true);
+            let before = state
+                .lock()
+                .unwrap()
+                .get(DAEMONSETS, PLUGIN_NS, PLUGIN_DS)
+                .cloned()
+                .unwrap();
+            let plugin_pods = state.lock().unwrap().plugin_pods();
+            let run_id = "sn0000dd";
+            let (mut opts, sets, rc) = fake_run(&mock, run_id, true).await;
+            let rc = rc.set_up(&opts, &sets, &NoFetch).await.unwrap();
+            let applied: Vec<String> = mock
+                .requests()
+                .into_iter()
+                .filter(|r| r.method == "PATCH")
+                .map(|r| r.path)
+                .collect();
+            assert_eq!(
+                applied,
+                ["/api/v1/namespaces/kube-system/configmaps/macvtap-deviceplugin-config"],
+                "only what is not there yet is applied"
+            );
+            let report = run_capacity_scenarios(&mut opts, run_id, rc).await;
+            assert_eq!(report.summary.passed, 2, "{:?}", report.scenarios);
+            assert_eq!(report.summary.failed, 0);
+            let s = state.lock().unwrap();
+            assert_eq!(
+                s.get(DAEMONSETS, PLUGIN_NS, PLUGIN_DS),
+                Some(&before),
+                "same resourceVersion and fields"
+            );
+            assert_eq!(s.plugin_pods(), plugin_pods);
+            assert_eq!(s.labelled(None), Vec::<String>::new());
+            assert!(
+                !mock
+                    .requests()
+                    .iter()
+                    .any(|r| r.method == "DELETE" && r.path.contains("daemonsets")),
+                "the adopted DaemonSet is never deleted"
             );
         }
     }

@@ -171,6 +171,7 @@ async fn pod_inputs(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node_side = cluster.offers(Capability::NodeAccess);
     for (pod, needles) in cases {
         let name = pod.metadata.name.clone();
+        let namespace = pod.metadata.namespace.clone();
         let err = match cluster.create_pod(pod).await {
             Ok(_) => return fail(format!("pod {name} started although its input is bad")),
             Err(e) => e.to_string(),
@@ -196,9 +197,10 @@ async fn pod_inputs(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         ensure(r.allocated.get(DATAPLANE) == Some(&0), || {
             format!("pod {name}: a device is still held after the failed start: {r:?}")
         })?;
-        ensure(!cluster.pod_sandbox_exists("default", &name).await?, || {
-            format!("pod {name}: its sandbox is still there")
-        })?;
+        ensure(
+            !cluster.pod_sandbox_exists(&namespace, &name).await?,
+            || format!("pod {name}: its sandbox is still there"),
+        )?;
     }
     if !node_side {
         ctx.observed.note(

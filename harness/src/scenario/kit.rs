@@ -68,12 +68,16 @@ pub fn network_status(pod: &PodView) -> Result<Vec<NetworkStatus>, Failure> {
         .map_err(|e| Failure::caused(format!("pod {}'s network-status", pod.name), e))
 }
 
-/// The network-status entry of network `name` (`namespace/nad`) of `pod`.
+/// The network-status entry of network `name` (`namespace/nad`) of `pod`. The
+/// fixtures' namespace `default` is the pod's own (a real cluster's run namespace).
 pub fn status_of(pod: &PodView, name: &str) -> Result<NetworkStatus, Failure> {
     let status = network_status(pod)?;
+    let in_pods_ns = name
+        .strip_prefix("default/")
+        .map(|nad| format!("{}/{nad}", pod.namespace));
     status
         .iter()
-        .find(|s| s.name == name)
+        .find(|s| s.name == name || Some(&s.name) == in_pods_ns.as_ref())
         .cloned()
         .ok_or_else(|| {
             Failure::msg(format!(

@@ -513,7 +513,7 @@ async fn other_pods_device(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let stolen = NetworkAttachmentDefinition {
         metadata: Meta {
             name: "stolen".into(),
-            namespace: "default".into(),
+            namespace: victim.namespace.clone(),
             ..Default::default()
         },
         spec: NadSpec {

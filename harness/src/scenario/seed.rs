@@ -229,7 +229,7 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         }
     }
     cluster
-        .delete_pod("default", "macvtap-pod-with-mac")
+        .delete_pod(&a.namespace, "macvtap-pod-with-mac")
         .await?;
     let r = cluster.node_resources(&node).await?;
     ensure(

@@ -7,12 +7,16 @@
 //!   server returned, so an unlabelled object is never deleted even if the server
 //!   ignored the selector. Kinds the server does not serve (no KubeVirt CRDs, …) are
 //!   nothing to sweep. Kinds applied through discovery (not in the known list) are
-//!   not swept.
+//!   not listed, but a run's namespace (`secnet-<run>`, labelled) takes whatever is
+//!   in it along; a sweep waits until the namespaces it deleted are gone.
 //! - `kind`: the kind clusters named `secnet-sn<6 hex>` (optionally only
 //!   `secnet-<run>`) are deleted with `kind delete cluster`; other kind clusters are
 //!   never touched.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
 
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
@@ -64,10 +68,19 @@ pub async fn sweep(client: &Client, run: Option<&str>) -> Teardown {
     sweep_runs(client, run).await.report
 }
 
+/// How long a sweep waits for the namespaces it deleted to be gone.
+pub const NAMESPACE_WAIT: Duration = Duration::from_secs(120);
+
 /// `sweep`, with the deletions counted per run id.
 pub async fn sweep_runs(client: &Client, run: Option<&str>) -> Swept {
+    sweep_runs_waiting(client, run, NAMESPACE_WAIT).await
+}
+
+/// `sweep_runs`, waiting up to `wait` for deleted namespaces to go.
+pub async fn sweep_runs_waiting(client: &Client, run: Option<&str>, wait: Duration) -> Swept {
     let lp = ListParams::default().labels(&selector(run));
     let mut out = Swept::default();
+    let mut namespaces = Vec::new();
     for placement in order() {
         let kind = placement.resource.kind.clone();
         let all: Api<DynamicObject> = Api::all_with(client.clone(), &placement.resource);
@@ -120,6 +133,9 @@ pub async fn sweep_runs(client: &Client, run: Option<&str>) -> Swept {
             };
             match api.delete(&name, &dp).await {
                 Ok(_) => {
+                    if kind == "Namespace" {
+                        namespaces.push(name.clone());
+                    }
                     out.report
                         .deleted
                         .push(format!("{what} ({RUN_LABEL}={owner})"));
@@ -133,7 +149,49 @@ pub async fn sweep_runs(client: &Client, run: Option<&str>) -> Swept {
             }
         }
     }
+    out.report
+        .errors
+        .extend(wait_namespaces_gone(client, &namespaces, wait).await);
     out
+}
+
+/// Polls until every namespace of `names` is gone; what is still there at the
+/// deadline (still Terminating) is an error each.
+async fn wait_namespaces_gone(client: &Client, names: &[String], wait: Duration) -> Vec<String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut left: Vec<String> = names.to_vec();
+    loop {
+        let mut still = Vec::new();
+        for name in left {
+            match api.get_opt(&name).await {
+                Ok(None) => {}
+                Ok(Some(_)) => still.push(name),
+                Err(e) => {
+                    return vec![format!(
+                        "failed to look up namespace {name}: {}",
+                        api_err(e)
+                    )];
+                }
+            }
+        }
+        if still.is_empty() {
+            return Vec::new();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return still
+                .iter()
+                .map(|n| {
+                    format!(
+                        "namespace {n} is still terminating after {} s: kubectl get all -n {n}",
+                        wait.as_secs()
+                    )
+                })
+                .collect();
+        }
+        left = still;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `secnet clean --cluster existing`: connects as `existing.rs` does (flags or the

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::command::{Cmd, CommandError, Runner};
 use super::components::{self, ComponentError, ComponentOptions, Fetcher, MacvtapImpl};
+use super::fake::ssa_apply as fake_apply;
 use super::fake::*;
 use super::kind::{Kind, KindOptions};
 use super::mock::{MockApi, Recorded, Reply, list, not_found};
@@ -49,6 +50,13 @@ async fn cluster(mock: &MockApi, timeout_ms: u64) -> KubeCluster {
         .unwrap()
 }
 
+/// `cluster`, with its run namespace made (as `RealCluster::up` makes it).
+async fn run_cluster(mock: &MockApi, timeout_ms: u64) -> KubeCluster {
+    let c = cluster(mock, timeout_ms).await;
+    c.create_run_namespace().await.unwrap();
+    c
+}
+
 fn seed_fixture(name: &str) -> Vec<objects::Object> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/seed")
@@ -82,7 +90,8 @@ async fn apply_sends_server_side_apply_with_field_manager_and_run_label() {
     assert!(patches.len() >= 2, "{patches:#?}");
     for p in &patches {
         assert!(p.query_has("fieldManager=secnet"), "{}", p.query);
-        assert!(p.query_has("force=true"), "{}", p.query);
+        // Never forced: a field another manager owns is a conflict, not taken over.
+        assert!(!p.query.contains("force"), "{}", p.query);
         assert_eq!(p.content_type, "application/apply-patch+yaml");
         assert_eq!(
             p.body["metadata"]["labels"]["secnet.run"], RUN,
@@ -92,7 +101,7 @@ async fn apply_sends_server_side_apply_with_field_manager_and_run_label() {
     }
     assert!(
         patches.iter().any(|p| p.path.starts_with(
-            "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/"
+            "/apis/k8s.cni.cncf.io/v1/namespaces/secnet-r1/network-attachment-definitions/"
         )),
         "{patches:#?}"
     );
@@ -121,26 +130,26 @@ async fn apply_error_names_kind_and_object() {
 
 fn pod_routes(list_pod: Value, watch: Vec<Value>) -> impl Fn(&Recorded) -> Reply + Send + Sync {
     move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
-        ("POST", "/api/v1/namespaces/default/pods") => {
+        ("POST", "/api/v1/namespaces/secnet-r1/pods") => {
             let mut p = r.body.clone();
             p["metadata"]["uid"] = json!("uid-1");
             Reply::Json(201, p)
         }
-        ("GET", "/api/v1/namespaces/default/pods") if r.query_has("watch=true") => {
+        ("GET", "/api/v1/namespaces/secnet-r1/pods") if r.query_has("watch=true") => {
             Reply::WatchOpen(watch.clone())
         }
-        ("GET", "/api/v1/namespaces/default/pods") => list("PodList", vec![list_pod.clone()]),
-        ("GET", "/api/v1/namespaces/default/pods/p1") => Reply::Json(200, list_pod.clone()),
-        ("GET", "/api/v1/namespaces/default/pods/p1/log") => Reply::Json(
+        ("GET", "/api/v1/namespaces/secnet-r1/pods") => list("PodList", vec![list_pod.clone()]),
+        ("GET", "/api/v1/namespaces/secnet-r1/pods/p1") => Reply::Json(200, list_pod.clone()),
+        ("GET", "/api/v1/namespaces/secnet-r1/pods/p1/log") => Reply::Json(
             400,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400,
                 "reason": "BadRequest",
                 "message": "container \"c\" in pod \"p1\" is waiting to start: ContainerCreating"}),
         ),
-        ("GET", "/api/v1/namespaces/default/events") => list(
+        ("GET", "/api/v1/namespaces/secnet-r1/events") => list(
             "EventList",
             vec![json!({"apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": "p1.1", "namespace": "default"},
+                "metadata": {"name": "p1.1", "namespace": "secnet-r1"},
                 "involvedObject": {"kind": "Pod", "name": "p1", "uid": "uid-1"},
                 "type": "Warning", "reason": "FailedCreatePodSandBox",
                 "message": "plugin type=\"multus-shim\" failed (add): macvtap: deviceID is required"})],
@@ -302,15 +311,15 @@ async fn node_resources_parse_capacity_allocatable_and_allocated() {
 async fn teardown_deletes_by_run_label_only() {
     let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
         ("PATCH", _) => Reply::Json(200, r.body.clone()),
-        ("GET", "/api/v1/namespaces/default/configmaps") => {
+        ("GET", "/api/v1/namespaces/secnet-r1/configmaps") => {
             assert!(r.query_has("labelSelector=secnet.run%3Dr1"), "{}", r.query);
             // Ours, plus one without our label (as if the server ignored the selector).
             list(
                 "ConfigMapList",
                 vec![
-                    json!({"metadata": {"name": "ours", "namespace": "default", "uid": "u-ours",
+                    json!({"metadata": {"name": "ours", "namespace": "secnet-r1", "uid": "u-ours",
                         "labels": {"secnet.run": RUN}}}),
-                    json!({"metadata": {"name": "theirs", "namespace": "default", "uid": "u-theirs",
+                    json!({"metadata": {"name": "theirs", "namespace": "secnet-r1", "uid": "u-theirs",
                         "labels": {"secnet.run": "other"}}}),
                 ],
             )
@@ -331,7 +340,7 @@ async fn teardown_deletes_by_run_label_only() {
     .remove(0);
     c.apply(vec![cm]).await.unwrap();
     let report = c.teardown().await;
-    assert_eq!(report.deleted, ["ConfigMap default/ours"]);
+    assert_eq!(report.deleted, ["ConfigMap secnet-r1/ours"]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let deletes: Vec<Recorded> = mock
         .requests()
@@ -341,46 +350,148 @@ async fn teardown_deletes_by_run_label_only() {
     assert_eq!(deletes.len(), 1);
     assert_eq!(
         deletes[0].path,
-        "/api/v1/namespaces/default/configmaps/ours"
+        "/api/v1/namespaces/secnet-r1/configmaps/ours"
     );
     assert_eq!(deletes[0].body["preconditions"]["uid"], "u-ours");
 }
 
 #[tokio::test]
-async fn apply_onto_an_object_the_run_did_not_make_leaves_it_unlabelled() {
-    let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
-        ("GET", "/api/v1/namespaces/default/configmaps/preexisting") => Reply::Json(
-            200,
-            json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "preexisting", "namespace": "default", "uid": "u-1"}}),
-        ),
-        ("PATCH", _) => Reply::Json(200, r.body.clone()),
-        _ => base(r),
-    });
-    let c = cluster(&mock, 100).await;
+async fn apply_onto_an_object_the_run_did_not_make_is_refused_naming_its_manager() {
+    let (mock, state) = fake_api_server(true);
+    let c = run_cluster(&mock, 1000).await;
+    // Someone else's ConfigMap in the run namespace (same kind and name).
+    state.lock().unwrap().create(
+        Key::new("v1/configmaps", RUN_NS, "preexisting"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "preexisting"}, "data": {"a": "theirs"}}),
+        "helm",
+    );
     let cm = objects::load_str(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: preexisting}\ndata: {a: b}\n",
         "t",
     )
     .unwrap();
-    c.apply(cm).await.unwrap();
-    let patch = mock
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "PATCH")
-        .unwrap();
+    let err = c.apply(cm).await.unwrap_err().to_string();
     assert!(
-        patch.body["metadata"]["labels"].get("secnet.run").is_none(),
-        "{}",
-        patch.body
+        err.starts_with("failed to apply ConfigMap secnet-r1/preexisting: exists already and was not made by this run (managed by helm); secnet never overwrites it"),
+        "{err}"
     );
-    // Nothing was recorded as this run's: teardown lists and deletes nothing.
+    assert!(!mock.requests().iter().any(|r| r.method == "PATCH"));
+    let stored = state
+        .lock()
+        .unwrap()
+        .get("v1/configmaps", RUN_NS, "preexisting")
+        .cloned()
+        .unwrap();
+    assert_eq!(stored["data"]["a"], "theirs");
+    // Nothing was recorded as this run's: teardown deletes nothing.
     let report = c.teardown().await;
     assert!(
         report.deleted.is_empty() && report.errors.is_empty(),
         "{report:?}"
     );
     assert!(!mock.requests().iter().any(|r| r.method == "DELETE"));
+}
+
+#[tokio::test]
+async fn a_field_another_manager_owns_is_a_conflict_never_forced() {
+    let (mock, state) = fake_api_server(true);
+    let c = run_cluster(&mock, 1000).await;
+    let cm = |value: &str| {
+        objects::load_str(
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared}}\ndata: {{a: {value}}}\n"),
+            "t",
+        )
+        .unwrap()
+    };
+    c.apply(cm("one")).await.unwrap();
+    // A user takes the field over with a forced apply of their own (kubectl edit).
+    let key = Key::new("v1/configmaps", RUN_NS, "shared");
+    {
+        let mut s = state.lock().unwrap();
+        let stored = s.objects[&key].clone();
+        let mut theirs = stored.clone();
+        theirs["data"]["a"] = json!("edited");
+        theirs["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        let obj = fake_apply(Some(&stored), &theirs, "kubectl-edit", true).unwrap();
+        s.objects.insert(key.clone(), obj);
+    }
+    let err = c.apply(cm("two")).await.unwrap_err().to_string();
+    assert!(
+        err.contains("another field manager owns fields this apply sets, and secnet never forces")
+            && err.contains("conflict with \"kubectl-edit\" using v1: .data.a"),
+        "{err}"
+    );
+    let patches: Vec<Recorded> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), 2, "tried once, never retried with force");
+    assert!(patches.iter().all(|p| !p.query.contains("force")));
+    assert_eq!(state.lock().unwrap().objects[&key]["data"]["a"], "edited");
+}
+
+#[tokio::test]
+async fn the_run_namespace_is_labelled_never_taken_over_and_waited_for_on_delete() {
+    let (mock, state) = fake_api_server(true);
+    let c = run_cluster(&mock, 2000).await;
+    {
+        let s = state.lock().unwrap();
+        let ns = s.get(NAMESPACES, "", RUN_NS).unwrap();
+        assert_eq!(ns["metadata"]["labels"]["secnet.run"], RUN);
+        assert_eq!(
+            ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+            "privileged"
+        );
+    }
+    // Made again by the same run: fine. Someone else's of that name: refused.
+    c.create_run_namespace().await.unwrap();
+    let other = KubeCluster::connect(mock.client(), "existing", "r2", KubeOptions::default())
+        .await
+        .unwrap();
+    state.lock().unwrap().create(
+        Key::new(NAMESPACES, "", "secnet-r2"),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "secnet-r2"}}),
+        "kubectl",
+    );
+    let err = other.create_run_namespace().await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("failed to apply Namespace secnet-r2: exists already and is not this run's (secnet.run=<none>)"),
+        "{err}"
+    );
+    assert!(
+        other
+            .delete_run_namespace()
+            .await
+            .unwrap_err()
+            .contains("does not carry secnet.run=r2")
+    );
+    // A scenario object in it goes with it; the delete returns once the namespace is gone.
+    c.apply(seed_fixture("macvtap-nad.yaml")).await.unwrap();
+    c.delete_run_namespace().await.unwrap();
+    let s = state.lock().unwrap();
+    assert!(s.get(NAMESPACES, "", RUN_NS).is_none());
+    assert!(s.names(NADS, RUN_NS).is_empty());
+    let reqs = mock.requests();
+    let ns_path = format!("/api/v1/namespaces/{RUN_NS}");
+    let delete = reqs
+        .iter()
+        .position(|r| r.method == "DELETE" && r.path == ns_path)
+        .unwrap();
+    assert!(reqs[delete].body["preconditions"]["uid"].is_string());
+    let looks = reqs[delete..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == ns_path)
+        .count();
+    assert!(looks >= 2, "looked until gone (Terminating first): {looks}");
+    assert!(
+        s.get(NAMESPACES, "", "secnet-r2").is_some(),
+        "someone else's stays"
+    );
 }
 
 #[tokio::test]
@@ -754,7 +865,15 @@ async fn sweep_deletes_every_labelled_object_by_uid_and_counts_per_run() {
     let mock = MockApi::new(sweep_routes);
     let swept = super::sweep::sweep_runs(&mock.client(), None).await;
     let reqs = mock.requests();
-    let lists: Vec<&Recorded> = reqs.iter().filter(|r| r.method == "GET").collect();
+    // A deleted namespace is looked at until it is gone; the rest are lists.
+    let (waits, lists): (Vec<&Recorded>, Vec<&Recorded>) = reqs
+        .iter()
+        .filter(|r| r.method == "GET")
+        .partition(|r| r.path.starts_with("/api/v1/namespaces/"));
+    assert_eq!(
+        waits.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        ["/api/v1/namespaces/sn1a2b3c-lab"]
+    );
     assert_eq!(lists.len(), super::apply::known_placements().count());
     for l in &lists {
         assert!(l.query_has("labelSelector=secnet.run"), "{}", l.query);
@@ -802,6 +921,130 @@ async fn sweep_deletes_every_labelled_object_by_uid_and_counts_per_run() {
     );
 }
 
+/// `secnet clean --cluster existing` on the fake API server: a run's namespace (with
+/// what is in it) and its labelled objects go; objects of the same kind and name that
+/// carry no run label, in other namespaces, stay exactly as they were.
+#[tokio::test]
+async fn clean_removes_labelled_objects_and_run_namespaces_never_foreign_ones_of_the_same_name() {
+    use super::sweep;
+    let (mock, state) = fake_api_server(true);
+    let doc = |kind: &str, api: &str, name: &str, labels: Value| json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "labels": labels}});
+    let run = |id: &str| json!({"secnet.run": id});
+    let foreign = [
+        Key::new(NADS, "default", "dataplane"),
+        Key::new("v1/configmaps", "default", "macvtap-deviceplugin-config"),
+        Key::new(DAEMONSETS, PLUGIN_NS, PLUGIN_DS),
+    ];
+    {
+        let mut s = state.lock().unwrap();
+        let ns = "secnet-sn0000ee";
+        s.create(
+            Key::new(NAMESPACES, "", ns),
+            doc("Namespace", "v1", ns, run("sn0000ee")),
+            "secnet",
+        );
+        let nad = "k8s.cni.cncf.io/v1";
+        s.create(
+            Key::new(NADS, ns, "dataplane"),
+            doc(
+                "NetworkAttachmentDefinition",
+                nad,
+                "dataplane",
+                run("sn0000ee"),
+            ),
+            "secnet",
+        );
+        // Unlabelled, but inside the run's namespace: goes with it.
+        s.create(
+            Key::new("v1/configmaps", ns, "made-by-a-controller"),
+            doc("ConfigMap", "v1", "made-by-a-controller", json!({})),
+            "kube-controller-manager",
+        );
+        s.create(
+            Key::new(
+                "v1/configmaps",
+                "kube-system",
+                "macvtap-deviceplugin-config",
+            ),
+            doc(
+                "ConfigMap",
+                "v1",
+                "macvtap-deviceplugin-config",
+                run("sn0000ee"),
+            ),
+            "secnet",
+        );
+        s.create(
+            Key::new("rbac.authorization.k8s.io/v1/clusterroles", "", "secnet-ff"),
+            doc(
+                "ClusterRole",
+                "rbac.authorization.k8s.io/v1",
+                "secnet-ff",
+                run("sn0000ff"),
+            ),
+            "secnet",
+        );
+        s.create(
+            foreign[0].clone(),
+            doc(
+                "NetworkAttachmentDefinition",
+                nad,
+                "dataplane",
+                json!({"app": "lab"}),
+            ),
+            "kubectl",
+        );
+        s.create(
+            foreign[1].clone(),
+            doc("ConfigMap", "v1", "macvtap-deviceplugin-config", json!({})),
+            "kubectl",
+        );
+    }
+    let kept =
+        |s: &FakeState| -> Vec<Value> { foreign.iter().map(|k| s.objects[k].clone()).collect() };
+    let before = kept(&state.lock().unwrap());
+    let client = mock.client();
+    let one = sweep::sweep_runs_waiting(&client, Some("sn0000ee"), Duration::from_secs(5)).await;
+    assert!(one.report.errors.is_empty(), "{:?}", one.report.errors);
+    let mut deleted = one.report.deleted.clone();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        [
+            "ConfigMap kube-system/macvtap-deviceplugin-config (secnet.run=sn0000ee)",
+            "Namespace secnet-sn0000ee (secnet.run=sn0000ee)",
+            "NetworkAttachmentDefinition secnet-sn0000ee/dataplane (secnet.run=sn0000ee)",
+        ]
+    );
+    {
+        let s = state.lock().unwrap();
+        assert!(
+            s.labelled(Some("sn0000ee")).is_empty(),
+            "{:?}",
+            s.labelled(None)
+        );
+        assert!(
+            s.get(NAMESPACES, "", "secnet-sn0000ee").is_none(),
+            "waited until gone"
+        );
+        assert!(s.names("v1/configmaps", "secnet-sn0000ee").is_empty());
+        assert_eq!(
+            s.labelled(None),
+            ["rbac.authorization.k8s.io/v1/clusterroles /secnet-ff"]
+        );
+        assert_eq!(kept(&s), before, "foreign objects untouched");
+    }
+    let all = sweep::sweep_runs_waiting(&client, None, Duration::from_secs(5)).await;
+    assert_eq!(
+        all.report.deleted,
+        ["ClusterRole secnet-ff (secnet.run=sn0000ff)"]
+    );
+    let s = state.lock().unwrap();
+    assert!(s.labelled(None).is_empty());
+    assert_eq!(kept(&s), before, "foreign objects untouched");
+    assert_eq!(s.plugin_pods().len(), 2);
+}
+
 #[tokio::test]
 async fn sweep_of_one_run_selects_and_checks_its_id() {
     // The server answers every list with both runs' objects, as if it ignored the
@@ -809,7 +1052,10 @@ async fn sweep_of_one_run_selects_and_checks_its_id() {
     let mock = MockApi::new(sweep_routes);
     let report = super::sweep::sweep(&mock.client(), Some("sn1a2b3c")).await;
     let reqs = mock.requests();
-    for l in reqs.iter().filter(|r| r.method == "GET") {
+    let lists = reqs
+        .iter()
+        .filter(|r| r.method == "GET" && !r.path.starts_with("/api/v1/namespaces/"));
+    for l in lists {
         assert!(
             l.query_has("labelSelector=secnet.run%3Dsn1a2b3c"),
             "{}",
@@ -1005,7 +1251,7 @@ async fn run_scenario_observed(
     mock: &MockApi,
     name: &str,
 ) -> (crate::scenario::Outcome, crate::observe::Observations) {
-    let ctx = kube_ctx(cluster(mock, 5000).await);
+    let ctx = kube_ctx(run_cluster(mock, 5000).await);
     let scenario = crate::scenario::all()
         .iter()
         .find(|s| s.name == name)
@@ -1055,8 +1301,16 @@ fn assert_scoped_and_torn_down(mock: &MockApi, state: &std::sync::Mutex<FakeStat
         "no wait for the scope's pods"
     );
     let s = state.lock().unwrap();
-    assert!(s.nads.is_empty(), "left: {:?}", s.nads.keys());
-    assert!(s.pods.is_empty(), "left: {:?}", s.pods.keys());
+    assert!(
+        s.names(NADS, RUN_NS).is_empty(),
+        "left: {:?}",
+        s.names(NADS, RUN_NS)
+    );
+    assert!(
+        s.workload_pods().is_empty(),
+        "left: {:?}",
+        s.workload_pods()
+    );
 }
 
 #[tokio::test]
@@ -1100,7 +1354,10 @@ async fn kube_target_capacity_accounting_scenario_passes() {
     let phases: Vec<&str> = observed.phases.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(phases, ["deploy", "assess", "teardown"]);
     let reqs = mock.requests();
-    let posts: Vec<&Recorded> = reqs.iter().filter(|r| r.method == "POST").collect();
+    let posts: Vec<&Recorded> = reqs
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .collect();
     let names: Vec<&str> = posts
         .iter()
         .map(|p| p.body["metadata"]["name"].as_str().unwrap())
@@ -1164,7 +1421,7 @@ async fn kube_target_capacity_accounting_fails_when_the_scheduler_overcommits() 
     );
     // Diagnostics name the scope's pods; teardown still removes everything.
     assert!(
-        msg.contains("=== pod default/greedy: phase Running"),
+        msg.contains("=== pod secnet-r1/greedy: phase Running"),
         "{msg}"
     );
     assert_scoped_and_torn_down(&mock, &state);
@@ -1190,7 +1447,7 @@ fn fake_api_server_selectors() {
 #[tokio::test]
 async fn restricted_nodes_keep_unpinned_pods_on_them_and_unknown_nodes_are_errors() {
     let (mock, _state) = fake_api_server(true);
-    let mut c = cluster(&mock, 5000).await;
+    let mut c = run_cluster(&mock, 5000).await;
     let err = c
         .restrict_nodes(&["node-x".into()])
         .unwrap_err()
@@ -1201,6 +1458,7 @@ async fn restricted_nodes_keep_unpinned_pods_on_them_and_unknown_nodes_are_error
     );
     c.restrict_nodes(&["node-b".into()]).unwrap();
     assert_eq!(c.nodes(), ["node-b"]);
+    c.apply(seed_fixture("macvtap-nad.yaml")).await.unwrap();
     // The seed's pod names no node: it gets a required affinity to the chosen ones.
     let pod = seed_fixture("macvtap-pod.yaml")
         .into_iter()
@@ -1213,7 +1471,7 @@ async fn restricted_nodes_keep_unpinned_pods_on_them_and_unknown_nodes_are_error
     let post = mock
         .requests()
         .into_iter()
-        .find(|r| r.method == "POST")
+        .find(|r| r.method == "POST" && r.path.ends_with("/pods"))
         .unwrap();
     let term = &post.body["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         ["nodeSelectorTerms"][0];
@@ -1234,7 +1492,8 @@ async fn kube_target_device_plugin_restart_scenario_kills_its_pod_and_waits_for_
     let c = KubeCluster::connect(mock.client(), "existing", RUN, opts)
         .await
         .unwrap();
-    let before: Vec<String> = state.lock().unwrap().plugin_pods.keys().cloned().collect();
+    c.create_run_namespace().await.unwrap();
+    let before: Vec<String> = state.lock().unwrap().plugin_pods();
     let ctx = kube_ctx(c);
     let s = crate::scenario::all()
         .iter()
@@ -1274,7 +1533,7 @@ async fn kube_target_device_plugin_restart_scenario_kills_its_pod_and_waits_for_
         kill.body
     );
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
-    let after: Vec<String> = state.lock().unwrap().plugin_pods.keys().cloned().collect();
+    let after: Vec<String> = state.lock().unwrap().plugin_pods();
     assert_eq!(after.len(), 2);
     assert!(
         !after.contains(&before[0]) && after.contains(&before[1]),

@@ -3,15 +3,18 @@
 //! and its labels; each concern has its own file: `objects` (server-side apply),
 //! `pods` (create, wait, delete, exec, the device plugin restart), `resources` (node
 //! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture),
-//! `teardown` (delete by label and UID), `node_probe` (node access through probe
-//! pods) and `node_view` (what a node shows about its pods).
+//! `namespace` (the run's own), `ownership` (what is not the run's), `teardown`
+//! (delete by label and UID), `node_probe` (node access through probe pods) and
+//! `node_view` (what a node shows about its pods).
 
 mod diagnostics;
+mod namespace;
 mod node_probe;
 #[cfg(test)]
 mod node_tests;
 mod node_view;
 mod objects;
+mod ownership;
 mod pods;
 mod resources;
 mod snapshot;
@@ -25,7 +28,9 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
+pub use self::namespace::POD_SECURITY_LABEL;
 pub use self::node_probe::{PROBE_ROLE, ROLE_LABEL, on_host, probe_pod_name};
+pub use self::ownership::Foreign;
 pub use self::resources::parse_quantity;
 pub use self::teardown::Teardown;
 use super::RUN_LABEL;
@@ -246,7 +251,7 @@ impl Cluster for KubeCluster {
 
     async fn apply(&self, objects: Vec<Object>) -> Result<(), ClusterError> {
         for obj in &objects {
-            self.apply_document(apply::document(obj)?).await?;
+            self.apply_scenario_document(apply::document(obj)?).await?;
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use futures::future::try_join_all;
-use k8s_openapi::api::core::v1::{Namespace, Pod as KPod};
+use k8s_openapi::api::core::v1::Pod as KPod;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::wait::await_condition;
 use tokio::sync::OnceCell;
@@ -33,8 +33,6 @@ pub const PROBE_CONTAINER: &str = "probe";
 pub const PROBE_LIFETIME_S: i64 = 6 * 3600;
 /// What a refused or stuck probe pod's error suggests.
 const WHERE_NOT_ALLOWED: &str = "probe pods are privileged hostNetwork/hostPID pods; where they are not allowed set `nodeAccess: none` in the inventory";
-/// Pod Security Admission may keep privileged pods out of a new namespace.
-const PSA_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
 /// Into every namespace of the node's PID 1: mount, UTS, IPC, network, PID.
 pub const NSENTER_HOST: [&str; 9] = ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--"];
@@ -50,9 +48,9 @@ struct ProbePod {
 #[derive(Default)]
 pub struct Probes {
     pods: Mutex<BTreeMap<String, Arc<OnceCell<ProbePod>>>>,
-    /// The run's namespace is there (`true`: made here, so teardown deletes it);
-    /// checked once for all nodes.
-    namespace: Mutex<Arc<OnceCell<bool>>>,
+    /// The run's namespace is there (made, or found to be this run's): checked
+    /// once for all nodes.
+    namespace: Mutex<Arc<OnceCell<()>>>,
 }
 
 impl Probes {
@@ -61,7 +59,7 @@ impl Probes {
         pods.entry(node.to_string()).or_default().clone()
     }
 
-    fn namespace(&self) -> Arc<OnceCell<bool>> {
+    fn namespace(&self) -> Arc<OnceCell<()>> {
         self.namespace
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -182,9 +180,9 @@ impl KubeCluster {
         let ns = self.run_namespace();
         self.probes
             .namespace()
-            .get_or_try_init(|| self.ensure_run_namespace())
+            .get_or_try_init(|| self.create_run_namespace())
             .await
-            .map_err(|m| self.probe_error(node, m))?;
+            .map_err(|e| self.probe_error(node, e.to_string()))?;
         let api: Api<KPod> = Api::namespaced(self.client.clone(), &ns);
         let pp = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
@@ -248,32 +246,8 @@ impl KubeCluster {
         get(RUN_LABEL) == Some(self.run.as_str()) && get(ROLE_LABEL) == Some(PROBE_ROLE)
     }
 
-    /// The run's namespace, made (with the run label, and admitting privileged pods
-    /// under Pod Security Admission) unless it is there; whether it was made here.
-    async fn ensure_run_namespace(&self) -> Result<bool, String> {
-        let ns = self.run_namespace();
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        if api.get_opt(&ns).await.map_err(api_err)?.is_some() {
-            return Ok(false);
-        }
-        let obj: Namespace = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": ns, "labels": {RUN_LABEL: self.run, PSA_ENFORCE: "privileged"}},
-        }))
-        .expect("a valid namespace");
-        let pp = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PostParams::default()
-        };
-        match api.create(&pp, &obj).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-            Err(e) => Err(format!("failed to create namespace {ns}: {}", api_err(e))),
-        }
-    }
-
-    /// Deletes the probe pods (by UID) and the namespace if it was made for them;
-    /// keeps going on errors.
+    /// Deletes the probe pods (by UID); keeps going on errors. The run namespace
+    /// goes with the run (`delete_run_namespace`).
     pub(super) async fn remove_probes(&self) -> Teardown {
         let mut report = Teardown::default();
         let ns = self.run_namespace();
@@ -301,23 +275,6 @@ impl KubeCluster {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        let namespace = std::mem::take(
-            &mut *self
-                .probes
-                .namespace
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        if namespace.get() == Some(&true) {
-            let api: Api<Namespace> = Api::all(self.client.clone());
-            match api.delete(&ns, &DeleteParams::background()).await {
-                Ok(_) => report.deleted.push(format!("Namespace {ns}")),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => report
-                    .errors
-                    .push(format!("failed to delete Namespace {ns}: {}", api_err(e))),
-            }
-        }
         report
     }
 }

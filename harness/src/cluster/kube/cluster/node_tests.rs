@@ -13,6 +13,7 @@ use super::node_probe::{NSENTER_HOST, PROBE_CONTAINER};
 use super::node_view::CHECKPOINT;
 use crate::cluster::any::AnyCluster;
 use crate::cluster::capability::{Capability, Offer, Provider};
+use crate::cluster::kube::fake;
 use crate::cluster::kube::fake::{
     DATAPLANE, FakeState, conflict, fake_api_server, fake_node, precondition_fails, selected,
 };
@@ -63,6 +64,21 @@ fn api_server_for(state: Arc<Mutex<Api>>, only: &'static str) -> MockApi {
         };
         let parts: Vec<&str> = rest.split('/').collect();
         if !only.is_empty() && parts[0] != only {
+            return not_found(path);
+        }
+        // In front of another server: only the probe pods are this one's (the
+        // scenarios' pods share the run namespace with them).
+        let probe = |name: &str| name.starts_with("secnet-node-");
+        let posted = r.body["metadata"]["name"].as_str().unwrap_or("");
+        let others = match &parts[..] {
+            [_, "pods"] if r.method == "POST" => !probe(posted),
+            // A wait on one probe pod lists it by name.
+            [_, "pods"] => !r.query.contains("secnet-node-"),
+            [_, "pods", name, ..] => !probe(name),
+            [_, "events"] => true,
+            _ => false,
+        };
+        if !only.is_empty() && others {
             return not_found(path);
         }
         match (r.method.as_str(), &parts[..]) {
@@ -149,7 +165,7 @@ fn nodes(call: &ExecCall) -> ExecReply {
                 "crictl",
                 "pods",
                 "--namespace",
-                "^default$",
+                "^secnet-sn0c0ffe$",
                 "--name",
                 "^victim$",
                 "--state",
@@ -213,7 +229,7 @@ async fn setup(offer: Offer, stuck: Option<&str>) -> Setup {
 
 fn victim() -> PodView {
     PodView {
-        namespace: "default".into(),
+        namespace: NS.into(),
         name: "victim".into(),
         uid: "uid-victim".into(),
         node: "node-a".into(),
@@ -308,8 +324,8 @@ async fn a_probe_pod_per_node_with_the_node_access_spec_gone_at_teardown() {
         [
             format!("Pod {NS}/secnet-node-node-a"),
             format!("Pod {NS}/secnet-node-node-b"),
-            format!("Namespace {NS}")
-        ]
+        ],
+        "the run namespace goes with the run (RealCluster::down), not with the probes"
     );
     let deletes: Vec<_> = t
         .server
@@ -323,8 +339,10 @@ async fn a_probe_pod_per_node_with_the_node_access_spec_gone_at_teardown() {
             .all(|r| r.body["preconditions"]["uid"].is_string()),
         "deleted by UID: {deletes:?}"
     );
-    let s = t.state.lock().unwrap();
-    assert!(s.pods.is_empty() && s.namespaces.is_empty());
+    assert!(t.state.lock().unwrap().pods.is_empty());
+    // The run's down deletes the namespace (by the run label).
+    c.delete_run_namespace().await.unwrap();
+    assert!(t.state.lock().unwrap().namespaces.is_empty());
 }
 
 #[tokio::test]
@@ -348,7 +366,7 @@ async fn node_access_abilities_read_the_node_through_its_probe() {
         )])
     );
     // Unknown to the API server: every node is asked.
-    assert!(any.pod_sandbox_exists("default", "victim").await.unwrap());
+    assert!(any.pod_sandbox_exists(NS, "victim").await.unwrap());
     assert!(!any.pod_sandbox_exists("default", "refused").await.unwrap());
     assert_eq!(
         any.pod_network_leases("node-a").await.unwrap(),
@@ -434,7 +452,7 @@ async fn without_node_access_nothing_runs_on_the_nodes() {
     assert_eq!(execs.len(), 1);
     assert_eq!(
         (execs[0].namespace.as_str(), execs[0].pod.as_str()),
-        ("default", "victim")
+        (NS, "victim")
     );
     assert_eq!(execs[0].argv, ["ip", "-j", "-d", "link", "show", "net1"]);
     let posted = t
@@ -454,9 +472,11 @@ fn scheduled_nodes(state: Arc<Mutex<FakeState>>) -> impl Fn(&ExecCall) -> ExecRe
         let on_host = call.argv.strip_prefix(&host[..]);
         if on_host.is_some_and(|a| a[0] == "cat" && a[1] == CHECKPOINT) {
             let s = state.lock().unwrap();
-            let entries: Vec<Value> = s
-                .pods
-                .values()
+            let scenario_pods = s
+                .all(fake::PODS, None)
+                .into_iter()
+                .filter(|p| p["metadata"]["namespace"] != fake::PLUGIN_NS);
+            let entries: Vec<Value> = scenario_pods
                 .enumerate()
                 .map(|(i, p)| {
                     json!({"PodUID": p["metadata"]["uid"], "ContainerName": "c",
@@ -474,6 +494,13 @@ fn scheduled_nodes(state: Arc<Mutex<FakeState>>) -> impl Fn(&ExecCall) -> ExecRe
 #[tokio::test]
 async fn the_device_id_check_reads_the_victims_allocation_and_link_from_its_node() {
     let (scheduler, fake) = fake_api_server(true);
+    // The run namespace, as `RealCluster::up` makes it first.
+    fake.lock().unwrap().create(
+        fake::Key::new(fake::NAMESPACES, "", NS),
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": NS, "labels": {RUN_LABEL: RUN}}}),
+        "secnet",
+    );
     let probes = Arc::new(Mutex::new(Api::default()));
     let server = FakeHttp::builder(scheduler)
         .front(api_server_for(probes.clone(), NS))
@@ -505,7 +532,8 @@ async fn the_device_id_check_reads_the_victims_allocation_and_link_from_its_node
         msg.starts_with("the attacker's pod started with the victim's device dataplaneMvp0"),
         "{msg}"
     );
-    let nad = fake.lock().unwrap().nads.get("stolen").cloned();
+    let nads = fake.lock().unwrap().all(fake::NADS, None);
+    let nad = nads.iter().find(|n| n["metadata"]["name"] == "stolen");
     assert!(nad.is_none(), "the scenario's NAD is torn down");
     // The victim's net1 was read from node-a, in its sandbox's netns.
     let execs = server.execs();

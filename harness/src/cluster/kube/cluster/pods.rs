@@ -49,14 +49,24 @@ pub(super) async fn create(c: &KubeCluster, pod: Pod) -> Result<PodView, Cluster
     let name = pod.metadata.name.clone();
     let wants_status = pod.metadata.annotations.contains_key(NETWORKS_ANNOTATION);
     let placement = apply::known_placement("v1", "Pod").expect("pods are known");
-    let (obj, ns) = apply::prepare(apply::document(&Object::Pod(pod))?, &placement, &c.run)?;
-    let ns = ns.unwrap_or_else(|| "default".into());
+    let (obj, _) = apply::prepare(apply::document(&Object::Pod(pod))?, &placement, &c.run)?;
+    // Whatever namespace the fixture names: the run's own.
+    let ns = c.run_namespace();
     let mut typed: KPod = serde_json::from_value(serde_json::to_value(&obj).unwrap_or_default())
         .map_err(|e| ClusterError::PodStart {
             pod: name.clone(),
             node: String::new(),
             message: format!("not a valid pod: {e}"),
         })?;
+    typed.metadata.namespace = Some(ns.clone());
+    if let Some(networks) = typed
+        .metadata
+        .annotations
+        .as_mut()
+        .and_then(|a| a.get_mut(NETWORKS_ANNOTATION))
+    {
+        *networks = networks_in(networks, &ns);
+    }
     c.add_scope_label(&mut typed.metadata.labels);
     c.complete_spec(&mut typed);
     let api: Api<KPod> = Api::namespaced(c.client.clone(), &ns);
@@ -377,6 +387,38 @@ impl KubeCluster {
     }
 }
 
+/// A pod's network selection with the fixtures' namespace `default` read as `ns`
+/// (the run's), in either form multus takes: `default/name@if, name` or a JSON list
+/// with `namespace` fields. A bare name resolves in the pod's namespace already;
+/// other namespaces are kept.
+fn networks_in(annotation: &str, ns: &str) -> String {
+    if let Ok(serde_json::Value::Array(mut list)) = serde_json::from_str(annotation) {
+        for entry in &mut list {
+            if entry["namespace"] == "default" {
+                entry["namespace"] = ns.into();
+            }
+            if let Some(name) = entry["name"]
+                .as_str()
+                .and_then(|n| n.strip_prefix("default/"))
+            {
+                entry["name"] = format!("{ns}/{name}").into();
+            }
+        }
+        return serde_json::Value::Array(list).to_string();
+    }
+    annotation
+        .split(',')
+        .map(|entry| {
+            let entry = entry.trim();
+            match entry.strip_prefix("default/") {
+                Some(rest) => format!("{ns}/{rest}"),
+                None => entry.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Node affinity to the given hostnames (required at scheduling).
 fn only_on(nodes: &[String]) -> k8s_openapi::api::core::v1::Affinity {
     use k8s_openapi::api::core::v1::{
@@ -436,4 +478,24 @@ fn failed(pod: &KPod) -> bool {
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .is_some_and(|p| p == "Failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::networks_in;
+
+    #[test]
+    fn network_selections_of_namespace_default_move_to_the_run_namespace() {
+        assert_eq!(
+            networks_in("dataplane, default/other@net2,kube-system/x", "secnet-r1"),
+            "dataplane,secnet-r1/other@net2,kube-system/x"
+        );
+        let json = r#"[{"name": "dataplane", "namespace": "default", "mac": "02:00:00:00:00:01"},
+            {"name": "default/b"}, {"name": "c", "namespace": "lab"}]"#;
+        let out: serde_json::Value = serde_json::from_str(&networks_in(json, "secnet-r1")).unwrap();
+        assert_eq!(out[0]["namespace"], "secnet-r1");
+        assert_eq!(out[0]["mac"], "02:00:00:00:00:01");
+        assert_eq!(out[1]["name"], "secnet-r1/b");
+        assert_eq!(out[2]["namespace"], "lab");
+    }
 }
