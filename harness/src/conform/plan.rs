@@ -10,6 +10,7 @@ use super::Options;
 use super::real::{kind_options, selected_sets};
 use crate::cluster::ClusterError;
 use crate::cluster::kube::RUN_LABEL;
+use crate::cluster::kube::cluster::vms;
 use crate::cluster::kube::command::HostRunner;
 use crate::cluster::kube::components::{
     self, Component, ComponentError, ComponentSet, Fetcher, Source,
@@ -106,6 +107,21 @@ fn labelled_yaml(mut doc: Value, run_id: &str) -> String {
     serde_saphyr::to_string(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
 }
 
+/// The KubeVirt guest image: its build context and the engine's build (`kind load`
+/// follows with the other images).
+fn guest_image_section(w: &mut String, real: &super::real::RealOptions) {
+    let _ = writeln!(
+        w,
+        "# KubeVirt guest image {}: this machine's guest kernel + initramfs (vm::image), booted by kernelBoot; context {}/Containerfile:",
+        vms::guest_image(),
+        super::real::guest_context_dir(real).display()
+    );
+    for line in vms::guest_containerfile().lines() {
+        let _ = writeln!(w, "#   {line}");
+    }
+    let _ = writeln!(w, "$ {}", super::real::guest_image_build_cmd(real));
+}
+
 /// `--dry-run`: every command and every rendered manifest of a run, in order,
 /// without a cluster, Docker or network (remote manifests come from the cache or
 /// are named with their pin).
@@ -152,6 +168,9 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                 for cmd in k.lower_device_cmds(node) {
                     let _ = writeln!(w, "$ {cmd}");
                 }
+            }
+            if real.components.contains(&Component::Kubevirt) {
+                guest_image_section(w, real);
             }
             for cmd in k.load_cmds() {
                 let _ = writeln!(w, "$ {cmd}");

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Options;
-use crate::cluster::kube::command::HostRunner;
+use crate::cluster::kube::cluster::vms;
+use crate::cluster::kube::command::{Cmd, HostRunner, Runner};
 use crate::cluster::kube::components::{
     self, CachedFetcher, Component, ComponentError, ComponentOptions, ComponentSet, CurlFetcher,
     Fetcher, MacvtapImpl,
@@ -39,6 +40,8 @@ pub enum RealError {
     Kind(#[from] kind::KindError),
     #[error(transparent)]
     Existing(#[from] existing::ExistingError),
+    #[error("failed to build the KubeVirt guest image: {0}")]
+    GuestImage(String),
     #[error("the thread running kind failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error(
@@ -164,8 +167,39 @@ pub fn offer(opts: &Options) -> Offer {
 
 /// The capabilities component sets bring to a real cluster's scenarios.
 pub fn brought_by(components: &[Component]) -> BTreeSet<Capability> {
-    let _ = components;
-    BTreeSet::new()
+    let mut caps = BTreeSet::new();
+    if components.contains(&Component::Kubevirt) {
+        caps.insert(Capability::Vm);
+    }
+    caps
+}
+
+/// Where the kind provider writes the guest image's build context.
+pub fn guest_context_dir(real: &RealOptions) -> PathBuf {
+    real.manifest_cache.join("guest-image")
+}
+
+/// The container engine's build of the KubeVirt guest image (kernel + initramfs,
+/// booted by kernelBoot) from its context; `kind load` then puts it on the nodes.
+pub fn guest_image_build_cmd(real: &RealOptions) -> Cmd {
+    let dir = guest_context_dir(real).display().to_string();
+    let file = format!("{dir}/Containerfile");
+    Cmd::new(&real.engine, &["build", "-t", &vms::guest_image(), "-f", &file, &dir])
+}
+
+/// Builds the guest image from this machine's cached guest (built first if needed).
+fn build_guest_image(real: &RealOptions) -> Result<(), RealError> {
+    let cache = std::env::var_os("SECNET_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::vm::image::DEFAULT_CACHE.into());
+    let img = crate::vm::image::ensure(&cache).map_err(|e| RealError::GuestImage(e.to_string()))?;
+    let dir = guest_context_dir(real);
+    vms::write_guest_context(&img, &dir)
+        .map_err(|e| RealError::GuestImage(format!("{}: {e}", dir.display())))?;
+    HostRunner
+        .run(&guest_image_build_cmd(real))
+        .map_err(|e| RealError::GuestImage(e.to_string()))?;
+    Ok(())
 }
 
 /// The component sets `--components` selects, in the order given.
@@ -197,6 +231,9 @@ pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
     k.images = vec![real.image.clone()];
     if real.upstream_macvtap {
         k.images.clear(); // pulled from quay.io by the nodes
+    }
+    if real.components.contains(&Component::Kubevirt) {
+        k.images.push(vms::guest_image());
     }
     k.keep = opts.keep;
     k.engine = real.engine.clone();
@@ -237,6 +274,11 @@ impl RealCluster {
                 let kind = Kind::new(kind_options(opts, run_id), HostRunner);
                 if crate::prereq::find_program(&kind.opts.kind_bin).is_none() {
                     return Err(RealError::NoKind);
+                }
+                if real.components.contains(&Component::Kubevirt) {
+                    progress("building the KubeVirt guest image");
+                    let r = real.clone();
+                    tokio::task::spawn_blocking(move || build_guest_image(&r)).await??;
                 }
                 progress(&format!(
                     "creating kind cluster {} from {}",

@@ -2,8 +2,8 @@
 //! from the `existing` or `kind` provider). This file holds the cluster, its options
 //! and its labels; each concern has its own file: `objects` (server-side apply),
 //! `pods` (create, wait, delete, exec, the device plugin restart), `resources` (node
-//! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture)
-//! and `teardown` (delete by label and UID).
+//! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture),
+//! `teardown` (delete by label and UID) and `vms` (KubeVirt guests).
 
 mod diagnostics;
 mod objects;
@@ -11,6 +11,7 @@ mod pods;
 mod resources;
 mod snapshot;
 mod teardown;
+pub mod vms;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -22,6 +23,7 @@ use kube::api::{Api, ListParams};
 
 pub use self::resources::parse_quantity;
 pub use self::teardown::Teardown;
+pub use self::vms::KubevirtGuest;
 use super::RUN_LABEL;
 use super::apply::{self, Placement};
 use crate::cluster::capability::{Offer, Provider};
