@@ -184,7 +184,10 @@ pub fn guest_context_dir(real: &RealOptions) -> PathBuf {
 pub fn guest_image_build_cmd(real: &RealOptions) -> Cmd {
     let dir = guest_context_dir(real).display().to_string();
     let file = format!("{dir}/Containerfile");
-    Cmd::new(&real.engine, &["build", "-t", &vms::guest_image(), "-f", &file, &dir])
+    Cmd::new(
+        &real.engine,
+        &["build", "-t", &vms::guest_image(), "-f", &file, &dir],
+    )
 }
 
 /// Builds the guest image from this machine's cached guest (built first if needed).

@@ -138,7 +138,9 @@ pub enum AgentError {
     Write(std::io::Error),
     #[error("timed out after {0:?} waiting for the guest agent ({1})")]
     Timeout(Duration, String),
-    #[error("the guest's serial port closed (QEMU exited or the console went away) while waiting for {0}")]
+    #[error(
+        "the guest's serial port closed (QEMU exited or the console went away) while waiting for {0}"
+    )]
     Closed(String),
 }
 

@@ -547,7 +547,10 @@ impl RunningVm {
                         what: format!("QEMU (pid {pid})"),
                     });
                 }
-                match cluster.delete_pod(&self.pod.namespace, &self.pod.name).await {
+                match cluster
+                    .delete_pod(&self.pod.namespace, &self.pod.name)
+                    .await
+                {
                     Ok(()) | Err(ClusterError::NoSuchPod(_)) => {}
                     Err(source) => {
                         return Err(VmError::LauncherPod {

@@ -333,7 +333,10 @@ impl KubeCluster {
         guest.vmi_uid = vmi.metadata.uid.clone().unwrap_or_default();
         let pod = self.launcher_pod(vm, guest).await?;
         guest.pod = pod.name.clone();
-        let nics = guest_nics(vm, &vmi, &pod)?;
+        let nics = guest_nics(vm, &vmi, &pod).map_err(|interface| VmError::NoPodInterface {
+            vm: vm.name.clone(),
+            interface,
+        })?;
         let stream = console(&self.client, &guest.namespace, &guest.name)
             .await
             .map_err(|e| VmError::Kubevirt {
@@ -500,7 +503,12 @@ impl KubeCluster {
 /// The guest NICs: KubeVirt's MAC per interface; for bridge bindings the pod
 /// interface's addresses from multus' network-status (what KubeVirt's DHCP server
 /// hands the guest).
-fn guest_nics(vm: &VirtualMachine, vmi: &DynamicObject, pod: &PodView) -> Result<Vec<GuestNic>, VmError> {
+/// An interface without a pod interface is named as the error.
+fn guest_nics(
+    vm: &VirtualMachine,
+    vmi: &DynamicObject,
+    pod: &PodView,
+) -> Result<Vec<GuestNic>, String> {
     let status: Vec<Value> = pod
         .annotations
         .get(NETWORK_STATUS_ANNOTATION)
@@ -508,12 +516,7 @@ fn guest_nics(vm: &VirtualMachine, vmi: &DynamicObject, pod: &PodView) -> Result
         .unwrap_or_default();
     let mut nics = Vec::new();
     for iface in &vm.interfaces {
-        let pod_ifname = vm
-            .pod_ifname(&iface.name)
-            .ok_or_else(|| VmError::NoPodInterface {
-                vm: vm.name.clone(),
-                interface: iface.name.clone(),
-            })?;
+        let pod_ifname = vm.pod_ifname(&iface.name).ok_or(iface.name.clone())?;
         let mac = status_mac(vmi, vm, &iface.name).unwrap_or_default();
         let addresses = match iface.binding {
             BindingKind::Bridge => {
@@ -576,8 +579,15 @@ pub async fn console(
         ));
     }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    if res.headers().get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes()) != Some(accept.as_bytes()) {
-        return Err(format!("GET {uri}: the server's Sec-WebSocket-Accept does not match"));
+    if res
+        .headers()
+        .get(header::SEC_WEBSOCKET_ACCEPT)
+        .map(|v| v.as_bytes())
+        != Some(accept.as_bytes())
+    {
+        return Err(format!(
+            "GET {uri}: the server's Sec-WebSocket-Accept does not match"
+        ));
     }
     let upgraded = hyper::upgrade::on(res)
         .await
@@ -729,11 +739,17 @@ mod tests {
         let path = req.target.split('?').next().unwrap_or("");
         let vmis = format!("/apis/kubevirt.io/v1/namespaces/{NS}/virtualmachineinstances/vm-a");
         let vms = format!("/apis/kubevirt.io/v1/namespaces/{NS}/virtualmachines");
-        let not_found = (404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "reason": "NotFound", "code": 404, "message": format!("{path} not found")}));
+        let not_found = (
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "NotFound", "code": 404, "message": format!("{path} not found")}),
+        );
         match (req.method.as_str(), path) {
-            ("GET", "/api/v1/nodes") => (200, json!({"apiVersion": "v1", "kind": "NodeList",
-                "metadata": {}, "items": [{"metadata": {"name": "node-a"}}, {"metadata": {"name": "node-b"}}]})),
+            ("GET", "/api/v1/nodes") => (
+                200,
+                json!({"apiVersion": "v1", "kind": "NodeList",
+                "metadata": {}, "items": [{"metadata": {"name": "node-a"}}, {"metadata": {"name": "node-b"}}]}),
+            ),
             ("GET", p) if p == format!("/api/v1/namespaces/{NS}") => not_found,
             ("POST", "/api/v1/namespaces") => {
                 (201, serde_json::from_slice(&req.body).unwrap_or_default())
@@ -746,15 +762,21 @@ mod tests {
             }
             ("DELETE", p) if p == format!("{vms}/vm-a") => {
                 fake.vm = None;
-                (200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}))
+                (
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                )
             }
             ("GET", p) if p == vmis => match &fake.vm {
-                Some(vm) => (200, json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+                Some(vm) => (
+                    200,
+                    json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
                     "metadata": {"name": "vm-a", "namespace": NS, "uid": VMI_UID,
                         "labels": vm["spec"]["template"]["metadata"]["labels"]},
                     "status": {"phase": fake.phase,
                         "conditions": [{"type": "Ready", "status": "False", "reason": "GuestNotRunning", "message": "the guest is not running"}],
-                        "interfaces": [{"name": "default", "mac": GUEST_MAC, "infoSource": "domain"}]}})),
+                        "interfaces": [{"name": "default", "mac": GUEST_MAC, "infoSource": "domain"}]}}),
+                ),
                 None => not_found,
             },
             ("GET", p) if p == format!("/api/v1/namespaces/{NS}/pods") => {
@@ -763,20 +785,27 @@ mod tests {
                 } else {
                     vec![]
                 };
-                (200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}))
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+                )
             }
             ("GET", p) if p == format!("/api/v1/namespaces/{NS}/pods/{POD}") => match &fake.vm {
                 Some(_) => (200, launcher_pod("Running")),
                 None => not_found,
             },
-            ("GET", p) if p == format!("/api/v1/namespaces/{NS}/pods/{POD}/log") => {
-                (200, Value::from("[    0.0] Linux version 6.1.0-fake\nKernel panic - not syncing: No working init found."))
-            }
-            ("GET", p) if p == format!("/api/v1/namespaces/{NS}/events") => {
-                (200, json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [
+            ("GET", p) if p == format!("/api/v1/namespaces/{NS}/pods/{POD}/log") => (
+                200,
+                Value::from(
+                    "[    0.0] Linux version 6.1.0-fake\nKernel panic - not syncing: No working init found.",
+                ),
+            ),
+            ("GET", p) if p == format!("/api/v1/namespaces/{NS}/events") => (
+                200,
+                json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [
                     {"metadata": {"name": "e1"}, "involvedObject": {"name": "vm-a"}, "type": "Warning",
-                     "reason": "SyncFailed", "message": "server error. command SyncVMI failed"}]}))
-            }
+                     "reason": "SyncFailed", "message": "server error. command SyncVMI failed"}]}),
+            ),
             _ => not_found,
         }
     }
@@ -786,11 +815,14 @@ mod tests {
     async fn fake_guest(fake: Shared, tcp: TcpStream) {
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Server, None).await;
         let (mut tx, mut rx) = ws.split();
-        let banner = format!("[    0.42] virtio_net virtio0 eth0: renamed\r\n{READY} 6.1.0-fake\r\n");
+        let banner =
+            format!("[    0.42] virtio_net virtio0 eth0: renamed\r\n{READY} 6.1.0-fake\r\n");
         tx.send(Message::binary(banner.into_bytes())).await.unwrap();
         let mut pending = String::new();
         while let Some(Ok(msg)) = rx.next().await {
-            let Message::Binary(bytes) = msg else { continue };
+            let Message::Binary(bytes) = msg else {
+                continue;
+            };
             pending.push_str(&String::from_utf8_lossy(&bytes));
             while let Some(at) = pending.find('\n') {
                 let line: String = pending.drain(..=at).collect();
@@ -799,7 +831,9 @@ mod tests {
                 let out = if cmd == "uname -r" {
                     "6.1.0-fake\n".to_string()
                 } else if cmd == "ip -o link" {
-                    format!("1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n2: eth0: <BROADCAST,MULTICAST> mtu 1500 qdisc noop qlen 1000\\    link/ether {GUEST_MAC} brd ff:ff:ff:ff:ff:ff\n")
+                    format!(
+                        "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n2: eth0: <BROADCAST,MULTICAST> mtu 1500 qdisc noop qlen 1000\\    link/ether {GUEST_MAC} brd ff:ff:ff:ff:ff:ff\n"
+                    )
                 } else if cmd.starts_with("ping ") {
                     "1 packets transmitted, 1 packets received, 0% packet loss\n".to_string()
                 } else {
@@ -809,8 +843,12 @@ mod tests {
                 // Split across frames as a serial line would be.
                 let reply = format!("{BEGIN} {id}\r\n{out}{END} {id} {code}\r\n");
                 let (a, b) = reply.split_at(reply.len() / 2);
-                tx.send(Message::binary(a.as_bytes().to_vec())).await.unwrap();
-                tx.send(Message::binary(b.as_bytes().to_vec())).await.unwrap();
+                tx.send(Message::binary(a.as_bytes().to_vec()))
+                    .await
+                    .unwrap();
+                tx.send(Message::binary(b.as_bytes().to_vec()))
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -818,14 +856,20 @@ mod tests {
     async fn serve_one(fake: Shared, tcp: TcpStream) {
         let mut conn = BufReader::new(tcp);
         while let Some(req) = read_request(&mut conn).await {
-            let protocol = req.header("sec-websocket-protocol").unwrap_or("").to_string();
+            let protocol = req
+                .header("sec-websocket-protocol")
+                .unwrap_or("")
+                .to_string();
             fake.lock().unwrap().requests.push((
                 req.method.clone(),
                 req.target.clone(),
                 protocol.clone(),
                 serde_json::from_slice(&req.body).unwrap_or(Value::Null),
             ));
-            if req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+            if req
+                .header("upgrade")
+                .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+            {
                 let key = req.header("sec-websocket-key").unwrap_or("").to_string();
                 let chosen = if protocol.split(',').any(|p| p.trim() == CONSOLE_PROTOCOL) {
                     format!("Sec-WebSocket-Protocol: {CONSOLE_PROTOCOL}\r\n")
@@ -889,19 +933,38 @@ mod tests {
     #[test]
     fn the_vm_object_boots_our_guest_pinned_and_labelled() {
         let labels = BTreeMap::from([(RUN_LABEL.to_string(), "r1".to_string())]);
-        let obj = vm_object(&seed_vm(), NS, &labels, Some("node-b"), "img:1", "console=ttyS0");
-        assert_eq!(obj["metadata"], json!({"name": "vm-a", "namespace": NS, "labels": {RUN_LABEL: "r1"}}));
+        let obj = vm_object(
+            &seed_vm(),
+            NS,
+            &labels,
+            Some("node-b"),
+            "img:1",
+            "console=ttyS0",
+        );
+        assert_eq!(
+            obj["metadata"],
+            json!({"name": "vm-a", "namespace": NS, "labels": {RUN_LABEL: "r1"}})
+        );
         let spec = &obj["spec"]["template"]["spec"];
         assert_eq!(obj["spec"]["runStrategy"], "Always");
-        assert_eq!(obj["spec"]["template"]["metadata"]["labels"][RUN_LABEL], "r1");
+        assert_eq!(
+            obj["spec"]["template"]["metadata"]["labels"][RUN_LABEL],
+            "r1"
+        );
         assert_eq!(spec["nodeSelector"][HOSTNAME_LABEL], "node-b");
         assert_eq!(
             spec["domain"]["firmware"]["kernelBoot"],
             json!({"kernelArgs": "console=ttyS0", "container": {"image": "img:1",
                 "kernelPath": KERNEL_PATH, "initrdPath": INITRD_PATH, "imagePullPolicy": "IfNotPresent"}})
         );
-        assert_eq!(spec["networks"][0]["multus"]["networkName"], "default/dataplane");
-        assert_eq!(spec["domain"]["devices"]["interfaces"][0], json!({"name": "default", "macvtap": {}}));
+        assert_eq!(
+            spec["networks"][0]["multus"]["networkName"],
+            "default/dataplane"
+        );
+        assert_eq!(
+            spec["domain"]["devices"]["interfaces"][0],
+            json!({"name": "default", "macvtap": {}})
+        );
         // Valid KubeVirt, where the schema is at hand.
         if let Some(p) = crate::vm::kubevirt::swagger_path() {
             let s = crate::vm::kubevirt::Swagger::load(&p).unwrap();
@@ -925,7 +988,11 @@ mod tests {
         assert_eq!(v.guest_ifname(GUEST_MAC).await.unwrap(), "eth0");
         v.configure(&[(0, "10.1.0.31/24")]).await.unwrap();
         assert!(v.ping("10.1.0.40").await.unwrap());
-        assert!(v.console().contains("virtio_net virtio0 eth0: renamed"), "{}", v.console());
+        assert!(
+            v.console().contains("virtio_net virtio0 eth0: renamed"),
+            "{}",
+            v.console()
+        );
         let any = AnyCluster::Kube(Arc::new(cluster));
         v.stop(&any).await.unwrap();
 
@@ -933,21 +1000,55 @@ mod tests {
         assert!(f.vm.is_none(), "the VM was not deleted");
         assert_eq!(
             f.commands,
-            ["uname -r", "ip -o link", "ip -o link", "ip link set dev eth0 up", "ip addr add 10.1.0.31/24 dev eth0", "ping -c 1 -W 2 10.1.0.40"]
+            [
+                "uname -r",
+                "ip -o link",
+                "ip -o link",
+                "ip link set dev eth0 up",
+                "ip addr add 10.1.0.31/24 dev eth0",
+                "ping -c 1 -W 2 10.1.0.40"
+            ]
         );
-        let post = f.requests.iter().find(|r| r.0 == "POST" && r.1.contains("virtualmachines")).unwrap();
+        let post = f
+            .requests
+            .iter()
+            .find(|r| r.0 == "POST" && r.1.contains("virtualmachines"))
+            .unwrap();
         let body = &post.3;
         assert_eq!(body["metadata"]["namespace"], NS);
-        assert_eq!(body["spec"]["template"]["metadata"]["labels"]["secnet.scope"], "s3");
-        assert_eq!(body["spec"]["template"]["spec"]["nodeSelector"][HOSTNAME_LABEL], "node-a");
-        let args = body["spec"]["template"]["spec"]["domain"]["firmware"]["kernelBoot"]["kernelArgs"]
-            .as_str()
+        assert_eq!(
+            body["spec"]["template"]["metadata"]["labels"]["secnet.scope"],
+            "s3"
+        );
+        assert_eq!(
+            body["spec"]["template"]["spec"]["nodeSelector"][HOSTNAME_LABEL],
+            "node-a"
+        );
+        let args =
+            body["spec"]["template"]["spec"]["domain"]["firmware"]["kernelBoot"]["kernelArgs"]
+                .as_str()
+                .unwrap();
+        assert!(
+            args.contains("secnet.agent=ttyS0") && args.contains("console=ttyS0"),
+            "{args}"
+        );
+        let console = f
+            .requests
+            .iter()
+            .find(|r| r.1.ends_with("/console"))
             .unwrap();
-        assert!(args.contains("secnet.agent=ttyS0") && args.contains("console=ttyS0"), "{args}");
-        let console = f.requests.iter().find(|r| r.1.ends_with("/console")).unwrap();
-        assert_eq!(console.1, format!("/apis/subresources.kubevirt.io/v1/namespaces/{NS}/virtualmachineinstances/vm-a/console"));
+        assert_eq!(
+            console.1,
+            format!(
+                "/apis/subresources.kubevirt.io/v1/namespaces/{NS}/virtualmachineinstances/vm-a/console"
+            )
+        );
         assert_eq!(console.2, CONSOLE_PROTOCOL);
-        assert!(f.requests.iter().any(|r| r.0 == "DELETE" && r.1.contains("/virtualmachines/vm-a")));
+        assert!(
+            f.requests
+                .iter()
+                .any(|r| r.0 == "DELETE" && r.1.contains("/virtualmachines/vm-a"))
+        );
     }
 
     #[tokio::test]
