@@ -369,7 +369,7 @@ mod tests {
             READY,
             BEGIN,
             END,
-            "/dev/ttyS1",
+            "port=ttyS1",
             "/modules/order",
             "raw -echo",
             "secnet.agent=",

@@ -200,6 +200,19 @@ impl KubevirtGuest {
         (vmi_summary(vmi.as_ref()), logged)
     }
 
+    /// The launcher pod while it exists: by name once known, else any pod with the
+    /// VM's name label (a VM that failed before its pod was found).
+    async fn launcher_left(&self, pods: &Api<KPod>) -> Result<Option<KPod>, String> {
+        if !self.pod.is_empty() {
+            return pods.get_opt(&self.pod).await.map_err(api_err);
+        }
+        let lp = ListParams::default().labels(&format!("vm.kubevirt.io/name={}", self.name));
+        pods.list(&lp)
+            .await
+            .map(|l| l.items.into_iter().next())
+            .map_err(api_err)
+    }
+
     /// Deletes the VM (or VMI) and waits until the VMI and its virt-launcher pod
     /// are gone.
     pub async fn stop(&mut self) -> Result<(), VmError> {
@@ -224,7 +237,7 @@ impl KubevirtGuest {
         let deadline = Instant::now() + self.timeout;
         loop {
             let vmi = self.vmis().get_opt(&self.name).await;
-            let pod = pods.get_opt(&self.pod).await;
+            let pod = self.launcher_left(&pods).await;
             let left: Vec<String> = [
                 match &vmi {
                     Ok(Some(v)) if v.metadata.uid.as_deref() == Some(&self.vmi_uid) => {
@@ -234,9 +247,13 @@ impl KubevirtGuest {
                     Err(_) => Some("the VMI (cannot tell)".into()),
                 },
                 match &pod {
-                    Ok(Some(p)) => Some(format!("pod {}: {}", self.pod, describe(Some(p)))),
+                    Ok(Some(p)) => Some(format!(
+                        "pod {}: {}",
+                        p.metadata.name.as_deref().unwrap_or("?"),
+                        describe(Some(p))
+                    )),
                     Ok(None) => None,
-                    Err(_) => Some(format!("pod {} (cannot tell)", self.pod)),
+                    Err(e) => Some(format!("its virt-launcher pod (cannot tell: {e})")),
                 },
             ]
             .into_iter()
@@ -910,7 +927,7 @@ mod tests {
         let config = kube::Config::new(url.parse().unwrap());
         let client = Client::try_from(config).unwrap();
         let opts = KubeOptions {
-            pod_timeout: Duration::from_secs(3),
+            pod_timeout: Duration::from_secs(1),
             ..KubeOptions::default()
         };
         KubeCluster::connect(client, "kind", "t1", opts)
@@ -1006,7 +1023,7 @@ mod tests {
                 "ip -o link",
                 "ip link set dev eth0 up",
                 "ip addr add 10.1.0.31/24 dev eth0",
-                "ping -c 1 -W 2 10.1.0.40"
+                crate::probe::ping::command("10.1.0.40", 2).as_str()
             ]
         );
         let post = f
