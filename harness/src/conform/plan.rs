@@ -381,6 +381,35 @@ mod tests {
     }
 
     #[test]
+    fn kind_plan_with_kubevirt_runs_the_vm_scenarios_on_an_emulated_kubevirt() {
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
+        let mut opts = plan_options("kind", cache.path());
+        opts.real.components = vec![Component::Multus, Component::Macvtap, Component::Kubevirt];
+        let plan = full_plan(&opts);
+        let line = |name: &str| {
+            plan.lines()
+                .find(|l| l.contains(name))
+                .unwrap_or_else(|| panic!("no {name} in {plan}"))
+                .to_string()
+        };
+        for runnable in [
+            "vm/macvtap frontend",
+            "vm/bridge binding on macvlan-test",
+            "vm/guest that cannot boot",
+        ] {
+            assert!(line(runnable).contains("] run   "), "{}", line(runnable));
+        }
+        let masq = line("vm/masquerade");
+        assert!(masq.contains("skip") && masq.contains("needs NodeAccess"), "{masq}");
+        assert!(plan.contains("useEmulation: true"), "{plan}");
+        let build = "$ docker build -t localhost/secnet-guest:dev -f <cache>/guest-image/Containerfile <cache>/guest-image";
+        let load = "$ kind load docker-image localhost/secnet-guest:dev --name secnet-sn000001";
+        let (b, l) = (plan.find(build), plan.find(load));
+        assert!(b.is_some() && l.is_some() && b < l, "build then load:\n{plan}");
+        assert!(plan.contains(&format!("#   COPY kernel {}", vms::KERNEL_PATH)), "{plan}");
+    }
+
+    #[test]
     fn existing_dry_run_plan_never_creates_or_deletes_the_cluster() {
         let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
         let mut opts = plan_options("existing", cache.path());
