@@ -263,6 +263,13 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
             crate::scenario::seed::DATAPLANE
         );
     }
+    if sets.iter().any(|s| s.name == Component::Kubevirt) {
+        let _ = writeln!(
+            w,
+            "then wait up to {} s until KubeVirt kubevirt/kubevirt is Available\n",
+            super::real::kubevirt_timeout(real).as_secs()
+        );
+    }
     let _ = writeln!(w, "## 3. Scenarios\n");
     let nad = crate::objects::load_file(&opts.fixtures_dir.join("seed/macvtap-nad.yaml"))?;
     for (i, s) in scenarios.iter().enumerate() {
@@ -400,13 +407,26 @@ mod tests {
             assert!(line(runnable).contains("] run   "), "{}", line(runnable));
         }
         let masq = line("vm/masquerade");
-        assert!(masq.contains("skip") && masq.contains("needs NodeAccess"), "{masq}");
+        assert!(
+            masq.contains("skip") && masq.contains("needs NodeAccess"),
+            "{masq}"
+        );
         assert!(plan.contains("useEmulation: true"), "{plan}");
+        assert!(
+            plan.contains("until KubeVirt kubevirt/kubevirt is Available"),
+            "{plan}"
+        );
         let build = "$ docker build -t localhost/secnet-guest:dev -f <cache>/guest-image/Containerfile <cache>/guest-image";
         let load = "$ kind load docker-image localhost/secnet-guest:dev --name secnet-sn000001";
         let (b, l) = (plan.find(build), plan.find(load));
-        assert!(b.is_some() && l.is_some() && b < l, "build then load:\n{plan}");
-        assert!(plan.contains(&format!("#   COPY kernel {}", vms::KERNEL_PATH)), "{plan}");
+        assert!(
+            b.is_some() && l.is_some() && b < l,
+            "build then load:\n{plan}"
+        );
+        assert!(
+            plan.contains(&format!("#   COPY kernel {}", vms::KERNEL_PATH)),
+            "{plan}"
+        );
     }
 
     #[test]

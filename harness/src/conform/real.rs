@@ -174,6 +174,12 @@ pub fn brought_by(components: &[Component]) -> BTreeSet<Capability> {
     caps
 }
 
+/// How long KubeVirt may take to be Available (its operator rolls out several
+/// components; under emulation on kind that takes minutes).
+pub fn kubevirt_timeout(real: &RealOptions) -> Duration {
+    real.timeout.max(Duration::from_secs(600))
+}
+
 /// Where the kind provider writes the guest image's build context.
 pub fn guest_context_dir(real: &RealOptions) -> PathBuf {
     real.manifest_cache.join("guest-image")
@@ -339,6 +345,12 @@ impl RealCluster {
         }
         if sets.iter().any(|s| s.name == Component::Macvtap) {
             self.wait_for_resource(crate::scenario::seed::DATAPLANE, opts.real.timeout)
+                .await?;
+        }
+        if sets.iter().any(|s| s.name == Component::Kubevirt) {
+            progress("waiting for KubeVirt to be Available");
+            self.cluster
+                .wait_kubevirt_available(kubevirt_timeout(&opts.real))
                 .await?;
         }
         Ok(())

@@ -22,8 +22,8 @@ use tokio_tungstenite::tungstenite::{self, Message, protocol::Role};
 
 use super::diagnostics::describe;
 use super::{HOSTNAME_LABEL, KubeCluster, SCOPE_LABEL, api_err, is_not_found};
-use crate::cluster::PodView;
 use crate::cluster::kube::{FIELD_MANAGER, RUN_LABEL};
+use crate::cluster::{ClusterError, PodView};
 use crate::multus::NETWORK_STATUS_ANNOTATION;
 use crate::vm::agent::Agent;
 use crate::vm::image::GuestImage;
@@ -43,6 +43,8 @@ pub const KUBEVIRT_CMDLINE: &str = "console=ttyS0 secnet.agent=ttyS0 panic=0 rdi
      loglevel=1 cryptomgr.notests random.trust_cpu=on mitigations=off";
 /// The console subprotocol virt-api speaks (raw serial bytes in binary frames).
 pub const CONSOLE_PROTOCOL: &str = "plain.kubevirt.io";
+/// Where the kubevirt component set puts KubeVirt (namespace and CR name alike).
+pub const KUBEVIRT_NAMESPACE: &str = "kubevirt";
 /// The container of virt-launcher that logs the serial console.
 const CONSOLE_LOG_CONTAINER: &str = "guest-console-log";
 
@@ -274,6 +276,71 @@ impl KubevirtGuest {
 }
 
 impl KubeCluster {
+    /// Polls the KubeVirt CR (`kubevirt/kubevirt`, as the component set names it)
+    /// until it is Available: virt-api serves the VM API and the console only then.
+    pub async fn wait_kubevirt_available(&self, timeout: Duration) -> Result<(), ClusterError> {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            KUBEVIRT_NAMESPACE,
+            &resource("KubeVirt", "kubevirts"),
+        );
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state = match api.get_opt(KUBEVIRT_NAMESPACE).await {
+                Ok(Some(kv)) => {
+                    let conditions = kv.data["status"]["conditions"].as_array().cloned();
+                    let available = conditions.iter().flatten().any(|c| {
+                        c["type"].as_str() == Some("Available")
+                            && c["status"].as_str() == Some("True")
+                    });
+                    if available {
+                        return Ok(());
+                    }
+                    format!(
+                        "phase {}; conditions {}",
+                        kv.data["status"]["phase"].as_str().unwrap_or("(none)"),
+                        kv.data["status"]["conditions"]
+                    )
+                }
+                Ok(None) => "no KubeVirt CR kubevirt/kubevirt".into(),
+                Err(e) => api_err(e),
+            };
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Timeout {
+                    what: "KubeVirt to be Available".into(),
+                    seconds: timeout.as_secs(),
+                    state: format!("{state}\n{}", self.kubevirt_pods().await),
+                });
+            }
+            tokio::time::sleep(
+                Duration::from_secs(2).min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
+    }
+
+    /// The kubevirt namespace's pods and their state, one per line.
+    async fn kubevirt_pods(&self) -> String {
+        let api: Api<KPod> = Api::namespaced(self.client.clone(), KUBEVIRT_NAMESPACE);
+        let mut out = Vec::new();
+        for p in api
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            out.push(format!(
+                "pod {KUBEVIRT_NAMESPACE}/{name}: {}",
+                describe(Some(&p))
+            ));
+        }
+        if out.is_empty() {
+            out.push(format!("no pods in namespace {KUBEVIRT_NAMESPACE}"));
+        }
+        out.join("\n")
+    }
+
     /// Runs `vm` with KubeVirt: created in the run's namespace, Running with its
     /// interfaces, its virt-launcher pod found, the agent on its serial console.
     pub async fn start_vm(
@@ -310,6 +377,14 @@ impl KubeCluster {
         };
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &ns, &resource(kind, plural));
+        // The scenario's teardown deletes it by label should the scenario not stop it.
+        self.touch(
+            &crate::cluster::kube::apply::Placement {
+                resource: resource(kind, plural),
+                namespaced: true,
+            },
+            Some(&ns),
+        );
         let typed: DynamicObject = serde_json::from_value(obj)
             .map_err(|e| fail(&format!("build the {kind}"), e.to_string()))?;
         let pp = PostParams {
@@ -817,6 +892,25 @@ mod tests {
                     "[    0.0] Linux version 6.1.0-fake\nKernel panic - not syncing: No working init found.",
                 ),
             ),
+            ("GET", "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts/kubevirt") => {
+                let available = if fake.phase == "Deployed" {
+                    "True"
+                } else {
+                    "False"
+                };
+                (
+                    200,
+                    json!({"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+                    "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+                    "status": {"phase": fake.phase,
+                        "conditions": [{"type": "Available", "status": available}]}}),
+                )
+            }
+            ("GET", "/api/v1/namespaces/kubevirt/pods") => (
+                200,
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+                    {"metadata": {"name": "virt-api-1"}, "status": {"phase": "Pending"}}]}),
+            ),
             ("GET", p) if p == format!("/api/v1/namespaces/{NS}/events") => (
                 200,
                 json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [
@@ -1089,5 +1183,27 @@ mod tests {
             assert!(msg.contains(needle), "{needle:?} not in {msg}");
         }
         assert!(fake.lock().unwrap().vm.is_none(), "the failed VM was left");
+    }
+
+    #[tokio::test]
+    async fn kubevirt_is_waited_for_until_available() {
+        let fake: Shared = Arc::default();
+        fake.lock().unwrap().phase = "Deploying";
+        let cluster = fake_cluster(fake.clone()).await;
+        let err = cluster
+            .wait_kubevirt_available(Duration::from_millis(100))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("phase Deploying")
+                && err.contains("pod kubevirt/virt-api-1: phase Pending"),
+            "{err}"
+        );
+        fake.lock().unwrap().phase = "Deployed";
+        cluster
+            .wait_kubevirt_available(Duration::from_millis(100))
+            .await
+            .unwrap();
     }
 }
