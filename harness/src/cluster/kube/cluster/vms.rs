@@ -763,6 +763,8 @@ mod tests {
         requests: Vec<(String, String, String, Value)>,
         /// What the fake guest was asked over the console.
         commands: Vec<String>,
+        /// The guest panics at boot: it prints the panic and answers nothing.
+        panics: bool,
     }
 
     type Shared = Arc<Mutex<Fake>>;
@@ -926,6 +928,14 @@ mod tests {
     async fn fake_guest(fake: Shared, tcp: TcpStream) {
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Server, None).await;
         let (mut tx, mut rx) = ws.split();
+        if fake.lock().unwrap().panics {
+            let panic = "[    0.91] Kernel panic - not syncing: No working init found.\r\n";
+            tx.send(Message::binary(panic.as_bytes().to_vec()))
+                .await
+                .unwrap();
+            while rx.next().await.is_some() {}
+            return;
+        }
         let banner =
             format!("[    0.42] virtio_net virtio0 eth0: renamed\r\n{READY} 6.1.0-fake\r\n");
         tx.send(Message::binary(banner.into_bytes())).await.unwrap();
@@ -1205,5 +1215,41 @@ mod tests {
             .wait_kubevirt_available(Duration::from_millis(100))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_guest_that_cannot_boot_fails_with_its_console_and_is_deleted() {
+        let fake: Shared = Arc::default();
+        {
+            let mut f = fake.lock().unwrap();
+            f.phase = "Running";
+            f.panics = true;
+        }
+        let cluster = fake_cluster(fake.clone()).await;
+        let mut opts = VmOptions::new(None, std::env::temp_dir());
+        opts.extra_cmdline = "rdinit=/secnet-no-such-init".into();
+        let mut v = cluster.start_vm(&seed_vm(), None, &opts).await.unwrap();
+        let err = v.wait_ready(Duration::from_millis(700)).await.unwrap_err();
+        assert!(
+            err.contains(&format!("--- console of {POD} ---"))
+                && err.contains("[    0.91] Kernel panic - not syncing")
+                && err.contains("VMI phase Running")
+                && err.contains("the VM was deleted"),
+            "{err}"
+        );
+        let f = fake.lock().unwrap();
+        assert!(f.vm.is_none(), "the VM was left");
+        let post = f
+            .requests
+            .iter()
+            .find(|r| r.0 == "POST" && r.1.contains("virtualmachines"));
+        let args = &post.unwrap().3["spec"]["template"]["spec"]["domain"]["firmware"]["kernelBoot"]
+            ["kernelArgs"];
+        assert!(
+            args.as_str()
+                .unwrap()
+                .ends_with(" rdinit=/secnet-no-such-init"),
+            "{args}"
+        );
     }
 }
