@@ -167,6 +167,7 @@ fn status_mac(vmi: &DynamicObject, vm: &VirtualMachine, name: &str) -> Option<St
 }
 
 /// A KubeVirt guest: what stopping it and reporting on it need.
+#[derive(Clone)]
 pub struct KubevirtGuest {
     client: Client,
     namespace: String,
@@ -438,15 +439,7 @@ impl KubeCluster {
             })?;
         let agent = Agent::over(stream).poking(Duration::from_secs(2));
         tracing::debug!(vm = %vm.name, pod = %pod.name, nics = nics.len(), "KubeVirt VMI running");
-        let host = GuestHost::Kubevirt(KubevirtGuest {
-            client: guest.client.clone(),
-            namespace: guest.namespace.clone(),
-            name: guest.name.clone(),
-            kind: guest.kind.clone(),
-            vmi_uid: guest.vmi_uid.clone(),
-            pod: guest.pod.clone(),
-            timeout: guest.timeout,
-        });
+        let host = GuestHost::Kubevirt(guest.clone());
         Ok(RunningVm::new(
             vm.clone(),
             pod,
