@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use secnet::cluster::kube::components::{Component, SECNET_IMAGE};
+use secnet::cluster::kube::kind::KIND_NODE_IMAGE;
 use secnet::cluster::netns::topology::{self, Topology};
 use secnet::conform::implementation::{self, Choice};
 use secnet::conform::inventory::{Inventory, InventoryError};
@@ -95,9 +96,14 @@ struct RealArgs {
     /// kind: run on this existing kind cluster (not created, never deleted) instead of a new one.
     #[arg(long, value_name = "NAME")]
     kind_reuse: Option<String>,
-    /// kind: the container engine (docker or podman).
+    /// kind: the container engine (docker or podman; podman runs kind with
+    /// KIND_EXPERIMENTAL_PROVIDER=podman and loads images through an archive).
     #[arg(long, default_value = "docker")]
     engine: String,
+    /// kind: the node image (Kubernetes version); the default is kind v0.32.0's,
+    /// pinned by digest. Another kind release needs its own (see its release notes).
+    #[arg(long, default_value = KIND_NODE_IMAGE)]
+    node_image: String,
     /// The bundled plugins' image (built from the Containerfile).
     #[arg(long, default_value = SECNET_IMAGE)]
     image: String,
@@ -107,7 +113,7 @@ struct RealArgs {
     /// The nodes' macvtap/macvlan lower device (kind: made by secnet on eth0) [default: ens33].
     #[arg(long)]
     lower_device: Option<String>,
-    /// Component sets to install (comma list of multus, macvtap, ovs-cni, kubevirt, cnao).
+    /// Component sets to install (comma list of multus, macvtap, openvswitch, ovs-cni, kubevirt, cnao).
     #[arg(
         long,
         value_enum,
@@ -140,6 +146,7 @@ impl RealArgs {
             context: self.context,
             kind_config: self.kind_config.unwrap_or(d.kind_config),
             kind_reuse: self.kind_reuse,
+            node_image: self.node_image,
             engine: self.engine,
             image: self.image,
             upstream_macvtap: self.upstream_macvtap,
@@ -178,7 +185,9 @@ fn options(args: ConformArgs) -> Result<secnet::conform::Options, Box<dyn std::e
         ..Choice::default()
     }
     .resolve()?;
-    let real = args.real.options(args.dry_run)?;
+    let mut real = args.real.options(args.dry_run)?;
+    // kind's logs are exported next to the report.
+    real.report_dir = args.report;
     Ok(args.select.apply(secnet::conform::Options {
         cluster: args.cluster,
         implementation,
@@ -236,4 +245,49 @@ pub fn run(args: ConformArgs) -> ExitCode {
         eprintln!("secnet conform: report in {}", dir.display());
     }
     exit_code(r.summary.failed == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::super::{Cli, Cmd};
+    use super::*;
+
+    fn conform(args: &[&str]) -> ConformArgs {
+        let cli = Cli::try_parse_from(["secnet", "conform"].iter().chain(args)).unwrap();
+        let Cmd::Conform(c) = cli.command else {
+            unreachable!("parsed as conform")
+        };
+        c
+    }
+
+    #[test]
+    fn node_image_and_report_reach_the_kind_options() {
+        let real = conform(&[]).real.options(true).unwrap();
+        assert_eq!(real.node_image, KIND_NODE_IMAGE);
+        let args = conform(&[
+            "--cluster",
+            "kind",
+            "--node-image",
+            "kindest/node:v1.35.0",
+            "--report",
+            "/var/tmp/r",
+            "--engine",
+            "podman",
+        ]);
+        let opts = options(args).unwrap();
+        assert_eq!(opts.real.node_image, "kindest/node:v1.35.0");
+        assert_eq!(opts.real.report_dir, Some(PathBuf::from("/var/tmp/r")));
+        let plan = secnet::conform::dry_run(&opts).unwrap();
+        assert!(plan.contains("--image kindest/node:v1.35.0 "), "{plan}");
+        assert!(
+            plan.contains("kind export logs /var/tmp/r/kind-logs-sn"),
+            "{plan}"
+        );
+        assert!(
+            plan.contains("KIND_EXPERIMENTAL_PROVIDER=podman kind load image-archive"),
+            "{plan}"
+        );
+    }
 }

@@ -5,17 +5,20 @@
 //! lacks one answers `ClusterError::Unsupported` (the runner skips such scenarios
 //! before they start, so this is a safety net).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::capability::{Capability, Offer, Provider};
+use super::capture::FrameCapture;
 use super::kube::KubeCluster;
 use super::netns::NetnsCluster;
 use super::netns::topology::Topology;
 use super::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
 use crate::lab::Ns;
 use crate::objects::{Object, Pod};
+use crate::probe::pod::ProbeError;
 
 pub enum AnyCluster {
     Netns(Box<NetnsCluster>),
@@ -58,8 +61,8 @@ impl AnyCluster {
         }
     }
 
-    /// The cluster's topology (nodes, uplinks, addresses, the LAN's gateway), where
-    /// secnet made the nodes (NodeAccess).
+    /// The cluster's topology (nodes, uplinks, addresses, the LAN's gateway): only
+    /// where secnet made the nodes (the netns cluster).
     pub fn topology(&self) -> Result<&Topology, ClusterError> {
         Ok(self.netns_for(Capability::NodeAccess)?.topology())
     }
@@ -72,7 +75,23 @@ impl AnyCluster {
         }
     }
 
-    /// A node's network namespace, to run node-side programs in (NodeAccess).
+    /// The node side of this cluster, if it offers NodeAccess: its network
+    /// namespaces (netns), or the nodes' probe pods (kube).
+    fn node_side(&self) -> Result<NodeSide<'_>, ClusterError> {
+        match self {
+            AnyCluster::Netns(c) => Ok(NodeSide::Netns(c)),
+            AnyCluster::Kube(c) if c.offer().offers(Capability::NodeAccess) => {
+                Ok(NodeSide::Kube(c))
+            }
+            AnyCluster::Kube(c) => Err(ClusterError::Unsupported {
+                provider: c.provider().to_string(),
+                capability: Capability::NodeAccess,
+            }),
+        }
+    }
+
+    /// A node's network namespace, to run node-side programs in (the netns
+    /// cluster's nodes only).
     pub async fn node_namespace(&self, node: &str) -> Result<Ns, ClusterError> {
         self.netns_for(Capability::NodeAccess)?
             .node_netns(node)
@@ -80,7 +99,8 @@ impl AnyCluster {
             .ok_or_else(|| ClusterError::NoSuchNode(node.to_string()))
     }
 
-    /// A pod's network namespace as the node sees it (NodeAccess).
+    /// A pod's network namespace as the node sees it (the netns cluster only; see
+    /// `pod_ip` for the portable form).
     pub async fn pod_namespace(&self, pod: &PodView) -> Result<Ns, ClusterError> {
         self.netns_for(Capability::NodeAccess)?
             .pod_netns(&pod.namespace, &pod.name)
@@ -88,14 +108,22 @@ impl AnyCluster {
             .ok_or_else(|| ClusterError::NoSuchPod(format!("{}/{}", pod.namespace, pod.name)))
     }
 
-    /// Runs `ip <args>` on `node` and returns its stdout (NodeAccess).
+    /// Runs `ip <args>` on `node` and returns its stdout (NodeAccess): in the node's
+    /// namespace, or through its probe pod with the node's own `ip`.
     pub async fn node_ip(&self, node: &str, args: &[&str]) -> Result<String, ClusterError> {
-        let netns = self.netns_for(Capability::NodeAccess)?;
-        let ns = self.node_namespace(node).await?;
-        netns
-            .ip(&ns, args)
-            .await
-            .map_err(|e| node_error(node, "ip", e))
+        match self.node_side()? {
+            NodeSide::Netns(netns) => {
+                let ns = self.node_namespace(node).await?;
+                netns
+                    .ip(&ns, args)
+                    .await
+                    .map_err(|e| node_error(node, "ip", e))
+            }
+            NodeSide::Kube(c) => {
+                let argv: Vec<&str> = std::iter::once("ip").chain(args.iter().copied()).collect();
+                c.node_output(node, &argv).await
+            }
+        }
     }
 
     /// `ip -j -d link show <name>` on `node`, the one link's JSON (NodeAccess).
@@ -109,7 +137,58 @@ impl AnyCluster {
             .ok_or_else(|| node_error(node, "ip -j link", format!("no link {name}")))
     }
 
-    /// Runs `ip <args>` in a namespace of this cluster (NodeAccess).
+    /// Runs `ip <args>` in a pod's network namespace as its node sees it, with the
+    /// node's iproute2 (NodeAccess): the netns cluster's pod namespace, or on a real
+    /// cluster the pod's sandbox entered from the node's probe pod.
+    pub async fn pod_ip(&self, pod: &PodView, args: &[&str]) -> Result<String, ClusterError> {
+        match self.node_side()? {
+            NodeSide::Netns(netns) => {
+                let ns = self.pod_namespace(pod).await?;
+                netns
+                    .ip(&ns, args)
+                    .await
+                    .map_err(|e| node_error(&pod.node, "ip", e))
+            }
+            NodeSide::Kube(c) => c.pod_ip(pod, args).await,
+        }
+    }
+
+    /// `ip -j -d link show <ifname>` of the pod: run in the pod where it has
+    /// iproute2 (the netns cluster's pods, or any pod without NodeAccess), else from
+    /// its node (a real cluster's busybox pods have no `ip -j`).
+    pub async fn pod_link(&self, pod: &PodView, ifname: &str) -> Result<Value, ProbeError> {
+        let Ok(NodeSide::Kube(_)) = self.node_side() else {
+            return crate::probe::pod::pod_link(self, pod, ifname).await;
+        };
+        let args = ["-j", "-d", "link", "show", ifname];
+        let out = self.pod_ip(pod, &args).await?;
+        crate::probe::ip::links(&out)
+            .map_err(|source| ProbeError::Parse {
+                command: format!("ip {} (from node {})", args.join(" "), pod.node),
+                pod: pod.name.clone(),
+                source,
+            })?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ProbeError::NoLink {
+                ifname: ifname.to_string(),
+                pod: pod.name.clone(),
+            })
+    }
+
+    /// The pod's device IDs per resource, as allocated at admission (NodeAccess):
+    /// the netns kubelet's record, or the real kubelet's checkpoint on the node.
+    pub async fn pod_devices(
+        &self,
+        pod: &PodView,
+    ) -> Result<BTreeMap<String, Vec<String>>, ClusterError> {
+        match self.node_side()? {
+            NodeSide::Netns(_) => Ok(pod.devices.clone()),
+            NodeSide::Kube(c) => c.pod_devices(pod).await,
+        }
+    }
+
+    /// Runs `ip <args>` in a namespace of this cluster (the netns cluster only).
     pub async fn ns_ip(&self, ns: &Ns, args: &[&str]) -> Result<String, ClusterError> {
         self.netns_for(Capability::NodeAccess)?
             .ip(ns, args)
@@ -126,12 +205,16 @@ impl AnyCluster {
             .map_err(|e| node_error(name, "creating a namespace", e))
     }
 
-    /// The ports of OVS bridge `bridge` on `node` (Ovs).
+    /// The ports of OVS bridge `bridge` on `node` (Ovs): on a real cluster from the
+    /// node's Open vSwitch pod (the openvswitch component).
     pub async fn ovs_ports(&self, node: &str, bridge: &str) -> Result<Vec<String>, ClusterError> {
-        self.netns_for(Capability::Ovs)?
-            .ovs_ports(node, bridge)
-            .await
-            .map_err(|e| node_error(node, "ovs-vsctl list-ports", e))
+        match self {
+            AnyCluster::Netns(c) => c
+                .ovs_ports(node, bridge)
+                .await
+                .map_err(|e| node_error(node, "ovs-vsctl list-ports", e)),
+            AnyCluster::Kube(c) => super::kube::openvswitch::ports(c, node, bridge).await,
+        }
     }
 
     /// Why the device plugin did not come up, if it did not (DevicePluginConfig).
@@ -210,9 +293,12 @@ impl AnyCluster {
 
     /// The addresses host-local has leased on `node`'s pod network (eth0), read
     /// from the node's CNI state (NodeAccess).
-    pub fn pod_network_leases(&self, node: &str) -> Result<Vec<String>, ClusterError> {
-        let dir = self
-            .netns_for(Capability::NodeAccess)?
+    pub async fn pod_network_leases(&self, node: &str) -> Result<Vec<String>, ClusterError> {
+        let netns = match self.node_side()? {
+            NodeSide::Netns(netns) => netns,
+            NodeSide::Kube(c) => return c.pod_network_leases(node).await,
+        };
+        let dir = netns
             .run_dir
             .join("nodes")
             .join(node)
@@ -247,19 +333,44 @@ impl AnyCluster {
             .collect())
     }
 
+    /// Starts capturing the frames matching `filter` on `pod`'s `iface` as the node
+    /// sees them; returns once the capture listens (FrameCapture).
+    pub async fn start_capture(
+        &self,
+        pod: &PodView,
+        iface: &str,
+        filter: &str,
+    ) -> Result<FrameCapture, ClusterError> {
+        match self {
+            AnyCluster::Netns(_) => {
+                let ns = self.pod_namespace(pod).await?;
+                FrameCapture::local(&pod.node, &ns, iface, filter).await
+            }
+            AnyCluster::Kube(c) => Ok(FrameCapture::Kube(
+                super::kube::openvswitch::Capture::start(c, pod, iface, filter).await?,
+            )),
+        }
+    }
+
     /// Whether the node still holds a network namespace for pod `namespace/name`
-    /// (NodeAccess): a pod whose start failed must leave none behind.
+    /// (NodeAccess): a pod whose start failed must leave none behind. On a real
+    /// cluster: a ready sandbox that `crictl` lists on the node.
     pub async fn pod_sandbox_exists(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<bool, ClusterError> {
-        Ok(self
-            .netns_for(Capability::NodeAccess)?
-            .pod_netns(namespace, name)
-            .await
-            .is_some())
+        match self.node_side()? {
+            NodeSide::Netns(netns) => Ok(netns.pod_netns(namespace, name).await.is_some()),
+            NodeSide::Kube(c) => c.pod_sandbox_exists(namespace, name).await,
+        }
     }
+}
+
+/// Where node-side reads go.
+enum NodeSide<'a> {
+    Netns(&'a NetnsCluster),
+    Kube(&'a KubeCluster),
 }
 
 fn node_error(node: &str, what: &str, e: impl std::fmt::Display) -> ClusterError {

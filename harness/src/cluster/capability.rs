@@ -20,6 +20,9 @@ pub enum Capability {
     DevicePluginConfig,
     /// Open vSwitch on every node, bridge `br1` trunked into the LAN.
     Ovs,
+    /// Capture the frames on a pod's interface as the node sees them (tcpdump in the
+    /// pod's network namespace: on this machine, or from a node's OVS pod).
+    FrameCapture,
     /// A DHCP server on the nodes' LAN (the seed's manual macvlan lab).
     Dhcp,
     /// KubeVirt-style VMs: guests in virt-launcher pods on the cluster's networks.
@@ -38,6 +41,7 @@ impl Capability {
             Capability::Ovs => &["ovsdb-server", "ovs-vswitchd", "ovs-vsctl"],
             Capability::Dhcp => &["dnsmasq", "busybox"],
             Capability::Vm => &["qemu-system-x86_64", "nft"],
+            Capability::FrameCapture => &["tcpdump"],
             _ => &[],
         }
     }
@@ -46,7 +50,7 @@ impl Capability {
     pub fn hint(&self) -> String {
         match self {
             Capability::NodeAccess => {
-                "node-level access (the nodes' own links and addresses)".into()
+                "node-level access (the nodes' own links, pod sandboxes and device allocations; on real clusters through privileged probe pods, unless the inventory says `nodeAccess: none`)".into()
             }
             Capability::NodeFaults => {
                 "fault injection on nodes (kubelet restart, uplink down, pod netns deleted)".into()
@@ -56,6 +60,9 @@ impl Capability {
                 "deploying the device plugin with a config of the scenario's".into()
             }
             Capability::Ovs => "Open vSwitch on the nodes".into(),
+            Capability::FrameCapture => {
+                "capturing a pod's frames on the node (tcpdump; on kind/existing: the openvswitch component)".into()
+            }
             Capability::Dhcp => "a DHCP server on the nodes' LAN".into(),
             Capability::Vm => "VMs on the cluster's networks".into(),
             Capability::PluginExec => {
@@ -142,14 +149,19 @@ impl Provider {
                 DevicePluginRestart,
                 DevicePluginConfig,
                 Ovs,
+                FrameCapture,
                 Dhcp,
                 Vm,
                 PluginExec,
             ]
             .into_iter()
             .collect(),
-            // The device plugin's pod is deleted and the DaemonSet makes a new one.
-            Provider::Kind | Provider::Existing => [DevicePluginRestart].into_iter().collect(),
+            // Node access through short-lived privileged probe pods (`kubectl debug
+            // node`'s way); the device plugin's pod is deleted and the DaemonSet
+            // makes a new one.
+            Provider::Kind | Provider::Existing => {
+                [NodeAccess, DevicePluginRestart].into_iter().collect()
+            }
         }
     }
 
@@ -172,6 +184,9 @@ impl Provider {
 pub struct Offer {
     provider: Provider,
     extra: BTreeSet<Capability>,
+    /// What the cluster's owner does not allow, although the provider could
+    /// (an inventory's `nodeAccess: none`).
+    withheld: BTreeSet<Capability>,
 }
 
 impl Offer {
@@ -180,12 +195,19 @@ impl Offer {
         Offer {
             provider,
             extra: BTreeSet::new(),
+            withheld: BTreeSet::new(),
         }
     }
 
     /// Adds capabilities the run brings.
     pub fn with(mut self, caps: impl IntoIterator<Item = Capability>) -> Offer {
         self.extra.extend(caps);
+        self
+    }
+
+    /// Takes capabilities away, whatever the provider or the run brings.
+    pub fn without(mut self, caps: impl IntoIterator<Item = Capability>) -> Offer {
+        self.withheld.extend(caps);
         self
     }
 
@@ -197,6 +219,7 @@ impl Offer {
     pub fn capabilities(&self) -> BTreeSet<Capability> {
         let mut all = self.provider.capabilities();
         all.extend(self.extra.iter().copied());
+        all.retain(|c| !self.withheld.contains(c));
         all
     }
 
@@ -282,6 +305,23 @@ mod tests {
             Offer::new(Provider::Netns).capabilities(),
             Provider::Netns.capabilities()
         );
+    }
+
+    #[test]
+    fn real_clusters_have_node_access_unless_the_owner_withholds_it() {
+        for p in [Provider::Kind, Provider::Existing] {
+            assert!(p.offers(Capability::NodeAccess), "{p}");
+            // Faults stay where secnet owns the nodes.
+            assert!(!p.offers(Capability::NodeFaults), "{p}");
+        }
+        let none = Offer::new(Provider::Existing)
+            .with([Capability::Ovs])
+            .without([Capability::NodeAccess]);
+        assert_eq!(
+            none.missing(&[Capability::Ovs, Capability::NodeAccess]),
+            Some(Capability::NodeAccess)
+        );
+        assert!(none.offers(Capability::DevicePluginRestart));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod any;
 pub mod capability;
+pub mod capture;
 pub mod kube;
 pub mod netns;
 pub mod probe;

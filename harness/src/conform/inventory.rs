@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::real::RealOptions;
+use crate::cluster::capability::Capability;
 use crate::cluster::kube::components::Component;
 
 /// Why an inventory cannot be used; every message names the file.
@@ -54,6 +55,21 @@ pub struct Inventory {
     /// The nodes have /dev/kvm (KubeVirt without software emulation).
     #[serde(default)]
     pub kvm: bool,
+    /// How secnet may read the nodes themselves.
+    #[serde(default)]
+    pub node_access: NodeAccessMode,
+}
+
+/// `nodeAccess`: how secnet reads the nodes' links, sandboxes and kubelet state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeAccessMode {
+    /// Short-lived privileged hostNetwork/hostPID pods, one per node, in the run's
+    /// namespace (`kubectl debug node`'s way).
+    #[default]
+    ProbePods,
+    /// No node access: the scenarios that need it are skipped, naming it.
+    None,
 }
 
 impl Inventory {
@@ -106,6 +122,9 @@ impl Inventory {
         real.components.retain(|c| !self.preinstalled.contains(c));
         real.preinstalled = self.preinstalled.clone();
         real.kvm |= self.kvm;
+        if self.node_access == NodeAccessMode::None {
+            real.withheld.insert(Capability::NodeAccess);
+        }
     }
 }
 
@@ -170,6 +189,27 @@ mod tests {
         let err = Inventory::parse("lowerDevice: \"\"\n", "inv.yaml").unwrap_err();
         assert!(
             matches!(&err, InventoryError::EmptyLowerDevice { file } if file == "inv.yaml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn node_access_none_takes_node_access_from_the_offer() {
+        use crate::cluster::capability::{Offer, Provider};
+        let inv = Inventory::parse("nodeAccess: probe-pods\n", "inv.yaml").unwrap();
+        assert_eq!(inv.node_access, NodeAccessMode::ProbePods);
+        assert_eq!(Inventory::parse("kvm: false\n", "inv.yaml").unwrap(), inv);
+        let none = Inventory::parse("nodeAccess: none\n", "inv.yaml").unwrap();
+        let mut real = RealOptions::default();
+        none.apply_to(&mut real);
+        assert_eq!(real.withheld, [Capability::NodeAccess].into());
+        let offer = Offer::new(Provider::Existing).without(real.withheld.iter().copied());
+        assert!(!offer.offers(Capability::NodeAccess));
+        let err = Inventory::parse("nodeAccess: ssh\n", "inv.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nodeAccess") && err.contains("probe-pods") && err.contains("none"),
             "{err}"
         );
     }

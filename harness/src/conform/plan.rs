@@ -81,17 +81,96 @@ pub fn kind_node_names(
         .collect())
 }
 
-/// Reads the manifest cache and nothing else: the plan never downloads.
+/// Reads the manifest cache and nothing else: the plan never downloads and
+/// records no first-use sum, but a cached file that fails its check is an error.
 struct CacheOnly(PathBuf);
 
 impl Fetcher for CacheOnly {
     fn fetch(&self, url: &str) -> Result<String, ComponentError> {
-        let path = self.0.join(components::cache_name(url));
-        std::fs::read_to_string(&path).map_err(|_| ComponentError::NotCached {
+        components::read_cached(&self.0, url, false)?.ok_or_else(|| ComponentError::NotCached {
             url: url.into(),
             dir: self.0.clone(),
         })
     }
+}
+
+/// How a remote manifest's bytes are checked, for the plan.
+fn checksum_note(url: &str) -> String {
+    match components::pinned_sha256(url) {
+        Some(sum) => format!("sha256 {sum} pinned"),
+        None => "sha256 trusted on first use: recorded next to the cached file, checked on every later read".into(),
+    }
+}
+
+/// Every image and manifest pin of the run, and what is not pinned and why.
+fn pins(w: &mut String, opts: &Options, kind: Option<&Kind<HostRunner>>, sets: &[ComponentSet]) {
+    let real = &opts.real;
+    let _ = writeln!(
+        w,
+        "### Pins
+"
+    );
+    if let Some(k) = kind {
+        if k.opts.reuse.is_none() {
+            let node = k
+                .opts
+                .node_image
+                .as_deref()
+                .unwrap_or("kind's own default (not pinned)");
+            let _ = writeln!(w, "node image: {node}");
+        }
+        for load in k.image_loads() {
+            let _ = writeln!(
+                w,
+                "loaded image: {} (built locally, no registry digest: the run prints the image ID `{}` gives)",
+                load.image, load.inspect
+            );
+        }
+        if k.opts.engine != "docker" {
+            let _ = writeln!(
+                w,
+                "{0}: kind runs with KIND_EXPERIMENTAL_PROVIDER={0}; images go through an archive in {1}/, removed after loading (also on failure)",
+                k.opts.engine,
+                k.opts.archive_dir.display()
+            );
+        }
+    }
+    let _ = writeln!(w, "pod image: {}", components::POD_IMAGE);
+    for set in sets {
+        if let Some((repo, image)) = components::image_override(set.name) {
+            let _ = writeln!(
+                w,
+                "{}: every {repo} container runs {image} (overrides the moving tag upstream's manifest names)",
+                set.name
+            );
+        }
+        match set.name {
+            Component::Macvtap if real.upstream_macvtap => {
+                let _ = writeln!(w, "macvtap: {}", components::UPSTREAM_MACVTAP_IMAGE);
+            }
+            Component::Kubevirt => {
+                let _ = writeln!(
+                    w,
+                    "kubevirt: not pinned by digest: its operator names virt-* images by tag {} (not overridden)",
+                    components::KUBEVIRT_VERSION
+                );
+            }
+            Component::Cnao => {
+                let _ = writeln!(
+                    w,
+                    "cnao: the operator deploys its components by digest; its own image is tag {} (not pinned: no digest found)",
+                    components::CNAO_VERSION
+                );
+            }
+            _ => {}
+        }
+        for source in &set.sources {
+            if let Source::Remote { url, .. } = source {
+                let _ = writeln!(w, "manifest: {url}: {}", checksum_note(url));
+            }
+        }
+    }
+    let _ = writeln!(w);
 }
 
 /// A document as it would be applied: the run label on it.
@@ -182,6 +261,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                 k.opts.config.display(),
                 nodes.join(", ")
             );
+            pins(w, opts, Some(&k), &sets);
             kind = Some(k);
         }
         "existing" => {
@@ -214,6 +294,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                 },
                 real.lower_device
             );
+            pins(w, opts, None, &sets);
         }
         other => return Err(PlanError::UnknownProvider(other.to_string())),
     }
@@ -235,7 +316,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                     let from = match source {
                         Source::Local(rel) => format!("fixtures/components/{rel}"),
                         Source::Remote { url, version } => {
-                            format!("{url} (pinned {version}, cached)")
+                            format!("{url} (pinned {version}, cached, {})", checksum_note(url))
                         }
                     };
                     let _ = writeln!(w, "# from {from}: {} document(s)", docs.len());
@@ -244,14 +325,15 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                     }
                     let _ = writeln!(w);
                 }
-                (Err(_), Source::Remote { url, version }) => {
+                (Err(ComponentError::NotCached { .. }), Source::Remote { url, version }) => {
                     let _ = writeln!(
                         w,
-                        "# fetched at run time: {url} (pinned {version}; not in the cache {} yet, so not shown)\n",
+                        "# fetched at run time: {url} (pinned {version}, {}; not in the cache {} yet, so not shown)\n",
+                        checksum_note(url),
                         real.manifest_cache.display()
                     );
                 }
-                (Err(e), Source::Local(_)) => return Err(e.into()),
+                (Err(e), _) => return Err(e.into()),
             }
         }
     }
@@ -261,6 +343,13 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
             "then wait up to {} s until every node has allocatable {}\n",
             real.timeout.as_secs(),
             crate::scenario::seed::DATAPLANE
+        );
+    }
+    if sets.iter().any(|s| s.name == Component::Openvswitch) {
+        let _ = writeln!(
+            w,
+            "then wait up to {} s until every node has a Ready Open vSwitch pod\n",
+            real.timeout.as_secs()
         );
     }
     if sets.iter().any(|s| s.name == Component::Kubevirt) {
@@ -352,22 +441,84 @@ mod tests {
         let selected: Vec<&Scenario> = all.iter().collect();
         let plan = plan(opts, "sn000001", &selected).unwrap();
         let repo = opts.fixtures_dir.parent().unwrap().display().to_string();
+        let tmp = std::env::temp_dir().display().to_string();
         plan.replace(&opts.real.manifest_cache.display().to_string(), "<cache>")
             .replace(&repo, "<repo>")
+            .replace(&format!("{tmp}/"), "<tmp>/")
     }
 
     #[test]
     fn kind_dry_run_plan() {
         let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
-        // A cached upstream manifest is shown as it would be applied.
-        let url = "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.2.3/deployments/multus-daemonset-thick.yml";
-        std::fs::write(
-            cache.path().join(components::cache_name(url)),
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: multus\n  namespace: kube-system\n",
-        )
-        .unwrap();
         let opts = plan_options("kind", cache.path());
         insta::assert_snapshot!("kind_dry_run_plan", full_plan(&opts));
+    }
+
+    /// The cluster section with podman: the provider variable on every kind
+    /// command, the archive load, the pins.
+    #[test]
+    fn podman_kind_plan() {
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
+        let mut opts = plan_options("kind", cache.path());
+        opts.real.engine = "podman".into();
+        let plan = full_plan(&opts);
+        let cluster = &plan[..plan.find("## 2.").unwrap()];
+        insta::assert_snapshot!("podman_kind_plan_cluster_section", cluster);
+    }
+
+    /// A cached manifest is shown as it would be applied, after its checksum: one
+    /// without a pin is trusted on first use (the plan records nothing), one that
+    /// differs from its pin or its recorded sum stops the plan.
+    #[test]
+    fn cached_manifests_are_checked_before_they_are_shown() {
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
+        let mut opts = plan_options("kind", cache.path());
+        opts.real.components = vec![Component::Multus, Component::Kubevirt];
+        let operator =
+            "https://github.com/kubevirt/kubevirt/releases/download/v1.6.0/kubevirt-operator.yaml";
+        let cached = cache.path().join(components::cache_name(operator));
+        std::fs::write(
+            &cached,
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubevirt\n",
+        )
+        .unwrap();
+        let shown = full_plan(&opts);
+        assert!(
+            shown.contains(&format!(
+                "# from {operator} (pinned v1.6.0, cached, sha256 trusted on first use"
+            )),
+            "{shown}"
+        );
+        assert!(shown.contains("  name: kubevirt\n"), "{shown}");
+        assert!(
+            !components::sum_file(&cached).exists(),
+            "a plan records nothing"
+        );
+
+        // A recorded sum that no longer matches.
+        std::fs::write(
+            components::sum_file(&cached),
+            format!("{}  x\n", "0".repeat(64)),
+        )
+        .unwrap();
+        let all = crate::scenario::all();
+        let err = plan(&opts, "sn000001", &[&all[0]]).unwrap_err().to_string();
+        assert!(
+            err.contains(operator) && err.contains(&"0".repeat(64)),
+            "{err}"
+        );
+        assert!(err.contains("recorded by its first fetch"), "{err}");
+        std::fs::remove_file(components::sum_file(&cached)).unwrap();
+
+        // A cached multus manifest that is not the pinned one.
+        let multus = components::MANIFEST_SHA256[0].0;
+        std::fs::write(
+            cache.path().join(components::cache_name(multus)),
+            "kind: x\n",
+        )
+        .unwrap();
+        let err = plan(&opts, "sn000001", &[&all[0]]).unwrap_err().to_string();
+        assert!(err.contains(multus) && err.contains("pinned in"), "{err}");
     }
 
     #[test]
@@ -403,14 +554,10 @@ mod tests {
             "vm/macvtap frontend",
             "vm/bridge binding on macvlan-test",
             "vm/guest that cannot boot",
+            "vm/masquerade",
         ] {
             assert!(line(runnable).contains("] run   "), "{}", line(runnable));
         }
-        let masq = line("vm/masquerade");
-        assert!(
-            masq.contains("skip") && masq.contains("needs NodeAccess"),
-            "{masq}"
-        );
         assert!(plan.contains("useEmulation: true"), "{plan}");
         assert!(
             plan.contains("until KubeVirt kubevirt/kubevirt is Available"),

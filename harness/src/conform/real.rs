@@ -19,7 +19,7 @@ use crate::cluster::kube::components::{
 };
 use crate::cluster::kube::existing::{self, ExistingOptions};
 use crate::cluster::kube::kind::{self, Kind, KindOptions};
-use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, sweep};
+use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, openvswitch, sweep};
 use crate::cluster::{Cluster, ClusterError};
 use crate::scenario::{Capability, Offer, Target};
 
@@ -87,6 +87,10 @@ pub struct RealOptions {
     pub kind_config: PathBuf,
     /// Run on this existing kind cluster instead of creating one (never deleted).
     pub kind_reuse: Option<String>,
+    /// kind's node image (`--node-image`; pinned by digest by default).
+    pub node_image: String,
+    /// `--report`'s directory: kind's logs are exported under it.
+    pub report_dir: Option<PathBuf>,
     /// `docker` or `podman`.
     pub engine: String,
     /// The bundled plugins' image (built from the Containerfile).
@@ -106,6 +110,9 @@ pub struct RealOptions {
     /// Component sets the cluster has already (an inventory's `preinstalled`): not
     /// applied, but what they bring is offered to the scenarios.
     pub preinstalled: Vec<Component>,
+    /// What the cluster's owner does not allow (an inventory's `nodeAccess: none`):
+    /// taken from the run's offer.
+    pub withheld: BTreeSet<Capability>,
     /// Where fetched upstream manifests are kept (a warm cache runs offline).
     pub manifest_cache: PathBuf,
     /// How long to wait for pods, and for the device plugin on every node.
@@ -123,6 +130,8 @@ impl Default for RealOptions {
                 .map_or_else(|| PathBuf::from("clusters"), |p| p.join("clusters"))
                 .join("kind-2node.yaml"),
             kind_reuse: None,
+            node_image: kind::KIND_NODE_IMAGE.into(),
+            report_dir: None,
             engine: "docker".into(),
             image: components::SECNET_IMAGE.into(),
             upstream_macvtap: false,
@@ -132,6 +141,7 @@ impl Default for RealOptions {
             kvm: false,
             components: vec![Component::Multus, Component::Macvtap],
             preinstalled: Vec::new(),
+            withheld: BTreeSet::new(),
             manifest_cache: default_cache(),
             timeout: Duration::from_secs(180),
             dry_run: false,
@@ -162,12 +172,22 @@ pub fn offer(opts: &Options) -> Offer {
         .chain(&real.preinstalled)
         .copied()
         .collect();
-    offer.with(brought_by(&present))
+    offer
+        .with(brought_by(&present))
+        .without(real.withheld.iter().copied())
 }
 
 /// The capabilities component sets bring to a real cluster's scenarios.
 pub fn brought_by(components: &[Component]) -> BTreeSet<Capability> {
     let mut caps = BTreeSet::new();
+    // Pods on OVS networks need the plugin and the switch; the scenarios read the
+    // bridge and capture frames from the openvswitch set's pods.
+    if [Component::OvsCni, Component::Openvswitch]
+        .iter()
+        .all(|c| components.contains(c))
+    {
+        caps.extend([Capability::Ovs, Capability::FrameCapture]);
+    }
     if components.contains(&Component::Kubevirt) {
         caps.insert(Capability::Vm);
     }
@@ -238,16 +258,29 @@ pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
     let mut k = KindOptions::new(run_id);
     k.config = real.kind_config.clone();
     k.images = vec![real.image.clone()];
-    if real.upstream_macvtap {
-        k.images.clear(); // pulled from quay.io by the nodes
+    // Upstream's macvtap image is pulled from quay.io by the nodes; ovs-cni still
+    // comes from ours.
+    if real.upstream_macvtap && !real.components.contains(&Component::OvsCni) {
+        k.images.clear();
+    }
+    if real.components.contains(&Component::Openvswitch) {
+        k.images.push(components::OPENVSWITCH_IMAGE.into());
     }
     if real.components.contains(&Component::Kubevirt) {
         k.images.push(vms::guest_image());
     }
     k.keep = opts.keep;
     k.engine = real.engine.clone();
+    k.node_image = Some(real.node_image.clone());
     k.lower_device = real.lower_device.clone();
     k.reuse = real.kind_reuse.clone();
+    // Next to the run's report; without --report, in the temporary directory (the
+    // failure's notes say where).
+    let logs = format!("kind-logs-{run_id}");
+    k.logs_dir = match &real.report_dir {
+        Some(dir) => dir.join(logs),
+        None => std::env::temp_dir().join(format!("secnet-{logs}")),
+    };
     k
 }
 
@@ -294,12 +327,21 @@ impl RealCluster {
                     kind.cluster_name(),
                     kind.opts.config.display()
                 ));
-                let (kind, kubeconfig) = tokio::task::spawn_blocking(move || {
-                    let up = kind.up();
+                let (kind, up) = tokio::task::spawn_blocking(move || {
+                    let up = kind.bring_up();
                     (kind, up)
                 })
                 .await?;
-                match kind::connect(&kubeconfig?, run_id, kopts).await {
+                let up = up?;
+                for img in &up.images {
+                    let id = if img.id.is_empty() {
+                        "unknown"
+                    } else {
+                        &img.id
+                    };
+                    progress(&format!("loaded {} (image ID {id})", img.image));
+                }
+                match kind::connect(&up.kubeconfig, run_id, kopts).await {
                     Ok(c) => (c, Some(kind)),
                     Err(e) => return Err(RealError::from(e).with_notes(kind.down(true))),
                 }
@@ -346,6 +388,11 @@ impl RealCluster {
         if sets.iter().any(|s| s.name == Component::Macvtap) {
             self.wait_for_resource(crate::scenario::seed::DATAPLANE, opts.real.timeout)
                 .await?;
+        }
+        if sets.iter().any(|s| s.name == Component::Openvswitch) {
+            progress("waiting for Open vSwitch on every node");
+            let nodes = self.cluster.nodes();
+            openvswitch::wait_ready(&self.cluster, &nodes, opts.real.timeout).await?;
         }
         if sets.iter().any(|s| s.name == Component::Kubevirt) {
             progress("waiting for KubeVirt to be Available");
@@ -438,6 +485,84 @@ mod tests {
         assert_eq!(names, [Component::OvsCni, Component::Multus]);
     }
 
+    #[test]
+    fn ovs_is_offered_when_the_plugin_and_the_switch_are_both_there() {
+        use Component::*;
+        assert!(brought_by(&[Multus, OvsCni]).is_empty());
+        assert!(brought_by(&[Openvswitch]).is_empty());
+        assert_eq!(
+            brought_by(&[OvsCni, Multus, Openvswitch]),
+            BTreeSet::from([Capability::Ovs, Capability::FrameCapture])
+        );
+        // Preinstalled counts as present.
+        let mut opts = Options::bundled();
+        opts.cluster = "existing".into();
+        opts.real.components = vec![Multus, OvsCni];
+        assert!(!offer(&opts).offers(Capability::Ovs));
+        opts.real.preinstalled = vec![Openvswitch];
+        assert!(offer(&opts).offers(Capability::Ovs));
+    }
+
+    #[test]
+    fn kind_loads_the_ovs_image_when_the_run_deploys_openvswitch() {
+        let mut opts = Options::bundled();
+        opts.cluster = "kind".into();
+        assert_eq!(
+            kind_options(&opts, "sn000001").images,
+            [components::SECNET_IMAGE]
+        );
+        opts.real.components = vec![Component::Openvswitch, Component::OvsCni];
+        opts.real.upstream_macvtap = true;
+        // ovs-cni comes from our image even when macvtap is upstream's.
+        assert_eq!(
+            kind_options(&opts, "sn000001").images,
+            [components::SECNET_IMAGE, components::OPENVSWITCH_IMAGE]
+        );
+    }
+
+    /// `secnet conform --cluster kind --components multus,macvtap,ovs-cni,openvswitch
+    /// --dry-run`: the four OVS scenarios are runnable and the OVS image is loaded.
+    #[test]
+    fn the_kind_plan_with_openvswitch_runs_the_ovs_scenarios() {
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
+        let mut opts = Options::bundled();
+        opts.cluster = "kind".into();
+        opts.real.manifest_cache = cache.path().to_path_buf();
+        opts.real.components = vec![
+            Component::Multus,
+            Component::Macvtap,
+            Component::OvsCni,
+            Component::Openvswitch,
+        ];
+        let all = crate::scenario::all();
+        let selected: Vec<&crate::scenario::Scenario> = all.iter().collect();
+        let plan = crate::conform::plan::plan(&opts, "sn000001", &selected).unwrap();
+        let ovs: Vec<&str> = plan.lines().filter(|l| l.contains(" ovs/")).collect();
+        assert_eq!(ovs.len(), 4, "{ovs:#?}");
+        for line in ovs {
+            assert!(line.contains("] run   ovs/"), "{line}");
+        }
+        assert!(
+            plan.contains(
+                "$ kind load docker-image localhost/secnet-ovs:dev --name secnet-sn000001"
+            ),
+            "{plan}"
+        );
+        assert!(plan.contains("### openvswitch dev"), "{plan}");
+        assert!(
+            plan.contains("every node has a Ready Open vSwitch pod"),
+            "{plan}"
+        );
+        // Without the switch, the same scenarios are skipped, naming what is missing.
+        opts.real.components.pop();
+        let plan = crate::conform::plan::plan(&opts, "sn000001", &selected).unwrap();
+        let skipped = plan
+            .lines()
+            .filter(|l| l.contains("skip  ovs/") && l.contains("needs Ovs"))
+            .count();
+        assert_eq!(skipped, 4, "{plan}");
+    }
+
     mod against_a_mocked_api_server {
         use serde_json::{Value, json};
 
@@ -446,7 +571,7 @@ mod tests {
         use super::*;
         use crate::cluster::kube::mock::{MockApi, Recorded, Reply, list, not_found};
 
-        const MULTUS: &str = "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.2.3/deployments/multus-daemonset-thick.yml";
+        const MULTUS: &str = "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.3.0/deployments/multus-daemonset-thick.yml";
 
         fn node(name: &str, devices: u32) -> Value {
             let res =
@@ -606,6 +731,11 @@ mod tests {
             let run_id = "sn0000bb";
             let kopts = KubeOptions {
                 pod_timeout: Duration::from_secs(5),
+                // No exec here, so no node probe pods (see cluster/node_tests.rs).
+                offer: Some(
+                    Offer::new(crate::scenario::Provider::Existing)
+                        .without([Capability::NodeAccess]),
+                ),
                 ..KubeOptions::default()
             };
             let cluster = KubeCluster::connect(mock.client(), "existing", run_id, kopts)

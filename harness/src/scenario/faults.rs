@@ -136,7 +136,11 @@ async fn kubelet_restart(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         return Ok(());
     }
     // Device IDs come from the kubelet's admission, which only node access shows.
-    let (da, db) = (a.devices.get(DATAPLANE), b.devices.get(DATAPLANE));
+    let (da, db) = (
+        cluster.pod_devices(&a).await?,
+        cluster.pod_devices(&b).await?,
+    );
+    let (da, db) = (da.get(DATAPLANE), db.get(DATAPLANE));
     ensure(da.is_some() && da != db, || {
         format!("the pods got devices {da:?} and {db:?}")
     })
@@ -151,8 +155,9 @@ async fn plugin_killed(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         .create_pod(named(base.clone(), "before", Some(&node)))
         .await?;
     cluster.restart_device_plugin(&node, DATAPLANE).await?;
-    // A real cluster pulls and schedules the DaemonSet's new pod first.
-    let back = if cluster.offers(Capability::NodeAccess) {
+    // A real cluster pulls and schedules the DaemonSet's new pod first; where
+    // secnet runs the nodes, the plugin is started again at once.
+    let back = if cluster.provider_kind().is_local() {
         BACK
     } else {
         Duration::from_secs(120)
@@ -231,7 +236,7 @@ async fn netns_gone_before_del(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         "the device was not freed".into()
     })?;
     // The pod network's host-local lease is freed too.
-    let leases = cluster.pod_network_leases(&node)?;
+    let leases = cluster.pod_network_leases(&node).await?;
     ensure(leases.is_empty(), || {
         format!("host-local leases left: {leases:?}")
     })
@@ -251,10 +256,16 @@ async fn fifty_at_once(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     }
     if cluster.offers(Capability::NodeAccess) {
         // Device IDs come from the kubelet's admission, which only node access shows.
-        let devices: BTreeSet<&String> = pods
-            .iter()
-            .flat_map(|p| p.devices.get(DATAPLANE).into_iter().flatten())
-            .collect();
+        let mut devices = BTreeSet::new();
+        for p in &pods {
+            devices.extend(
+                cluster
+                    .pod_devices(p)
+                    .await?
+                    .remove(DATAPLANE)
+                    .unwrap_or_default(),
+            );
+        }
         ensure(devices.len() == 50, || {
             format!("{} distinct devices for 50 pods", devices.len())
         })?;

@@ -101,13 +101,10 @@ pub async fn pod_iface<C: Cluster>(
     Ok(probe::pod_iface(cluster, pod, ifname).await?)
 }
 
-/// `ip -j -d link show <ifname>` in the pod (needs iproute2 in the pod).
-pub async fn pod_link<C: Cluster>(
-    cluster: &C,
-    pod: &PodView,
-    ifname: &str,
-) -> Result<Value, Failure> {
-    Ok(probe::pod_link(cluster, pod, ifname).await?)
+/// `ip -j -d link show <ifname>` of the pod: in the pod, or from its node where
+/// the pod has no iproute2 (see `AnyCluster::pod_link`).
+pub async fn pod_link(cluster: &AnyCluster, pod: &PodView, ifname: &str) -> Result<Value, Failure> {
+    Ok(cluster.pod_link(pod, ifname).await?)
 }
 
 /// `ip addr add <cidr> dev <ifname>` in the pod.

@@ -2,17 +2,14 @@
 //! trunked into the LAN over each node's uplink), the seed's `ovs-vlan-100` NAD plus
 //! a VLAN-200 and a trunk NAD from `fixtures/ovs/`.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use super::kit::{fixture_nad, ping, pod_link, pod_run, record_topology, status_of};
+use super::kit::{
+    fixture_nad, ping, pod_iface, pod_link, pod_run, record_topology, status_of, with_net_admin,
+};
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::any::AnyCluster;
 use crate::cluster::{Cluster, PodView};
-use crate::lab::enter::Enter;
 use crate::objects::Pod;
 
 /// The NADs every OVS scenario gets: VLAN 100 (the seed's), VLAN 200 and a trunk.
@@ -51,11 +48,7 @@ pub fn scenarios() -> Vec<Scenario> {
             |ctx, c| Box::pin(trunk_allowed_vlans_only(ctx, c)),
         )
         // tcpdump runs in the trunk pod's namespace as the node sees it.
-        .needs(&[
-            Capability::Ovs,
-            Capability::NodeAccess,
-            Capability::Program("tcpdump"),
-        ])
+        .needs(&[Capability::Ovs, Capability::FrameCapture])
         .deploy(&NADS),
         Scenario::on_cluster(
             "ovs/MTU and MAC as requested, no port left after delete",
@@ -87,7 +80,9 @@ async fn start(
     node: &str,
     networks: &str,
 ) -> Result<PodView, Failure> {
-    Ok(cluster.create_pod(Pod::plain(name, node, networks)).await?)
+    // NET_ADMIN: the probes add addresses to net1 (a real runtime drops it).
+    let pod = with_net_admin(Pod::plain(name, node, networks));
+    Ok(cluster.create_pod(pod).await?)
 }
 
 async fn address(cluster: &AnyCluster, p: &PodView, cidr: &str) -> Outcome {
@@ -241,54 +236,17 @@ async fn vlan200_isolated(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 }
 
 /// What the pod sees on `net1` (link-level headers, `tcpdump -e`) while `during`
-/// runs. tcpdump runs in the pod's namespace as the node sees it (NodeAccess).
+/// runs, captured in the pod's namespace as the node sees it (FrameCapture).
 async fn capture<F: Future<Output = Outcome>>(
     cluster: &AnyCluster,
     p: &PodView,
     during: F,
 ) -> Result<String, Failure> {
-    let ns = cluster.pod_namespace(p).await?;
-    let mut cmd = tokio::process::Command::new("tcpdump");
-    cmd.args(["-nn", "-e", "-l", "-i", "net1", "arp or vlan"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    Enter::net(ns.path())?.apply(&mut cmd)?;
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Failure::caused("failed to run tcpdump (apt-get install tcpdump)", e))?;
-    let stderr = child.stderr.take().ok_or("tcpdump's stderr is not piped")?;
-    let mut lines = BufReader::new(stderr).lines();
-    let listening = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("listening on") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    match listening {
-        Ok(true) => {}
-        Ok(false) => return fail("tcpdump exited before listening"),
-        Err(_) => return fail("tcpdump did not start listening within 10 s"),
-    }
+    let capture = cluster.start_capture(p, "net1", "arp or vlan").await?;
     let outcome = during.await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    if let Some(pid) = child.id() {
-        // SIGINT: tcpdump flushes what it saw and exits.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-    }
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), stdout.read_to_string(&mut out)).await;
-    }
-    let _ = child.kill().await;
-    outcome.map(|()| out)
+    let seen = capture.stop(cluster).await;
+    outcome?;
+    Ok(seen?)
 }
 
 async fn trunk_allowed_vlans_only(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
@@ -340,31 +298,35 @@ async fn mtu_mac_and_cleanup(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     )
     .await?;
     let t = start(cluster, "ovs-mtu", &n2, "ovs-vlan-200").await?;
-    let link = pod_link(cluster, &m, "net1").await?;
-    ensure(link["address"] == mac, || {
-        format!("net1 MAC {}, requested {mac}", link["address"])
+    // `ip -o link`: busybox in a real cluster's pods reads it too.
+    let net1 = pod_iface(cluster, &m, "net1").await?;
+    ensure(net1.mac == mac, || {
+        format!("net1 MAC {}, requested {mac}", net1.mac)
     })?;
-    ensure(link["linkinfo"]["info_kind"] == "veth", || {
-        format!(
-            "net1 is a {}, expected a veth",
-            link["linkinfo"]["info_kind"]
-        )
-    })?;
-    let s = status_of(&m, "default/ovs-vlan-100")?;
+    // The link kind needs iproute2's `ip -j -d`: the netns cluster's, as the node sees it.
+    if cluster.offers(Capability::NodeAccess) {
+        let link = pod_link(cluster, &m, "net1").await?;
+        ensure(link["linkinfo"]["info_kind"] == "veth", || {
+            format!(
+                "net1 is a {}, expected a veth",
+                link["linkinfo"]["info_kind"]
+            )
+        })?;
+    }
+    let s = status_of(&m, &format!("{}/ovs-vlan-100", m.namespace))?;
     ensure(s.mac.as_deref() == Some(mac), || {
         format!(
             "network-status MAC {:?}, kernel and request say {mac}",
             s.mac
         )
     })?;
-    let link = pod_link(cluster, &t, "net1").await?;
-    ensure(link["mtu"] == 1400, || {
-        format!("net1 MTU {}, the ovs-vlan-200 NAD says 1400", link["mtu"])
+    let net1 = pod_iface(cluster, &t, "net1").await?;
+    ensure(net1.mtu == 1400, || {
+        format!("net1 MTU {}, the ovs-vlan-200 NAD says 1400", net1.mtu)
     })?;
-    let st = status_of(&t, "default/ovs-vlan-200")?;
-    let kernel_mac = link["address"].as_str().unwrap_or_default();
-    ensure(st.mac.as_deref() == Some(kernel_mac), || {
-        format!("network-status MAC != kernel MAC {kernel_mac}: {st:?}")
+    let st = status_of(&t, &format!("{}/ovs-vlan-200", t.namespace))?;
+    ensure(st.mac.as_deref() == Some(net1.mac.as_str()), || {
+        format!("network-status MAC != kernel MAC {}: {st:?}", net1.mac)
     })?;
     let bridge = bridge(ctx)?;
     let ports = cluster.ovs_pod_ports(&n1, &bridge).await?;

@@ -499,8 +499,11 @@ async fn other_pods_device(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
             Some(&node),
         ))
         .await?;
-    let device = victim
-        .devices
+    // Read on the victim's node: the kubelet's allocation (its checkpoint on a real
+    // cluster); the victim's net1 is read from the node too (`pod_link`).
+    let device = cluster
+        .pod_devices(&victim)
+        .await?
         .get(DATAPLANE)
         .and_then(|d| d.first())
         .cloned()

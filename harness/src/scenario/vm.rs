@@ -44,9 +44,10 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "reachability", "masquerade"],
             |ctx, c| Box::pin(masquerade_vm(ctx, c)),
         )
-        // The node's NAT toward the fabric is set up in its namespace: netns only (a
-        // real cluster's pod network is its own; its skip names NodeAccess).
-        .needs(&[Capability::Vm, Capability::NodeAccess]),
+        // On the netns cluster secnet sets up the node's NAT toward the fabric; a
+        // real cluster's pod network is its own: there the guest reaches KubeVirt's
+        // masquerade gateway in its launcher pod (see masquerade_vm).
+        .needs(&[Capability::Vm]),
         Scenario::on_cluster(
             "vm/bridge binding on ovs-vlan-100: the guest reaches a VLAN 100 pod on the other node",
             "ovs",
@@ -363,6 +364,9 @@ async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 }
 
 async fn masquerade_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    if !matches!(cluster, AnyCluster::Netns(_)) {
+        return masquerade_vm_on_kubevirt(ctx, cluster).await;
+    }
     let opts = vm_options(ctx, cluster)?;
     let nodes = cluster.nodes();
     let topo = cluster.topology()?;
@@ -390,6 +394,22 @@ async fn masquerade_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
             true,
         )
         .await?;
+        stop_all(cluster, vms).await
+    })
+    .await
+}
+
+/// The real-cluster form: the fabric is not secnet's, so the guest reaches
+/// KubeVirt's masquerade gateway in its launcher pod (the NAT's inside).
+async fn masquerade_vm_on_kubevirt(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    let opts = vm_options(ctx, cluster)?;
+    let nodes = cluster.nodes();
+    let vm = vm_fixture(ctx, "seed/vmi-masquerade.yaml", "vmi-masquerade")?;
+    let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &[], &opts).await?;
+    then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
+        vms[0].configure(&[]).await?;
+        let gateway = crate::vm::binding::MASQ_GATEWAY;
+        first_pings(ctx, vms, gateway, "the launcher pod's masquerade gateway").await?;
         stop_all(cluster, vms).await
     })
     .await

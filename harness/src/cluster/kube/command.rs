@@ -12,9 +12,14 @@ pub use crate::lab::command::CommandError;
 /// How long one command may take (`kind create cluster` pulls node images).
 const TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
-/// One command line: program and argument vector (never a shell string).
+/// One command line: environment additions, program and argument vector (never a
+/// shell string).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cmd {
+    /// Set for this command only, on top of secnet's own environment
+    /// (`KIND_EXPERIMENTAL_PROVIDER=podman`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
     pub program: String,
     pub args: Vec<String>,
 }
@@ -22,21 +27,39 @@ pub struct Cmd {
 impl Cmd {
     pub fn new(program: &str, args: &[&str]) -> Self {
         Cmd {
+            env: Vec::new(),
             program: program.to_string(),
             args: args.iter().map(|s| s.to_string()).collect(),
         }
     }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
 }
 
+/// A word as a POSIX shell reads it back: quoted only when it has to be.
+fn shell_word(f: &mut fmt::Formatter<'_>, word: &str) -> fmt::Result {
+    if word.is_empty() || word.contains(|c: char| c.is_whitespace() || "'\"$\\;&|".contains(c)) {
+        write!(f, "'{}'", word.replace('\'', "'\\''"))
+    } else {
+        write!(f, "{word}")
+    }
+}
+
+/// As a shell line: `KEY=value program args...`, pasteable into a terminal.
 impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (key, value) in &self.env {
+            write!(f, "{key}=")?;
+            shell_word(f, value)?;
+            write!(f, " ")?;
+        }
         write!(f, "{}", self.program)?;
         for a in &self.args {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$\\;&|".contains(c)) {
-                write!(f, " '{}'", a.replace('\'', "'\\''"))?;
-            } else {
-                write!(f, " {a}")?;
-            }
+            write!(f, " ")?;
+            shell_word(f, a)?;
         }
         Ok(())
     }
@@ -54,9 +77,46 @@ impl Runner for HostRunner {
     fn run(&self, cmd: &Cmd) -> Result<String, CommandError> {
         // Through secnet's one command runner: both pipes read as it runs, its
         // process group killed on timeout.
-        crate::lab::command::Cmd::new(&cmd.program)
-            .args(&cmd.args)
-            .timeout(TIMEOUT)
+        let mut run = crate::lab::command::Cmd::new(&cmd.program).args(&cmd.args);
+        for (key, value) in &cmd.env {
+            run = run.env(key, value);
+        }
+        run.timeout(TIMEOUT)
             .run()
+            .map_err(|e| with_cmdline(e, cmd.to_string()))
+    }
+}
+
+/// The error naming the command as the plan shows it (its environment included), so
+/// it can be pasted into a shell to try again.
+fn with_cmdline(e: CommandError, shown: String) -> CommandError {
+    match e {
+        CommandError::Spawn { source, .. } => CommandError::Spawn {
+            cmdline: shown,
+            source,
+        },
+        CommandError::Timeout {
+            timeout,
+            stdout,
+            stderr,
+            ..
+        } => CommandError::Timeout {
+            cmdline: shown,
+            timeout,
+            stdout,
+            stderr,
+        },
+        CommandError::Cancelled { .. } => CommandError::Cancelled { cmdline: shown },
+        CommandError::Failed {
+            status,
+            stdout,
+            stderr,
+            ..
+        } => CommandError::Failed {
+            cmdline: shown,
+            status,
+            stdout,
+            stderr,
+        },
     }
 }

@@ -10,12 +10,64 @@ use serde_json::Value;
 
 use super::command::{Cmd, HostRunner, Runner};
 
-/// The bundled plugins' image (built from `Containerfile`, loaded into kind).
+/// The bundled plugins' image (built from `Containerfile`, loaded into kind). Built
+/// locally, so it has no registry digest: the run names the image ID it loaded.
 pub const SECNET_IMAGE: &str = "localhost/secnet-plugins:dev";
-pub const UPSTREAM_MACVTAP_IMAGE: &str = "quay.io/kubevirt/macvtap-cni:v0.13.1";
-pub const MULTUS_VERSION: &str = "v4.2.3";
+/// kubevirt/macvtap-cni v0.13.1. Digest read from cluster-network-addons-operator
+/// v0.102.0, `pkg/components/components.go` (`MacvtapCniImageDefault`), whose
+/// `components.yaml` names macvtap-cni v0.13.1 (commit b6a53d4).
+pub const UPSTREAM_MACVTAP_IMAGE: &str = "quay.io/kubevirt/macvtap-cni:v0.13.1@sha256:5266955a654a4cb4e425424ab274cf31e7a6deb3f340e3679a11d689bfa734d0";
+/// Plain pods' image (`KubeOptions::pod_image`; also the node probe pods'). Digest of
+/// docker.io/library/busybox:1.37 as pinned in several public Dockerfiles and test
+/// suites (found with the search tool; not pulled here: no container engine).
+pub const POD_IMAGE: &str = "docker.io/library/busybox:1.37@sha256:9db7b59979c38555a39def84a31fb98b5296952f9e3afd4f6f11f05b07adfab0";
+/// v4.3.0 rather than v4.2.x: the release whose thick manifest and image digest
+/// could both be found (see `MULTUS_IMAGE`, `MANIFEST_SHA256`).
+pub const MULTUS_VERSION: &str = "v4.3.0";
+/// Upstream's thick DaemonSet names the moving `snapshot-thick` tag; `render`
+/// overrides its multus containers' images with this release image. Digest (and the
+/// manifest's sha256 below) read from infernix/kubevirt-ip-helper,
+/// `test/e2e/versions.env` (`MULTUS_IMAGE_DIGEST`, `MULTUS_MANIFEST_SHA256`).
+pub const MULTUS_IMAGE: &str = "ghcr.io/k8snetworkplumbingwg/multus-cni:v4.3.0-thick@sha256:a922a39a78049991d03178c07afc45a198326481049bd7d84626097402fa14bb";
+/// The repository whose images in the multus set are replaced by `MULTUS_IMAGE`.
+pub const MULTUS_IMAGE_REPO: &str = "ghcr.io/k8snetworkplumbingwg/multus-cni";
+/// KubeVirt's operator manifest names its images by tag (`virt-operator:v1.6.0`,
+/// and the operator deploys the other virt-* images by the same tag); they are not
+/// overridden: the operator resolves them itself, and a wrong override would only
+/// show as a stuck rollout. The manifest is checked on first use (no pin found).
 pub const KUBEVIRT_VERSION: &str = "v1.6.0";
+/// CNAO's operator manifest pins the components it deploys by digest (its
+/// `*_IMAGE` environment); only its own image is a tag
+/// (`cluster-network-addons-operator:v0.99.0`), left as is: no digest found here.
 pub const CNAO_VERSION: &str = "v0.99.0";
+/// Open vSwitch for nodes that have none (the `openvswitch` set; Containerfile stage `ovs`).
+pub const OPENVSWITCH_IMAGE: &str = "localhost/secnet-ovs:dev";
+
+/// Known sha256 of remote manifests. Every other remote manifest is trusted on
+/// first use: its sum is recorded next to the cached file and checked on every
+/// later read (`CachedFetcher`).
+pub const MANIFEST_SHA256: &[(&str, &str)] = &[(
+    // infernix/kubevirt-ip-helper, test/e2e/versions.env (MULTUS_MANIFEST_SHA256).
+    "https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/v4.3.0/deployments/multus-daemonset-thick.yml",
+    "2d622f697809644a12704497bbf5c3256adc1e7f5b5504655e4993743651b585",
+)];
+
+/// The pinned sha256 of a remote manifest, if secnet knows one.
+pub fn pinned_sha256(url: &str) -> Option<&'static str> {
+    MANIFEST_SHA256
+        .iter()
+        .find(|(u, _)| *u == url)
+        .map(|(_, sum)| *sum)
+}
+
+/// An image reference's tag (`v0.13.1` of `repo:v0.13.1@sha256:...`), for versions.
+pub fn image_tag(image: &str) -> &str {
+    let named = image.split('@').next().unwrap_or(image);
+    match named.rsplit_once(':') {
+        Some((_, tag)) if !tag.contains('/') => tag,
+        _ => "",
+    }
+}
 
 /// A component set secnet can install (`--components`, an inventory's `preinstalled`),
 /// in the order `sets` applies them.
@@ -24,15 +76,18 @@ pub const CNAO_VERSION: &str = "v0.99.0";
 pub enum Component {
     Multus,
     Macvtap,
+    /// Open vSwitch itself on every node (what ovs-cni plugs into).
+    Openvswitch,
     OvsCni,
     Kubevirt,
     Cnao,
 }
 
 impl Component {
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Multus,
         Component::Macvtap,
+        Component::Openvswitch,
         Component::OvsCni,
         Component::Kubevirt,
         Component::Cnao,
@@ -43,6 +98,7 @@ impl Component {
         match self {
             Component::Multus => "multus",
             Component::Macvtap => "macvtap",
+            Component::Openvswitch => "openvswitch",
             Component::OvsCni => "ovs-cni",
             Component::Kubevirt => "kubevirt",
             Component::Cnao => "cnao",
@@ -112,6 +168,8 @@ pub enum ComponentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Checksum(Box<ChecksumMismatch>),
     #[error("component {set}: {file}: {source}")]
     Placeholder {
         set: Component,
@@ -158,10 +216,123 @@ impl Fetcher for CurlFetcher {
 }
 
 /// Reads `dir/<url as a file name>` if present, else fetches and stores it there:
-/// a warm cache runs offline. Pins are versioned URLs, so a cached file never goes stale.
+/// a warm cache runs offline. Pins are versioned URLs, so a cached file never goes
+/// stale; its sha256 is checked on every read and fetch: against `MANIFEST_SHA256`,
+/// or else against `<file>.sha256`, written when the file is first seen.
 pub struct CachedFetcher<F> {
     pub dir: PathBuf,
     pub inner: F,
+}
+
+/// A manifest whose bytes are not the ones expected.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{url}: {} has sha256 {actual}, expected {expected} ({}); {}",
+    file.display(), expected_from.origin(), expected_from.fix(file)
+)]
+pub struct ChecksumMismatch {
+    pub url: String,
+    /// The cache file (a download is written there only once its sum matched).
+    pub file: PathBuf,
+    pub expected: String,
+    pub actual: String,
+    pub expected_from: Expected,
+}
+
+/// Where a manifest's expected sha256 came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// `MANIFEST_SHA256` in this file.
+    Pinned,
+    /// The `.sha256` file its first fetch wrote (trust on first use).
+    FirstUse(PathBuf),
+}
+
+impl Expected {
+    fn origin(&self) -> String {
+        match self {
+            Expected::Pinned => "pinned in harness/src/cluster/kube/components.rs".into(),
+            Expected::FirstUse(sum) => format!("recorded by its first fetch in {}", sum.display()),
+        }
+    }
+
+    fn fix(&self, file: &Path) -> String {
+        match self {
+            Expected::Pinned => format!(
+                "delete {} to fetch it again; if upstream re-published it on purpose, update its pin in MANIFEST_SHA256",
+                file.display()
+            ),
+            Expected::FirstUse(sum) => format!(
+                "if the change is expected, delete {} and {} to trust a new download",
+                file.display(),
+                sum.display()
+            ),
+        }
+    }
+}
+
+/// The trust-on-first-use sum file next to a cached manifest.
+pub fn sum_file(cached: &Path) -> PathBuf {
+    let mut name = cached.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// Checks `text` (the manifest of `url`, cached at `file`) against its pin or its
+/// first-use sum. `record`: with neither, write the sum file (trust on first use);
+/// the dry-run plan passes false, as it changes nothing.
+pub fn verify(url: &str, file: &Path, text: &str, record: bool) -> Result<(), ComponentError> {
+    let actual = super::checksum::sha256_hex(text.as_bytes());
+    let mismatch = |expected: &str, expected_from| {
+        ComponentError::Checksum(Box::new(ChecksumMismatch {
+            url: url.into(),
+            file: file.to_path_buf(),
+            expected: expected.into(),
+            actual: actual.clone(),
+            expected_from,
+        }))
+    };
+    if let Some(pin) = pinned_sha256(url) {
+        return if pin == actual {
+            Ok(())
+        } else {
+            Err(mismatch(pin, Expected::Pinned))
+        };
+    }
+    let sum = sum_file(file);
+    match std::fs::read_to_string(&sum) {
+        Ok(recorded) => {
+            let recorded = recorded.split_whitespace().next().unwrap_or("");
+            if recorded == actual {
+                Ok(())
+            } else {
+                Err(mismatch(recorded, Expected::FirstUse(sum)))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if record {
+                // `sha256sum -c` reads this format.
+                let line = format!("{actual}  {}\n", file.display());
+                std::fs::write(&sum, line)
+                    .map_err(|source| ComponentError::Cache { path: sum, source })?;
+            }
+            Ok(())
+        }
+        Err(source) => Err(ComponentError::Read { path: sum, source }),
+    }
+}
+
+/// The cached manifest of `url` in `dir`, checked (`verify`); `None` if not cached.
+pub fn read_cached(dir: &Path, url: &str, record: bool) -> Result<Option<String>, ComponentError> {
+    let path = dir.join(cache_name(url));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            verify(url, &path, &text, record)?;
+            Ok(Some(text))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ComponentError::Read { path, source }),
+    }
 }
 
 pub fn cache_name(url: &str) -> String {
@@ -179,13 +350,18 @@ pub fn cache_name(url: &str) -> String {
 
 impl<F: Fetcher> Fetcher for CachedFetcher<F> {
     fn fetch(&self, url: &str) -> Result<String, ComponentError> {
-        let path = self.dir.join(cache_name(url));
-        if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(text) = read_cached(&self.dir, url, true)? {
             return Ok(text);
         }
         let text = self.inner.fetch(url)?;
-        let write = std::fs::create_dir_all(&self.dir).and_then(|_| std::fs::write(&path, &text));
-        write.map_err(|source| ComponentError::Cache { path, source })?;
+        let path = self.dir.join(cache_name(url));
+        std::fs::create_dir_all(&self.dir).map_err(|source| ComponentError::Cache {
+            path: self.dir.clone(),
+            source,
+        })?;
+        // Checked before it is stored: a bad download never enters the cache.
+        verify(url, &path, &text, true)?;
+        std::fs::write(&path, &text).map_err(|source| ComponentError::Cache { path, source })?;
         Ok(text)
     }
 }
@@ -281,7 +457,7 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
         },
         ComponentSet {
             name: Component::Macvtap,
-            version: mv_image.rsplit(':').next().unwrap_or("").into(),
+            version: image_tag(mv_image).into(),
             sources: vec![Source::Local("macvtap/macvtap.yaml".into())],
             vars: vars(&[
                 ("MACVTAP_IMAGE", mv_image),
@@ -292,6 +468,7 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
             ]),
             log_selectors: vec![("kube-system".into(), "app=secnet-macvtap".into())],
         },
+        openvswitch_set(),
         ComponentSet {
             name: Component::OvsCni,
             version: opts.image.rsplit(':').next().unwrap_or("").into(),
@@ -344,6 +521,28 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
             )],
         },
     ]
+}
+
+/// Open vSwitch on every node: a DaemonSet running ovsdb-server and ovs-vswitchd
+/// with the userspace datapath, bridge and trunk uplink named as the netns nodes
+/// name them (`super::openvswitch`).
+fn openvswitch_set() -> ComponentSet {
+    use super::openvswitch as ovs;
+    ComponentSet {
+        name: Component::Openvswitch,
+        version: OPENVSWITCH_IMAGE.rsplit(':').next().unwrap_or("").into(),
+        sources: vec![Source::Local("openvswitch/openvswitch.yaml".into())],
+        vars: vars(&[
+            ("OPENVSWITCH_IMAGE", OPENVSWITCH_IMAGE),
+            ("OVS_BRIDGE", ovs::BRIDGE),
+            ("OVS_UPLINK", ovs::UPLINK),
+            ("OVS_UNDERLAY", ovs::UNDERLAY),
+            ("OVS_VXLAN_ID", ovs::VXLAN_ID),
+            ("OVS_VXLAN_GROUP", ovs::VXLAN_GROUP),
+            ("OVS_VXLAN_PORT", ovs::VXLAN_PORT),
+        ]),
+        log_selectors: vec![(ovs::NAMESPACE.into(), ovs::POD_SELECTOR.into())],
+    }
 }
 
 /// Replaces `${NAME}` with its value; an unknown placeholder is an error.
@@ -408,7 +607,46 @@ pub fn render(
             docs.push(doc);
         }
     }
+    if let Some((repo, image)) = image_override(set.name) {
+        override_images(&mut docs, repo, image);
+    }
     Ok(docs)
+}
+
+/// A set whose upstream manifest names a moving image: `(repository, pinned image)`;
+/// every container of that repository runs the pinned image instead.
+pub fn image_override(set: Component) -> Option<(&'static str, &'static str)> {
+    match set {
+        Component::Multus => Some((MULTUS_IMAGE_REPO, MULTUS_IMAGE)),
+        _ => None,
+    }
+}
+
+/// Sets every (init) container image of `repo` in the workloads' pod templates to
+/// `image`; returns how many it replaced.
+pub fn override_images(docs: &mut [Value], repo: &str, image: &str) -> usize {
+    let of_repo = |s: &str| {
+        s.strip_prefix(repo)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '@']))
+    };
+    let mut replaced = 0;
+    for doc in docs.iter_mut() {
+        let Some(pod) = doc.pointer_mut("/spec/template/spec") else {
+            continue;
+        };
+        for list in ["initContainers", "containers"] {
+            let Some(containers) = pod.get_mut(list).and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for c in containers {
+                if c.get("image").and_then(Value::as_str).is_some_and(of_repo) {
+                    c["image"] = Value::from(image);
+                    replaced += 1;
+                }
+            }
+        }
+    }
+    replaced
 }
 
 /// Renders a set and applies it (server-side apply, run label) to the cluster.
@@ -436,3 +674,7 @@ pub fn install<'a>(
         Ok(n)
     }
 }
+
+#[cfg(test)]
+#[path = "components_tests.rs"]
+mod tests;

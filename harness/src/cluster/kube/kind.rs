@@ -8,8 +8,14 @@
 //!
 //! Every command is built as data first (`Cmd`, see `command.rs`), so tests
 //! snapshot exactly what would run; `HostRunner` runs them.
+//!
+//! Engines: with docker (kind's default provider) images are loaded straight from
+//! docker's store (`kind load docker-image`). With any other engine (podman) every
+//! kind command runs with `KIND_EXPERIMENTAL_PROVIDER=<engine>`, and images go
+//! through an archive (`<engine> save --format docker-archive`, then
+//! `kind load image-archive`), removed afterwards, also on failure.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
@@ -17,6 +23,15 @@ use kube::{Client, Config};
 use super::command::{Cmd, CommandError, Runner};
 use super::{KubeCluster, KubeOptions};
 use crate::cluster::ClusterError;
+
+/// kind v0.32.0's default node image (Kubernetes v1.36.1): `pkg/apis/config/defaults/image.go`
+/// at kubernetes-sigs/kind tag v0.32.0. Node images are built for a kind release:
+/// with another kind, pass that release's image with `--node-image`.
+pub const KIND_NODE_IMAGE: &str =
+    "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5";
+
+/// The engine kind uses without `KIND_EXPERIMENTAL_PROVIDER`.
+const DEFAULT_ENGINE: &str = "docker";
 
 #[derive(Debug, Clone)]
 pub struct KindOptions {
@@ -30,12 +45,16 @@ pub struct KindOptions {
     pub kind_bin: String,
     /// `docker` or `podman` (kind's node provider; it also runs `<engine> exec`).
     pub engine: String,
-    /// `kindest/node:<version>` to pin Kubernetes; kind's default otherwise.
+    /// `kindest/node:<version>@sha256:...` (`KIND_NODE_IMAGE` by default); `None`:
+    /// the kind binary's own default.
     pub node_image: Option<String>,
     /// Name of the macvtap lower device made in every node.
     pub lower_device: String,
-    /// Where `kind export logs` writes on failure.
+    /// Where `kind export logs` writes on failure (a run puts it under `--report`).
     pub logs_dir: PathBuf,
+    /// Where image archives are written for engines other than docker (each is
+    /// removed once loaded, or once loading failed).
+    pub archive_dir: PathBuf,
     /// Run on this existing kind cluster (`--kind-reuse NAME`): not created, never
     /// deleted; the nodes are prepared and the images loaded as for a new one.
     pub reuse: Option<String>,
@@ -50,9 +69,10 @@ impl KindOptions {
             keep: false,
             kind_bin: "kind".into(),
             engine: "docker".into(),
-            node_image: None,
+            node_image: Some(KIND_NODE_IMAGE.into()),
             lower_device: super::DEFAULT_LOWER_DEVICE.into(),
             logs_dir: PathBuf::from(format!("reports/kind-logs-{run}")),
+            archive_dir: std::env::temp_dir(),
             reuse: None,
         }
     }
@@ -61,6 +81,56 @@ impl KindOptions {
 pub struct Kind<R: Runner> {
     pub opts: KindOptions,
     pub runner: R,
+}
+
+/// How one image gets into the nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageLoad {
+    pub image: String,
+    /// `<engine> image inspect`: the image ID the run names (a locally built image
+    /// has no registry digest) and a clear error when the image was never built.
+    pub inspect: Cmd,
+    /// docker: `kind load docker-image`; other engines: save to an archive, then
+    /// `kind load image-archive`.
+    pub steps: Vec<Cmd>,
+    /// The archive the steps write, removed after them whatever happened.
+    pub archive: Option<PathBuf>,
+}
+
+/// An image loaded into the nodes and the ID its engine gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedImage {
+    pub image: String,
+    /// `sha256:...`; empty if the engine printed nothing.
+    pub id: String,
+}
+
+/// What `bring_up` made: the kubeconfig (YAML) and the images it loaded.
+#[derive(Debug, Clone)]
+pub struct Up {
+    pub kubeconfig: String,
+    pub images: Vec<LoadedImage>,
+}
+
+/// An archive file name for an image: `localhost/secnet-plugins:dev` →
+/// `secnet-<run>-localhost_secnet-plugins_dev.tar`.
+fn archive_name(run: &str, image: &str) -> String {
+    let safe: String = image
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    format!("secnet-{run}-{safe}.tar")
+}
+
+/// Removes an archive; one that was never written is fine.
+fn remove_archive(path: &Path) -> Result<(), std::io::Error> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Why the kind cluster could not be brought up or reached.
@@ -97,8 +167,13 @@ impl<R: Runner> Kind<R> {
         }
     }
 
+    /// A kind command; with an engine other than docker, with kind's provider variable.
     fn kind(&self, args: &[&str]) -> Cmd {
-        Cmd::new(&self.opts.kind_bin, args)
+        let cmd = Cmd::new(&self.opts.kind_bin, args);
+        match self.opts.engine.as_str() {
+            DEFAULT_ENGINE => cmd,
+            engine => cmd.env("KIND_EXPERIMENTAL_PROVIDER", engine),
+        }
     }
 
     pub fn create_cmd(&self) -> Cmd {
@@ -120,12 +195,46 @@ impl<R: Runner> Kind<R> {
         self.kind(&["get", "kubeconfig", "--name", &self.cluster_name()])
     }
 
-    pub fn load_cmds(&self) -> Vec<Cmd> {
+    /// How each image gets into the nodes, in order.
+    pub fn image_loads(&self) -> Vec<ImageLoad> {
         let name = self.cluster_name();
+        let e = &self.opts.engine;
         self.opts
             .images
             .iter()
-            .map(|img| self.kind(&["load", "docker-image", img, "--name", &name]))
+            .map(|img| {
+                let inspect = Cmd::new(e, &["image", "inspect", "--format", "{{.Id}}", img]);
+                if e == DEFAULT_ENGINE {
+                    return ImageLoad {
+                        image: img.clone(),
+                        inspect,
+                        steps: vec![self.kind(&["load", "docker-image", img, "--name", &name])],
+                        archive: None,
+                    };
+                }
+                let archive = self
+                    .opts
+                    .archive_dir
+                    .join(archive_name(&self.opts.run, img));
+                let tar = archive.display().to_string();
+                ImageLoad {
+                    image: img.clone(),
+                    inspect,
+                    steps: vec![
+                        Cmd::new(e, &["save", "--format", "docker-archive", "-o", &tar, img]),
+                        self.kind(&["load", "image-archive", &tar, "--name", &name]),
+                    ],
+                    archive: Some(archive),
+                }
+            })
+            .collect()
+    }
+
+    /// Every command `image_loads` runs, in order (for the plan and tests).
+    pub fn load_cmds(&self) -> Vec<Cmd> {
+        self.image_loads()
+            .into_iter()
+            .flat_map(|l| std::iter::once(l.inspect).chain(l.steps))
             .collect()
     }
 
@@ -167,6 +276,11 @@ impl<R: Runner> Kind<R> {
     /// kubeconfig (YAML). On failure the logs are exported and the cluster deleted
     /// (unless `keep`).
     pub fn up(&self) -> Result<String, KindError> {
+        self.bring_up().map(|up| up.kubeconfig)
+    }
+
+    /// `up`, also naming the images loaded and their IDs.
+    pub fn bring_up(&self) -> Result<Up, KindError> {
         if self.opts.reuse.is_none() {
             self.runner
                 .run(&self.create_cmd())
@@ -178,17 +292,41 @@ impl<R: Runner> Kind<R> {
         })
     }
 
-    fn prepare(&self) -> Result<String, CommandError> {
+    fn prepare(&self) -> Result<Up, CommandError> {
         let nodes = self.runner.run(&self.nodes_cmd())?;
         for node in nodes.lines().map(str::trim).filter(|l| !l.is_empty()) {
             for cmd in self.lower_device_cmds(node) {
                 self.runner.run(&cmd)?;
             }
         }
-        for cmd in self.load_cmds() {
-            self.runner.run(&cmd)?;
+        let mut images = Vec::new();
+        for load in self.image_loads() {
+            images.push(self.load(&load)?);
         }
-        self.runner.run(&self.kubeconfig_cmd())
+        let kubeconfig = self.runner.run(&self.kubeconfig_cmd())?;
+        Ok(Up { kubeconfig, images })
+    }
+
+    /// Loads one image; its archive (if any) is removed whether or not that worked.
+    fn load(&self, load: &ImageLoad) -> Result<LoadedImage, CommandError> {
+        let id = self.runner.run(&load.inspect)?.trim().to_string();
+        let loaded = load
+            .steps
+            .iter()
+            .try_for_each(|cmd| self.runner.run(cmd).map(drop));
+        if let Some(archive) = &load.archive
+            && let Err(e) = remove_archive(archive)
+        {
+            // Not the run's failure, but an archive is as big as the image: say so.
+            tracing::warn!(
+                "failed to remove the image archive {}: {e}",
+                archive.display()
+            );
+        }
+        loaded.map(|()| LoadedImage {
+            image: load.image.clone(),
+            id,
+        })
     }
 
     /// After the run: export logs if it failed, delete the cluster unless `keep`.
@@ -243,3 +381,7 @@ pub async fn connect(
     let client = Client::try_from(cfg).map_err(KindError::Client)?;
     Ok(KubeCluster::connect(client, "kind", run, kopts).await?)
 }
+
+#[cfg(test)]
+#[path = "kind_tests.rs"]
+mod tests;

@@ -1,7 +1,8 @@
 //! Real-cluster providers: `KubeCluster` implements the `Cluster` contract against a
 //! Kubernetes API server (`kube::Client`); `existing` connects to a kubeconfig's
 //! cluster, `kind` brings one up with kind. `components` are the pinned component
-//! sets (multus, macvtap, ovs-cni, KubeVirt, CNAO) applied onto them; `command` runs
+//! sets (multus, macvtap, Open vSwitch, ovs-cni, KubeVirt, CNAO) applied onto them;
+//! `openvswitch` reads the nodes' bridges through the Open vSwitch pods; `command` runs
 //! the programs both need (kind, the container engine, curl); `sweep` is
 //! `secnet clean` for real clusters.
 //!
@@ -9,15 +10,19 @@
 //! (no cluster on the development machines): see the README's "What is exercised where".
 
 pub mod apply;
+pub mod checksum;
 pub mod cluster;
 pub mod command;
 pub mod components;
 pub mod existing;
 pub mod kind;
+pub mod openvswitch;
 pub mod sweep;
 
 #[cfg(test)]
 pub(crate) mod fake;
+#[cfg(test)]
+pub(crate) mod fake_http;
 #[cfg(test)]
 pub(crate) mod mock;
 #[cfg(test)]

@@ -36,8 +36,12 @@ fn base(r: &Recorded) -> Reply {
 }
 
 async fn cluster(mock: &MockApi, timeout_ms: u64) -> KubeCluster {
+    use crate::cluster::capability::{Capability, Offer, Provider};
     let opts = KubeOptions {
         pod_timeout: Duration::from_millis(timeout_ms),
+        // The mocked API server serves no exec, so no node probe pods: node access
+        // is tested against the websocket fake (cluster/node_tests.rs).
+        offer: Some(Offer::new(Provider::Existing).without([Capability::NodeAccess])),
         ..KubeOptions::default()
     };
     KubeCluster::connect(mock.client(), "existing", RUN, opts)
@@ -481,7 +485,7 @@ fn kind_command_lines() {
     let mut keep = KindOptions::new(RUN);
     keep.keep = true;
     keep.node_image = Some("kindest/node:v1.34.0".into());
-    keep.engine = "podman".into();
+    // podman's command lines: kind_tests.rs.
     let kind = Kind::new(
         keep,
         Recording {

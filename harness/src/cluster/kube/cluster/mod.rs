@@ -3,9 +3,14 @@
 //! and its labels; each concern has its own file: `objects` (server-side apply),
 //! `pods` (create, wait, delete, exec, the device plugin restart), `resources` (node
 //! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture),
-//! `teardown` (delete by label and UID) and `vms` (KubeVirt guests).
+//! `teardown` (delete by label and UID), `node_probe` (node access through probe
+//! pods), `node_view` (what a node shows about its pods) and `vms` (KubeVirt guests).
 
 mod diagnostics;
+mod node_probe;
+#[cfg(test)]
+mod node_tests;
+mod node_view;
 mod objects;
 mod pods;
 mod resources;
@@ -14,13 +19,14 @@ mod teardown;
 pub mod vms;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
+pub use self::node_probe::{PROBE_ROLE, ROLE_LABEL, on_host, probe_pod_name};
 pub use self::resources::parse_quantity;
 pub use self::teardown::Teardown;
 pub use self::vms::KubevirtGuest;
@@ -67,7 +73,7 @@ impl Default for KubeOptions {
             log_lines: 50,
             lower_device: super::DEFAULT_LOWER_DEVICE.into(),
             device_plugin_pods: None,
-            pod_image: "busybox:1.37".into(),
+            pod_image: super::components::POD_IMAGE.into(),
             offer: None,
         }
     }
@@ -85,6 +91,8 @@ pub struct KubeCluster {
     opts: KubeOptions,
     /// Resources this run applied to, in first-use order, with the namespaces used.
     touched: Mutex<Vec<(Placement, BTreeSet<String>)>>,
+    /// The node probe pods, shared with the scoped views (see `node_probe`).
+    probes: Arc<node_probe::Probes>,
 }
 
 /// A kube error as one line: reason, code and message for API errors.
@@ -130,6 +138,7 @@ impl KubeCluster {
             restricted: false,
             opts,
             touched: Mutex::new(Vec::new()),
+            probes: Arc::default(),
         })
     }
 
@@ -170,6 +179,7 @@ impl KubeCluster {
             restricted: self.restricted,
             opts: self.opts.clone(),
             touched: Mutex::new(Vec::new()),
+            probes: self.probes.clone(),
         }
     }
 

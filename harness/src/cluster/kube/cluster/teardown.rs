@@ -74,6 +74,12 @@ impl KubeCluster {
                 }
             }
         }
+        if self.scope.is_none() {
+            // The node probe pods belong to the run, not to a scenario.
+            let probes = self.remove_probes().await;
+            report.deleted.extend(probes.deleted);
+            report.errors.extend(probes.errors);
+        }
         report
     }
 }

@@ -356,7 +356,7 @@ impl KubeCluster {
             state,
         };
         let ns = self.run_namespace();
-        self.ensure_run_namespace(&ns)
+        self.ensure_vm_namespace(&ns)
             .await
             .map_err(|e| fail(&format!("create namespace {ns}"), e))?;
         let mut labels = BTreeMap::from([(RUN_LABEL.to_string(), self.run.clone())]);
@@ -451,8 +451,9 @@ impl KubeCluster {
         ))
     }
 
-    /// Creates the run's namespace if it is not there (labelled: teardown finds it).
-    async fn ensure_run_namespace(&self, ns: &str) -> Result<(), String> {
+    /// Creates the run's namespace unless it is there (the node probes may have made
+    /// it); labelled, so teardown finds it.
+    async fn ensure_vm_namespace(&self, ns: &str) -> Result<(), String> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         if api.get_opt(ns).await.map_err(api_err)?.is_some() {
             return Ok(());
@@ -603,7 +604,11 @@ fn guest_nics(
     for iface in &vm.interfaces {
         let pod_ifname = vm.pod_ifname(&iface.name).ok_or(iface.name.clone())?;
         let mac = status_mac(vmi, vm, &iface.name).unwrap_or_default();
+        // KubeVirt's DHCP hands a masquerade guest its default NAT network.
+        let gateway = (iface.binding == BindingKind::Masquerade)
+            .then(|| crate::vm::binding::MASQ_GATEWAY.to_string());
         let addresses = match iface.binding {
+            BindingKind::Masquerade => vec![format!("{}/24", crate::vm::binding::MASQ_GUEST)],
             BindingKind::Bridge => {
                 let prefix = |ip: &str| if ip.contains(':') { 64 } else { 24 };
                 status
@@ -625,7 +630,7 @@ fn guest_nics(
             mac,
             pod_mac: None,
             addresses,
-            gateway: None,
+            gateway,
         });
     }
     Ok(nics)
