@@ -279,10 +279,16 @@ impl AnyCluster {
         }
     }
 
-    /// The netns cluster itself, for the provider's own abilities that have no
-    /// portable form yet (VMs run as QEMU guests in its launcher pods) (Vm).
-    pub fn vm_host(&self) -> Result<&NetnsCluster, ClusterError> {
-        self.netns_for(Capability::Vm)
+    /// Starts a VM (Vm): QEMU in a virt-launcher pod on the netns cluster, KubeVirt
+    /// on a real one; the scenarios talk to either through `RunningVm`.
+    pub async fn start_vm(
+        &self,
+        vm: &crate::vm::kubevirt::VirtualMachine,
+        node: Option<&str>,
+        nads: &[crate::objects::NetworkAttachmentDefinition],
+        opts: &crate::vm::VmOptions,
+    ) -> Result<crate::vm::RunningVm, crate::vm::VmError> {
+        crate::vm::start(self, vm, node, nads, opts).await
     }
 
     /// The addresses host-local has leased on `node`'s pod network (eth0), read

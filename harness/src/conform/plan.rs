@@ -10,6 +10,7 @@ use super::Options;
 use super::real::{kind_options, selected_sets};
 use crate::cluster::ClusterError;
 use crate::cluster::kube::RUN_LABEL;
+use crate::cluster::kube::cluster::vms;
 use crate::cluster::kube::command::HostRunner;
 use crate::cluster::kube::components::{
     self, Component, ComponentError, ComponentSet, Fetcher, Source,
@@ -249,6 +250,21 @@ fn conflict_check_section(
     let _ = writeln!(w);
 }
 
+/// The KubeVirt guest image: its build context and the engine's build (`kind load`
+/// follows with the other images).
+fn guest_image_section(w: &mut String, real: &super::real::RealOptions) {
+    let _ = writeln!(
+        w,
+        "# KubeVirt guest image {}: this machine's guest kernel + initramfs (vm::image), booted by kernelBoot; context {}/Containerfile:",
+        vms::guest_image(),
+        super::real::guest_context_dir(real).display()
+    );
+    for line in vms::guest_containerfile().lines() {
+        let _ = writeln!(w, "#   {line}");
+    }
+    let _ = writeln!(w, "$ {}", super::real::guest_image_build_cmd(real));
+}
+
 /// `--dry-run`: every command and every rendered manifest of a run, in order,
 /// without a cluster, Docker or network (remote manifests come from the cache or
 /// are named with their pin).
@@ -295,6 +311,9 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                 for cmd in k.lower_device_cmds(node) {
                     let _ = writeln!(w, "$ {cmd}");
                 }
+            }
+            if real.components.contains(&Component::Kubevirt) {
+                guest_image_section(w, real);
             }
             for cmd in k.load_cmds() {
                 let _ = writeln!(w, "$ {cmd}");
@@ -397,6 +416,13 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
             w,
             "then wait up to {} s until every node has a Ready Open vSwitch pod\n",
             real.timeout.as_secs()
+        );
+    }
+    if sets.iter().any(|s| s.name == Component::Kubevirt) {
+        let _ = writeln!(
+            w,
+            "then wait up to {} s until KubeVirt kubevirt/kubevirt is Available\n",
+            super::real::kubevirt_timeout(real).as_secs()
         );
     }
     let _ = writeln!(w, "## 5. Scenarios\n");
@@ -582,6 +608,44 @@ mod tests {
             "{plan}"
         );
         assert!(plan.contains("$ kind get nodes --name dev"), "{plan}");
+    }
+
+    #[test]
+    fn kind_plan_with_kubevirt_runs_the_vm_scenarios_on_an_emulated_kubevirt() {
+        let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
+        let mut opts = plan_options("kind", cache.path());
+        opts.real.components = vec![Component::Multus, Component::Macvtap, Component::Kubevirt];
+        let plan = full_plan(&opts);
+        let line = |name: &str| {
+            plan.lines()
+                .find(|l| l.contains(name))
+                .unwrap_or_else(|| panic!("no {name} in {plan}"))
+                .to_string()
+        };
+        for runnable in [
+            "vm/macvtap frontend",
+            "vm/bridge binding on macvlan-test",
+            "vm/guest that cannot boot",
+            "vm/masquerade",
+        ] {
+            assert!(line(runnable).contains("] run   "), "{}", line(runnable));
+        }
+        assert!(plan.contains("useEmulation: true"), "{plan}");
+        assert!(
+            plan.contains("until KubeVirt kubevirt/kubevirt is Available"),
+            "{plan}"
+        );
+        let build = "$ docker build -t localhost/secnet-guest:dev -f <cache>/guest-image/Containerfile <cache>/guest-image";
+        let load = "$ kind load docker-image localhost/secnet-guest:dev --name secnet-sn000001";
+        let (b, l) = (plan.find(build), plan.find(load));
+        assert!(
+            b.is_some() && l.is_some() && b < l,
+            "build then load:\n{plan}"
+        );
+        assert!(
+            plan.contains(&format!("#   COPY kernel {}", vms::KERNEL_PATH)),
+            "{plan}"
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Options;
-use crate::cluster::kube::cluster::Foreign;
-use crate::cluster::kube::command::HostRunner;
+use crate::cluster::kube::cluster::{Foreign, vms};
+use crate::cluster::kube::command::{Cmd, HostRunner, Runner};
 use crate::cluster::kube::components::{
     self, CachedFetcher, Component, ComponentError, ComponentOptions, ComponentSet, CurlFetcher,
     Fetcher, MacvtapImpl,
@@ -40,6 +40,8 @@ pub enum RealError {
     Kind(#[from] kind::KindError),
     #[error(transparent)]
     Existing(#[from] existing::ExistingError),
+    #[error("failed to build the KubeVirt guest image: {0}")]
+    GuestImage(String),
     #[error("the thread running kind failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error(
@@ -197,7 +199,47 @@ pub fn brought_by(components: &[Component]) -> BTreeSet<Capability> {
     {
         caps.extend([Capability::Ovs, Capability::FrameCapture]);
     }
+    if components.contains(&Component::Kubevirt) {
+        caps.insert(Capability::Vm);
+    }
     caps
+}
+
+/// How long KubeVirt may take to be Available (its operator rolls out several
+/// components; under emulation on kind that takes minutes).
+pub fn kubevirt_timeout(real: &RealOptions) -> Duration {
+    real.timeout.max(Duration::from_secs(600))
+}
+
+/// Where the kind provider writes the guest image's build context.
+pub fn guest_context_dir(real: &RealOptions) -> PathBuf {
+    real.manifest_cache.join("guest-image")
+}
+
+/// The container engine's build of the KubeVirt guest image (kernel + initramfs,
+/// booted by kernelBoot) from its context; `kind load` then puts it on the nodes.
+pub fn guest_image_build_cmd(real: &RealOptions) -> Cmd {
+    let dir = guest_context_dir(real).display().to_string();
+    let file = format!("{dir}/Containerfile");
+    Cmd::new(
+        &real.engine,
+        &["build", "-t", &vms::guest_image(), "-f", &file, &dir],
+    )
+}
+
+/// Builds the guest image from this machine's cached guest (built first if needed).
+fn build_guest_image(real: &RealOptions) -> Result<(), RealError> {
+    let cache = std::env::var_os("SECNET_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::vm::image::DEFAULT_CACHE.into());
+    let img = crate::vm::image::ensure(&cache).map_err(|e| RealError::GuestImage(e.to_string()))?;
+    let dir = guest_context_dir(real);
+    vms::write_guest_context(&img, &dir)
+        .map_err(|e| RealError::GuestImage(format!("{}: {e}", dir.display())))?;
+    HostRunner
+        .run(&guest_image_build_cmd(real))
+        .map_err(|e| RealError::GuestImage(e.to_string()))?;
+    Ok(())
 }
 
 /// The component sets `--components` selects, in the order given.
@@ -250,6 +292,9 @@ pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
     if real.components.contains(&Component::Openvswitch) {
         k.images.push(components::OPENVSWITCH_IMAGE.into());
     }
+    if real.components.contains(&Component::Kubevirt) {
+        k.images.push(vms::guest_image());
+    }
     k.keep = opts.keep;
     k.engine = real.engine.clone();
     k.node_image = Some(real.node_image.clone());
@@ -287,6 +332,11 @@ impl RealCluster {
                 let kind = Kind::new(kind_options(opts, run_id), HostRunner);
                 if crate::prereq::find_program(&kind.opts.kind_bin).is_none() {
                     return Err(RealError::NoKind);
+                }
+                if real.components.contains(&Component::Kubevirt) {
+                    progress("building the KubeVirt guest image");
+                    let r = real.clone();
+                    tokio::task::spawn_blocking(move || build_guest_image(&r)).await??;
                 }
                 progress(&format!(
                     "creating kind cluster {} from {}",
@@ -405,6 +455,12 @@ impl RealCluster {
             progress("waiting for Open vSwitch on every node");
             let nodes = self.cluster.nodes();
             openvswitch::wait_ready(&self.cluster, &nodes, opts.real.timeout).await?;
+        }
+        if sets.iter().any(|s| s.name == Component::Kubevirt) {
+            progress("waiting for KubeVirt to be Available");
+            self.cluster
+                .wait_kubevirt_available(kubevirt_timeout(&opts.real))
+                .await?;
         }
         Ok(())
     }

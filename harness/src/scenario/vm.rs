@@ -1,5 +1,6 @@
-//! The seed's VMs: KubeVirt VirtualMachine fixtures run as QEMU guests inside their
-//! virt-launcher pods (see `crate::vm`), attached by the macvtap, bridge and
+//! The seed's VMs: KubeVirt VirtualMachine fixtures run as guests the scenarios talk
+//! to through their agent (see `crate::vm`): QEMU inside their virt-launcher pods on
+//! the netns cluster, KubeVirt on a real one; attached by the macvtap, bridge and
 //! masquerade bindings. Boot-to-first-ping is measured per guest.
 
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use serde_json::Value;
 
 use super::kit::{
     DATAPLANE, add_addr, expect_reach, fixture, fixture_nad, fixture_pod, lan_host, named,
-    pod_link, record_topology, status_of,
+    pod_link, record_topology, status_of, with_net_admin,
 };
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::Cluster;
@@ -43,8 +44,10 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "reachability", "masquerade"],
             |ctx, c| Box::pin(masquerade_vm(ctx, c)),
         )
-        // The node's NAT is set up in its namespace.
-        .needs(&[Capability::Vm, Capability::NodeAccess]),
+        // On the netns cluster secnet sets up the node's NAT toward the fabric; a
+        // real cluster's pod network is its own: there the guest reaches KubeVirt's
+        // masquerade gateway in its launcher pod (see masquerade_vm).
+        .needs(&[Capability::Vm]),
         Scenario::on_cluster(
             "vm/bridge binding on ovs-vlan-100: the guest reaches a VLAN 100 pod on the other node",
             "ovs",
@@ -69,8 +72,13 @@ pub fn scenarios() -> Vec<Scenario> {
 const MACVTAP_NAD: &str = "seed/macvtap-nad.yaml";
 const OVS_VLAN_100_NAD: &str = "seed/ovs-vlan-100-nad.yaml";
 
-/// The guest image (built once per machine, cached) and the run's VM options.
-fn vm_options(ctx: &Ctx) -> Result<VmOptions, Failure> {
+/// The run's VM options: on the netns cluster with the guest image (built once per
+/// machine, cached); KubeVirt boots the image's container instead.
+fn vm_options(ctx: &Ctx, cluster: &AnyCluster) -> Result<VmOptions, Failure> {
+    let work_dir = ctx.work_dir.join(&ctx.scope).join("vms");
+    if !matches!(cluster, AnyCluster::Netns(_)) {
+        return Ok(VmOptions::new(None, work_dir));
+    }
     let cache = std::env::var_os("SECNET_CACHE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| image::DEFAULT_CACHE.into());
@@ -86,10 +94,7 @@ fn vm_options(ctx: &Ctx) -> Result<VmOptions, Failure> {
     );
     tracing::info!("{note}");
     ctx.observed.note(&note);
-    Ok(VmOptions::new(
-        img,
-        ctx.work_dir.join(&ctx.scope).join("vms"),
-    ))
+    Ok(VmOptions::new(Some(img), work_dir))
 }
 
 /// Reads and validates a VM fixture (against KubeVirt's OpenAPI when it is there).
@@ -114,16 +119,22 @@ async fn boot_all(
     nads: &[NetworkAttachmentDefinition],
     opts: &VmOptions,
 ) -> Result<Vec<RunningVm>, Failure> {
-    let host = cluster.vm_host()?;
     let t = Instant::now();
     let mut vms = Vec::new();
     for (vm, node) in &specs {
-        vms.push(crate::vm::start(host, vm, node.as_deref(), nads, opts).await?);
+        match cluster.start_vm(vm, node.as_deref(), nads, opts).await {
+            Ok(v) => vms.push(v),
+            Err(e) => {
+                let _ = stop_all(cluster, &mut vms).await;
+                return Err(e.into());
+            }
+        }
     }
     let results =
         futures::future::join_all(vms.iter_mut().map(|v| v.wait_ready(opts.boot_timeout))).await;
-    for r in results {
-        r?;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        let _ = stop_all(cluster, &mut vms).await;
+        return Err(e.into());
     }
     let boots: Vec<String> = vms
         .iter()
@@ -134,7 +145,7 @@ async fn boot_all(
         vms.len(),
         t.elapsed(),
         boots.join(", "),
-        vms.first().map(|v| v.qemu.accel).unwrap_or("-")
+        vms.first().map(|v| v.accel).unwrap_or("-")
     );
     Ok(vms)
 }
@@ -176,29 +187,28 @@ async fn vm_reach(ctx: &Ctx, v: &mut RunningVm, target: &str, ip: &str, expected
     })
 }
 
-/// Stops every guest and checks that no QEMU is left.
-fn stop_all(vms: &mut [RunningVm]) -> Outcome {
+/// Stops every guest and removes its launcher pod; each checks that nothing of it
+/// is left. Every guest is stopped even when one fails; the first error is returned.
+async fn stop_all(cluster: &AnyCluster, vms: &mut [RunningVm]) -> Outcome {
+    let mut first = Ok(());
     for v in vms.iter_mut() {
-        let pid = v.qemu.pid();
-        v.stop();
-        if let Some(pid) = pid {
-            ensure(
-                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-                || format!("QEMU of {} (pid {pid}) still runs after stop", v.vm.name),
-            )?;
+        if let Err(e) = v.stop(cluster).await
+            && first.is_ok()
+        {
+            first = Err(e.into());
         }
     }
-    Ok(())
+    first
 }
 
 /// Runs `check` on the booted guests, then stops them whatever its outcome.
-async fn then_stop<F>(vms: &mut [RunningVm], check: F) -> Outcome
+async fn then_stop<F>(cluster: &AnyCluster, vms: &mut [RunningVm], check: F) -> Outcome
 where
     F: AsyncFnOnce(&mut [RunningVm]) -> Outcome,
 {
     let outcome = check(vms).await;
-    let _ = stop_all(vms);
-    outcome
+    let stopped = stop_all(cluster, vms).await;
+    outcome.and(stopped)
 }
 
 /// `allocated` of the seed's macvtap resource on `node` must be `want`.
@@ -213,15 +223,15 @@ async fn allocated(cluster: &AnyCluster, node: &str, want: u64, when: &str) -> O
 }
 
 async fn macvtap_vms(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
-    let opts = vm_options(ctx)?;
+    let opts = vm_options(ctx, cluster)?;
     let nodes = cluster.nodes();
     let nads = vec![fixture_nad(ctx, MACVTAP_NAD)?];
     let pod = cluster
-        .create_pod(named(
+        .create_pod(with_net_admin(named(
             fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
             "mvt-pod",
             Some(&nodes[0]),
-        ))
+        )))
         .await?;
     // Guests and the pod on the LAN's subnet: .31.. for the guests, .40 the pod.
     let pod_ip = lan_host(ctx, 40);
@@ -241,16 +251,22 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         ),
     ];
     let mut vms = boot_all(cluster, specs, &nads, &opts).await?;
-    then_stop(&mut vms, async |vms: &mut [RunningVm]| {
-        // MAC: guest == macvtap in the launcher pod == network-status.
+    then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
+        // MAC: guest == macvtap in the launcher pod (where the node is ours to look
+        // at; KubeVirt's report of it otherwise) == network-status.
         for v in vms.iter_mut() {
-            let link = pod_link(cluster, &v.pod, "net1").await?;
-            let kernel_mac = link["address"].as_str().unwrap_or_default().to_string();
+            let kernel_mac = if cluster.offers(Capability::NodeAccess) {
+                let link = pod_link(cluster, &v.pod, "net1").await?;
+                link["address"].as_str().unwrap_or_default().to_string()
+            } else {
+                v.nics[0].mac.clone()
+            };
             let st = status_of(&v.pod, "default/dataplane")?;
             let guest = v.guest_links().await?;
             let guest_mac = guest.first().map(|(_, m)| m.clone()).unwrap_or_default();
             ensure(
-                guest_mac == kernel_mac && st.mac.as_deref() == Some(kernel_mac.as_str()),
+                guest_mac.eq_ignore_ascii_case(&kernel_mac)
+                    && st.mac.as_deref() == Some(kernel_mac.as_str()),
                 || {
                     format!(
                         "{}: guest MAC {guest_mac}, macvtap {kernel_mac}, network-status {:?}",
@@ -276,11 +292,8 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         vm_reach(ctx, &mut rest[1], "mvt-pod (other node)", &pod_ip, true).await?;
         expect_reach(ctx, cluster, &pod, "vm-a", &vm_ips[0], true).await?;
         record_topology(ctx, cluster).await;
-        stop_all(vms)?;
-        // Deleting the launcher pods gives the macvtaps back.
-        for v in vms.iter() {
-            cluster.delete_pod(&v.pod.namespace, &v.pod.name).await?;
-        }
+        // Stopping the VMs deletes their launcher pods: the macvtaps come back.
+        stop_all(cluster, vms).await?;
         allocated(cluster, &nodes[0], 1, "after deleting the VMs").await
     })
     .await
@@ -301,7 +314,7 @@ async fn apply_macvlan_nad(
 }
 
 async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
-    let opts = vm_options(ctx)?;
+    let opts = vm_options(ctx, cluster)?;
     let nodes = cluster.nodes();
     let nads = vec![apply_macvlan_nad(ctx, cluster).await?];
     let pod = cluster
@@ -313,7 +326,7 @@ async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         .await?;
     let vm = vm_fixture(ctx, "seed/vm-macvlan-bridge.yaml", "vm-macvlan")?;
     let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &nads, &opts).await?;
-    then_stop(&mut vms, async |vms: &mut [RunningVm]| {
+    then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
         let v = &mut vms[0];
         let st = status_of(&v.pod, "default/macvlan-test")?;
         let ip = st
@@ -345,13 +358,16 @@ async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         })?;
         first_pings(ctx, vms, "10.250.250.100", "mvl-pod").await?;
         expect_reach(ctx, cluster, &pod, "vm-macvlan", &ip, true).await?;
-        stop_all(vms)
+        stop_all(cluster, vms).await
     })
     .await
 }
 
 async fn masquerade_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
-    let opts = vm_options(ctx)?;
+    if !matches!(cluster, AnyCluster::Netns(_)) {
+        return masquerade_vm_on_kubevirt(ctx, cluster).await;
+    }
+    let opts = vm_options(ctx, cluster)?;
     let nodes = cluster.nodes();
     let topo = cluster.topology()?;
     // The node routes its pods to the fabric and hides them behind its uplink address.
@@ -366,7 +382,7 @@ async fn masquerade_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     .await?;
     let vm = vm_fixture(ctx, "seed/vmi-masquerade.yaml", "vmi-masquerade")?;
     let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &[], &opts).await?;
-    then_stop(&mut vms, async |vms: &mut [RunningVm]| {
+    then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
         vms[0].configure(&[]).await?;
         let gateway = topo.fabric.gateway.to_string();
         first_pings(ctx, vms, &gateway, "fabric gateway").await?;
@@ -378,13 +394,29 @@ async fn masquerade_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
             true,
         )
         .await?;
-        stop_all(vms)
+        stop_all(cluster, vms).await
+    })
+    .await
+}
+
+/// The real-cluster form: the fabric is not secnet's, so the guest reaches
+/// KubeVirt's masquerade gateway in its launcher pod (the NAT's inside).
+async fn masquerade_vm_on_kubevirt(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    let opts = vm_options(ctx, cluster)?;
+    let nodes = cluster.nodes();
+    let vm = vm_fixture(ctx, "seed/vmi-masquerade.yaml", "vmi-masquerade")?;
+    let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &[], &opts).await?;
+    then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
+        vms[0].configure(&[]).await?;
+        let gateway = crate::vm::binding::MASQ_GATEWAY;
+        first_pings(ctx, vms, gateway, "the launcher pod's masquerade gateway").await?;
+        stop_all(cluster, vms).await
     })
     .await
 }
 
 async fn ovs_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
-    let opts = vm_options(ctx)?;
+    let opts = vm_options(ctx, cluster)?;
     let nodes = cluster.nodes();
     let nads = vec![fixture_nad(ctx, OVS_VLAN_100_NAD)?];
     let pod = cluster
@@ -393,7 +425,7 @@ async fn ovs_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     add_addr(cluster, &pod, "10.100.0.20/24", "net1").await?;
     let vm = vm_fixture(ctx, "seed/vm-ovs-vlan100.yaml", "vm-ovs")?;
     let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &nads, &opts).await?;
-    then_stop(&mut vms, async |vms: &mut [RunningVm]| {
+    then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
         let v = &mut vms[0];
         let st = status_of(&v.pod, "default/ovs-vlan-100")?;
         ensure(st.mac.as_deref() == Some(v.nics[0].mac.as_str()), || {
@@ -402,40 +434,38 @@ async fn ovs_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
                 v.nics[0].mac, st.mac
             )
         })?;
-        ensure(v.nics[0].pod_mac != v.nics[0].mac, || {
+        ensure(v.nics[0].pod_mac.as_ref() != Some(&v.nics[0].mac), || {
             "the pod interface kept the guest's MAC (KubeVirt gives it another)".into()
         })?;
         v.configure(&[(0, "10.100.0.10/24")]).await?;
         first_pings(ctx, vms, "10.100.0.20", "ovs-pod (VLAN 100, other node)").await?;
         expect_reach(ctx, cluster, &pod, "vm-ovs", "10.100.0.10", true).await?;
-        stop_all(vms)
+        stop_all(cluster, vms).await
     })
     .await
 }
 
 async fn boot_failure(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
-    let mut opts = vm_options(ctx)?;
-    opts.cmdline = format!("{} rdinit=/secnet-no-such-init", crate::vm::qemu::CMDLINE);
+    let mut opts = vm_options(ctx, cluster)?;
+    opts.extra_cmdline = "rdinit=/secnet-no-such-init".into();
     opts.boot_timeout = Duration::from_secs(30);
     let nads = vec![fixture_nad(ctx, MACVTAP_NAD)?];
     let node = cluster.nodes()[0].clone();
     let vm = vm_fixture(ctx, "seed/vm-macvtap.yaml", "vm-broken")?;
-    let mut v = crate::vm::start(cluster.vm_host()?, &vm, Some(&node), &nads, &opts).await?;
-    let pid = v.qemu.pid();
+    let mut v = cluster.start_vm(&vm, Some(&node), &nads, &opts).await?;
     let err = match v.wait_ready(opts.boot_timeout).await {
-        Ok(_) => return fail("a guest without an init booted"),
+        Ok(_) => {
+            let _ = v.stop(cluster).await;
+            return fail("a guest without an init booted");
+        }
         Err(e) => e,
     };
+    // Whatever the host, nothing of the guest may be left once stopped.
+    let stopped = v.stop(cluster).await;
     ensure(
         err.contains("--- console of") && err.contains("Kernel panic"),
         || format!("the boot failure does not carry the console's kernel panic: {err}"),
     )?;
-    if let Some(pid) = pid {
-        ensure(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            || format!("QEMU (pid {pid}) still runs after the failed boot"),
-        )?;
-    }
-    cluster.delete_pod(&v.pod.namespace, &v.pod.name).await?;
-    allocated(cluster, &node, 0, "after deleting the failed VM's pod").await
+    stopped?;
+    allocated(cluster, &node, 0, "after stopping the failed VM").await
 }

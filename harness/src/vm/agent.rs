@@ -1,6 +1,9 @@
 //! The guest agent: the initramfs's `/init` loads the virtio modules, then serves
-//! commands on the second serial port (ttyS1, QEMU's stdio; ttyS0 is the kernel
-//! console, logged to a file).
+//! commands on a serial port: ttyS1 under secnet's QEMU (its stdio; ttyS0 is the
+//! kernel console, logged to a file), or the port `secnet.agent=<tty>` on the kernel
+//! command line names (ttyS0 under KubeVirt, whose serial console is the only port).
+//! The host end reads any byte stream ([`Agent::new`]): QEMU's stdio pipes, or the
+//! KubeVirt console websocket.
 //!
 //! Protocol, one line each way, `\n`-terminated, the port in raw mode without echo:
 //! - guest → host once booted: `@@SECNET-READY <kernel release>`
@@ -10,10 +13,11 @@
 //!
 //! Lines outside a frame (there should be none) are kept as noise for diagnostics.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{ChildStdin, ChildStdout};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 pub const READY: &str = "@@SECNET-READY";
@@ -31,8 +35,14 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 while read -r m; do insmod "$m" || echo "secnet-init: insmod $m failed"; done < /modules/order
 ip link set lo up
-stty -F /dev/ttyS1 raw -echo
-exec 0</dev/ttyS1 1>/dev/ttyS1 2>&1
+port=ttyS1
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in secnet.agent=*) port="${{arg#secnet.agent=}}";; esac
+done
+# Sharing the kernel console: only emergencies may interrupt a reply.
+[ "$port" = ttyS0 ] && dmesg -n 1
+stty -F /dev/$port raw -echo
+exec 0</dev/$port 1>/dev/$port 2>&1
 echo "{READY} $(uname -r)"
 while read -r id cmd; do
   echo "{BEGIN} $id"
@@ -128,41 +138,111 @@ pub enum AgentError {
     Write(std::io::Error),
     #[error("timed out after {0:?} waiting for the guest agent ({1})")]
     Timeout(Duration, String),
-    #[error("the guest's serial port closed (QEMU exited) while waiting for {0}")]
+    #[error(
+        "the guest's serial port closed (QEMU exited or the console went away) while waiting for {0}"
+    )]
     Closed(String),
 }
 
+/// How much of the stream the agent keeps for failure reports.
+const TRANSCRIPT_BYTES: usize = 6000;
+
+/// The last lines the guest sent, whatever they were (a console that shares the
+/// agent's port has nothing else to show when the boot fails).
+#[derive(Debug, Default)]
+struct Transcript {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Transcript {
+    fn push(&mut self, line: &str) {
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line.to_string());
+        while self.bytes > TRANSCRIPT_BYTES && self.lines.len() > 1 {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= old.len() + 1;
+            }
+        }
+    }
+}
+
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// The host end of the agent channel.
 pub struct Agent {
-    stdin: ChildStdin,
+    writer: Writer,
     lines: mpsc::UnboundedReceiver<String>,
+    transcript: Arc<Mutex<Transcript>>,
     framer: Framer,
     next_id: u64,
+    /// Ask instead of waiting for the READY line, every this often: a console
+    /// attached after the guest booted has missed it.
+    poke: Option<Duration>,
     pub kernel: Option<String>,
 }
 
 impl Agent {
-    /// Reads QEMU's stdout (ttyS1) on a thread of its own.
-    pub fn new(stdin: ChildStdin, stdout: ChildStdout) -> Agent {
+    /// Reads the guest's lines from `reader` on a task of its own; requests go to
+    /// `writer`. Needs a tokio runtime.
+    pub fn new(
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        writer: impl AsyncWrite + Send + Unpin + 'static,
+    ) -> Agent {
         let (tx, rx) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).split(b'\n') {
-                let Ok(line) = line else { break };
-                if tx
-                    .send(String::from_utf8_lossy(&line).into_owned())
-                    .is_err()
-                {
+        let transcript = Arc::new(Mutex::new(Transcript::default()));
+        let keep = transcript.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(reader).split(b'\n');
+            while let Ok(Some(line)) = lines.next_segment().await {
+                let line = String::from_utf8_lossy(&line).into_owned();
+                keep.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(line.trim_end_matches('\r'));
+                if tx.send(line).is_err() {
                     break;
                 }
             }
         });
         Agent {
-            stdin,
+            writer: Box::new(writer),
             lines: rx,
+            transcript,
             framer: Framer::default(),
             next_id: 1,
+            poke: None,
             kernel: None,
         }
+    }
+
+    /// One bidirectional stream (a console websocket's bytes).
+    pub fn over(stream: impl AsyncRead + AsyncWrite + Send + 'static) -> Agent {
+        let (r, w) = tokio::io::split(stream);
+        Agent::new(r, w)
+    }
+
+    /// `wait_ready` asks the guest (`uname -r`) every `every` instead of waiting for
+    /// a READY line it may have sent before the host was listening.
+    pub fn poking(mut self, every: Duration) -> Agent {
+        self.poke = Some(every);
+        self
+    }
+
+    /// The last lines the guest sent (up to a few KB), kernel messages included when
+    /// they share the port.
+    pub fn transcript(&self) -> String {
+        let t = self.transcript.lock().unwrap_or_else(|p| p.into_inner());
+        let text: Vec<&str> = t.lines.iter().map(String::as_str).collect();
+        text.join("\n")
+    }
+
+    async fn send(&mut self, id: u64, command: &str) -> Result<(), AgentError> {
+        let line = encode_request(id, command)?;
+        self.writer
+            .write_all(line.as_bytes())
+            .await
+            .map_err(AgentError::Write)?;
+        self.writer.flush().await.map_err(AgentError::Write)
     }
 
     async fn next_event(
@@ -186,19 +266,33 @@ impl Agent {
         }
     }
 
-    /// Waits for the READY line.
+    /// Waits for the READY line (or, when poking, for the first answer).
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<String, AgentError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut pokes = Vec::new();
         loop {
-            match self.next_event(deadline, "the agent's READY line").await {
-                Ok(Event::Ready(k)) => {
-                    self.kernel = Some(k.clone());
-                    return Ok(k);
+            let until = match self.poke {
+                Some(every) => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    self.send(id, "uname -r").await?;
+                    pokes.push(id);
+                    deadline.min(tokio::time::Instant::now() + every)
                 }
+                None => deadline,
+            };
+            let ready = match self.next_event(until, "the agent's READY line").await {
+                Ok(Event::Ready(k)) => k,
+                Ok(Event::Reply(r)) if pokes.contains(&r.id) => r.output.trim().to_string(),
                 Ok(Event::Reply(_)) => continue,
+                Err(AgentError::Timeout(..)) if tokio::time::Instant::now() < deadline => {
+                    continue;
+                }
                 Err(AgentError::Timeout(_, w)) => return Err(AgentError::Timeout(timeout, w)),
                 Err(e) => return Err(e),
-            }
+            };
+            self.kernel = Some(ready.clone());
+            return Ok(ready);
         }
     }
 
@@ -206,11 +300,7 @@ impl Agent {
     pub async fn exec(&mut self, command: &str, timeout: Duration) -> Result<Reply, AgentError> {
         let id = self.next_id;
         self.next_id += 1;
-        let line = encode_request(id, command)?;
-        self.stdin
-            .write_all(line.as_bytes())
-            .and_then(|_| self.stdin.flush())
-            .map_err(AgentError::Write)?;
+        self.send(id, command).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match self.next_event(deadline, command).await {
@@ -279,11 +369,57 @@ mod tests {
             READY,
             BEGIN,
             END,
-            "/dev/ttyS1",
+            "port=ttyS1",
             "/modules/order",
             "raw -echo",
+            "secnet.agent=",
         ] {
             assert!(s.contains(needle), "{needle}");
         }
+    }
+
+    /// A guest on the far end of a byte stream that booted before the host listened:
+    /// kernel noise, no READY line, then it answers whatever it is asked.
+    async fn late_guest(stream: tokio::io::DuplexStream) {
+        let (r, mut w) = tokio::io::split(stream);
+        w.write_all(b"[    0.9] Run /init as init process\r\n")
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(r).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let (id, cmd) = line.split_once(' ').unwrap();
+            let (out, code) = match cmd {
+                "uname -r" => ("6.1.0-test\n", 0),
+                "false" => ("", 1),
+                _ => ("?\n", 127),
+            };
+            let reply = format!("{BEGIN} {id}\r\n{out}{END} {id} {code}\r\n");
+            w.write_all(reply.as_bytes()).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_console_pokes_the_guest_and_keeps_a_transcript() {
+        let (host, guest) = tokio::io::duplex(4096);
+        tokio::spawn(late_guest(guest));
+        let mut agent = Agent::over(host).poking(Duration::from_millis(50));
+        let kernel = agent.wait_ready(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(kernel, "6.1.0-test");
+        let r = agent.exec("false", Duration::from_secs(5)).await.unwrap();
+        assert_eq!((r.code, r.output.as_str()), (1, ""));
+        let t = agent.transcript();
+        assert!(t.starts_with("[    0.9] Run /init"), "{t}");
+        assert!(t.contains(&format!("{END} 2 1")), "{t}");
+    }
+
+    #[tokio::test]
+    async fn without_poking_a_silent_guest_times_out() {
+        let (host, _guest) = tokio::io::duplex(64);
+        let mut agent = Agent::over(host);
+        let err = agent
+            .wait_ready(Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AgentError::Timeout(..)), "{err}");
     }
 }

@@ -269,6 +269,8 @@ pub struct VirtualMachine {
     pub namespace: String,
     pub interfaces: Vec<VmInterface>,
     pub memory_mb: u32,
+    /// The fixture as read (what a real cluster is given).
+    pub raw: Value,
 }
 
 impl VirtualMachine {
@@ -349,6 +351,7 @@ impl VirtualMachine {
             namespace,
             interfaces,
             memory_mb,
+            raw: raw.clone(),
         })
     }
 

@@ -1,8 +1,11 @@
-//! VMs on the netns cluster: KubeVirt VirtualMachine fixtures run as QEMU guests
-//! inside their virt-launcher pods, attached the way KubeVirt's bindings attach them.
+//! VMs: KubeVirt VirtualMachine fixtures as running guests the scenarios talk to
+//! ([`RunningVm`]) whatever runs them ([`GuestHost`]): on the netns cluster QEMU
+//! guests inside their virt-launcher pods, attached the way KubeVirt's bindings
+//! attach them; on a real cluster KubeVirt itself (`cluster::kube`'s `vms`), the
+//! same guest booted by `kernelBoot` and reached over the VMI's serial console.
 //!
 //! - [`image`]: the guest kernel + busybox initramfs, built from Debian packages, cached
-//! - [`agent`]: the serial-line protocol to exec in the guest
+//! - [`agent`]: the serial-line protocol to exec in the guest, over any byte stream
 //! - [`qemu`]: launching and killing QEMU in a pod's netns
 //! - [`binding`]: macvtap (tap fd), bridge (in-pod bridge + tap), masquerade (NAT)
 //! - [`kubevirt`]: VM/VMI fixtures, validation against KubeVirt's OpenAPI, launcher pods
@@ -16,6 +19,8 @@ pub mod qemu;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cluster::any::AnyCluster;
+use crate::cluster::kube::KubevirtGuest;
 use crate::cluster::netns::NetnsCluster;
 use crate::cluster::{Cluster, ClusterError, PodView};
 use crate::objects::NetworkAttachmentDefinition;
@@ -67,19 +72,32 @@ pub enum VmError {
         #[source]
         source: QemuError,
     },
-    /// The guest did not come up; `console` is the tail of its kernel console.
+    /// The guest did not come up; `console` is the tail of its kernel console,
+    /// `state` what its host says (QEMU's exit, the VMI's conditions and events).
     #[error(
-        "VM {vm} did not boot ({accel}): {source}; QEMU {qemu}\n--- console of {pod} ---\n{console}"
+        "VM {vm} did not boot ({accel}): {source}; {state}\n--- console of {pod} ---\n{console}"
     )]
     Boot {
         vm: String,
         accel: &'static str,
         #[source]
         source: AgentError,
-        qemu: String,
+        state: String,
         pod: String,
         console: String,
     },
+    #[error("VM {vm}: no guest image: {hint}")]
+    NoImage { vm: String, hint: String },
+    /// KubeVirt did not run or stop the VM; `state` holds the VMI's conditions, its
+    /// events and the virt-launcher pod's state and logs.
+    #[error("VM {vm}: failed to {what}: {state}")]
+    Kubevirt {
+        vm: String,
+        what: String,
+        state: String,
+    },
+    #[error("VM {vm}: {what} is still there after stop")]
+    Left { vm: String, what: String },
     #[error("VM {vm}: {source}")]
     Agent {
         vm: String,
@@ -126,21 +144,32 @@ impl VmError {
 /// What every VM of a run shares.
 #[derive(Debug, Clone)]
 pub struct VmOptions {
-    pub image: GuestImage,
+    /// The guest image on this machine (QEMU guests; KubeVirt boots its container
+    /// image, `cluster::kube::guest_image`).
+    pub image: Option<GuestImage>,
     /// Console logs and generated files.
     pub work_dir: PathBuf,
     pub boot_timeout: Duration,
-    /// Kernel command line (tests of boot failures change it).
-    pub cmdline: String,
+    /// Appended to the host's kernel command line (tests of boot failures break it).
+    pub extra_cmdline: String,
 }
 
 impl VmOptions {
-    pub fn new(image: GuestImage, work_dir: PathBuf) -> VmOptions {
+    pub fn new(image: Option<GuestImage>, work_dir: PathBuf) -> VmOptions {
         VmOptions {
             image,
             work_dir,
             boot_timeout: Duration::from_secs(60),
-            cmdline: qemu::CMDLINE.into(),
+            extra_cmdline: String::new(),
+        }
+    }
+
+    /// `base` with the extra arguments.
+    pub fn cmdline(&self, base: &str) -> String {
+        if self.extra_cmdline.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base} {}", self.extra_cmdline)
         }
     }
 }
@@ -154,21 +183,35 @@ pub struct GuestNic {
     /// The virt-launcher pod's interface behind it (eth0, net1, …).
     pub pod_ifname: String,
     pub mac: String,
-    /// The pod interface's MAC after binding.
-    pub pod_mac: String,
+    /// The pod interface's MAC after binding, where the host can see it (the netns
+    /// cluster; a real cluster's launcher pod is KubeVirt's).
+    pub pod_mac: Option<String>,
     pub addresses: Vec<String>,
     pub gateway: Option<String>,
 }
 
-/// A VM: its virt-launcher pod and the QEMU guest inside it.
+/// What runs a guest: the one place the providers differ.
+pub enum GuestHost {
+    /// secnet's QEMU in the virt-launcher pod's netns (the netns cluster).
+    Qemu(Qemu),
+    /// KubeVirt's VMI on a real cluster.
+    Kubevirt(KubevirtGuest),
+}
+
+/// A VM: its virt-launcher pod and the guest inside it, reached by its agent.
 pub struct RunningVm {
     pub vm: VirtualMachine,
     pub pod: PodView,
     pub nics: Vec<GuestNic>,
-    pub qemu: Qemu,
+    pub host: GuestHost,
     agent: Agent,
-    /// Spawn to agent READY.
+    /// When the guest was started (QEMU spawned; the VM created).
+    pub started: std::time::Instant,
+    /// `tcg`/`kvm` (QEMU), `kubevirt` (whatever KubeVirt chose).
+    pub accel: &'static str,
+    /// Start to agent ready.
     pub boot: Option<Duration>,
+    stopped: bool,
 }
 
 /// The virt-launcher pod's name for `vm` in this cluster.
@@ -177,9 +220,24 @@ pub fn launcher_name(cluster: &NetnsCluster, vm: &VirtualMachine) -> String {
     format!("virt-launcher-{}-{:05x}", vm.name, h & 0xfffff)
 }
 
-/// Creates the virt-launcher pod (admission, multus), runs the bindings and starts
-/// QEMU in the pod's netns. Does not wait for the guest: see [`RunningVm::wait_ready`].
+/// Starts `vm` on whatever cluster it is: QEMU on the netns cluster, KubeVirt on a
+/// real one. Does not wait for the guest: see [`RunningVm::wait_ready`].
 pub async fn start(
+    cluster: &AnyCluster,
+    vm: &VirtualMachine,
+    node: Option<&str>,
+    nads: &[NetworkAttachmentDefinition],
+    opts: &VmOptions,
+) -> Result<RunningVm, VmError> {
+    match cluster {
+        AnyCluster::Netns(c) => start_qemu(c, vm, node, nads, opts).await,
+        AnyCluster::Kube(c) => c.start_vm(vm, node, opts).await,
+    }
+}
+
+/// Creates the virt-launcher pod (admission, multus), runs the bindings and starts
+/// QEMU in the pod's netns.
+pub async fn start_qemu(
     cluster: &NetnsCluster,
     vm: &VirtualMachine,
     node: Option<&str>,
@@ -236,7 +294,7 @@ pub async fn start(
             binding: iface.binding.clone(),
             pod_ifname,
             mac: b.nic.mac.clone(),
-            pod_mac: b.pod_mac.clone(),
+            pod_mac: Some(b.pod_mac.clone()),
             addresses: b.addresses.clone(),
             gateway: b.gateway.clone(),
         });
@@ -254,14 +312,18 @@ pub async fn start(
         dir: opts.work_dir.display().to_string(),
         source,
     })?;
+    let image = opts.image.clone().ok_or_else(|| VmError::NoImage {
+        vm: vm.name.clone(),
+        hint: "the QEMU guest needs the image built on this machine (vm::image::ensure)".into(),
+    })?;
     let spec = LaunchSpec {
         name: format!("{}/{}", vm.namespace, vm.name),
-        image: opts.image.clone(),
+        image,
         netns: Some(netns.path()),
         nics: bound.into_iter().map(|b| b.nic).collect(),
         console_log: opts.work_dir.join(format!("{}.console.log", pod.name)),
         memory_mb: vm.memory_mb,
-        cmdline: opts.cmdline.clone(),
+        cmdline: opts.cmdline(qemu::CMDLINE),
     };
     let (qemu, agent) = Qemu::spawn(spec).map_err(|source| VmError::Launch {
         vm: vm.name.clone(),
@@ -272,9 +334,12 @@ pub async fn start(
         vm: vm.clone(),
         pod,
         nics,
-        qemu,
+        started: qemu.started,
+        accel: qemu.accel,
+        host: GuestHost::Qemu(qemu),
         agent,
         boot: None,
+        stopped: false,
     })
 }
 
@@ -288,26 +353,72 @@ fn binding_name(b: &BindingKind) -> &str {
 }
 
 impl RunningVm {
-    /// Waits for the agent. On failure QEMU is killed and the error carries the
-    /// console log.
+    /// A guest some host started (the provider's `start`).
+    pub fn new(
+        vm: VirtualMachine,
+        pod: PodView,
+        nics: Vec<GuestNic>,
+        host: GuestHost,
+        agent: Agent,
+        started: std::time::Instant,
+        accel: &'static str,
+    ) -> RunningVm {
+        RunningVm {
+            vm,
+            pod,
+            nics,
+            host,
+            agent,
+            started,
+            accel,
+            boot: None,
+            stopped: false,
+        }
+    }
+
+    /// Waits for the agent. On failure the guest is stopped (QEMU killed, the
+    /// KubeVirt VM deleted) and the error carries its console.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, VmError> {
         match self.agent.wait_ready(timeout).await {
             Ok(_) => {
-                let t = self.qemu.started.elapsed();
+                let t = self.started.elapsed();
                 self.boot = Some(t);
-                tracing::info!(vm = %self.vm.name, boot = ?t, accel = self.qemu.accel, "guest booted");
+                tracing::info!(vm = %self.vm.name, boot = ?t, accel = self.accel, "guest booted");
                 Ok(t)
             }
             Err(source) => {
-                let exited = self.qemu.exited();
-                self.qemu.kill();
+                let (state, console) = match &mut self.host {
+                    GuestHost::Qemu(q) => {
+                        let exited = q.exited();
+                        q.kill();
+                        (
+                            format!(
+                                "QEMU {}",
+                                exited.unwrap_or_else(|| "was still running (killed)".into())
+                            ),
+                            q.console().trim_end().to_string(),
+                        )
+                    }
+                    GuestHost::Kubevirt(k) => {
+                        let (state, logged) = k.failure_report().await;
+                        let stop = match k.stop().await {
+                            Ok(()) => "the VM was deleted".to_string(),
+                            Err(e) => format!("deleting the VM failed too: {e}"),
+                        };
+                        let console = format!(
+                            "{}\n--- the serial console as virt-launcher logged it ---\n{logged}",
+                            self.agent.transcript().trim_end()
+                        );
+                        (format!("{state}; {stop}"), console)
+                    }
+                };
                 Err(VmError::Boot {
                     vm: self.vm.name.clone(),
-                    accel: self.qemu.accel,
+                    accel: self.accel,
                     source,
-                    qemu: exited.unwrap_or_else(|| "was still running (killed)".into()),
+                    state,
                     pod: self.pod.name.clone(),
-                    console: self.qemu.console().trim_end().to_string(),
+                    console,
                 })
             }
         }
@@ -395,7 +506,7 @@ impl RunningVm {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if self.ping(ip).await? {
-                return Ok(self.qemu.started.elapsed());
+                return Ok(self.started.elapsed());
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(VmError::NoReply {
@@ -417,13 +528,51 @@ impl RunningVm {
         }
     }
 
-    /// Kills QEMU (the pod stays until deleted).
-    pub fn stop(&mut self) {
-        self.qemu.kill();
+    /// Stops the guest and removes its virt-launcher pod, then checks that nothing
+    /// is left: QEMU's process gone (netns), the VMI and its pod gone (KubeVirt).
+    /// Idempotent.
+    pub async fn stop(&mut self, cluster: &AnyCluster) -> Result<(), VmError> {
+        if self.stopped {
+            return Ok(());
+        }
+        match &mut self.host {
+            GuestHost::Qemu(q) => {
+                let pid = q.pid();
+                q.kill();
+                if let Some(pid) = pid
+                    && std::path::Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    return Err(VmError::Left {
+                        vm: self.vm.name.clone(),
+                        what: format!("QEMU (pid {pid})"),
+                    });
+                }
+                match cluster
+                    .delete_pod(&self.pod.namespace, &self.pod.name)
+                    .await
+                {
+                    Ok(()) | Err(ClusterError::NoSuchPod(_)) => {}
+                    Err(source) => {
+                        return Err(VmError::LauncherPod {
+                            vm: self.vm.name.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+            GuestHost::Kubevirt(k) => k.stop().await?,
+        }
+        self.stopped = true;
+        Ok(())
     }
 
+    /// The guest's console so far: QEMU's console log, or what the console stream
+    /// carried.
     pub fn console(&self) -> String {
-        self.qemu.console()
+        match &self.host {
+            GuestHost::Qemu(q) => q.console(),
+            GuestHost::Kubevirt(_) => self.agent.transcript(),
+        }
     }
 }
 

@@ -207,10 +207,13 @@ pub enum QemuError {
     Spawn(#[source] std::io::Error),
     #[error("{QEMU} has no {0} pipe")]
     NoPipe(&'static str),
+    #[error("failed to hand QEMU's stdio to the async runtime: {0}")]
+    Pipe(#[source] std::io::Error),
 }
 
 impl Qemu {
-    /// Starts the guest; returns it with the host end of its agent channel.
+    /// Starts the guest; returns it with the host end of its agent channel (within a
+    /// tokio runtime).
     pub fn spawn(spec: LaunchSpec) -> Result<(Qemu, Agent), QemuError> {
         let accel = accel(&spec.image);
         let args = argv(&spec, accel);
@@ -260,7 +263,10 @@ impl Qemu {
         drop(fds);
         let stdin = child.stdin.take().ok_or(QemuError::NoPipe("stdin"))?;
         let stdout = child.stdout.take().ok_or(QemuError::NoPipe("stdout"))?;
-        let agent = Agent::new(stdin, stdout);
+        let agent = Agent::new(
+            tokio::process::ChildStdout::from_std(stdout).map_err(QemuError::Pipe)?,
+            tokio::process::ChildStdin::from_std(stdin).map_err(QemuError::Pipe)?,
+        );
         Ok((
             Qemu {
                 name: spec.name,

@@ -4,8 +4,8 @@
 //! `pods` (create, wait, delete, exec, the device plugin restart), `resources` (node
 //! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture),
 //! `namespace` (the run's own), `ownership` (what is not the run's), `teardown`
-//! (delete by label and UID), `node_probe` (node access through probe pods) and
-//! `node_view` (what a node shows about its pods).
+//! (delete by label and UID), `node_probe` (node access through probe pods),
+//! `node_view` (what a node shows about its pods) and `vms` (KubeVirt guests).
 
 mod diagnostics;
 mod namespace;
@@ -19,6 +19,7 @@ mod pods;
 mod resources;
 mod snapshot;
 mod teardown;
+pub mod vms;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ pub use self::node_probe::{PROBE_ROLE, ROLE_LABEL, on_host, probe_pod_name};
 pub use self::ownership::Foreign;
 pub use self::resources::parse_quantity;
 pub use self::teardown::Teardown;
+pub use self::vms::KubevirtGuest;
 use super::RUN_LABEL;
 use super::apply::{self, Placement};
 use crate::cluster::capability::{Offer, Provider};
