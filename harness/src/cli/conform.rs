@@ -113,15 +113,11 @@ struct RealArgs {
     /// The nodes' macvtap/macvlan lower device (kind: made by secnet on eth0) [default: ens33].
     #[arg(long)]
     lower_device: Option<String>,
-    /// Component sets to install (comma list of multus, macvtap, openvswitch, ovs-cni, kubevirt, cnao).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "multus,macvtap",
-        hide_possible_values = true
-    )]
-    components: Vec<Component>,
+    /// Component sets to install (comma list of multus, macvtap, openvswitch, ovs-cni,
+    /// kubevirt, cnao) [default: kind: multus,macvtap,openvswitch,ovs-cni,kubevirt;
+    /// existing: multus,macvtap].
+    #[arg(long, value_enum, value_delimiter = ',', hide_possible_values = true)]
+    components: Option<Vec<Component>>,
     /// Where fetched upstream manifests are kept (warm: runs offline) [default: ~/.cache/secnet/manifests].
     #[arg(long)]
     manifest_cache: Option<PathBuf>,
@@ -137,14 +133,18 @@ struct RealArgs {
 
 #[cfg(test)]
 impl ConformArgs {
+    /// The component sets the run installs, defaults filled in for `--cluster`.
     pub fn components(&self) -> Vec<Component> {
-        self.real.components.clone()
+        self.real
+            .components
+            .clone()
+            .unwrap_or_else(|| secnet::conform::real::default_components(&self.cluster))
     }
 }
 
 impl RealArgs {
     /// The real-cluster options: these flags, then what an `--inventory` fills in.
-    fn options(self, dry_run: bool) -> Result<RealOptions, InventoryError> {
+    fn options(self, cluster: &str, dry_run: bool) -> Result<RealOptions, InventoryError> {
         let d = RealOptions::default();
         let mut real = RealOptions {
             kubeconfig: self.kubeconfig,
@@ -157,7 +157,9 @@ impl RealArgs {
             upstream_macvtap: self.upstream_macvtap,
             lower_device_given: self.lower_device.is_some(),
             lower_device: self.lower_device.unwrap_or(d.lower_device),
-            components: self.components,
+            components: self
+                .components
+                .unwrap_or_else(|| secnet::conform::real::default_components(cluster)),
             manifest_cache: self.manifest_cache.unwrap_or(d.manifest_cache),
             timeout: std::time::Duration::from_secs(self.timeout),
             adopt_existing: self.adopt_existing,
@@ -191,7 +193,7 @@ fn options(args: ConformArgs) -> Result<secnet::conform::Options, Box<dyn std::e
         ..Choice::default()
     }
     .resolve()?;
-    let mut real = args.real.options(args.dry_run)?;
+    let mut real = args.real.options(&args.cluster, args.dry_run)?;
     // kind's logs are exported next to the report.
     real.report_dir = args.report;
     Ok(args.select.apply(secnet::conform::Options {
@@ -270,7 +272,7 @@ mod tests {
 
     #[test]
     fn node_image_and_report_reach_the_kind_options() {
-        let real = conform(&[]).real.options(true).unwrap();
+        let real = conform(&[]).real.options("existing", true).unwrap();
         assert_eq!(real.node_image, KIND_NODE_IMAGE);
         let args = conform(&[
             "--cluster",

@@ -209,6 +209,15 @@ mod tests {
         use secnet::cluster::kube::components::Component::*;
         assert_eq!(parse(&[]).unwrap(), [Multus, Macvtap]);
         assert_eq!(
+            parse(&["--cluster", "existing"]).unwrap(),
+            [Multus, Macvtap]
+        );
+        assert_eq!(
+            parse(&["--cluster", "kind"]).unwrap(),
+            [Multus, Macvtap, Openvswitch, OvsCni, Kubevirt],
+            "kind is throwaway: everything the portable scenarios use"
+        );
+        assert_eq!(
             parse(&["--components", "cnao,ovs-cni,kubevirt,macvtap,multus"]).unwrap(),
             [Cnao, OvsCni, Kubevirt, Macvtap, Multus]
         );

@@ -169,6 +169,22 @@ fn default_cache() -> PathBuf {
         .join("secnet/manifests")
 }
 
+/// The component sets a run installs when `--components` is not given: on kind (a
+/// throwaway cluster) everything the scenarios use, so that every portable scenario
+/// runs; on an existing (maybe shared) cluster only multus and the macvtap plugins.
+pub fn default_components(cluster: &str) -> Vec<Component> {
+    match cluster {
+        "kind" => vec![
+            Component::Multus,
+            Component::Macvtap,
+            Component::Openvswitch,
+            Component::OvsCni,
+            Component::Kubevirt,
+        ],
+        _ => vec![Component::Multus, Component::Macvtap],
+    }
+}
+
 /// What the run's cluster offers: the provider's own capabilities, plus those the
 /// component sets bring that the run deploys or the inventory declares preinstalled.
 pub fn offer(opts: &Options) -> Offer {
