@@ -192,13 +192,22 @@ fn run_namespace(run_id: &str) -> String {
 }
 
 /// Step 2: the run's own namespace, made before anything else.
-fn run_namespace_section(w: &mut String, run_id: &str) {
+fn run_namespace_section(w: &mut String, opts: &Options, run_id: &str) {
     let name = run_namespace(run_id);
     let _ = writeln!(w, "## 2. Run namespace {name}\n");
     let _ = writeln!(
         w,
         "created first; the scenarios' pods, NADs and ConfigMaps go there, whatever namespace their fixtures name (the components keep theirs)"
     );
+    if opts.offer().offers(crate::scenario::Capability::NodeAccess) {
+        let _ = writeln!(
+            w,
+            "node access: on a scenario's first node-level check, a probe pod {} per node (privileged, hostNetwork, hostPID, pinned to the node, image {}); commands run as `{} <command>`; deleted with the run",
+            crate::cluster::kube::cluster::probe_pod_name("<node>"),
+            crate::cluster::kube::KubeOptions::default().pod_image,
+            crate::cluster::kube::cluster::NSENTER_HOST.join(" ")
+        );
+    }
     let doc = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": name,
         "labels": {crate::cluster::kube::cluster::POD_SECURITY_LABEL: "privileged"}}});
@@ -364,7 +373,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
     }
     let dir = opts.fixtures_dir.join("components");
     let cache = CacheOnly(real.manifest_cache.clone());
-    run_namespace_section(w, run_id);
+    run_namespace_section(w, opts, run_id);
     conflict_check_section(w, opts, run_id, &sets, &dir, &cache);
     let _ = writeln!(
         w,

@@ -30,7 +30,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 
 pub use self::namespace::POD_SECURITY_LABEL;
-pub use self::node_probe::{PROBE_ROLE, ROLE_LABEL, on_host, probe_pod_name};
+pub use self::node_probe::{NSENTER_HOST, PROBE_ROLE, ROLE_LABEL, on_host, probe_pod_name};
 pub use self::ownership::Foreign;
 pub use self::resources::parse_quantity;
 pub use self::teardown::Teardown;
