@@ -447,20 +447,9 @@ impl RealCluster {
         }
         for (set, docs) in rendered {
             progress(&format!("installing {} {}", set.name, set.version));
-            let mut applied = 0;
-            for doc in docs {
-                if is_adopted(&doc, &foreign) {
-                    continue;
-                }
-                self.cluster
-                    .apply_document(doc)
-                    .await
-                    .map_err(|source| ComponentError::Apply {
-                        set: set.name,
-                        source,
-                    })?;
-                applied += 1;
-            }
+            let applied =
+                components::apply_rendered(&self.cluster, set, docs, |d| is_adopted(d, &foreign))
+                    .await?;
             progress(&format!("{}: {applied} object(s) applied", set.name));
         }
         if sets.iter().any(|s| s.name == Component::Macvtap) {

@@ -649,30 +649,26 @@ pub fn override_images(docs: &mut [Value], repo: &str, image: &str) -> usize {
     replaced
 }
 
-/// Renders a set and applies it (server-side apply, run label) to the cluster.
-/// The (blocking) fetches happen here, before the returned future's first apply;
-/// pass a warm `CachedFetcher` to run offline. The future does not hold the fetcher.
-pub fn install<'a>(
-    cluster: &'a super::KubeCluster,
-    set: &'a ComponentSet,
-    fixtures_dir: &Path,
-    fetcher: &dyn Fetcher,
-) -> impl std::future::Future<Output = Result<usize, ComponentError>> + Send + 'a {
-    let rendered = render(set, fixtures_dir, fetcher);
-    async move {
-        let docs = rendered?;
-        let n = docs.len();
-        for doc in docs {
-            cluster
-                .apply_document(doc)
-                .await
-                .map_err(|source| ComponentError::Apply {
-                    set: set.name,
-                    source,
-                })?;
-        }
-        Ok(n)
+/// Applies a set's rendered documents in order (server-side apply, run label),
+/// leaving out those `skip` names (objects adopted as found); how many were applied.
+pub async fn apply_rendered(
+    cluster: &super::KubeCluster,
+    set: &ComponentSet,
+    docs: Vec<Value>,
+    skip: impl Fn(&Value) -> bool,
+) -> Result<usize, ComponentError> {
+    let mut applied = 0;
+    for doc in docs.into_iter().filter(|d| !skip(d)) {
+        cluster
+            .apply_document(doc)
+            .await
+            .map_err(|source| ComponentError::Apply {
+                set: set.name,
+                source,
+            })?;
+        applied += 1;
     }
+    Ok(applied)
 }
 
 #[cfg(test)]

@@ -739,7 +739,8 @@ async fn install_applies_every_document_of_a_set() {
     let fetcher = FakeFetcher {
         calls: RefCell::default(),
     };
-    let n = components::install(&c, &set, &fixtures_components(), &fetcher)
+    let docs = components::render(&set, &fixtures_components(), &fetcher).unwrap();
+    let n = components::apply_rendered(&c, &set, docs, |_| false)
         .await
         .unwrap();
     let paths: Vec<String> = mock

@@ -105,19 +105,12 @@ async fn wait_running(
     let last = match waited {
         Ok(Ok(Some(p))) => {
             if ready(&p, wants_status) {
-                return Ok(PodView {
-                    namespace: ns.to_string(),
-                    name: name.to_string(),
-                    uid: p.metadata.uid.clone().unwrap_or_else(|| uid.to_string()),
-                    node: p
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.node_name.clone())
-                        .unwrap_or_default(),
-                    annotations: p.metadata.annotations.clone().unwrap_or_default(),
-                    // Device IDs are only visible on the node (pod-resources API).
-                    devices: BTreeMap::new(),
-                });
+                let mut view = view_of(ns, &p);
+                view.name = name.to_string();
+                if view.uid.is_empty() {
+                    view.uid = uid.to_string();
+                }
+                return Ok(view);
             }
             if let Some(message) = unschedulable(&p) {
                 return Err(ClusterError::Unschedulable {
@@ -478,6 +471,23 @@ fn failed(pod: &KPod) -> bool {
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .is_some_and(|p| p == "Failed")
+}
+
+/// What the scenarios see of a pod the API server returned. Device IDs are only
+/// visible on the node (its kubelet's checkpoint or pod-resources API).
+pub(super) fn view_of(namespace: &str, p: &KPod) -> PodView {
+    PodView {
+        namespace: namespace.to_string(),
+        name: p.metadata.name.clone().unwrap_or_default(),
+        uid: p.metadata.uid.clone().unwrap_or_default(),
+        node: p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default(),
+        annotations: p.metadata.annotations.clone().unwrap_or_default(),
+        devices: BTreeMap::new(),
+    }
 }
 
 #[cfg(test)]

@@ -552,18 +552,7 @@ impl KubeCluster {
                 ),
             });
         };
-        Ok(PodView {
-            namespace: guest.namespace.clone(),
-            name: p.metadata.name.clone().unwrap_or_default(),
-            uid: p.metadata.uid.clone().unwrap_or_default(),
-            node: p
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .unwrap_or_default(),
-            annotations: p.metadata.annotations.clone().unwrap_or_default(),
-            devices: BTreeMap::new(),
-        })
+        Ok(super::pods::view_of(&guest.namespace, p))
     }
 }
 
