@@ -156,6 +156,10 @@ fn nodes(call: &ExecCall) -> ExecReply {
     let kindnet = "/var/lib/cni/networks/kindnet";
     match (node, &argv[..]) {
         (_, ["ip", "-j", "-d", "link", "show", "ens33"]) => ExecReply::ok(LOWER),
+        // Open vSwitch installed on node-a's host, none on node-b.
+        ("node-a", ["ovs-vsctl", "--timeout=10", "list-ports", "br1"]) => {
+            ExecReply::ok("ens34\nveth7\n")
+        }
         ("node-b", ["ip", "link", "set", "ens33", "down"]) => {
             ExecReply::failed(2, "RTNETLINK answers: Operation not permitted\n")
         }
@@ -571,4 +575,24 @@ fn probe_names_stay_short_and_sandboxes_give_their_netns() {
         json!({"info": {"pid": 4242, "runtimeSpec": {"linux": {"namespaces": [{"type": "ipc"}]}}}});
     assert_eq!(sandbox_netns(&pid).as_deref(), Some("/proc/4242/ns/net"));
     assert_eq!(sandbox_netns(&json!({"status": {}})), None);
+}
+
+#[tokio::test]
+async fn open_vswitch_preinstalled_on_the_hosts_is_read_through_the_probe() {
+    let t = setup(Offer::new(Provider::Existing), None).await;
+    let any = AnyCluster::Kube(t.cluster.clone());
+    // No openvswitch pod on the nodes: the hosts' own ovs-vsctl answers.
+    let ports = any.ovs_ports("node-a", "br1").await.unwrap();
+    assert_eq!(ports, ["ens34", "veth7"]);
+    let execs = t.server.execs();
+    assert_eq!(execs.last().unwrap().pod, "secnet-node-node-a");
+    let err = any
+        .ovs_ports("node-b", "br1")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("node-b") && err.contains("taken as preinstalled"),
+        "{err}"
+    );
 }

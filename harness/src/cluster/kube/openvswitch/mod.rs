@@ -159,14 +159,47 @@ pub async fn wait_ready(
     }
 }
 
+/// Whether `node` has no OVS pod at all (not even a starting one): Open vSwitch
+/// is then the hosts' own (an inventory's `preinstalled: [openvswitch]`).
+async fn has_no_ovs_pod(c: &KubeCluster, node: &str) -> bool {
+    let api: Api<KPod> = Api::namespaced(c.client().clone(), NAMESPACE);
+    api.list(&pod_list_params(node))
+        .await
+        .is_ok_and(|pods| pods.items.is_empty())
+}
+
 /// Runs `argv` in the OVS pod on `node`; its stdout, or an error with its stderr.
+/// Without such a pod, Open vSwitch on the hosts is reached with the node's own
+/// programs through its probe pod (NodeAccess).
 async fn run_in_ovs_pod(
     c: &KubeCluster,
     node: &str,
     argv: &[String],
 ) -> Result<String, ClusterError> {
-    let pod = pod_on(c, node).await?;
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let pod = match pod_on(c, node).await {
+        Ok(pod) => pod,
+        Err(e) => {
+            let on_host = c
+                .offer()
+                .offers(crate::cluster::capability::Capability::NodeAccess);
+            if !(on_host && has_no_ovs_pod(c, node).await) {
+                return Err(e);
+            }
+            let out = c.node_exec(node, &argv).await?;
+            if !out.success {
+                return Err(node_error(
+                    node,
+                    argv.first().copied().unwrap_or("exec"),
+                    format!(
+                        "on the host (no {POD_SELECTOR} pod in {NAMESPACE}, so Open vSwitch is taken as preinstalled): {}",
+                        out.stderr.trim()
+                    ),
+                ));
+            }
+            return Ok(out.stdout);
+        }
+    };
     let out = c.exec(NAMESPACE, &pod, &argv).await?;
     if !out.success {
         return Err(node_error(
