@@ -199,9 +199,13 @@ pub fn offer(opts: &Options) -> Offer {
         .chain(&real.preinstalled)
         .copied()
         .collect();
-    offer
-        .with(brought_by(&present))
-        .without(real.withheld.iter().copied())
+    let mut brought = brought_by(&present);
+    // Frames are captured in the openvswitch set's pods: Open vSwitch preinstalled on
+    // the hosts has none (its ports are read on the host through the probe pods).
+    if !real.components.contains(&Component::Openvswitch) {
+        brought.remove(&Capability::FrameCapture);
+    }
+    offer.with(brought).without(real.withheld.iter().copied())
 }
 
 /// The capabilities component sets bring to a real cluster's scenarios.
@@ -584,6 +588,11 @@ mod tests {
         assert!(!offer(&opts).offers(Capability::Ovs));
         opts.real.preinstalled = vec![Openvswitch];
         assert!(offer(&opts).offers(Capability::Ovs));
+        // Frames are captured in the deployed switch's pods, which the hosts' own lacks.
+        assert!(!offer(&opts).offers(Capability::FrameCapture));
+        opts.real.preinstalled.clear();
+        opts.real.components.push(Openvswitch);
+        assert!(offer(&opts).offers(Capability::FrameCapture));
     }
 
     #[test]
