@@ -702,15 +702,15 @@ where
 
 #[cfg(test)]
 mod tests {
-    //! KubeVirt against a tiny fake API server on a real socket (websocket upgrades
-    //! need one: a mocked tower service cannot hand out an upgraded connection):
+    //! KubeVirt against the fake API server on a real socket (`fake_http`: websocket
+    //! upgrades need one, a mocked tower service cannot hand out an upgraded connection):
     //! VM create → VMI Running with its interfaces → the console websocket carrying
     //! the agent protocol to a fake guest → delete, VMI and pod gone.
 
     use std::sync::{Arc, Mutex};
 
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::{TcpListener, TcpStream};
+    use crate::cluster::kube::fake_http::{FakeHttp, Socket};
+    use crate::cluster::kube::mock::{MockApi, Recorded, Reply};
 
     use super::*;
     use crate::cluster::any::AnyCluster;
@@ -737,53 +737,6 @@ mod tests {
 
     type Shared = Arc<Mutex<Fake>>;
 
-    struct Request {
-        method: String,
-        target: String,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    }
-
-    impl Request {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        }
-    }
-
-    async fn read_request(conn: &mut BufReader<TcpStream>) -> Option<Request> {
-        let mut line = String::new();
-        conn.read_line(&mut line).await.ok()?;
-        let mut parts = line.split_whitespace();
-        let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            conn.read_line(&mut h).await.ok()?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            let (k, v) = h.split_once(':')?;
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-        let mut req = Request {
-            method,
-            target,
-            headers,
-            body: Vec::new(),
-        };
-        let len: usize = req
-            .header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        req.body = vec![0; len];
-        conn.read_exact(&mut req.body).await.ok()?;
-        Some(req)
-    }
-
     fn launcher_pod(phase: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": POD, "namespace": NS, "uid": "pod-uid-1",
@@ -797,8 +750,8 @@ mod tests {
     }
 
     /// The API server's answer to one plain request: (status, JSON).
-    fn answer(fake: &mut Fake, req: &Request) -> (u16, Value) {
-        let path = req.target.split('?').next().unwrap_or("");
+    fn answer(fake: &mut Fake, req: &Recorded) -> (u16, Value) {
+        let path = req.path.as_str();
         let vmis = format!("/apis/kubevirt.io/v1/namespaces/{NS}/virtualmachineinstances/vm-a");
         let vms = format!("/apis/kubevirt.io/v1/namespaces/{NS}/virtualmachines");
         let not_found = (
@@ -813,11 +766,9 @@ mod tests {
                 "metadata": {}, "items": [{"metadata": {"name": "node-a"}}, {"metadata": {"name": "node-b"}}]}),
             ),
             ("GET", p) if p == format!("/api/v1/namespaces/{NS}") => not_found,
-            ("POST", "/api/v1/namespaces") => {
-                (201, serde_json::from_slice(&req.body).unwrap_or_default())
-            }
+            ("POST", "/api/v1/namespaces") => (201, req.body.clone()),
             ("POST", p) if p == vms => {
-                let mut vm: Value = serde_json::from_slice(&req.body).unwrap();
+                let mut vm = req.body.clone();
                 vm["metadata"]["uid"] = json!("vm-uid-1");
                 fake.vm = Some(vm.clone());
                 (201, vm)
@@ -893,8 +844,7 @@ mod tests {
 
     /// A guest on the console: kernel noise and the READY banner, then it answers
     /// the agent's requests as the busybox guest would.
-    async fn fake_guest(fake: Shared, tcp: TcpStream) {
-        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Server, None).await;
+    async fn fake_guest(fake: Shared, ws: Socket) {
         let (mut tx, mut rx) = ws.split();
         if fake.lock().unwrap().panics {
             let panic = "[    0.91] Kernel panic - not syncing: No working init found.\r\n";
@@ -942,62 +892,42 @@ mod tests {
         }
     }
 
-    async fn serve_one(fake: Shared, tcp: TcpStream) {
-        let mut conn = BufReader::new(tcp);
-        while let Some(req) = read_request(&mut conn).await {
-            let protocol = req
-                .header("sec-websocket-protocol")
-                .unwrap_or("")
-                .to_string();
-            fake.lock().unwrap().requests.push((
-                req.method.clone(),
-                req.target.clone(),
-                protocol.clone(),
-                serde_json::from_slice(&req.body).unwrap_or(Value::Null),
-            ));
-            if req
-                .header("upgrade")
-                .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
-            {
-                let key = req.header("sec-websocket-key").unwrap_or("").to_string();
-                let chosen = if protocol.split(',').any(|p| p.trim() == CONSOLE_PROTOCOL) {
-                    format!("Sec-WebSocket-Protocol: {CONSOLE_PROTOCOL}\r\n")
-                } else {
-                    String::new()
-                };
-                let head = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {}\r\n{chosen}\r\n",
-                    tungstenite::handshake::derive_accept_key(key.as_bytes())
-                );
-                let mut tcp = conn.into_inner();
-                tcp.write_all(head.as_bytes()).await.unwrap();
-                return fake_guest(fake, tcp).await;
-            }
-            let (status, body) = answer(&mut fake.lock().unwrap(), &req);
-            let body = body.to_string();
-            let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            let tcp = conn.get_mut();
-            if tcp.write_all(head.as_bytes()).await.is_err()
-                || tcp.write_all(body.as_bytes()).await.is_err()
-            {
-                return;
-            }
-        }
-    }
-
+    /// The fake API server (`fake_http`): `answer` for plain requests, the fake
+    /// guest on the VMI console; every request recorded in `Fake::requests`. It
+    /// serves for the rest of the test (the task holding it ends with the runtime).
     async fn fake_cluster(fake: Shared) -> KubeCluster {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let api = {
+            let fake = fake.clone();
+            MockApi::new(move |r| {
+                let mut f = fake.lock().unwrap();
+                f.requests.push((
+                    r.method.clone(),
+                    r.path.clone(),
+                    String::new(),
+                    r.body.clone(),
+                ));
+                match answer(&mut f, r) {
+                    (status, Value::String(text)) => Reply::Text(status, text),
+                    (status, json) => Reply::Json(status, json),
+                }
+            })
+        };
+        let server = FakeHttp::builder(api)
+            .upgrade("/console", CONSOLE_PROTOCOL, move |call, socket| {
+                let fake = fake.clone();
+                async move {
+                    let record = ("GET".into(), call.path, call.protocol, Value::Null);
+                    fake.lock().unwrap().requests.push(record);
+                    fake_guest(fake, socket).await
+                }
+            })
+            .start()
+            .await;
+        let client = server.client();
         tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve_one(fake.clone(), tcp));
-            }
+            let _serving = server;
+            std::future::pending::<()>().await
         });
-        let config = kube::Config::new(url.parse().unwrap());
-        let client = Client::try_from(config).unwrap();
         let opts = KubeOptions {
             pod_timeout: Duration::from_secs(1),
             ..KubeOptions::default()
