@@ -76,7 +76,8 @@ const OVS_VLAN_100_NAD: &str = "seed/ovs-vlan-100-nad.yaml";
 /// machine, cached); KubeVirt boots the image's container instead.
 fn vm_options(ctx: &Ctx, cluster: &AnyCluster) -> Result<VmOptions, Failure> {
     let work_dir = ctx.work_dir.join(&ctx.scope).join("vms");
-    if !matches!(cluster, AnyCluster::Netns(_)) {
+    // Guests run on this machine only where secnet runs the nodes.
+    if !cluster.provider_kind().is_local() {
         return Ok(VmOptions::new(None, work_dir));
     }
     let cache = std::env::var_os("SECNET_CACHE")
@@ -364,12 +365,13 @@ async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 }
 
 async fn masquerade_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
-    if !matches!(cluster, AnyCluster::Netns(_)) {
+    // Where secnet made the nodes it also routes and NATs their pod networks;
+    // elsewhere the cluster's own masquerade is checked.
+    let Ok(topo) = cluster.topology() else {
         return masquerade_vm_on_kubevirt(ctx, cluster).await;
-    }
+    };
     let opts = vm_options(ctx, cluster)?;
     let nodes = cluster.nodes();
-    let topo = cluster.topology()?;
     // The node routes its pods to the fabric and hides them behind its uplink address.
     let node_ns = cluster.node_namespace(&nodes[0]).await?;
     std::fs::create_dir_all(&opts.work_dir)?;
