@@ -8,6 +8,9 @@ mod conform;
 mod doctor;
 mod report;
 
+#[cfg(test)]
+mod baseline_tests;
+
 use std::fmt::Display;
 use std::path::PathBuf;
 use std::process::ExitCode;

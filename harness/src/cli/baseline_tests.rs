@@ -1,0 +1,100 @@
+//! What users see of `secnet conform` before it runs anything, pinned as snapshots:
+//! the help texts, `--list` on every provider and the `--dry-run` plans. A change of
+//! the layers below (providers, abilities) must leave these identical.
+
+use clap::Parser as _;
+
+use super::{Cli, Cmd};
+
+/// What `secnet <args>` prints when clap stops it (help, or a usage error).
+fn clap_output(args: &[&str]) -> String {
+    match Cli::try_parse_from(std::iter::once("secnet").chain(args.iter().copied())) {
+        Ok(_) => panic!("secnet {args:?} parsed; expected help or an error"),
+        Err(e) => e.render().to_string(),
+    }
+}
+
+/// The conform options `secnet conform <args>` would run with.
+fn options(args: &[&str]) -> secnet::conform::Options {
+    let cli = Cli::try_parse_from(["secnet", "conform"].iter().chain(args)).unwrap();
+    let Cmd::Conform(c) = cli.command else {
+        unreachable!("parsed as conform")
+    };
+    super::conform::options(c).unwrap()
+}
+
+/// `text` with what differs between machines and runs replaced: the run id, the
+/// checkout's path, the scratch and cache directories.
+fn portable(text: &str, cache: &std::path::Path) -> String {
+    let repo = secnet::bins::fixtures_dir()
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let tmp = std::env::temp_dir().display().to_string();
+    let run_id = regex::Regex::new(r"\bsn[0-9a-f]{6}\b").unwrap();
+    let text = text
+        .replace(&cache.display().to_string(), "<cache>")
+        .replace(&repo, "<repo>")
+        .replace(&format!("{tmp}/"), "<tmp>/");
+    run_id.replace_all(&text, "sn<run>").into_owned()
+}
+
+/// The example inventory, as `--inventory` takes it.
+fn inventory() -> String {
+    secnet::bins::fixtures_dir()
+        .parent()
+        .unwrap()
+        .join("clusters/inventory.example.yaml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn help_texts() {
+    insta::assert_snapshot!("secnet_help", clap_output(&["--help"]));
+    insta::assert_snapshot!("secnet_conform_help", clap_output(&["conform", "--help"]));
+}
+
+#[test]
+fn list_on_every_provider() {
+    let cache = secnet::lab::ScratchDir::new("secnet-baseline").unwrap();
+    let inventory = inventory();
+    for (name, args) in [
+        ("netns", vec!["--cluster", "netns"]),
+        ("kind", vec!["--cluster", "kind"]),
+        ("existing", vec!["--cluster", "existing"]),
+        (
+            "existing_inventory",
+            vec!["--cluster", "existing", "--inventory", inventory.as_str()],
+        ),
+    ] {
+        let opts = options(&args);
+        let table = secnet::conform::listing(&opts, false).unwrap();
+        insta::assert_snapshot!(format!("list_{name}"), portable(&table, cache.path()));
+    }
+    let kind = options(&["--cluster", "kind"]);
+    let json = secnet::conform::listing(&kind, true).unwrap();
+    insta::assert_snapshot!("list_kind_json", portable(&json, cache.path()));
+}
+
+#[test]
+fn dry_run_plans() {
+    let cache = secnet::lab::ScratchDir::new("secnet-baseline").unwrap();
+    let cache_arg = cache.path().display().to_string();
+    let inventory = inventory();
+    for (name, args) in [
+        ("netns", vec!["--cluster", "netns"]),
+        ("kind", vec!["--cluster", "kind"]),
+        ("existing", vec!["--cluster", "existing"]),
+        (
+            "existing_inventory",
+            vec!["--cluster", "existing", "--inventory", inventory.as_str()],
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["--dry-run", "--manifest-cache", cache_arg.as_str()]);
+        let plan = secnet::conform::dry_run(&options(&args)).unwrap();
+        insta::assert_snapshot!(format!("dry_run_{name}"), portable(&plan, cache.path()));
+    }
+}
