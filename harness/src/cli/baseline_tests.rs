@@ -24,18 +24,22 @@ fn options(args: &[&str]) -> secnet::conform::Options {
 }
 
 /// `text` with what differs between machines and runs replaced: the run id, the
-/// checkout's path, the scratch and cache directories.
+/// directory of the bundled binaries, the checkout's path, the scratch and cache
+/// directories.
 fn portable(text: &str, cache: &std::path::Path) -> String {
-    let repo = secnet::bins::fixtures_dir()
-        .parent()
-        .unwrap()
-        .display()
-        .to_string();
+    let fixtures = secnet::bins::fixtures_dir();
+    let repo = fixtures.parent().unwrap().to_path_buf();
+    let canonical = std::fs::canonicalize(&repo).unwrap_or_else(|_| repo.clone());
+    // The test binary runs from <target>/<profile>/deps, next to the bundled ones.
+    let exe = std::env::current_exe().unwrap();
+    let bins = exe.parent().and_then(|d| d.parent()).unwrap();
     let tmp = std::env::temp_dir().display().to_string();
     let run_id = regex::Regex::new(r"\bsn[0-9a-f]{6}\b").unwrap();
     let text = text
         .replace(&cache.display().to_string(), "<cache>")
-        .replace(&repo, "<repo>")
+        .replace(&bins.display().to_string(), "<bin>")
+        .replace(&repo.display().to_string(), "<repo>")
+        .replace(&canonical.display().to_string(), "<repo>")
         .replace(&format!("{tmp}/"), "<tmp>/");
     run_id.replace_all(&text, "sn<run>").into_owned()
 }

@@ -182,7 +182,9 @@ fn topology(path: Option<&PathBuf>) -> Result<Topology, topology::TopologyError>
 }
 
 /// The conform options the flags describe.
-pub(super) fn options(args: ConformArgs) -> Result<secnet::conform::Options, Box<dyn std::error::Error>> {
+pub(super) fn options(
+    args: ConformArgs,
+) -> Result<secnet::conform::Options, Box<dyn std::error::Error>> {
     let topology = topology(args.topology.as_ref())?;
     let implementation = Choice {
         cni_bin_dir: args.cni_bin_dir,
