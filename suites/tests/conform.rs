@@ -236,7 +236,7 @@ fn unknown_cluster_and_empty_selection_are_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("\"minikube\"") && stderr.contains("netns, kind or existing"),
+        stderr.contains("'minikube'") && stderr.contains("netns, kind, existing"),
         "{stderr}"
     );
     // Without the kind binary the run stops before doing anything, saying what to do.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use secnet::cluster::kube::components::{Component, SECNET_IMAGE};
 use secnet::cluster::kube::kind::KIND_NODE_IMAGE;
 use secnet::cluster::netns::topology::{self, Topology};
+use secnet::cluster::provider::Provider;
 use secnet::conform::implementation::{self, Choice};
 use secnet::conform::inventory::{Inventory, InventoryError};
 use secnet::conform::real::RealOptions;
@@ -17,8 +18,8 @@ pub const AFTER_HELP: &str = "Examples:\n  secnet conform\n  secnet conform --re
 #[derive(clap::Args)]
 pub struct ConformArgs {
     /// Cluster provider: netns (built in, needs root), kind, existing.
-    #[arg(long, default_value = "netns")]
-    cluster: String,
+    #[arg(long, value_enum, default_value_t = Provider::Netns, hide_possible_values = true)]
+    cluster: Provider,
     /// Directory with the plugins under test (CNIs, and macvtap-deviceplugin if there) [default: the bundled ones next to secnet].
     /// A CNI missing from it is missing: the scenarios that use it fail, the others run.
     #[arg(long)]
@@ -138,13 +139,13 @@ impl ConformArgs {
         self.real
             .components
             .clone()
-            .unwrap_or_else(|| secnet::conform::real::default_components(&self.cluster))
+            .unwrap_or_else(|| secnet::conform::real::default_components(self.cluster))
     }
 }
 
 impl RealArgs {
     /// The real-cluster options: these flags, then what an `--inventory` fills in.
-    fn options(self, cluster: &str, dry_run: bool) -> Result<RealOptions, InventoryError> {
+    fn options(self, cluster: Provider, dry_run: bool) -> Result<RealOptions, InventoryError> {
         let d = RealOptions::default();
         let mut real = RealOptions {
             kubeconfig: self.kubeconfig,
@@ -195,7 +196,7 @@ pub(super) fn options(
         ..Choice::default()
     }
     .resolve()?;
-    let mut real = args.real.options(&args.cluster, args.dry_run)?;
+    let mut real = args.real.options(args.cluster, args.dry_run)?;
     // kind's logs are exported next to the report.
     real.report_dir = args.report;
     Ok(args.select.apply(secnet::conform::Options {
@@ -274,7 +275,7 @@ mod tests {
 
     #[test]
     fn node_image_and_report_reach_the_kind_options() {
-        let real = conform(&[]).real.options("existing", true).unwrap();
+        let real = conform(&[]).real.options(Provider::Existing, true).unwrap();
         assert_eq!(real.node_image, KIND_NODE_IMAGE);
         let args = conform(&[
             "--cluster",

@@ -1,167 +1,256 @@
-//! `AnyCluster`: one of the providers behind the `Cluster` contract, so that a
+//! `AnyCluster`: one provider's cluster behind the `Cluster` contract, so that a
 //! scenario is written once and runs on every provider that offers what it needs.
-//! Beyond the contract, the abilities a scenario may need (node access, faults,
-//! OVS, DHCP) are methods here, each gated by its `Capability`: a provider that
-//! lacks one answers `ClusterError::Unsupported` (the runner skips such scenarios
-//! before they start, so this is a safety net).
+//! Beyond the contract a cluster has abilities (`cluster::ability`): a provider's
+//! cluster returns those it has from `ProviderCluster`'s accessors. The convenience
+//! methods here go through them; one a cluster lacks answers
+//! `ClusterError::Unsupported` (the runner skips such scenarios before they start,
+//! so this is a safety net). Nothing here knows which provider it is.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::capability::{Capability, Offer, Provider};
-use super::capture::FrameCapture;
-use super::kube::KubeCluster;
-use super::netns::NetnsCluster;
+use super::ability::{
+    DevicePluginConfig, DevicePluginRestart, FrameCapture, LanNamespaces, LocalTopology,
+    NodeAccess, NodeFaults, Ovs, RunningCapture, node_error,
+};
+use super::capability::Capability;
 use super::netns::topology::Topology;
-use super::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
+use super::{Cluster, ClusterError, DynCluster, ExecOutput, NodeResources, PodView};
 use crate::lab::Ns;
 use crate::objects::{Object, Pod};
+use crate::probe::ip::Link;
 use crate::probe::pod::ProbeError;
+use crate::vm::Guests;
 
-pub enum AnyCluster {
-    Netns(Box<NetnsCluster>),
-    Kube(Arc<KubeCluster>),
+/// What every node of a cluster is, as the provider knows it: the facts scenarios
+/// configure their networks from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFacts {
+    pub name: String,
+    /// The macvtap/macvlan lower device (the node's uplink into the LAN).
+    pub lower_device: String,
+    /// The node's own address on the LAN, where the provider knows it.
+    pub address: Option<std::net::Ipv4Addr>,
+    /// Open vSwitch on the node, where the cluster has it.
+    pub ovs: Option<OvsFacts>,
+}
+
+/// A node's Open vSwitch: the bridge the OVS networks use and its trunk into the LAN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OvsFacts {
+    pub bridge: String,
+    pub uplink: String,
+}
+
+/// How a scenario's cluster ends.
+#[derive(Debug, Default)]
+pub struct Ended {
+    /// What tearing it down failed to remove (empty when kept).
+    pub errors: Vec<String>,
+}
+
+/// One provider's cluster, as one scenario uses it: the contract, the nodes' facts,
+/// the report's picture, its end, and its abilities (`None`: it lacks the ability).
+pub trait ProviderCluster: DynCluster {
+    /// Every node's facts, in `nodes()` order.
+    fn node_facts(&self) -> Vec<NodeFacts>;
+    /// What the report draws: nodes, pods and their interfaces.
+    fn snapshot(&self) -> BoxFuture<'_, crate::observe::Topology>;
+    /// Removes what the scenario made on it.
+    fn teardown(self: Box<Self>) -> BoxFuture<'static, Ended>;
+    /// Leaves everything in place for inspection (`--keep` after a failure).
+    fn keep(self: Box<Self>);
+
+    fn node_access(&self) -> Option<&dyn NodeAccess> {
+        None
+    }
+    fn local_topology(&self) -> Option<&dyn LocalTopology> {
+        None
+    }
+    fn node_faults(&self) -> Option<&dyn NodeFaults> {
+        None
+    }
+    fn device_plugin_restart(&self) -> Option<&dyn DevicePluginRestart> {
+        None
+    }
+    fn device_plugin_config(&self) -> Option<&dyn DevicePluginConfig> {
+        None
+    }
+    fn ovs(&self) -> Option<&dyn Ovs> {
+        None
+    }
+    fn frame_capture(&self) -> Option<&dyn FrameCapture> {
+        None
+    }
+    fn lan_namespaces(&self) -> Option<&dyn LanNamespaces> {
+        None
+    }
+    fn guests(&self) -> Option<&dyn Guests> {
+        None
+    }
+}
+
+/// A scenario's cluster, whichever provider made it.
+pub struct AnyCluster {
+    inner: Box<dyn ProviderCluster>,
 }
 
 impl AnyCluster {
-    pub fn provider_kind(&self) -> Provider {
-        self.offer().provider()
+    pub fn new(cluster: Box<dyn ProviderCluster>) -> AnyCluster {
+        AnyCluster { inner: cluster }
     }
 
-    /// What this cluster offers the scenarios.
-    pub fn offer(&self) -> Offer {
-        match self {
-            AnyCluster::Netns(_) => Offer::new(Provider::Netns),
-            AnyCluster::Kube(c) => c.offer(),
-        }
-    }
-
-    /// Whether this cluster offers `cap` (for optional, extra checks).
+    /// Whether this cluster has the ability `cap` names. Programs and the plugins'
+    /// direct execution are not abilities of a cluster (see `Offer`).
     pub fn offers(&self, cap: Capability) -> bool {
-        self.offer().offers(cap)
+        let c = &self.inner;
+        match cap {
+            Capability::NodeAccess => c.node_access().is_some(),
+            Capability::NodeFaults => c.node_faults().is_some(),
+            Capability::DevicePluginRestart => c.device_plugin_restart().is_some(),
+            Capability::DevicePluginConfig => c.device_plugin_config().is_some(),
+            Capability::Ovs => c.ovs().is_some(),
+            Capability::FrameCapture => c.frame_capture().is_some(),
+            Capability::Dhcp => c.lan_namespaces().is_some(),
+            Capability::Vm => c.guests().is_some(),
+            Capability::PluginExec | Capability::Program(_) => false,
+        }
     }
 
-    fn netns_for(&self, cap: Capability) -> Result<&NetnsCluster, ClusterError> {
-        match self {
-            AnyCluster::Netns(c) => Ok(c),
-            AnyCluster::Kube(c) => Err(ClusterError::Unsupported {
-                provider: c.provider().to_string(),
-                capability: cap,
-            }),
+    /// Whether `cap` is a cluster's ability (and so answered by `offers`).
+    pub fn is_ability(cap: Capability) -> bool {
+        !matches!(cap, Capability::PluginExec | Capability::Program(_))
+    }
+
+    fn lacks(&self, capability: Capability) -> ClusterError {
+        ClusterError::Unsupported {
+            provider: self.inner.provider().to_string(),
+            capability,
         }
+    }
+
+    pub fn node_access(&self) -> Result<&dyn NodeAccess, ClusterError> {
+        self.inner
+            .node_access()
+            .ok_or_else(|| self.lacks(Capability::NodeAccess))
+    }
+
+    pub fn node_faults(&self) -> Result<&dyn NodeFaults, ClusterError> {
+        self.inner
+            .node_faults()
+            .ok_or_else(|| self.lacks(Capability::NodeFaults))
+    }
+
+    pub fn ovs(&self) -> Result<&dyn Ovs, ClusterError> {
+        self.inner.ovs().ok_or_else(|| self.lacks(Capability::Ovs))
+    }
+
+    pub fn guests(&self) -> Result<&dyn Guests, ClusterError> {
+        self.inner
+            .guests()
+            .ok_or_else(|| self.lacks(Capability::Vm))
+    }
+
+    /// secnet's own nodes on this machine, where the cluster is made of them.
+    pub fn local_topology(&self) -> Option<&dyn LocalTopology> {
+        self.inner.local_topology()
+    }
+
+    /// Every node's facts.
+    pub fn node_facts(&self) -> Vec<NodeFacts> {
+        self.inner.node_facts()
     }
 
     /// The nodes' lower device (macvtap/macvlan master).
     pub fn lower_device(&self) -> String {
-        match self {
-            AnyCluster::Netns(c) => c.topology().nodes[0].uplink.clone(),
-            AnyCluster::Kube(c) => c.lower_device().to_string(),
-        }
+        self.inner
+            .node_facts()
+            .into_iter()
+            .next()
+            .map(|n| n.lower_device)
+            .unwrap_or_default()
     }
 
-    /// The cluster's topology (nodes, uplinks, addresses, the LAN's gateway): only
-    /// where secnet made the nodes (the netns cluster).
+    /// The topology secnet made the nodes from (LocalTopology).
     pub fn topology(&self) -> Result<&Topology, ClusterError> {
-        Ok(self.netns_for(Capability::NodeAccess)?.topology())
+        Ok(self.local()?.topology())
+    }
+
+    fn local(&self) -> Result<&dyn LocalTopology, ClusterError> {
+        self.inner
+            .local_topology()
+            .ok_or_else(|| ClusterError::NotLocal {
+                provider: self.inner.provider().to_string(),
+            })
     }
 
     /// What the report draws: nodes, pods and their interfaces.
     pub async fn snapshot(&self) -> crate::observe::Topology {
-        match self {
-            AnyCluster::Netns(c) => c.snapshot().await,
-            AnyCluster::Kube(c) => c.snapshot().await,
-        }
+        self.inner.snapshot().await
     }
 
-    /// The node side of this cluster, if it offers NodeAccess: its network
-    /// namespaces (netns), or the nodes' probe pods (kube).
-    fn node_side(&self) -> Result<NodeSide<'_>, ClusterError> {
-        match self {
-            AnyCluster::Netns(c) => Ok(NodeSide::Netns(c)),
-            AnyCluster::Kube(c) if c.offer().offers(Capability::NodeAccess) => {
-                Ok(NodeSide::Kube(c))
-            }
-            AnyCluster::Kube(c) => Err(ClusterError::Unsupported {
-                provider: c.provider().to_string(),
-                capability: Capability::NodeAccess,
-            }),
+    /// Removes what the scenario made, or keeps it (`keep`).
+    pub async fn end(self, keep: bool) -> Ended {
+        if keep {
+            self.inner.keep();
+            return Ended::default();
         }
+        self.inner.teardown().await
     }
 
-    /// A node's network namespace, to run node-side programs in (the netns
-    /// cluster's nodes only).
+    /// A node's network namespace (LocalTopology).
     pub async fn node_namespace(&self, node: &str) -> Result<Ns, ClusterError> {
-        self.netns_for(Capability::NodeAccess)?
-            .node_netns(node)
-            .await
-            .ok_or_else(|| ClusterError::NoSuchNode(node.to_string()))
+        self.local()?.node_namespace(node).await
     }
 
-    /// A pod's network namespace as the node sees it (the netns cluster only; see
-    /// `pod_ip` for the portable form).
+    /// A pod's network namespace as the node sees it (LocalTopology; see `pod_ip`
+    /// for the portable form).
     pub async fn pod_namespace(&self, pod: &PodView) -> Result<Ns, ClusterError> {
-        self.netns_for(Capability::NodeAccess)?
-            .pod_netns(&pod.namespace, &pod.name)
-            .await
-            .ok_or_else(|| ClusterError::NoSuchPod(format!("{}/{}", pod.namespace, pod.name)))
+        self.local()?.pod_namespace(pod).await
     }
 
-    /// Runs `ip <args>` on `node` and returns its stdout (NodeAccess): in the node's
-    /// namespace, or through its probe pod with the node's own `ip`.
+    /// Runs `ip <args>` in a namespace of this cluster (LocalTopology).
+    pub async fn ns_ip(&self, ns: &Ns, args: &[&str]) -> Result<String, ClusterError> {
+        self.local()?.ns_ip(ns, args).await
+    }
+
+    /// Runs `ip <args>` on `node` and returns its stdout (NodeAccess).
     pub async fn node_ip(&self, node: &str, args: &[&str]) -> Result<String, ClusterError> {
-        match self.node_side()? {
-            NodeSide::Netns(netns) => {
-                let ns = self.node_namespace(node).await?;
-                netns
-                    .ip(&ns, args)
-                    .await
-                    .map_err(|e| node_error(node, "ip", e))
-            }
-            NodeSide::Kube(c) => {
-                let argv: Vec<&str> = std::iter::once("ip").chain(args.iter().copied()).collect();
-                c.node_output(node, &argv).await
-            }
-        }
+        self.node_access()?.node_ip(node, args).await
     }
 
-    /// `ip -j -d link show <name>` on `node`, the one link's JSON (NodeAccess).
-    pub async fn node_link(&self, node: &str, name: &str) -> Result<Value, ClusterError> {
+    /// `ip -j -d link show <name>` on `node`, the one link (NodeAccess).
+    pub async fn node_link(&self, node: &str, name: &str) -> Result<Link, ClusterError> {
         let out = self
             .node_ip(node, &["-j", "-d", "link", "show", name])
             .await?;
-        let v: Value = serde_json::from_str(&out).map_err(|e| node_error(node, "ip -j link", e))?;
-        v.get(0)
-            .cloned()
+        let links = crate::probe::ip::links(&out).map_err(|e| node_error(node, "ip -j link", e))?;
+        links
+            .first()
+            .map(Link::from_json)
             .ok_or_else(|| node_error(node, "ip -j link", format!("no link {name}")))
     }
 
     /// Runs `ip <args>` in a pod's network namespace as its node sees it, with the
-    /// node's iproute2 (NodeAccess): the netns cluster's pod namespace, or on a real
-    /// cluster the pod's sandbox entered from the node's probe pod.
+    /// node's iproute2 (NodeAccess).
     pub async fn pod_ip(&self, pod: &PodView, args: &[&str]) -> Result<String, ClusterError> {
-        match self.node_side()? {
-            NodeSide::Netns(netns) => {
-                let ns = self.pod_namespace(pod).await?;
-                netns
-                    .ip(&ns, args)
-                    .await
-                    .map_err(|e| node_error(&pod.node, "ip", e))
-            }
-            NodeSide::Kube(c) => c.pod_ip(pod, args).await,
-        }
+        self.node_access()?.pod_ip(pod, args).await
     }
 
     /// `ip -j -d link show <ifname>` of the pod: run in the pod where it has
-    /// iproute2 (the netns cluster's pods, or any pod without NodeAccess), else from
-    /// its node (a real cluster's busybox pods have no `ip -j`).
+    /// iproute2, else from its node (a real cluster's busybox pods have no `ip -j`).
     pub async fn pod_link(&self, pod: &PodView, ifname: &str) -> Result<Value, ProbeError> {
-        let Ok(NodeSide::Kube(_)) = self.node_side() else {
+        let from_node = self
+            .inner
+            .node_access()
+            .filter(|n| n.reads_pod_links_from_node());
+        let Some(node) = from_node else {
             return crate::probe::pod::pod_link(self, pod, ifname).await;
         };
         let args = ["-j", "-d", "link", "show", ifname];
-        let out = self.pod_ip(pod, &args).await?;
+        let out = node.pod_ip(pod, &args).await?;
         crate::probe::ip::links(&out)
             .map_err(|source| ProbeError::Parse {
                 command: format!("ip {} (from node {})", args.join(" "), pod.node),
@@ -176,147 +265,26 @@ impl AnyCluster {
             })
     }
 
-    /// The pod's device IDs per resource, as allocated at admission (NodeAccess):
-    /// the netns kubelet's record, or the real kubelet's checkpoint on the node.
+    /// The pod's device IDs per resource, as allocated at admission (NodeAccess).
     pub async fn pod_devices(
         &self,
         pod: &PodView,
     ) -> Result<BTreeMap<String, Vec<String>>, ClusterError> {
-        match self.node_side()? {
-            NodeSide::Netns(_) => Ok(pod.devices.clone()),
-            NodeSide::Kube(c) => c.pod_devices(pod).await,
-        }
+        self.node_access()?.pod_devices(pod).await
     }
 
-    /// Runs `ip <args>` in a namespace of this cluster (the netns cluster only).
-    pub async fn ns_ip(&self, ns: &Ns, args: &[&str]) -> Result<String, ClusterError> {
-        self.netns_for(Capability::NodeAccess)?
-            .ip(ns, args)
-            .await
-            .map_err(|e| node_error(&ns.name, "ip", e))
-    }
-
-    /// An extra namespace on the cluster's LAN side, removed with the cluster (Dhcp:
-    /// the seed's manual macvlan lab).
+    /// An extra namespace on the cluster's LAN side, removed with the cluster (Dhcp).
     pub async fn extra_namespace(&self, name: &str) -> Result<Ns, ClusterError> {
-        self.netns_for(Capability::Dhcp)?
-            .extra_netns(name)
+        self.inner
+            .lan_namespaces()
+            .ok_or_else(|| self.lacks(Capability::Dhcp))?
+            .extra_namespace(name)
             .await
-            .map_err(|e| node_error(name, "creating a namespace", e))
     }
 
-    /// The ports of OVS bridge `bridge` on `node` (Ovs): on a real cluster from the
-    /// node's Open vSwitch pod (the openvswitch component).
+    /// The ports of OVS bridge `bridge` on `node` (Ovs).
     pub async fn ovs_ports(&self, node: &str, bridge: &str) -> Result<Vec<String>, ClusterError> {
-        match self {
-            AnyCluster::Netns(c) => c
-                .ovs_ports(node, bridge)
-                .await
-                .map_err(|e| node_error(node, "ovs-vsctl list-ports", e)),
-            AnyCluster::Kube(c) => super::kube::openvswitch::ports(c, node, bridge).await,
-        }
-    }
-
-    /// Why the device plugin did not come up, if it did not (DevicePluginConfig).
-    pub async fn device_plugin_failure(&self) -> Result<Option<String>, ClusterError> {
-        Ok(self
-            .netns_for(Capability::DevicePluginConfig)?
-            .device_plugin_failure()
-            .await)
-    }
-
-    /// Restarts the kubelet's device manager on `node` (NodeFaults).
-    pub async fn restart_kubelet(&self, node: &str) -> Result<(), ClusterError> {
-        self.netns_for(Capability::NodeFaults)?
-            .restart_kubelet(node)
-            .await
-            .map_err(|e| node_error(node, "restarting the kubelet", e))
-    }
-
-    /// Takes `node`'s uplink away (deleted) (NodeFaults).
-    pub async fn unplug_uplink(&self, node: &str) -> Result<(), ClusterError> {
-        self.netns_for(Capability::NodeFaults)?
-            .unplug_uplink(node)
-            .await
-            .map_err(|e| node_error(node, "unplugging the uplink", e))
-    }
-
-    /// Gives `node` its uplink back (NodeFaults).
-    pub async fn plug_uplink(&self, node: &str) -> Result<(), ClusterError> {
-        self.netns_for(Capability::NodeFaults)?
-            .plug_uplink(node)
-            .await
-            .map_err(|e| node_error(node, "plugging the uplink", e))
-    }
-
-    /// Deletes a pod's network namespace behind the runtime's back (NodeFaults).
-    pub async fn lose_pod_netns(&self, pod: &PodView) -> Result<(), ClusterError> {
-        self.netns_for(Capability::NodeFaults)?
-            .lose_pod_netns(&pod.namespace, &pod.name)
-            .await
-            .map_err(|e| node_error(&pod.node, "deleting the pod's netns", e))
-    }
-
-    /// Kills the device plugin on `node` and has it back: on the netns cluster a
-    /// SIGKILL and a restart with the same environment (waiting until `resource` is
-    /// registered again); on a real cluster its pod deleted with no grace period and
-    /// the DaemonSet's new one Running (DevicePluginRestart).
-    pub async fn restart_device_plugin(
-        &self,
-        node: &str,
-        resource: &str,
-    ) -> Result<(), ClusterError> {
-        match self {
-            AnyCluster::Netns(c) => {
-                c.kill_device_plugin(node)
-                    .await
-                    .map_err(|e| node_error(node, "killing the device plugin", e))?;
-                c.start_device_plugin_anew(node, resource)
-                    .await
-                    .map_err(|e| node_error(node, "starting the device plugin", e))
-            }
-            AnyCluster::Kube(c) => c.restart_device_plugin(node).await,
-        }
-    }
-
-    /// Starts a VM (Vm): QEMU in a virt-launcher pod on the netns cluster, KubeVirt
-    /// on a real one; the scenarios talk to either through `RunningVm`.
-    pub async fn start_vm(
-        &self,
-        vm: &crate::vm::kubevirt::VirtualMachine,
-        node: Option<&str>,
-        nads: &[crate::objects::NetworkAttachmentDefinition],
-        opts: &crate::vm::VmOptions,
-    ) -> Result<crate::vm::RunningVm, crate::vm::VmError> {
-        crate::vm::start(self, vm, node, nads, opts).await
-    }
-
-    /// The addresses host-local has leased on `node`'s pod network (eth0), read
-    /// from the node's CNI state (NodeAccess).
-    pub async fn pod_network_leases(&self, node: &str) -> Result<Vec<String>, ClusterError> {
-        let netns = match self.node_side()? {
-            NodeSide::Netns(netns) => netns,
-            NodeSide::Kube(c) => return c.pod_network_leases(node).await,
-        };
-        let dir = netns
-            .run_dir
-            .join("nodes")
-            .join(node)
-            .join("cni/networks")
-            .join(super::netns::pod::POD_NETWORK);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            // No lease was ever taken on this node.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(node_error(node, &format!("reading {}", dir.display()), e)),
-        };
-        // host-local keeps one file per leased address, named by it, next to its
-        // `lock` and `last_reserved_ip.*` files.
-        Ok(entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| name.parse::<std::net::IpAddr>().is_ok())
-            .collect())
+        self.ovs()?.ovs_ports(node, bridge).await
     }
 
     /// The ports pods hold on OVS bridge `bridge` of `node`: every port but the
@@ -326,90 +294,131 @@ impl AnyCluster {
         node: &str,
         bridge: &str,
     ) -> Result<Vec<String>, ClusterError> {
-        let ports = self.ovs_ports(node, bridge).await?;
+        let ovs = self.ovs()?;
+        let ports = ovs.ovs_ports(node, bridge).await?;
         Ok(ports
             .into_iter()
-            .filter(|p| p != super::netns::ovs::UPLINK)
+            .filter(|p| p != ovs.uplink_port())
             .collect())
+    }
+
+    /// Why the device plugin did not come up, if it did not (DevicePluginConfig).
+    pub async fn device_plugin_failure(&self) -> Result<Option<String>, ClusterError> {
+        self.inner
+            .device_plugin_config()
+            .ok_or_else(|| self.lacks(Capability::DevicePluginConfig))?
+            .device_plugin_failure()
+            .await
+    }
+
+    /// Restarts the kubelet's device manager on `node` (NodeFaults).
+    pub async fn restart_kubelet(&self, node: &str) -> Result<(), ClusterError> {
+        self.node_faults()?.restart_kubelet(node).await
+    }
+
+    /// Takes `node`'s uplink away (deleted) (NodeFaults).
+    pub async fn unplug_uplink(&self, node: &str) -> Result<(), ClusterError> {
+        self.node_faults()?.unplug_uplink(node).await
+    }
+
+    /// Gives `node` its uplink back (NodeFaults).
+    pub async fn plug_uplink(&self, node: &str) -> Result<(), ClusterError> {
+        self.node_faults()?.plug_uplink(node).await
+    }
+
+    /// Deletes a pod's network namespace behind the runtime's back (NodeFaults).
+    pub async fn lose_pod_netns(&self, pod: &PodView) -> Result<(), ClusterError> {
+        self.node_faults()?.lose_pod_netns(pod).await
+    }
+
+    /// The device plugin restart (DevicePluginRestart).
+    pub fn device_plugin_restart(&self) -> Result<&dyn DevicePluginRestart, ClusterError> {
+        self.inner
+            .device_plugin_restart()
+            .ok_or_else(|| self.lacks(Capability::DevicePluginRestart))
+    }
+
+    /// Kills the device plugin on `node` and has it back, registering `resource`
+    /// again (DevicePluginRestart).
+    pub async fn restart_device_plugin(
+        &self,
+        node: &str,
+        resource: &str,
+    ) -> Result<(), ClusterError> {
+        self.device_plugin_restart()?
+            .restart_device_plugin(node, resource)
+            .await
+    }
+
+    /// Starts a VM (Vm); the scenarios talk to it through `RunningVm`.
+    pub async fn start_vm(
+        &self,
+        vm: &crate::vm::kubevirt::VirtualMachine,
+        node: Option<&str>,
+        nads: &[crate::objects::NetworkAttachmentDefinition],
+        opts: &crate::vm::VmOptions,
+    ) -> Result<crate::vm::RunningVm, crate::vm::VmError> {
+        let guests = self
+            .guests()
+            .map_err(|source| crate::vm::VmError::LauncherPod {
+                vm: vm.name.clone(),
+                source,
+            })?;
+        guests.start_vm(vm, node, nads, opts).await
+    }
+
+    /// The addresses host-local has leased on `node`'s pod network (NodeAccess).
+    pub async fn pod_network_leases(&self, node: &str) -> Result<Vec<String>, ClusterError> {
+        self.node_access()?.pod_network_leases(node).await
     }
 
     /// Starts capturing the frames matching `filter` on `pod`'s `iface` as the node
     /// sees them; returns once the capture listens (FrameCapture).
-    pub async fn start_capture(
-        &self,
-        pod: &PodView,
-        iface: &str,
-        filter: &str,
-    ) -> Result<FrameCapture, ClusterError> {
-        match self {
-            AnyCluster::Netns(_) => {
-                let ns = self.pod_namespace(pod).await?;
-                FrameCapture::local(&pod.node, &ns, iface, filter).await
-            }
-            AnyCluster::Kube(c) => Ok(FrameCapture::Kube(
-                super::kube::openvswitch::Capture::start(c, pod, iface, filter).await?,
-            )),
-        }
+    pub async fn start_capture<'a>(
+        &'a self,
+        pod: &'a PodView,
+        iface: &'a str,
+        filter: &'a str,
+    ) -> Result<Box<dyn RunningCapture<'a> + 'a>, ClusterError> {
+        self.inner
+            .frame_capture()
+            .ok_or_else(|| self.lacks(Capability::FrameCapture))?
+            .start_capture(pod, iface, filter)
+            .await
     }
 
     /// Whether the node still holds a network namespace for pod `namespace/name`
-    /// (NodeAccess): a pod whose start failed must leave none behind. On a real
-    /// cluster: a ready sandbox that `crictl` lists on the node.
+    /// (NodeAccess): a pod whose start failed must leave none behind.
     pub async fn pod_sandbox_exists(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<bool, ClusterError> {
-        match self.node_side()? {
-            NodeSide::Netns(netns) => Ok(netns.pod_netns(namespace, name).await.is_some()),
-            NodeSide::Kube(c) => c.pod_sandbox_exists(namespace, name).await,
-        }
+        self.node_access()?
+            .pod_sandbox_exists(namespace, name)
+            .await
     }
-}
-
-/// Where node-side reads go.
-enum NodeSide<'a> {
-    Netns(&'a NetnsCluster),
-    Kube(&'a KubeCluster),
-}
-
-fn node_error(node: &str, what: &str, e: impl std::fmt::Display) -> ClusterError {
-    ClusterError::Node {
-        node: node.to_string(),
-        what: what.to_string(),
-        message: e.to_string(),
-    }
-}
-
-/// Calls the same method on whichever provider it is.
-macro_rules! each {
-    ($self:ident, $c:ident => $e:expr) => {
-        match $self {
-            AnyCluster::Netns($c) => $e,
-            AnyCluster::Kube($c) => $e,
-        }
-    };
 }
 
 impl Cluster for AnyCluster {
     fn provider(&self) -> &str {
-        each!(self, c => c.provider())
+        self.inner.provider()
     }
 
     fn nodes(&self) -> Vec<String> {
-        each!(self, c => c.nodes())
+        self.inner.nodes()
     }
 
     async fn apply(&self, objects: Vec<Object>) -> Result<(), ClusterError> {
-        each!(self, c => c.apply(objects).await)
+        self.inner.apply(objects).await
     }
 
     async fn create_pod(&self, pod: Pod) -> Result<PodView, ClusterError> {
-        each!(self, c => c.create_pod(pod).await)
+        self.inner.create_pod(pod).await
     }
 
     async fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
-        each!(self, c => c.delete_pod(namespace, name).await)
+        self.inner.delete_pod(namespace, name).await
     }
 
     async fn exec(
@@ -418,14 +427,14 @@ impl Cluster for AnyCluster {
         pod: &str,
         argv: &[&str],
     ) -> Result<ExecOutput, ClusterError> {
-        each!(self, c => c.exec(namespace, pod, argv).await)
+        self.inner.exec(namespace, pod, argv).await
     }
 
     async fn node_resources(&self, node: &str) -> Result<NodeResources, ClusterError> {
-        each!(self, c => c.node_resources(node).await)
+        self.inner.node_resources(node).await
     }
 
     async fn diagnostics(&self) -> String {
-        each!(self, c => c.diagnostics().await)
+        self.inner.diagnostics().await
     }
 }

@@ -1,6 +1,7 @@
-//! What a provider can do beyond the `Cluster` contract, and which providers there
-//! are. A scenario names the capabilities it needs; the runner skips it, naming the
-//! missing one, on a provider that does not offer it. No scenario names a provider.
+//! What a provider can do beyond the `Cluster` contract, as the scenarios declare
+//! it: a scenario names the capabilities it needs; the runner skips it, naming the
+//! missing one, on a provider whose `Offer` lacks it. No scenario names a provider.
+//! A running cluster has the matching abilities (`cluster::ability`).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -102,87 +103,19 @@ impl fmt::Display for Capability {
     }
 }
 
-/// Where the scenarios run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Provider {
-    /// A fresh cluster of Linux network namespaces per scenario, made by secnet.
-    #[default]
-    Netns,
-    /// A kind cluster made (or reused) for the run.
-    Kind,
-    /// The cluster a kubeconfig points at (never created or deleted by secnet).
-    Existing,
-}
-
-impl Provider {
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::Netns => "netns",
-            Provider::Kind => "kind",
-            Provider::Existing => "existing",
-        }
-    }
-
-    /// Parses a `--cluster` value, naming the known ones when it is none of them.
-    pub fn parse(s: &str) -> Result<Provider, UnknownProvider> {
-        match s {
-            "netns" => Ok(Provider::Netns),
-            "kind" => Ok(Provider::Kind),
-            "existing" => Ok(Provider::Existing),
-            other => Err(UnknownProvider(other.to_string())),
-        }
-    }
-
-    /// Whether secnet runs the nodes on this machine (and so the plugins, the
-    /// kubelet double and every program a scenario uses).
-    pub fn is_local(self) -> bool {
-        self == Provider::Netns
-    }
-
-    /// What the provider offers, apart from programs (see `offers`).
-    pub fn capabilities(self) -> BTreeSet<Capability> {
-        use Capability::*;
-        match self {
-            Provider::Netns => [
-                NodeAccess,
-                NodeFaults,
-                DevicePluginRestart,
-                DevicePluginConfig,
-                Ovs,
-                FrameCapture,
-                Dhcp,
-                Vm,
-                PluginExec,
-            ]
-            .into_iter()
-            .collect(),
-            // Node access through short-lived privileged probe pods (`kubectl debug
-            // node`'s way); the device plugin's pod is deleted and the DaemonSet
-            // makes a new one.
-            Provider::Kind | Provider::Existing => {
-                [NodeAccess, DevicePluginRestart].into_iter().collect()
-            }
-        }
-    }
-
-    /// Whether the provider offers `cap`. Programs are looked up on this machine's
-    /// PATH for the local provider; a real cluster's nodes run nothing of ours.
-    pub fn offers(self, cap: Capability) -> bool {
-        Offer::new(self).offers(cap)
-    }
-
-    /// The first of `needs` this provider lacks (see `Offer::missing`).
-    pub fn missing(self, needs: &[Capability]) -> Option<Capability> {
-        Offer::new(self).missing(needs)
-    }
-}
-
-/// What one run's cluster offers: its provider's own capabilities, plus those the run
+/// What one run's cluster offers: the provider's own capabilities, plus those the run
 /// brings (component sets it deploys, such as Open vSwitch or KubeVirt) or an
-/// inventory declares preinstalled. Scenarios are selected against it.
+/// inventory declares preinstalled, less what the cluster's owner withholds.
+/// Scenarios are selected against it before any cluster is up; once one is, its
+/// abilities (`AnyCluster::offers`) answer the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
-    provider: Provider,
+    /// The provider's `--cluster` name, for messages ("the kind cluster").
+    name: String,
+    /// Whether the nodes run on this machine: the programs a capability needs are
+    /// then looked up on its PATH (a real cluster's nodes run their own).
+    nodes_here: bool,
+    own: BTreeSet<Capability>,
     extra: BTreeSet<Capability>,
     /// What the cluster's owner does not allow, although the provider could
     /// (an inventory's `nodeAccess: none`).
@@ -190,10 +123,16 @@ pub struct Offer {
 }
 
 impl Offer {
-    /// The provider's own capabilities, nothing more.
-    pub fn new(provider: Provider) -> Offer {
+    /// A provider's own capabilities, nothing more.
+    pub fn new(
+        name: impl Into<String>,
+        nodes_here: bool,
+        own: impl IntoIterator<Item = Capability>,
+    ) -> Offer {
         Offer {
-            provider,
+            name: name.into(),
+            nodes_here,
+            own: own.into_iter().collect(),
             extra: BTreeSet::new(),
             withheld: BTreeSet::new(),
         }
@@ -211,13 +150,20 @@ impl Offer {
         self
     }
 
-    pub fn provider(&self) -> Provider {
-        self.provider
+    /// The provider's `--cluster` name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the nodes (and so the plugins and every program a scenario uses)
+    /// run on this machine.
+    pub fn nodes_here(&self) -> bool {
+        self.nodes_here
     }
 
     /// Everything offered apart from programs.
     pub fn capabilities(&self) -> BTreeSet<Capability> {
-        let mut all = self.provider.capabilities();
+        let mut all = self.own.clone();
         all.extend(self.extra.iter().copied());
         all.retain(|c| !self.withheld.contains(c));
         all
@@ -227,11 +173,11 @@ impl Offer {
         self.missing(&[cap]).is_none()
     }
 
-    /// The first of `needs` this cluster lacks; for the local provider a
+    /// The first of `needs` this cluster lacks; where the nodes run here a
     /// capability whose programs are not installed is reported as the program.
     pub fn missing(&self, needs: &[Capability]) -> Option<Capability> {
-        let local = self.provider.is_local();
-        let has_program = |p: &str| local && crate::prereq::find_program(p).is_some();
+        let here = self.nodes_here;
+        let has_program = |p: &str| here && crate::prereq::find_program(p).is_some();
         let caps = self.capabilities();
         for cap in needs {
             match cap {
@@ -239,7 +185,7 @@ impl Offer {
                 Capability::Program(_) => {}
                 other if !caps.contains(other) => return Some(*other),
                 // A real cluster's nodes run their own programs.
-                _ if !local => {}
+                _ if !here => {}
                 other => {
                     if let Some(p) = other.programs().iter().copied().find(|p| !has_program(p)) {
                         return Some(Capability::Program(p));
@@ -253,87 +199,42 @@ impl Offer {
 
 impl fmt::Display for Offer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.provider, f)
+        f.write_str(&self.name)
     }
 }
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("unknown cluster provider \"{0}\"; use --cluster netns, kind or existing")]
-pub struct UnknownProvider(pub String);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn netns_offers_everything_a_real_cluster_does() {
-        for cap in Provider::Kind.capabilities() {
-            assert!(Provider::Netns.offers(cap), "{cap}");
-        }
-        assert_eq!(
-            Provider::Kind.capabilities(),
-            Provider::Existing.capabilities()
-        );
+    fn local() -> Offer {
+        Offer::new("netns", true, [Capability::Ovs])
+    }
+
+    fn real() -> Offer {
+        Offer::new("kind", false, [Capability::DevicePluginRestart])
     }
 
     #[test]
-    fn programs_are_looked_up_only_for_the_local_provider() {
-        assert!(Provider::Netns.offers(Capability::Program("sh")));
-        assert!(!Provider::Netns.offers(Capability::Program("secnet-no-such-program")));
-        assert!(!Provider::Kind.offers(Capability::Program("sh")));
+    fn programs_are_looked_up_only_where_the_nodes_run_here() {
+        assert!(local().offers(Capability::Program("sh")));
+        assert!(!local().offers(Capability::Program("secnet-no-such-program")));
+        assert!(!real().offers(Capability::Program("sh")));
         assert_eq!(
-            Provider::Kind.missing(&[Capability::DevicePluginRestart, Capability::Ovs]),
+            real().missing(&[Capability::DevicePluginRestart, Capability::Ovs]),
             Some(Capability::Ovs)
         );
     }
 
     #[test]
     fn a_run_adds_what_it_deploys_and_programs_stay_on_the_nodes() {
-        let kind = Offer::new(Provider::Kind);
-        assert_eq!(kind.missing(&[Capability::Ovs]), Some(Capability::Ovs));
-        let with_ovs = kind.with([Capability::Ovs]);
+        assert_eq!(real().missing(&[Capability::Ovs]), Some(Capability::Ovs));
+        let with_ovs = real().with([Capability::Ovs]);
         // The nodes run Open vSwitch; this machine need not have it.
         assert_eq!(with_ovs.missing(&[Capability::Ovs]), None);
         assert!(!with_ovs.offers(Capability::Program("sh")));
-        assert_eq!(
-            Offer::new(Provider::Netns).capabilities(),
-            Provider::Netns.capabilities()
-        );
-    }
-
-    #[test]
-    fn real_clusters_have_node_access_unless_the_owner_withholds_it() {
-        for p in [Provider::Kind, Provider::Existing] {
-            assert!(p.offers(Capability::NodeAccess), "{p}");
-            // Faults stay where secnet owns the nodes.
-            assert!(!p.offers(Capability::NodeFaults), "{p}");
-        }
-        let none = Offer::new(Provider::Existing)
-            .with([Capability::Ovs])
-            .without([Capability::NodeAccess]);
-        assert_eq!(
-            none.missing(&[Capability::Ovs, Capability::NodeAccess]),
-            Some(Capability::NodeAccess)
-        );
+        let none = with_ovs.without([Capability::Ovs]);
+        assert_eq!(none.missing(&[Capability::Ovs]), Some(Capability::Ovs));
         assert!(none.offers(Capability::DevicePluginRestart));
-    }
-
-    #[test]
-    fn providers_parse_by_name() {
-        for p in [Provider::Netns, Provider::Kind, Provider::Existing] {
-            assert_eq!(Provider::parse(p.name()).unwrap(), p);
-        }
-        assert!(
-            Provider::parse("minikube")
-                .unwrap_err()
-                .to_string()
-                .contains("netns, kind or existing")
-        );
     }
 }

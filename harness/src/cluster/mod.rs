@@ -2,15 +2,19 @@
 //! The netns provider is the built-in one; the kube providers implement the same
 //! trait against a real API server.
 
+pub mod ability;
 pub mod any;
 pub mod capability;
-pub mod capture;
 pub mod kube;
 pub mod netns;
 pub mod probe;
+pub mod provider;
+pub mod wait;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+
+use futures::future::BoxFuture;
 
 use crate::objects::{Object, Pod};
 
@@ -51,6 +55,12 @@ pub enum ClusterError {
         provider: String,
         capability: capability::Capability,
     },
+    /// A scenario asked for secnet's own nodes (a topology, node namespaces) on a
+    /// cluster whose nodes are not.
+    #[error(
+        "the {provider} cluster's nodes are not made by secnet on this machine: it has no topology and no node namespaces (ask `local_topology()` first)"
+    )]
+    NotLocal { provider: String },
     #[error("on node {node}: {what} failed: {message}")]
     Node {
         node: String,
@@ -120,6 +130,76 @@ pub trait Cluster: Send + Sync {
     fn diagnostics(&self) -> impl Future<Output = String> + Send;
 }
 
+/// The `Cluster` contract in object-safe form, for every `Cluster`.
+pub trait DynCluster: Send + Sync {
+    fn provider(&self) -> &str;
+    fn nodes(&self) -> Vec<String>;
+    fn apply(&self, objects: Vec<Object>) -> BoxFuture<'_, Result<(), ClusterError>>;
+    fn create_pod(&self, pod: Pod) -> BoxFuture<'_, Result<PodView, ClusterError>>;
+    fn delete_pod<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+    fn exec<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        argv: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<ExecOutput, ClusterError>>;
+    fn node_resources<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> BoxFuture<'a, Result<NodeResources, ClusterError>>;
+    fn diagnostics(&self) -> BoxFuture<'_, String>;
+}
+
+impl<C: Cluster> DynCluster for C {
+    fn provider(&self) -> &str {
+        Cluster::provider(self)
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        Cluster::nodes(self)
+    }
+
+    fn apply(&self, objects: Vec<Object>) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(Cluster::apply(self, objects))
+    }
+
+    fn create_pod(&self, pod: Pod) -> BoxFuture<'_, Result<PodView, ClusterError>> {
+        Box::pin(Cluster::create_pod(self, pod))
+    }
+
+    fn delete_pod<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(Cluster::delete_pod(self, namespace, name))
+    }
+
+    fn exec<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        argv: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<ExecOutput, ClusterError>> {
+        Box::pin(Cluster::exec(self, namespace, pod, argv))
+    }
+
+    fn node_resources<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> BoxFuture<'a, Result<NodeResources, ClusterError>> {
+        Box::pin(Cluster::node_resources(self, node))
+    }
+
+    fn diagnostics(&self) -> BoxFuture<'_, String> {
+        Box::pin(Cluster::diagnostics(self))
+    }
+}
+
 /// Polls `node`'s resources until `resource` shows `allocatable`: every 10 ms at
 /// first, backing off to every 250 ms (a real API server is not hammered).
 pub async fn wait_allocatable<C: Cluster>(
@@ -129,22 +209,15 @@ pub async fn wait_allocatable<C: Cluster>(
     allocatable: u64,
     timeout: std::time::Duration,
 ) -> Result<(), ClusterError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut pause = std::time::Duration::from_millis(10);
-    loop {
+    let what = format!("node {node}'s {resource} allocatable to be {allocatable}");
+    wait::until(what, timeout, wait::Pace::QUICK, || async {
         let resources = cluster.node_resources(node).await?;
         let seen = resources.allocatable.get(resource).copied();
-        if seen == Some(allocatable) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ClusterError::Timeout {
-                what: format!("node {node}'s {resource} allocatable to be {allocatable}"),
-                seconds: timeout.as_secs(),
-                state: format!("allocatable {seen:?}"),
-            });
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_millis(250));
-    }
+        Ok(if seen == Some(allocatable) {
+            wait::Seen::Ready(())
+        } else {
+            wait::Seen::NotYet(format!("allocatable {seen:?}"))
+        })
+    })
+    .await
 }

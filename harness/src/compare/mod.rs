@@ -6,6 +6,7 @@
 pub mod render;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use crate::conform::{self, ConformError, Options, Position};
 use crate::report::{ScenarioReport, Status, WriteError};
 use crate::scenario;
+use crate::scenario::provider::ClusterProvider;
 
 /// One implementation's outcome of one scenario.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +128,10 @@ impl Comparison {
 /// Runs the scenarios `a` selects on A, then on B, one scenario at a time. `a` and
 /// `b` differ only in their implementation.
 pub async fn run(a: &Options, b: &Options) -> Result<Comparison, ConformError> {
-    if a.cluster != "netns" {
+    // Both implementations run side by side on this machine's nodes.
+    let (provider_a, provider_b): (Arc<dyn ClusterProvider>, Arc<dyn ClusterProvider>) =
+        (Arc::from(a.provider()), Arc::from(b.provider()));
+    if !provider_a.offer().nodes_here() {
         return Err(ConformError::CompareNeedsNetns);
     }
     let all = scenario::all();
@@ -144,12 +149,15 @@ pub async fn run(a: &Options, b: &Options) -> Result<Comparison, ConformError> {
     let mut rows = Vec::new();
     for (i, s) in selected.into_iter().enumerate() {
         let mut sides = Vec::new();
-        for (side, ctx) in [("A", &mut ctx_a), ("B", &mut ctx_b)] {
+        for (side, ctx, provider) in [
+            ("A", &mut ctx_a, &provider_a),
+            ("B", &mut ctx_b, &provider_b),
+        ] {
             let at = Position {
                 tag: format!("{:>2}/{total} {side}", i + 1),
                 scope: format!("{}{}", side.to_lowercase(), i + 1),
             };
-            sides.push(conform::run_scenario(&run_id, ctx, s, &at).await?);
+            sides.push(conform::run_scenario(&run_id, ctx, provider, s, &at).await?);
         }
         let b_side = sides.pop().expect("two sides");
         let a_side = sides.pop().expect("two sides");

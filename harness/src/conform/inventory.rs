@@ -195,7 +195,6 @@ mod tests {
 
     #[test]
     fn node_access_none_takes_node_access_from_the_offer() {
-        use crate::cluster::capability::{Offer, Provider};
         let inv = Inventory::parse("nodeAccess: probe-pods\n", "inv.yaml").unwrap();
         assert_eq!(inv.node_access, NodeAccessMode::ProbePods);
         assert_eq!(Inventory::parse("kvm: false\n", "inv.yaml").unwrap(), inv);
@@ -203,7 +202,8 @@ mod tests {
         let mut real = RealOptions::default();
         none.apply_to(&mut real);
         assert_eq!(real.withheld, [Capability::NodeAccess].into());
-        let offer = Offer::new(Provider::Existing).without(real.withheld.iter().copied());
+        let offer =
+            crate::cluster::kube::base_offer("existing").without(real.withheld.iter().copied());
         assert!(!offer.offers(Capability::NodeAccess));
         let err = Inventory::parse("nodeAccess: ssh\n", "inv.yaml")
             .unwrap_err()

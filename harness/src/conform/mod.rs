@@ -4,21 +4,26 @@
 
 pub mod implementation;
 pub mod inventory;
+pub mod netns;
 pub mod plan;
+pub mod provider;
 pub mod real;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 
 use crate::cluster::netns::topology::Topology;
+use crate::cluster::provider::Provider;
 use crate::report::{Report, ScenarioReport, Status};
+use crate::scenario::provider::{ClusterProvider, ProviderError};
 use crate::scenario::{self, Ctx, Outcome};
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub cluster: String,
+    pub cluster: Provider,
     /// The plugins under test (CNIs and the device plugin command).
     pub implementation: implementation::Resolved,
     pub reference_bin_dir: PathBuf,
@@ -46,8 +51,8 @@ pub struct Options {
 pub enum ConformError {
     #[error("interrupted by {0}")]
     Interrupted(&'static str),
-    #[error("unknown cluster provider \"{0}\"; use --cluster netns, kind or existing")]
-    UnknownCluster(String),
+    #[error(transparent)]
+    Provider(ProviderError),
     #[error(transparent)]
     Real(#[from] real::RealError),
     #[error(transparent)]
@@ -57,7 +62,7 @@ pub enum ConformError {
     )]
     InterruptedUp {
         signal: &'static str,
-        cluster: String,
+        cluster: Provider,
         run_id: String,
     },
     #[error("a scenario's task failed: {0}")]
@@ -91,33 +96,27 @@ pub enum ConformError {
 }
 
 impl Options {
-    /// The provider `--cluster` names (unknown names are refused by `preflight`).
-    pub fn provider(&self) -> scenario::Provider {
-        scenario::Provider::parse(&self.cluster).unwrap_or_default()
+    /// The provider `--cluster` names, set up with these options.
+    pub fn provider(&self) -> Box<dyn ClusterProvider> {
+        provider::for_run(self)
     }
 
     /// What the run's cluster will offer: the provider's capabilities plus what the
-    /// run deploys or the inventory declares (see `real::offer`).
+    /// run deploys or the inventory declares.
     pub fn offer(&self) -> scenario::Offer {
-        real::offer(self)
+        self.provider().offer()
     }
 
     /// How many scenarios run at once.
     pub fn effective_jobs(&self) -> usize {
-        if !self.provider().is_local() {
-            return 1;
-        }
-        match self.jobs {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
+        self.provider().jobs(self.jobs)
     }
 
     /// The bundled implementations on the built-in default topology: what
     /// `secnet conform` runs with no arguments.
     pub fn bundled() -> Options {
         Options {
-            cluster: "netns".into(),
+            cluster: Provider::Netns,
             implementation: implementation::Resolved::bundled(),
             reference_bin_dir: "/usr/lib/cni".into(),
             topology: Topology::parse(crate::cluster::netns::topology::DEFAULT, "built-in default")
@@ -143,25 +142,36 @@ pub async fn run_one(opts: &Options, name: &str) -> Outcome {
         .iter()
         .find(|s| s.name == name)
         .ok_or_else(|| scenario::Failure::msg(format!("no scenario named {name:?}")))?;
-    if let Some(why) = s.unsupported_on(&opts.offer()) {
+    let provider: Arc<dyn ClusterProvider> = Arc::from(opts.provider());
+    if let Some(why) = s.unsupported_on(&provider.offer()) {
         return scenario::fail(format!("{name}: {why}"));
     }
-    let mut ctx = context(opts, &crate::lab::new_run_id());
+    let run_id = crate::lab::new_run_id();
+    provider
+        .start(&run_id)
+        .await
+        .map_err(|e| scenario::Failure::msg(format!("the cluster did not come up: {e}")))?;
+    let mut ctx = context(opts, &run_id);
     ctx.scope = "s1".into();
     let work_dir = ctx.work_dir.clone();
-    let (outcome, _) = run_guarded(s, ctx).await;
+    let (outcome, _) = run_guarded(s, ctx, provider.clone()).await;
+    let failed = outcome.is_err();
+    for note in provider.stop(failed, opts.keep).await {
+        eprintln!("secnet conform: {note}");
+    }
     let _ = std::fs::remove_dir_all(&work_dir);
     outcome
 }
 
-/// Runs `s` through the runner in `ctx`, a panic failing it alone, then (on the
-/// local provider) the leak check. Returns the outcome and what was observed.
+/// Runs `s` through the runner in `ctx`, a panic failing it alone, then the
+/// provider's leak check. Returns the outcome and what was observed.
 async fn run_guarded(
     s: &'static scenario::Scenario,
     ctx: Ctx,
+    provider: Arc<dyn ClusterProvider>,
 ) -> (Outcome, crate::observe::Observations) {
     use futures::FutureExt;
-    let outcome = std::panic::AssertUnwindSafe(scenario::runner::run(s, &ctx))
+    let outcome = std::panic::AssertUnwindSafe(scenario::runner::run(s, &ctx, &*provider))
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| {
@@ -172,15 +182,10 @@ async fn run_guarded(
                 .unwrap_or_default();
             scenario::fail(format!("scenario panicked: {what}"))
         });
-    // A real cluster's leftovers are its scope's objects: finish_kube checks those.
-    let outcome = if ctx.provider().is_local() {
-        let c = ctx.clone();
-        tokio::task::spawn_blocking(move || check_leaks(&c, outcome))
-            .await
-            .unwrap_or_else(|e| scenario::fail(format!("the leak check panicked: {e}")))
-    } else {
-        outcome
-    };
+    let c = ctx.clone();
+    let outcome = tokio::task::spawn_blocking(move || provider.leaks(&c, outcome))
+        .await
+        .unwrap_or_else(|e| scenario::fail(format!("the leak check panicked: {e}")));
     (outcome, ctx.observed.take())
 }
 
@@ -211,7 +216,6 @@ pub(crate) fn context_named(opts: &Options, run_id: &str, links: &str) -> Ctx {
         fixtures_dir: opts.fixtures_dir.clone(),
         work_dir,
         observed: Default::default(),
-        target: Default::default(),
     }
 }
 
@@ -229,57 +233,11 @@ fn scratch_dir(run_id: &str) -> PathBuf {
         })
 }
 
-/// After a scenario (passed or failed, unless kept): anything of it still there once
-/// the kernel has had its time to release what was deleted (bounded) is a leak,
-/// which fails the scenario and is swept so that later scenarios start clean.
-fn check_leaks(ctx: &Ctx, outcome: Outcome) -> Outcome {
-    if ctx.keep && outcome.is_err() {
-        return outcome;
-    }
-    let prefix = format!("{}-{}", ctx.run_id, ctx.scope);
-    let dash = format!("{prefix}-");
-    let ours = |n: &str| n == prefix || n.starts_with(&dash);
-    let found = match crate::clean::wait_gone(ours, crate::lab::RELEASE_TIMEOUT) {
-        Ok(()) => return outcome,
-        Err(f) => f,
-    };
-    let leaked = format!("leaked after the scenario: {}", found.describe());
-    let swept = match crate::clean::clean_found(found) {
-        Ok(_) => match crate::clean::wait_gone(ours, crate::lab::RELEASE_TIMEOUT) {
-            Ok(()) => String::new(),
-            Err(left) => format!("; still there after the sweep: {}", left.describe()),
-        },
-        Err(e) => format!("; the sweep failed: {e}"),
-    };
-    match outcome {
-        Ok(()) => scenario::fail(format!("{leaked}{swept}")),
-        Err(f) => Err(f.with_line(format!("{leaked}{swept}"))),
-    }
-}
-
 pub(crate) fn preflight(opts: &Options) -> Result<(), ConformError> {
     if !opts.fixtures_dir.join("seed").is_dir() {
         return Err(ConformError::MissingFixtures(opts.fixtures_dir.clone()));
     }
-    match opts.cluster.as_str() {
-        "netns" => {}
-        // The cluster runs the plugins: nothing local to check beyond the fixtures.
-        "kind" | "existing" => return Ok(()),
-        other => return Err(ConformError::UnknownCluster(other.to_string())),
-    }
-    if !crate::prereq::is_root() {
-        return Err(ConformError::NotRoot);
-    }
-    // At least one CNI under test: a wrong directory fails here, not 30 times.
-    if implementation::CNIS
-        .iter()
-        .all(|name| opts.implementation.cni(name).0.is_none())
-    {
-        return Err(ConformError::MissingPlugin(
-            opts.implementation.cni_bin_dir.clone(),
-        ));
-    }
-    Ok(())
+    opts.provider().preflight().map_err(ConformError::Provider)
 }
 
 /// The scenarios the backend and label filters select, or an error listing the
@@ -325,40 +283,13 @@ pub(crate) fn select(
     Ok(selected)
 }
 
-/// `--dry-run`: the plan of a kind/existing run (commands, manifests, scenarios).
+/// `--dry-run`: the plan of a run (netns: nodes, implementation, scenarios;
+/// kind/existing: commands, manifests, scenarios).
 pub fn dry_run(opts: &Options) -> Result<String, ConformError> {
-    if opts.provider().is_local() {
-        return Ok(netns_plan(opts, &select(opts, scenario::all())?));
-    }
-    preflight(opts)?;
     let selected = select(opts, scenario::all())?;
-    Ok(plan::plan(opts, &crate::lab::new_run_id(), &selected)?)
-}
-
-/// The plan of a netns run: what it would build and run, without root.
-fn netns_plan(opts: &Options, selected: &[&scenario::Scenario]) -> String {
-    let mut plan = String::from("# secnet conform --cluster netns: the plan (nothing was run)\n\n");
-    plan.push_str(
-        "Each scenario gets its own cluster of network namespaces named sn<run id>-s<n>-<node>, torn down after it:\n  fabric bridge with the gateway and DHCP of the topology; nodes:",
-    );
-    for node in &opts.topology.nodes {
-        plan.push_str(&format!(" {} (uplink {})", node.name, node.uplink));
-    }
-    plan.push_str(&format!(
-        "\n\nUnder test: {}\nReference plugins: {}\nFixtures: {}\n\nScenarios ({}):\n",
-        opts.implementation.summary(),
-        opts.reference_bin_dir.display(),
-        opts.fixtures_dir.display(),
-        selected.len()
-    ));
-    for s in selected {
-        plan.push_str(&format!(
-            "  {}  [{}]\n",
-            s.name,
-            s.selection_labels().join(", ")
-        ));
-    }
-    plan
+    opts.provider()
+        .plan(&crate::lab::new_run_id(), &selected)
+        .map_err(ConformError::Provider)
 }
 
 /// `--list`: the selected scenarios with their labels (a table, or JSON), and
@@ -378,7 +309,7 @@ pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
                     "workload": s.workload,
                     "labels": s.labels,
                     "needs": s.needs.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-                    "portable": s.portable_on(&scenario::Offer::new(scenario::Provider::Kind)),
+                    "portable": s.portable_on(&crate::cluster::kube::base_offer("kind")),
                     "runnable": s.portable_on(&offer),
                 })
             })
@@ -418,10 +349,10 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     let selected = select(opts, all)?;
     preflight(opts)?;
     let run_id = crate::lab::new_run_id();
-    let offer = opts.offer();
-    let provider = offer.provider();
+    let provider: Arc<dyn ClusterProvider> = Arc::from(opts.provider());
+    let offer = provider.offer();
     let runnable = selected.iter().filter(|s| s.portable_on(&offer)).count();
-    let jobs = opts.effective_jobs();
+    let jobs = provider.jobs(opts.jobs);
     let count = if runnable == selected.len() {
         format!("{} scenario(s)", selected.len())
     } else {
@@ -430,35 +361,25 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
             selected.len()
         )
     };
-    eprintln!("secnet conform: run {run_id} on the {provider} cluster, {count}, {jobs} at a time");
-    if provider.is_local() {
-        eprintln!(
-            "secnet conform: under test: {}",
-            opts.implementation.summary()
-        );
+    eprintln!("secnet conform: run {run_id} on the {offer} cluster, {count}, {jobs} at a time");
+    if let Some(under_test) = provider.under_test() {
+        eprintln!("secnet conform: under test: {under_test}");
     }
     let ctx = context(opts, &run_id);
     let started = Instant::now();
-    let real = if provider.is_local() {
-        None
-    } else {
-        let up = tokio::select! {
-            up = real::RealCluster::up(opts, &run_id) => up.map_err(ConformError::from),
-            signal = interrupted() => Err(ConformError::InterruptedUp {
-                signal,
-                cluster: opts.cluster.clone(),
-                run_id: run_id.clone(),
-            }),
-        };
-        match up {
-            Ok(rc) => Some(rc),
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&ctx.work_dir);
-                return Err(e);
-            }
-        }
+    let up = tokio::select! {
+        up = provider.start(&run_id) => up.map_err(ConformError::Provider),
+        signal = interrupted() => Err(ConformError::InterruptedUp {
+            signal,
+            cluster: opts.cluster,
+            run_id: run_id.clone(),
+        }),
     };
-    run_selected(opts, &run_id, ctx, selected, real, started).await
+    if let Err(e) = up {
+        let _ = std::fs::remove_dir_all(&ctx.work_dir);
+        return Err(e);
+    }
+    run_selected(opts, &run_id, ctx, selected, provider, started).await
 }
 
 /// Runs `selected`, up to `--jobs` at once, each in its own scope (`s<n>`) and on
@@ -467,16 +388,14 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
 async fn run_selected(
     opts: &Options,
     run_id: &str,
-    mut ctx: Ctx,
+    ctx: Ctx,
     selected: Vec<&'static scenario::Scenario>,
-    real: Option<real::RealCluster>,
+    provider: Arc<dyn ClusterProvider>,
     started: Instant,
 ) -> Result<Report, ConformError> {
-    if let Some(rc) = &real {
-        ctx.target = rc.target();
-    }
+    let offer = provider.offer();
     let total = selected.len();
-    let jobs = opts.effective_jobs().max(1);
+    let jobs = provider.jobs(opts.jobs).max(1);
     let progress = Progress::new();
     let mut reports: Vec<Option<ScenarioReport>> = (0..total).map(|_| None).collect();
     // Heaviest first (stable): the light ones fill the gaps at the end. Reports stay
@@ -499,7 +418,7 @@ async fn run_selected(
             let why_not = if opts.fail_fast && any_failed {
                 Some("not run: --fail-fast and an earlier scenario failed".to_string())
             } else {
-                why_not_run(s, &ctx)
+                why_not_run(s, &ctx, &offer)
             };
             if let Some(why) = why_not {
                 progress.line(&skip_line(&at.tag, &s.name, &why));
@@ -510,9 +429,10 @@ async fn run_selected(
             c.scope = at.scope.clone();
             c.observed = Default::default();
             let spinner = progress.start(&at.tag, &s.name);
+            let p = provider.clone();
             running.spawn(async move {
                 let t = Instant::now();
-                let (outcome, observed) = run_guarded(s, c).await;
+                let (outcome, observed) = run_guarded(s, c, p).await;
                 spinner.finish_and_clear();
                 (
                     i,
@@ -539,64 +459,46 @@ async fn run_selected(
                 running.abort_all();
                 while running.join_next().await.is_some() {}
                 progress.clear();
-                stop_run(run_id, signal, real, &ctx).await;
+                stop_run(run_id, signal, &*provider, &ctx).await;
                 return Err(ConformError::Interrupted(signal));
             }
         }
     }
     let reports: Vec<ScenarioReport> = reports.into_iter().flatten().collect();
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
-    if let Some(rc) = real {
-        let failed = reports.iter().any(|r| r.status == Status::Failed);
-        for note in rc.down(failed, opts.keep).await {
-            eprintln!("secnet conform: {note}");
-        }
+    let failed = reports.iter().any(|r| r.status == Status::Failed);
+    for note in provider.stop(failed, opts.keep).await {
+        eprintln!("secnet conform: {note}");
     }
-    let implementation = if opts.provider().is_local() {
-        let mut described = opts.implementation.describe();
-        described["run_id"] = json!(run_id);
-        described["reference_bin_dir"] = json!(opts.reference_bin_dir.display().to_string());
-        described["macvtap"] = described["plugins"]["macvtap"]["path"].clone();
-        described
-    } else {
-        json!({
-            "run_id": run_id,
-            "image": opts.real.image,
-            "macvtap": if opts.real.upstream_macvtap { crate::cluster::kube::components::UPSTREAM_MACVTAP_IMAGE } else { opts.real.image.as_str() },
-            "components": opts.real.components,
-        })
-    };
     Ok(Report::new(
-        &opts.cluster,
-        implementation,
+        &opts.cluster.to_string(),
+        provider.implementation(run_id),
         reports,
         started.elapsed().as_secs_f64(),
     ))
 }
 
-/// Why `s` is not run in `ctx`: a capability the provider lacks, or a CNI version
-/// the implementation under test does not claim.
-fn why_not_run(s: &scenario::Scenario, ctx: &Ctx) -> Option<String> {
-    let offer = ctx.offer();
+/// Why `s` is not run in `ctx`: a capability the provider's `offer` lacks, or a
+/// CNI version the implementation under test does not claim.
+fn why_not_run(s: &scenario::Scenario, ctx: &Ctx, offer: &scenario::Offer) -> Option<String> {
     if let Some(missing) = offer.missing(&s.needs) {
         // Under CI a program missing on this machine (named, or implied by Ovs, Vm,
         // Dhcp) fails the scenario instead of skipping it.
         let program_missing =
-            offer.provider().is_local() && matches!(missing, scenario::Capability::Program(_));
+            offer.nodes_here() && matches!(missing, scenario::Capability::Program(_));
         if !(program_missing && crate::prereq::in_ci()) {
-            return s.unsupported_on(&offer);
+            return s.unsupported_on(offer);
         }
     }
     s.not_claimed(ctx)
 }
 
-/// Stops an interrupted run: the real cluster down, everything of the run swept.
-async fn stop_run(run_id: &str, signal: &str, real: Option<real::RealCluster>, ctx: &Ctx) {
+/// Stops an interrupted run: what the provider brought up down, everything of the
+/// run swept.
+async fn stop_run(run_id: &str, signal: &str, provider: &dyn ClusterProvider, ctx: &Ctx) {
     eprintln!("secnet conform: {signal}: stopping run {run_id} and removing what it created");
-    if let Some(rc) = real {
-        for note in rc.down(true, false).await {
-            eprintln!("secnet conform: {note}");
-        }
+    for note in provider.stop(true, false).await {
+        eprintln!("secnet conform: {note}");
     }
     match crate::clean::clean(Some(run_id)) {
         Ok(c) => eprintln!(
@@ -701,11 +603,12 @@ pub(crate) struct Position {
 pub(crate) async fn run_scenario(
     run_id: &str,
     ctx: &mut Ctx,
+    provider: &Arc<dyn ClusterProvider>,
     s: &'static scenario::Scenario,
     at: &Position,
 ) -> Result<ScenarioReport, ConformError> {
     let progress = Progress::new();
-    if let Some(why) = why_not_run(s, ctx) {
+    if let Some(why) = why_not_run(s, ctx, &provider.offer()) {
         progress.line(&skip_line(&at.tag, &s.name, &why));
         return Ok(skipped(s, &why));
     }
@@ -713,7 +616,7 @@ pub(crate) async fn run_scenario(
     ctx.observed = Default::default();
     let spinner = progress.start(&at.tag, &s.name);
     let t = Instant::now();
-    let task = tokio::spawn(run_guarded(s, ctx.clone()));
+    let task = tokio::spawn(run_guarded(s, ctx.clone(), provider.clone()));
     let abort = task.abort_handle();
     let (outcome, observed) = tokio::select! {
         joined = task => joined.map_err(ConformError::Task)?,
@@ -721,7 +624,7 @@ pub(crate) async fn run_scenario(
             abort.abort();
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             spinner.finish_and_clear();
-            stop_run(run_id, signal, None, ctx).await;
+            stop_run(run_id, signal, &**provider, ctx).await;
             return Err(ConformError::Interrupted(signal));
         }
     };

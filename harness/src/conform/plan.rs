@@ -16,14 +16,15 @@ use crate::cluster::kube::components::{
     self, Component, ComponentError, ComponentSet, Fetcher, Source,
 };
 use crate::cluster::kube::kind::Kind;
+use crate::cluster::provider::Provider;
 use crate::objects::FixtureError;
 use crate::scenario::Scenario;
 
 /// Why the plan cannot be written.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("unknown cluster provider {0:?}")]
-    UnknownProvider(String),
+    #[error("the {0} provider has no real cluster to plan")]
+    NotReal(Provider),
     #[error("cannot read the kind config {}: {source} (--kind-config)", path.display())]
     ReadKindConfig {
         path: PathBuf,
@@ -288,8 +289,8 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
         opts.cluster
     );
     let mut kind = None;
-    match opts.cluster.as_str() {
-        "kind" => {
+    match opts.cluster {
+        Provider::Kind => {
             let k = Kind::new(kind_options(opts, run_id), HostRunner);
             let config = std::fs::read_to_string(&k.opts.config).map_err(|source| {
                 PlanError::ReadKindConfig {
@@ -337,7 +338,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
             pins(w, opts, Some(&k), &sets);
             kind = Some(k);
         }
-        "existing" => {
+        Provider::Existing => {
             let _ = writeln!(
                 w,
                 "## 1. Cluster: existing (never created or deleted by secnet)\n"
@@ -369,7 +370,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
             );
             pins(w, opts, None, &sets);
         }
-        other => return Err(PlanError::UnknownProvider(other.to_string())),
+        Provider::Netns => return Err(PlanError::NotReal(opts.cluster)),
     }
     let dir = opts.fixtures_dir.join("components");
     let cache = CacheOnly(real.manifest_cache.clone());
@@ -510,8 +511,9 @@ mod tests {
     }
 
     fn plan_options(cluster: &str, cache: &std::path::Path) -> Options {
+        use clap::ValueEnum as _;
         let mut opts = Options::bundled();
-        opts.cluster = cluster.into();
+        opts.cluster = Provider::from_str(cluster, false).unwrap();
         opts.real.manifest_cache = cache.to_path_buf();
         opts
     }

@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+
 use super::Options;
+use crate::cluster::any::AnyCluster;
 use crate::cluster::kube::cluster::{Foreign, vms};
 use crate::cluster::kube::command::{Cmd, HostRunner, Runner};
 use crate::cluster::kube::components::{
@@ -20,8 +23,10 @@ use crate::cluster::kube::components::{
 use crate::cluster::kube::existing::{self, ExistingOptions};
 use crate::cluster::kube::kind::{self, Kind, KindOptions};
 use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, openvswitch, sweep};
+use crate::cluster::provider::Provider;
 use crate::cluster::{Cluster, ClusterError};
-use crate::scenario::{Capability, Offer, Target};
+use crate::scenario::provider::{ClusterProvider, ProviderError};
+use crate::scenario::{Capability, Ctx, Deploy, Failure, Offer, Outcome, Scenario};
 
 /// Why a real cluster could not be brought up or made ready.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +35,12 @@ pub enum RealError {
         "kind not found on PATH: install kind (https://kind.sigs.k8s.io) and a container engine, or use --cluster existing"
     )]
     NoKind,
-    #[error("unknown cluster provider {0:?}")]
-    UnknownProvider(String),
+    /// The kube provider was asked for a cluster before the run's was up.
+    #[error("the {0} cluster is not up yet (ClusterProvider::start first)")]
+    NotStarted(Provider),
+    /// Only the factory picks the provider; this one makes no real cluster.
+    #[error("the {0} provider has no real cluster to bring up")]
+    NotReal(Provider),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
     #[error(transparent)]
@@ -172,9 +181,9 @@ fn default_cache() -> PathBuf {
 /// The component sets a run installs when `--components` is not given: on kind (a
 /// throwaway cluster) everything the scenarios use, so that every portable scenario
 /// runs; on an existing (maybe shared) cluster only multus and the macvtap plugins.
-pub fn default_components(cluster: &str) -> Vec<Component> {
+pub fn default_components(cluster: Provider) -> Vec<Component> {
     match cluster {
-        "kind" => vec![
+        Provider::Kind => vec![
             Component::Multus,
             Component::Macvtap,
             Component::Openvswitch,
@@ -188,10 +197,7 @@ pub fn default_components(cluster: &str) -> Vec<Component> {
 /// What the run's cluster offers: the provider's own capabilities, plus those the
 /// component sets bring that the run deploys or the inventory declares preinstalled.
 pub fn offer(opts: &Options) -> Offer {
-    let offer = Offer::new(opts.provider());
-    if opts.provider().is_local() {
-        return offer;
-    }
+    let offer = crate::cluster::kube::base_offer(&opts.cluster.to_string());
     let real = &opts.real;
     let present: Vec<Component> = real
         .components
@@ -337,8 +343,12 @@ pub struct RealCluster {
 }
 
 impl RealCluster {
-    pub fn target(&self) -> Target {
-        Target::Kube(self.cluster.clone())
+    /// A cluster that is up already (not brought up or taken down by this run).
+    pub fn on(cluster: KubeCluster) -> RealCluster {
+        RealCluster {
+            cluster: Arc::new(cluster),
+            kind: None,
+        }
     }
 
     /// Brings the cluster up (kind) or connects (existing), installs the components
@@ -347,8 +357,8 @@ impl RealCluster {
         let real = &opts.real;
         let sets = selected_sets(real);
         let kopts = kube_options(opts, &sets);
-        let (cluster, kind) = match opts.cluster.as_str() {
-            "kind" => {
+        let (cluster, kind) = match opts.cluster {
+            Provider::Kind => {
                 let kind = Kind::new(kind_options(opts, run_id), HostRunner);
                 if crate::prereq::find_program(&kind.opts.kind_bin).is_none() {
                     return Err(RealError::NoKind);
@@ -382,14 +392,14 @@ impl RealCluster {
                     Err(e) => return Err(RealError::from(e).with_notes(kind.down(true))),
                 }
             }
-            "existing" => {
+            Provider::Existing => {
                 let eo = ExistingOptions {
                     kubeconfig: real.kubeconfig.clone(),
                     context: real.context.clone(),
                 };
                 (existing::connect(&eo, run_id, kopts).await?, None)
             }
-            other => return Err(RealError::UnknownProvider(other.to_string())),
+            Provider::Netns => return Err(RealError::NotReal(opts.cluster)),
         };
         let mut cluster = cluster;
         if !real.nodes.is_empty() {
@@ -412,7 +422,7 @@ impl RealCluster {
         self,
         opts: &Options,
         sets: &[ComponentSet],
-        fetcher: &dyn Fetcher,
+        fetcher: &(dyn Fetcher + Sync),
     ) -> Result<RealCluster, RealError> {
         progress(&format!(
             "creating namespace {}",
@@ -432,7 +442,7 @@ impl RealCluster {
         &self,
         opts: &Options,
         sets: &[ComponentSet],
-        fetcher: &dyn Fetcher,
+        fetcher: &(dyn Fetcher + Sync),
     ) -> Result<(), RealError> {
         let dir = opts.fixtures_dir.join("components");
         let mut rendered = Vec::new();
@@ -539,6 +549,122 @@ impl RealCluster {
 }
 
 /// Whether a rendered document is one of the adopted (foreign) objects.
+/// The kind and existing providers of a run: one real cluster for the whole run,
+/// brought up (or connected to) with its components by `start`; each scenario works
+/// on it in its own label scope, one at a time.
+pub struct KubeProvider {
+    opts: Options,
+    running: std::sync::Mutex<Option<RealCluster>>,
+}
+
+impl KubeProvider {
+    pub fn new(opts: &Options) -> KubeProvider {
+        KubeProvider {
+            opts: opts.clone(),
+            running: Default::default(),
+        }
+    }
+
+    /// The provider of a run on `cluster`, which is up already.
+    pub fn on(opts: &Options, cluster: KubeCluster) -> KubeProvider {
+        KubeProvider {
+            opts: opts.clone(),
+            running: std::sync::Mutex::new(Some(RealCluster::on(cluster))),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Option<RealCluster>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClusterProvider for KubeProvider {
+    fn offer(&self) -> Offer {
+        offer(&self.opts)
+    }
+
+    /// The scenarios share the nodes' capacity: one at a time.
+    fn jobs(&self, _asked: usize) -> usize {
+        1
+    }
+
+    /// The cluster runs the plugins: nothing local to check.
+    fn preflight(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    fn plan(&self, run_id: &str, selected: &[&Scenario]) -> Result<String, ProviderError> {
+        Ok(super::plan::plan(&self.opts, run_id, selected)?)
+    }
+
+    fn start<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move {
+            let rc = RealCluster::up(&self.opts, run_id).await?;
+            *self.running() = Some(rc);
+            Ok(())
+        })
+    }
+
+    /// The run's cluster seen through the scenario's scope.
+    fn up<'a>(
+        &'a self,
+        _s: &'a Scenario,
+        ctx: &'a Ctx,
+    ) -> BoxFuture<'a, Result<AnyCluster, Failure>> {
+        let scoped = self
+            .running()
+            .as_ref()
+            .map(|rc| rc.cluster.scoped(&ctx.scope));
+        Box::pin(async move {
+            let cluster = scoped.ok_or_else(|| {
+                Failure::caused("no cluster", RealError::NotStarted(self.opts.cluster))
+            })?;
+            Ok(AnyCluster::new(Box::new(cluster)))
+        })
+    }
+
+    /// The device plugin came with the run's components.
+    fn deploy_files(&self, deploy: &Deploy) -> Vec<&'static str> {
+        deploy.files(true)
+    }
+
+    fn kept_hint(&self, ctx: &Ctx) -> String {
+        format!(
+            "  kept: kubectl get pods,network-attachment-definitions -A -l secnet.run={},secnet.scope={}; remove with: secnet clean --cluster existing --run {}",
+            ctx.run_id, ctx.scope, ctx.run_id
+        )
+    }
+
+    /// A real cluster's leftovers are its scope's objects: the teardown checks those.
+    fn leaks(&self, _ctx: &Ctx, outcome: Outcome) -> Outcome {
+        outcome
+    }
+
+    fn stop(&self, failed: bool, keep: bool) -> BoxFuture<'_, Vec<String>> {
+        let running = self.running().take();
+        Box::pin(async move {
+            match running {
+                Some(rc) => rc.down(failed, keep).await,
+                None => Vec::new(),
+            }
+        })
+    }
+
+    fn implementation(&self, run_id: &str) -> serde_json::Value {
+        let real = &self.opts.real;
+        serde_json::json!({
+            "run_id": run_id,
+            "image": real.image,
+            "macvtap": if real.upstream_macvtap { components::UPSTREAM_MACVTAP_IMAGE } else { real.image.as_str() },
+            "components": real.components,
+        })
+    }
+
+    fn under_test(&self) -> Option<String> {
+        None
+    }
+}
+
 fn is_adopted(doc: &serde_json::Value, foreign: &[Foreign]) -> bool {
     let kind = doc["kind"].as_str().unwrap_or("");
     let name = doc["metadata"]["name"].as_str().unwrap_or("");
@@ -583,7 +709,7 @@ mod tests {
         );
         // Preinstalled counts as present.
         let mut opts = Options::bundled();
-        opts.cluster = "existing".into();
+        opts.cluster = Provider::Existing;
         opts.real.components = vec![Multus, OvsCni];
         assert!(!offer(&opts).offers(Capability::Ovs));
         opts.real.preinstalled = vec![Openvswitch];
@@ -598,7 +724,7 @@ mod tests {
     #[test]
     fn kind_loads_the_ovs_image_when_the_run_deploys_openvswitch() {
         let mut opts = Options::bundled();
-        opts.cluster = "kind".into();
+        opts.cluster = Provider::Kind;
         assert_eq!(
             kind_options(&opts, "sn000001").images,
             [components::SECNET_IMAGE]
@@ -618,7 +744,7 @@ mod tests {
     fn the_kind_plan_with_openvswitch_runs_the_ovs_scenarios() {
         let cache = crate::lab::ScratchDir::new("secnet-plan-test").unwrap();
         let mut opts = Options::bundled();
-        opts.cluster = "kind".into();
+        opts.cluster = Provider::Kind;
         opts.real.manifest_cache = cache.path().to_path_buf();
         opts.real.components = vec![
             Component::Multus,
@@ -724,7 +850,7 @@ mod tests {
 
         fn options(timeout: Duration) -> Options {
             let mut opts = Options::bundled();
-            opts.cluster = "existing".into();
+            opts.cluster = Provider::Existing;
             opts.real.timeout = timeout;
             opts
         }
@@ -867,7 +993,10 @@ mod tests {
         ) -> crate::report::Report {
             let selected = capacity_scenarios(opts);
             let ctx = crate::conform::context(opts, run_id);
-            crate::conform::run_selected(opts, run_id, ctx, selected, Some(rc), Instant::now())
+            let provider = KubeProvider::new(opts);
+            *provider.running() = Some(rc);
+            let provider: Arc<dyn ClusterProvider> = Arc::new(provider);
+            crate::conform::run_selected(opts, run_id, ctx, selected, provider, Instant::now())
                 .await
                 .unwrap()
         }

@@ -82,6 +82,55 @@ pub fn link_flags(link: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// One link of `ip -j -d link show`, typed: the fields the scenarios check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub index: u64,
+    /// `link_index`: the lower device's (or veth peer's) index, if any.
+    pub lower_index: Option<u64>,
+    /// `linkinfo.info_kind` ("" for a plain device or without `-d`).
+    pub kind: String,
+    /// The link-layer address (`address`), if it has one.
+    pub mac: Option<String>,
+    pub mtu: Option<u64>,
+    /// `operstate` (`UP`, `DOWN`, `LOWERLAYERDOWN`, …).
+    pub operstate: String,
+    /// `UP`, `PROMISC`, … as iproute2 prints them.
+    pub flags: Vec<String>,
+}
+
+impl Link {
+    /// The typed form of one element of `ip -j -d link show`'s array.
+    pub fn from_json(link: &Value) -> Link {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Link {
+            name: text(&link["ifname"]),
+            index: link["ifindex"].as_u64().unwrap_or_default(),
+            lower_index: link["link_index"].as_u64(),
+            kind: link_kind(link).to_string(),
+            mac: link["address"].as_str().map(str::to_string),
+            mtu: link["mtu"].as_u64(),
+            operstate: text(&link["operstate"]),
+            flags: link_flags(link),
+        }
+    }
+}
+
+impl std::fmt::Display for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (index {}, kind {:?}, mac {}, {})",
+            self.name,
+            self.index,
+            self.kind,
+            self.mac.as_deref().unwrap_or("none"),
+            self.operstate
+        )
+    }
+}
+
 /// Owner (uid, gid) of `/dev/tap<ifindex>` for an `ip -j` macvtap link.
 pub fn tap_owner(link: &Value) -> std::io::Result<(u32, u32)> {
     use std::os::unix::fs::MetadataExt;

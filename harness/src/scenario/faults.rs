@@ -154,14 +154,11 @@ async fn plugin_killed(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let a = cluster
         .create_pod(named(base.clone(), "before", Some(&node)))
         .await?;
-    cluster.restart_device_plugin(&node, DATAPLANE).await?;
+    let restart = cluster.device_plugin_restart()?;
+    restart.restart_device_plugin(&node, DATAPLANE).await?;
     // A real cluster pulls and schedules the DaemonSet's new pod first; where
     // secnet runs the nodes, the plugin is started again at once.
-    let back = if cluster.provider_kind().is_local() {
-        BACK
-    } else {
-        Duration::from_secs(120)
-    };
+    let back = restart.back_within();
     wait_dataplane(cluster, &node, 50, back, "after the plugin restart").await?;
     pod_iface(cluster, &a, "net1")
         .await
@@ -200,7 +197,7 @@ async fn lower_device_faults(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         }
     }
     let link = pod_link(cluster, &existing, "net1").await?;
-    let state = link["operstate"].as_str().unwrap_or("");
+    let state = link.operstate.as_str();
     ensure(state != "UP", || {
         format!("the existing pod's net1 claims {state} while its lower device {lower} is down")
     })?;

@@ -3,8 +3,6 @@
 //! the `Cluster` contract and `AnyCluster`'s abilities are used here, never a
 //! provider.
 
-use serde_json::Value;
-
 use super::{Ctx, Failure, Outcome, fail};
 use crate::cluster::any::AnyCluster;
 use crate::cluster::probe;
@@ -107,8 +105,14 @@ pub async fn pod_iface<C: Cluster>(
 
 /// `ip -j -d link show <ifname>` of the pod: in the pod, or from its node where
 /// the pod has no iproute2 (see `AnyCluster::pod_link`).
-pub async fn pod_link(cluster: &AnyCluster, pod: &PodView, ifname: &str) -> Result<Value, Failure> {
-    Ok(cluster.pod_link(pod, ifname).await?)
+pub async fn pod_link(
+    cluster: &AnyCluster,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<crate::probe::ip::Link, Failure> {
+    Ok(crate::probe::ip::Link::from_json(
+        &cluster.pod_link(pod, ifname).await?,
+    ))
 }
 
 /// `ip addr add <cidr> dev <ifname>` in the pod.
@@ -154,19 +158,7 @@ pub async fn expect_reach<C: Cluster>(
 /// Host `n` of the LAN's /24 (the topology's fabric subnet): pod and guest addresses
 /// on the nodes' own subnet, so that the uplinks are in reach too.
 pub fn lan_host(ctx: &Ctx, n: u8) -> String {
-    let net = ctx
-        .topology
-        .fabric
-        .subnet
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let mut octets: Vec<&str> = net.split('.').collect();
-    let last = n.to_string();
-    if let Some(o) = octets.last_mut() {
-        *o = &last;
-    }
-    octets.join(".")
+    ctx.topology.lan_host(n).to_string()
 }
 
 // ---- What the macvtap-cni, security and faults families share ----

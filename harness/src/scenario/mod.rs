@@ -9,23 +9,21 @@ pub mod filter;
 pub mod kit;
 pub mod macvtap_cni;
 pub mod ovs;
+pub mod provider;
 pub mod runner;
 pub mod security;
 pub mod seed;
 pub mod vm;
 
-use std::future::Future;
-use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::Arc;
-
 use crate::cluster::any::AnyCluster;
-pub use crate::cluster::capability::{Capability, Offer, Provider};
-use crate::cluster::kube::KubeCluster;
+pub use crate::cluster::capability::{Capability, Offer};
 use crate::cluster::netns::topology::Topology;
 use crate::cluster::netns::{self, NetnsCluster};
 use crate::lab::Lab;
 use crate::lab::node::NodeLab;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 
 /// Why a scenario failed: what went wrong, the error it came from (kept as the
 /// source), and the cluster's diagnostics (plugin logs and state) when there are.
@@ -153,29 +151,6 @@ pub fn fail<T>(message: impl std::fmt::Display) -> Result<T, Failure> {
     Err(Failure::msg(message))
 }
 
-/// Where the scenarios run.
-#[derive(Clone, Default)]
-pub enum Target {
-    /// A fresh netns cluster per scenario, made by secnet (the default).
-    #[default]
-    Netns,
-    /// A real cluster shared by the run, its components (multus, the macvtap device
-    /// plugin + CNI) installed before the first scenario. Only portable scenarios run.
-    Kube(Arc<KubeCluster>),
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Netns => f.write_str("netns"),
-            Target::Kube(cluster) => {
-                use crate::cluster::Cluster;
-                write!(f, "{} (run {})", cluster.provider(), cluster.run_id())
-            }
-        }
-    }
-}
-
 /// What a scenario body may use: the implementation under test and run options.
 #[derive(Debug, Clone)]
 pub struct Ctx {
@@ -197,25 +172,11 @@ pub struct Ctx {
     pub work_dir: PathBuf,
     /// What the scenario saw (topology, probes), for the report.
     pub observed: crate::observe::Recorder,
-    pub target: Target,
 }
 
 impl Ctx {
     pub fn plugin(&self, name: &str) -> PathBuf {
         self.cni_bin_dir.join(name)
-    }
-
-    /// The provider the scenario runs on.
-    pub fn provider(&self) -> Provider {
-        self.offer().provider()
-    }
-
-    /// What the cluster the scenario runs on offers.
-    pub fn offer(&self) -> Offer {
-        match &self.target {
-            Target::Netns => Offer::new(Provider::Netns),
-            Target::Kube(c) => c.offer(),
-        }
     }
 
     /// A node lab named after this run and scenario.
@@ -264,6 +225,29 @@ pub struct Deploy {
     pub macvtap_seed: bool,
     /// Fixture files (relative to the fixtures directory) applied in order.
     pub fixtures: Vec<&'static str>,
+}
+
+/// The seed's device plugin: a component on real clusters (installed with the run).
+const SEED_DEVICE_PLUGIN: [&str; 2] = [
+    "seed/macvtap-deviceplugin-config.yaml",
+    "seed/macvtap-daemonset.yaml",
+];
+const SEED_NAD: &str = "seed/macvtap-nad.yaml";
+
+impl Deploy {
+    /// The fixture files to apply, in order; the seed's device plugin among them
+    /// unless the cluster runs it already (`device_plugin_installed`).
+    pub fn files(&self, device_plugin_installed: bool) -> Vec<&'static str> {
+        let mut files = Vec::new();
+        if self.macvtap_seed {
+            if !device_plugin_installed {
+                files.extend(SEED_DEVICE_PLUGIN);
+            }
+            files.push(SEED_NAD);
+        }
+        files.extend(self.fixtures.iter().copied());
+        files
+    }
 }
 
 pub struct Scenario {

@@ -244,7 +244,7 @@ async fn capture<F: Future<Output = Outcome>>(
 ) -> Result<String, Failure> {
     let capture = cluster.start_capture(p, "net1", "arp or vlan").await?;
     let outcome = during.await;
-    let seen = capture.stop(cluster).await;
+    let seen = capture.stop().await;
     outcome?;
     Ok(seen?)
 }
@@ -306,11 +306,8 @@ async fn mtu_mac_and_cleanup(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     // The link kind needs iproute2's `ip -j -d`: the netns cluster's, as the node sees it.
     if cluster.offers(Capability::NodeAccess) {
         let link = pod_link(cluster, &m, "net1").await?;
-        ensure(link["linkinfo"]["info_kind"] == "veth", || {
-            format!(
-                "net1 is a {}, expected a veth",
-                link["linkinfo"]["info_kind"]
-            )
+        ensure(link.kind == "veth", || {
+            format!("net1 is a {:?}, expected a veth", link.kind)
         })?;
     }
     let s = status_of(&m, &format!("{}/ovs-vlan-100", m.namespace))?;

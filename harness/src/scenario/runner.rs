@@ -4,29 +4,20 @@
 //! Each step is recorded as a phase. The leak check and the run loop are in
 //! `conform`.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Body, Capability, Ctx, Deploy, Failure, Outcome, Scenario, Target};
+use super::provider::ClusterProvider;
+use super::{Body, Ctx, Outcome, Scenario};
 use crate::cluster::Cluster;
 use crate::cluster::any::AnyCluster;
-use crate::cluster::kube::KubeCluster;
-use crate::cluster::netns::NetnsCluster;
 use crate::lab::node::NodeLab;
 use crate::lab::{Lab, Ns};
 use crate::objects::{Object, load_file};
 use crate::observe::{InterfaceSnap, NodeSnap, Topology, WorkloadSnap};
 use serde_json::Value;
 
-/// The seed's device plugin: a component on real clusters (installed with the run).
-const SEED_DEVICE_PLUGIN: [&str; 2] = [
-    "seed/macvtap-deviceplugin-config.yaml",
-    "seed/macvtap-daemonset.yaml",
-];
-const SEED_NAD: &str = "seed/macvtap-nad.yaml";
-
-/// Runs `s` in `ctx` from set-up to teardown.
-pub async fn run(s: &Scenario, ctx: &Ctx) -> Outcome {
+/// Runs `s` in `ctx` from set-up to teardown, on a cluster of `provider`'s.
+pub async fn run(s: &Scenario, ctx: &Ctx, provider: &dyn ClusterProvider) -> Outcome {
     match &s.body {
         Body::Plain(body) => timed(ctx, "assess", body(ctx)).await,
         Body::NodeLab(body) => {
@@ -40,14 +31,15 @@ pub async fn run(s: &Scenario, ctx: &Ctx) -> Outcome {
             outcome
         }
         Body::Cluster(body) => {
-            // A real cluster came up once for the run; here it is only scoped.
-            let cluster = if ctx.provider().is_local() {
-                timed(ctx, "cluster up", cluster_for(s, ctx)).await?
-            } else {
-                cluster_for(s, ctx).await?
-            };
+            let cluster = provider.up(s, ctx).await?;
             let outcome = async {
-                timed(ctx, "deploy", deploy(ctx, &cluster, &s.deploy)).await?;
+                has_what_it_needs(s, &cluster)?;
+                timed(
+                    ctx,
+                    "deploy",
+                    deploy(ctx, &cluster, provider.deploy_files(&s.deploy)),
+                )
+                .await?;
                 let outcome = timed(ctx, "assess", body(ctx, &cluster)).await;
                 ctx.observed.topology(cluster.snapshot().await);
                 outcome
@@ -58,48 +50,42 @@ pub async fn run(s: &Scenario, ctx: &Ctx) -> Outcome {
                 ok => ok,
             };
             let t = Instant::now();
-            let outcome = match cluster {
-                AnyCluster::Netns(c) => finish_netns(ctx, *c, outcome).await,
-                AnyCluster::Kube(c) => finish_kube(ctx, &c, outcome).await,
-            };
+            let outcome = finish(ctx, provider, cluster, outcome).await;
             ctx.observed.phase("teardown", t.elapsed());
             outcome
         }
     }
 }
 
-async fn timed<T>(ctx: &Ctx, phase: &str, step: impl Future<Output = T>) -> T {
+/// Times `step` as phase `phase` of the scenario.
+pub async fn timed<T>(ctx: &Ctx, phase: &str, step: impl Future<Output = T>) -> T {
     let t = Instant::now();
     let out = step.await;
     ctx.observed.phase(phase, t.elapsed());
     out
 }
 
-/// The scenario's cluster: a fresh netns cluster with what it needs (DHCP, OVS), or
-/// the run's real cluster seen through the scenario's scope.
-async fn cluster_for(s: &Scenario, ctx: &Ctx) -> Result<AnyCluster, Failure> {
-    match &ctx.target {
-        Target::Netns => {
-            let dhcp = s.needs.contains(&Capability::Dhcp);
-            let ovs = s.needs.contains(&Capability::Ovs);
-            let cluster = ctx.netns_cluster(dhcp, ovs).await?;
-            Ok(AnyCluster::Netns(Box::new(cluster)))
-        }
-        Target::Kube(run) => Ok(AnyCluster::Kube(Arc::new(run.scoped(&ctx.scope)))),
+/// The provider's offer selected the scenario; its cluster must have the
+/// abilities it promised (else the offer and the cluster have drifted apart).
+fn has_what_it_needs(s: &Scenario, cluster: &AnyCluster) -> Outcome {
+    let lacking: Vec<String> = s
+        .needs
+        .iter()
+        .filter(|cap| AnyCluster::is_ability(**cap) && !cluster.offers(**cap))
+        .map(ToString::to_string)
+        .collect();
+    if lacking.is_empty() {
+        return Ok(());
     }
+    super::fail(format!(
+        "the {} provider offered {} but its cluster lacks the ability: its offer and its abilities disagree",
+        cluster.provider(),
+        lacking.join(", ")
+    ))
 }
 
-/// Applies the scenario's deployment. A real cluster already runs the device plugin
-/// (a component of the run), so there only the seed's NAD is applied.
-async fn deploy(ctx: &Ctx, cluster: &AnyCluster, deploy: &Deploy) -> Outcome {
-    let mut files: Vec<&str> = Vec::new();
-    if deploy.macvtap_seed {
-        if ctx.provider().is_local() {
-            files.extend(SEED_DEVICE_PLUGIN);
-        }
-        files.push(SEED_NAD);
-    }
-    files.extend(deploy.fixtures.iter().copied());
+/// Applies the scenario's deployment: `files`, in order.
+async fn deploy(ctx: &Ctx, cluster: &AnyCluster, files: Vec<&'static str>) -> Outcome {
     for rel in files {
         let objects: Vec<Object> = load_file(&ctx.fixtures_dir.join(rel))?;
         cluster.apply(objects).await?;
@@ -107,45 +93,22 @@ async fn deploy(ctx: &Ctx, cluster: &AnyCluster, deploy: &Deploy) -> Outcome {
     Ok(())
 }
 
-/// Tears a netns cluster down, or keeps it after a failure with `--keep`.
-pub async fn finish_netns(ctx: &Ctx, cluster: NetnsCluster, outcome: Outcome) -> Outcome {
-    if ctx.keep && outcome.is_err() {
-        std::mem::forget(cluster);
-        return outcome.map_err(|f| {
-            f.with_line(format!(
-                "  kept: nodes are `ip netns exec {}-{}-<node> …`; remove with: secnet clean --run {}",
-                ctx.run_id, ctx.scope, ctx.run_id
-            ))
-        });
-    }
-    let errors = cluster.teardown().await;
-    match outcome {
-        Ok(()) if !errors.is_empty() => {
-            super::fail(format!("teardown failed: {}", errors.join("; ")))
-        }
-        other => other,
-    }
-}
-
-/// Ends a scenario on a real cluster: deletes what the scenario made (its scope
-/// label) and waits until its pods are gone, or keeps it after a failure.
-pub async fn finish_kube(ctx: &Ctx, cluster: &KubeCluster, outcome: Outcome) -> Outcome {
-    if ctx.keep && outcome.is_err() {
-        return outcome.map_err(|f| {
-            f.with_line(format!(
-                "  kept: kubectl get pods,network-attachment-definitions -A -l secnet.run={},secnet.scope={}; remove with: secnet clean --cluster existing --run {}",
-                ctx.run_id, ctx.scope, ctx.run_id
-            ))
-        });
-    }
-    let done = cluster.teardown().await;
-    let mut errors = done.errors;
-    if let Err(e) = cluster.wait_pods_gone().await {
-        errors.push(e.to_string());
+/// Ends a scenario's cluster: kept after a failure with `--keep` (the message says
+/// how to look inside), else torn down, a teardown error failing a passed scenario.
+async fn finish(
+    ctx: &Ctx,
+    provider: &dyn ClusterProvider,
+    cluster: AnyCluster,
+    outcome: Outcome,
+) -> Outcome {
+    let keep = ctx.keep && outcome.is_err();
+    let ended = cluster.end(keep).await;
+    if keep {
+        return outcome.map_err(|f| f.with_line(provider.kept_hint(ctx)));
     }
     match outcome {
-        Ok(()) if !errors.is_empty() => {
-            super::fail(format!("teardown failed: {}", errors.join("; ")))
+        Ok(()) if !ended.errors.is_empty() => {
+            super::fail(format!("teardown failed: {}", ended.errors.join("; ")))
         }
         other => other,
     }

@@ -546,7 +546,7 @@ async fn other_pods_device(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     }
     let after = pod_link(cluster, &victim, "net1").await?;
     ensure(
-        after["ifindex"] == before["ifindex"] && after["address"] == before["address"],
+        after.index == before.index && after.mac == before.mac,
         || format!("the victim's net1 changed: before {before}, after {after}"),
     )
 }

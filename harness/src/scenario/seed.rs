@@ -125,15 +125,15 @@ async fn macvtap_pod(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     if cluster.offers(Capability::NodeAccess) {
         // What only the node shows: the link kind and which device it sits on.
         let link = pod_link(cluster, &pod, "net1").await?;
-        ensure(link["linkinfo"]["info_kind"] == "macvtap", || {
-            format!("net1 is {}", link["linkinfo"]["info_kind"])
+        ensure(link.kind == "macvtap", || {
+            format!("net1 is {:?}", link.kind)
         })?;
         let lower = cluster.lower_device();
         let uplink = cluster.node_link(&pod.node, &lower).await?;
-        ensure(link["link_index"] == uplink["ifindex"], || {
+        ensure(link.lower_index == Some(uplink.index), || {
             format!(
-                "net1's lower is ifindex {}, the node's {lower} is {}",
-                link["link_index"], uplink["ifindex"]
+                "net1's lower is ifindex {:?}, the node's {lower} is {}",
+                link.lower_index, uplink.index
             )
         })?;
     } else {
@@ -259,7 +259,7 @@ async fn macvtap_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     expect_reach(ctx, cluster, &a, "mvt-c (other node)", &ip_c, true).await?;
     expect_reach(ctx, cluster, &c, "mvt-a (other node)", &ip_a, true).await?;
     // The LAN's addresses are known where secnet made the nodes.
-    let Ok(topology) = cluster.topology() else {
+    let Some(topology) = cluster.local_topology().map(|l| l.topology()) else {
         ctx.observed
             .note("the nodes' own uplink addresses: not on the pods' subnet on this provider");
         return Ok(());

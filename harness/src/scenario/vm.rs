@@ -76,8 +76,8 @@ const OVS_VLAN_100_NAD: &str = "seed/ovs-vlan-100-nad.yaml";
 /// machine, cached); KubeVirt boots the image's container instead.
 fn vm_options(ctx: &Ctx, cluster: &AnyCluster) -> Result<VmOptions, Failure> {
     let work_dir = ctx.work_dir.join(&ctx.scope).join("vms");
-    // Guests run on this machine only where secnet runs the nodes.
-    if !cluster.provider_kind().is_local() {
+    // Guests boot the image built here only where they run on this machine.
+    if !cluster.guests()?.boots_local_image() {
         return Ok(VmOptions::new(None, work_dir));
     }
     let cache = std::env::var_os("SECNET_CACHE")
@@ -258,7 +258,7 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         for v in vms.iter_mut() {
             let kernel_mac = if cluster.offers(Capability::NodeAccess) {
                 let link = pod_link(cluster, &v.pod, "net1").await?;
-                link["address"].as_str().unwrap_or_default().to_string()
+                link.mac.unwrap_or_default()
             } else {
                 v.nics[0].mac.clone()
             };
@@ -367,13 +367,14 @@ async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 async fn masquerade_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     // Where secnet made the nodes it also routes and NATs their pod networks;
     // elsewhere the cluster's own masquerade is checked.
-    let Ok(topo) = cluster.topology() else {
+    let Some(local) = cluster.local_topology() else {
         return masquerade_vm_on_kubevirt(ctx, cluster).await;
     };
+    let topo = local.topology();
     let opts = vm_options(ctx, cluster)?;
     let nodes = cluster.nodes();
     // The node routes its pods to the fabric and hides them behind its uplink address.
-    let node_ns = cluster.node_namespace(&nodes[0]).await?;
+    let node_ns = local.node_namespace(&nodes[0]).await?;
     std::fs::create_dir_all(&opts.work_dir)?;
     crate::vm::binding::node_masquerade(
         &node_ns.path(),

@@ -19,8 +19,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::qemu::{Backend, Nic};
+use crate::cluster::Cluster;
 use crate::cluster::PodView;
-use crate::cluster::netns::NetnsCluster;
 use crate::lab::CommandError;
 use crate::lab::enter::Enter;
 use crate::probe::ProbeError;
@@ -131,7 +131,7 @@ pub fn generated_mac(seed: &str) -> String {
 
 /// macvtap binding: the pod's macvtap as a tap fd.
 pub async fn macvtap(
-    cluster: &NetnsCluster,
+    cluster: &impl Cluster,
     pod: &PodView,
     ifname: &str,
     work_dir: &Path,
@@ -169,7 +169,7 @@ pub async fn macvtap(
 /// read from the pod's own sysfs (a sysfs mounted in a private mount namespace inside
 /// the pod netns) and opened through a private node made with mknod.
 async fn open_macvtap(
-    cluster: &NetnsCluster,
+    cluster: &impl Cluster,
     pod: &PodView,
     ifname: &str,
     ifindex: u64,
@@ -222,7 +222,7 @@ async fn open_macvtap(
 
 /// bridge binding on pod interface `ifname`.
 pub async fn bridge(
-    cluster: &NetnsCluster,
+    cluster: &impl Cluster,
     pod: &PodView,
     ifname: &str,
 ) -> Result<Bound, BindingError> {
@@ -287,7 +287,7 @@ pub async fn bridge(
 
 /// masquerade binding on the pod network (eth0).
 pub async fn masquerade(
-    cluster: &NetnsCluster,
+    cluster: &impl Cluster,
     pod: &PodView,
     work_dir: &Path,
 ) -> Result<Bound, BindingError> {

@@ -1,8 +1,10 @@
 //! VMs: KubeVirt VirtualMachine fixtures as running guests the scenarios talk to
-//! ([`RunningVm`]) whatever runs them ([`GuestHost`]): on the netns cluster QEMU
-//! guests inside their virt-launcher pods, attached the way KubeVirt's bindings
-//! attach them; on a real cluster KubeVirt itself (`cluster::kube`'s `vms`), the
-//! same guest booted by `kernelBoot` and reached over the VMI's serial console.
+//! ([`RunningVm`]) whatever runs them. A cluster that can run guests has the
+//! [`Guests`] ability and a [`GuestHost`] per guest: on the netns cluster QEMU
+//! guests inside their virt-launcher pods ([`start_qemu`]), attached the way
+//! KubeVirt's bindings attach them; on a real cluster KubeVirt itself
+//! (`cluster::kube`'s `vms`), the same guest booted by `kernelBoot` and reached over
+//! the VMI's serial console. Nothing here knows which provider it runs on.
 //!
 //! - [`image`]: the guest kernel + busybox initramfs, built from Debian packages, cached
 //! - [`agent`]: the serial-line protocol to exec in the guest, over any byte stream
@@ -19,10 +21,10 @@ pub mod qemu;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cluster::any::AnyCluster;
-use crate::cluster::kube::KubevirtGuest;
-use crate::cluster::netns::NetnsCluster;
-use crate::cluster::{Cluster, ClusterError, PodView};
+use futures::future::BoxFuture;
+
+use crate::cluster::ability::LocalTopology;
+use crate::cluster::{Cluster, ClusterError, DynCluster, PodView};
 use crate::objects::NetworkAttachmentDefinition;
 use crate::probe::{ip, ping};
 use agent::{Agent, AgentError, Reply};
@@ -190,12 +192,82 @@ pub struct GuestNic {
     pub gateway: Option<String>,
 }
 
-/// What runs a guest: the one place the providers differ.
-pub enum GuestHost {
-    /// secnet's QEMU in the virt-launcher pod's netns (the netns cluster).
-    Qemu(Qemu),
-    /// KubeVirt's VMI on a real cluster.
-    Kubevirt(KubevirtGuest),
+/// The ability to run guests on a cluster's networks (Capability::Vm).
+pub trait Guests: Send + Sync {
+    /// Starts `vm` (on `node`, if given), its networks from `nads`. Does not wait
+    /// for the guest: see [`RunningVm::wait_ready`].
+    fn start_vm<'a>(
+        &'a self,
+        vm: &'a VirtualMachine,
+        node: Option<&'a str>,
+        nads: &'a [NetworkAttachmentDefinition],
+        opts: &'a VmOptions,
+    ) -> BoxFuture<'a, Result<RunningVm, VmError>>;
+    /// Whether the guests boot the image built on this machine (QEMU here) rather
+    /// than a container image the nodes pull.
+    fn boots_local_image(&self) -> bool;
+}
+
+/// What runs one guest: QEMU in its launcher pod, or KubeVirt's VMI.
+pub trait GuestHost: Send + Sync {
+    /// After a failed boot: what the host says (QEMU's exit, the VMI's conditions
+    /// and events) and the console, `transcript` being what the agent's stream
+    /// carried. The guest is stopped.
+    fn boot_failed(&mut self, transcript: String) -> BoxFuture<'_, (String, String)>;
+    /// Stops the guest and removes its launcher pod from `cluster`, then checks
+    /// that nothing of it is left.
+    fn stop<'a>(
+        &'a mut self,
+        vm: &'a str,
+        pod: &'a PodView,
+        cluster: &'a dyn DynCluster,
+    ) -> BoxFuture<'a, Result<(), VmError>>;
+    /// The guest's console so far (`transcript`: what the agent's stream carried).
+    fn console(&self, transcript: String) -> String;
+}
+
+impl GuestHost for Qemu {
+    fn boot_failed(&mut self, _transcript: String) -> BoxFuture<'_, (String, String)> {
+        let exited = self.exited();
+        self.kill();
+        let state = format!(
+            "QEMU {}",
+            exited.unwrap_or_else(|| "was still running (killed)".into())
+        );
+        let console = self.console().trim_end().to_string();
+        Box::pin(async move { (state, console) })
+    }
+
+    fn stop<'a>(
+        &'a mut self,
+        vm: &'a str,
+        pod: &'a PodView,
+        cluster: &'a dyn DynCluster,
+    ) -> BoxFuture<'a, Result<(), VmError>> {
+        Box::pin(async move {
+            let pid = self.pid();
+            self.kill();
+            if let Some(pid) = pid
+                && std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                return Err(VmError::Left {
+                    vm: vm.to_string(),
+                    what: format!("QEMU (pid {pid})"),
+                });
+            }
+            match cluster.delete_pod(&pod.namespace, &pod.name).await {
+                Ok(()) | Err(ClusterError::NoSuchPod(_)) => Ok(()),
+                Err(source) => Err(VmError::LauncherPod {
+                    vm: vm.to_string(),
+                    source,
+                }),
+            }
+        })
+    }
+
+    fn console(&self, _transcript: String) -> String {
+        Qemu::console(self)
+    }
 }
 
 /// A VM: its virt-launcher pod and the guest inside it, reached by its agent.
@@ -203,7 +275,7 @@ pub struct RunningVm {
     pub vm: VirtualMachine,
     pub pod: PodView,
     pub nics: Vec<GuestNic>,
-    pub host: GuestHost,
+    pub host: Box<dyn GuestHost>,
     agent: Agent,
     /// When the guest was started (QEMU spawned; the VM created).
     pub started: std::time::Instant,
@@ -214,31 +286,17 @@ pub struct RunningVm {
     stopped: bool,
 }
 
-/// The virt-launcher pod's name for `vm` in this cluster.
-pub fn launcher_name(cluster: &NetnsCluster, vm: &VirtualMachine) -> String {
-    let h = xxhash_rust::xxh64::xxh64(format!("{}/{}", cluster.opts.run_id, vm.name).as_bytes(), 0);
+/// The virt-launcher pod's name for `vm` in run `run_id`.
+pub fn launcher_name(run_id: &str, vm: &VirtualMachine) -> String {
+    let h = xxhash_rust::xxh64::xxh64(format!("{run_id}/{}", vm.name).as_bytes(), 0);
     format!("virt-launcher-{}-{:05x}", vm.name, h & 0xfffff)
 }
 
-/// Starts `vm` on whatever cluster it is: QEMU on the netns cluster, KubeVirt on a
-/// real one. Does not wait for the guest: see [`RunningVm::wait_ready`].
-pub async fn start(
-    cluster: &AnyCluster,
-    vm: &VirtualMachine,
-    node: Option<&str>,
-    nads: &[NetworkAttachmentDefinition],
-    opts: &VmOptions,
-) -> Result<RunningVm, VmError> {
-    match cluster {
-        AnyCluster::Netns(c) => start_qemu(c, vm, node, nads, opts).await,
-        AnyCluster::Kube(c) => c.start_vm(vm, node, opts).await,
-    }
-}
-
 /// Creates the virt-launcher pod (admission, multus), runs the bindings and starts
-/// QEMU in the pod's netns.
-pub async fn start_qemu(
-    cluster: &NetnsCluster,
+/// QEMU in the pod's netns, on a cluster of secnet's own nodes (run `run_id`).
+pub async fn start_qemu<C: Cluster + LocalTopology>(
+    cluster: &C,
+    run_id: &str,
     vm: &VirtualMachine,
     node: Option<&str>,
     nads: &[NetworkAttachmentDefinition],
@@ -253,14 +311,13 @@ pub async fn start_qemu(
             });
         }
     }
-    let mut pod = vm.launcher_pod(&launcher_name(cluster, vm), |ns, name| {
+    let mut pod = vm.launcher_pod(&launcher_name(run_id, vm), |ns, name| {
         nads.iter()
             .find(|n| n.metadata.namespace == ns && n.metadata.name == name)
             .and_then(|n| n.resource_name().map(str::to_string))
     });
     pod.spec.node_name = node.map(str::to_string);
-    let pod = cluster
-        .create_pod(pod)
+    let pod = Cluster::create_pod(cluster, pod)
         .await
         .map_err(|source| VmError::LauncherPod {
             vm: vm.name.clone(),
@@ -301,9 +358,9 @@ pub async fn start_qemu(
         bound.push(b);
     }
     let netns = cluster
-        .pod_netns(&pod.namespace, &pod.name)
+        .pod_namespace(&pod)
         .await
-        .ok_or_else(|| VmError::LauncherGone {
+        .map_err(|_| VmError::LauncherGone {
             vm: vm.name.clone(),
             pod: pod.name.clone(),
         })?;
@@ -336,7 +393,7 @@ pub async fn start_qemu(
         nics,
         started: qemu.started,
         accel: qemu.accel,
-        host: GuestHost::Qemu(qemu),
+        host: Box::new(qemu),
         agent,
         boot: None,
         stopped: false,
@@ -358,7 +415,7 @@ impl RunningVm {
         vm: VirtualMachine,
         pod: PodView,
         nics: Vec<GuestNic>,
-        host: GuestHost,
+        host: Box<dyn GuestHost>,
         agent: Agent,
         started: std::time::Instant,
         accel: &'static str,
@@ -387,31 +444,7 @@ impl RunningVm {
                 Ok(t)
             }
             Err(source) => {
-                let (state, console) = match &mut self.host {
-                    GuestHost::Qemu(q) => {
-                        let exited = q.exited();
-                        q.kill();
-                        (
-                            format!(
-                                "QEMU {}",
-                                exited.unwrap_or_else(|| "was still running (killed)".into())
-                            ),
-                            q.console().trim_end().to_string(),
-                        )
-                    }
-                    GuestHost::Kubevirt(k) => {
-                        let (state, logged) = k.failure_report().await;
-                        let stop = match k.stop().await {
-                            Ok(()) => "the VM was deleted".to_string(),
-                            Err(e) => format!("deleting the VM failed too: {e}"),
-                        };
-                        let console = format!(
-                            "{}\n--- the serial console as virt-launcher logged it ---\n{logged}",
-                            self.agent.transcript().trim_end()
-                        );
-                        (format!("{state}; {stop}"), console)
-                    }
-                };
+                let (state, console) = self.host.boot_failed(self.agent.transcript()).await;
                 Err(VmError::Boot {
                     vm: self.vm.name.clone(),
                     accel: self.accel,
@@ -531,37 +564,11 @@ impl RunningVm {
     /// Stops the guest and removes its virt-launcher pod, then checks that nothing
     /// is left: QEMU's process gone (netns), the VMI and its pod gone (KubeVirt).
     /// Idempotent.
-    pub async fn stop(&mut self, cluster: &AnyCluster) -> Result<(), VmError> {
+    pub async fn stop(&mut self, cluster: &dyn DynCluster) -> Result<(), VmError> {
         if self.stopped {
             return Ok(());
         }
-        match &mut self.host {
-            GuestHost::Qemu(q) => {
-                let pid = q.pid();
-                q.kill();
-                if let Some(pid) = pid
-                    && std::path::Path::new(&format!("/proc/{pid}")).exists()
-                {
-                    return Err(VmError::Left {
-                        vm: self.vm.name.clone(),
-                        what: format!("QEMU (pid {pid})"),
-                    });
-                }
-                match cluster
-                    .delete_pod(&self.pod.namespace, &self.pod.name)
-                    .await
-                {
-                    Ok(()) | Err(ClusterError::NoSuchPod(_)) => {}
-                    Err(source) => {
-                        return Err(VmError::LauncherPod {
-                            vm: self.vm.name.clone(),
-                            source,
-                        });
-                    }
-                }
-            }
-            GuestHost::Kubevirt(k) => k.stop().await?,
-        }
+        self.host.stop(&self.vm.name, &self.pod, cluster).await?;
         self.stopped = true;
         Ok(())
     }
@@ -569,10 +576,7 @@ impl RunningVm {
     /// The guest's console so far: QEMU's console log, or what the console stream
     /// carried.
     pub fn console(&self) -> String {
-        match &self.host {
-            GuestHost::Qemu(q) => q.console(),
-            GuestHost::Kubevirt(_) => self.agent.transcript(),
-        }
+        self.host.console(self.agent.transcript())
     }
 }
 

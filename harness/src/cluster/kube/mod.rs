@@ -28,7 +28,7 @@ pub(crate) mod mock;
 #[cfg(test)]
 mod tests;
 
-pub use cluster::{KubeCluster, KubeOptions, KubevirtGuest, Teardown};
+pub use cluster::{KubeCluster, KubeOptions, KubevirtGuest, Teardown, base_offer};
 
 /// The label every object of a run carries: teardown deletes by it, nothing else.
 pub const RUN_LABEL: &str = "secnet.run";

@@ -37,12 +37,12 @@ fn base(r: &Recorded) -> Reply {
 }
 
 async fn cluster(mock: &MockApi, timeout_ms: u64) -> KubeCluster {
-    use crate::cluster::capability::{Capability, Offer, Provider};
+    use crate::cluster::capability::Capability;
     let opts = KubeOptions {
         pod_timeout: Duration::from_millis(timeout_ms),
         // The mocked API server serves no exec, so no node probe pods: node access
         // is tested against the websocket fake (cluster/node_tests.rs).
-        offer: Some(Offer::new(Provider::Existing).without([Capability::NodeAccess])),
+        offer: Some(super::base_offer("existing").without([Capability::NodeAccess])),
         ..KubeOptions::default()
     };
     KubeCluster::connect(mock.client(), "existing", RUN, opts)
@@ -1231,16 +1231,17 @@ fn clean_kind_says_how_to_go_on_without_the_binary() {
 }
 
 // ---------------------------------------------------------------------------
-// Portable seed scenarios on `Target::Kube`, against a fake API server + scheduler.
+// Portable seed scenarios on the kube provider, against a fake API server + scheduler.
 // ---------------------------------------------------------------------------
 
-/// A scenario's `Ctx` on `Target::Kube` over the run's cluster, as `secnet conform
-/// --cluster existing` builds it.
-fn kube_ctx(cluster: KubeCluster) -> crate::scenario::Ctx {
-    let mut ctx = crate::conform::context(&crate::conform::Options::bundled(), RUN);
+/// A scenario's `Ctx` and the kube provider over the run's cluster, as `secnet
+/// conform --cluster existing` builds them.
+fn kube_ctx(cluster: KubeCluster) -> (crate::scenario::Ctx, crate::conform::real::KubeProvider) {
+    let mut opts = crate::conform::Options::bundled();
+    opts.cluster = crate::cluster::provider::Provider::Existing;
+    let mut ctx = crate::conform::context(&opts, RUN);
     ctx.scope = SCOPE.into();
-    ctx.target = crate::scenario::Target::Kube(std::sync::Arc::new(cluster));
-    ctx
+    (ctx, crate::conform::real::KubeProvider::on(&opts, cluster))
 }
 
 async fn run_scenario(mock: &MockApi, name: &str) -> crate::scenario::Outcome {
@@ -1252,18 +1253,16 @@ async fn run_scenario_observed(
     mock: &MockApi,
     name: &str,
 ) -> (crate::scenario::Outcome, crate::observe::Observations) {
-    let ctx = kube_ctx(run_cluster(mock, 5000).await);
+    let (ctx, provider) = kube_ctx(run_cluster(mock, 5000).await);
     let scenario = crate::scenario::all()
         .iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no scenario {name:?}"));
     assert!(
-        scenario.portable_on(&crate::scenario::Offer::new(
-            crate::scenario::Provider::Existing
-        )),
+        scenario.portable_on(&super::base_offer("existing")),
         "{name} is not portable"
     );
-    let outcome = crate::scenario::runner::run(scenario, &ctx).await;
+    let outcome = crate::scenario::runner::run(scenario, &ctx, &provider).await;
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
     (outcome, ctx.observed.take())
 }
@@ -1495,18 +1494,16 @@ async fn kube_target_device_plugin_restart_scenario_kills_its_pod_and_waits_for_
         .unwrap();
     c.create_run_namespace().await.unwrap();
     let before: Vec<String> = state.lock().unwrap().plugin_pods();
-    let ctx = kube_ctx(c);
+    let (ctx, provider) = kube_ctx(c);
     let s = crate::scenario::all()
         .iter()
         .find(|s| s.name.starts_with("fault/device plugin SIGKILL"))
         .unwrap();
-    assert!(s.portable_on(&crate::scenario::Offer::new(
-        crate::scenario::Provider::Existing
-    )));
+    assert!(s.portable_on(&super::base_offer("existing")));
     // The restart and the wait for allocatable pass; the scenario then probes the
     // pod's net1 with exec, whose websocket upgrade this fake does not serve: it must
     // stop exactly there.
-    let err = crate::scenario::runner::run(s, &ctx)
+    let err = crate::scenario::runner::run(s, &ctx, &provider)
         .await
         .unwrap_err()
         .to_string();

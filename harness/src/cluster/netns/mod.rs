@@ -2,9 +2,12 @@
 //! harness plays kubelet (device manager, admission, checkpoint) and multus, and the
 //! real plugin binaries do the work.
 
+mod abilities;
+mod capture;
 mod error;
 pub mod fabric;
 pub mod faults;
+mod guests;
 pub mod node;
 pub mod ovs;
 pub mod pod;
@@ -27,6 +30,7 @@ use node::NetnsNode;
 use pod::PodState;
 use topology::Topology;
 
+pub use abilities::offer;
 pub use error::NetnsError;
 
 /// How the cluster is put together and what is under test.

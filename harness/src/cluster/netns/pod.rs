@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::NetnsCluster;
+use super::{Inner, NetnsCluster};
 use crate::cluster::{ClusterError, ExecOutput, PodView};
 use crate::cni::chain::{self, Target};
 use crate::lab::Ns;
@@ -65,11 +65,13 @@ fn insufficient(total: usize, short: &BTreeMap<String, usize>) -> String {
     format!("0/{total} nodes are available: {}.", parts.join(", "))
 }
 
+/// Starts `pod` as a kubelet with multus would: schedule → admit → sandbox →
+/// attach → annotate. A step that fails undoes what the steps before it did, newest
+/// first (one undo stack), and the pod is not started.
 pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, ClusterError> {
     let ns = pod.metadata.namespace.clone();
     let name = pod.metadata.name.clone();
     let pod_ref = format!("{ns}/{name}");
-    let requests = pod.extended_resources();
     let mut inner = cluster.inner.lock().await;
     if inner.pods.contains_key(&(ns.clone(), name.clone())) {
         return Err(start_err(
@@ -78,8 +80,102 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             "a pod with this name already exists; delete it first or pick another name",
         ));
     }
+    let node_index = schedule(&inner, &pod, &pod_ref)?;
+    inner.uid_counter += 1;
+    let uid = pod_uid(&cluster.opts.run_id, inner.uid_counter);
+    let start = Start {
+        sandbox_id: format!("{}-{}", cluster.opts.run_id, &uid[..8]),
+        node: inner.nodes[node_index].name.clone(),
+        node_index,
+        uid,
+    };
+    let mut undo = Vec::new();
+    match start_pod(cluster, &mut inner, &pod, &start, &mut undo).await {
+        Ok(state) => {
+            let view = state.view.clone();
+            inner.pods.insert((ns, name), state);
+            Ok(view)
+        }
+        Err(message) => {
+            undo_all(cluster, &mut inner, &start, undo).await;
+            Err(start_err(&pod_ref, &start.node, message))
+        }
+    }
+}
 
-    // Schedule: the node with the most free devices of what the pod asks for.
+/// Who the pod being started is and where.
+struct Start {
+    uid: String,
+    sandbox_id: String,
+    node: String,
+    node_index: usize,
+}
+
+/// What a failed start must undo.
+enum Undo {
+    /// The devices admission allocated to the pod.
+    Release,
+    /// The sandbox's network namespace.
+    DeleteSandbox(Ns),
+    /// A network attached to the sandbox (eth0's DEL follows even a failed ADD).
+    Detach {
+        plugins: Vec<Value>,
+        target: Target,
+        result: Option<Value>,
+    },
+}
+
+/// Runs `undo`, newest first; errors are ignored (the start's error is the one
+/// reported, and the leak check names what is left).
+async fn undo_all(cluster: &NetnsCluster, inner: &mut Inner, start: &Start, undo: Vec<Undo>) {
+    let dirs = cluster.bin_dirs();
+    let enter = inner.nodes[start.node_index].enter().ok();
+    for step in undo.into_iter().rev() {
+        match step {
+            Undo::Detach {
+                plugins,
+                target,
+                result,
+            } => {
+                if let Some(enter) = &enter {
+                    let _ = chain::del(&dirs, enter, &plugins, &target, result.as_ref()).await;
+                }
+            }
+            Undo::DeleteSandbox(netns) => {
+                let _ = inner.lab.delete_netns(&netns);
+            }
+            Undo::Release => {
+                let _ = inner.nodes[start.node_index].release(&start.uid);
+            }
+        }
+    }
+}
+
+/// The steps after scheduling; what each did is pushed on `undo` as it is done.
+async fn start_pod(
+    cluster: &NetnsCluster,
+    inner: &mut Inner,
+    pod: &Pod,
+    start: &Start,
+    undo: &mut Vec<Undo>,
+) -> Result<PodState, String> {
+    let devices = admit(inner, pod, start, undo).await?;
+    let netns = sandbox(inner, pod, undo)?;
+    let attached = attach(cluster, inner, pod, start, &devices, &netns, undo).await?;
+    let view = annotate(pod, start, &attached.statuses, devices);
+    Ok(PodState {
+        view,
+        netns,
+        node_index: start.node_index,
+        sandbox_id: start.sandbox_id.clone(),
+        eth0: attached.eth0,
+        attachments: attached.networks,
+    })
+}
+
+/// The scheduler: the node with the most free devices of what the pod asks for.
+fn schedule(inner: &Inner, pod: &Pod, pod_ref: &str) -> Result<usize, ClusterError> {
+    let requests = pod.extended_resources();
     let mut short: BTreeMap<String, usize> = BTreeMap::new();
     let mut best: Option<(usize, usize)> = None;
     for (i, node) in inner.nodes.iter().enumerate() {
@@ -105,39 +201,45 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             best = Some((i, free_total));
         }
     }
-    let Some((node_index, _)) = best else {
-        let total = if pod.spec.node_name.is_some() {
-            1
-        } else {
-            inner.nodes.len()
-        };
-        let message = match &pod.spec.node_name {
-            Some(n) if !inner.nodes.iter().any(|x| &x.name == n) => {
-                format!("spec.nodeName {n} is not a node of this cluster")
-            }
-            _ => match &inner.device_plugin_failure {
-                Some(why) => format!(
-                    "{} {}: {}: {why}",
-                    insufficient(total, &short),
-                    super::NO_DEVICE_PLUGIN,
-                    super::DEVICE_PLUGIN_DOWN
-                ),
-                None => insufficient(total, &short),
-            },
-        };
-        return Err(ClusterError::Unschedulable {
-            pod: pod_ref,
-            message,
-        });
+    if let Some((node_index, _)) = best {
+        return Ok(node_index);
+    }
+    let total = if pod.spec.node_name.is_some() {
+        1
+    } else {
+        inner.nodes.len()
     };
+    let message = match &pod.spec.node_name {
+        Some(n) if !inner.nodes.iter().any(|x| &x.name == n) => {
+            format!("spec.nodeName {n} is not a node of this cluster")
+        }
+        _ => match &inner.device_plugin_failure {
+            Some(why) => format!(
+                "{} {}: {}: {why}",
+                insufficient(total, &short),
+                super::NO_DEVICE_PLUGIN,
+                super::DEVICE_PLUGIN_DOWN
+            ),
+            None => insufficient(total, &short),
+        },
+    };
+    Err(ClusterError::Unschedulable {
+        pod: pod_ref.to_string(),
+        message,
+    })
+}
 
-    inner.uid_counter += 1;
-    let uid = pod_uid(&cluster.opts.run_id, inner.uid_counter);
-    let sandbox_id = format!("{}-{}", cluster.opts.run_id, &uid[..8]);
-    let node_name = inner.nodes[node_index].name.clone();
-    let pod_id = crate::kubelet::PodId::new(&ns, &name, &uid);
-
-    // Admission: Allocate per container and resource; the device manager checkpoints.
+/// Admission: Allocate per container and resource; the device manager checkpoints.
+async fn admit(
+    inner: &Inner,
+    pod: &Pod,
+    start: &Start,
+    undo: &mut Vec<Undo>,
+) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let pod_id =
+        crate::kubelet::PodId::new(&pod.metadata.namespace, &pod.metadata.name, &start.uid);
+    undo.push(Undo::Release);
+    let node = &inner.nodes[start.node_index];
     let mut devices: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for container in &pod.spec.containers {
         let single = Pod {
@@ -148,7 +250,6 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
             },
         };
         for (resource, want) in single.extended_resources() {
-            let node = &inner.nodes[node_index];
             let admitted = match &node.device_manager {
                 Some(dm) => dm
                     .admit(&pod_id, &container.name, &resource, want as usize)
@@ -156,38 +257,50 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
                     .map_err(super::NetnsError::from),
                 None => Err(super::NetnsError::NotRunning {
                     what: "device plugin",
-                    node: node_name.clone(),
+                    node: start.node.clone(),
                 }),
             };
-            match admitted {
-                Ok(d) => devices.entry(resource).or_default().extend(d.ids),
-                Err(e) => {
-                    let _ = inner.nodes[node_index].release(&uid);
-                    return Err(start_err(
-                        &pod_ref,
-                        &node_name,
-                        format!("admission of {resource}: {e}"),
-                    ));
-                }
-            }
+            let d = admitted.map_err(|e| format!("admission of {resource}: {e}"))?;
+            devices.entry(resource).or_default().extend(d.ids);
         }
     }
+    Ok(devices)
+}
 
-    let netns = match inner.lab.netns(&format!("pod-{ns}-{name}")) {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = inner.nodes[node_index].release(&uid);
-            return Err(start_err(
-                &pod_ref,
-                &node_name,
-                format!("failed to create the sandbox: {e}"),
-            ));
-        }
-    };
-    let node = &inner.nodes[node_index];
-    let enter = node
-        .enter()
-        .map_err(|e| start_err(&pod_ref, &node_name, e))?;
+/// The pod's sandbox: its network namespace.
+fn sandbox(inner: &mut Inner, pod: &Pod, undo: &mut Vec<Undo>) -> Result<Ns, String> {
+    let (ns, name) = (&pod.metadata.namespace, &pod.metadata.name);
+    let netns = inner
+        .lab
+        .netns(&format!("pod-{ns}-{name}"))
+        .map_err(|e| format!("failed to create the sandbox: {e}"))?;
+    undo.push(Undo::DeleteSandbox(netns.clone()));
+    Ok(netns)
+}
+
+/// What attaching the pod's networks gave.
+struct Attached {
+    eth0: Attachment,
+    /// Secondary networks, in attach order.
+    networks: Vec<Attachment>,
+    statuses: Vec<NetworkStatus>,
+}
+
+/// eth0 on the pod network (bridge + host-local), then every network the pod
+/// selects, through its NAD, as multus delegates them.
+async fn attach(
+    cluster: &NetnsCluster,
+    inner: &Inner,
+    pod: &Pod,
+    start: &Start,
+    devices: &BTreeMap<String, Vec<String>>,
+    netns: &Ns,
+    undo: &mut Vec<Undo>,
+) -> Result<Attached, String> {
+    let (ns, name) = (&pod.metadata.namespace, &pod.metadata.name);
+    let (uid, sandbox_id) = (&start.uid, &start.sandbox_id);
+    let node = &inner.nodes[start.node_index];
+    let enter = node.enter().map_err(|e| e.to_string())?;
     let dirs = cluster.bin_dirs();
     let k8s_args = format!(
         "IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={sandbox_id};K8S_POD_UID={uid}"
@@ -199,25 +312,27 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
         ifname: "eth0".into(),
         args: k8s_args,
     };
-
-    let attached = async {
-        let eth0_result = match chain::add(&dirs, &enter, &eth0_plugins, &eth0_target).await {
-            Ok(r) => r,
-            Err(e) => return Err((format!("eth0 on {POD_NETWORK}: {e}"), None, Vec::new())),
-        };
-        let mut statuses = match multus::status::from_result(POD_NETWORK, &eth0_result, true, None)
-        {
-            Ok(s) => s,
-            Err(e) => return Err((e.to_string(), Some(eth0_result), Vec::new())),
-        };
-        let mut attachments = Vec::new();
-        let annotation = pod
-            .metadata
-            .annotations
-            .get(multus::NETWORKS_ANNOTATION)
-            .map(String::as_str)
-            .unwrap_or("");
-        let plan = multus::parse_networks(annotation, &ns).and_then(|selections| {
+    undo.push(Undo::Detach {
+        plugins: eth0_plugins.clone(),
+        target: eth0_target.clone(),
+        result: None,
+    });
+    let eth0_result = chain::add(&dirs, &enter, &eth0_plugins, &eth0_target)
+        .await
+        .map_err(|e| format!("eth0 on {POD_NETWORK}: {e}"))?;
+    if let Some(Undo::Detach { result, .. }) = undo.last_mut() {
+        *result = Some(eth0_result.clone());
+    }
+    let mut statuses = multus::status::from_result(POD_NETWORK, &eth0_result, true, None)
+        .map_err(|e| e.to_string())?;
+    let annotation = pod
+        .metadata
+        .annotations
+        .get(multus::NETWORKS_ANNOTATION)
+        .map(String::as_str)
+        .unwrap_or("");
+    let delegates = multus::parse_networks(annotation, ns)
+        .and_then(|selections| {
             let info = PodInfo {
                 namespace: ns.clone(),
                 name: name.clone(),
@@ -234,99 +349,63 @@ pub async fn create(cluster: &NetnsCluster, pod: Pod) -> Result<PodView, Cluster
                 |nns, nname| lookup_nad(&inner.nads, nns, nname),
                 &mut ids,
             )
-        });
-        let delegates = match plan {
-            Ok(d) => d,
-            Err(e) => {
-                return Err((
-                    e.with_pod(&ns, &name).to_string(),
-                    Some(eth0_result),
-                    attachments,
-                ));
-            }
+        })
+        .map_err(|e| e.with_pod(ns, name).to_string())?;
+    let mut networks = Vec::new();
+    for d in delegates {
+        let target = Target {
+            container_id: sandbox_id.clone(),
+            netns: Some(netns.path_str()),
+            ifname: d.ifname.clone(),
+            args: d.cni_args.clone(),
         };
-        for d in delegates {
-            let target = Target {
-                container_id: sandbox_id.clone(),
-                netns: Some(netns.path_str()),
-                ifname: d.ifname.clone(),
-                args: d.cni_args.clone(),
-            };
-            match chain::add(&dirs, &enter, &d.plugins, &target).await {
-                Ok(result) => {
-                    let status = multus::status::from_result(&d.network, &result, false, None);
-                    attachments.push(Attachment {
-                        plugins: d.plugins,
-                        target,
-                        result,
-                    });
-                    match status {
-                        Ok(s) => statuses.extend(s),
-                        Err(e) => return Err((e.to_string(), Some(eth0_result), attachments)),
-                    }
-                }
-                Err(e) => {
-                    return Err((
-                        format!("network {} ({}): {e}", d.network, d.ifname),
-                        Some(eth0_result),
-                        attachments,
-                    ));
-                }
-            }
-        }
-        Ok((eth0_result, attachments, statuses))
+        let result = chain::add(&dirs, &enter, &d.plugins, &target)
+            .await
+            .map_err(|e| format!("network {} ({}): {e}", d.network, d.ifname))?;
+        undo.push(Undo::Detach {
+            plugins: d.plugins.clone(),
+            target: target.clone(),
+            result: Some(result.clone()),
+        });
+        let status = multus::status::from_result(&d.network, &result, false, None);
+        networks.push(Attachment {
+            plugins: d.plugins,
+            target,
+            result,
+        });
+        statuses.extend(status.map_err(|e| e.to_string())?);
     }
-    .await;
+    Ok(Attached {
+        eth0: Attachment {
+            plugins: eth0_plugins,
+            target: eth0_target,
+            result: eth0_result,
+        },
+        networks,
+        statuses,
+    })
+}
 
-    let (eth0_result, attachments, statuses) = match attached {
-        Ok(ok) => ok,
-        Err((message, eth0_result, attachments)) => {
-            for a in attachments.iter().rev() {
-                let _ = chain::del(&dirs, &enter, &a.plugins, &a.target, Some(&a.result)).await;
-            }
-            let _ = chain::del(
-                &dirs,
-                &enter,
-                &eth0_plugins,
-                &eth0_target,
-                eth0_result.as_ref(),
-            )
-            .await;
-            let _ = inner.nodes[node_index].release(&uid);
-            let _ = inner.lab.delete_netns(&netns);
-            return Err(start_err(&pod_ref, &node_name, message));
-        }
-    };
-
+/// The pod as the API shows it: its network-status annotation written.
+fn annotate(
+    pod: &Pod,
+    start: &Start,
+    statuses: &[NetworkStatus],
+    devices: BTreeMap<String, Vec<String>>,
+) -> PodView {
     let mut annotations = pod.metadata.annotations.clone();
     annotations.insert(
         multus::NETWORK_STATUS_ANNOTATION.into(),
-        multus::status::annotation(&statuses),
+        multus::status::annotation(statuses),
     );
-    let view = PodView {
-        namespace: ns.clone(),
-        name: name.clone(),
-        uid: uid.clone(),
-        node: node_name,
+    PodView {
+        namespace: pod.metadata.namespace.clone(),
+        name: pod.metadata.name.clone(),
+        uid: start.uid.clone(),
+        node: start.node.clone(),
         annotations,
         devices,
-    };
-    inner.pods.insert(
-        (ns, name),
-        PodState {
-            view: view.clone(),
-            netns,
-            node_index,
-            sandbox_id,
-            eth0: Attachment {
-                plugins: eth0_plugins,
-                target: eth0_target,
-                result: eth0_result,
-            },
-            attachments,
-        },
-    );
-    Ok(view)
+    }
 }
 
 fn lookup_nad(

@@ -143,6 +143,12 @@ impl Topology {
         &node.expect("validated: at least one node").uplink
     }
 
+    /// Host `n` of the LAN's /24 (the fabric's subnet), e.g. `192.168.159.21`.
+    pub fn lan_host(&self, n: u8) -> Ipv4Addr {
+        let p = self.fabric_prefix().expect("validated");
+        Ipv4Addr::new(p[0], p[1], p[2], n)
+    }
+
     /// The /24 of node `i`'s pod network, e.g. `10.244.1.0/24`.
     pub fn pod_subnet(&self, i: usize) -> String {
         let p = self.pod_prefix().expect("validated");
@@ -163,6 +169,7 @@ mod tests {
         assert_eq!(Topology::builtin().uplink(1), DEFAULT_UPLINK);
         assert_eq!(t.fabric.gateway, Ipv4Addr::new(192, 168, 159, 2));
         assert_eq!(t.pod_subnet(1), "10.244.2.0/24");
+        assert_eq!(t.lan_host(21), Ipv4Addr::new(192, 168, 159, 21));
     }
 
     #[test]

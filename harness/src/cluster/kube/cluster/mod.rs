@@ -7,6 +7,7 @@
 //! (delete by label and UID), `node_probe` (node access through probe pods),
 //! `node_view` (what a node shows about its pods) and `vms` (KubeVirt guests).
 
+mod abilities;
 mod diagnostics;
 mod namespace;
 mod node_probe;
@@ -29,6 +30,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
+pub use self::abilities::base_offer;
 pub use self::namespace::POD_SECURITY_LABEL;
 pub use self::node_probe::{NSENTER_HOST, PROBE_ROLE, ROLE_LABEL, on_host, probe_pod_name};
 pub use self::ownership::Foreign;
@@ -37,7 +39,7 @@ pub use self::teardown::Teardown;
 pub use self::vms::KubevirtGuest;
 use super::RUN_LABEL;
 use super::apply::{self, Placement};
-use crate::cluster::capability::{Offer, Provider};
+use crate::cluster::capability::Offer;
 use crate::cluster::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
 use crate::objects::{Object, Pod};
 
@@ -84,6 +86,12 @@ impl Default for KubeOptions {
     }
 }
 
+/// Resources a run applied to, in first-use order, with the namespaces used.
+type Touched = Vec<(Placement, BTreeSet<String>)>;
+
+/// Cloning gives another handle on the same cluster, scope and record of what it
+/// touched (`scoped` gives a new scope).
+#[derive(Clone)]
 pub struct KubeCluster {
     client: Client,
     provider: String,
@@ -95,7 +103,7 @@ pub struct KubeCluster {
     restricted: bool,
     opts: KubeOptions,
     /// Resources this run applied to, in first-use order, with the namespaces used.
-    touched: Mutex<Vec<(Placement, BTreeSet<String>)>>,
+    touched: Arc<Mutex<Touched>>,
     /// The node probe pods, shared with the scoped views (see `node_probe`).
     probes: Arc<node_probe::Probes>,
 }
@@ -142,7 +150,7 @@ impl KubeCluster {
             nodes: names,
             restricted: false,
             opts,
-            touched: Mutex::new(Vec::new()),
+            touched: Arc::default(),
             probes: Arc::default(),
         })
     }
@@ -153,9 +161,10 @@ impl KubeCluster {
 
     /// What the cluster offers the scenarios.
     pub fn offer(&self) -> Offer {
-        self.opts.offer.clone().unwrap_or_else(|| {
-            Offer::new(Provider::parse(&self.provider).unwrap_or(Provider::Existing))
-        })
+        self.opts
+            .offer
+            .clone()
+            .unwrap_or_else(|| base_offer(&self.provider))
     }
 
     /// The namespace the run's own objects live in (`secnet-<run>`): scenario pods
@@ -183,7 +192,7 @@ impl KubeCluster {
             nodes: self.nodes.clone(),
             restricted: self.restricted,
             opts: self.opts.clone(),
-            touched: Mutex::new(Vec::new()),
+            touched: Arc::default(),
             probes: self.probes.clone(),
         }
     }

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use super::node_probe::{NSENTER_HOST, PROBE_CONTAINER};
 use super::node_view::CHECKPOINT;
 use crate::cluster::any::AnyCluster;
-use crate::cluster::capability::{Capability, Offer, Provider};
+use crate::cluster::capability::{Capability, Offer};
+use crate::cluster::kube::base_offer;
 use crate::cluster::kube::fake;
 use crate::cluster::kube::fake::{
     DATAPLANE, FakeState, conflict, fake_api_server, fake_node, precondition_fails, selected,
@@ -244,7 +245,7 @@ fn victim() -> PodView {
 
 #[tokio::test]
 async fn a_probe_pod_per_node_with_the_node_access_spec_gone_at_teardown() {
-    let t = setup(Offer::new(Provider::Kind), None).await;
+    let t = setup(base_offer("kind"), None).await;
     let c = t.cluster.clone();
     // Asked at once for the same node and both: one probe pod per node.
     let nodes = ["node-a".to_string(), "node-b".to_string()];
@@ -351,16 +352,16 @@ async fn a_probe_pod_per_node_with_the_node_access_spec_gone_at_teardown() {
 
 #[tokio::test]
 async fn node_access_abilities_read_the_node_through_its_probe() {
-    let t = setup(Offer::new(Provider::Kind), None).await;
-    let any = AnyCluster::Kube(t.cluster.clone());
+    let t = setup(base_offer("kind"), None).await;
+    let any = AnyCluster::new(Box::new((*t.cluster).clone()));
     assert!(any.offers(Capability::NodeAccess));
 
     let lower = any.node_link("node-a", "ens33").await.unwrap();
-    assert_eq!(lower["ifindex"], 2);
+    assert_eq!(lower.index, 2);
     // The victim's net1 as its node sees it: sandbox by crictl, then its netns.
     let net1 = any.pod_link(&victim(), "net1").await.unwrap();
     assert_eq!(net1["linkinfo"]["info_kind"], "macvtap");
-    assert_eq!(net1["link_index"], lower["ifindex"]);
+    assert_eq!(net1["link_index"], lower.index);
     let devices = any.pod_devices(&victim()).await.unwrap();
     assert_eq!(
         devices,
@@ -401,8 +402,8 @@ async fn node_access_abilities_read_the_node_through_its_probe() {
 
 #[tokio::test]
 async fn node_errors_name_the_node_the_probe_pod_and_the_command() {
-    let t = setup(Offer::new(Provider::Kind), Some("node-b")).await;
-    let any = AnyCluster::Kube(t.cluster.clone());
+    let t = setup(base_offer("kind"), Some("node-b")).await;
+    let any = AnyCluster::new(Box::new((*t.cluster).clone()));
     let err = any
         .node_ip("node-a", &["link", "set", "ens33", "up"])
         .await
@@ -434,9 +435,9 @@ async fn node_errors_name_the_node_the_probe_pod_and_the_command() {
 
 #[tokio::test]
 async fn without_node_access_nothing_runs_on_the_nodes() {
-    let offer = Offer::new(Provider::Existing).without([Capability::NodeAccess]);
+    let offer = base_offer("existing").without([Capability::NodeAccess]);
     let t = setup(offer, None).await;
-    let any = AnyCluster::Kube(t.cluster.clone());
+    let any = AnyCluster::new(Box::new((*t.cluster).clone()));
     assert!(matches!(
         any.node_ip("node-a", &["link"]).await,
         Err(ClusterError::Unsupported {
@@ -518,16 +519,18 @@ async fn the_device_id_check_reads_the_victims_allocation_and_link_from_its_node
     let cluster = KubeCluster::connect(server.client(), "kind", RUN, opts)
         .await
         .unwrap();
-    let mut ctx = crate::conform::context(&crate::conform::Options::bundled(), RUN);
+    let mut opts = crate::conform::Options::bundled();
+    opts.cluster = crate::cluster::provider::Provider::Kind;
+    let mut ctx = crate::conform::context(&opts, RUN);
     ctx.scope = "s46".into();
-    ctx.target = crate::scenario::Target::Kube(Arc::new(cluster));
+    let provider = crate::conform::real::KubeProvider::on(&opts, cluster);
     let name = "security/macvtap: a deviceID of another pod's allocation";
     let scenario = crate::scenario::all()
         .iter()
         .find(|s| s.name == name)
         .unwrap();
-    assert!(scenario.portable_on(&Offer::new(Provider::Kind)));
-    let outcome = crate::scenario::runner::run(scenario, &ctx).await;
+    assert!(scenario.portable_on(&base_offer("kind")));
+    let outcome = crate::scenario::runner::run(scenario, &ctx, &provider).await;
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
     // The fake runs no CNI: the attacker's pod starts, which the scenario must
     // call out, naming the victim's device as its node's kubelet recorded it.
@@ -579,8 +582,8 @@ fn probe_names_stay_short_and_sandboxes_give_their_netns() {
 
 #[tokio::test]
 async fn open_vswitch_preinstalled_on_the_hosts_is_read_through_the_probe() {
-    let t = setup(Offer::new(Provider::Existing), None).await;
-    let any = AnyCluster::Kube(t.cluster.clone());
+    let t = setup(base_offer("existing").with([Capability::Ovs]), None).await;
+    let any = AnyCluster::new(Box::new((*t.cluster).clone()));
     // No openvswitch pod on the nodes: the hosts' own ovs-vsctl answers.
     let ports = any.ovs_ports("node-a", "br1").await.unwrap();
     assert_eq!(ports, ["ens34", "veth7"]);

@@ -13,7 +13,7 @@ use super::diagnostics::describe;
 use super::{HOSTNAME_LABEL, KubeCluster, api_err, is_not_found};
 use crate::cluster::kube::FIELD_MANAGER;
 use crate::cluster::kube::apply;
-use crate::cluster::{ClusterError, ExecOutput, PodView};
+use crate::cluster::{ClusterError, ExecOutput, PodView, wait};
 use crate::multus::{NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION};
 use crate::objects::{Object, Pod};
 
@@ -277,8 +277,9 @@ impl KubeCluster {
     pub async fn wait_pods_gone(&self) -> Result<(), ClusterError> {
         let api: Api<KPod> = Api::all(self.client.clone());
         let lp = ListParams::default().labels(&self.selector());
-        let deadline = tokio::time::Instant::now() + self.opts.pod_timeout;
-        loop {
+        let what = format!("the pods labelled {} to be deleted", self.selector());
+        let pace = wait::Pace::every(Duration::from_millis(500));
+        wait::until(what, self.opts.pod_timeout, pace, || async {
             let left: Vec<String> = match api.list(&lp).await {
                 Ok(list) => list
                     .items
@@ -288,18 +289,13 @@ impl KubeCluster {
                     .collect(),
                 Err(e) => vec![format!("(list failed: {})", api_err(e))],
             };
-            if left.is_empty() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ClusterError::Timeout {
-                    what: format!("the pods labelled {} to be deleted", self.selector()),
-                    seconds: self.opts.pod_timeout.as_secs(),
-                    state: format!("still there: {}", left.join(" ")),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+            Ok(if left.is_empty() {
+                wait::Seen::Ready(())
+            } else {
+                wait::Seen::NotYet(format!("still there: {}", left.join(" ")))
+            })
+        })
+        .await
     }
 
     /// Kills the device plugin on `node` (its pod deleted with no grace period) and

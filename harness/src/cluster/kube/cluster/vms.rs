@@ -28,7 +28,7 @@ use crate::multus::NETWORK_STATUS_ANNOTATION;
 use crate::vm::agent::Agent;
 use crate::vm::image::GuestImage;
 use crate::vm::kubevirt::{BindingKind, VirtualMachine};
-use crate::vm::{GuestHost, GuestNic, RunningVm, VmError, VmOptions};
+use crate::vm::{GuestNic, RunningVm, VmError, VmOptions};
 
 /// The container image holding the guest's kernel and initramfs (the kind provider
 /// builds and loads it; on another cluster push it and name it here).
@@ -439,7 +439,7 @@ impl KubeCluster {
             })?;
         let agent = Agent::over(stream).poking(Duration::from_secs(2));
         tracing::debug!(vm = %vm.name, pod = %pod.name, nics = nics.len(), "KubeVirt VMI running");
-        let host = GuestHost::Kubevirt(guest.clone());
+        let host = Box::new(guest.clone());
         Ok(RunningVm::new(
             vm.clone(),
             pod,
@@ -713,7 +713,6 @@ mod tests {
     use crate::cluster::kube::mock::{MockApi, Recorded, Reply};
 
     use super::*;
-    use crate::cluster::any::AnyCluster;
     use crate::cluster::kube::KubeOptions;
     use crate::vm::agent::{BEGIN, END, READY};
 
@@ -1012,8 +1011,7 @@ mod tests {
             "{}",
             v.console()
         );
-        let any = AnyCluster::Kube(Arc::new(cluster));
-        v.stop(&any).await.unwrap();
+        v.stop(&cluster).await.unwrap();
 
         let f = fake.lock().unwrap();
         assert!(f.vm.is_none(), "the VM was not deleted");

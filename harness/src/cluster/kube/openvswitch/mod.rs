@@ -29,9 +29,12 @@ mod tests;
 
 pub use capture::{Capture, start_capture_argv, stop_capture_argv};
 
-/// The bridge and the node's trunk port: one name for the netns nodes, the
-/// DaemonSet (its `${OVS_BRIDGE}`/`${OVS_UPLINK}`) and the scenarios' port checks.
-pub use crate::cluster::netns::ovs::{BRIDGE, UPLINK};
+/// The bridge the OVS networks use: the DaemonSet's `${OVS_BRIDGE}`, named as the
+/// seed's NADs name it (and as the netns nodes name theirs).
+pub const BRIDGE: &str = "br1";
+/// The node's trunk port into the LAN: the DaemonSet's `${OVS_UPLINK}`, left out of
+/// the scenarios' port checks (the pods' ports are the others).
+pub const UPLINK: &str = "ens34";
 
 pub const NAMESPACE: &str = "kube-system";
 /// The DaemonSet's pods.
