@@ -86,7 +86,7 @@ impl Server {
         let service = DevicePluginService::new(resource.clone(), stopped.clone());
         let mut stopped = stopped;
         let task = tokio::spawn(
-            tonic::transport::Server::builder()
+            uds::server()
                 .serve_with_incoming_shutdown(
                     DevicePluginServer::new(service),
                     uds::incoming(listener),
