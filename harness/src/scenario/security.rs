@@ -738,7 +738,12 @@ async fn tap_number_in_cni(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let victim = nl.pod("pod").map_err(lab_failure)?;
     let index = free_tap_index(ctx);
     nl.lab
-        .ip(&attacker, &["link", "add", "lower0", "type", "dummy"])
+        .ip(
+            &attacker,
+            &[
+                "link", "add", "lower0", "type", "veth", "peer", "name", "lower1",
+            ],
+        )
         .map_err(lab_failure)?;
     let held = attacker_macvtap(
         |a| nl.lab.ip(&attacker, a).map_err(lab_failure),
@@ -798,7 +803,19 @@ async fn tap_number_at_allocate(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let attacker_ns = cluster.pod_namespace(&attacker).await?;
     let probe = format!("snp{}", &ctx.scope);
     cluster
-        .node_ip(&node, &["link", "add", &probe, "type", "dummy"])
+        .node_ip(
+            &node,
+            &[
+                "link",
+                "add",
+                &probe,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{probe}p"),
+            ],
+        )
         .await?;
     let shown = cluster
         .node_ip(&node, &["-j", "link", "show", &probe])
@@ -810,7 +827,12 @@ async fn tap_number_at_allocate(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         .ok_or_else(|| Failure::msg("the probe link on the node has no ifindex"))?
         as u32;
     cluster
-        .ns_ip(&attacker_ns, &["link", "add", "lower0", "type", "dummy"])
+        .ns_ip(
+            &attacker_ns,
+            &[
+                "link", "add", "lower0", "type", "veth", "peer", "name", "lower1",
+            ],
+        )
         .await?;
     let mut held = Vec::new();
     for index in counter + 1..=counter + AHEAD {
@@ -1073,11 +1095,15 @@ async fn adopted_link_stays_in_the_pod(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let name = macvtap_cni::naming::hashed_link_name(&id);
     let mark = format!("{}{id}", cni_kit::policy::DEVICE_PLUGIN_ALIAS_PREFIX);
     for args in [
-        vec!["link", "add", "lower0", "type", "dummy"],
+        vec![
+            "link", "add", "lower0", "type", "veth", "peer", "name", "lower1",
+        ],
         vec!["link", "add", &name, "link", "lower0", "type", "macvtap"],
         vec!["link", "set", &name, "alias", &mark],
         // CNI_IFNAME taken already: ADD fails after finding the link.
-        vec!["link", "add", "net1", "type", "dummy"],
+        vec![
+            "link", "add", "net1", "type", "veth", "peer", "name", "net1p",
+        ],
     ] {
         nl.lab.ip(&pod, &args).map_err(lab_failure)?;
     }

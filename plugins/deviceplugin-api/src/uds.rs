@@ -52,8 +52,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, UdsError> {
     Ok(listener)
 }
 
-/// The most connections a server takes at once: the kubelet needs one or two, the
-/// rest are held back (closed at once) so that they cannot pile up memory.
+/// The most connections a device plugin takes at once: the kubelet needs one or two,
+/// the rest are closed at once so that they cannot pile up memory.
 pub const MAX_CONNECTIONS: usize = 64;
 /// The most concurrent streams (calls) on one connection: the kubelet keeps one
 /// ListAndWatch open and makes short unary calls.
@@ -75,12 +75,21 @@ pub fn server() -> tonic::transport::Server {
 
 /// The stream of accepted connections tonic's `serve_with_incoming*` takes. Each is
 /// wrapped in [`AuthorityFix`], so the server answers every real client whatever
-/// `:authority` it sends over the socket (see [`crate::authority`]). At most
-/// [`MAX_CONNECTIONS`] are served at once; one more is closed as soon as accepted.
+/// `:authority` it sends over the socket (see [`crate::authority`]). No cap on
+/// connections (a kubelet's registration socket takes one per resource).
 pub fn incoming(
     listener: UnixListener,
 ) -> impl Stream<Item = std::io::Result<Limited<AuthorityFix<UnixStream>>>> + Send + 'static {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    incoming_limited(listener, Semaphore::MAX_PERMITS)
+}
+
+/// [`incoming`] serving at most `max` connections at once (a device plugin:
+/// [`MAX_CONNECTIONS`]); one more is closed as soon as accepted.
+pub fn incoming_limited(
+    listener: UnixListener,
+    max: usize,
+) -> impl Stream<Item = std::io::Result<Limited<AuthorityFix<UnixStream>>>> + Send + 'static {
+    let slots = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
     UnixListenerStream::new(listener).filter_map(move |conn| match conn {
         Ok(conn) => match slots.clone().try_acquire_owned() {
             Ok(slot) => Some(Ok(Limited {

@@ -89,7 +89,7 @@ impl Server {
             uds::server()
                 .serve_with_incoming_shutdown(
                     DevicePluginServer::new(service),
-                    uds::incoming(listener),
+                    uds::incoming_limited(listener, uds::MAX_CONNECTIONS),
                     async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     },

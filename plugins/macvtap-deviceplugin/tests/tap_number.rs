@@ -37,13 +37,23 @@ fn allocate_refuses_a_tap_node_of_another_namespace_and_picks_a_free_index() {
     let attacker = nl.pod("attacker").expect("attacker netns");
     // The node's ifindex counter, as the attacker reads it from its eth0@ifNN.
     nl.lab
-        .ip(&nl.node, &["link", "add", "probe0", "type", "dummy"])
+        .ip(
+            &nl.node,
+            &[
+                "link", "add", "probe0", "type", "veth", "peer", "name", "probe1",
+            ],
+        )
         .unwrap();
     let shown = nl.link(&nl.node, "probe0").expect("probe link");
     let counter = shown["ifindex"].as_u64().unwrap() as u32;
     nl.lab.ip(&nl.node, &["link", "del", "probe0"]).unwrap();
     nl.lab
-        .ip(&attacker, &["link", "add", "lower0", "type", "dummy"])
+        .ip(
+            &attacker,
+            &[
+                "link", "add", "lower0", "type", "veth", "peer", "name", "lower1",
+            ],
+        )
         .unwrap();
     let mut held = Vec::new();
     for index in counter + 1..=counter + 4 {
