@@ -47,7 +47,7 @@ async fn main() {
     let mut n = Node::new();
     n.start_plugin(Some(&config("dataplane", "ens33", "")), &[]);
     n.kubelet
-        .wait_for_devices(&resource("dataplane"), 1, HEALTHY, BOUND)
+        .wait_for_devices(&resource("dataplane"), 100, HEALTHY, BOUND)
         .await
         .unwrap();
     let pid = n.plugin().pid();
