@@ -171,6 +171,7 @@ pub fn scenarios() -> Vec<Scenario> {
         .needs(&[Capability::NodeAccess])
         .deploy_macvtap_seed(),
     );
+    list.extend(round_two());
     list
 }
 
@@ -549,6 +550,849 @@ async fn other_pods_device(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         after.index == before.index && after.mac == before.mac,
         || format!("the victim's net1 changed: before {before}, after {after}"),
     )
+}
+
+// ---- round two: the device number, fail-closed ownership checks, the policy file ----
+
+/// The macvtap attacks of the second review (issue 28), each as played by hand on
+/// the release binaries; see each function for the attack.
+fn round_two() -> Vec<Scenario> {
+    let mut list = vec![
+        lab(
+            "/dev/tapN held by a pod's own macvtap of the same ifindex",
+            |ctx, nl| Box::pin(tap_number_in_cni(ctx, nl)),
+        ),
+        lab(
+            "pod-resources answering ResourceExhausted (rate limit)",
+            |ctx, nl| Box::pin(kubelet_fails_open(ctx, nl, FakeAnswer::RateLimited)),
+        ),
+        lab("pod-resources answering after 3 s", |ctx, nl| {
+            Box::pin(kubelet_fails_open(
+                ctx,
+                nl,
+                FakeAnswer::Late(Duration::from_secs(3)),
+            ))
+        }),
+        lab(
+            "a link the pod made under the device plugin's name and mark",
+            |ctx, nl| Box::pin(adopted_link_stays_in_the_pod(ctx, nl)),
+        ),
+        lab("CNI_NETNS the node's own namespace (ADD)", |ctx, nl| {
+            Box::pin(own_netns(ctx, nl, "ADD"))
+        }),
+        lab("CNI_NETNS the node's own namespace (DEL)", |ctx, nl| {
+            Box::pin(own_netns(ctx, nl, "DEL"))
+        }),
+        lab("CNI_IFNAME net%d (the kernel's template)", |ctx, nl| {
+            Box::pin(ifname_template(ctx, nl))
+        }),
+        lab(
+            "an MTU error that would name the lower device and its MTU",
+            |ctx, nl| Box::pin(mtu_error_names_nothing(ctx, nl)),
+        ),
+        lab("the LAN gateway's MAC with [mac] forbidden", |ctx, nl| {
+            Box::pin(gateway_mac(ctx, nl))
+        }),
+    ];
+    for file in [
+        PolicyFile::Fifo,
+        PolicyFile::Relative,
+        PolicyFile::Symlink,
+        PolicyFile::DirOwnedByUser,
+        PolicyFile::Huge,
+    ] {
+        list.push(lab(file.attack(), move |ctx, nl| {
+            Box::pin(untrusted_policy_file(ctx, nl, file))
+        }));
+    }
+    list.push(
+        Scenario::on_cluster(
+            "security/macvtap: /dev/tapN at the node's next ifindexes held by a pod (device plugin)",
+            "macvtap",
+            "pod",
+            &["security", "cni", "deviceplugin"],
+            |ctx, c| Box::pin(tap_number_at_allocate(ctx, c)),
+        )
+        .needs(&[Capability::NodeAccess, Capability::PluginExec])
+        .deploy_macvtap_seed(),
+    );
+    list
+}
+
+/// A macvtap attack the scenario plays on a node lab itself.
+fn lab<F>(name: &str, run: F) -> Scenario
+where
+    F: for<'a> Fn(&'a Ctx, &'a mut NodeLab) -> futures::future::BoxFuture<'a, Outcome>
+        + Send
+        + Sync
+        + 'static,
+{
+    Scenario::on_node_lab(
+        format!("security/macvtap: {name}"),
+        "macvtap",
+        "pod",
+        &["security", "cni"],
+        run,
+    )
+}
+
+/// What `/dev/tap<index>` is on this machine: device number, owner, group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TapNode {
+    rdev: u64,
+    uid: u32,
+    gid: u32,
+}
+
+impl std::fmt::Display for TapNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "char {}:{} owned by {}:{}",
+            nix::sys::stat::major(self.rdev),
+            nix::sys::stat::minor(self.rdev),
+            self.uid,
+            self.gid
+        )
+    }
+}
+
+fn tap_node(index: u32) -> Option<TapNode> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(format!("/dev/tap{index}")).ok()?;
+    Some(TapNode {
+        rdev: m.rdev(),
+        uid: m.uid(),
+        gid: m.gid(),
+    })
+}
+
+/// `/dev/tap<index>` once devtmpfs made it (it does so asynchronously).
+async fn wait_tap_node(index: u32) -> Result<TapNode, Failure> {
+    for _ in 0..200 {
+        if let Some(node) = tap_node(index) {
+            return Ok(node);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fail(format!(
+        "/dev/tap{index} did not appear (is devtmpfs mounted on /dev?)"
+    ))
+}
+
+/// An ifindex no namespace of this machine uses and whose `/dev/tapN` is free,
+/// derived from the scenario (so parallel scenarios pick different ones).
+fn free_tap_index(ctx: &Ctx) -> u32 {
+    let key = format!("{}/{}", ctx.run_id, ctx.scope);
+    let start = (xxhash_rust::xxh64::xxh64(key.as_bytes(), 28) % (1 << 24)) as u32;
+    (0..4096)
+        .map(|i| 300_000_000 + (start + i * 613) % (1 << 24))
+        .find(|i| tap_node(*i).is_none())
+        .unwrap_or(300_000_000 + start)
+}
+
+/// The attacker's side, in a namespace of its own (a pod with NET_ADMIN): a dummy
+/// lower device and a macvtap on it at `index`, whose `/dev/tap<index>` it now holds.
+async fn attacker_macvtap(
+    ip: impl Fn(&[&str]) -> Result<String, Failure>,
+    lower: &str,
+    index: u32,
+) -> Result<TapNode, Failure> {
+    let idx = index.to_string();
+    let name = format!("atk{index}");
+    let name = &name[..name.len().min(15)];
+    ip(&[
+        "link", "add", name, "index", &idx, "link", lower, "type", "macvtap", "mode", "bridge",
+    ])?;
+    wait_tap_node(index).await
+}
+
+/// The device plugin's part, played by hand: its macvtap for `id` on the uplink at
+/// `index`, under the hashed name, marked, up.
+fn device_link_at(nl: &NodeLab, id: &str, index: u32) -> Result<String, Failure> {
+    let name = macvtap_cni::naming::hashed_link_name(id);
+    let idx = index.to_string();
+    let uplink = nl.uplink().to_string();
+    let mark = format!("{}{id}", cni_kit::policy::DEVICE_PLUGIN_ALIAS_PREFIX);
+    for args in [
+        vec![
+            "link", "add", &name, "index", &idx, "link", &uplink, "type", "macvtap", "mode",
+            "bridge",
+        ],
+        vec!["link", "set", &name, "alias", &mark],
+        vec!["link", "set", &name, "up"],
+    ] {
+        nl.lab.ip(&nl.node, &args).map_err(lab_failure)?;
+    }
+    Ok(name)
+}
+
+/// HIGH. devtmpfs names a macvtap's device after its ifindex, which is per
+/// namespace: the attacker makes a macvtap at the ifindex the device plugin's link
+/// has (or will get) on the node, so `/dev/tapN` is the attacker's device. ADD for
+/// the victim must not hand that node to the VM's user (107): frames the VM wrote
+/// would leave through the attacker's link.
+async fn tap_number_in_cni(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let scratch = scratch_dir(ctx, "sec")?;
+    let attacker = nl.pod("attacker").map_err(lab_failure)?;
+    let victim = nl.pod("pod").map_err(lab_failure)?;
+    let index = free_tap_index(ctx);
+    nl.lab
+        .ip(
+            &attacker,
+            &[
+                "link", "add", "lower0", "type", "veth", "peer", "name", "lower1",
+            ],
+        )
+        .map_err(lab_failure)?;
+    let held = attacker_macvtap(
+        |a| nl.lab.ip(&attacker, a).map_err(lab_failure),
+        "lower0",
+        index,
+    )
+    .await?;
+    let id = format!("{}Mvp0", nl.uplink());
+    device_link_at(nl, &id, index)?;
+    let policy = node_policy(&scratch, None)?;
+    let config = json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap",
+        "deviceID": id, "owner": 107, "group": 107});
+    let call = Call::new(ctx.plugin("macvtap"), "ADD", config)
+        .container(
+            &format!("{}-cid", victim.name),
+            Some(&victim.path_str()),
+            "net1",
+        )
+        .env(POLICY_ENV, &policy);
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    let after = tap_node(index);
+    if after != Some(held) {
+        return fail(format!(
+            "ADD handed the attacker's /dev/tap{index} ({held}, a macvtap in the attacker's own namespace) to the VM's user: now {} (upstream does no device-number check): {}",
+            after.map_or("gone".into(), |n| n.to_string()),
+            described(&reply)
+        ));
+    }
+    if reply.success {
+        let mut del = call.clone();
+        del.command = "DEL".into();
+        let _ = exec(&del, Some(&nl.node_ns)).await;
+        return fail(format!(
+            "ADD succeeded although /dev/tap{index} is the attacker's device ({held}): {}",
+            described(&reply)
+        ));
+    }
+    ctx.observed
+        .note(&format!("refused: {}", described(&reply)));
+    Ok(())
+}
+
+/// HIGH, at Allocate. The attacker reads the node's ifindex counter (a pod sees it
+/// in its `eth0@ifNN`; here: a probe link on the node) and makes macvtaps in its own
+/// namespace at the next indexes. A device plugin numbering its macvtaps the
+/// kernel's way then returns `/dev/tapN` because the path exists, and the victim's
+/// CNI chowns it: the attacker's nodes must keep their owner, and the victim's
+/// interface must not be one of the attacker's devices.
+async fn tap_number_at_allocate(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    const AHEAD: u32 = 12;
+    let node = cluster.nodes()[0].clone();
+    let attacker = {
+        let mut pod = Pod::plain("attacker", &node, "");
+        pod.metadata.annotations.clear();
+        cluster.create_pod(pod).await?
+    };
+    let attacker_ns = cluster.pod_namespace(&attacker).await?;
+    let probe = format!("snp{}", &ctx.scope);
+    cluster
+        .node_ip(
+            &node,
+            &[
+                "link",
+                "add",
+                &probe,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{probe}p"),
+            ],
+        )
+        .await?;
+    let shown = cluster
+        .node_ip(&node, &["-j", "link", "show", &probe])
+        .await;
+    cluster.node_ip(&node, &["link", "del", &probe]).await?;
+    let counter = serde_json::from_str::<Value>(&shown?)?
+        .get(0)
+        .and_then(|l| l["ifindex"].as_u64())
+        .ok_or_else(|| Failure::msg("the probe link on the node has no ifindex"))?
+        as u32;
+    cluster
+        .ns_ip(
+            &attacker_ns,
+            &[
+                "link", "add", "lower0", "type", "veth", "peer", "name", "lower1",
+            ],
+        )
+        .await?;
+    let mut held = Vec::new();
+    for index in counter + 1..=counter + AHEAD {
+        if tap_node(index).is_some() {
+            continue;
+        }
+        let (idx, name) = (index.to_string(), format!("atk{index}"));
+        cluster
+            .ns_ip(
+                &attacker_ns,
+                &[
+                    "link", "add", &name, "index", &idx, "link", "lower0", "type", "macvtap",
+                ],
+            )
+            .await?;
+        held.push((index, wait_tap_node(index).await?));
+    }
+    ctx.observed.note(&format!(
+        "node ifindex counter at {counter}; the attacker holds /dev/tapN for {:?}",
+        held.iter().map(|(i, _)| i).collect::<Vec<_>>()
+    ));
+    let victim = cluster
+        .create_pod(named(
+            fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
+            "victim",
+            Some(&node),
+        ))
+        .await;
+    let taken: Vec<String> = held
+        .iter()
+        .filter_map(|(index, before)| {
+            let now = tap_node(*index);
+            (now != Some(*before)).then(|| {
+                format!(
+                    "/dev/tap{index} ({before} in the attacker's namespace) is now {}",
+                    now.map_or("gone".into(), |n| n.to_string())
+                )
+            })
+        })
+        .collect();
+    if !taken.is_empty() {
+        return fail(format!(
+            "the victim's macvtap was handed out as the attacker's device (upstream numbers macvtaps the kernel's way and checks no device number): {}",
+            taken.join("; ")
+        ));
+    }
+    match victim {
+        Ok(v) => {
+            let net1 = pod_link(cluster, &v, "net1").await?;
+            let index = net1["ifindex"].as_u64().unwrap_or_default() as u32;
+            ensure(!held.iter().any(|(i, _)| *i == index), || {
+                format!(
+                    "the victim's net1 has ifindex {index}, whose /dev/tap{index} is the attacker's"
+                )
+            })?;
+            ctx.observed.note(&format!(
+                "the victim's net1 got ifindex {index}, outside the attacker's range"
+            ));
+            Ok(())
+        }
+        // Refusing the victim is safe too (the attacker only denied service).
+        Err(e) => {
+            ctx.observed.note(&format!(
+                "the victim's pod was refused: {}",
+                short(&e.to_string())
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// How the fake kubelet answers `List`.
+#[derive(Debug, Clone, Copy)]
+pub enum FakeAnswer {
+    /// `ResourceExhausted "rejected by rate limit"`, as the real kubelet answers
+    /// beyond 100 calls a second (bursts of 10).
+    RateLimited,
+    /// `n` rate-limited answers, then the pods the fake was given.
+    RateLimitedThenList(u32),
+    /// The list, after this long.
+    Late(Duration),
+}
+
+/// A kubelet pod-resources server on a Unix socket that answers `List` as told
+/// (and lists the pods it was given): the real gRPC socket, the kubelet's answers
+/// when it is busy or slow. Stopped (socket removed) on drop.
+pub struct FakeKubelet {
+    socket: std::path::PathBuf,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeKubelet {
+    /// Serves on `socket`; `pods` are `(namespace, name, resource, device IDs)`.
+    pub fn start(
+        socket: &Path,
+        answer: FakeAnswer,
+        pods: Vec<(String, String, String, Vec<String>)>,
+    ) -> Result<FakeKubelet, Failure> {
+        use deviceplugin_api::podresources::v1 as pr;
+        let listener = deviceplugin_api::uds::bind(socket)
+            .map_err(|e| Failure::caused("failed to serve the fake kubelet", e))?;
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let list = pr::ListPodResourcesResponse {
+            pod_resources: pods
+                .into_iter()
+                .map(|(namespace, name, resource, ids)| pr::PodResources {
+                    name,
+                    namespace,
+                    containers: vec![pr::ContainerResources {
+                        name: "compute".into(),
+                        devices: vec![pr::ContainerDevices {
+                            resource_name: resource,
+                            device_ids: ids,
+                            topology: None,
+                        }],
+                    }],
+                })
+                .collect(),
+        };
+        let service = pr::pod_resources_lister_server::PodResourcesListerServer::new(FakeLister {
+            answer,
+            list,
+            calls: calls.clone(),
+        });
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .serve_with_incoming(service, deviceplugin_api::uds::incoming(listener))
+                .await;
+        });
+        Ok(FakeKubelet {
+            socket: socket.to_path_buf(),
+            calls,
+            task,
+        })
+    }
+
+    /// How many `List` calls it answered.
+    pub fn calls(&self) -> u32 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+struct FakeLister {
+    answer: FakeAnswer,
+    list: deviceplugin_api::podresources::v1::ListPodResourcesResponse,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+#[tonic::async_trait]
+impl deviceplugin_api::podresources::v1::pod_resources_lister_server::PodResourcesLister
+    for FakeLister
+{
+    async fn list(
+        &self,
+        _: tonic::Request<deviceplugin_api::podresources::v1::ListPodResourcesRequest>,
+    ) -> Result<
+        tonic::Response<deviceplugin_api::podresources::v1::ListPodResourcesResponse>,
+        tonic::Status,
+    > {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let limited = || tonic::Status::resource_exhausted("rejected by rate limit");
+        match self.answer {
+            FakeAnswer::RateLimited => Err(limited()),
+            FakeAnswer::RateLimitedThenList(k) if n <= k => Err(limited()),
+            FakeAnswer::RateLimitedThenList(_) => Ok(tonic::Response::new(self.list.clone())),
+            FakeAnswer::Late(after) => {
+                tokio::time::sleep(after).await;
+                Ok(tonic::Response::new(self.list.clone()))
+            }
+        }
+    }
+
+    async fn get(
+        &self,
+        _: tonic::Request<deviceplugin_api::podresources::v1::GetPodResourcesRequest>,
+    ) -> Result<
+        tonic::Response<deviceplugin_api::podresources::v1::GetPodResourcesResponse>,
+        tonic::Status,
+    > {
+        Err(tonic::Status::unimplemented(
+            "the fake kubelet answers List only",
+        ))
+    }
+}
+
+/// MEDIUM. Another pod holds the device; the attacker's NAD names its deviceID.
+/// The kubelet's socket is there but answers as a busy kubelet does (rate limited)
+/// or late: the check must refuse, not let the NAD through.
+async fn kubelet_fails_open(ctx: &Ctx, nl: &mut NodeLab, answer: FakeAnswer) -> Outcome {
+    let scratch = scratch_dir(ctx, "sec")?;
+    let pod = nl.pod("pod").map_err(lab_failure)?;
+    let id = format!("{}Mvp0", nl.uplink());
+    nl.device_link(&macvtap_cni::naming::hashed_link_name(&id))
+        .map_err(lab_failure)?;
+    let socket = scratch.path().join("pod-resources.sock");
+    let kubelet = FakeKubelet::start(
+        &socket,
+        answer,
+        vec![(
+            "tenant".into(),
+            "victim".into(),
+            DATAPLANE.into(),
+            vec![id.clone()],
+        )],
+    )?;
+    let policy = node_policy(
+        &scratch,
+        Some(&format!(
+            "[macvtap]\npod_resources_socket = {}\n",
+            socket.display()
+        )),
+    )?;
+    let config = json!({"deviceID": id});
+    let before = macvtap_state(nl, &pod)?;
+    let cfg = json!({"cniVersion": "0.4.0", "name": "stolen", "type": "macvtap", "deviceID": id});
+    let mut call = Call::new(ctx.plugin("macvtap"), "ADD", cfg)
+        .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
+        .args("IgnoreUnknown=1;K8S_POD_NAMESPACE=tenant;K8S_POD_NAME=attacker;K8S_POD_INFRA_CONTAINER_ID=c")
+        .env(POLICY_ENV, &policy);
+    call.timeout = Duration::from_secs(30);
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    let after = macvtap_state(nl, &pod)?;
+    ctx.observed.note(&format!(
+        "the fake kubelet ({answer:?}) answered {} List calls in {:?}",
+        kubelet.calls(),
+        reply.elapsed
+    ));
+    verdict(
+        nl,
+        &call,
+        &reply,
+        format!("the victim's deviceID {id} attached to another pod while the kubelet answered {answer:?}"),
+        "where the kubelet's socket exists the pod-resources check must fail closed",
+        &config,
+        before,
+        after,
+    )
+    .await
+}
+
+/// LOW. A link under the device plugin's name and mark found in the pod (made by
+/// the pod itself with NET_ADMIN, on its own lower device) is taken as left over
+/// from an interrupted ADD; when ADD then fails it must not be moved into the host
+/// namespace, where it would pass for the device plugin's link.
+async fn adopted_link_stays_in_the_pod(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let scratch = scratch_dir(ctx, "sec")?;
+    let pod = nl.pod("pod").map_err(lab_failure)?;
+    let id = format!("{}Mvp0", nl.uplink());
+    let name = macvtap_cni::naming::hashed_link_name(&id);
+    let mark = format!("{}{id}", cni_kit::policy::DEVICE_PLUGIN_ALIAS_PREFIX);
+    for args in [
+        vec![
+            "link", "add", "lower0", "type", "veth", "peer", "name", "lower1",
+        ],
+        vec!["link", "add", &name, "link", "lower0", "type", "macvtap"],
+        vec!["link", "set", &name, "alias", &mark],
+        // CNI_IFNAME taken already: ADD fails after finding the link.
+        vec![
+            "link", "add", "net1", "type", "veth", "peer", "name", "net1p",
+        ],
+    ] {
+        nl.lab.ip(&pod, &args).map_err(lab_failure)?;
+    }
+    let policy = node_policy(&scratch, None)?;
+    let cfg =
+        json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap", "deviceID": id});
+    let call = Call::new(ctx.plugin("macvtap"), "ADD", cfg)
+        .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
+        .env(POLICY_ENV, &policy);
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    if nl.link(&nl.node, &name).is_some() {
+        return fail(format!(
+            "the pod's own macvtap {name} is now in the node's namespace under the device plugin's name ({})",
+            described(&reply)
+        ));
+    }
+    ctx.observed.note(&described(&reply));
+    Ok(())
+}
+
+/// LOW. The runtime's CNI_NETNS is the node's own namespace: ADD would rename a
+/// host macvtap, DEL delete one. Both must be refused and the host link stay.
+async fn own_netns(ctx: &Ctx, nl: &mut NodeLab, command: &str) -> Outcome {
+    let scratch = scratch_dir(ctx, "sec")?;
+    let pod = nl.pod("pod").map_err(lab_failure)?;
+    let id = format!("{}Mvp0", nl.uplink());
+    let name = macvtap_cni::naming::hashed_link_name(&id);
+    nl.device_link(&name).map_err(lab_failure)?;
+    let policy = node_policy(&scratch, None)?;
+    let cfg =
+        json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap", "deviceID": id});
+    // ADD as net1; DEL of the host macvtap by its own name.
+    let ifname = if command == "DEL" {
+        name.as_str()
+    } else {
+        "net1"
+    };
+    let mut call = Call::new(ctx.plugin("macvtap"), command, cfg.clone())
+        .container(
+            &format!("{}-cid", pod.name),
+            Some(&nl.node.path_str()),
+            ifname,
+        )
+        .env(POLICY_ENV, &policy);
+    call.command = command.into();
+    let before = macvtap_state(nl, &pod)?;
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    let after = macvtap_state(nl, &pod)?;
+    if command == "DEL" {
+        return ensure(before == after, || {
+            format!(
+                "DEL with CNI_NETNS the node's own namespace changed the node (upstream deletes any link named CNI_IFNAME there):\n  before {before:?}\n  after  {after:?}"
+            )
+        });
+    }
+    verdict(
+        nl,
+        &call,
+        &reply,
+        "ADD into the node's own namespace was accepted".into(),
+        "CNI_NETNS must be a container's namespace, never the node's",
+        &cfg,
+        before,
+        after,
+    )
+    .await
+}
+
+/// LOW. `CNI_IFNAME=net%d`: the kernel takes `%d` as a template and names the link
+/// `net0` (or the next free one), a name nobody asked for and the runtime does not
+/// know about. Must be refused.
+async fn ifname_template(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let scratch = scratch_dir(ctx, "sec")?;
+    let pod = nl.pod("pod").map_err(lab_failure)?;
+    let id = format!("{}Mvp0", nl.uplink());
+    nl.device_link(&macvtap_cni::naming::hashed_link_name(&id))
+        .map_err(lab_failure)?;
+    let policy = node_policy(&scratch, None)?;
+    let config = json!({"deviceID": id});
+    let cfg =
+        json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap", "deviceID": id});
+    let call = Call::new(ctx.plugin("macvtap"), "ADD", cfg)
+        .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net%d")
+        .env(POLICY_ENV, &policy);
+    let before = macvtap_state(nl, &pod)?;
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    let after = macvtap_state(nl, &pod)?;
+    verdict(
+        nl,
+        &call,
+        &reply,
+        "CNI_IFNAME net%d was accepted".into(),
+        "`%` in an interface name is the kernel's template",
+        &config,
+        before,
+        after,
+    )
+    .await
+}
+
+/// LOW. A refusal must say what was refused, not what the node has: asking for
+/// an MTU far above the lower device's must not reveal the lower device's name or
+/// its MTU (a tenant could map the node's links by bisection).
+async fn mtu_error_names_nothing(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let scratch = scratch_dir(ctx, "sec")?;
+    let pod = nl.pod("pod").map_err(lab_failure)?;
+    let uplink = nl.uplink().to_string();
+    // A plain device ID (no lower device in it) and an MTU the uplink lacks.
+    let id = "dataplaneMvp0";
+    nl.device_link(&macvtap_cni::naming::hashed_link_name(id))
+        .map_err(lab_failure)?;
+    let mtu = nl
+        .link(&nl.node, &uplink)
+        .and_then(|l| l["mtu"].as_u64())
+        .ok_or_else(|| Failure::msg(format!("no MTU for the node's {uplink}")))?;
+    let policy = node_policy(&scratch, None)?;
+    let cfg = json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap",
+        "deviceID": id, "mtu": 65000});
+    let call = Call::new(ctx.plugin("macvtap"), "ADD", cfg)
+        .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
+        .env(POLICY_ENV, &policy);
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    if reply.success {
+        let mut del = call.clone();
+        del.command = "DEL".into();
+        let _ = exec(&del, Some(&nl.node_ns)).await;
+        return fail(format!(
+            "mtu 65000 above the lower device's was accepted: {}",
+            described(&reply)
+        ));
+    }
+    let text = format!("{} {}", reply.stdout, reply.stderr);
+    let told: Vec<String> = [uplink.clone(), format!("MTU {mtu}"), format!("mtu {mtu}")]
+        .into_iter()
+        .filter(|fact| text.contains(fact.as_str()))
+        .collect();
+    ctx.observed.note(&described(&reply));
+    ensure(told.is_empty(), || {
+        format!(
+            "the refusal tells the tenant node facts {told:?}: {}",
+            described(&reply)
+        )
+    })
+}
+
+/// LOW. The LAN gateway's MAC (here: the fabric's side of the node's uplink),
+/// asked for through CNI_ARGS `MAC=`, with the node's policy forbidding it.
+async fn gateway_mac(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let scratch = scratch_dir(ctx, "sec")?;
+    let pod = nl.pod("pod").map_err(lab_failure)?;
+    let id = format!("{}Mvp0", nl.uplink());
+    nl.device_link(&macvtap_cni::naming::hashed_link_name(&id))
+        .map_err(lab_failure)?;
+    let gateway = nl
+        .link(&nl.fabric, "port0")
+        .and_then(|l| l["address"].as_str().map(str::to_string))
+        .ok_or_else(|| Failure::msg("the fabric's port0 has no MAC"))?;
+    let policy = node_policy(&scratch, Some(&format!("[mac]\nforbidden = {gateway}\n")))?;
+    let config = json!({"deviceID": id, "CNI_ARGS MAC": gateway});
+    let cfg =
+        json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap", "deviceID": id});
+    let call = Call::new(ctx.plugin("macvtap"), "ADD", cfg)
+        .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
+        .args(&format!("IgnoreUnknown=1;MAC={gateway}"))
+        .env(POLICY_ENV, &policy);
+    let before = macvtap_state(nl, &pod)?;
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    let after = macvtap_state(nl, &pod)?;
+    verdict(
+        nl,
+        &call,
+        &reply,
+        format!("the gateway's MAC {gateway} was taken"),
+        "[mac] forbidden lists the MACs no pod may take",
+        &config,
+        before,
+        after,
+    )
+    .await
+}
+
+/// How the node's policy file is not to be trusted.
+#[derive(Debug, Clone, Copy)]
+enum PolicyFile {
+    /// A root-owned FIFO: reading it would block every ADD.
+    Fifo,
+    /// SECNET_PLUGIN_POLICY relative: resolved against whatever the runtime's cwd is.
+    Relative,
+    /// A symlink to the real policy (whoever can change the link chooses the policy).
+    Symlink,
+    /// A root-owned file in a directory a user owns: the user swaps the file.
+    DirOwnedByUser,
+    /// Far larger than a policy: not one.
+    Huge,
+}
+
+impl PolicyFile {
+    fn attack(self) -> &'static str {
+        match self {
+            PolicyFile::Fifo => "node policy a FIFO (ADD must not hang)",
+            PolicyFile::Relative => "SECNET_PLUGIN_POLICY a relative path",
+            PolicyFile::Symlink => "node policy a symlink",
+            PolicyFile::DirOwnedByUser => "node policy in a directory a user owns (swap race)",
+            PolicyFile::Huge => "node policy of 1 MiB",
+        }
+    }
+}
+
+/// LOW. The policy file itself is the attack: what it says (here: tap owner 0
+/// allowed) must not count when the file could be someone else's, and reading it
+/// must not hang. A NAD asking for owner 0 must be refused, quickly.
+async fn untrusted_policy_file(ctx: &Ctx, nl: &mut NodeLab, file: PolicyFile) -> Outcome {
+    let scratch = scratch_dir(ctx, "sec")?;
+    let pod = nl.pod("pod").map_err(lab_failure)?;
+    let id = format!("{}Mvp0", nl.uplink());
+    nl.device_link(&macvtap_cni::naming::hashed_link_name(&id))
+        .map_err(lab_failure)?;
+    let permissive = "[macvtap]\ntap_owners = 0, 107\ntap_groups = 0, 107\n";
+    let io = |what: &str, e: std::io::Error| Failure::caused(format!("failed to {what}"), e);
+    let dir = scratch.path();
+    let path = match file {
+        PolicyFile::Fifo => {
+            let p = dir.join("plugins.conf");
+            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644))
+                .map_err(|e| io("make the FIFO", e.into()))?;
+            p.display().to_string()
+        }
+        PolicyFile::Relative => {
+            node_policy(&scratch, Some(permissive))?;
+            // Relative to the plugin's cwd (the harness's): as many `..` as it takes.
+            let cwd = std::env::current_dir().map_err(|e| io("read the cwd", e))?;
+            let up = "../".repeat(cwd.components().count());
+            format!(
+                "{up}{}",
+                dir.join("plugins.conf")
+                    .display()
+                    .to_string()
+                    .trim_start_matches('/')
+            )
+        }
+        PolicyFile::Symlink => {
+            let real = node_policy(&scratch, Some(permissive))?;
+            let link = dir.join("link.conf");
+            std::os::unix::fs::symlink(&real, &link).map_err(|e| io("make the symlink", e))?;
+            link.display().to_string()
+        }
+        PolicyFile::DirOwnedByUser => {
+            let theirs = dir.join("theirs");
+            std::fs::create_dir(&theirs).map_err(|e| io("make the directory", e))?;
+            let p = theirs.join("plugins.conf");
+            std::fs::write(&p, permissive).map_err(|e| io("write the policy", e))?;
+            nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None)
+                .map_err(|e| io("chown the directory", e.into()))?;
+            p.display().to_string()
+        }
+        PolicyFile::Huge => {
+            let text = format!("{permissive}{}", "# padding\n".repeat(100_000));
+            node_policy(&scratch, Some(&text))?
+        }
+    };
+    let config = json!({"deviceID": id, "owner": 0, "group": 0});
+    let cfg = json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap",
+        "deviceID": id, "owner": 0, "group": 0});
+    let mut call = Call::new(ctx.plugin("macvtap"), "ADD", cfg)
+        .container(&format!("{}-cid", pod.name), Some(&pod.path_str()), "net1")
+        .env(POLICY_ENV, &path);
+    call.timeout = Duration::from_secs(10);
+    let before = macvtap_state(nl, &pod)?;
+    let reply = match exec(&call, Some(&nl.node_ns)).await {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(format!(
+                "ADD with the policy {} did not return: {e}",
+                file.attack()
+            ));
+        }
+    };
+    let after = macvtap_state(nl, &pod)?;
+    verdict(
+        nl,
+        &call,
+        &reply,
+        format!("owner 0 was granted by an untrusted policy ({})", file.attack()),
+        "only a root-owned regular file in root-owned directories, named by an absolute path, is the node's policy",
+        &config,
+        before,
+        after,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -22,15 +22,41 @@ pub fn io(what: impl std::fmt::Display, err: std::io::Error) -> CniError {
     CniError::new(ErrorCode::Io, format!("failed to {what}: {err}"))
 }
 
-/// Opens CNI_NETNS; a missing namespace is "container unknown" (code 3).
+/// Opens CNI_NETNS; a missing namespace is "container unknown" (code 3), the
+/// node's own namespace is refused (see [`refuse_own_netns`]).
 pub fn open_netns(path: &str) -> Result<NetNs, CniError> {
-    NetNs::open(path).map_err(|e| {
+    let ns = NetNs::open(path).map_err(|e| {
         CniError::new(
             ErrorCode::ContainerUnknown,
             format!("failed to open network namespace {path}: {e}"),
         )
         .with_details("CNI_NETNS must name an existing network namespace file (/run/netns/<name> or /proc/<pid>/ns/net)")
-    })
+    })?;
+    refuse_own_netns(&ns)?;
+    Ok(ns)
+}
+
+/// A container's namespace is never the plugin's own: ADD would rename and
+/// configure the node's links, DEL delete them.
+pub fn refuse_own_netns(ns: &NetNs) -> Result<(), CniError> {
+    match ns.is_callers_own() {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(CniError::new(
+            ErrorCode::InvalidEnvironment,
+            format!(
+                "CNI_NETNS {} is the node's own network namespace: refused",
+                ns.path().display()
+            ),
+        )
+        .with_details("CNI_NETNS must be the container's network namespace, never the host's")),
+        Err(e) => Err(io(
+            format!(
+                "compare {} with the node's network namespace",
+                ns.path().display()
+            ),
+            e,
+        )),
+    }
 }
 
 /// A requested MAC: well-formed and unicast. `origin` names where it came from.

@@ -185,7 +185,8 @@ pub fn check_container_id(id: &str) -> Result<(), CniError> {
 }
 
 /// CNI_IFNAME as the kernel and libcni accept it: 1–15 bytes, not `.`/`..`, no `/`,
-/// `:` or whitespace.
+/// `:` or whitespace; and no `%`, which the kernel takes as a template (`net%d`
+/// becomes the first free `net<N>`, a name nobody asked for).
 pub fn check_ifname(name: &str) -> Result<(), CniError> {
     let ok = !name.is_empty()
         && name.len() <= 15
@@ -193,7 +194,7 @@ pub fn check_ifname(name: &str) -> Result<(), CniError> {
         && name != ".."
         && !name
             .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+            .any(|c| matches!(c, '/' | ':' | '%') || c.is_whitespace() || c.is_control());
     if ok {
         Ok(())
     } else {
@@ -201,7 +202,7 @@ pub fn check_ifname(name: &str) -> Result<(), CniError> {
             ErrorCode::InvalidEnvironment,
             format!("CNI_IFNAME {name:?} is not a valid interface name"),
         )
-        .with_details("interface names are 1 to 15 characters without '/', ':' or whitespace"))
+        .with_details("interface names are 1 to 15 characters without '/', ':', '%' or whitespace"))
     }
 }
 

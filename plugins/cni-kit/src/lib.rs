@@ -12,6 +12,7 @@ pub mod mac;
 pub mod netns;
 pub mod policy;
 pub mod result;
+pub mod tapdev;
 pub mod version;
 
 pub use error::{CniError, ErrorCode};

@@ -49,6 +49,23 @@ impl NetNs {
         NetNs::open("/proc/thread-self/ns/net")
     }
 
+    /// Another handle on the same namespace (a duplicated descriptor).
+    pub fn try_clone(&self) -> io::Result<NetNs> {
+        Ok(NetNs {
+            file: self.file.try_clone()?,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Whether this is the namespace the calling process started in (`/proc/self/
+    /// ns/net`): for a plugin, the node's own. Compared by device and inode.
+    pub fn is_callers_own(&self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let ours = std::fs::metadata("/proc/self/ns/net")?;
+        let this = self.file.metadata()?;
+        Ok(ours.dev() == this.dev() && ours.ino() == this.ino())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -15,6 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CniError, ErrorCode};
+use crate::mac::MacAddr;
 
 /// The environment variable (set by the runtime or the admin's DaemonSet, never by a
 /// tenant) that points at another policy file.
@@ -69,6 +70,53 @@ pub struct Policy {
     pub present: bool,
     pub macvtap: MacvtapPolicy,
     pub ovs: OvsPolicy,
+    /// `[mac]`: which MACs a network configuration may ask for (any plugin).
+    pub mac: MacPolicy,
+}
+
+/// MAC ranges a requested MAC must (`allowed`) or must not (`forbidden`) fall in,
+/// so that a pod cannot take e.g. the LAN gateway's MAC. Off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MacPolicy {
+    /// `None`: any unicast MAC not forbidden.
+    pub allowed: Option<Vec<MacRange>>,
+    pub forbidden: Vec<MacRange>,
+}
+
+/// An inclusive range of MACs, `lo-hi` or one MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacRange {
+    pub first: MacAddr,
+    pub last: MacAddr,
+}
+
+impl MacRange {
+    pub fn contains(&self, mac: MacAddr) -> bool {
+        (self.first.0..=self.last.0).contains(&mac.0)
+    }
+
+    fn parse(item: &str) -> Result<MacRange, String> {
+        let (lo, hi) = item.split_once('-').unwrap_or((item, item));
+        let mac = |s: &str| {
+            s.parse::<MacAddr>()
+                .map_err(|e| format!("{item:?} is not a MAC or a range of MACs (lo-hi): {e}"))
+        };
+        let (first, last) = (mac(lo)?, mac(hi)?);
+        if first.0 > last.0 {
+            return Err(format!("{item:?}: the range is reversed"));
+        }
+        Ok(MacRange { first, last })
+    }
+}
+
+impl std::fmt::Display for MacRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
 }
 
 impl Default for Policy {
@@ -91,22 +139,44 @@ impl Default for Policy {
                 vlans: None,
                 trunk: false,
             },
+            mac: MacPolicy::default(),
         }
     }
 }
 
 impl Policy {
-    /// The policy of this node: the file `SECNET_PLUGIN_POLICY` names, else the
-    /// default path. A missing file means the defaults; an unreadable or malformed
-    /// one, or one that someone other than root could have written, is an error.
+    /// The policy of this node: the file `SECNET_PLUGIN_POLICY` names (an absolute
+    /// path), else the default path. A missing file means the defaults; an
+    /// unreadable or malformed one, or one that someone other than root could have
+    /// written or swapped, is an error.
     pub fn load() -> Result<Policy, CniError> {
-        let path = std::env::var_os(POLICY_ENV)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_PATH));
+        let path = match std::env::var_os(POLICY_ENV).filter(|p| !p.is_empty()) {
+            Some(p) => {
+                let path = PathBuf::from(p);
+                if !path.to_str().is_some_and(is_plain_absolute) {
+                    return Err(CniError::new(
+                        ErrorCode::InvalidEnvironment,
+                        format!(
+                            "{POLICY_ENV}={} is not an absolute path without `.`/`..` components",
+                            path.display()
+                        ),
+                    )
+                    .with_details(format!(
+                        "set {POLICY_ENV} to the node policy's absolute path, e.g. {DEFAULT_POLICY_PATH}"
+                    )));
+                }
+                path
+            }
+            None => PathBuf::from(DEFAULT_POLICY_PATH),
+        };
         Policy::load_from(&path)
     }
 
+    /// Reads the policy at `path` through one descriptor: every directory above it
+    /// root's and writable by root only (or sticky, as `/tmp`), the file itself
+    /// opened without following a symlink or blocking on a FIFO, then checked on
+    /// that descriptor (a regular file, root's, writable by root only, at most
+    /// [`MAX_POLICY_BYTES`]) and read from it.
     pub fn load_from(path: &Path) -> Result<Policy, CniError> {
         let bad = |msg: String| {
             CniError::invalid_config(msg).with_details(format!(
@@ -114,36 +184,35 @@ impl Policy {
                 path.display()
             ))
         };
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Policy {
-                    path: path.to_path_buf(),
-                    ..Policy::default()
-                });
-            }
-            Err(e) => {
-                return Err(bad(format!(
-                    "failed to read node policy {}: {e}",
-                    path.display()
-                )));
-            }
+        let absent = || Policy {
+            path: path.to_path_buf(),
+            ..Policy::default()
         };
-        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-            return Err(bad(format!(
-                "node policy {} must be owned by root and writable by root only (uid {}, mode {:o})",
-                path.display(),
-                meta.uid(),
-                meta.mode() & 0o7777
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            bad(format!(
-                "failed to read node policy {}: {e}",
-                path.display()
-            ))
-        })?;
+        let text = match read_root_file(path) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok(absent()),
+            Err(why) => return Err(bad(format!("node policy {}: {why}", path.display()))),
+        };
         Policy::parse(&text, path).map_err(bad)
+    }
+
+    /// Refuses `mac` (asked for by the network configuration or the runtime) unless
+    /// `[mac]` allows it.
+    pub fn check_mac(&self, mac: MacAddr) -> Result<(), CniError> {
+        let m = &self.mac;
+        if let Some(range) = m.forbidden.iter().find(|r| r.contains(mac)) {
+            return Err(self.refuse(
+                format!("MAC {mac} (in forbidden range {range})"),
+                "mac",
+                "forbidden",
+            ));
+        }
+        match &m.allowed {
+            Some(allowed) if !allowed.iter().any(|r| r.contains(mac)) => {
+                Err(self.refuse(format!("MAC {mac}"), "mac", "allowed"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Parses the policy text; errors name the file, line and key.
@@ -162,9 +231,9 @@ impl Policy {
             }
             if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 section = name.trim().to_string();
-                if section != "macvtap" && section != "ovs" {
+                if !["macvtap", "ovs", "mac"].contains(&section.as_str()) {
                     return Err(format!(
-                        "{}: unknown section [{section}] (known: [macvtap], [ovs])",
+                        "{}: unknown section [{section}] (known: [macvtap], [ovs], [mac])",
                         at()
                     ));
                 }
@@ -229,6 +298,12 @@ impl Policy {
                     p.macvtap.require_pod_resources = parse_bool(value).map_err(field_err)?;
                 }
                 ("ovs", "trunk") => p.ovs.trunk = parse_bool(value).map_err(field_err)?,
+                ("mac", "allowed") => {
+                    p.mac.allowed = Some(parse_mac_ranges(&items).map_err(field_err)?)
+                }
+                ("mac", "forbidden") => {
+                    p.mac.forbidden = parse_mac_ranges(&items).map_err(field_err)?
+                }
                 ("", _) => {
                     return Err(format!(
                         "{}: `{key}` outside a section (start with [macvtap] or [ovs])",
@@ -259,6 +334,93 @@ impl Policy {
             self.path.display()
         ))
     }
+}
+
+/// The largest policy file read: a policy is a few lines; anything bigger is not one.
+pub const MAX_POLICY_BYTES: u64 = 64 * 1024;
+
+/// The text of the root-only file at `path`, `None` when it does not exist, or why
+/// it cannot be trusted.
+fn read_root_file(path: &Path) -> Result<Option<String>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err("is not a file path".into());
+    };
+    if !path.is_absolute() {
+        return Err("is not an absolute path".into());
+    }
+    // The directories are resolved once; each must be root's and writable by root
+    // only, so nobody else can swap what the path leads to between here and open.
+    let dir = match std::fs::canonicalize(parent) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("failed to resolve its directory: {e}")),
+    };
+    for ancestor in dir.ancestors() {
+        let meta = std::fs::symlink_metadata(ancestor)
+            .map_err(|e| format!("failed to stat {}: {e}", ancestor.display()))?;
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.uid() != 0 || (meta.mode() & 0o022 != 0 && !sticky) {
+            return Err(format!(
+                "directory {} must be owned by root and writable by root only (uid {}, mode {:o}): whoever can write it can swap the policy",
+                ancestor.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(dir.join(name));
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err("is a symlink; the policy must be the file itself".into());
+        }
+        Err(e) => return Err(format!("failed to open: {e}")),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("failed to stat the open file: {e}"))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!("is {what}; the policy must be a regular file"));
+    }
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "must be owned by root and writable by root only (uid {}, mode {:o})",
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.len() > MAX_POLICY_BYTES {
+        return Err(format!(
+            "is {} bytes, more than the {MAX_POLICY_BYTES} a policy may have",
+            meta.len()
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("failed to read: {e}"))?;
+    if text.len() as u64 > MAX_POLICY_BYTES {
+        return Err(format!("grew beyond {MAX_POLICY_BYTES} bytes while read"));
+    }
+    Ok(Some(text))
+}
+
+fn parse_mac_ranges(items: &[String]) -> Result<Vec<MacRange>, String> {
+    items.iter().map(|i| MacRange::parse(i)).collect()
 }
 
 /// `/a/b`, with no empty, `.` or `..` components.
@@ -387,6 +549,122 @@ mod tests {
         assert_eq!(e.code, ErrorCode::InvalidConfig);
         assert!(e.msg.contains("[macvtap] standalone_masters"));
         assert!(e.msg.contains("/etc/secnet/plugins.conf does not exist"));
+    }
+
+    #[test]
+    fn mac_ranges_allow_and_forbid() {
+        let p = parse(
+            "[mac]\nallowed = 02:00:00:00:00:00-02:00:00:ff:ff:ff\nforbidden = 02:00:00:00:00:01, 02:00:00:00:01:00-02:00:00:00:01:ff\n",
+        )
+        .unwrap();
+        let mac = |s: &str| s.parse::<MacAddr>().unwrap();
+        p.check_mac(mac("02:00:00:12:34:56")).unwrap();
+        let e = p.check_mac(mac("02:00:00:00:00:01")).unwrap_err();
+        assert!(e.msg.contains("[mac] forbidden"), "{}", e.msg);
+        let e = p.check_mac(mac("02:00:00:00:01:80")).unwrap_err();
+        assert!(
+            e.msg.contains("02:00:00:00:01:00-02:00:00:00:01:ff"),
+            "{}",
+            e.msg
+        );
+        let e = p.check_mac(mac("52:54:00:12:34:56")).unwrap_err();
+        assert!(e.msg.contains("[mac] allowed"), "{}", e.msg);
+        // Off by default: any MAC.
+        Policy::default()
+            .check_mac(mac("52:54:00:12:34:56"))
+            .unwrap();
+        for bad in [
+            "[mac]\nallowed = 02:00:00:00:00:09-02:00:00:00:00:01\n",
+            "[mac]\nforbidden = gw\n",
+        ] {
+            assert!(parse(bad).unwrap_err().contains("[mac]"), "{bad}");
+        }
+    }
+
+    /// A directory of this test's own under the temp dir, removed on drop.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(tag: &str) -> TestDir {
+            let dir = std::env::temp_dir().join(format!("cni-kit-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TestDir(dir)
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn only_a_plain_root_file_in_root_directories_is_read() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TestDir::new("policy-file");
+        let good = dir.0.join("good.conf");
+        std::fs::write(&good, "[ovs]\ntrunk = true\n").unwrap();
+        assert!(Policy::load_from(&good).unwrap().ovs.trunk);
+
+        // A FIFO must neither hang nor pass.
+        let fifo = dir.0.join("fifo.conf");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let start = std::time::Instant::now();
+        let e = Policy::load_from(&fifo).unwrap_err();
+        assert!(e.msg.contains("FIFO"), "{}", e.msg);
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+
+        let link = dir.0.join("link.conf");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        assert!(
+            Policy::load_from(&link)
+                .unwrap_err()
+                .msg
+                .contains("symlink")
+        );
+
+        let big = dir.0.join("big.conf");
+        std::fs::write(&big, "#".repeat(MAX_POLICY_BYTES as usize + 1)).unwrap();
+        assert!(Policy::load_from(&big).unwrap_err().msg.contains("bytes"));
+
+        // A directory others may write (not sticky): the file could be swapped.
+        let open_dir = dir.0.join("open");
+        std::fs::create_dir(&open_dir).unwrap();
+        std::fs::write(open_dir.join("p.conf"), "[ovs]\ntrunk = true\n").unwrap();
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Policy::load_from(&open_dir.join("p.conf")).unwrap_err();
+        assert!(
+            e.msg.contains("writable by root only") && e.msg.contains("open"),
+            "{}",
+            e.msg
+        );
+        // Sticky, as /tmp: others cannot replace root's entries.
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(Policy::load_from(&open_dir.join("p.conf")).unwrap().present);
+
+        // A directory owned by someone else.
+        let theirs = dir.0.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::write(theirs.join("p.conf"), "").unwrap();
+        nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(1000)), None).unwrap();
+        assert!(
+            Policy::load_from(&theirs.join("p.conf"))
+                .unwrap_err()
+                .msg
+                .contains("theirs")
+        );
+
+        // Missing file or directory: the defaults.
+        assert!(
+            !Policy::load_from(&dir.0.join("absent/p.conf"))
+                .unwrap()
+                .present
+        );
+        assert!(Policy::load_from(Path::new("relative.conf")).is_err());
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub enum PodResourcesError {
     Timeout { path: PathBuf, timeout: Duration },
 }
 
+impl PodResourcesError {
+    /// The kubelet's rate limit (`ResourceExhausted`, "rejected by rate limit"):
+    /// worth calling again shortly.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, PodResourcesError::Call { status, .. } if status.code() == tonic::Code::ResourceExhausted)
+    }
+}
+
 /// Calls `List` on the kubelet at `socket`; connecting and the call together take
 /// at most `timeout`.
 pub async fn list(

@@ -6,8 +6,12 @@
 //! The kubelet (not the tenant) answers, over a root-only socket the node's policy
 //! names. A node without that socket (no kubelet, an old one, a plain runtime)
 //! works as with upstream's plugin, unless the policy says `require_pod_resources`.
+//! Where the socket exists the check fails closed: an error, a late answer or a
+//! rate limit that does not clear is a refusal, never a pass. The real kubelet
+//! limits this API (100 calls a second, bursts of 10) and answers
+//! `ResourceExhausted "rejected by rate limit"`: that is retried within the deadline.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cni_kit::policy::Policy;
 use cni_kit::{CniError, ErrorCode};
@@ -15,15 +19,50 @@ use deviceplugin_api::podresources;
 
 use crate::config::PodName;
 
-/// How long ADD waits for the kubelet, connection included.
+/// How long one call may take, connection included: a slower kubelet is refused.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
+/// How long ADD keeps retrying a rate-limited call.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+/// The first wait after a rate-limited call; doubled each time, up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 /// What the kubelet says about `device_id`, or why it could not be asked.
 enum Answer {
     Held,
     NotHeld,
     PodNotListed,
+    /// No socket: no kubelet on this node to ask.
     Unavailable(String),
+    /// The socket is there but gave no usable answer.
+    Failed(String),
+}
+
+/// `List`, retried while the kubelet answers `ResourceExhausted` (its rate limit)
+/// and `DEADLINE` allows; any other failure, or a call slower than `TIMEOUT`, ends it.
+async fn list_retrying(
+    socket: &std::path::Path,
+) -> Result<podresources::v1::ListPodResourcesResponse, String> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut backoff = FIRST_BACKOFF;
+    let mut limited = 0u32;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match podresources::list(socket, TIMEOUT.min(left)).await {
+            Ok(list) => return Ok(list),
+            Err(e) if e.is_rate_limited() && Instant::now() + backoff < deadline => {
+                limited += 1;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) if limited > 0 => {
+                return Err(format!(
+                    "{e} (after {limited} rate-limited calls within {DEADLINE:?})"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// Refuses `device_id` unless the kubelet allocated it to `pod`.
@@ -45,14 +84,16 @@ pub async fn check(
             Ok(())
         };
     };
-    let answer = if socket.exists() {
-        match podresources::list(socket, TIMEOUT).await {
+    // Only a socket that is not there at all means "no kubelet to ask".
+    let present = std::fs::symlink_metadata(socket).is_ok();
+    let answer = if present {
+        match list_retrying(socket).await {
             Ok(list) => match list.pod(&pod.namespace, &pod.name) {
                 Some(p) if p.resource_holding(device_id).is_some() => Answer::Held,
                 Some(_) => Answer::NotHeld,
                 None => Answer::PodNotListed,
             },
-            Err(e) => Answer::Unavailable(e.to_string()),
+            Err(why) => Answer::Failed(why),
         }
     } else {
         Answer::Unavailable(format!("{} does not exist", socket.display()))
@@ -78,6 +119,16 @@ pub async fn check(
             socket.display()
         ))),
         Answer::Unavailable(_) if !required => Ok(()),
+        Answer::Failed(why) => Err(CniError::new(
+            ErrorCode::TryAgainLater,
+            format!(
+                "cannot check that deviceID {device_id} is allocated to pod {pod}: {why} (refused by the pod-resources check of device mode, which fails closed where the kubelet's socket exists)"
+            ),
+        )
+        .with_details(format!(
+            "the kubelet serves its pod-resources API on {}; ADD is refused until it answers",
+            socket.display()
+        ))),
         Answer::Unavailable(why) => Err(CniError::new(
             ErrorCode::TryAgainLater,
             format!(

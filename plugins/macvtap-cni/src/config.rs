@@ -224,6 +224,9 @@ impl NetConf {
         if !p.tap_groups.contains(&self.group) {
             return Err(policy.refuse(format!("group {}", self.group), "macvtap", "tap_groups"));
         }
+        if let Some(mac) = self.mac {
+            policy.check_mac(mac)?;
+        }
         Ok(())
     }
 }

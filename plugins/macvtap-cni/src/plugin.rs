@@ -5,9 +5,9 @@ use std::path::Path;
 use cni_kit::failure::{io as io_failure, netlink as netlink_failure, open_netns};
 use cni_kit::netns::{LinkFacts, NetNs, errno, link_by_index, link_by_name, netlink_in};
 use cni_kit::result::{CniResult, Interface};
+use cni_kit::tapdev::{self, TapDevError};
 use cni_kit::{CniError, Command, ErrorCode, Invocation, MacAddr};
 use nix::errno::Errno;
-use nix::unistd::{Gid, Uid, chown};
 use rtnetlink::packet_route::link::MacVtapMode;
 use rtnetlink::{Handle, LinkMacVtap, LinkUnspec};
 
@@ -39,8 +39,23 @@ pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
 /// A link waiting to be configured in the pod namespace, and how to undo it.
 struct Pending {
     index: u32,
-    /// Device mode: the host name to give the link back under; standalone: delete it.
-    give_back_as: Option<String>,
+    undo: Undo,
+    /// Device mode: the ifindex the link had in the host namespace when the device
+    /// plugin handed it out, which names the `/dev/tapN` the kubelet gave the pod.
+    host_index: Option<u32>,
+}
+
+/// What a failed ADD does with the link.
+enum Undo {
+    /// This ADD moved the device plugin's link out of the host namespace: give it
+    /// back under its old name.
+    GiveBack(String),
+    /// Found in the pod under the device plugin's name (an ADD killed after the
+    /// move, or a link the pod made itself): nothing proves the host gave it out,
+    /// so it never enters the host namespace; DEL removes it with the pod.
+    Leave,
+    /// Standalone: created by this ADD in the pod; delete it.
+    Delete,
 }
 
 async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String, CniError> {
@@ -62,7 +77,7 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
         }
     };
 
-    match configure(&pod, &pending, inv, conf).await {
+    match configure(&pod, &pod_ns, &pending, inv, conf).await {
         Ok(facts) => {
             let mac = facts.mac.map(|m| MacAddr(m).to_string());
             let result = CniResult {
@@ -135,7 +150,8 @@ async fn move_device_link(
             {
                 return Ok(Pending {
                     index: left.index,
-                    give_back_as: Some(left.name),
+                    undo: Undo::Leave,
+                    host_index: None,
                 });
             }
         }
@@ -183,7 +199,8 @@ async fn move_device_link(
         })?;
     Ok(Pending {
         index: moved.index,
-        give_back_as: Some(link.name),
+        undo: Undo::GiveBack(link.name),
+        host_index: Some(link.index),
     })
 }
 
@@ -214,7 +231,7 @@ async fn create_standalone(
             .with_details("set \"master\" to the lower device's name on this node (see `ip link`)")
         })?;
     if let Some(mtu) = conf.mtu.filter(|m| *m > lower.mtu) {
-        return Err(mtu_too_big(mtu, master, lower.mtu));
+        return Err(mtu_too_big(mtu));
     }
     let temp = standalone_temp_name(&inv.container_id, &inv.ifname);
 
@@ -238,7 +255,8 @@ async fn create_standalone(
             Ok(()) => {
                 return Ok(Pending {
                     index,
-                    give_back_as: None,
+                    undo: Undo::Delete,
+                    host_index: None,
                 });
             }
             // Index taken in the pod namespace: try the next candidate.
@@ -273,13 +291,13 @@ fn standalone_ifindex_candidates(container_id: &str, ifname: &str) -> impl Itera
     (0..32u64).map(move |i| ((start + i * 7919) % (1 << 30)) as u32 + (1 << 20))
 }
 
-fn mtu_too_big(mtu: u32, lower: &str, lower_mtu: u32) -> CniError {
+/// Says what was refused, not what the node has: the lower device's name and MTU
+/// are the node's business (a tenant could map the node's links by bisecting MTUs).
+fn mtu_too_big(mtu: u32) -> CniError {
     CniError::invalid_config(format!(
-        "mtu {mtu} is larger than the MTU {lower_mtu} of the lower device {lower}"
+        "mtu {mtu} is larger than the lower device of this network allows"
     ))
-    .with_details(format!(
-        "set \"mtu\" to {lower_mtu} or less, or 0 to inherit it"
-    ))
+    .with_details("leave \"mtu\" out (or 0) to inherit the lower device's MTU, or ask the node's administrator for the largest one")
 }
 
 async fn check_mtu_against_lower(
@@ -293,7 +311,7 @@ async fn check_mtu_against_lower(
     if let Ok(Some(lower)) = link_by_index(host, parent).await
         && mtu > lower.mtu
     {
-        return Err(mtu_too_big(mtu, &lower.name, lower.mtu));
+        return Err(mtu_too_big(mtu));
     }
     Ok(())
 }
@@ -302,6 +320,7 @@ async fn check_mtu_against_lower(
 /// hand `/dev/tapN` to the VM's user.
 async fn configure(
     pod: &Handle,
+    pod_ns: &NetNs,
     pending: &Pending,
     inv: &Invocation,
     conf: &NetConf,
@@ -345,19 +364,53 @@ async fn configure(
         .ok_or_else(|| {
             CniError::plugin(format!("{} vanished while being configured", inv.ifname))
         })?;
-    let tap = format!("/dev/tap{}", facts.index);
-    chown(Path::new(&tap), Some(Uid::from_raw(conf.owner)), Some(Gid::from_raw(conf.group))).map_err(|e| {
-        CniError::new(ErrorCode::Io, format!("failed to chown {tap} to {}:{}: {e}", conf.owner, conf.group))
-            .with_details("the plugin must run as root on a host whose /dev is devtmpfs (on kind, mount the host's /dev into the nodes)")
-    })?;
+    if let Some(host_index) = pending.host_index
+        && host_index != facts.index
+    {
+        return Err(CniError::plugin(format!(
+            "the device plugin's macvtap got ifindex {} in the pod namespace, but the kubelet gave the pod /dev/tap{host_index}",
+            facts.index
+        ))
+        .with_details("an interface of the pod namespace holds that ifindex; the VM would open another device"));
+    }
+    chown_own_tap(pod_ns, &facts, conf).await?;
     Ok(facts)
+}
+
+/// Hands `/dev/tap<ifindex>` of the pod's macvtap to the VM's user, once its device
+/// number is proven to be that macvtap's (a pod with NET_ADMIN can create a
+/// macvtap of the same ifindex in its own namespace first and hold the path).
+async fn chown_own_tap(pod_ns: &NetNs, facts: &LinkFacts, conf: &NetConf) -> Result<(), CniError> {
+    let (index, owner, group) = (facts.index, conf.owner, conf.group);
+    let name = facts.name.clone();
+    let ns = pod_ns.try_clone().map_err(|e| {
+        io_failure(
+            format!("duplicate the descriptor of {}", pod_ns.path().display()),
+            e,
+        )
+    })?;
+    let checked = tokio::task::spawn_blocking(move || {
+        let node = tapdev::verified_node(Some(&ns), &name, index)?;
+        tapdev::chown_fd(&node, index, Some(owner), Some(group))
+    })
+    .await
+    .map_err(|e| CniError::plugin(format!("the /dev/tap{index} check failed: {e}")))?;
+    checked.map_err(|e| match e {
+        TapDevError::Foreign { .. } => CniError::plugin(format!("refused to hand out /dev/tap{index}: {e}")).with_details(
+            "the path belongs to a macvtap of another network namespace; delete the pod (its macvtap gets a new ifindex) and find who creates macvtaps at the node's ifindexes",
+        ),
+        TapDevError::Io { .. } | TapDevError::Missing { .. } => CniError::new(ErrorCode::Io, format!("failed to hand /dev/tap{index} to {owner}:{group}: {e}"))
+            .with_details("the plugin must run as root on a host whose /dev is devtmpfs (on kind, mount the host's /dev into the nodes)"),
+        TapDevError::Sysfs { .. } => CniError::new(ErrorCode::Io, e.to_string())
+            .with_details("the plugin reads the macvtap's device number from a sysfs it mounts for the pod namespace: it needs CAP_SYS_ADMIN"),
+    })
 }
 
 /// Puts things back after a failed ADD: the device plugin's link returns to the host
 /// under its old name, a standalone link is deleted.
 async fn undo(pod: &Handle, pending: &Pending) {
-    match &pending.give_back_as {
-        Some(name) => {
+    match &pending.undo {
+        Undo::GiveBack(name) => {
             let Ok(host_ns) = NetNs::open("/proc/self/ns/net") else {
                 return;
             };
@@ -368,7 +421,8 @@ async fn undo(pod: &Handle, pending: &Pending) {
                 .build();
             let _ = pod.link().set(back).execute().await;
         }
-        None => {
+        Undo::Leave => {}
+        Undo::Delete => {
             let _ = pod.link().del(pending.index).execute().await;
         }
     }
@@ -406,6 +460,7 @@ async fn del(inv: &Invocation, conf: &DelConf) -> Result<(), CniError> {
         }
         Err(e) => return Err(io_failure(format!("open network namespace {path}"), e)),
     };
+    cni_kit::failure::refuse_own_netns(&pod_ns)?;
     let pod = netlink_in(Some(&pod_ns))
         .await
         .map_err(|e| io_failure(format!("open netlink in {path}"), e))?;

@@ -357,7 +357,16 @@ async fn add_refuses_missing_and_wrong_links(v: SpecVersion) {
             "",
         )
         .await;
-    assert_error(&r, 7, "larger than the MTU 1500 of the lower device ens33");
+    assert_error(
+        &r,
+        7,
+        "mtu 9000 is larger than the lower device of this network allows",
+    );
+    assert!(
+        !r.stdout.contains("ens33") && !r.stdout.contains("1500"),
+        "the refusal names no node facts: {}",
+        r.stdout
+    );
     assert!(n.link(&n.nl.node, &hashed("eth0Mvp7")).is_some());
     // Existing CNI_IFNAME in the pod.
     let r = n

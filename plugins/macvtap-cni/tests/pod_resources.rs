@@ -233,3 +233,77 @@ async fn require_pod_resources_refuses_when_the_kubelet_cannot_be_asked() {
     let reply = k.n.call("DEL", conf, &k.n.pod, "net1", "").await;
     assert!(reply.success, "DEL: {}", reply.stdout);
 }
+
+/// The kubelet's socket is there but the kubelet is busy (its rate limit answers
+/// `ResourceExhausted "rejected by rate limit"`) or slow: a fake kubelet on the real
+/// gRPC socket answering exactly that. Rate limits are retried within the deadline;
+/// one that does not clear, or an answer later than 2 s, is a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_or_slow_kubelet_fails_closed_and_its_rate_limit_is_retried() {
+    use secnet::scenario::security::{FakeAnswer, FakeKubelet};
+    let Some(n) = Node::new("a_busy_or_slow_kubelet_fails_closed_and_its_rate_limit_is_retried")
+    else {
+        return;
+    };
+    let id = "ens33Mvp0";
+    n.device_link(&hashed(id));
+    let socket = n.scratch.path().join("kubelet.sock");
+    n.set_policy(&format!(
+        "{TEST_POLICY}pod_resources_socket = {}\n",
+        socket.display()
+    ));
+    let pods = vec![(
+        "tenant".to_string(),
+        "pod-a".to_string(),
+        RESOURCE.to_string(),
+        vec![id.to_string()],
+    )];
+    let conf = n.config(SpecVersion::V1_0_0, json!({"deviceID": id}));
+    let args = k8s_args("tenant", "pod-a");
+    let before = n.links(&n.nl.node);
+
+    // Rate limited for good: refused (try again later), after retrying.
+    let kubelet = FakeKubelet::start(&socket, FakeAnswer::RateLimited, pods.clone()).unwrap();
+    let reply = n.call("ADD", conf.clone(), &n.pod, "net1", &args).await;
+    assert_error(&reply, 11, "rejected by rate limit");
+    assert_error(&reply, 11, "fails closed");
+    assert!(kubelet.calls() > 3, "retried: {} calls", kubelet.calls());
+    assert!(
+        reply.elapsed < Duration::from_secs(8),
+        "{:?}",
+        reply.elapsed
+    );
+    assert_eq!(n.links(&n.nl.node), before, "node unchanged");
+    drop(kubelet);
+
+    // Late: refused once 2 s have passed, not when the answer comes.
+    let kubelet = FakeKubelet::start(
+        &socket,
+        FakeAnswer::Late(Duration::from_secs(3)),
+        pods.clone(),
+    )
+    .unwrap();
+    let reply = n.call("ADD", conf.clone(), &n.pod, "net1", &args).await;
+    assert_error(&reply, 11, "no answer within 2s");
+    assert!(
+        reply.elapsed < Duration::from_secs(3),
+        "{:?}",
+        reply.elapsed
+    );
+    assert_eq!(n.links(&n.nl.node), before, "node unchanged");
+    drop(kubelet);
+
+    // Rate limited three times, then the answer: the pod gets its own device.
+    let kubelet =
+        FakeKubelet::start(&socket, FakeAnswer::RateLimitedThenList(3), pods.clone()).unwrap();
+    let reply = n.call("ADD", conf.clone(), &n.pod, "net1", &args).await;
+    assert!(
+        reply.success,
+        "ADD after the rate limit cleared: {}",
+        reply.stdout
+    );
+    assert_eq!(kubelet.calls(), 4);
+    drop(kubelet);
+    let reply = n.call("DEL", conf, &n.pod, "net1", &args).await;
+    assert!(reply.success, "DEL: {}", reply.stdout);
+}

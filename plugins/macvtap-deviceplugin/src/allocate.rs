@@ -2,17 +2,14 @@
 //! the plugin's (host) namespace and find the `/dev/tapN` the container gets.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use cni_kit::netns::{errno, link_by_name};
+use cni_kit::netns::{LinkFacts, errno, link_by_name};
+use cni_kit::tapdev::{self, TapDevError};
 use macvtap_cni::naming::{device_plugin_mark, hashed_link_name};
 use rtnetlink::packet_route::link::MacVtapMode;
 use rtnetlink::{Handle, LinkMacVtap, LinkUnspec};
 
 use crate::config::{Mode, ResourceConfig};
-
-/// devtmpfs creates `/dev/tapN` asynchronously, normally within microseconds.
-const TAP_NODE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AllocateError {
@@ -36,16 +33,8 @@ pub enum AllocateError {
     },
     #[error("failed to allocate device {id}: macvtap {link} vanished right after its creation")]
     Vanished { id: String, link: String },
-    #[error(
-        "failed to find {path} for device {id} within {TAP_NODE_WAIT:?} (is devtmpfs mounted on /dev?)"
-    )]
-    NoTapNode { id: String, path: PathBuf },
-    #[error("failed to chown {path} for device {id}: {source}")]
-    Chown {
-        id: String,
-        path: PathBuf,
-        source: nix::Error,
-    },
+    #[error("failed to allocate device {id}: {source}")]
+    TapNode { id: String, source: TapDevError },
 }
 
 /// How macvtaps get their ifindex, and so their `/dev/tap<ifindex>` name.
@@ -166,21 +155,130 @@ pub async fn create_tap(
         }
     }
 
+    let mut indexes = indexes;
     let mut attempt = 0;
+    let mut foreign_nodes = 0;
+    loop {
+        let created = add_link(
+            handle,
+            resource,
+            id,
+            &link_name,
+            &lower,
+            indexes,
+            &mut attempt,
+        )
+        .await?;
+        // The mark that lets the CNI tell our links from any other macvtap. The kernel
+        // ignores IFLA_IFALIAS when creating a link, hence a second message.
+        handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(created)
+                    .alias(device_plugin_mark(id))
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(netlink(format!(
+                "mark macvtap {link_name} with its deviceID"
+            )))?;
+
+        let name = link_name.clone();
+        let verified =
+            tokio::task::spawn_blocking(move || tapdev::verified_node(None, &name, created))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(TapDevError::Sysfs {
+                        link: link_name.clone(),
+                        index: created,
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                });
+        let node = match verified {
+            Ok(node) => node,
+            Err(e) => {
+                // Never hand out a link whose /dev/tapN is not its own.
+                let _ = handle.link().del(created).execute().await;
+                if matches!(e, TapDevError::Foreign { .. }) && foreign_nodes < FOREIGN_NODE_RETRIES
+                {
+                    // Another namespace's macvtap holds the path of the index the
+                    // kernel gave us: its owner predicted our numbering. Continue
+                    // with indexes it cannot predict, whose node is free.
+                    tracing::warn!(device = id, "{e}; trying another ifindex");
+                    foreign_nodes += 1;
+                    if indexes == TapIndex::Kernel {
+                        indexes = TapIndex::Unique {
+                            namespace: own_namespace_id(),
+                        };
+                        attempt = 0;
+                    }
+                    continue;
+                }
+                return Err(AllocateError::TapNode {
+                    id: id.to_string(),
+                    source: e,
+                });
+            }
+        };
+        if resource.owner.is_some() || resource.group.is_some() {
+            tapdev::chown_fd(&node, created, resource.owner, resource.group).map_err(|source| {
+                AllocateError::TapNode {
+                    id: id.to_string(),
+                    source,
+                }
+            })?;
+        }
+        return Ok(Tap {
+            link_name,
+            index: created,
+            dev_path: tapdev::node_path(created),
+        });
+    }
+}
+
+/// How often a fresh link is tried after the one before found its `/dev/tapN` held by
+/// another namespace's macvtap.
+const FOREIGN_NODE_RETRIES: u32 = 3;
+
+/// A per-boot-unique number for the caller's network namespace (its inode).
+fn own_namespace_id() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or_else(|_| u64::from(std::process::id()))
+}
+
+/// Creates the macvtap `link_name` on `lower` at an index from `indexes` (skipping
+/// candidates whose `/dev/tapN` exists or whose index is taken) and returns its
+/// ifindex.
+async fn add_link(
+    handle: &Handle,
+    resource: &ResourceConfig,
+    id: &str,
+    link_name: &str,
+    lower: &LinkFacts,
+    indexes: TapIndex,
+    attempt: &mut u32,
+) -> Result<u32, AllocateError> {
+    let netlink = |action: String| {
+        let id = id.to_string();
+        move |source| AllocateError::Netlink { id, action, source }
+    };
     loop {
         // After too many taken candidates, let the kernel choose.
-        let index = if attempt < UNIQUE_INDEX_ATTEMPTS {
-            indexes.candidate(id, attempt)
+        let index = if *attempt < UNIQUE_INDEX_ATTEMPTS {
+            indexes.candidate(id, *attempt)
         } else {
             None
         };
         if let Some(index) = index
-            && std::path::Path::new(&format!("/dev/tap{index}")).exists()
+            && tapdev::node_path(index).exists()
         {
-            attempt += 1;
+            *attempt += 1;
             continue;
         }
-        let mut message = LinkMacVtap::new(&link_name, lower.index, kernel_mode(resource.mode))
+        let mut message = LinkMacVtap::new(link_name, lower.index, kernel_mode(resource.mode))
             .txqueuelen(lower.txqueuelen)
             .up();
         if let Some(index) = index {
@@ -190,7 +288,7 @@ pub async fn create_tap(
             Ok(()) => break,
             // The index is taken in this namespace: try the next candidate.
             Err(e) if index.is_some() && errno(&e) == Some(nix::libc::EBUSY) => {
-                attempt += 1;
+                *attempt += 1;
             }
             Err(e) => {
                 return Err(netlink(format!(
@@ -200,47 +298,14 @@ pub async fn create_tap(
             }
         }
     }
-    let created = link_by_name(handle, &link_name)
+    link_by_name(handle, link_name)
         .await
         .map_err(netlink(format!("look up new macvtap {link_name}")))?
+        .map(|l| l.index)
         .ok_or_else(|| AllocateError::Vanished {
             id: id.to_string(),
-            link: link_name.clone(),
-        })?;
-    // The mark that lets the CNI tell our links from any other macvtap. The kernel
-    // ignores IFLA_IFALIAS when creating a link, hence a second message.
-    handle
-        .link()
-        .set(
-            LinkUnspec::new_with_index(created.index)
-                .alias(device_plugin_mark(id))
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(netlink(format!(
-            "mark macvtap {link_name} with its deviceID"
-        )))?;
-
-    let dev_path = PathBuf::from(format!("/dev/tap{}", created.index));
-    wait_for_node(&dev_path, id).await?;
-    if resource.owner.is_some() || resource.group.is_some() {
-        nix::unistd::chown(
-            &dev_path,
-            resource.owner.map(nix::unistd::Uid::from_raw),
-            resource.group.map(nix::unistd::Gid::from_raw),
-        )
-        .map_err(|source| AllocateError::Chown {
-            id: id.to_string(),
-            path: dev_path.clone(),
-            source,
-        })?;
-    }
-    Ok(Tap {
-        link_name,
-        index: created.index,
-        dev_path,
-    })
+            link: link_name.to_string(),
+        })
 }
 
 fn kernel_mode(mode: Mode) -> MacVtapMode {
@@ -249,22 +314,6 @@ fn kernel_mode(mode: Mode) -> MacVtapMode {
         Mode::Private => MacVtapMode::Private,
         Mode::Vepa => MacVtapMode::Vepa,
         Mode::Passthru => MacVtapMode::Passthrough,
-    }
-}
-
-async fn wait_for_node(path: &std::path::Path, id: &str) -> Result<(), AllocateError> {
-    let deadline = Instant::now() + TAP_NODE_WAIT;
-    loop {
-        if path.exists() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(AllocateError::NoTapNode {
-                id: id.to_string(),
-                path: path.to_path_buf(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

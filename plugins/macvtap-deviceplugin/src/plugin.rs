@@ -86,10 +86,10 @@ impl Server {
         let service = DevicePluginService::new(resource.clone(), stopped.clone());
         let mut stopped = stopped;
         let task = tokio::spawn(
-            tonic::transport::Server::builder()
+            uds::server()
                 .serve_with_incoming_shutdown(
                     DevicePluginServer::new(service),
-                    uds::incoming(listener),
+                    uds::incoming_limited(listener, uds::MAX_CONNECTIONS),
                     async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     },

@@ -108,8 +108,7 @@ fn status_of(err: &AllocateError) -> Status {
         AllocateError::LowerMissing { .. } => Status::failed_precondition(message),
         AllocateError::Netlink { .. }
         | AllocateError::Vanished { .. }
-        | AllocateError::NoTapNode { .. }
-        | AllocateError::Chown { .. } => Status::internal(message),
+        | AllocateError::TapNode { .. } => Status::internal(message),
     }
 }
 

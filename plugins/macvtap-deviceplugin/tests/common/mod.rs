@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 use secnet::kubelet::DeviceManager;
 use secnet::lab::{Lab, Ns};
 
-/// The plugin binary: cargo's for integration tests, target/<profile>/ otherwise
-/// (examples do not get `CARGO_BIN_EXE_*`).
+/// The plugin binary: `MACVTAP_DEVICEPLUGIN_BIN` if set (to measure another build),
+/// cargo's for integration tests, target/<profile>/ otherwise (examples do not get
+/// `CARGO_BIN_EXE_*`).
 pub fn bin() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("MACVTAP_DEVICEPLUGIN_BIN") {
+        return path.into();
+    }
     match option_env!("CARGO_BIN_EXE_macvtap-deviceplugin") {
         Some(path) => path.into(),
         None => {
