@@ -1071,7 +1071,7 @@ async fn gc_other_network(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     );
     victim.config["cniVersion"] = json!("1.1.0");
     let added = exec(&victim, Some(&nl.node_ns)).await?;
-    let outcome = async {
+    let outcome: Outcome = async {
         ensure(added.success, || {
             format!("the victim's ADD failed: {}", described(&added))
         })?;
