@@ -172,6 +172,7 @@ pub fn scenarios() -> Vec<Scenario> {
         .deploy_macvtap_seed(),
     );
     list.extend(round_two());
+    list.extend(ovs_round_two());
     list
 }
 
@@ -1393,6 +1394,623 @@ async fn untrusted_policy_file(ctx: &Ctx, nl: &mut NodeLab, file: PolicyFile) ->
         after,
     )
     .await
+}
+
+// ---- OVS, round two: the node's bridges, MTU, trunk size, IPAM deadline, GC, DEL ----
+
+/// The second review's OVS attacks (issue 28) and DEL without ovsdb-server (issue 27).
+fn ovs_round_two() -> Vec<Scenario> {
+    let plays: [(&str, &[&'static str], OvsPlay); 8] = [
+        (
+            "a NAD on the node's external bridge (br-ex with the node's address), no bridges in the node policy",
+            &["security", "cni"],
+            OvsPlay::AddressBridge,
+        ),
+        (
+            "a NAD on a bridge whose port is the node's default-route device",
+            &["security", "cni"],
+            OvsPlay::DefaultRouteBridge,
+        ),
+        (
+            "mtu 68 on a node bridge the node policy lists",
+            &["security", "cni", "mtu"],
+            OvsPlay::MtuBelowBridge,
+        ),
+        (
+            "mtu below the node policy's min_mtu",
+            &["security", "cni", "mtu"],
+            OvsPlay::BelowMinMtu,
+        ),
+        (
+            "a 1.5 MB trunk list",
+            &["security", "cni"],
+            OvsPlay::HugeTrunk,
+        ),
+        (
+            "an IPAM plugin whose child holds ADD past the deadline",
+            &["security", "cni"],
+            OvsPlay::IpamChildren,
+        ),
+        (
+            "GC of another network with an empty valid-attachments list",
+            &["security", "cni"],
+            OvsPlay::GcOtherNetwork,
+        ),
+        (
+            "DEL while ovsdb-server is down, without and with a cached attachment",
+            &["security", "cni", "fault"],
+            OvsPlay::DelWithoutOvsdb,
+        ),
+    ];
+    plays
+        .into_iter()
+        .map(|(name, labels, play)| {
+            Scenario::on_node_lab(
+                format!("security/ovs: {name}"),
+                "ovs",
+                "pod",
+                labels,
+                move |ctx, nl| Box::pin(ovs_play(ctx, nl, play)),
+            )
+            .needs(&[Capability::Program("ovsdb-server")])
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+enum OvsPlay {
+    AddressBridge,
+    DefaultRouteBridge,
+    MtuBelowBridge,
+    BelowMinMtu,
+    HugeTrunk,
+    IpamChildren,
+    GcOtherNetwork,
+    DelWithoutOvsdb,
+}
+
+/// The node's external bridge in these attacks, with an address of the node.
+const BR_EX: &str = "br-ex";
+/// A documentation address (RFC 5737) standing for the node's own.
+const NODE_ADDRESS: &str = "192.0.2.10/24";
+
+/// One attack's stage: the node's OVS with `br1` (the secondary bridge pods may
+/// use), a pod namespace, and the node policy allowing the node's socket plus
+/// `policy_extra`.
+struct OvsStage {
+    scratch: ScratchDir,
+    ovs: LabOvs,
+    pod: Ns,
+    policy: String,
+}
+
+impl OvsStage {
+    fn new(ctx: &Ctx, nl: &mut NodeLab, policy_extra: &str) -> Result<OvsStage, Failure> {
+        let scratch = scratch_dir(ctx, "sec")?;
+        let ovs = lab_ovs(nl, &scratch.path().join("ovs"))?;
+        ovs.add_bridge("br1")?;
+        let pod = nl.pod("pod").map_err(lab_failure)?;
+        let mut stage = OvsStage {
+            scratch,
+            ovs,
+            pod,
+            policy: String::new(),
+        };
+        stage.set_policy(policy_extra)?;
+        Ok(stage)
+    }
+
+    /// The node policy: this node's socket, and `extra` lines of `[ovs]`.
+    fn set_policy(&mut self, extra: &str) -> Outcome {
+        let text = format!("[ovs]\nsockets = {}\n{extra}", self.ovs.socket.display());
+        self.policy = node_policy(&self.scratch, Some(&text))?;
+        Ok(())
+    }
+
+    /// ADD of the tenant's network `config` (over a VLAN-100 port on br1) as
+    /// container `cid`, net1.
+    fn call(&self, ctx: &Ctx, cid: &str, config: Value) -> Call {
+        let mut cfg = json!({"cniVersion": "1.0.0", "name": "tenant-net", "type": "ovs",
+            "bridge": "br1", "vlan": 100, "socket_file": format!("unix:{}", self.ovs.socket.display())});
+        for (k, v) in config.as_object().cloned().unwrap_or_default() {
+            cfg[k] = v;
+        }
+        let mut call = Call::new(ctx.plugin("ovs"), "ADD", cfg)
+            .container(
+                &format!("{}-{cid}", self.pod.name),
+                Some(&self.pod.path_str()),
+                "net1",
+            )
+            .env(POLICY_ENV, &self.policy);
+        call.timeout = Duration::from_secs(30);
+        call
+    }
+}
+
+/// What an attack on `bridge` must leave as it was: the node's links, the pod's,
+/// the bridge's ports and its own MTU.
+fn bridge_state(nl: &NodeLab, stage: &OvsStage, bridge: &str) -> Result<Vec<String>, Failure> {
+    let mut state = nl.links(&nl.node).map_err(lab_failure)?;
+    state.push("--pod--".into());
+    state.extend(nl.links(&stage.pod).map_err(lab_failure)?);
+    state.push(format!("--{bridge} ports--"));
+    state.extend(stage.ovs.ports(bridge)?);
+    state.push(format!("{bridge} mtu {}", link_mtu(nl, bridge)));
+    Ok(state)
+}
+
+fn link_mtu(nl: &NodeLab, name: &str) -> String {
+    nl.link(&nl.node, name)
+        .map(|l| l["mtu"].to_string())
+        .unwrap_or_else(|| "(no such link)".into())
+}
+
+fn with_command(call: &Call, command: &str) -> Call {
+    let mut c = call.clone();
+    command.clone_into(&mut c.command);
+    c
+}
+
+/// A positive control: the same plugin, policy and pod, with a configuration the
+/// node allows, must attach (and detach), so that a refusal above means something.
+async fn control(nl: &NodeLab, call: &Call, what: &str) -> Outcome {
+    let reply = exec(call, Some(&nl.node_ns)).await?;
+    let del = exec(&with_command(call, "DEL"), Some(&nl.node_ns)).await?;
+    ensure(reply.success, || {
+        format!(
+            "control: {what} ({}) must be accepted: {}",
+            call.config,
+            described(&reply)
+        )
+    })?;
+    ensure(del.success, || {
+        format!("control: DEL of {what} failed: {}", described(&del))
+    })
+}
+
+/// A node bridge: `name` with the node's address on its own port.
+fn address_bridge(nl: &NodeLab, stage: &OvsStage, name: &str) -> Outcome {
+    stage.ovs.add_bridge(name)?;
+    nl.lab
+        .ip(&nl.node, &["addr", "add", NODE_ADDRESS, "dev", name])
+        .map_err(lab_failure)?;
+    nl.lab
+        .ip(&nl.node, &["link", "set", name, "up"])
+        .map_err(lab_failure)?;
+    Ok(())
+}
+
+/// The CNI error's `msg` (or the whole output).
+fn error_msg(reply: &Reply) -> String {
+    reply
+        .json()
+        .and_then(|v| v["msg"].as_str().map(str::to_string))
+        .unwrap_or_else(|| reply.stdout.trim().to_string())
+}
+
+async fn ovs_play(ctx: &Ctx, nl: &mut NodeLab, play: OvsPlay) -> Outcome {
+    match play {
+        OvsPlay::AddressBridge => address_bridge_attack(ctx, nl).await,
+        OvsPlay::DefaultRouteBridge => default_route_bridge_attack(ctx, nl).await,
+        OvsPlay::MtuBelowBridge => mtu_below_bridge(ctx, nl).await,
+        OvsPlay::BelowMinMtu => below_min_mtu(ctx, nl).await,
+        OvsPlay::HugeTrunk => huge_trunk(ctx, nl).await,
+        OvsPlay::IpamChildren => ipam_children(ctx, nl).await,
+        OvsPlay::GcOtherNetwork => gc_other_network(ctx, nl).await,
+        OvsPlay::DelWithoutOvsdb => del_without_ovsdb(ctx, nl).await,
+    }
+}
+
+/// `{"bridge":"br-ex","vlan":42,"mtu":68}` with no `bridges` in the policy: the
+/// bridge holds the node's address, so it is refused and left as it was; the
+/// refusal reads the same as for a bridge that does not exist (a tenant learns
+/// neither), and the same NAD on br1 attaches.
+async fn address_bridge_attack(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let stage = OvsStage::new(ctx, nl, "")?;
+    address_bridge(nl, &stage, BR_EX)?;
+    let attack = json!({"bridge": BR_EX, "vlan": 42, "mtu": 68});
+    let call = stage.call(ctx, "brex", attack.clone());
+    let before = bridge_state(nl, &stage, BR_EX)?;
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    let after = bridge_state(nl, &stage, BR_EX)?;
+    verdict(
+        nl,
+        &call,
+        &reply,
+        format!("the NAD {attack} on the node's external bridge was accepted"),
+        "a bridge that carries the node's own address must be refused unless the node's policy lists it",
+        &attack,
+        before,
+        after,
+    )
+    .await?;
+    let missing = stage.call(
+        ctx,
+        "nobr",
+        json!({"bridge": "br-none", "vlan": 42, "mtu": 68}),
+    );
+    let missing_reply = exec(&missing, Some(&nl.node_ns)).await?;
+    let (ex, none) = (
+        error_msg(&reply).replace(BR_EX, "<bridge>"),
+        error_msg(&missing_reply).replace("br-none", "<bridge>"),
+    );
+    ensure(!missing_reply.success && ex == none, || {
+        format!(
+            "the refusals tell a tenant which bridges exist: for {BR_EX} {ex:?}, for a missing bridge {none:?}"
+        )
+    })?;
+    control(
+        nl,
+        &stage.call(ctx, "br1", json!({"vlan": 42})),
+        "vlan 42 on br1",
+    )
+    .await
+}
+
+/// A bridge with the node's default-route device as a port (no address on it):
+/// refused by default, left as it was.
+async fn default_route_bridge_attack(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let stage = OvsStage::new(ctx, nl, "")?;
+    let (uplink, peer) = ("ens35", "ens35p");
+    let ip = |args: &[&str]| nl.lab.ip(&nl.node, args).map_err(lab_failure);
+    ip(&["link", "add", uplink, "type", "veth", "peer", "name", peer])?;
+    ip(&["link", "set", uplink, "up"])?;
+    ip(&["link", "set", peer, "up"])?;
+    ip(&["route", "add", "default", "dev", uplink])?;
+    stage.ovs.add_bridge("br-up")?;
+    stage.ovs.vsctl(&["add-port", "br-up", uplink])?;
+    let attack = json!({"bridge": "br-up", "vlan": 42});
+    let call = stage.call(ctx, "brup", attack.clone());
+    let before = bridge_state(nl, &stage, "br-up")?;
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    let after = bridge_state(nl, &stage, "br-up")?;
+    verdict(
+        nl,
+        &call,
+        &reply,
+        format!("the NAD {attack} on the bridge of the node's default route was accepted"),
+        "a bridge that carries the node's uplink must be refused unless the node's policy lists it",
+        &attack,
+        before,
+        after,
+    )
+    .await
+}
+
+/// The node's policy lists br-ex (pods may use it), but `mtu: 68` would lower the
+/// bridge's own port, the node's: refused, the bridge's MTU unchanged, and the
+/// refusal does not tell the bridge's MTU. The bridge's own MTU attaches.
+async fn mtu_below_bridge(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let stage = OvsStage::new(ctx, nl, &format!("bridges = br1, {BR_EX}\n"))?;
+    address_bridge(nl, &stage, BR_EX)?;
+    let mtu = link_mtu(nl, BR_EX);
+    let attack = json!({"bridge": BR_EX, "vlan": 42, "mtu": 68});
+    let call = stage.call(ctx, "mtu", attack.clone());
+    let before = bridge_state(nl, &stage, BR_EX)?;
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    let after = bridge_state(nl, &stage, BR_EX)?;
+    verdict(
+        nl,
+        &call,
+        &reply,
+        format!("the NAD {attack} was accepted"),
+        "a port below the bridge's MTU lowers the bridge's own port, the node's",
+        &attack,
+        before,
+        after,
+    )
+    .await?;
+    let text = error_msg(&reply);
+    ensure(!text.contains(&mtu), || {
+        format!("the refusal tells the bridge's MTU {mtu}: {text:?}")
+    })?;
+    control(
+        nl,
+        &stage.call(
+            ctx,
+            "mtuok",
+            json!({"bridge": BR_EX, "vlan": 42, "mtu": mtu.parse::<u32>().unwrap_or(1500)}),
+        ),
+        "the bridge's own MTU on br-ex",
+    )
+    .await
+}
+
+/// `[ovs] min_mtu = 1500`: `mtu: 1400` on br1 is refused, 1500 attaches.
+async fn below_min_mtu(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let stage = OvsStage::new(ctx, nl, "min_mtu = 1500\n")?;
+    let attack = json!({"mtu": 1400});
+    let call = stage.call(ctx, "minmtu", attack.clone());
+    let before = bridge_state(nl, &stage, "br1")?;
+    let reply = exec(&call, Some(&nl.node_ns)).await?;
+    let after = bridge_state(nl, &stage, "br1")?;
+    verdict(
+        nl,
+        &call,
+        &reply,
+        format!("the NAD {attack} was accepted"),
+        "the node's policy sets min_mtu = 1500",
+        &attack,
+        before,
+        after,
+    )
+    .await?;
+    control(
+        nl,
+        &stage.call(ctx, "minok", json!({"mtu": 1500})),
+        "mtu 1500",
+    )
+    .await
+}
+
+/// How long a refusal of a huge configuration may take (the review measured 3.4 s
+/// of CPU per ADD while the ranges were expanded before the policy refused them).
+const HUGE_NAD_BUDGET: Duration = Duration::from_secs(2);
+
+/// 60,000 trunk ranges of 1-4094 (1.5 MB): refused within [`HUGE_NAD_BUDGET`] both
+/// where trunks are not allowed and where they are (the entry cap), node unchanged;
+/// a three-entry trunk attaches where trunks are allowed.
+async fn huge_trunk(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let entries: Vec<Value> = (0..60_000)
+        .map(|_| json!({"minID": 1, "maxID": 4094}))
+        .collect();
+    let attack = json!({"trunk": entries});
+    let size = attack.to_string().len();
+    let mut timings = Vec::new();
+    let mut stage = OvsStage::new(ctx, nl, "")?;
+    for (policy, why) in [
+        (
+            "",
+            "trunks are not allowed: the policy must refuse before expanding ranges",
+        ),
+        (
+            "trunk = true\n",
+            "trunk lists are capped ([ovs] max_trunk_entries)",
+        ),
+    ] {
+        stage.set_policy(policy)?;
+        let call = without_vlan(stage.call(ctx, "trunk", attack.clone()));
+        let before = bridge_state(nl, &stage, "br1")?;
+        let reply = exec(&call, Some(&nl.node_ns)).await?;
+        let after = bridge_state(nl, &stage, "br1")?;
+        let shown = json!({"trunk": format!("[60000 × 1-4094, {size} bytes]")});
+        verdict(
+            nl,
+            &call,
+            &reply,
+            format!("a {size}-byte trunk list was accepted with policy {policy:?}"),
+            why,
+            &shown,
+            before,
+            after,
+        )
+        .await?;
+        ensure(reply.elapsed <= HUGE_NAD_BUDGET, || {
+            format!(
+                "refusing a {size}-byte trunk list took {:?} (budget {HUGE_NAD_BUDGET:?}, policy {policy:?})",
+                reply.elapsed
+            )
+        })?;
+        timings.push(format!("{:?}", reply.elapsed));
+        if !policy.is_empty() {
+            let ok = without_vlan(stage.call(
+                ctx,
+                "trunkok",
+                json!({"trunk": [{"id": 10}, {"minID": 20, "maxID": 22}, {"id": 30}]}),
+            ));
+            control(nl, &ok, "a three-entry trunk with trunks allowed").await?;
+        }
+    }
+    ctx.observed.note(&format!(
+        "{size}-byte trunk list refused in {} (no trunks; trunks with the entry cap)",
+        timings.join(" and ")
+    ));
+    Ok(())
+}
+
+/// A trunk port only (no access VLAN).
+fn without_vlan(mut call: Call) -> Call {
+    if let Some(o) = call.config.as_object_mut() {
+        o.remove("vlan");
+    }
+    call
+}
+
+/// How long ADD may take with an IPAM plugin that never answers: the plugin's 30 s
+/// deadline plus slack for a loaded machine.
+const IPAM_BUDGET: Duration = Duration::from_secs(40);
+
+/// An IPAM plugin (a shell script) whose child sleeps 100 s holding its output
+/// open while the script waits for it: ADD must fail by the deadline, the child
+/// must be gone, and no veth left behind.
+async fn ipam_children(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let stage = OvsStage::new(ctx, nl, "")?;
+    let bin = stage.scratch.path().join("bin");
+    let pid_file = stage.scratch.path().join("child.pid");
+    std::fs::create_dir_all(&bin)
+        .map_err(|e| Failure::caused(format!("failed to create {}", bin.display()), e))?;
+    let script = bin.join("slow-ipam");
+    let text = format!(
+        "#!/bin/sh\nsleep 100 &\necho $! > '{}'\nwait\n",
+        pid_file.display()
+    );
+    std::fs::write(&script, text)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        })
+        .map_err(|e| Failure::caused(format!("failed to write {}", script.display()), e))?;
+    let mut call = stage.call(ctx, "ipam", json!({"ipam": {"type": "slow-ipam"}}));
+    call.path = format!("{}:{}", bin.display(), call.path);
+    call.timeout = IPAM_BUDGET + Duration::from_secs(70);
+    let before = bridge_state(nl, &stage, "br1")?;
+    let started = std::time::Instant::now();
+    let reply = exec(&call, Some(&nl.node_ns)).await;
+    let took = started.elapsed();
+    let child = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok());
+    // Polled: a killed child is reaped by whoever inherits it.
+    let mut alive = child.is_some_and(process_alive);
+    for _ in 0..20 {
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alive = child.is_some_and(process_alive);
+    }
+    if let Some(pid) = child.filter(|_| alive) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let reply = reply?;
+    if reply.success {
+        let _ = exec(&with_command(&call, "DEL"), Some(&nl.node_ns)).await;
+    }
+    ensure(took <= IPAM_BUDGET, || {
+        format!(
+            "ADD with an IPAM plugin whose child holds it took {took:?} (the deadline is 30 s): {}",
+            described(&reply)
+        )
+    })?;
+    ensure(!alive, || {
+        format!("the IPAM plugin's child (pid {child:?}) outlived the deadline")
+    })?;
+    ensure(!reply.success, || {
+        "ADD succeeded without an IPAM result".to_string()
+    })?;
+    let after = bridge_state(nl, &stage, "br1")?;
+    ensure(before == after, || {
+        format!("the failed ADD left the node changed:\n  before {before:?}\n  after  {after:?}")
+    })?;
+    ctx.observed.note(&format!(
+        "ADD gave up on the IPAM plugin after {took:?}: {}",
+        described(&reply)
+    ));
+    Ok(())
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// GC (CNI 1.1.0) of the tenant's network with `cni.dev/valid-attachments: []`
+/// (its pods are gone) while another network's pod is attached to the same bridge:
+/// the victim's port stays. Control: GC of the victim's own network removes it.
+async fn gc_other_network(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let stage = OvsStage::new(ctx, nl, "")?;
+    let mut victim = stage.call(
+        ctx,
+        "victim",
+        json!({"cniVersion": "1.1.0", "name": "victim-net"}),
+    );
+    victim.config["cniVersion"] = json!("1.1.0");
+    let added = exec(&victim, Some(&nl.node_ns)).await?;
+    let outcome: Outcome = async {
+        ensure(added.success, || {
+            format!("the victim's ADD failed: {}", described(&added))
+        })?;
+        let before = stage.ovs.ports("br1")?;
+        let mut gc = stage.call(ctx, "gc", json!({"cniVersion": "1.1.0"}));
+        gc.command = "GC".into();
+        gc.netns = None;
+        gc.container_id = String::new();
+        gc.ifname = String::new();
+        gc.config["cni.dev/valid-attachments"] = json!([]);
+        let reply = exec(&gc, Some(&nl.node_ns)).await?;
+        let after = stage.ovs.ports("br1")?;
+        ensure(before == after, || {
+            format!(
+                "GC of network tenant-net with an empty list removed another network's ports ({}): before {before:?}, after {after:?}",
+                described(&reply)
+            )
+        })?;
+        let mut own = gc.clone();
+        own.config["name"] = json!("victim-net");
+        let reply = exec(&own, Some(&nl.node_ns)).await?;
+        let left = stage.ovs.ports("br1")?;
+        ctx.observed.note(&format!(
+            "control: GC of the victim's own network with an empty list: {}; br1's ports {left:?} (before {before:?})",
+            described(&reply)
+        ));
+        Ok(())
+    }
+    .await;
+    let del = exec(&with_command(&victim, "DEL"), Some(&nl.node_ns)).await?;
+    outcome?;
+    ensure(del.success, || {
+        format!("the victim's DEL failed: {}", described(&del))
+    })
+}
+
+/// DEL with no cached attachment while ovsdb-server is not up (a rebooting node)
+/// succeeds; with one, it fails naming the port it could not remove, and succeeds
+/// once Open vSwitch is back.
+async fn del_without_ovsdb(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let mut stage = OvsStage::new(ctx, nl, "")?;
+    let attach = stage.call(ctx, "cached", json!({}));
+    let added = exec(&attach, Some(&nl.node_ns)).await?;
+    ensure(added.success, || {
+        format!("ADD failed: {}", described(&added))
+    })?;
+    let host_iface = added
+        .json()
+        .and_then(|r| {
+            r["interfaces"]
+                .as_array()?
+                .iter()
+                .find(|i| i.get("sandbox").is_none())
+                .and_then(|i| i["name"].as_str().map(str::to_string))
+        })
+        .unwrap_or_default();
+    stage.ovs.stop();
+    let never = with_command(&stage.call(ctx, "never", json!({})), "DEL");
+    let uncached = exec(&never, Some(&nl.node_ns)).await?;
+    let cached = exec(&with_command(&attach, "DEL"), Some(&nl.node_ns)).await?;
+    // Open vSwitch back (an empty database, as after a reboot), and DEL again.
+    stage.ovs = lab_ovs(nl, &stage.scratch.path().join("ovs"))?;
+    let retried = exec(&with_command(&attach, "DEL"), Some(&nl.node_ns)).await?;
+    ctx.observed.note(&format!(
+        "ovsdb-server down: DEL without a cached attachment {}; with one {}",
+        described(&uncached),
+        described(&cached)
+    ));
+    ensure(uncached.success, || {
+        format!(
+            "DEL of an attachment never made failed while ovsdb-server was down (pods stick in Terminating; upstream ovs-cni returns 0): {}",
+            described(&uncached)
+        )
+    })?;
+    ensure(
+        !cached.success && !host_iface.is_empty() && error_msg(&cached).contains(&host_iface),
+        || {
+            format!(
+                "DEL of a cached attachment while ovsdb-server was down must fail naming the port {host_iface} it could not remove: {}",
+                described(&cached)
+            )
+        },
+    )?;
+    ensure(cached.error_code() == Some(11), || {
+        format!(
+            "that DEL must say \"try again later\" (code 11): {}",
+            described(&cached)
+        )
+    })?;
+    ensure(retried.success, || {
+        format!(
+            "DEL retried with Open vSwitch back failed: {}",
+            described(&retried)
+        )
+    })
 }
 
 #[cfg(test)]

@@ -54,13 +54,24 @@ pub struct MacvtapPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OvsPolicy {
     pub sockets: Vec<PathBuf>,
-    /// `None`: any bridge.
+    /// The bridges a configuration may name. `None`: any bridge except those that
+    /// carry the node's own traffic (an address on one of its ports, or the port
+    /// of a default route: the `br-ex` kind).
     pub bridges: Option<Vec<String>>,
     /// Access VLANs allowed; `None`: any (1–4094).
     pub vlans: Option<BTreeSet<u16>>,
     /// Whether trunk ports (a `trunk` list, or no `vlan` at all: every VLAN) are allowed.
     pub trunk: bool,
+    /// The smallest `mtu` a configuration may ask for. `None`: the bridge's current
+    /// MTU on bridges that carry the node's traffic (a smaller port would lower the
+    /// bridge's own port), no floor elsewhere.
+    pub min_mtu: Option<u32>,
+    /// How many entries a `trunk` list may have (checked before ranges are expanded).
+    pub max_trunk_entries: usize,
 }
+
+/// `[ovs] max_trunk_entries` when the policy does not set it.
+pub const DEFAULT_MAX_TRUNK_ENTRIES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -138,6 +149,8 @@ impl Default for Policy {
                 bridges: None,
                 vlans: None,
                 trunk: false,
+                min_mtu: None,
+                max_trunk_entries: DEFAULT_MAX_TRUNK_ENTRIES,
             },
             mac: MacPolicy::default(),
         }
@@ -303,6 +316,26 @@ impl Policy {
                 }
                 ("mac", "forbidden") => {
                     p.mac.forbidden = parse_mac_ranges(&items).map_err(field_err)?
+                }
+                ("ovs", "min_mtu") => {
+                    p.ovs.min_mtu = Some(
+                        value
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|m| (68..=65535).contains(m))
+                            .ok_or_else(|| {
+                                field_err(format!("{value:?} is not an MTU within 68-65535"))
+                            })?,
+                    );
+                }
+                ("ovs", "max_trunk_entries") => {
+                    p.ovs.max_trunk_entries = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=4094).contains(n))
+                        .ok_or_else(|| {
+                            field_err(format!("{value:?} is not a count within 1-4094"))
+                        })?;
                 }
                 ("", _) => {
                     return Err(format!(
@@ -509,6 +542,25 @@ mod tests {
             [100, 200, 201, 202]
         );
         assert!(p.ovs.trunk);
+        assert_eq!(
+            (p.ovs.min_mtu, p.ovs.max_trunk_entries),
+            (None, DEFAULT_MAX_TRUNK_ENTRIES)
+        );
+    }
+
+    #[test]
+    fn ovs_mtu_floor_and_trunk_cap() {
+        let p = parse("[ovs]\nmin_mtu = 1500\nmax_trunk_entries = 8\n").unwrap();
+        assert_eq!((p.ovs.min_mtu, p.ovs.max_trunk_entries), (Some(1500), 8));
+        for bad in [
+            "min_mtu = 67",
+            "min_mtu = x",
+            "max_trunk_entries = 0",
+            "max_trunk_entries = 5000",
+        ] {
+            let e = parse(&format!("[ovs]\n{bad}\n")).unwrap_err();
+            assert!(e.contains(bad.split(' ').next().unwrap()), "{e}");
+        }
     }
 
     #[test]

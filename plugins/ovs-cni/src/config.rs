@@ -100,8 +100,9 @@ pub struct NetConf {
     pub name: String,
     pub bridge: String,
     pub vlan: Option<u16>,
-    /// Allowed tagged VLANs, sorted, no duplicates.
-    pub trunks: Vec<u16>,
+    /// The `trunk` entries as written (`id` as a one-VLAN range), each checked;
+    /// expanded only by [`NetConf::trunks`], after the policy has seen them.
+    pub trunk_ranges: Vec<(u16, u16)>,
     pub mtu: Option<u32>,
     pub socket: PathBuf,
     /// The `ipam` section with its plugin `type`.
@@ -118,12 +119,30 @@ pub struct NetConf {
 
 impl NetConf {
     pub fn vlan_mode(&self) -> Option<VlanMode> {
-        match (self.vlan, self.trunks.is_empty()) {
+        match (self.vlan, self.trunk_ranges.is_empty()) {
             (Some(_), true) => Some(VlanMode::Access),
             (None, false) => Some(VlanMode::Trunk),
             (Some(_), false) => Some(VlanMode::NativeUntagged),
             (None, true) => None,
         }
+    }
+
+    /// The tagged VLANs of a trunk port, sorted, no duplicates: the ranges merged
+    /// (sorting them first), so a long list of overlapping ranges costs no more than
+    /// the 4094 VLANs it can name.
+    pub fn trunks(&self) -> Vec<u16> {
+        let mut ranges = self.trunk_ranges.clone();
+        ranges.sort_unstable();
+        let mut out: Vec<u16> = Vec::new();
+        for (lo, hi) in ranges {
+            let start = match out.last() {
+                Some(&last) if last >= hi => continue,
+                Some(&last) if last >= lo => last + 1,
+                _ => lo,
+            };
+            out.extend(start..=hi);
+        }
+        out
     }
 }
 
@@ -145,12 +164,13 @@ fn vlan_id(value: i64, field: &str) -> Result<u16, CniError> {
     }
 }
 
-fn parse_trunks(raw: &[RawTrunk]) -> Result<Vec<u16>, CniError> {
-    let mut out = BTreeSet::new();
+fn parse_trunks(raw: &[RawTrunk]) -> Result<Vec<(u16, u16)>, CniError> {
+    let mut out = Vec::with_capacity(raw.len());
     for (i, t) in raw.iter().enumerate() {
         match (t.id, t.min_id, t.max_id) {
             (Some(id), None, None) => {
-                out.insert(vlan_id(id, &format!("trunk[{i}].id"))?);
+                let id = vlan_id(id, &format!("trunk[{i}].id"))?;
+                out.push((id, id));
             }
             (None, Some(min), Some(max)) => {
                 let lo = vlan_id(min, &format!("trunk[{i}].minID"))?;
@@ -161,7 +181,7 @@ fn parse_trunks(raw: &[RawTrunk]) -> Result<Vec<u16>, CniError> {
                     ))
                     .with_details("swap them or use {\"id\": N} for a single VLAN"));
                 }
-                out.extend(lo..=hi);
+                out.push((lo, hi));
             }
             _ => {
                 return Err(CniError::invalid_config(format!(
@@ -171,7 +191,7 @@ fn parse_trunks(raw: &[RawTrunk]) -> Result<Vec<u16>, CniError> {
             }
         }
     }
-    Ok(out.into_iter().collect())
+    Ok(out)
 }
 
 fn parse_socket(socket_file: Option<String>) -> Result<PathBuf, CniError> {
@@ -261,7 +281,7 @@ impl NetConf {
             name: text(&v["name"]).unwrap_or_default(),
             bridge: text(&v["bridge"]).unwrap_or_default(),
             vlan: None,
-            trunks: Vec::new(),
+            trunk_ranges: Vec::new(),
             mtu: None,
             socket,
             ipam,
@@ -275,8 +295,10 @@ impl NetConf {
     }
 
     /// What the node's policy must allow before ADD touches anything: the OVSDB
-    /// socket, the bridge, the access VLAN, and trunking (a `trunk` list, or no
-    /// `vlan` at all, which makes the port carry every VLAN).
+    /// socket, the bridge (when the policy lists them; otherwise ADD asks the bridge
+    /// itself, see `crate::bridge`), the MTU floor, the access VLAN, and trunking (a
+    /// `trunk` list, or no `vlan` at all, which makes the port carry every VLAN).
+    /// Trunk entries are counted and checked as ranges, never expanded here.
     pub fn authorize(&self, policy: &Policy) -> Result<(), CniError> {
         authorize_socket(&self.socket, policy)?;
         let p = &policy.ovs;
@@ -285,13 +307,18 @@ impl NetConf {
         {
             return Err(policy.refuse(format!("bridge \"{}\"", self.bridge), "ovs", "bridges"));
         }
+        // Without `mtu` the veth gets the kernel's default, which counts the same.
+        let mtu = self.mtu.unwrap_or(crate::bridge::DEFAULT_VETH_MTU);
+        if p.min_mtu.is_some_and(|floor| mtu < floor) {
+            return Err(policy.refuse(format!("mtu {mtu}"), "ovs", "min_mtu"));
+        }
         if let (Some(vlans), Some(vlan)) = (&p.vlans, self.vlan)
             && !vlans.contains(&vlan)
         {
             return Err(policy.refuse(format!("vlan {vlan}"), "ovs", "vlans"));
         }
         if !p.trunk {
-            if !self.trunks.is_empty() {
+            if !self.trunk_ranges.is_empty() {
                 return Err(policy.refuse("a trunk port", "ovs", "trunk"));
             }
             if self.vlan.is_none() {
@@ -302,10 +329,20 @@ impl NetConf {
                 ));
             }
         }
-        if let Some(vlans) = &p.vlans
-            && let Some(t) = self.trunks.iter().find(|t| !vlans.contains(t))
-        {
-            return Err(policy.refuse(format!("trunk VLAN {t}"), "ovs", "vlans"));
+        if self.trunk_ranges.len() > p.max_trunk_entries {
+            return Err(policy.refuse(
+                format!("a trunk list of {} entries", self.trunk_ranges.len()),
+                "ovs",
+                "max_trunk_entries",
+            ));
+        }
+        if let Some(vlans) = &p.vlans {
+            for &(lo, hi) in &self.trunk_ranges {
+                // Ranges are within 1-4094 and there are few of them (checked above).
+                if let Some(t) = (lo..=hi).find(|t| !vlans.contains(t)) {
+                    return Err(policy.refuse(format!("trunk VLAN {t}"), "ovs", "vlans"));
+                }
+            }
         }
         Ok(())
     }
@@ -333,7 +370,7 @@ impl NetConf {
             )
         })?;
         let vlan = raw.vlan.map(|v| vlan_id(v, "vlan")).transpose()?;
-        let trunks = parse_trunks(raw.trunk.as_deref().unwrap_or(&[]))?;
+        let trunk_ranges = parse_trunks(raw.trunk.as_deref().unwrap_or(&[]))?;
         let mtu = match raw.mtu {
             None | Some(0) => None,
             Some(m) if (68..=65535).contains(&m) => Some(m as u32),
@@ -392,7 +429,7 @@ impl NetConf {
             name: raw.name,
             bridge,
             vlan,
-            trunks,
+            trunk_ranges,
             mtu,
             socket,
             ipam,
@@ -430,7 +467,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.bridge, "br1");
         assert_eq!(c.vlan, Some(100));
-        assert!(c.trunks.is_empty());
+        assert!(c.trunk_ranges.is_empty());
         assert_eq!(c.vlan_mode(), Some(VlanMode::Access));
         assert_eq!(c.socket, PathBuf::from("/var/run/openvswitch/db.sock"));
         assert_eq!((c.mtu, c.mac, c.ipam.is_none()), (None, None, true));
@@ -460,7 +497,10 @@ mod tests {
     #[test]
     fn trunks_expand_ranges_sorted_without_duplicates() {
         let c = parse(r#","trunk":[{"id":42},{"minID":10,"maxID":12},{"id":11}]"#).unwrap();
-        assert_eq!(c.trunks, vec![10, 11, 12, 42]);
+        assert_eq!(c.trunks(), vec![10, 11, 12, 42]);
+        let c = parse(r#","trunk":[{"minID":5,"maxID":9},{"minID":1,"maxID":6},{"id":7},{"minID":9,"maxID":10}]"#)
+            .unwrap();
+        assert_eq!(c.trunks(), (1..=10).collect::<Vec<u16>>());
         assert_eq!(c.vlan_mode(), Some(VlanMode::Trunk));
         let c = parse(r#","vlan":5,"trunk":[{"id":6}]"#).unwrap();
         assert_eq!(c.vlan_mode(), Some(VlanMode::NativeUntagged));

@@ -6,6 +6,7 @@
 //! (OVSDB JSON-RPC, RFC 7047) over its Unix socket: one `transact` inserts the
 //! Interface and Port and adds the Port to the bridge.
 
+pub mod bridge;
 pub mod cache;
 pub mod config;
 pub mod ipam;

@@ -13,6 +13,7 @@ use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use serde_json::{Value, json};
 
+use crate::bridge;
 use crate::cache;
 use crate::config::{NetConf, authorize_socket};
 use crate::ipam;
@@ -36,8 +37,9 @@ pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
     match inv.command {
         Command::Add => {
             let conf = NetConf::parse(inv)?;
-            conf.authorize(&loaded?)?;
-            add(inv, &conf).await.map(Some)
+            let policy = loaded?;
+            conf.authorize(&policy)?;
+            add(inv, &conf, &policy).await.map(Some)
         }
         Command::Del => {
             let conf = NetConf::for_teardown(inv);
@@ -46,13 +48,15 @@ pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
         }
         Command::Check => {
             let conf = NetConf::parse(inv)?;
-            authorize_socket(&conf.socket, &loaded?)?;
-            check(inv, &conf).await.map(|()| None)
+            let policy = loaded?;
+            authorize_socket(&conf.socket, &policy)?;
+            check(inv, &conf, &policy).await.map(|()| None)
         }
         Command::Status => {
             let conf = NetConf::parse(inv)?;
-            authorize_socket(&conf.socket, &loaded?)?;
-            status(&conf).await.map(|()| None)
+            let policy = loaded?;
+            authorize_socket(&conf.socket, &policy)?;
+            status(&conf, &policy).await.map(|()| None)
         }
         Command::Gc => {
             let conf = NetConf::for_teardown(inv);
@@ -78,18 +82,6 @@ fn ovsdb_failure(what: &str, conf: &NetConf, err: OvsdbError) -> CniError {
         }
         other => CniError::plugin(format!("failed to {what}: {other}")),
     }
-}
-
-fn bridge_missing(conf: &NetConf) -> CniError {
-    CniError::invalid_config(format!(
-        "bridge {} does not exist in ovsdb-server at {}",
-        conf.bridge,
-        conf.socket.display()
-    ))
-    .with_details(format!(
-        "create it on every node (ovs-vsctl add-br {}) or fix \"bridge\"",
-        conf.bridge
-    ))
 }
 
 async fn connect(what: &str, conf: &NetConf) -> Result<Client, CniError> {
@@ -171,8 +163,8 @@ pub fn add_port_operations(
     if let Some(tag) = conf.vlan {
         port["tag"] = json!(tag);
     }
-    if !conf.trunks.is_empty() {
-        port["trunks"] = ovsdb::set(conf.trunks.iter().map(|t| json!(t)));
+    if !conf.trunk_ranges.is_empty() {
+        port["trunks"] = ovsdb::set(conf.trunks().into_iter().map(|t| json!(t)));
     }
     if let Some(mode) = conf.vlan_mode() {
         port["vlan_mode"] = json!(mode.as_str());
@@ -202,7 +194,7 @@ struct Undo {
     port: Option<String>,
 }
 
-async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
+async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String, CniError> {
     let netns_path = inv.netns.as_deref().expect("ADD has CNI_NETNS");
     let pod_ns = open_netns(netns_path)?;
     let host_ns = NetNs::current().map_err(|e| io_failure("open the host namespace", e))?;
@@ -224,8 +216,12 @@ async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
         ))
         .with_details("choose another CNI_IFNAME or DEL the previous attachment first"));
     }
-    // Reach ovsdb-server before anything is allocated.
+    // Reach ovsdb-server, and ask the bridge, before anything is allocated.
     let mut db = connect("connect to ovsdb-server", conf).await?;
+    let facts = bridge::inspect(&mut db, &conf.bridge)
+        .await
+        .map_err(|e| ovsdb_failure("read the bridge", conf, e))?;
+    bridge::admit(conf, policy, facts.as_ref(), &host).await?;
 
     let mut undo = Undo::default();
     let outcome = async {
@@ -286,7 +282,7 @@ async fn add(inv: &Invocation, conf: &NetConf) -> Result<String, CniError> {
 
         let ops = add_port_operations(inv, conf, &host_name, netns_path);
         let results = db.transact(&ops).await.map_err(|e| match e {
-            OvsdbError::Operation { index: 0, .. } => bridge_missing(conf),
+            OvsdbError::Operation { index: 0, .. } => bridge::unavailable(conf, policy),
             other => ovsdb_failure(
                 &format!("add port {host_name} to bridge {}", conf.bridge),
                 conf,
@@ -464,6 +460,32 @@ async fn find_ports(
     Ok(found.into_iter().collect())
 }
 
+/// Whether an OVSDB failure means the server is not there (not up yet, or gone).
+fn unreachable(e: &OvsdbError) -> bool {
+    matches!(
+        e,
+        OvsdbError::Connect { .. }
+            | OvsdbError::Timeout(_)
+            | OvsdbError::Closed
+            | OvsdbError::Io(_)
+    )
+}
+
+/// Removes the attachment's ports from OVSDB; their (uuid, name).
+async fn remove_ports(
+    inv: &Invocation,
+    conf: &NetConf,
+    cached: Option<&cache::Entry>,
+) -> Result<Vec<(String, String)>, OvsdbError> {
+    let mut db = Client::connect(&conf.socket).await?;
+    let ports = find_ports(&mut db, inv, cached).await?;
+    if !ports.is_empty() {
+        let uuids: Vec<String> = ports.iter().map(|(u, _)| u.clone()).collect();
+        db.transact(&remove_ports_operations(&uuids)).await?;
+    }
+    Ok(ports)
+}
+
 async fn del(inv: &Invocation, conf: &NetConf, ovsdb: bool) -> Result<(), CniError> {
     let cached = cache::read(&inv.container_id, &inv.ifname).map_err(|e| {
         io_failure(
@@ -476,16 +498,34 @@ async fn del(inv: &Invocation, conf: &NetConf, ovsdb: bool) -> Result<(), CniErr
     })?;
     // A cache entry names the socket ADD used; it must be allowed now as well.
     let mut ports = Vec::new();
+    // What this DEL could not remove from OVSDB, reported once the rest is done.
+    let mut left_in_ovsdb: Option<CniError> = None;
     if ovsdb {
-        let mut db = connect("connect to ovsdb-server", conf).await?;
-        ports = find_ports(&mut db, inv, cached.as_ref())
-            .await
-            .map_err(|e| ovsdb_failure("look up the attachment's ports", conf, e))?;
-        if !ports.is_empty() {
-            let uuids: Vec<String> = ports.iter().map(|(u, _)| u.clone()).collect();
-            db.transact(&remove_ports_operations(&uuids))
-                .await
-                .map_err(|e| ovsdb_failure("remove the attachment's ports", conf, e))?;
+        match remove_ports(inv, conf, cached.as_ref()).await {
+            Ok(removed) => ports = removed,
+            // Nothing cached: no attachment of ours is known, so an ovsdb-server
+            // that is not up (a node rebooting) cannot hold one; DEL succeeds, as
+            // the spec and upstream ovs-cni do.
+            Err(e) if cached.is_none() && unreachable(&e) => {
+                eprintln!("ovs: DEL without a cached attachment, ovsdb-server not reached: {e}")
+            }
+            Err(e) => {
+                left_in_ovsdb = Some(match &cached {
+                    Some(c) => CniError::new(
+                        ErrorCode::TryAgainLater,
+                        format!(
+                            "failed to remove port {} from bridge {}: {e}",
+                            c.host_iface, c.bridge
+                        ),
+                    )
+                    .with_details(format!(
+                        "the rest of the attachment was released; {} is kept so that a DEL retried once ovsdb-server at {} answers removes the port",
+                        cache::path(&inv.container_id, &inv.ifname).display(),
+                        conf.socket.display()
+                    )),
+                    None => ovsdb_failure("remove the attachment's ports", conf, e),
+                });
+            }
         }
     }
     let host = netlink_in(None)
@@ -517,6 +557,9 @@ async fn del(inv: &Invocation, conf: &NetConf, ovsdb: bool) -> Result<(), CniErr
     if let Some((kind, _)) = &conf.ipam {
         ipam::exec(inv, kind, "DEL")?;
     }
+    if let Some(e) = left_in_ovsdb {
+        return Err(e);
+    }
     cache::remove(&inv.container_id, &inv.ifname).map_err(|e| {
         io_failure(
             format!(
@@ -546,7 +589,7 @@ async fn delete_veth(handle: &Handle, name: &str) -> Result<(), CniError> {
     }
 }
 
-async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
+async fn check(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<(), CniError> {
     let path = inv.netns.as_deref().expect("CHECK has CNI_NETNS");
     let (prev, expected) = cni_kit::result::check_input(conf.prev_result.as_ref(), &inv.ifname)?;
     let expected = &expected;
@@ -633,7 +676,7 @@ async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
                 .filter_map(|u| ovsdb::uuid_of(u).map(str::to_string))
                 .collect()
         })
-        .ok_or_else(|| bridge_missing(conf))?;
+        .ok_or_else(|| bridge::unavailable(conf, policy))?;
     match results[0]["rows"].get(0) {
         None => problems.push(format!("port {host_name} is not in ovsdb")),
         Some(port) => {
@@ -654,7 +697,7 @@ async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
                 .filter_map(Value::as_i64)
                 .collect();
             trunks.sort_unstable();
-            let want: Vec<i64> = conf.trunks.iter().map(|t| i64::from(*t)).collect();
+            let want: Vec<i64> = conf.trunks().into_iter().map(i64::from).collect();
             if trunks != want {
                 problems.push(format!("trunk mismatch. ovs={trunks:?},netconf={want:?}"));
             }
@@ -687,12 +730,11 @@ async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
 }
 
 /// STATUS: ovsdb-server answers and the bridge exists; code 50 otherwise.
-async fn status(conf: &NetConf) -> Result<(), CniError> {
+async fn status(conf: &NetConf, policy: &Policy) -> Result<(), CniError> {
     let unavailable = |msg: String| {
         CniError::new(ErrorCode::PluginNotAvailable, msg).with_details(format!(
-            "start Open vSwitch on this node (ovsdb-server on {}) and create bridge {}",
+            "start Open vSwitch on this node (ovsdb-server on {}) and the bridge the configuration names",
             conf.socket.display(),
-            conf.bridge
         ))
     };
     let mut db = Client::connect(&conf.socket)
@@ -703,17 +745,14 @@ async fn status(conf: &NetConf) -> Result<(), CniError> {
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     if results[0]["rows"].as_array().is_none_or(|r| r.is_empty()) {
-        return Err(unavailable(format!(
-            "bridge {} does not exist in ovsdb-server at {}",
-            conf.bridge,
-            conf.socket.display()
-        )));
+        return Err(unavailable(bridge::unavailable(conf, policy).msg));
     }
     Ok(())
 }
 
 /// GC: removes ports on this bridge that we made (`owner`, `contId`, `contIface`)
-/// for attachments not in `cni.dev/valid-attachments`, with their veths and caches.
+/// for attachments of this network not in `cni.dev/valid-attachments`, with their
+/// veths and caches; a port counts as this network's only with our cache entry.
 async fn gc(conf: &NetConf) -> Result<(), CniError> {
     let Some(valid) = &conf.valid_attachments else {
         return Ok(());
@@ -749,7 +788,21 @@ async fn gc(conf: &NetConf) -> Result<(), CniError> {
         if check_container_id(cid).is_err() || check_ifname(ifname).is_err() {
             continue;
         }
-        if on_bridge.contains(uuid) && !valid.contains(&(cid.clone(), ifname.clone())) {
+        if !on_bridge.contains(uuid) || valid.contains(&(cid.clone(), ifname.clone())) {
+            continue;
+        }
+        // Only attachments of this network that this plugin made on this node and
+        // still remembers: the runtime's list names this network's attachments
+        // only, so a Port row's external_ids and that list alone would take the
+        // ports of every other network (another tenant's) on the bridge.
+        let name = row["name"].as_str().unwrap_or_default();
+        let ours = matches!(
+            cache::read(cid, ifname),
+            Ok(Some(entry)) if entry.host_iface == name
+                && entry.bridge == conf.bridge
+                && entry.netconf["name"].as_str() == Some(conf.name.as_str())
+        );
+        if ours {
             stale.push((
                 uuid.to_string(),
                 row["name"].as_str().unwrap_or_default().to_string(),

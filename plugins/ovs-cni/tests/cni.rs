@@ -331,7 +331,8 @@ async fn add_bridge_missing_leaves_nothing(v: SpecVersion) {
     let before = n.links(&n.node).unwrap();
     let cfg = n.config(v, json!({"bridge": "br-nope", "vlan": 100}));
     let reply = n.call("ADD", cfg, &n.pod, "net1", "").await;
-    assert_error(&reply, 7, "bridge br-nope does not exist");
+    // Worded as for a bridge that carries the node: a tenant learns neither.
+    assert_error(&reply, 7, "is not available to network configurations");
     assert_eq!(n.links(&n.node).unwrap(), before, "{} veth removed", tag(v));
     assert!(n.link(&n.pod, "net1").is_none());
     let all = n.ovs.vsctl(&["--columns=name", "list", "Port"]).unwrap();
@@ -352,9 +353,10 @@ async fn add_socket_unreachable_is_try_again(v: SpecVersion) {
     assert_error(&reply, 11, &sock.display().to_string());
     assert!(reply.stdout.contains("ovsdb-server"), "{}", reply.stdout);
     assert!(n.link(&n.pod, "net1").is_none());
-    // DEL cannot confirm the port is gone either.
+    // Nothing cached (ADD failed): DEL succeeds without ovsdb-server, as upstream's
+    // does (a node rebooting before Open vSwitch is up must not keep pods).
     let reply = n.call("DEL", cfg, &n.pod, "net1", "").await;
-    assert_error(&reply, 11, "connect");
+    assert!(reply.success, "{} {}", tag(v), reply.stdout);
 }
 
 async fn add_socket_file_without_unix_prefix(v: SpecVersion) {
@@ -553,7 +555,7 @@ async fn status_reports_ovsdb_and_bridge(v: SpecVersion) {
     assert_error(
         &n.call_raw(missing_bridge).await,
         50,
-        "bridge br-nope does not exist",
+        "is not available to network configurations",
     );
     let mut no_socket = call;
     no_socket.config["socket_file"] = json!(format!(
