@@ -40,6 +40,9 @@ packages=(
   openvswitch-switch     # userspace OVS (ovsdb-server, ovs-vswitchd) for the ovs backend
   tcpdump                # tagged frames on OVS trunk ports (no 8021q module needed)
 )
+# The bare provider's and the containerd tier's runtime (1.6 + runc on bookworm),
+# unless one is there already (Docker's containerd.io conflicts with the package).
+command -v containerd >/dev/null && command -v runc >/dev/null || packages+=(containerd runc)
 # The guest kernel + virtio modules.
 case "$distro" in
   debian) packages+=(linux-image-amd64) ;;
@@ -47,6 +50,7 @@ case "$distro" in
 esac
 if $tests; then
   packages+=(hyperfine)  # benchmarks of whole commands
+  packages+=(skopeo umoci)  # real OCI readers: the tests read secnet's image archives back
   # The test that opens report.html headless. Ubuntu ships Chromium only as a snap:
   # use a browser that is already there (GitHub's runners have google-chrome).
   if [ "$distro" = debian ]; then

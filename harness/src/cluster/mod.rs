@@ -4,6 +4,7 @@
 
 pub mod ability;
 pub mod any;
+pub mod bare;
 pub mod capability;
 pub mod kube;
 pub mod netns;
