@@ -3,6 +3,7 @@
 //! trait against a real API server.
 
 pub mod any;
+pub mod bare;
 pub mod capability;
 pub mod capture;
 pub mod kube;
