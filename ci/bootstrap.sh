@@ -42,6 +42,9 @@ packages=(
   etcd-server            # the bare cluster's etcd (3.4; Kubernetes binaries come from --k8s-bin-dir)
   openssl                # reads the bare cluster's certificates back in the PKI tests
 )
+# The bare provider's and the containerd tier's runtime (1.6 + runc on bookworm),
+# unless one is there already (Docker's containerd.io conflicts with the package).
+command -v containerd >/dev/null && command -v runc >/dev/null || packages+=(containerd runc)
 # The guest kernel + virtio modules.
 case "$distro" in
   debian) packages+=(linux-image-amd64) ;;
@@ -49,6 +52,7 @@ case "$distro" in
 esac
 if $tests; then
   packages+=(hyperfine)  # benchmarks of whole commands
+  packages+=(skopeo umoci)  # real OCI readers: the tests read secnet's image archives back
   # The test that opens report.html headless. Ubuntu ships Chromium only as a snap:
   # use a browser that is already there (GitHub's runners have google-chrome).
   if [ "$distro" = debian ]; then

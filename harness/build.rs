@@ -1,11 +1,13 @@
 //! Embeds the repository's fixtures/ and clusters/ into the `secnet` binary, so that a
 //! copied or `cargo install`ed binary finds them without the checkout
-//! (`secnet::bins::fixtures_dir`).
+//! (`secnet::bins::fixtures_dir`). Also generates the CRI client (proto/cri.proto)
+//! with protox (pure Rust: no protoc on build machines).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() {
+    compile_cri();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
     for top in ["fixtures", "clusters"] {
@@ -43,4 +45,15 @@ fn collect(repo: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
             files.push((rel.display().to_string(), abs));
         }
     }
+}
+
+/// The CRI runtime.v1 client the containerd tier uses (`cluster::bare::cri`).
+fn compile_cri() {
+    const PROTO: &str = "proto/cri.proto";
+    println!("cargo:rerun-if-changed={PROTO}");
+    let descriptors = protox::compile([PROTO], ["proto"]).expect("proto/cri.proto compiles");
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_fds(descriptors)
+        .expect("generate the CRI client");
 }
