@@ -39,6 +39,8 @@ packages=(
   xz-utils               # unpacks the guest kernel from the vmlinuz
   openvswitch-switch     # userspace OVS (ovsdb-server, ovs-vswitchd) for the ovs backend
   tcpdump                # tagged frames on OVS trunk ports (no 8021q module needed)
+  etcd-server            # the bare cluster's etcd (3.4; Kubernetes binaries come from --k8s-bin-dir)
+  openssl                # reads the bare cluster's certificates back in the PKI tests
 )
 # The bare provider's and the containerd tier's runtime (1.6 + runc on bookworm),
 # unless one is there already (Docker's containerd.io conflicts with the package).
