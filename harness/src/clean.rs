@@ -3,6 +3,12 @@
 //! under /run/secnet/<run id>…, and network namespaces named `sn<6 hex>-…`; then
 //! waits until the kernel has released them (a deleted namespace, its links and
 //! its macvtaps' `/dev/tapN` go asynchronously).
+//!
+//! A run that is still going is left alone: every run id holds a liveness marker,
+//! `/run/secnet/live/<run id>.lock`, locked with `flock` by the process that made
+//! the id for as long as it lives (the kernel drops the lock when it exits or is
+//! killed, so a killed run reads as dead). `secnet clean` skips the runs whose lock
+//! is held and names them, unless `--force`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -35,6 +41,116 @@ pub struct Cleaned {
     pub namespaces: Vec<String>,
     pub run_dirs: Vec<String>,
     pub processes: Vec<i32>,
+    /// Runs left alone because they are still alive (their marker is locked).
+    pub skipped: Vec<LiveRun>,
+}
+
+/// Where runs keep their liveness markers.
+pub const LIVE_DIR: &str = "/run/secnet/live";
+
+/// A run whose liveness marker is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRun {
+    pub run_id: String,
+    /// What the marker says about its holder (`pid 123 secnet`), for people.
+    pub holder: String,
+}
+
+fn marker_path(run_id: &str) -> PathBuf {
+    Path::new(LIVE_DIR).join(format!("{run_id}.lock"))
+}
+
+/// Markers this process holds: locked until it exits.
+static HELD: std::sync::Mutex<Vec<nix::fcntl::Flock<std::fs::File>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Marks `run_id` alive for the rest of this process's life: creates and locks its
+/// marker. Best effort: where /run/secnet cannot be written (no root) there is no
+/// marker, and nothing of the run there to clean either.
+pub fn mark_live(run_id: &str) {
+    if let Err(e) = try_mark_live(run_id) {
+        tracing::debug!("no liveness marker for run {run_id}: {e}");
+    }
+}
+
+fn try_mark_live(run_id: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(LIVE_DIR)?;
+    // Close-on-exec (std's default): a plugin or QEMU this run starts must not keep
+    // the lock after the run is gone.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(marker_path(run_id))?;
+    let mut lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| std::io::Error::from(errno))?;
+    lock.set_len(0)?;
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    write!(lock, "pid {} {}", std::process::id(), comm.trim())?;
+    HELD.lock().expect("held markers").push(lock);
+    Ok(())
+}
+
+/// Whether some process still holds `run_id`'s marker; `None` when it has none.
+pub fn liveness(run_id: &str) -> Option<LiveRun> {
+    let path = marker_path(run_id);
+    let file = std::fs::File::open(&path).ok()?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
+        // Nobody holds it: the run is gone (the lock drops with `_free`).
+        Ok(_free) => None,
+        Err((_, _)) => Some(LiveRun {
+            run_id: run_id.to_string(),
+            holder: std::fs::read_to_string(&path).unwrap_or_default(),
+        }),
+    }
+}
+
+/// The runs (of `run_id` only, when given) whose marker is held now.
+pub fn live_runs(run_id: Option<&str>) -> Vec<LiveRun> {
+    let Ok(entries) = std::fs::read_dir(LIVE_DIR) else {
+        return Vec::new();
+    };
+    let mut live: Vec<LiveRun> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".lock")?.to_string();
+            is_ours(&format!("{name}-x"), run_id).then_some(name)
+        })
+        .filter_map(|id| liveness(&id))
+        .collect();
+    live.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    live
+}
+
+/// Removes the markers of runs that are gone (of `run_id` only, when given).
+fn remove_dead_markers(run_id: Option<&str>) {
+    let Ok(entries) = std::fs::read_dir(LIVE_DIR) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let Some(id) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(".lock"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if is_ours(&format!("{id}-x"), run_id) && liveness(&id).is_none() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The run id a namespace, run dir or scratch dir name starts with.
+fn run_of(name: &str) -> &str {
+    let name = name.strip_prefix("secnet-").unwrap_or(name);
+    name.split_once('-').map_or(name, |(id, _)| id)
 }
 
 /// What exists of some runs: namespaces, run dirs (with their nodes' mount
@@ -184,17 +300,36 @@ pub fn leftovers(prefix: &str) -> Result<Found, CommandError> {
 
 /// Deletes our leftovers, the runs' scratch dirs (`$TMPDIR/secnet-<run id>-XXXXXX`)
 /// too, and waits until the kernel has released them; returns what was removed.
+/// Live runs included: this is how a run removes its own things (see
+/// [`clean_dead`] for `secnet clean`).
 pub fn clean(run_id: Option<&str>) -> Result<Cleaned, CleanError> {
-    let ours = |n: &str| is_ours(n, run_id);
+    clean_except(run_id, &[])
+}
+
+/// `secnet clean`: like [`clean`], but a run that is still alive (its marker is
+/// locked) is left untouched and named in `skipped`, unless `force`.
+pub fn clean_dead(run_id: Option<&str>, force: bool) -> Result<Cleaned, CleanError> {
+    let live = if force { Vec::new() } else { live_runs(run_id) };
+    let mut cleaned = clean_except(run_id, &live)?;
+    remove_dead_markers(run_id);
+    cleaned.skipped = live;
+    Ok(cleaned)
+}
+
+fn clean_except(run_id: Option<&str>, live: &[LiveRun]) -> Result<Cleaned, CleanError> {
+    let alive = |n: &str| live.iter().any(|l| l.run_id == run_of(n));
+    let ours = |n: &str| is_ours(n, run_id) && !alive(n);
     let mut cleaned = clean_found(find(ours)?)?;
-    cleaned.run_dirs.extend(remove_scratch_dirs(run_id));
+    cleaned.run_dirs.extend(remove_scratch_dirs(|n| {
+        is_scratch_dir(n, run_id) && !alive(n)
+    }));
     wait_gone(ours, RELEASE_TIMEOUT).map_err(|left| CleanError::Unreleased(left.describe()))?;
     Ok(cleaned)
 }
 
-/// `$TMPDIR/secnet-<run id>-XXXXXX` (a run's mkdtemp scratch dir; of `run_id` only,
-/// when given): what a killed run left of its scratch files.
-fn remove_scratch_dirs(run_id: Option<&str>) -> Vec<String> {
+/// `$TMPDIR/secnet-<run id>-XXXXXX` (a run's mkdtemp scratch dir) that `wanted`
+/// names: what a killed run left of its scratch files.
+fn remove_scratch_dirs(wanted: impl Fn(&str) -> bool) -> Vec<String> {
     let tmp = std::env::temp_dir();
     let Ok(entries) = std::fs::read_dir(&tmp) else {
         return Vec::new();
@@ -202,7 +337,7 @@ fn remove_scratch_dirs(run_id: Option<&str>) -> Vec<String> {
     let mut removed = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name();
-        if !name.to_str().is_some_and(|n| is_scratch_dir(n, run_id)) {
+        if !name.to_str().is_some_and(&wanted) {
             continue;
         }
         let path = entry.path();
@@ -271,6 +406,7 @@ pub fn clean_found(found: Found) -> Result<Cleaned, CommandError> {
         namespaces,
         run_dirs: removed_dirs,
         processes,
+        skipped: Vec::new(),
     })
 }
 
@@ -349,6 +485,39 @@ mod tests {
         ] {
             assert!(!is_ours(other, None), "{other}");
         }
+    }
+
+    #[test]
+    fn names_lead_to_their_run() {
+        assert_eq!(run_of("sn0a1b2c-s1-node1"), "sn0a1b2c");
+        assert_eq!(run_of("secnet-sn0a1b2c-Ab3xYz"), "sn0a1b2c");
+        assert_eq!(run_of("sn0a1b2c"), "sn0a1b2c");
+    }
+
+    #[test]
+    fn a_marker_is_live_while_its_holder_lives() {
+        if !crate::prereq::require_root("liveness markers under /run/secnet") {
+            return;
+        }
+        let id = crate::lab::new_run_id();
+        // new_run_id marked it for this process.
+        let live = liveness(&id).expect("this process holds its run's marker");
+        assert!(
+            live.holder
+                .starts_with(&format!("pid {}", std::process::id())),
+            "{live:?}"
+        );
+        assert!(live_runs(Some(&id)).iter().any(|l| l.run_id == id));
+        // A marker nobody holds: a dead run.
+        let dead = "sn0dead0";
+        std::fs::write(marker_path(dead), "pid 1 gone").unwrap();
+        assert_eq!(liveness(dead), None);
+        remove_dead_markers(Some(dead));
+        assert!(
+            !marker_path(dead).exists(),
+            "a dead run's marker is removed"
+        );
+        assert!(marker_path(&id).exists(), "a live run's marker stays");
     }
 
     #[test]

@@ -235,11 +235,7 @@ pub fn checks() -> Vec<Check> {
         ),
         guest_kernel_check(),
         kvm_check(),
-        Check {
-            package: None,
-            fix: Some("install kind: go install sigs.k8s.io/kind@latest".into()),
-            ..program_check("kind (the kind tier)", "kind", "kind", Need::Optional)
-        },
+        kind_check(),
     ]);
     let docker = run(
         "docker",
@@ -256,18 +252,143 @@ pub fn checks() -> Vec<Check> {
         package: None,
         fix: Some("install and start a Docker engine".into()),
     });
-    for bin in ["macvtap", "macvtap-deviceplugin"] {
-        let path = crate::bins::bin_dir().join(bin);
-        out.push(Check {
-            what: format!("bundled {bin}"),
-            need: Need::Required,
-            ok: path.exists(),
-            detail: path.display().to_string(),
-            package: None,
-            fix: Some("cargo build --release --bins".into()),
-        });
-    }
+    out.extend(BUNDLED.iter().map(bundled_check));
+    out.push(pins_check());
     out
+}
+
+/// A bundled binary: its crate (for the fix) and whether it is a CNI (asked VERSION).
+struct Bundled {
+    bin: &'static str,
+    krate: &'static str,
+    cni: bool,
+    need: Need,
+}
+
+/// Every binary the workspace builds for a run: the two CNIs, the device plugin,
+/// and the image's install step (only the image needs it).
+const BUNDLED: [Bundled; 4] = [
+    Bundled {
+        bin: "macvtap",
+        krate: "macvtap-cni",
+        cni: true,
+        need: Need::Required,
+    },
+    Bundled {
+        bin: "ovs",
+        krate: "ovs-cni",
+        cni: true,
+        need: Need::Required,
+    },
+    Bundled {
+        bin: "macvtap-deviceplugin",
+        krate: "macvtap-deviceplugin",
+        cni: false,
+        need: Need::Required,
+    },
+    Bundled {
+        bin: "install-cni",
+        krate: "macvtap-cni",
+        cni: false,
+        need: Need::Optional,
+    },
+];
+
+/// A bundled binary next to secnet (or in SECNET_BIN_DIR); a CNI must also answer
+/// VERSION, the way a runtime first talks to it.
+fn bundled_check(b: &Bundled) -> Check {
+    let path = crate::bins::bin_dir().join(b.bin);
+    let (ok, detail) = if !path.exists() {
+        (false, format!("{} not found", path.display()))
+    } else if b.cni {
+        match crate::conform::implementation::cni_versions(&path) {
+            Ok(v) => (true, format!("{} (CNI {})", path.display(), v.join(", "))),
+            Err(e) => (
+                false,
+                format!("{} does not answer VERSION: {e}", path.display()),
+            ),
+        }
+    } else {
+        (true, path.display().to_string())
+    };
+    Check {
+        what: format!("bundled {}", b.bin),
+        need: b.need.clone(),
+        ok,
+        detail,
+        package: None,
+        fix: Some(format!(
+            "cargo build --release --workspace --bins in a checkout, or cargo install --locked --path plugins/{} (secnet looks next to itself, or in SECNET_BIN_DIR)",
+            b.krate
+        )),
+    }
+}
+
+/// The kind release whose default node image secnet pins (`KIND_NODE_IMAGE`);
+/// another kind release needs `--node-image` with its own.
+pub const KIND_VERSION: &str = "v0.32.0";
+
+fn kind_check() -> Check {
+    let found = program("kind");
+    let version = found.as_ref().and_then(|_| {
+        run("kind", &["version"], Duration::from_secs(5))
+            .ok()
+            .and_then(|out| {
+                out.split_whitespace()
+                    .find(|w| {
+                        w.starts_with('v') && w[1..].starts_with(|c: char| c.is_ascii_digit())
+                    })
+                    .map(str::to_string)
+            })
+    });
+    let node_image = crate::cluster::kube::kind::KIND_NODE_IMAGE;
+    let detail = match (&found, &version) {
+        (None, _) => format!(
+            "kind not found (secnet pins kind {KIND_VERSION} and its node image {node_image})"
+        ),
+        (Some(path), Some(v)) if v == KIND_VERSION => format!("{path} {v}, as pinned"),
+        (Some(path), v) => format!(
+            "{path} {}: secnet's default node image is kind {KIND_VERSION}'s; with this kind pass --node-image from its release notes",
+            v.as_deref().unwrap_or("(version unknown)")
+        ),
+    };
+    Check {
+        what: "kind (the kind tier)".into(),
+        need: Need::Optional,
+        ok: found.is_some(),
+        detail,
+        package: None,
+        fix: Some(format!(
+            "go install sigs.k8s.io/kind@{KIND_VERSION} (or its release binary of {KIND_VERSION})"
+        )),
+    }
+}
+
+/// What the real-cluster tiers install, pinned: named so a user knows the versions.
+fn pins_check() -> Check {
+    use crate::cluster::kube::components as c;
+    Check {
+        what: "pinned versions (kind/existing tiers)".into(),
+        need: Need::Optional,
+        ok: true,
+        detail: format!(
+            "kind {KIND_VERSION}, node image {}, multus {}, KubeVirt {}, CNAO {}, upstream macvtap-cni {}",
+            crate::cluster::kube::kind::KIND_NODE_IMAGE
+                .split('@')
+                .next()
+                .unwrap_or_default(),
+            c::MULTUS_VERSION,
+            c::KUBEVIRT_VERSION,
+            c::CNAO_VERSION,
+            c::UPSTREAM_MACVTAP_IMAGE
+                .split('@')
+                .next()
+                .and_then(|i| i.rsplit_once(':'))
+                .map_or("", |(_, tag)| tag),
+        ),
+        package: None,
+        fix: None,
+    }
 }
 
 /// The report, one line per check, and whether every required check passed.
@@ -316,6 +437,31 @@ pub fn fix(checks: &[Check]) -> Result<Vec<&'static str>, crate::lab::CommandErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_bundled_binary_is_checked_and_kind_is_pinned() {
+        let checks = checks();
+        for bin in ["macvtap", "ovs", "macvtap-deviceplugin", "install-cni"] {
+            assert!(
+                checks.iter().any(|c| c.what == format!("bundled {bin}")),
+                "doctor does not check {bin}"
+            );
+        }
+        let kind = checks.iter().find(|c| c.what.starts_with("kind")).unwrap();
+        let fix = kind.fix.as_deref().unwrap();
+        assert!(fix.contains(&format!("kind@{KIND_VERSION}")), "{fix}");
+        assert!(!fix.contains("@latest"), "{fix}");
+        let pins = checks
+            .iter()
+            .find(|c| c.what.starts_with("pinned"))
+            .unwrap();
+        assert!(
+            pins.detail.contains("kindest/node:v1.36.1"),
+            "{}",
+            pins.detail
+        );
+        assert!(pins.detail.contains("KubeVirt v1.6.0"), "{}", pins.detail);
+    }
 
     #[test]
     fn a_missing_required_check_fails_and_shows_its_fix() {

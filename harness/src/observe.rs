@@ -17,6 +17,10 @@ pub struct Observations {
     /// What was not checked and why (e.g. node-level checks on a real cluster).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The VMs' guests as their bindings connected them, drawn inside their
+    /// virt-launcher pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<GuestSnap>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,9 +41,43 @@ pub struct NodeSnap {
     pub name: String,
     pub uplink: String,
     pub address: String,
-    /// Bridges on the node (OVS br1, the pod network's cni0, ...).
+    /// Linux bridges on the node (the pod network's cni0, ...).
     #[serde(default)]
     pub bridges: Vec<String>,
+    /// Open vSwitch bridges on the node, with their ports into the fabric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ovs_bridges: Vec<OvsBridgeSnap>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OvsBridgeSnap {
+    pub name: String,
+    /// Its uplink ports, trunks into the fabric (ens34 on the netns cluster).
+    #[serde(default)]
+    pub trunks: Vec<String>,
+}
+
+/// A VM's guest: which launcher pod runs it and how each NIC is bound.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuestSnap {
+    pub name: String,
+    /// The virt-launcher pod it runs in.
+    pub pod: String,
+    pub node: String,
+    pub nics: Vec<GuestNicSnap>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuestNicSnap {
+    /// The VM's interface name (spec.domain.devices.interfaces[].name).
+    pub name: String,
+    /// macvtap, bridge, masquerade, ...
+    pub binding: String,
+    /// The launcher pod's interface behind it (eth0, net1, ...).
+    pub pod_interface: String,
+    pub mac: String,
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -62,6 +100,10 @@ pub struct InterfaceSnap {
     /// What it hangs off: the lower device, a bridge, a VLAN.
     #[serde(default)]
     pub attachment: Option<String>,
+    /// The node's device it hangs off (ens33, br1, cni0), when known: the report
+    /// wires it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +147,13 @@ impl Recorder {
             name: name.into(),
             seconds: took.as_secs_f64(),
         });
+    }
+
+    /// A VM's guest as booted (drawn inside its launcher pod).
+    pub fn guest(&self, guest: GuestSnap) {
+        let mut obs = self.0.lock().expect("recorder");
+        obs.guests.retain(|g| g.name != guest.name);
+        obs.guests.push(guest);
     }
 
     pub fn note(&self, text: &str) {

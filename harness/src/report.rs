@@ -7,12 +7,14 @@
 //! characters written as `\xNN`, so no output format breaks or shows raw escapes.
 
 pub mod html;
+pub mod implementation;
+pub mod junit;
+pub mod markdown;
+mod topology;
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
-
-use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 
 use serde::{Deserialize, Serialize};
 
@@ -167,54 +169,33 @@ impl Report {
     }
 
     /// JUnit XML: one testsuite per scenario group (`seed`, `ovs`, `vm`, …), the
-    /// group as classname, a failure's whole text in the element body and the
-    /// scenario's phases and notes in system-out.
+    /// group as classname, a failure's whole text in the element body, the
+    /// scenario's phases and notes in system-out and the run's facts as properties.
     pub fn junit(&self) -> String {
-        let mut junit = quick_junit::Report::new("secnet conform");
-        junit.set_time(Duration::from_secs_f64(self.wall_s.max(0.0)));
-        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&self.started_at) {
-            junit.set_timestamp(t);
-        }
-        let mut suites: Vec<TestSuite> = Vec::new();
-        for s in &self.scenarios {
-            let group = s.group();
-            let suite = match suites.iter().position(|t| t.name.as_str() == group) {
-                Some(i) => &mut suites[i],
-                None => {
-                    let mut suite = TestSuite::new(group);
-                    suite.add_property(("cluster", self.cluster.as_str()));
-                    suites.push(suite);
-                    suites.last_mut().expect("just pushed")
-                }
-            };
-            suite.add_test_case(s.junit_case());
-        }
-        junit.add_test_suites(suites);
-        junit.to_string().expect("JUnit serializes to a String")
+        junit::render(self)
     }
 
+    /// report.md: header, summary, failures.
     pub fn markdown(&self) -> String {
-        let mut m = format!(
-            "# secnet conform on `{}`\n\n{} passed, {} failed, {} skipped in {:.1} s\n\n| scenario | backend | workload | status | time | message |\n|---|---|---|---|---|---|\n",
-            self.cluster,
-            self.summary.passed,
-            self.summary.failed,
-            self.summary.skipped,
-            self.wall_s
-        );
-        for s in &self.scenarios {
-            let _ = writeln!(
-                m,
-                "| {} | {} | {} | {:?} | {:.2} s | {} |",
-                s.name,
-                s.backend,
-                s.workload,
-                s.status,
-                s.duration_s,
-                s.message.replace('|', "\\|").replace('\n', " ")
-            );
+        markdown::render(self)
+    }
+
+    /// The header every report shows: when, which secnet, where, on what.
+    pub fn facts(&self) -> Vec<(&'static str, String)> {
+        let mut facts = vec![
+            ("date", self.started_at.clone()),
+            ("secnet", self.secnet_version.clone()),
+            ("host", self.host.clone()),
+            ("cluster", self.cluster.clone()),
+        ];
+        if let Some(id) = implementation::run_id(&self.implementation) {
+            facts.push(("run", id.to_string()));
         }
-        m
+        facts.push((
+            "implementation",
+            implementation::summary(&self.implementation),
+        ));
+        facts
     }
 }
 
@@ -232,39 +213,11 @@ impl ScenarioReport {
         }
     }
 
-    fn junit_case(&self) -> TestCase {
-        let first_line = self.message.lines().next().unwrap_or_default();
-        let status = match self.status {
-            Status::Passed => TestCaseStatus::success(),
-            Status::Failed => {
-                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                st.set_message(first_line)
-                    .set_description(self.message.as_str());
-                st
-            }
-            Status::Skipped => {
-                let mut st = TestCaseStatus::skipped();
-                st.set_message(first_line);
-                st
-            }
-        };
-        let mut case = TestCase::new(self.name.as_str(), status);
-        case.set_classname(self.group())
-            .set_time(Duration::from_secs_f64(self.duration_s.max(0.0)));
-        let mut out = format!(
-            "backend: {}\nworkload: {}\nlabels: {}\n",
-            self.backend,
-            self.workload,
-            self.labels.join(", ")
-        );
-        for p in &self.observed.phases {
-            let _ = writeln!(out, "phase {}: {:.3} s", p.name, p.seconds);
-        }
-        for n in &self.observed.notes {
-            let _ = writeln!(out, "note: {n}");
-        }
-        case.set_system_out(out);
-        case
+    /// What the scenario proves: its name after the group.
+    pub fn claim(&self) -> &str {
+        self.name
+            .split_once('/')
+            .map_or(&self.name, |(_, what)| what)
     }
 }
 
@@ -322,7 +275,7 @@ fn escape_sequence_len(s: &str) -> Option<usize> {
     }
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string())
@@ -517,6 +470,90 @@ mod tests {
         let r = Report::load(dir.path()).unwrap();
         assert_eq!(r.scenarios[0].message, "ok");
         assert_eq!(r.schema_version, 0);
+    }
+
+    #[test]
+    fn markdown_has_the_header_a_summary_and_a_failures_section() {
+        let mut r = sample();
+        r.implementation = serde_json::json!({"run_id": "sn0a1b2c", "plugins": {
+            "macvtap": {"path": "/b/macvtap", "from": "--plugin", "cni_versions": ["1.0.0"]}}});
+        r.scenarios[1].name = "seed/two: MAC as asked".into();
+        r.scenarios[1].message =
+            "net1 has MAC 02:00:00:00:00:01 | not 02:23\nplugin log:\n```\nadd: ok".into();
+        r.scenarios[1]
+            .observed
+            .reachability
+            .push(crate::observe::Probe {
+                from: "a".into(),
+                to: "b".into(),
+                expected: true,
+                observed: false,
+            });
+        let md = r.markdown();
+        for needle in [
+            "- **date**: ",
+            &format!("- **secnet**: {}", env!("CARGO_PKG_VERSION")),
+            &format!("- **host**: {}", r.host),
+            "- **cluster**: netns",
+            "- **run**: sn0a1b2c",
+            "| macvtap | `/b/macvtap` | --plugin | 1.0.0 |",
+            "## Summary",
+            "**1 passed, 1 failed, 0 skipped**",
+            "| seed/two: MAC as asked | macvtap | pod | **failed** | 0.25 s | see Failures |",
+            "## Failures\n\n### seed/two: MAC as asked",
+            "- **expected**: two: MAC as asked",
+            "- **observed**: net1 has MAC 02:00:00:00:00:01 | not 02:23",
+            "- **reachability**: a → b: expected reach, observed no reply",
+            "secnet clean --run sn0a1b2c",
+            "````text\nnet1 has MAC",
+        ] {
+            assert!(md.contains(needle), "{needle:?} missing:\n{md}");
+        }
+    }
+
+    #[test]
+    fn html_lists_each_scenario_once_with_the_header_and_a_plugin_table() {
+        let mut r = sample();
+        r.implementation = serde_json::json!({"run_id": "sn0a1b2c", "cni_bin_dir": "/b", "plugins": {
+            "ovs": {"path": "/b/ovs", "from": "bundled", "cni_versions": ["0.4.0", "1.0.0"]}}});
+        let html = html::render(&r);
+        for s in &r.scenarios {
+            assert_eq!(html.matches(&format!(">{} ", s.name)).count(), 1, "{html}");
+        }
+        for needle in [
+            "<th>date</th>",
+            "<th>host</th>",
+            &format!("<th>secnet</th><td>{}</td>", env!("CARGO_PKG_VERSION")),
+            "<td>ovs</td><td><code>/b/ovs</code></td><td>bundled</td><td>0.4.0, 1.0.0</td>",
+            "class=\"time\">0.25 s",
+        ] {
+            assert!(html.contains(needle), "{needle:?} missing: {html}");
+        }
+        assert!(!html.contains("{\""), "no raw JSON: {html}");
+        assert!(
+            html::STYLE.contains(".time{white-space:nowrap"),
+            "the time column does not wrap"
+        );
+    }
+
+    #[test]
+    fn junit_carries_the_runs_facts_as_properties() {
+        let mut r = sample();
+        r.implementation = serde_json::json!({"run_id": "sn0a1b2c", "plugins": {
+            "macvtap": {"path": "/b/macvtap", "from": "--plugin", "cni_versions": ["1.0.0"]}}});
+        let xml = r.junit();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let props: std::collections::BTreeMap<&str, &str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("property"))
+            .map(|n| (n.attribute("name").unwrap(), n.attribute("value").unwrap()))
+            .collect();
+        assert_eq!(props["secnet"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(props["cluster"], "netns");
+        assert_eq!(props["run"], "sn0a1b2c");
+        assert_eq!(props["host"], r.host);
+        assert_eq!(props["plugin.macvtap"], "/b/macvtap (--plugin; CNI 1.0.0)");
+        assert!(props.contains_key("date"));
     }
 
     #[test]

@@ -9,13 +9,16 @@ use secnet::cluster::kube::{Teardown, sweep};
 
 use super::{could_not_run, exit_code};
 
-pub const AFTER_HELP: &str = "Examples:\n  secnet clean                 # every leftover of any secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)\n  secnet clean --cluster existing --context lab   # objects labelled secnet.run on that cluster\n  secnet clean --cluster kind --run sn1a2b3c      # kind delete cluster --name secnet-sn1a2b3c";
+pub const AFTER_HELP: &str = "A run that is still going (its marker /run/secnet/live/<run id>.lock is locked by\nits process) is left alone and named, unless --force.\n\nExamples:\n  secnet clean                 # every leftover of any finished or killed secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)\n  secnet clean --force         # live runs too\n  secnet clean --cluster existing --context lab   # objects labelled secnet.run on that cluster\n  secnet clean --cluster kind --run sn1a2b3c      # kind delete cluster --name secnet-sn1a2b3c";
 
 #[derive(clap::Args)]
 pub struct CleanArgs {
     /// Only this run id (sn + 6 hex digits).
     #[arg(long)]
     run: Option<String>,
+    /// netns: also runs that are still alive (whose process holds their marker).
+    #[arg(long)]
+    force: bool,
     /// netns: this machine's namespaces; existing: objects labelled secnet.run on the kubeconfig's cluster (deleted by UID; a run's namespace secnet-<run> with what is in it), never an unlabelled one; kind: secnet's kind clusters.
     #[arg(long, default_value = "netns", value_parser = ["netns", "kind", "existing"])]
     cluster: String,
@@ -44,7 +47,7 @@ pub fn run(args: CleanArgs) -> ExitCode {
         );
     }
     match args.cluster.as_str() {
-        "netns" => clean_netns(run),
+        "netns" => clean_netns(run, args.force),
         "kind" => match sweep::clean_kind("kind", run) {
             Ok(report) => print_sweep(&report, None, "kind cluster(s)"),
             Err(e) => could_not_run("clean", e),
@@ -66,10 +69,18 @@ pub fn run(args: CleanArgs) -> ExitCode {
     }
 }
 
-/// This machine's namespaces, run dirs and processes of secnet runs.
-fn clean_netns(run: Option<&str>) -> ExitCode {
-    match secnet::clean::clean(run) {
+/// This machine's namespaces, run dirs and processes of secnet runs that are gone
+/// (all of them with `force`); the live ones are named.
+fn clean_netns(run: Option<&str>, force: bool) -> ExitCode {
+    match secnet::clean::clean_dead(run, force) {
         Ok(c) => {
+            for live in &c.skipped {
+                eprintln!(
+                    "secnet clean: skipped run {} (still alive: {}); --force removes it anyway",
+                    live.run_id,
+                    live.holder.trim()
+                );
+            }
             eprintln!(
                 "secnet clean: removed {} namespace(s), {} run dir(s), {} process(es){}",
                 c.namespaces.len(),

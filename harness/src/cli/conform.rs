@@ -28,12 +28,15 @@ pub struct ConformArgs {
     /// ovs=PATH, macvtap-deviceplugin=PATH.
     #[arg(long = "plugin", value_name = "NAME=PATH", value_parser = implementation::parse_plugin)]
     plugins: Vec<(String, PathBuf)>,
-    /// Write report.json, junit.xml and report.md here.
+    /// Write report.html (the page to keep open), report.md, junit.xml and report.json here.
     #[arg(long)]
     report: Option<PathBuf>,
     #[command(flatten)]
     select: Selection,
-    /// List the selected scenarios (name, workload, portable, labels) and run nothing.
+    /// List the selected scenarios and run nothing: NAME, WORKLOAD, NEEDS (the
+    /// capabilities a cluster must offer), LABELS, then how many the --cluster
+    /// provider can run (--output json: name, group, backend, workload, labels,
+    /// needs, portable, runnable).
     #[arg(long)]
     list: bool,
     /// Format of --list.
@@ -64,7 +67,8 @@ pub struct ConformArgs {
     /// netns cluster topology file [default: clusters/netns-2node.yaml, built in].
     #[arg(long)]
     topology: Option<PathBuf>,
-    /// Fixture directory (the seed's YAML) [default: the repository's fixtures/].
+    /// Fixture directory (the seed's YAML) [default: $SECNET_FIXTURES, else the
+    /// fixtures built into secnet].
     #[arg(long)]
     fixtures: Option<PathBuf>,
     #[command(flatten)]

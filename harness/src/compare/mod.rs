@@ -103,7 +103,7 @@ impl Comparison {
         rows
     }
 
-    /// `compare.json`, `compare.md` and `compare.html` in `dir`.
+    /// `compare.json`, `compare.md`, `compare.html` and `junit.xml` in `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
         let err = |path: &Path| {
             let path = path.display().to_string();
@@ -117,6 +117,7 @@ impl Comparison {
             ),
             ("compare.md", render::markdown(self)),
             ("compare.html", render::html(self)),
+            ("junit.xml", crate::report::junit::render_comparison(self)),
         ] {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(err(&path))?;
@@ -258,5 +259,22 @@ mod tests {
             "messages are escaped: {html}"
         );
         assert!(html.find("broke").unwrap() < html.find("same").unwrap());
+        let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+        let doc = roxmltree::Document::parse(&xml).expect("junit.xml is well-formed");
+        let failures: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("failure"))
+            .map(|n| n.parent().unwrap().attribute("name").unwrap())
+            .collect();
+        assert_eq!(failures, ["broke", "both fail"], "B's outcome per scenario");
+        let props: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("property"))
+            .map(|n| n.attribute("name").unwrap())
+            .collect();
+        assert!(
+            props.contains(&"run") && props.contains(&"secnet"),
+            "{props:?}"
+        );
     }
 }

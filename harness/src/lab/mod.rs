@@ -16,7 +16,8 @@ pub use command::{Cmd, CommandError, run};
 pub use scratch::ScratchDir;
 
 /// A new run id: `sn` + 6 hex digits, short enough to leave room in 15-character
-/// interface names and recognisable by `secnet clean`.
+/// interface names and recognisable by `secnet clean`; marked alive for as long
+/// as this process lives (`crate::clean::mark_live`).
 pub fn new_run_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -27,10 +28,13 @@ pub fn new_run_id() -> String {
         std::process::id(),
         std::thread::current().id()
     );
-    format!(
+    let id = format!(
         "sn{:06x}",
         xxhash_rust::xxh64::xxh64(seed.as_bytes(), 0) & 0xff_ffff
-    )
+    );
+    // Held for this process's life: `secnet clean` leaves a live run alone.
+    crate::clean::mark_live(&id);
+    id
 }
 
 /// A named network namespace created by a [`Lab`].

@@ -125,8 +125,9 @@ pub fn finish_lab(ctx: &Ctx, lab: &mut Lab, outcome: Outcome) -> Outcome {
                 .map(|n| format!("ip netns exec {n} ip -d link"))
                 .collect();
             Err(f.with_line(format!(
-                "  kept for inspection: {}\n  remove with: secnet clean",
-                hints.join(" ; ")
+                "  kept for inspection: {}\n  remove with: secnet clean --run {}",
+                hints.join(" ; "),
+                ctx.run_id
             )))
         }
         other => other,
@@ -172,6 +173,7 @@ fn lab_snapshot(lab: &NodeLab) -> Topology {
                     mac: l["address"].as_str().map(str::to_string),
                     ips: Vec::new(),
                     attachment: l["linkinfo"]["info_kind"].as_str().map(str::to_string),
+                    via: None,
                 })
                 .collect(),
         })
@@ -183,6 +185,7 @@ fn lab_snapshot(lab: &NodeLab) -> Topology {
             uplink,
             address: String::new(),
             bridges: Vec::new(),
+            ovs_bridges: Vec::new(),
         }],
         workloads,
     }

@@ -5,7 +5,7 @@
 //! OVS bridge's ports and Port rows, files.
 //!
 //! The node's administrator speaks through the policy file (`SECNET_PLUGIN_POLICY`,
-//! see the README); each scenario says which policy the node has. Upstream's plugins
+//! see docs/threat-model.md); each scenario says which policy the node has. Upstream's plugins
 //! have no such policy: the messages say so when an attack gets through.
 
 use std::path::Path;

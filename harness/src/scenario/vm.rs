@@ -115,6 +115,7 @@ fn vm_fixture(ctx: &Ctx, rel: &str, name: &str) -> Result<VirtualMachine, Failur
 /// Starts every VM (pods one by one, then the guests boot in parallel) and waits
 /// for their agents. Reports boot times.
 async fn boot_all(
+    ctx: &Ctx,
     cluster: &AnyCluster,
     specs: Vec<(VirtualMachine, Option<String>)>,
     nads: &[NetworkAttachmentDefinition],
@@ -141,6 +142,11 @@ async fn boot_all(
         .iter()
         .map(|v| format!("{} {:.2?}", v.vm.name, v.boot.unwrap_or_default()))
         .collect();
+    // The report draws the guests in their launcher pods, as booted.
+    record_topology(ctx, cluster).await;
+    for v in &vms {
+        ctx.observed.guest(v.snap());
+    }
     tracing::info!(
         "{} guest(s) booted in parallel in {:.2?} ({}; {})",
         vms.len(),
@@ -251,7 +257,7 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
             Some(nodes[1].clone()),
         ),
     ];
-    let mut vms = boot_all(cluster, specs, &nads, &opts).await?;
+    let mut vms = boot_all(ctx, cluster, specs, &nads, &opts).await?;
     then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
         // MAC: guest == macvtap in the launcher pod (where the node is ours to look
         // at; KubeVirt's report of it otherwise) == network-status.
@@ -326,7 +332,14 @@ async fn macvlan_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         ))
         .await?;
     let vm = vm_fixture(ctx, "seed/vm-macvlan-bridge.yaml", "vm-macvlan")?;
-    let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &nads, &opts).await?;
+    let mut vms = boot_all(
+        ctx,
+        cluster,
+        vec![(vm, Some(nodes[0].clone()))],
+        &nads,
+        &opts,
+    )
+    .await?;
     then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
         let v = &mut vms[0];
         let st = status_of(&v.pod, "default/macvlan-test")?;
@@ -384,7 +397,7 @@ async fn masquerade_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     )
     .await?;
     let vm = vm_fixture(ctx, "seed/vmi-masquerade.yaml", "vmi-masquerade")?;
-    let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &[], &opts).await?;
+    let mut vms = boot_all(ctx, cluster, vec![(vm, Some(nodes[0].clone()))], &[], &opts).await?;
     then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
         vms[0].configure(&[]).await?;
         let gateway = topo.fabric.gateway.to_string();
@@ -408,7 +421,7 @@ async fn masquerade_vm_on_kubevirt(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let opts = vm_options(ctx, cluster)?;
     let nodes = cluster.nodes();
     let vm = vm_fixture(ctx, "seed/vmi-masquerade.yaml", "vmi-masquerade")?;
-    let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &[], &opts).await?;
+    let mut vms = boot_all(ctx, cluster, vec![(vm, Some(nodes[0].clone()))], &[], &opts).await?;
     then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
         vms[0].configure(&[]).await?;
         let gateway = crate::vm::binding::MASQ_GATEWAY;
@@ -427,7 +440,14 @@ async fn ovs_bridge_vm(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         .await?;
     add_addr(cluster, &pod, "10.100.0.20/24", "net1").await?;
     let vm = vm_fixture(ctx, "seed/vm-ovs-vlan100.yaml", "vm-ovs")?;
-    let mut vms = boot_all(cluster, vec![(vm, Some(nodes[0].clone()))], &nads, &opts).await?;
+    let mut vms = boot_all(
+        ctx,
+        cluster,
+        vec![(vm, Some(nodes[0].clone()))],
+        &nads,
+        &opts,
+    )
+    .await?;
     then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
         let v = &mut vms[0];
         let st = status_of(&v.pod, "default/ovs-vlan-100")?;

@@ -410,6 +410,26 @@ fn binding_name(b: &BindingKind) -> &str {
 }
 
 impl RunningVm {
+    /// The guest as the report draws it: its launcher pod and each NIC's binding.
+    pub fn snap(&self) -> crate::observe::GuestSnap {
+        crate::observe::GuestSnap {
+            name: self.vm.name.clone(),
+            pod: self.pod.name.clone(),
+            node: self.pod.node.clone(),
+            nics: self
+                .nics
+                .iter()
+                .map(|n| crate::observe::GuestNicSnap {
+                    name: n.interface.clone(),
+                    binding: binding_name(&n.binding).to_string(),
+                    pod_interface: n.pod_ifname.clone(),
+                    mac: n.mac.clone(),
+                    addresses: n.addresses.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// A guest some host started (the provider's `start`).
     pub fn new(
         vm: VirtualMachine,

@@ -8,7 +8,7 @@
 //! The format is INI-like: `[macvtap]` and `[ovs]` sections, `key = value` lines,
 //! lists separated by commas or spaces, `#` comments. Lists are explicit (no
 //! wildcards), so `passthru` or the node's uplink are allowed only when written
-//! down. See the README, "Threat model and node policy".
+//! down. See docs/threat-model.md.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -193,7 +193,7 @@ impl Policy {
     pub fn load_from(path: &Path) -> Result<Policy, CniError> {
         let bad = |msg: String| {
             CniError::invalid_config(msg).with_details(format!(
-                "the node's administrator must fix {} (see the README, \"Threat model and node policy\")",
+                "the node's administrator must fix {} (see docs/threat-model.md in secnet)",
                 path.display()
             ))
         };

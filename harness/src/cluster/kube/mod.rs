@@ -7,7 +7,7 @@
 //! `secnet clean` for real clusters.
 //!
 //! Built to the upstream APIs and tested against a mocked API server and snapshots
-//! (no cluster on the development machines): see the README's "What is exercised where".
+//! (no cluster on the development machines): see docs/real-clusters.md.
 
 pub mod apply;
 pub mod checksum;

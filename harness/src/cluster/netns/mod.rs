@@ -540,6 +540,14 @@ impl NetnsCluster {
     pub async fn snapshot(&self) -> crate::observe::Topology {
         use crate::observe::{InterfaceSnap, NodeSnap, Topology, WorkloadSnap};
         let inner = self.inner.lock().await;
+        // Every node's OVS: br1 with its ens34 trunk into the fabric.
+        let ovs_bridges = match self.opts.ovs {
+            true => vec![crate::observe::OvsBridgeSnap {
+                name: ovs::BRIDGE.to_string(),
+                trunks: vec![ovs::UPLINK.to_string()],
+            }],
+            false => Vec::new(),
+        };
         let nodes = inner
             .nodes
             .iter()
@@ -556,6 +564,7 @@ impl NetnsCluster {
                     uplink: n.uplink.clone(),
                     address: n.address.to_string(),
                     bridges,
+                    ovs_bridges: ovs_bridges.clone(),
                 }
             })
             .collect();
@@ -602,12 +611,18 @@ impl NetnsCluster {
                                     ))
                                 })
                         };
+                        // The node device it hangs off: what the attachment names.
+                        let via = attachment.as_deref().and_then(|a| {
+                            let device = a.split_once(" on ").map_or(a, |(_, on)| on);
+                            device.split_whitespace().next().map(str::to_string)
+                        });
                         InterfaceSnap {
                             name: s.interface.clone().unwrap_or_default(),
                             network: s.name.clone(),
                             mac: s.mac.clone(),
                             ips: s.ips.clone(),
                             attachment,
+                            via,
                         }
                     })
                     .collect();

@@ -37,6 +37,7 @@ impl KubeCluster {
                     uplink: self.opts.lower_device.clone(),
                     address: address(n),
                     bridges: Vec::new(),
+                    ovs_bridges: Vec::new(),
                 })
                 .collect(),
             workloads: Vec::new(),
@@ -73,6 +74,7 @@ impl KubeCluster {
                         mac: s.mac,
                         ips: s.ips,
                         attachment: None,
+                        via: None,
                     })
                     .collect(),
             });

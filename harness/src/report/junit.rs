@@ -1,0 +1,163 @@
+//! `junit.xml` for CI systems (written with `quick-junit`, as nextest does): one
+//! testsuite per scenario group, and on every suite the run's facts as properties
+//! (secnet version, date, host, cluster, run id, each plugin's file and origin).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+
+use super::{Report, ScenarioReport, Status, implementation};
+use crate::compare::Comparison;
+
+/// The properties every suite of `report` carries.
+fn properties(report: &Report) -> Vec<(String, String)> {
+    let mut props: Vec<(String, String)> = report
+        .facts()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    props.extend(implementation_properties("", &report.implementation));
+    props
+}
+
+/// `<prefix>plugin.<name>` = `path (from)` and `<prefix><fact>` for the other facts.
+fn implementation_properties(
+    prefix: &str,
+    implementation: &serde_json::Value,
+) -> Vec<(String, String)> {
+    let mut props: Vec<(String, String)> = implementation::plugins(implementation)
+        .into_iter()
+        .map(|p| {
+            let value = if p.path.is_empty() {
+                format!("{} ({})", p.versions, p.from)
+            } else if p.versions.is_empty() {
+                format!("{} ({})", p.path, p.from)
+            } else {
+                format!("{} ({}; CNI {})", p.path, p.from, p.versions)
+            };
+            (format!("{prefix}plugin.{}", p.name), value)
+        })
+        .collect();
+    props.extend(
+        implementation::facts(implementation)
+            .into_iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v)),
+    );
+    props
+}
+
+fn suite_for<'a>(
+    suites: &'a mut Vec<TestSuite>,
+    group: &str,
+    props: &[(String, String)],
+) -> &'a mut TestSuite {
+    match suites.iter().position(|t| t.name.as_str() == group) {
+        Some(i) => &mut suites[i],
+        None => {
+            let mut suite = TestSuite::new(group);
+            for (k, v) in props {
+                suite.add_property((k.as_str(), v.as_str()));
+            }
+            suites.push(suite);
+            suites.last_mut().expect("just pushed")
+        }
+    }
+}
+
+pub fn render(report: &Report) -> String {
+    let mut junit = quick_junit::Report::new("secnet conform");
+    junit.set_time(Duration::from_secs_f64(report.wall_s.max(0.0)));
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&report.started_at) {
+        junit.set_timestamp(t);
+    }
+    let props = properties(report);
+    let mut suites: Vec<TestSuite> = Vec::new();
+    for s in &report.scenarios {
+        suite_for(&mut suites, s.group(), &props).add_test_case(case(s));
+    }
+    junit.add_test_suites(suites);
+    junit.to_string().expect("JUnit serializes to a String")
+}
+
+fn status(status: Status, message: &str) -> TestCaseStatus {
+    let first_line = message.lines().next().unwrap_or_default();
+    match status {
+        Status::Passed => TestCaseStatus::success(),
+        Status::Failed => {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            st.set_message(first_line).set_description(message);
+            st
+        }
+        Status::Skipped => {
+            let mut st = TestCaseStatus::skipped();
+            st.set_message(first_line);
+            st
+        }
+    }
+}
+
+fn case(s: &ScenarioReport) -> TestCase {
+    let mut case = TestCase::new(s.name.as_str(), status(s.status, &s.message));
+    case.set_classname(s.group())
+        .set_time(Duration::from_secs_f64(s.duration_s.max(0.0)));
+    let mut out = format!(
+        "backend: {}\nworkload: {}\nlabels: {}\n",
+        s.backend,
+        s.workload,
+        s.labels.join(", ")
+    );
+    for p in &s.observed.phases {
+        let _ = writeln!(out, "phase {}: {:.3} s", p.name, p.seconds);
+    }
+    for n in &s.observed.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    case.set_system_out(out);
+    case
+}
+
+/// `secnet compare`'s junit.xml: a case per scenario with B's (the candidate's)
+/// outcome, a regression named as such; A's outcome in system-out; both
+/// implementations as properties (`a.plugin.macvtap`, `b.plugin.macvtap`, …).
+pub fn render_comparison(c: &Comparison) -> String {
+    let mut junit = quick_junit::Report::new("secnet compare");
+    junit.set_time(Duration::from_secs_f64(c.wall_s.max(0.0)));
+    let mut props = vec![
+        ("secnet".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ("run".to_string(), c.run_id.clone()),
+        ("host".to_string(), super::host_name()),
+        ("cluster".to_string(), "netns".to_string()),
+    ];
+    props.extend(implementation_properties("a.", &c.a));
+    props.extend(implementation_properties("b.", &c.b));
+    let mut suites: Vec<TestSuite> = Vec::new();
+    for r in &c.scenarios {
+        let group = r.name.split_once('/').map_or("other", |(g, _)| g);
+        let message = if r.regressed() {
+            format!(
+                "REGRESSION: passed on A, failed on B\n{}",
+                super::clean_text(&r.b.message)
+            )
+        } else {
+            super::clean_text(&r.b.message)
+        };
+        let mut case = TestCase::new(r.name.as_str(), status(r.b.status, &message));
+        case.set_classname(group)
+            .set_time(Duration::from_secs_f64(r.b.duration_s.max(0.0)));
+        let mut out = format!(
+            "backend: {}\nA: {:?} in {:.2} s\n",
+            r.backend, r.a.status, r.a.duration_s
+        );
+        if !r.a.message.is_empty() {
+            let _ = writeln!(out, "A's message: {}", super::clean_text(&r.a.message));
+        }
+        if r.fixed() {
+            out.push_str("FIXED: failed on A, passed on B\n");
+        }
+        case.set_system_out(out);
+        suite_for(&mut suites, group, &props).add_test_case(case);
+    }
+    junit.add_test_suites(suites);
+    junit.to_string().expect("JUnit serializes to a String")
+}
