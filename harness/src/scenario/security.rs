@@ -883,7 +883,7 @@ async fn tap_number_at_allocate(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     match victim {
         Ok(v) => {
             let net1 = pod_link(cluster, &v, "net1").await?;
-            let index = net1["ifindex"].as_u64().unwrap_or_default() as u32;
+            let index = net1.index as u32;
             ensure(!held.iter().any(|(i, _)| *i == index), || {
                 format!(
                     "the victim's net1 has ifindex {index}, whose /dev/tap{index} is the attacker's"
