@@ -102,3 +102,11 @@ fn dry_run_plans() {
         insta::assert_snapshot!(format!("dry_run_{name}"), portable(&plan, cache.path()));
     }
 }
+
+/// An unknown `--cluster` is refused by the parser, naming the providers there are.
+#[test]
+fn an_unknown_cluster_is_a_usage_error_naming_the_valid_ones() {
+    let err = clap_output(&["conform", "--cluster", "minikube"]);
+    assert!(err.contains("netns, kind, existing"), "{err}");
+    insta::assert_snapshot!("unknown_cluster", err);
+}

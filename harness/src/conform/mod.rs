@@ -4,6 +4,7 @@
 
 pub mod implementation;
 pub mod inventory;
+pub mod kube;
 pub mod netns;
 pub mod plan;
 pub mod provider;

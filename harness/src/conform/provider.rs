@@ -11,6 +11,6 @@ use crate::scenario::provider::ClusterProvider;
 pub fn for_run(opts: &Options) -> Box<dyn ClusterProvider> {
     match opts.cluster {
         Provider::Netns => Box::new(super::netns::NetnsProvider::new(opts)),
-        Provider::Kind | Provider::Existing => Box::new(super::real::KubeProvider::new(opts)),
+        Provider::Kind | Provider::Existing => Box::new(super::kube::KubeProvider::new(opts)),
     }
 }

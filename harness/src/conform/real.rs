@@ -10,10 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-
 use super::Options;
-use crate::cluster::any::AnyCluster;
 use crate::cluster::kube::cluster::{Foreign, vms};
 use crate::cluster::kube::command::{Cmd, HostRunner, Runner};
 use crate::cluster::kube::components::{
@@ -25,8 +22,7 @@ use crate::cluster::kube::kind::{self, Kind, KindOptions};
 use crate::cluster::kube::{KubeCluster, KubeOptions, RUN_LABEL, openvswitch, sweep};
 use crate::cluster::provider::Provider;
 use crate::cluster::{Cluster, ClusterError};
-use crate::scenario::provider::{ClusterProvider, ProviderError};
-use crate::scenario::{Capability, Ctx, Deploy, Failure, Offer, Outcome, Scenario};
+use crate::scenario::{Capability, Offer};
 
 /// Why a real cluster could not be brought up or made ready.
 #[derive(Debug, thiserror::Error)]
@@ -549,122 +545,6 @@ impl RealCluster {
 }
 
 /// Whether a rendered document is one of the adopted (foreign) objects.
-/// The kind and existing providers of a run: one real cluster for the whole run,
-/// brought up (or connected to) with its components by `start`; each scenario works
-/// on it in its own label scope, one at a time.
-pub struct KubeProvider {
-    opts: Options,
-    running: std::sync::Mutex<Option<RealCluster>>,
-}
-
-impl KubeProvider {
-    pub fn new(opts: &Options) -> KubeProvider {
-        KubeProvider {
-            opts: opts.clone(),
-            running: Default::default(),
-        }
-    }
-
-    /// The provider of a run on `cluster`, which is up already.
-    pub fn on(opts: &Options, cluster: KubeCluster) -> KubeProvider {
-        KubeProvider {
-            opts: opts.clone(),
-            running: std::sync::Mutex::new(Some(RealCluster::on(cluster))),
-        }
-    }
-
-    fn running(&self) -> std::sync::MutexGuard<'_, Option<RealCluster>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl ClusterProvider for KubeProvider {
-    fn offer(&self) -> Offer {
-        offer(&self.opts)
-    }
-
-    /// The scenarios share the nodes' capacity: one at a time.
-    fn jobs(&self, _asked: usize) -> usize {
-        1
-    }
-
-    /// The cluster runs the plugins: nothing local to check.
-    fn preflight(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
-    fn plan(&self, run_id: &str, selected: &[&Scenario]) -> Result<String, ProviderError> {
-        Ok(super::plan::plan(&self.opts, run_id, selected)?)
-    }
-
-    fn start<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async move {
-            let rc = RealCluster::up(&self.opts, run_id).await?;
-            *self.running() = Some(rc);
-            Ok(())
-        })
-    }
-
-    /// The run's cluster seen through the scenario's scope.
-    fn up<'a>(
-        &'a self,
-        _s: &'a Scenario,
-        ctx: &'a Ctx,
-    ) -> BoxFuture<'a, Result<AnyCluster, Failure>> {
-        let scoped = self
-            .running()
-            .as_ref()
-            .map(|rc| rc.cluster.scoped(&ctx.scope));
-        Box::pin(async move {
-            let cluster = scoped.ok_or_else(|| {
-                Failure::caused("no cluster", RealError::NotStarted(self.opts.cluster))
-            })?;
-            Ok(AnyCluster::new(Box::new(cluster)))
-        })
-    }
-
-    /// The device plugin came with the run's components.
-    fn deploy_files(&self, deploy: &Deploy) -> Vec<&'static str> {
-        deploy.files(true)
-    }
-
-    fn kept_hint(&self, ctx: &Ctx) -> String {
-        format!(
-            "  kept: kubectl get pods,network-attachment-definitions -A -l secnet.run={},secnet.scope={}; remove with: secnet clean --cluster existing --run {}",
-            ctx.run_id, ctx.scope, ctx.run_id
-        )
-    }
-
-    /// A real cluster's leftovers are its scope's objects: the teardown checks those.
-    fn leaks(&self, _ctx: &Ctx, outcome: Outcome) -> Outcome {
-        outcome
-    }
-
-    fn stop(&self, failed: bool, keep: bool) -> BoxFuture<'_, Vec<String>> {
-        let running = self.running().take();
-        Box::pin(async move {
-            match running {
-                Some(rc) => rc.down(failed, keep).await,
-                None => Vec::new(),
-            }
-        })
-    }
-
-    fn implementation(&self, run_id: &str) -> serde_json::Value {
-        let real = &self.opts.real;
-        serde_json::json!({
-            "run_id": run_id,
-            "image": real.image,
-            "macvtap": if real.upstream_macvtap { components::UPSTREAM_MACVTAP_IMAGE } else { real.image.as_str() },
-            "components": real.components,
-        })
-    }
-
-    fn under_test(&self) -> Option<String> {
-        None
-    }
-}
-
 fn is_adopted(doc: &serde_json::Value, foreign: &[Foreign]) -> bool {
     let kind = doc["kind"].as_str().unwrap_or("");
     let name = doc["metadata"]["name"].as_str().unwrap_or("");
@@ -993,9 +873,9 @@ mod tests {
         ) -> crate::report::Report {
             let selected = capacity_scenarios(opts);
             let ctx = crate::conform::context(opts, run_id);
-            let provider = KubeProvider::new(opts);
+            let provider = crate::conform::kube::KubeProvider::new(opts);
             *provider.running() = Some(rc);
-            let provider: Arc<dyn ClusterProvider> = Arc::new(provider);
+            let provider: Arc<dyn crate::scenario::provider::ClusterProvider> = Arc::new(provider);
             crate::conform::run_selected(opts, run_id, ctx, selected, provider, Instant::now())
                 .await
                 .unwrap()

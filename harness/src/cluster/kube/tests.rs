@@ -1236,12 +1236,12 @@ fn clean_kind_says_how_to_go_on_without_the_binary() {
 
 /// A scenario's `Ctx` and the kube provider over the run's cluster, as `secnet
 /// conform --cluster existing` builds them.
-fn kube_ctx(cluster: KubeCluster) -> (crate::scenario::Ctx, crate::conform::real::KubeProvider) {
+fn kube_ctx(cluster: KubeCluster) -> (crate::scenario::Ctx, crate::conform::kube::KubeProvider) {
     let mut opts = crate::conform::Options::bundled();
     opts.cluster = crate::cluster::provider::Provider::Existing;
     let mut ctx = crate::conform::context(&opts, RUN);
     ctx.scope = SCOPE.into();
-    (ctx, crate::conform::real::KubeProvider::on(&opts, cluster))
+    (ctx, crate::conform::kube::KubeProvider::on(&opts, cluster))
 }
 
 async fn run_scenario(mock: &MockApi, name: &str) -> crate::scenario::Outcome {

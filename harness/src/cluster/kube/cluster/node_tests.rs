@@ -523,7 +523,7 @@ async fn the_device_id_check_reads_the_victims_allocation_and_link_from_its_node
     opts.cluster = crate::cluster::provider::Provider::Kind;
     let mut ctx = crate::conform::context(&opts, RUN);
     ctx.scope = "s46".into();
-    let provider = crate::conform::real::KubeProvider::on(&opts, cluster);
+    let provider = crate::conform::kube::KubeProvider::on(&opts, cluster);
     let name = "security/macvtap: a deviceID of another pod's allocation";
     let scenario = crate::scenario::all()
         .iter()
