@@ -37,8 +37,13 @@ pub fn write(container_id: &str, ifname: &str, entry: &Entry) -> std::io::Result
     let target = path(container_id, ifname);
     std::fs::create_dir_all(CACHE_DIR)?;
     let tmp = target.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(entry).expect("cache serializes"))?;
-    std::fs::rename(&tmp, &target)
+    let written = std::fs::write(&tmp, serde_json::to_vec(entry).expect("cache serializes"))
+        .and_then(|()| std::fs::rename(&tmp, &target));
+    if written.is_err() {
+        // A full disk must not leave half an entry behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// `Ok(None)` when there is no entry (never written, or already removed) or it is
