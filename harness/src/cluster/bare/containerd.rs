@@ -74,7 +74,7 @@ pub enum ContainerdError {
     NotReady {
         node: String,
         timeout: Duration,
-        source: CriError,
+        source: Box<CriError>,
         log_path: String,
         log: String,
     },
@@ -83,7 +83,7 @@ pub enum ContainerdError {
         node: String,
         archive: String,
         #[source]
-        source: crate::lab::CommandError,
+        source: Box<crate::lab::CommandError>,
     },
     #[error(
         "plugin {name} for node {node}'s CNI bin_dir: {path} does not exist (build or install it)"
@@ -246,7 +246,7 @@ impl Containerd {
                 return Err(ContainerdError::NotReady {
                     node: me.opts.node.clone(),
                     timeout: START_TIMEOUT,
-                    source: last,
+                    source: Box::new(last),
                     log_path: log_path.display().to_string(),
                     log: me.log_tail(),
                 });
@@ -335,7 +335,7 @@ impl Containerd {
             .map_err(|source| ContainerdError::Import {
                 node: self.opts.node.clone(),
                 archive: archive.display().to_string(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(t0.elapsed())
     }
