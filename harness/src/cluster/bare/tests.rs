@@ -142,10 +142,11 @@ async fn interrupt_child() {
     let Some(run_id) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let scratch = crate::lab::ScratchDir::new("secnet-bare-fake").unwrap();
+    // Under the run's own directory: a child killed outright leaves it to the sweep.
+    let fake = cluster::run_dir(&run_id.to_string_lossy()).join("bare/test");
     let bin = match std::env::var_os(BIN_DIR_ENV) {
         Some(d) => PathBuf::from(d),
-        None => fake_bin_dir(scratch.path(), false),
+        None => fake_bin_dir(&fake, false),
     };
     let mut opts = options(bin, Vec::new(), "secnet.local/pause:none");
     opts.run_id = run_id.to_string_lossy().into_owned();
