@@ -142,10 +142,11 @@ async fn interrupt_child() {
     let Some(run_id) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let scratch = crate::lab::ScratchDir::new("secnet-bare-fake").unwrap();
+    // Under the run's own directory: a child killed outright leaves it to the sweep.
+    let fake = cluster::run_dir(&run_id.to_string_lossy()).join("bare/test");
     let bin = match std::env::var_os(BIN_DIR_ENV) {
         Some(d) => PathBuf::from(d),
-        None => fake_bin_dir(scratch.path(), false),
+        None => fake_bin_dir(&fake, false),
     };
     let mut opts = options(bin, Vec::new(), "secnet.local/pause:none");
     opts.run_id = run_id.to_string_lossy().into_owned();
@@ -255,7 +256,6 @@ fn a_killed_run_is_swept_by_its_run_id() {
 
 /// The device plugin's DaemonSet and ConfigMap as real clusters get them
 /// (fixtures/components/macvtap/macvtap.yaml), for an image with our binaries in `dir`.
-#[allow(dead_code)] // used by the DaemonSet test once the images land
 pub fn macvtap_documents(image: &str, dir: &str, lower: &str) -> Vec<serde_json::Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/components/macvtap/macvtap.yaml");
@@ -275,4 +275,165 @@ pub fn macvtap_documents(image: &str, dir: &str, lower: &str) -> Vec<serde_json:
         .filter(|d| d.lines().any(|l| l.starts_with("kind:")))
         .map(|d| serde_saphyr::from_str::<serde_json::Value>(d).unwrap())
         .collect()
+}
+
+pub const RESOURCE: &str = "macvtap.network.kubevirt.io/dataplane";
+
+/// The least-privilege device-plugin DaemonSet (fixtures/components/macvtap) on real
+/// kubelets, containerd and runc: it starts, registers capacity 50 on every node, and
+/// a pod asking for the resource gets its /dev/tapN (and, with thin multus from
+/// `SECNET_MULTUS_BIN`, the macvtap as net1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_macvtap_daemonset_allocates_on_a_real_kubelet() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, AttachParams, ListParams, PostParams};
+    use tokio::io::AsyncReadExt;
+    let Some(bin) = k8s_bin_dir("bare device-plugin DaemonSet") else {
+        return;
+    };
+    let scratch = crate::lab::ScratchDir::new("secnet-bare-images").unwrap();
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug");
+    let plugin_bins: Vec<PathBuf> = ["macvtap-deviceplugin", "macvtap", "install-cni"]
+        .iter()
+        .map(|b| target.join(b))
+        .collect();
+    let (pause_ref, probe_ref, plugin_ref) = (
+        "secnet.local/pause:bare",
+        "secnet.local/busybox:bare",
+        "secnet.local/plugins:bare",
+    );
+    let images = vec![
+        (super::oci::pause(pause_ref).unwrap(), "pause.tar"),
+        (super::oci::busybox(probe_ref).unwrap(), "busybox.tar"),
+        (
+            super::oci::plugins(plugin_ref, &plugin_bins).unwrap(),
+            "plugins.tar",
+        ),
+    ]
+    .into_iter()
+    .map(|(spec, file)| {
+        let path = scratch.path().join(file);
+        spec.write(&path).unwrap();
+        path
+    })
+    .collect();
+    let mut opts = options(bin, images, pause_ref);
+    opts.addons = macvtap_documents(plugin_ref, super::oci::PLUGIN_DIR, "ens33");
+    opts.wait_capacity = Some((RESOURCE.into(), "50".into()));
+    let run_id = opts.run_id.clone();
+    let cluster = BareCluster::up(&opts).await.unwrap();
+    let t = &cluster.timings;
+    eprintln!(
+        "bare cluster {run_id}: {t:?}; API ready -> every node Ready with the device plugin registered: {:?}",
+        t.capacity_ready.saturating_sub(t.api_ready)
+    );
+    for (what, node, kib) in cluster.memory() {
+        eprintln!("  {what:<24} {node:<6} {:>5} MiB", kib / 1024);
+    }
+    let ds_pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "kube-system");
+    for p in ds_pods
+        .list(&ListParams::default().labels("app=secnet-macvtap"))
+        .await
+        .unwrap()
+    {
+        let st = p.status.unwrap_or_default();
+        eprintln!(
+            "  {} on {:?}: {:?}",
+            p.metadata.name.unwrap_or_default(),
+            p.spec.and_then(|s| s.node_name),
+            st.phase
+        );
+    }
+    let multus = std::env::var_os("SECNET_MULTUS_BIN").map(PathBuf::from);
+    let mut pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "macvtap-pod", "namespace": "default"},
+        "spec": {
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "probe", "image": probe_ref, "imagePullPolicy": "Never",
+                "command": ["sleep", "3600"],
+                "resources": {"limits": {RESOURCE: "1"}}
+            }]
+        }
+    });
+    match &multus {
+        Some(m) => {
+            cluster.install_multus_thin(m).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let nad = crate::objects::load_file(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../fixtures/seed/macvtap-nad.yaml"),
+            )
+            .unwrap();
+            let mut doc = crate::cluster::kube::apply::document(&nad[0]).unwrap();
+            doc["metadata"]["namespace"] = "default".into();
+            cluster::apply(&cluster.client, &doc).await.unwrap();
+            pod["metadata"]["annotations"] =
+                serde_json::json!({"k8s.v1.cni.cncf.io/networks": "dataplane"});
+        }
+        None => eprintln!("no SECNET_MULTUS_BIN: the pod gets its /dev/tapN, no net1"),
+    }
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    let pod: Pod = serde_json::from_value(pod).unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let running = loop {
+        let p = pods.get("macvtap-pod").await.unwrap();
+        let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+        if phase.as_deref() == Some("Running") {
+            break p;
+        }
+        if t0.elapsed() > Duration::from_secs(90) {
+            let kubelet_log = cluster
+                .nodes
+                .iter()
+                .filter_map(|n| n.kubelet.as_ref())
+                .map(|k| k.log_tail(30))
+                .collect::<Vec<_>>()
+                .join("\n---\n");
+            panic!("pod not Running: {:#?}\nkubelets:\n{kubelet_log}", p.status);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!(
+        "pod Running after {:?} on {:?}",
+        t0.elapsed(),
+        running.spec.and_then(|s| s.node_name)
+    );
+    let exec = |cmd: Vec<&'static str>| {
+        let pods = pods.clone();
+        async move {
+            let mut p = pods
+                .exec("macvtap-pod", cmd, &AttachParams::default().stderr(false))
+                .await
+                .unwrap();
+            let mut out = String::new();
+            p.stdout().unwrap().read_to_string(&mut out).await.unwrap();
+            p.join().await.unwrap();
+            out
+        }
+    };
+    let dev = exec(vec!["ls", "/dev"]).await;
+    eprintln!(
+        "ls /dev in the pod: {}",
+        dev.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    assert!(
+        dev.split_whitespace().any(|d| d.starts_with("tap")),
+        "no /dev/tapN in the pod: {dev}"
+    );
+    if multus.is_some() {
+        let link = exec(vec!["ip", "-d", "link", "show", "net1"]).await;
+        eprintln!("net1: {link}");
+        assert!(link.contains("macvtap"), "net1 is no macvtap: {link}");
+        let status = running.metadata.annotations.unwrap_or_default();
+        eprintln!(
+            "network-status: {:?}",
+            status.get("k8s.v1.cni.cncf.io/network-status")
+        );
+    }
+    cluster.down().unwrap();
+    let left = leftovers(&run_id);
+    assert!(left.is_empty(), "left behind: {left:#?}");
 }
