@@ -35,23 +35,25 @@ pub fn bundled(name: &str) -> Result<PathBuf, BinsError> {
     }
 }
 
-/// The fixtures directory: `SECNET_FIXTURES` when set; else the repository's
-/// fixtures/ this binary was built from, when it is still there; else the copy
-/// embedded in the binary, written once per content under the user's cache
-/// directory (so a copied or `cargo install`ed `secnet` works from anywhere).
-/// Its parent also holds clusters/.
+/// The fixtures directory: `SECNET_FIXTURES` when set; else the copy embedded in
+/// the binary at build time, written once per content under the user's cache
+/// directory. So a copied or `cargo install`ed `secnet` uses exactly the fixtures it
+/// was built with, whatever checkout (on whatever branch) the working directory or
+/// the build path holds. Its parent also holds clusters/. The repository's
+/// fixtures/ this binary was built from is the last resort, when the cache cannot
+/// be written.
 pub fn fixtures_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SECNET_FIXTURES") {
         return PathBuf::from(dir);
     }
     let built_from = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"));
-    if built_from.join("seed").is_dir() {
-        return built_from;
-    }
     match embedded::unpack() {
         Ok(root) => root.join("fixtures"),
         Err(e) => {
-            eprintln!("secnet: {e}; set SECNET_FIXTURES to a fixtures directory");
+            eprintln!(
+                "secnet: {e}; using {} (set SECNET_FIXTURES to choose a fixtures directory)",
+                built_from.display()
+            );
             built_from
         }
     }

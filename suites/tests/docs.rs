@@ -143,8 +143,9 @@ fn tracked_files() -> Vec<PathBuf> {
     files
 }
 
-/// Where `text` names a path under a developer's home or work tree: `/work/`,
-/// `/home/` or `/root/` starting a path (not `/proc/<pid>/root/`).
+/// Where `text` names a path under a developer's home or work tree: a path that
+/// starts with the top-level `work`, `home` or `root` directory (not a process's
+/// root under /proc).
 fn machine_paths(text: &str) -> Vec<String> {
     let mut found = Vec::new();
     for top in ["work", "home", "root"] {

@@ -266,7 +266,11 @@ mod tests {
             .filter(|n| n.has_tag_name("failure"))
             .map(|n| n.parent().unwrap().attribute("name").unwrap())
             .collect();
-        assert_eq!(failures, ["broke", "both fail"], "B's outcome per scenario");
+        assert_eq!(
+            failures,
+            ["both fail", "broke"],
+            "B's outcome, in run order"
+        );
         let props: Vec<_> = doc
             .descendants()
             .filter(|n| n.has_tag_name("property"))

@@ -134,6 +134,6 @@ mod tests {
             "{line}"
         );
         let real = json!({"run_id": "sn1", "image": "img", "components": ["multus", "macvtap"]});
-        assert_eq!(summary(&real), "image=img, components=multus, macvtap");
+        assert_eq!(summary(&real), "components=multus, macvtap, image=img");
     }
 }
