@@ -25,7 +25,7 @@ fn options(args: &[&str]) -> secnet::conform::Options {
 
 /// `text` with what differs between machines and runs replaced: the run id, the
 /// directory of the bundled binaries, the checkout's path, the scratch and cache
-/// directories.
+/// directories, the home directory.
 fn portable(text: &str, cache: &std::path::Path) -> String {
     let fixtures = secnet::bins::fixtures_dir();
     let repo = fixtures.parent().unwrap().to_path_buf();
@@ -41,6 +41,11 @@ fn portable(text: &str, cache: &std::path::Path) -> String {
         .replace(&repo.display().to_string(), "<repo>")
         .replace(&canonical.display().to_string(), "<repo>")
         .replace(&format!("{tmp}/"), "<tmp>/");
+    // The default kubeconfig lives in the user's home.
+    let text = match std::env::var("HOME") {
+        Ok(home) if home.len() > 1 => text.replace(&format!("{home}/"), "<home>/"),
+        _ => text,
+    };
     run_id.replace_all(&text, "sn<run>").into_owned()
 }
 
