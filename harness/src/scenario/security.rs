@@ -735,12 +735,13 @@ async fn list_devices_again(socket: &Path) -> Result<usize, Failure> {
                 .await
                 .map_err(|e| e.to_string())?
                 .into_inner();
-            match stream.message().await {
+            let answer: Result<usize, String> = match stream.message().await {
                 Ok(Some(list)) if !list.devices.is_empty() => Ok(list.devices.len()),
                 Ok(Some(_)) => Err("an empty device list".to_string()),
                 Ok(None) => Err("the stream ended without a device list".to_string()),
                 Err(e) => Err(e.to_string()),
-            }
+            };
+            answer
         };
         match tokio::time::timeout(Duration::from_secs(3), attempt).await {
             Ok(Ok(n)) => return Ok(n),
