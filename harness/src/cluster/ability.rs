@@ -75,6 +75,17 @@ pub trait DevicePluginRestart: Send + Sync {
 pub trait DevicePluginConfig: Send + Sync {
     /// Why the device plugin did not come up, if it did not.
     fn device_plugin_failure(&self) -> Fut<'_, Option<String>>;
+    /// The device plugin's process on `node` and where its sockets are, as seen
+    /// from this machine (to measure it and to talk to it as the kubelet does).
+    fn device_plugin_process<'a>(&'a self, node: &'a str) -> Fut<'a, DevicePluginProcess>;
+}
+
+/// A node's running device plugin.
+#[derive(Debug, Clone)]
+pub struct DevicePluginProcess {
+    pub pid: u32,
+    /// The node's `/var/lib/kubelet/device-plugins`, a path on this machine.
+    pub socket_dir: std::path::PathBuf,
 }
 
 /// Open vSwitch on every node, one bridge trunked into the LAN.

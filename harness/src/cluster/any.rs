@@ -311,6 +311,18 @@ impl AnyCluster {
             .await
     }
 
+    /// The device plugin's process on `node` (DevicePluginConfig).
+    pub async fn device_plugin_process(
+        &self,
+        node: &str,
+    ) -> Result<super::ability::DevicePluginProcess, ClusterError> {
+        self.inner
+            .device_plugin_config()
+            .ok_or_else(|| self.lacks(Capability::DevicePluginConfig))?
+            .device_plugin_process(node)
+            .await
+    }
+
     /// Restarts the kubelet's device manager on `node` (NodeFaults).
     pub async fn restart_kubelet(&self, node: &str) -> Result<(), ClusterError> {
         self.node_faults()?.restart_kubelet(node).await

@@ -14,6 +14,7 @@ mod pod_resources;
 #[cfg(test)]
 mod real_clients_tests;
 mod registration;
+pub mod stream_flood;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -617,7 +617,143 @@ fn round_two() -> Vec<Scenario> {
         .needs(&[Capability::NodeAccess, Capability::PluginExec])
         .deploy_macvtap_seed(),
     );
+    list.push(
+        Scenario::on_cluster(
+            format!(
+                "security/macvtap: {} ListAndWatch streams on {FLOOD_CONNECTIONS} connections to the device plugin's socket",
+                FLOOD_CONNECTIONS * FLOOD_STREAMS
+            ),
+            "macvtap",
+            "pod",
+            &["security", "deviceplugin"],
+            |ctx, c| Box::pin(device_plugin_flood(ctx, c)),
+        )
+        .needs(&[Capability::DevicePluginConfig])
+        .deploy_macvtap_seed(),
+    );
     list
+}
+
+/// The flood: enough streams that a server without limits grows far past
+/// [`FLOOD_RSS_BOUND`] (an uncapped tonic server measured ~2.4 KiB per held stream:
+/// 100,000 streams took it from 10 to 243 MiB), few enough to take seconds.
+const FLOOD_CONNECTIONS: u32 = 200;
+const FLOOD_STREAMS: u32 = 200;
+/// How long the flood is held while the plugin's memory is sampled.
+const FLOOD_HOLD: Duration = Duration::from_secs(4);
+/// How much the plugin's RSS may grow above its baseline under the flood.
+const FLOOD_RSS_BOUND_MIB: f64 = 48.0;
+/// How long a fresh client may take to be served after the flood let go.
+const FLOOD_RECOVERY: Duration = Duration::from_secs(10);
+
+/// LOW. A pod with the device plugin's socket (or a process on the node) opens
+/// thousands of ListAndWatch streams on hundreds of connections and holds them:
+/// the plugin must stay up, its memory bounded, and once the flood lets go a new
+/// client (the kubelet after a restart) must get its devices listed.
+async fn device_plugin_flood(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    use crate::kubelet::stream_flood::{Flood, rss_mib};
+    let node = cluster.nodes()[0].clone();
+    let plugin = cluster.device_plugin_process(&node).await?;
+    let socket = resource_socket(&plugin.socket_dir, DATAPLANE)?;
+    let baseline = rss_mib(plugin.pid);
+    let flood = Flood::open(&socket, FLOOD_CONNECTIONS, FLOOD_STREAMS).await;
+    let mut peak = rss_mib(plugin.pid);
+    let until = tokio::time::Instant::now() + FLOOD_HOLD;
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        peak = peak.max(rss_mib(plugin.pid));
+    }
+    let alive = process_alive(plugin.pid as i32);
+    let held = format!(
+        "{} streams asked on {} connections ({} refused at connect), {} answered",
+        flood.asked(),
+        flood.connections,
+        flood.refused_connections,
+        flood.served()
+    );
+    drop(flood);
+    ctx.observed.note(&format!(
+        "device plugin RSS {baseline:.1} MiB before, {peak:.1} MiB at the peak of the flood; {held}"
+    ));
+    ensure(alive, || {
+        format!(
+            "the device plugin (pid {}) died under the flood: {held}",
+            plugin.pid
+        )
+    })?;
+    ensure(peak - baseline <= FLOOD_RSS_BOUND_MIB, || {
+        format!(
+            "the device plugin's RSS grew from {baseline:.1} to {peak:.1} MiB under the flood (bound: {FLOOD_RSS_BOUND_MIB} MiB above its baseline; the gRPC server needs stream and connection limits): {held}"
+        )
+    })?;
+    let devices = list_devices_again(&socket).await?;
+    ctx.observed.note(&format!(
+        "after the flood a new client got {devices} devices from ListAndWatch"
+    ));
+    Ok(())
+}
+
+/// The socket in `dir` serving `resource` (`<prefix>/<name>`): the one whose file
+/// name ends with `_<name>`, with or without `.sock`.
+fn resource_socket(dir: &Path, resource: &str) -> Result<std::path::PathBuf, Failure> {
+    let name = resource.rsplit('/').next().unwrap_or(resource);
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Failure::caused(format!("failed to list {}", dir.display()), e))?;
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .map(|f| f.trim_end_matches(".sock"))
+                .is_some_and(|f| f.ends_with(&format!("_{name}")))
+        })
+        .ok_or_else(|| {
+            Failure::msg(format!(
+                "no socket for {resource} in the device plugin directory {}",
+                dir.display()
+            ))
+        })
+}
+
+/// A new client, as the kubelet would connect: the first ListAndWatch answer's
+/// device count, retried within [`FLOOD_RECOVERY`] (the plugin may still be closing
+/// the flood's connections).
+async fn list_devices_again(socket: &Path) -> Result<usize, Failure> {
+    use deviceplugin_api::uds;
+    use deviceplugin_api::v1beta1::Empty;
+    use deviceplugin_api::v1beta1::device_plugin_client::DevicePluginClient;
+    let until = tokio::time::Instant::now() + FLOOD_RECOVERY;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < until {
+        let attempt = async {
+            let channel = uds::connect(socket, Duration::from_secs(2))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut stream = DevicePluginClient::new(channel)
+                .list_and_watch(Empty {})
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            let answer: Result<usize, String> = match stream.message().await {
+                Ok(Some(list)) if !list.devices.is_empty() => Ok(list.devices.len()),
+                Ok(Some(_)) => Err("an empty device list".to_string()),
+                Ok(None) => Err("the stream ended without a device list".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            answer
+        };
+        match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+            Ok(Ok(n)) => return Ok(n),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = "no answer within 3 s".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    fail(format!(
+        "after the flood let go, a new client got no device list from {} within {FLOOD_RECOVERY:?}: {last}",
+        socket.display()
+    ))
 }
 
 /// A macvtap attack the scenario plays on a node lab itself.
@@ -1400,7 +1536,7 @@ async fn untrusted_policy_file(ctx: &Ctx, nl: &mut NodeLab, file: PolicyFile) ->
 
 /// The second review's OVS attacks (issue 28) and DEL without ovsdb-server (issue 27).
 fn ovs_round_two() -> Vec<Scenario> {
-    let plays: [(&str, &[&'static str], OvsPlay); 8] = [
+    let plays: [(&str, &[&'static str], OvsPlay); 9] = [
         (
             "a NAD on the node's external bridge (br-ex with the node's address), no bridges in the node policy",
             &["security", "cni"],
@@ -1441,6 +1577,11 @@ fn ovs_round_two() -> Vec<Scenario> {
             &["security", "cni", "fault"],
             OvsPlay::DelWithoutOvsdb,
         ),
+        (
+            "the LAN gateway's MAC with [mac] forbidden",
+            &["security", "cni"],
+            OvsPlay::GatewayMac,
+        ),
     ];
     plays
         .into_iter()
@@ -1467,6 +1608,7 @@ enum OvsPlay {
     IpamChildren,
     GcOtherNetwork,
     DelWithoutOvsdb,
+    GatewayMac,
 }
 
 /// The node's external bridge in these attacks, with an address of the node.
@@ -1598,6 +1740,7 @@ async fn ovs_play(ctx: &Ctx, nl: &mut NodeLab, play: OvsPlay) -> Outcome {
         OvsPlay::IpamChildren => ipam_children(ctx, nl).await,
         OvsPlay::GcOtherNetwork => gc_other_network(ctx, nl).await,
         OvsPlay::DelWithoutOvsdb => del_without_ovsdb(ctx, nl).await,
+        OvsPlay::GatewayMac => ovs_gateway_mac(ctx, nl).await,
     }
 }
 
@@ -1739,6 +1882,64 @@ async fn below_min_mtu(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
         nl,
         &stage.call(ctx, "minok", json!({"mtu": 1500})),
         "mtu 1500",
+    )
+    .await
+}
+
+/// The LAN gateway's MAC (the fabric's side of the node's uplink), asked for
+/// through CNI_ARGS `MAC=` and through runtimeConfig `mac`, with the node's policy
+/// forbidding it: refused, the node unchanged, the refusal naming the MAC and the
+/// policy key. Control: another MAC attaches.
+async fn ovs_gateway_mac(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let gateway = nl
+        .link(&nl.fabric, "port0")
+        .and_then(|l| l["address"].as_str().map(str::to_string))
+        .ok_or_else(|| Failure::msg("the fabric's port0 has no MAC"))?;
+    let stage = OvsStage::new(ctx, nl, &format!("[mac]\nforbidden = {gateway}\n"))?;
+    let attacks = [
+        (
+            json!({"CNI_ARGS MAC": gateway}),
+            stage
+                .call(ctx, "gwargs", json!({}))
+                .args(&format!("IgnoreUnknown=1;MAC={gateway}")),
+        ),
+        (
+            json!({"runtimeConfig": {"mac": gateway}}),
+            stage.call(ctx, "gwrc", json!({"runtimeConfig": {"mac": gateway}})),
+        ),
+    ];
+    for (shown, call) in attacks {
+        let before = bridge_state(nl, &stage, "br1")?;
+        let reply = exec(&call, Some(&nl.node_ns)).await?;
+        let after = bridge_state(nl, &stage, "br1")?;
+        verdict(
+            nl,
+            &call,
+            &reply,
+            format!("the gateway's MAC {gateway} was taken"),
+            "[mac] forbidden lists the MACs no pod may take",
+            &shown,
+            before,
+            after,
+        )
+        .await?;
+        let text = error_msg(&reply).to_lowercase();
+        ensure(
+            text.contains(&gateway.to_lowercase()) && text.contains("[mac] forbidden"),
+            || {
+                format!(
+                    "the refusal must name the MAC refused and the policy key: {}",
+                    described(&reply)
+                )
+            },
+        )?;
+    }
+    control(
+        nl,
+        &stage
+            .call(ctx, "gwok", json!({}))
+            .args("IgnoreUnknown=1;MAC=02:00:00:5e:00:42"),
+        "another MAC, 02:00:00:5e:00:42",
     )
     .await
 }

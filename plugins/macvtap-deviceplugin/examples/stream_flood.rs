@@ -9,25 +9,13 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{Node, config, resource};
-use deviceplugin_api::v1beta1::Empty;
-use deviceplugin_api::v1beta1::device_plugin_client::DevicePluginClient;
-use deviceplugin_api::{HEALTHY, uds};
+use deviceplugin_api::HEALTHY;
+use secnet::kubelet::stream_flood::{Flood, rss_mib};
 
 const BOUND: Duration = Duration::from_secs(10);
-
-fn rss_mib(pid: i32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
 
 fn arg(name: &str, default: u32) -> u32 {
     let args: Vec<String> = std::env::args().collect();
@@ -50,48 +38,21 @@ async fn main() {
         .wait_for_devices(&resource("dataplane"), 100, HEALTHY, BOUND)
         .await
         .unwrap();
-    let pid = n.plugin().pid();
+    let pid = n.plugin().pid() as u32;
     let socket = n.socket("dataplane");
     println!("plugin {} pid {pid}", common::bin().display());
     println!("RSS before: {:.1} MiB", rss_mib(pid));
 
-    let served = Arc::new(AtomicU32::new(0));
-    let mut held = Vec::new();
-    let mut refused = 0u32;
-    for _ in 0..connections {
-        let channel = match uds::connect(&socket, Duration::from_secs(2)).await {
-            Ok(c) => c,
-            Err(_) => {
-                refused += 1;
-                continue;
-            }
-        };
-        for _ in 0..streams {
-            let mut client = DevicePluginClient::new(channel.clone());
-            let served = served.clone();
-            held.push(tokio::spawn(async move {
-                if let Ok(response) = client.list_and_watch(Empty {}).await {
-                    let mut stream = response.into_inner();
-                    if let Ok(Some(_)) = stream.message().await {
-                        served.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // Hold the stream open.
-                    let _ = stream.message().await;
-                }
-            }));
-        }
-    }
+    let flood = Flood::open(&socket, connections, streams).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     println!(
-        "asked {} streams on {connections} connections ({refused} connections refused at connect); served {}",
-        connections * streams,
-        served.load(Ordering::Relaxed)
+        "asked {} streams on {connections} connections ({} connections refused at connect); served {}",
+        flood.asked(),
+        flood.refused_connections,
+        flood.served()
     );
     println!("RSS with the streams held: {:.1} MiB", rss_mib(pid));
-    for h in &held {
-        h.abort();
-    }
-    drop(held);
+    drop(flood);
     tokio::time::sleep(Duration::from_secs(5)).await;
     println!("RSS 5 s after the client let go: {:.1} MiB", rss_mib(pid));
     let alive = n.plugin().is_running();

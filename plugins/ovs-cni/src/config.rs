@@ -298,9 +298,14 @@ impl NetConf {
     /// socket, the bridge (when the policy lists them; otherwise ADD asks the bridge
     /// itself, see `crate::bridge`), the MTU floor, the access VLAN, and trunking (a
     /// `trunk` list, or no `vlan` at all, which makes the port carry every VLAN).
-    /// Trunk entries are counted and checked as ranges, never expanded here.
+    /// Trunk entries are counted and checked as ranges, never expanded here. A
+    /// requested MAC (runtimeConfig, `args`, CNI_ARGS) must pass the policy's `[mac]`
+    /// ranges, as in the macvtap CNI: a pod must not take the LAN gateway's MAC.
     pub fn authorize(&self, policy: &Policy) -> Result<(), CniError> {
         authorize_socket(&self.socket, policy)?;
+        if let Some(mac) = self.mac {
+            policy.check_mac(mac)?;
+        }
         let p = &policy.ovs;
         if let Some(bridges) = &p.bridges
             && !bridges.contains(&self.bridge)
@@ -643,6 +648,49 @@ mod tests {
         .authorize(&p)
         .unwrap_err();
         assert!(e.msg.contains("bridge \"br0\"") && e.msg.contains("[ovs] bridges"));
+    }
+
+    #[test]
+    fn the_node_policy_decides_requested_macs() {
+        let p = policy("[ovs]\nsockets = /run/x/db.sock\n[mac]\nforbidden = 02:00:00:00:00:01\n");
+        let base =
+            r#""cniVersion":"1.0.0","bridge":"br1","vlan":100,"socket_file":"/run/x/db.sock""#;
+        for (config, args) in [
+            (
+                format!(r#"{{{base},"runtimeConfig":{{"mac":"02:00:00:00:00:01"}}}}"#),
+                "",
+            ),
+            (
+                format!("{{{base}}}"),
+                "IgnoreUnknown=1;MAC=02:00:00:00:00:01",
+            ),
+        ] {
+            let e = NetConf::parse(&inv(&config, args))
+                .unwrap()
+                .authorize(&p)
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidConfig);
+            assert!(
+                e.msg.contains("MAC 02:00:00:00:00:01") && e.msg.contains("[mac] forbidden"),
+                "{}",
+                e.msg
+            );
+        }
+        // Another MAC, and no MAC at all (the kernel's or IPAM's), are the node's to give.
+        NetConf::parse(&inv(&format!("{{{base}}}"), "MAC=02:00:00:00:00:02"))
+            .unwrap()
+            .authorize(&p)
+            .unwrap();
+        NetConf::parse(&inv(&format!("{{{base}}}"), ""))
+            .unwrap()
+            .authorize(&p)
+            .unwrap();
+        // Off by default.
+        let sockets = policy("[ovs]\nsockets = /run/x/db.sock\n");
+        NetConf::parse(&inv(&format!("{{{base}}}"), "MAC=02:00:00:00:00:01"))
+            .unwrap()
+            .authorize(&sockets)
+            .unwrap();
     }
 
     #[test]

@@ -258,6 +258,17 @@ impl DevicePluginConfig for NetnsCluster {
     fn device_plugin_failure(&self) -> Fut<'_, Option<String>> {
         Box::pin(async move { Ok(NetnsCluster::device_plugin_failure(self).await) })
     }
+
+    fn device_plugin_process<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> Fut<'a, crate::cluster::ability::DevicePluginProcess> {
+        Box::pin(async move {
+            NetnsCluster::device_plugin_process(self, node)
+                .await
+                .map_err(|e| node_error(node, "finding the device plugin", e))
+        })
+    }
 }
 
 impl Ovs for NetnsCluster {

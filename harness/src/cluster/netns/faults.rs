@@ -46,6 +46,24 @@ impl NetnsCluster {
         Ok(())
     }
 
+    /// The node's device plugin process and its socket directory on this machine.
+    pub async fn device_plugin_process(
+        &self,
+        node: &str,
+    ) -> Result<crate::cluster::ability::DevicePluginProcess, NetnsError> {
+        let i = self.node_index(node)?;
+        let inner = self.inner.lock().await;
+        let n = &inner.nodes[i];
+        let child = n
+            .device_plugin
+            .as_ref()
+            .ok_or_else(|| not_running("device plugin", node))?;
+        Ok(crate::cluster::ability::DevicePluginProcess {
+            pid: child.id(),
+            socket_dir: n.device_plugin_dir(),
+        })
+    }
+
     /// Starts the node's device plugin again with the environment it had, and waits
     /// until it has registered `resource` anew and streams its devices.
     pub async fn start_device_plugin_anew(
