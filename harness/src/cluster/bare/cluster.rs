@@ -166,6 +166,16 @@ pub fn sweep(run_id: &str) -> Vec<String> {
     if let Err(e) = cgroup::remove(&cg) {
         left.push(e.to_string());
     }
+    // The host end of the control plane's veth, deleted here rather than left to the
+    // kernel: a namespace's links go asynchronously after `ip netns del`, and a leak
+    // check right after would still see them.
+    for link in host_links(run_id) {
+        if crate::lab::run("ip", &["link", "del", &link], Duration::from_secs(10)).is_err()
+            && host_links(run_id).contains(&link)
+        {
+            left.push(format!("host link {link} could not be deleted"));
+        }
+    }
     let prefix = format!("{run_id}-");
     if let Ok(out) = crate::lab::run("ip", &["netns", "list"], Duration::from_secs(10)) {
         for name in out.lines().filter_map(|l| l.split_whitespace().next()) {
@@ -190,6 +200,19 @@ pub fn sweep(run_id: &str) -> Vec<String> {
     // The run directory goes when nothing else of the run is in it.
     let _ = std::fs::remove_dir(&dir);
     left
+}
+
+/// Names of the host's links that carry the run id (`ip -o link`: `N: name@ifM: …`).
+fn host_links(run_id: &str) -> Vec<String> {
+    crate::lab::run("ip", &["-o", "link"], Duration::from_secs(10))
+        .map(|out| {
+            out.lines()
+                .filter_map(|l| l.split(": ").nth(1))
+                .map(|n| n.split('@').next().unwrap_or(n).to_string())
+                .filter(|n| n.starts_with(run_id))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn is_mount_point(path: &Path) -> bool {

@@ -170,21 +170,29 @@ mod tests {
         assert!(d.exited().is_none());
         drop(d);
         // The group (the shell and its sleep) is gone: no live process is in it
-        // (an orphan's zombie waits for init, which may reap late).
-        let alive: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-            .filter(|stat| {
-                let fields: Vec<&str> = stat
-                    .rsplit_once(')')
-                    .unwrap()
-                    .1
-                    .split_whitespace()
-                    .collect();
-                fields[2] == pid.to_string() && fields[0] != "Z"
-            })
-            .collect();
+        // (an orphan's zombie waits for init, which may reap late). A member SIGKILLed
+        // while it was running shows as running until it is scheduled to die: give it
+        // a moment, as a loaded machine needs.
+        let in_group = || -> Vec<String> {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter(|stat| {
+                    let Some((_, rest)) = stat.rsplit_once(')') else {
+                        return false;
+                    };
+                    let fields: Vec<&str> = rest.split_whitespace().collect();
+                    fields.get(2) == Some(&pid.to_string().as_str()) && fields[0] != "Z"
+                })
+                .collect()
+        };
+        let t0 = std::time::Instant::now();
+        let mut alive = in_group();
+        while !alive.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+            alive = in_group();
+        }
         assert!(alive.is_empty(), "process group {pid} survived: {alive:?}");
     }
 
