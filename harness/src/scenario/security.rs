@@ -806,15 +806,21 @@ fn tap_node(index: u32) -> Option<TapNode> {
 
 /// `/dev/tap<index>` once devtmpfs made it (it does so asynchronously).
 async fn wait_tap_node(index: u32) -> Result<TapNode, Failure> {
-    for _ in 0..200 {
-        if let Some(node) = tap_node(index) {
-            return Ok(node);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    fail(format!(
-        "/dev/tap{index} did not appear (is devtmpfs mounted on /dev?)"
-    ))
+    use crate::cluster::wait::{Pace, Seen, until};
+    let what = format!("/dev/tap{index} to appear (is devtmpfs mounted on /dev?)");
+    let node = until(
+        what,
+        Duration::from_secs(2),
+        Pace::every(Duration::from_millis(10)),
+        || async {
+            Ok(match tap_node(index) {
+                Some(node) => Seen::Ready(node),
+                None => Seen::NotYet("absent".into()),
+            })
+        },
+    )
+    .await?;
+    Ok(node)
 }
 
 /// An ifindex no namespace of this machine uses and whose `/dev/tapN` is free,
