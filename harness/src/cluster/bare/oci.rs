@@ -31,8 +31,9 @@ pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Where Debian's busybox-static puts its one binary.
 pub const BUSYBOX: &str = "/bin/busybox";
-/// The directory of the plugin image that holds the binaries under test.
-pub const PLUGIN_DIR: &str = "/usr/bin";
+/// The directory of the plugin image that holds the binaries under test: the
+/// Containerfile's layout, so the component sets run this image as they run that one.
+pub const PLUGIN_DIR: &str = "/usr/local/bin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {

@@ -438,3 +438,67 @@ async fn the_macvtap_daemonset_allocates_on_a_real_kubelet() {
     let left = leftovers(&run_id);
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
+
+/// The `existing` provider's own code path (run namespace, conflict check,
+/// server-side apply of the macvtap component set, capacity wait, a portable
+/// scenario, cleanup) against a real API server, kubelets and containerd: a bare
+/// cluster stands in for the user's cluster, with the plugins image imported under
+/// the name the component set uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs real Kubernetes binaries: SECNET_K8S_BIN_DIR=DIR, --run-ignored all"]
+async fn the_existing_provider_runs_on_a_real_cluster() {
+    let Some(bin) = k8s_bin_dir("existing provider on a bare cluster") else {
+        return;
+    };
+    let scratch = crate::lab::ScratchDir::new("secnet-bare-images").unwrap();
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug");
+    let plugin_bins: Vec<PathBuf> = ["macvtap-deviceplugin", "macvtap", "install-cni"]
+        .iter()
+        .map(|b| target.join(b))
+        .collect();
+    let pause_ref = "secnet.local/pause:bare";
+    let images = vec![
+        (super::oci::pause(pause_ref).unwrap(), "pause.tar"),
+        (
+            super::oci::plugins(crate::cluster::kube::components::SECNET_IMAGE, &plugin_bins)
+                .unwrap(),
+            "plugins.tar",
+        ),
+    ]
+    .into_iter()
+    .map(|(spec, file)| {
+        let path = scratch.path().join(file);
+        spec.write(&path).unwrap();
+        path
+    })
+    .collect();
+    let mut opts = options(bin, images, pause_ref);
+    // A user's cluster has multus's CRD; multus itself is not needed by this scenario.
+    opts.addons = vec![super::multus::nad_crd()];
+    let cluster = BareCluster::up(&opts).await.unwrap();
+    let out = std::process::Command::new(target.join("secnet"))
+        .args(["conform", "--cluster", "existing", "--kubeconfig"])
+        .arg(&cluster.kubeconfig)
+        .args([
+            "--components",
+            "macvtap",
+            "--focus",
+            "capacity 50 on every node",
+        ])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{said}");
+    let run_id = opts.run_id.clone();
+    cluster.down().unwrap();
+    assert!(leftovers(&run_id).is_empty(), "{:?}", leftovers(&run_id));
+    assert!(
+        out.status.success(),
+        "secnet conform --cluster existing failed: {said}"
+    );
+    assert!(said.contains("1 passed"), "{said}");
+}
