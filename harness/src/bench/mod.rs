@@ -386,7 +386,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
                 continue;
             }
             if let Some(id) = &s.device_link {
-                let name = macvtap_cni::naming::hashed_link_name(id);
+                let name = cni_kit::naming::hashed_link_name(id);
                 nl.device_link(&name)?;
             }
             let (node_ns, pod) = match (&ovs, s.on_ovs_node) {
@@ -435,7 +435,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         let mut peaks = Vec::new();
         for i in 0..rss_runs {
             if let Some(id) = &s.device_link {
-                nl.device_link(&macvtap_cni::naming::hashed_link_name(id))?;
+                nl.device_link(&cni_kit::naming::hashed_link_name(id))?;
             }
             for cmd in ["ADD", "DEL"] {
                 let call = Call::new(&s.plugin, cmd, s.config.clone()).container(

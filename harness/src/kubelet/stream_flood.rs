@@ -1,7 +1,7 @@
 //! A flood of ListAndWatch streams on a device plugin's resource socket: many
 //! connections, many streams on each, held open until dropped. What a hostile pod
 //! with the socket mounted could do; used by the `security` scenario and by the
-//! device plugin's `stream_flood` example to measure what it costs the plugin.
+//! suites' `deviceplugin_stream_flood` example to measure what it costs the plugin.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -126,7 +126,7 @@ fn succeeded(step: &str, r: &Reply) -> Outcome {
 async fn attach_check_delete(ctx: &Ctx, nl: &mut NodeLab, v: SpecVersion) -> Outcome {
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let device_id = device_id(nl, 0);
-    let host_name = macvtap_cni::naming::hashed_link_name(&device_id);
+    let host_name = cni_kit::naming::hashed_link_name(&device_id);
     nl.device_link(&host_name).map_err(lab_failure)?;
     let cfg = config(v, json!({"deviceID": device_id}));
     let add = call(ctx, nl, "ADD", cfg.clone(), &pod, "").await?;
@@ -192,7 +192,7 @@ async fn attach_check_delete(ctx: &Ctx, nl: &mut NodeLab, v: SpecVersion) -> Out
 async fn requested_mac_mtu(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let device_id = device_id(nl, 1);
-    nl.device_link(&macvtap_cni::naming::hashed_link_name(&device_id))
+    nl.device_link(&cni_kit::naming::hashed_link_name(&device_id))
         .map_err(lab_failure)?;
     let cfg = config(
         COMMON_VERSION,
@@ -225,7 +225,7 @@ async fn requested_mac_mtu(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
 async fn del_after_netns_gone(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let pod = nl.pod("gone").map_err(lab_failure)?;
     let device_id = device_id(nl, 2);
-    nl.device_link(&macvtap_cni::naming::hashed_link_name(&device_id))
+    nl.device_link(&cni_kit::naming::hashed_link_name(&device_id))
         .map_err(lab_failure)?;
     let cfg = config(COMMON_VERSION, json!({"deviceID": device_id}));
     succeeded("ADD", &call(ctx, nl, "ADD", cfg.clone(), &pod, "").await?)?;
@@ -276,7 +276,7 @@ async fn standalone(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
 async fn killed_add(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let device_id = device_id(nl, 3);
-    let host = macvtap_cni::naming::hashed_link_name(&device_id);
+    let host = cni_kit::naming::hashed_link_name(&device_id);
     let cfg = config(COMMON_VERSION, json!({"deviceID": device_id}));
     for delay_ms in [0u64, 2, 5, 10, 20, 40] {
         if nl.link(&nl.node, &host).is_none() {

@@ -242,7 +242,7 @@ async fn macvtap_attack(ctx: &Ctx, nl: &mut NodeLab, attack: MacvtapAttack) -> O
     for link in attack.device_links {
         let link = on_node(link, &uplink);
         let name = match link.strip_prefix("mvt-hashed:") {
-            Some(id) => macvtap_cni::naming::hashed_link_name(id),
+            Some(id) => cni_kit::naming::hashed_link_name(id),
             None => link,
         };
         nl.device_link(&name).map_err(lab_failure)?;
@@ -853,7 +853,7 @@ async fn attacker_macvtap(
 /// The device plugin's part, played by hand: its macvtap for `id` on the uplink at
 /// `index`, under the hashed name, marked, up.
 fn device_link_at(nl: &NodeLab, id: &str, index: u32) -> Result<String, Failure> {
-    let name = macvtap_cni::naming::hashed_link_name(id);
+    let name = cni_kit::naming::hashed_link_name(id);
     let idx = index.to_string();
     let uplink = nl.uplink().to_string();
     let mark = format!("{}{id}", cni_kit::policy::DEVICE_PLUGIN_ALIAS_PREFIX);
@@ -1179,7 +1179,7 @@ async fn kubelet_fails_open(ctx: &Ctx, nl: &mut NodeLab, answer: FakeAnswer) -> 
     let scratch = scratch_dir(ctx, "sec")?;
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let id = format!("{}Mvp0", nl.uplink());
-    nl.device_link(&macvtap_cni::naming::hashed_link_name(&id))
+    nl.device_link(&cni_kit::naming::hashed_link_name(&id))
         .map_err(lab_failure)?;
     let socket = scratch.path().join("pod-resources.sock");
     let kubelet = FakeKubelet::start(
@@ -1235,7 +1235,7 @@ async fn adopted_link_stays_in_the_pod(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let scratch = scratch_dir(ctx, "sec")?;
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let id = format!("{}Mvp0", nl.uplink());
-    let name = macvtap_cni::naming::hashed_link_name(&id);
+    let name = cni_kit::naming::hashed_link_name(&id);
     let mark = format!("{}{id}", cni_kit::policy::DEVICE_PLUGIN_ALIAS_PREFIX);
     for args in [
         vec![
@@ -1273,7 +1273,7 @@ async fn own_netns(ctx: &Ctx, nl: &mut NodeLab, command: &str) -> Outcome {
     let scratch = scratch_dir(ctx, "sec")?;
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let id = format!("{}Mvp0", nl.uplink());
-    let name = macvtap_cni::naming::hashed_link_name(&id);
+    let name = cni_kit::naming::hashed_link_name(&id);
     nl.device_link(&name).map_err(lab_failure)?;
     let policy = node_policy(&scratch, None)?;
     let cfg =
@@ -1322,7 +1322,7 @@ async fn ifname_template(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let scratch = scratch_dir(ctx, "sec")?;
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let id = format!("{}Mvp0", nl.uplink());
-    nl.device_link(&macvtap_cni::naming::hashed_link_name(&id))
+    nl.device_link(&cni_kit::naming::hashed_link_name(&id))
         .map_err(lab_failure)?;
     let policy = node_policy(&scratch, None)?;
     let config = json!({"deviceID": id});
@@ -1356,7 +1356,7 @@ async fn mtu_error_names_nothing(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let uplink = nl.uplink().to_string();
     // A plain device ID (no lower device in it) and an MTU the uplink lacks.
     let id = "dataplaneMvp0";
-    nl.device_link(&macvtap_cni::naming::hashed_link_name(id))
+    nl.device_link(&cni_kit::naming::hashed_link_name(id))
         .map_err(lab_failure)?;
     let mtu = nl
         .link(&nl.node, &uplink)
@@ -1398,7 +1398,7 @@ async fn gateway_mac(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let scratch = scratch_dir(ctx, "sec")?;
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let id = format!("{}Mvp0", nl.uplink());
-    nl.device_link(&macvtap_cni::naming::hashed_link_name(&id))
+    nl.device_link(&cni_kit::naming::hashed_link_name(&id))
         .map_err(lab_failure)?;
     let gateway = nl
         .link(&nl.fabric, "port0")
@@ -1462,7 +1462,7 @@ async fn untrusted_policy_file(ctx: &Ctx, nl: &mut NodeLab, file: PolicyFile) ->
     let scratch = scratch_dir(ctx, "sec")?;
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let id = format!("{}Mvp0", nl.uplink());
-    nl.device_link(&macvtap_cni::naming::hashed_link_name(&id))
+    nl.device_link(&cni_kit::naming::hashed_link_name(&id))
         .map_err(lab_failure)?;
     let permissive = "[macvtap]\ntap_owners = 0, 107\ntap_groups = 0, 107\n";
     let io = |what: &str, e: std::io::Error| Failure::caused(format!("failed to {what}"), e);

@@ -9,6 +9,7 @@ pub mod error;
 pub mod failure;
 pub mod invocation;
 pub mod mac;
+pub mod naming;
 pub mod netns;
 pub mod policy;
 pub mod result;

@@ -11,5 +11,4 @@
 pub mod allocation;
 pub mod config;
 pub mod install;
-pub mod naming;
 pub mod plugin;

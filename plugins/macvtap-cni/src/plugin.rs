@@ -12,7 +12,7 @@ use rtnetlink::packet_route::link::MacVtapMode;
 use rtnetlink::{Handle, LinkMacVtap, LinkUnspec};
 
 use crate::config::{DelConf, MacvtapMode, NetConf, Source};
-use crate::naming::{device_plugin_mark, hashed_link_name, standalone_temp_name};
+use cni_kit::naming::{device_plugin_mark, hashed_link_name, standalone_temp_name};
 use cni_kit::policy::{DEVICE_PLUGIN_ALIAS_PREFIX, Policy};
 
 /// Dispatches one invocation. VERSION is answered by `cni_kit::invocation::run_plugin`.

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use cni_kit::naming::{device_plugin_mark, hashed_link_name};
 use cni_kit::netns::{LinkFacts, errno, link_by_name};
 use cni_kit::tapdev::{self, TapDevError};
-use macvtap_cni::naming::{device_plugin_mark, hashed_link_name};
 use rtnetlink::packet_route::link::MacVtapMode;
 use rtnetlink::{Handle, LinkMacVtap, LinkUnspec};
 

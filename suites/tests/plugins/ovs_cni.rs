@@ -18,7 +18,10 @@ use serde_json::{Value, json};
 #[allow(unused_imports)] // not every test binary uses them
 pub use secnet::lab::node::{link_flags as flags, link_kind as kind};
 
-pub const PLUGIN: &str = env!("CARGO_BIN_EXE_ovs");
+#[path = "bundled.rs"]
+mod bundled;
+
+pub const PLUGIN: bundled::Bundled = bundled::Bundled("ovs");
 pub const BRIDGE: &str = "br1";
 pub const CACHE_DIR: &str = "/var/lib/cni/ovs-cni/cache";
 

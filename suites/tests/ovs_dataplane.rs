@@ -2,6 +2,7 @@
 //! other, other VLANs are isolated, a trunk port receives tagged frames of its
 //! allowed VLANs only (no 8021q module here: tcpdump -e shows the tags).
 
+#[path = "plugins/ovs_cni.rs"]
 mod common;
 
 use std::process::Stdio;

@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 
 pub use secnet::lab::node::{link_flags as flags, link_kind as kind};
 
-pub const PLUGIN: &str = env!("CARGO_BIN_EXE_macvtap");
+#[path = "bundled.rs"]
+mod bundled;
+
+pub const PLUGIN: bundled::Bundled = bundled::Bundled("macvtap");
 
 /// The node policy the tests run with unless they set another: standalone mode on
 /// ens33 (bridge, private, vepa) and the tap owners the tests ask for.
@@ -27,7 +30,7 @@ pub struct Node {
 }
 
 pub fn hashed(id: &str) -> String {
-    macvtap_cni::naming::hashed_link_name(id)
+    cni_kit::naming::hashed_link_name(id)
 }
 
 pub fn tap_owner(link: &Value) -> (u32, u32) {

@@ -3,6 +3,7 @@
 //! running on the node; the real `macvtap` binary then attaches. A deviceID the
 //! kubelet gave pod A does not attach to pod B, however the NAD names it.
 
+#[path = "plugins/macvtap_cni.rs"]
 mod common;
 
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! per test, for every supported spec version (test names `v1_0_0::…`, messages
 //! `[1.0.0] …`).
 
+#[path = "plugins/ovs_cni.rs"]
 mod common;
 
 use cni_kit::SpecVersion;

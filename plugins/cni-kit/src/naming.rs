@@ -1,6 +1,7 @@
-//! Host-side link names and marks for device IDs, shared with the device plugin.
+//! Host-side macvtap link names and marks for device IDs: the macvtap CNI, the device
+//! plugin and the harness (which finds the links the plugins made) name them alike.
 
-use cni_kit::policy::DEVICE_PLUGIN_ALIAS_PREFIX;
+use crate::policy::DEVICE_PLUGIN_ALIAS_PREFIX;
 use xxhash_rust::xxh64::xxh64;
 
 /// `mvt` + 12 lowercase hex digits of the low 48 bits of XXH64(deviceID, seed 0):

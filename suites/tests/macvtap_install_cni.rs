@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use secnet::lab::ScratchDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_install-cni");
+#[path = "plugins/bundled.rs"]
+mod bundled;
+
+const BIN: bundled::Bundled = bundled::Bundled("install-cni");
 
 fn run(program: &Path, args: &[&Path]) -> Output {
     Command::new(program).args(args).output().expect("runs")
@@ -41,10 +44,7 @@ fn installs_into_a_directory_whole_and_executable_replacing_by_rename() {
     let old = std::fs::File::open(dest.join("macvtap")).unwrap();
     let old_inode = old.metadata().unwrap().ino();
 
-    let out = run(
-        Path::new(BIN),
-        &[&src.join("macvtap"), &src.join("ovs"), &dest],
-    );
+    let out = run(BIN.path(), &[&src.join("macvtap"), &src.join("ovs"), &dest]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(names(&dest), ["macvtap", "ovs"], "no temporary files left");
     assert_eq!(std::fs::read(dest.join("macvtap")).unwrap(), b"new macvtap");
@@ -95,7 +95,7 @@ fn failures_name_the_file_and_leave_the_destination_alone() {
     std::fs::write(dest.join("macvtap"), b"old").unwrap();
 
     let missing = tmp.path().join("no-such-plugin");
-    let out = run(Path::new(BIN), &[&missing, &dest]);
+    let out = run(BIN.path(), &[&missing, &dest]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("failed to open"), "{}", stderr(&out));
     assert!(
@@ -109,14 +109,14 @@ fn failures_name_the_file_and_leave_the_destination_alone() {
     // Two sources need a directory; a flag is not cp's: both are usage errors.
     let a = tmp.path().join("a");
     std::fs::write(&a, b"a").unwrap();
-    let out = run(Path::new(BIN), &[&a, &a, &dest.join("macvtap")]);
+    let out = run(BIN.path(), &[&a, &a, &dest.join("macvtap")]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("is not a directory"),
         "{}",
         stderr(&out)
     );
-    let out = run(Path::new(BIN), &[Path::new("-f"), &a, &dest]);
+    let out = run(BIN.path(), &[Path::new("-f"), &a, &dest]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("usage: install-cni"),

@@ -13,26 +13,26 @@ use secnet::kubelet::DeviceManager;
 use secnet::lab::{Lab, Ns};
 
 /// The plugin binary: `MACVTAP_DEVICEPLUGIN_BIN` if set (to measure another build),
-/// cargo's for integration tests, target/<profile>/ otherwise (examples do not get
-/// `CARGO_BIN_EXE_*`).
+/// else the bundled one beside this test or example (target/<profile>/).
 pub fn bin() -> std::path::PathBuf {
     if let Some(path) = std::env::var_os("MACVTAP_DEVICEPLUGIN_BIN") {
         return path.into();
     }
-    match option_env!("CARGO_BIN_EXE_macvtap-deviceplugin") {
-        Some(path) => path.into(),
-        None => {
-            // target/<profile>/examples/<example> → target/<profile>/macvtap-deviceplugin
-            let exe = std::env::current_exe().expect("current exe");
-            let dir = exe.parent().expect("exe dir");
-            let dir = if dir.ends_with("examples") {
-                dir.parent().expect("profile dir")
-            } else {
-                dir
-            };
-            dir.join("macvtap-deviceplugin")
-        }
-    }
+    // target/<profile>/examples/<example> → target/<profile>/macvtap-deviceplugin
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir");
+    let profile = if dir.ends_with("examples") || dir.ends_with("deps") {
+        dir.parent().expect("profile dir")
+    } else {
+        dir
+    };
+    let path = profile.join("macvtap-deviceplugin");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --workspace --bins` (or set MACVTAP_DEVICEPLUGIN_BIN)",
+        path.display()
+    );
+    path
 }
 pub const PREFIX: &str = "macvtap.network.kubevirt.io";
 

@@ -1,6 +1,7 @@
 //! Start-up: every config mistake stops the plugin with a clear error before it
 //! serves anything; auto-discovery follows links as they come and go.
 
+#[path = "plugins/macvtap_deviceplugin.rs"]
 mod common;
 
 use std::time::Duration;

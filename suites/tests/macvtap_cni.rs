@@ -1,6 +1,7 @@
 //! The real `macvtap` binary against the kernel, in fresh namespaces, for every
 //! supported spec version (test names `v1_0_0::…`, messages `[1.0.0] …`).
 
+#[path = "plugins/macvtap_cni.rs"]
 mod common;
 
 use cni_kit::SpecVersion;
@@ -751,7 +752,7 @@ async fn interrupted_add_converges(v: SpecVersion) {
         tag(v)
     );
     // Standalone, killed after creating its temporary link.
-    let temp = macvtap_cni::naming::standalone_temp_name(
+    let temp = cni_kit::naming::standalone_temp_name(
         &format!("{}-{}", n.container_id, n.pod.name),
         "net1",
     );

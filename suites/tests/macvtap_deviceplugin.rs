@@ -2,6 +2,7 @@
 //! Unix sockets, with real macvtaps on veth lower devices in network namespaces.
 //! Time bounds are generous (CI machines are slow); the real numbers are in the bench.
 
+#[path = "plugins/macvtap_deviceplugin.rs"]
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -108,7 +109,7 @@ async fn allocate_creates_the_macvtap_and_returns_its_tap_device() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("not a /dev/tapN: {}", tap.host_path));
 
-    let link = macvtap_cni::naming::hashed_link_name("dataplaneMvp1");
+    let link = cni_kit::naming::hashed_link_name("dataplaneMvp1");
     let handle = cni_kit::netns::netlink_in(Some(&n.node.open().unwrap()))
         .await
         .unwrap();

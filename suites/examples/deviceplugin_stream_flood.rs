@@ -3,10 +3,11 @@
 //! streams on each, holds them, and prints the plugin's RSS before, at the peak, and
 //! after the client let go; and how many streams the plugin actually served.
 //!
-//! `cargo run -p macvtap-deviceplugin --example stream_flood -- --connections 500 --streams 200`
+//! `cargo build -p macvtap-deviceplugin && cargo run -p secnet-suites --example
+//! deviceplugin_stream_flood -- --connections 500 --streams 200`
 //! (as root; `MACVTAP_DEVICEPLUGIN_BIN=path` measures another build of the plugin).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/plugins/macvtap_deviceplugin.rs"]
 mod common;
 
 use std::time::Duration;

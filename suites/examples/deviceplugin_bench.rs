@@ -4,9 +4,9 @@
 //! down (netlink ack) to the kubelet seeing Unhealthy.
 //!
 //! `cargo build -p macvtap-deviceplugin --release && \
-//!  cargo run -p macvtap-deviceplugin --release --example bench` (as root).
+//!  cargo run -p secnet-suites --release --example deviceplugin_bench` (as root).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/plugins/macvtap_deviceplugin.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
