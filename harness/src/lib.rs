@@ -21,3 +21,26 @@ pub mod report;
 pub mod scenario;
 pub mod term;
 pub mod vm;
+
+/// The typed errors of every layer are carried across tokio tasks and boxed as
+/// `dyn Error + Send + Sync`: checked at compile time.
+#[cfg(test)]
+const _: () = {
+    const fn thread_safe<T: Send + Sync + 'static>() {}
+    thread_safe::<crate::probe::ParseError>();
+    thread_safe::<crate::probe::ProbeError>();
+    thread_safe::<crate::probe::ping::PingError>();
+    thread_safe::<crate::cluster::netns::NetnsError>();
+    thread_safe::<crate::cluster::netns::ovs::OvsError>();
+    thread_safe::<crate::vm::VmError>();
+    thread_safe::<crate::vm::binding::BindingError>();
+    thread_safe::<crate::vm::qemu::QemuError>();
+    thread_safe::<crate::vm::kubevirt::KubevirtError>();
+    thread_safe::<crate::bench::BenchError>();
+    thread_safe::<crate::cni::chain::ChainError>();
+    thread_safe::<crate::multus::status::ResultProblem>();
+    thread_safe::<crate::multus::selection::IfnameProblem>();
+    thread_safe::<crate::bins::BinsError>();
+    thread_safe::<crate::bins::embedded::UnpackError>();
+    thread_safe::<crate::report::ReadError>();
+};

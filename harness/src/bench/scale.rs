@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::stats::Stats;
 use super::{BenchError, Row};
 use crate::cluster::Cluster;
-use crate::cluster::netns::topology::{NodeSpec, Topology};
 use crate::cluster::netns::{NetnsCluster, Options as ClusterOptions};
+use crate::cluster::topology::{NodeSpec, Topology};
 use crate::conform::Options;
 use crate::objects::{Object, load_file};
 

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use secnet::cluster::kube::components::{Component, SECNET_IMAGE};
 use secnet::cluster::kube::kind::KIND_NODE_IMAGE;
-use secnet::cluster::netns::topology::{self, Topology};
 use secnet::cluster::provider::Provider;
+use secnet::cluster::topology::{self, Topology};
 use secnet::conform::implementation::{self, Choice};
 use secnet::conform::inventory::{Inventory, InventoryError};
 use secnet::conform::real::RealOptions;

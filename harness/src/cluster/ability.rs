@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::netns::topology::Topology;
+use super::topology::Topology;
 use super::{ClusterError, PodView};
 use crate::lab::Ns;
 

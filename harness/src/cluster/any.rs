@@ -16,7 +16,7 @@ use super::ability::{
     NodeAccess, NodeFaults, Ovs, RunningCapture, node_error,
 };
 use super::capability::Capability;
-use super::netns::topology::Topology;
+use super::topology::Topology;
 use super::{Cluster, ClusterError, DynCluster, ExecOutput, NodeResources, PodView};
 use crate::lab::Ns;
 use crate::objects::{Object, Pod};

@@ -10,6 +10,7 @@ pub mod kube;
 pub mod netns;
 pub mod probe;
 pub mod provider;
+pub mod topology;
 pub mod wait;
 
 use std::collections::BTreeMap;

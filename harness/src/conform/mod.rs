@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::cluster::netns::topology::Topology;
 use crate::cluster::provider::Provider;
+use crate::cluster::topology::Topology;
 use crate::report::{Report, ScenarioReport, Status};
 use crate::scenario::provider::{ClusterProvider, ProviderError};
 use crate::scenario::{self, Ctx, Outcome};
@@ -120,7 +120,7 @@ impl Options {
             cluster: Provider::Netns,
             implementation: implementation::Resolved::bundled(),
             reference_bin_dir: "/usr/lib/cni".into(),
-            topology: Topology::parse(crate::cluster::netns::topology::DEFAULT, "built-in default")
+            topology: Topology::parse(crate::cluster::topology::DEFAULT, "built-in default")
                 .expect("the built-in topology is valid"),
             fixtures_dir: crate::bins::fixtures_dir(),
             backends: Vec::new(),

@@ -8,7 +8,7 @@ use cni_kit::netns::NetNs;
 use serde_json::Value;
 
 use super::{CommandError, Lab, Ns};
-use crate::cluster::netns::topology::DEFAULT_UPLINK;
+use crate::cluster::topology::DEFAULT_UPLINK;
 use crate::probe::ip;
 pub use crate::probe::ip::{link_flags, link_kind, tap_owner};
 

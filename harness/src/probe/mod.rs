@@ -13,26 +13,3 @@ pub mod pod;
 
 pub use ip::{OnelineLink, ParseError, PodIface};
 pub use pod::ProbeError;
-
-/// The typed errors of the lower layers are carried across tokio tasks and boxed as
-/// `dyn Error + Send + Sync`: checked at compile time.
-#[cfg(test)]
-const _: () = {
-    const fn thread_safe<T: Send + Sync + 'static>() {}
-    thread_safe::<ParseError>();
-    thread_safe::<ProbeError>();
-    thread_safe::<ping::PingError>();
-    thread_safe::<crate::cluster::netns::NetnsError>();
-    thread_safe::<crate::cluster::netns::ovs::OvsError>();
-    thread_safe::<crate::vm::VmError>();
-    thread_safe::<crate::vm::binding::BindingError>();
-    thread_safe::<crate::vm::qemu::QemuError>();
-    thread_safe::<crate::vm::kubevirt::KubevirtError>();
-    thread_safe::<crate::bench::BenchError>();
-    thread_safe::<crate::cni::chain::ChainError>();
-    thread_safe::<crate::multus::status::ResultProblem>();
-    thread_safe::<crate::multus::selection::IfnameProblem>();
-    thread_safe::<crate::bins::BinsError>();
-    thread_safe::<crate::bins::embedded::UnpackError>();
-    thread_safe::<crate::report::ReadError>();
-};

@@ -40,8 +40,7 @@ pub const KUBEVIRT_VERSION: &str = "v1.6.0";
 /// `*_IMAGE` environment); only its own image is a tag
 /// (`cluster-network-addons-operator:v0.99.0`), left as is: no digest found here.
 pub const CNAO_VERSION: &str = "v0.99.0";
-/// Open vSwitch for nodes that have none (the `openvswitch` set; Containerfile stage `ovs`).
-pub const OPENVSWITCH_IMAGE: &str = "localhost/secnet-ovs:dev";
+pub use super::openvswitch::IMAGE as OPENVSWITCH_IMAGE;
 
 /// Known sha256 of remote manifests. Every other remote manifest is trusted on
 /// first use: its sum is recorded next to the cached file and checked on every

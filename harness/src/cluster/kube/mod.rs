@@ -36,6 +36,6 @@ pub const RUN_LABEL: &str = "secnet.run";
 /// inventory names one: the seed lab's uplink. Every real-cluster option struct
 /// (`RealOptions`, `KubeOptions`, `KindOptions`, `ComponentOptions`) defaults to it;
 /// a run passes its own value down to all of them.
-pub const DEFAULT_LOWER_DEVICE: &str = crate::cluster::netns::topology::DEFAULT_UPLINK;
+pub const DEFAULT_LOWER_DEVICE: &str = crate::cluster::topology::DEFAULT_UPLINK;
 /// The server-side apply field manager.
 pub const FIELD_MANAGER: &str = "secnet";

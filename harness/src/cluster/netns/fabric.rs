@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use super::NetnsError;
-use super::topology::Topology;
+use crate::cluster::topology::Topology;
 use crate::lab::enter::Enter;
 use crate::lab::{CommandError, Lab, Ns};
 

@@ -11,7 +11,8 @@ mod guests;
 pub mod node;
 pub mod ovs;
 pub mod pod;
-pub mod topology;
+/// Where the topology lived before it became the contract's (`cluster::topology`).
+pub use crate::cluster::topology;
 pub mod view;
 
 use std::collections::BTreeMap;
@@ -23,12 +24,12 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
+use crate::cluster::topology::Topology;
 use crate::cni::chain::BinDirs;
 use crate::lab::{Lab, Ns};
 use crate::objects::{ConfigMap, NetworkAttachmentDefinition, Object, Pod};
 use node::NetnsNode;
 use pod::PodState;
-use topology::Topology;
 
 pub use abilities::offer;
 pub use error::NetnsError;

@@ -36,6 +36,9 @@ pub const BRIDGE: &str = "br1";
 /// the scenarios' port checks (the pods' ports are the others).
 pub const UPLINK: &str = "ens34";
 
+/// Open vSwitch for nodes that have none (the `openvswitch` set; Containerfile stage `ovs`).
+pub const IMAGE: &str = "localhost/secnet-ovs:dev";
+
 pub const NAMESPACE: &str = "kube-system";
 /// The DaemonSet's pods.
 pub const POD_SELECTOR: &str = "app=secnet-openvswitch";
@@ -154,7 +157,7 @@ pub async fn wait_ready(
                         .map(|s| s.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    crate::cluster::kube::components::OPENVSWITCH_IMAGE
+                    IMAGE
                 ),
             });
         }
