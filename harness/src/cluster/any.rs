@@ -15,7 +15,7 @@ use super::ability::{
     DevicePluginConfig, DevicePluginRestart, FrameCapture, LanNamespaces, LocalTopology,
     NodeAccess, NodeFaults, Ovs, RunningCapture, node_error,
 };
-use super::capability::Capability;
+use super::capability::{Capability, Offer};
 use super::topology::Topology;
 use super::{Cluster, ClusterError, DynCluster, ExecOutput, NodeResources, PodView};
 use crate::lab::Ns;
@@ -97,9 +97,57 @@ pub struct AnyCluster {
     inner: Box<dyn ProviderCluster>,
 }
 
+/// How a provider's accessor answers: `Some(ability)` exactly when the offer of the
+/// run the cluster belongs to names `cap`. Each provider keeps one list (its `Offer`):
+/// selection reads it before any cluster is up, and the accessors (so
+/// `AnyCluster::offers`) are derived from it, so the two cannot drift.
+pub fn if_offered<'a, A: ?Sized>(offer: &Offer, cap: Capability, ability: &'a A) -> Option<&'a A> {
+    offer.capabilities().contains(&cap).then_some(ability)
+}
+
+/// Every capability that is a cluster's ability (answered by `AnyCluster::offers`).
+pub const ABILITIES: [Capability; 8] = [
+    Capability::NodeAccess,
+    Capability::NodeFaults,
+    Capability::DevicePluginRestart,
+    Capability::DevicePluginConfig,
+    Capability::Ovs,
+    Capability::FrameCapture,
+    Capability::Dhcp,
+    Capability::Vm,
+];
+
 impl AnyCluster {
     pub fn new(cluster: Box<dyn ProviderCluster>) -> AnyCluster {
         AnyCluster { inner: cluster }
+    }
+
+    /// A cluster of a run that offers `offer`. Its abilities must be exactly those the
+    /// offer names (a provider whose accessors and list disagree is a bug in the
+    /// provider: it fails here, in every run and test, not as a scenario skipped or
+    /// run for the wrong reason).
+    pub fn offering(offer: &Offer, cluster: Box<dyn ProviderCluster>) -> AnyCluster {
+        let any = AnyCluster::new(cluster);
+        if let Some(cap) = any.disagrees_with(offer) {
+            panic!(
+                "provider {}: its offer {} {cap} but its cluster's accessor says otherwise: derive the accessor from the offer (cluster::any::if_offered)",
+                any.inner.provider(),
+                if offer.capabilities().contains(&cap) {
+                    "names"
+                } else {
+                    "lacks"
+                },
+            );
+        }
+        any
+    }
+
+    /// The first ability on which this cluster and `offer` disagree.
+    pub fn disagrees_with(&self, offer: &Offer) -> Option<Capability> {
+        let named = offer.capabilities();
+        ABILITIES
+            .into_iter()
+            .find(|cap| named.contains(cap) != self.offers(*cap))
     }
 
     /// Whether this cluster has the ability `cap` names. Programs and the plugins'

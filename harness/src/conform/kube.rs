@@ -82,7 +82,7 @@ impl ClusterProvider for KubeProvider {
             let cluster = scoped.ok_or_else(|| {
                 Failure::caused("no cluster", RealError::NotStarted(self.opts.cluster))
             })?;
-            Ok(AnyCluster::new(Box::new(cluster)))
+            Ok(AnyCluster::offering(&self.offer(), Box::new(cluster)))
         })
     }
 

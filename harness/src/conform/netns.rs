@@ -68,7 +68,7 @@ impl ClusterProvider for NetnsProvider {
             let dhcp = s.needs.contains(&Capability::Dhcp);
             let ovs = s.needs.contains(&Capability::Ovs);
             let cluster = ctx.netns_cluster(dhcp, ovs).await?;
-            Ok(AnyCluster::new(Box::new(cluster)))
+            Ok(AnyCluster::offering(&self.offer(), Box::new(cluster)))
         }))
     }
 

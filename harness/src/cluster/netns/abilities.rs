@@ -11,9 +11,9 @@ use crate::cluster::ability::{
     DevicePluginConfig, DevicePluginRestart, FrameCapture, Fut, LanNamespaces, LocalTopology,
     NodeAccess, NodeFaults, Ovs, RunningCapture, node_error,
 };
-use crate::cluster::any::{Ended, NodeFacts, OvsFacts, ProviderCluster};
+use crate::cluster::any::{Ended, NodeFacts, OvsFacts, ProviderCluster, if_offered};
 use crate::cluster::capability::{Capability, Offer};
-use crate::cluster::netns::topology::Topology;
+use crate::cluster::topology::Topology;
 use crate::cluster::{ClusterError, PodView};
 use crate::lab::Ns;
 use crate::vm::Guests;
@@ -77,32 +77,33 @@ impl ProviderCluster for NetnsCluster {
         std::mem::forget(self);
     }
 
+    // secnet made the nodes: it has every ability, as `offer()` lists them.
     fn node_access(&self) -> Option<&dyn NodeAccess> {
-        Some(self)
+        if_offered(&offer(), Capability::NodeAccess, self)
     }
     fn local_topology(&self) -> Option<&dyn LocalTopology> {
         Some(self)
     }
     fn node_faults(&self) -> Option<&dyn NodeFaults> {
-        Some(self)
+        if_offered(&offer(), Capability::NodeFaults, self)
     }
     fn device_plugin_restart(&self) -> Option<&dyn DevicePluginRestart> {
-        Some(self)
+        if_offered(&offer(), Capability::DevicePluginRestart, self)
     }
     fn device_plugin_config(&self) -> Option<&dyn DevicePluginConfig> {
-        Some(self)
+        if_offered(&offer(), Capability::DevicePluginConfig, self)
     }
     fn ovs(&self) -> Option<&dyn Ovs> {
-        Some(self)
+        if_offered(&offer(), Capability::Ovs, self)
     }
     fn frame_capture(&self) -> Option<&dyn FrameCapture> {
-        Some(self)
+        if_offered(&offer(), Capability::FrameCapture, self)
     }
     fn lan_namespaces(&self) -> Option<&dyn LanNamespaces> {
-        Some(self)
+        if_offered(&offer(), Capability::Dhcp, self)
     }
     fn guests(&self) -> Option<&dyn Guests> {
-        Some(self)
+        if_offered(&offer(), Capability::Vm, self)
     }
 }
 

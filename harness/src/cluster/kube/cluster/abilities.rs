@@ -13,7 +13,7 @@ use super::vms::KubevirtGuest;
 use crate::cluster::ability::{
     DevicePluginRestart, FrameCapture, Fut, NodeAccess, Ovs, RunningCapture,
 };
-use crate::cluster::any::{Ended, NodeFacts, OvsFacts, ProviderCluster};
+use crate::cluster::any::{Ended, NodeFacts, OvsFacts, ProviderCluster, if_offered};
 use crate::cluster::capability::{Capability, Offer};
 use crate::cluster::kube::openvswitch;
 use crate::cluster::{DynCluster, PodView};
@@ -81,20 +81,19 @@ impl ProviderCluster for KubeCluster {
     }
 
     fn node_access(&self) -> Option<&dyn NodeAccess> {
-        self.has(Capability::NodeAccess).then_some(self as _)
+        if_offered(&self.offer(), Capability::NodeAccess, self)
     }
     fn device_plugin_restart(&self) -> Option<&dyn DevicePluginRestart> {
-        self.has(Capability::DevicePluginRestart)
-            .then_some(self as _)
+        if_offered(&self.offer(), Capability::DevicePluginRestart, self)
     }
     fn ovs(&self) -> Option<&dyn Ovs> {
-        self.has(Capability::Ovs).then_some(self as _)
+        if_offered(&self.offer(), Capability::Ovs, self)
     }
     fn frame_capture(&self) -> Option<&dyn FrameCapture> {
-        self.has(Capability::FrameCapture).then_some(self as _)
+        if_offered(&self.offer(), Capability::FrameCapture, self)
     }
     fn guests(&self) -> Option<&dyn Guests> {
-        self.has(Capability::Vm).then_some(self as _)
+        if_offered(&self.offer(), Capability::Vm, self)
     }
 }
 

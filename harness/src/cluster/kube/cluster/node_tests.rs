@@ -353,7 +353,7 @@ async fn a_probe_pod_per_node_with_the_node_access_spec_gone_at_teardown() {
 #[tokio::test]
 async fn node_access_abilities_read_the_node_through_its_probe() {
     let t = setup(base_offer("kind"), None).await;
-    let any = AnyCluster::new(Box::new((*t.cluster).clone()));
+    let any = AnyCluster::offering(&t.cluster.offer(), Box::new((*t.cluster).clone()));
     assert!(any.offers(Capability::NodeAccess));
 
     let lower = any.node_link("node-a", "ens33").await.unwrap();
@@ -403,7 +403,7 @@ async fn node_access_abilities_read_the_node_through_its_probe() {
 #[tokio::test]
 async fn node_errors_name_the_node_the_probe_pod_and_the_command() {
     let t = setup(base_offer("kind"), Some("node-b")).await;
-    let any = AnyCluster::new(Box::new((*t.cluster).clone()));
+    let any = AnyCluster::offering(&t.cluster.offer(), Box::new((*t.cluster).clone()));
     let err = any
         .node_ip("node-a", &["link", "set", "ens33", "up"])
         .await
@@ -437,7 +437,7 @@ async fn node_errors_name_the_node_the_probe_pod_and_the_command() {
 async fn without_node_access_nothing_runs_on_the_nodes() {
     let offer = base_offer("existing").without([Capability::NodeAccess]);
     let t = setup(offer, None).await;
-    let any = AnyCluster::new(Box::new((*t.cluster).clone()));
+    let any = AnyCluster::offering(&t.cluster.offer(), Box::new((*t.cluster).clone()));
     assert!(matches!(
         any.node_ip("node-a", &["link"]).await,
         Err(ClusterError::Unsupported {
@@ -583,7 +583,7 @@ fn probe_names_stay_short_and_sandboxes_give_their_netns() {
 #[tokio::test]
 async fn open_vswitch_preinstalled_on_the_hosts_is_read_through_the_probe() {
     let t = setup(base_offer("existing").with([Capability::Ovs]), None).await;
-    let any = AnyCluster::new(Box::new((*t.cluster).clone()));
+    let any = AnyCluster::offering(&t.cluster.offer(), Box::new((*t.cluster).clone()));
     // No openvswitch pod on the nodes: the hosts' own ovs-vsctl answers.
     let ports = any.ovs_ports("node-a", "br1").await.unwrap();
     assert_eq!(ports, ["ens34", "veth7"]);
