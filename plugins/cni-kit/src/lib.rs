@@ -2,7 +2,8 @@
 //!
 //! One module per concern: spec versions, the error type with spec codes, the
 //! invocation environment (`CNI_*` variables), `CNI_ARGS`, results, MAC addresses and
-//! network namespaces with a netlink handle opened inside them.
+//! network namespaces with a netlink handle opened inside them; `skel`, the
+//! plugin skeleton (one `main`, typed ADD/CHECK arguments, one CHECK comparison).
 
 pub mod args;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod naming;
 pub mod netns;
 pub mod policy;
 pub mod result;
+pub mod skel;
 pub mod tapdev;
 pub mod version;
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use cni_kit::failure::{io as io_failure, netlink as netlink_failure, open_netns};
 use cni_kit::netns::{LinkFacts, NetNs, errno, link_by_index, link_by_name, netlink_in};
 use cni_kit::result::{CniResult, Interface};
+use cni_kit::skel::{AddArgs, Expected, Naming, pod_link_problems};
 use cni_kit::tapdev::{self, TapDevError};
 use cni_kit::{CniError, Command, ErrorCode, Invocation, MacAddr};
 use nix::errno::Errno;
@@ -24,10 +25,12 @@ pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
             let conf = NetConf::parse(inv)?;
             let policy = Policy::load()?;
             conf.authorize(&policy)?;
-            add(inv, &conf, &policy).await.map(Some)
+            add(&AddArgs::of(inv), &conf, &policy).await.map(Some)
         }
         Command::Del => del(inv, &DelConf::parse(inv)).await.map(|()| None),
-        Command::Check => check(inv, &NetConf::parse(inv)?).await.map(|()| None),
+        Command::Check => check(&AddArgs::of(inv), &NetConf::parse(inv)?)
+            .await
+            .map(|()| None),
         Command::Status => status(&NetConf::parse(inv)?).await.map(|()| None),
         // Nothing of ours outlives an attachment outside its pod netns: the device
         // plugin owns host-side links and standalone links die with the netns.
@@ -58,8 +61,8 @@ enum Undo {
     Delete,
 }
 
-async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String, CniError> {
-    let netns_path = inv.netns.as_deref().expect("ADD has CNI_NETNS");
+async fn add(args: &AddArgs<'_>, conf: &NetConf, policy: &Policy) -> Result<String, CniError> {
+    let netns_path = args.netns;
     let pod_ns = open_netns(netns_path)?;
     let host = netlink_in(None)
         .await
@@ -73,23 +76,23 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
             move_device_link(&host, &pod, &pod_ns, id, conf, policy).await?
         }
         Source::Standalone { master, mode } => {
-            create_standalone(&host, &pod, &pod_ns, inv, master, *mode, conf).await?
+            create_standalone(&host, &pod, &pod_ns, args, master, *mode, conf).await?
         }
     };
 
-    match configure(&pod, &pod_ns, &pending, inv, conf).await {
+    match configure(&pod, &pod_ns, &pending, args, conf).await {
         Ok(facts) => {
             let mac = facts.mac.map(|m| MacAddr(m).to_string());
             let result = CniResult {
                 interfaces: vec![Interface {
-                    name: inv.ifname.clone(),
+                    name: args.ifname.to_string(),
                     mac,
                     mtu: Some(facts.mtu),
                     sandbox: Some(netns_path.to_string()),
                 }],
                 ..Default::default()
             };
-            Ok(result.to_json(inv.version).to_string())
+            Ok(result.to_json(args.version).to_string())
         }
         Err(err) => {
             undo(&pod, &pending).await;
@@ -482,56 +485,33 @@ async fn del(inv: &Invocation, conf: &DelConf) -> Result<(), CniError> {
     Ok(())
 }
 
-async fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
-    let path = inv.netns.as_deref().expect("CHECK has CNI_NETNS");
-    let (_, expected) = cni_kit::result::check_input(conf.prev_result.as_ref(), &inv.ifname)?;
-    let expected = &expected;
+async fn check(args: &AddArgs<'_>, conf: &NetConf) -> Result<(), CniError> {
+    let path = args.netns;
+    let (_, expected) = cni_kit::result::check_input(conf.prev_result.as_ref(), args.ifname)?;
     let pod_ns = open_netns(path)?;
     let pod = netlink_in(Some(&pod_ns))
         .await
         .map_err(|e| io_failure(format!("open netlink in {path}"), e))?;
-    let link = link_by_name(&pod, &inv.ifname)
+    let link = link_by_name(&pod, args.ifname)
         .await
-        .map_err(|e| netlink_failure(format!("look up {}", inv.ifname), e))?
+        .map_err(|e| netlink_failure(format!("look up {}", args.ifname), e))?
         .ok_or_else(|| {
-            CniError::plugin(format!("interface {} is missing from {path}", inv.ifname))
+            CniError::plugin(format!("interface {} is missing from {path}", args.ifname))
         })?;
-    let mut problems = Vec::new();
-    if link.kind.as_deref() != Some("macvtap") {
-        problems.push(format!(
-            "it is a {} rather than a macvtap",
-            link.kind.as_deref().unwrap_or("link of unknown kind")
-        ));
-    }
-    let actual_mac = link.mac.map(|m| MacAddr(m).to_string()).unwrap_or_default();
-    if let Some(want) = &expected.mac
-        && !want.eq_ignore_ascii_case(&actual_mac)
-    {
-        problems.push(format!("MAC is {actual_mac}, prevResult says {want}"));
-    }
-    if let Some(want) = conf.mac
-        && want.to_string() != actual_mac
-    {
-        problems.push(format!("MAC is {actual_mac}, the requested MAC is {want}"));
-    }
-    let want_mtu = conf.mtu.or(expected.mtu);
-    if let Some(want) = want_mtu
-        && link.mtu != want
-    {
-        problems.push(format!("MTU is {}, expected {want}", link.mtu));
-    }
-    if conf.promisc && !link.promisc {
-        problems.push("promiscuous mode is off although promiscMode is true".into());
-    }
-    if !link.up {
-        problems.push("it is down".into());
-    }
+    let want = Expected {
+        kind: "macvtap",
+        prev: &expected,
+        requested_mac: conf.mac,
+        mtu: conf.mtu,
+        promisc: conf.promisc,
+    };
+    let problems = pod_link_problems(&link, args.ifname, &want, Naming::It);
     if problems.is_empty() {
         Ok(())
     } else {
         Err(CniError::plugin(format!(
             "interface {} in {path} does not match: {}",
-            inv.ifname,
+            args.ifname,
             problems.join("; ")
         )))
     }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use cni_kit::failure::{io as io_failure, netlink as netlink_failure, open_netns};
 use cni_kit::netns::{NetNs, errno, link_by_name, netlink_in};
 use cni_kit::result::{CniResult, Interface};
+use cni_kit::skel::{AddArgs, Expected, Naming, pod_link_problems};
 use cni_kit::{CniError, Command, ErrorCode, Invocation, MacAddr};
 use nix::errno::Errno;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
@@ -39,7 +40,7 @@ pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
             let conf = NetConf::parse(inv)?;
             let policy = loaded?;
             conf.authorize(&policy)?;
-            add(inv, &conf, &policy).await.map(Some)
+            add(&AddArgs::of(inv), &conf, &policy).await.map(Some)
         }
         Command::Del => {
             let conf = NetConf::for_teardown(inv);
@@ -50,7 +51,9 @@ pub async fn handle(inv: &Invocation) -> Result<Option<String>, CniError> {
             let conf = NetConf::parse(inv)?;
             let policy = loaded?;
             authorize_socket(&conf.socket, &policy)?;
-            check(inv, &conf, &policy).await.map(|()| None)
+            check(&AddArgs::of(inv), &conf, &policy)
+                .await
+                .map(|()| None)
         }
         Command::Status => {
             let conf = NetConf::parse(inv)?;
@@ -194,8 +197,8 @@ struct Undo {
     port: Option<String>,
 }
 
-async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String, CniError> {
-    let netns_path = inv.netns.as_deref().expect("ADD has CNI_NETNS");
+async fn add(args: &AddArgs<'_>, conf: &NetConf, policy: &Policy) -> Result<String, CniError> {
+    let netns_path = args.netns;
     let pod_ns = open_netns(netns_path)?;
     let host_ns = NetNs::current().map_err(|e| io_failure("open the host namespace", e))?;
     let host = netlink_in(None)
@@ -204,7 +207,7 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
     let pod = netlink_in(Some(&pod_ns))
         .await
         .map_err(|e| io_failure(format!("open netlink in {netns_path}"), e))?;
-    if link_by_name(&pod, &inv.ifname)
+    if link_by_name(&pod, args.ifname)
         .await
         .ok()
         .flatten()
@@ -212,7 +215,7 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
     {
         return Err(CniError::plugin(format!(
             "interface {} already exists in {netns_path}",
-            inv.ifname
+            args.ifname
         ))
         .with_details("choose another CNI_IFNAME or DEL the previous attachment first"));
     }
@@ -227,7 +230,7 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
     let outcome = async {
         let ipam_result = match &conf.ipam {
             Some((kind, _)) => {
-                let r = ipam::exec(inv, kind, "ADD")?;
+                let r = ipam::exec(args, kind, "ADD")?;
                 undo.ipam = true;
                 Some(CniResult::from_json(&r))
             }
@@ -246,7 +249,7 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
             if let Some(mtu) = conf.mtu {
                 peer = peer.mtu(mtu);
             }
-            let mut pod_end = LinkVeth::new(&inv.ifname, &host_name)
+            let mut pod_end = LinkVeth::new(args.ifname, &host_name)
                 .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
                 .up();
             if let Some(mtu) = conf.mtu {
@@ -263,7 +266,7 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
                 }
                 Err(e) => {
                     return Err(netlink_failure(
-                        format!("create veth {}/{host_name}", inv.ifname),
+                        format!("create veth {}/{host_name}", args.ifname),
                         e,
                     ));
                 }
@@ -280,7 +283,7 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
             .await
             .map_err(|e| netlink_failure(format!("bring {host_name} up"), e))?;
 
-        let ops = add_port_operations(inv, conf, &host_name, netns_path);
+        let ops = add_port_operations(args, conf, &host_name, netns_path);
         let results = db.transact(&ops).await.map_err(|e| match e {
             OvsdbError::Operation { index: 0, .. } => bridge::unavailable(conf, policy),
             other => ovsdb_failure(
@@ -295,10 +298,10 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
             .and_then(ovsdb::uuid_of)
             .map(str::to_string);
 
-        let pod_link = link_by_name(&pod, &inv.ifname)
+        let pod_link = link_by_name(&pod, args.ifname)
             .await
-            .map_err(|e| netlink_failure(format!("look up {}", inv.ifname), e))?
-            .ok_or_else(|| CniError::plugin(format!("{} vanished after creation", inv.ifname)))?;
+            .map_err(|e| netlink_failure(format!("look up {}", args.ifname), e))?
+            .ok_or_else(|| CniError::plugin(format!("{} vanished after creation", args.ifname)))?;
         let mut result = CniResult {
             interfaces: vec![
                 Interface {
@@ -308,7 +311,7 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
                     sandbox: None,
                 },
                 Interface {
-                    name: inv.ifname.clone(),
+                    name: args.ifname.to_string(),
                     mac: pod_link.mac.map(|m| MacAddr(m).to_string()),
                     mtu: Some(pod_link.mtu),
                     sandbox: Some(netns_path.to_string()),
@@ -330,8 +333,8 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
             result.dns = r.dns;
         }
         cache::write(
-            &inv.container_id,
-            &inv.ifname,
+            args.container_id,
+            args.ifname,
             &cache::Entry {
                 netconf: conf.raw.clone(),
                 bridge: conf.bridge.clone(),
@@ -343,12 +346,12 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
             io_failure(
                 format!(
                     "write {}",
-                    cache::path(&inv.container_id, &inv.ifname).display()
+                    cache::path(args.container_id, args.ifname).display()
                 ),
                 e,
             )
         })?;
-        Ok(result.to_json(inv.version).to_string())
+        Ok(result.to_json(args.version).to_string())
     }
     .await;
 
@@ -364,7 +367,7 @@ async fn add(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<String
         if undo.ipam
             && let Some((kind, _)) = &conf.ipam
         {
-            let _ = ipam::exec(inv, kind, "DEL");
+            let _ = ipam::exec(args, kind, "DEL");
         }
     }
     outcome
@@ -589,9 +592,9 @@ async fn delete_veth(handle: &Handle, name: &str) -> Result<(), CniError> {
     }
 }
 
-async fn check(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<(), CniError> {
-    let path = inv.netns.as_deref().expect("CHECK has CNI_NETNS");
-    let (prev, expected) = cni_kit::result::check_input(conf.prev_result.as_ref(), &inv.ifname)?;
+async fn check(args: &AddArgs<'_>, conf: &NetConf, policy: &Policy) -> Result<(), CniError> {
+    let path = args.netns;
+    let (prev, expected) = cni_kit::result::check_input(conf.prev_result.as_ref(), args.ifname)?;
     let expected = &expected;
     let host_name = prev
         .interfaces
@@ -609,42 +612,20 @@ async fn check(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<(), 
     let host = netlink_in(None)
         .await
         .map_err(|e| io_failure("open netlink in the host namespace", e))?;
-    let link = link_by_name(&pod, &inv.ifname)
+    let link = link_by_name(&pod, args.ifname)
         .await
-        .map_err(|e| netlink_failure(format!("look up {}", inv.ifname), e))?
+        .map_err(|e| netlink_failure(format!("look up {}", args.ifname), e))?
         .ok_or_else(|| {
-            CniError::plugin(format!("interface {} is missing from {path}", inv.ifname))
+            CniError::plugin(format!("interface {} is missing from {path}", args.ifname))
         })?;
-    let mut problems = Vec::new();
-    if link.kind.as_deref() != Some("veth") {
-        problems.push(format!(
-            "{} is a {} rather than a veth",
-            inv.ifname,
-            link.kind.as_deref().unwrap_or("link of unknown kind")
-        ));
-    }
-    let actual_mac = link.mac.map(|m| MacAddr(m).to_string()).unwrap_or_default();
-    if let Some(want) = &expected.mac
-        && !want.eq_ignore_ascii_case(&actual_mac)
-    {
-        problems.push(format!("MAC is {actual_mac}, prevResult says {want}"));
-    }
-    if let Some(want) = conf.mac
-        && want.to_string() != actual_mac
-    {
-        problems.push(format!("MAC is {actual_mac}, the requested MAC is {want}"));
-    }
-    if let Some(want) = conf.mtu.or(expected.mtu)
-        && link.mtu != want
-    {
-        problems.push(format!(
-            "MTU of {} is {}, expected {want}",
-            inv.ifname, link.mtu
-        ));
-    }
-    if !link.up {
-        problems.push(format!("{} is down", inv.ifname));
-    }
+    let want = Expected {
+        kind: "veth",
+        prev: expected,
+        requested_mac: conf.mac,
+        mtu: conf.mtu,
+        promisc: false,
+    };
+    let mut problems = pod_link_problems(&link, args.ifname, &want, Naming::ByName);
     match link_by_name(&host, &host_name)
         .await
         .map_err(|e| netlink_failure(format!("look up {host_name}"), e))?
@@ -716,14 +697,14 @@ async fn check(inv: &Invocation, conf: &NetConf, policy: &Policy) -> Result<(), 
         }
     }
     if let Some((kind, _)) = &conf.ipam {
-        ipam::exec(inv, kind, "CHECK")?;
+        ipam::exec(args, kind, "CHECK")?;
     }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(CniError::plugin(format!(
             "attachment {} in {path} does not match: {}",
-            inv.ifname,
+            args.ifname,
             problems.join("; ")
         )))
     }
