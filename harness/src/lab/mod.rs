@@ -6,6 +6,7 @@ pub mod enter;
 pub mod node;
 pub mod release;
 pub mod scratch;
+pub mod wait;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -26,6 +26,7 @@ use super::cluster::{api_err, is_not_found};
 use super::command::{Cmd, HostRunner, Runner};
 use super::existing::{self, ExistingError, ExistingOptions};
 use super::{RUN_LABEL, Teardown};
+use crate::lab::wait::{Pace, Seen, poll_until};
 
 /// Whether `id` looks like a secnet run id: `sn` + 6 hex digits.
 pub fn is_run_id(id: &str) -> bool {
@@ -159,38 +160,47 @@ pub async fn sweep_runs_waiting(client: &Client, run: Option<&str>, wait: Durati
 /// deadline (still Terminating) is an error each.
 async fn wait_namespaces_gone(client: &Client, names: &[String], wait: Duration) -> Vec<String> {
     let api: Api<Namespace> = Api::all(client.clone());
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut left: Vec<String> = names.to_vec();
-    loop {
-        let mut still = Vec::new();
-        for name in left {
-            match api.get_opt(&name).await {
-                Ok(None) => {}
-                Ok(Some(_)) => still.push(name),
-                Err(e) => {
-                    return vec![format!(
-                        "failed to look up namespace {name}: {}",
-                        api_err(e)
-                    )];
+    // What the last poll still saw: the next one looks only at those.
+    let left = std::sync::Mutex::new(names.to_vec());
+    let pace = Pace::every(Duration::from_millis(200));
+    let waited = poll_until(wait, pace, || {
+        let looked_at = std::mem::take(&mut *left.lock().unwrap());
+        let (api, left) = (&api, &left);
+        async move {
+            let mut still = Vec::new();
+            for name in looked_at {
+                match api.get_opt(&name).await {
+                    Ok(None) => {}
+                    Ok(Some(_)) => still.push(name),
+                    Err(e) => {
+                        return Err(format!(
+                            "failed to look up namespace {name}: {}",
+                            api_err(e)
+                        ));
+                    }
                 }
             }
+            Ok(if still.is_empty() {
+                Seen::Ready(())
+            } else {
+                left.lock().unwrap().clone_from(&still);
+                Seen::NotYet(still)
+            })
         }
-        if still.is_empty() {
-            return Vec::new();
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return still
-                .iter()
-                .map(|n| {
-                    format!(
-                        "namespace {n} is still terminating after {} s: kubectl get all -n {n}",
-                        wait.as_secs()
-                    )
-                })
-                .collect();
-        }
-        left = still;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    })
+    .await;
+    match waited {
+        Ok(Ok(())) => Vec::new(),
+        Ok(Err(still)) => still
+            .iter()
+            .map(|n| {
+                format!(
+                    "namespace {n} is still terminating after {} s: kubectl get all -n {n}",
+                    wait.as_secs()
+                )
+            })
+            .collect(),
+        Err(e) => vec![e],
     }
 }
 

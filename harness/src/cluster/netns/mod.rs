@@ -26,6 +26,7 @@ use tokio::sync::Mutex;
 use super::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
 use crate::cluster::topology::Topology;
 use crate::cni::chain::BinDirs;
+use crate::lab::wait::{Pace, Seen, poll_until};
 use crate::lab::{Lab, Ns};
 use crate::objects::{ConfigMap, NetworkAttachmentDefinition, Object, Pod};
 use node::NetnsNode;
@@ -494,42 +495,51 @@ impl NetnsCluster {
         for node in inner.nodes.iter_mut() {
             node.start_device_plugin(&self.opts.device_plugin, &env)?;
         }
+        // One bound for all nodes: they started their plugins together.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         for node in inner.nodes.iter_mut() {
-            loop {
-                if let Some(status) = node.device_plugin_exit() {
-                    return Err(NetnsError::DevicePluginExited {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let pace = Pace::every(Duration::from_millis(20));
+            let waited = poll_until(left, pace, || {
+                // Every check is on this process's own state: no await inside.
+                let seen = match node.device_plugin_exit() {
+                    Some(status) => Err(NetnsError::DevicePluginExited {
                         node: node.name.clone(),
                         status,
                         log: node.device_plugin_log().trim().to_string(),
-                    });
-                }
-                let snapshot = node
-                    .device_manager
-                    .as_ref()
-                    .map(|d| d.snapshot())
-                    .unwrap_or_default();
-                let ready = if expected.is_empty() {
-                    !snapshot.resources.is_empty()
-                } else {
-                    expected.iter().all(|r| {
-                        snapshot
-                            .resource(r)
-                            .is_some_and(|v| v.streaming && v.capacity() > 0)
-                    })
+                    }),
+                    None => {
+                        let snapshot = node
+                            .device_manager
+                            .as_ref()
+                            .map(|d| d.snapshot())
+                            .unwrap_or_default();
+                        let ready = if expected.is_empty() {
+                            !snapshot.resources.is_empty()
+                        } else {
+                            expected.iter().all(|r| {
+                                snapshot
+                                    .resource(r)
+                                    .is_some_and(|v| v.streaming && v.capacity() > 0)
+                            })
+                        };
+                        Ok(if ready {
+                            Seen::Ready(())
+                        } else {
+                            Seen::NotYet(snapshot.resources.keys().cloned().collect::<Vec<_>>())
+                        })
+                    }
                 };
-                if ready {
-                    break;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    return Err(NetnsError::DevicePluginNotRegistered {
-                        node: node.name.clone(),
-                        expected,
-                        seen: snapshot.resources.keys().cloned().collect(),
-                        log: node.device_plugin_log().trim().to_string(),
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                std::future::ready(seen)
+            })
+            .await?;
+            if let Err(seen) = waited {
+                return Err(NetnsError::DevicePluginNotRegistered {
+                    node: node.name.clone(),
+                    expected,
+                    seen,
+                    log: node.device_plugin_log().trim().to_string(),
+                });
             }
         }
         Ok(())

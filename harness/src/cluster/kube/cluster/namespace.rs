@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use super::{KubeCluster, api_err, is_not_found};
 use crate::cluster::ClusterError;
 use crate::cluster::kube::{FIELD_MANAGER, RUN_LABEL};
+use crate::lab::wait::{Pace, Seen, poll_until};
 
 /// Pod Security admission's label: the run's pods may be privileged (node probes).
 pub const POD_SECURITY_LABEL: &str = "pod-security.kubernetes.io/enforce";
@@ -105,26 +106,25 @@ impl KubeCluster {
 
     /// Polls until namespace `name` is gone (the API server removed its content).
     async fn wait_namespace_gone(&self, api: &Api<Namespace>, name: &str) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + self.opts.pod_timeout;
-        loop {
+        let pace = Pace::every(Duration::from_millis(200));
+        let waited = poll_until(self.opts.pod_timeout, pace, || async {
             match api.get_opt(name).await {
-                Ok(None) => return Ok(()),
-                Ok(Some(left)) if tokio::time::Instant::now() >= deadline => {
-                    let phase = left.status.and_then(|s| s.phase).unwrap_or_default();
-                    return Err(format!(
-                        "namespace {name} still there ({phase}) after {} s: kubectl get all,network-attachment-definitions -n {name}",
-                        self.opts.pod_timeout.as_secs()
-                    ));
-                }
-                Ok(Some(_)) => {}
-                Err(e) => {
-                    return Err(format!(
-                        "failed to look up namespace {name}: {}",
-                        api_err(e)
-                    ));
-                }
+                Ok(None) => Ok(Seen::Ready(())),
+                Ok(Some(left)) => Ok(Seen::NotYet(
+                    left.status.and_then(|s| s.phase).unwrap_or_default(),
+                )),
+                Err(e) => Err(format!(
+                    "failed to look up namespace {name}: {}",
+                    api_err(e)
+                )),
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await?;
+        waited.map_err(|phase| {
+            format!(
+                "namespace {name} still there ({phase}) after {} s: kubectl get all,network-attachment-definitions -n {name}",
+                self.opts.pod_timeout.as_secs()
+            )
+        })
     }
 }

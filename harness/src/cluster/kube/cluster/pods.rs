@@ -337,42 +337,37 @@ impl KubeCluster {
                 Err(e) => return Err(fail(format!("failed to kill {ns}/{name}: {}", api_err(e)))),
             }
         }
-        let deadline = tokio::time::Instant::now() + self.opts.pod_timeout;
-        loop {
+        let what = format!("a new device plugin pod ({selector}) Running on {node}");
+        let pace = wait::Pace::every(Duration::from_millis(500));
+        wait::until(what, self.opts.pod_timeout, pace, || async {
             let pods = api.list(&lp).await.map(|l| l.items).unwrap_or_default();
-            let fresh = pods.iter().find(|p| {
+            let fresh = pods.iter().any(|p| {
                 p.metadata
                     .uid
                     .as_ref()
                     .is_some_and(|u| !old_uids.contains(u))
                     && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
             });
-            if fresh.is_some() {
-                return Ok(());
+            if fresh {
+                return Ok(wait::Seen::Ready(()));
             }
-            if tokio::time::Instant::now() >= deadline {
-                let state: Vec<String> = pods
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{}: {}",
-                            p.metadata.name.as_deref().unwrap_or("?"),
-                            describe(Some(p))
-                        )
-                    })
-                    .collect();
-                return Err(ClusterError::Timeout {
-                    what: format!("a new device plugin pod ({selector}) Running on {node}"),
-                    seconds: self.opts.pod_timeout.as_secs(),
-                    state: if state.is_empty() {
-                        "no pod: is the DaemonSet there?".into()
-                    } else {
-                        state.join("; ")
-                    },
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+            let state: Vec<String> = pods
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}: {}",
+                        p.metadata.name.as_deref().unwrap_or("?"),
+                        describe(Some(p))
+                    )
+                })
+                .collect();
+            Ok(wait::Seen::NotYet(if state.is_empty() {
+                "no pod: is the DaemonSet there?".into()
+            } else {
+                state.join("; ")
+            }))
+        })
+        .await
     }
 }
 

@@ -24,6 +24,7 @@ use super::diagnostics::describe;
 use super::{HOSTNAME_LABEL, KubeCluster, SCOPE_LABEL, api_err, is_not_found};
 use crate::cluster::kube::{FIELD_MANAGER, RUN_LABEL};
 use crate::cluster::{ClusterError, PodView};
+use crate::lab::wait::{Pace, Seen, poll_until};
 use crate::multus::NETWORK_STATUS_ANNOTATION;
 use crate::vm::agent::Agent;
 use crate::vm::image::GuestImage;
@@ -237,8 +238,8 @@ impl KubevirtGuest {
             Err(e) => return Err(fail(&format!("delete {}", self.kind), api_err(e))),
         }
         let pods: Api<KPod> = Api::namespaced(self.client.clone(), &self.namespace);
-        let deadline = Instant::now() + self.timeout;
-        loop {
+        let pace = Pace::every(Duration::from_millis(500));
+        let waited = poll_until(self.timeout, pace, || async {
             let vmi = self.vmis().get_opt(&self.name).await;
             let pod = self.launcher_left(&pods).await;
             let left: Vec<String> = [
@@ -262,17 +263,18 @@ impl KubevirtGuest {
             .into_iter()
             .flatten()
             .collect();
-            if left.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(VmError::Left {
-                    vm: self.name.clone(),
-                    what: format!("after {:?}: {}", self.timeout, left.join("; ")),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+            Ok::<_, std::convert::Infallible>(if left.is_empty() {
+                Seen::Ready(())
+            } else {
+                Seen::NotYet(left)
+            })
+        })
+        .await;
+        let Ok(waited) = waited;
+        waited.map_err(|left| VmError::Left {
+            vm: self.name.clone(),
+            what: format!("after {:?}: {}", self.timeout, left.join("; ")),
+        })
     }
 }
 
@@ -285,8 +287,8 @@ impl KubeCluster {
             KUBEVIRT_NAMESPACE,
             &resource("KubeVirt", "kubevirts"),
         );
-        let deadline = Instant::now() + timeout;
-        loop {
+        let pace = Pace::every(Duration::from_secs(2));
+        let waited = poll_until(timeout, pace, || async {
             let state = match api.get_opt(KUBEVIRT_NAMESPACE).await {
                 Ok(Some(kv)) => {
                     let conditions = kv.data["status"]["conditions"].as_array().cloned();
@@ -295,7 +297,7 @@ impl KubeCluster {
                             && c["status"].as_str() == Some("True")
                     });
                     if available {
-                        return Ok(());
+                        return Ok(Seen::Ready(()));
                     }
                     format!(
                         "phase {}; conditions {}",
@@ -306,17 +308,17 @@ impl KubeCluster {
                 Ok(None) => "no KubeVirt CR kubevirt/kubevirt".into(),
                 Err(e) => api_err(e),
             };
-            if Instant::now() >= deadline {
-                return Err(ClusterError::Timeout {
-                    what: "KubeVirt to be Available".into(),
-                    seconds: timeout.as_secs(),
-                    state: format!("{state}\n{}", self.kubevirt_pods().await),
-                });
-            }
-            tokio::time::sleep(
-                Duration::from_secs(2).min(deadline.saturating_duration_since(Instant::now())),
-            )
-            .await;
+            Ok::<_, std::convert::Infallible>(Seen::NotYet(state))
+        })
+        .await;
+        let Ok(waited) = waited;
+        match waited {
+            Ok(()) => Ok(()),
+            Err(state) => Err(ClusterError::Timeout {
+                what: "KubeVirt to be Available".into(),
+                seconds: timeout.as_secs(),
+                state: format!("{state}\n{}", self.kubevirt_pods().await),
+            }),
         }
     }
 
@@ -459,8 +461,8 @@ impl KubeCluster {
         guest: &KubevirtGuest,
         timeout: Duration,
     ) -> Result<DynamicObject, VmError> {
-        let deadline = Instant::now() + timeout.max(self.opts.pod_timeout);
-        loop {
+        let pace = Pace::every(Duration::from_millis(500));
+        let waited = poll_until(timeout.max(self.opts.pod_timeout), pace, || async {
             let vmi = guest.vmis().get_opt(&guest.name).await.ok().flatten();
             if let Some(v) = &vmi {
                 let phase = v.data["status"]["phase"].as_str().unwrap_or("");
@@ -469,23 +471,25 @@ impl KubeCluster {
                     .iter()
                     .all(|i| status_mac(v, vm, &i.name).is_some());
                 if phase == "Running" && macs {
-                    return Ok(v.clone());
+                    return Ok(Seen::Ready(v.clone()));
                 }
                 if matches!(phase, "Failed" | "Succeeded") {
                     return Err(self.vmi_error(vm, guest, vmi.as_ref(), "run").await);
                 }
             }
-            if Instant::now() >= deadline {
-                return Err(self
-                    .vmi_error(
-                        vm,
-                        guest,
-                        vmi.as_ref(),
-                        &format!("see the VMI Running within {:?}", timeout),
-                    )
-                    .await);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(Seen::NotYet(vmi))
+        })
+        .await?;
+        match waited {
+            Ok(vmi) => Ok(vmi),
+            Err(vmi) => Err(self
+                .vmi_error(
+                    vm,
+                    guest,
+                    vmi.as_ref(),
+                    &format!("see the VMI Running within {:?}", timeout),
+                )
+                .await),
         }
     }
 

@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::Pod as KPod;
 use kube::api::{Api, ListParams};
 
 use super::KubeCluster;
+use crate::cluster::wait::{Pace, Seen, until};
 use crate::cluster::{Cluster, ClusterError};
 
 mod capture;
@@ -128,8 +129,9 @@ pub async fn wait_ready(
     timeout: std::time::Duration,
 ) -> Result<(), ClusterError> {
     let api: Api<KPod> = Api::namespaced(c.client().clone(), NAMESPACE);
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
+    let what = format!("a Ready Open vSwitch pod ({POD_SELECTOR} in {NAMESPACE}) on every node");
+    let pace = Pace::every(std::time::Duration::from_millis(500));
+    until(what, timeout, pace, || async {
         let pods = api
             .list(&ListParams::default().labels(POD_SELECTOR))
             .await
@@ -140,29 +142,21 @@ pub async fn wait_ready(
                 p.spec.as_ref().and_then(|s| s.node_name.as_ref()) == Some(node) && is_ready(p)
             })
         };
-        let missing: Vec<&String> = nodes.iter().filter(|n| !has_ready(n)).collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ClusterError::Timeout {
-                what: format!(
-                    "a Ready Open vSwitch pod ({POD_SELECTOR} in {NAMESPACE}) on every node"
-                ),
-                seconds: timeout.as_secs(),
-                state: format!(
-                    "none on {}: is {} loaded into the nodes? (kubectl -n {NAMESPACE} logs -l {POD_SELECTOR})",
-                    missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    IMAGE
-                ),
-            });
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+        let missing: Vec<&str> = nodes
+            .iter()
+            .filter(|n| !has_ready(n))
+            .map(String::as_str)
+            .collect();
+        Ok(if missing.is_empty() {
+            Seen::Ready(())
+        } else {
+            Seen::NotYet(format!(
+                "none on {}: is {IMAGE} loaded into the nodes? (kubectl -n {NAMESPACE} logs -l {POD_SELECTOR})",
+                missing.join(", ")
+            ))
+        })
+    })
+    .await
 }
 
 /// Whether `node` has no OVS pod at all (not even a starting one): Open vSwitch
