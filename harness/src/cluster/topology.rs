@@ -47,9 +47,9 @@ pub enum TopologyError {
 /// The built-in default (clusters/netns-2node.yaml), so the binary runs anywhere.
 pub const DEFAULT: &str = include_str!("../../../clusters/netns-2node.yaml");
 
-/// The uplink of a node made without a topology file (the single-node labs of the
-/// plugin tests and benches): the default topology's, the seed's `ens33`.
-pub const DEFAULT_UPLINK: &str = "ens33";
+/// The uplink of a node made without a topology file: the default topology's (the
+/// lab's own constant, as the lab sits below the clusters).
+pub use crate::lab::node::DEFAULT_UPLINK;
 
 impl Topology {
     /// The built-in default topology ([`DEFAULT`]).

@@ -8,9 +8,14 @@ use cni_kit::netns::NetNs;
 use serde_json::Value;
 
 use super::{CommandError, Lab, Ns};
-use crate::cluster::topology::DEFAULT_UPLINK;
 use crate::probe::ip;
 pub use crate::probe::ip::{link_flags, link_kind, tap_owner};
+
+/// The uplink of a node made without a topology file (the single-node labs of the
+/// plugin tests and benches): the seed's `ens33`, as the default topology
+/// (clusters/netns-2node.yaml) names every node's; `cluster::topology` checks they
+/// agree.
+pub const DEFAULT_UPLINK: &str = "ens33";
 
 pub struct NodeLab {
     pub lab: Lab,
