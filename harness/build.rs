@@ -1,4 +1,4 @@
-//! Embeds the repository's fixtures/ and clusters/ into the `secnet` binary, so that a
+//! Embeds the crate's fixtures/ and clusters/ into the `secnet` binary, so that a
 //! copied or `cargo install`ed binary finds them without the checkout
 //! (`secnet::bins::fixtures_dir`). Also generates the CRI client (proto/cri.proto)
 //! with protox (pure Rust: no protoc on build machines).
@@ -8,15 +8,16 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     compile_cri();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Inside the crate, so that `cargo package` ships them and a crates.io build embeds them.
+    let krate = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     for top in ["fixtures", "clusters"] {
-        println!("cargo:rerun-if-changed={}", repo.join(top).display());
-        collect(&repo, &repo.join(top), &mut files);
+        println!("cargo:rerun-if-changed={}", krate.join(top).display());
+        collect(krate, &krate.join(top), &mut files);
     }
     files.sort();
     let mut code =
-        String::from("/// Files under fixtures/ and clusters/, relative to the repository.\n");
+        String::from("/// Files under fixtures/ and clusters/, relative to the harness crate.\n");
     code.push_str("pub static FILES: &[(&str, &[u8])] = &[\n");
     for (rel, abs) in &files {
         let _ = writeln!(
@@ -40,7 +41,7 @@ fn collect(repo: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
             println!("cargo:rerun-if-changed={}", path.display());
             collect(repo, &path, files);
         } else if path.is_file() {
-            let rel = path.strip_prefix(repo).expect("under the repository");
+            let rel = path.strip_prefix(repo).expect("under the crate");
             let abs = path.canonicalize().expect("canonical path");
             files.push((rel.display().to_string(), abs));
         }

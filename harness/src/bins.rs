@@ -46,7 +46,7 @@ pub fn fixtures_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SECNET_FIXTURES") {
         return PathBuf::from(dir);
     }
-    let built_from = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"));
+    let built_from = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"));
     match embedded::unpack() {
         Ok(root) => root.join("fixtures"),
         Err(e) => {
@@ -145,7 +145,7 @@ pub mod embedded {
 
         #[test]
         fn every_fixture_and_cluster_file_is_embedded_and_unpacks_as_in_the_repository() {
-            let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
             assert!(
                 FILES
                     .iter()

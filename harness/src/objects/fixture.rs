@@ -124,7 +124,7 @@ mod tests {
     use super::*;
 
     fn fixture(rel: &str) -> String {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
         std::fs::read_to_string(root.join(rel)).unwrap()
     }
 

@@ -16,10 +16,10 @@ pub fn swagger_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SECNET_KUBEVIRT_SWAGGER") {
         return Some(PathBuf::from(p));
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR"));
     [
-        repo.join("../shared/schemas/kubevirt-swagger.json"),
-        repo.join("fixtures/schemas/kubevirt-swagger.json"),
+        harness.join("../../shared/schemas/kubevirt-swagger.json"),
+        harness.join("fixtures/schemas/kubevirt-swagger.json"),
     ]
     .into_iter()
     .find(|p| p.exists())
@@ -477,7 +477,7 @@ mod tests {
     use crate::objects::{Object, load_file};
 
     fn fixtures() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
     }
 
     fn swagger() -> Option<Swagger> {

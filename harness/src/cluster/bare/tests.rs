@@ -258,7 +258,7 @@ fn a_killed_run_is_swept_by_its_run_id() {
 /// (fixtures/components/macvtap/macvtap.yaml), for an image with our binaries in `dir`.
 pub fn macvtap_documents(image: &str, dir: &str, lower: &str) -> Vec<serde_json::Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/components/macvtap/macvtap.yaml");
+        .join("fixtures/components/macvtap/macvtap.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let vars: std::collections::BTreeMap<String, String> = [
         ("MACVTAP_IMAGE", image.to_string()),
@@ -364,7 +364,7 @@ async fn the_macvtap_daemonset_allocates_on_a_real_kubelet() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let nad = crate::objects::load_file(
                 &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../fixtures/seed/macvtap-nad.yaml"),
+                    .join("fixtures/seed/macvtap-nad.yaml"),
             )
             .unwrap();
             let mut doc = crate::cluster::kube::apply::document(&nad[0]).unwrap();

@@ -59,7 +59,7 @@ async fn run_cluster(mock: &MockApi, timeout_ms: u64) -> KubeCluster {
 
 fn seed_fixture(name: &str) -> Vec<objects::Object> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/seed")
+        .join("fixtures/seed")
         .join(name);
     objects::load_file(&path).unwrap()
 }
@@ -649,7 +649,7 @@ fn a_reused_kind_cluster_is_prepared_but_never_created_or_deleted() {
 
 #[test]
 fn kind_config_mounts_host_dev_into_every_node() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clusters/kind-2node.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("clusters/kind-2node.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     let cfg: Value = serde_saphyr::from_str(&text).unwrap();
     let nodes = cfg["nodes"].as_array().unwrap();
@@ -680,7 +680,7 @@ impl Fetcher for FakeFetcher {
 }
 
 fn fixtures_components() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/components")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/components")
 }
 
 #[test]

@@ -153,7 +153,7 @@ fn rendered_script_and_probe() -> (String, String) {
         .into_iter()
         .find(|s| s.name == Component::Openvswitch)
         .unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/components");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/components");
     let docs = components::render(&set, &dir, &NoFetch).unwrap();
     let container = &docs[0]["spec"]["template"]["spec"]["containers"][0];
     let text = |v: &Value| v.as_str().unwrap().to_string();
