@@ -6,6 +6,7 @@
 pub mod bad_input;
 pub mod faults;
 pub mod filter;
+pub mod ipv6;
 pub mod kit;
 pub mod macvtap_cni;
 pub mod ovs;
@@ -13,6 +14,9 @@ pub mod provider;
 pub mod runner;
 pub mod security;
 pub mod seed;
+pub mod spec;
+pub mod spec_clauses;
+pub mod uniqueness;
 pub mod vm;
 
 use crate::cluster::any::AnyCluster;
@@ -172,6 +176,9 @@ pub struct Ctx {
     pub work_dir: PathBuf,
     /// What the scenario saw (topology, probes), for the report.
     pub observed: crate::observe::Recorder,
+    /// The multus under test: secnet's emulation with these semantics on netns,
+    /// the cluster's own multus (`Multus`) elsewhere.
+    pub multus: crate::multus::Semantics,
 }
 
 impl Ctx {
@@ -196,6 +203,7 @@ impl Ctx {
             device_plugin: self.device_plugin.clone(),
             dhcp,
             ovs,
+            multus: self.multus,
         };
         Ok(NetnsCluster::up(opts).await?)
     }
@@ -473,6 +481,8 @@ fn build_all() -> Vec<Scenario> {
     list.extend(faults::scenarios());
     list.extend(bad_input::scenarios());
     list.extend(security::scenarios());
+    list.extend(ipv6::scenarios());
+    list.extend(spec::scenarios());
     list
 }
 
