@@ -4,6 +4,7 @@
 //! teardown and the leak check. Suites and `secnet conform` run the same list.
 
 pub mod bad_input;
+pub mod degradation;
 pub mod faults;
 pub mod filter;
 pub mod ipv6;
@@ -479,6 +480,7 @@ fn build_all() -> Vec<Scenario> {
     list.extend(ovs::scenarios());
     list.extend(vm::scenarios());
     list.extend(faults::scenarios());
+    list.extend(degradation::scenarios());
     list.extend(bad_input::scenarios());
     list.extend(security::scenarios());
     list.extend(ipv6::scenarios());
