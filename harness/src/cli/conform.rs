@@ -335,6 +335,28 @@ mod tests {
     }
 
     #[test]
+    fn profile_selects_the_spec_scenarios_and_spec_semantics_need_netns() {
+        let opts = options(conform(&["--profile", "multi-net-spec"])).unwrap();
+        assert_eq!(opts.labels, vec![secnet::scenario::spec::GROUP.to_string()]);
+        assert_eq!(opts.multus_semantics, secnet::multus::Semantics::Multus);
+        let opts = options(conform(&["--multus-semantics", "spec"])).unwrap();
+        assert_eq!(opts.multus_semantics, secnet::multus::Semantics::Spec);
+        let e = options(conform(&[
+            "--cluster",
+            "kind",
+            "--multus-semantics",
+            "spec",
+        ]))
+        .err()
+        .expect("spec semantics on kind is refused")
+        .to_string();
+        assert!(
+            e.contains("--multus-semantics spec needs --cluster netns"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn node_image_and_report_reach_the_kind_options() {
         let real = conform(&[]).real.options(Provider::Existing, true).unwrap();
         assert_eq!(real.node_image, KIND_NODE_IMAGE);
