@@ -341,15 +341,15 @@ mod tests {
         assert_eq!(opts.multus_semantics, secnet::multus::Semantics::Multus);
         let opts = options(conform(&["--multus-semantics", "spec"])).unwrap();
         assert_eq!(opts.multus_semantics, secnet::multus::Semantics::Spec);
-        let e = options(conform(&[
+        let Err(e) = options(conform(&[
             "--cluster",
             "kind",
             "--multus-semantics",
             "spec",
-        ]))
-        .err()
-        .expect("spec semantics on kind is refused")
-        .to_string();
+        ])) else {
+            panic!("spec semantics on kind must be refused");
+        };
+        let e = e.to_string();
         assert!(
             e.contains("--multus-semantics spec needs --cluster netns"),
             "{e}"
