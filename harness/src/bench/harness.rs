@@ -72,6 +72,7 @@ pub async fn pods_per_node(quick: bool) -> Result<(Vec<Row>, Vec<ScalePoint>), B
             device_plugin: opts.implementation.device_plugin.clone(),
             dhcp: false,
             ovs: false,
+            multus: Default::default(),
         })
         .await?;
         let measured = async {

@@ -72,6 +72,7 @@ pub async fn run(
             device_plugin: opts.implementation.device_plugin.clone(),
             dhcp: false,
             ovs: false,
+            multus: Default::default(),
         })
         .await?;
         let measured = attach(&cluster, &opts, n).await;

@@ -71,8 +71,24 @@ pub struct ConformArgs {
     /// fixtures built into secnet].
     #[arg(long)]
     fixtures: Option<PathBuf>,
+    /// Run a profile: multi-net-spec checks the Multi-Net spec (v1.0–v1.3) clause
+    /// by clause through the multus under test and prints the clause table
+    /// (written as spec-conformance.md/.json with --report).
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
+    /// netns: the rules secnet's multus follows: multus (as upstream multus
+    /// behaves) or spec (as the Multi-Net spec says). Real clusters run their own.
+    #[arg(long, value_enum, default_value_t = secnet::multus::Semantics::Multus)]
+    multus_semantics: secnet::multus::Semantics,
     #[command(flatten)]
     real: Box<RealArgs>,
+}
+
+/// What `--profile` selects.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Profile {
+    /// The Multi-Net spec's clauses (the `multi-net-spec` scenarios).
+    MultiNetSpec,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -190,6 +206,13 @@ fn topology(path: Option<&PathBuf>) -> Result<Topology, topology::TopologyError>
 pub(super) fn options(
     args: ConformArgs,
 ) -> Result<secnet::conform::Options, Box<dyn std::error::Error>> {
+    if args.multus_semantics == secnet::multus::Semantics::Spec && args.cluster != Provider::Netns {
+        return Err(format!(
+            "--multus-semantics spec needs --cluster netns (secnet's multus); a {} cluster runs its own multus",
+            args.cluster
+        )
+        .into());
+    }
     let topology = topology(args.topology.as_ref())?;
     let implementation = Choice {
         cni_bin_dir: args.cni_bin_dir,
@@ -203,7 +226,11 @@ pub(super) fn options(
     let mut real = args.real.options(args.cluster, args.dry_run)?;
     // kind's logs are exported next to the report.
     real.report_dir = args.report;
-    Ok(args.select.apply(secnet::conform::Options {
+    let mut select = args.select;
+    if args.profile == Some(Profile::MultiNetSpec) {
+        select.labels.push(secnet::scenario::spec::GROUP.into());
+    }
+    Ok(select.apply(secnet::conform::Options {
         cluster: args.cluster,
         implementation,
         reference_bin_dir: args.reference_bin_dir,
@@ -213,15 +240,17 @@ pub(super) fn options(
         jobs: args.jobs.unwrap_or(0),
         keep: args.keep,
         real,
+        multus_semantics: args.multus_semantics,
         ..secnet::conform::Options::bundled()
     }))
 }
 
 pub fn run(args: ConformArgs) -> ExitCode {
-    let (list, json, report) = (
+    let (list, json, report, profile) = (
         args.list,
         matches!(args.output, ListFormat::Json),
         args.report.clone(),
+        args.profile,
     );
     let opts = match options(args) {
         Ok(opts) => opts,
@@ -253,13 +282,41 @@ pub fn run(args: ConformArgs) -> ExitCode {
         "secnet conform: {} passed, {} failed, {} skipped in {:.1} s",
         r.summary.passed, r.summary.failed, r.summary.skipped, r.wall_s
     );
-    if let Some(dir) = report {
-        if let Err(e) = r.write(&dir) {
+    if let Some(dir) = &report {
+        if let Err(e) = r.write(dir) {
             return could_not_run("conform", e);
         }
         eprintln!("secnet conform: report in {}", dir.display());
     }
+    if profile == Some(Profile::MultiNetSpec)
+        && let Err(e) = spec_table(&r, &opts, report.as_deref())
+    {
+        return could_not_run("conform", e);
+    }
     exit_code(r.summary.failed == 0)
+}
+
+/// The clause table of a `--profile multi-net-spec` run: printed, and written
+/// next to the report.
+fn spec_table(
+    r: &secnet::report::Report,
+    opts: &secnet::conform::Options,
+    report: Option<&std::path::Path>,
+) -> std::io::Result<()> {
+    use secnet::scenario::spec_clauses;
+    let under_test = match opts.cluster {
+        Provider::Netns => format!(
+            "secnet's multus emulation, {} semantics",
+            opts.multus_semantics
+        ),
+        other => format!("the {other} cluster's multus"),
+    };
+    let rows = spec_clauses::table(r);
+    print!("{}", spec_clauses::text(&rows, &under_test));
+    if let Some(dir) = report {
+        spec_clauses::write(dir, &rows, &under_test)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -275,6 +332,28 @@ mod tests {
             unreachable!("parsed as conform")
         };
         c
+    }
+
+    #[test]
+    fn profile_selects_the_spec_scenarios_and_spec_semantics_need_netns() {
+        let opts = options(conform(&["--profile", "multi-net-spec"])).unwrap();
+        assert_eq!(opts.labels, vec![secnet::scenario::spec::GROUP.to_string()]);
+        assert_eq!(opts.multus_semantics, secnet::multus::Semantics::Multus);
+        let opts = options(conform(&["--multus-semantics", "spec"])).unwrap();
+        assert_eq!(opts.multus_semantics, secnet::multus::Semantics::Spec);
+        let Err(e) = options(conform(&[
+            "--cluster",
+            "kind",
+            "--multus-semantics",
+            "spec",
+        ])) else {
+            panic!("spec semantics on kind must be refused");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("--multus-semantics spec needs --cluster netns"),
+            "{e}"
+        );
     }
 
     #[test]

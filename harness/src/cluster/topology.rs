@@ -1,6 +1,6 @@
 //! The netns cluster's topology file (clusters/*.yaml).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -23,6 +23,12 @@ pub struct Fabric {
     pub gateway: Ipv4Addr,
     #[serde(default)]
     pub dhcp_range: Option<[Ipv4Addr; 2]>,
+    /// IPv6 /64 of the LAN (a unique local prefix): the gateway holds
+    /// `gateway6` in it and, with the DHCP server, advertises it (SLAAC).
+    #[serde(default)]
+    pub subnet6: Option<String>,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +119,25 @@ impl Topology {
                 topo.fabric.subnet
             ))
         })?;
+        if topo.fabric.subnet6.is_some() != topo.fabric.gateway6.is_some() {
+            return Err(invalid(
+                "fabric.subnet6 and fabric.gateway6 go together; give both or neither".into(),
+            ));
+        }
+        if let (Some(_), Some(gw)) = (&topo.fabric.subnet6, topo.fabric.gateway6) {
+            let Some(prefix) = topo.fabric_prefix6() else {
+                return Err(invalid(format!(
+                    "fabric.subnet6 \"{}\" must be an IPv6 /64 like fd00:159::/64",
+                    topo.fabric.subnet6.as_deref().unwrap_or("")
+                )));
+            };
+            if gw.segments()[..4] != prefix[..4] {
+                return Err(invalid(format!(
+                    "fabric.gateway6 {gw} is not in fabric.subnet6 {}",
+                    topo.fabric.subnet6.as_deref().unwrap_or("")
+                )));
+            }
+        }
         topo.pod_prefix().ok_or_else(|| {
             invalid(format!(
                 "podNetwork \"{}\" must be an IPv4 /16 like 10.244.0.0/16",
@@ -130,6 +155,19 @@ impl Topology {
 
     fn fabric_prefix(&self) -> Option<[u8; 4]> {
         Topology::prefix(&self.fabric.subnet, "24")
+    }
+
+    /// The LAN's IPv6 /64, when the topology has one.
+    fn fabric_prefix6(&self) -> Option<[u16; 8]> {
+        let (addr, len) = self.fabric.subnet6.as_deref()?.split_once('/')?;
+        (len == "64").then_some(())?;
+        addr.parse::<Ipv6Addr>().ok().map(|a| a.segments())
+    }
+
+    /// Host `n` of the LAN's IPv6 /64, e.g. `fd00:159::21`, when it has one.
+    pub fn lan_host6(&self, n: u16) -> Option<Ipv6Addr> {
+        let p = self.fabric_prefix6()?;
+        Some(Ipv6Addr::new(p[0], p[1], p[2], p[3], 0, 0, 0, n))
     }
 
     fn pod_prefix(&self) -> Option<[u8; 4]> {
@@ -170,6 +208,22 @@ mod tests {
         assert_eq!(t.fabric.gateway, Ipv4Addr::new(192, 168, 159, 2));
         assert_eq!(t.pod_subnet(1), "10.244.2.0/24");
         assert_eq!(t.lan_host(21), Ipv4Addr::new(192, 168, 159, 21));
+        assert_eq!(t.lan_host6(0x21), Some("fd00:159::21".parse().unwrap()));
+        assert_eq!(t.fabric.gateway6, Some("fd00:159::2".parse().unwrap()));
+    }
+
+    #[test]
+    fn ipv6_fabric_is_checked() {
+        let bad = DEFAULT.replace("subnet6: fd00:159::/64", "subnet6: fd00:159::/48");
+        let e = Topology::parse(&bad, "t").unwrap_err().to_string();
+        assert!(e.contains("fabric.subnet6") && e.contains("/64"), "{e}");
+        let bad = DEFAULT.replace("gateway6: fd00:159::2", "gateway6: fd00:160::2");
+        let e = Topology::parse(&bad, "t").unwrap_err().to_string();
+        assert!(e.contains("not in fabric.subnet6"), "{e}");
+        let none = DEFAULT
+            .replace("  subnet6: fd00:159::/64\n", "")
+            .replace("  gateway6: fd00:159::2\n", "");
+        assert_eq!(Topology::parse(&none, "t").unwrap().lan_host6(1), None);
     }
 
     #[test]

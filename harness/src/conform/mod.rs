@@ -46,6 +46,9 @@ pub struct Options {
     pub keep: bool,
     /// What `--cluster kind|existing` needs.
     pub real: real::RealOptions,
+    /// `--multus-semantics`: the rules secnet's multus follows on netns (real
+    /// clusters run their own multus).
+    pub multus_semantics: crate::multus::Semantics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,7 @@ impl Options {
             jobs: 0,
             keep: false,
             real: real::RealOptions::default(),
+            multus_semantics: crate::multus::Semantics::default(),
         }
     }
 }
@@ -217,6 +221,7 @@ pub(crate) fn context_named(opts: &Options, run_id: &str, links: &str) -> Ctx {
         fixtures_dir: opts.fixtures_dir.clone(),
         work_dir,
         observed: Default::default(),
+        multus: opts.multus_semantics,
     }
 }
 

@@ -87,6 +87,52 @@ impl Default for Runtime {
     }
 }
 
+/// The pod annotations kubelet turns into the pod's bandwidth request.
+pub const INGRESS_BANDWIDTH: &str = "kubernetes.io/ingress-bandwidth";
+pub const EGRESS_BANDWIDTH: &str = "kubernetes.io/egress-bandwidth";
+
+impl Runtime {
+    /// What a container runtime hands multus for a pod with these annotations:
+    /// its bandwidth annotations as `runtimeConfig.bandwidth` in bits per second,
+    /// the burst at its maximum (as containerd's CRI plugin sets it). An
+    /// annotation that is not a quantity is left out, as kubelet rejects it.
+    pub fn for_pod(annotations: &std::collections::BTreeMap<String, String>) -> Runtime {
+        let rate = |key: &str| annotations.get(key).and_then(|q| parse_quantity(q));
+        let (ingress, egress) = (rate(INGRESS_BANDWIDTH), rate(EGRESS_BANDWIDTH));
+        let bandwidth = (ingress.is_some() || egress.is_some()).then(|| Bandwidth {
+            ingress_rate: ingress.unwrap_or(0),
+            ingress_burst: ingress.map_or(0, |_| i64::from(u32::MAX)),
+            egress_rate: egress.unwrap_or(0),
+            egress_burst: egress.map_or(0, |_| i64::from(u32::MAX)),
+        });
+        Runtime {
+            bandwidth,
+            ..Runtime::default()
+        }
+    }
+}
+
+/// A Kubernetes quantity such as `10M`, `1Gi` or `500k`, as a whole number.
+fn parse_quantity(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(split);
+    let n: i64 = digits.parse().ok()?;
+    let factor: i64 = match suffix {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
 /// One delegate invocation: run `plugins` in order for ADD (each with the
 /// previous plugin's result as `prevResult`), in reverse for DEL.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,12 +17,14 @@
 
 pub mod delegate;
 pub mod selection;
+pub mod semantics;
 pub mod status;
 #[cfg(test)]
 mod upstream_cases;
 
 pub use delegate::{Delegate, DeviceIds, Nad, PodInfo, Runtime, plan, plan_with};
 pub use selection::{Bandwidth, NetworkSelection, PortMapping, parse_networks};
+pub use semantics::Semantics;
 pub use status::NetworkStatus;
 
 /// Pod annotation selecting the secondary networks.
@@ -119,6 +121,54 @@ pub enum MultusError {
         network: String,
         #[source]
         problem: status::ResultProblem,
+    },
+
+    /// Multi-Net spec semantics: a selection asks for a capability (`ips`, `mac`,
+    /// `portMappings`, `bandwidth`, `infinibandGUID`) no plugin of the network's
+    /// chain declares (§4.1.2.1.3.2 and the like: the attachment must fail).
+    #[error(
+        "pod {pod}: network {network} asks for \"{key}\", but no plugin of NetworkAttachmentDefinition {network} declares the \"{capability}\" capability; add \"capabilities\": {{\"{capability}\": true}} to the plugin that handles it, or drop \"{key}\" from the selection"
+    )]
+    MissingCapability {
+        pod: String,
+        network: String,
+        key: String,
+        capability: String,
+    },
+
+    /// Multi-Net spec semantics: the plugins did not assign what the selection
+    /// asked for (`ips`, `mac`): the attachment fails.
+    #[error(
+        "pod {pod}: network {network} asked for {key} {wanted}, but the plugins' result has {got}; use a plugin that honours \"{key}\" (its capability or CNI_ARGS), or drop it from the selection"
+    )]
+    NotHonoured {
+        pod: String,
+        network: String,
+        key: String,
+        wanted: String,
+        got: String,
+    },
+
+    /// Multi-Net spec semantics, namespace isolation (§7.4): the pod may not use
+    /// a NetworkAttachmentDefinition of another namespace.
+    #[error(
+        "pod {pod}: network {network} is in another namespace, and pods may only use NetworkAttachmentDefinitions of their own namespace or of {allowed}; create the NetworkAttachmentDefinition in the pod's namespace"
+    )]
+    NotAllowed {
+        pod: String,
+        network: String,
+        allowed: String,
+    },
+
+    /// Multi-Net spec semantics (§4.1.2.1.11): `ips` together with
+    /// `ipam-claim-reference` in one selection is an error.
+    #[error(
+        "pod {pod}: {NETWORKS_ANNOTATION}: network {network} has both \"ips\" and \"ipam-claim-reference\" {claim}; keep one of them"
+    )]
+    IpsWithClaim {
+        pod: String,
+        network: String,
+        claim: String,
     },
 
     /// The network-status annotation cannot be read.

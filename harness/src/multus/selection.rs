@@ -51,6 +51,9 @@ pub struct NetworkSelection {
     pub bandwidth: Option<Bandwidth>,
     pub cni_args: Option<Map<String, Value>>,
     pub device_id: Option<String>,
+    /// `ipam-claim-reference` (Multi-Net spec v1.3): the IPAMClaim whose
+    /// addresses the attachment takes. Multus does not read it.
+    pub ipam_claim_reference: Option<String>,
 }
 
 impl NetworkSelection {
@@ -443,6 +446,7 @@ fn parse_entry(
 
     let cni_args = f.object("cni-args")?.cloned();
     let device_id = f.string("deviceID")?;
+    let ipam_claim_reference = f.string("ipam-claim-reference")?;
     Ok(NetworkSelection {
         name,
         namespace: namespace.unwrap_or_else(|| pod_namespace.to_string()),
@@ -455,6 +459,7 @@ fn parse_entry(
         bandwidth,
         cni_args,
         device_id,
+        ipam_claim_reference,
     })
 }
 

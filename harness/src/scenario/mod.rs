@@ -4,8 +4,10 @@
 //! teardown and the leak check. Suites and `secnet conform` run the same list.
 
 pub mod bad_input;
+pub mod degradation;
 pub mod faults;
 pub mod filter;
+pub mod ipv6;
 pub mod kit;
 pub mod macvtap_cni;
 pub mod ovs;
@@ -13,6 +15,9 @@ pub mod provider;
 pub mod runner;
 pub mod security;
 pub mod seed;
+pub mod spec;
+pub mod spec_clauses;
+pub mod uniqueness;
 pub mod vm;
 
 use crate::cluster::any::AnyCluster;
@@ -172,6 +177,9 @@ pub struct Ctx {
     pub work_dir: PathBuf,
     /// What the scenario saw (topology, probes), for the report.
     pub observed: crate::observe::Recorder,
+    /// The multus under test: secnet's emulation with these semantics on netns,
+    /// the cluster's own multus (`Multus`) elsewhere.
+    pub multus: crate::multus::Semantics,
 }
 
 impl Ctx {
@@ -196,6 +204,7 @@ impl Ctx {
             device_plugin: self.device_plugin.clone(),
             dhcp,
             ovs,
+            multus: self.multus,
         };
         Ok(NetnsCluster::up(opts).await?)
     }
@@ -471,8 +480,11 @@ fn build_all() -> Vec<Scenario> {
     list.extend(ovs::scenarios());
     list.extend(vm::scenarios());
     list.extend(faults::scenarios());
+    list.extend(degradation::scenarios());
     list.extend(bad_input::scenarios());
     list.extend(security::scenarios());
+    list.extend(ipv6::scenarios());
+    list.extend(spec::scenarios());
     list
 }
 

@@ -41,8 +41,7 @@ pub async fn run(s: &Scenario, ctx: &Ctx, provider: &dyn ClusterProvider) -> Out
                 )
                 .await?;
                 let outcome = timed(ctx, "assess", body(ctx, &cluster)).await;
-                ctx.observed.topology(cluster.snapshot().await);
-                outcome
+                outcome.and(super::uniqueness::record_and_check(ctx, &cluster).await)
             }
             .await;
             let outcome = match outcome {

@@ -21,6 +21,11 @@ pub fn up(lab: &mut Lab, topo: &Topology) -> Result<Ns, NetnsError> {
     ] {
         lab.ip(&fabric, &args)?;
     }
+    if let Some(gw6) = topo.fabric.gateway6 {
+        // nodad: the gateway answers at once; the LAN is ours.
+        let gw6 = format!("{gw6}/64");
+        lab.ip(&fabric, &["addr", "add", &gw6, "dev", BRIDGE, "nodad"])?;
+    }
     Ok(fabric)
 }
 
@@ -52,6 +57,22 @@ pub fn start_dhcp(fabric: &Ns, topo: &Topology, run_dir: &Path) -> Result<Child,
         &format!("--interface={BRIDGE}"),
         &format!("--dhcp-range={first},{last},255.255.255.0,10m"),
         &format!("--dhcp-option=3,{}", topo.fabric.gateway),
+    ]);
+    // IPv6: router advertisements of the LAN's /64 (SLAAC, no DHCPv6), sent
+    // every few seconds and at once on a router solicitation.
+    if let Some(prefix) = topo
+        .fabric
+        .subnet6
+        .as_deref()
+        .and_then(|s| s.split_once('/'))
+    {
+        cmd.args([
+            "--enable-ra".to_string(),
+            format!("--dhcp-range={},ra-only,64,10m", prefix.0),
+            format!("--ra-param={BRIDGE},4,600"),
+        ]);
+    }
+    cmd.args([
         &format!(
             "--dhcp-leasefile={}",
             run_dir.join("dnsmasq.leases").display()

@@ -50,6 +50,8 @@ pub struct Options {
     pub dhcp: bool,
     /// Start userspace Open vSwitch on every node (bridge `br1`, see `ovs.rs`).
     pub ovs: bool,
+    /// The rules secnet's multus follows (`--multus-semantics`).
+    pub multus: crate::multus::Semantics,
 }
 
 pub struct NetnsCluster {

@@ -331,7 +331,8 @@ async fn attach(
         .get(multus::NETWORKS_ANNOTATION)
         .map(String::as_str)
         .unwrap_or("");
-    let delegates = multus::parse_networks(annotation, ns)
+    let semantics = cluster.opts.multus;
+    let delegates = multus::semantics::selections(semantics, annotation, ns, name)
         .and_then(|selections| {
             let info = PodInfo {
                 namespace: ns.clone(),
@@ -343,8 +344,10 @@ async fn attach(
                 .iter()
                 .map(|(r, v)| (r.clone(), v.clone()))
                 .collect();
-            multus::plan(
+            multus::semantics::plan(
+                semantics,
                 &info,
+                &multus::Runtime::for_pod(&pod.metadata.annotations),
                 &selections,
                 |nns, nname| lookup_nad(&inner.nads, nns, nname),
                 &mut ids,
@@ -367,6 +370,8 @@ async fn attach(
             target: target.clone(),
             result: Some(result.clone()),
         });
+        multus::semantics::verify(semantics, &format!("{ns}/{name}"), &d, &result)
+            .map_err(|e| e.to_string())?;
         let status = multus::status::from_result(&d.network, &result, false, None);
         networks.push(Attachment {
             plugins: d.plugins,

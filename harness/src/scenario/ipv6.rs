@@ -1,0 +1,274 @@
+//! IPv6 and dual-stack on the secondary networks (kubevirt 7506: multus VM tests
+//! are IPv4-only): macvlan with host-local IPv6 and dual-stack ranges, an OVS
+//! VLAN carrying IPv6, macvtap pods with a static address and one from the
+//! fabric router's advertisements (SLAAC). Each checks network-status `ips` in
+//! the families asked for against the kernel, and reachability in each family
+//! across nodes.
+
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::kit::{self, fixture_pod, named, pod_run, with_net_admin};
+use super::{Capability, Ctx, Failure, Outcome, Scenario, fail};
+use crate::cluster::any::AnyCluster;
+use crate::cluster::{Cluster, PodView};
+use crate::objects::{Meta, NadSpec, NetworkAttachmentDefinition, Object, Pod};
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario::on_cluster(
+            "ipv6/macvlan with host-local IPv6: pods reach each other across nodes",
+            "macvlan",
+            "pod",
+            &["ipv6", "ipam", "reachability", "network-status"],
+            |ctx, c| Box::pin(macvlan(ctx, c, false)),
+        ),
+        Scenario::on_cluster(
+            "ipv6/dual-stack macvlan: both families in network-status and in reach",
+            "macvlan",
+            "pod",
+            &["ipv6", "ipam", "reachability", "network-status"],
+            |ctx, c| Box::pin(macvlan(ctx, c, true)),
+        ),
+        Scenario::on_cluster(
+            "ipv6/OVS VLAN 100 carries IPv6 across nodes",
+            "ovs",
+            "pod",
+            &["ipv6", "vlan", "ipam", "reachability"],
+            |ctx, c| Box::pin(ovs_vlan(ctx, c)),
+        )
+        .needs(&[Capability::Ovs]),
+        Scenario::on_cluster(
+            "ipv6/macvtap pods: SLAAC from the fabric router and static addresses",
+            "macvtap",
+            "pod",
+            &["ipv6", "reachability", "dhcp"],
+            |ctx, c| Box::pin(macvtap(ctx, c)),
+        )
+        .needs(&[Capability::Dhcp])
+        .deploy_macvtap_seed(),
+    ]
+}
+
+const V4_RANGE: &str = "10.252.0.0/24";
+const V6_RANGE: &str = "fd00:252::/64";
+/// The second pod's addresses, asked for in its selection.
+const B_V4: &str = "10.252.0.200";
+const B_V6: &str = "fd00:252::b2";
+
+fn nad(name: &str, config: Value) -> Object {
+    Object::Nad(NetworkAttachmentDefinition {
+        metadata: Meta {
+            name: name.into(),
+            namespace: "default".into(),
+            ..Default::default()
+        },
+        spec: NadSpec {
+            config: config.to_string(),
+        },
+    })
+}
+
+fn two_nodes(c: &AnyCluster) -> Result<(String, String), Failure> {
+    match c.nodes().as_slice() {
+        [a, b, ..] => Ok((a.clone(), b.clone())),
+        other => fail(format!("needs two nodes, the cluster has {other:?}")),
+    }
+}
+
+/// host-local ranges: IPv6 only, or IPv4 and IPv6.
+fn ranges(dual: bool) -> Value {
+    let mut r = vec![json!([{"subnet": V6_RANGE}])];
+    if dual {
+        r.insert(0, json!([{"subnet": V4_RANGE}]));
+    }
+    json!(r)
+}
+
+/// The addresses of `ifname` in the pod (no link-local), without prefix length,
+/// once none is tentative (duplicate address detection done).
+pub async fn settled_addresses(
+    c: &AnyCluster,
+    pod: &PodView,
+    ifname: &str,
+    within: Duration,
+) -> Result<Vec<String>, Failure> {
+    let start = Instant::now();
+    loop {
+        let out = pod_run(c, pod, &["ip", "-o", "addr", "show", "dev", ifname]).await?;
+        let tentative = out.contains("tentative");
+        let addrs: Vec<String> = out
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                w.position(|t| t == "inet" || t == "inet6")?;
+                let ip = w.next()?.split('/').next()?;
+                (!ip.starts_with("fe80")).then(|| ip.to_string())
+            })
+            .collect();
+        if !tentative || start.elapsed() > within {
+            return Ok(addrs);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Network-status `ips` of the pod's `net1` equal the kernel's, with one address
+/// of each family asked for; returns them.
+async fn checked_ips(
+    c: &AnyCluster,
+    pod: &PodView,
+    network: &str,
+    dual: bool,
+) -> Result<Vec<String>, Failure> {
+    let status = kit::status_of(pod, network)?.ips;
+    let kernel = settled_addresses(c, pod, "net1", Duration::from_secs(5)).await?;
+    let v6 = status.iter().filter(|ip| ip.contains(':')).count();
+    let v4 = status.len() - v6;
+    if v6 != 1 || v4 != usize::from(dual) {
+        return fail(format!(
+            "{}: network-status ips {status:?}: want one IPv6{} address",
+            pod.name,
+            if dual { " and one IPv4" } else { "" }
+        ));
+    }
+    let mut a = status.clone();
+    let mut b = kernel.clone();
+    a.sort();
+    b.sort();
+    if a != b {
+        return fail(format!(
+            "{}: network-status ips {status:?}, but net1 has {kernel:?}",
+            pod.name
+        ));
+    }
+    Ok(status)
+}
+
+/// Every address of `to` (named `target`) is reached from `from`, a few tries each
+/// (neighbour discovery on a fresh link).
+async fn reach_all(
+    ctx: &Ctx,
+    c: &AnyCluster,
+    from: &PodView,
+    target: &str,
+    ips: &[String],
+) -> Outcome {
+    for ip in ips {
+        let mut ok = false;
+        for _ in 0..5 {
+            if kit::ping(c, from, ip).await? {
+                ok = true;
+                break;
+            }
+        }
+        ctx.observed
+            .probe(&from.name, &format!("{target} ({ip})"), true, ok);
+        if !ok {
+            return fail(format!("{} cannot reach {target} ({ip})", from.name));
+        }
+    }
+    Ok(())
+}
+
+async fn pair(ctx: &Ctx, c: &AnyCluster, network: &str, dual: bool) -> Outcome {
+    let (n1, n2) = two_nodes(c)?;
+    let a = c.create_pod(Pod::plain("v6-a", &n1, network)).await?;
+    // host-local leases per node: the second pod asks for its addresses (the
+    // uniqueness check after the scenario catches two pods with one address).
+    // Through cni-args (args.cni.ips): multus' `ips` also becomes CNI_ARGS
+    // `IP=v4,v6`, which host-local cannot parse (one address only).
+    let mut ips = vec![json!(B_V6)];
+    if dual {
+        ips.insert(0, json!(B_V4));
+    }
+    let selection = json!([{"name": network, "cni-args": {"ips": ips}}]).to_string();
+    let b = c.create_pod(Pod::plain("v6-b", &n2, &selection)).await?;
+    let status_name = format!("default/{network}");
+    let ips_a = checked_ips(c, &a, &status_name, dual).await?;
+    let ips_b = checked_ips(c, &b, &status_name, dual).await?;
+    reach_all(ctx, c, &a, "v6-b", &ips_b).await?;
+    reach_all(ctx, c, &b, "v6-a", &ips_a).await
+}
+
+async fn macvlan(ctx: &Ctx, c: &AnyCluster, dual: bool) -> Outcome {
+    let name = if dual { "dual-macvlan" } else { "v6-macvlan" };
+    let config = json!({"cniVersion": "1.0.0", "type": "macvlan", "master": c.lower_device(),
+                        "mode": "bridge", "ipam": {"type": "host-local", "ranges": ranges(dual)}});
+    c.apply(vec![nad(name, config)]).await?;
+    pair(ctx, c, name, dual).await
+}
+
+async fn ovs_vlan(ctx: &Ctx, c: &AnyCluster) -> Outcome {
+    let seed = kit::fixture_nad(ctx, "seed/ovs-vlan-100-nad.yaml")?;
+    let mut config: Value = serde_json::from_str(&seed.spec.config)?;
+    config["ipam"] = json!({"type": "host-local", "ranges": ranges(false)});
+    c.apply(vec![nad("v6-ovs-vlan-100", config)]).await?;
+    pair(ctx, c, "v6-ovs-vlan-100", false).await
+}
+
+/// The first address of the pod's net1 in the fabric's /64 (that of `gw6`),
+/// waiting up to `within` for the router's advertisement.
+async fn slaac_address(
+    c: &AnyCluster,
+    pod: &PodView,
+    gw6: Ipv6Addr,
+    within: Duration,
+) -> Result<String, Failure> {
+    let start = Instant::now();
+    let on_lan = |a: &String| {
+        a.parse::<Ipv6Addr>()
+            .is_ok_and(|a| a.segments()[..4] == gw6.segments()[..4])
+    };
+    loop {
+        let addrs = settled_addresses(c, pod, "net1", Duration::from_secs(3)).await?;
+        if let Some(a) = addrs.iter().find(|a| on_lan(a)) {
+            return Ok(a.clone());
+        }
+        if start.elapsed() > within {
+            return fail(format!(
+                "{}: no SLAAC address in the fabric's /64 (gateway {gw6}) on net1 after {within:?} (has {addrs:?}): no router advertisement arrived",
+                pod.name
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn macvtap(ctx: &Ctx, c: &AnyCluster) -> Outcome {
+    let (Some(gw6), Some(static_a), Some(static_b)) = (
+        ctx.topology.fabric.gateway6,
+        ctx.topology.lan_host6(0xa1),
+        ctx.topology.lan_host6(0xb1),
+    ) else {
+        return fail(
+            "the topology has no fabric.subnet6/gateway6: add them to test IPv6 on the LAN",
+        );
+    };
+    let (n1, n2) = two_nodes(c)?;
+    let base = with_net_admin(fixture_pod(ctx, "seed/macvtap-pod.yaml")?);
+    let a = c
+        .create_pod(named(base.clone(), "v6-mvt-a", Some(&n1)))
+        .await?;
+    let b = c.create_pod(named(base, "v6-mvt-b", Some(&n2))).await?;
+    let slaac_a = slaac_address(c, &a, gw6, Duration::from_secs(20)).await?;
+    let slaac_b = slaac_address(c, &b, gw6, Duration::from_secs(20)).await?;
+    ctx.observed
+        .note(&format!("SLAAC: v6-mvt-a {slaac_a}, v6-mvt-b {slaac_b}"));
+    for (p, addr) in [(&a, static_a), (&b, static_b)] {
+        let cidr = format!("{addr}/64");
+        pod_run(
+            c,
+            p,
+            &["ip", "-6", "addr", "add", &cidr, "dev", "net1", "nodad"],
+        )
+        .await?;
+    }
+    let gw = gw6.to_string();
+    reach_all(ctx, c, &a, "fabric gateway", std::slice::from_ref(&gw)).await?;
+    reach_all(ctx, c, &b, "fabric gateway", std::slice::from_ref(&gw)).await?;
+    reach_all(ctx, c, &a, "v6-mvt-b", &[slaac_b, static_b.to_string()]).await?;
+    reach_all(ctx, c, &b, "v6-mvt-a", &[slaac_a, static_a.to_string()]).await
+}
