@@ -93,3 +93,70 @@ fn clean_during_a_live_run_leaves_it_untouched_then_removes_it_once_dead() {
     );
     assert!(left.is_empty(), "left after clean: {}", left.describe());
 }
+
+/// `secnet clean --cluster kind` during a run: the live run's kind cluster
+/// (`secnet-<run>`) stays and is named, a dead run's goes. `kind` is a script on
+/// PATH that lists both clusters and records what it is asked to do.
+#[test]
+fn clean_of_kind_clusters_leaves_a_live_runs_cluster_and_names_it() {
+    use std::os::unix::fs::PermissionsExt;
+    if !secnet::prereq::require_root("secnet clean --cluster kind during a run") {
+        return;
+    }
+    // A live run: this test's process holds the marker of the id it made.
+    let live = secnet::lab::new_run_id();
+    let dead = "sn0dead1";
+    let scratch = secnet::lab::ScratchDir::new(&format!("secnet-{live}")).unwrap();
+    let log = scratch.path().join("kind.log");
+    let kind = scratch.path().join("kind");
+    std::fs::write(
+        &kind,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\ncase \"$1\" in get) printf 'secnet-{live}\\nsecnet-{dead}\\nmine\\n' ;; esac\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&kind, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        scratch.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = secnet()
+        .args(["clean", "--cluster", "kind"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    let asked = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "skipped run {live} (still alive: pid {}",
+            std::process::id()
+        )),
+        "clean does not say it skipped the live run: {said}"
+    );
+    assert!(
+        !asked.contains(&format!("delete cluster --name secnet-{live}")),
+        "clean deleted a live run's kind cluster: {asked}"
+    );
+    assert!(
+        asked.contains(&format!("delete cluster --name secnet-{dead}")),
+        "the dead run's cluster goes: {asked}"
+    );
+    // --force takes the live one too.
+    std::fs::write(&log, "").unwrap();
+    let forced = secnet()
+        .args(["clean", "--cluster", "kind", "--force"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let asked = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(forced.status.success());
+    assert!(
+        asked.contains(&format!("delete cluster --name secnet-{live}")),
+        "--force deletes a live run's cluster: {asked}"
+    );
+}

@@ -203,3 +203,136 @@ fn the_role_grants_no_wildcards_secrets_rbac_or_node_writes() {
         );
     }
 }
+
+/// The real API server takes the manifests: rbac.yaml, sonobuoy-rbac.yaml and
+/// job.yaml applied server-side for real on a bare cluster (Kubernetes from
+/// `SECNET_K8S_BIN_DIR`), the Sonobuoy plugin's pod as a server-side dry run, and the
+/// service account can do what a run does and no more (`kubectl auth can-i`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs real Kubernetes binaries: SECNET_K8S_BIN_DIR=DIR, --run-ignored all"]
+async fn the_api_server_accepts_the_manifests_and_the_account_is_least_privileged() {
+    use secnet::cluster::bare::{BareCluster, BareOptions};
+    if !secnet::prereq::require_root("in-cluster manifests on a real API server") {
+        return;
+    }
+    let bin = PathBuf::from(std::env::var_os("SECNET_K8S_BIN_DIR").expect(
+        "set SECNET_K8S_BIN_DIR to a directory with kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl",
+    ));
+    let opts = BareOptions {
+        run_id: secnet::lab::new_run_id(),
+        topology: secnet::cluster::netns::topology::Topology::builtin(),
+        k8s_bin_dir: bin.clone(),
+        images: Vec::new(),
+        pause_image: "secnet.local/pause:none".into(),
+        timeout: std::time::Duration::from_secs(120),
+        addons: Vec::new(),
+        wait_capacity: None,
+    };
+    let cluster = BareCluster::up(&opts).await.unwrap();
+    let kubeconfig = format!("--kubeconfig={}", cluster.kubeconfig.display());
+    // Right after start-up the server may not answer yet ("currently unable to
+    // handle the request"): asked again, for up to a minute. kubectl's client-side
+    // validation is off (it reads the server's OpenAPI, which this bare server did
+    // not serve); unknown fields are the round-trip test's job.
+    let kubectl = |args: &[&str]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let out = std::process::Command::new(bin.join("kubectl"))
+                .arg(&kubeconfig)
+                .args(args)
+                .output()
+                .unwrap();
+            let starting =
+                String::from_utf8_lossy(&out.stderr).contains("currently unable to handle");
+            if !starting || std::time::Instant::now() >= deadline {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+    };
+    let mut failures = Vec::new();
+    let mut check = |what: &str, out: std::process::Output, want_ok: bool| {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{what}: {}", text.trim());
+        if out.status.success() != want_ok {
+            failures.push(format!("{what}: {text}"));
+        }
+    };
+    // The NAD and KubeVirt kinds the role names need not be served for RBAC.
+    for file in ["rbac.yaml", "sonobuoy-rbac.yaml", "job.yaml"] {
+        let path = dir().join(file).display().to_string();
+        check(
+            file,
+            kubectl(&[
+                "apply",
+                "--server-side",
+                "--validate=false",
+                "--field-manager=secnet-test",
+                "-f",
+                &path,
+            ]),
+            true,
+        );
+    }
+    // The Sonobuoy plugin's pod: its podSpec with spec as the container.
+    let plugin = documents("sonobuoy-plugin.yaml").remove(0);
+    let mut pod_spec = plugin["podSpec"].clone();
+    pod_spec["containers"] = serde_json::json!([plugin["spec"].clone()]);
+    pod_spec["volumes"] = serde_json::json!([{"name": "results", "emptyDir": {}}]);
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "secnet-plugin", "namespace": "sonobuoy"},
+        "spec": pod_spec,
+    });
+    let pod_file = std::env::temp_dir().join(format!("secnet-{}-plugin-pod.json", opts.run_id));
+    std::fs::write(&pod_file, pod.to_string()).unwrap();
+    check(
+        "sonobuoy plugin pod (dry run)",
+        kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "--validate=false",
+            "-f",
+            &pod_file.display().to_string(),
+        ]),
+        true,
+    );
+    let _ = std::fs::remove_file(&pod_file);
+    // (NADs are not asked: kubectl resolves the kind, and this cluster has no CRD.)
+    let sa = "--as=system:serviceaccount:secnet-system:secnet-conform";
+    for (verb, resource, ns, allowed) in [
+        ("create", "namespaces", None, true),
+        ("create", "pods", Some("secnet-sn000001"), true),
+        ("create", "pods/exec", Some("secnet-sn000001"), true),
+        ("get", "pods/log", Some("kube-system"), true),
+        ("list", "nodes", None, true),
+        ("create", "configmaps", Some("secnet-sn000001"), true),
+        ("get", "secrets", Some("kube-system"), false),
+        ("patch", "nodes", None, false),
+        ("create", "daemonsets.apps", Some("kube-system"), false),
+        (
+            "create",
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            None,
+            false,
+        ),
+        (
+            "create",
+            "customresourcedefinitions.apiextensions.k8s.io",
+            None,
+            false,
+        ),
+    ] {
+        let mut args = vec!["auth", "can-i", verb, resource, sa];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        check(&format!("can-i {verb} {resource}"), kubectl(&args), allowed);
+    }
+    cluster.down().unwrap();
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -1,22 +1,22 @@
 //! `secnet clean`: what killed or `--keep` runs left, and only secnet's.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use secnet::clean::LiveRun;
 use secnet::cluster::kube::existing::ExistingOptions;
-use secnet::cluster::kube::{Teardown, sweep};
+use secnet::cluster::kube::sweep::{self, Swept};
 
 use super::{could_not_run, exit_code};
 
-pub const AFTER_HELP: &str = "A run that is still going (its marker /run/secnet/live/<run id>.lock is locked by\nits process) is left alone and named, unless --force.\n\nExamples:\n  secnet clean                 # every leftover of any finished or killed secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)\n  secnet clean --force         # live runs too\n  secnet clean --cluster existing --context lab   # objects labelled secnet.run on that cluster\n  secnet clean --cluster kind --run sn1a2b3c      # kind delete cluster --name secnet-sn1a2b3c";
+pub const AFTER_HELP: &str = "A run that is still going (its marker /run/secnet/live/<run id>.lock is locked by\nits process) is left alone and named, unless --force: its namespaces, its kind\ncluster, its objects on an existing cluster.\n\nExamples:\n  secnet clean                 # every leftover of any finished or killed secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)\n  secnet clean --force         # live runs too\n  secnet clean --cluster existing --context lab   # objects labelled secnet.run on that cluster\n  secnet clean --cluster kind --run sn1a2b3c      # kind delete cluster --name secnet-sn1a2b3c";
 
 #[derive(clap::Args)]
 pub struct CleanArgs {
     /// Only this run id (sn + 6 hex digits).
     #[arg(long)]
     run: Option<String>,
-    /// netns: also runs that are still alive (whose process holds their marker).
+    /// Also runs that are still alive (whose process holds their marker), on every provider.
     #[arg(long)]
     force: bool,
     /// netns: this machine's namespaces; existing: objects labelled secnet.run on the kubeconfig's cluster (deleted by UID; a run's namespace secnet-<run> with what is in it), never an unlabelled one; kind: secnet's kind clusters.
@@ -48,8 +48,8 @@ pub fn run(args: CleanArgs) -> ExitCode {
     }
     match args.cluster.as_str() {
         "netns" => clean_netns(run, args.force),
-        "kind" => match sweep::clean_kind("kind", run) {
-            Ok(report) => print_sweep(&report, None, "kind cluster(s)"),
+        "kind" => match sweep::clean_kind("kind", run, args.force) {
+            Ok(s) => print_sweep(&s, "kind cluster(s)"),
             Err(e) => could_not_run("clean", e),
         },
         "existing" => {
@@ -57,8 +57,8 @@ pub fn run(args: CleanArgs) -> ExitCode {
                 kubeconfig: args.kubeconfig,
                 context: args.context,
             };
-            match super::runtime().block_on(sweep::clean_existing(&opts, run)) {
-                Ok(s) => print_sweep(&s.report, Some(&s.per_run), "object(s)"),
+            match super::runtime().block_on(sweep::clean_existing(&opts, run, args.force)) {
+                Ok(s) => print_sweep(&s, "object(s)"),
                 Err(e) => could_not_run("clean", e),
             }
         }
@@ -74,13 +74,7 @@ pub fn run(args: CleanArgs) -> ExitCode {
 fn clean_netns(run: Option<&str>, force: bool) -> ExitCode {
     match secnet::clean::clean_dead(run, force) {
         Ok(c) => {
-            for live in &c.skipped {
-                eprintln!(
-                    "secnet clean: skipped run {} (still alive: {}); --force removes it anyway",
-                    live.run_id,
-                    live.holder.trim()
-                );
-            }
+            print_skipped(&c.skipped);
             eprintln!(
                 "secnet clean: removed {} namespace(s), {} run dir(s), {} process(es){}",
                 c.namespaces.len(),
@@ -98,20 +92,34 @@ fn clean_netns(run: Option<&str>, force: bool) -> ExitCode {
     }
 }
 
+/// The runs left alone because they are still alive, one line each.
+fn print_skipped(skipped: &[LiveRun]) {
+    for live in skipped {
+        eprintln!(
+            "secnet clean: skipped run {} (still alive: {}); --force removes it anyway",
+            live.run_id,
+            live.holder.trim()
+        );
+    }
+}
+
 /// What a sweep of a real cluster deleted (`what`: what was counted), with the
-/// counts per run when known; exit 1 when something could not be deleted.
-fn print_sweep(
-    report: &Teardown,
-    per_run: Option<&BTreeMap<String, usize>>,
-    what: &str,
-) -> ExitCode {
+/// counts per run when known, and the live runs it skipped; exit 1 when something
+/// could not be deleted.
+fn print_sweep(swept: &Swept, what: &str) -> ExitCode {
+    let Swept {
+        report,
+        per_run,
+        skipped,
+    } = swept;
+    print_skipped(skipped);
     for d in &report.deleted {
         println!("deleted {d}");
     }
     for e in &report.errors {
         eprintln!("secnet clean: {e}");
     }
-    let runs = per_run
+    let runs = Some(per_run)
         .filter(|r| !r.is_empty())
         .map(|r| {
             let counts: Vec<String> = r.iter().map(|(id, n)| format!("{id} {n}")).collect();

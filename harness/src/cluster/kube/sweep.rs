@@ -12,6 +12,11 @@
 //! - `kind`: the kind clusters named `secnet-sn<6 hex>` (optionally only
 //!   `secnet-<run>`) are deleted with `kind delete cluster`; other kind clusters are
 //!   never touched.
+//!
+//! `secnet clean` spares runs that are still going (their process holds its
+//! liveness marker, `crate::clean`): their objects or kind cluster stay and the
+//! sweep names them in `skipped`, unless `--force`. A run's own teardown spares
+//! nothing of itself.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,6 +31,7 @@ use super::cluster::{api_err, is_not_found};
 use super::command::{Cmd, HostRunner, Runner};
 use super::existing::{self, ExistingError, ExistingOptions};
 use super::{RUN_LABEL, Teardown};
+use crate::clean::LiveRun;
 use crate::lab::wait::{Pace, Seen, poll_until};
 
 /// Whether `id` looks like a secnet run id: `sn` + 6 hex digits.
@@ -62,6 +68,24 @@ pub fn order() -> Vec<Placement> {
 pub struct Swept {
     pub report: Teardown,
     pub per_run: BTreeMap<String, usize>,
+    /// Runs left untouched because they are still alive.
+    pub skipped: Vec<LiveRun>,
+}
+
+/// Says whether a run (by id) is alive and to be spared: `crate::clean::spare`
+/// for `secnet clean`, never for a run's own teardown.
+pub type Spare<'a> = &'a (dyn Fn(&str) -> Option<LiveRun> + Sync);
+
+/// Spares nothing: a run's own teardown.
+pub fn spare_none(_: &str) -> Option<LiveRun> {
+    None
+}
+
+/// Notes `live` as skipped, once per run.
+fn note_skipped(skipped: &mut Vec<LiveRun>, live: LiveRun) {
+    if !skipped.iter().any(|l| l.run_id == live.run_id) {
+        skipped.push(live);
+    }
 }
 
 /// Deletes every labelled object of the known kinds (of run `run`, or of any run).
@@ -79,6 +103,16 @@ pub async fn sweep_runs(client: &Client, run: Option<&str>) -> Swept {
 
 /// `sweep_runs`, waiting up to `wait` for deleted namespaces to go.
 pub async fn sweep_runs_waiting(client: &Client, run: Option<&str>, wait: Duration) -> Swept {
+    sweep_runs_sparing(client, run, wait, &spare_none).await
+}
+
+/// `sweep_runs_waiting`, leaving the objects of runs `spare` names untouched.
+pub async fn sweep_runs_sparing(
+    client: &Client,
+    run: Option<&str>,
+    wait: Duration,
+    spare: Spare<'_>,
+) -> Swept {
     let lp = ListParams::default().labels(&selector(run));
     let mut out = Swept::default();
     let mut namespaces = Vec::new();
@@ -103,6 +137,10 @@ pub async fn sweep_runs_waiting(client: &Client, run: Option<&str>, wait: Durati
                 continue; // the server ignored the selector: never guess
             };
             let owner = owner.clone();
+            if let Some(live) = spare(&owner) {
+                note_skipped(&mut out.skipped, live);
+                continue;
+            }
             let name = obj.metadata.name.clone().unwrap_or_default();
             let namespace = obj.metadata.namespace.clone().filter(|n| !n.is_empty());
             let what = match &namespace {
@@ -205,10 +243,12 @@ async fn wait_namespaces_gone(client: &Client, names: &[String], wait: Duration)
 }
 
 /// `secnet clean --cluster existing`: connects as `existing.rs` does (flags or the
-/// usual inference), checks the server answers, then sweeps.
+/// usual inference), checks the server answers, then sweeps what runs that are
+/// gone left (every run's, with `force`).
 pub async fn clean_existing(
     opts: &ExistingOptions,
     run: Option<&str>,
+    force: bool,
 ) -> Result<Swept, ExistingError> {
     let cfg = existing::config(opts).await?;
     let client = Client::try_from(cfg).map_err(ExistingError::Client)?;
@@ -216,7 +256,8 @@ pub async fn clean_existing(
         .apiserver_version()
         .await
         .map_err(ExistingError::Unreachable)?;
-    Ok(sweep_runs(&client, run).await)
+    let spare = move |id: &str| crate::clean::spare(id, force);
+    Ok(sweep_runs_sparing(&client, run, NAMESPACE_WAIT, &spare).await)
 }
 
 /// The kind clusters secnet made (`secnet-<run id>`), optionally of one run, from
@@ -236,17 +277,33 @@ pub fn kind_clusters(listing: &str, run: Option<&str>) -> Vec<String> {
 /// Deletes secnet's kind clusters (of run `run`, or of any run) with `kind delete
 /// cluster --name secnet-<id>`; keeps going on errors.
 pub fn sweep_kind<R: Runner + ?Sized>(runner: &R, kind_bin: &str, run: Option<&str>) -> Teardown {
-    let mut report = Teardown::default();
+    sweep_kind_sparing(runner, kind_bin, run, &spare_none).report
+}
+
+/// `sweep_kind`, leaving the clusters of runs `spare` names untouched.
+pub fn sweep_kind_sparing<R: Runner + ?Sized>(
+    runner: &R,
+    kind_bin: &str,
+    run: Option<&str>,
+    spare: Spare<'_>,
+) -> Swept {
+    let mut out = Swept::default();
+    let report = &mut out.report;
     let listing = match runner.run(&Cmd::new(kind_bin, &["get", "clusters"])) {
         Ok(l) => l,
         Err(e) => {
             report
                 .errors
                 .push(format!("failed to list kind clusters: {e}"));
-            return report;
+            return out;
         }
     };
     for name in kind_clusters(&listing, run) {
+        let id = name.strip_prefix("secnet-").unwrap_or(&name);
+        if let Some(live) = spare(id) {
+            note_skipped(&mut out.skipped, live);
+            continue;
+        }
         match runner.run(&Cmd::new(kind_bin, &["delete", "cluster", "--name", &name])) {
             Ok(_) => report.deleted.push(format!("kind cluster {name}")),
             Err(e) => report
@@ -254,7 +311,7 @@ pub fn sweep_kind<R: Runner + ?Sized>(runner: &R, kind_bin: &str, run: Option<&s
                 .push(format!("failed to delete kind cluster {name}: {e}")),
         }
     }
-    report
+    out
 }
 
 /// `kind` is not installed, so its clusters cannot be listed.
@@ -268,13 +325,15 @@ pub struct NoKind {
     pub run: Option<String>,
 }
 
-/// `secnet clean --cluster kind`: `kind_bin` (`kind`) must be on PATH.
-pub fn clean_kind(kind_bin: &str, run: Option<&str>) -> Result<Teardown, NoKind> {
+/// `secnet clean --cluster kind`: `kind_bin` (`kind`) must be on PATH; the clusters
+/// of runs still alive stay (all go with `force`).
+pub fn clean_kind(kind_bin: &str, run: Option<&str>, force: bool) -> Result<Swept, NoKind> {
     if crate::prereq::find_program(kind_bin).is_none() {
         return Err(NoKind {
             kind_bin: kind_bin.to_string(),
             run: run.map(str::to_string),
         });
     }
-    Ok(sweep_kind(&HostRunner, kind_bin, run))
+    let spare = move |id: &str| crate::clean::spare(id, force);
+    Ok(sweep_kind_sparing(&HostRunner, kind_bin, run, &spare))
 }

@@ -1220,10 +1220,66 @@ fn kind_sweep_deletes_only_secnet_clusters() {
     assert_eq!(runner.cmds.borrow().len(), 1);
 }
 
+/// `secnet clean` spares what `spare` calls alive: sn1a2b3c here.
+fn spare_sn1a2b3c(id: &str) -> Option<crate::clean::LiveRun> {
+    (id == "sn1a2b3c").then(|| crate::clean::LiveRun {
+        run_id: id.to_string(),
+        holder: "pid 42 secnet".into(),
+    })
+}
+
+#[test]
+fn kind_sweep_leaves_the_cluster_of_a_live_run_and_names_it() {
+    let runner = Listing {
+        inner: Recording {
+            cmds: RefCell::default(),
+            fail_on: None,
+        },
+        clusters: "secnet-sn1a2b3c\nsecnet-sn00ff00\n",
+    };
+    let swept = super::sweep::sweep_kind_sparing(&runner, "kind", None, &spare_sn1a2b3c);
+    assert_eq!(swept.report.deleted, ["kind cluster secnet-sn00ff00"]);
+    assert_eq!(swept.skipped, [spare_sn1a2b3c("sn1a2b3c").unwrap()]);
+    assert!(
+        !runner
+            .inner
+            .cmds
+            .borrow()
+            .iter()
+            .any(|c| c.contains("secnet-sn1a2b3c")),
+        "{:?}",
+        runner.inner.cmds.borrow()
+    );
+}
+
+#[tokio::test]
+async fn existing_sweep_leaves_the_objects_of_a_live_run_and_names_it() {
+    // Both runs' objects are listed; sn1a2b3c is alive: nothing of it is deleted.
+    let mock = MockApi::new(sweep_routes);
+    let swept = super::sweep::sweep_runs_sparing(
+        &mock.client(),
+        None,
+        Duration::from_secs(5),
+        &spare_sn1a2b3c,
+    )
+    .await;
+    assert_eq!(swept.skipped, [spare_sn1a2b3c("sn1a2b3c").unwrap()]);
+    assert!(
+        swept.report.deleted.iter().all(|d| !d.contains("sn1a2b3c")),
+        "{:?}",
+        swept.report.deleted
+    );
+    assert!(
+        !swept.report.deleted.is_empty(),
+        "the dead run's objects go"
+    );
+    assert!(!swept.per_run.contains_key("sn1a2b3c"));
+}
+
 #[test]
 fn clean_kind_says_how_to_go_on_without_the_binary() {
     // A kind binary that cannot exist: the check runs whether or not kind is installed.
-    let err = super::sweep::clean_kind("secnet-no-such-kind", Some("sn1a2b3c")).unwrap_err();
+    let err = super::sweep::clean_kind("secnet-no-such-kind", Some("sn1a2b3c"), false).unwrap_err();
     assert_eq!(
         err.to_string(),
         "secnet-no-such-kind not found on PATH; install kind or use --cluster existing --context kind-secnet-sn1a2b3c"
