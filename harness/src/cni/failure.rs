@@ -24,6 +24,9 @@ pub struct CniError {
 #[derive(Debug, Clone)]
 pub struct PluginFailure {
     pub plugin: PathBuf,
+    /// What `plugin` links to, when it is a link (a run links each `--plugin` binary
+    /// into its own bin dir): the path the user gave.
+    pub target: Option<PathBuf>,
     pub command: String,
     /// "exit status 1", "killed by signal 9".
     pub exit: String,
@@ -43,6 +46,7 @@ impl PluginFailure {
         };
         PluginFailure {
             plugin: call.plugin.clone(),
+            target: std::fs::read_link(&call.plugin).ok(),
             command: call.command.clone(),
             exit: reply.exit_text(),
             error: cni_error(&reply.stdout),
@@ -81,13 +85,23 @@ pub fn bounded(text: &str) -> String {
 
 impl fmt::Display for PluginFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "CNI plugin {} {} failed ({})",
-            self.plugin.display(),
-            self.command,
-            self.exit
-        )?;
+        match &self.target {
+            Some(target) => write!(
+                f,
+                "CNI plugin {} (linked as {}) {} failed ({})",
+                target.display(),
+                self.plugin.display(),
+                self.command,
+                self.exit
+            )?,
+            None => write!(
+                f,
+                "CNI plugin {} {} failed ({})",
+                self.plugin.display(),
+                self.command,
+                self.exit
+            )?,
+        }
         match &self.error {
             Some(e) => {
                 let code = e
@@ -168,6 +182,22 @@ mod tests {
         assert!(text.contains("stderr: warn"), "{text}");
         let killed = PluginFailure::of(&call(), &reply(None, "", "")).to_string();
         assert!(killed.contains("(killed by signal 9)"), "{killed}");
+    }
+
+    #[test]
+    fn a_linked_plugin_is_named_by_the_path_it_links_to() {
+        let dir = crate::lab::ScratchDir::new("secnet-failure-link").unwrap();
+        let link = dir.path().join("macvtap");
+        std::os::unix::fs::symlink("/bin/false", &link).unwrap();
+        let call = Call::new(&link, "ADD", serde_json::json!({}));
+        let text = PluginFailure::of(&call, &reply(Some(1), "", "")).to_string();
+        assert!(
+            text.starts_with(&format!(
+                "CNI plugin /bin/false (linked as {}) ADD failed (exit status 1)",
+                link.display()
+            )),
+            "{text}"
+        );
     }
 
     #[test]
