@@ -1037,9 +1037,14 @@ fn selection_flags_select_what_they_say_without_root() {
     let table = secnet(&["conform", "--list", "--label-filter", "ovs || macvlan"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        text.starts_with("NAME") && text.contains("scenario(s)"),
+        text.starts_with("ID ") && text.contains("  NAME  ") && text.contains("scenario(s)"),
         "{text}"
     );
+    // A scenario's short id from --list selects it, and only it.
+    let first = &vlan[0];
+    let by_id = list(&["--focus", first["id"].as_str().unwrap()]);
+    assert_eq!(by_id.len(), 1, "{by_id:?}");
+    assert_eq!(by_id[0]["name"], first["name"]);
 
     let bad = secnet(&["conform", "--list", "--label-filter", "seed & vm"]);
     assert_eq!(bad.status.code(), Some(2));
