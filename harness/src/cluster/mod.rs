@@ -29,9 +29,9 @@ pub enum ClusterError {
     #[error("failed to bring up the {provider} cluster: {message}")]
     Up { provider: String, message: String },
     /// A call to the API server failed (transport, authentication, a refusal).
-    #[error("{what}: the API server answered {}", api_text(source))]
+    #[error("failed to {what}: the API server answered {}", api_text(source))]
     Api {
-        /// What was asked, e.g. "create pod secnet-sn1/a".
+        /// What was asked, a verb first: "create pod secnet-sn1/a".
         what: String,
         #[source]
         source: ::kube::Error,
@@ -319,7 +319,7 @@ mod tests {
         let e = ClusterError::api("create pod sn1/a", ::kube::Error::Api(Box::new(status)));
         assert_eq!(
             e.to_string(),
-            "create pod sn1/a: the API server answered ServiceUnavailable (503): etcd is down"
+            "failed to create pod sn1/a: the API server answered ServiceUnavailable (503): etcd is down"
         );
         let source = std::error::Error::source(&e).expect("the kube error is the source");
         assert!(source.downcast_ref::<::kube::Error>().is_some());
