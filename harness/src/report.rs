@@ -18,12 +18,35 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+/// A scenario's verdict. `failed`: the implementation under test is wrong.
+/// `error`: the harness or the cluster broke, so the implementation was not judged.
+/// `flaky`: failed, then passed on a retry (`--retries`), as nextest counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Passed,
     Failed,
+    Error,
+    Flaky,
     Skipped,
+}
+
+impl Status {
+    /// The word every format uses: passed, failed, error, flaky, skipped.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Error => "error",
+            Status::Flaky => "flaky",
+            Status::Skipped => "skipped",
+        }
+    }
+
+    /// Whether the scenario ran and did not pass (in the end).
+    pub fn is_bad(self) -> bool {
+        matches!(self, Status::Failed | Status::Error)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,9 +58,37 @@ pub struct ScenarioReport {
     pub status: Status,
     pub duration_s: f64,
     pub message: String,
+    /// The scenario's stable short id (`--list`, `--focus`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// How many times it ran (more than 1 with `--retries` or `--repeat`), and
+    /// what the attempts before the last said.
+    #[serde(default, skip_serializing_if = "Attempts::is_single")]
+    pub attempts: Attempts,
     /// Topology and reachability probes, when the scenario had a cluster.
     #[serde(default, flatten)]
     pub observed: crate::observe::Observations,
+}
+
+/// The runs of one scenario beyond the first: how many in all, and each earlier
+/// attempt's status and message (a flaky scenario's failure stays readable).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attempts {
+    pub runs: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub status: Status,
+    pub message: String,
+}
+
+impl Attempts {
+    fn is_single(&self) -> bool {
+        self.runs <= 1 && self.earlier.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -45,11 +96,32 @@ pub struct Summary {
     pub passed: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// The harness or cluster broke (reports older than version 2 have none).
+    #[serde(default)]
+    pub errors: usize,
+    /// Passed on a retry after failing.
+    #[serde(default)]
+    pub flaky: usize,
+}
+
+impl Summary {
+    /// "3 passed, 1 failed, 1 error, 0 flaky, 2 skipped" (the terminal, md, html).
+    pub fn line(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} error, {} flaky, {} skipped",
+            self.passed, self.failed, self.errors, self.flaky, self.skipped
+        )
+    }
+
+    /// Scenarios that ran (passed, failed, error or flaky): 0 means nothing ran.
+    pub fn ran(&self) -> usize {
+        self.passed + self.failed + self.errors + self.flaky
+    }
 }
 
 /// Version of the `report.json` layout; bumped on incompatible changes. Reports
-/// written before it existed read as 0.
-pub const SCHEMA_VERSION: u32 = 1;
+/// written before it existed read as 0. Version 2: statuses `error` and `flaky`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The JSON Schema every `report.json` validates against.
 pub const SCHEMA: &str = include_str!("../schemas/report.schema.json");
@@ -110,6 +182,8 @@ impl Report {
             match s.status {
                 Status::Passed => summary.passed += 1,
                 Status::Failed => summary.failed += 1,
+                Status::Error => summary.errors += 1,
+                Status::Flaky => summary.flaky += 1,
                 Status::Skipped => summary.skipped += 1,
             }
         }
@@ -208,6 +282,9 @@ impl ScenarioReport {
 
     fn clean(&mut self) {
         self.message = clean_text(&self.message);
+        for a in &mut self.attempts.earlier {
+            a.message = clean_text(&a.message);
+        }
         for note in &mut self.observed.notes {
             *note = clean_text(note);
         }
@@ -294,6 +371,8 @@ mod tests {
             status,
             duration_s: 0.25,
             message: "MAC <a> & \"b\"".into(),
+            id: crate::scenario::filter::short_id(name),
+            attempts: Default::default(),
             observed: Default::default(),
         };
         Report::new(
@@ -302,6 +381,104 @@ mod tests {
             vec![s("one", Status::Passed), s("two", Status::Failed)],
             1.5,
         )
+    }
+
+    /// One scenario of every status: passed, failed, error, flaky (failed, then
+    /// passed on its retry) and skipped.
+    fn every_status() -> Report {
+        let mut r = sample();
+        let mut error = r.scenarios[1].clone();
+        error.name = "seed/three".into();
+        error.status = Status::Error;
+        error.message = "the API server answered ServiceUnavailable (503)".into();
+        let mut flaky = r.scenarios[0].clone();
+        flaky.name = "seed/four".into();
+        flaky.status = Status::Flaky;
+        flaky.attempts = Attempts {
+            runs: 2,
+            earlier: vec![Attempt {
+                status: Status::Failed,
+                message: "first run: no reply from b".into(),
+            }],
+        };
+        let mut skipped = r.scenarios[0].clone();
+        skipped.name = "seed/five".into();
+        skipped.status = Status::Skipped;
+        skipped.message = "needs OVS".into();
+        r.scenarios.extend([error, flaky, skipped]);
+        Report::new(&r.cluster, r.implementation.clone(), r.scenarios, 1.5)
+    }
+
+    #[test]
+    fn every_format_tells_passed_failed_error_flaky_and_skipped_apart() {
+        let r = every_status();
+        let s = &r.summary;
+        assert_eq!(
+            (s.passed, s.failed, s.errors, s.flaky, s.skipped),
+            (1, 1, 1, 1, 1)
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_valid(&v);
+        let statuses: Vec<&str> = v["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["passed", "failed", "error", "flaky", "skipped"]);
+        assert_eq!(v["scenarios"][3]["attempts"]["runs"], 2);
+        assert!(
+            v["scenarios"][0].get("attempts").is_none(),
+            "one run: no attempts"
+        );
+
+        let xml = r.junit();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let case = |name: &str| {
+            doc.descendants()
+                .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+                .unwrap_or_else(|| panic!("no case {name}: {xml}"))
+        };
+        let kids = |name: &str| -> Vec<String> {
+            case(name)
+                .children()
+                .filter(|n| n.is_element() && !n.has_tag_name("system-out"))
+                .map(|n| n.tag_name().name().to_string())
+                .collect()
+        };
+        assert_eq!(kids("one"), Vec::<String>::new());
+        assert_eq!(kids("two"), ["failure"]);
+        assert_eq!(kids("seed/three"), ["error"]);
+        assert_eq!(kids("seed/four"), ["flakyFailure"]);
+        assert_eq!(kids("seed/five"), ["skipped"]);
+        assert!(xml.contains("first run: no reply from b"), "{xml}");
+
+        let md = r.markdown();
+        for needle in [
+            "**1 passed, 1 failed, 1 error, 1 flaky, 1 skipped**",
+            "| **error** |",
+            "| **flaky** |",
+            "## Errors\n\n### seed/three",
+            "## Flaky\n\n### seed/four",
+            "- **observed**: first run: no reply from b",
+            "- **runs**: 2 (failed, flaky)",
+            &format!("`secnet conform --focus {}`", r.scenarios[2].id),
+        ] {
+            assert!(md.contains(needle), "{needle:?} missing:\n{md}");
+        }
+
+        let html = html::render(&r);
+        for needle in [
+            "1 error</span>",
+            "1 flaky</span>",
+            "<span class=\"error\">error</span>",
+            "<span class=\"flaky\">flaky</span>",
+            "<span class=\"failed\">failed</span>",
+            "<span class=\"skipped\">skipped</span>",
+            "Run 1 of 2: failed",
+        ] {
+            assert!(html.contains(needle), "{needle:?} missing: {html}");
+        }
     }
 
     #[test]
@@ -498,7 +675,7 @@ mod tests {
             "- **run**: sn0a1b2c",
             "| macvtap | `/b/macvtap` | --plugin | 1.0.0 |",
             "## Summary",
-            "**1 passed, 1 failed, 0 skipped**",
+            "**1 passed, 1 failed, 0 error, 0 flaky, 0 skipped**",
             "| seed/two: MAC as asked | macvtap | pod | **failed** | 0.25 s | see Failures |",
             "## Failures\n\n### seed/two: MAC as asked",
             "- **expected**: two: MAC as asked",

@@ -1,6 +1,6 @@
 //! How the command line talks: `-q` quiets the per-scenario lines of passing and
 //! skipped scenarios, colour only on a terminal and never with `NO_COLOR`, and the
-//! tracing subscriber (`-v`, `-vv`, or `RUST_LOG`).
+//! tracing subscriber (`-v`, `-vv`, `-vvv`, or `RUST_LOG`).
 
 use std::io::IsTerminal as _;
 use std::sync::OnceLock;
@@ -19,10 +19,13 @@ pub fn init(verbose: u8, quiet: bool) {
     let color = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = OUTPUT.set(Output { quiet, color });
+    // -v and -vv are secnet's own steps (phases, pods, plugin calls, probes); the
+    // libraries below (HTTP/2 frames, TLS) stay at warnings until -vvv.
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "info",
+        (false, 1) => "warn,secnet=info",
+        (false, 2) => "warn,secnet=debug",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1037,9 +1037,14 @@ fn selection_flags_select_what_they_say_without_root() {
     let table = secnet(&["conform", "--list", "--label-filter", "ovs || macvlan"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        text.starts_with("NAME") && text.contains("scenario(s)"),
+        text.starts_with("ID ") && text.contains("  NAME  ") && text.contains("scenario(s)"),
         "{text}"
     );
+    // A scenario's short id from --list selects it, and only it.
+    let first = &vlan[0];
+    let by_id = list(&["--focus", first["id"].as_str().unwrap()]);
+    assert_eq!(by_id.len(), 1, "{by_id:?}");
+    assert_eq!(by_id[0]["name"], first["name"]);
 
     let bad = secnet(&["conform", "--list", "--label-filter", "seed & vm"]);
     assert_eq!(bad.status.code(), Some(2));
@@ -1105,5 +1110,167 @@ fn fail_fast_skips_the_rest_after_the_first_failure() {
     assert!(
         !stderr.contains("] PASS "),
         "-q prints no passing lines:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_plugin_that_fails_silently_is_named_with_its_exit_status_and_no_device_plugin_logs() {
+    if !secnet::prereq::require_root("conform --plugin macvtap=/bin/false") {
+        return;
+    }
+    let dir = scratch("bin-false");
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        "macvtap=/bin/false",
+        "--focus",
+        "^seed/macvtap-pod: ",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("warning: macvtap=/bin/false: /bin/false VERSION"),
+        "a plugin that does not answer VERSION is a warning at start:\n{stderr}"
+    );
+    let r = report(dir.path());
+    let s = scenario(&r, "seed/macvtap-pod: ");
+    assert_eq!(s["status"], "failed", "{r:#}");
+    let m = s["message"].as_str().unwrap();
+    // The run links the binary into its bin dir by its resolved path (/bin/false
+    // is /usr/bin/false on merged-/usr).
+    let false_bin = std::fs::canonicalize("/bin/false").unwrap();
+    let named = format!("CNI plugin {} (linked as ", false_bin.display());
+    for needle in [
+        named.as_str(),
+        ") ADD failed (exit status 1)",
+        "no CNI error object on stdout",
+        "config given: {",
+        "\"type\":\"macvtap\"",
+        "stdout: (empty)",
+        "stderr: (empty)",
+    ] {
+        assert!(m.contains(needle), "{needle:?} missing from:\n{m}");
+    }
+    assert!(
+        !m.contains("device plugin log"),
+        "a CNI failure carries no device plugin logs:\n{m}"
+    );
+    let xml = junit(dir.path());
+    assert!(xml.contains("exit status 1"), "{xml}");
+    // The recap names the failure and the command that reruns it alone.
+    let id = s["id"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "rerun: secnet conform --plugin macvtap=/bin/false --focus {id}"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[ 1/1] FAIL"),
+        "[i/N] counts finished:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_failed_set_up_writes_every_report_with_the_failure_as_an_error() {
+    let dir = scratch("setup-failed");
+    let out = secnet(&[
+        "conform",
+        "--fixtures",
+        "/nonexistent/fixtures",
+        "--label",
+        "mac",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let r = report(dir.path());
+    let setup = scenario(&r, "setup/preflight");
+    assert_eq!(setup["status"], "error", "{r:#}");
+    assert!(
+        setup["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/fixtures"),
+        "{r:#}"
+    );
+    assert_eq!(r["summary"]["errors"], 1, "{r:#}");
+    assert!(r["summary"]["skipped"].as_u64().unwrap() > 0, "{r:#}");
+    let xml = junit(dir.path());
+    assert!(xml.contains("<error"), "{xml}");
+    for file in ["report.md", "report.html"] {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        assert!(text.contains("/nonexistent/fixtures"), "{file}: {text}");
+    }
+}
+
+#[test]
+fn a_pass_after_a_retry_is_flaky_and_a_run_where_nothing_ran_exits_4() {
+    if !secnet::prereq::require_root("conform --retries") {
+        return;
+    }
+    // The bundled macvtap, but its first ADD fails: flaky with --retries 1.
+    let bins = scratch("flaky-bin");
+    let bundled = secnet::bins::bundled("macvtap").unwrap();
+    let marker = bins.path().join("failed-once");
+    let plugin = script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ] && [ ! -e {m} ]; then\n  touch {m}\n  echo '{{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"first ADD fails on purpose\"}}'; exit 1\nfi\nexec {b} \"$@\"\n",
+            m = marker.display(),
+            b = bundled.display()
+        ),
+    );
+    let dir = scratch("flaky");
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap={}", plugin.display()),
+        "--focus",
+        "^seed/macvtap-pod: ",
+        "--retries",
+        "1",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "flaky passes:\n{stderr}");
+    let r = report(dir.path());
+    let s = scenario(&r, "seed/macvtap-pod: ");
+    assert_eq!(s["status"], "flaky", "{r:#}");
+    assert_eq!(s["attempts"]["runs"], 2, "{r:#}");
+    assert!(
+        s["attempts"]["earlier"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("first ADD fails on purpose"),
+        "{r:#}"
+    );
+    assert_eq!(r["summary"]["flaky"], 1, "{r:#}");
+    assert!(junit(dir.path()).contains("<flakyFailure"));
+    assert!(stderr.contains("FLAKY"), "{stderr}");
+
+    // Only a scenario of a CNI version the plugin does not claim: nothing runs.
+    let old = script(
+        bins.path(),
+        "old",
+        "#!/bin/sh\necho '{\"cniVersion\":\"0.4.0\",\"supportedVersions\":[\"0.3.1\",\"0.4.0\"]}'\n",
+    );
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap={}", old.display()),
+        "--focus",
+        "^macvtap-cni/\\[1\\.1\\.0\\]",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "nothing ran:\n{stderr}");
+    assert!(
+        stderr.contains("0 passed, 0 failed, 0 error, 0 flaky, 1 skipped"),
+        "{stderr}"
     );
 }

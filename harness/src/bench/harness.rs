@@ -32,8 +32,10 @@ pub async fn conform_phases(quick: bool) -> Result<Vec<Row>, BenchError> {
         opts.skip_labels = vec!["fault".into(), "dhcp".into()];
     }
     let report = conform::run(&opts).await?;
-    if report.summary.failed > 0 {
-        return Err(BenchError::ScenariosFailed(report.summary.failed));
+    if report.summary.failed + report.summary.errors > 0 {
+        return Err(BenchError::ScenariosFailed(
+            report.summary.failed + report.summary.errors,
+        ));
     }
     let mut rows = vec![single(
         &format!("secnet conform ({} scenarios)", report.scenarios.len()),

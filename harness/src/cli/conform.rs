@@ -7,13 +7,15 @@ use secnet::cluster::kube::components::{Component, SECNET_IMAGE};
 use secnet::cluster::kube::kind::KIND_NODE_IMAGE;
 use secnet::cluster::provider::Provider;
 use secnet::cluster::topology::{self, Topology};
+use secnet::conform::ConformError;
 use secnet::conform::implementation::{self, Choice};
 use secnet::conform::inventory::{Inventory, InventoryError};
 use secnet::conform::real::RealOptions;
+use secnet::report::{Report, Status, Summary};
 
-use super::{Selection, could_not_run, exit_code};
+use super::{Selection, could_not_run};
 
-pub const AFTER_HELP: &str = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --plugin macvtap=./macvtap --backends macvtap       # one patched binary, the rest bundled\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n  secnet conform --cluster existing --inventory clusters/inventory.example.yaml --dry-run\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped.";
+pub const AFTER_HELP: &str = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --plugin macvtap=./macvtap --backends macvtap       # one patched binary, the rest bundled\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n  secnet conform --cluster existing --inventory clusters/inventory.example.yaml --dry-run\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped.\n\nVerdicts: passed; failed (the implementation under test is wrong); error (the harness or\nthe cluster broke: the implementation was not judged); flaky (passed on a --retries\nretry); skipped (with why). Exit codes: 0 all that ran passed (flaky included), 1 a\nscenario failed, 2 could not run (bad flags, preflight, the cluster did not come up;\n--report still writes the reports, the set-up failure as an error), 3 no failure but\nan error, 4 nothing ran (every selected scenario skipped).";
 
 #[derive(clap::Args)]
 pub struct ConformArgs {
@@ -58,6 +60,13 @@ pub struct ConformArgs {
     /// Keep the namespaces of failed scenarios and print how to enter them.
     #[arg(long)]
     keep: bool,
+    /// Run every selected scenario N times; any failed run fails it (to find flakes).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Run a failed scenario again, up to N times; a pass after a retry is reported
+    /// as flaky (not passed), with every failed run's message.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    retries: u32,
     /// Device plugin command the DaemonSet runs on every node [default: --cni-bin-dir's macvtap-deviceplugin if it has one, else the bundled one].
     #[arg(long)]
     device_plugin: Option<String>,
@@ -239,6 +248,8 @@ pub(super) fn options(
         fail_fast: args.fail_fast,
         jobs: args.jobs.unwrap_or(0),
         keep: args.keep,
+        repeat: args.repeat,
+        retries: args.retries,
         real,
         multus_semantics: args.multus_semantics,
         ..secnet::conform::Options::bundled()
@@ -276,12 +287,23 @@ pub fn run(args: ConformArgs) -> ExitCode {
     }
     let r = match super::runtime().block_on(secnet::conform::run(&opts)) {
         Ok(r) => r,
+        Err(ConformError::SetUp { error, report: r }) => {
+            // A failed set-up still leaves its reports: the failure as an error.
+            if let Some(dir) = &report {
+                match r.write(dir) {
+                    Ok(()) => eprintln!("secnet conform: report in {}", dir.display()),
+                    Err(e) => eprintln!("secnet conform: {e}"),
+                }
+            }
+            return could_not_run("conform", error);
+        }
         Err(e) => return could_not_run("conform", e),
     };
-    eprintln!(
-        "secnet conform: {} passed, {} failed, {} skipped in {:.1} s",
-        r.summary.passed, r.summary.failed, r.summary.skipped, r.wall_s
-    );
+    let recap = recap(&r, &rerun_prefix(std::env::args().skip(1)));
+    if !recap.is_empty() {
+        eprint!("{recap}");
+    }
+    eprintln!("secnet conform: {} in {:.1} s", r.summary.line(), r.wall_s);
     if let Some(dir) = &report {
         if let Err(e) = r.write(dir) {
             return could_not_run("conform", e);
@@ -293,7 +315,93 @@ pub fn run(args: ConformArgs) -> ExitCode {
     {
         return could_not_run("conform", e);
     }
-    exit_code(r.summary.failed == 0)
+    ExitCode::from(verdict_code(&r.summary))
+}
+
+/// The exit code of a run that ran: 1 a scenario failed, 3 none failed but one
+/// errored (harness or cluster), 4 nothing ran, else 0 (flaky counts as passed).
+pub fn verdict_code(s: &Summary) -> u8 {
+    if s.failed > 0 {
+        1
+    } else if s.errors > 0 {
+        3
+    } else if s.ran() == 0 {
+        4
+    } else {
+        0
+    }
+}
+
+/// What the end of a run repeats: every scenario that failed, errored or was
+/// flaky, its first line, and the command that runs it alone.
+pub fn recap(r: &Report, rerun: &str) -> String {
+    let bad: Vec<_> = r
+        .scenarios
+        .iter()
+        .filter(|s| s.status.is_bad() || s.status == Status::Flaky)
+        .collect();
+    if bad.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\nsecnet conform: {} to look at:\n", bad.len());
+    for s in bad {
+        let first = match s.status {
+            Status::Flaky => s.attempts.earlier.last().map_or("", |a| a.message.as_str()),
+            _ => s.message.as_str(),
+        };
+        out.push_str(&format!(
+            "  {:5}  {}\n         {}\n",
+            s.status.word().to_uppercase(),
+            s.name,
+            first.lines().next().unwrap_or("(no message)")
+        ));
+        if !s.id.is_empty() {
+            out.push_str(&format!("         rerun: {rerun} --focus {}\n", s.id));
+        }
+    }
+    out
+}
+
+/// The command line of this run without what selects scenarios or repeats them
+/// (`--focus`, `--label`, `--skip-label`, `--label-filter`, `--backends`,
+/// `--repeat`, `--retries`, `--fail-fast`, `--report`), quoted for a shell: a
+/// failure's rerun adds `--focus <id>`.
+pub fn rerun_prefix(args: impl Iterator<Item = String>) -> String {
+    const DROP_WITH_VALUE: [&str; 8] = [
+        "--focus",
+        "--label",
+        "--skip-label",
+        "--label-filter",
+        "--backends",
+        "--repeat",
+        "--retries",
+        "--report",
+    ];
+    let mut out = vec!["secnet".to_string()];
+    let mut args = args.peekable();
+    while let Some(a) = args.next() {
+        let flag = a.split_once('=').map_or(a.as_str(), |(f, _)| f);
+        if DROP_WITH_VALUE.contains(&flag) {
+            if !a.contains('=') {
+                args.next();
+            }
+            continue;
+        }
+        if a == "--fail-fast" {
+            continue;
+        }
+        out.push(shell_quote(&a));
+    }
+    out.join(" ")
+}
+
+fn shell_quote(a: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c);
+    if !a.is_empty() && a.chars().all(plain) {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
 }
 
 /// The clause table of a `--profile multi-net-spec` run: printed, and written

@@ -27,7 +27,8 @@ use secnet::conform::implementation::{self, Choice, Flags, Resolved};
 pub struct Cli {
     #[command(subcommand)]
     command: Cmd,
-    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    /// More log output on stderr: -v secnet's steps (phases, pods, CNI calls, probes),
+    /// -vv their details, -vvv the libraries' too; RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only failures and the summary (no line per passing or skipped scenario).
@@ -111,7 +112,8 @@ struct Selection {
     /// groups: && || ! , ( ) and /regex/, e.g. 'seed && !vm'.
     #[arg(long, value_name = "EXPR", value_parser = secnet::scenario::filter::LabelFilter::parse)]
     label_filter: Option<secnet::scenario::filter::LabelFilter>,
-    /// Only scenarios whose name this regex matches, e.g. 'VLAN'.
+    /// Only scenarios whose name or short id (see --list) this regex matches, e.g.
+    /// 'VLAN' or 's1a2b3c'.
     #[arg(long, value_name = "REGEX", value_parser = parse_focus)]
     focus: Option<regex::Regex>,
     /// Only scenarios of these backends (comma list: macvtap,macvlan,ovs).

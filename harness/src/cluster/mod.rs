@@ -20,10 +20,30 @@ use futures::future::BoxFuture;
 
 use crate::objects::{Object, Pod};
 
+/// What went wrong with a cluster. Each variant says whose fault it is
+/// ([`ClusterError::blame`]): the implementation under test (a pod that does not
+/// start, a resource never advertised) or the harness and cluster (an API server
+/// that does not answer, a node command that cannot run). API errors keep their
+/// `kube::Error` as the source.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("failed to bring up the {provider} cluster: {message}")]
     Up { provider: String, message: String },
+    /// A call to the API server failed (transport, authentication, a refusal).
+    #[error("failed to {what}: the API server answered {}", api_text(source))]
+    Api {
+        /// What was asked, a verb first: "create pod secnet-sn1/a".
+        what: String,
+        #[source]
+        source: ::kube::Error,
+    },
+    /// A step of the run on an up cluster (not its bring-up) failed.
+    #[error("on the {provider} cluster: {what} failed: {message}")]
+    Operation {
+        provider: String,
+        what: String,
+        message: String,
+    },
     #[error("failed to apply {kind} {name}: {message}")]
     Apply {
         kind: String,
@@ -75,6 +95,53 @@ pub enum ClusterError {
         seconds: u64,
         state: String,
     },
+}
+
+/// Whose fault an error is: decides a scenario's `failed` (the implementation under
+/// test is wrong) from its `error` (the harness or the cluster broke).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Implementation,
+    Harness,
+}
+
+impl ClusterError {
+    pub fn blame(&self) -> Blame {
+        match self {
+            // What the plugins under test decide: pods starting, being deleted,
+            // resources advertised, state reached in time, node effects.
+            ClusterError::Unschedulable { .. }
+            | ClusterError::PodStart { .. }
+            | ClusterError::PodDelete { .. }
+            | ClusterError::Node { .. }
+            | ClusterError::Timeout { .. } => Blame::Implementation,
+            ClusterError::Up { .. }
+            | ClusterError::Api { .. }
+            | ClusterError::Operation { .. }
+            | ClusterError::Apply { .. }
+            | ClusterError::NoSuchPod(_)
+            | ClusterError::Exec { .. }
+            | ClusterError::NoSuchNode(_)
+            | ClusterError::Unsupported { .. }
+            | ClusterError::NotLocal { .. } => Blame::Harness,
+        }
+    }
+
+    /// An API call `what` that failed with `source`.
+    pub fn api(what: impl Into<String>, source: ::kube::Error) -> ClusterError {
+        ClusterError::Api {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// A kube error as one line: reason, code and message for API errors.
+pub fn api_text(e: &::kube::Error) -> String {
+    match e {
+        ::kube::Error::Api(s) => format!("{} ({}): {}", s.reason, s.code, s.message),
+        other => other.to_string(),
+    }
 }
 
 /// A running pod as the scenarios see it.
@@ -170,7 +237,16 @@ impl<C: Cluster> DynCluster for C {
     }
 
     fn create_pod(&self, pod: Pod) -> BoxFuture<'_, Result<PodView, ClusterError>> {
-        Box::pin(Cluster::create_pod(self, pod))
+        Box::pin(async move {
+            let name = format!("{}/{}", pod.metadata.namespace, pod.metadata.name);
+            tracing::info!("creating pod {name}");
+            let created = Cluster::create_pod(self, pod).await;
+            match &created {
+                Ok(view) => tracing::info!("pod {name} running on {}", view.node),
+                Err(e) => tracing::info!("pod {name} did not start: {e}"),
+            }
+            created
+        })
     }
 
     fn delete_pod<'a>(
@@ -187,7 +263,14 @@ impl<C: Cluster> DynCluster for C {
         pod: &'a str,
         argv: &'a [&'a str],
     ) -> BoxFuture<'a, Result<ExecOutput, ClusterError>> {
-        Box::pin(Cluster::exec(self, namespace, pod, argv))
+        Box::pin(async move {
+            tracing::info!("in pod {namespace}/{pod}: {}", argv.join(" "));
+            let out = Cluster::exec(self, namespace, pod, argv).await;
+            if let Ok(o) = &out {
+                tracing::debug!(success = o.success, stdout = %o.stdout.trim(), stderr = %o.stderr.trim(), "exec answered");
+            }
+            out
+        })
     }
 
     fn node_resources<'a>(
@@ -222,4 +305,32 @@ pub async fn wait_allocatable<C: Cluster>(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_error_keeps_its_kube_error_and_blames_the_harness() {
+        let status: ::kube::core::Status = serde_json::from_value(serde_json::json!({
+            "code": 503, "reason": "ServiceUnavailable", "message": "etcd is down"
+        }))
+        .unwrap();
+        let e = ClusterError::api("create pod sn1/a", ::kube::Error::Api(Box::new(status)));
+        assert_eq!(
+            e.to_string(),
+            "failed to create pod sn1/a: the API server answered ServiceUnavailable (503): etcd is down"
+        );
+        let source = std::error::Error::source(&e).expect("the kube error is the source");
+        assert!(source.downcast_ref::<::kube::Error>().is_some());
+        assert_eq!(e.blame(), Blame::Harness);
+        let failure: crate::scenario::Failure = e.into();
+        assert!(failure.is_error());
+        let plugin = ClusterError::Unschedulable {
+            pod: "a/b".into(),
+            message: "0/2 nodes have macvtap.network.kubevirt.io/dataplane".into(),
+        };
+        assert_eq!(plugin.blame(), Blame::Implementation);
+    }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::failure::PluginFailure;
 use super::{Call, ExecError, exec_in};
 use crate::lab::enter::Enter;
 
@@ -15,13 +16,9 @@ pub enum ChainError {
     NotFound { plugin: String, path: String },
     #[error(transparent)]
     Exec(#[from] ExecError),
-    /// `error` is the plugin's CNI error (msg and details).
-    #[error("{plugin} {command} failed: {error}")]
-    Failed {
-        plugin: String,
-        command: String,
-        error: String,
-    },
+    /// The plugin's answer: binary, exit status, CNI error, config and output.
+    #[error("{0}")]
+    Failed(Box<PluginFailure>),
     #[error("the plugin chain returned no result")]
     NoResult,
     /// DEL goes on after a failure: every plugin's error, in call order.
@@ -80,7 +77,7 @@ async fn invoke(
 ) -> Result<Option<Value>, ChainError> {
     let kind = plugin_type(&config).to_string();
     let binary: &Path = &dirs.find(&kind).ok_or_else(|| ChainError::NotFound {
-        plugin: kind.clone(),
+        plugin: kind,
         path: dirs.cni_path(),
     })?;
     let mut call = Call::new(binary, command, config)
@@ -94,11 +91,9 @@ async fn invoke(
     call.path = dirs.cni_path();
     let reply = exec_in(&call, enter).await?;
     if !reply.success {
-        return Err(ChainError::Failed {
-            plugin: kind,
-            command: command.to_string(),
-            error: reply.error_text(),
-        });
+        return Err(ChainError::Failed(Box::new(PluginFailure::of(
+            &call, &reply,
+        ))));
     }
     Ok(reply.json())
 }

@@ -12,6 +12,7 @@ use crate::lab::command::{Cmd, CommandError};
 use crate::lab::enter::Enter;
 
 pub mod chain;
+pub mod failure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -99,6 +100,8 @@ pub struct Reply {
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
+    /// How the plugin exited (a status, or the signal that killed it).
+    pub status: std::process::ExitStatus,
 }
 
 impl Reply {
@@ -115,7 +118,25 @@ impl Reply {
             .and_then(|v| v.get("code").and_then(Value::as_u64))
     }
 
+    /// "exit status 1", or "killed by signal 9".
+    pub fn exit_text(&self) -> String {
+        use std::os::unix::process::ExitStatusExt as _;
+        match (self.status.code(), self.status.signal()) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            (None, None) => self.status.to_string(),
+        }
+    }
+
+    /// The CNI error's msg and details, or (when the plugin printed none) its output,
+    /// or when it printed nothing at all, how it exited.
     pub fn error_text(&self) -> String {
+        if failure::cni_error(&self.stdout).is_none()
+            && self.stdout.trim().is_empty()
+            && self.stderr.trim().is_empty()
+        {
+            return format!("no output, {}", self.exit_text());
+        }
         let v = self.json().unwrap_or(Value::Null);
         format!(
             "{} ({})",
@@ -163,6 +184,12 @@ pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
     for (key, value) in &call.env {
         cmd = cmd.env(key, value);
     }
+    tracing::info!(
+        plugin = %call.plugin.display(),
+        ifname = %call.ifname,
+        "CNI {} sent",
+        call.command
+    );
     let output = cmd
         .stdin(stdin_bytes)
         .enter(enter)
@@ -184,11 +211,13 @@ pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
                 source: std::io::Error::other(other.to_string()),
             },
         })?;
+    tracing::debug!(plugin = %call.plugin.display(), status = %output.status, "CNI {} answered", call.command);
     Ok(Reply {
         success: output.success(),
         stdout: output.stdout_text(),
         stderr: output.stderr_text(),
         elapsed: output.elapsed,
+        status: output.status,
     })
 }
 

@@ -10,11 +10,7 @@ use crate::report::Status;
 use crate::report::html::{STYLE, escape};
 
 fn status(s: Status) -> &'static str {
-    match s {
-        Status::Passed => "passed",
-        Status::Failed => "failed",
-        Status::Skipped => "skipped",
-    }
+    s.word()
 }
 
 fn change(r: &Row) -> &'static str {

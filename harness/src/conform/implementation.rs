@@ -287,6 +287,19 @@ impl Resolved {
         })
     }
 
+    /// What to warn about before the run: a CNI under test that does not answer
+    /// VERSION as the spec asks (it still runs; scenarios that need a version of
+    /// it are not skipped for it, and its failures will say how it answers).
+    pub fn warnings(&self) -> Vec<String> {
+        CNIS.iter()
+            .filter_map(|name| {
+                let path = self.cni(name).0?;
+                let e = cni_versions(&path).err()?;
+                Some(format!("{name}={}: {e}", path.display()))
+            })
+            .collect()
+    }
+
     /// One line per plugin for the run's header.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = CNIS

@@ -44,6 +44,12 @@ pub struct Options {
     /// Real clusters run one at a time (the scenarios share its nodes' capacity).
     pub jobs: usize,
     pub keep: bool,
+    /// `--repeat`: each scenario runs this many times (at least 1); any failed run
+    /// fails it.
+    pub repeat: u32,
+    /// `--retries`: a failed run is run again up to this many times; a pass after a
+    /// retry is `flaky`.
+    pub retries: u32,
     /// What `--cluster kind|existing` needs.
     pub real: real::RealOptions,
     /// `--multus-semantics`: the rules secnet's multus follows on netns (real
@@ -53,6 +59,14 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConformError {
+    /// The run could not set up (preflight, the cluster did not come up): `report`
+    /// has the set-up failure as an `error` entry and every selected scenario as
+    /// skipped, so that a run always leaves its reports.
+    #[error("{error}")]
+    SetUp {
+        error: Box<ConformError>,
+        report: Box<Report>,
+    },
     #[error("interrupted by {0}")]
     Interrupted(&'static str),
     #[error(transparent)]
@@ -134,6 +148,8 @@ impl Options {
             fail_fast: false,
             jobs: 0,
             keep: false,
+            repeat: 1,
+            retries: 0,
             real: real::RealOptions::default(),
             multus_semantics: crate::multus::Semantics::default(),
         }
@@ -185,12 +201,19 @@ async fn run_guarded(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            scenario::fail(format!("scenario panicked: {what}"))
+            // A panic is a bug of the harness, whatever the plugin did.
+            Err(scenario::Failure::error(format!(
+                "scenario panicked: {what}"
+            )))
         });
     let c = ctx.clone();
     let outcome = tokio::task::spawn_blocking(move || provider.leaks(&c, outcome))
         .await
-        .unwrap_or_else(|e| scenario::fail(format!("the leak check panicked: {e}")));
+        .unwrap_or_else(|e| {
+            Err(scenario::Failure::error(format!(
+                "the leak check panicked: {e}"
+            )))
+        });
     (outcome, ctx.observed.take())
 }
 
@@ -277,7 +300,11 @@ pub(crate) fn select(
                 .as_ref()
                 .is_none_or(|f| f.matches(&s.selection_labels()))
         })
-        .filter(|s| opts.focus.as_ref().is_none_or(|re| re.is_match(&s.name)))
+        .filter(|s| {
+            opts.focus
+                .as_ref()
+                .is_none_or(|re| re.is_match(&s.name) || re.is_match(&s.id()))
+        })
         .collect();
     if selected.is_empty() {
         return Err(ConformError::NothingSelected {
@@ -309,6 +336,7 @@ pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
             .iter()
             .map(|s| {
                 json!({
+                    "id": s.id(),
                     "name": s.name,
                     "group": s.group(),
                     "backend": s.backend,
@@ -324,13 +352,14 @@ pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
     }
     let width = selected.iter().map(|s| s.name.len()).max().unwrap_or(4);
     let mut out = format!(
-        "{:width$}  {:8}  {:24}  LABELS\n",
-        "NAME", "WORKLOAD", "NEEDS"
+        "{:7}  {:width$}  {:8}  {:24}  LABELS\n",
+        "ID", "NAME", "WORKLOAD", "NEEDS"
     );
     for s in &selected {
         let needs: Vec<String> = s.needs.iter().map(|c| c.to_string()).collect();
         out.push_str(&format!(
-            "{:width$}  {:8}  {:24}  {}\n",
+            "{:7}  {:width$}  {:8}  {:24}  {}\n",
+            s.id(),
             s.name,
             s.workload,
             if needs.is_empty() {
@@ -342,8 +371,21 @@ pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
         ));
     }
     let runnable = selected.iter().filter(|s| s.portable_on(&offer)).count();
+    let quarantined =
+        if scenario::filter::quarantine_wanted(&opts.labels, opts.label_filter.as_ref()) {
+            0
+        } else {
+            selected.iter().filter(|s| s.is_quarantined()).count()
+        };
+    let quarantine_note = match quarantined {
+        0 => String::new(),
+        n => format!(
+            ", {n} quarantined (skipped unless --label {})",
+            scenario::filter::QUARANTINE
+        ),
+    };
     out.push_str(&format!(
-        "{} scenario(s), {runnable} runnable on the {offer} cluster\n",
+        "{} scenario(s), {runnable} runnable on the {offer} cluster{quarantine_note}\n",
         selected.len()
     ));
     Ok(out)
@@ -353,8 +395,18 @@ pub fn listing(opts: &Options, json: bool) -> Result<String, ConformError> {
 pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     let all = scenario::all();
     let selected = select(opts, all)?;
-    preflight(opts)?;
     let run_id = crate::lab::new_run_id();
+    let started = Instant::now();
+    if let Err(e) = preflight(opts) {
+        return Err(set_up_failed(
+            opts,
+            &run_id,
+            &selected,
+            "preflight",
+            e,
+            started,
+        ));
+    }
     let provider: Arc<dyn ClusterProvider> = Arc::from(opts.provider());
     let offer = provider.offer();
     let runnable = selected.iter().filter(|s| s.portable_on(&offer)).count();
@@ -371,8 +423,12 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     if let Some(under_test) = provider.under_test() {
         eprintln!("secnet conform: under test: {under_test}");
     }
+    if opts.cluster == Provider::Netns {
+        for warning in opts.implementation.warnings() {
+            eprintln!("secnet conform: warning: {warning}");
+        }
+    }
     let ctx = context(opts, &run_id);
-    let started = Instant::now();
     let up = tokio::select! {
         up = provider.start(&run_id) => up.map_err(ConformError::Provider),
         signal = interrupted() => Err(ConformError::InterruptedUp {
@@ -383,9 +439,55 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     };
     if let Err(e) = up {
         let _ = std::fs::remove_dir_all(&ctx.work_dir);
-        return Err(e);
+        return Err(set_up_failed(
+            opts,
+            &run_id,
+            &selected,
+            "cluster up",
+            e,
+            started,
+        ));
     }
     run_selected(opts, &run_id, ctx, selected, provider, started).await
+}
+
+/// The report of a run whose set-up (`step`) failed: the failure as an `error`
+/// entry `setup/<step>`, every selected scenario skipped for it.
+fn set_up_failed(
+    opts: &Options,
+    run_id: &str,
+    selected: &[&'static scenario::Scenario],
+    step: &str,
+    error: ConformError,
+    started: Instant,
+) -> ConformError {
+    let message = error.to_string();
+    let mut scenarios = vec![ScenarioReport {
+        name: format!("setup/{step}"),
+        backend: "-".into(),
+        workload: "node".into(),
+        labels: vec!["setup".into()],
+        status: Status::Error,
+        duration_s: started.elapsed().as_secs_f64(),
+        message: message.clone(),
+        id: String::new(),
+        attempts: Default::default(),
+        observed: Default::default(),
+    }];
+    let why = format!("not run: the run's {step} failed");
+    scenarios.extend(selected.iter().map(|s| skipped(s, &why)));
+    let mut implementation = opts.implementation.describe();
+    implementation["run_id"] = json!(run_id);
+    let report = Report::new(
+        &opts.cluster.to_string(),
+        implementation,
+        scenarios,
+        started.elapsed().as_secs_f64(),
+    );
+    ConformError::SetUp {
+        error: Box::new(error),
+        report: Box::new(report),
+    }
 }
 
 /// Runs `selected`, up to `--jobs` at once, each in its own scope (`s<n>`) and on
@@ -414,37 +516,42 @@ async fn run_selected(
     let mut pending = order.into_iter();
     let mut running = tokio::task::JoinSet::new();
     let mut any_failed = false;
+    let quarantined = scenario::filter::quarantine_wanted(&opts.labels, opts.label_filter.as_ref());
+    let tries = Tries {
+        repeat: opts.repeat.max(1),
+        retries: opts.retries,
+        total,
+    };
+    // `[i/N]`: i counts the scenarios finished (run or skipped), N the selected.
+    let mut done = 0;
+    let tag = |done: &mut usize| {
+        *done += 1;
+        format!("{:>2}/{total}", *done)
+    };
     loop {
         while running.len() < jobs {
             let Some((i, s)) = pending.next() else { break };
-            let at = Position {
-                tag: format!("{:>2}/{total}", i + 1),
-                scope: format!("s{}", i + 1),
-            };
             let why_not = if opts.fail_fast && any_failed {
                 Some("not run: --fail-fast and an earlier scenario failed".to_string())
+            } else if s.is_quarantined() && !quarantined {
+                Some(format!(
+                    "quarantined: run it with --label {}",
+                    scenario::filter::QUARANTINE
+                ))
             } else {
                 why_not_run(s, &ctx, &offer)
             };
             if let Some(why) = why_not {
-                progress.line(&skip_line(&at.tag, &s.name, &why));
+                progress.line(&skip_line(&tag(&mut done), &s.name, &why));
                 reports[i] = Some(skipped(s, &why));
                 continue;
             }
-            let mut c = ctx.clone();
-            c.scope = at.scope.clone();
-            c.observed = Default::default();
-            let spinner = progress.start(&at.tag, &s.name);
-            let p = provider.clone();
+            let spinner = progress.start(&format!("{:>2}/{total}", "…"), &s.name);
+            let (p, c) = (provider.clone(), ctx.clone());
             running.spawn(async move {
-                let t = Instant::now();
-                let (outcome, observed) = run_guarded(s, c, p).await;
+                let report = run_tries(s, c, p, i + 1, tries).await;
                 spinner.finish_and_clear();
-                (
-                    i,
-                    at,
-                    scenario_report(s, outcome, observed, t.elapsed().as_secs_f64()),
-                )
+                (i, report)
             });
         }
         if running.is_empty() {
@@ -452,9 +559,9 @@ async fn run_selected(
         }
         tokio::select! {
             joined = running.join_next() => match joined {
-                Some(Ok((i, at, report))) => {
-                    any_failed |= report.status == Status::Failed;
-                    progress.line(&result_line(&at.tag, &report));
+                Some(Ok((i, report))) => {
+                    any_failed |= report.status.is_bad();
+                    progress.line(&result_line(&tag(&mut done), &report));
                     reports[i] = Some(report);
                 }
                 Some(Err(e)) => return Err(ConformError::Task(e)),
@@ -472,7 +579,7 @@ async fn run_selected(
     }
     let reports: Vec<ScenarioReport> = reports.into_iter().flatten().collect();
     let _ = std::fs::remove_dir_all(&ctx.work_dir);
-    let failed = reports.iter().any(|r| r.status == Status::Failed);
+    let failed = reports.iter().any(|r| r.status.is_bad());
     for note in provider.stop(failed, opts.keep).await {
         eprintln!("secnet conform: {note}");
     }
@@ -524,15 +631,27 @@ fn skip_line(tag: &str, name: &str, why: &str) -> Option<String> {
         .then(|| format!("[{tag}] {} {name} ({why})", crate::term::paint("SKIP")))
 }
 
-/// The printed line of a finished scenario: PASS/FAIL, and a failure's message.
+/// The printed line of a finished scenario: PASS, FAIL (the implementation is
+/// wrong), ERROR (the harness or cluster broke) or FLAKY (passed on a retry), and
+/// a failure's message.
 fn result_line(tag: &str, r: &ScenarioReport) -> Option<String> {
-    let failed = r.status == Status::Failed;
-    if !failed && crate::term::output().quiet {
+    let failed = r.status.is_bad();
+    if r.status == Status::Passed && crate::term::output().quiet {
         return None;
     }
-    let mark = if failed { "FAIL" } else { "PASS" };
+    let mark = match r.status {
+        Status::Failed => "FAIL",
+        Status::Error => "ERROR",
+        Status::Flaky => "FLAKY",
+        _ => "PASS",
+    };
+    let runs = if r.attempts.runs > 1 {
+        format!(", {} runs", r.attempts.runs)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "[{tag}] {} {} ({:.2} s)",
+        "[{tag}] {} {} ({:.2} s{runs})",
         crate::term::paint(mark),
         r.name,
         r.duration_s
@@ -556,8 +675,80 @@ fn skipped(s: &scenario::Scenario, why: &str) -> ScenarioReport {
         status: Status::Skipped,
         duration_s: 0.0,
         message: why.to_string(),
+        id: s.id(),
+        attempts: Default::default(),
         observed: Default::default(),
     }
+}
+
+/// How often each scenario runs, and how many scopes (`s<n>`) a run has.
+#[derive(Debug, Clone, Copy)]
+struct Tries {
+    repeat: u32,
+    retries: u32,
+    total: usize,
+}
+
+/// Runs scenario `index` (1-based) `--repeat` times, a failed run retried up to
+/// `--retries` times. Every run has a scope of its own (`s<index + k·total>`), so a
+/// kept failure never meets its retry. The report is the first run that stayed
+/// bad, else the last; passing after a retry makes it `flaky`; the other runs are
+/// its earlier attempts.
+async fn run_tries(
+    s: &'static scenario::Scenario,
+    ctx: Ctx,
+    provider: Arc<dyn ClusterProvider>,
+    index: usize,
+    tries: Tries,
+) -> ScenarioReport {
+    let mut runs: Vec<ScenarioReport> = Vec::new();
+    let mut stayed_bad: Option<usize> = None;
+    for _ in 0..tries.repeat {
+        for attempt in 0..=tries.retries {
+            let mut c = ctx.clone();
+            c.scope = format!("s{}", index + runs.len() * tries.total);
+            c.observed = Default::default();
+            let t = Instant::now();
+            let (outcome, observed) = run_guarded(s, c, provider.clone()).await;
+            let r = scenario_report(s, outcome, observed, t.elapsed().as_secs_f64());
+            let bad = r.status.is_bad();
+            runs.push(r);
+            if !bad {
+                break;
+            }
+            if attempt == tries.retries {
+                stayed_bad.get_or_insert(runs.len() - 1);
+            }
+        }
+    }
+    verdict(runs, stayed_bad)
+}
+
+/// One report from a scenario's runs (see `run_tries`).
+fn verdict(mut runs: Vec<ScenarioReport>, stayed_bad: Option<usize>) -> ScenarioReport {
+    let count = runs.len();
+    let any_bad = runs.iter().any(|r| r.status.is_bad());
+    let total_s: f64 = runs.iter().map(|r| r.duration_s).sum();
+    let chosen = stayed_bad.unwrap_or(count - 1);
+    let mut report = runs.remove(chosen);
+    if count == 1 {
+        return report;
+    }
+    if report.status == Status::Passed && any_bad {
+        report.status = Status::Flaky;
+    }
+    report.duration_s = total_s;
+    report.attempts = crate::report::Attempts {
+        runs: count as u32,
+        earlier: runs
+            .into_iter()
+            .map(|r| crate::report::Attempt {
+                status: r.status,
+                message: r.message,
+            })
+            .collect(),
+    };
+    report
 }
 
 /// The report of a scenario that ran; a failure carries the reference
@@ -570,6 +761,8 @@ fn scenario_report(
 ) -> ScenarioReport {
     let (status, message) = match (outcome, s.beyond_reference) {
         (Ok(()), _) => (Status::Passed, String::new()),
+        // The harness or cluster broke: nothing to say about the reference.
+        (Err(f), _) if f.is_error() => (Status::Error, f.to_string()),
         (Err(f), None) => (Status::Failed, f.to_string()),
         // The note is about the plugins' behaviour, which a scenario whose pods found
         // no device plugin did not get to see.
@@ -593,6 +786,8 @@ fn scenario_report(
         status,
         duration_s,
         message,
+        id: s.id(),
+        attempts: Default::default(),
         observed,
     }
 }
@@ -682,5 +877,117 @@ pub(crate) async fn interrupted() -> &'static str {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => "Ctrl-C",
         _ = term.recv() => "SIGTERM",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(status: Status, message: &str) -> ScenarioReport {
+        ScenarioReport {
+            name: "seed/x".into(),
+            backend: "macvtap".into(),
+            workload: "pod".into(),
+            labels: Vec::new(),
+            status,
+            duration_s: 1.0,
+            message: message.into(),
+            id: "s000000".into(),
+            attempts: Default::default(),
+            observed: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_pass_after_a_retry_is_flaky_and_keeps_the_failed_run() {
+        let r = verdict(
+            vec![run(Status::Failed, "no reply"), run(Status::Passed, "")],
+            None,
+        );
+        assert_eq!(r.status, Status::Flaky);
+        assert_eq!(r.attempts.runs, 2);
+        assert_eq!(r.attempts.earlier[0].message, "no reply");
+        assert_eq!(r.duration_s, 2.0);
+    }
+
+    #[test]
+    fn a_run_that_stayed_bad_is_the_verdict_and_one_run_is_just_itself() {
+        // --repeat 2 --retries 1: the first repetition failed twice, the second passed.
+        let r = verdict(
+            vec![
+                run(Status::Error, "API down"),
+                run(Status::Failed, "wrong MAC"),
+                run(Status::Passed, ""),
+            ],
+            Some(1),
+        );
+        assert_eq!(
+            (r.status, r.message.as_str()),
+            (Status::Failed, "wrong MAC")
+        );
+        assert_eq!(r.attempts.runs, 3);
+        assert_eq!(
+            r.attempts
+                .earlier
+                .iter()
+                .map(|a| a.status)
+                .collect::<Vec<_>>(),
+            [Status::Error, Status::Passed]
+        );
+        let one = verdict(vec![run(Status::Passed, "")], None);
+        assert_eq!((one.status, one.attempts.runs), (Status::Passed, 0));
+    }
+
+    #[test]
+    fn focus_takes_a_scenario_id_and_quarantine_is_named_in_the_listing() {
+        let all = scenario::all();
+        let target = &all[3];
+        let opts = Options {
+            focus: Some(regex::Regex::new(&format!("^{}$", target.id())).unwrap()),
+            ..Options::bundled()
+        };
+        let picked = select(&opts, all).unwrap();
+        assert_eq!(
+            picked.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            [&target.name]
+        );
+        let listed = listing(&opts, false).unwrap();
+        assert!(listed.starts_with("ID "), "{listed}");
+        assert!(
+            listed.contains(&format!("{}  {}", target.id(), target.name)),
+            "{listed}"
+        );
+    }
+
+    #[test]
+    fn a_failure_blamed_on_the_harness_is_an_error_not_a_failure() {
+        let s = &scenario::all()[0];
+        let api_down: scenario::Failure = crate::cluster::ClusterError::Operation {
+            provider: "kind".into(),
+            what: "restarting the device plugin on n1".into(),
+            message: "connection refused".into(),
+        }
+        .into();
+        let r = scenario_report(s, Err(api_down), Default::default(), 0.1);
+        assert_eq!(r.status, Status::Error);
+        assert!(
+            r.message.starts_with("on the kind cluster: restarting"),
+            "{}",
+            r.message
+        );
+        let wrong: scenario::Failure = crate::cluster::ClusterError::PodStart {
+            pod: "a/b".into(),
+            node: "n1".into(),
+            message: "CNI plugin /bin/false ADD failed (exit status 1)".into(),
+        }
+        .into();
+        let r = scenario_report(s, Err(wrong), Default::default(), 0.1);
+        assert_eq!(r.status, Status::Failed);
+        let broke = scenario::Failure::msg("lab up failed").harness();
+        assert_eq!(
+            scenario_report(s, Err(broke), Default::default(), 0.1).status,
+            Status::Error
+        );
     }
 }

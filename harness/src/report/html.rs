@@ -20,9 +20,9 @@ pub fn escape(s: &str) -> String {
 pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em;margin-bottom:.3em}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:.9em;text-align:left;vertical-align:top}\
 table.facts td,table.facts th{border:none;padding:1px 12px 1px 0}table.facts th{color:#555;font-weight:600}\
-.passed{color:#176f2c;font-weight:600}.failed{color:#b00020;font-weight:600}.skipped{color:#777}\
+.passed{color:#176f2c;font-weight:600}.failed{color:#b00020;font-weight:600}.error{color:#8a4b00;font-weight:600}.flaky{color:#6a1b9a;font-weight:600}.skipped{color:#777}\
 .badge{display:inline-block;padding:2px 10px;border-radius:10px;margin-right:6px;color:#fff}\
-.b-passed{background:#2e7d32}.b-failed{background:#c62828}.b-skipped{background:#888}\
+.b-passed{background:#2e7d32}.b-failed{background:#c62828}.b-error{background:#e65100}.b-flaky{background:#6a1b9a}.b-skipped{background:#888}\
 .scenarios{border:1px solid #ddd;border-radius:6px}\
 .row{display:grid;grid-template-columns:5.5em minmax(0,1fr) 7em 5em 5.5em;gap:10px;align-items:baseline;padding:4px 10px;border-top:1px solid #eee}\
 .row.head{font-weight:600;background:#f4f4f4;border-top:none}summary.row{cursor:pointer;list-style:none}summary.row::-webkit-details-marker{display:none}\
@@ -51,10 +51,11 @@ pub fn render(report: &Report) -> String {
         }
     }
     h.push_str("</table>");
+    let s = &report.summary;
     let _ = write!(
         h,
-        "<p id=\"summary\"><span class=\"badge b-passed\">{} passed</span><span class=\"badge b-failed\">{} failed</span><span class=\"badge b-skipped\">{} skipped</span> in {:.1} s</p>",
-        report.summary.passed, report.summary.failed, report.summary.skipped, report.wall_s
+        "<p id=\"summary\"><span class=\"badge b-passed\">{} passed</span><span class=\"badge b-failed\" title=\"the implementation under test is wrong\">{} failed</span><span class=\"badge b-error\" title=\"the harness or cluster broke: the implementation was not judged\">{} error</span><span class=\"badge b-flaky\" title=\"passed on a retry\">{} flaky</span><span class=\"badge b-skipped\">{} skipped</span> in {:.1} s</p>",
+        s.passed, s.failed, s.errors, s.flaky, s.skipped, report.wall_s
     );
     implementation_table(&mut h, &report.implementation);
     h.push_str("<h2>Scenarios</h2><div class=\"scenarios\"><div class=\"row head\"><span>status</span><span>scenario</span><span>backend</span><span>workload</span><span class=\"time\">time</span></div>");
@@ -99,17 +100,15 @@ fn implementation_table(h: &mut String, imp: &serde_json::Value) {
 }
 
 fn status_class(s: Status) -> &'static str {
-    match s {
-        Status::Passed => "passed",
-        Status::Failed => "failed",
-        Status::Skipped => "skipped",
-    }
+    s.word()
 }
 
 /// One scenario: its row, which opens onto what it observed.
 fn scenario(h: &mut String, i: usize, s: &ScenarioReport) {
     // Failures and reachability checks are what people come to look at.
-    let open = if s.status == Status::Failed || !s.observed.reachability.is_empty() {
+    let open = if s.status != Status::Passed && s.status != Status::Skipped
+        || !s.observed.reachability.is_empty()
+    {
         " open"
     } else {
         ""
@@ -139,6 +138,23 @@ fn scenario(h: &mut String, i: usize, s: &ScenarioReport) {
     }
     for note in &s.observed.notes {
         let _ = write!(h, "<p class=\"note\">note: {}</p>", escape(note));
+    }
+    if !s.id.is_empty() && s.status != Status::Passed {
+        let _ = write!(
+            h,
+            "<p class=\"rerun\">rerun: <code>secnet conform --focus {}</code></p>",
+            escape(&s.id)
+        );
+    }
+    for (n, a) in s.attempts.earlier.iter().enumerate() {
+        let _ = write!(
+            h,
+            "<h4>Run {} of {}: {}</h4><pre>{}</pre>",
+            n + 1,
+            s.attempts.runs,
+            a.status.word(),
+            escape(&a.message)
+        );
     }
     if !s.message.is_empty() {
         let _ = write!(h, "<h4>Diagnostics</h4><pre>{}</pre>", escape(&s.message));

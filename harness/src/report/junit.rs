@@ -5,9 +5,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
-use super::{Report, ScenarioReport, Status, implementation};
+use super::{Attempt, Report, ScenarioReport, Status, implementation};
 use crate::compare::Comparison;
 
 /// The properties every suite of `report` carries.
@@ -80,12 +80,19 @@ pub fn render(report: &Report) -> String {
     junit.to_string().expect("JUnit serializes to a String")
 }
 
+/// `<failure>` when the implementation is wrong, `<error>` when the harness or
+/// cluster broke, a success with `<flakyFailure>`s when a retry passed.
 fn status(status: Status, message: &str) -> TestCaseStatus {
     let first_line = message.lines().next().unwrap_or_default();
     match status {
-        Status::Passed => TestCaseStatus::success(),
-        Status::Failed => {
-            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        Status::Passed | Status::Flaky => TestCaseStatus::success(),
+        Status::Failed | Status::Error => {
+            let kind = if status == Status::Error {
+                NonSuccessKind::Error
+            } else {
+                NonSuccessKind::Failure
+            };
+            let mut st = TestCaseStatus::non_success(kind);
             st.set_message(first_line).set_description(message);
             st
         }
@@ -97,16 +104,45 @@ fn status(status: Status, message: &str) -> TestCaseStatus {
     }
 }
 
+/// An earlier attempt of a retried scenario: `<flakyFailure>`/`<flakyError>` under a
+/// case that passed in the end, `<rerunFailure>`/`<rerunError>` under one that did not.
+fn rerun(a: &Attempt) -> TestRerun {
+    let kind = if a.status == Status::Error {
+        NonSuccessKind::Error
+    } else {
+        NonSuccessKind::Failure
+    };
+    let mut r = TestRerun::new(kind);
+    r.set_message(a.message.lines().next().unwrap_or_default())
+        .set_description(a.message.as_str());
+    r
+}
+
 fn case(s: &ScenarioReport) -> TestCase {
-    let mut case = TestCase::new(s.name.as_str(), status(s.status, &s.message));
+    let mut st = status(s.status, &s.message);
+    st.add_reruns(
+        s.attempts
+            .earlier
+            .iter()
+            .filter(|a| a.status.is_bad())
+            .map(rerun),
+    );
+    let mut case = TestCase::new(s.name.as_str(), st);
     case.set_classname(s.group())
         .set_time(Duration::from_secs_f64(s.duration_s.max(0.0)));
     let mut out = format!(
-        "backend: {}\nworkload: {}\nlabels: {}\n",
+        "status: {}\nbackend: {}\nworkload: {}\nlabels: {}\n",
+        s.status.word(),
         s.backend,
         s.workload,
         s.labels.join(", ")
     );
+    if !s.id.is_empty() {
+        let _ = writeln!(out, "id: {}", s.id);
+    }
+    if s.attempts.runs > 1 {
+        let _ = writeln!(out, "runs: {}", s.attempts.runs);
+    }
     for p in &s.observed.phases {
         let _ = writeln!(out, "phase {}: {:.3} s", p.name, p.seconds);
     }

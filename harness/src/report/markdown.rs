@@ -24,15 +24,17 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
-    let s = &report.summary;
     let _ = write!(
         m,
-        "\n## Summary\n\n**{} passed, {} failed, {} skipped** in {:.1} s\n\n| scenario | backend | workload | status | time | note |\n|---|---|---|---|---|---|\n",
-        s.passed, s.failed, s.skipped, report.wall_s
+        "\n## Summary\n\n**{}** in {:.1} s\n\n*failed*: the implementation under test is wrong; *error*: the harness or cluster broke, the implementation was not judged; *flaky*: passed on a retry.\n\n| scenario | backend | workload | status | time | note |\n|---|---|---|---|---|---|\n",
+        report.summary.line(),
+        report.wall_s
     );
     for sc in &report.scenarios {
         let note = match sc.status {
             Status::Failed => "see Failures".to_string(),
+            Status::Error => "see Errors".to_string(),
+            Status::Flaky => format!("passed on run {} of {}", sc.attempts.runs, sc.attempts.runs),
             _ => sc.message.lines().next().unwrap_or_default().to_string(),
         };
         let _ = writeln!(
@@ -46,15 +48,21 @@ pub fn render(report: &Report) -> String {
             cell(&note)
         );
     }
-    let failed: Vec<&ScenarioReport> = report
-        .scenarios
-        .iter()
-        .filter(|s| s.status == Status::Failed)
-        .collect();
-    if !failed.is_empty() {
-        m.push_str("\n## Failures\n");
-        for sc in failed {
-            failure(&mut m, report, sc);
+    for (status, title) in [
+        (Status::Failed, "Failures"),
+        (Status::Error, "Errors"),
+        (Status::Flaky, "Flaky"),
+    ] {
+        let these: Vec<&ScenarioReport> = report
+            .scenarios
+            .iter()
+            .filter(|s| s.status == status)
+            .collect();
+        if !these.is_empty() {
+            let _ = writeln!(m, "\n## {title}");
+            for sc in these {
+                failure(&mut m, report, sc);
+            }
         }
     }
     m
@@ -63,11 +71,37 @@ pub fn render(report: &Report) -> String {
 fn failure(m: &mut String, report: &Report, sc: &ScenarioReport) {
     let _ = write!(m, "\n### {}\n\n", inline(&sc.name));
     let _ = writeln!(m, "- **expected**: {}", inline(sc.claim()));
+    let observed = match sc.status {
+        // A flaky scenario passed in the end: what it saw is the failed attempt's.
+        Status::Flaky => sc
+            .attempts
+            .earlier
+            .last()
+            .map_or("", |a| a.message.as_str()),
+        _ => sc.message.as_str(),
+    };
     let _ = writeln!(
         m,
         "- **observed**: {}",
-        inline(sc.message.lines().next().unwrap_or("(no message)"))
+        inline(observed.lines().next().unwrap_or("(no message)"))
     );
+    if !sc.id.is_empty() {
+        let _ = writeln!(m, "- **rerun**: `secnet conform --focus {}`", sc.id);
+    }
+    if sc.attempts.runs > 1 {
+        let _ = writeln!(
+            m,
+            "- **runs**: {} ({})",
+            sc.attempts.runs,
+            sc.attempts
+                .earlier
+                .iter()
+                .map(|a| a.status.word())
+                .chain([sc.status.word()])
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for p in sc
         .observed
         .reachability
@@ -93,17 +127,16 @@ fn failure(m: &mut String, report: &Report, sc: &ScenarioReport) {
             None => String::new(),
         }
     );
-    if !sc.message.is_empty() {
-        let fence = fence_for(&sc.message);
-        let _ = write!(m, "\n{fence}text\n{}\n{fence}\n", sc.message.trim_end());
+    if !observed.is_empty() {
+        let fence = fence_for(observed);
+        let _ = write!(m, "\n{fence}text\n{}\n{fence}\n", observed.trim_end());
     }
 }
 
-fn status_word(s: Status) -> &'static str {
+fn status_word(s: Status) -> String {
     match s {
-        Status::Passed => "passed",
-        Status::Failed => "**failed**",
-        Status::Skipped => "skipped",
+        Status::Failed | Status::Error | Status::Flaky => format!("**{}**", s.word()),
+        _ => s.word().to_string(),
     }
 }
 

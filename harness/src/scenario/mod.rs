@@ -20,6 +20,7 @@ pub mod spec_clauses;
 pub mod uniqueness;
 pub mod vm;
 
+pub use crate::cluster::Blame;
 use crate::cluster::any::AnyCluster;
 pub use crate::cluster::capability::{Capability, Offer};
 use crate::cluster::netns::topology::Topology;
@@ -31,21 +32,50 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 /// Why a scenario failed: what went wrong, the error it came from (kept as the
-/// source), and the cluster's diagnostics (plugin logs and state) when there are.
+/// source), whose fault it is (the implementation under test: `failed`; the
+/// harness or cluster: `error`), and the cluster's diagnostics (plugin logs and
+/// state) when there are.
 #[derive(Debug)]
 pub struct Failure {
     message: String,
     diagnostics: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    blame: Blame,
 }
 
 impl Failure {
+    /// The implementation under test did something wrong (a `failed` scenario).
     pub fn msg(message: impl std::fmt::Display) -> Failure {
         Failure {
             message: message.to_string(),
             diagnostics: None,
             source: None,
+            blame: Blame::Implementation,
         }
+    }
+
+    /// The harness or the cluster broke: the scenario could not judge the
+    /// implementation (an `error`, not a `failed`).
+    pub fn error(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            blame: Blame::Harness,
+            ..Failure::msg(message)
+        }
+    }
+
+    /// The same failure, blamed on the harness or cluster (a set-up step broke).
+    pub fn harness(mut self) -> Failure {
+        self.blame = Blame::Harness;
+        self
+    }
+
+    pub fn blame(&self) -> Blame {
+        self.blame
+    }
+
+    /// Whether the harness or cluster broke (rather than the implementation).
+    pub fn is_error(&self) -> bool {
+        self.blame == Blame::Harness
     }
 
     /// A failure caused by `source`, described as `message`.
@@ -57,6 +87,7 @@ impl Failure {
             message: format!("{message}: {source}"),
             diagnostics: None,
             source: Some(Box::new(source)),
+            blame: Blame::Implementation,
         }
     }
 
@@ -114,7 +145,9 @@ impl From<&str> for Failure {
     }
 }
 
-/// The typed errors of the layers below keep their source.
+/// The typed errors of the layers below keep their source; a cluster error says
+/// whose fault it is, the others are the implementation's unless the runner met
+/// them setting up.
 macro_rules! failure_from {
     ($($t:ty),* $(,)?) => {$(
         impl From<$t> for Failure {
@@ -123,13 +156,25 @@ macro_rules! failure_from {
                     message: e.to_string(),
                     diagnostics: None,
                     source: Some(Box::new(e)),
+                    blame: Blame::Implementation,
                 }
             }
         }
     )*};
 }
+
+impl From<crate::cluster::ClusterError> for Failure {
+    fn from(e: crate::cluster::ClusterError) -> Failure {
+        Failure {
+            message: e.to_string(),
+            diagnostics: None,
+            blame: e.blame(),
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
 failure_from!(
-    crate::cluster::ClusterError,
     crate::lab::command::CommandError,
     crate::cni::ExecError,
     crate::probe::ProbeError,
@@ -449,6 +494,17 @@ impl Scenario {
         let own = self.selection_labels();
         let has = |l: &String| own.contains(&l.as_str());
         (only.is_empty() || only.iter().any(has)) && !skip.iter().any(has)
+    }
+
+    /// The scenario's stable short id (from its name): shown by `--list`, taken by
+    /// `--focus`, printed in the rerun command of a failure.
+    pub fn id(&self) -> String {
+        filter::short_id(&self.name)
+    }
+
+    /// Labelled `quarantine`: known flaky, left out unless asked for by label.
+    pub fn is_quarantined(&self) -> bool {
+        self.labels.contains(&filter::QUARANTINE)
     }
 
     /// The scenario's group: its name up to the first `/` (`seed`, `ovs`, `vm`, …).

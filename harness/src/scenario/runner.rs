@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::provider::ClusterProvider;
-use super::{Body, Ctx, Outcome, Scenario};
+use super::{Body, Ctx, Failure, Outcome, Scenario};
 use crate::cluster::Cluster;
 use crate::cluster::any::AnyCluster;
 use crate::lab::node::NodeLab;
@@ -21,7 +21,10 @@ pub async fn run(s: &Scenario, ctx: &Ctx, provider: &dyn ClusterProvider) -> Out
     match &s.body {
         Body::Plain(body) => timed(ctx, "assess", body(ctx)).await,
         Body::NodeLab(body) => {
-            let mut lab = timed(ctx, "lab up", async { ctx.node_lab() }).await?;
+            // Set-up that breaks is the harness's error, not the implementation's.
+            let mut lab = timed(ctx, "lab up", async { ctx.node_lab() })
+                .await
+                .map_err(Failure::harness)?;
             let outcome = timed(ctx, "assess", body(ctx, &mut lab)).await;
             ctx.observed.topology(lab_snapshot(&lab));
             let t = Instant::now();
@@ -31,22 +34,27 @@ pub async fn run(s: &Scenario, ctx: &Ctx, provider: &dyn ClusterProvider) -> Out
             outcome
         }
         Body::Cluster(body) => {
-            let cluster = provider.up(s, ctx).await?;
+            let cluster = provider.up(s, ctx).await.map_err(Failure::harness)?;
             let outcome = async {
-                has_what_it_needs(s, &cluster)?;
+                has_what_it_needs(s, &cluster).map_err(Failure::harness)?;
                 timed(
                     ctx,
                     "deploy",
                     deploy(ctx, &cluster, provider.deploy_files(&s.deploy)),
                 )
-                .await?;
+                .await
+                .map_err(Failure::harness)?;
                 let outcome = timed(ctx, "assess", body(ctx, &cluster)).await;
                 outcome.and(super::uniqueness::record_and_check(ctx, &cluster).await)
             }
             .await;
+            // The device plugin's logs and state, only where they bear on the
+            // failure: never under a CNI's own error message.
             let outcome = match outcome {
-                Err(f) => Err(f.with_diagnostics(cluster.diagnostics().await)),
-                ok => ok,
+                Err(f) if wants_device_plugin_logs(s, &f) => {
+                    Err(f.with_diagnostics(cluster.diagnostics().await))
+                }
+                other => other,
             };
             let t = Instant::now();
             let outcome = finish(ctx, provider, cluster, outcome).await;
@@ -56,8 +64,32 @@ pub async fn run(s: &Scenario, ctx: &Ctx, provider: &dyn ClusterProvider) -> Out
     }
 }
 
+/// Whether a failure bears on the device plugin: a pod could not get its resource
+/// (unschedulable, an allocatable that never came), the device plugin did not come
+/// up, or the scenario is about the device plugin (`deviceplugin`, `capacity`).
+pub fn wants_device_plugin_logs(s: &Scenario, f: &Failure) -> bool {
+    use crate::cluster::ClusterError;
+    use crate::cluster::netns::{DEVICE_PLUGIN_DOWN, NO_DEVICE_PLUGIN};
+    let about_resources =
+        std::iter::successors(Some(f as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .any(|e| match e.downcast_ref::<ClusterError>() {
+            Some(ClusterError::Unschedulable { .. }) => true,
+            Some(ClusterError::Timeout { what, .. }) => what.contains("allocatable"),
+            _ => false,
+        });
+    about_resources
+        || f.message().contains(NO_DEVICE_PLUGIN)
+        || f.message().contains(DEVICE_PLUGIN_DOWN)
+        || s.labels
+            .iter()
+            .any(|l| matches!(*l, "deviceplugin" | "capacity"))
+}
+
 /// Times `step` as phase `phase` of the scenario.
 pub async fn timed<T>(ctx: &Ctx, phase: &str, step: impl Future<Output = T>) -> T {
+    tracing::info!(scope = %ctx.scope, "{phase}");
     let t = Instant::now();
     let out = step.await;
     ctx.observed.phase(phase, t.elapsed());

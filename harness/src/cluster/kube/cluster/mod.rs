@@ -108,12 +108,10 @@ pub struct KubeCluster {
     probes: Arc<node_probe::Probes>,
 }
 
-/// A kube error as one line: reason, code and message for API errors.
+/// A kube error as one line, for text that is not an error of its own (teardown's
+/// list of what it could not delete, diagnostics): reason, code and message.
 pub(super) fn api_err(e: kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({}): {}", s.reason, s.code, s.message),
-        other => other.to_string(),
-    }
+    crate::cluster::api_text(&e)
 }
 
 pub(super) fn is_not_found(e: &kube::Error) -> bool {
@@ -132,10 +130,7 @@ impl KubeCluster {
         let list = nodes
             .list(&ListParams::default())
             .await
-            .map_err(|e| ClusterError::Up {
-                provider: provider.to_string(),
-                message: format!("failed to list nodes: {}", api_err(e)),
-            })?;
+            .map_err(|e| ClusterError::api(format!("list the {provider} cluster's nodes"), e))?;
         let mut names: Vec<String> = list
             .items
             .into_iter()

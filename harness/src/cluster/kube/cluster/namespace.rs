@@ -51,7 +51,10 @@ impl KubeCluster {
         match api.create(&pp, &ns).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 => {
-                let found = api.get_opt(&name).await.map_err(|e| fail(api_err(e)))?;
+                let found = api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| ClusterError::api(format!("look up namespace {name}"), e))?;
                 let owner = found
                     .as_ref()
                     .and_then(|n| n.metadata.labels.as_ref()?.get(RUN_LABEL).cloned());
@@ -63,7 +66,7 @@ impl KubeCluster {
                     owner.as_deref().unwrap_or("<none>")
                 )))
             }
-            Err(e) => Err(fail(format!("failed to create it: {}", api_err(e)))),
+            Err(e) => Err(ClusterError::api(format!("create namespace {name}"), e)),
         }
     }
 

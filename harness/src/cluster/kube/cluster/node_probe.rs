@@ -163,10 +163,10 @@ impl KubeCluster {
     }
 
     fn probe_error(&self, node: &str, message: String) -> ClusterError {
-        ClusterError::Node {
-            node: node.to_string(),
+        ClusterError::Operation {
+            provider: self.provider.clone(),
             what: format!(
-                "starting probe pod {}/{}",
+                "starting probe pod {}/{} on node {node}",
                 self.run_namespace(),
                 probe_pod_name(node)
             ),
@@ -195,7 +195,7 @@ impl KubeCluster {
             Err(kube::Error::Api(s)) if s.code == 409 => api
                 .get(&name)
                 .await
-                .map_err(|e| self.probe_error(node, api_err(e)))
+                .map_err(|e| ClusterError::api(format!("read probe pod {ns}/{name}"), e))
                 .and_then(|p| match self.is_probe_of_run(&p) {
                     true => Ok(p),
                     false => Err(self.probe_error(
@@ -204,8 +204,10 @@ impl KubeCluster {
                     )),
                 })?,
             Err(e) => {
-                let message = format!("{} ({WHERE_NOT_ALLOWED})", api_err(e));
-                return Err(self.probe_error(node, message));
+                return Err(ClusterError::api(
+                    format!("create probe pod {ns}/{name} on {node} ({WHERE_NOT_ALLOWED})"),
+                    e,
+                ));
             }
         };
         let uid = created.metadata.uid.clone().unwrap_or_default();

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod as KPod;
 use kube::api::Api;
 use serde_json::Value;
 
-use super::{KubeCluster, api_err};
+use super::KubeCluster;
 use crate::cluster::{ClusterError, PodView};
 use crate::kubelet::checkpoint::{Checkpoint, FILE_NAME};
 
@@ -113,11 +113,10 @@ impl KubeCluster {
         name: &str,
     ) -> Result<bool, ClusterError> {
         let api: Api<KPod> = Api::namespaced(self.client.clone(), namespace);
-        let known = api.get_opt(name).await.map_err(|e| ClusterError::Node {
-            node: String::new(),
-            what: format!("reading pod {namespace}/{name}"),
-            message: api_err(e),
-        })?;
+        let known = api
+            .get_opt(name)
+            .await
+            .map_err(|e| ClusterError::api(format!("read pod {namespace}/{name}"), e))?;
         let nodes = match known.and_then(|p| p.spec?.node_name) {
             Some(node) => vec![node],
             None => self.nodes.clone(),

@@ -5,8 +5,8 @@
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery;
 
+use super::KubeCluster;
 use super::ownership::Foreign;
-use super::{KubeCluster, api_err};
 use crate::cluster::ClusterError;
 use crate::cluster::kube::FIELD_MANAGER;
 use crate::cluster::kube::apply::{self, Placement};
@@ -87,7 +87,7 @@ impl KubeCluster {
         let existing = api
             .get_opt(&name)
             .await
-            .map_err(|e| fail(format!("failed to look it up: {}", api_err(e))))?;
+            .map_err(|e| ClusterError::api(format!("look up {kind} {path}"), e))?;
         if let Some(found) = existing.filter(|o| !self.is_this_runs(o)) {
             return Err(fail(format!(
                 "exists already and was not made by this run ({}); secnet never overwrites it (--adopt-existing uses a component's objects as found)",
@@ -107,7 +107,7 @@ impl KubeCluster {
                 "another field manager owns fields this apply sets, and secnet never forces: {}",
                 s.message
             )),
-            other => fail(api_err(other)),
+            other => ClusterError::api(format!("apply {kind} {path}"), other),
         })?;
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::fmt;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::{KubeCluster, api_err};
+use super::KubeCluster;
 use crate::cluster::ClusterError;
 use crate::cluster::kube::RUN_LABEL;
 use crate::cluster::kube::apply;
@@ -92,10 +92,8 @@ impl KubeCluster {
             let (obj, namespace) = apply::prepare(doc.clone(), &placement, &self.run)?;
             let name = obj.metadata.name.clone().unwrap_or_default();
             let api = self.dynamic_api(&placement, namespace.as_deref());
-            let found = api.get_opt(&name).await.map_err(|e| ClusterError::Apply {
-                kind: placement.resource.kind.clone(),
-                name: name.clone(),
-                message: format!("failed to look it up: {}", api_err(e)),
+            let found = api.get_opt(&name).await.map_err(|e| {
+                ClusterError::api(format!("look up {} {name}", placement.resource.kind), e)
             })?;
             if let Some(found) = found.filter(|o| !self.is_this_runs(o)) {
                 out.push(Foreign::of(&placement.resource.kind, &found));

@@ -78,11 +78,7 @@ pub(super) async fn create(c: &KubeCluster, pod: Pod) -> Result<PodView, Cluster
     let created = api
         .create(&pp, &typed)
         .await
-        .map_err(|e| ClusterError::PodStart {
-            pod: format!("{ns}/{name}"),
-            node: String::new(),
-            message: api_err(e),
-        })?;
+        .map_err(|e| ClusterError::api(format!("create pod {ns}/{name}"), e))?;
     let uid = created.metadata.uid.clone().unwrap_or_default();
     wait_running(c, &api, &ns, &name, &uid, wants_status).await
 }
@@ -182,10 +178,7 @@ pub(super) async fn delete(
     let pod = api
         .get_opt(name)
         .await
-        .map_err(|e| ClusterError::PodDelete {
-            pod: format!("{namespace}/{name}"),
-            message: api_err(e),
-        })?
+        .map_err(|e| ClusterError::api(format!("look up pod {namespace}/{name}"), e))?
         .ok_or_else(|| ClusterError::NoSuchPod(format!("{namespace}/{name}")))?;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let dp = DeleteParams {
@@ -199,10 +192,10 @@ pub(super) async fn delete(
         Ok(_) => {}
         Err(e) if is_not_found(&e) => return Ok(()),
         Err(e) => {
-            return Err(ClusterError::PodDelete {
-                pod: format!("{namespace}/{name}"),
-                message: api_err(e),
-            });
+            return Err(ClusterError::api(
+                format!("delete pod {namespace}/{name}"),
+                e,
+            ));
         }
     }
     let gone = tokio::time::timeout(
@@ -248,7 +241,7 @@ pub(super) async fn exec(
     let mut proc = api
         .exec(pod, argv.iter().copied(), &ap)
         .await
-        .map_err(|e| fail(api_err(e)))?;
+        .map_err(|e| ClusterError::api(format!("exec {argv:?} in pod {namespace}/{pod}"), e))?;
     let mut stdout = proc.stdout().ok_or_else(|| fail("no stdout".into()))?;
     let mut stderr = proc.stderr().ok_or_else(|| fail("no stderr".into()))?;
     let status = proc.take_status();
@@ -301,8 +294,9 @@ impl KubeCluster {
     /// Kills the device plugin on `node` (its pod deleted with no grace period) and
     /// waits until the DaemonSet's new pod there is Running.
     pub async fn restart_device_plugin(&self, node: &str) -> Result<(), ClusterError> {
-        let fail = |message: String| ClusterError::Up {
+        let fail = |message: String| ClusterError::Operation {
             provider: self.provider.clone(),
+            what: format!("restarting the device plugin on {node}"),
             message,
         };
         let (ns, selector) = self.opts.device_plugin_pods.clone().ok_or_else(|| {
@@ -315,7 +309,7 @@ impl KubeCluster {
         let old = api
             .list(&lp)
             .await
-            .map_err(|e| fail(format!("failed to list {selector} in {ns}: {}", api_err(e))))?
+            .map_err(|e| ClusterError::api(format!("list {selector} in {ns}"), e))?
             .items;
         if old.is_empty() {
             return Err(fail(format!("no pod {selector} in {ns} runs on {node}")));
@@ -334,7 +328,7 @@ impl KubeCluster {
             match api.delete(&name, &dp).await {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(fail(format!("failed to kill {ns}/{name}: {}", api_err(e)))),
+                Err(e) => return Err(ClusterError::api(format!("kill {ns}/{name}"), e)),
             }
         }
         let what = format!("a new device plugin pod ({selector}) Running on {node}");

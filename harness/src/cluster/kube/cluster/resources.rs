@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Node, Pod as KPod};
 use kube::api::{Api, ListParams};
 
-use super::{KubeCluster, api_err};
+use super::KubeCluster;
 use crate::cluster::{ClusterError, NodeResources};
 
 /// The resources of `node`: capacity and allocatable from its status, allocated as the
@@ -16,10 +16,7 @@ pub(super) async fn of_node(c: &KubeCluster, node: &str) -> Result<NodeResources
     let n = nodes
         .get_opt(node)
         .await
-        .map_err(|e| ClusterError::Up {
-            provider: c.provider.clone(),
-            message: format!("failed to get node {node}: {}", api_err(e)),
-        })?
+        .map_err(|e| ClusterError::api(format!("get node {node}"), e))?
         .ok_or_else(|| ClusterError::NoSuchNode(node.to_string()))?;
     let status = n.status.unwrap_or_default();
     let mut res = NodeResources {
@@ -34,10 +31,7 @@ pub(super) async fn of_node(c: &KubeCluster, node: &str) -> Result<NodeResources
     let list = pods
         .list(&ListParams::default().fields(&fields))
         .await
-        .map_err(|e| ClusterError::Up {
-            provider: c.provider.clone(),
-            message: format!("failed to list pods on {node}: {}", api_err(e)),
-        })?;
+        .map_err(|e| ClusterError::api(format!("list the pods on {node}"), e))?;
     for p in list.items {
         for c in p.spec.iter().flat_map(|s| &s.containers) {
             let Some(r) = &c.resources else { continue };
