@@ -2,6 +2,7 @@
 //! under test, show progress, and write the report. On kind/existing clusters
 //! (`real`) the portable scenarios run and the others are reported as skipped.
 
+pub mod bare;
 pub mod implementation;
 pub mod inventory;
 pub mod kube;
@@ -46,6 +47,8 @@ pub struct Options {
     pub keep: bool,
     /// What `--cluster kind|existing` needs.
     pub real: real::RealOptions,
+    /// What `--cluster bare` needs.
+    pub bare: bare::BareRunOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,7 @@ impl Options {
             jobs: 0,
             keep: false,
             real: real::RealOptions::default(),
+            bare: bare::BareRunOptions::default(),
         }
     }
 }
