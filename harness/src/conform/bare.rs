@@ -400,9 +400,11 @@ async fn wait_multus(shared: &BareShared, timeout: Duration) -> Result<(), BareR
             .nodes
             .iter()
             .filter(|n| {
-                !crate::cluster::bare::node::backing(n, "/etc/cni/net.d")
-                    .join("00-multus.conf")
-                    .is_file()
+                // `.conflist` when the pod network's config is a list (ours is).
+                let dir = crate::cluster::bare::node::backing(n, "/etc/cni/net.d");
+                !["00-multus.conf", "00-multus.conflist"]
+                    .iter()
+                    .any(|f| dir.join(f).is_file())
             })
             .map(|n| n.name.clone())
             .collect();
@@ -411,7 +413,7 @@ async fn wait_multus(shared: &BareShared, timeout: Duration) -> Result<(), BareR
         }
         if start.elapsed() > timeout {
             return Err(BareRunError::NotOnNodes(
-                "multus's 00-multus.conf".into(),
+                "multus's 00-multus.conf(list)".into(),
                 timeout,
                 format!("missing on {}", missing.join(", ")),
             ));

@@ -30,6 +30,9 @@ impl KubeCluster {
         let Some(spec) = pod.spec.as_mut() else {
             return;
         };
+        // The scenarios' containers sleep as PID 1, which ignores SIGTERM: without
+        // this every deletion waits out the default 30 s.
+        spec.termination_grace_period_seconds.get_or_insert(1);
         if let Some(node) = spec.node_name.take() {
             spec.node_selector
                 .get_or_insert_with(BTreeMap::new)
@@ -121,6 +124,18 @@ async fn wait_running(
                 return Ok(view);
             }
             if let Some(message) = unschedulable(&p) {
+                // Refused, as on the netns cluster: a pending pod left behind would be
+                // scheduled as soon as capacity frees and take it (seen on a real
+                // scheduler, the bare cluster).
+                let dp = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.to_string()),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                let _ = api.delete(name, &dp).await;
                 return Err(ClusterError::Unschedulable {
                     pod: format!("{ns}/{name}"),
                     message,
