@@ -610,3 +610,44 @@ impl ClusterProvider for BareProvider {
 fn progress(msg: &str) {
     eprintln!("secnet conform: {msg}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_bins_name_what_is_missing() {
+        let dir = crate::lab::ScratchDir::new("secnet-bare-cbin").unwrap();
+        let bins = vec![(Component::Multus, dir.path().to_path_buf())];
+        let err = check_component_bins(&bins).unwrap_err().to_string();
+        assert!(err.contains("no multus in it"), "{err}");
+        for name in MULTUS_BINARIES {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        check_component_bins(&bins).unwrap();
+        let err = check_component_bins(&[(Component::Kubevirt, dir.path().to_path_buf())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only multus"), "{err}");
+    }
+
+    #[test]
+    fn the_plan_names_the_images_components_and_skips() {
+        let mut opts = Options::bundled();
+        opts.cluster = crate::cluster::provider::Provider::Bare;
+        opts.bare.component_bins = vec![(Component::Multus, "/opt/multus".into())];
+        let p = BareProvider::new(&opts);
+        let selected: Vec<&Scenario> = crate::scenario::all().iter().collect();
+        let plan = p.plan("sn000001", &selected).unwrap();
+        assert!(plan.contains("--k8s-bin-dir (not given)"), "{plan}");
+        assert!(
+            plan.contains(MULTUS_IMAGE) && plan.contains(POD_IMAGE),
+            "{plan}"
+        );
+        assert!(plan.contains("Components: multus, macvtap"), "{plan}");
+        assert!(plan.contains("(skipped: needs Vm"), "{plan}");
+        let sets = p.sets("10.0.0.254:6443");
+        assert_eq!(sets[0].vars["API_HOST"], "10.0.0.254");
+        assert_eq!(sets[0].vars["API_PORT"], "6443");
+    }
+}
