@@ -359,6 +359,17 @@ pub fn clean_dead(run_id: Option<&str>, force: bool) -> Result<Cleaned, CleanErr
 
 fn clean_except(run_id: Option<&str>, live: &[LiveRun]) -> Result<Cleaned, CleanError> {
     let alive = |n: &str| live.iter().any(|l| l.run_id == run_of(n));
+    // Bare runs first: their processes live in the run's cgroup and their mount
+    // views hold namespaces; the bare sweep knows that layout.
+    let mut bare_left = Vec::new();
+    for id in bare_runs(run_id) {
+        if !live.iter().any(|l| l.run_id == id) {
+            bare_left.extend(crate::cluster::bare::sweep(&id));
+        }
+    }
+    if !bare_left.is_empty() {
+        return Err(CleanError::Unreleased(bare_left.join("; ")));
+    }
     let ours = |n: &str| is_ours(n, run_id) && !alive(n);
     let mut cleaned = clean_found(find(ours)?)?;
     cleaned.run_dirs.extend(remove_scratch_dirs(|n| {
@@ -366,6 +377,33 @@ fn clean_except(run_id: Option<&str>, live: &[LiveRun]) -> Result<Cleaned, Clean
     }));
     wait_gone(ours, RELEASE_TIMEOUT).map_err(|left| CleanError::Unreleased(left.describe()))?;
     Ok(cleaned)
+}
+
+/// Runs (all, or `run_id`) that left something of a bare cluster: a cgroup
+/// `/secnet-<run id>` in any hierarchy, or a `/run/secnet/<run id>/bare` directory.
+pub fn bare_runs(run_id: Option<&str>) -> Vec<String> {
+    let mut runs = std::collections::BTreeSet::new();
+    let wanted =
+        |id: &str| is_ours(&format!("{id}-x"), run_id) && id.len() == 8 && id.starts_with("sn");
+    for h in crate::cluster::bare::cgroup::hierarchies() {
+        for e in std::fs::read_dir(&h).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_prefix("secnet-").filter(|id| wanted(id)) {
+                runs.insert(id.to_string());
+            }
+        }
+    }
+    for e in std::fs::read_dir("/run/secnet")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if wanted(&id) && e.path().join("bare").exists() {
+            runs.insert(id);
+        }
+    }
+    runs.into_iter().collect()
 }
 
 /// `$TMPDIR/secnet-<run id>-XXXXXX` (a run's mkdtemp scratch dir) that `wanted`

@@ -184,6 +184,31 @@ fn guest_kernel_check() -> Check {
     }
 }
 
+/// The Kubernetes server binaries of the bare tier, in `$SECNET_K8S_BIN_DIR` (what
+/// `--k8s-bin-dir` defaults to).
+fn k8s_bin_dir_check() -> Check {
+    let dir = std::env::var_os("SECNET_K8S_BIN_DIR").map(std::path::PathBuf::from);
+    let missing: Vec<&str> = match &dir {
+        Some(d) => crate::cluster::bare::cluster::K8S_BINARIES
+            .into_iter()
+            .filter(|b| !d.join(b).is_file())
+            .collect(),
+        None => crate::cluster::bare::cluster::K8S_BINARIES.to_vec(),
+    };
+    Check {
+        what: "Kubernetes server binaries (the bare tier: --k8s-bin-dir)".into(),
+        need: Need::Optional,
+        ok: missing.is_empty(),
+        detail: match (&dir, missing.is_empty()) {
+            (Some(d), true) => format!("{} (SECNET_K8S_BIN_DIR)", d.display()),
+            (Some(d), false) => format!("{} lacks {}", d.display(), missing.join(", ")),
+            (None, _) => "SECNET_K8S_BIN_DIR not set".into(),
+        },
+        package: None,
+        fix: Some("unpack kubernetes-server-linux-amd64.tar.gz (server/bin) and set SECNET_K8S_BIN_DIR or pass --k8s-bin-dir".into()),
+    }
+}
+
 pub fn checks() -> Vec<Check> {
     let mut out = vec![Check {
         what: "root".into(),
@@ -236,6 +261,25 @@ pub fn checks() -> Vec<Check> {
         guest_kernel_check(),
         kvm_check(),
         kind_check(),
+        program_check(
+            "etcd (the bare tier)",
+            "etcd",
+            "etcd-server",
+            Need::Optional,
+        ),
+        program_check(
+            "containerd (the bare and containerd tiers)",
+            "containerd",
+            "containerd",
+            Need::Optional,
+        ),
+        program_check(
+            "runc (the bare and containerd tiers)",
+            "runc",
+            "runc",
+            Need::Optional,
+        ),
+        k8s_bin_dir_check(),
     ]);
     let docker = run(
         "docker",

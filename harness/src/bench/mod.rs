@@ -2,6 +2,7 @@
 //! one run with Debian's reference `macvlan` and with the cost of spawning a no-op
 //! process through the same path, so that machine noise cancels out in the ratios.
 
+pub mod bare;
 pub mod deviceplugin;
 pub mod harness;
 pub mod report;
@@ -89,6 +90,8 @@ pub enum BenchError {
     Seed(#[source] crate::cluster::ClusterError),
     #[error(transparent)]
     Conform(#[from] crate::conform::ConformError),
+    #[error("bare cluster: {0}")]
+    Bare(String),
     #[error("{0} scenario(s) failed during the benchmark")]
     ScenariosFailed(usize),
     #[error("teardown after {pods} pods: {errors}")]
@@ -569,6 +572,16 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         Err(e) => notes.push(format!("VM boot not measured: {e}")),
     }
     rows.extend(harness::conform_phases(opts.quick).await?);
+    // The bare tier where the Kubernetes binaries are.
+    match std::env::var_os("SECNET_K8S_BIN_DIR") {
+        Some(dir) => match bare::rows(dir.into(), opts.quick).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => notes.push(format!("bare cluster not measured: {e}")),
+        },
+        None => notes.push(
+            "bare cluster not measured: SECNET_K8S_BIN_DIR (the Kubernetes server binaries) is not set".into(),
+        ),
+    }
     let flat = if scale_points.is_empty() {
         &one_node
     } else {

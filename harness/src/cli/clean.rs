@@ -9,7 +9,7 @@ use secnet::cluster::kube::sweep::{self, Swept};
 
 use super::{could_not_run, exit_code};
 
-pub const AFTER_HELP: &str = "A run that is still going (its marker /run/secnet/live/<run id>.lock is locked by\nits process) is left alone and named, unless --force: its namespaces, its kind\ncluster, its objects on an existing cluster.\n\nExamples:\n  secnet clean                 # every leftover of any finished or killed secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)\n  secnet clean --force         # live runs too\n  secnet clean --cluster existing --context lab   # objects labelled secnet.run on that cluster\n  secnet clean --cluster kind --run sn1a2b3c      # kind delete cluster --name secnet-sn1a2b3c";
+pub const AFTER_HELP: &str = "A run that is still going (its marker /run/secnet/live/<run id>.lock is locked by\nits process) is left alone and named, unless --force: its namespaces, its kind\ncluster, its objects on an existing cluster.\n\nExamples:\n  secnet clean                 # every leftover of any finished or killed secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)\n  secnet clean --force         # live runs too\n  secnet clean --cluster existing --context lab   # objects labelled secnet.run on that cluster\n  secnet clean --cluster kind --run sn1a2b3c      # kind delete cluster --name secnet-sn1a2b3c\n  secnet clean --cluster bare --run sn1a2b3c      # a bare cluster's processes, mounts, cgroups, namespaces, files";
 
 #[derive(clap::Args)]
 pub struct CleanArgs {
@@ -20,7 +20,9 @@ pub struct CleanArgs {
     #[arg(long)]
     force: bool,
     /// netns: this machine's namespaces; existing: objects labelled secnet.run on the kubeconfig's cluster (deleted by UID; a run's namespace secnet-<run> with what is in it), never an unlabelled one; kind: secnet's kind clusters.
-    #[arg(long, default_value = "netns", value_parser = ["netns", "kind", "existing"])]
+    /// bare: like netns (every leftover of this machine's runs, bare clusters
+    /// included: processes by their cgroup, mount views, namespaces, files).
+    #[arg(long, default_value = "netns", value_parser = ["netns", "kind", "existing", "bare"])]
     cluster: String,
     /// Kubeconfig for --cluster existing [default: $KUBECONFIG, ~/.kube/config, in-cluster].
     #[arg(long)]
@@ -47,7 +49,7 @@ pub fn run(args: CleanArgs) -> ExitCode {
         );
     }
     match args.cluster.as_str() {
-        "netns" => clean_netns(run, args.force),
+        "netns" | "bare" => clean_netns(run, args.force),
         "kind" => match sweep::clean_kind("kind", run, args.force) {
             Ok(s) => print_sweep(&s, "kind cluster(s)"),
             Err(e) => could_not_run("clean", e),

@@ -19,7 +19,8 @@ pub const AFTER_HELP: &str = "Examples:\n  secnet conform\n  secnet conform --re
 
 #[derive(clap::Args)]
 pub struct ConformArgs {
-    /// Cluster provider: netns (built in, needs root), kind, existing.
+    /// Cluster provider: netns (built in, needs root), kind, existing, bare (a real
+    /// Kubernetes from --k8s-bin-dir on this machine, needs root).
     #[arg(long, value_enum, default_value_t = Provider::Netns, hide_possible_values = true)]
     cluster: Provider,
     /// Directory with the plugins under test (CNIs, and macvtap-deviceplugin if there) [default: the bundled ones next to secnet].
@@ -91,6 +92,36 @@ pub struct ConformArgs {
     multus_semantics: secnet::multus::Semantics,
     #[command(flatten)]
     real: Box<RealArgs>,
+    #[command(flatten)]
+    bare: BareArgs,
+}
+
+// What a bare cluster needs (`secnet conform --cluster bare`).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Bare clusters (--cluster bare)")]
+struct BareArgs {
+    /// bare: the directory with kube-apiserver, kube-controller-manager,
+    /// kube-scheduler and kubelet (kubernetes-server-linux-amd64.tar.gz); etcd,
+    /// containerd and runc come from the distribution (secnet doctor checks them).
+    /// [default: $SECNET_K8S_BIN_DIR]
+    #[arg(long, value_name = "DIR")]
+    k8s_bin_dir: Option<PathBuf>,
+    /// bare: a component's binaries, packed by secnet into an image of its own
+    /// (repeatable): multus=DIR with multus and thin_entrypoint installs thin multus.
+    #[arg(long = "component-bin", value_name = "NAME=DIR", value_parser = parse_component_bin)]
+    component_bins: Vec<(Component, PathBuf)>,
+}
+
+/// `NAME=DIR` of `--component-bin`.
+fn parse_component_bin(arg: &str) -> Result<(Component, PathBuf), String> {
+    let (name, dir) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=DIR, e.g. multus=/opt/multus/bin, got {arg:?}"))?;
+    let component: Component = name.parse().map_err(|e| format!("{e}"))?;
+    if dir.is_empty() {
+        return Err(format!("{name}=: the directory is empty"));
+    }
+    Ok((component, PathBuf::from(dir)))
 }
 
 /// What `--profile` selects.
@@ -151,6 +182,11 @@ struct RealArgs {
     /// Where fetched upstream manifests are kept (warm: runs offline) [default: ~/.cache/secnet/manifests].
     #[arg(long)]
     manifest_cache: Option<PathBuf>,
+    /// The image of the scenarios' pods and the node probe pods (needs sleep, ip,
+    /// ping, nc: busybox) [default: busybox pinned by digest; bare: one secnet writes].
+    /// For air-gapped clusters: a mirror of it in your registry.
+    #[arg(long, value_name = "IMAGE")]
+    pod_image: Option<String>,
     /// Seconds to wait for a pod or for the device plugin on every node.
     #[arg(long, default_value_t = 180)]
     timeout: u64,
@@ -193,6 +229,7 @@ impl RealArgs {
             manifest_cache: self.manifest_cache.unwrap_or(d.manifest_cache),
             timeout: std::time::Duration::from_secs(self.timeout),
             adopt_existing: self.adopt_existing,
+            pod_image: self.pod_image,
             dry_run,
             ..d
         };
@@ -252,6 +289,13 @@ pub(super) fn options(
         retries: args.retries,
         real,
         multus_semantics: args.multus_semantics,
+        bare: secnet::conform::bare::BareRunOptions {
+            k8s_bin_dir: args
+                .bare
+                .k8s_bin_dir
+                .or_else(|| std::env::var_os("SECNET_K8S_BIN_DIR").map(PathBuf::from)),
+            component_bins: args.bare.component_bins,
+        },
         ..secnet::conform::Options::bundled()
     }))
 }

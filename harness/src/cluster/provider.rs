@@ -15,10 +15,13 @@ pub enum Provider {
     Kind,
     /// The cluster a kubeconfig points at (never created or deleted by secnet).
     Existing,
+    /// A real Kubernetes secnet brings up from release binaries (`--k8s-bin-dir`) on
+    /// the netns topology, every node with its own containerd and kubelet.
+    Bare,
 }
 
 impl fmt::Display for Provider {
-    /// The `--cluster` value (`netns`, `kind`, `existing`).
+    /// The `--cluster` value (`netns`, `kind`, `existing`, `bare`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use clap::ValueEnum as _;
         match self.to_possible_value() {
@@ -39,6 +42,6 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(names, ["netns", "kind", "existing"]);
+        assert_eq!(names, ["netns", "kind", "existing", "bare"]);
     }
 }

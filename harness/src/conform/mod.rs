@@ -2,6 +2,7 @@
 //! under test, show progress, and write the report. On kind/existing clusters
 //! (`real`) the portable scenarios run and the others are reported as skipped.
 
+pub mod bare;
 pub mod implementation;
 pub mod inventory;
 pub mod kube;
@@ -55,6 +56,8 @@ pub struct Options {
     /// `--multus-semantics`: the rules secnet's multus follows on netns (real
     /// clusters run their own multus).
     pub multus_semantics: crate::multus::Semantics,
+    /// What `--cluster bare` needs.
+    pub bare: bare::BareRunOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +155,7 @@ impl Options {
             retries: 0,
             real: real::RealOptions::default(),
             multus_semantics: crate::multus::Semantics::default(),
+            bare: bare::BareRunOptions::default(),
         }
     }
 }

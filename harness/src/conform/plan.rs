@@ -370,7 +370,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
             );
             pins(w, opts, None, &sets);
         }
-        Provider::Netns => return Err(PlanError::NotReal(opts.cluster)),
+        Provider::Netns | Provider::Bare => return Err(PlanError::NotReal(opts.cluster)),
     }
     let dir = opts.fixtures_dir.join("components");
     let cache = CacheOnly(real.manifest_cache.clone());

@@ -12,5 +12,6 @@ pub fn for_run(opts: &Options) -> Box<dyn ClusterProvider> {
     match opts.cluster {
         Provider::Netns => Box::new(super::netns::NetnsProvider::new(opts)),
         Provider::Kind | Provider::Existing => Box::new(super::kube::KubeProvider::new(opts)),
+        Provider::Bare => Box::new(super::bare::BareProvider::new(opts)),
     }
 }

@@ -133,6 +133,9 @@ pub struct RealOptions {
     /// found (not applied, not labelled, never deleted) instead of stopping the run.
     pub adopt_existing: bool,
     pub dry_run: bool,
+    /// `--pod-image`: the image of the scenarios' pods and the node probes (an
+    /// air-gapped cluster's mirror of busybox) instead of the pinned busybox.
+    pub pod_image: Option<String>,
 }
 
 impl Default for RealOptions {
@@ -161,6 +164,7 @@ impl Default for RealOptions {
             timeout: Duration::from_secs(180),
             adopt_existing: false,
             dry_run: false,
+            pod_image: None,
         }
     }
 }
@@ -297,6 +301,11 @@ fn kube_options(opts: &Options, sets: &[ComponentSet]) -> KubeOptions {
             .and_then(|s| s.log_selectors.first().cloned()),
         log_selectors: sets.iter().flat_map(|s| s.log_selectors.clone()).collect(),
         offer: Some(offer(opts)),
+        pod_image: opts
+            .real
+            .pod_image
+            .clone()
+            .unwrap_or_else(|| components::POD_IMAGE.into()),
         ..KubeOptions::default()
     }
 }
@@ -395,7 +404,7 @@ impl RealCluster {
                 };
                 (existing::connect(&eo, run_id, kopts).await?, None)
             }
-            Provider::Netns => return Err(RealError::NotReal(opts.cluster)),
+            Provider::Netns | Provider::Bare => return Err(RealError::NotReal(opts.cluster)),
         };
         let mut cluster = cluster;
         if !real.nodes.is_empty() {
@@ -414,7 +423,7 @@ impl RealCluster {
 
     /// On the connected cluster: the run namespace first (scenario objects and node
     /// probes go there), then the components. On failure what was made is removed.
-    async fn set_up(
+    pub(crate) async fn set_up(
         self,
         opts: &Options,
         sets: &[ComponentSet],

@@ -366,7 +366,14 @@ impl BareCluster {
             .map_err(io(&plan.admin_kubeconfig))?;
         let mut nodes = Vec::new();
         for n in &plan.nodes {
-            let ns = node::network(&mut lab, &fabric_ns, n, &opts.topology)?;
+            let ns = node::network(
+                &mut lab,
+                &fabric_ns,
+                &cp.ns,
+                plan.control_plane.fabric_ip,
+                n,
+                &opts.topology,
+            )?;
             nodes.push(node::start(&plan, n, &pki, ns)?);
         }
         for n in &mut nodes {

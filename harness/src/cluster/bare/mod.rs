@@ -10,6 +10,7 @@
 //! - [`control_plane`], [`node`], [`cluster`]: the processes, namespaces, mount
 //!   views and cgroups of one run, and their sweep.
 
+pub mod abilities;
 pub mod cgroup;
 pub mod cluster;
 pub mod containerd;

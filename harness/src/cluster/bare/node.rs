@@ -72,6 +72,8 @@ pub struct BareNode {
 pub fn network(
     lab: &mut Lab,
     fabric_ns: &Ns,
+    cp_ns: &Ns,
+    api: std::net::Ipv4Addr,
     node: &NodePlan,
     topo: &Topology,
 ) -> Result<Ns, NodeError> {
@@ -80,6 +82,7 @@ pub fn network(
         source: Box::new(source),
     };
     let ns = lab.netns(&node.name).map_err(net)?;
+    management_link(lab, cp_ns, &ns, node, api).map_err(net)?;
     fabric::plug(lab, fabric_ns, &ns, &node.uplink, &node.fabric_port).map_err(net)?;
     let addr = format!("{}/24", node.address);
     lab.ip(&ns, &["addr", "add", &addr, "dev", &node.uplink])
@@ -92,6 +95,90 @@ pub fn network(
             .map_err(net)?;
     }
     Ok(ns)
+}
+
+/// The node's own link to the control plane: the API server's fabric address is
+/// routed over it from the node, the node's address over it from the control plane.
+fn management_link(
+    lab: &Lab,
+    cp_ns: &Ns,
+    ns: &Ns,
+    node: &NodePlan,
+    api: std::net::Ipv4Addr,
+) -> Result<(), CommandError> {
+    lab.veth(ns, &node.mgmt_if, cp_ns, &node.mgmt_peer)?;
+    let (mine, theirs) = (node.mgmt_ip.to_string(), node.mgmt_cp_ip.to_string());
+    lab.ip(
+        ns,
+        &["addr", "add", &format!("{mine}/30"), "dev", &node.mgmt_if],
+    )?;
+    lab.ip(
+        cp_ns,
+        &[
+            "addr",
+            "add",
+            &format!("{theirs}/30"),
+            "dev",
+            &node.mgmt_peer,
+        ],
+    )?;
+    lab.ip(
+        ns,
+        &[
+            "route",
+            "add",
+            &format!("{api}/32"),
+            "via",
+            &theirs,
+            "dev",
+            &node.mgmt_if,
+            "src",
+            &mine,
+        ],
+    )?;
+    lab.ip(
+        cp_ns,
+        &[
+            "route",
+            "add",
+            &format!("{}/32", node.address),
+            "via",
+            &mine,
+            "dev",
+            &node.mgmt_peer,
+        ],
+    )?;
+    Ok(())
+}
+
+/// The node's uplink made again after it was deleted (a fault): the veth into the
+/// fabric bridge, the node's address, its default route and the routes to the other
+/// nodes' pods, as [`network`] made them.
+pub fn replug(run_id: &str, node: &NodePlan, topo: &Topology) -> Result<(), NodeError> {
+    let net = |source| NodeError::Network {
+        node: node.name.clone(),
+        source: Box::new(source),
+    };
+    // Namespaces the lab did not create: it removes none of them on drop.
+    let lab = Lab::scoped(run_id, "");
+    let ns = Ns {
+        name: node.netns.clone(),
+    };
+    let fabric_ns = Ns {
+        name: format!("{run_id}-fabric"),
+    };
+    fabric::plug(&lab, &fabric_ns, &ns, &node.uplink, &node.fabric_port).map_err(net)?;
+    let addr = format!("{}/24", node.address);
+    lab.ip(&ns, &["addr", "add", &addr, "dev", &node.uplink])
+        .map_err(net)?;
+    let gw = topo.fabric.gateway.to_string();
+    lab.ip(&ns, &["route", "add", "default", "via", &gw])
+        .map_err(net)?;
+    for (subnet, via) in &node.routes {
+        lab.ip(&ns, &["route", "add", subnet, "via", &via.to_string()])
+            .map_err(net)?;
+    }
+    Ok(())
 }
 
 fn write(node: &str, path: &Path, text: &str) -> Result<(), NodeError> {

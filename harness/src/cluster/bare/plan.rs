@@ -81,6 +81,14 @@ pub struct NodePlan {
     pub uplink: String,
     pub address: Ipv4Addr,
     pub fabric_port: String,
+    /// The node's own link to the control plane (`mgmt_if` in the node, `mgmt_peer`
+    /// in the control plane's namespace, a /30 of 169.254.255.0/24): the kubelet's
+    /// and multus's way to the API server, so that the uplink (the macvtap lower
+    /// device) can go down or away as a fault without cutting the node off.
+    pub mgmt_if: String,
+    pub mgmt_peer: String,
+    pub mgmt_ip: Ipv4Addr,
+    pub mgmt_cp_ip: Ipv4Addr,
     pub pod_subnet: String,
     pub dir: PathBuf,
     /// The kubelet's `cgroupRoot` and the cgroup of the node's daemons (containerd,
@@ -345,6 +353,10 @@ impl Plan {
                     uplink: spec.uplink.clone(),
                     address: spec.address,
                     fabric_port: format!("port{i}"),
+                    mgmt_if: "k8s0".into(),
+                    mgmt_peer: format!("mg{i}"),
+                    mgmt_cp_ip: Ipv4Addr::new(169, 254, 255, (4 * i + 1) as u8),
+                    mgmt_ip: Ipv4Addr::new(169, 254, 255, (4 * i + 2) as u8),
                     pod_subnet: topo.pod_subnet(i),
                     dir: node_dir,
                     daemons_cgroup: format!("{cgroup}/{}-daemons", spec.name),

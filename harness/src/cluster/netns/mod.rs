@@ -3,7 +3,7 @@
 //! real plugin binaries do the work.
 
 mod abilities;
-mod capture;
+pub(crate) mod capture;
 mod error;
 pub mod fabric;
 pub mod faults;

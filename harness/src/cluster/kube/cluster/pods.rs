@@ -17,14 +17,22 @@ use crate::cluster::{ClusterError, ExecOutput, PodView, wait};
 use crate::multus::{NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION};
 use crate::objects::{Object, Pod};
 
+/// The image the seed's pod fixtures name (as the seed document does).
+const FIXTURE_BUSYBOX: &str = "busybox";
+
 impl KubeCluster {
     /// A pinned pod (`nodeName`) goes through the scheduler with a hostname selector,
     /// so an oversized request is `Unschedulable` as on the netns cluster instead of a
-    /// kubelet admission failure; containers without an image get `pod_image`.
+    /// kubelet admission failure; containers without an image, or with the seed
+    /// fixtures' unpinned `busybox`, get `pod_image` (pinned, or an air-gapped
+    /// cluster's own: `--pod-image`).
     fn complete_spec(&self, pod: &mut KPod) {
         let Some(spec) = pod.spec.as_mut() else {
             return;
         };
+        // The scenarios' containers sleep as PID 1, which ignores SIGTERM: without
+        // this every deletion waits out the default 30 s.
+        spec.termination_grace_period_seconds.get_or_insert(1);
         if let Some(node) = spec.node_name.take() {
             spec.node_selector
                 .get_or_insert_with(BTreeMap::new)
@@ -33,6 +41,9 @@ impl KubeCluster {
             spec.affinity = Some(only_on(&self.nodes));
         }
         for c in &mut spec.containers {
+            if c.image.as_deref().is_some_and(|i| i == FIXTURE_BUSYBOX) {
+                c.image = Some(self.opts.pod_image.clone());
+            }
             if c.image.as_deref().is_none_or(str::is_empty) {
                 c.image = Some(self.opts.pod_image.clone());
                 if c.command.as_ref().is_none_or(Vec::is_empty) {
@@ -109,6 +120,18 @@ async fn wait_running(
                 return Ok(view);
             }
             if let Some(message) = unschedulable(&p) {
+                // Refused, as on the netns cluster: a pending pod left behind would be
+                // scheduled as soon as capacity frees and take it (seen on a real
+                // scheduler, the bare cluster).
+                let dp = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.to_string()),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                let _ = api.delete(name, &dp).await;
                 return Err(ClusterError::Unschedulable {
                     pod: format!("{ns}/{name}"),
                     message,
