@@ -8,6 +8,7 @@ pub mod faults;
 pub mod filter;
 pub mod kit;
 pub mod macvtap_cni;
+pub mod migration;
 pub mod ovs;
 pub mod provider;
 pub mod runner;
@@ -470,6 +471,7 @@ fn build_all() -> Vec<Scenario> {
     list.extend(seed::scenarios());
     list.extend(ovs::scenarios());
     list.extend(vm::scenarios());
+    list.extend(migration::scenarios());
     list.extend(faults::scenarios());
     list.extend(bad_input::scenarios());
     list.extend(security::scenarios());
