@@ -48,10 +48,10 @@ pub fn scenarios() -> Vec<Scenario> {
         .needs(&[Capability::Vm, Capability::LiveMigration])
         .deploy_macvtap_seed(),
         Scenario::on_cluster(
-            "migration/bridge on macvlan-test: live migration with traffic running keeps MAC and host-local address",
+            "migration/bridge on macvlan-test: MAC and host-local address kept; Debian's macvlan plugin (not under test) announces the guest's MAC from the target before handover, and the LAN watch catches it",
             "macvlan",
             "vm",
-            &["vm", "migration", "macvlan", "mac", "ipam"],
+            &["vm", "migration", "macvlan", "mac", "ipam", "fault"],
             |ctx, c| Box::pin(macvlan_bridge_migration(ctx, c)),
         )
         .needs(&[Capability::Vm, Capability::LiveMigration]),
@@ -100,6 +100,10 @@ struct Case {
     /// The longest gap in the stream the scenario accepts (TCG guests on a busy
     /// machine: the last copy, the target's start and its announcement).
     bound: Duration,
+    /// The target's CNI is known to bring its interface up speaking for the guest
+    /// (IPv6 DAD/MLD from the guest's MAC): the LAN watch must catch that, and the
+    /// stream's gap is not judged.
+    early_announce: Option<&'static str>,
 }
 
 fn live_migration(cluster: &AnyCluster) -> Result<&dyn LiveMigration, Failure> {
@@ -126,6 +130,7 @@ async fn macvtap_migration(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         network: "default/dataplane",
         resource: Some(DATAPLANE),
         bound: Duration::from_secs(2),
+        early_announce: None,
     };
     migrate_with_stream(ctx, cluster, case).await
 }
@@ -144,6 +149,9 @@ async fn macvlan_bridge_migration(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         network: "default/macvlan-test",
         resource: None,
         bound: Duration::from_secs(2),
+        // Debian's reference macvlan brings the link up with IPv6 on; a macvlan
+        // keeps the guest's MAC (it filters on it), so its DAD and MLD frames carry it.
+        early_announce: Some("Debian's macvlan plugin (reference, not under test)"),
     };
     migrate_with_stream(ctx, cluster, case).await
 }
@@ -165,6 +173,7 @@ async fn ovs_bridge_migration(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         network: "default/ovs-vlan-100",
         resource: None,
         bound: Duration::from_secs(2),
+        early_announce: None,
     };
     migrate_with_stream(ctx, cluster, case).await
 }
@@ -453,10 +462,21 @@ async fn migrate_with_stream(ctx: &Ctx, cluster: &AnyCluster, mut case: Case) ->
         })?;
         // The LAN: the MAC on the target node's port only once the source paused.
         let handover = report.source_stopped_at.unwrap_or(report.ended_at);
-        if let Some(early) = seen
+        let early = seen
             .iter()
-            .find(|s| s.at < handover && s.ports.iter().any(|(_, n)| *n == target))
-        {
+            .find(|s| s.at < handover && s.ports.iter().any(|(_, n)| *n == target));
+        if let Some(cni) = case.early_announce {
+            let Some(early) = early else {
+                return fail(format!(
+                    "{cni} was expected to announce the guest's MAC {mac} from the target before the handover, and the LAN watch saw no such thing: either the plugin changed or the watch is blind; LAN: {fdb}"
+                ));
+            };
+            ctx.observed.note(&format!(
+                "caught: {cni} announced the guest's MAC {mac} on {:?} {:.0} ms before the source paused the guest",
+                early.ports,
+                -ms_between(handover, early.at)
+            ));
+        } else if let Some(early) = early {
             return fail(format!(
                 "the target's interface took over the VM's MAC {mac} on the LAN before the handover: the switch sent it to {:?} {:.0} ms before the source paused the guest (binding or CNI brought the target's interface up speaking for the guest); LAN: {fdb}",
                 early.ports,
@@ -467,7 +487,7 @@ async fn migrate_with_stream(ctx: &Ctx, cluster: &AnyCluster, mut case: Case) ->
         ensure(now.iter().any(|(_, n)| *n == target), || {
             format!("after the handover the LAN sends the VM's MAC {mac} to {now:?}, not to {target}; LAN: {fdb}")
         })?;
-        ensure(streamed.downtime() <= case.bound, || {
+        ensure(case.early_announce.is_some() || streamed.downtime() <= case.bound, || {
             format!(
                 "the stream's longest gap {:.0} ms is above the bound {:.0} ms: {streamed}",
                 streamed.downtime().as_secs_f64() * 1000.0,
