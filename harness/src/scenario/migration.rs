@@ -39,7 +39,7 @@ const INTERVAL: Duration = Duration::from_millis(10);
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario::on_cluster(
-            "migration/macvtap: live migration with traffic running keeps MAC and address, the MAC moves on the LAN at handover, the source's device is freed",
+            "migration/macvtap: MAC and address kept under traffic, the MAC moves on the LAN at handover, device freed",
             "macvtap",
             "vm",
             &["vm", "migration", "macvtap", "mac", "capacity"],
@@ -48,7 +48,7 @@ pub fn scenarios() -> Vec<Scenario> {
         .needs(&[Capability::Vm, Capability::LiveMigration])
         .deploy_macvtap_seed(),
         Scenario::on_cluster(
-            "migration/bridge on macvlan-test: MAC and host-local address kept; Debian's macvlan plugin (not under test) announces the guest's MAC from the target before handover, and the LAN watch catches it",
+            "migration/bridge on macvlan-test: Debian's macvlan announces the guest's MAC early, the LAN watch catches it",
             "macvlan",
             "vm",
             &["vm", "migration", "macvlan", "mac", "ipam", "fault"],
@@ -56,7 +56,7 @@ pub fn scenarios() -> Vec<Scenario> {
         )
         .needs(&[Capability::Vm, Capability::LiveMigration]),
         Scenario::on_cluster(
-            "migration/bridge on ovs-vlan-100: live migration with a VLAN 100 peer streaming, no OVS port left on the source",
+            "migration/bridge on ovs-vlan-100: a VLAN 100 peer streams throughout, no OVS port left on the source",
             "ovs",
             "vm",
             &["vm", "migration", "ovs", "mac"],
@@ -65,7 +65,7 @@ pub fn scenarios() -> Vec<Scenario> {
         .needs(&[Capability::Vm, Capability::LiveMigration, Capability::Ovs])
         .deploy(&[OVS_VLAN_100_NAD]),
         Scenario::on_cluster(
-            "migration/macvtap, target killed half-way: the guest keeps running on the source with its network, nothing left on the target node",
+            "migration/macvtap, target killed half-way: guest stays on the source with its network, target node clean",
             "macvtap",
             "vm",
             &["vm", "migration", "macvtap", "fault"],
@@ -326,7 +326,14 @@ fn timeline(report: &MigrationReport, seen: &[Sighting]) -> String {
 }
 
 /// Records the numbers in the report: phases (the scenario's time line) and a note.
-fn record(ctx: &Ctx, binding: &str, report: &MigrationReport, stream: &StreamReport, fdb: &str) {
+fn record(
+    ctx: &Ctx,
+    vm: &str,
+    binding: &str,
+    report: &MigrationReport,
+    stream: &StreamReport,
+    fdb: &str,
+) {
     ctx.observed
         .phase("migration (migrate to completed)", report.total);
     ctx.observed.phase(
@@ -346,6 +353,34 @@ fn record(ctx: &Ctx, binding: &str, report: &MigrationReport, stream: &StreamRep
     );
     tracing::info!("{note}");
     ctx.observed.note(&note);
+    let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let first = [stream.icmp.first_lost, stream.udp.first_lost]
+        .into_iter()
+        .flatten()
+        .min();
+    let last = [stream.icmp.last_lost, stream.udp.last_lost]
+        .into_iter()
+        .flatten()
+        .max();
+    ctx.observed.migration(crate::observe::MigrationObs {
+        vm: vm.to_string(),
+        binding: binding.to_string(),
+        source_node: report.source_pod.node.clone(),
+        target_node: report.target_pod.node.clone(),
+        status: report.status.clone(),
+        total_s: report.total.as_secs_f64(),
+        qemu_downtime_ms: report.qemu_downtime_ms,
+        bytes: report.bytes,
+        stream_downtime_s: stream.downtime().as_secs_f64(),
+        stream_interval_ms: stream.interval.as_millis() as u64,
+        icmp_sent: stream.icmp.sent,
+        icmp_lost: stream.icmp.lost,
+        udp_sent: stream.udp.sent,
+        udp_lost: stream.udp.lost,
+        first_lost_s: secs(first),
+        last_lost_s: secs(last),
+        lan: fdb.to_string(),
+    });
 }
 
 fn binding_of(vm: &RunningVm) -> String {
@@ -440,7 +475,7 @@ async fn migrate_with_stream(ctx: &Ctx, cluster: &AnyCluster, mut case: Case) ->
         let report = migrated?;
         let streamed = streamed.map_err(|e| Failure::caused("the peer's stream".to_string(), e))?;
         let fdb = timeline(&report, &seen);
-        record(ctx, &binding_of(v), &report, &streamed, &fdb);
+        record(ctx, &v.vm.name, &binding_of(v), &report, &streamed, &fdb);
         ensure(report.completed(), || {
             format!("the migration ended {}; LAN: {fdb}", report.status)
         })?;
@@ -545,7 +580,7 @@ async fn failed_migration(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         let report = migrated?;
         let streamed = streamed.map_err(|e| Failure::caused("the peer's stream".to_string(), e))?;
         let fdb = timeline(&report, &seen);
-        record(ctx, "macvtap", &report, &streamed, &fdb);
+        record(ctx, &v.vm.name, "macvtap", &report, &streamed, &fdb);
         ensure(!report.completed(), || {
             "the migration completed although its target was killed".into()
         })?;

@@ -471,10 +471,10 @@ fn build_all() -> Vec<Scenario> {
     list.extend(seed::scenarios());
     list.extend(ovs::scenarios());
     list.extend(vm::scenarios());
-    list.extend(migration::scenarios());
     list.extend(faults::scenarios());
     list.extend(bad_input::scenarios());
     list.extend(security::scenarios());
+    list.extend(migration::scenarios());
     list
 }
 
