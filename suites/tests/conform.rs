@@ -1116,7 +1116,7 @@ fn migrate_with_cni(tag: &str, cni: &Path) -> (Output, Value) {
         "--plugin",
         &format!("macvtap={}", cni.display()),
         "--focus",
-        "^migration/macvtap: MAC",
+        "migration/macvtap: MAC and address",
         "--report",
         dir.path().to_str().unwrap(),
     ]);
