@@ -21,6 +21,38 @@ pub struct Observations {
     /// virt-launcher pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guests: Vec<GuestSnap>,
+    /// Live migrations: who moved where, how long, what the stream lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<MigrationObs>,
+}
+
+/// One live migration as the scenario measured it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationObs {
+    pub vm: String,
+    pub binding: String,
+    pub source_node: String,
+    pub target_node: String,
+    /// `completed` or `failed` (QEMU's final status).
+    pub status: String,
+    /// `migrate` sent to the final status seen.
+    pub total_s: f64,
+    /// QEMU's own downtime figure, if it gave one.
+    pub qemu_downtime_ms: Option<u64>,
+    /// RAM bytes QEMU sent.
+    pub bytes: u64,
+    /// The longest run of lost packets in the peer's stream, as time.
+    pub stream_downtime_s: f64,
+    pub stream_interval_ms: u64,
+    pub icmp_sent: usize,
+    pub icmp_lost: usize,
+    pub udp_sent: usize,
+    pub udp_lost: usize,
+    /// First and last lost packet (either protocol), since the stream began.
+    pub first_lost_s: Option<f64>,
+    pub last_lost_s: Option<f64>,
+    /// Where the LAN's switch sent the guest's MAC, over time.
+    pub lan: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +186,10 @@ impl Recorder {
         let mut obs = self.0.lock().expect("recorder");
         obs.guests.retain(|g| g.name != guest.name);
         obs.guests.push(guest);
+    }
+
+    pub fn migration(&self, m: MigrationObs) {
+        self.0.lock().expect("recorder").migrations.push(m);
     }
 
     pub fn note(&self, text: &str) {

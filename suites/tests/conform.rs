@@ -1272,5 +1272,80 @@ fn a_pass_after_a_retry_is_flaky_and_a_run_where_nothing_ran_exits_4() {
     assert!(
         stderr.contains("0 passed, 0 failed, 0 error, 0 flaky, 1 skipped"),
         "{stderr}"
+
+/// Runs the macvtap live migration with `macvtap` as the CNI under test; its report.
+fn migrate_with_cni(tag: &str, cni: &Path) -> (Output, Value) {
+    let dir = scratch(tag);
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap={}", cni.display()),
+        "--focus",
+        "migration/macvtap: MAC and address",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let r = report(dir.path());
+    (out, r)
+}
+
+/// A macvtap CNI that brings the pod's macvtap up with IPv6 on (DAD and MLD from the
+/// guest's MAC): a migration target then speaks for the guest before the handover.
+#[test]
+fn a_cni_that_brings_the_target_interface_up_speaking_fails_the_migration() {
+    if !secnet::prereq::require_root("migration with an early-announcing CNI") {
+        return;
+    }
+    let bins = scratch("early-announce");
+    let real = secnet::bins::bundled("macvtap").unwrap();
+    let cni = script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nout=$({real}); rc=$?\nif [ \"$CNI_COMMAND\" = ADD ] && [ $rc = 0 ]; then\n  nsenter --net=\"$CNI_NETNS\" sh -c \"ip link set $CNI_IFNAME addrgenmode eui64 && ip link set $CNI_IFNAME down && ip link set $CNI_IFNAME up\" >&2\nfi\nprintf '%s' \"$out\"\nexit $rc\n",
+            real = real.display()
+        ),
+    );
+    let (out, r) = migrate_with_cni("early-announce-report", &cni);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let s = scenario(&r, "migration/macvtap: MAC");
+    assert_eq!(s["status"], "failed", "{r:#}");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("took over the VM's MAC"),
+        "{r:#}"
+    );
+    let run_id = r["implementation"]["run_id"].as_str().unwrap();
+    assert_eq!(namespaces_of(run_id), Vec::<String>::new());
+}
+
+/// A macvtap CNI whose DEL hands the macvtap back to the node instead of freeing it:
+/// the source node keeps a link after the migration.
+#[test]
+fn a_cni_that_never_frees_the_source_macvtap_fails_the_migration() {
+    if !secnet::prereq::require_root("migration with a CNI that keeps the source's macvtap") {
+        return;
+    }
+    let bins = scratch("keeps-macvtap");
+    let real = secnet::bins::bundled("macvtap").unwrap();
+    let cni = script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = DEL ] && [ -e \"$CNI_NETNS\" ]; then\n  nsenter --net=\"$CNI_NETNS\" ip link set \"$CNI_IFNAME\" netns $$ 2>/dev/null\nfi\nexec {real}\n",
+            real = real.display()
+        ),
+    );
+    let (out, r) = migrate_with_cni("keeps-macvtap-report", &cni);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let s = scenario(&r, "migration/macvtap: MAC");
+    assert_eq!(s["status"], "failed", "{r:#}");
+    assert!(
+        s["message"].as_str().unwrap().contains("still has link"),
+        "{r:#}"
     );
 }

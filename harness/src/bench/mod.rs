@@ -5,6 +5,7 @@
 pub mod bare;
 pub mod deviceplugin;
 pub mod harness;
+pub mod migration;
 pub mod report;
 pub mod rss;
 pub mod scale;
@@ -570,6 +571,10 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             vm_accel = Some(accel.to_string());
         }
         Err(e) => notes.push(format!("VM boot not measured: {e}")),
+    }
+    match migration::run(opts.quick).await {
+        Ok(r) => rows.extend(r),
+        Err(e) => notes.push(format!("live migration not measured: {e}")),
     }
     rows.extend(harness::conform_phases(opts.quick).await?);
     // The bare tier where the Kubernetes binaries are.

@@ -103,6 +103,8 @@ async fn boot(
             console_log: work.join(format!("vm{i}.log")),
             memory_mb: 128,
             cmdline: qemu::CMDLINE.into(),
+            qmp: None,
+            incoming: None,
         })?;
         guests.push((q, agent, mac));
     }

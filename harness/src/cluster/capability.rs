@@ -28,6 +28,9 @@ pub enum Capability {
     Dhcp,
     /// KubeVirt-style VMs: guests in virt-launcher pods on the cluster's networks.
     Vm,
+    /// Live migration of those guests between nodes, the LAN's view of it (where
+    /// its switch learnt a MAC) and a LAN host outside the nodes to send from.
+    LiveMigration,
     /// Run the plugin binaries under test directly on a node secnet owns, with
     /// hand-written CNI calls (the CNI-level and security scenarios).
     PluginExec,
@@ -41,7 +44,7 @@ impl Capability {
         match self {
             Capability::Ovs => &["ovsdb-server", "ovs-vswitchd", "ovs-vsctl"],
             Capability::Dhcp => &["dnsmasq", "busybox"],
-            Capability::Vm => &["qemu-system-x86_64", "nft"],
+            Capability::Vm | Capability::LiveMigration => &["qemu-system-x86_64", "nft"],
             Capability::FrameCapture => &["tcpdump"],
             _ => &[],
         }
@@ -66,6 +69,9 @@ impl Capability {
             }
             Capability::Dhcp => "a DHCP server on the nodes' LAN".into(),
             Capability::Vm => "VMs on the cluster's networks".into(),
+            Capability::LiveMigration => {
+                "live migration of VMs between nodes, watched from the LAN".into()
+            }
             Capability::PluginExec => {
                 "running the plugin binaries directly on a node secnet owns".into()
             }

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod ipv6;
 pub mod kit;
 pub mod macvtap_cni;
+pub mod migration;
 pub mod ovs;
 pub mod provider;
 pub mod runner;
@@ -541,6 +542,7 @@ fn build_all() -> Vec<Scenario> {
     list.extend(security::scenarios());
     list.extend(ipv6::scenarios());
     list.extend(spec::scenarios());
+    list.extend(migration::scenarios());
     list
 }
 

@@ -69,12 +69,12 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-const MACVTAP_NAD: &str = "seed/macvtap-nad.yaml";
-const OVS_VLAN_100_NAD: &str = "seed/ovs-vlan-100-nad.yaml";
+pub(super) const MACVTAP_NAD: &str = "seed/macvtap-nad.yaml";
+pub(super) const OVS_VLAN_100_NAD: &str = "seed/ovs-vlan-100-nad.yaml";
 
 /// The run's VM options: on the netns cluster with the guest image (built once per
 /// machine, cached); KubeVirt boots the image's container instead.
-fn vm_options(ctx: &Ctx, cluster: &AnyCluster) -> Result<VmOptions, Failure> {
+pub(super) fn vm_options(ctx: &Ctx, cluster: &AnyCluster) -> Result<VmOptions, Failure> {
     let work_dir = ctx.work_dir.join(&ctx.scope).join("vms");
     // Guests boot the image built here only where they run on this machine.
     if !cluster.guests()?.boots_local_image() {
@@ -99,7 +99,7 @@ fn vm_options(ctx: &Ctx, cluster: &AnyCluster) -> Result<VmOptions, Failure> {
 }
 
 /// Reads and validates a VM fixture (against KubeVirt's OpenAPI when it is there).
-fn vm_fixture(ctx: &Ctx, rel: &str, name: &str) -> Result<VirtualMachine, Failure> {
+pub(super) fn vm_fixture(ctx: &Ctx, rel: &str, name: &str) -> Result<VirtualMachine, Failure> {
     let raw = match fixture(ctx, rel)?.into_iter().next() {
         Some(Object::Other { raw, .. }) => raw,
         other => return fail(format!("{rel} holds no VirtualMachine: {other:?}")),
@@ -114,7 +114,7 @@ fn vm_fixture(ctx: &Ctx, rel: &str, name: &str) -> Result<VirtualMachine, Failur
 
 /// Starts every VM (pods one by one, then the guests boot in parallel) and waits
 /// for their agents. Reports boot times.
-async fn boot_all(
+pub(super) async fn boot_all(
     ctx: &Ctx,
     cluster: &AnyCluster,
     specs: Vec<(VirtualMachine, Option<String>)>,
@@ -196,7 +196,7 @@ async fn vm_reach(ctx: &Ctx, v: &mut RunningVm, target: &str, ip: &str, expected
 
 /// Stops every guest and removes its launcher pod; each checks that nothing of it
 /// is left. Every guest is stopped even when one fails; the first error is returned.
-async fn stop_all(cluster: &AnyCluster, vms: &mut [RunningVm]) -> Outcome {
+pub(super) async fn stop_all(cluster: &AnyCluster, vms: &mut [RunningVm]) -> Outcome {
     let mut first = Ok(());
     for v in vms.iter_mut() {
         if let Err(e) = v.stop(cluster).await
@@ -209,7 +209,7 @@ async fn stop_all(cluster: &AnyCluster, vms: &mut [RunningVm]) -> Outcome {
 }
 
 /// Runs `check` on the booted guests, then stops them whatever its outcome.
-async fn then_stop<F>(cluster: &AnyCluster, vms: &mut [RunningVm], check: F) -> Outcome
+pub(super) async fn then_stop<F>(cluster: &AnyCluster, vms: &mut [RunningVm], check: F) -> Outcome
 where
     F: AsyncFnOnce(&mut [RunningVm]) -> Outcome,
 {
@@ -219,7 +219,7 @@ where
 }
 
 /// `allocated` of the seed's macvtap resource on `node` must be `want`.
-async fn allocated(cluster: &AnyCluster, node: &str, want: u64, when: &str) -> Outcome {
+pub(super) async fn allocated(cluster: &AnyCluster, node: &str, want: u64, when: &str) -> Outcome {
     let r = cluster.node_resources(node).await?;
     ensure(r.allocated.get(DATAPLANE) == Some(&want), || {
         format!(
@@ -307,7 +307,7 @@ async fn macvtap_vms(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 }
 
 /// The seed's macvlan NAD on the cluster's lower device (as `seed/macvlan-test`).
-async fn apply_macvlan_nad(
+pub(super) async fn apply_macvlan_nad(
     ctx: &Ctx,
     cluster: &AnyCluster,
 ) -> Result<NetworkAttachmentDefinition, Failure> {

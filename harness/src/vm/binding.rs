@@ -2,7 +2,9 @@
 //! pod's networks are attached (as virt-handler/virt-launcher do):
 //!
 //! - **macvtap**: the pod's macvtap interface's `/dev/tap<ifindex>` is opened and
-//!   handed to QEMU as an fd; the guest NIC takes the macvtap's MAC.
+//!   handed to QEMU as an fd; the guest NIC takes the macvtap's MAC. The node is the
+//!   one the device plugin's Allocate put in the launcher's container (a
+//!   `DeviceSpec`), as KubeVirt opens it: never one of the harness's making.
 //! - **bridge**: an in-pod bridge `k6t-<if>` joins the pod interface and a tap
 //!   `tap-<if>`; the guest takes the pod interface's MAC and its IPAM addresses (the
 //!   agent configures them where KubeVirt's DHCP server would hand them out).
@@ -48,25 +50,35 @@ pub enum BindingError {
         ifname: String,
         pod: String,
     },
-    #[error("failed to mknod {node} ({major}:{minor}): {source}")]
-    Mknod {
-        node: String,
-        major: u64,
-        minor: u64,
-        #[source]
-        source: nix::errno::Errno,
+    #[error(
+        "the device plugin handed pod {pod} no /dev/tap{ifindex} for macvtap {ifname} (ifindex {ifindex}): its Allocate's DeviceSpecs are {handed:?}; Allocate must return the macvtap's own /dev/tap<ifindex> as container_path"
+    )]
+    NoDeviceSpec {
+        ifname: String,
+        ifindex: u64,
+        pod: String,
+        handed: Vec<String>,
     },
     #[error(
-        "failed to open macvtap {ifname} (tap{ifindex}, {major}:{minor}) of pod {pod}: {source}"
+        "failed to open {host_path}, the device plugin's DeviceSpec for macvtap {ifname} of pod {pod}: {source}"
     )]
     OpenTap {
         ifname: String,
-        ifindex: u64,
-        major: u64,
-        minor: u64,
+        host_path: String,
         pod: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "the device plugin's DeviceSpec {host_path} for macvtap {ifname} of pod {pod} opens device {opened}, not the macvtap's own {own} (another namespace's tap{ifindex}?): the device plugin must hand out a /dev/tapN that is the link's"
+    )]
+    ForeignTap {
+        ifname: String,
+        host_path: String,
+        pod: String,
+        ifindex: u64,
+        opened: String,
+        own: String,
     },
     #[error("failed to {action} {path}: {source}")]
     Io {
@@ -75,6 +87,8 @@ pub enum BindingError {
         #[source]
         source: std::io::Error,
     },
+    #[error("binding {0} is not emulated (macvtap, bridge, masquerade)")]
+    Unsupported(String),
     #[error("in {netns}: {source}")]
     InNode {
         netns: String,
@@ -116,6 +130,14 @@ pub struct Bound {
     pub pod_mac: String,
 }
 
+/// A device node the kubelet put in the launcher pod's container: one `DeviceSpec`
+/// of a device plugin's Allocate answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodDevice {
+    pub container_path: String,
+    pub host_path: String,
+}
+
 /// IPv4 addresses (CIDR) on an interface of the pod.
 pub use crate::probe::pod::pod_addresses;
 
@@ -129,12 +151,13 @@ pub fn generated_mac(seed: &str) -> String {
     )
 }
 
-/// macvtap binding: the pod's macvtap as a tap fd.
+/// macvtap binding: the pod's macvtap as a tap fd, opened through the `DeviceSpec`
+/// among `devices` (the launcher container's) that is its `/dev/tap<ifindex>`.
 pub async fn macvtap(
     cluster: &impl Cluster,
     pod: &PodView,
     ifname: &str,
-    work_dir: &Path,
+    devices: &[PodDevice],
 ) -> Result<Bound, BindingError> {
     let link = pod_link(cluster, pod, ifname).await?;
     if link["linkinfo"]["info_kind"] != "macvtap" {
@@ -151,7 +174,7 @@ pub async fn macvtap(
         .as_str()
         .ok_or_else(|| missing(ifname, pod, "MAC"))?
         .to_string();
-    let fd = open_macvtap(cluster, pod, ifname, ifindex, work_dir).await?;
+    let fd = open_macvtap(cluster, pod, ifname, ifindex, devices).await?;
     Ok(Bound {
         nic: Nic {
             backend: Backend::TapFd(fd),
@@ -163,23 +186,38 @@ pub async fn macvtap(
     })
 }
 
-/// Opens the macvtap's character device. `/dev/tap<ifindex>` is what KubeVirt opens,
-/// but devtmpfs is shared by all namespaces and ifindexes are per namespace: on the
-/// netns cluster `/dev/tap6` may be another node's macvtap. So the device number is
-/// read from the pod's own sysfs (a sysfs mounted in a private mount namespace inside
-/// the pod netns) and opened through a private node made with mknod.
+/// Opens the macvtap's character device as KubeVirt does: `/dev/tap<ifindex>` in
+/// the launcher's container, which exists there only because the device plugin's
+/// Allocate listed it. The node opened must be the macvtap's own: devtmpfs is shared
+/// by all namespaces and ifindexes are per namespace, so a plugin that lets the
+/// kernel number its macvtaps may hand out another node's `/dev/tapN`. Its device
+/// number is checked against the pod's own sysfs (mounted in a private mount
+/// namespace inside the pod netns).
 async fn open_macvtap(
     cluster: &impl Cluster,
     pod: &PodView,
     ifname: &str,
     ifindex: u64,
-    work_dir: &Path,
+    devices: &[PodDevice],
 ) -> Result<OwnedFd, BindingError> {
+    let wanted = format!("/dev/tap{ifindex}");
+    let spec = devices
+        .iter()
+        .find(|d| d.container_path == wanted)
+        .ok_or_else(|| BindingError::NoDeviceSpec {
+            ifname: ifname.into(),
+            ifindex,
+            pod: pod.name.clone(),
+            handed: devices
+                .iter()
+                .map(|d| format!("{} <- {}", d.container_path, d.host_path))
+                .collect(),
+        })?;
     let script = format!(
         "mount -t sysfs sysfs /sys && cat /sys/class/net/{ifname}/macvtap/tap{ifindex}/dev"
     );
     let out = pod_run(cluster, pod, &["unshare", "-m", "sh", "-c", &script]).await?;
-    let (major, minor) = out
+    let own = out
         .trim()
         .split_once(':')
         .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
@@ -188,36 +226,39 @@ async fn open_macvtap(
             ifname: ifname.into(),
             pod: pod.name.clone(),
         })?;
-    std::fs::create_dir_all(work_dir).map_err(|e| BindingError::io("create", work_dir, e))?;
-    let node = work_dir.join(format!("tap-{}-{ifname}", pod.uid));
-    let _ = std::fs::remove_file(&node);
-    nix::sys::stat::mknod(
-        &node,
-        nix::sys::stat::SFlag::S_IFCHR,
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-        nix::sys::stat::makedev(major, minor),
-    )
-    .map_err(|source| BindingError::Mknod {
-        node: node.display().to_string(),
-        major,
-        minor,
-        source,
-    })?;
-    let opened = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(&node);
-    let _ = std::fs::remove_file(&node);
-    opened
-        .map(OwnedFd::from)
+        .open(&spec.host_path)
         .map_err(|source| BindingError::OpenTap {
             ifname: ifname.into(),
-            ifindex,
-            major,
-            minor,
+            host_path: spec.host_path.clone(),
             pod: pod.name.clone(),
             source,
-        })
+        })?;
+    let rdev = std::os::unix::fs::MetadataExt::rdev(&file.metadata().map_err(|source| {
+        BindingError::OpenTap {
+            ifname: ifname.into(),
+            host_path: spec.host_path.clone(),
+            pod: pod.name.clone(),
+            source,
+        }
+    })?);
+    let opened = (
+        nix::sys::stat::major(rdev) as u64,
+        nix::sys::stat::minor(rdev) as u64,
+    );
+    if opened != own {
+        return Err(BindingError::ForeignTap {
+            ifname: ifname.into(),
+            host_path: spec.host_path.clone(),
+            pod: pod.name.clone(),
+            ifindex,
+            opened: format!("{}:{}", opened.0, opened.1),
+            own: format!("{}:{}", own.0, own.1),
+        });
+    }
+    Ok(OwnedFd::from(file))
 }
 
 /// bridge binding on pod interface `ifname`.
@@ -362,7 +403,7 @@ pub async fn node_masquerade(
     Ok(())
 }
 
-async fn ns_run(ns_path: &Path, argv: &[&str]) -> Result<String, BindingError> {
+pub(crate) async fn ns_run(ns_path: &Path, argv: &[&str]) -> Result<String, BindingError> {
     let enter = Enter::net(ns_path).map_err(|e| BindingError::io("open", ns_path, e))?;
     crate::lab::command::Cmd::new(argv[0])
         .args(&argv[1..])

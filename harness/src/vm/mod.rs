@@ -16,7 +16,10 @@ pub mod agent;
 pub mod binding;
 pub mod image;
 pub mod kubevirt;
+pub mod migrate;
 pub mod qemu;
+pub mod qmp;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -98,6 +101,8 @@ pub enum VmError {
         what: String,
         state: String,
     },
+    #[error("VM {vm}: live migration: {message}")]
+    Migration { vm: String, message: String },
     #[error("VM {vm}: {what} is still there after stop")]
     Left { vm: String, what: String },
     #[error("VM {vm}: {source}")]
@@ -206,6 +211,10 @@ pub trait Guests: Send + Sync {
     /// Whether the guests boot the image built on this machine (QEMU here) rather
     /// than a container image the nodes pull.
     fn boots_local_image(&self) -> bool;
+    /// Moving running guests between nodes, where the cluster can.
+    fn live_migration(&self) -> Option<&dyn migrate::LiveMigration> {
+        None
+    }
 }
 
 /// What runs one guest: QEMU in its launcher pod, or KubeVirt's VMI.
@@ -224,6 +233,10 @@ pub trait GuestHost: Send + Sync {
     ) -> BoxFuture<'a, Result<(), VmError>>;
     /// The guest's console so far (`transcript`: what the agent's stream carried).
     fn console(&self, transcript: String) -> String;
+    /// QEMU's QMP socket, where the host is a QEMU of secnet's.
+    fn qmp_socket(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl GuestHost for Qemu {
@@ -268,6 +281,10 @@ impl GuestHost for Qemu {
     fn console(&self, _transcript: String) -> String {
         Qemu::console(self)
     }
+
+    fn qmp_socket(&self) -> Option<PathBuf> {
+        self.qmp.clone()
+    }
 }
 
 /// A VM: its virt-launcher pod and the guest inside it, reached by its agent.
@@ -286,6 +303,12 @@ pub struct RunningVm {
     stopped: bool,
 }
 
+/// The devices the kubelet put in a launcher pod's container: every `DeviceSpec` of
+/// the device plugins' Allocate answers for the pod, where the host can read them.
+pub trait LauncherDevices: Send + Sync {
+    fn launcher_devices<'a>(&'a self, pod: &'a PodView) -> BoxFuture<'a, Vec<binding::PodDevice>>;
+}
+
 /// The virt-launcher pod's name for `vm` in run `run_id`.
 pub fn launcher_name(run_id: &str, vm: &VirtualMachine) -> String {
     let h = xxhash_rust::xxh64::xxh64(format!("{run_id}/{}", vm.name).as_bytes(), 0);
@@ -294,7 +317,7 @@ pub fn launcher_name(run_id: &str, vm: &VirtualMachine) -> String {
 
 /// Creates the virt-launcher pod (admission, multus), runs the bindings and starts
 /// QEMU in the pod's netns, on a cluster of secnet's own nodes (run `run_id`).
-pub async fn start_qemu<C: Cluster + LocalTopology>(
+pub async fn start_qemu<C: Cluster + LocalTopology + LauncherDevices>(
     cluster: &C,
     run_id: &str,
     vm: &VirtualMachine,
@@ -302,27 +325,148 @@ pub async fn start_qemu<C: Cluster + LocalTopology>(
     nads: &[NetworkAttachmentDefinition],
     opts: &VmOptions,
 ) -> Result<RunningVm, VmError> {
-    for i in &vm.interfaces {
-        if let BindingKind::Other(b) = &i.binding {
-            return Err(VmError::UnsupportedBinding {
-                vm: vm.name.clone(),
-                interface: i.name.clone(),
-                binding: b.clone(),
-            });
+    let launcher = Launcher::create(
+        cluster,
+        vm,
+        &launcher_name(run_id, vm),
+        node,
+        nads,
+        &opts.work_dir,
+    )
+    .await?;
+    let (qemu, agent) = match launcher.spawn(cluster, vm, opts, None).await {
+        Ok(q) => q,
+        Err(e) => {
+            let _ = cluster
+                .delete_pod(&launcher.pod.namespace, &launcher.pod.name)
+                .await;
+            return Err(e);
+        }
+    };
+    let Launcher { pod, nics, .. } = launcher;
+    tracing::debug!(vm = %vm.name, pod = %pod.name, accel = qemu.accel, nics = nics.len(), "QEMU started");
+    Ok(RunningVm {
+        vm: vm.clone(),
+        pod,
+        nics,
+        started: qemu.started,
+        accel: qemu.accel,
+        host: Box::new(qemu),
+        agent,
+        boot: None,
+        stopped: false,
+    })
+}
+
+/// A virt-launcher pod with its networks bound, QEMU not started yet.
+pub struct Launcher {
+    pub pod: PodView,
+    pub nics: Vec<GuestNic>,
+    bound: Vec<Bound>,
+}
+
+impl Launcher {
+    /// Creates the launcher pod `name` for `vm` (on `node`, if given) and runs the
+    /// bindings in it. On failure the pod is deleted again.
+    pub async fn create<C: Cluster + LauncherDevices>(
+        cluster: &C,
+        vm: &VirtualMachine,
+        name: &str,
+        node: Option<&str>,
+        nads: &[NetworkAttachmentDefinition],
+        work_dir: &std::path::Path,
+    ) -> Result<Launcher, VmError> {
+        for i in &vm.interfaces {
+            if let BindingKind::Other(b) = &i.binding {
+                return Err(VmError::UnsupportedBinding {
+                    vm: vm.name.clone(),
+                    interface: i.name.clone(),
+                    binding: b.clone(),
+                });
+            }
+        }
+        let mut pod = vm.launcher_pod(name, |ns, name| {
+            nads.iter()
+                .find(|n| n.metadata.namespace == ns && n.metadata.name == name)
+                .and_then(|n| n.resource_name().map(str::to_string))
+        });
+        pod.spec.node_name = node.map(str::to_string);
+        let pod =
+            Cluster::create_pod(cluster, pod)
+                .await
+                .map_err(|source| VmError::LauncherPod {
+                    vm: vm.name.clone(),
+                    source,
+                })?;
+        match bind_all(cluster, vm, &pod, work_dir).await {
+            Ok((nics, bound)) => Ok(Launcher { pod, nics, bound }),
+            Err(e) => {
+                let _ = cluster.delete_pod(&pod.namespace, &pod.name).await;
+                Err(e)
+            }
         }
     }
-    let mut pod = vm.launcher_pod(&launcher_name(run_id, vm), |ns, name| {
-        nads.iter()
-            .find(|n| n.metadata.namespace == ns && n.metadata.name == name)
-            .and_then(|n| n.resource_name().map(str::to_string))
-    });
-    pod.spec.node_name = node.map(str::to_string);
-    let pod = Cluster::create_pod(cluster, pod)
-        .await
-        .map_err(|source| VmError::LauncherPod {
+
+    /// Starts QEMU in the pod's netns with the bound NICs (and, for the target of a
+    /// migration, `-incoming <uri>`). The NICs' backends are handed to QEMU.
+    pub async fn spawn<C: Cluster + LocalTopology>(
+        &self,
+        cluster: &C,
+        vm: &VirtualMachine,
+        opts: &VmOptions,
+        incoming: Option<String>,
+    ) -> Result<(Qemu, Agent), VmError> {
+        let netns = cluster
+            .pod_namespace(&self.pod)
+            .await
+            .map_err(|_| VmError::LauncherGone {
+                vm: vm.name.clone(),
+                pod: self.pod.name.clone(),
+            })?;
+        std::fs::create_dir_all(&opts.work_dir).map_err(|source| VmError::WorkDir {
             vm: vm.name.clone(),
+            dir: opts.work_dir.display().to_string(),
             source,
         })?;
+        let image = opts.image.clone().ok_or_else(|| VmError::NoImage {
+            vm: vm.name.clone(),
+            hint: "the QEMU guest needs the image built on this machine (vm::image::ensure)".into(),
+        })?;
+        let mut nics = Vec::new();
+        for b in &self.bound {
+            nics.push(b.nic.try_clone().map_err(|source| VmError::Launch {
+                vm: vm.name.clone(),
+                source,
+            })?);
+        }
+        let qmp = opts.work_dir.join(format!("{}.qmp", self.pod.name));
+        let _ = std::fs::remove_file(&qmp);
+        let spec = LaunchSpec {
+            name: format!("{}/{}", vm.namespace, vm.name),
+            image,
+            netns: Some(netns.path()),
+            nics,
+            console_log: opts.work_dir.join(format!("{}.console.log", self.pod.name)),
+            memory_mb: vm.memory_mb,
+            cmdline: opts.cmdline(qemu::CMDLINE),
+            qmp: Some(qmp),
+            incoming,
+        };
+        Qemu::spawn(spec).map_err(|source| VmError::Launch {
+            vm: vm.name.clone(),
+            source,
+        })
+    }
+}
+
+/// Runs every interface's binding in the launcher `pod`.
+async fn bind_all<C: Cluster + LauncherDevices>(
+    cluster: &C,
+    vm: &VirtualMachine,
+    pod: &PodView,
+    work_dir: &std::path::Path,
+) -> Result<(Vec<GuestNic>, Vec<Bound>), VmError> {
+    let devices = cluster.launcher_devices(pod).await;
     let mut nics = Vec::new();
     let mut bound: Vec<Bound> = Vec::new();
     for iface in &vm.interfaces {
@@ -332,14 +476,15 @@ pub async fn start_qemu<C: Cluster + LocalTopology>(
                 vm: vm.name.clone(),
                 interface: iface.name.clone(),
             })?;
-        let b = match iface.binding {
-            BindingKind::Macvtap => {
-                binding::macvtap(cluster, &pod, &pod_ifname, &opts.work_dir).await
-            }
-            BindingKind::Bridge => binding::bridge(cluster, &pod, &pod_ifname).await,
-            BindingKind::Masquerade => binding::masquerade(cluster, &pod, &opts.work_dir).await,
-            BindingKind::Other(_) => unreachable!("refused above"),
-        }
+        let b = bind_one(
+            cluster,
+            pod,
+            &iface.binding,
+            &pod_ifname,
+            &devices,
+            work_dir,
+        )
+        .await
         .map_err(|source| VmError::Binding {
             vm: vm.name.clone(),
             binding: binding_name(&iface.binding).to_string(),
@@ -357,47 +502,24 @@ pub async fn start_qemu<C: Cluster + LocalTopology>(
         });
         bound.push(b);
     }
-    let netns = cluster
-        .pod_namespace(&pod)
-        .await
-        .map_err(|_| VmError::LauncherGone {
-            vm: vm.name.clone(),
-            pod: pod.name.clone(),
-        })?;
-    std::fs::create_dir_all(&opts.work_dir).map_err(|source| VmError::WorkDir {
-        vm: vm.name.clone(),
-        dir: opts.work_dir.display().to_string(),
-        source,
-    })?;
-    let image = opts.image.clone().ok_or_else(|| VmError::NoImage {
-        vm: vm.name.clone(),
-        hint: "the QEMU guest needs the image built on this machine (vm::image::ensure)".into(),
-    })?;
-    let spec = LaunchSpec {
-        name: format!("{}/{}", vm.namespace, vm.name),
-        image,
-        netns: Some(netns.path()),
-        nics: bound.into_iter().map(|b| b.nic).collect(),
-        console_log: opts.work_dir.join(format!("{}.console.log", pod.name)),
-        memory_mb: vm.memory_mb,
-        cmdline: opts.cmdline(qemu::CMDLINE),
-    };
-    let (qemu, agent) = Qemu::spawn(spec).map_err(|source| VmError::Launch {
-        vm: vm.name.clone(),
-        source,
-    })?;
-    tracing::debug!(vm = %vm.name, pod = %pod.name, accel = qemu.accel, nics = nics.len(), "QEMU started");
-    Ok(RunningVm {
-        vm: vm.clone(),
-        pod,
-        nics,
-        started: qemu.started,
-        accel: qemu.accel,
-        host: Box::new(qemu),
-        agent,
-        boot: None,
-        stopped: false,
-    })
+    Ok((nics, bound))
+}
+
+/// One interface's binding in `pod`.
+pub async fn bind_one<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    kind: &BindingKind,
+    pod_ifname: &str,
+    devices: &[binding::PodDevice],
+    work_dir: &std::path::Path,
+) -> Result<Bound, BindingError> {
+    match kind {
+        BindingKind::Macvtap => binding::macvtap(cluster, pod, pod_ifname, devices).await,
+        BindingKind::Bridge => binding::bridge(cluster, pod, pod_ifname).await,
+        BindingKind::Masquerade => binding::masquerade(cluster, pod, work_dir).await,
+        BindingKind::Other(b) => Err(BindingError::Unsupported(b.clone())),
+    }
 }
 
 fn binding_name(b: &BindingKind) -> &str {
@@ -636,6 +758,8 @@ mod boot_tests {
             console_log: log.clone(),
             memory_mb: 128,
             cmdline: qemu::CMDLINE.into(),
+            qmp: None,
+            incoming: None,
         })
         .unwrap();
         let ready = agent.wait_ready(Duration::from_secs(60)).await;

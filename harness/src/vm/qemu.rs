@@ -30,6 +30,23 @@ pub struct Nic {
     pub mac: String,
 }
 
+impl Nic {
+    /// The same NIC with its own copy of the tap fd (QEMU takes its copy; the
+    /// binding keeps one).
+    pub fn try_clone(&self) -> Result<Nic, QemuError> {
+        let backend = match &self.backend {
+            Backend::TapFd(fd) => Backend::TapFd(fd.try_clone().map_err(|e| {
+                QemuError::DupTapFd(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+            })?),
+            Backend::TapName(n) => Backend::TapName(n.clone()),
+        };
+        Ok(Nic {
+            backend,
+            mac: self.mac.clone(),
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct LaunchSpec {
     pub name: String,
@@ -41,6 +58,10 @@ pub struct LaunchSpec {
     pub memory_mb: u32,
     /// The kernel command line ([`CMDLINE`] normally).
     pub cmdline: String,
+    /// QEMU's QMP socket (migration, NIC hot-plug), if any.
+    pub qmp: Option<PathBuf>,
+    /// `-incoming <uri>`: the target of a live migration, waiting for the guest.
+    pub incoming: Option<String>,
 }
 
 pub struct Qemu {
@@ -50,6 +71,8 @@ pub struct Qemu {
     pub started: Instant,
     pub accel: &'static str,
     pub argv: Vec<String>,
+    /// Its QMP socket, if it has one.
+    pub qmp: Option<PathBuf>,
 }
 
 /// `kvm` when a guest really boots with it (nested setups often open /dev/kvm and
@@ -103,6 +126,8 @@ fn kvm_boots(image: &GuestImage) -> bool {
         console_log: PathBuf::from("/dev/null"),
         memory_mb: 128,
         cmdline: CMDLINE.into(),
+        qmp: None,
+        incoming: None,
     };
     let mut cmd = Command::new(QEMU);
     cmd.args(argv(&spec, "kvm"))
@@ -171,6 +196,15 @@ pub fn argv(spec: &LaunchSpec, accel: &str) -> Vec<String> {
     .collect();
     if accel == "kvm" {
         a.extend(["-cpu".into(), "host".into()]);
+    }
+    if let Some(q) = &spec.qmp {
+        a.extend([
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", q.display()),
+        ]);
+    }
+    if let Some(uri) = &spec.incoming {
+        a.extend(["-incoming".into(), uri.clone()]);
     }
     let mut fd = 3;
     for (i, nic) in spec.nics.iter().enumerate() {
@@ -275,6 +309,7 @@ impl Qemu {
                 started,
                 accel,
                 argv: args,
+                qmp: spec.qmp,
             },
             agent,
         ))
@@ -355,6 +390,8 @@ mod tests {
             console_log: "/tmp/console.log".into(),
             memory_mb: 128,
             cmdline: CMDLINE.into(),
+            qmp: None,
+            incoming: None,
         }
     }
 

@@ -319,6 +319,22 @@ async fn check_mtu_against_lower(
     Ok(())
 }
 
+/// No IPv6 link-local address on the pod's macvtap (addr_gen_mode none), set while
+/// it is still down: otherwise coming up sends DAD and MLD frames from its MAC,
+/// which is the guest's. A live migration's target pod would then announce the
+/// guest's MAC on the LAN before the guest has moved and draw its traffic away
+/// (kubevirt 17195). Best effort: a pod without IPv6 sends nothing anyway.
+async fn quiet_ipv6(pod: &Handle, index: u32) {
+    use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute};
+    let message = LinkUnspec::new_with_index(index)
+        .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+        )]))
+        .build();
+    // A refusal leaves the kernel's default; the ADD goes on.
+    let _ = pod.link().set(message).execute().await;
+}
+
 /// Inside the pod namespace: MTU, MAC and promisc first, then rename and up, then
 /// hand `/dev/tapN` to the VM's user.
 async fn configure(
@@ -328,6 +344,7 @@ async fn configure(
     inv: &Invocation,
     conf: &NetConf,
 ) -> Result<LinkFacts, CniError> {
+    quiet_ipv6(pod, pending.index).await;
     // One message: the kernel applies MTU and MAC before the new name and the up
     // flag, and each round trip counts at ~3 ms per ADD.
     let mut settings = LinkUnspec::new_with_index(pending.index)

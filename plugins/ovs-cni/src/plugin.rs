@@ -241,7 +241,8 @@ async fn add(args: &AddArgs<'_>, conf: &NetConf, policy: &Policy) -> Result<Stri
             .or_else(|| ipam_result.as_ref().and_then(|r| mac_from_ipv4(&r.ips)));
 
         // The veth, created from inside the pod namespace with the pod end already
-        // named CNI_IFNAME and up, the host end placed in the host namespace.
+        // named CNI_IFNAME, the host end placed in the host namespace. The pod end
+        // comes up once it is quiet (see `quiet_ipv6`).
         let mut host_name = host_iface_name();
         let mut attempt = 0;
         loop {
@@ -250,8 +251,7 @@ async fn add(args: &AddArgs<'_>, conf: &NetConf, policy: &Policy) -> Result<Stri
                 peer = peer.mtu(mtu);
             }
             let mut pod_end = LinkVeth::new(args.ifname, &host_name)
-                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-                .up();
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
             if let Some(mtu) = conf.mtu {
                 pod_end = pod_end.mtu(mtu);
             }
@@ -272,6 +272,16 @@ async fn add(args: &AddArgs<'_>, conf: &NetConf, policy: &Policy) -> Result<Stri
                 }
             }
         }
+        let pod_end = link_by_name(&pod, &args.ifname)
+            .await
+            .map_err(|e| netlink_failure(format!("look up {}", args.ifname), e))?
+            .ok_or_else(|| CniError::plugin(format!("{} vanished after creation", args.ifname)))?;
+        quiet_ipv6(&pod, pod_end.index).await;
+        pod.link()
+            .set(LinkUnspec::new_with_index(pod_end.index).up().build())
+            .execute()
+            .await
+            .map_err(|e| netlink_failure(format!("bring {} up", args.ifname), e))?;
         let host_link = link_by_name(&host, &host_name)
             .await
             .map_err(|e| netlink_failure(format!("look up {host_name}"), e))?
@@ -576,6 +586,22 @@ async fn del(inv: &Invocation, conf: &NetConf, ovsdb: bool) -> Result<(), CniErr
 
 /// Deletes the veth `name` in the handle's namespace; anything else (or nothing) by
 /// that name is left alone.
+/// No IPv6 link-local address on the pod's veth (addr_gen_mode none), set while it
+/// is down: coming up would otherwise send DAD and MLD frames from its MAC, which a
+/// VM's bridge binding hands to the guest. A live migration's target pod would then
+/// announce the guest's MAC on the LAN before the guest has moved (kubevirt 17195).
+/// Best effort: a pod without IPv6 sends nothing anyway.
+async fn quiet_ipv6(pod: &Handle, index: u32) {
+    use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute};
+    let message = LinkUnspec::new_with_index(index)
+        .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+        )]))
+        .build();
+    // A refusal leaves the kernel's default; the ADD goes on.
+    let _ = pod.link().set(message).execute().await;
+}
+
 async fn delete_veth(handle: &Handle, name: &str) -> Result<(), CniError> {
     let link = link_by_name(handle, name)
         .await

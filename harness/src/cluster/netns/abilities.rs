@@ -36,6 +36,7 @@ pub fn offer() -> Offer {
             FrameCapture,
             Dhcp,
             Vm,
+            LiveMigration,
             PluginExec,
         ],
     )

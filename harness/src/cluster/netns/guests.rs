@@ -3,9 +3,12 @@
 use futures::future::BoxFuture;
 
 use super::NetnsCluster;
+use crate::cluster::ability::node_error;
+use crate::cluster::{ClusterError, PodView};
 use crate::objects::NetworkAttachmentDefinition;
+use crate::vm::binding::PodDevice;
 use crate::vm::kubevirt::VirtualMachine;
-use crate::vm::{Guests, RunningVm, VmError, VmOptions};
+use crate::vm::{Guests, LauncherDevices, RunningVm, VmError, VmOptions};
 
 impl Guests for NetnsCluster {
     fn start_vm<'a>(
@@ -27,5 +30,114 @@ impl Guests for NetnsCluster {
 
     fn boots_local_image(&self) -> bool {
         true
+    }
+
+    fn live_migration(&self) -> Option<&dyn crate::vm::migrate::LiveMigration> {
+        Some(self)
+    }
+}
+
+impl LauncherDevices for NetnsCluster {
+    /// What secnet's kubelet recorded at the pod's admission: the DeviceSpecs of
+    /// every Allocate answer for it.
+    fn launcher_devices<'a>(&'a self, pod: &'a PodView) -> BoxFuture<'a, Vec<PodDevice>> {
+        Box::pin(async move {
+            let inner = self.inner.lock().await;
+            let Some(dm) = inner
+                .nodes
+                .iter()
+                .find(|n| n.name == pod.node)
+                .and_then(|n| n.device_manager.as_ref())
+            else {
+                return Vec::new();
+            };
+            dm.pod_devices()
+                .into_iter()
+                .filter(|p| p.pod.uid == pod.uid)
+                .flat_map(|p| p.response.container_responses)
+                .flat_map(|c| c.devices)
+                .map(|d| PodDevice {
+                    container_path: d.container_path,
+                    host_path: d.host_path,
+                })
+                .collect()
+        })
+    }
+}
+
+impl crate::vm::migrate::LiveMigration for NetnsCluster {
+    fn migrate<'a>(
+        &'a self,
+        vm: &'a mut RunningVm,
+        nads: &'a [NetworkAttachmentDefinition],
+        opts: &'a VmOptions,
+        plan: &'a crate::vm::migrate::MigrationPlan,
+    ) -> BoxFuture<'a, Result<crate::vm::migrate::MigrationReport, VmError>> {
+        Box::pin(crate::vm::migrate::migrate_qemu(
+            self,
+            &self.opts.run_id,
+            vm,
+            nads,
+            opts,
+            plan,
+        ))
+    }
+
+    /// The fabric's namespace: the LAN's gateway, on no node.
+    fn lan_host<'a>(
+        &'a self,
+        address: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<std::path::PathBuf, ClusterError>> {
+        Box::pin(async move {
+            if let Some(cidr) = address {
+                self.ip(
+                    &self.fabric,
+                    &["addr", "replace", cidr, "dev", super::fabric::BRIDGE],
+                )
+                .await
+                .map_err(|e| node_error("fabric", "adding a LAN address", e))?;
+            }
+            Ok(self.fabric.path())
+        })
+    }
+
+    /// The fabric bridge's learnt entries for `mac`; its ports are named after the
+    /// node they lead to (`port<i>`: the uplink, `oport<i>`: the OVS uplink).
+    fn lan_fdb<'a>(
+        &'a self,
+        mac: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, ClusterError>> {
+        Box::pin(async move {
+            let enter = crate::lab::enter::Enter::net(self.fabric.path())
+                .map_err(|e| node_error("fabric", "entering", e))?;
+            let out = crate::lab::command::Cmd::new("bridge")
+                .args(["-j", "fdb", "show", "br", super::fabric::BRIDGE])
+                .enter(&enter)
+                .timeout(std::time::Duration::from_secs(5))
+                .run_async()
+                .await
+                .map_err(|e| node_error("fabric", "bridge fdb show", e))?;
+            let entries: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+            Ok(entries
+                .iter()
+                .filter(|e| {
+                    e["mac"]
+                        .as_str()
+                        .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+                })
+                .filter_map(|e| e["ifname"].as_str())
+                .map(|port| {
+                    let index = port
+                        .trim_start_matches("oport")
+                        .trim_start_matches("port")
+                        .parse::<usize>()
+                        .ok();
+                    let node = index
+                        .and_then(|i| self.opts.topology.nodes.get(i))
+                        .map_or_else(|| "?".to_string(), |n| n.name.clone());
+                    (port.to_string(), node)
+                })
+                .collect())
+        })
     }
 }
