@@ -82,7 +82,10 @@ impl ClusterProvider for KubeProvider {
             let cluster = scoped.ok_or_else(|| {
                 Failure::caused("no cluster", RealError::NotStarted(self.opts.cluster))
             })?;
-            Ok(AnyCluster::offering(&self.offer(), Box::new(cluster)))
+            // The cluster's own offer: the run's (RealCluster::up gives it the
+            // provider's), or what a test's cluster withholds.
+            let offer = cluster.offer();
+            Ok(AnyCluster::offering(&offer, Box::new(cluster)))
         })
     }
 

@@ -30,8 +30,7 @@ use serde_json::{Value, json};
 use crate::config::NetConf;
 use crate::ovsdb::{self, Client, OvsdbError};
 
-/// The MTU the kernel gives a veth when the configuration has no `mtu`.
-pub const DEFAULT_VETH_MTU: u32 = 1500;
+use crate::config::DEFAULT_VETH_MTU;
 
 /// What OVSDB says about a bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -94,6 +94,9 @@ impl VlanMode {
     }
 }
 
+/// The MTU the kernel gives a veth when the configuration has no `mtu`.
+pub const DEFAULT_VETH_MTU: u32 = 1500;
+
 /// A validated configuration for one invocation.
 #[derive(Debug, Clone)]
 pub struct NetConf {
@@ -313,7 +316,7 @@ impl NetConf {
             return Err(policy.refuse(format!("bridge \"{}\"", self.bridge), "ovs", "bridges"));
         }
         // Without `mtu` the veth gets the kernel's default, which counts the same.
-        let mtu = self.mtu.unwrap_or(crate::bridge::DEFAULT_VETH_MTU);
+        let mtu = self.mtu.unwrap_or(DEFAULT_VETH_MTU);
         if p.min_mtu.is_some_and(|floor| mtu < floor) {
             return Err(policy.refuse(format!("mtu {mtu}"), "ovs", "min_mtu"));
         }

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 pub(crate) use self::ssa::apply as ssa_apply;
 use super::RUN_LABEL;
 use super::apply;
+pub(crate) use super::mock::percent_decode;
 use super::mock::{MockApi, Recorded, Reply, list, not_found};
 
 pub(crate) const DATAPLANE: &str = "macvtap.network.kubevirt.io/dataplane";
@@ -240,31 +241,6 @@ fn node_now(s: &FakeState, name: &str) -> Value {
         }
     }
     n
-}
-
-/// `%3D` → `=`, `+` → ` `: a query parameter as the client encoded it.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
 
 pub(crate) fn param(r: &Recorded, key: &str) -> Option<String> {

@@ -22,9 +22,9 @@ pub mod sweep;
 #[cfg(test)]
 pub(crate) mod fake;
 #[cfg(test)]
-pub(crate) mod fake_http;
+mod fake_http_tests;
 #[cfg(test)]
-pub(crate) mod mock;
+pub(crate) use secnet_testkit::{fake_http, mock};
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,6 @@
 //! The fake API server on a real socket, for what needs a websocket: a hyper
 //! HTTP/1.1 server on `127.0.0.1:<ephemeral>` that hands plain requests to a
-//! `MockApi` (so `fake.rs`'s fake scheduler can sit behind it) and upgrades
+//! `MockApi` (so the harness's fake scheduler can sit behind it) and upgrades
 //! websocket requests:
 //!
 //! - `…/pods/<pod>/exec` (subprotocols `v5.channel.k8s.io`, `v4.channel.k8s.io`) to
@@ -37,16 +37,15 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tower::Service;
 
-use super::fake::percent_decode;
-use super::mock::{MockApi, MockBody};
+use crate::mock::{MockApi, MockBody, percent_decode};
 
 /// An upgraded connection, server side.
-pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-pub(crate) const EXEC_V5: &str = "v5.channel.k8s.io";
-pub(crate) const EXEC_V4: &str = "v4.channel.k8s.io";
+pub const EXEC_V5: &str = "v5.channel.k8s.io";
+pub const EXEC_V4: &str = "v4.channel.k8s.io";
 /// KubeVirt's VMI serial console subprotocol.
-pub(crate) const KUBEVIRT_PLAIN: &str = "plain.kubevirt.io";
+pub const KUBEVIRT_PLAIN: &str = "plain.kubevirt.io";
 
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
@@ -55,7 +54,7 @@ const CLOSE: u8 = 255;
 
 /// One exec request as the API server got it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ExecCall {
+pub struct ExecCall {
     pub namespace: String,
     pub pod: String,
     pub container: Option<String>,
@@ -66,7 +65,7 @@ pub(crate) struct ExecCall {
 
 /// What the command printed and its exit code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ExecReply {
+pub struct ExecReply {
     pub stdout: String,
     pub stderr: String,
     pub code: i32,
@@ -93,7 +92,7 @@ type ExecFn = dyn Fn(&ExecCall) -> ExecReply + Send + Sync;
 
 /// An upgrade request a raw handler gets with its socket.
 #[derive(Debug, Clone)]
-pub(crate) struct UpgradeCall {
+pub struct UpgradeCall {
     pub path: String,
     pub query: String,
     /// The subprotocol agreed on.
@@ -119,7 +118,7 @@ struct Routes {
     execs: Mutex<Vec<ExecCall>>,
 }
 
-pub(crate) struct FakeHttpBuilder {
+pub struct FakeHttpBuilder {
     api: MockApi,
     front: Option<MockApi>,
     exec: Arc<ExecFn>,
@@ -191,8 +190,8 @@ impl FakeHttpBuilder {
 }
 
 /// The running server; it stops when dropped.
-pub(crate) struct FakeHttp {
-    addr: SocketAddr,
+pub struct FakeHttp {
+    pub addr: SocketAddr,
     routes: Arc<Routes>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -228,7 +227,7 @@ impl FakeHttp {
 
     /// The plain requests the API got, as `MockApi` recorded them (a front's are
     /// in its own log).
-    pub fn requests(&self) -> Vec<super::mock::Recorded> {
+    pub fn requests(&self) -> Vec<crate::mock::Recorded> {
         self.routes.api.requests()
     }
 
@@ -396,7 +395,7 @@ fn plain(status: u16, text: &str) -> Response<MockBody> {
 }
 
 /// The `Status` the API server relays on channel 3 when the command ends.
-pub(crate) fn exit_status(argv: &[String], code: i32) -> serde_json::Value {
+pub fn exit_status(argv: &[String], code: i32) -> serde_json::Value {
     if code == 0 {
         return json!({"metadata": {}, "status": "Success"});
     }
@@ -439,160 +438,4 @@ async fn answer_exec(mut socket: Socket, call: &ExecCall, reply: ExecReply) {
     })
     .await;
     let _ = socket.close(None).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cluster::Cluster;
-    use crate::cluster::kube::fake::fake_api_server;
-    use crate::cluster::kube::{KubeCluster, KubeOptions};
-
-    /// `sh -c` for the few scripts the tests run: what they print and their exit code.
-    fn shell(call: &ExecCall) -> ExecReply {
-        match call.argv.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["echo", ref rest @ ..] => ExecReply::ok(format!("{}\n", rest.join(" "))),
-            ["sh", "-c", "echo oops >&2; exit 3"] => ExecReply::failed(3, "oops\n"),
-            ["sh", "-c", "echo both; echo warn >&2"] => ExecReply {
-                stdout: "both\n".into(),
-                stderr: "warn\n".into(),
-                code: 0,
-            },
-            _ => ExecReply::failed(127, format!("{}: not found\n", call.argv[0])),
-        }
-    }
-
-    async fn cluster(server: &FakeHttp) -> KubeCluster {
-        KubeCluster::connect(server.client(), "kind", "sn0f0f0f", KubeOptions::default())
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn plain_requests_reach_the_mock_api() {
-        let (api, _) = fake_api_server(false);
-        let server = FakeHttp::builder(api).start().await;
-        let c = cluster(&server).await;
-        assert_eq!(c.nodes(), ["node-a", "node-b"]);
-        let listed = server.requests();
-        assert_eq!(listed[0].method, "GET");
-        assert_eq!(listed[0].path, "/api/v1/nodes");
-    }
-
-    #[tokio::test]
-    async fn exec_over_the_channel_protocol() {
-        let (api, _) = fake_api_server(false);
-        let server = FakeHttp::builder(api).exec(shell).start().await;
-        let c = cluster(&server).await;
-
-        let out = c
-            .exec("default", "p", &["echo", "hello", "world"])
-            .await
-            .unwrap();
-        assert!(out.success);
-        assert_eq!(
-            (out.stdout.as_str(), out.stderr.as_str()),
-            ("hello world\n", "")
-        );
-
-        let out = c
-            .exec("default", "p", &["sh", "-c", "echo both; echo warn >&2"])
-            .await
-            .unwrap();
-        assert!(out.success);
-        assert_eq!(
-            (out.stdout.as_str(), out.stderr.as_str()),
-            ("both\n", "warn\n")
-        );
-
-        let out = c
-            .exec("ns1", "q", &["sh", "-c", "echo oops >&2; exit 3"])
-            .await
-            .unwrap();
-        assert!(!out.success, "exit 3 is a failure");
-        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", "oops\n"));
-
-        let calls = server.execs();
-        assert_eq!(calls.len(), 3);
-        assert_eq!(calls[2].namespace, "ns1");
-        assert_eq!(calls[2].pod, "q");
-        assert_eq!(calls[2].argv, ["sh", "-c", "echo oops >&2; exit 3"]);
-        // kube-rs offers v5 first; the server takes it.
-        assert!(calls.iter().all(|c| c.protocol == EXEC_V5), "{calls:?}");
-    }
-
-    #[tokio::test]
-    async fn a_failed_exec_carries_its_exit_code_as_kube_reads_it() {
-        let (api, _) = fake_api_server(false);
-        let server = FakeHttp::builder(api).exec(shell).start().await;
-        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
-            kube::Api::namespaced(server.client(), "default");
-        let ap = kube::api::AttachParams::default().stderr(true);
-        let mut proc = pods.exec("p", ["no-such-program"], &ap).await.unwrap();
-        let status = proc.take_status().unwrap().await.unwrap();
-        proc.join().await.unwrap();
-        assert_eq!(status.status.as_deref(), Some("Failure"));
-        assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
-        let causes = status.details.unwrap().causes.unwrap();
-        assert_eq!(causes[0].reason.as_deref(), Some("ExitCode"));
-        assert_eq!(causes[0].message.as_deref(), Some("127"));
-    }
-
-    /// A websocket client's handshake to `path` offering `protocol`.
-    async fn ws_connect(
-        server: &FakeHttp,
-        path: &str,
-        protocol: &'static str,
-    ) -> Result<
-        (
-            WebSocketStream<tokio::net::TcpStream>,
-            Response<Option<Vec<u8>>>,
-        ),
-        tokio_tungstenite::tungstenite::Error,
-    > {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("ws://{}{path}", server.addr)
-            .into_client_request()
-            .unwrap();
-        request.headers_mut().insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(protocol),
-        );
-        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        tokio_tungstenite::client_async(request, tcp).await
-    }
-
-    #[tokio::test]
-    async fn other_upgrades_go_to_their_raw_handler() {
-        let (api, _) = fake_api_server(false);
-        // An echo console, wired as a VMI's serial console would be.
-        let server = FakeHttp::builder(api)
-            .upgrade("/console", KUBEVIRT_PLAIN, |call, mut socket| async move {
-                assert_eq!(call.protocol, KUBEVIRT_PLAIN);
-                assert!(call.path.ends_with("/vm1/console") && call.query.is_empty());
-                while let Some(Ok(Message::Binary(b))) = socket.next().await {
-                    let _ = socket.send(Message::binary(b)).await;
-                }
-            })
-            .start()
-            .await;
-        let console = "/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachineinstances/vm1/console";
-        let (mut ws, resp) = ws_connect(&server, console, KUBEVIRT_PLAIN).await.unwrap();
-        assert_eq!(
-            resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL).unwrap(),
-            KUBEVIRT_PLAIN
-        );
-        ws.send(Message::binary(b"login:".to_vec())).await.unwrap();
-        let echoed = ws.next().await.unwrap().unwrap();
-        assert_eq!(echoed.into_data().as_ref(), b"login:");
-
-        // No handler for the path, or not for the offered subprotocol: refused.
-        let attach = "/api/v1/namespaces/default/pods/p/attach";
-        assert!(ws_connect(&server, attach, EXEC_V5).await.is_err());
-        assert!(
-            ws_connect(&server, console, "binary.kubevirt.io")
-                .await
-                .is_err()
-        );
-    }
 }
