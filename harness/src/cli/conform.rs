@@ -261,7 +261,9 @@ pub(super) fn options(
     }
     let topology = topology(args.topology.as_ref())?;
     let implementation = Choice {
-        cni_bin_dir: args.cni_bin_dir,
+        // Absolute: the node daemons start from inside the node namespaces, whose
+        // working directory is not the user's.
+        cni_bin_dir: args.cni_bin_dir.map(std::path::absolute).transpose()?,
         device_plugin: args
             .device_plugin
             .map(|cmd| cmd.split_whitespace().map(str::to_string).collect()),
