@@ -51,7 +51,7 @@ pub enum TopologyError {
 }
 
 /// The built-in default (clusters/netns-2node.yaml), so the binary runs anywhere.
-pub const DEFAULT: &str = include_str!("../../../clusters/netns-2node.yaml");
+pub const DEFAULT: &str = include_str!("../../clusters/netns-2node.yaml");
 
 /// The uplink of a node made without a topology file: the default topology's (the
 /// lab's own constant, as the lab sits below the clusters).

@@ -272,7 +272,7 @@ async fn add(args: &AddArgs<'_>, conf: &NetConf, policy: &Policy) -> Result<Stri
                 }
             }
         }
-        let pod_end = link_by_name(&pod, &args.ifname)
+        let pod_end = link_by_name(&pod, args.ifname)
             .await
             .map_err(|e| netlink_failure(format!("look up {}", args.ifname), e))?
             .ok_or_else(|| CniError::plugin(format!("{} vanished after creation", args.ifname)))?;
