@@ -1272,6 +1272,8 @@ fn a_pass_after_a_retry_is_flaky_and_a_run_where_nothing_ran_exits_4() {
     assert!(
         stderr.contains("0 passed, 0 failed, 0 error, 0 flaky, 1 skipped"),
         "{stderr}"
+    );
+}
 
 /// Runs the macvtap live migration with `macvtap` as the CNI under test; its report.
 fn migrate_with_cni(tag: &str, cni: &Path) -> (Output, Value) {
