@@ -12,6 +12,7 @@ use crate::lab::command::{Cmd, CommandError};
 use crate::lab::enter::Enter;
 
 pub mod chain;
+pub mod spec_check;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -30,6 +31,16 @@ pub enum ExecError {
     Io {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// The reply breaks the CNI spec of the call's version (see [`spec_check`]).
+    #[error("CNI plugin {path} answered {command} (cniVersion {version}) against the spec: {}; stdout {}, stderr {}", violations.join("; "), spec_check::excerpt(stdout), spec_check::excerpt(stderr))]
+    Spec {
+        path: PathBuf,
+        command: String,
+        version: String,
+        violations: Vec<String>,
+        stdout: String,
+        stderr: String,
     },
 }
 
@@ -184,12 +195,28 @@ pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
                 source: std::io::Error::other(other.to_string()),
             },
         })?;
-    Ok(Reply {
+    let reply = Reply {
         success: output.success(),
         stdout: output.stdout_text(),
         stderr: output.stderr_text(),
         elapsed: output.elapsed,
-    })
+    };
+    // Every reply is held to the spec of its call: a wrong one is the plugin's error.
+    let violations = spec_check::violations(call, &reply);
+    if !violations.is_empty() {
+        return Err(ExecError::Spec {
+            path: call.plugin.clone(),
+            command: call.command.clone(),
+            version: call.config["cniVersion"]
+                .as_str()
+                .unwrap_or("none")
+                .to_string(),
+            violations,
+            stdout: reply.stdout,
+            stderr: reply.stderr,
+        });
+    }
+    Ok(reply)
 }
 
 /// Test helper: `reply` is a CNI error with spec `code` whose JSON mentions `needle`

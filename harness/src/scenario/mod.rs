@@ -10,6 +10,7 @@ pub mod kit;
 pub mod macvtap_cni;
 pub mod ovs;
 pub mod provider;
+pub mod reach;
 pub mod runner;
 pub mod security;
 pub mod seed;
