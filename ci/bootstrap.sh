@@ -31,6 +31,7 @@ fi
 packages=(
   iproute2               # ip: namespaces, veth, macvtap
   iputils-ping           # reachability probes
+  netcat-openbsd         # TCP/UDP reachability probes (nc -u -l -p) in the netns nodes' pods
   containernetworking-plugins  # reference plugins: macvlan, bridge, host-local
   dnsmasq-base           # the fabric's DHCP server (the seed's macvlan lab)
   busybox-static         # udhcpc, the DHCP client of that lab; the VM guests' userland

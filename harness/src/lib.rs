@@ -30,6 +30,7 @@ const _: () = {
     thread_safe::<crate::probe::ParseError>();
     thread_safe::<crate::probe::ProbeError>();
     thread_safe::<crate::probe::ping::PingError>();
+    thread_safe::<crate::probe::nc::NcError>();
     thread_safe::<crate::cluster::netns::NetnsError>();
     thread_safe::<crate::cluster::netns::ovs::OvsError>();
     thread_safe::<crate::vm::VmError>();

@@ -144,6 +144,13 @@ pub struct Probe {
     pub to: String,
     pub expected: bool,
     pub observed: bool,
+    /// `icmp`, `tcp` or `udp` (reports written before it existed: ICMP).
+    #[serde(default = "icmp")]
+    pub protocol: String,
+}
+
+fn icmp() -> String {
+    "icmp".into()
 }
 
 /// Shared by a scenario's steps; the runner reads it when the scenario ends.
@@ -152,11 +159,17 @@ pub struct Recorder(Arc<Mutex<Observations>>);
 
 impl Recorder {
     pub fn probe(&self, from: &str, to: &str, expected: bool, observed: bool) {
+        self.probe_over(from, to, "icmp", expected, observed);
+    }
+
+    /// One cell of a reachability table, probed over `protocol`.
+    pub fn probe_over(&self, from: &str, to: &str, protocol: &str, expected: bool, observed: bool) {
         self.0.lock().expect("recorder").reachability.push(Probe {
             from: from.into(),
             to: to.into(),
             expected,
             observed,
+            protocol: protocol.into(),
         });
     }
 

@@ -665,6 +665,7 @@ mod tests {
                 to: "b".into(),
                 expected: true,
                 observed: false,
+                protocol: "icmp".into(),
             });
         let md = r.markdown();
         for needle in [

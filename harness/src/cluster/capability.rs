@@ -88,6 +88,7 @@ pub fn package_of(program: &str) -> &'static str {
     match program.rsplit('/').next().unwrap_or(program) {
         "ip" => "iproute2",
         "ping" => "iputils-ping",
+        "nc" => "netcat-openbsd",
         "dnsmasq" => "dnsmasq-base",
         "busybox" => "busybox-static",
         "qemu-system-x86_64" => "qemu-system-x86",

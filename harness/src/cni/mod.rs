@@ -13,6 +13,7 @@ use crate::lab::enter::Enter;
 
 pub mod chain;
 pub mod failure;
+pub mod spec_check;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -31,6 +32,16 @@ pub enum ExecError {
     Io {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// The reply breaks the CNI spec of the call's version (see [`spec_check`]).
+    #[error("CNI plugin {path} answered {command} (cniVersion {version}) against the spec: {}; stdout {}, stderr {}", violations.join("; "), spec_check::excerpt(stdout), spec_check::excerpt(stderr))]
+    Spec {
+        path: PathBuf,
+        command: String,
+        version: String,
+        violations: Vec<String>,
+        stdout: String,
+        stderr: String,
     },
 }
 
@@ -212,13 +223,31 @@ pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
             },
         })?;
     tracing::debug!(plugin = %call.plugin.display(), status = %output.status, "CNI {} answered", call.command);
-    Ok(Reply {
+    let reply = Reply {
         success: output.success(),
         stdout: output.stdout_text(),
         stderr: output.stderr_text(),
         elapsed: output.elapsed,
-        status: output.status,
-    })
+    };
+    // Every reply is held to the spec of its call: a wrong one is the plugin's error.
+    // A failed call that printed nothing is reported by the caller's failure
+    // message (binary, exit status, output): that says it all already.
+    let silent_failure = !reply.success && reply.stdout.trim().is_empty();
+    let violations = spec_check::violations(call, &reply);
+    if !violations.is_empty() && !silent_failure {
+        return Err(ExecError::Spec {
+            path: call.plugin.clone(),
+            command: call.command.clone(),
+            version: call.config["cniVersion"]
+                .as_str()
+                .unwrap_or("none")
+                .to_string(),
+            violations,
+            stdout: reply.stdout,
+            stderr: reply.stderr,
+        });
+    }
+    Ok(reply)
 }
 
 /// Test helper: `reply` is a CNI error with spec `code` whose JSON mentions `needle`

@@ -8,6 +8,7 @@
 //! registers again replaces its previous connection.
 
 mod admission;
+pub mod answer_check;
 pub mod checkpoint;
 mod plugin_client;
 mod pod_resources;

@@ -5,9 +5,11 @@
 //! - [`ip`]: parsers of `ip -j link`, `ip -j addr` and `ip -o link` (iproute2 and
 //!   busybox), and the accessors of a parsed link
 //! - [`ping`]: the ping command line and the verdict on what it printed
+//! - [`nc`]: a TCP/UDP message's listener and sender and the verdict on what arrived
 //! - [`pod`]: the probes run inside a pod through the `Cluster` contract's exec
 
 pub mod ip;
+pub mod nc;
 pub mod ping;
 pub mod pod;
 

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::ip::{self, ParseError, PodIface};
+use super::nc::{self, NcError, Transport};
 use super::ping::{self, PingError};
 use crate::cluster::{Cluster, ClusterError, PodView};
 
@@ -38,6 +39,13 @@ pub enum ProbeError {
         pod: String,
         #[source]
         source: PingError,
+    },
+    #[error("from pod {from} to pod {to}: {source}")]
+    Nc {
+        from: String,
+        to: String,
+        #[source]
+        source: NcError,
     },
 }
 
@@ -140,4 +148,46 @@ pub async fn ping<C: Cluster>(
         pod: pod.name.clone(),
         source,
     })
+}
+
+/// One TCP or UDP message from `from` to `target:port`, with `to` listening: whether
+/// it arrived. The listener starts first and waits `wait_s` seconds; the sender
+/// follows a moment later.
+pub async fn transfer<C: Cluster>(
+    cluster: &C,
+    from: &PodView,
+    to: &PodView,
+    target: &str,
+    transport: Transport,
+    port: u16,
+    wait_s: u32,
+) -> Result<bool, ProbeError> {
+    let listen = nc::listener_argv(transport, port, wait_s);
+    let listen: Vec<&str> = listen.iter().map(String::as_str).collect();
+    let send = nc::sender_argv(transport, target, port, wait_s.saturating_sub(1).max(1));
+    let send: Vec<&str> = send.iter().map(String::as_str).collect();
+    let (listened, sent) = tokio::join!(cluster.exec(&to.namespace, &to.name, &listen), async {
+        // The listener needs a moment to bind before the message is sent.
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        cluster.exec(&from.namespace, &from.name, &send).await
+    });
+    let (listened, sent) = (listened?, sent?);
+    let err = |source| ProbeError::Nc {
+        from: from.name.clone(),
+        to: to.name.clone(),
+        source,
+    };
+    nc::sent(
+        transport,
+        target,
+        port,
+        &format!("{}{}", sent.stdout, sent.stderr),
+    )
+    .map_err(err)?;
+    nc::arrived(
+        transport,
+        port,
+        &format!("{}{}", listened.stdout, listened.stderr),
+    )
+    .map_err(err)
 }

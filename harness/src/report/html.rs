@@ -170,28 +170,36 @@ fn scenario(h: &mut String, i: usize, s: &ScenarioReport) {
     h.push_str("</div></details>");
 }
 
-/// Who pinged whom: rows are sources, columns targets; a cell is green when the
-/// observation matches the expectation.
+/// Who reached whom: rows are sources, columns targets (one per protocol probed);
+/// a cell is green when the observation matches the expectation.
 pub fn matrix(probes: &[Probe]) -> String {
     let mut froms: Vec<&str> = Vec::new();
-    let mut tos: Vec<&str> = Vec::new();
+    let mut tos: Vec<(&str, &str)> = Vec::new();
     for p in probes {
         if !froms.contains(&p.from.as_str()) {
             froms.push(&p.from);
         }
-        if !tos.contains(&p.to.as_str()) {
-            tos.push(&p.to);
+        if !tos.contains(&(p.to.as_str(), p.protocol.as_str())) {
+            tos.push((&p.to, &p.protocol));
         }
     }
     let mut h = String::from("<table class=\"matrix\"><tr><th>from \\ to</th>");
-    for t in &tos {
-        let _ = write!(h, "<th>{}</th>", escape(t));
+    for (t, protocol) in &tos {
+        let _ = write!(
+            h,
+            "<th>{}<br><small>{}</small></th>",
+            escape(t),
+            escape(protocol)
+        );
     }
     h.push_str("</tr>");
     for f in &froms {
         let _ = write!(h, "<tr><th>{}</th>", escape(f));
-        for t in &tos {
-            match probes.iter().find(|p| p.from == *f && p.to == *t) {
+        for (t, protocol) in &tos {
+            let cell = probes
+                .iter()
+                .find(|p| p.from == *f && p.to == *t && p.protocol == *protocol);
+            match cell {
                 None => h.push_str("<td class=\"none\"></td>"),
                 Some(p) => {
                     let class = if p.expected == p.observed {
@@ -230,17 +238,31 @@ mod tests {
                 to: "b".into(),
                 expected: true,
                 observed: true,
+                protocol: "icmp".into(),
             },
             Probe {
                 from: "a".into(),
                 to: "own <uplink>".into(),
                 expected: false,
                 observed: true,
+                protocol: "icmp".into(),
+            },
+            Probe {
+                from: "a".into(),
+                to: "b".into(),
+                expected: true,
+                observed: false,
+                protocol: "udp".into(),
             },
         ];
         let m = matrix(&probes);
         assert_eq!(m.matches("class=\"ok\"").count(), 1);
-        assert_eq!(m.matches("class=\"bad\"").count(), 1);
+        assert_eq!(
+            m.matches("class=\"bad\"").count(),
+            2,
+            "one column per protocol"
+        );
+        assert!(m.contains("<small>udp</small>"));
         assert!(m.contains("own &lt;uplink&gt;"));
     }
 }

@@ -120,20 +120,17 @@ pub async fn add_addr<C: Cluster>(cluster: &C, pod: &PodView, cidr: &str, ifname
     Ok(probe::add_addr(cluster, pod, cidr, ifname).await?)
 }
 
-/// Whether one ping from `pod` to `ip` is answered.
+/// Whether one ping from `pod` to `ip` is answered; an error when the ping did not
+/// run (no `ping` in the image, no NET_RAW): never a vacuous "not reachable".
 pub async fn ping<C: Cluster>(cluster: &C, pod: &PodView, ip: &str) -> Result<bool, Failure> {
-    let out = cluster
-        .exec(
-            &pod.namespace,
-            &pod.name,
-            &["ping", "-c", "1", "-W", "1", "-q", ip],
-        )
-        .await?;
-    Ok(out.success)
+    Ok(probe::ping(cluster, pod, ip).await?)
 }
 
+pub use super::reach::{Protocol, Table};
+
 /// Pings `ip` (named `target` in the report) from `pod`; the probe is recorded and
-/// fails the step unless the outcome is `expected`.
+/// fails the step unless the outcome is `expected`. Prefer a [`Table`], which also
+/// probes TCP and UDP and insists on positive controls.
 pub async fn expect_reach<C: Cluster>(
     ctx: &Ctx,
     cluster: &C,

@@ -34,6 +34,27 @@ pub fn scenarios() -> Vec<Scenario> {
         );
     }
     list.push(Scenario::on_node_lab(
+        "macvtap-cni/CNI_ARGS: an unknown key refused unless IgnoreUnknown",
+        "macvtap",
+        "pod",
+        &["cni", "spec", "mac"],
+        |ctx, nl| Box::pin(cni_args(ctx, nl)),
+    ));
+    for (plugin, backend) in [("macvtap", "macvtap"), ("ovs", "ovs")] {
+        let group = if plugin == "ovs" {
+            "ovs"
+        } else {
+            "macvtap-cni"
+        };
+        list.push(Scenario::on_node_lab(
+            format!("{group}/VERSION for every cniVersion, STATUS where claimed: answers per spec"),
+            backend,
+            "node",
+            &["cni", "spec"],
+            move |ctx, nl| Box::pin(version_and_status(ctx, nl, plugin)),
+        ));
+    }
+    list.push(Scenario::on_node_lab(
         "macvtap-cni/requested MAC, MTU and promisc",
         "macvtap",
         "pod",
@@ -187,6 +208,97 @@ async fn attach_check_delete(ctx: &Ctx, nl: &mut NodeLab, v: SpecVersion) -> Out
     ensure(left == ["lo"], || {
         format!("after DEL the pod still has {left:?}")
     })
+}
+
+/// The spec's CNI_ARGS rule: an unknown key is an error unless `IgnoreUnknown=1`
+/// passes it through; a known one (`MAC`) still applies. The refusal's wording is
+/// reported, not judged.
+async fn cni_args(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
+    let pod = nl.pod("pod").map_err(lab_failure)?;
+    let device_id = device_id(nl, 4);
+    nl.device_link(&macvtap_cni::naming::hashed_link_name(&device_id))
+        .map_err(lab_failure)?;
+    let cfg = config(COMMON_VERSION, json!({"deviceID": device_id}));
+    let refused = call(ctx, nl, "ADD", cfg.clone(), &pod, "SECNET_UNKNOWN=1").await?;
+    ensure(!refused.success, || {
+        "ADD with CNI_ARGS SECNET_UNKNOWN=1 (unknown, no IgnoreUnknown) succeeded; the spec wants an error".into()
+    })?;
+    ctx.observed.note(&format!(
+        "unknown CNI_ARGS key refused: {}",
+        refused.error_text()
+    ));
+    let left = nl.links(&pod).map_err(lab_failure)?;
+    ensure(left == ["lo"], || {
+        format!("a refused ADD left {left:?} in the pod")
+    })?;
+    let mac = "02:5e:c0:00:00:04";
+    let add = call(
+        ctx,
+        nl,
+        "ADD",
+        cfg.clone(),
+        &pod,
+        "IgnoreUnknown=1;SECNET_UNKNOWN=1;MAC=02:5e:c0:00:00:04",
+    )
+    .await?;
+    succeeded("ADD with IgnoreUnknown=1 and an unknown key", &add)?;
+    let link = nl
+        .link(&pod, "net1")
+        .ok_or("net1 is not in the pod namespace")?;
+    ensure(link["address"] == mac, || {
+        format!("MAC is {}, CNI_ARGS asked for {mac}", link["address"])
+    })?;
+    succeeded("DEL", &call(ctx, nl, "DEL", cfg, &pod, "").await?)
+}
+
+/// VERSION asked with every spec version, and STATUS where the plugin claims 1.1.0:
+/// `exec` holds each answer to the spec (see `cni::spec_check`); here, that the
+/// answer lists what the plugin must run.
+async fn version_and_status(ctx: &Ctx, nl: &mut NodeLab, plugin: &str) -> Outcome {
+    let mut claimed: Vec<String> = Vec::new();
+    for v in SpecVersion::ALL {
+        let cfg = json!({"cniVersion": v.as_str()});
+        let reply = exec(
+            &Call::new(ctx.plugin(plugin), "VERSION", cfg),
+            Some(&nl.node_ns),
+        )
+        .await?;
+        succeeded(&format!("VERSION with cniVersion {v}"), &reply)?;
+        let answer = reply.json().unwrap_or_default();
+        let list: Vec<String> = answer["supportedVersions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect();
+        ensure(claimed.is_empty() || claimed == list, || {
+            format!(
+                "VERSION answers differ by the asked version: {claimed:?}, then {list:?} for {v}"
+            )
+        })?;
+        claimed = list;
+    }
+    ensure(claimed.iter().any(|v| v == COMMON_VERSION.as_str()), || {
+        format!("{plugin} does not claim CNI {COMMON_VERSION}: {claimed:?}")
+    })?;
+    if claimed.iter().any(|v| v == "1.1.0") {
+        let cfg = json!({"cniVersion": "1.1.0", "name": "status", "type": plugin});
+        // Ready or not, the answer must be spec-shaped: exec checks it.
+        let status = exec(
+            &Call::new(ctx.plugin(plugin), "STATUS", cfg),
+            Some(&nl.node_ns),
+        )
+        .await?;
+        ctx.observed.note(&format!(
+            "STATUS: {}",
+            if status.success {
+                "ready".to_string()
+            } else {
+                status.error_text()
+            }
+        ));
+    }
+    Ok(())
 }
 
 async fn requested_mac_mtu(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {

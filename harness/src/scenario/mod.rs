@@ -13,6 +13,7 @@ pub mod macvtap_cni;
 pub mod migration;
 pub mod ovs;
 pub mod provider;
+pub mod reach;
 pub mod runner;
 pub mod security;
 pub mod seed;

@@ -5,7 +5,8 @@
 use serde_json::Value;
 
 use super::kit::{
-    fixture_nad, ping, pod_iface, pod_link, pod_run, record_topology, status_of, with_net_admin,
+    Table, fixture_nad, ping, pod_iface, pod_link, pod_run, record_topology, status_of,
+    with_net_admin,
 };
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::any::AnyCluster;
@@ -90,31 +91,6 @@ async fn address(cluster: &AnyCluster, p: &PodView, cidr: &str) -> Outcome {
     Ok(())
 }
 
-/// Pings `ip` (named `target` in the report) from `p`, up to `tries` times until
-/// the outcome is `expected`: ovs-vswitchd picks new ports up asynchronously and the
-/// first frames across nodes also teach the bridges where the MACs are. The probe
-/// is recorded; the caller decides what a wrong outcome means.
-async fn reaches(
-    ctx: &Ctx,
-    cluster: &AnyCluster,
-    p: &PodView,
-    target: &str,
-    ip: &str,
-    expected: bool,
-    tries: usize,
-) -> Result<bool, Failure> {
-    let mut observed = false;
-    for _ in 0..tries {
-        observed = ping(cluster, p, ip).await?;
-        if observed == expected {
-            break;
-        }
-    }
-    ctx.observed
-        .probe(&p.name, &format!("{target} ({ip})"), expected, observed);
-    Ok(observed)
-}
-
 fn node_names(cluster: &AnyCluster) -> Result<(String, String), Failure> {
     let nodes = cluster.nodes();
     match nodes.as_slice() {
@@ -153,36 +129,15 @@ async fn vlan100_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     ] {
         address(cluster, p, ip).await?;
     }
-    let same_node = reaches(ctx, cluster, &a, "ovs-b (same node)", "10.100.0.2", true, 3);
-    ensure(same_node.await?, || {
-        format!("ovs-a cannot ping ovs-b on the same node {n1} over VLAN 100")
-    })?;
-    let across = reaches(
-        ctx,
-        cluster,
-        &a,
-        "ovs-c (other node)",
-        "10.100.0.3",
-        true,
-        5,
-    );
-    ensure(across.await?, || {
-        format!(
-            "ovs-a on {n1} cannot ping ovs-c on {n2} over VLAN 100 (the bridge trunks over each node's uplink)"
-        )
-    })?;
-    let back = reaches(
-        ctx,
-        cluster,
-        &c,
-        "ovs-b (other node)",
-        "10.100.0.2",
-        true,
-        3,
-    );
-    ensure(back.await?, || {
-        "ovs-c cannot ping ovs-b back across nodes".to_string()
-    })?;
+    // Up to 5 tries: ovs-vswitchd picks new ports up asynchronously and the first
+    // frames across nodes teach the bridges where the MACs are.
+    Table::new(5)
+        .pod(&a, &b, "ovs-b (same node)", "10.100.0.2", true)
+        // The bridge trunks over each node's uplink.
+        .pod(&a, &c, "ovs-c (other node)", "10.100.0.3", true)
+        .pod(&c, &b, "ovs-b (other node)", "10.100.0.2", true)
+        .check(ctx, cluster)
+        .await?;
     delete_and_check_ports(ctx, cluster, &[a, b, c]).await
 }
 
@@ -201,37 +156,16 @@ async fn vlan200_isolated(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     ] {
         address(cluster, p, ip).await?;
     }
-    let vlan200 = reaches(ctx, cluster, &x, "ovs-y (VLAN 200)", "10.100.0.22", true, 5);
-    ensure(vlan200.await?, || {
-        "the VLAN 200 pods cannot reach each other across nodes".to_string()
-    })?;
-    let vlan100 = reaches(ctx, cluster, &a, "ovs-b (VLAN 100)", "10.100.0.2", true, 5);
-    ensure(vlan100.await?, || {
-        "the VLAN 100 pods cannot reach each other across nodes".to_string()
-    })?;
-    for (from, target, ip, what) in [
-        (
-            &x,
-            "ovs-a (VLAN 100, same node)",
-            "10.100.0.1",
-            "ovs-x (VLAN 200) reached ovs-a (VLAN 100) on its own node",
-        ),
-        (
-            &x,
-            "ovs-b (VLAN 100, other node)",
-            "10.100.0.2",
-            "ovs-x (VLAN 200) reached ovs-b (VLAN 100) on the other node",
-        ),
-        (
-            &a,
-            "ovs-x (VLAN 200)",
-            "10.100.0.21",
-            "ovs-a (VLAN 100) reached ovs-x (VLAN 200)",
-        ),
-    ] {
-        let reached = reaches(ctx, cluster, from, target, ip, false, 1).await?;
-        ensure(!reached, || what.to_string())?;
-    }
+    // The positive cells are each source's control: a pod that reaches nothing at
+    // all cannot pass for isolated.
+    Table::new(5)
+        .pod(&x, &y, "ovs-y (VLAN 200, other node)", "10.100.0.22", true)
+        .pod(&a, &b, "ovs-b (VLAN 100, other node)", "10.100.0.2", true)
+        .pod(&x, &a, "ovs-a (VLAN 100, same node)", "10.100.0.1", false)
+        .pod(&x, &b, "ovs-b (VLAN 100, other node)", "10.100.0.2", false)
+        .pod(&a, &x, "ovs-x (VLAN 200, same node)", "10.100.0.21", false)
+        .check(ctx, cluster)
+        .await?;
     delete_and_check_ports(ctx, cluster, &[a, b, x, y]).await
 }
 

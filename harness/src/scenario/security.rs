@@ -539,12 +539,12 @@ async fn other_pods_device(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
                 "the attacker's pod started with the victim's device {device} (deviceID written in its NAD); the CNI must check the allocation with the kubelet's pod-resources API ({NO_POLICY})"
             ));
         }
-        Err(e) => {
-            let text = e.to_string();
-            ensure(text.contains("not allocated to pod"), || {
-                format!("the attacker's pod failed, but not for the device's owner: {text}")
-            })?;
-        }
+        // Judged by effect (the victim's net1 below), not by wording: an
+        // implementation may refuse for another reason (upstream finds the link
+        // already in the victim's pod); what it said is reported.
+        Err(e) => ctx
+            .observed
+            .note(&format!("the attacker's pod was refused: {e}")),
     }
     let after = pod_link(cluster, &victim, "net1").await?;
     ensure(

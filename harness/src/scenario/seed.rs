@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::kit::{
-    add_addr, expect_reach, fixture_nad, fixture_pod, lan_host, named, network_status, pod_iface,
+    Table, add_addr, fixture_nad, fixture_pod, lan_host, named, network_status, pod_iface,
     pod_link, status_of, with_net_admin,
 };
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
@@ -255,20 +255,24 @@ async fn macvtap_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     for (pod, ip) in [(&a, &ip_a), (&b, &ip_b), (&c, &ip_c)] {
         add_addr(cluster, pod, &format!("{ip}/24"), "net1").await?;
     }
-    expect_reach(ctx, cluster, &a, "mvt-b (same node)", &ip_b, true).await?;
-    expect_reach(ctx, cluster, &a, "mvt-c (other node)", &ip_c, true).await?;
-    expect_reach(ctx, cluster, &c, "mvt-a (other node)", &ip_a, true).await?;
+    let table = Table::new(3)
+        .pod(&a, &b, "mvt-b (same node)", &ip_b, true)
+        .pod(&a, &c, "mvt-c (other node)", &ip_c, true)
+        .pod(&c, &a, "mvt-a (other node)", &ip_a, true);
     // The LAN's addresses are known where secnet made the nodes.
     let Some(topology) = cluster.local_topology().map(|l| l.topology()) else {
         ctx.observed
             .note("the nodes' own uplink addresses: not on the pods' subnet on this provider");
-        return Ok(());
+        return table.check(ctx, cluster).await;
     };
     let own = topology.nodes[0].address.to_string();
     let other = topology.nodes[1].address.to_string();
-    expect_reach(ctx, cluster, &a, "node2 uplink", &other, true).await?;
-    // A bridge-mode macvtap cannot talk to its own lower device's address.
-    expect_reach(ctx, cluster, &a, "node1 uplink (own lower)", &own, false).await
+    table
+        .icmp(&a, "node2 uplink", &other, true)
+        // A bridge-mode macvtap cannot talk to its own lower device's address.
+        .icmp(&a, "node1 uplink (own lower)", &own, false)
+        .check(ctx, cluster)
+        .await
 }
 
 async fn macvlan_host_local(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
@@ -316,9 +320,12 @@ async fn macvlan_host_local(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     ensure(ips[0] != ips[1], || {
         format!("two pods on one node got the same address {}", ips[0])
     })?;
-    expect_reach(ctx, cluster, &a, "mvl-b (same node)", &ips[1], true).await?;
-    expect_reach(ctx, cluster, &a, "mvl-c (other node)", &ips[2], true).await?;
-    expect_reach(ctx, cluster, &c, "mvl-a (other node)", &ips[0], true).await
+    Table::new(3)
+        .pod(&a, &b, "mvl-b (same node)", &ips[1], true)
+        .pod(&a, &c, "mvl-c (other node)", &ips[2], true)
+        .pod(&c, &a, "mvl-a (other node)", &ips[0], true)
+        .check(ctx, cluster)
+        .await
 }
 
 /// The seed's manual lab: `ip link add link <uplink> dev macN type macvlan mode
@@ -415,15 +422,18 @@ async fn udhcpc(ns: &crate::lab::Ns, dev: &str, script: &Path) -> Outcome {
     })
 }
 
+/// One ping from namespace `ns`: the same verdict as a pod's (an error when the ping
+/// did not run, never "no reply").
 async fn ns_ping(ns: &crate::lab::Ns, ip: &str) -> Result<bool, Failure> {
     let enter = crate::lab::enter::Enter::net(ns.path())?;
-    Ok(crate::lab::command::Cmd::new("ping")
-        .args(["-c", "1", "-W", "1", "-q", ip])
+    let out = crate::lab::command::Cmd::new("ping")
+        .args(&crate::probe::ping::argv(ip, 1)[1..])
         .enter(&enter)
         .timeout(Duration::from_secs(10))
         .output_async()
-        .await?
-        .success())
+        .await?;
+    let printed = format!("{}{}", out.stdout_text(), out.stderr_text());
+    Ok(crate::probe::ping::replied(out.success(), ip, &printed)?)
 }
 
 pub use super::kit::DATAPLANE;

@@ -261,6 +261,16 @@ async fn admit(
                 }),
             };
             let d = admitted.map_err(|e| format!("admission of {resource}: {e}"))?;
+            // The device plugin's answers, held to the kubelet API.
+            let dm = node.device_manager.as_ref();
+            let wrong =
+                crate::kubelet::answer_check::admitted(dm, &resource, &d, &node.ns.path()).await;
+            if !wrong.is_empty() {
+                return Err(format!(
+                    "admission of {resource}: the device plugin's answers break the kubelet API: {}",
+                    wrong.join("; ")
+                ));
+            }
             devices.entry(resource).or_default().extend(d.ids);
         }
     }
