@@ -228,6 +228,7 @@ pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
         stdout: output.stdout_text(),
         stderr: output.stderr_text(),
         elapsed: output.elapsed,
+        status: output.status,
     };
     // Every reply is held to the spec of its call: a wrong one is the plugin's error.
     // A failed call that printed nothing is reported by the caller's failure

@@ -273,6 +273,10 @@ mod tests {
             stdout: stdout.into(),
             stderr: String::new(),
             elapsed: Default::default(),
+            status: {
+                use std::os::unix::process::ExitStatusExt as _;
+                std::process::ExitStatus::from_raw(if success { 0 } else { 1 << 8 })
+            },
         }
     }
 

@@ -216,7 +216,7 @@ async fn attach_check_delete(ctx: &Ctx, nl: &mut NodeLab, v: SpecVersion) -> Out
 async fn cni_args(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let device_id = device_id(nl, 4);
-    nl.device_link(&macvtap_cni::naming::hashed_link_name(&device_id))
+    nl.device_link(&cni_kit::naming::hashed_link_name(&device_id))
         .map_err(lab_failure)?;
     let cfg = config(COMMON_VERSION, json!({"deviceID": device_id}));
     let refused = call(ctx, nl, "ADD", cfg.clone(), &pod, "SECNET_UNKNOWN=1").await?;
