@@ -479,7 +479,8 @@ fn compare_bundled_against_itself_finds_no_regression() {
     assert_eq!(c["regressions"], serde_json::json!([]), "{c:#}");
     assert_eq!(c["fixed"], serde_json::json!([]), "{c:#}");
     let rows = c["scenarios"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{c:#}");
+    // The two seed pods and the kubelet-restart scenario carry both labels.
+    assert_eq!(rows.len(), 3, "{c:#}");
     for r in rows {
         assert_eq!(r["a"]["status"], "passed", "{c:#}");
         assert_eq!(r["b"]["status"], "passed", "{c:#}");
@@ -698,7 +699,13 @@ fn kind_runs_every_scenario_whose_capabilities_it_offers() {
         );
     }
     // What only secnet's own nodes give stays skipped, naming the need.
-    let local_only = ["PluginExec", "NodeFaults", "DevicePluginConfig", "Dhcp"];
+    let local_only = [
+        "PluginExec",
+        "NodeFaults",
+        "DevicePluginConfig",
+        "Dhcp",
+        "LiveMigration",
+    ];
     for r in rows {
         let needs: Vec<&str> = r["needs"]
             .as_array()
