@@ -493,7 +493,7 @@ fn compare_bundled_against_itself_finds_no_regression() {
         .filter(|l| l.contains("] PASS") || l.contains("] FAIL"))
         .map(|l| if l.contains(" A] ") { "A" } else { "B" })
         .collect();
-    assert_eq!(order, ["A", "B", "A", "B"], "{stderr}");
+    assert_eq!(order, ["A", "B", "A", "B", "A", "B"], "{stderr}");
     assert!(dir.path().join("compare.md").exists());
     assert!(dir.path().join("compare.html").exists());
     let run_id = c["run_id"].as_str().unwrap();
