@@ -206,14 +206,13 @@ async fn without_udp_where_nc_cannot<'a, C: Cluster>(
     observed: &Recorder,
     cluster: &C,
 ) -> Vec<Cell<'a>> {
-    let mut no_udp: Vec<String> = Vec::new();
-    let mut asked: Vec<String> = Vec::new();
+    // Source pods (namespace, name) asked, and whether their nc speaks UDP.
+    let mut speaks: Vec<((&str, &str), bool)> = Vec::new();
     for cell in cells.iter().filter(|c| c.protocol == Protocol::Udp) {
-        let key = format!("{}/{}", cell.from.namespace, cell.from.name);
-        if asked.contains(&key) {
+        let key = (cell.from.namespace.as_str(), cell.from.name.as_str());
+        if speaks.iter().any(|(k, _)| *k == key) {
             continue;
         }
-        asked.push(key.clone());
         let usage = ["sh", "-c", "nc -h 2>&1; nc --help 2>&1; true"];
         let speaks_udp = match cluster
             .exec(&cell.from.namespace, &cell.from.name, &usage)
@@ -228,15 +227,20 @@ async fn without_udp_where_nc_cannot<'a, C: Cluster>(
                 "UDP not probed from pod {}: its image's nc has no -u (busybox-static's applet); its ICMP and TCP cells are judged",
                 cell.from.name
             ));
-            no_udp.push(key);
         }
+        speaks.push((key, speaks_udp));
     }
-    cells
+    let dropped: Vec<(&str, &str)> = speaks
         .into_iter()
+        .filter_map(|(k, udp)| (!udp).then_some(k))
+        .collect();
+    cells
+        .iter()
         .filter(|c| {
             c.protocol != Protocol::Udp
-                || !no_udp.contains(&format!("{}/{}", c.from.namespace, c.from.name))
+                || !dropped.contains(&(c.from.namespace.as_str(), c.from.name.as_str()))
         })
+        .cloned()
         .collect()
 }
 
@@ -364,19 +368,22 @@ mod tests {
         assert!(e.message().contains("did not run"), "{}", e.message());
     }
 
+    /// A pod whose pings get no reply and whose listeners time out while senders run;
+    /// its `nc` prints `nc_usage`.
+    fn reaches_nothing(argv: &[&str], nc_usage: &str) -> ExecOutput {
+        match argv[0] {
+            "ping" => out(false, "1 packets transmitted, 0 received\n", ""),
+            _ if argv[2].starts_with("nc -h") => out(true, nc_usage, ""),
+            _ if argv[2].contains(" -l ") => out(false, "secnet-exit=124\n", ""),
+            _ => out(true, "secnet-exit=1\n", ""),
+        }
+    }
+
     #[tokio::test]
     async fn a_pod_that_reaches_nothing_fails_on_its_controls_listing_every_wrong_cell() {
         let (x, y, a) = (pod("x"), pod("y"), pod("a"));
         let cluster = Pods {
-            answer: |argv| match argv[0] {
-                "ping" => out(false, "1 packets transmitted, 0 received\n", ""),
-                _ if argv[2].starts_with("nc -h") => {
-                    out(true, "usage: nc [-l] [-p port]\n\t-u\t\tUDP mode\n", "")
-                }
-                // Listeners time out; senders run.
-                _ if argv[2].contains(" -l ") => out(false, "secnet-exit=124\n", ""),
-                _ => out(true, "secnet-exit=1\n", ""),
-            },
+            answer: |argv| reaches_nothing(argv, "usage: nc [-l] [-p port]\n\t-u\t\tUDP mode\n"),
         };
         let recorder = Recorder::default();
         let e = isolation(&x, &y, &a)
@@ -402,15 +409,8 @@ mod tests {
     async fn udp_cells_of_a_pod_whose_nc_has_no_udp_are_left_out_and_said() {
         let (x, y, a) = (pod("x"), pod("y"), pod("a"));
         let cluster = Pods {
-            answer: |argv| match argv[0] {
-                "ping" => out(false, "1 packets transmitted, 0 received\n", ""),
-                // busybox-static's applet: no -u in its usage.
-                _ if argv[2].starts_with("nc -h") => {
-                    out(true, "Usage: nc [-iN] [-wN] [-l] [-p PORT]\n", "")
-                }
-                _ if argv[2].contains(" -l ") => out(false, "secnet-exit=124\n", ""),
-                _ => out(true, "secnet-exit=1\n", ""),
-            },
+            // busybox-static's applet: no -u in its usage.
+            answer: |argv| reaches_nothing(argv, "Usage: nc [-iN] [-wN] [-l] [-p PORT]\n"),
         };
         let recorder = Recorder::default();
         let e = isolation(&x, &y, &a)
