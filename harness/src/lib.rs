@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod cni;
 pub mod compare;
 pub mod conform;
+pub mod contract;
 pub mod doctor;
 pub mod kubelet;
 pub mod lab;
@@ -28,7 +29,7 @@ pub mod vm;
 const _: () = {
     const fn thread_safe<T: Send + Sync + 'static>() {}
     thread_safe::<crate::probe::ParseError>();
-    thread_safe::<crate::probe::ProbeError>();
+    thread_safe::<crate::contract::probe::ProbeError>();
     thread_safe::<crate::probe::ping::PingError>();
     thread_safe::<crate::probe::nc::NcError>();
     thread_safe::<crate::cluster::netns::NetnsError>();

@@ -298,6 +298,14 @@ impl ScenarioReport {
     }
 }
 
+/// Text for HTML and SVG: the markup characters as entities.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// Removes ANSI escape sequences (CSI like colours, OSC like titles and links, and
 /// two-character ones) and writes every other control character but newline and tab
 /// as `\xNN`, so that plugin output is safe in XML, Markdown and HTML and still shows

@@ -6,9 +6,11 @@
 //! - [`fake_http`]: the same on a real socket (hyper), for what needs a websocket
 //!   (exec in the channel protocol, KubeVirt's console).
 //!
-//! The fake scheduler and server-side apply that sit behind them
-//! (`cluster/kube/fake*` in the harness) use the harness's own tables, so they stay
-//! there, under `#[cfg(test)]`.
+//! - [`fake`]: a fake API server over [`mock`]: one store, server-side apply with
+//!   field managers, a scheduler that counts devices, multus's network-status and a
+//!   DaemonSet controller. What it must know of the harness (the kinds it serves,
+//!   the run label, quantities, annotations) it is handed as [`fake::Tables`].
 
+pub mod fake;
 pub mod fake_http;
 pub mod mock;

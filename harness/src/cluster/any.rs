@@ -18,10 +18,10 @@ use super::ability::{
 use super::capability::{Capability, Offer};
 use super::topology::Topology;
 use super::{Cluster, ClusterError, DynCluster, ExecOutput, NodeResources, PodView};
+use crate::contract::probe::ProbeError;
 use crate::lab::Ns;
 use crate::objects::{Object, Pod};
 use crate::probe::ip::Link;
-use crate::probe::pod::ProbeError;
 use crate::vm::Guests;
 
 /// What every node of a cluster is, as the provider knows it: the facts scenarios
@@ -296,7 +296,7 @@ impl AnyCluster {
             .node_access()
             .filter(|n| n.reads_pod_links_from_node());
         let Some(node) = from_node else {
-            return crate::probe::pod::pod_link(self, pod, ifname).await;
+            return crate::contract::probe::pod_link(self, pod, ifname).await;
         };
         let args = ["-j", "-d", "link", "show", ifname];
         let out = node.pod_ip(pod, &args).await?;

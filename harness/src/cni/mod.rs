@@ -14,6 +14,7 @@ use crate::lab::enter::Enter;
 pub mod chain;
 pub mod failure;
 pub mod spec_check;
+pub mod version;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {

@@ -3,6 +3,7 @@
 //! scenario, so both see the same load), and what changed: regressions (passed on
 //! A, failed on B) and fixes (failed on A, passed on B).
 
+mod junit;
 pub mod render;
 
 use std::path::Path;
@@ -117,7 +118,7 @@ impl Comparison {
             ),
             ("compare.md", render::markdown(self)),
             ("compare.html", render::html(self)),
-            ("junit.xml", crate::report::junit::render_comparison(self)),
+            ("junit.xml", junit::render(self)),
         ] {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(err(&path))?;

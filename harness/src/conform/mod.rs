@@ -427,10 +427,8 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
     if let Some(under_test) = provider.under_test() {
         eprintln!("secnet conform: under test: {under_test}");
     }
-    if opts.cluster == Provider::Netns {
-        for warning in opts.implementation.warnings() {
-            eprintln!("secnet conform: warning: {warning}");
-        }
+    for warning in provider.warnings() {
+        eprintln!("secnet conform: warning: {warning}");
     }
     let ctx = context(opts, &run_id);
     let up = tokio::select! {

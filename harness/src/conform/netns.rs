@@ -102,6 +102,10 @@ impl ClusterProvider for NetnsProvider {
     fn under_test(&self) -> Option<String> {
         Some(self.opts.implementation.summary())
     }
+
+    fn warnings(&self) -> Vec<String> {
+        self.opts.implementation.warnings()
+    }
 }
 
 /// After a scenario (passed or failed, unless kept): anything of it still there once

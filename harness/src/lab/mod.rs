@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod enter;
+pub mod liveness;
 pub mod node;
 pub mod release;
 pub mod scratch;
@@ -16,9 +17,19 @@ use cni_kit::netns::NetNs;
 pub use command::{Cmd, CommandError, run};
 pub use scratch::ScratchDir;
 
+/// Whether `name` (a namespace or run directory) is secnet's, optionally of run `run_id`.
+pub fn is_ours(name: &str, run_id: Option<&str>) -> bool {
+    let id = name.split_once('-').map_or(name, |(id, _)| id);
+    let shaped = id.len() == 8
+        && id.starts_with("sn")
+        && id[2..].chars().all(|c| c.is_ascii_hexdigit())
+        && name.len() > id.len() + 1;
+    shaped && run_id.is_none_or(|r| r == id)
+}
+
 /// A new run id: `sn` + 6 hex digits, short enough to leave room in 15-character
 /// interface names and recognisable by `secnet clean`; marked alive for as long
-/// as this process lives (`crate::clean::mark_live`).
+/// as this process lives (`liveness::mark_live`).
 pub fn new_run_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -34,7 +45,7 @@ pub fn new_run_id() -> String {
         xxhash_rust::xxh64::xxh64(seed.as_bytes(), 0) & 0xff_ffff
     );
     // Held for this process's life: `secnet clean` leaves a live run alone.
-    crate::clean::mark_live(&id);
+    liveness::mark_live(&id);
     id
 }
 

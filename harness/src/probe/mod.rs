@@ -1,17 +1,16 @@
 //! Probes: what the kernel (and a guest) says about links, addresses and
 //! reachability, read with `ip` and `ping`. Each output has exactly one parser, here;
-//! scenarios, VMs, benches and the netns cluster all call these.
+//! scenarios, VMs, benches and the netns cluster all call these. The probes run
+//! inside a pod through the `Cluster` contract's exec are `crate::contract::probe`:
+//! this module runs nothing, so `lab` can use its parsers.
 //!
 //! - [`ip`]: parsers of `ip -j link`, `ip -j addr` and `ip -o link` (iproute2 and
 //!   busybox), and the accessors of a parsed link
 //! - [`ping`]: the ping command line and the verdict on what it printed
 //! - [`nc`]: a TCP/UDP message's listener and sender and the verdict on what arrived
-//! - [`pod`]: the probes run inside a pod through the `Cluster` contract's exec
 
 pub mod ip;
 pub mod nc;
 pub mod ping;
-pub mod pod;
 
 pub use ip::{OnelineLink, ParseError, PodIface};
-pub use pod::ProbeError;

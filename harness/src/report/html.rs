@@ -5,17 +5,11 @@
 
 use std::fmt::Write as _;
 
+pub use super::escape;
 use super::{Report, ScenarioReport, Status, implementation};
 use crate::observe::Probe;
 
 pub use super::topology::topology_svg;
-
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em;margin-bottom:.3em}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:.9em;text-align:left;vertical-align:top}\

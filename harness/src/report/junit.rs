@@ -8,7 +8,6 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use super::{Attempt, Report, ScenarioReport, Status, implementation};
-use crate::compare::Comparison;
 
 /// The properties every suite of `report` carries.
 fn properties(report: &Report) -> Vec<(String, String)> {
@@ -22,7 +21,7 @@ fn properties(report: &Report) -> Vec<(String, String)> {
 }
 
 /// `<prefix>plugin.<name>` = `path (from)` and `<prefix><fact>` for the other facts.
-fn implementation_properties(
+pub(crate) fn implementation_properties(
     prefix: &str,
     implementation: &serde_json::Value,
 ) -> Vec<(String, String)> {
@@ -47,7 +46,7 @@ fn implementation_properties(
     props
 }
 
-fn suite_for<'a>(
+pub(crate) fn suite_for<'a>(
     suites: &'a mut Vec<TestSuite>,
     group: &str,
     props: &[(String, String)],
@@ -82,7 +81,7 @@ pub fn render(report: &Report) -> String {
 
 /// `<failure>` when the implementation is wrong, `<error>` when the harness or
 /// cluster broke, a success with `<flakyFailure>`s when a retry passed.
-fn status(status: Status, message: &str) -> TestCaseStatus {
+pub(crate) fn status(status: Status, message: &str) -> TestCaseStatus {
     let first_line = message.lines().next().unwrap_or_default();
     match status {
         Status::Passed | Status::Flaky => TestCaseStatus::success(),
@@ -151,49 +150,4 @@ fn case(s: &ScenarioReport) -> TestCase {
     }
     case.set_system_out(out);
     case
-}
-
-/// `secnet compare`'s junit.xml: a case per scenario with B's (the candidate's)
-/// outcome, a regression named as such; A's outcome in system-out; both
-/// implementations as properties (`a.plugin.macvtap`, `b.plugin.macvtap`, …).
-pub fn render_comparison(c: &Comparison) -> String {
-    let mut junit = quick_junit::Report::new("secnet compare");
-    junit.set_time(Duration::from_secs_f64(c.wall_s.max(0.0)));
-    let mut props = vec![
-        ("secnet".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        ("run".to_string(), c.run_id.clone()),
-        ("host".to_string(), super::host_name()),
-        ("cluster".to_string(), "netns".to_string()),
-    ];
-    props.extend(implementation_properties("a.", &c.a));
-    props.extend(implementation_properties("b.", &c.b));
-    let mut suites: Vec<TestSuite> = Vec::new();
-    for r in &c.scenarios {
-        let group = r.name.split_once('/').map_or("other", |(g, _)| g);
-        let message = if r.regressed() {
-            format!(
-                "REGRESSION: passed on A, failed on B\n{}",
-                super::clean_text(&r.b.message)
-            )
-        } else {
-            super::clean_text(&r.b.message)
-        };
-        let mut case = TestCase::new(r.name.as_str(), status(r.b.status, &message));
-        case.set_classname(group)
-            .set_time(Duration::from_secs_f64(r.b.duration_s.max(0.0)));
-        let mut out = format!(
-            "backend: {}\nA: {:?} in {:.2} s\n",
-            r.backend, r.a.status, r.a.duration_s
-        );
-        if !r.a.message.is_empty() {
-            let _ = writeln!(out, "A's message: {}", super::clean_text(&r.a.message));
-        }
-        if r.fixed() {
-            out.push_str("FIXED: failed on A, passed on B\n");
-        }
-        case.set_system_out(out);
-        suite_for(&mut suites, group, &props).add_test_case(case);
-    }
-    junit.add_test_suites(suites);
-    junit.to_string().expect("JUnit serializes to a String")
 }

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::html::escape;
+use super::escape;
 use crate::observe::{GuestSnap, InterfaceSnap, NodeSnap, Topology, WorkloadSnap};
 
 /// Width of the workloads' column inside a node.

@@ -179,7 +179,7 @@ impl From<crate::cluster::ClusterError> for Failure {
 failure_from!(
     crate::lab::command::CommandError,
     crate::cni::ExecError,
-    crate::probe::ProbeError,
+    crate::contract::probe::ProbeError,
     crate::probe::ParseError,
     crate::probe::ping::PingError,
     crate::multus::MultusError,
@@ -481,7 +481,7 @@ impl Scenario {
     pub fn not_claimed(&self, ctx: &Ctx) -> Option<String> {
         let (plugin, version) = self.needs_cni_version?;
         let path = ctx.plugin(plugin);
-        let claimed = crate::conform::implementation::cni_versions(&path).ok()?;
+        let claimed = crate::cni::version::cni_versions(&path).ok()?;
         (!claimed.iter().any(|v| v == version)).then(|| {
             format!(
                 "not claimed: {plugin} under test ({}) does not claim CNI {version}; its VERSION answer lists {}",

@@ -61,4 +61,11 @@ pub trait ClusterProvider: Send + Sync {
     /// What the run puts under test, said once at its start (where the plugins run
     /// on this machine).
     fn under_test(&self) -> Option<String>;
+
+    /// What to warn about before the run, about the implementation under test
+    /// (a CNI that does not answer VERSION as the spec asks), where the provider
+    /// can tell.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

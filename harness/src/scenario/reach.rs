@@ -10,9 +10,9 @@
 
 use super::{Ctx, Failure, Outcome};
 use crate::cluster::{Cluster, PodView};
+use crate::contract::probe::{ping, transfer};
 use crate::observe::Recorder;
 use crate::probe::nc::Transport;
-use crate::probe::pod::{ping, transfer};
 
 /// How a cell is probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

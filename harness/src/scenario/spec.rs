@@ -17,6 +17,7 @@ use std::pin::Pin;
 
 use serde_json::{Value, json};
 
+pub use super::spec_clauses::{GROUP, scenario_prefix};
 use super::spec_clauses::{Seen, clause};
 use super::{Capability, Ctx, Failure, Scenario, fail, kit};
 use crate::cluster::any::AnyCluster;
@@ -25,13 +26,6 @@ use crate::lab::command::Cmd;
 use crate::lab::enter::Enter;
 use crate::multus::Semantics;
 use crate::objects::{Meta, NadSpec, NetworkAttachmentDefinition, Object, Pod};
-
-pub const GROUP: &str = "multi-net-spec";
-
-/// Every clause's scenario name starts with this.
-pub fn scenario_prefix(id: &str) -> String {
-    format!("{GROUP}/{id} [")
-}
 
 type Check<'a> = Pin<Box<dyn Future<Output = Result<Seen, Failure>> + Send + 'a>>;
 

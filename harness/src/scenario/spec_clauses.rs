@@ -11,6 +11,14 @@ use serde::Serialize;
 
 use crate::report::{Report, Status};
 
+/// The group of the clauses' scenarios (`spec.rs`).
+pub const GROUP: &str = "multi-net-spec";
+
+/// Every clause's scenario name starts with this.
+pub fn scenario_prefix(id: &str) -> String {
+    format!("{GROUP}/{id} [")
+}
+
 /// How binding a clause is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Level {
@@ -312,7 +320,7 @@ pub fn table(report: &Report) -> Vec<Row> {
             let s = report
                 .scenarios
                 .iter()
-                .find(|s| s.name.starts_with(&super::spec::scenario_prefix(c.id)));
+                .find(|s| s.name.starts_with(&scenario_prefix(c.id)));
             let (verdict, detail, scenario) = match s {
                 None => (
                     "not run".to_string(),

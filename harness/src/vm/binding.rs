@@ -21,12 +21,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::qemu::{Backend, Nic};
-use crate::cluster::Cluster;
-use crate::cluster::PodView;
+use crate::contract::Cluster;
+use crate::contract::PodView;
+use crate::contract::probe::ProbeError;
+use crate::contract::probe::{pod_link, pod_run};
 use crate::lab::CommandError;
 use crate::lab::enter::Enter;
-use crate::probe::ProbeError;
-use crate::probe::pod::{pod_link, pod_run};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindingError {
@@ -139,7 +139,7 @@ pub struct PodDevice {
 }
 
 /// IPv4 addresses (CIDR) on an interface of the pod.
-pub use crate::probe::pod::pod_addresses;
+pub use crate::contract::probe::pod_addresses;
 
 /// A locally administered MAC derived from `seed`.
 pub fn generated_mac(seed: &str) -> String {

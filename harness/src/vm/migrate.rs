@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use super::kubevirt::NetworkSource;
 use super::qmp::Qmp;
 use super::{Launcher, LauncherDevices, RunningVm, VmError, VmOptions, launcher_name};
-use crate::cluster::ability::LocalTopology;
-use crate::cluster::{Cluster, ClusterError, PodView};
+use crate::contract::ability::LocalTopology;
+use crate::contract::{Cluster, ClusterError, PodView};
 use crate::objects::NetworkAttachmentDefinition;
 
 /// The port the target QEMU listens on for the migration stream, in its pod.
@@ -114,7 +114,7 @@ pub async fn route_pod_network(local: &dyn LocalTopology) -> Result<(), ClusterE
             &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
         )
         .await
-        .map_err(|e| crate::cluster::ability::node_error(&node.name, "forwarding", e))?;
+        .map_err(|e| crate::contract::ability::node_error(&node.name, "forwarding", e))?;
         for (j, other) in topo.nodes.iter().enumerate() {
             if i == j {
                 continue;

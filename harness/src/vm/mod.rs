@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::cluster::ability::LocalTopology;
-use crate::cluster::{Cluster, ClusterError, DynCluster, PodView};
+use crate::contract::ability::LocalTopology;
+use crate::contract::{Cluster, ClusterError, DynCluster, PodView};
 use crate::objects::NetworkAttachmentDefinition;
 use crate::probe::{ip, ping};
 use agent::{Agent, AgentError, Reply};

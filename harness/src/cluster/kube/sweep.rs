@@ -31,7 +31,7 @@ use super::cluster::{api_err, is_not_found};
 use super::command::{Cmd, HostRunner, Runner};
 use super::existing::{self, ExistingError, ExistingOptions};
 use super::{RUN_LABEL, Teardown};
-use crate::clean::LiveRun;
+use crate::lab::liveness::LiveRun;
 use crate::lab::wait::{Pace, Seen, poll_until};
 
 /// Whether `id` looks like a secnet run id: `sn` + 6 hex digits.
@@ -72,7 +72,7 @@ pub struct Swept {
     pub skipped: Vec<LiveRun>,
 }
 
-/// Says whether a run (by id) is alive and to be spared: `crate::clean::spare`
+/// Says whether a run (by id) is alive and to be spared: `crate::lab::liveness::spare`
 /// for `secnet clean`, never for a run's own teardown.
 pub type Spare<'a> = &'a (dyn Fn(&str) -> Option<LiveRun> + Sync);
 
@@ -256,7 +256,7 @@ pub async fn clean_existing(
         .apiserver_version()
         .await
         .map_err(ExistingError::Unreachable)?;
-    let spare = move |id: &str| crate::clean::spare(id, force);
+    let spare = move |id: &str| crate::lab::liveness::spare(id, force);
     Ok(sweep_runs_sparing(&client, run, NAMESPACE_WAIT, &spare).await)
 }
 
@@ -334,6 +334,6 @@ pub fn clean_kind(kind_bin: &str, run: Option<&str>, force: bool) -> Result<Swep
             run: run.map(str::to_string),
         });
     }
-    let spare = move |id: &str| crate::clean::spare(id, force);
+    let spare = move |id: &str| crate::lab::liveness::spare(id, force);
     Ok(sweep_kind_sparing(&HostRunner, kind_bin, run, &spare))
 }

@@ -1221,8 +1221,8 @@ fn kind_sweep_deletes_only_secnet_clusters() {
 }
 
 /// `secnet clean` spares what `spare` calls alive: sn1a2b3c here.
-fn spare_sn1a2b3c(id: &str) -> Option<crate::clean::LiveRun> {
-    (id == "sn1a2b3c").then(|| crate::clean::LiveRun {
+fn spare_sn1a2b3c(id: &str) -> Option<crate::lab::liveness::LiveRun> {
+    (id == "sn1a2b3c").then(|| crate::lab::liveness::LiveRun {
         run_id: id.to_string(),
         holder: "pid 42 secnet".into(),
     })

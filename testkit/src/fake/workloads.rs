@@ -5,11 +5,11 @@
 
 use serde_json::{Value, json};
 
-use super::{DAEMONSETS, DATAPLANE, FakeState, HOSTNAME, Key, NADS, NODES, PODS};
-use crate::cluster::kube::mock::Reply;
+use super::{DAEMONSETS, DATAPLANE, FakeState, HOSTNAME, Key, NADS, NODES, PODS, Tables};
+use crate::mock::Reply;
 
 /// A pod's dataplane devices (limits, as the device plugin's resources go).
-pub(crate) fn dataplane_of(pod: &Value) -> u64 {
+pub fn dataplane_of(tables: &Tables, pod: &Value) -> u64 {
     pod["spec"]["containers"]
         .as_array()
         .into_iter()
@@ -18,7 +18,7 @@ pub(crate) fn dataplane_of(pod: &Value) -> u64 {
             let q = &c["resources"]["limits"][DATAPLANE];
             match q {
                 Value::Number(n) => n.as_u64(),
-                Value::String(s) => crate::cluster::kube::cluster::parse_quantity(s),
+                Value::String(s) => (tables.parse_quantity)(s),
                 _ => None,
             }
         })
@@ -27,8 +27,8 @@ pub(crate) fn dataplane_of(pod: &Value) -> u64 {
 
 /// The networks a pod selects: `(namespace, name, mac)`, a bare name in the pod's
 /// namespace (as multus resolves it).
-fn selections(pod: &Value) -> Option<Vec<(String, String, Option<String>)>> {
-    let networks = pod["metadata"]["annotations"][crate::multus::NETWORKS_ANNOTATION].as_str()?;
+fn selections(tables: &Tables, pod: &Value) -> Option<Vec<(String, String, Option<String>)>> {
+    let networks = pod["metadata"]["annotations"][tables.networks_annotation].as_str()?;
     let own = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     let split = |n: &str| match n.split_once('/') {
         Some((ns, name)) => (ns.to_string(), name.to_string()),
@@ -59,12 +59,8 @@ fn selections(pod: &Value) -> Option<Vec<(String, String, Option<String>)>> {
 /// network on eth0, then each selected network on net1, net2, ... with the requested
 /// MAC or a made-up one; `Err` names a NAD that does not exist (multus fails the
 /// sandbox and the pod stays ContainerCreating).
-pub(crate) fn network_status_of(
-    s: &FakeState,
-    pod: &Value,
-    uid_n: u32,
-) -> Option<Result<String, String>> {
-    let selections = selections(pod)?;
+pub fn network_status_of(s: &FakeState, pod: &Value, uid_n: u32) -> Option<Result<String, String>> {
+    let selections = selections(&s.tables, pod)?;
     let mut status = vec![json!({"name": "kindnet", "interface": "eth0",
         "ips": ["10.244.0.7"], "mac": "0a:58:0a:f4:00:07", "default": true, "dns": {}})];
     for (i, (ns, name, mac)) in selections.into_iter().enumerate() {
@@ -83,7 +79,7 @@ pub(crate) fn network_status_of(
 }
 
 /// The DaemonSet that owns a pod, by name.
-pub(crate) fn owner(pod: &Value) -> Option<String> {
+pub fn owner(pod: &Value) -> Option<String> {
     pod["metadata"]["ownerReferences"]
         .as_array()?
         .iter()
@@ -95,7 +91,7 @@ pub(crate) fn owner(pod: &Value) -> Option<String> {
 /// POSTed pod: stored and "scheduled" onto its hostname selector's node (node-a
 /// without one). When the state counts allocations, a pod whose devices do not fit
 /// next to the node's pods stays Pending, Unschedulable, as kube-scheduler leaves it.
-pub(crate) fn schedule(s: &mut FakeState, key: Key, mut pod: Value, manager: &str) -> Reply {
+pub fn schedule(s: &mut FakeState, key: Key, mut pod: Value, manager: &str) -> Reply {
     let name = key.name.clone();
     let (uid, n) = s.next_uid();
     pod["metadata"]["uid"] = json!(uid);
@@ -108,9 +104,9 @@ pub(crate) fn schedule(s: &mut FakeState, key: Key, mut pod: Value, manager: &st
         .all(PODS, None)
         .iter()
         .filter(|p| p["spec"]["nodeName"] == node.as_str())
-        .map(dataplane_of)
+        .map(|p| dataplane_of(&s.tables, p))
         .sum();
-    if s.count_allocations && allocated + dataplane_of(&pod) > 50 {
+    if s.count_allocations && allocated + dataplane_of(&s.tables, &pod) > 50 {
         pod["status"] = json!({"phase": "Pending", "conditions": [{
             "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
             "message": format!("0/2 nodes are available: 1 Insufficient {DATAPLANE}.")}]});
@@ -128,7 +124,7 @@ pub(crate) fn schedule(s: &mut FakeState, key: Key, mut pod: Value, manager: &st
                 pod["status"] = json!({"phase": "Running", "conditions": [
                     {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}]});
                 if let Some(Ok(status)) = status {
-                    pod["metadata"]["annotations"][crate::multus::NETWORK_STATUS_ANNOTATION] =
+                    pod["metadata"]["annotations"][s.tables.network_status_annotation] =
                         json!(status);
                 }
             }
@@ -163,7 +159,7 @@ fn daemon_pod(s: &mut FakeState, ds: &Value, node: &str) {
 
 /// The DaemonSet controller after an apply: a pod on every node that has none, and
 /// the rollout in the status (every pod scheduled, ready and up to date).
-pub(crate) fn roll_out(s: &mut FakeState, key: &Key) {
+pub fn roll_out(s: &mut FakeState, key: &Key) {
     let Some(ds) = s.objects.get(key).cloned() else {
         return;
     };
@@ -186,7 +182,7 @@ pub(crate) fn roll_out(s: &mut FakeState, key: &Key) {
 }
 
 /// The garbage collector after a DaemonSet went: its pods go too.
-pub(crate) fn collect_daemonset_pods(s: &mut FakeState, ds: &Value) {
+pub fn collect_daemonset_pods(s: &mut FakeState, ds: &Value) {
     let name = ds["metadata"]["name"].as_str().unwrap_or("");
     let ns = ds["metadata"]["namespace"].as_str().unwrap_or("");
     s.objects.retain(|k, v| {
@@ -196,7 +192,7 @@ pub(crate) fn collect_daemonset_pods(s: &mut FakeState, ds: &Value) {
 
 /// A DaemonSet's pod deleted: replaced at once (new name and UID) while its
 /// DaemonSet exists. `None`: an ordinary pod, for the caller to remove.
-pub(crate) fn delete_pod(s: &mut FakeState, key: &Key, pod: &Value) -> Option<Reply> {
+pub fn delete_pod(s: &mut FakeState, key: &Key, pod: &Value) -> Option<Reply> {
     let ds_name = owner(pod)?;
     s.objects.remove(key);
     let ds_key = Key::new(DAEMONSETS, &key.namespace, &ds_name);

@@ -1,13 +1,14 @@
 //! Probes inside a pod through the `Cluster` contract's exec: run a command and
 //! require success, read an interface or its addresses, add an address, ping. One
-//! set for every scenario and binding, on any provider.
+//! set for every scenario and binding, on any provider. The parsers of what they
+//! print are `crate::probe`'s.
 
 use serde_json::Value;
 
-use super::ip::{self, ParseError, PodIface};
-use super::nc::{self, NcError, Transport};
-use super::ping::{self, PingError};
-use crate::cluster::{Cluster, ClusterError, PodView};
+use super::{Cluster, ClusterError, PodView};
+use crate::probe::ip::{self, ParseError, PodIface};
+use crate::probe::nc::{self, NcError, Transport};
+use crate::probe::ping::{self, PingError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {

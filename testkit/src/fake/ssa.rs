@@ -7,23 +7,23 @@
 use serde_json::{Map, Value, json};
 
 /// A field's path from the object's root: `["spec", "template", "metadata"]`.
-pub(crate) type Path = Vec<String>;
+pub type Path = Vec<String>;
 
 /// A field another manager owns and the apply would change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Conflict {
+pub struct Conflict {
     pub manager: String,
     pub field: String,
 }
 
 /// `.spec.replicas`: a path as the API server prints it in conflicts.
-pub(crate) fn dotted(path: &[String]) -> String {
+pub fn dotted(path: &[String]) -> String {
     path.iter().map(|p| format!(".{p}")).collect()
 }
 
 /// The fields a document sets: its leaves (scalars, lists, empty maps), without the
 /// identity fields every apply carries.
-pub(crate) fn leaves(doc: &Value) -> Vec<Path> {
+pub fn leaves(doc: &Value) -> Vec<Path> {
     fn walk(v: &Value, at: &mut Path, out: &mut Vec<Path>) {
         match v {
             Value::Object(m) if !m.is_empty() => {
@@ -54,7 +54,7 @@ pub(crate) fn leaves(doc: &Value) -> Vec<Path> {
 }
 
 /// `FieldsV1` of a set of paths: `{"f:spec": {"f:replicas": {}}}`.
-pub(crate) fn fields_v1(paths: &[Path]) -> Value {
+pub fn fields_v1(paths: &[Path]) -> Value {
     let mut root = Map::new();
     for path in paths {
         let mut node = &mut root;
@@ -70,7 +70,7 @@ pub(crate) fn fields_v1(paths: &[Path]) -> Value {
 }
 
 /// The paths a `FieldsV1` names (its leaves).
-pub(crate) fn paths_of(fields: &Value) -> Vec<Path> {
+pub fn paths_of(fields: &Value) -> Vec<Path> {
     fn walk(v: &Value, at: &mut Path, out: &mut Vec<Path>) {
         match v.as_object() {
             Some(m) if !m.is_empty() => {
@@ -92,7 +92,7 @@ pub(crate) fn paths_of(fields: &Value) -> Vec<Path> {
 }
 
 /// The managers of an object and the fields each owns, as stored.
-pub(crate) fn managers(obj: &Value) -> Vec<(String, Vec<Path>)> {
+pub fn managers(obj: &Value) -> Vec<(String, Vec<Path>)> {
     obj["metadata"]["managedFields"]
         .as_array()
         .into_iter()
@@ -141,7 +141,7 @@ fn merge(base: &mut Value, patch: &Value) {
 }
 
 /// What `manager` records for a create or update that is not an apply (POST).
-pub(crate) fn record_update(obj: &mut Value, manager: &str) {
+pub fn record_update(obj: &mut Value, manager: &str) {
     let api_version = obj["apiVersion"].as_str().unwrap_or("v1").to_string();
     let paths = leaves(obj);
     set_managers(
@@ -153,7 +153,7 @@ pub(crate) fn record_update(obj: &mut Value, manager: &str) {
 
 /// Applies `doc` as `manager` onto `existing` (none: a create). The result, or the
 /// fields other managers own that the apply would change (without `force`).
-pub(crate) fn apply(
+pub fn apply(
     existing: Option<&Value>,
     doc: &Value,
     manager: &str,
@@ -220,7 +220,7 @@ pub(crate) fn apply(
 
 /// The API server's message for a refused apply, e.g. `Apply failed with 1 conflict:
 /// conflict with "kubectl" using apps/v1: .spec.replicas`.
-pub(crate) fn conflict_message(conflicts: &[Conflict], api_version: &str) -> String {
+pub fn conflict_message(conflicts: &[Conflict], api_version: &str) -> String {
     let n = conflicts.len();
     let mut by_manager: Vec<(&str, Vec<&str>)> = Vec::new();
     for c in conflicts {
