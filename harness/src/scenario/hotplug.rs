@@ -25,7 +25,7 @@ use crate::vm::migrate::MigrationPlan;
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario::on_cluster(
-            "hotplug/macvtap: a NIC plugged into a running VM has the requested MAC and a device of its own, reaches the LAN; unplugged, nothing left and the device free; the VM migrates after",
+            "hotplug/macvtap: plugged NIC has the requested MAC and its own device, reaches the LAN; unplugged, nothing left",
             "macvtap",
             "vm",
             &["vm", "hotplug", "macvtap", "mac", "capacity"],
@@ -34,7 +34,7 @@ pub fn scenarios() -> Vec<Scenario> {
         .needs(&[Capability::Vm, Capability::NicHotplug, Capability::LiveMigration])
         .deploy_macvtap_seed(),
         Scenario::on_cluster(
-            "hotplug/bridge on ovs-vlan-100: a NIC plugged into a running VM reaches a VLAN 100 pod; unplugged, no veth or OVS port left; the VM migrates after",
+            "hotplug/bridge on ovs-vlan-100: plugged NIC reaches a VLAN 100 pod; unplugged, no veth or OVS port left",
             "ovs",
             "vm",
             &["vm", "hotplug", "ovs", "mac"],

@@ -101,14 +101,9 @@ fn ids(iface: &str) -> (String, String, String) {
     )
 }
 
-/// The guest's QMP socket.
-fn qmp_path(vm: &RunningVm) -> Result<std::path::PathBuf, VmError> {
-    vm.host
-        .qmp_socket()
-        .ok_or_else(|| hp_err(&vm.vm.name, "the guest has no QMP socket"))
-}
-
-async fn qmp(vm: &str, path: &std::path::Path) -> Result<Qmp, VmError> {
+/// A QMP session with the guest's QEMU.
+async fn qmp(vm: &str, path: Option<&std::path::Path>) -> Result<Qmp, VmError> {
+    let path = path.ok_or_else(|| hp_err(vm, "the guest has no QMP socket"))?;
     Qmp::connect(path)
         .await
         .map_err(|e| hp_err(vm, e.to_string()))
@@ -178,8 +173,8 @@ pub async fn plug_qemu<C: Cluster + LauncherDevices + PodNetworks>(
     };
     let bind = t1.elapsed();
     let t2 = Instant::now();
-    let path = qmp_path(vm)?;
-    if let Err(e) = add_device(&name, &path, &iface.name, &bound).await {
+    let path = vm.host.qmp_socket();
+    if let Err(e) = add_device(&name, path.as_deref(), &iface.name, &bound).await {
         unbind(cluster, &vm.pod, &iface.binding, &pod_ifname).await;
         if let Ok(pod) = cluster.detach_network(&vm.pod, &pod_ifname).await {
             vm.pod = pod;
@@ -228,7 +223,7 @@ pub async fn plug_qemu<C: Cluster + LauncherDevices + PodNetworks>(
 /// `netdev_add` + `device_add` of the bound NIC (a macvtap's fd first with `getfd`).
 async fn add_device(
     name: &str,
-    path: &std::path::Path,
+    path: Option<&std::path::Path>,
     iface: &str,
     bound: &Bound,
 ) -> Result<(), VmError> {
@@ -286,8 +281,8 @@ pub async fn unplug_qemu<C: Cluster + PodNetworks>(
         .ok_or_else(|| hp_err(&name, format!("the VM has no interface {iface}")))?;
     let (netdev, device, _) = ids(iface);
     let err = |e: super::qmp::QmpError| hp_err(&name, e.to_string());
-    let path = qmp_path(vm)?;
-    let mut q = qmp(&name, &path).await?;
+    let path = vm.host.qmp_socket();
+    let mut q = qmp(&name, path.as_deref()).await?;
     q.execute("device_del", json!({"id": device}))
         .await
         .map_err(err)?;
