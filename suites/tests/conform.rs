@@ -1403,3 +1403,44 @@ fn an_unplug_that_leaves_the_host_link_fails_the_hotplug() {
     let run_id = r["implementation"]["run_id"].as_str().unwrap();
     assert_eq!(namespaces_of(run_id), Vec::<String>::new());
 }
+
+/// The bundled device plugin with its deliberate `never-free` defect (every device
+/// once allocated stays Unhealthy): the migration's source device and the
+/// unplugged NIC's device never come back, and both scenarios say so.
+#[test]
+fn a_device_plugin_that_never_frees_fails_the_migration_and_the_unplug() {
+    if !secnet::prereq::require_root("migration and hot-plug with a never-freeing device plugin") {
+        return;
+    }
+    let real = secnet::bins::bundled("macvtap-deviceplugin").unwrap();
+    let dir = scratch("never-free-report");
+    let out = secnet(&[
+        "conform",
+        "--device-plugin",
+        &format!(
+            "env {}=never-free {}",
+            macvtap_deviceplugin::service::DEFECT_ENV,
+            real.display()
+        ),
+        "--focus",
+        "migration/macvtap: MAC|hotplug/macvtap",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let r = report(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (name, says) in [
+        (
+            "migration/macvtap: MAC",
+            "the device plugin did not get the source's device back",
+        ),
+        ("hotplug/macvtap", "the unplug did not free the device"),
+    ] {
+        let s = scenario(&r, name);
+        assert_eq!(s["status"], "failed", "{r:#}");
+        assert!(s["message"].as_str().unwrap().contains(says), "{r:#}");
+    }
+    let run_id = r["implementation"]["run_id"].as_str().unwrap();
+    assert_eq!(namespaces_of(run_id), Vec::<String>::new());
+}
