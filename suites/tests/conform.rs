@@ -705,6 +705,7 @@ fn kind_runs_every_scenario_whose_capabilities_it_offers() {
         "DevicePluginConfig",
         "Dhcp",
         "LiveMigration",
+        "NicHotplug",
     ];
     for r in rows {
         let needs: Vec<&str> = r["needs"]
@@ -1357,4 +1358,89 @@ fn a_cni_that_never_frees_the_source_macvtap_fails_the_migration() {
         s["message"].as_str().unwrap().contains("still has link"),
         "{r:#}"
     );
+}
+
+/// A macvtap CNI whose DEL of a hot-plugged interface (`net2`) hands the macvtap
+/// back to the node instead of deleting it: the unplug leaves the host link, and
+/// the hot-plug scenario must say so.
+#[test]
+fn an_unplug_that_leaves_the_host_link_fails_the_hotplug() {
+    if !secnet::prereq::require_root("hot-unplug with a CNI that keeps the macvtap") {
+        return;
+    }
+    let bins = scratch("unplug-keeps-link");
+    let real = secnet::bins::bundled("macvtap").unwrap();
+    let cni = script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = DEL ] && [ \"$CNI_IFNAME\" = net2 ] && [ -e \"$CNI_NETNS\" ]; then\n  nsenter --net=\"$CNI_NETNS\" ip link set \"$CNI_IFNAME\" netns $$ 2>/dev/null\nfi\nexec {real}\n",
+            real = real.display()
+        ),
+    );
+    let dir = scratch("unplug-keeps-link-report");
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap={}", cni.display()),
+        "--focus",
+        "hotplug/macvtap",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let r = report(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let s = scenario(&r, "hotplug/macvtap");
+    assert_eq!(s["status"], "failed", "{r:#}");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("the unplug left the host link"),
+        "{r:#}"
+    );
+    let run_id = r["implementation"]["run_id"].as_str().unwrap();
+    assert_eq!(namespaces_of(run_id), Vec::<String>::new());
+}
+
+/// The bundled device plugin with its deliberate `never-free` defect (every device
+/// once allocated stays Unhealthy): the migration's source device and the
+/// unplugged NIC's device never come back, and both scenarios say so.
+#[test]
+fn a_device_plugin_that_never_frees_fails_the_migration_and_the_unplug() {
+    if !secnet::prereq::require_root("migration and hot-plug with a never-freeing device plugin") {
+        return;
+    }
+    let real = secnet::bins::bundled("macvtap-deviceplugin").unwrap();
+    let dir = scratch("never-free-report");
+    let out = secnet(&[
+        "conform",
+        "--device-plugin",
+        &format!(
+            "env {}=never-free {}",
+            macvtap_deviceplugin::service::DEFECT_ENV,
+            real.display()
+        ),
+        "--focus",
+        "migration/macvtap: MAC|hotplug/macvtap",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let r = report(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (name, says) in [
+        (
+            "migration/macvtap: MAC",
+            "the device plugin did not get the source's device back",
+        ),
+        ("hotplug/macvtap", "the unplug did not free the device"),
+    ] {
+        let s = scenario(&r, name);
+        assert_eq!(s["status"], "failed", "{r:#}");
+        assert!(s["message"].as_str().unwrap().contains(says), "{r:#}");
+    }
+    let run_id = r["implementation"]["run_id"].as_str().unwrap();
+    assert_eq!(namespaces_of(run_id), Vec::<String>::new());
 }

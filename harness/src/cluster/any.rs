@@ -164,6 +164,7 @@ impl AnyCluster {
             Capability::Dhcp => c.lan_namespaces().is_some(),
             Capability::Vm => c.guests().is_some(),
             Capability::LiveMigration => c.guests().is_some_and(|g| g.live_migration().is_some()),
+            Capability::NicHotplug => c.guests().is_some_and(|g| g.hotplug().is_some()),
             Capability::PluginExec | Capability::Program(_) => false,
         }
     }

@@ -31,6 +31,9 @@ pub enum Capability {
     /// Live migration of those guests between nodes, the LAN's view of it (where
     /// its switch learnt a MAC) and a LAN host outside the nodes to send from.
     LiveMigration,
+    /// Plugging a NIC into a running guest and out again (a network attached to
+    /// and detached from its running launcher pod).
+    NicHotplug,
     /// Run the plugin binaries under test directly on a node secnet owns, with
     /// hand-written CNI calls (the CNI-level and security scenarios).
     PluginExec,
@@ -44,7 +47,9 @@ impl Capability {
         match self {
             Capability::Ovs => &["ovsdb-server", "ovs-vswitchd", "ovs-vsctl"],
             Capability::Dhcp => &["dnsmasq", "busybox"],
-            Capability::Vm | Capability::LiveMigration => &["qemu-system-x86_64", "nft"],
+            Capability::Vm | Capability::LiveMigration | Capability::NicHotplug => {
+                &["qemu-system-x86_64", "nft"]
+            }
             Capability::FrameCapture => &["tcpdump"],
             _ => &[],
         }
@@ -71,6 +76,9 @@ impl Capability {
             Capability::Vm => "VMs on the cluster's networks".into(),
             Capability::LiveMigration => {
                 "live migration of VMs between nodes, watched from the LAN".into()
+            }
+            Capability::NicHotplug => {
+                "hot-plugging NICs into running VMs (a network added to the running launcher pod)".into()
             }
             Capability::PluginExec => {
                 "running the plugin binaries directly on a node secnet owns".into()

@@ -145,6 +145,24 @@ impl DeviceManager {
         Ok(released)
     }
 
+    /// Gives back the devices of one container of the pod (a hot-unplugged
+    /// network's allocation) and rewrites the checkpoint.
+    pub fn release_container(
+        &self,
+        pod_uid: &str,
+        container: &str,
+    ) -> Result<Vec<PodDevices>, KubeletError> {
+        let released = self.shared.update(|s| {
+            let (gone, kept) = std::mem::take(&mut s.pods)
+                .into_iter()
+                .partition(|p| p.pod.uid == pod_uid && p.container == container);
+            s.pods = kept;
+            gone
+        });
+        self.write_checkpoint()?;
+        Ok(released)
+    }
+
     /// Devices held by pods right now.
     pub fn pod_devices(&self) -> Vec<PodDevices> {
         self.shared.read(|s| s.pods.clone())

@@ -106,14 +106,14 @@ struct Case {
     early_announce: Option<&'static str>,
 }
 
-fn live_migration(cluster: &AnyCluster) -> Result<&dyn LiveMigration, Failure> {
+pub(super) fn live_migration(cluster: &AnyCluster) -> Result<&dyn LiveMigration, Failure> {
     cluster
         .guests()?
         .live_migration()
         .ok_or_else(|| Failure::msg("the cluster runs guests but cannot migrate them"))
 }
 
-fn ipv4(text: &str) -> Result<Ipv4Addr, Failure> {
+pub(super) fn ipv4(text: &str) -> Result<Ipv4Addr, Failure> {
     let bare = text.split('/').next().unwrap_or(text);
     bare.parse()
         .map_err(|e| Failure::msg(format!("{text} is not an IPv4 address: {e}")))
@@ -180,14 +180,14 @@ async fn ovs_bridge_migration(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 
 /// What is on a node that pods and guests could leave behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct NodeState {
-    node: String,
+pub(super) struct NodeState {
+    pub(super) node: String,
     links: BTreeSet<String>,
     ovs_ports: BTreeSet<String>,
     leases: BTreeSet<String>,
 }
 
-async fn node_state(cluster: &AnyCluster, node: &str) -> Result<NodeState, Failure> {
+pub(super) async fn node_state(cluster: &AnyCluster, node: &str) -> Result<NodeState, Failure> {
     let access = cluster.node_access()?;
     let out = access.node_ip(node, &["-j", "-d", "link", "show"]).await?;
     // Bridges are the node's own (the pod network's cni0 comes with the first pod).
@@ -214,7 +214,7 @@ async fn node_state(cluster: &AnyCluster, node: &str) -> Result<NodeState, Failu
 }
 
 /// What `after` has that `before` had not, named.
-fn stale(before: &NodeState, after: &NodeState) -> Vec<String> {
+pub(super) fn stale(before: &NodeState, after: &NodeState) -> Vec<String> {
     let mut left = Vec::new();
     for (what, b, a) in [
         ("link", &before.links, &after.links),
@@ -236,7 +236,12 @@ async fn nothing_left(cluster: &AnyCluster, before: &NodeState, when: &str) -> O
 
 /// The device plugin's devices on `node` all free again: nothing allocated and
 /// allocatable back at capacity.
-async fn device_free(cluster: &AnyCluster, node: &str, resource: &str, when: &str) -> Outcome {
+pub(super) async fn device_free(
+    cluster: &AnyCluster,
+    node: &str,
+    resource: &str,
+    when: &str,
+) -> Outcome {
     let r = cluster.node_resources(node).await?;
     let allocated = r.allocated.get(resource).copied().unwrap_or(0);
     let allocatable = r.allocatable.get(resource).copied();

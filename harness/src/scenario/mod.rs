@@ -7,6 +7,7 @@ pub mod bad_input;
 pub mod degradation;
 pub mod faults;
 pub mod filter;
+pub mod hotplug;
 pub mod ipv6;
 pub mod kit;
 pub mod macvtap_cni;
@@ -544,6 +545,7 @@ fn build_all() -> Vec<Scenario> {
     list.extend(ipv6::scenarios());
     list.extend(spec::scenarios());
     list.extend(migration::scenarios());
+    list.extend(hotplug::scenarios());
     list
 }
 

@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod binding;
+pub mod hotplug;
 pub mod image;
 pub mod kubevirt;
 pub mod migrate;
@@ -103,6 +104,8 @@ pub enum VmError {
     },
     #[error("VM {vm}: live migration: {message}")]
     Migration { vm: String, message: String },
+    #[error("VM {vm}: NIC hot-plug: {message}")]
+    Hotplug { vm: String, message: String },
     #[error("VM {vm}: {what} is still there after stop")]
     Left { vm: String, what: String },
     #[error("VM {vm}: {source}")]
@@ -213,6 +216,10 @@ pub trait Guests: Send + Sync {
     fn boots_local_image(&self) -> bool;
     /// Moving running guests between nodes, where the cluster can.
     fn live_migration(&self) -> Option<&dyn migrate::LiveMigration> {
+        None
+    }
+    /// Plugging NICs into running guests and out again, where the cluster can.
+    fn hotplug(&self) -> Option<&dyn hotplug::NicHotplug> {
         None
     }
 }

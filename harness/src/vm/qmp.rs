@@ -4,6 +4,7 @@
 //! asynchronous events (`STOP`, `RESUME`, `DEVICE_DELETED`, …) interleave with the
 //! replies and are kept with QEMU's own timestamps.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -126,12 +127,7 @@ impl Qmp {
 
     /// Runs `command`; its `return` value. Events read meanwhile are kept.
     pub async fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, QmpError> {
-        let mut request = json!({ "execute": command });
-        if arguments.as_object().is_some_and(|a| !a.is_empty()) {
-            request["arguments"] = arguments;
-        }
-        let mut line = request.to_string();
-        line.push('\n');
+        let line = request(command, arguments);
         self.writer
             .write_all(line.as_bytes())
             .await
@@ -139,6 +135,43 @@ impl Qmp {
                 path: self.path.display().to_string(),
                 source,
             })?;
+        self.reply(command).await
+    }
+
+    /// Runs `command` with `fd` passed along (SCM_RIGHTS), as `getfd` wants it: how
+    /// virt-launcher hands a hot-plugged macvtap's `/dev/tapN` to a running QEMU.
+    pub async fn execute_with_fd(
+        &mut self,
+        command: &str,
+        arguments: Value,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Value, QmpError> {
+        let line = request(command, arguments);
+        let io = |source| QmpError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let sock: &UnixStream = self.writer.as_ref();
+        loop {
+            sock.writable().await.map_err(io)?;
+            match sock.try_io(tokio::io::Interest::WRITABLE, || {
+                send_with_fd(sock.as_raw_fd(), line.as_bytes(), fd.as_raw_fd())
+            }) {
+                Ok(n) if n == line.len() => break,
+                Ok(n) => {
+                    return Err(io(std::io::Error::other(format!(
+                        "sent {n} of {} bytes with the fd",
+                        line.len()
+                    ))));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(io(e)),
+            }
+        }
+        self.reply(command).await
+    }
+
+    async fn reply(&mut self, command: &str) -> Result<Value, QmpError> {
         loop {
             let v = self.next(command).await?;
             if let Some(name) = v["event"].as_str() {
@@ -166,9 +199,24 @@ impl Qmp {
 
     /// Waits up to `timeout` for event `name` (or returns the one already seen).
     pub async fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Event, QmpError> {
+        self.wait_event_where(name, |_| true, timeout).await
+    }
+
+    /// Waits up to `timeout` for event `name` whose data `matches` (or returns the
+    /// one already seen).
+    pub async fn wait_event_where(
+        &mut self,
+        name: &str,
+        matches: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Result<Event, QmpError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(e) = self.events.iter().find(|e| e.name == name) {
+            if let Some(e) = self
+                .events
+                .iter()
+                .find(|e| e.name == name && matches(&e.data))
+            {
                 return Ok(e.clone());
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -193,6 +241,55 @@ impl Qmp {
                 self.events.push(event(n, &v));
             }
         }
+    }
+}
+
+/// One QMP request line.
+fn request(command: &str, arguments: Value) -> String {
+    let mut request = json!({ "execute": command });
+    if arguments.as_object().is_some_and(|a| !a.is_empty()) {
+        request["arguments"] = arguments;
+    }
+    let mut line = request.to_string();
+    line.push('\n');
+    line
+}
+
+/// `data` on the unix socket `sock` with `fd` as SCM_RIGHTS ancillary data.
+fn send_with_fd(sock: RawFd, data: &[u8], fd: RawFd) -> std::io::Result<usize> {
+    use nix::libc;
+    let fd_len = std::mem::size_of::<RawFd>() as u32;
+    // u64s: the control buffer must be aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: every pointer handed to sendmsg points into the live locals above,
+    // and the control buffer is larger than CMSG_SPACE of one fd.
+    let sent = unsafe {
+        let space = libc::CMSG_SPACE(fd_len) as usize;
+        debug_assert!(space <= std::mem::size_of_val(&control));
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(fd_len) as _;
+        std::ptr::copy_nonoverlapping(
+            (&fd as *const RawFd).cast::<u8>(),
+            libc::CMSG_DATA(cmsg),
+            fd_len as usize,
+        );
+        libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL)
+    };
+    if sent < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(sent as usize)
     }
 }
 

@@ -21,6 +21,12 @@ use crate::allocate::{AllocateError, TapIndex, create_tap, device_ids};
 use crate::config::ResourceConfig;
 use crate::links::LinkWatch;
 
+/// A deliberate defect for the harness's own tests, never for a node: with
+/// `never-free`, every device once allocated is reported Unhealthy from then on, as
+/// a plugin that keeps its own books and never hears a pod is gone. Proves that a
+/// scenario catches a device that does not come back.
+pub const DEFECT_ENV: &str = "SECNET_DEVICEPLUGIN_DEFECT";
+
 /// The resource prefix upstream uses.
 pub const RESOURCE_PREFIX: &str = "macvtap.network.kubevirt.io";
 
@@ -34,6 +40,9 @@ pub struct Resource {
     /// Allocations of one resource run one at a time: re-allocating an ID deletes
     /// and recreates its link, which must not interleave with itself.
     allocating: Mutex<()>,
+    /// Devices held for ever under the `never-free` defect ([`DEFECT_ENV`]).
+    held: watch::Sender<std::collections::BTreeSet<String>>,
+    never_free: bool,
 }
 
 impl Resource {
@@ -49,6 +58,8 @@ impl Resource {
             netlink,
             tap_index,
             allocating: Mutex::new(()),
+            held: watch::Sender::new(Default::default()),
+            never_free: std::env::var(DEFECT_ENV).as_deref() == Ok("never-free"),
         }
     }
 
@@ -66,14 +77,22 @@ impl Resource {
         links.is_up(&self.config.lower_device)
     }
 
-    fn devices(&self, healthy: bool) -> ListAndWatchResponse {
-        let health = if healthy { HEALTHY } else { UNHEALTHY };
+    fn devices(
+        &self,
+        healthy: bool,
+        held: &std::collections::BTreeSet<String>,
+    ) -> ListAndWatchResponse {
         ListAndWatchResponse {
             devices: device_ids(&self.config)
                 .into_iter()
                 .map(|id| Device {
+                    health: if healthy && !held.contains(&id) {
+                        HEALTHY
+                    } else {
+                        UNHEALTHY
+                    }
+                    .to_string(),
                     id,
-                    health: health.to_string(),
                     topology: None,
                 })
                 .collect(),
@@ -134,24 +153,30 @@ impl DevicePlugin for DevicePluginService {
         let mut links = resource.links.clone();
         let mut stop = self.stop.clone();
         let lower = resource.config.lower_device.clone();
+        let mut held = resource.held.subscribe();
         tokio::spawn(
             async move {
-                let mut sent: Option<bool> = None;
+                let mut sent: Option<(bool, std::collections::BTreeSet<String>)> = None;
                 loop {
                     let healthy = resource.healthy(&links.borrow_and_update());
-                    if sent != Some(healthy) {
+                    let held_now = held.borrow_and_update().clone();
+                    if sent.as_ref().map(|(h, _)| *h) != Some(healthy) {
                         if healthy {
                             tracing::info!(lower = %lower, "lower device is up: devices Healthy");
                         } else {
                             tracing::warn!(lower = %lower, "lower device is down or missing: devices Unhealthy");
                         }
-                        if tx.send(Ok(resource.devices(healthy))).await.is_err() {
+                    }
+                    let now = (healthy, held_now);
+                    if sent.as_ref() != Some(&now) {
+                        if tx.send(Ok(resource.devices(now.0, &now.1))).await.is_err() {
                             return;
                         }
-                        sent = Some(healthy);
+                        sent = Some(now);
                     }
                     tokio::select! {
                         changed = links.changed() => if changed.is_err() { return },
+                        changed = held.changed() => if changed.is_err() { return },
                         _ = stop.wait_for(|s| *s) => return,
                         _ = tx.closed() => return,
                     }
@@ -232,6 +257,12 @@ impl DevicePluginService {
                     host_path: path,
                     permissions: "rw".to_string(),
                 });
+            }
+            if self.resource.never_free {
+                tracing::warn!(defect = DEFECT_ENV, devices = ?container.devices_ids, "never-free: held for ever");
+                self.resource
+                    .held
+                    .send_modify(|h| h.extend(container.devices_ids.iter().cloned()));
             }
             container_responses.push(ContainerAllocateResponse {
                 devices,

@@ -37,6 +37,7 @@ pub fn offer() -> Offer {
             Dhcp,
             Vm,
             LiveMigration,
+            NicHotplug,
             PluginExec,
         ],
     )

@@ -35,6 +35,57 @@ impl Guests for NetnsCluster {
     fn live_migration(&self) -> Option<&dyn crate::vm::migrate::LiveMigration> {
         Some(self)
     }
+
+    fn hotplug(&self) -> Option<&dyn crate::vm::hotplug::NicHotplug> {
+        Some(self)
+    }
+}
+
+impl crate::vm::hotplug::PodNetworks for NetnsCluster {
+    fn attach_network<'a>(
+        &'a self,
+        pod: &'a PodView,
+        selection: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<PodView, ClusterError>> {
+        Box::pin(super::pod::attach_network(
+            self,
+            &pod.namespace,
+            &pod.name,
+            selection,
+        ))
+    }
+
+    fn detach_network<'a>(
+        &'a self,
+        pod: &'a PodView,
+        ifname: &'a str,
+    ) -> BoxFuture<'a, Result<PodView, ClusterError>> {
+        Box::pin(super::pod::detach_network(
+            self,
+            &pod.namespace,
+            &pod.name,
+            ifname,
+        ))
+    }
+}
+
+impl crate::vm::hotplug::NicHotplug for NetnsCluster {
+    fn plug<'a>(
+        &'a self,
+        vm: &'a mut RunningVm,
+        iface: &'a crate::vm::kubevirt::VmInterface,
+        opts: &'a VmOptions,
+    ) -> BoxFuture<'a, Result<crate::vm::hotplug::PlugReport, VmError>> {
+        Box::pin(crate::vm::hotplug::plug_qemu(self, vm, iface, opts))
+    }
+
+    fn unplug<'a>(
+        &'a self,
+        vm: &'a mut RunningVm,
+        iface: &'a str,
+    ) -> BoxFuture<'a, Result<crate::vm::hotplug::UnplugReport, VmError>> {
+        Box::pin(crate::vm::hotplug::unplug_qemu(self, vm, iface))
+    }
 }
 
 impl LauncherDevices for NetnsCluster {

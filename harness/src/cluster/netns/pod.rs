@@ -547,3 +547,230 @@ pub fn network_status(view: &PodView) -> Result<Vec<NetworkStatus>, super::Netns
         .ok_or_else(|| super::NetnsError::NoNetworkStatus(view.name.clone()))?;
     Ok(multus::status::parse_annotation(text)?)
 }
+
+/// The device-manager container name a hot-plugged network's allocation is kept
+/// under: one per interface, so that its unplug frees that device and no other.
+fn hotplug_container(ifname: &str) -> String {
+    format!("hotplug-{ifname}")
+}
+
+/// Attaches one more network to a running pod, as multus' dynamic networks
+/// controller does for KubeVirt's NIC hot-plug: `selection` (one entry of the
+/// networks annotation, with its `interface`) is delegated to its NAD's chain in the
+/// running sandbox; a NAD with a resource first gets its own device-plugin
+/// allocation. The pod's networks and network-status annotations gain the entry.
+pub async fn attach_network(
+    cluster: &NetnsCluster,
+    ns: &str,
+    name: &str,
+    selection: &Value,
+) -> Result<PodView, ClusterError> {
+    let pod_ref = format!("{ns}/{name}");
+    let mut inner = cluster.inner.lock().await;
+    let key = (ns.to_string(), name.to_string());
+    let state = inner
+        .pods
+        .get(&key)
+        .ok_or_else(|| ClusterError::NoSuchPod(pod_ref.clone()))?;
+    let (node_index, uid) = (state.node_index, state.view.uid.clone());
+    let node_name = inner.nodes[node_index].name.clone();
+    let err = |m: String| start_err(&pod_ref, &node_name, format!("hot-plug: {m}"));
+    let semantics = cluster.opts.multus;
+    let selections = multus::semantics::selections(
+        semantics,
+        &Value::Array(vec![selection.clone()]).to_string(),
+        ns,
+        name,
+    )
+    .map_err(|e| err(e.with_pod(ns, name).to_string()))?;
+    let [sel] = selections.as_slice() else {
+        return Err(err(format!("{selection} is not one network selection")));
+    };
+    let ifname = sel
+        .interface
+        .clone()
+        .ok_or_else(|| err(format!("{selection} names no interface")))?;
+    let resource = lookup_nad(&inner.nads, &sel.namespace, &sel.name).and_then(|n| n.resource_name);
+    let container = hotplug_container(&ifname);
+    let mut ids = DeviceIds::new();
+    let mut allocated: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some(resource) = &resource {
+        let dm = inner.nodes[node_index]
+            .device_manager
+            .as_ref()
+            .ok_or_else(|| err(format!("no device plugin on {node_name} for {resource}")))?;
+        let pod_id = crate::kubelet::PodId::new(ns, name, &uid);
+        let d = dm
+            .admit(&pod_id, &container, resource, 1)
+            .await
+            .map_err(|e| {
+                err(format!(
+                    "admission of {resource}: {}",
+                    super::NetnsError::from(e)
+                ))
+            })?;
+        ids.insert(resource, d.ids.clone());
+        allocated.insert(resource.clone(), d.ids);
+    }
+    let release = |inner: &Inner| {
+        if let Some(dm) = &inner.nodes[node_index].device_manager {
+            let _ = dm.release_container(&uid, &container);
+        }
+    };
+    let state = &inner.pods[&key];
+    let info = PodInfo {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        uid: uid.clone(),
+        sandbox_id: state.sandbox_id.clone(),
+    };
+    let planned = multus::semantics::plan(
+        semantics,
+        &info,
+        &multus::Runtime::for_pod(&state.view.annotations),
+        &selections,
+        |nns, nname| lookup_nad(&inner.nads, nns, nname),
+        &mut ids,
+    );
+    let d = match planned {
+        Ok(mut d) if d.len() == 1 => d.remove(0),
+        Ok(d) => {
+            release(&inner);
+            return Err(err(format!("{} delegates for one selection", d.len())));
+        }
+        Err(e) => {
+            release(&inner);
+            return Err(err(e.with_pod(ns, name).to_string()));
+        }
+    };
+    let target = Target {
+        container_id: state.sandbox_id.clone(),
+        netns: Some(state.netns.path_str()),
+        ifname: d.ifname.clone(),
+        args: d.cni_args.clone(),
+    };
+    let dirs = cluster.bin_dirs();
+    let enter = inner.nodes[node_index]
+        .enter()
+        .map_err(|e| err(e.to_string()))?;
+    let added = chain::add(&dirs, &enter, &d.plugins, &target)
+        .await
+        .map_err(|e| e.to_string());
+    let checked = added.and_then(|result| {
+        multus::semantics::verify(semantics, &pod_ref, &d, &result).map_err(|e| e.to_string())?;
+        let status = multus::status::from_result(&d.network, &result, false, None)
+            .map_err(|e| e.to_string())?;
+        Ok((result, status))
+    });
+    let (result, status) = match checked {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = chain::del(&dirs, &enter, &d.plugins, &target, None).await;
+            release(&inner);
+            return Err(err(format!("network {} ({}): {e}", d.network, d.ifname)));
+        }
+    };
+    let state = inner.pods.get_mut(&key).expect("pod looked up above");
+    let mut statuses = network_status(&state.view).unwrap_or_default();
+    statuses.extend(status);
+    let annotations = &mut state.view.annotations;
+    annotations.insert(
+        multus::NETWORK_STATUS_ANNOTATION.into(),
+        multus::status::annotation(&statuses),
+    );
+    let mut networks: Vec<Value> = annotations
+        .get(multus::NETWORKS_ANNOTATION)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    networks.push(selection.clone());
+    annotations.insert(
+        multus::NETWORKS_ANNOTATION.into(),
+        Value::Array(networks).to_string(),
+    );
+    for (r, v) in allocated {
+        state.view.devices.entry(r).or_default().extend(v);
+    }
+    state.attachments.push(Attachment {
+        plugins: d.plugins,
+        target,
+        result,
+    });
+    Ok(state.view.clone())
+}
+
+/// Detaches the hot-plugged network on `ifname` from a running pod: its chain's DEL
+/// in the sandbox, its device-plugin allocation freed, its entries gone from the
+/// pod's annotations.
+pub async fn detach_network(
+    cluster: &NetnsCluster,
+    ns: &str,
+    name: &str,
+    ifname: &str,
+) -> Result<PodView, ClusterError> {
+    let pod_ref = format!("{ns}/{name}");
+    let mut inner = cluster.inner.lock().await;
+    let key = (ns.to_string(), name.to_string());
+    let state = inner
+        .pods
+        .get_mut(&key)
+        .ok_or_else(|| ClusterError::NoSuchPod(pod_ref.clone()))?;
+    let fail = |message: String| ClusterError::PodDelete {
+        pod: pod_ref.clone(),
+        message: format!("hot-unplug of {ifname}: {message}"),
+    };
+    let at = state
+        .attachments
+        .iter()
+        .position(|a| a.target.ifname == ifname)
+        .ok_or_else(|| fail("the pod has no such attachment".into()))?;
+    let a = state.attachments.remove(at);
+    let (node_index, uid) = (state.node_index, state.view.uid.clone());
+    let mut statuses = network_status(&state.view).unwrap_or_default();
+    statuses.retain(|s| s.interface.as_deref() != Some(ifname));
+    let annotations = &mut state.view.annotations;
+    annotations.insert(
+        multus::NETWORK_STATUS_ANNOTATION.into(),
+        multus::status::annotation(&statuses),
+    );
+    let mut networks: Vec<Value> = annotations
+        .get(multus::NETWORKS_ANNOTATION)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    networks.retain(|n| n["interface"].as_str() != Some(ifname));
+    annotations.insert(
+        multus::NETWORKS_ANNOTATION.into(),
+        Value::Array(networks).to_string(),
+    );
+    let mut errors = Vec::new();
+    let dirs = cluster.bin_dirs();
+    match inner.nodes[node_index].enter() {
+        Ok(enter) => {
+            if let Err(e) = chain::del(&dirs, &enter, &a.plugins, &a.target, Some(&a.result)).await
+            {
+                errors.push(e.to_string());
+            }
+        }
+        Err(e) => errors.push(e.to_string()),
+    }
+    let released = match &inner.nodes[node_index].device_manager {
+        Some(dm) => dm
+            .release_container(&uid, &hotplug_container(ifname))
+            .map_err(|e| errors.push(e.to_string()))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let state = inner.pods.get_mut(&key).expect("pod looked up above");
+    for p in released {
+        if let Some(held) = state.view.devices.get_mut(&p.resource) {
+            held.retain(|id| !p.ids.contains(id));
+            if held.is_empty() {
+                state.view.devices.remove(&p.resource);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(state.view.clone())
+    } else {
+        Err(fail(errors.join("; ")))
+    }
+}
