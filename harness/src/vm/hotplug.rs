@@ -18,7 +18,7 @@ use super::kubevirt::{BindingKind, NetworkSource, VmInterface};
 use super::qemu::Backend;
 use super::qmp::Qmp;
 use super::{GuestNic, LauncherDevices, RunningVm, VmError, VmOptions, bind_one, binding_name};
-use crate::cluster::{Cluster, ClusterError, PodView};
+use crate::contract::{Cluster, ClusterError, PodView};
 
 /// What the provider does to a running pod's networks (multus' dynamic networks).
 pub trait PodNetworks: Send + Sync {
@@ -260,7 +260,7 @@ async fn add_device(
 async fn unbind<C: Cluster>(cluster: &C, pod: &PodView, kind: &BindingKind, pod_ifname: &str) {
     if *kind == BindingKind::Bridge {
         for link in [format!("tap-{pod_ifname}"), format!("k6t-{pod_ifname}")] {
-            let _ = crate::probe::pod::pod_run(cluster, pod, &["ip", "link", "del", &link]).await;
+            let _ = crate::contract::probe::pod_run(cluster, pod, &["ip", "link", "del", &link]).await;
         }
     }
 }
