@@ -702,6 +702,7 @@ fn kind_runs_every_scenario_whose_capabilities_it_offers() {
     let local_only = [
         "PluginExec",
         "NodeFaults",
+        "MultusFaults",
         "DevicePluginConfig",
         "Dhcp",
         "LiveMigration",
@@ -1357,4 +1358,50 @@ fn a_cni_that_never_frees_the_source_macvtap_fails_the_migration() {
         s["message"].as_str().unwrap().contains("still has link"),
         "{r:#}"
     );
+}
+
+/// A macvtap CNI that drops the attachment silently: ADD succeeds and returns the
+/// real plugin's result, but the pod's interface is gone. Every degradation
+/// scenario must fail, naming the pod and the network it runs without.
+#[test]
+fn a_cni_that_drops_its_attachment_silently_fails_every_degradation_scenario() {
+    if !secnet::prereq::require_root("degradation with a CNI that drops its interface") {
+        return;
+    }
+    let bins = scratch("drops-attachment");
+    let real = secnet::bins::bundled("macvtap").unwrap();
+    let cni = script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nout=$({real}); rc=$?\nif [ \"$CNI_COMMAND\" = ADD ] && [ $rc = 0 ]; then\n  nsenter --net=\"$CNI_NETNS\" ip link del \"$CNI_IFNAME\" >&2\nfi\nprintf '%s' \"$out\"\nexit $rc\n",
+            real = real.display()
+        ),
+    );
+    let dir = scratch("drops-attachment-report");
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap={}", cni.display()),
+        "--label",
+        "degradation",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = report(dir.path());
+    let scenarios = r["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 3, "{r:#}");
+    for s in scenarios {
+        assert_eq!(s["status"], "failed", "{s:#}");
+        let m = s["message"].as_str().unwrap();
+        assert!(
+            m.contains("degradation invariant: pod ")
+                && m.contains(" runs without net1 (default/dataplane): no such link in the pod"),
+            "{m}"
+        );
+    }
+    let run_id = r["implementation"]["run_id"].as_str().unwrap();
+    assert_eq!(namespaces_of(run_id), Vec::<String>::new());
 }

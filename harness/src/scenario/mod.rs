@@ -7,6 +7,7 @@ pub mod bad_input;
 pub mod degradation;
 pub mod faults;
 pub mod filter;
+pub mod invariant;
 pub mod ipv6;
 pub mod kit;
 pub mod macvtap_cni;
