@@ -189,8 +189,15 @@ async fn pair(ctx: &Ctx, c: &AnyCluster, network: &str, dual: bool) -> Outcome {
     let status_name = format!("default/{network}");
     let ips_a = checked_ips(c, &a, &status_name, dual).await?;
     let ips_b = checked_ips(c, &b, &status_name, dual).await?;
-    reach_all(ctx, c, &a, "v6-b", &ips_b).await?;
-    reach_all(ctx, c, &b, "v6-a", &ips_a).await
+    // The truth table in every family asked for: ICMP, TCP and UDP each way.
+    let mut table = kit::Table::new(5);
+    for ip in &ips_b {
+        table = table.pod(&a, &b, "v6-b", ip, true);
+    }
+    for ip in &ips_a {
+        table = table.pod(&b, &a, "v6-a", ip, true);
+    }
+    table.check(ctx, c).await
 }
 
 async fn macvlan(ctx: &Ctx, c: &AnyCluster, dual: bool) -> Outcome {
