@@ -225,3 +225,50 @@ async fn devices(c: &AnyCluster, e: &Expect) -> Result<Vec<String>, Failure> {
     }
     Ok(problems)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::multus::NETWORK_STATUS_ANNOTATION;
+
+    fn pod(name: &str, status: &str) -> PodView {
+        PodView {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            node: "node1".into(),
+            annotations: [(NETWORK_STATUS_ANNOTATION.to_string(), status.to_string())].into(),
+            devices: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_lease_no_live_pod_holds_is_named() {
+        let dir = crate::lab::ScratchDir::new("secnet-invariant-leases").unwrap();
+        for f in ["10.9.0.5", "10.9.0.6", "lock", "last_reserved_ip.0"] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        let live = pod(
+            "a",
+            r#"[{"name":"secnet-pod-network","interface":"eth0","ips":["10.244.0.2"],"default":true},
+                {"name":"default/n","interface":"net1","ips":["10.9.0.5"]}]"#,
+        );
+        let mut expect = Expect {
+            live: vec![live],
+            host_local: vec![("default/n".into(), dir.path().to_path_buf())],
+            ..Default::default()
+        };
+        let problems = host_local_leases(&expect).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains(r#"["10.9.0.5", "10.9.0.6"] of default/n"#)
+                && problems[0].contains(r#"addresses ["10.9.0.5"]"#),
+            "{problems:?}"
+        );
+        std::fs::remove_file(dir.path().join("10.9.0.6")).unwrap();
+        assert_eq!(host_local_leases(&expect).unwrap(), Vec::<String>::new());
+        // The pod gone: its lease left over is named too.
+        expect.live.clear();
+        assert_eq!(host_local_leases(&expect).unwrap().len(), 1);
+    }
+}
