@@ -479,8 +479,8 @@ fn compare_bundled_against_itself_finds_no_regression() {
     assert_eq!(c["regressions"], serde_json::json!([]), "{c:#}");
     assert_eq!(c["fixed"], serde_json::json!([]), "{c:#}");
     let rows = c["scenarios"].as_array().unwrap();
-    // The two seed pods and the kubelet-restart scenario carry both labels.
-    assert_eq!(rows.len(), 3, "{c:#}");
+    // The two seed pods and the three degradation scenarios carry both labels.
+    assert_eq!(rows.len(), 5, "{c:#}");
     for r in rows {
         assert_eq!(r["a"]["status"], "passed", "{c:#}");
         assert_eq!(r["b"]["status"], "passed", "{c:#}");
@@ -493,7 +493,7 @@ fn compare_bundled_against_itself_finds_no_regression() {
         .filter(|l| l.contains("] PASS") || l.contains("] FAIL"))
         .map(|l| if l.contains(" A] ") { "A" } else { "B" })
         .collect();
-    assert_eq!(order, ["A", "B", "A", "B", "A", "B"], "{stderr}");
+    assert_eq!(order, ["A", "B"].repeat(5), "{stderr}");
     assert!(dir.path().join("compare.md").exists());
     assert!(dir.path().join("compare.html").exists());
     let run_id = c["run_id"].as_str().unwrap();
@@ -702,6 +702,7 @@ fn kind_runs_every_scenario_whose_capabilities_it_offers() {
     let local_only = [
         "PluginExec",
         "NodeFaults",
+        "MultusFaults",
         "DevicePluginConfig",
         "Dhcp",
         "LiveMigration",
@@ -1440,6 +1441,52 @@ fn a_device_plugin_that_never_frees_fails_the_migration_and_the_unplug() {
         let s = scenario(&r, name);
         assert_eq!(s["status"], "failed", "{r:#}");
         assert!(s["message"].as_str().unwrap().contains(says), "{r:#}");
+    }
+    let run_id = r["implementation"]["run_id"].as_str().unwrap();
+    assert_eq!(namespaces_of(run_id), Vec::<String>::new());
+}
+
+/// A macvtap CNI that drops the attachment silently: ADD succeeds and returns the
+/// real plugin's result, but the pod's interface is gone. Every degradation
+/// scenario must fail, naming the pod and the network it runs without.
+#[test]
+fn a_cni_that_drops_its_attachment_silently_fails_every_degradation_scenario() {
+    if !secnet::prereq::require_root("degradation with a CNI that drops its interface") {
+        return;
+    }
+    let bins = scratch("drops-attachment");
+    let real = secnet::bins::bundled("macvtap").unwrap();
+    let cni = script(
+        bins.path(),
+        "macvtap",
+        &format!(
+            "#!/bin/sh\nout=$({real}); rc=$?\nif [ \"$CNI_COMMAND\" = ADD ] && [ $rc = 0 ]; then\n  nsenter --net=\"$CNI_NETNS\" ip link del \"$CNI_IFNAME\" >&2\nfi\nprintf '%s' \"$out\"\nexit $rc\n",
+            real = real.display()
+        ),
+    );
+    let dir = scratch("drops-attachment-report");
+    let out = secnet(&[
+        "conform",
+        "--plugin",
+        &format!("macvtap={}", cni.display()),
+        "--label",
+        "degradation",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = report(dir.path());
+    let scenarios = r["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 3, "{r:#}");
+    for s in scenarios {
+        assert_eq!(s["status"], "failed", "{s:#}");
+        let m = s["message"].as_str().unwrap();
+        assert!(
+            m.contains("degradation invariant: pod ")
+                && m.contains(" runs without net1 (default/dataplane): no such link in the pod"),
+            "{m}"
+        );
     }
     let run_id = r["implementation"]["run_id"].as_str().unwrap();
     assert_eq!(namespaces_of(run_id), Vec::<String>::new());

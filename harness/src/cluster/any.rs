@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::ability::{
     DevicePluginConfig, DevicePluginRestart, FrameCapture, LanNamespaces, LocalTopology,
-    NodeAccess, NodeFaults, Ovs, RunningCapture, node_error,
+    MultusFaults, NodeAccess, NodeFaults, Ovs, RunningCapture, node_error,
 };
 use super::capability::{Capability, Offer};
 use super::topology::Topology;
@@ -72,6 +72,9 @@ pub trait ProviderCluster: DynCluster {
     fn node_faults(&self) -> Option<&dyn NodeFaults> {
         None
     }
+    fn multus_faults(&self) -> Option<&dyn MultusFaults> {
+        None
+    }
     fn device_plugin_restart(&self) -> Option<&dyn DevicePluginRestart> {
         None
     }
@@ -106,9 +109,10 @@ pub fn if_offered<'a, A: ?Sized>(offer: &Offer, cap: Capability, ability: &'a A)
 }
 
 /// Every capability that is a cluster's ability (answered by `AnyCluster::offers`).
-pub const ABILITIES: [Capability; 8] = [
+pub const ABILITIES: [Capability; 9] = [
     Capability::NodeAccess,
     Capability::NodeFaults,
+    Capability::MultusFaults,
     Capability::DevicePluginRestart,
     Capability::DevicePluginConfig,
     Capability::Ovs,
@@ -157,6 +161,7 @@ impl AnyCluster {
         match cap {
             Capability::NodeAccess => c.node_access().is_some(),
             Capability::NodeFaults => c.node_faults().is_some(),
+            Capability::MultusFaults => c.multus_faults().is_some(),
             Capability::DevicePluginRestart => c.device_plugin_restart().is_some(),
             Capability::DevicePluginConfig => c.device_plugin_config().is_some(),
             Capability::Ovs => c.ovs().is_some(),
@@ -191,6 +196,12 @@ impl AnyCluster {
         self.inner
             .node_faults()
             .ok_or_else(|| self.lacks(Capability::NodeFaults))
+    }
+
+    pub fn multus_faults(&self) -> Result<&dyn MultusFaults, ClusterError> {
+        self.inner
+            .multus_faults()
+            .ok_or_else(|| self.lacks(Capability::MultusFaults))
     }
 
     pub fn ovs(&self) -> Result<&dyn Ovs, ClusterError> {

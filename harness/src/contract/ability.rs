@@ -62,6 +62,25 @@ pub trait NodeFaults: Send + Sync {
     fn lose_pod_netns<'a>(&'a self, pod: &'a PodView) -> Fut<'a, ()>;
 }
 
+/// Break a node's multus: its daemon restarted under a pod's ADD, the node's CNI
+/// config dir rewritten (where multus finds the primary network).
+pub trait MultusFaults: Send + Sync {
+    /// Restarts multus on `node` as soon as a pod's ADD is in flight there (waiting
+    /// for one up to `wait_for_add`), down for `down_for`; its config is read anew.
+    fn restart_multus<'a>(
+        &'a self,
+        node: &'a str,
+        wait_for_add: Duration,
+        down_for: Duration,
+    ) -> Fut<'a, ()>;
+    /// Writes `text` as the file `file` of `node`'s CNI config dir (replacing it).
+    fn write_cni_config<'a>(&'a self, node: &'a str, file: &'a str, text: &'a str) -> Fut<'a, ()>;
+    /// The text of the file `file` of `node`'s CNI config dir.
+    fn read_cni_config<'a>(&'a self, node: &'a str, file: &'a str) -> Fut<'a, String>;
+    /// The file of `node`'s CNI config dir multus takes the primary network from.
+    fn primary_cni_config<'a>(&'a self, node: &'a str) -> Fut<'a, String>;
+}
+
 /// Kill the device plugin on a node and have it back.
 pub trait DevicePluginRestart: Send + Sync {
     /// Kills the device plugin on `node` and has it started again (registering

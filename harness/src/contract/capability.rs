@@ -15,6 +15,9 @@ pub enum Capability {
     /// Break a node on purpose: restart its kubelet, take its uplink down or away,
     /// delete a pod's network namespace behind the runtime's back.
     NodeFaults,
+    /// Break a node's multus on purpose: restart its daemon while pods start,
+    /// rewrite the node's primary CNI config (secnet's multus, on nodes secnet made).
+    MultusFaults,
     /// Kill the device plugin on a node and have it started again.
     DevicePluginRestart,
     /// Apply a broken device plugin config and see the device plugin refuse it.
@@ -63,6 +66,9 @@ impl Capability {
             }
             Capability::NodeFaults => {
                 "fault injection on nodes (kubelet restart, uplink down, pod netns deleted)".into()
+            }
+            Capability::MultusFaults => {
+                "restarting multus on a node and rewriting its primary CNI config (secnet's multus daemon; real multus: not yet)".into()
             }
             Capability::DevicePluginRestart => "restarting the device plugin on a node".into(),
             Capability::DevicePluginConfig => {

@@ -163,7 +163,7 @@ pub async fn transfer<C: Cluster>(
     port: u16,
     wait_s: u32,
 ) -> Result<bool, ProbeError> {
-    let listen = nc::listener_argv(transport, port, wait_s);
+    let listen = nc::listener_argv_for(transport, target, port, wait_s);
     let listen: Vec<&str> = listen.iter().map(String::as_str).collect();
     let send = nc::sender_argv(transport, target, port, wait_s.saturating_sub(1).max(1));
     let send: Vec<&str> = send.iter().map(String::as_str).collect();

@@ -64,6 +64,25 @@ pub fn listener_argv(transport: Transport, port: u16, wait_s: u32) -> Vec<String
     ["sh", "-c", &script].map(str::to_string).to_vec()
 }
 
+/// The listener for a message to `target`. OpenBSD's nc (the one that knows -4/-6)
+/// binds one family, IPv4 unless told: for an IPv6 target it is asked for IPv6;
+/// busybox's nc binds both families and has no -6.
+pub fn listener_argv_for(
+    transport: Transport,
+    target: &str,
+    port: u16,
+    wait_s: u32,
+) -> Vec<String> {
+    let mut argv = listener_argv(transport, port, wait_s);
+    if target.parse::<std::net::Ipv6Addr>().is_ok() {
+        argv[2] = format!(
+            "f=; nc -h 2>&1 | grep -q -- '-46' && f='-6 '; {}",
+            argv[2].replacen("nc ", "nc $f", 1)
+        );
+    }
+    argv
+}
+
 /// The sender: one message to `target:port`, giving up after `wait_s` seconds.
 pub fn sender_argv(transport: Transport, target: &str, port: u16, wait_s: u32) -> Vec<String> {
     let script = format!(
@@ -141,6 +160,18 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_target_asks_a_one_family_nc_for_ipv6() {
+        assert_eq!(
+            listener_argv_for(Transport::Udp, "10.0.0.2", 7001, 2),
+            listener_argv(Transport::Udp, 7001, 2)
+        );
+        assert_eq!(
+            listener_argv_for(Transport::Udp, "fd00::2", 7001, 2)[2],
+            "f=; nc -h 2>&1 | grep -q -- '-46' && f='-6 '; timeout 2 nc $f-u -l -p 7001; echo secnet-exit=$?"
+        );
+    }
+
+    #[test]
     fn a_message_or_a_timeout_is_an_answer() {
         let got = format!("{TOKEN}\nsecnet-exit=0\n");
         assert!(arrived(Transport::Tcp, 1, &got).unwrap());
@@ -193,16 +224,25 @@ mod tests {
                 .unwrap();
             format!("{}{}", out.stdout_text(), out.stderr_text())
         };
-        for (transport, port) in [(Transport::Tcp, 7101), (Transport::Udp, 7102)] {
+        let cases = [
+            (Transport::Tcp, "127.0.0.1", 7101),
+            (Transport::Udp, "127.0.0.1", 7102),
+            (Transport::Tcp, "::1", 7103),
+            (Transport::Udp, "::1", 7104),
+        ];
+        for (transport, target, port) in cases {
             let listener = std::thread::scope(|s| {
-                let l = s.spawn(|| run(listener_argv(transport, port, 3)));
+                let l = s.spawn(|| run(listener_argv_for(transport, target, port, 3)));
                 std::thread::sleep(std::time::Duration::from_millis(500));
-                let out = run(sender_argv(transport, "127.0.0.1", port, 2));
-                sent(transport, "127.0.0.1", port, &out).unwrap();
+                let out = run(sender_argv(transport, target, port, 2));
+                sent(transport, target, port, &out).unwrap();
                 l.join().unwrap()
             });
-            assert!(arrived(transport, port, &listener).unwrap(), "{listener}");
-            let quiet = run(listener_argv(transport, port, 1));
+            assert!(
+                arrived(transport, port, &listener).unwrap(),
+                "{target}: {listener}"
+            );
+            let quiet = run(listener_argv_for(transport, target, port, 1));
             assert!(!arrived(transport, port, &quiet).unwrap(), "{quiet}");
         }
     }

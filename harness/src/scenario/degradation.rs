@@ -1,20 +1,23 @@
 //! Silent degradation: the failure users report most is a pod that is Running
 //! without a secondary NIC it asked for (multus-cni 1387 and 1527, CNAO 1810).
-//! The invariant checked here: every network a pod selects is in its
-//! network-status and in its sandbox, host-local leases and device-plugin
-//! allocations match the pods that exist. A scenario restarts kubelet while pods
-//! are being created, checks the invariant, then drops one attachment on
-//! purpose and requires the check to catch it.
+//! Each scenario breaks one thing a pod start depends on while pods start (the
+//! kubelet restarted, multus restarted under a pod's ADD, the node's primary CNI
+//! config rewritten) and then holds the cluster to the invariant of
+//! `invariant::check`: every pod starts with every network or not at all, nothing
+//! of a vanished pod is left (OVS ports, leases, devices).
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::json;
-use std::collections::BTreeMap;
 
+use super::invariant::{self, Expect};
 use super::kit::{self, DATAPLANE, fixture_pod, named};
-use super::{Capability, Ctx, Failure, Outcome, Scenario, fail};
+use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::any::AnyCluster;
-use crate::cluster::{Cluster, PodView};
-use crate::multus::{NETWORKS_ANNOTATION, parse_networks};
-use crate::objects::{Meta, NadSpec, NetworkAttachmentDefinition, Object};
+use crate::cluster::{Cluster, ClusterError, PodView};
+use crate::multus::NETWORKS_ANNOTATION;
+use crate::objects::{Meta, NadSpec, NetworkAttachmentDefinition, Object, Pod};
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
@@ -22,70 +25,61 @@ pub fn scenarios() -> Vec<Scenario> {
             "fault/kubelet restart while pods start: no pod runs without its networks",
             "macvtap",
             "pod",
-            &["fault", "network-status", "capacity", "ipam"],
+            &["fault", "degradation", "network-status", "capacity", "ipam"],
             |ctx, c| Box::pin(kubelet_restart_keeps_every_network(ctx, c)),
         )
         .needs(&[Capability::NodeFaults, Capability::NodeAccess])
         .deploy_macvtap_seed(),
+        Scenario::on_cluster(
+            "fault/multus restarted under a pod's ADD: every network or a failed start, nothing left",
+            "macvtap",
+            "pod",
+            &["fault", "degradation", "network-status", "capacity", "ipam", "vlan"],
+            |ctx, c| Box::pin(multus_restart_under_adds(ctx, c)),
+        )
+        .needs(&[
+            Capability::MultusFaults,
+            Capability::NodeAccess,
+            Capability::Ovs,
+        ])
+        .deploy_macvtap_seed()
+        .deploy(&[OVS_NAD_FILE]),
+        Scenario::on_cluster(
+            "fault/primary CNI config rewritten on a node: new pods follow it, old pods keep theirs",
+            "macvtap",
+            "pod",
+            &["fault", "degradation", "network-status", "mtu", "ipam"],
+            |ctx, c| Box::pin(primary_config_rewritten(ctx, c)),
+        )
+        .needs(&[Capability::MultusFaults, Capability::NodeAccess])
+        .deploy_macvtap_seed(),
     ]
 }
 
-/// What a pod asked for and does not have: one line per missing attachment
-/// (`net2 (default/x): not in network-status`, `… : no such link in the pod`).
-pub async fn missing_networks(c: &AnyCluster, pod: &PodView) -> Result<Vec<String>, Failure> {
-    let annotation = pod
-        .annotations
-        .get(NETWORKS_ANNOTATION)
-        .map(String::as_str)
-        .unwrap_or("");
-    let selections = parse_networks(annotation, &pod.namespace)?;
-    let status = kit::network_status(pod)?;
-    let mut missing = Vec::new();
-    for (i, sel) in selections.iter().enumerate() {
-        let ifname = sel
-            .interface
-            .clone()
-            .unwrap_or_else(|| format!("net{}", i + 1));
-        let network = sel.network();
-        let listed = status
-            .iter()
-            .any(|s| s.name == network && s.interface.as_deref() == Some(ifname.as_str()));
-        if !listed {
-            missing.push(format!("{ifname} ({network}): not in network-status"));
-        } else if kit::pod_iface(c, pod, &ifname).await.is_err() {
-            missing.push(format!("{ifname} ({network}): no such link in the pod"));
-        }
-    }
-    Ok(missing)
-}
-
-/// Fails naming every live pod that lacks a network it asked for.
-pub async fn every_network_present(c: &AnyCluster, pods: &[PodView]) -> Outcome {
-    let mut problems = Vec::new();
-    for p in pods {
-        for m in missing_networks(c, p).await? {
-            problems.push(format!("pod {} runs without {m}", p.name));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        fail(problems.join("; "))
-    }
-}
-
 const MACVLAN_NAD: &str = "deg-macvlan";
+const OVS_NAD_FILE: &str = "seed/ovs-vlan-100-nad.yaml";
+const OVS_NETWORK: &str = "default/ovs-vlan-100";
 
-async fn kubelet_restart_keeps_every_network(ctx: &Ctx, c: &AnyCluster) -> Outcome {
-    let node = c
-        .nodes()
+/// The first node of the cluster.
+fn first_node(c: &AnyCluster) -> Result<String, Failure> {
+    c.nodes()
         .into_iter()
         .next()
-        .ok_or_else(|| Failure::msg("no node"))?;
+        .ok_or_else(|| Failure::msg("the cluster has no node"))
+}
+
+/// Applies the `deg-macvlan` NAD (macvlan + host-local on `subnet`); where the
+/// nodes are this machine's, its leases go to a dataDir of the run, returned
+/// as the invariant's host-local network.
+async fn apply_macvlan_nad(
+    ctx: &Ctx,
+    c: &AnyCluster,
+    subnet: &str,
+) -> Result<Vec<(String, PathBuf)>, Failure> {
     let lease_dir = c
         .local_topology()
         .map(|_| ctx.work_dir.join(format!("ipam-{}-deg", ctx.scope)));
-    let mut ipam = json!({"type": "host-local", "ranges": [[{"subnet": "10.253.0.0/24"}]]});
+    let mut ipam = json!({"type": "host-local", "ranges": [[{"subnet": subnet}]]});
     if let Some(dir) = &lease_dir {
         ipam["dataDir"] = json!(dir.display().to_string());
     }
@@ -102,11 +96,40 @@ async fn kubelet_restart_keeps_every_network(ctx: &Ctx, c: &AnyCluster) -> Outco
         },
     })])
     .await?;
-    let mut base = fixture_pod(ctx, "seed/macvtap-pod.yaml")?;
-    base.metadata.annotations.insert(
-        NETWORKS_ANNOTATION.into(),
-        format!("dataplane,{MACVLAN_NAD}"),
-    );
+    // host-local keeps a network's leases under dataDir/<network name>.
+    Ok(lease_dir
+        .map(|d| vec![(format!("default/{MACVLAN_NAD}"), d.join(MACVLAN_NAD))])
+        .unwrap_or_default())
+}
+
+/// The seed's macvtap pod selecting `networks`.
+fn pod_selecting(ctx: &Ctx, networks: &str) -> Result<Pod, Failure> {
+    let mut pod = fixture_pod(ctx, "seed/macvtap-pod.yaml")?;
+    pod.metadata
+        .annotations
+        .insert(NETWORKS_ANNOTATION.into(), networks.into());
+    Ok(pod)
+}
+
+/// Creates `names` on `node` one after the other; each start's outcome.
+async fn start_each(
+    c: &AnyCluster,
+    base: &Pod,
+    node: &str,
+    names: &[String],
+) -> Vec<(String, Result<PodView, ClusterError>)> {
+    let mut out = Vec::new();
+    for name in names {
+        let started = c.create_pod(named(base.clone(), name, Some(node))).await;
+        out.push((name.clone(), started));
+    }
+    out
+}
+
+async fn kubelet_restart_keeps_every_network(ctx: &Ctx, c: &AnyCluster) -> Outcome {
+    let node = first_node(c)?;
+    let host_local = apply_macvlan_nad(ctx, c, "10.253.0.0/24").await?;
+    let base = pod_selecting(ctx, &format!("dataplane,{MACVLAN_NAD}"))?;
     let mut pods = Vec::new();
     for i in 0..2 {
         pods.push(
@@ -116,100 +139,209 @@ async fn kubelet_restart_keeps_every_network(ctx: &Ctx, c: &AnyCluster) -> Outco
     }
     // Kubelet restarts while two more pods start on that node: each either
     // starts with every network or not at all.
-    let starting = async {
-        let mut out = Vec::new();
-        for i in 2..4 {
-            out.push(
-                c.create_pod(named(base.clone(), &format!("deg-{i}"), Some(&node)))
-                    .await,
-            );
-        }
-        out
-    };
-    let (restarted, started) = tokio::join!(c.restart_kubelet(&node), starting);
+    let names: Vec<String> = (2..4).map(|i| format!("deg-{i}")).collect();
+    let (restarted, started) = tokio::join!(
+        c.restart_kubelet(&node),
+        start_each(c, &base, &node, &names)
+    );
     restarted?;
-    let refused: Vec<String> = started
-        .into_iter()
-        .filter_map(|r| match r {
-            Ok(p) => {
-                pods.push(p);
-                None
-            }
-            Err(e) => Some(e.to_string()),
-        })
-        .collect();
+    let mut refused = Vec::new();
+    for (name, r) in started {
+        match r {
+            Ok(p) => pods.push(p),
+            Err(e) => refused.push(format!("{name}: {e}")),
+        }
+    }
     if !refused.is_empty() {
         ctx.observed.note(&format!(
             "started during the kubelet restart and refused (not running): {}",
             refused.join("; ")
         ));
     }
-    every_network_present(c, &pods).await?;
-    leases_match(lease_dir.as_deref(), &pods)?;
-    devices_match(c, &pods).await?;
-
-    // The deliberately broken variant: one attachment silently gone.
-    let victim = &pods[0];
-    kit::pod_run(c, victim, &["ip", "link", "del", "net2"]).await?;
-    let caught = missing_networks(c, victim).await?;
-    if !caught.iter().any(|m| m.starts_with("net2 ")) {
-        return fail(format!(
-            "{}'s net2 was deleted but the check saw nothing missing ({caught:?}): it cannot catch a dropped attachment",
-            victim.name
-        ));
-    }
-    ctx.observed
-        .note(&format!("dropped attachment caught: {}", caught.join("; ")));
-    Ok(())
-}
-
-/// host-local's leases of the macvlan network are exactly the pods' addresses.
-fn leases_match(dir: Option<&std::path::Path>, pods: &[PodView]) -> Outcome {
-    let Some(dir) = dir else {
-        return Ok(());
+    // The pod network's leases are left out: on a real cluster other pods (node
+    // probes) may hold some.
+    let expect = Expect {
+        live: pods,
+        host_local,
+        resources: vec![DATAPLANE.into()],
+        ..Default::default()
     };
-    let mut leased: Vec<String> = std::fs::read_dir(dir.join(MACVLAN_NAD))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut live = Vec::new();
-    for p in pods {
-        live.extend(kit::status_of(p, &format!("default/{MACVLAN_NAD}"))?.ips);
-    }
-    leased.sort();
-    live.sort();
-    if leased == live {
-        Ok(())
-    } else {
-        fail(format!(
-            "host-local leases {leased:?} of {MACVLAN_NAD} do not match the live pods' addresses {live:?}"
-        ))
+    invariant::check(c, &expect).await?;
+
+    // The check itself, held to a dropped attachment: it must name the pod and
+    // the network.
+    let victim = &expect.live[0];
+    kit::pod_run(c, victim, &["ip", "link", "del", "net2"]).await?;
+    match invariant::check(c, &expect).await {
+        Err(f)
+            if f.message().contains(&format!(
+                "pod {} runs without net2 (default/{MACVLAN_NAD})",
+                victim.name
+            )) =>
+        {
+            ctx.observed
+                .note(&format!("dropped attachment caught: {}", f.message()));
+            Ok(())
+        }
+        other => fail(format!(
+            "{}'s net2 was deleted but the invariant said {other:?}: it cannot catch a dropped attachment",
+            victim.name
+        )),
     }
 }
 
-/// Every pod holds one device of the seed's resource, none shared.
-async fn devices_match(c: &AnyCluster, pods: &[PodView]) -> Outcome {
-    let mut owner: BTreeMap<String, String> = BTreeMap::new();
-    for p in pods {
-        let devices = c.pod_devices(p).await?;
-        let ids = devices.get(DATAPLANE).cloned().unwrap_or_default();
-        if ids.len() != 1 {
+/// How long multus stays down, and how long the restart waits for an ADD to cut.
+const MULTUS_DOWN: Duration = Duration::from_millis(300);
+const WAIT_FOR_ADD: Duration = Duration::from_secs(30);
+
+async fn multus_restart_under_adds(ctx: &Ctx, c: &AnyCluster) -> Outcome {
+    let node = first_node(c)?;
+    let host_local = apply_macvlan_nad(ctx, c, "10.253.1.0/24").await?;
+    let base = pod_selecting(ctx, &format!("dataplane,{MACVLAN_NAD},ovs-vlan-100"))?;
+    let mut live = vec![
+        c.create_pod(named(base.clone(), "mr-0", Some(&node)))
+            .await?,
+    ];
+    // multus restarts as soon as the first of three pods is being attached.
+    let names: Vec<String> = (1..4).map(|i| format!("mr-{i}")).collect();
+    let faults = c.multus_faults()?;
+    let (restarted, started) = tokio::join!(
+        faults.restart_multus(&node, WAIT_FOR_ADD, MULTUS_DOWN),
+        start_each(c, &base, &node, &names)
+    );
+    restarted?;
+    let (mut cut, mut failed) = (0, Vec::new());
+    for (name, r) in started {
+        match r {
+            Ok(p) => live.push(p),
+            Err(e) => {
+                let message = e.to_string();
+                if !message.contains("multus on node") {
+                    return fail(format!(
+                        "{name} failed to start during the multus restart, but not because of it: {message}"
+                    ));
+                }
+                cut += usize::from(message.contains("restarted during the pod's ADD"));
+                failed.push(format!("{name}: {message}"));
+            }
+        }
+    }
+    ensure(cut > 0, || {
+        format!(
+            "multus restarted under a pod's ADD, but no start failed for it (failed: {failed:?}): a pod whose ADD was cut off started anyway"
+        )
+    })?;
+    ctx.observed.note(&format!(
+        "{} of {} pods started during the multus restart; failed visibly: {}",
+        live.len() - 1,
+        names.len(),
+        failed.join("; ")
+    ));
+    // multus is back: a pod started now gets every network.
+    live.push(
+        c.create_pod(named(base.clone(), "mr-4", Some(&node)))
+            .await?,
+    );
+    let mut expect = Expect {
+        live,
+        ovs_networks: vec![OVS_NETWORK.into()],
+        host_local,
+        resources: vec![DATAPLANE.into()],
+        pod_network_leases: true,
+    };
+    invariant::check(c, &expect).await?;
+    // A pod from before the restart is torn down with what multus gave it then.
+    let old = expect.live.remove(0);
+    c.delete_pod(&old.namespace, &old.name).await?;
+    invariant::check(c, &expect).await
+}
+
+/// The primary network rewritten: the same network, its chain extended with
+/// `tuning` (MTU 1400), the file replaced in place as a CNI installer does.
+fn rewritten_primary(original: &str) -> Result<String, Failure> {
+    let mut conf: serde_json::Value = serde_json::from_str(original)?;
+    let plugins = conf["plugins"].as_array_mut().ok_or_else(|| {
+        Failure::msg(format!("the primary CNI config has no plugins: {original}"))
+    })?;
+    plugins.push(json!({"type": "tuning", "mtu": REWRITTEN_MTU}));
+    Ok(serde_json::to_string_pretty(&conf)?)
+}
+
+const REWRITTEN_MTU: u32 = 1400;
+
+async fn primary_config_rewritten(ctx: &Ctx, c: &AnyCluster) -> Outcome {
+    let node = first_node(c)?;
+    let host_local = apply_macvlan_nad(ctx, c, "10.253.2.0/24").await?;
+    let base = pod_selecting(ctx, &format!("dataplane,{MACVLAN_NAD}"))?;
+    let faults = c.multus_faults()?;
+    let file = faults.primary_cni_config(&node).await?;
+    let mut live = Vec::new();
+    for i in 0..2 {
+        live.push(
+            c.create_pod(named(base.clone(), &format!("pc-{i}"), Some(&node)))
+                .await?,
+        );
+    }
+    let original = read_primary(c, &node, &file).await?;
+    let rewritten = rewritten_primary(&original)?;
+    faults.write_cni_config(&node, &file, &rewritten).await?;
+    let after = c
+        .create_pod(named(base.clone(), "pc-2", Some(&node)))
+        .await?;
+    let mtu = kit::pod_iface(c, &after, "eth0").await?.mtu;
+    ensure(mtu == REWRITTEN_MTU, || {
+        format!(
+            "{file} on {node} was rewritten with tuning mtu {REWRITTEN_MTU}, but pc-2 started after it has eth0 MTU {mtu}: multus did not read the rewritten primary network"
+        )
+    })?;
+    let old_mtu = kit::pod_iface(c, &live[0], "eth0").await?.mtu;
+    ensure(old_mtu != REWRITTEN_MTU, || {
+        format!("pc-0 started before the rewrite, yet its eth0 MTU changed to {old_mtu}")
+    })?;
+    live.push(after);
+    let mut expect = Expect {
+        live,
+        host_local,
+        resources: vec![DATAPLANE.into()],
+        pod_network_leases: true,
+        ..Default::default()
+    };
+    invariant::check(c, &expect).await?;
+
+    // Half a file (an installer killed while writing): the next pod fails visibly,
+    // naming the file, and leaves nothing behind.
+    let half = &rewritten[..rewritten.len() / 2];
+    faults.write_cni_config(&node, &file, half).await?;
+    match c.create_pod(named(base.clone(), "pc-3", Some(&node))).await {
+        Ok(p) => {
             return fail(format!(
-                "pod {} holds {ids:?} of {DATAPLANE}, not one device",
+                "pod {} started although {file} on {node} is half a JSON document",
                 p.name
             ));
         }
-        if let Some(other) = owner.insert(ids[0].clone(), p.name.clone()) {
-            return fail(format!(
-                "device {} is allocated to both {other} and {}",
-                ids[0], p.name
-            ));
-        }
+        Err(e) => ensure(e.to_string().contains(&file), || {
+            format!(
+                "pc-3's start failed on the broken {file}, but the error does not name the file: {e}"
+            )
+        })?,
     }
+    invariant::check(c, &expect).await?;
+
+    // Pods from before the rewrite are torn down with the config they were made
+    // with (the file is still broken): their eth0 leases released, devices freed.
+    for _ in 0..2 {
+        let old = expect.live.remove(0);
+        c.delete_pod(&old.namespace, &old.name).await?;
+    }
+    invariant::check(c, &expect).await?;
+    faults.write_cni_config(&node, &file, &original).await?;
     Ok(())
+}
+
+/// The text of `file` in `node`'s CNI config dir, through the node's own view.
+async fn read_primary(c: &AnyCluster, node: &str, file: &str) -> Result<String, Failure> {
+    c.multus_faults()?
+        .read_cni_config(node, file)
+        .await
+        .map_err(Failure::from)
 }

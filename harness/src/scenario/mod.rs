@@ -8,6 +8,7 @@ pub mod degradation;
 pub mod faults;
 pub mod filter;
 pub mod hotplug;
+pub mod invariant;
 pub mod ipv6;
 pub mod kit;
 pub mod macvtap_cni;

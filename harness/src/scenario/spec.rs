@@ -801,7 +801,7 @@ async fn device_info(c: &AnyCluster) -> Result<Seen, Failure> {
 
 async fn readiness(_c: &AnyCluster) -> Result<Seen, Failure> {
     Ok(Seen::NotApplicable(
-        "readiness is the multus daemon's CNI config file appearing after the default network's; secnet's multus has no config directory (the node attaches eth0 itself), and on real clusters the order of files is not observed by this check".into(),
+        "readiness is the multus daemon's CNI config file appearing after the default network's; secnet's multus takes the default network from the node's CNI config dir but writes no config file of its own to appear after it, and on real clusters the order of files is not observed by this check".into(),
     ))
 }
 

@@ -260,7 +260,8 @@ async fn add_device(
 async fn unbind<C: Cluster>(cluster: &C, pod: &PodView, kind: &BindingKind, pod_ifname: &str) {
     if *kind == BindingKind::Bridge {
         for link in [format!("tap-{pod_ifname}"), format!("k6t-{pod_ifname}")] {
-            let _ = crate::contract::probe::pod_run(cluster, pod, &["ip", "link", "del", &link]).await;
+            let _ =
+                crate::contract::probe::pod_run(cluster, pod, &["ip", "link", "del", &link]).await;
         }
     }
 }

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use super::{NetnsCluster, capture, ovs};
 use crate::cluster::ability::{
     DevicePluginConfig, DevicePluginRestart, FrameCapture, Fut, LanNamespaces, LocalTopology,
-    NodeAccess, NodeFaults, Ovs, RunningCapture, node_error,
+    MultusFaults, NodeAccess, NodeFaults, Ovs, RunningCapture, node_error,
 };
 use crate::cluster::any::{Ended, NodeFacts, OvsFacts, ProviderCluster, if_offered};
 use crate::cluster::capability::{Capability, Offer};
@@ -30,6 +30,7 @@ pub fn offer() -> Offer {
         [
             NodeAccess,
             NodeFaults,
+            MultusFaults,
             DevicePluginRestart,
             DevicePluginConfig,
             Ovs,
@@ -88,6 +89,9 @@ impl ProviderCluster for NetnsCluster {
     }
     fn node_faults(&self) -> Option<&dyn NodeFaults> {
         if_offered(&offer(), Capability::NodeFaults, self)
+    }
+    fn multus_faults(&self) -> Option<&dyn MultusFaults> {
+        if_offered(&offer(), Capability::MultusFaults, self)
     }
     fn device_plugin_restart(&self) -> Option<&dyn DevicePluginRestart> {
         if_offered(&offer(), Capability::DevicePluginRestart, self)
@@ -234,6 +238,42 @@ impl NodeFaults for NetnsCluster {
             NetnsCluster::lose_pod_netns(self, &pod.namespace, &pod.name)
                 .await
                 .map_err(|e| node_error(&pod.node, "deleting the pod's netns", e))
+        })
+    }
+}
+
+impl MultusFaults for NetnsCluster {
+    fn restart_multus<'a>(
+        &'a self,
+        node: &'a str,
+        wait_for_add: Duration,
+        down_for: Duration,
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            NetnsCluster::restart_multus(self, node, wait_for_add, down_for)
+                .await
+                .map_err(|e| node_error(node, "restarting multus", e))
+        })
+    }
+
+    fn write_cni_config<'a>(&'a self, node: &'a str, file: &'a str, text: &'a str) -> Fut<'a, ()> {
+        Box::pin(async move {
+            NetnsCluster::write_cni_config(self, node, file, text)
+                .map_err(|e| node_error(node, "writing a CNI config", e))
+        })
+    }
+
+    fn read_cni_config<'a>(&'a self, node: &'a str, file: &'a str) -> Fut<'a, String> {
+        Box::pin(async move {
+            NetnsCluster::read_cni_config(self, node, file)
+                .map_err(|e| node_error(node, "reading a CNI config", e))
+        })
+    }
+
+    fn primary_cni_config<'a>(&'a self, node: &'a str) -> Fut<'a, String> {
+        Box::pin(async move {
+            NetnsCluster::primary_cni_config(self, node)
+                .map_err(|e| node_error(node, "finding the primary CNI config", e))
         })
     }
 }

@@ -8,6 +8,7 @@ mod error;
 pub mod fabric;
 pub mod faults;
 mod guests;
+pub mod multus_daemon;
 pub mod node;
 pub mod ovs;
 pub mod pod;
@@ -58,6 +59,9 @@ pub struct NetnsCluster {
     pub opts: Options,
     pub run_dir: PathBuf,
     pub fabric: Ns,
+    /// secnet's multus on every node (by node index): outside `inner`, so that it
+    /// can restart while a pod's ADD holds the cluster.
+    multus: Vec<multus_daemon::MultusDaemon>,
     inner: Mutex<Inner>,
 }
 
@@ -138,14 +142,26 @@ impl NetnsCluster {
                 true => ovs::up(&lab, &fabric, &nodes)?,
                 false => Vec::new(),
             };
-            Ok::<_, NetnsError>((fabric, nodes, dhcp, ovs))
+            let multus = nodes
+                .iter()
+                .map(|n| {
+                    multus_daemon::MultusDaemon::start(
+                        &n.name,
+                        &n.view.dir,
+                        pod::POD_NETWORK,
+                        &n.pod_subnet,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, NetnsError>((fabric, nodes, dhcp, ovs, multus))
         }
         .await;
         match partial {
-            Ok((fabric, nodes, dhcp, ovs)) => Ok(NetnsCluster {
+            Ok((fabric, nodes, dhcp, ovs, multus)) => Ok(NetnsCluster {
                 opts,
                 run_dir,
                 fabric,
+                multus,
                 inner: Mutex::new(Inner {
                     ovs,
                     lab,

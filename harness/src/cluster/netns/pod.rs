@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Inner, NetnsCluster};
 use crate::cluster::{ClusterError, ExecOutput, PodView};
@@ -42,18 +42,6 @@ fn start_err(pod: &str, node: &str, message: impl std::fmt::Display) -> ClusterE
         node: node.into(),
         message: message.to_string(),
     }
-}
-
-fn eth0_config(pod_subnet: &str) -> Value {
-    json!({
-        "cniVersion": "1.0.0",
-        "name": POD_NETWORK,
-        "type": "bridge",
-        "bridge": "cni0",
-        "isGateway": true,
-        "ipMasq": false,
-        "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}
-    })
 }
 
 /// `0/2 nodes are available: 2 Insufficient <resource>.` as the scheduler says it.
@@ -315,7 +303,10 @@ async fn attach(
     let k8s_args = format!(
         "IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={sandbox_id};K8S_POD_UID={uid}"
     );
-    let eth0_plugins = vec![eth0_config(&node.pod_subnet)];
+    // multus serves the ADD: refused while it restarts, cut off if it restarts
+    // before the last network; eth0's config is the node's cluster network's file.
+    let add = cluster.multus_on(start.node_index).begin()?;
+    let (pod_network, eth0_plugins) = add.primary()?;
     let eth0_target = Target {
         container_id: sandbox_id.clone(),
         netns: Some(netns.path_str()),
@@ -329,11 +320,11 @@ async fn attach(
     });
     let eth0_result = chain::add(&dirs, &enter, &eth0_plugins, &eth0_target)
         .await
-        .map_err(|e| format!("eth0 on {POD_NETWORK}: {e}"))?;
+        .map_err(|e| format!("eth0 on {pod_network}: {e}"))?;
     if let Some(Undo::Detach { result, .. }) = undo.last_mut() {
         *result = Some(eth0_result.clone());
     }
-    let mut statuses = multus::status::from_result(POD_NETWORK, &eth0_result, true, None)
+    let mut statuses = multus::status::from_result(&pod_network, &eth0_result, true, None)
         .map_err(|e| e.to_string())?;
     let annotation = pod
         .metadata
@@ -366,6 +357,7 @@ async fn attach(
         .map_err(|e| e.with_pod(ns, name).to_string())?;
     let mut networks = Vec::new();
     for d in delegates {
+        add.still_served()?;
         let target = Target {
             container_id: sandbox_id.clone(),
             netns: Some(netns.path_str()),
@@ -390,6 +382,7 @@ async fn attach(
         });
         statuses.extend(status.map_err(|e| e.to_string())?);
     }
+    add.still_served()?;
     Ok(Attached {
         eth0: Attachment {
             plugins: eth0_plugins,
