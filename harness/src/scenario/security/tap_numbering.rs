@@ -69,41 +69,29 @@ pub(super) async fn neighbour_kernel_numbering(ctx: &Ctx, cluster: &AnyCluster) 
         ));
         return Ok(());
     }
-    // The neighbour: a pod's namespace numbering its own macvtaps the kernel's way
-    // until it reaches the victim's index.
+    // The neighbour: a pod's namespace whose kernel numbering has reached the
+    // victim's index (any namespace with that many links does); its macvtap there
+    // must get a /dev/tapN of its own.
     let mut pod = Pod::plain("neighbour", &node, "");
     pod.metadata.annotations.clear();
     let neighbour = cluster.create_pod(pod).await?;
     let ns = cluster.pod_namespace(&neighbour).await?;
+    // On its eth0: no other link of its own may hold the index first.
+    let idx = taken.to_string();
     cluster
         .ns_ip(
             &ns,
             &[
-                "link", "add", "nb-lower", "type", "veth", "peer", "name", "nb-peer",
+                "link", "add", "nbtap", "index", &idx, "link", "eth0", "type", "macvtap", "mode",
+                "bridge",
             ],
         )
         .await?;
-    for n in 0..NEIGHBOUR_REACH {
-        let name = format!("nbtap{n}");
-        cluster
-            .ns_ip(
-                &ns,
-                &[
-                    "link", "add", &name, "link", "nb-lower", "type", "macvtap", "mode", "bridge",
-                ],
-            )
-            .await?;
-        let index = link_index(cluster, &ns, &name).await?;
-        if index < taken {
-            continue;
-        }
-        if index == taken && tap_node(taken) == Some(held) {
-            return stolen(taken, held);
-        }
-        break;
+    if link_index(cluster, &ns, "nbtap").await? == taken && tap_node(taken) == Some(held) {
+        return stolen(taken, held);
     }
     ctx.observed.note(&format!(
-        "the neighbour's kernel numbering passed ifindex {taken} and got its own /dev/tap{taken}"
+        "the neighbour's macvtap at ifindex {taken} got its own /dev/tap{taken}"
     ));
     Ok(())
 }
