@@ -39,6 +39,32 @@ async fn link_index(cluster: &AnyCluster, ns: &Ns, name: &str) -> Result<u32, Fa
         .ok_or_else(|| Failure::msg(format!("{name} has no ifindex")))
 }
 
+/// The last ifindex the node's kernel gave (a probe veth pair made and deleted,
+/// which also moves the counter on by two).
+async fn probe_node_counter(ctx: &Ctx, cluster: &AnyCluster, node: &str) -> Result<u32, Failure> {
+    let probe = format!("snq{}", &ctx.scope);
+    let peer = format!("{probe}p");
+    cluster
+        .node_ip(
+            node,
+            &["link", "add", &probe, "type", "veth", "peer", "name", &peer],
+        )
+        .await?;
+    let shown = cluster.node_ip(node, &["-j", "link", "show", &probe]).await;
+    cluster.node_ip(node, &["link", "del", &probe]).await?;
+    let shown = serde_json::from_str::<Value>(&shown?)?;
+    let link = shown
+        .get(0)
+        .ok_or_else(|| Failure::msg("the probe link on the node is not shown"))?;
+    // The pair took two indexes (the peer's is `link_index`); the later one counts.
+    [&link["ifindex"], &link["link_index"]]
+        .iter()
+        .filter_map(|i| i.as_u64())
+        .max()
+        .map(|i| i as u32)
+        .ok_or_else(|| Failure::msg("the probe link on the node has no ifindex"))
+}
+
 pub(super) async fn neighbour_kernel_numbering(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node = cluster.nodes()[0].clone();
     let plugin = cluster.device_plugin_process(&node).await?;
@@ -49,6 +75,15 @@ pub(super) async fn neighbour_kernel_numbering(ctx: &Ctx, cluster: &AnyCluster) 
             "the device plugin runs in the machine's own network namespace: kernel numbering is expected there",
         );
         return Ok(());
+    }
+    // Other scenarios on this machine may hold /dev/tapN at the node's next
+    // indexes (devtmpfs is shared): move the node's counter on to one whose node is
+    // free, so that a kernel-numbered macvtap would keep it.
+    for _ in 0..64 {
+        let next = probe_node_counter(ctx, cluster, &node).await? + 1;
+        if tap_node(next).is_none() {
+            break;
+        }
     }
     let victim = cluster
         .create_pod(named(
