@@ -170,7 +170,7 @@ viable=$((killed + survived))
   echo "killed $killed of $viable viable ($((viable ? 100 * killed / viable : 0))%)," \
     "$(grep -c '^unviable' "$results" || true) unviable, $(grep -c '^equivalent' "$results" || true) equivalent"
   echo "survivors:"
-  grep '^survived' "$results" | cut -f3 | sed 's/^/  /'
+  { grep '^survived' "$results" || true; } | cut -f3 | sed 's/^/  /'
   echo "equivalent (not counted):"
-  grep '^equivalent' "$results" | cut -f3,4 | sed 's/^/  /; s/\t/: /'
+  { grep '^equivalent' "$results" || true; } | cut -f3,4 | sed 's/^/  /; s/\t/: /'
 } | tee "$OUT/score.txt"
