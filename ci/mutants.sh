@@ -12,7 +12,9 @@
 #   SEED=27 SAMPLE=30 ONLY='name-regex' ci/mutants.sh
 #
 # Output in $OUT (default target/mutants-score): score.txt, results.tsv (one line
-# per mutant: verdict, package, mutant name, failed scenarios), logs/.
+# per mutant: verdict, package, mutant name, failed scenarios or why equivalent),
+# logs/. Verdicts: killed, survived, unviable (does not build), equivalent (see
+# EQUIVALENT below: not run, not counted).
 # Mutants are built from a copy of HEAD's sources into target/mutants (a build of
 # the plugin crates only, never of the harness).
 set -euo pipefail
@@ -69,15 +71,55 @@ for i, m in enumerate(chosen):
 print(f"{len(chosen)} of {len(mutants)} mutants (seed {seed})", file=sys.stderr)
 EOF
 
-# The scenarios that run each crate's binaries (cni-kit is in all three).
+# Mutants that change nothing a user (or any program) could observe, each with why.
+# They are reported, not run, and not counted as viable. Only truly equivalent
+# mutants belong here: one that is merely hard to kill stays a survivor.
+# Format: a substring of the mutant's name, a tab, the reason.
+EQUIVALENT=$(cat <<'LIST'
+ovsdb.rs:98:14: replace match guard datum.is_null() with false in set_members	every caller keeps only members of a type (uuid_of, as_i64, as_str), which drops the null the mutant adds
+tapdev.rs:163:25: replace | with ^ in read_private_sysfs	MS_REC and MS_SLAVE are disjoint bits: ^ and | give the same flags
+LIST
+)
+equivalent_reason() {
+  local pattern reason
+  while IFS=$'\t' read -r pattern reason; do
+    [ -n "$pattern" ] && [[ "$1" == *"$pattern"* ]] && { echo "$reason"; return 0; }
+  done <<<"$EQUIVALENT"
+  return 1
+}
+
+# The scenarios that run each crate's binaries (cni-kit is in all three). Scenario
+# names start with their group: keep these in step with `secnet conform --list`.
 focus_of() {
   case "$1" in
-    ovs-cni) echo '^(ovs/|security/ovs|bad-input/ovs|faults/ovs)' ;;
-    macvtap-cni) echo '^(seed/|macvtap-cni/|security/macvtap|bad-input/macvtap|faults/)' ;;
-    macvtap-deviceplugin) echo '^(seed/|macvtap-cni/|security/macvtap|device-plugin/|bad-input/macvtap|faults/)' ;;
-    *) echo '^(seed/|ovs/|macvtap-cni/|security/|device-plugin/|bad-input/|faults/)' ;;
+    ovs-cni) echo '^(ovs/|security/ovs|ipv6/OVS)' ;;
+    macvtap-cni | macvtap-deviceplugin) echo '^(seed/|macvtap-cni/|security/macvtap|bad-input/|fault/|ipv6/macvtap)' ;;
+    *) echo '^(seed/|ovs/|macvtap-cni/|security/|bad-input/|fault/|ipv6/)' ;;
   esac
 }
+
+# The binaries a crate's mutant changes; the others are the unmutated build.
+bins_of() {
+  case "$1" in
+    ovs-cni) echo ovs ;;
+    macvtap-cni) echo macvtap ;;
+    macvtap-deviceplugin) echo macvtap-deviceplugin ;;
+    *) echo macvtap ovs macvtap-deviceplugin ;;
+  esac
+}
+packages_of() {
+  case "$1" in
+    cni-kit) echo "-p macvtap-cni -p ovs-cni -p macvtap-deviceplugin" ;;
+    *) echo "-p $1" ;;
+  esac
+}
+base=$work/base
+mkdir -p "$base"
+(cd "$src" && nice cargo build -q -p macvtap-cni -p ovs-cni -p macvtap-deviceplugin --bins) >"$OUT/logs/base.log" 2>&1 || {
+  echo "ci/mutants.sh: the unmutated plugins do not build (see $OUT/logs/base.log)" >&2
+  exit 2
+}
+for b in macvtap ovs macvtap-deviceplugin; do cp "$CARGO_TARGET_DIR/debug/$b" "$base/"; done
 
 results=$OUT/results.tsv
 : >"$results"
@@ -86,13 +128,20 @@ for patch in "$work"/sample/*.patch; do
   IFS=$'\t' read -r package name <"$work/sample/$id.meta"
   log=$OUT/logs/$id.log
   echo "== $id $name" | tee "$log"
+  if reason=$(equivalent_reason "$name"); then
+    printf '%s\t%s\t%s\t%s\n' equivalent "$package" "$name" "$reason" | tee -a "$results"
+    continue
+  fi
   patch -s -p0 -d "$src" <"$patch"
   bins=$work/bins/$id
   mkdir -p "$bins"
-  if (cd "$src" && nice cargo build -q -p macvtap-cni -p ovs-cni -p macvtap-deviceplugin --bins) >>"$log" 2>&1; then
-    for b in macvtap ovs macvtap-deviceplugin; do cp "$CARGO_TARGET_DIR/debug/$b" "$bins/"; done
+  cp "$base"/* "$bins/"
+  # shellcheck disable=SC2046 # one word per -p and package
+  if (cd "$src" && nice cargo build -q $(packages_of "$package") --bins) >>"$log" 2>&1; then
+    for b in $(bins_of "$package"); do cp "$CARGO_TARGET_DIR/debug/$b" "$bins/"; done
     report=$OUT/logs/$id-report
-    if nice "$SECNET" conform --focus "$(focus_of "$package")" --skip-label vm -j "$JOBS" \
+    # --fail-fast: one failed scenario kills the mutant; the rest need not run.
+    if nice "$SECNET" conform --focus "$(focus_of "$package")" --skip-label vm -j "$JOBS" --fail-fast \
       --plugin "macvtap=$bins/macvtap" --plugin "ovs=$bins/ovs" \
       --plugin "macvtap-deviceplugin=$bins/macvtap-deviceplugin" \
       --report "$report" >>"$log" 2>&1; then
@@ -118,7 +167,10 @@ survived=$(grep -c '^survived' "$results" || true)
 viable=$((killed + survived))
 {
   echo "secnet mutants: seed $SEED, sample $(wc -l <"$results"), $(date -u +%F)"
-  echo "killed $killed of $viable viable ($((viable ? 100 * killed / viable : 0))%)"
+  echo "killed $killed of $viable viable ($((viable ? 100 * killed / viable : 0))%)," \
+    "$(grep -c '^unviable' "$results" || true) unviable, $(grep -c '^equivalent' "$results" || true) equivalent"
   echo "survivors:"
-  grep '^survived' "$results" | cut -f3 | sed 's/^/  /'
+  { grep '^survived' "$results" || true; } | cut -f3 | sed 's/^/  /'
+  echo "equivalent (not counted):"
+  { grep '^equivalent' "$results" || true; } | cut -f3,4 | sed 's/^/  /; s/\t/: /'
 } | tee "$OUT/score.txt"

@@ -97,10 +97,33 @@ async fn device_plugin_configs(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         cluster,
         "the seed's ConfigMap",
         seed,
-        &["trailing comma", "line 7"],
+        // The position is the comma's own, and the line is shown with a caret under it.
+        &[
+            "trailing comma",
+            "line 7 column 6",
+            "    7 |     },",
+            "\n      |      ^",
+        ],
     )
     .await?;
     let lower = cluster.lower_device();
+    // All on one line, as `kubectl create configmap --from-literal` writes it.
+    let one_line =
+        format!(r#"[{{"name": "dataplane", "lowerDevice": "{lower}", "capacity": 5}},]"#);
+    let comma = one_line.rfind(',').unwrap_or(0) + 1;
+    daemonset_refused(
+        ctx,
+        cluster,
+        "a one-line ConfigMap with a trailing comma",
+        config_map(&one_line),
+        &[
+            "trailing comma",
+            &format!("line 1 column {comma}"),
+            &format!("    1 | {one_line}"),
+            &format!("\n      | {}^", " ".repeat(comma - 1)),
+        ],
+    )
+    .await?;
     let unknown_mode = json!([
         {"name": "dataplane", "lowerDevice": lower, "mode": "bridgee", "capacity": 5}
     ]);
@@ -110,6 +133,17 @@ async fn device_plugin_configs(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         "unknown mode",
         config_map(&unknown_mode.to_string()),
         &["bridgee", "mode"],
+    )
+    .await?;
+    // One character over the kubelet's 63 (a 63-character name is valid).
+    let long_name = "d".repeat(64);
+    let too_long = json!([{"name": long_name, "lowerDevice": lower, "capacity": 5}]);
+    daemonset_refused(
+        ctx,
+        cluster,
+        "a 64-character resource name",
+        config_map(&too_long.to_string()),
+        &["has 64 characters"],
     )
     .await?;
     let no_capacity = json!([{"name": "dataplane", "lowerDevice": lower, "capacity": 0}]);

@@ -356,12 +356,20 @@ async fn standalone(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let scratch = scratch_dir(ctx, "policy")?;
     let policy = node_policy(
         &scratch,
-        Some(&format!("[macvtap]\nstandalone_masters = {uplink}\n")),
+        Some(&format!("[macvtap]\nstandalone_masters = {uplink} lo\n")),
     )?;
     let env = [(cni_kit::policy::POLICY_ENV, policy.as_str())];
     let pod = nl.pod("pod").map_err(lab_failure)?;
     let nl = &*nl;
-    let cfg = config(COMMON_VERSION, json!({"master": uplink, "mode": "bridge"}));
+    // The master's own MTU, the largest a macvtap on it may have: allowed.
+    let mtu = nl
+        .link(&nl.node, &uplink)
+        .and_then(|l| l["mtu"].as_u64())
+        .ok_or("the uplink has no MTU")?;
+    let cfg = config(
+        COMMON_VERSION,
+        json!({"master": uplink, "mode": "bridge", "mtu": mtu}),
+    );
     let call = |cmd: &'static str, cfg: Value, args: &'static str| {
         call_with_env(ctx, nl, cmd, cfg, &pod, args, &env)
     };
@@ -376,10 +384,32 @@ async fn standalone(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     ensure(link["address"] == "02:5e:c0:00:00:02", || {
         format!("MAC is {}", link["address"])
     })?;
+    ensure(link["mtu"] == mtu, || {
+        format!("MTU is {}, requested {mtu} (the master's)", link["mtu"])
+    })?;
     succeeded("DEL", &call("DEL", cfg, "").await?)?;
     let left = nl.links(&pod).map_err(lab_failure)?;
     ensure(left == ["lo"], || {
         format!("after DEL the pod still has {left:?}")
+    })?;
+    // A master the policy lists but the kernel cannot carry macvtaps on (loopback):
+    // a permanent failure, never "try again later" (the runtime would retry the
+    // pod forever), and the pod as it was.
+    let on_lo = config(COMMON_VERSION, json!({"master": "lo", "mode": "bridge"}));
+    let refused = call("ADD", on_lo, "").await?;
+    let left = nl.links(&pod).map_err(lab_failure)?;
+    ensure(!refused.success && refused.error_code() != Some(11), || {
+        format!(
+            "ADD on master lo must fail as a permanent error, not {}",
+            if refused.success {
+                "succeed".to_string()
+            } else {
+                format!("code 11 (try again later): {}", refused.error_text())
+            }
+        )
+    })?;
+    ensure(left == ["lo"], || {
+        format!("after the refused ADD on lo the pod has {left:?}")
     })
 }
 

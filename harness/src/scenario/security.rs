@@ -25,6 +25,10 @@ use crate::lab::node::NodeLab;
 use crate::lab::{Ns, ScratchDir};
 use crate::objects::{Meta, NadSpec, NetworkAttachmentDefinition, Object, Pod};
 
+mod ipam_error;
+mod policy_keys;
+mod tap_numbering;
+
 const NO_POLICY: &str = "upstream has no such policy";
 
 /// Stands for the node's uplink in an attack's config, policy and links; replaced
@@ -127,6 +131,15 @@ pub fn scenarios() -> Vec<Scenario> {
         },
     );
     ovs(
+        "socket_file a second name (hard link) of the node's ovsdb-server",
+        OvsAttack {
+            socket: SocketChoice::HardLink,
+            config: json!({"vlan": 100}),
+            why: "the plugin may connect only to the sockets the node's policy lists, by the name it lists",
+            ..OvsAttack::default()
+        },
+    );
+    ovs(
         "trunk of every VLAN (no vlan) without the policy allowing trunks",
         OvsAttack {
             config: json!({}),
@@ -170,6 +183,16 @@ pub fn scenarios() -> Vec<Scenario> {
         )
         .needs(&[Capability::NodeAccess])
         .deploy_macvtap_seed(),
+    );
+    list.push(
+        Scenario::on_node_lab(
+            "ovs/IPAM: a delegate's error passed on with its code; CNI_IFNAME taken while it ran",
+            "ovs",
+            "pod",
+            &["cni", "ipam"],
+            |ctx, nl| Box::pin(ipam_error::ipam_error_code(ctx, nl)),
+        )
+        .needs(&[Capability::Program("ovsdb-server")]),
     );
     list.extend(round_two());
     list.extend(ovs_round_two());
@@ -288,6 +311,9 @@ enum SocketChoice {
     ViaProc,
     /// A symlink to it.
     Symlink,
+    /// A hard link to it: a socket file itself, outside /proc, served by root, so
+    /// only the policy's allow-list stops it.
+    HardLink,
 }
 
 #[derive(Clone, Default)]
@@ -335,6 +361,12 @@ async fn ovs_attack_in(
         SocketChoice::Symlink => {
             let link = scratch.path().join("db.sock");
             std::os::unix::fs::symlink(&ovs.socket, &link)
+                .map_err(|e| Failure::caused(format!("failed to create {}", link.display()), e))?;
+            link.display().to_string()
+        }
+        SocketChoice::HardLink => {
+            let link = scratch.path().join("db-alias.sock");
+            std::fs::hard_link(&ovs.socket, &link)
                 .map_err(|e| Failure::caused(format!("failed to create {}", link.display()), e))?;
             link.display().to_string()
         }
@@ -615,6 +647,36 @@ fn round_two() -> Vec<Scenario> {
             |ctx, c| Box::pin(tap_number_at_allocate(ctx, c)),
         )
         .needs(&[Capability::NodeAccess, Capability::PluginExec])
+        .deploy_macvtap_seed(),
+    );
+    list.push(
+        Scenario::on_cluster(
+            "security/macvtap: a neighbour namespace's kernel-numbered macvtap at the victim's ifindex (device plugin)",
+            "macvtap",
+            "pod",
+            &["security", "deviceplugin"],
+            |ctx, c| Box::pin(tap_numbering::neighbour_kernel_numbering(ctx, c)),
+        )
+        .needs(&[
+            Capability::NodeAccess,
+            Capability::PluginExec,
+            Capability::DevicePluginConfig,
+        ])
+        .deploy_macvtap_seed(),
+    );
+    list.push(
+        Scenario::on_cluster(
+            "security/macvtap: /dev/tapN at the device plugin's first-choice indexes held by a pod",
+            "macvtap",
+            "pod",
+            &["security", "deviceplugin"],
+            |ctx, c| Box::pin(tap_numbering::first_choices_held(ctx, c)),
+        )
+        .needs(&[
+            Capability::NodeAccess,
+            Capability::PluginExec,
+            Capability::DevicePluginConfig,
+        ])
         .deploy_macvtap_seed(),
     );
     list.push(
@@ -1542,7 +1604,7 @@ async fn untrusted_policy_file(ctx: &Ctx, nl: &mut NodeLab, file: PolicyFile) ->
 
 /// The second review's OVS attacks (issue 28) and DEL without ovsdb-server (issue 27).
 fn ovs_round_two() -> Vec<Scenario> {
-    let plays: [(&str, &[&'static str], OvsPlay); 9] = [
+    let plays: [(&str, &[&'static str], OvsPlay); 10] = [
         (
             "a NAD on the node's external bridge (br-ex with the node's address), no bridges in the node policy",
             &["security", "cni"],
@@ -1588,6 +1650,11 @@ fn ovs_round_two() -> Vec<Scenario> {
             &["security", "cni"],
             OvsPlay::GatewayMac,
         ),
+        (
+            "every [ovs] policy key, allowed and refused",
+            &["security", "cni"],
+            OvsPlay::PolicyKeys,
+        ),
     ];
     plays
         .into_iter()
@@ -1615,6 +1682,7 @@ enum OvsPlay {
     GcOtherNetwork,
     DelWithoutOvsdb,
     GatewayMac,
+    PolicyKeys,
 }
 
 /// The node's external bridge in these attacks, with an address of the node.
@@ -1747,6 +1815,7 @@ async fn ovs_play(ctx: &Ctx, nl: &mut NodeLab, play: OvsPlay) -> Outcome {
         OvsPlay::GcOtherNetwork => gc_other_network(ctx, nl).await,
         OvsPlay::DelWithoutOvsdb => del_without_ovsdb(ctx, nl).await,
         OvsPlay::GatewayMac => ovs_gateway_mac(ctx, nl).await,
+        OvsPlay::PolicyKeys => policy_keys::ovs_policy_keys(ctx, nl).await,
     }
 }
 
@@ -1929,12 +1998,17 @@ async fn ovs_gateway_mac(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
             after,
         )
         .await?;
+        // The MAC, the range of the policy that holds it, and the key: what the
+        // admin looks up.
         let text = error_msg(&reply).to_lowercase();
+        let gw = gateway.to_lowercase();
         ensure(
-            text.contains(&gateway.to_lowercase()) && text.contains("[mac] forbidden"),
+            text.contains(&gw)
+                && text.contains(&format!("range {gw}"))
+                && text.contains("[mac] forbidden"),
             || {
                 format!(
-                    "the refusal must name the MAC refused and the policy key: {}",
+                    "the refusal must name the MAC refused, the forbidden range holding it and the policy key: {}",
                     described(&reply)
                 )
             },
