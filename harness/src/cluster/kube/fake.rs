@@ -60,6 +60,7 @@ pub(crate) const PODS: &str = "v1/pods";
 pub(crate) const NADS: &str = "k8s.cni.cncf.io/v1/network-attachment-definitions";
 pub(crate) const NAMESPACES: &str = "v1/namespaces";
 pub(crate) const DAEMONSETS: &str = "apps/v1/daemonsets";
+pub(crate) const EVENTS: &str = "v1/events";
 
 /// What the fake API server holds.
 #[derive(Default)]

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{DAEMONSETS, DATAPLANE, FakeState, HOSTNAME, Key, NADS, NODES, PODS};
+use super::{DAEMONSETS, DATAPLANE, EVENTS, FakeState, HOSTNAME, Key, NADS, NODES, PODS};
 use crate::cluster::kube::mock::Reply;
 
 /// A pod's dataplane devices (limits, as the device plugin's resources go).
@@ -82,6 +82,17 @@ pub(crate) fn network_status_of(
     Some(Ok(Value::Array(status).to_string()))
 }
 
+/// The kubelet's event for a sandbox whose CNI ADD failed (multus' `why`).
+fn sandbox_event(s: &mut FakeState, pod: &Key, uid: &str, why: &str) {
+    let name = format!("{}.sandbox", pod.name);
+    let event = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": pod.namespace},
+        "involvedObject": {"kind": "Pod", "name": pod.name, "namespace": pod.namespace, "uid": uid},
+        "type": "Warning", "reason": "FailedCreatePodSandBox",
+        "message": format!("Failed to create pod sandbox: plugin type=\"multus\" failed (add): {why}")});
+    s.create(Key::new(EVENTS, &pod.namespace, &name), event, "kubelet");
+}
+
 /// The DaemonSet that owns a pod, by name.
 pub(crate) fn owner(pod: &Value) -> Option<String> {
     pod["metadata"]["ownerReferences"]
@@ -119,6 +130,7 @@ pub(crate) fn schedule(s: &mut FakeState, key: Key, mut pod: Value, manager: &st
         pod["spec"]["nodeName"] = json!(node);
         match network_status_of(s, &pod, n) {
             Some(Err(why)) => {
+                sandbox_event(s, &key, &uid, &why);
                 pod["status"] = json!({"phase": "Pending", "conditions": [
                     {"type": "PodScheduled", "status": "True"}],
                     "containerStatuses": [{"name": "c", "ready": false,
