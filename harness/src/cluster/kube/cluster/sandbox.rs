@@ -1,6 +1,7 @@
 //! A pod whose sandbox the kubelet cannot create (`FailedCreatePodSandBox`: the CNI
 //! ADD failed, e.g. multus refusing a missing NAD) never runs: the kubelet retries
-//! forever. Its first such event ends the wait for it, with the CNI's own words.
+//! forever. Its first such event ends the wait for it, with the CNI's own words
+//! (a timeout reaching a server: its second, the kubelet's retry may succeed).
 
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ pub(super) async fn first_failure(c: &KubeCluster, ns: &str, name: &str, uid: &s
     loop {
         // A failed list is looked at again: the pod wait's own deadline bounds this.
         if let Ok(list) = api.list(&lp).await
-            && let Some(message) = latest(list.items)
+            && let Some(message) = final_failure(list.items)
         {
             return message;
         }
@@ -35,10 +36,59 @@ pub(super) async fn first_failure(c: &KubeCluster, ns: &str, name: &str, uid: &s
     }
 }
 
-/// The newest event's message (the kubelet repeats it with a count).
-fn latest(mut events: Vec<Event>) -> Option<String> {
+/// The failure that ends the wait: the newest one, once one is not transient or
+/// the kubelet's retry failed too. A plugin that could not reach the API server
+/// in time (multus under load) may well succeed on the kubelet's next try.
+fn final_failure(mut events: Vec<Event>) -> Option<String> {
     events.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
-    events
-        .pop()
-        .map(|e| e.message.unwrap_or_else(|| FAILED_SANDBOX.to_string()))
+    let attempts: i32 = events.iter().map(|e| e.count.unwrap_or(1).max(1)).sum();
+    let message = |e: &Event| e.message.clone().unwrap_or_else(|| FAILED_SANDBOX.into());
+    let lasting = events.iter().any(|e| !transient(&message(e)));
+    if lasting || attempts >= 2 {
+        return events.last().map(message);
+    }
+    None
+}
+
+/// Words of a failure to reach a server in time, not of a refusal.
+fn transient(message: &str) -> bool {
+    const WORDS: [&str; 5] = [
+        "deadline exceeded",
+        "timeout",
+        "connection refused",
+        "too many requests",
+        "try again",
+    ];
+    let m = message.to_ascii_lowercase();
+    WORDS.iter().any(|w| m.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(message: &str, count: i32) -> Event {
+        Event {
+            message: Some(message.into()),
+            count: Some(count),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn a_refusal_ends_the_wait_at_once_a_timeout_after_the_kubelets_retry() {
+        let refused = "plugin type=\"multus\" failed (add): cannot find a network-attachment-definition (dataplan)";
+        assert_eq!(
+            final_failure(vec![event(refused, 1)]).as_deref(),
+            Some(refused)
+        );
+        let slow = "Multus: error waiting for pod: Get \"https://api/pods/p31\": context deadline exceeded";
+        assert_eq!(final_failure(vec![event(slow, 1)]), None);
+        assert_eq!(final_failure(vec![event(slow, 2)]).as_deref(), Some(slow));
+        assert_eq!(
+            final_failure(vec![event(slow, 1), event(slow, 1)]).as_deref(),
+            Some(slow)
+        );
+        assert_eq!(final_failure(vec![]), None);
+    }
 }
