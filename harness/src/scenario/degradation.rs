@@ -150,7 +150,13 @@ async fn kubelet_restart_keeps_every_network(ctx: &Ctx, c: &AnyCluster) -> Outco
 
     // The deliberately broken variant: one attachment silently gone.
     let victim = &pods[0];
-    kit::pod_run(c, victim, &["ip", "link", "del", "net2"]).await?;
+    // From the node where it can: a real cluster's pod (busybox, no NET_ADMIN)
+    // may not delete its own links.
+    if c.offers(Capability::NodeAccess) {
+        c.pod_ip(victim, &["link", "del", "net2"]).await?;
+    } else {
+        kit::pod_run(c, victim, &["ip", "link", "del", "net2"]).await?;
+    }
     let caught = missing_networks(c, victim).await?;
     if !caught.iter().any(|m| m.starts_with("net2 ")) {
         return fail(format!(
