@@ -45,9 +45,26 @@ pub fn up(
         ovs.add_bridge(BRIDGE)
             .and_then(|()| ovs.add_trunk_port(BRIDGE, UPLINK))
             .map_err(|e| fail(name, "making br1", e))?;
+        switch_ports_only(&n.ns)
+            .map_err(|e| fail(name, "turning IPv6 off on br1 and its trunk", e))?;
         started.push(ovs);
     }
     Ok(started)
+}
+
+/// No IPv6 on the bridge and its trunk: they switch the pods' frames and are no
+/// interfaces of the node. Else the LAN's router advertisements (a DHCP scenario's
+/// dnsmasq) give them addresses that outlive the scenario, and the ovs CNI's policy
+/// then reads br1 as carrying the node's own traffic.
+fn switch_ports_only(ns: &Ns) -> Result<(), crate::lab::CommandError> {
+    let path = format!("--net={}", ns.path().display());
+    let mut args = vec![path.as_str(), "--", "sysctl", "-qw"];
+    let keys: Vec<String> = [UPLINK, BRIDGE]
+        .iter()
+        .map(|link| format!("net.ipv6.conf.{link}.disable_ipv6=1"))
+        .collect();
+    args.extend(keys.iter().map(String::as_str));
+    crate::lab::run("nsenter", &args, std::time::Duration::from_secs(10)).map(|_| ())
 }
 
 /// Moves the running daemons into `cgroup` in every hierarchy.
