@@ -22,7 +22,7 @@ pub use crate::lab::is_ours;
 // The liveness markers live in `lab` (every run id gets one); their readers are
 // re-exported here, where users look for them.
 pub use crate::lab::liveness::{
-    LIVE_DIR, LiveRun, live_dirs, live_runs, liveness, remove_dead_markers, spare,
+    LIVE_DIR, LiveRun, forget_live, live_dirs, live_runs, liveness, remove_dead_markers, spare,
 };
 use crate::lab::{CommandError, RELEASE_TIMEOUT, release, run};
 

@@ -9,5 +9,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     secnet::term::init(cli.verbose, cli.quiet);
-    cli.run()
+    let code = cli.run();
+    // The run ids' liveness markers go with the process: a run leaves no file.
+    secnet::clean::forget_live();
+    code
 }

@@ -227,6 +227,7 @@ async fn the_api_server_accepts_the_manifests_and_the_account_is_least_privilege
         timeout: std::time::Duration::from_secs(120),
         addons: Vec::new(),
         wait_capacity: None,
+        ovs: false,
     };
     let cluster = BareCluster::up(&opts).await.unwrap();
     let kubeconfig = format!("--kubeconfig={}", cluster.kubeconfig.display());

@@ -77,6 +77,7 @@ pub const PODS: &str = "v1/pods";
 pub const NADS: &str = "k8s.cni.cncf.io/v1/network-attachment-definitions";
 pub const NAMESPACES: &str = "v1/namespaces";
 pub const DAEMONSETS: &str = "apps/v1/daemonsets";
+pub const EVENTS: &str = "v1/events";
 
 /// What the fake API server holds.
 pub struct FakeState {

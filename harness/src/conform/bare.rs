@@ -101,10 +101,11 @@ pub struct UpTimings {
     pub ready: Duration,
 }
 
-/// What a bare cluster offers: everything secnet can do on nodes it made here,
-/// except what the netns cluster's own kubelet double does (a broken device plugin
-/// config: the real kubelet runs the DaemonSet's pod), Open vSwitch on the nodes,
-/// the LAN's DHCP lab and VMs (not brought up on bare yet).
+/// What a bare cluster offers: everything secnet can do on nodes it made here (the
+/// LAN's DHCP server and Open vSwitch on the nodes included), except what the netns
+/// cluster's own kubelet double does (a device plugin config of the scenario's: on a
+/// real kubelet a second plugin of the same resource would take the run's plugin's
+/// registration over) and VMs (no KubeVirt on bare).
 pub fn offer() -> Offer {
     use Capability::*;
     Offer::new(
@@ -115,6 +116,8 @@ pub fn offer() -> Offer {
             NodeFaults,
             DevicePluginRestart,
             FrameCapture,
+            Dhcp,
+            Ovs,
             PluginExec,
         ],
     )
@@ -173,7 +176,9 @@ impl BareProvider {
             });
         }
         let mut real = self.opts.real.clone();
-        real.components = vec![Component::Macvtap];
+        // The ovs CNI goes onto the nodes by its DaemonSet's install-cni; OVS itself
+        // runs on the nodes (secnet started it at bring-up).
+        real.components = vec![Component::Macvtap, Component::OvsCni];
         real.image = SECNET_IMAGE.into();
         real.upstream_macvtap = false;
         real.lower_device = self.lower_device();
@@ -303,6 +308,11 @@ impl BareProvider {
                 }
             },
             wait_capacity: None,
+            // Open vSwitch on the nodes, for the scenarios that need it (Ovs).
+            ovs: Capability::Ovs
+                .programs()
+                .iter()
+                .all(|p| crate::prereq::find_program(p).is_some()),
         };
         progress(&format!(
             "bringing up a real Kubernetes from {} on {} ({} nodes)",
@@ -505,16 +515,22 @@ impl ClusterProvider for BareProvider {
 
     fn up<'a>(
         &'a self,
-        _s: &'a Scenario,
+        s: &'a Scenario,
         ctx: &'a Ctx,
     ) -> BoxFuture<'a, Result<AnyCluster, Failure>> {
-        let view = self
-            .running()
-            .as_ref()
-            .map(|r| OnBare::new(r.real.cluster.scoped(&ctx.scope), r.shared.clone()));
+        let view = self.running().as_ref().map(|r| {
+            let kube = r.real.cluster.scoped(&ctx.scope);
+            OnBare::new(kube, r.shared.clone(), &ctx.scope)
+        });
         Box::pin(async move {
             let view = view.ok_or_else(|| Failure::msg("the bare cluster is not up"))?;
-            Ok(AnyCluster::new(Box::new(view)))
+            // The LAN's DHCP server (and its IPv6 router advertisements) only while
+            // a scenario that needs it runs, as on netns: the others' pods on the
+            // LAN would take SLAAC addresses they do not expect.
+            if s.needs.contains(&Capability::Dhcp) {
+                view.start_dhcp()?;
+            }
+            Ok(AnyCluster::offering(&offer(), Box::new(view)))
         })
     }
 

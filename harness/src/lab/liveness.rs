@@ -45,7 +45,7 @@ fn marker_path(run_id: &str) -> Option<PathBuf> {
 }
 
 /// Markers this process holds: locked until it exits.
-static HELD: std::sync::Mutex<Vec<nix::fcntl::Flock<std::fs::File>>> =
+static HELD: std::sync::Mutex<Vec<(PathBuf, nix::fcntl::Flock<std::fs::File>)>> =
     std::sync::Mutex::new(Vec::new());
 
 /// Marks `run_id` alive for the rest of this process's life: creates and locks its
@@ -77,18 +77,30 @@ fn try_mark_live(dir: &Path, run_id: &str) -> std::io::Result<()> {
         .create(dir)?;
     // Close-on-exec (std's default): a plugin or QEMU this run starts must not keep
     // the lock after the run is gone.
+    let path = dir.join(marker_name(run_id));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(marker_name(run_id)))?;
+        .open(&path)?;
     let mut lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|(_, errno)| std::io::Error::from(errno))?;
     lock.set_len(0)?;
     let comm = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
     write!(lock, "pid {} {}", std::process::id(), comm.trim())?;
-    HELD.lock().expect("held markers").push(lock);
+    HELD.lock().expect("held markers").push((path, lock));
     Ok(())
+}
+
+/// Removes the markers this process holds, as it ends: a run leaves no file with
+/// its id (without a marker `clean` reads a run as gone, as after a kill).
+pub fn forget_live() {
+    let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|p| p.into_inner()));
+    for (path, lock) in held {
+        // Unlinked while still locked: no other process can take it for live between.
+        let _ = std::fs::remove_file(&path);
+        drop(lock);
+    }
 }
 
 /// Whether some process still holds `run_id`'s marker; `None` when it has none.

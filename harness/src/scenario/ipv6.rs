@@ -275,12 +275,15 @@ async fn macvtap(ctx: &Ctx, c: &AnyCluster) -> Outcome {
         .note(&format!("SLAAC: v6-mvt-a {slaac_a}, v6-mvt-b {slaac_b}"));
     for (p, addr) in [(&a, static_a), (&b, static_b)] {
         let cidr = format!("{addr}/64");
-        pod_run(
-            c,
-            p,
-            &["ip", "-6", "addr", "add", &cidr, "dev", "net1", "nodad"],
-        )
-        .await?;
+        let args = ["-6", "addr", "add", &cidr, "dev", "net1", "nodad"];
+        // A real cluster's busybox `ip` has no `nodad`: this machine's iproute2 in
+        // the pod's namespace where the cluster's nodes are reachable.
+        if c.offers(Capability::NodeAccess) {
+            c.pod_ip(p, &args).await?;
+        } else {
+            let argv: Vec<&str> = std::iter::once("ip").chain(args).collect();
+            pod_run(c, p, &argv).await?;
+        }
     }
     let gw = gw6.to_string();
     reach_all(ctx, c, &a, "fabric gateway", std::slice::from_ref(&gw)).await?;

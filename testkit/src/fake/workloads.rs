@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{DAEMONSETS, DATAPLANE, FakeState, HOSTNAME, Key, NADS, NODES, PODS, Tables};
+use super::{DAEMONSETS, DATAPLANE, EVENTS, FakeState, HOSTNAME, Key, NADS, NODES, PODS, Tables};
 use crate::mock::Reply;
 
 /// A pod's dataplane devices (limits, as the device plugin's resources go).
@@ -78,6 +78,17 @@ pub fn network_status_of(s: &FakeState, pod: &Value, uid_n: u32) -> Option<Resul
     Some(Ok(Value::Array(status).to_string()))
 }
 
+/// The kubelet's event for a sandbox whose CNI ADD failed (multus' `why`).
+fn sandbox_event(s: &mut FakeState, pod: &Key, uid: &str, why: &str) {
+    let name = format!("{}.sandbox", pod.name);
+    let event = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": pod.namespace},
+        "involvedObject": {"kind": "Pod", "name": pod.name, "namespace": pod.namespace, "uid": uid},
+        "type": "Warning", "reason": "FailedCreatePodSandBox",
+        "message": format!("Failed to create pod sandbox: plugin type=\"multus\" failed (add): {why}")});
+    s.create(Key::new(EVENTS, &pod.namespace, &name), event, "kubelet");
+}
+
 /// The DaemonSet that owns a pod, by name.
 pub fn owner(pod: &Value) -> Option<String> {
     pod["metadata"]["ownerReferences"]
@@ -115,6 +126,7 @@ pub fn schedule(s: &mut FakeState, key: Key, mut pod: Value, manager: &str) -> R
         pod["spec"]["nodeName"] = json!(node);
         match network_status_of(s, &pod, n) {
             Some(Err(why)) => {
+                sandbox_event(s, &key, &uid, &why);
                 pod["status"] = json!({"phase": "Pending", "conditions": [
                     {"type": "PodScheduled", "status": "True"}],
                     "containerStatuses": [{"name": "c", "ready": false,

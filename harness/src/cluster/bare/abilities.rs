@@ -17,15 +17,16 @@ use futures::future::BoxFuture;
 use super::cluster::BareCluster;
 use super::cri::Cri;
 use super::plan::NodePlan;
+use super::process::Daemon;
 use crate::cluster::ability::{
-    DevicePluginRestart, FrameCapture, Fut, LocalTopology, NodeAccess, NodeFaults, RunningCapture,
-    node_error,
+    DevicePluginRestart, FrameCapture, Fut, LanNamespaces, LocalTopology, NodeAccess, NodeFaults,
+    Ovs, RunningCapture, node_error,
 };
-use crate::cluster::any::{Ended, NodeFacts, ProviderCluster};
+use crate::cluster::any::{Ended, NodeFacts, OvsFacts, ProviderCluster};
 use crate::cluster::kube::KubeCluster;
 use crate::cluster::netns::topology::Topology;
 use crate::cluster::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
-use crate::lab::{Cmd, Ns};
+use crate::lab::{Cmd, Lab, Ns};
 use crate::objects::{Object, Pod};
 
 /// The deleted device plugin's pod is made again by the DaemonSet: its image is on
@@ -75,15 +76,41 @@ pub struct OnBare {
     /// Pods' sandboxes given a name under `/run/netns` (`ip netns attach`) for
     /// `pod_namespace`; detached at teardown.
     attached: Mutex<Vec<String>>,
+    /// The scenario's extra namespaces on the LAN side (Dhcp), deleted at teardown.
+    lan: Mutex<Lab>,
+    /// The LAN's DHCP server while a scenario that needs it runs (`start_dhcp`).
+    dhcp: Mutex<Option<Daemon>>,
 }
 
 impl OnBare {
-    pub fn new(kube: KubeCluster, shared: Arc<BareShared>) -> OnBare {
+    pub fn new(kube: KubeCluster, shared: Arc<BareShared>, scope: &str) -> OnBare {
+        let lan = Lab::scoped(kube.run_id(), scope);
         OnBare {
             kube,
             shared,
             attached: Mutex::default(),
+            lan: Mutex::new(lan),
+            dhcp: Mutex::default(),
         }
+    }
+
+    /// Starts the LAN's DHCP server (dnsmasq on the fabric) for this scenario;
+    /// stopped at its teardown.
+    pub fn start_dhcp(&self) -> Result<(), ClusterError> {
+        let daemon = {
+            let c = self.shared.lock();
+            let fabric = Ns {
+                name: c.plan.fabric_netns.clone(),
+            };
+            super::dhcp::start(&c.plan, &self.shared.topology, &fabric)
+        };
+        let daemon = daemon.map_err(|e| ClusterError::Operation {
+            provider: "bare".into(),
+            what: "starting the LAN's DHCP server".into(),
+            message: e.to_string(),
+        })?;
+        *self.dhcp.lock().unwrap_or_else(|p| p.into_inner()) = Some(daemon);
+        Ok(())
     }
 
     /// The pod's ready sandbox, as its node's containerd tells it (CRI).
@@ -221,7 +248,10 @@ impl ProviderCluster for OnBare {
                 name: n.name.clone(),
                 lower_device: n.uplink.clone(),
                 address: Some(n.address),
-                ovs: None,
+                ovs: Some(OvsFacts {
+                    bridge: crate::cluster::netns::ovs::BRIDGE.into(),
+                    uplink: crate::cluster::netns::ovs::UPLINK.into(),
+                }),
             })
             .collect()
     }
@@ -233,6 +263,8 @@ impl ProviderCluster for OnBare {
     fn teardown(self: Box<Self>) -> BoxFuture<'static, Ended> {
         let attached =
             std::mem::take(&mut *self.attached.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut lan = self.lan.into_inner().unwrap_or_else(|p| p.into_inner());
+        let dhcp = self.dhcp.into_inner().unwrap_or_else(|p| p.into_inner());
         let kube = Box::new(self.kube);
         Box::pin(async move {
             let mut ended = kube.teardown().await;
@@ -241,6 +273,13 @@ impl ProviderCluster for OnBare {
                     ended.errors.push(e.to_string());
                 }
             }
+            let lan_errors = tokio::task::spawn_blocking(move || {
+                drop(dhcp);
+                lan.teardown()
+            })
+            .await
+            .unwrap_or_else(|e| vec![e.to_string()]);
+            ended.errors.extend(lan_errors);
             ended
         })
     }
@@ -263,6 +302,53 @@ impl ProviderCluster for OnBare {
     }
     fn frame_capture(&self) -> Option<&dyn FrameCapture> {
         Some(self)
+    }
+    fn lan_namespaces(&self) -> Option<&dyn LanNamespaces> {
+        Some(self)
+    }
+    fn ovs(&self) -> Option<&dyn Ovs> {
+        Some(self)
+    }
+}
+
+impl Ovs for OnBare {
+    /// `ovs-vsctl list-ports` against the node's ovsdb-server.
+    fn ovs_ports<'a>(&'a self, node: &'a str, bridge: &'a str) -> Fut<'a, Vec<String>> {
+        Box::pin(async move {
+            let socket = super::ovs::socket(self.shared.node(node)?);
+            let out = Cmd::new("ovs-vsctl")
+                .arg(format!("--db=unix:{}", socket.display()))
+                .args(["--timeout=10", "list-ports", bridge])
+                .timeout(T)
+                .output_async()
+                .await
+                .and_then(|o| o.check())
+                .map_err(|e| node_error(node, "ovs-vsctl list-ports", e))?;
+            Ok(out
+                .stdout_text()
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect())
+        })
+    }
+
+    fn uplink_port(&self) -> &str {
+        crate::cluster::netns::ovs::UPLINK
+    }
+}
+
+impl LanNamespaces for OnBare {
+    /// A namespace of the run and scope, removed at teardown; the scenario plugs it
+    /// into the LAN itself (e.g. a macvlan on a node's uplink moved into it).
+    fn extra_namespace<'a>(&'a self, name: &'a str) -> Fut<'a, Ns> {
+        Box::pin(async move {
+            self.lan
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .netns(name)
+                .map_err(|e| node_error(name, "creating a namespace", e))
+        })
     }
 }
 
@@ -317,6 +403,7 @@ impl NodeAccess for OnBare {
     /// A ready sandbox of that pod in any node's containerd.
     fn pod_sandbox_exists<'a>(&'a self, namespace: &'a str, name: &'a str) -> Fut<'a, bool> {
         Box::pin(async move {
+            let namespace = self.kube.scenario_namespace(namespace);
             for node in &self.shared.nodes {
                 let what = format!("listing sandboxes for {namespace}/{name}");
                 let cri = Cri::connect(&node.containerd_socket, T)

@@ -105,6 +105,8 @@ pub struct BareOptions {
     /// An extended resource every node must offer (name, capacity) before `up`
     /// returns: the device plugin registered.
     pub wait_capacity: Option<(String, String)>,
+    /// Userspace Open vSwitch on every node (`super::ovs`).
+    pub ovs: bool,
 }
 
 /// How long each step of bring-up took, from the first process started.
@@ -126,6 +128,8 @@ pub struct BareCluster {
     pub timings: Timings,
     pub nodes: Vec<BareNode>,
     pub control_plane: Option<ControlPlane>,
+    /// Each node's Open vSwitch daemons, when asked for.
+    ovs: Vec<crate::cluster::netns::ovs::Ovs>,
     lab: Lab,
     swept: bool,
 }
@@ -376,6 +380,10 @@ impl BareCluster {
             )?;
             nodes.push(node::start(&plan, n, &pki, ns)?);
         }
+        let ovs = match opts.ovs {
+            true => super::ovs::up(&lab, &fabric_ns, &plan, &nodes)?,
+            false => Vec::new(),
+        };
         for n in &mut nodes {
             n.wait_containerd(opts.timeout).await?;
             for image in &opts.images {
@@ -417,6 +425,7 @@ impl BareCluster {
             },
             nodes,
             control_plane: Some(cp),
+            ovs,
             lab,
             swept: false,
         })
@@ -499,6 +508,7 @@ impl BareCluster {
                 d.stop(Duration::ZERO);
             }
         }
+        self.ovs.clear();
         self.nodes.clear();
         left.extend(self.lab.teardown());
         left.extend(sweep(&self.plan.run_id));

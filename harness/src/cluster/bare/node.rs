@@ -241,6 +241,13 @@ pub fn start(plan: &Plan, node: &NodePlan, pki: &Pki, ns: Ns) -> Result<BareNode
         &backing(node, "/etc/cni/net.d").join("10-secnet-pods.conflist"),
         &conflist,
     )?;
+    // The node administrator's policy for the bundled plugins, as the netns nodes
+    // have it: OVS bridge br1 (with trunks) is the pods'.
+    write(
+        name,
+        &backing(node, "/etc/secnet").join("plugins.conf"),
+        crate::cluster::netns::view::NODE_POLICY,
+    )?;
     link_reference_plugins(node, &plan.reference_cni_dir)?;
     for cg in [&node.cgroup_root, &node.daemons_cgroup] {
         cgroup::create(cg).map_err(|source| NodeError::Cgroup {

@@ -124,7 +124,7 @@ pub struct Plan {
 }
 
 /// Node paths private to each node, and the backing directory names.
-pub const NODE_PRIVATE: [(&str, &str); 8] = [
+pub const NODE_PRIVATE: [(&str, &str); 10] = [
     ("/var/lib/kubelet", "kubelet"),
     ("/var/lib/cni", "cni-state"),
     ("/var/log/pods", "log-pods"),
@@ -135,6 +135,10 @@ pub const NODE_PRIVATE: [(&str, &str); 8] = [
     ("/run/containerd", "run-containerd"),
     // The pods' network namespaces (containerd mounts them under /var/run/netns).
     ("/run/netns", "netns"),
+    // Open vSwitch's run directory (db.sock), when the run starts OVS on the nodes.
+    ("/run/openvswitch", "openvswitch"),
+    // The node administrator's policy for the bundled plugins (plugins.conf).
+    ("/etc/secnet", "etc-secnet"),
 ];
 
 fn process(name: &str, program: PathBuf, args: Vec<String>, dir: &Path) -> Process {

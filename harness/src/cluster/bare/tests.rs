@@ -35,6 +35,7 @@ pub fn options(bin: PathBuf, images: Vec<PathBuf>, pause_image: &str) -> BareOpt
         timeout: Duration::from_secs(90),
         addons: Vec::new(),
         wait_capacity: None,
+        ovs: false,
     }
 }
 

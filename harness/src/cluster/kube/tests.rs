@@ -128,7 +128,25 @@ async fn apply_error_names_kind_and_object() {
     assert!(msg.contains("spec.config: Required value"), "{msg}");
 }
 
+/// The kubelet's warning `reason` about pod p1 (uid-1).
+fn p1_event(reason: &str, message: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("p1.{reason}"), "namespace": "secnet-r1"},
+        "involvedObject": {"kind": "Pod", "name": "p1", "uid": "uid-1"},
+        "type": "Warning", "reason": reason, "message": message})
+}
+
+/// The pod routes without events.
 fn pod_routes(list_pod: Value, watch: Vec<Value>) -> impl Fn(&Recorded) -> Reply + Send + Sync {
+    pod_routes_with(list_pod, watch, vec![])
+}
+
+/// The pod routes with `events` served (field selectors applied, as the API server).
+fn pod_routes_with(
+    list_pod: Value,
+    watch: Vec<Value>,
+    events: Vec<Value>,
+) -> impl Fn(&Recorded) -> Reply + Send + Sync {
     move |r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
         ("POST", "/api/v1/namespaces/secnet-r1/pods") => {
             let mut p = r.body.clone();
@@ -146,14 +164,9 @@ fn pod_routes(list_pod: Value, watch: Vec<Value>) -> impl Fn(&Recorded) -> Reply
                 "reason": "BadRequest",
                 "message": "container \"c\" in pod \"p1\" is waiting to start: ContainerCreating"}),
         ),
-        ("GET", "/api/v1/namespaces/secnet-r1/events") => list(
-            "EventList",
-            vec![json!({"apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": "p1.1", "namespace": "secnet-r1"},
-                "involvedObject": {"kind": "Pod", "name": "p1", "uid": "uid-1"},
-                "type": "Warning", "reason": "FailedCreatePodSandBox",
-                "message": "plugin type=\"multus-shim\" failed (add): macvtap: deviceID is required"})],
-        ),
+        ("GET", "/api/v1/namespaces/secnet-r1/events") => {
+            list("EventList", selected(r, events.clone().into_iter()))
+        }
         _ => base(r),
     }
 }
@@ -174,7 +187,12 @@ fn test_pod(networks: bool) -> objects::Pod {
 #[tokio::test]
 async fn create_pod_times_out_with_events_and_logs_in_the_error() {
     let pending = pod("p1", "uid-1", "Pending", json!({}));
-    let mock = MockApi::new(pod_routes(pending, vec![]));
+    // A warning that is no sandbox failure: the wait goes on to its deadline.
+    let mount = p1_event(
+        "FailedMount",
+        "MountVolume.SetUp failed: deviceID is required",
+    );
+    let mock = MockApi::new(pod_routes_with(pending, vec![], vec![mount]));
     let c = cluster(&mock, 300).await;
     let started = std::time::Instant::now();
     let err = c.create_pod(test_pod(true)).await.unwrap_err();
@@ -184,7 +202,7 @@ async fn create_pod_times_out_with_events_and_logs_in_the_error() {
     };
     assert!(what.contains("network-status"), "{what}");
     assert!(state.contains("phase Pending"), "{state}");
-    assert!(state.contains("FailedCreatePodSandBox"), "{state}");
+    assert!(state.contains("FailedMount"), "{state}");
     assert!(state.contains("deviceID is required"), "{state}");
     assert!(state.contains("waiting to start"), "{state}");
     let reqs = mock.requests();
@@ -196,6 +214,62 @@ async fn create_pod_times_out_with_events_and_logs_in_the_error() {
         events.query.contains("involvedObject.uid%3Duid-1"),
         "{}",
         events.query
+    );
+}
+
+#[tokio::test]
+async fn create_pod_fails_at_the_first_sandbox_failure_with_the_cni_error() {
+    let pending = pod("p1", "uid-1", "Pending", json!({}));
+    let sandbox = p1_event(
+        "FailedCreatePodSandBox",
+        "plugin type=\"multus-shim\" failed (add): macvtap: deviceID is required",
+    );
+    let mock = MockApi::new(pod_routes_with(pending, vec![], vec![sandbox]));
+    // A minute to wait: the kubelet's FailedCreatePodSandBox must end it at once.
+    let c = cluster(&mock, 60_000).await;
+    let started = std::time::Instant::now();
+    let err = c.create_pod(test_pod(true)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    let ClusterError::PodStart { pod, node, message } = &err else {
+        panic!("not a start failure: {err}");
+    };
+    assert_eq!((pod.as_str(), node.as_str()), ("secnet-r1/p1", "node-b"));
+    assert!(
+        message.starts_with("FailedCreatePodSandBox: plugin type=\"multus-shim\" failed (add): macvtap: deviceID is required"),
+        "{message}"
+    );
+    assert!(message.contains("phase Pending"), "{message}");
+    let asked = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/events") && r.query.contains("reason"))
+        .expect("the sandbox failures are looked up");
+    assert!(
+        asked.query.contains("reason%3DFailedCreatePodSandBox")
+            && asked.query.contains("involvedObject.uid%3Duid-1"),
+        "{}",
+        asked.query
+    );
+}
+
+#[tokio::test]
+async fn fake_api_server_pod_with_a_missing_nad_fails_at_once_naming_it() {
+    let (mock, _state) = fake_api_server(false);
+    let c = run_cluster(&mock, 60_000).await;
+    let mut p = test_pod(true);
+    p.metadata
+        .annotations
+        .insert("k8s.v1.cni.cncf.io/networks".into(), "dataplan".into());
+    let started = std::time::Instant::now();
+    let err = c.create_pod(p).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    let msg = err.to_string();
+    assert!(matches!(err, ClusterError::PodStart { .. }), "{msg}");
+    assert!(
+        msg.contains(
+            "cannot find a network-attachment-definition (dataplan) in namespace (secnet-r1)"
+        ),
+        "{msg}"
     );
 }
 
@@ -242,20 +316,21 @@ async fn create_pod_reports_unschedulable() {
 #[tokio::test]
 async fn delete_pod_uses_the_uid_and_waits_for_it_to_go() {
     let mock = MockApi::new(|r| match (r.method.as_str(), r.path.as_str()) {
-        ("GET", "/api/v1/namespaces/default/pods/p1") => {
+        ("GET", "/api/v1/namespaces/secnet-r1/pods/p1") => {
             Reply::Json(200, pod("p1", "uid-1", "Running", json!({})))
         }
-        ("DELETE", "/api/v1/namespaces/default/pods/p1") => {
+        ("DELETE", "/api/v1/namespaces/secnet-r1/pods/p1") => {
             Reply::Json(200, pod("p1", "uid-1", "Running", json!({})))
         }
         // A pod of the same name but another UID does not count as "still there".
-        ("GET", "/api/v1/namespaces/default/pods") if !r.query_has("watch=true") => {
+        ("GET", "/api/v1/namespaces/secnet-r1/pods") if !r.query_has("watch=true") => {
             list("PodList", vec![pod("p1", "uid-2", "Pending", json!({}))])
         }
-        ("GET", "/api/v1/namespaces/default/pods") => Reply::WatchOpen(vec![]),
+        ("GET", "/api/v1/namespaces/secnet-r1/pods") => Reply::WatchOpen(vec![]),
         _ => base(r),
     });
     let c = cluster(&mock, 5000).await;
+    // The fixtures' `default` is the run's namespace, where `create_pod` put it.
     c.delete_pod("default", "p1").await.unwrap();
     let del = mock
         .requests()

@@ -44,48 +44,11 @@ pub fn plug(
 
 /// Starts dnsmasq as the LAN's DHCP server (no DNS) inside the fabric namespace.
 pub fn start_dhcp(fabric: &Ns, topo: &Topology, run_dir: &Path) -> Result<Child, NetnsError> {
-    let Some([first, last]) = topo.fabric.dhcp_range else {
-        return Err(NetnsError::NoDhcpRange);
-    };
     let mut cmd = Command::new("dnsmasq");
-    cmd.args([
-        "--keep-in-foreground",
-        "--no-resolv",
-        "--no-hosts",
-        "--port=0",
-        "--bind-interfaces",
-        &format!("--interface={BRIDGE}"),
-        &format!("--dhcp-range={first},{last},255.255.255.0,10m"),
-        &format!("--dhcp-option=3,{}", topo.fabric.gateway),
-    ]);
-    // IPv6: router advertisements of the LAN's /64 (SLAAC, no DHCPv6), sent
-    // every few seconds and at once on a router solicitation.
-    if let Some(prefix) = topo
-        .fabric
-        .subnet6
-        .as_deref()
-        .and_then(|s| s.split_once('/'))
-    {
-        cmd.args([
-            "--enable-ra".to_string(),
-            format!("--dhcp-range={},ra-only,64,10m", prefix.0),
-            format!("--ra-param={BRIDGE},4,600"),
-        ]);
-    }
-    cmd.args([
-        &format!(
-            "--dhcp-leasefile={}",
-            run_dir.join("dnsmasq.leases").display()
-        ),
-        "--pid-file",
-        "--log-dhcp",
-        // dnsmasq pings an address before offering it (seconds); the LAN is ours.
-        "--no-ping",
-        &format!("--log-facility={}", run_dir.join("dnsmasq.log").display()),
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    cmd.args(dhcp_args(topo, run_dir)?)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     Enter::net(fabric.path())
         .and_then(|enter| enter.apply_std(&mut cmd))
         .map_err(|e| NetnsError::io("open", &fabric.path(), e))?;
@@ -96,4 +59,48 @@ pub fn start_dhcp(fabric: &Ns, topo: &Topology, run_dir: &Path) -> Result<Child,
             install: "apt-get install dnsmasq-base",
             source,
         })
+}
+
+/// dnsmasq's arguments as the LAN's DHCP server (and IPv6 router advertiser) on the
+/// fabric bridge, in the foreground, its leases and log under `run_dir`.
+pub fn dhcp_args(topo: &Topology, run_dir: &Path) -> Result<Vec<String>, NetnsError> {
+    let Some([first, last]) = topo.fabric.dhcp_range else {
+        return Err(NetnsError::NoDhcpRange);
+    };
+    let mut args: Vec<String> = vec![
+        "--keep-in-foreground".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        "--port=0".into(),
+        "--bind-interfaces".into(),
+        format!("--interface={BRIDGE}"),
+        format!("--dhcp-range={first},{last},255.255.255.0,10m"),
+        format!("--dhcp-option=3,{}", topo.fabric.gateway),
+    ];
+    // IPv6: router advertisements of the LAN's /64 (SLAAC, no DHCPv6), sent
+    // every few seconds and at once on a router solicitation.
+    if let Some(prefix) = topo
+        .fabric
+        .subnet6
+        .as_deref()
+        .and_then(|s| s.split_once('/'))
+    {
+        args.extend([
+            "--enable-ra".to_string(),
+            format!("--dhcp-range={},ra-only,64,10m", prefix.0),
+            format!("--ra-param={BRIDGE},4,600"),
+        ]);
+    }
+    args.extend([
+        format!(
+            "--dhcp-leasefile={}",
+            run_dir.join("dnsmasq.leases").display()
+        ),
+        "--pid-file".into(),
+        "--log-dhcp".into(),
+        // dnsmasq pings an address before offering it (seconds); the LAN is ours.
+        "--no-ping".into(),
+        format!("--log-facility={}", run_dir.join("dnsmasq.log").display()),
+    ]);
+    Ok(args)
 }

@@ -193,6 +193,15 @@ impl Ovs {
             })
     }
 
+    /// The daemons' pids (to move them into a cgroup).
+    pub fn pids(&self) -> Vec<u32> {
+        [&self.ovsdb, &self.vswitchd]
+            .into_iter()
+            .flatten()
+            .map(Child::id)
+            .collect()
+    }
+
     /// The tail of a daemon's log (for error messages).
     pub fn log(&self, daemon: &str) -> String {
         let text =

@@ -1,8 +1,9 @@
 //! `KubeCluster`: the `Cluster` contract over a `kube::Client` (a real API server,
 //! from the `existing` or `kind` provider). This file holds the cluster, its options
 //! and its labels; each concern has its own file: `objects` (server-side apply),
-//! `pods` (create, wait, delete, exec, the device plugin restart), `resources` (node
-//! capacity), `diagnostics` (state, events, logs), `snapshot` (the report's picture),
+//! `pods` (create, wait, delete, exec, the device plugin restart), `sandbox` (a pod
+//! whose sandbox fails ends its wait), `resources` (node capacity), `diagnostics`
+//! (state, events, logs), `snapshot` (the report's picture),
 //! `namespace` (the run's own), `ownership` (what is not the run's), `teardown`
 //! (delete by label and UID), `node_probe` (node access through probe pods),
 //! `node_view` (what a node shows about its pods) and `vms` (KubeVirt guests).
@@ -18,6 +19,7 @@ mod objects;
 mod ownership;
 mod pods;
 mod resources;
+mod sandbox;
 mod snapshot;
 mod teardown;
 pub mod vms;
@@ -166,6 +168,15 @@ impl KubeCluster {
     /// and NADs, and the node probe pods.
     pub fn run_namespace(&self) -> String {
         format!("secnet-{}", self.run)
+    }
+
+    /// Where a scenario's pod of namespace `ns` lives: a fixture's `default` (or no
+    /// namespace) is the run's own, as `create_pod` puts it there; others as named.
+    pub fn scenario_namespace(&self, ns: &str) -> String {
+        match ns {
+            "" | "default" => self.run_namespace(),
+            other => other.to_string(),
+        }
     }
 
     pub fn lower_device(&self) -> &str {

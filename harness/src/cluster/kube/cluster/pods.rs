@@ -10,6 +10,7 @@ use kube::runtime::wait::{await_condition, conditions};
 use tokio::io::AsyncReadExt;
 
 use super::diagnostics::describe;
+use super::sandbox;
 use super::{HOSTNAME_LABEL, KubeCluster, api_err, is_not_found};
 use crate::cluster::kube::FIELD_MANAGER;
 use crate::cluster::kube::apply;
@@ -107,8 +108,14 @@ async fn wait_running(
     let cond = move |p: Option<&KPod>| {
         p.is_some_and(|p| ready(p, wants_status) || unschedulable(p).is_some() || failed(p))
     };
-    let waited =
-        tokio::time::timeout(c.opts.pod_timeout, await_condition(api.clone(), name, cond)).await;
+    let watched =
+        tokio::time::timeout(c.opts.pod_timeout, await_condition(api.clone(), name, cond));
+    let waited = tokio::select! {
+        w = watched => w,
+        why = sandbox::first_failure(c, ns, name, uid) => {
+            return sandbox_failed(c, api, ns, name, uid, wants_status, why).await;
+        }
+    };
     let last = match waited {
         Ok(Ok(Some(p))) => {
             if ready(&p, wants_status) {
@@ -150,6 +157,41 @@ async fn wait_running(
         Err(_elapsed) => api.get_opt(name).await.ok().flatten(),
     };
     Err(not_running(c, ns, name, uid, last.as_ref(), wants_status).await)
+}
+
+/// A pod whose sandbox the kubelet failed to create: the CNI's error, then its
+/// state and events. Unless it runs by now (the kubelet got past a passing failure).
+async fn sandbox_failed(
+    c: &KubeCluster,
+    api: &Api<KPod>,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    wants_status: bool,
+    why: String,
+) -> Result<PodView, ClusterError> {
+    let last = api.get_opt(name).await.ok().flatten();
+    if let Some(p) = last.as_ref().filter(|p| ready(p, wants_status)) {
+        let mut view = view_of(ns, p);
+        view.name = name.to_string();
+        if view.uid.is_empty() {
+            view.uid = uid.to_string();
+        }
+        return Ok(view);
+    }
+    let events = c.events_of(ns, name, Some(uid)).await;
+    Err(ClusterError::PodStart {
+        pod: format!("{ns}/{name}"),
+        node: last
+            .as_ref()
+            .and_then(|p| p.spec.as_ref()?.node_name.clone())
+            .unwrap_or_default(),
+        message: format!(
+            "{}: {why}\n{}\nevents:\n{events}",
+            sandbox::FAILED_SANDBOX,
+            describe(last.as_ref())
+        ),
+    })
 }
 
 /// A pod that did not come up: failed, or still not running at the deadline; with
@@ -197,6 +239,8 @@ pub(super) async fn delete(
     namespace: &str,
     name: &str,
 ) -> Result<(), ClusterError> {
+    // A pod that never started is known to its scenario only by its fixture's name.
+    let namespace = &c.scenario_namespace(namespace);
     let api: Api<KPod> = Api::namespaced(c.client.clone(), namespace);
     let pod = api
         .get_opt(name)
