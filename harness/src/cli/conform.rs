@@ -252,13 +252,6 @@ fn topology(path: Option<&PathBuf>) -> Result<Topology, topology::TopologyError>
 pub(super) fn options(
     args: ConformArgs,
 ) -> Result<secnet::conform::Options, Box<dyn std::error::Error>> {
-    if args.multus_semantics == secnet::multus::Semantics::Spec && args.cluster != Provider::Netns {
-        return Err(format!(
-            "--multus-semantics spec needs --cluster netns (secnet's multus); a {} cluster runs its own multus",
-            args.cluster
-        )
-        .into());
-    }
     let topology = topology(args.topology.as_ref())?;
     let implementation = Choice {
         // Absolute: the node daemons start from inside the node namespaces, whose
@@ -278,7 +271,7 @@ pub(super) fn options(
     if args.profile == Some(Profile::MultiNetSpec) {
         select.labels.push(secnet::scenario::spec::GROUP.into());
     }
-    Ok(select.apply(secnet::conform::Options {
+    let opts = select.apply(secnet::conform::Options {
         cluster: args.cluster,
         implementation,
         reference_bin_dir: args.reference_bin_dir,
@@ -299,7 +292,19 @@ pub(super) fn options(
             component_bins: args.bare.component_bins,
         },
         ..secnet::conform::Options::bundled()
-    }))
+    });
+    // The semantics choose how secnet's own multus behaves: meaningless where the
+    // cluster runs its own.
+    if opts.multus_semantics == secnet::multus::Semantics::Spec
+        && !opts.provider().runs_secnets_multus()
+    {
+        return Err(format!(
+            "--multus-semantics spec needs --cluster netns (secnet's multus); a {} cluster runs its own multus",
+            opts.cluster
+        )
+        .into());
+    }
+    Ok(opts)
 }
 
 pub fn run(args: ConformArgs) -> ExitCode {
@@ -458,12 +463,13 @@ fn spec_table(
     report: Option<&std::path::Path>,
 ) -> std::io::Result<()> {
     use secnet::scenario::spec_clauses;
-    let under_test = match opts.cluster {
-        Provider::Netns => format!(
+    let under_test = if opts.provider().runs_secnets_multus() {
+        format!(
             "secnet's multus emulation, {} semantics",
             opts.multus_semantics
-        ),
-        other => format!("the {other} cluster's multus"),
+        )
+    } else {
+        format!("the {} cluster's multus", opts.cluster)
     };
     let rows = spec_clauses::table(r);
     print!("{}", spec_clauses::text(&rows, &under_test));

@@ -33,6 +33,10 @@ impl ClusterProvider for NetnsProvider {
         }
     }
 
+    fn runs_secnets_multus(&self) -> bool {
+        true
+    }
+
     fn preflight(&self) -> Result<(), ProviderError> {
         if !crate::prereq::is_root() {
             return Err(Box::new(ConformError::NotRoot));

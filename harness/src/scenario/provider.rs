@@ -68,4 +68,10 @@ pub trait ClusterProvider: Send + Sync {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Whether the run's pods go through secnet's own multus (whose semantics
+    /// `--multus-semantics` chooses) rather than the cluster's.
+    fn runs_secnets_multus(&self) -> bool {
+        false
+    }
 }
