@@ -58,6 +58,15 @@ pub fn scenarios() -> Vec<Scenario> {
         )
         .needs(&[Capability::Vm, Capability::Dhcp])
         .deploy_macvtap_seed(),
+        Scenario::on_cluster(
+            "ipv6/bridge-binding VM on OVS VLAN 100: a static IPv6 address in the guest, reaches and is reached by a VLAN 100 pod across nodes",
+            "ovs",
+            "vm",
+            &["ipv6", "vm", "ovs", "vlan", "reachability", "network-status"],
+            |ctx, c| Box::pin(ovs_bridge_vm(ctx, c)),
+        )
+        .needs(&[Capability::Vm, Capability::Ovs])
+        .deploy(&[super::vm::OVS_VLAN_100_NAD]),
     ]
 }
 
@@ -430,6 +439,108 @@ async fn macvtap_vm(ctx: &Ctx, c: &AnyCluster) -> Outcome {
             }
         }
         Ok(())
+    })
+    .await
+}
+
+/// Static addresses on VLAN 100 (no router there: no advertisements, no SLAAC).
+const VLAN100_VM6: &str = "fd00:100::10";
+const VLAN100_POD6: &str = "fd00:100::20";
+
+/// The guest's IPv6 addresses on `dev` (no link-local), once none is tentative.
+async fn guest_addresses6(
+    vm: &mut crate::vm::RunningVm,
+    dev: &str,
+    within: Duration,
+) -> Result<Vec<String>, Failure> {
+    let start = Instant::now();
+    loop {
+        let out = vm.run(&format!("ip -o -6 addr show dev {dev}")).await?;
+        let addrs: Vec<String> = out
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                w.position(|t| t == "inet6")?;
+                let ip = w.next()?.split('/').next()?;
+                (!ip.starts_with("fe80")).then(|| ip.to_string())
+            })
+            .collect();
+        if !out.contains("tentative") || start.elapsed() > within {
+            return Ok(addrs);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A VM on KubeVirt's bridge binding (the guest's NIC bridged to the launcher
+/// pod's OVS port) on one node, a VLAN 100 pod on the other: the guest takes a
+/// static IPv6 address (the VLAN has no router, so no SLAAC), network-status
+/// carries the guest's MAC and no address (the seed's NAD has no IPAM), and the
+/// guest and the pod reach each other in IPv6. Unlike macvtap, the launcher's
+/// Linux bridge floods the neighbour solicitations to the guest: no multicast step.
+async fn ovs_bridge_vm(ctx: &Ctx, c: &AnyCluster) -> Outcome {
+    use super::vm::{OVS_VLAN_100_NAD, boot_all, then_stop, vm_fixture, vm_options};
+    let (n1, n2) = two_nodes(c)?;
+    let opts = vm_options(ctx, c)?;
+    let nads = vec![kit::fixture_nad(ctx, OVS_VLAN_100_NAD)?];
+    let pod = c
+        .create_pod(Pod::plain("v6-ovs-peer", &n2, "ovs-vlan-100"))
+        .await?;
+    kit::add_addr(c, &pod, &format!("{VLAN100_POD6}/64"), "net1").await?;
+    let pod_addrs = settled_addresses(c, &pod, "net1", Duration::from_secs(5)).await?;
+    if !pod_addrs.iter().any(|a| a == VLAN100_POD6) {
+        return fail(format!(
+            "v6-ovs-peer: net1 has {pod_addrs:?}, not {VLAN100_POD6}"
+        ));
+    }
+    let specs = vec![(
+        vm_fixture(ctx, "seed/vm-ovs-vlan100.yaml", "v6-vm-ovs")?,
+        Some(n1),
+    )];
+    let mut vms = boot_all(ctx, c, specs, &nads, &opts).await?;
+    then_stop(c, &mut vms, async |vms: &mut [crate::vm::RunningVm]| {
+        let vm = &mut vms[0];
+        let st = kit::status_of(&vm.pod, "default/ovs-vlan-100")?;
+        if st.mac.as_deref() != Some(vm.nics[0].mac.as_str()) || !st.ips.is_empty() {
+            return fail(format!(
+                "network-status of the launcher pod: mac {:?} ips {:?}; want the guest's {} and no address (no IPAM)",
+                st.mac, st.ips, vm.nics[0].mac
+            ));
+        }
+        vm.configure(&[(0, format!("{VLAN100_VM6}/64").as_str())])
+            .await?;
+        let mac = vm.nics[0].mac.clone();
+        let dev = vm.guest_ifname(&mac).await?;
+        let addrs = guest_addresses6(vm, &dev, Duration::from_secs(5)).await?;
+        if addrs != [VLAN100_VM6] {
+            return fail(format!(
+                "guest {dev}: IPv6 addresses {addrs:?}, want only {VLAN100_VM6} (static; no router on VLAN 100, so no SLAAC address either)"
+            ));
+        }
+        ctx.observed.note(&format!(
+            "guest {dev}: static {VLAN100_VM6} (VLAN 100 has no router: no SLAAC); pod net1: {VLAN100_POD6}"
+        ));
+        let mut ok = false;
+        for _ in 0..5 {
+            if vm.ping(VLAN100_POD6).await? {
+                ok = true;
+                break;
+            }
+        }
+        ctx.observed.probe(
+            &vm.vm.name,
+            &format!("v6-ovs-peer ({VLAN100_POD6})"),
+            true,
+            ok,
+        );
+        if !ok {
+            let state = vm.guest_state().await;
+            return fail(format!(
+                "VM {} cannot reach v6-ovs-peer ({VLAN100_POD6}): {state}",
+                vm.vm.name
+            ));
+        }
+        reach_all(ctx, c, &pod, "v6-vm-ovs", &[VLAN100_VM6.to_string()]).await
     })
     .await
 }
