@@ -67,6 +67,14 @@ pub fn scenarios() -> Vec<Scenario> {
         )
         .needs(&[Capability::Vm, Capability::Ovs])
         .deploy(&[super::vm::OVS_VLAN_100_NAD]),
+        Scenario::on_cluster(
+            "ipv6/bridge-binding VM on macvlan-test: SLAAC and a static IPv6 address next to host-local IPv4 in the guest, reaches and is reached by a pod across nodes",
+            "macvlan",
+            "vm",
+            &["ipv6", "vm", "macvlan", "reachability", "network-status"],
+            |ctx, c| Box::pin(macvlan_bridge_vm(ctx, c)),
+        )
+        .needs(&[Capability::Vm, Capability::Dhcp]),
     ]
 }
 
@@ -520,27 +528,111 @@ async fn ovs_bridge_vm(ctx: &Ctx, c: &AnyCluster) -> Outcome {
         ctx.observed.note(&format!(
             "guest {dev}: static {VLAN100_VM6} (VLAN 100 has no router: no SLAAC); pod net1: {VLAN100_POD6}"
         ));
-        let mut ok = false;
-        for _ in 0..5 {
-            if vm.ping(VLAN100_POD6).await? {
-                ok = true;
-                break;
-            }
+        guest_reaches(ctx, vm, "v6-ovs-peer", VLAN100_POD6).await?;
+        reach_all(ctx, c, &pod, "v6-vm-ovs", &[VLAN100_VM6.to_string()]).await
+    })
+    .await
+}
+
+/// The guest reaches `ip` (named `target`), a few tries (neighbour discovery).
+async fn guest_reaches(
+    ctx: &Ctx,
+    vm: &mut crate::vm::RunningVm,
+    target: &str,
+    ip: &str,
+) -> Outcome {
+    let mut ok = false;
+    for _ in 0..5 {
+        if vm.ping(ip).await? {
+            ok = true;
+            break;
         }
-        ctx.observed.probe(
-            &vm.vm.name,
-            &format!("v6-ovs-peer ({VLAN100_POD6})"),
-            true,
-            ok,
+    }
+    ctx.observed
+        .probe(&vm.vm.name, &format!("{target} ({ip})"), true, ok);
+    if !ok {
+        let state = vm.guest_state().await;
+        return fail(format!(
+            "VM {} cannot reach {target} ({ip}): {state}",
+            vm.vm.name
+        ));
+    }
+    Ok(())
+}
+
+/// A VM on KubeVirt's bridge binding on the seed's macvlan-test (the node's
+/// uplink, where the fabric router advertises its /64) on one node, a
+/// macvlan-test pod on the other: network-status carries the launcher pod's
+/// host-local IPv4 and the guest's MAC; the guest keeps that IPv4, takes a SLAAC
+/// address from the router and a static one, and reaches the pod's static IPv6
+/// and the gateway; the pod reaches both guest addresses.
+async fn macvlan_bridge_vm(ctx: &Ctx, c: &AnyCluster) -> Outcome {
+    use super::vm::{apply_macvlan_nad, boot_all, then_stop, vm_fixture, vm_options};
+    let (Some(gw6), Some(static_vm), Some(static_pod)) = (
+        ctx.topology.fabric.gateway6,
+        ctx.topology.lan_host6(0xd1),
+        ctx.topology.lan_host6(0xd2),
+    ) else {
+        return fail(
+            "the topology has no fabric.subnet6/gateway6: add them to test IPv6 on the LAN",
         );
-        if !ok {
-            let state = vm.guest_state().await;
+    };
+    let (n1, n2) = two_nodes(c)?;
+    let opts = vm_options(ctx, c)?;
+    let nads = vec![apply_macvlan_nad(ctx, c).await?];
+    let pod = c
+        .create_pod(Pod::plain(
+            "v6-mvl-peer",
+            &n2,
+            r#"[{"name": "macvlan-test", "ips": ["10.250.250.101/24"]}]"#,
+        ))
+        .await?;
+    kit::add_addr(c, &pod, &format!("{static_pod}/64"), "net1").await?;
+    let specs = vec![(
+        vm_fixture(ctx, "seed/vm-macvlan-bridge.yaml", "v6-vm-mvl")?,
+        Some(n1),
+    )];
+    let mut vms = boot_all(ctx, c, specs, &nads, &opts).await?;
+    then_stop(c, &mut vms, async |vms: &mut [crate::vm::RunningVm]| {
+        let vm = &mut vms[0];
+        let st = kit::status_of(&vm.pod, "default/macvlan-test")?;
+        let v4 = match st.ips.as_slice() {
+            [ip] if ip.starts_with("10.250.250.") => ip.clone(),
+            other => {
+                return fail(format!(
+                    "network-status of the launcher pod: ips {other:?}; want one host-local address in 10.250.250.0/24"
+                ));
+            }
+        };
+        if st.mac.as_deref() != Some(vm.nics[0].mac.as_str()) {
             return fail(format!(
-                "VM {} cannot reach v6-ovs-peer ({VLAN100_POD6}): {state}",
-                vm.vm.name
+                "network-status mac {:?} is not the guest's {}",
+                st.mac, vm.nics[0].mac
             ));
         }
-        reach_all(ctx, c, &pod, "v6-vm-ovs", &[VLAN100_VM6.to_string()]).await
+        vm.configure(&[(0, format!("{static_vm}/64").as_str())])
+            .await?;
+        let mac = vm.nics[0].mac.clone();
+        let dev = vm.guest_ifname(&mac).await?;
+        let slaac_vm =
+            guest_slaac(vm, &dev, gw6, &static_vm.to_string(), Duration::from_secs(20)).await?;
+        let v4_addrs = vm.run(&format!("ip -o -4 addr show dev {dev}")).await?;
+        if !v4_addrs.contains(&format!("{v4}/")) {
+            return fail(format!("guest {dev} lost {v4}: {v4_addrs}"));
+        }
+        ctx.observed.note(&format!(
+            "guest {dev}: IPv4 {v4} (host-local), SLAAC {slaac_vm}, static {static_vm}; pod net1: static {static_pod}"
+        ));
+        guest_reaches(ctx, vm, "fabric gateway", &gw6.to_string()).await?;
+        guest_reaches(ctx, vm, "v6-mvl-peer", &static_pod.to_string()).await?;
+        reach_all(
+            ctx,
+            c,
+            &pod,
+            "v6-vm-mvl",
+            &[static_vm.to_string(), slaac_vm, v4],
+        )
+        .await
     })
     .await
 }
