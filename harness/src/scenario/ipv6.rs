@@ -1,9 +1,9 @@
 //! IPv6 and dual-stack on the secondary networks (kubevirt 7506: multus VM tests
 //! are IPv4-only): macvlan with host-local IPv6 and dual-stack ranges, an OVS
 //! VLAN carrying IPv6, macvtap pods with a static address and one from the
-//! fabric router's advertisements (SLAAC). Each checks network-status `ips` in
-//! the families asked for against the kernel, and reachability in each family
-//! across nodes.
+//! fabric router's advertisements (SLAAC), and VMs on the macvtap and bridge
+//! bindings with IPv6 in the guest. Each checks network-status against the
+//! kernel (or the guest), and reachability in each family across nodes.
 
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
