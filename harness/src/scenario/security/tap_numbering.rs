@@ -76,6 +76,13 @@ pub(super) async fn neighbour_kernel_numbering(ctx: &Ctx, cluster: &AnyCluster) 
         );
         return Ok(());
     }
+    if net_ns_inode("1").is_none() {
+        // Then the plugin cannot tell the machine's namespace from a node's and
+        // numbers uniquely everywhere: its namespace comparison is not exercised.
+        ctx.observed.note(
+            "PID 1's network namespace cannot be read on this machine (not even by root): the device plugin numbers uniquely without comparing namespaces",
+        );
+    }
     // Other scenarios on this machine may hold /dev/tapN at the node's next
     // indexes (devtmpfs is shared): move the node's counter on to one whose node is
     // free, so that a kernel-numbered macvtap would keep it.
