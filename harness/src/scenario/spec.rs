@@ -192,6 +192,16 @@ fn must_refuse(outcome: Result<PodView, String>, ran: impl FnOnce(&PodView) -> S
     }
 }
 
+/// A clause about two namespaces on a cluster that ran the pod in another one
+/// (the kube providers put every pod, and the NADs of `default`, into the run's
+/// namespace): not checkable there.
+fn one_namespace(view: &PodView, asked: &str) -> Seen {
+    Seen::NotApplicable(format!(
+        "this cluster runs every pod in the run's namespace ({}, not {asked}): no second namespace to check the clause with",
+        view.namespace
+    ))
+}
+
 // ---- the checks -------------------------------------------------------------------
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -495,6 +505,7 @@ async fn other_namespace(c: &AnyCluster) -> Result<Seen, Failure> {
     Ok(
         match start(c, pod_in("spec-tenant", "spec-4122", &node, ann)).await {
             Err(why) => Seen::Diverges(format!("refused: {why}")),
+            Ok(view) if view.namespace != "spec-tenant" => one_namespace(&view, "spec-tenant"),
             Ok(view) => match secondaries(&view)?.first() {
                 Some(s) if s.name == "default/spec-4122" => {
                     Seen::Conforms("a pod in spec-tenant attached default/spec-4122".into())
@@ -956,6 +967,14 @@ async fn restricted_nad(c: &AnyCluster) -> Result<Seen, Failure> {
         macvlan(c, host_local(174, None)),
     )
     .await?;
+    // A pod of no network first: a refusal is only isolation when the pod's
+    // namespace is really another one than the NAD's.
+    let probe = start(c, pod_in("spec-tenant-a", "spec-74-probe", &node, "[]")).await;
+    if let Ok(view) = &probe
+        && view.namespace != "spec-tenant-a"
+    {
+        return Ok(one_namespace(view, "spec-tenant-a"));
+    }
     let outcome = start(
         c,
         pod_in("spec-tenant-a", "spec-74", &node, "spec-tenant-b/spec-74"),
