@@ -79,3 +79,33 @@ fn spec_table(args: SpecTableArgs) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::super::{Cli, Cmd};
+    use super::*;
+
+    fn report(args: &[&str]) -> ReportArgs {
+        let cli = Cli::try_parse_from(["secnet", "report"].iter().chain(args)).unwrap();
+        match cli.command {
+            Cmd::Report(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_directory_rerenders_and_spec_table_takes_two_runs_or_more() {
+        let a = report(&["reports/"]);
+        assert!(a.table.is_none());
+        assert_eq!(a.dir, Some(PathBuf::from("reports/")));
+        let Some(Table::SpecTable(t)) = report(&["spec-table", "a", "b", "--out", "o"]).table
+        else {
+            panic!("spec-table not parsed");
+        };
+        assert_eq!(t.runs, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(t.out, Some(PathBuf::from("o")));
+        assert!(Cli::try_parse_from(["secnet", "report", "spec-table", "a"]).is_err());
+    }
+}
