@@ -885,12 +885,26 @@ async fn setup_stops(x: &Ctx, c: &AnyCluster) -> Result<Seen, Failure> {
             why.lines().next().unwrap_or("")
         )));
     };
-    let later = std::path::Path::new(&dir).join("spec-72-later").exists();
-    Ok(if later {
-        Seen::Diverges("the attachment after the failed one was attempted (host-local wrote its lease directory)".into())
+    // host-local's DEL (which the runtime's teardown of the failed sandbox may run
+    // for every network) creates the directory and its lock too; only an ADD
+    // leaves anything else (a lease, last_reserved_ip.0).
+    let allocated: Vec<String> =
+        std::fs::read_dir(std::path::Path::new(&dir).join("spec-72-later"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "lock")
+                    .collect()
+            })
+            .unwrap_or_default();
+    Ok(if !allocated.is_empty() {
+        Seen::Diverges(format!(
+            "the attachment after the failed one was attempted (host-local allocated: {})",
+            allocated.join(", ")
+        ))
     } else {
         Seen::Conforms(
-            "the pod failed at spec-72-bad; spec-72-later was never attempted (no lease directory)"
+            "the pod failed at spec-72-bad; spec-72-later was never attempted (host-local allocated nothing)"
                 .into(),
         )
     })
