@@ -46,7 +46,7 @@ enum Cmd {
     #[command(after_help = compare::AFTER_HELP)]
     Compare(compare::CompareArgs),
     /// Re-render report.html, report.md and junit.xml from DIR/report.json.
-    #[command(after_help = "Example:\n  secnet report reports/")]
+    #[command(after_help = report::AFTER_HELP)]
     Report(report::ReportArgs),
     /// Check this machine: kernel features, root, system packages, QEMU/KVM, OVS, Docker/kind.
     #[command(

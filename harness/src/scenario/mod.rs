@@ -21,6 +21,7 @@ pub mod security;
 pub mod seed;
 pub mod spec;
 pub mod spec_clauses;
+pub mod spec_side_by_side;
 pub mod uniqueness;
 pub mod vm;
 

@@ -192,6 +192,16 @@ fn must_refuse(outcome: Result<PodView, String>, ran: impl FnOnce(&PodView) -> S
     }
 }
 
+/// A clause about two namespaces on a cluster that ran the pod in another one
+/// (the kube providers put every pod, and the NADs of `default`, into the run's
+/// namespace): not checkable there.
+fn one_namespace(view: &PodView, asked: &str) -> Seen {
+    Seen::NotApplicable(format!(
+        "this cluster runs every pod in the run's namespace ({}, not {asked}): no second namespace to check the clause with",
+        view.namespace
+    ))
+}
+
 // ---- the checks -------------------------------------------------------------------
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -495,6 +505,7 @@ async fn other_namespace(c: &AnyCluster) -> Result<Seen, Failure> {
     Ok(
         match start(c, pod_in("spec-tenant", "spec-4122", &node, ann)).await {
             Err(why) => Seen::Diverges(format!("refused: {why}")),
+            Ok(view) if view.namespace != "spec-tenant" => one_namespace(&view, "spec-tenant"),
             Ok(view) => match secondaries(&view)?.first() {
                 Some(s) if s.name == "default/spec-4122" => {
                     Seen::Conforms("a pod in spec-tenant attached default/spec-4122".into())
@@ -874,12 +885,26 @@ async fn setup_stops(x: &Ctx, c: &AnyCluster) -> Result<Seen, Failure> {
             why.lines().next().unwrap_or("")
         )));
     };
-    let later = std::path::Path::new(&dir).join("spec-72-later").exists();
-    Ok(if later {
-        Seen::Diverges("the attachment after the failed one was attempted (host-local wrote its lease directory)".into())
+    // host-local's DEL (which the runtime's teardown of the failed sandbox may run
+    // for every network) creates the directory and its lock too; only an ADD
+    // leaves anything else (a lease, last_reserved_ip.0).
+    let allocated: Vec<String> =
+        std::fs::read_dir(std::path::Path::new(&dir).join("spec-72-later"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "lock")
+                    .collect()
+            })
+            .unwrap_or_default();
+    Ok(if !allocated.is_empty() {
+        Seen::Diverges(format!(
+            "the attachment after the failed one was attempted (host-local allocated: {})",
+            allocated.join(", ")
+        ))
     } else {
         Seen::Conforms(
-            "the pod failed at spec-72-bad; spec-72-later was never attempted (no lease directory)"
+            "the pod failed at spec-72-bad; spec-72-later was never attempted (host-local allocated nothing)"
                 .into(),
         )
     })
@@ -956,6 +981,14 @@ async fn restricted_nad(c: &AnyCluster) -> Result<Seen, Failure> {
         macvlan(c, host_local(174, None)),
     )
     .await?;
+    // A pod of no network first: a refusal is only isolation when the pod's
+    // namespace is really another one than the NAD's.
+    let probe = start(c, pod_in("spec-tenant-a", "spec-74-probe", &node, "[]")).await;
+    if let Ok(view) = &probe
+        && view.namespace != "spec-tenant-a"
+    {
+        return Ok(one_namespace(view, "spec-tenant-a"));
+    }
     let outcome = start(
         c,
         pod_in("spec-tenant-a", "spec-74", &node, "spec-tenant-b/spec-74"),
