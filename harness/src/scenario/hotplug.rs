@@ -11,8 +11,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::kit::{DATAPLANE, add_addr, fixture_nad, lan_host, network_status};
-use super::migration::{NodeState, device_free, live_migration, node_state, stale};
-use super::vm::{MACVTAP_NAD, OVS_VLAN_100_NAD, boot_all, then_stop, vm_fixture, vm_options};
+use super::migration::{
+    NodeState, OnSource, boot_on_source, device_free, live_migration, node_state, stale,
+};
+use super::vm::{MACVTAP_NAD, OVS_VLAN_100_NAD, then_stop, vm_fixture, vm_options};
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::Cluster;
 use crate::cluster::any::AnyCluster;
@@ -284,19 +286,14 @@ async fn plug_unplug_migrate(ctx: &Ctx, cluster: &AnyCluster, case: Case) -> Out
     let hp = hotplug(cluster)?;
     let mig = live_migration(cluster)?;
     let opts = vm_options(ctx, cluster)?;
-    let nodes = cluster.nodes();
-    let (source, target) = (nodes[0].clone(), nodes[1].clone());
-    let before_source = node_state(cluster, &source).await?;
-    let before_target = node_state(cluster, &target).await?;
     let nads = case.nads.clone();
-    let mut vms = boot_all(
-        ctx,
-        cluster,
-        vec![(case.vm.clone(), Some(source.clone()))],
-        &nads,
-        &opts,
-    )
-    .await?;
+    let OnSource {
+        source,
+        target,
+        before_source,
+        before_target,
+        mut vms,
+    } = boot_on_source(ctx, cluster, &case.vm, &nads, &opts).await?;
     then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
         let v = &mut vms[0];
         let booted = node_state(cluster, &source).await?;

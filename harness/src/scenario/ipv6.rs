@@ -270,16 +270,27 @@ async fn slaac_address(
     }
 }
 
-async fn macvtap(ctx: &Ctx, c: &AnyCluster) -> Outcome {
-    let (Some(gw6), Some(static_a), Some(static_b)) = (
-        ctx.topology.fabric.gateway6,
-        ctx.topology.lan_host6(0xa1),
-        ctx.topology.lan_host6(0xb1),
-    ) else {
-        return fail(
+/// The fabric's IPv6 gateway and the LAN addresses of `hosts`, or the failure that
+/// says how to give the topology an IPv6 prefix.
+fn fabric_v6<const N: usize>(
+    ctx: &Ctx,
+    hosts: [u16; N],
+) -> Result<(Ipv6Addr, [Ipv6Addr; N]), Failure> {
+    let missing = || {
+        Failure::from(
             "the topology has no fabric.subnet6/gateway6: add them to test IPv6 on the LAN",
-        );
+        )
     };
+    let gw6 = ctx.topology.fabric.gateway6.ok_or_else(missing)?;
+    let mut addrs = [Ipv6Addr::UNSPECIFIED; N];
+    for (addr, host) in addrs.iter_mut().zip(hosts) {
+        *addr = ctx.topology.lan_host6(host).ok_or_else(missing)?;
+    }
+    Ok((gw6, addrs))
+}
+
+async fn macvtap(ctx: &Ctx, c: &AnyCluster) -> Outcome {
+    let (gw6, [static_a, static_b]) = fabric_v6(ctx, [0xa1, 0xb1])?;
     let (n1, n2) = two_nodes(c)?;
     let base = with_net_admin(fixture_pod(ctx, "seed/macvtap-pod.yaml")?);
     let a = c
@@ -356,15 +367,7 @@ async fn guest_slaac(
 /// the pod reaches both addresses and the guest reaches the pod's and the gateway.
 async fn macvtap_vm(ctx: &Ctx, c: &AnyCluster) -> Outcome {
     use super::vm::{MACVTAP_NAD, boot_all, then_stop, vm_fixture, vm_options};
-    let (Some(gw6), Some(static_vm), Some(static_pod)) = (
-        ctx.topology.fabric.gateway6,
-        ctx.topology.lan_host6(0xc1),
-        ctx.topology.lan_host6(0xc2),
-    ) else {
-        return fail(
-            "the topology has no fabric.subnet6/gateway6: add them to test IPv6 on the LAN",
-        );
-    };
+    let (gw6, [static_vm, static_pod]) = fabric_v6(ctx, [0xc1, 0xc2])?;
     let (n1, n2) = two_nodes(c)?;
     let opts = vm_options(ctx, c)?;
     let nads = vec![kit::fixture_nad(ctx, MACVTAP_NAD)?];
@@ -568,15 +571,7 @@ async fn guest_reaches(
 /// and the gateway; the pod reaches both guest addresses.
 async fn macvlan_bridge_vm(ctx: &Ctx, c: &AnyCluster) -> Outcome {
     use super::vm::{apply_macvlan_nad, boot_all, then_stop, vm_fixture, vm_options};
-    let (Some(gw6), Some(static_vm), Some(static_pod)) = (
-        ctx.topology.fabric.gateway6,
-        ctx.topology.lan_host6(0xd1),
-        ctx.topology.lan_host6(0xd2),
-    ) else {
-        return fail(
-            "the topology has no fabric.subnet6/gateway6: add them to test IPv6 on the LAN",
-        );
-    };
+    let (gw6, [static_vm, static_pod]) = fabric_v6(ctx, [0xd1, 0xd2])?;
     let (n1, n2) = two_nodes(c)?;
     let opts = vm_options(ctx, c)?;
     let nads = vec![apply_macvlan_nad(ctx, c).await?];

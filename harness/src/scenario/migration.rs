@@ -28,10 +28,10 @@ use crate::cluster::Cluster;
 use crate::cluster::PodView;
 use crate::cluster::any::AnyCluster;
 use crate::objects::{NetworkAttachmentDefinition, Pod};
-use crate::vm::RunningVm;
 use crate::vm::kubevirt::VirtualMachine;
 use crate::vm::migrate::{LiveMigration, MigrationPlan, MigrationReport};
 use crate::vm::stream::{GUEST_SETUP, Stream, StreamReport};
+use crate::vm::{RunningVm, VmOptions};
 
 /// How often the peer sends (one ICMP echo and one UDP datagram each time).
 const INTERVAL: Duration = Duration::from_millis(10);
@@ -185,6 +185,44 @@ pub(super) struct NodeState {
     links: BTreeSet<String>,
     ovs_ports: BTreeSet<String>,
     leases: BTreeSet<String>,
+}
+
+/// A VM booted on the first node, to move to the second, with both nodes' state
+/// from before it booted: what each must come back to.
+pub(super) struct OnSource {
+    pub source: String,
+    pub target: String,
+    pub before_source: NodeState,
+    pub before_target: NodeState,
+    pub vms: Vec<RunningVm>,
+}
+
+pub(super) async fn boot_on_source(
+    ctx: &Ctx,
+    cluster: &AnyCluster,
+    vm: &VirtualMachine,
+    nads: &[NetworkAttachmentDefinition],
+    opts: &VmOptions,
+) -> Result<OnSource, Failure> {
+    let nodes = cluster.nodes();
+    let (source, target) = (nodes[0].clone(), nodes[1].clone());
+    let before_source = node_state(cluster, &source).await?;
+    let before_target = node_state(cluster, &target).await?;
+    let vms = boot_all(
+        ctx,
+        cluster,
+        vec![(vm.clone(), Some(source.clone()))],
+        nads,
+        opts,
+    )
+    .await?;
+    Ok(OnSource {
+        source,
+        target,
+        before_source,
+        before_target,
+        vms,
+    })
 }
 
 pub(super) async fn node_state(cluster: &AnyCluster, node: &str) -> Result<NodeState, Failure> {
@@ -435,19 +473,14 @@ async fn start_stream(
 async fn migrate_with_stream(ctx: &Ctx, cluster: &AnyCluster, mut case: Case) -> Outcome {
     let mig = live_migration(cluster)?;
     let opts = vm_options(ctx, cluster)?;
-    let nodes = cluster.nodes();
-    let (source, target) = (nodes[0].clone(), nodes[1].clone());
-    let before_source = node_state(cluster, &source).await?;
-    let before_target = node_state(cluster, &target).await?;
     let nads = case.nads.clone();
-    let mut vms = boot_all(
-        ctx,
-        cluster,
-        vec![(case.vm.clone(), Some(source.clone()))],
-        &nads,
-        &opts,
-    )
-    .await?;
+    let OnSource {
+        source,
+        target,
+        before_source,
+        before_target,
+        mut vms,
+    } = boot_on_source(ctx, cluster, &case.vm, &nads, &opts).await?;
     let checked = then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
         let v = &mut vms[0];
         let extra: Vec<(usize, &str)> = case.extra.iter().map(|a| (0, a.as_str())).collect();
