@@ -47,6 +47,9 @@ trap 'rm -rf "$work"' EXIT
 src=$work/src
 mkdir -p "$src"
 git -C "$repo" archive HEAD | tar -x -C "$src"
+# git archive dates every file at HEAD's commit: cargo would take a target/mutants
+# built later from other sources (another branch, a copied target/) as fresh.
+find "$src" -type f -exec touch {} +
 
 # Every mutant of the plugin crates, then a seeded sample of them. install-cni is
 # deployment tooling no scenario runs; test code is not mutated by cargo-mutants.

@@ -122,7 +122,7 @@ impl Found {
 }
 
 /// Finds everything whose name `matches` (namespace names and run dir names).
-pub fn find(matches: impl Fn(&str) -> bool) -> Result<Found, CommandError> {
+pub(crate) fn find(matches: impl Fn(&str) -> bool) -> Result<Found, CommandError> {
     let listing = run("ip", &["netns", "list"], Duration::from_secs(10))?;
     let namespaces: Vec<String> = listing
         .lines()

@@ -15,13 +15,13 @@ pub enum Need {
 
 #[derive(Debug, Clone)]
 pub struct Check {
-    pub what: String,
-    pub need: Need,
-    pub ok: bool,
-    pub detail: String,
+    pub(crate) what: String,
+    pub(crate) need: Need,
+    pub(crate) ok: bool,
+    pub(crate) detail: String,
     /// Debian package that provides it, when one does.
     pub package: Option<&'static str>,
-    pub fix: Option<String>,
+    pub(crate) fix: Option<String>,
 }
 
 fn program(name: &str) -> Option<String> {

@@ -2,7 +2,7 @@
 //! visible message; under `CI=true` it fails the test, never a silent skip.
 
 /// True when running under CI (`CI` set to anything but empty/`false`/`0`).
-pub fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
@@ -33,7 +33,7 @@ pub fn require_root(what: &str) -> bool {
 
 /// Where `program` is: a path (with a `/`) if that file exists, else the first
 /// match on PATH.
-pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn find_program(program: &str) -> Option<std::path::PathBuf> {
     if program.contains('/') {
         let p = std::path::PathBuf::from(program);
         return p.is_file().then_some(p);

@@ -52,11 +52,11 @@ impl Status {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioReport {
     pub name: String,
-    pub backend: String,
-    pub workload: String,
-    pub labels: Vec<String>,
+    pub(crate) backend: String,
+    pub(crate) workload: String,
+    pub(crate) labels: Vec<String>,
     pub status: Status,
-    pub duration_s: f64,
+    pub(crate) duration_s: f64,
     pub message: String,
     /// The scenario's stable short id (`--list`, `--focus`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -67,21 +67,21 @@ pub struct ScenarioReport {
     pub attempts: Attempts,
     /// Topology and reachability probes, when the scenario had a cluster.
     #[serde(default, flatten)]
-    pub observed: crate::observe::Observations,
+    pub(crate) observed: crate::observe::Observations,
 }
 
 /// The runs of one scenario beyond the first: how many in all, and each earlier
 /// attempt's status and message (a flaky scenario's failure stays readable).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Attempts {
-    pub runs: u32,
+    pub(crate) runs: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier: Vec<Attempt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
-    pub status: Status,
+    pub(crate) status: Status,
     pub message: String,
 }
 
@@ -93,15 +93,15 @@ impl Attempts {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Summary {
-    pub passed: usize,
+    pub(crate) passed: usize,
     pub failed: usize,
-    pub skipped: usize,
+    pub(crate) skipped: usize,
     /// The harness or cluster broke (reports older than version 2 have none).
     #[serde(default)]
     pub errors: usize,
     /// Passed on a retry after failing.
     #[serde(default)]
-    pub flaky: usize,
+    pub(crate) flaky: usize,
 }
 
 impl Summary {
@@ -129,17 +129,17 @@ pub const SCHEMA: &str = include_str!("../schemas/report.schema.json");
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     #[serde(default)]
-    pub schema_version: u32,
+    pub(crate) schema_version: u32,
     /// When the run started, RFC 3339 in UTC.
     #[serde(default)]
-    pub started_at: String,
+    pub(crate) started_at: String,
     /// The machine the run ran on.
     #[serde(default)]
-    pub host: String,
+    pub(crate) host: String,
     #[serde(default)]
-    pub secnet_version: String,
-    pub cluster: String,
-    pub implementation: serde_json::Value,
+    pub(crate) secnet_version: String,
+    pub(crate) cluster: String,
+    pub(crate) implementation: serde_json::Value,
     pub scenarios: Vec<ScenarioReport>,
     pub summary: Summary,
     pub wall_s: f64,
@@ -148,8 +148,8 @@ pub struct Report {
 #[derive(Debug, thiserror::Error)]
 #[error("failed to write report file {path}: {source}")]
 pub struct WriteError {
-    pub path: String,
-    pub source: std::io::Error,
+    pub(crate) path: String,
+    pub(crate) source: std::io::Error,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -360,7 +360,7 @@ fn escape_sequence_len(s: &str) -> Option<usize> {
     }
 }
 
-pub(crate) fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string())

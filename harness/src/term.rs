@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Output {
-    pub quiet: bool,
-    pub color: bool,
+    pub(crate) quiet: bool,
+    pub(crate) color: bool,
 }
 
 static OUTPUT: OnceLock<Output> = OnceLock::new();
@@ -21,11 +21,13 @@ pub fn init(verbose: u8, quiet: bool) {
     let _ = OUTPUT.set(Output { quiet, color });
     // -v and -vv are secnet's own steps (phases, pods, plugin calls, probes); the
     // libraries below (HTTP/2 frames, TLS) stay at warnings until -vvv.
+    // kube's client logs every 5xx answer as an error, though the caller gets it as
+    // well: a bare cluster's `/readyz` answers 500 until the API server is ready.
     let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "warn,secnet=info",
-        (false, 2) => "warn,secnet=debug",
+        (true, _) => "error,kube_client::client::builder=off",
+        (false, 0) => "warn,kube_client::client::builder=off",
+        (false, 1) => "warn,secnet=info,kube_client::client::builder=off",
+        (false, 2) => "warn,secnet=debug,kube_client::client::builder=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -20,6 +20,7 @@ use secnet::cluster::netns::ovs::Ovs;
 use secnet::cluster::netns::topology::Topology;
 use secnet::lab::enter::Enter;
 use secnet::lab::{Cmd, Lab, Ns, ScratchDir};
+use secnet::probe::ip::AddrFacts;
 use serde_json::Value;
 
 const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
@@ -279,7 +280,7 @@ impl Node {
 
 /// `ip -j -d addr show <ifname>` in the sandbox's network namespace (entered through
 /// its pause process), or None when there is no such link.
-fn sandbox_link(status: &SandboxStatus, ifname: &str) -> Option<Value> {
+fn sandbox_link(status: &SandboxStatus, ifname: &str) -> Option<AddrFacts> {
     let pid = status
         .pid()
         .expect("containerd's verbose info has the sandbox pid");
@@ -291,26 +292,11 @@ fn sandbox_link(status: &SandboxStatus, ifname: &str) -> Option<Value> {
     secnet::probe::ip::addrs(&out).ok()?.into_iter().next()
 }
 
-fn link_kind(link: &Value) -> String {
-    link.pointer("/linkinfo/info_kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
-}
-
-fn ipv4(link: &Value) -> Option<String> {
-    link.get("addr_info")?
-        .as_array()?
+fn ipv4(link: &AddrFacts) -> Option<String> {
+    link.addrs
         .iter()
-        .find(|a| a.get("family").and_then(Value::as_str) == Some("inet"))
-        .and_then(|a| a.get("local")?.as_str().map(str::to_string))
-}
-
-fn mac(link: &Value) -> String {
-    link.get("address")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
+        .find(|a| a.family == "inet")
+        .map(|a| a.local.to_string())
 }
 
 /// The commands (in order) one plugin received for one sandbox.
@@ -326,7 +312,7 @@ fn commands(calls: &[(String, String, String)], plugin: &str) -> Vec<String> {
 /// it, which is also the pod IP CRI reports and what libcni cached.
 fn assert_default_eth0(node: &Node, id: &str, status: &SandboxStatus) {
     let eth0 = sandbox_link(status, "eth0").expect("sandbox has eth0");
-    assert_eq!(link_kind(&eth0), "macvlan", "{eth0}");
+    assert_eq!(eth0.link.kind, "macvlan", "{eth0:?}");
     let ip = ipv4(&eth0).expect("eth0 has an IPv4 address");
     assert_eq!(ip, status.ip, "CRI's pod IP is eth0's");
     let cache = node
@@ -342,7 +328,7 @@ fn assert_default_eth0(node: &Node, id: &str, status: &SandboxStatus) {
         .pointer("/result/interfaces/0/mac")
         .and_then(Value::as_str)
         .unwrap_or("");
-    assert_eq!(cached_mac, mac(&eth0), "cached MAC is eth0's");
+    assert_eq!(cached_mac, eth0.link.shown_mac(), "cached MAC is eth0's");
     let lease = node
         .ctd()
         .cni_state_dir()
@@ -480,15 +466,14 @@ async fn containerd_gives_a_sandbox_the_device_plugins_macvtap() {
         .lab
         .ip(&node.ns, &["-j", "link", "show", device_id])
         .unwrap();
-    let host_mac = mac(&secnet::probe::ip::links(&host_link).unwrap()[0]);
+    let host_mac = secnet::probe::ip::links(&host_link).unwrap()[0].mac.clone();
 
     let (id, status) = node.run_sandbox(&node.sandbox("vm")).await;
     assert_default_eth0(&node, &id, &status);
     let eth1 = sandbox_link(&status, "eth1").expect("the macvtap is the sandbox's eth1");
-    assert_eq!(link_kind(&eth1), "macvtap", "{eth1}");
+    assert_eq!(eth1.link.kind, "macvtap", "{eth1:?}");
     assert_eq!(
-        mac(&eth1),
-        host_mac,
+        eth1.link.mac, host_mac,
         "the device plugin's link itself, MAC kept"
     );
     assert!(
@@ -506,7 +491,7 @@ async fn containerd_gives_a_sandbox_the_device_plugins_macvtap() {
         cache
             .pointer("/result/interfaces/0/mac")
             .and_then(Value::as_str),
-        Some(host_mac.as_str()),
+        host_mac.as_deref(),
         "{cache}"
     );
     let calls = node.calls(&id);
@@ -569,7 +554,7 @@ async fn containerd_plugs_a_sandbox_into_the_nodes_ovs() {
     let (id, status) = node.run_sandbox(&node.sandbox("sw")).await;
     assert_default_eth0(&node, &id, &status);
     let eth1 = sandbox_link(&status, "eth1").expect("the OVS port's peer is eth1");
-    assert_eq!(link_kind(&eth1), "veth", "{eth1}");
+    assert_eq!(eth1.link.kind, "veth", "{eth1:?}");
     let ports = ovs.ports("br1").unwrap();
     let added: Vec<&String> = ports.iter().filter(|p| !before.contains(p)).collect();
     assert_eq!(added.len(), 1, "one new port on br1: {ports:?}");
@@ -583,9 +568,9 @@ async fn containerd_plugs_a_sandbox_into_the_nodes_ovs() {
             .pointer("/result/interfaces")
             .map(Value::to_string)
             .unwrap_or_default()
-            .contains(&mac(&eth1)),
+            .contains(eth1.link.shown_mac()),
         "cache {cache} names eth1's MAC {}",
-        mac(&eth1)
+        eth1.link.shown_mac()
     );
 
     node.stop_sandbox(&id).await;

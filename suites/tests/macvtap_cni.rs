@@ -65,14 +65,14 @@ async fn add_moves_device_link_into_pod(v: SpecVersion) {
     assert!(result.get("ips").is_none());
 
     let link = n.link(&n.pod, "net1").expect("net1 in the pod");
-    assert_eq!(kind(&link), "macvtap");
+    assert_eq!(link.kind, "macvtap");
     assert_eq!(
-        iface["mac"],
-        link["address"],
+        iface["mac"].as_str(),
+        link.mac.as_deref(),
         "{} result MAC == netlink MAC",
         tag(v)
     );
-    assert!(flags(&link).contains(&"UP".to_string()));
+    assert!(link.has_flag("UP"));
     assert!(
         n.link(&n.nl.node, &host).is_none(),
         "{} host link must have moved",
@@ -106,13 +106,9 @@ async fn add_applies_requested_mac_mtu_promisc(v: SpecVersion) {
         .await;
     assert!(reply.success, "{} {}", tag(v), reply.stdout);
     let link = n.link(&n.pod, "net1").unwrap();
-    assert_eq!(link["address"], "02:aa:bb:cc:dd:01");
-    assert_eq!(link["mtu"], 1400);
-    assert!(
-        flags(&link).contains(&"PROMISC".to_string()),
-        "{} {link}",
-        tag(v)
-    );
+    assert_eq!(link.mac.as_deref(), Some("02:aa:bb:cc:dd:01"));
+    assert_eq!(link.mtu, 1400);
+    assert!(link.has_flag("PROMISC"), "{} {link}", tag(v));
     assert_eq!(tap_owner(&link), (0, 6));
     let iface = &reply.json().unwrap()["interfaces"][0];
     assert_eq!(iface["mac"], "02:aa:bb:cc:dd:01");
@@ -147,8 +143,8 @@ async fn add_takes_mac_from_every_source(v: SpecVersion) {
         let reply = n.call("ADD", cfg, &pod, "net1", args).await;
         assert!(reply.success, "{} {}", tag(v), reply.stdout);
         assert_eq!(
-            n.link(&pod, "net1").unwrap()["address"],
-            want,
+            n.link(&pod, "net1").unwrap().mac.as_deref(),
+            Some(want),
             "{} case {i}",
             tag(v)
         );
@@ -183,7 +179,7 @@ async fn add_finds_legacy_unhashed_link(v: SpecVersion) {
         )
         .await;
     assert!(reply.success, "{} {}", tag(v), reply.stdout);
-    assert_eq!(kind(&n.link(&n.pod, "net1").unwrap()), "macvtap");
+    assert_eq!(n.link(&n.pod, "net1").unwrap().kind, "macvtap");
     assert!(n.link(&n.nl.node, "ens33Mvp0").is_none());
 }
 
@@ -196,9 +192,9 @@ async fn add_standalone_creates_macvtap_on_master(v: SpecVersion) {
     let reply = n.call("ADD", cfg.clone(), &n.pod, "net1", "").await;
     assert!(reply.success, "{} {}", tag(v), reply.stdout);
     let link = n.link(&n.pod, "net1").unwrap();
-    assert_eq!(kind(&link), "macvtap");
-    assert_eq!(link["linkinfo"]["info_data"]["mode"], "vepa");
-    assert_eq!(link["mtu"], 1300);
+    assert_eq!(link.kind, "macvtap");
+    assert_eq!(link.mode.as_deref(), Some("vepa"));
+    assert_eq!(link.mtu, 1300);
     assert_eq!(
         n.links(&n.node),
         before,
@@ -217,10 +213,7 @@ async fn add_failure_gives_device_link_back(v: SpecVersion) {
     let host = hashed("eth0Mvp2");
     n.device_link(&host);
     // The lower device's own MAC is refused by the kernel once the link is in the pod.
-    let lower_mac = n.link(&n.nl.node, "ens33").unwrap()["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let lower_mac = n.link(&n.nl.node, "ens33").unwrap().mac.unwrap();
     let reply = n
         .call(
             "ADD",
@@ -254,10 +247,7 @@ async fn add_failure_removes_standalone_link(v: SpecVersion) {
     let Some(n) = Node::new(&format!("{} failed standalone add cleans", tag(v))) else {
         return;
     };
-    let lower_mac = n.link(&n.nl.node, "ens33").unwrap()["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let lower_mac = n.link(&n.nl.node, "ens33").unwrap().mac.unwrap();
     let before = n.links(&n.node);
     let reply = n
         .call(
@@ -625,12 +615,7 @@ async fn concurrent_adds_for_different_devices(v: SpecVersion) {
     let mut macs = std::collections::HashSet::new();
     for (i, r) in replies.iter().enumerate() {
         assert!(r.success, "{} ADD {i}: {}", tag(v), r.stdout);
-        macs.insert(
-            n.link(&pods[i], "net1").unwrap()["address"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        macs.insert(n.link(&pods[i], "net1").unwrap().mac.unwrap());
     }
     assert_eq!(macs.len(), count, "{} distinct MACs", tag(v));
 }
@@ -737,7 +722,7 @@ async fn interrupted_add_converges(v: SpecVersion) {
     let cfg = n.config(v, json!({"deviceID": "eth0Mvp6"}));
     let r = n.call("ADD", cfg.clone(), &n.pod, "net1", "").await;
     assert!(r.success, "{} retried ADD: {}", tag(v), r.stdout);
-    assert_eq!(kind(&n.link(&n.pod, "net1").unwrap()), "macvtap");
+    assert_eq!(n.link(&n.pod, "net1").unwrap().kind, "macvtap");
     assert!(n.link(&n.pod, &host).is_none());
     assert!(n.call("DEL", cfg.clone(), &n.pod, "net1", "").await.success);
     n.device_link(&host);

@@ -425,11 +425,15 @@ async fn logs_stay_bounded_for_large_configs() {
         .unwrap_or(0);
     assert!(most <= 4, "a line names {most} resources");
     // Serving, registered, stopped: a few lines per resource, plus a few for the process.
-    let lines = logs.lines().count();
+    // A registration the loaded kubelet double did not answer in time is said once per
+    // resource (then every ~10 s): counted apart, it may not exceed one per resource.
+    let retries = logs.lines().filter(|l| l.contains("; retrying")).count();
+    let lines = logs.lines().count() - retries;
     assert!(
         lines <= max * 4 + 20,
-        "{lines} log lines for {max} resources"
+        "{lines} log lines (besides {retries} retries) for {max} resources"
     );
+    assert!(retries <= max, "{retries} retry lines for {max} resources");
 
     let mut n = Node::new();
     // As a file: one environment string may not exceed 128 KiB.

@@ -45,7 +45,7 @@ fn allocate_refuses_a_tap_node_of_another_namespace_and_picks_a_free_index() {
         )
         .unwrap();
     let shown = nl.link(&nl.node, "probe0").expect("probe link");
-    let counter = shown["ifindex"].as_u64().unwrap() as u32;
+    let counter = shown.index;
     nl.lab.ip(&nl.node, &["link", "del", "probe0"]).unwrap();
     nl.lab
         .ip(
@@ -112,7 +112,7 @@ fn allocate_refuses_a_tap_node_of_another_namespace_and_picks_a_free_index() {
         );
     }
     let link = nl.link(&nl.node, &tap.link_name).expect("the new macvtap");
-    assert_eq!(link["ifindex"].as_u64(), Some(tap.index as u64));
+    assert_eq!(link.index, tap.index);
     let (_, uid) = node_of(tap.index).expect("its /dev/tapN");
     assert_eq!(uid, 107, "its own node was chowned");
 }

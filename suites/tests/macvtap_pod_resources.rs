@@ -168,9 +168,12 @@ async fn add_takes_only_a_device_the_kubelet_allocated_to_the_pod() {
     let reply = k.add_as(&conf, &k.n.pod, "tenant", "pod-a").await;
     assert!(reply.success, "ADD for pod A: {}", reply.stdout);
     let net1 = k.n.link(&k.n.pod, "net1").expect("net1 in pod A");
-    assert_eq!(kind(&net1), "macvtap");
-    assert!(flags(&net1).contains(&"UP".to_string()));
-    assert_eq!(net1["ifalias"], format!("secnet-deviceplugin:{a_id}"));
+    assert_eq!(net1.kind, "macvtap");
+    assert!(net1.has_flag("UP"));
+    assert_eq!(
+        net1.alias.as_deref(),
+        Some(format!("secnet-deviceplugin:{a_id}").as_str())
+    );
     assert!(k.n.link(&k.n.nl.node, &host_link).is_none(), "moved");
     let reply =
         k.n.call("DEL", conf, &k.n.pod, "net1", &k8s_args("tenant", "pod-a"))

@@ -69,16 +69,19 @@ async fn add_attaches_access_port_and_del_removes_it(v: SpecVersion) {
     assert_eq!(pod_if["name"], "net1");
     assert_eq!(pod_if["sandbox"], n.pod.path_str());
     let link = n.link(&n.pod, "net1").expect("net1 in the pod");
-    assert_eq!(kind(&link), "veth");
+    assert_eq!(link.kind, "veth");
     assert_eq!(
-        pod_if["mac"],
-        link["address"],
+        pod_if["mac"].as_str(),
+        link.mac.as_deref(),
         "{} result MAC == kernel MAC",
         tag(v)
     );
-    assert!(flags(&link).contains(&"UP".to_string()));
+    assert!(link.has_flag("UP"));
     let host_link = n.link(&n.node, &host).expect("host veth on the node");
-    assert_eq!(result["interfaces"][0]["mac"], host_link["address"]);
+    assert_eq!(
+        result["interfaces"][0]["mac"].as_str(),
+        host_link.mac.as_deref()
+    );
     assert_eq!(n.ports(), vec![host.clone()]);
     assert_eq!(n.get("Port", &host, "tag"), "100");
     assert_eq!(n.get("Port", &host, "vlan_mode"), "access");
@@ -167,11 +170,11 @@ async fn add_applies_mtu_and_mac_from_every_source(v: SpecVersion) {
         assert!(reply.success, "{} {}", tag(v), reply.stdout);
         let result = reply.json().unwrap();
         let link = n.link(&pod, "net1").unwrap();
-        assert_eq!(link["address"], want, "{} case {i}", tag(v));
+        assert_eq!(link.mac.as_deref(), Some(want), "{} case {i}", tag(v));
         assert_eq!(result["interfaces"][1]["mac"], want);
-        assert_eq!(link["mtu"], 1400);
+        assert_eq!(link.mtu, 1400);
         let host = result["interfaces"][0]["name"].as_str().unwrap();
-        assert_eq!(n.link(&n.node, host).unwrap()["mtu"], 1400, "host end MTU");
+        assert_eq!(n.link(&n.node, host).unwrap().mtu, 1400, "host end MTU");
         if v.is_v1() {
             assert_eq!(result["interfaces"][1]["mtu"], 1400);
         } else {

@@ -13,12 +13,12 @@ use crate::lab::enter::Enter;
 /// One peak-memory row.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MemRow {
-    pub name: String,
+    pub(crate) name: String,
     /// What was measured (e.g. `ADD+DEL, ru_maxrss`).
-    pub what: String,
-    pub n: usize,
-    pub median_kb: u64,
-    pub max_kb: u64,
+    pub(crate) what: String,
+    pub(crate) n: usize,
+    pub(crate) median_kb: u64,
+    pub(crate) max_kb: u64,
 }
 
 impl MemRow {
@@ -60,7 +60,7 @@ pub struct Measured {
     pub success: bool,
     pub stdout: String,
     pub elapsed: Duration,
-    pub maxrss_kb: u64,
+    pub(crate) maxrss_kb: u64,
 }
 
 pub fn run_cni(call: &Call, enter: &Enter) -> std::io::Result<Measured> {

@@ -19,10 +19,10 @@ use crate::objects::{Object, load_file};
 /// One measured pod count.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct ScalePoint {
-    pub pods: usize,
-    pub nodes: usize,
-    pub total_ms: f64,
-    pub per_pod_ms: f64,
+    pub(crate) pods: usize,
+    pub(crate) nodes: usize,
+    pub(crate) total_ms: f64,
+    pub(crate) per_pod_ms: f64,
 }
 
 /// The default topology plus `node3..nodeN` on the same fabric (.139, .140, ...).

@@ -6,10 +6,10 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Stats {
-    pub n: usize,
-    pub median_ms: f64,
-    pub p95_ms: f64,
-    pub mean_ms: f64,
+    pub(crate) n: usize,
+    pub(crate) median_ms: f64,
+    pub(crate) p95_ms: f64,
+    pub(crate) mean_ms: f64,
 }
 
 impl Stats {

@@ -5,19 +5,19 @@ use std::fmt::Write as _;
 
 #[derive(Debug, Clone)]
 pub struct Series {
-    pub label: String,
-    pub color: &'static str,
-    pub points: Vec<(f64, f64)>,
+    pub(crate) label: String,
+    pub(crate) color: &'static str,
+    pub(crate) points: Vec<(f64, f64)>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Panel {
-    pub title: String,
-    pub x_label: String,
-    pub y_label: String,
+    pub(crate) title: String,
+    pub(crate) x_label: String,
+    pub(crate) y_label: String,
     /// Log-scaled x axis (pod counts 1..500).
-    pub log_x: bool,
-    pub series: Vec<Series>,
+    pub(crate) log_x: bool,
+    pub(crate) series: Vec<Series>,
 }
 
 const W: f64 = 460.0;

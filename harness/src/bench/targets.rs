@@ -10,13 +10,13 @@ use super::scale::ScalePoint;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Target {
-    pub target: String,
-    pub goal: String,
-    pub measured: String,
+    pub(crate) target: String,
+    pub(crate) goal: String,
+    pub(crate) measured: String,
     /// None: not measured in this run.
-    pub met: Option<bool>,
-    pub margin: String,
-    pub note: String,
+    pub(crate) met: Option<bool>,
+    pub(crate) margin: String,
+    pub(crate) note: String,
 }
 
 fn median(rows: &[Row], name_contains: &str, op: &str) -> Option<f64> {

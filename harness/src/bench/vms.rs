@@ -18,10 +18,10 @@ use crate::vm::qemu::{self, Backend, LaunchSpec, Nic, Qemu};
 /// Medians over the guests of one parallel boot.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct BootPoint {
-    pub guests: usize,
-    pub ready_ms: f64,
-    pub ping_ms: f64,
-    pub ready_max_ms: f64,
+    pub(crate) guests: usize,
+    pub(crate) ready_ms: f64,
+    pub(crate) ping_ms: f64,
+    pub(crate) ready_max_ms: f64,
 }
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use super::{Sides, could_not_run};
 
-pub const AFTER_HELP: &str = "Examples:\n  secnet bench --quick --report reports/\n  secnet bench --quick --b-bin-dir /opt/upstream/bin --b-plugin macvtap-deviceplugin=/opt/upstream/bin/macvtap-deviceplugin\n\nWith any --a-…/--b-… flag every CNI and device plugin row is measured for A (baseline,\ndefault: bundled) and B (candidate, default: bundled), interleaved, with the ratio B/A.";
+pub(crate) const AFTER_HELP: &str = "Examples:\n  secnet bench --quick --report reports/\n  secnet bench --quick --b-bin-dir /opt/upstream/bin --b-plugin macvtap-deviceplugin=/opt/upstream/bin/macvtap-deviceplugin\n\nWith any --a-…/--b-… flag every CNI and device plugin row is measured for A (baseline,\ndefault: bundled) and B (candidate, default: bundled), interleaved, with the ratio B/A.";
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Fewer iterations (for CI).
     #[arg(long)]
     quick: bool,

@@ -9,10 +9,10 @@ use secnet::cluster::kube::sweep::{self, Swept};
 
 use super::{could_not_run, exit_code};
 
-pub const AFTER_HELP: &str = "A run that is still going (its marker /run/secnet/live/<run id>.lock is locked by\nits process) is left alone and named, unless --force: its namespaces, its kind\ncluster, its objects on an existing cluster.\n\nExamples:\n  secnet clean                 # every leftover of any finished or killed secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)\n  secnet clean --force         # live runs too\n  secnet clean --cluster existing --context lab   # objects labelled secnet.run on that cluster\n  secnet clean --cluster kind --run sn1a2b3c      # kind delete cluster --name secnet-sn1a2b3c\n  secnet clean --cluster bare --run sn1a2b3c      # a bare cluster's processes, mounts, cgroups, namespaces, files";
+pub(crate) const AFTER_HELP: &str = "A run that is still going (its marker /run/secnet/live/<run id>.lock is locked by\nits process) is left alone and named, unless --force: its namespaces, its kind\ncluster, its objects on an existing cluster.\n\nExamples:\n  secnet clean                 # every leftover of any finished or killed secnet run\n  secnet clean --run sn1a2b3c  # only that run (the id conform prints first)\n  secnet clean --force         # live runs too\n  secnet clean --cluster existing --context lab   # objects labelled secnet.run on that cluster\n  secnet clean --cluster kind --run sn1a2b3c      # kind delete cluster --name secnet-sn1a2b3c\n  secnet clean --cluster bare --run sn1a2b3c      # a bare cluster's processes, mounts, cgroups, namespaces, files";
 
 #[derive(clap::Args)]
-pub struct CleanArgs {
+pub(crate) struct CleanArgs {
     /// Only this run id (sn + 6 hex digits).
     #[arg(long)]
     run: Option<String>,

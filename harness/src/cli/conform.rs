@@ -15,10 +15,10 @@ use secnet::report::{Report, Status, Summary};
 
 use super::{Selection, could_not_run};
 
-pub const AFTER_HELP: &str = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --plugin macvtap=./macvtap --backends macvtap       # one patched binary, the rest bundled\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n  secnet conform --cluster existing --inventory clusters/inventory.example.yaml --dry-run\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped.\n\nVerdicts: passed; failed (the implementation under test is wrong); error (the harness or\nthe cluster broke: the implementation was not judged); flaky (passed on a --retries\nretry); skipped (with why). Exit codes: 0 all that ran passed (flaky included), 1 a\nscenario failed, 2 could not run (bad flags, preflight, the cluster did not come up;\n--report still writes the reports, the set-up failure as an error), 3 no failure but\nan error, 4 nothing ran (every selected scenario skipped).";
+pub(crate) const AFTER_HELP: &str = "Examples:\n  secnet conform\n  secnet conform --report reports/ --label mac\n  secnet conform --cni-bin-dir /opt/cni/bin --skip-label extension   # put another macvtap CNI under test\n  secnet conform --plugin macvtap=./macvtap --backends macvtap       # one patched binary, the rest bundled\n  secnet conform --cluster kind --dry-run                            # the plan: commands and manifests\n  secnet conform --cluster kind --report reports/                    # needs kind + docker\n  secnet conform --cluster existing --context my-lab --lower-device eth1\n  secnet conform --cluster existing --inventory clusters/inventory.example.yaml --dry-run\n\nOn kind and existing clusters the portable scenarios run (the seed's pods, capacity,\nreachability, macvlan); the others need the netns cluster and are reported as skipped.\n\nVerdicts: passed; failed (the implementation under test is wrong); error (the harness or\nthe cluster broke: the implementation was not judged); flaky (passed on a --retries\nretry); skipped (with why). Exit codes: 0 all that ran passed (flaky included), 1 a\nscenario failed, 2 could not run (bad flags, preflight, the cluster did not come up;\n--report still writes the reports, the set-up failure as an error), 3 no failure but\nan error, 4 nothing ran (every selected scenario skipped).";
 
 #[derive(clap::Args)]
-pub struct ConformArgs {
+pub(crate) struct ConformArgs {
     /// Cluster provider: netns (built in, needs root), kind, existing, bare (a real
     /// Kubernetes from --k8s-bin-dir on this machine, needs root).
     #[arg(long, value_enum, default_value_t = Provider::Netns, hide_possible_values = true)]
@@ -54,8 +54,10 @@ pub struct ConformArgs {
     #[arg(long)]
     fail_fast: bool,
     /// Scenarios run at once, each in its own netns cluster [default: the number
-    /// of cores]; --jobs 1 runs them one after the other. Real clusters run one at
-    /// a time (the scenarios share the nodes' capacity).
+    /// of cores]; --jobs 1 runs them one after the other. kind and existing
+    /// clusters run one at a time (the scenarios share the nodes' capacity); bare
+    /// runs the scenarios that share the nodes 4 at a time [default], the others
+    /// alone.
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
     /// Keep the namespaces of failed scenarios and print how to enter them.
@@ -99,7 +101,7 @@ pub struct ConformArgs {
 // What a bare cluster needs (`secnet conform --cluster bare`).
 #[derive(clap::Args)]
 #[command(next_help_heading = "Bare clusters (--cluster bare)")]
-struct BareArgs {
+pub(super) struct BareArgs {
     /// bare: the directory with kube-apiserver, kube-controller-manager,
     /// kube-scheduler and kubelet (kubernetes-server-linux-amd64.tar.gz); etcd,
     /// containerd and runc come from the distribution (secnet doctor checks them).
@@ -107,9 +109,22 @@ struct BareArgs {
     #[arg(long, value_name = "DIR")]
     k8s_bin_dir: Option<PathBuf>,
     /// bare: a component's binaries, packed by secnet into an image of its own
-    /// (repeatable): multus=DIR with multus and thin_entrypoint installs thin multus.
+    /// (repeatable): multus=DIR with multus and thin_entrypoint installs thin multus;
+    /// whereabouts=DIR with whereabouts and ip-control-loop installs whereabouts.
     #[arg(long = "component-bin", value_name = "NAME=DIR", value_parser = parse_component_bin)]
     component_bins: Vec<(Component, PathBuf)>,
+}
+
+impl BareArgs {
+    /// The bare options: these flags, `$SECNET_K8S_BIN_DIR` for a missing bin dir.
+    pub(super) fn options(self) -> secnet::conform::bare::BareRunOptions {
+        secnet::conform::bare::BareRunOptions {
+            k8s_bin_dir: self
+                .k8s_bin_dir
+                .or_else(|| std::env::var_os("SECNET_K8S_BIN_DIR").map(PathBuf::from)),
+            component_bins: self.component_bins,
+        }
+    }
 }
 
 /// `NAME=DIR` of `--component-bin`.
@@ -200,7 +215,7 @@ struct RealArgs {
 #[cfg(test)]
 impl ConformArgs {
     /// The component sets the run installs, defaults filled in for `--cluster`.
-    pub fn components(&self) -> Vec<Component> {
+    pub(crate) fn components(&self) -> Vec<Component> {
         self.real
             .components
             .clone()
@@ -284,13 +299,7 @@ pub(super) fn options(
         retries: args.retries,
         real,
         multus_semantics: args.multus_semantics,
-        bare: secnet::conform::bare::BareRunOptions {
-            k8s_bin_dir: args
-                .bare
-                .k8s_bin_dir
-                .or_else(|| std::env::var_os("SECNET_K8S_BIN_DIR").map(PathBuf::from)),
-            component_bins: args.bare.component_bins,
-        },
+        bare: args.bare.options(),
         ..secnet::conform::Options::bundled()
     });
     // The semantics choose how secnet's own multus behaves: meaningless where the
@@ -371,7 +380,7 @@ pub fn run(args: ConformArgs) -> ExitCode {
 
 /// The exit code of a run that ran: 1 a scenario failed, 3 none failed but one
 /// errored (harness or cluster), 4 nothing ran, else 0 (flaky counts as passed).
-pub fn verdict_code(s: &Summary) -> u8 {
+pub(crate) fn verdict_code(s: &Summary) -> u8 {
     if s.failed > 0 {
         1
     } else if s.errors > 0 {
@@ -385,7 +394,7 @@ pub fn verdict_code(s: &Summary) -> u8 {
 
 /// What the end of a run repeats: every scenario that failed, errored or was
 /// flaky, its first line, and the command that runs it alone.
-pub fn recap(r: &Report, rerun: &str) -> String {
+pub(crate) fn recap(r: &Report, rerun: &str) -> String {
     let bad: Vec<_> = r
         .scenarios
         .iter()
@@ -417,7 +426,7 @@ pub fn recap(r: &Report, rerun: &str) -> String {
 /// (`--focus`, `--label`, `--skip-label`, `--label-filter`, `--backends`,
 /// `--repeat`, `--retries`, `--fail-fast`, `--report`), quoted for a shell: a
 /// failure's rerun adds `--focus <id>`.
-pub fn rerun_prefix(args: impl Iterator<Item = String>) -> String {
+pub(crate) fn rerun_prefix(args: impl Iterator<Item = String>) -> String {
     const DROP_WITH_VALUE: [&str; 8] = [
         "--focus",
         "--label",

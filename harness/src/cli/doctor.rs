@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use super::{could_not_run, exit_code};
 
 #[derive(clap::Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// Install the missing Debian/Ubuntu packages.
     #[arg(long)]
     fix: bool,

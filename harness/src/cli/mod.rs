@@ -24,16 +24,16 @@ use secnet::conform::implementation::{self, Choice, Flags, Resolved};
     version,
     about = "End-to-end test and conformance harness for Kubernetes secondary networking (macvtap, OVS-VLAN, macvlan)"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Cmd,
     /// More log output on stderr: -v secnet's steps (phases, pods, CNI calls, probes),
     /// -vv their details, -vvv the libraries' too; RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
     /// Only failures and the summary (no line per passing or skipped scenario).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 #[derive(Subcommand)]

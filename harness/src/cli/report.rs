@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use super::could_not_run;
 
-pub const AFTER_HELP: &str = "Examples:\n  secnet report reports/\n  secnet report spec-table netns-multus/ bare/ --out side/   # clause tables side by side";
+pub(crate) const AFTER_HELP: &str = "Examples:\n  secnet report reports/\n  secnet report spec-table netns-multus/ bare/ --out side/   # clause tables side by side";
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// The directory a `secnet conform --report DIR` wrote.
     #[arg(required = true)]
     dir: Option<PathBuf>,

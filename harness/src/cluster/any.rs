@@ -9,11 +9,10 @@
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
-use serde_json::Value;
 
 use super::ability::{
     DevicePluginConfig, DevicePluginRestart, FrameCapture, LanNamespaces, LocalTopology,
-    MultusFaults, NodeAccess, NodeFaults, Ovs, RunningCapture, node_error,
+    MultusFaults, NodeAccess, NodeFaults, Ovs, RunningCapture, Whereabouts, node_error,
 };
 use super::capability::{Capability, Offer};
 use super::topology::Topology;
@@ -21,34 +20,35 @@ use super::{Cluster, ClusterError, DynCluster, ExecOutput, NodeResources, PodVie
 use crate::contract::probe::ProbeError;
 use crate::lab::Ns;
 use crate::objects::{Object, Pod};
-use crate::probe::ip::Link;
+use crate::observe::record;
+use crate::probe::ip::LinkFacts;
 use crate::vm::Guests;
 
 /// What every node of a cluster is, as the provider knows it: the facts scenarios
 /// configure their networks from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFacts {
-    pub name: String,
+    pub(crate) name: String,
     /// The macvtap/macvlan lower device (the node's uplink into the LAN).
-    pub lower_device: String,
+    pub(crate) lower_device: String,
     /// The node's own address on the LAN, where the provider knows it.
-    pub address: Option<std::net::Ipv4Addr>,
+    pub(crate) address: Option<std::net::Ipv4Addr>,
     /// Open vSwitch on the node, where the cluster has it.
-    pub ovs: Option<OvsFacts>,
+    pub(crate) ovs: Option<OvsFacts>,
 }
 
 /// A node's Open vSwitch: the bridge the OVS networks use and its trunk into the LAN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OvsFacts {
-    pub bridge: String,
-    pub uplink: String,
+    pub(crate) bridge: String,
+    pub(crate) uplink: String,
 }
 
 /// How a scenario's cluster ends.
 #[derive(Debug, Default)]
 pub struct Ended {
     /// What tearing it down failed to remove (empty when kept).
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 /// One provider's cluster, as one scenario uses it: the contract, the nodes' facts,
@@ -93,6 +93,9 @@ pub trait ProviderCluster: DynCluster {
     fn guests(&self) -> Option<&dyn Guests> {
         None
     }
+    fn whereabouts(&self) -> Option<&dyn Whereabouts> {
+        None
+    }
 }
 
 /// A scenario's cluster, whichever provider made it.
@@ -109,7 +112,7 @@ pub fn if_offered<'a, A: ?Sized>(offer: &Offer, cap: Capability, ability: &'a A)
 }
 
 /// Every capability that is a cluster's ability (answered by `AnyCluster::offers`).
-pub const ABILITIES: [Capability; 9] = [
+pub const ABILITIES: [Capability; 10] = [
     Capability::NodeAccess,
     Capability::NodeFaults,
     Capability::MultusFaults,
@@ -119,6 +122,7 @@ pub const ABILITIES: [Capability; 9] = [
     Capability::FrameCapture,
     Capability::Dhcp,
     Capability::Vm,
+    Capability::Whereabouts,
 ];
 
 impl AnyCluster {
@@ -169,7 +173,12 @@ impl AnyCluster {
             Capability::Dhcp => c.lan_namespaces().is_some(),
             Capability::Vm => c.guests().is_some(),
             Capability::LiveMigration => c.guests().is_some_and(|g| g.live_migration().is_some()),
+            Capability::LanWatch => c
+                .guests()
+                .and_then(|g| g.live_migration())
+                .is_some_and(|m| m.lan().is_some()),
             Capability::NicHotplug => c.guests().is_some_and(|g| g.hotplug().is_some()),
+            Capability::Whereabouts => c.whereabouts().is_some(),
             Capability::PluginExec | Capability::Program(_) => false,
         }
     }
@@ -206,6 +215,12 @@ impl AnyCluster {
 
     pub fn ovs(&self) -> Result<&dyn Ovs, ClusterError> {
         self.inner.ovs().ok_or_else(|| self.lacks(Capability::Ovs))
+    }
+
+    pub fn whereabouts(&self) -> Result<&dyn Whereabouts, ClusterError> {
+        self.inner
+            .whereabouts()
+            .ok_or_else(|| self.lacks(Capability::Whereabouts))
     }
 
     pub fn guests(&self) -> Result<&dyn Guests, ClusterError> {
@@ -283,14 +298,14 @@ impl AnyCluster {
     }
 
     /// `ip -j -d link show <name>` on `node`, the one link (NodeAccess).
-    pub async fn node_link(&self, node: &str, name: &str) -> Result<Link, ClusterError> {
+    pub async fn node_link(&self, node: &str, name: &str) -> Result<LinkFacts, ClusterError> {
         let out = self
             .node_ip(node, &["-j", "-d", "link", "show", name])
             .await?;
         let links = crate::probe::ip::links(&out).map_err(|e| node_error(node, "ip -j link", e))?;
         links
-            .first()
-            .map(Link::from_json)
+            .into_iter()
+            .next()
             .ok_or_else(|| node_error(node, "ip -j link", format!("no link {name}")))
     }
 
@@ -302,7 +317,7 @@ impl AnyCluster {
 
     /// `ip -j -d link show <ifname>` of the pod: run in the pod where it has
     /// iproute2, else from its node (a real cluster's busybox pods have no `ip -j`).
-    pub async fn pod_link(&self, pod: &PodView, ifname: &str) -> Result<Value, ProbeError> {
+    pub async fn pod_link(&self, pod: &PodView, ifname: &str) -> Result<LinkFacts, ProbeError> {
         let from_node = self
             .inner
             .node_access()
@@ -404,6 +419,11 @@ impl AnyCluster {
         self.node_faults()?.lose_pod_netns(pod).await
     }
 
+    /// What the device plugin on `node` has logged so far (NodeFaults).
+    pub async fn device_plugin_log(&self, node: &str) -> Result<String, ClusterError> {
+        self.node_faults()?.device_plugin_log(node).await
+    }
+
     /// The device plugin restart (DevicePluginRestart).
     pub fn device_plugin_restart(&self) -> Result<&dyn DevicePluginRestart, ClusterError> {
         self.inner
@@ -487,7 +507,29 @@ impl Cluster for AnyCluster {
     }
 
     async fn create_pod(&self, pod: Pod) -> Result<PodView, ClusterError> {
-        self.inner.create_pod(pod).await
+        let (namespace, name) = (pod.metadata.namespace.clone(), pod.metadata.name.clone());
+        let mut created = self.inner.create_pod(pod).await;
+        // `secnet compare --a-cluster/--b-cluster` compares what each cluster handed out;
+        // a real cluster's device IDs come from its kubelet's checkpoint.
+        if record::recording()
+            && let Ok(view) = &mut created
+            && view.devices.is_empty()
+            && let Ok(access) = self.node_access()
+            && let Ok(devices) = access.pod_devices(view).await
+        {
+            view.devices = devices;
+        }
+        let handed_out = created.as_ref().ok().map(|v| record::PodHandedOut {
+            namespace: v.namespace.clone(),
+            node: v.node.clone(),
+            network_status: v
+                .annotations
+                .get(crate::multus::NETWORK_STATUS_ANNOTATION)
+                .cloned(),
+            devices: v.devices.clone(),
+        });
+        record::pod_created(&namespace, &name, handed_out);
+        created
     }
 
     async fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
@@ -504,10 +546,26 @@ impl Cluster for AnyCluster {
     }
 
     async fn node_resources(&self, node: &str) -> Result<NodeResources, ClusterError> {
-        self.inner.node_resources(node).await
+        let read = self.inner.node_resources(node).await;
+        if let Ok(r) = &read {
+            record::node_resources(
+                node,
+                record::ResourcesObs {
+                    node: node.into(),
+                    capacity: r.capacity.clone(),
+                    allocatable: r.allocatable.clone(),
+                    allocated: r.allocated.clone(),
+                },
+            );
+        }
+        read
     }
 
     async fn diagnostics(&self) -> String {
         self.inner.diagnostics().await
+    }
+
+    async fn live_pods(&self) -> Result<Vec<PodView>, ClusterError> {
+        self.inner.live_pods().await
     }
 }

@@ -58,10 +58,10 @@ pub const NODE_POLICY: &str = "/var/lib/cni/secnet/plugins.conf";
 /// One invocation context: container, netns, interface, CNI_ARGS.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub container_id: String,
-    pub netns: Option<String>,
-    pub ifname: String,
-    pub args: String,
+    pub(crate) container_id: String,
+    pub(crate) netns: Option<String>,
+    pub(crate) ifname: String,
+    pub(crate) args: String,
 }
 
 fn plugin_type(config: &Value) -> &str {
@@ -122,6 +122,16 @@ pub async fn add(
     prev.ok_or(ChainError::NoResult)
 }
 
+/// Whether a runtime hands a DEL the cached ADD result as `prevResult`: libcni
+/// (containerd's and multus's) does from CNI 0.4.0 on, never for 0.1–0.3 configs.
+/// Seen on a real cluster: `secnet compare --a-cluster netns --b-cluster bare`.
+fn caches_results(config: &Value) -> bool {
+    let version = config["cniVersion"].as_str().unwrap_or("0.1.0");
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (0, 4)
+}
+
 /// DEL through the chain in reverse; every plugin is called, errors are collected.
 pub async fn del(
     dirs: &BinDirs,
@@ -133,7 +143,7 @@ pub async fn del(
     let mut errors = Vec::new();
     for plugin in plugins.iter().rev() {
         let mut config = plugin.clone();
-        if let Some(p) = prev {
+        if let Some(p) = prev.filter(|_| caches_results(plugin)) {
             config["prevResult"] = p.clone();
         }
         if let Err(e) = invoke(dirs, enter, "DEL", config, target).await {

@@ -16,25 +16,25 @@ pub const EXCERPT_BYTES: usize = 1024;
 /// The CNI error object a failed plugin prints on stdout (spec: code, msg, details).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CniError {
-    pub code: Option<u64>,
-    pub msg: String,
-    pub details: String,
+    pub(crate) code: Option<u64>,
+    pub(crate) msg: String,
+    pub(crate) details: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct PluginFailure {
-    pub plugin: PathBuf,
+    pub(crate) plugin: PathBuf,
     /// What `plugin` links to, when it is a link (a run links each `--plugin` binary
     /// into its own bin dir): the path the user gave.
-    pub target: Option<PathBuf>,
-    pub command: String,
+    pub(crate) target: Option<PathBuf>,
+    pub(crate) command: String,
     /// "exit status 1", "killed by signal 9".
-    pub exit: String,
+    pub(crate) exit: String,
     /// The error object, when stdout held one.
-    pub error: Option<CniError>,
-    pub config: String,
-    pub stdout: String,
-    pub stderr: String,
+    pub(crate) error: Option<CniError>,
+    pub(crate) config: String,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl PluginFailure {

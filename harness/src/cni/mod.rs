@@ -49,12 +49,12 @@ pub enum ExecError {
 /// One plugin invocation, as a runtime (or multus) would make it.
 #[derive(Debug, Clone)]
 pub struct Call {
-    pub plugin: PathBuf,
-    pub command: String,
+    pub(crate) plugin: PathBuf,
+    pub(crate) command: String,
     pub container_id: String,
     pub netns: Option<String>,
     pub ifname: String,
-    pub args: String,
+    pub(crate) args: String,
     /// `CNI_PATH`: where delegated (IPAM) plugins are looked up.
     pub path: String,
     pub config: Value,
@@ -63,7 +63,7 @@ pub struct Call {
     pub timeout: Duration,
     /// Further environment of the runtime (e.g. `SECNET_PLUGIN_POLICY`, the node
     /// admin's policy file for the bundled plugins).
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Call {
@@ -178,7 +178,7 @@ pub async fn exec(call: &Call, node: Option<&NetNs>) -> Result<Reply, ExecError>
 }
 
 /// Runs `call` inside the namespaces of `enter` (a node's network and mount view).
-pub async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
+pub(crate) async fn exec_in(call: &Call, enter: &Enter) -> Result<Reply, ExecError> {
     let stdin_bytes = match &call.raw_stdin {
         Some(raw) => raw.clone(),
         None => serde_json::to_vec(&call.config).expect("config serializes"),

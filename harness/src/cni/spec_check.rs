@@ -17,7 +17,7 @@ const PRE_V1: [&str; 3] = ["0.3.0", "0.3.1", "0.4.0"];
 
 /// What is wrong with `reply` to `call`, per the spec version the call used; empty
 /// when nothing is.
-pub fn violations(call: &Call, reply: &Reply) -> Vec<String> {
+pub(crate) fn violations(call: &Call, reply: &Reply) -> Vec<String> {
     let mut out = Vec::new();
     // A raw (deliberately broken) stdin has no version to hold the reply to.
     let version = match &call.raw_stdin {
@@ -53,7 +53,7 @@ pub fn violations(call: &Call, reply: &Reply) -> Vec<String> {
 }
 
 /// At most 300 characters of `text`, for messages.
-pub fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     let text = text.trim();
     match text.char_indices().nth(300) {
         Some((cut, _)) => format!("{:?}…", &text[..cut]),

@@ -3,7 +3,11 @@
 //! scenario, so both see the same load), and what changed: regressions (passed on
 //! A, failed on B) and fixes (failed on A, passed on B).
 
+pub mod clusters;
+pub mod diff;
+pub mod explained;
 mod junit;
+pub mod normalise;
 pub mod render;
 
 use std::path::Path;
@@ -21,9 +25,9 @@ use crate::scenario::provider::ClusterProvider;
 /// One implementation's outcome of one scenario.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Side {
-    pub status: Status,
-    pub duration_s: f64,
-    pub message: String,
+    pub(crate) status: Status,
+    pub(crate) duration_s: f64,
+    pub(crate) message: String,
 }
 
 impl From<ScenarioReport> for Side {
@@ -38,10 +42,10 @@ impl From<ScenarioReport> for Side {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
-    pub name: String,
-    pub backend: String,
-    pub a: Side,
-    pub b: Side,
+    pub(crate) name: String,
+    pub(crate) backend: String,
+    pub(crate) a: Side,
+    pub(crate) b: Side,
 }
 
 impl Row {
@@ -57,14 +61,14 @@ impl Row {
 /// `compare.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Comparison {
-    pub run_id: String,
+    pub(crate) run_id: String,
     /// What A and B were: per plugin its file and where it came from.
-    pub a: Value,
-    pub b: Value,
-    pub scenarios: Vec<Row>,
+    pub(crate) a: Value,
+    pub(crate) b: Value,
+    pub(crate) scenarios: Vec<Row>,
     pub regressions: Vec<String>,
-    pub fixed: Vec<String>,
-    pub wall_s: f64,
+    pub(crate) fixed: Vec<String>,
+    pub(crate) wall_s: f64,
 }
 
 impl Comparison {

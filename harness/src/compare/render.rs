@@ -9,7 +9,7 @@ use super::{Comparison, Row, Side};
 use crate::report::Status;
 use crate::report::html::{STYLE, escape};
 
-fn status(s: Status) -> &'static str {
+pub fn status(s: Status) -> &'static str {
     s.word()
 }
 

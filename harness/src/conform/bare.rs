@@ -4,8 +4,9 @@
 //! are written here (pause, the pod image, the plugins under test, components from
 //! `--component-bin`), the component sets are installed the way the kind path
 //! installs them (`real::RealCluster`: run namespace, conflict check, server-side
-//! apply, capacity wait), and each scenario works on it in its own label scope, one
-//! at a time, with the abilities secnet has because it made the nodes
+//! apply, capacity wait), and each scenario works on it in its own label scope (those
+//! that share the nodes several at a time, the others alone: `sharing`), with the
+//! abilities secnet has because it made the nodes
 //! (`cluster::bare::abilities`). Everything carries the run id and is removed at
 //! the end, on failure and on Ctrl-C (the bare cluster's sweep).
 
@@ -27,8 +28,8 @@ use crate::cluster::kube::components::{
     Component, ComponentError, ComponentSet, Fetcher, SECNET_IMAGE, Source,
 };
 use crate::cluster::kube::{KubeCluster, KubeOptions};
-use crate::scenario::provider::{ClusterProvider, ProviderError};
-use crate::scenario::{Ctx, Deploy, Failure, Outcome, Scenario};
+use crate::scenario::provider::{ClusterProvider, ProviderError, Sharing};
+use crate::scenario::{Body, Ctx, Deploy, Failure, Outcome, Scenario};
 
 /// The sandbox image every node's containerd runs pods in (written by secnet).
 pub const PAUSE_IMAGE: &str = "secnet.local/pause:bare";
@@ -40,6 +41,12 @@ pub const MULTUS_IMAGE: &str = "secnet.local/multus:bare";
 pub const MULTUS_THIN: &str = "multus/multus-thin.yaml";
 /// The multus files `--component-bin multus=DIR` must hold.
 pub const MULTUS_BINARIES: [&str; 2] = ["multus", "thin_entrypoint"];
+/// Scenarios that share the nodes, at once by default (`--jobs` overrides).
+const JOBS: usize = 4;
+/// The image of whereabouts from `--component-bin whereabouts=DIR`.
+pub const WHEREABOUTS_IMAGE: &str = "secnet.local/whereabouts:bare";
+/// The whereabouts files `--component-bin whereabouts=DIR` must hold.
+pub const WHEREABOUTS_BINARIES: [&str; 2] = ["whereabouts", "ip-control-loop"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BareRunError {
@@ -95,17 +102,18 @@ pub struct BareProvider {
 /// What `start` measured.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct UpTimings {
-    pub cluster: crate::cluster::bare::Timings,
+    pub(crate) cluster: crate::cluster::bare::Timings,
     /// From the first process started to every node offering the device plugin's
     /// resource (and multus's config, when installed).
-    pub ready: Duration,
+    pub(crate) ready: Duration,
 }
 
 /// What a bare cluster offers: everything secnet can do on nodes it made here (the
 /// LAN's DHCP server and Open vSwitch on the nodes included), except what the netns
 /// cluster's own kubelet double does (a device plugin config of the scenario's: on a
 /// real kubelet a second plugin of the same resource would take the run's plugin's
-/// registration over) and VMs (no KubeVirt on bare).
+/// registration over) and VMs (no KubeVirt on bare). Whereabouts where the run
+/// deploys it (`BareProvider::offer`).
 pub fn offer() -> Offer {
     use Capability::*;
     Offer::new(
@@ -137,12 +145,28 @@ impl BareProvider {
     }
 
     fn multus_dir(&self) -> Option<&Path> {
+        self.component_dir(Component::Multus)
+    }
+
+    fn whereabouts_dir(&self) -> Option<&Path> {
+        self.component_dir(Component::Whereabouts)
+    }
+
+    fn component_dir(&self, component: Component) -> Option<&Path> {
         self.opts
             .bare
             .component_bins
             .iter()
-            .find(|(c, _)| *c == Component::Multus)
+            .find(|(c, _)| *c == component)
             .map(|(_, d)| d.as_path())
+    }
+
+    /// The provider's offer and what the run deploys (whereabouts).
+    fn run_offer(&self) -> Offer {
+        match self.whereabouts_dir() {
+            Some(_) => offer().with([Capability::Whereabouts]),
+            None => offer(),
+        }
     }
 
     /// The pods' image: `--pod-image`, else the busybox image secnet writes.
@@ -174,6 +198,17 @@ impl BareProvider {
                 .collect(),
                 log_selectors: vec![("kube-system".into(), "app=secnet-multus".into())],
             });
+        }
+        if self.whereabouts_dir().is_some() {
+            let (host, port) = api.rsplit_once(':').unwrap_or((api, "6443"));
+            let mut set = crate::cluster::kube::components::whereabouts_set(
+                WHEREABOUTS_IMAGE,
+                PLUGIN_DIR,
+                host,
+                port,
+            );
+            set.version = "--component-bin".into();
+            sets.push(set);
         }
         let mut real = self.opts.real.clone();
         // The ovs CNI goes onto the nodes by its DaemonSet's install-cni; OVS itself
@@ -215,6 +250,9 @@ impl BareProvider {
         }
         if let Some(multus) = self.multus_dir() {
             specs.push((s(multus_image(multus)), "multus.tar"));
+        }
+        if let Some(dir) = self.whereabouts_dir() {
+            specs.push((s(whereabouts_image(dir)), "whereabouts.tar"));
         }
         let mut paths = Vec::new();
         let mut refs = Vec::new();
@@ -323,9 +361,10 @@ impl BareProvider {
         let bare = BareCluster::up(&bopts).await?;
         let t = bare.timings.clone();
         progress(&format!(
-            "API server ready after {:.1} s, every node Ready after {:.1} s",
+            "API server ready after {:.1} s, every node Ready after {:.1} s, images and Open vSwitch on every node after {:.1} s",
             t.api_ready.as_secs_f64(),
-            t.nodes_ready.as_secs_f64()
+            t.nodes_ready.as_secs_f64(),
+            t.prepare.as_secs_f64()
         ));
         let api = format!(
             "{}:{}",
@@ -339,7 +378,7 @@ impl BareProvider {
             device_plugin_pods: Some(("kube-system".into(), "app=secnet-macvtap".into())),
             log_selectors: sets.iter().flat_map(|s| s.log_selectors.clone()).collect(),
             pod_image: self.pod_image(),
-            offer: Some(offer()),
+            offer: Some(self.run_offer()),
             ..KubeOptions::default()
         };
         let kube = KubeCluster::connect(bare.client.clone(), "bare", run_id, kopts).await?;
@@ -352,6 +391,19 @@ impl BareProvider {
         if self.multus_dir().is_some() {
             progress("waiting for multus's config on every node");
             wait_multus(&shared, self.opts.real.timeout).await?;
+        }
+        if self.whereabouts_dir().is_some() {
+            progress("waiting for whereabouts on every node");
+            wait_files(
+                &shared,
+                "whereabouts's CNI and its config",
+                &[
+                    ("/opt/cni/bin", "whereabouts"),
+                    ("/etc/cni/net.d", "whereabouts.d/whereabouts.conf"),
+                ],
+                self.opts.real.timeout,
+            )
+            .await?;
         }
         let ready = t0.elapsed();
         progress(&format!(
@@ -374,6 +426,53 @@ fn multus_image(dir: &Path) -> Result<oci::ImageSpec, oci::OciError> {
     Ok(oci::ImageSpec::new(MULTUS_IMAGE, layer))
 }
 
+/// The whereabouts image: busybox (its install step's shell) and `whereabouts` and
+/// `ip-control-loop` from `dir` at /usr/local/bin.
+fn whereabouts_image(dir: &Path) -> Result<oci::ImageSpec, oci::OciError> {
+    let mut layer = Layer::new();
+    layer.busybox(&oci::busybox_program())?;
+    for name in WHEREABOUTS_BINARIES {
+        layer.program(&dir.join(name), &format!("{PLUGIN_DIR}/{name}"))?;
+    }
+    layer.dir("/tmp")?;
+    Ok(oci::ImageSpec::new(WHEREABOUTS_IMAGE, layer))
+}
+
+/// Waits until every node has `files`: (a node's private directory, a path in it).
+async fn wait_files(
+    shared: &BareShared,
+    what: &str,
+    files: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(), BareRunError> {
+    let start = Instant::now();
+    loop {
+        let missing: Vec<String> = shared
+            .nodes
+            .iter()
+            .filter(|n| {
+                files.iter().any(|(dir, file)| {
+                    !crate::cluster::bare::node::backing(n, dir)
+                        .join(file)
+                        .is_file()
+                })
+            })
+            .map(|n| n.name.clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(BareRunError::NotOnNodes(
+                what.into(),
+                timeout,
+                format!("missing on {}", missing.join(", ")),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Checks `--component-bin` before anything starts.
 fn check_component_bins(bins: &[(Component, PathBuf)]) -> Result<(), BareRunError> {
     for (component, dir) in bins {
@@ -392,9 +491,18 @@ fn check_component_bins(bins: &[(Component, PathBuf)]) -> Result<(), BareRunErro
                     }
                 }
             }
+            Component::Whereabouts => {
+                for name in WHEREABOUTS_BINARIES {
+                    if !dir.join(name).is_file() {
+                        return Err(fail(format!(
+                            "no {name} in it (build whereabouts' cmd (as whereabouts) and cmd/controlloop (as ip-control-loop) into it)"
+                        )));
+                    }
+                }
+            }
             other => {
                 return Err(fail(format!(
-                    "{other} has no binaries secnet packs (only multus does)"
+                    "{other} has no binaries secnet packs (only multus and whereabouts do)"
                 )));
             }
         }
@@ -446,12 +554,31 @@ impl Fetcher for LocalOnly {
 
 impl ClusterProvider for BareProvider {
     fn offer(&self) -> Offer {
-        offer()
+        self.run_offer()
     }
 
-    /// The scenarios share the nodes' capacity: one at a time.
-    fn jobs(&self, _asked: usize) -> usize {
-        1
+    /// The scenarios share the nodes: those known to share them (their own objects,
+    /// nothing node-wide read) and those that do not use the cluster run `JOBS` at
+    /// a time, the others alone on the cluster (`sharing`). Most of a scenario's time on a real kubelet is waiting (a
+    /// pod's deletion takes ~2 s of the kubelet's housekeeping), not CPU.
+    fn jobs(&self, asked: usize) -> usize {
+        match asked {
+            0 => JOBS,
+            n => n,
+        }
+    }
+
+    /// A node lab or a plain check does not touch the cluster; a scenario known
+    /// to share the nodes runs beside the others; the rest alone.
+    fn sharing(&self, s: &Scenario) -> Sharing {
+        match s.body {
+            Body::NodeLab(_) | Body::Plain(_) => Sharing::Own,
+            Body::Cluster(_) if s.shares_nodes => match s.sharing_group {
+                Some(group) => Sharing::BesideOthers(group),
+                None => Sharing::Beside,
+            },
+            Body::Cluster(_) => Sharing::Alone,
+        }
     }
 
     fn preflight(&self) -> Result<(), ProviderError> {
@@ -484,11 +611,14 @@ impl ClusterProvider for BareProvider {
         plan.push_str(&format!(
             "\nImages written by secnet: {PAUSE_IMAGE}, {SECNET_IMAGE} (the plugins under test), {}{}\nComponents: {}\n\nScenarios ({}):\n",
             self.pod_image(),
-            if self.multus_dir().is_some() {
-                format!(", {MULTUS_IMAGE}")
-            } else {
-                String::new()
-            },
+            [
+                (self.multus_dir(), MULTUS_IMAGE),
+                (self.whereabouts_dir(), WHEREABOUTS_IMAGE),
+            ]
+            .iter()
+            .filter(|(dir, _)| dir.is_some())
+            .map(|(_, image)| format!(", {image}"))
+            .collect::<String>(),
             self.sets("API:6443")
                 .iter()
                 .map(|s| s.name.to_string())
@@ -530,7 +660,7 @@ impl ClusterProvider for BareProvider {
             if s.needs.contains(&Capability::Dhcp) {
                 view.start_dhcp()?;
             }
-            Ok(AnyCluster::offering(&offer(), Box::new(view)))
+            Ok(AnyCluster::offering(&self.run_offer(), Box::new(view)))
         })
     }
 
@@ -644,7 +774,7 @@ mod tests {
         let err = check_component_bins(&[(Component::Kubevirt, dir.path().to_path_buf())])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("only multus"), "{err}");
+        assert!(err.contains("only multus and whereabouts"), "{err}");
     }
 
     #[test]
@@ -665,5 +795,36 @@ mod tests {
         let sets = p.sets("10.0.0.254:6443");
         assert_eq!(sets[0].vars["API_HOST"], "10.0.0.254");
         assert_eq!(sets[0].vars["API_PORT"], "6443");
+        assert!(!ClusterProvider::offer(&p).offers(Capability::Whereabouts));
+        assert!(plan.contains("(skipped: needs Whereabouts"), "{plan}");
+    }
+
+    #[test]
+    fn whereabouts_binaries_bring_its_set_image_and_capability() {
+        let dir = crate::lab::ScratchDir::new("secnet-bare-wb").unwrap();
+        let bins = vec![(Component::Whereabouts, dir.path().to_path_buf())];
+        let err = check_component_bins(&bins).unwrap_err().to_string();
+        assert!(err.contains("no whereabouts in it"), "{err}");
+        for name in WHEREABOUTS_BINARIES {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        check_component_bins(&bins).unwrap();
+        let mut opts = Options::bundled();
+        opts.cluster = crate::cluster::provider::Provider::Bare;
+        opts.bare.component_bins = bins;
+        let p = BareProvider::new(&opts);
+        assert!(ClusterProvider::offer(&p).offers(Capability::Whereabouts));
+        let wb = p
+            .sets("10.0.0.254:6443")
+            .into_iter()
+            .find(|s| s.name == Component::Whereabouts)
+            .expect("a whereabouts set");
+        assert_eq!(wb.vars["WHEREABOUTS_IMAGE"], WHEREABOUTS_IMAGE);
+        assert_eq!(wb.vars["WHEREABOUTS_BIN_DIR"], PLUGIN_DIR);
+        assert_eq!(wb.vars["API_HOST"], "10.0.0.254");
+        let selected: Vec<&Scenario> = crate::scenario::all().iter().collect();
+        let plan = p.plan("sn000001", &selected).unwrap();
+        assert!(plan.contains(WHEREABOUTS_IMAGE), "{plan}");
+        assert!(!plan.contains("(skipped: needs Whereabouts"), "{plan}");
     }
 }

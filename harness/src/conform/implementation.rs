@@ -70,8 +70,8 @@ pub enum ImplementationError {
 /// an A/B run (`compare`, `bench`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flags {
-    pub bin_dir: &'static str,
-    pub plugin: &'static str,
+    pub(crate) bin_dir: &'static str,
+    pub(crate) plugin: &'static str,
 }
 
 impl Flags {
@@ -128,12 +128,12 @@ pub fn parse_plugin(arg: &str) -> Result<(String, PathBuf), ImplementationError>
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
     /// The directory the CNIs not picked one by one come from.
-    pub cni_bin_dir: PathBuf,
+    pub(crate) cni_bin_dir: PathBuf,
     /// CNIs picked one by one (`--plugin`), by type.
-    pub plugins: BTreeMap<String, PathBuf>,
-    pub device_plugin: Vec<String>,
+    pub(crate) plugins: BTreeMap<String, PathBuf>,
+    pub(crate) device_plugin: Vec<String>,
     /// Where the device plugin came from: bundled, --device-plugin, --plugin.
-    pub device_plugin_from: &'static str,
+    pub(crate) device_plugin_from: &'static str,
 }
 
 impl Choice {

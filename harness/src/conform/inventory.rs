@@ -40,24 +40,24 @@ pub enum InventoryError {
 pub struct Inventory {
     /// A path; `~/` is the user's home.
     #[serde(default)]
-    pub kubeconfig: Option<String>,
+    pub(crate) kubeconfig: Option<String>,
     #[serde(default)]
-    pub context: Option<String>,
+    pub(crate) context: Option<String>,
     /// The macvtap/macvlan lower device on every node.
     #[serde(default)]
-    pub lower_device: Option<String>,
+    pub(crate) lower_device: Option<String>,
     /// Nodes secnet may schedule on (empty: all).
     #[serde(default)]
-    pub nodes: Vec<String>,
+    pub(crate) nodes: Vec<String>,
     /// Component sets the cluster already has: secnet does not apply them.
     #[serde(default)]
-    pub preinstalled: Vec<Component>,
+    pub(crate) preinstalled: Vec<Component>,
     /// The nodes have /dev/kvm (KubeVirt without software emulation).
     #[serde(default)]
-    pub kvm: bool,
+    pub(crate) kvm: bool,
     /// How secnet may read the nodes themselves.
     #[serde(default)]
-    pub node_access: NodeAccessMode,
+    pub(crate) node_access: NodeAccessMode,
 }
 
 /// `nodeAccess`: how secnet reads the nodes' links, sandboxes and kubelet state.

@@ -36,14 +36,19 @@ impl KubeProvider {
         }
     }
 
-    pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, Option<RealCluster>> {
+    pub fn running(&self) -> std::sync::MutexGuard<'_, Option<RealCluster>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl ClusterProvider for KubeProvider {
+    /// The run's offer; once the cluster is up, its own (which may withdraw what
+    /// its nodes cannot do, such as migrating on fewer than two).
     fn offer(&self) -> Offer {
-        offer(&self.opts)
+        match self.running().as_ref() {
+            Some(rc) => rc.cluster.offer(),
+            None => offer(&self.opts),
+        }
     }
 
     /// The scenarios share the nodes' capacity: one at a time.

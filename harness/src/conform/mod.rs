@@ -10,6 +10,7 @@ pub mod netns;
 pub mod plan;
 pub mod provider;
 pub mod real;
+pub mod schedule;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,7 +43,8 @@ pub struct Options {
     /// Stop after the first failed scenario; the rest are reported skipped.
     pub fail_fast: bool,
     /// Scenarios run at once (each in its own cluster on netns); 0: one per core.
-    /// Real clusters run one at a time (the scenarios share its nodes' capacity).
+    /// kind and existing run one at a time (the scenarios share its nodes'
+    /// capacity); bare runs those that share the nodes at once, the others alone.
     pub jobs: usize,
     pub keep: bool,
     /// `--repeat`: each scenario runs this many times (at least 1); any failed run
@@ -221,13 +223,13 @@ async fn run_guarded(
     (outcome, ctx.observed.take())
 }
 
-pub(crate) fn context(opts: &Options, run_id: &str) -> Ctx {
+pub fn context(opts: &Options, run_id: &str) -> Ctx {
     context_named(opts, run_id, "implementation")
 }
 
 /// The context of a run whose CNIs picked one by one are linked in `work_dir/links`
 /// (`secnet compare` runs two implementations in one run).
-pub(crate) fn context_named(opts: &Options, run_id: &str, links: &str) -> Ctx {
+pub fn context_named(opts: &Options, run_id: &str, links: &str) -> Ctx {
     let work_dir = scratch_dir(run_id);
     // Links to CNIs picked one by one; a failure here shows as "not found" later.
     let cni_bin_dir = opts
@@ -249,6 +251,7 @@ pub(crate) fn context_named(opts: &Options, run_id: &str, links: &str) -> Ctx {
         work_dir,
         observed: Default::default(),
         multus: opts.multus_semantics,
+        cluster_multus: !opts.provider().runs_secnets_multus(),
     }
 }
 
@@ -266,7 +269,7 @@ fn scratch_dir(run_id: &str) -> PathBuf {
         })
 }
 
-pub(crate) fn preflight(opts: &Options) -> Result<(), ConformError> {
+pub fn preflight(opts: &Options) -> Result<(), ConformError> {
     if !opts.fixtures_dir.join("seed").is_dir() {
         return Err(ConformError::MissingFixtures(opts.fixtures_dir.clone()));
     }
@@ -275,7 +278,7 @@ pub(crate) fn preflight(opts: &Options) -> Result<(), ConformError> {
 
 /// The scenarios the backend and label filters select, or an error listing the
 /// known backends or labels.
-pub(crate) fn select(
+pub fn select(
     opts: &Options,
     all: &'static [scenario::Scenario],
 ) -> Result<Vec<&'static scenario::Scenario>, ConformError> {
@@ -423,7 +426,20 @@ pub async fn run(opts: &Options) -> Result<Report, ConformError> {
             selected.len()
         )
     };
-    eprintln!("secnet conform: run {run_id} on the {offer} cluster, {count}, {jobs} at a time");
+    let alone = selected
+        .iter()
+        .filter(|s| {
+            s.portable_on(&offer) && provider.sharing(s) == scenario::provider::Sharing::Alone
+        })
+        .count();
+    let at_once = if jobs > 1 && alone > 0 {
+        format!(
+            "{jobs} at a time, {alone} of them alone on the cluster (they need its nodes to themselves)"
+        )
+    } else {
+        format!("{jobs} at a time")
+    };
+    eprintln!("secnet conform: run {run_id} on the {offer} cluster, {count}, {at_once}");
     if let Some(under_test) = provider.under_test() {
         eprintln!("secnet conform: under test: {under_test}");
     }
@@ -508,14 +524,16 @@ async fn run_selected(
     let jobs = provider.jobs(opts.jobs).max(1);
     let progress = Progress::new();
     let mut reports: Vec<Option<ScenarioReport>> = (0..total).map(|_| None).collect();
-    // Heaviest first (stable): the light ones fill the gaps at the end. Reports stay
-    // in the selection's order.
+    // Those alone on the cluster first, then heaviest first (stable): the light ones
+    // fill the gaps at the end. Reports stay in the selection's order.
     let mut order: Vec<(usize, &'static scenario::Scenario)> =
         selected.into_iter().enumerate().collect();
     if jobs > 1 {
-        order.sort_by_key(|(_, s)| std::cmp::Reverse(s.weight()));
+        order.sort_by_key(|(_, s)| schedule::sort_key(provider.sharing(s), s.weight()));
     }
-    let mut pending = order.into_iter();
+    let mut pending: Vec<(usize, &'static scenario::Scenario)> = order;
+    // What runs on the shared cluster (bare): who may start beside it.
+    let mut slots = schedule::Slots::default();
     let mut running = tokio::task::JoinSet::new();
     let mut any_failed = false;
     let quarantined = scenario::filter::quarantine_wanted(&opts.labels, opts.label_filter.as_ref());
@@ -532,28 +550,39 @@ async fn run_selected(
     };
     loop {
         while running.len() < jobs {
-            let Some((i, s)) = pending.next() else { break };
-            let why_not = if opts.fail_fast && any_failed {
-                Some("not run: --fail-fast and an earlier scenario failed".to_string())
-            } else if s.is_quarantined() && !quarantined {
-                Some(format!(
-                    "quarantined: run it with --label {}",
-                    scenario::filter::QUARANTINE
-                ))
-            } else {
-                why_not_run(s, &ctx, &offer)
+            // The first pending one that is skipped or may start now; the others
+            // wait for the cluster (`schedule`).
+            let why_not = |s: &scenario::Scenario| {
+                if opts.fail_fast && any_failed {
+                    Some("not run: --fail-fast and an earlier scenario failed".to_string())
+                } else if s.is_quarantined() && !quarantined {
+                    Some(format!(
+                        "quarantined: run it with --label {}",
+                        scenario::filter::QUARANTINE
+                    ))
+                } else {
+                    why_not_run(s, &ctx, &offer)
+                }
             };
-            if let Some(why) = why_not {
+            let next = pending.iter().enumerate().find_map(|(k, (_, s))| {
+                let why = why_not(s);
+                let sharing = provider.sharing(s);
+                (why.is_some() || slots.may_start(sharing)).then_some((k, why, sharing))
+            });
+            let Some((k, why, sharing)) = next else { break };
+            let (i, s) = pending.remove(k);
+            if let Some(why) = why {
                 progress.line(&skip_line(&tag(&mut done), &s.name, &why));
                 reports[i] = Some(skipped(s, &why));
                 continue;
             }
+            slots.started(sharing);
             let spinner = progress.start(&format!("{:>2}/{total}", "…"), &s.name);
             let (p, c) = (provider.clone(), ctx.clone());
             running.spawn(async move {
                 let report = run_tries(s, c, p, i + 1, tries).await;
                 spinner.finish_and_clear();
-                (i, report)
+                (i, report, sharing)
             });
         }
         if running.is_empty() {
@@ -561,7 +590,8 @@ async fn run_selected(
         }
         tokio::select! {
             joined = running.join_next() => match joined {
-                Some(Ok((i, report))) => {
+                Some(Ok((i, report, sharing))) => {
+                    slots.ended(sharing);
                     any_failed |= report.status.is_bad();
                     progress.line(&result_line(&tag(&mut done), &report));
                     reports[i] = Some(report);
@@ -796,14 +826,14 @@ fn scenario_report(
 
 /// Where a scenario stands in its run: the progress tag printed (`3/12`) and its
 /// part of namespace names (`s3`).
-pub(crate) struct Position {
-    pub tag: String,
-    pub scope: String,
+pub struct Position {
+    pub(crate) tag: String,
+    pub(crate) scope: String,
 }
 
 /// Runs one scenario now (`secnet compare`, one side after the other): skips what
 /// cannot run, prints its line; Ctrl-C or SIGTERM stops the whole run.
-pub(crate) async fn run_scenario(
+pub async fn run_scenario(
     run_id: &str,
     ctx: &mut Ctx,
     provider: &Arc<dyn ClusterProvider>,
@@ -870,7 +900,7 @@ impl Progress {
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM, naming it.
-pub(crate) async fn interrupted() -> &'static str {
+pub async fn interrupted() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(t) => t,

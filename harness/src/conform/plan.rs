@@ -275,6 +275,102 @@ fn guest_image_section(w: &mut String, real: &super::real::RealOptions) {
     let _ = writeln!(w, "$ {}", super::real::guest_image_build_cmd(real));
 }
 
+/// What a VM scenario asks of KubeVirt to move a guest and change its NICs (when
+/// the run offers it): the VirtualMachineInstanceMigration and the VM's JSON
+/// patches, for the seed's macvtap VM between the first two nodes.
+fn kubevirt_moves_section(
+    w: &mut String,
+    opts: &Options,
+    run_id: &str,
+    scenarios: &[&Scenario],
+    nodes: &[String],
+) -> Result<(), PlanError> {
+    use crate::cluster::kube::cluster::moves;
+    use crate::scenario::Capability;
+    use crate::vm::kubevirt::{BindingKind, NetworkSource, VirtualMachine, VmInterface};
+    let offer = opts.offer();
+    if !offer.offers(Capability::LiveMigration) && !offer.offers(Capability::NicHotplug) {
+        return Ok(());
+    }
+    let rel = "seed/vm-macvtap.yaml";
+    let raw = match crate::objects::load_file(&opts.fixtures_dir.join(rel))?
+        .into_iter()
+        .next()
+    {
+        Some(crate::objects::Object::Other { raw, .. }) => raw,
+        _ => return Ok(()),
+    };
+    let Ok(mut vm) = VirtualMachine::from_value(&raw) else {
+        return Ok(());
+    };
+    vm.name = "vm-hp-mig".into();
+    let node = |i: usize| {
+        nodes
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("<node {}>", i + 1))
+    };
+    let ns = run_namespace(run_id);
+    let users: Vec<String> = scenarios
+        .iter()
+        .filter(|s| {
+            s.needs
+                .iter()
+                .any(|c| matches!(c, Capability::LiveMigration | Capability::NicHotplug))
+                && s.portable_on(&offer)
+        })
+        .map(|s| s.name.to_string())
+        .collect();
+    let _ = writeln!(
+        w,
+        "\nKubeVirt moves and changes guests (LiveMigration, NicHotplug; withdrawn once connected if fewer than two nodes take pods): for the VM of fixtures/{rel} as {} ({}):",
+        vm.name,
+        if users.is_empty() {
+            "no selected scenario runs it here: the migration and hot-plug scenarios stream from the LAN this machine sees (LanWatch)".to_string()
+        } else {
+            format!("used by {}", users.join("; "))
+        }
+    );
+    let (from, to) = (node(0), node(1));
+    // The name hashes the source pod's, known only once the VM runs.
+    let mig = format!("{}-mig-<hash>", vm.name);
+    let obj = moves::migration_object(&vm, &mig, &ns, &to, &[]);
+    let _ = writeln!(
+        w,
+        "a migration from {from} to {to} (the name's hash from the source pod and the target): created, its phase read until Succeeded or Failed within the scenario's deadline (the last phase named at the deadline), then the VMI's nodeName and migrationState (start and end times):"
+    );
+    let _ = writeln!(w, "---\n{}", labelled_yaml(obj, run_id).trim_end());
+    let hot = VmInterface {
+        name: "hot".into(),
+        binding: BindingKind::Macvtap,
+        mac: Some("<requested MAC>".into()),
+        network: NetworkSource::Multus {
+            namespace: "default".into(),
+            name: "dataplane".into(),
+        },
+    };
+    let render = |patch: Result<Value, crate::vm::kubevirt::KubevirtError>| match patch {
+        Ok(p) => serde_json::to_string_pretty(&p).unwrap_or_default(),
+        Err(e) => format!("(none: {e})"),
+    };
+    let plug = moves::plug_patch(&vm, &hot, &ns);
+    let _ = writeln!(
+        w,
+        "\na hot-plug of interface hot: PATCH virtualmachines/{ns}/{} (application/json-patch+json), then the VMI's status.interfaces read until it lists hot with a MAC, and the guest shows the MAC:\n{}",
+        vm.name,
+        render(plug)
+    );
+    let mut plugged = vm.clone();
+    plugged.interfaces.push(hot);
+    let _ = writeln!(
+        w,
+        "\nits unplug: PATCH virtualmachines/{ns}/{}, then the VMI's status.interfaces read until hot is gone:\n{}",
+        vm.name,
+        render(crate::vm::kubevirt_api::unplug_patch(&plugged, "hot"))
+    );
+    Ok(())
+}
+
 /// `--dry-run`: every command and every rendered manifest of a run, in order,
 /// without a cluster, Docker or network (remote manifests come from the cache or
 /// are named with their pin).
@@ -289,6 +385,8 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
         opts.cluster
     );
     let mut kind = None;
+    // The nodes a migration would go between (kind's from its config).
+    let mut nodes_named = real.nodes.clone();
     match opts.cluster {
         Provider::Kind => {
             let k = Kind::new(kind_options(opts, run_id), HostRunner);
@@ -336,6 +434,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
                 nodes.join(", ")
             );
             pins(w, opts, Some(&k), &sets);
+            nodes_named = nodes;
             kind = Some(k);
         }
         Provider::Existing => {
@@ -460,6 +559,7 @@ pub fn plan(opts: &Options, run_id: &str, scenarios: &[&Scenario]) -> Result<Str
         doc["metadata"]["namespace"] = Value::from(run_namespace(run_id));
         let _ = writeln!(w, "---\n{}", labelled_yaml(doc, run_id).trim_end());
     }
+    kubevirt_moves_section(w, opts, run_id, scenarios, &nodes_named)?;
     let _ = writeln!(w, "\n## 6. Teardown\n");
     let _ = writeln!(
         w,

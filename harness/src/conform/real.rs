@@ -211,7 +211,12 @@ pub fn offer(opts: &Options) -> Offer {
     if !real.components.contains(&Component::Openvswitch) {
         brought.remove(&Capability::FrameCapture);
     }
-    offer.with(brought).without(real.withheld.iter().copied())
+    let offer = offer.with(brought).without(real.withheld.iter().copied());
+    // A run kept to one node has nowhere to move a guest to.
+    if real.nodes.len() == 1 {
+        return offer.without([Capability::LiveMigration, Capability::NicHotplug]);
+    }
+    offer
 }
 
 /// The capabilities component sets bring to a real cluster's scenarios.
@@ -225,8 +230,17 @@ pub fn brought_by(components: &[Component]) -> BTreeSet<Capability> {
     {
         caps.extend([Capability::Ovs, Capability::FrameCapture]);
     }
+    // KubeVirt moves guests and plugs NICs through its own API (the cluster
+    // withdraws both on fewer than two schedulable nodes once connected).
     if components.contains(&Component::Kubevirt) {
-        caps.insert(Capability::Vm);
+        caps.extend([
+            Capability::Vm,
+            Capability::LiveMigration,
+            Capability::NicHotplug,
+        ]);
+    }
+    if components.contains(&Component::Whereabouts) {
+        caps.insert(Capability::Whereabouts);
     }
     caps
 }
@@ -343,7 +357,7 @@ pub(super) fn kind_options(opts: &Options, run_id: &str) -> KindOptions {
 
 /// The run's real cluster and how to take it down.
 pub struct RealCluster {
-    pub cluster: Arc<KubeCluster>,
+    pub(crate) cluster: Arc<KubeCluster>,
     kind: Option<Kind<HostRunner>>,
 }
 
@@ -423,7 +437,7 @@ impl RealCluster {
 
     /// On the connected cluster: the run namespace first (scenario objects and node
     /// probes go there), then the components. On failure what was made is removed.
-    pub(crate) async fn set_up(
+    pub async fn set_up(
         self,
         opts: &Options,
         sets: &[ComponentSet],

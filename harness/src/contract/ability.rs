@@ -60,6 +60,9 @@ pub trait NodeFaults: Send + Sync {
     fn plug_uplink<'a>(&'a self, node: &'a str) -> Fut<'a, ()>;
     /// Deletes a pod's network namespace behind the runtime's back.
     fn lose_pod_netns<'a>(&'a self, pod: &'a PodView) -> Fut<'a, ()>;
+    /// Everything the device plugin on `node` has logged so far: where an operator
+    /// learns why a fault took the node's devices away.
+    fn device_plugin_log<'a>(&'a self, node: &'a str) -> Fut<'a, String>;
 }
 
 /// Break a node's multus: its daemon restarted under a pod's ADD, the node's CNI
@@ -102,9 +105,9 @@ pub trait DevicePluginConfig: Send + Sync {
 /// A node's running device plugin.
 #[derive(Debug, Clone)]
 pub struct DevicePluginProcess {
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// The node's `/var/lib/kubelet/device-plugins`, a path on this machine.
-    pub socket_dir: std::path::PathBuf,
+    pub(crate) socket_dir: std::path::PathBuf,
 }
 
 /// Open vSwitch on every node, one bridge trunked into the LAN.
@@ -138,6 +141,28 @@ pub trait RunningCapture<'a>: Send {
 /// (the seed's manual macvlan lab with a DHCP server on the LAN).
 pub trait LanNamespaces: Send + Sync {
     fn extra_namespace<'a>(&'a self, name: &'a str) -> Fut<'a, Ns>;
+}
+
+/// Whereabouts (cluster-wide IPAM) on a cluster with an API server: what its
+/// IPPools hold, and pods deleted the way a node's pods vanish.
+pub trait Whereabouts: Send + Sync {
+    /// Every address the cluster's IPPools hold, with whom it is held for.
+    fn allocations(&self) -> Fut<'_, Vec<IpAllocation>>;
+    /// Deletes a pod at once (no grace period, as `kubectl delete --force
+    /// --grace-period=0`): its API object is gone before its node tears the
+    /// sandbox down.
+    fn force_delete_pod<'a>(&'a self, namespace: &'a str, name: &'a str) -> Fut<'a, ()>;
+}
+
+/// One address of an IPPool.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IpAllocation {
+    /// The pool's range (`10.252.0.0/24`).
+    pub(crate) pool: String,
+    pub(crate) ip: std::net::IpAddr,
+    /// `namespace/name` of the pod it is held for.
+    pub(crate) pod: String,
+    pub(crate) ifname: String,
 }
 
 /// `ClusterError::Node` for `what` failing on `node`.

@@ -31,12 +31,20 @@ pub enum Capability {
     Dhcp,
     /// KubeVirt-style VMs: guests in virt-launcher pods on the cluster's networks.
     Vm,
-    /// Live migration of those guests between nodes, the LAN's view of it (where
-    /// its switch learnt a MAC) and a LAN host outside the nodes to send from.
+    /// Live migration of those guests between nodes (on a real cluster KubeVirt's
+    /// own, with two schedulable nodes at least).
     LiveMigration,
+    /// The nodes' LAN seen from this machine: a host on it outside the nodes (or a
+    /// pod's namespace) to stream to a guest from, and where its switch learnt a
+    /// MAC (the netns cluster's fabric).
+    LanWatch,
     /// Plugging a NIC into a running guest and out again (a network attached to
     /// and detached from its running launcher pod).
     NicHotplug,
+    /// Whereabouts, the cluster-wide IPAM, with its pools in the cluster's API server
+    /// (a real cluster that deploys it: `--cluster bare --component-bin
+    /// whereabouts=DIR`).
+    Whereabouts,
     /// Run the plugin binaries under test directly on a node secnet owns, with
     /// hand-written CNI calls (the CNI-level and security scenarios).
     PluginExec,
@@ -50,9 +58,10 @@ impl Capability {
         match self {
             Capability::Ovs => &["ovsdb-server", "ovs-vswitchd", "ovs-vsctl"],
             Capability::Dhcp => &["dnsmasq", "busybox"],
-            Capability::Vm | Capability::LiveMigration | Capability::NicHotplug => {
-                &["qemu-system-x86_64", "nft"]
-            }
+            Capability::Vm
+            | Capability::LiveMigration
+            | Capability::LanWatch
+            | Capability::NicHotplug => &["qemu-system-x86_64", "nft"],
             Capability::FrameCapture => &["tcpdump"],
             _ => &[],
         }
@@ -81,10 +90,16 @@ impl Capability {
             Capability::Dhcp => "a DHCP server on the nodes' LAN".into(),
             Capability::Vm => "VMs on the cluster's networks".into(),
             Capability::LiveMigration => {
-                "live migration of VMs between nodes, watched from the LAN".into()
+                "live migration of VMs between nodes (real clusters: KubeVirt deployed and two schedulable nodes)".into()
+            }
+            Capability::LanWatch => {
+                "the nodes' LAN seen from this machine: a host on it to stream to a VM from, its switch's forwarding table (the netns cluster)".into()
             }
             Capability::NicHotplug => {
-                "hot-plugging NICs into running VMs (a network added to the running launcher pod)".into()
+                "hot-plugging NICs into running VMs (a network added to the running launcher pod; real clusters: KubeVirt deployed and two schedulable nodes)".into()
+            }
+            Capability::Whereabouts => {
+                "whereabouts (cluster-wide IPAM) and an API server holding its IPPools (--cluster bare --component-bin whereabouts=DIR; kind, existing: --components ...,whereabouts)".into()
             }
             Capability::PluginExec => {
                 "running the plugin binaries directly on a node secnet owns".into()

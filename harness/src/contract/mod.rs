@@ -146,29 +146,29 @@ pub fn api_text(e: &::kube::Error) -> String {
 /// A running pod as the scenarios see it.
 #[derive(Debug, Clone)]
 pub struct PodView {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    pub node: String,
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) uid: String,
+    pub(crate) node: String,
+    pub(crate) annotations: BTreeMap<String, String>,
     /// Device IDs per resource, as allocated at admission.
-    pub devices: BTreeMap<String, Vec<String>>,
+    pub(crate) devices: BTreeMap<String, Vec<String>>,
 }
 
 /// Extended-resource accounting of one node, as `kubectl describe node` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeResources {
-    pub capacity: BTreeMap<String, u64>,
-    pub allocatable: BTreeMap<String, u64>,
+    pub(crate) capacity: BTreeMap<String, u64>,
+    pub(crate) allocatable: BTreeMap<String, u64>,
     /// Requested by the pods on the node ("Allocated resources").
-    pub allocated: BTreeMap<String, u64>,
+    pub(crate) allocated: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
-    pub success: bool,
-    pub stdout: String,
-    pub stderr: String,
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// What every provider offers the scenarios.
@@ -196,6 +196,11 @@ pub trait Cluster: Send + Sync {
     ) -> impl Future<Output = Result<NodeResources, ClusterError>> + Send;
     /// Plugin logs and state, for failure reports.
     fn diagnostics(&self) -> impl Future<Output = String> + Send;
+    /// Every live pod of the cluster the scenario runs on (not being deleted, not
+    /// finished), with its annotations: what the cluster-wide checks read (two pods
+    /// sharing a MAC or an address). netns: the cluster's pod table; real
+    /// clusters: the run's pods, in its namespace and wherever its label is.
+    fn live_pods(&self) -> impl Future<Output = Result<Vec<PodView>, ClusterError>> + Send;
 }
 
 /// The `Cluster` contract in object-safe form, for every `Cluster`.
@@ -220,6 +225,7 @@ pub trait DynCluster: Send + Sync {
         node: &'a str,
     ) -> BoxFuture<'a, Result<NodeResources, ClusterError>>;
     fn diagnostics(&self) -> BoxFuture<'_, String>;
+    fn live_pods(&self) -> BoxFuture<'_, Result<Vec<PodView>, ClusterError>>;
 }
 
 impl<C: Cluster> DynCluster for C {
@@ -281,6 +287,10 @@ impl<C: Cluster> DynCluster for C {
 
     fn diagnostics(&self) -> BoxFuture<'_, String> {
         Box::pin(Cluster::diagnostics(self))
+    }
+
+    fn live_pods(&self) -> BoxFuture<'_, Result<Vec<PodView>, ClusterError>> {
+        Box::pin(Cluster::live_pods(self))
     }
 }
 

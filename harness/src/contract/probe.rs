@@ -3,10 +3,8 @@
 //! set for every scenario and binding, on any provider. The parsers of what they
 //! print are `crate::probe`'s.
 
-use serde_json::Value;
-
 use super::{Cluster, ClusterError, PodView};
-use crate::probe::ip::{self, ParseError, PodIface};
+use crate::probe::ip::{self, IfAddr, LinkFacts, OnelineAddr, ParseError, PodIface};
 use crate::probe::nc::{self, NcError, Transport};
 use crate::probe::ping::{self, PingError};
 
@@ -68,12 +66,12 @@ pub async fn pod_run<C: Cluster>(
 }
 
 /// Runs an `ip -j …` command in the pod and parses its array with `parse`.
-async fn pod_json<C: Cluster>(
+async fn pod_json<C: Cluster, T>(
     cluster: &C,
     pod: &PodView,
     argv: &[&str],
-    parse: fn(&str) -> Result<Vec<Value>, ParseError>,
-) -> Result<Vec<Value>, ProbeError> {
+    parse: fn(&str) -> Result<Vec<T>, ParseError>,
+) -> Result<Vec<T>, ProbeError> {
     let out = pod_run(cluster, pod, argv).await?;
     parse(&out).map_err(|source| ProbeError::Parse {
         command: argv.join(" "),
@@ -87,7 +85,7 @@ pub async fn pod_link<C: Cluster>(
     cluster: &C,
     pod: &PodView,
     ifname: &str,
-) -> Result<Value, ProbeError> {
+) -> Result<LinkFacts, ProbeError> {
     let argv = ["ip", "-j", "-d", "link", "show", ifname];
     pod_json(cluster, pod, &argv, ip::links)
         .await?
@@ -99,14 +97,27 @@ pub async fn pod_link<C: Cluster>(
         })
 }
 
-/// IPv4 addresses (CIDR) on an interface of the pod (`ip -j -4 addr show <ifname>`).
+/// IPv4 addresses on an interface of the pod (`ip -j -4 addr show <ifname>`).
 pub async fn pod_addresses<C: Cluster>(
     cluster: &C,
     pod: &PodView,
     ifname: &str,
-) -> Result<Vec<String>, ProbeError> {
+) -> Result<Vec<IfAddr>, ProbeError> {
     let argv = ["ip", "-j", "-4", "addr", "show", ifname];
-    Ok(ip::cidrs(&pod_json(cluster, pod, &argv, ip::addrs).await?))
+    Ok(ip::if_addrs(
+        &pod_json(cluster, pod, &argv, ip::addrs).await?,
+    ))
+}
+
+/// The addresses on an interface of the pod, from `ip -o addr show dev <ifname>`
+/// (busybox has it too).
+pub async fn pod_oneline_addrs<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    ifname: &str,
+) -> Result<Vec<OnelineAddr>, ProbeError> {
+    let out = pod_run(cluster, pod, &["ip", "-o", "addr", "show", "dev", ifname]).await?;
+    Ok(ip::oneline_addrs(&out))
 }
 
 /// `ip -o link show dev <ifname>` in the pod, parsed (busybox has it too).
@@ -151,9 +162,38 @@ pub async fn ping<C: Cluster>(
     })
 }
 
+/// Waits until `pod`'s kernel lists a socket on `port` ready for the message, at
+/// most `wait_s` seconds; whether it did (a listener that never binds is then
+/// named by its own output).
+async fn listener_bound<C: Cluster>(
+    cluster: &C,
+    pod: &PodView,
+    transport: Transport,
+    port: u16,
+    wait_s: u32,
+) -> bool {
+    let argv = nc::sockets_argv(transport);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let timeout = std::time::Duration::from_secs(wait_s.into());
+    let seen = crate::lab::wait::poll_until(timeout, crate::lab::wait::Pace::QUICK, || async {
+        let tables = cluster
+            .exec(&pod.namespace, &pod.name, &argv)
+            .await
+            .map(|out| out.stdout)
+            .unwrap_or_default();
+        Ok::<_, std::convert::Infallible>(if nc::bound(transport, port, &tables) {
+            crate::lab::wait::Seen::Ready(())
+        } else {
+            crate::lab::wait::Seen::NotYet(())
+        })
+    })
+    .await;
+    matches!(seen, Ok(Ok(())))
+}
+
 /// One TCP or UDP message from `from` to `target:port`, with `to` listening: whether
 /// it arrived. The listener starts first and waits `wait_s` seconds; the sender
-/// follows a moment later.
+/// follows once the listener is bound (or that did not show within `wait_s`).
 pub async fn transfer<C: Cluster>(
     cluster: &C,
     from: &PodView,
@@ -168,8 +208,9 @@ pub async fn transfer<C: Cluster>(
     let send = nc::sender_argv(transport, target, port, wait_s.saturating_sub(1).max(1));
     let send: Vec<&str> = send.iter().map(String::as_str).collect();
     let (listened, sent) = tokio::join!(cluster.exec(&to.namespace, &to.name, &listen), async {
-        // The listener needs a moment to bind before the message is sent.
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        // Not a fixed pause: under load a real cluster's exec starts the listener
+        // late, and a message sent before it binds is lost (TCP: refused).
+        listener_bound(cluster, to, transport, port, wait_s).await;
         cluster.exec(&from.namespace, &from.name, &send).await
     });
     let (listened, sent) = (listened?, sent?);

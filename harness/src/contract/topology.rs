@@ -8,10 +8,10 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Topology {
-    pub name: String,
+    pub(crate) name: String,
     pub fabric: Fabric,
     /// A /16 from which node i gets the /24 number i+1 for its pods' eth0.
-    pub pod_network: String,
+    pub(crate) pod_network: String,
     pub nodes: Vec<NodeSpec>,
 }
 
@@ -20,22 +20,22 @@ pub struct Topology {
 pub struct Fabric {
     /// IPv4 /24 of the LAN the uplinks are on.
     pub subnet: String,
-    pub gateway: Ipv4Addr,
+    pub(crate) gateway: Ipv4Addr,
     #[serde(default)]
-    pub dhcp_range: Option<[Ipv4Addr; 2]>,
+    pub(crate) dhcp_range: Option<[Ipv4Addr; 2]>,
     /// IPv6 /64 of the LAN (a unique local prefix): the gateway holds
     /// `gateway6` in it and, with the DHCP server, advertises it (SLAAC).
     #[serde(default)]
-    pub subnet6: Option<String>,
+    pub(crate) subnet6: Option<String>,
     #[serde(default)]
-    pub gateway6: Option<Ipv6Addr>,
+    pub(crate) gateway6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodeSpec {
-    pub name: String,
-    pub uplink: String,
+    pub(crate) name: String,
+    pub(crate) uplink: String,
     pub address: Ipv4Addr,
 }
 

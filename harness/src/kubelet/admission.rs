@@ -13,9 +13,9 @@ use super::{DeviceManager, KubeletError};
 /// by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodId {
-    pub uid: String,
-    pub namespace: String,
-    pub name: String,
+    pub(crate) uid: String,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
 }
 
 impl PodId {
@@ -31,11 +31,11 @@ impl PodId {
 /// Devices given to one container of a pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodDevices {
-    pub pod: PodId,
-    pub container: String,
-    pub resource: String,
+    pub(crate) pod: PodId,
+    pub(crate) container: String,
+    pub(crate) resource: String,
     pub ids: Vec<String>,
-    pub response: AllocateResponse,
+    pub(crate) response: AllocateResponse,
 }
 
 impl DeviceManager {

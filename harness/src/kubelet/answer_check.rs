@@ -164,15 +164,7 @@ async fn macvtaps(node: &Path) -> Result<Vec<(String, u32)>, String> {
         .await
         .map_err(|e| e.to_string())?;
     let links = crate::probe::ip::links(&out.stdout_text()).map_err(|e| e.to_string())?;
-    Ok(links
-        .iter()
-        .filter_map(|l| {
-            Some((
-                l["ifname"].as_str()?.to_string(),
-                l["ifindex"].as_u64()? as u32,
-            ))
-        })
-        .collect())
+    Ok(links.into_iter().map(|l| (l.name, l.index)).collect())
 }
 
 fn rdev(path: &str) -> Option<DevNum> {

@@ -46,7 +46,7 @@ pub struct Checkpoint {
     #[serde(rename = "Data")]
     pub data: CheckpointData,
     #[serde(rename = "Checksum", default)]
-    pub checksum: u64,
+    pub(crate) checksum: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,15 +71,15 @@ pub struct PodDevicesEntry {
     #[serde(rename = "PodUID")]
     pub pod_uid: String,
     #[serde(rename = "ContainerName")]
-    pub container_name: String,
+    pub(crate) container_name: String,
     #[serde(rename = "ResourceName")]
-    pub resource_name: String,
+    pub(crate) resource_name: String,
     /// NUMA node (as a string, `-1` when unknown) → device IDs.
     #[serde(rename = "DeviceIDs")]
-    pub device_ids: BTreeMap<String, Vec<String>>,
+    pub(crate) device_ids: BTreeMap<String, Vec<String>>,
     /// The plugin's AllocateResponse, protobuf-encoded and base64'd (Go `[]byte`).
     #[serde(rename = "AllocResp")]
-    pub alloc_resp: String,
+    pub(crate) alloc_resp: String,
 }
 
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>

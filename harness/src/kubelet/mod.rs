@@ -76,30 +76,30 @@ pub enum KubeletError {
 /// One Register call the device manager accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
-    pub resource_name: String,
+    pub(crate) resource_name: String,
     pub endpoint: String,
     pub version: String,
-    pub options: Option<DevicePluginOptions>,
+    pub(crate) options: Option<DevicePluginOptions>,
     pub at: Instant,
 }
 
 /// What the device manager knows about one resource.
 #[derive(Debug, Clone)]
 pub struct ResourceView {
-    pub endpoint: String,
+    pub(crate) endpoint: String,
     /// Options as GetDevicePluginOptions returned them.
-    pub options: Option<DevicePluginOptions>,
+    pub(crate) options: Option<DevicePluginOptions>,
     /// Device ID → health, from the last ListAndWatch message.
     pub devices: BTreeMap<String, String>,
     /// ListAndWatch messages received over all connections.
-    pub updates: u64,
+    pub(crate) updates: u64,
     /// When the last ListAndWatch message arrived.
     pub updated_at: Option<Instant>,
     /// True while the ListAndWatch stream is open.
     pub streaming: bool,
-    pub registrations: u32,
+    pub(crate) registrations: u32,
     /// The last problem with the plugin connection, if any.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 impl ResourceView {
@@ -133,7 +133,7 @@ impl Snapshot {
 
 /// State shared by the Registration server, the plugin connections and the API.
 #[derive(Debug, Default)]
-pub(crate) struct Shared {
+pub struct Shared {
     state: Mutex<State>,
     /// Bumped on every change, so waiters wake up.
     changes: watch::Sender<u64>,

@@ -110,12 +110,7 @@ impl PluginClient {
 /// Connects to a freshly registered plugin and follows its ListAndWatch stream
 /// until it ends or a newer registration of the same resource replaces it. When the
 /// stream ends the devices turn Unhealthy, as the kubelet marks them.
-pub(crate) async fn follow(
-    shared: Arc<Shared>,
-    socket: PathBuf,
-    resource: String,
-    generation: u64,
-) {
+pub async fn follow(shared: Arc<Shared>, socket: PathBuf, resource: String, generation: u64) {
     let current = |s: &super::State| s.generations.get(&resource) == Some(&generation);
     let fail = |error: String| {
         // Every teardown ends the streams: shown with -v, kept for diagnostics in

@@ -21,16 +21,13 @@ use tonic::{Request, Response, Status};
 use super::{KubeletError, PodDevices, Shared};
 
 /// A running pod-resources server; stopping it removes its socket.
-pub(crate) struct PodResourcesServer {
+pub struct PodResourcesServer {
     socket: PathBuf,
     task: JoinHandle<()>,
 }
 
 impl PodResourcesServer {
-    pub(crate) fn start(
-        socket: &Path,
-        shared: Arc<Shared>,
-    ) -> Result<PodResourcesServer, KubeletError> {
+    pub fn start(socket: &Path, shared: Arc<Shared>) -> Result<PodResourcesServer, KubeletError> {
         let listener = uds::bind(socket).map_err(|source| KubeletError::ServePodResources {
             path: socket.to_path_buf(),
             source,
@@ -51,7 +48,7 @@ impl PodResourcesServer {
     }
 
     /// Stops at once and removes the socket.
-    pub(crate) fn stop(self) {
+    pub fn stop(self) {
         self.task.abort();
         let _ = std::fs::remove_file(&self.socket);
     }

@@ -25,10 +25,7 @@ pub struct RegistrationServer {
 }
 
 impl RegistrationServer {
-    pub(crate) fn start(
-        dir: &Path,
-        shared: Arc<Shared>,
-    ) -> Result<RegistrationServer, KubeletError> {
+    pub fn start(dir: &Path, shared: Arc<Shared>) -> Result<RegistrationServer, KubeletError> {
         let socket = dir.join(KUBELET_SOCKET);
         let listener = uds::bind(&socket).map_err(|source| KubeletError::Serve {
             path: socket.clone(),

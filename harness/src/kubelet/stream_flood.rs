@@ -22,8 +22,8 @@ pub struct Flood {
     served: Arc<AtomicU32>,
     /// Connections the plugin closed or never set up.
     pub refused_connections: u32,
-    pub connections: u32,
-    pub streams_per_connection: u32,
+    pub(crate) connections: u32,
+    pub(crate) streams_per_connection: u32,
 }
 
 impl Flood {

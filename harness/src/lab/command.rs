@@ -75,29 +75,29 @@ fn tail(bytes: &[u8]) -> String {
 
 /// What a finished command left: its status and everything it wrote.
 #[derive(Debug)]
-pub struct Output {
-    pub cmdline: String,
-    pub status: ExitStatus,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    pub elapsed: Duration,
+pub(crate) struct Output {
+    pub(crate) cmdline: String,
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+    pub(crate) elapsed: Duration,
 }
 
 impl Output {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.status.success()
     }
 
-    pub fn stdout_text(&self) -> String {
+    pub(crate) fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
 
     /// `Ok(self)` when the command exited 0, else the error with both tails.
-    pub fn check(self) -> Result<Output, CommandError> {
+    pub(crate) fn check(self) -> Result<Output, CommandError> {
         if self.success() {
             Ok(self)
         } else {
@@ -161,7 +161,7 @@ impl Cmd {
     }
 
     /// Starts from an empty environment (then only what [`Cmd::env`] sets).
-    pub fn env_clear(mut self) -> Cmd {
+    pub(crate) fn env_clear(mut self) -> Cmd {
         self.env_clear = true;
         self
     }
@@ -173,7 +173,7 @@ impl Cmd {
     }
 
     /// Runs the child inside `enter`'s namespaces.
-    pub fn enter(mut self, enter: &Enter) -> Cmd {
+    pub(crate) fn enter(mut self, enter: &Enter) -> Cmd {
         self.enter = Some(enter.fds());
         self
     }
@@ -193,7 +193,7 @@ impl Cmd {
     }
 
     /// Runs to completion; any exit status is an `Ok` (see [`Output::check`]).
-    pub fn output(self) -> Result<Output, CommandError> {
+    pub(crate) fn output(self) -> Result<Output, CommandError> {
         let cmdline = self.cmdline();
         let Cmd {
             program,
@@ -298,7 +298,7 @@ impl Cmd {
 
     /// [`Cmd::output`] for async code: runs on a blocking thread; dropping the future
     /// kills the command's process group.
-    pub async fn output_async(mut self) -> Result<Output, CommandError> {
+    pub(crate) async fn output_async(mut self) -> Result<Output, CommandError> {
         struct CancelOnDrop(Arc<AtomicBool>);
         impl Drop for CancelOnDrop {
             fn drop(&mut self) {

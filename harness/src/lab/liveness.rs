@@ -51,7 +51,7 @@ static HELD: std::sync::Mutex<Vec<(PathBuf, nix::fcntl::Flock<std::fs::File>)>> 
 /// Marks `run_id` alive for the rest of this process's life: creates and locks its
 /// marker in the first of [`live_dirs`] it can write. Best effort: where none can
 /// be written there is no marker (and `clean` treats the run as gone).
-pub fn mark_live(run_id: &str) {
+pub(crate) fn mark_live(run_id: &str) {
     let mut errors = Vec::new();
     for dir in live_dirs() {
         match try_mark_live(&dir, run_id) {

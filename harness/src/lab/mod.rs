@@ -185,7 +185,7 @@ impl Lab {
 }
 
 /// How long a run waits for the kernel to release what it deleted.
-pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for Lab {
     fn default() -> Self {

@@ -5,11 +5,10 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use cni_kit::netns::NetNs;
-use serde_json::Value;
 
 use super::{CommandError, Lab, Ns};
 use crate::probe::ip;
-pub use crate::probe::ip::{link_flags, link_kind, tap_owner};
+pub use crate::probe::ip::{LinkFacts, tap_owner};
 
 /// The uplink of a node made without a topology file (the single-node labs of the
 /// plugin tests and benches): the seed's `ens33`, as the default topology
@@ -21,9 +20,9 @@ pub struct NodeLab {
     pub lab: Lab,
     pub node: Ns,
     pub node_ns: NetNs,
-    pub fabric: Ns,
+    pub(crate) fabric: Ns,
     /// The node's uplink: the lower device of its macvtaps and macvlans.
-    pub uplink: String,
+    pub(crate) uplink: String,
     next_index: AtomicU32,
 }
 
@@ -91,7 +90,7 @@ impl NodeLab {
     }
 
     /// `ip -j -d link show <name>` in `ns`, or None when it does not exist.
-    pub fn link(&self, ns: &Ns, name: &str) -> Option<Value> {
+    pub fn link(&self, ns: &Ns, name: &str) -> Option<LinkFacts> {
         let out = self.lab.ip(ns, &["-j", "-d", "link", "show", name]).ok()?;
         ip::links(&out).ok()?.into_iter().next()
     }

@@ -29,8 +29,7 @@ pub fn tap_nodes_in(ns: &str) -> Vec<PathBuf> {
     crate::probe::ip::links(&out)
         .unwrap_or_default()
         .iter()
-        .filter_map(|l| l["ifindex"].as_u64())
-        .map(|i| PathBuf::from(format!("/dev/tap{i}")))
+        .map(|l| PathBuf::from(format!("/dev/tap{}", l.index)))
         .collect()
 }
 
@@ -52,7 +51,7 @@ pub fn record_namespace(ns: &str) {
 
 /// The recorded device nodes of owners that `matches` that still exist; those gone
 /// are forgotten.
-pub fn pending(matches: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+pub(crate) fn pending(matches: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
     pending.retain(|(_, path, ino)| inode(path) == Some(*ino));
     pending

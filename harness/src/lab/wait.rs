@@ -15,8 +15,8 @@ pub enum Seen<T, S = String> {
 /// How often to poll: `first`, doubling up to `max`.
 #[derive(Debug, Clone, Copy)]
 pub struct Pace {
-    pub first: Duration,
-    pub max: Duration,
+    pub(crate) first: Duration,
+    pub(crate) max: Duration,
 }
 
 impl Pace {

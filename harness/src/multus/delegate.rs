@@ -39,23 +39,23 @@ use super::selection::{Bandwidth, NetworkSelection, PortMapping, check_ifname};
 /// A NetworkAttachmentDefinition as multus reads it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Nad {
-    pub namespace: String,
-    pub name: String,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
     /// `spec.config`: JSON text of one plugin config or a conflist.
-    pub config: String,
+    pub(crate) config: String,
     /// The `k8s.v1.cni.cncf.io/resourceName` annotation.
-    pub resource_name: Option<String>,
+    pub(crate) resource_name: Option<String>,
 }
 
 /// The pod identity multus passes to delegates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodInfo {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) uid: String,
     /// `K8S_POD_INFRA_CONTAINER_ID`, also the `CNI_CONTAINERID` multus runs
     /// delegates with.
-    pub sandbox_id: String,
+    pub(crate) sandbox_id: String,
 }
 
 /// What multus gets from the container runtime for the pod besides the
@@ -67,13 +67,13 @@ pub struct Runtime {
     /// The thin plugin's own `CNI_ARGS` (from the runtime), merged into each
     /// delegate's: empty values are filled in, other keys appended (even when
     /// already present, as multus does).
-    pub cni_args: Option<String>,
+    pub(crate) cni_args: Option<String>,
     /// The pod's `runtimeConfig.portMappings` (its containers' host ports).
-    pub port_mappings: Vec<PortMapping>,
+    pub(crate) port_mappings: Vec<PortMapping>,
     /// The pod's `runtimeConfig.bandwidth` (its bandwidth annotations).
-    pub bandwidth: Option<Bandwidth>,
+    pub(crate) bandwidth: Option<Bandwidth>,
     /// Interfaces already in the sandbox: a network may not take their names.
-    pub sandbox_ifnames: Vec<String>,
+    pub(crate) sandbox_ifnames: Vec<String>,
 }
 
 impl Default for Runtime {
@@ -138,23 +138,25 @@ fn parse_quantity(text: &str) -> Option<i64> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delegate {
     /// `ns/name` of the NAD.
-    pub network: String,
+    pub(crate) network: String,
     /// `CNI_IFNAME`.
-    pub ifname: String,
+    pub(crate) ifname: String,
     /// One stdin config per plugin of the chain, everything but `prevResult`.
-    pub plugins: Vec<Value>,
-    pub cni_version: String,
+    pub(crate) plugins: Vec<Value>,
+    pub(crate) cni_version: String,
     /// `CNI_ARGS`.
-    pub cni_args: String,
+    pub(crate) cni_args: String,
+    /// `CNI_ARGS` for its DEL: multus appends `MAC=` and `IP=` in DelegateAdd only.
+    pub(crate) del_cni_args: String,
     /// The device ID handed to the plugins: from the NAD's resource, else the
     /// selection's `deviceID`.
-    pub device_id: Option<String>,
+    pub(crate) device_id: Option<String>,
     /// The device-plugin resource the device came from, if any.
-    pub resource_name: Option<String>,
+    pub(crate) resource_name: Option<String>,
     /// The capability arguments multus offers this delegate (each plugin gets
     /// those it declares as `runtimeConfig`).
-    pub capability_args: Map<String, Value>,
-    pub selection: NetworkSelection,
+    pub(crate) capability_args: Map<String, Value>,
+    pub(crate) selection: NetworkSelection,
 }
 
 /// The pod's allocated device IDs per resource name; each network with a
@@ -310,6 +312,15 @@ pub fn plan_with(
             plugins,
             cni_version,
             cni_args: cni_args(pod, runtime, sel),
+            del_cni_args: cni_args(
+                pod,
+                runtime,
+                &NetworkSelection {
+                    mac: None,
+                    ips: None,
+                    ..sel.clone()
+                },
+            ),
             device_id,
             resource_name: resource,
             capability_args,

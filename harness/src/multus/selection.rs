@@ -34,26 +34,26 @@ use super::MultusError;
 /// One selected network, with the namespace defaulted to the pod's.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NetworkSelection {
-    pub name: String,
-    pub namespace: String,
-    pub interface: Option<String>,
-    pub mac: Option<String>,
+    pub(crate) name: String,
+    pub(crate) namespace: String,
+    pub(crate) interface: Option<String>,
+    pub(crate) mac: Option<String>,
     /// `infiniband-guid`, passed as the `infinibandGUID` capability.
-    pub infiniband_guid: Option<String>,
+    pub(crate) infiniband_guid: Option<String>,
     /// `ips`: `Some([])` when written as `[]` (multus then passes an empty
     /// `IP=` in CNI_ARGS).
-    pub ips: Option<Vec<String>>,
+    pub(crate) ips: Option<Vec<String>>,
     /// `default-route`: `None` when absent, `Some([])` when written as `[]`
     /// (multus tells the two apart). An empty string is Go's nil IP.
-    pub default_route: Option<Vec<String>>,
+    pub(crate) default_route: Option<Vec<String>>,
     /// `portMappings`: `Some([])` clears the pod's own port mappings.
-    pub port_mappings: Option<Vec<PortMapping>>,
-    pub bandwidth: Option<Bandwidth>,
-    pub cni_args: Option<Map<String, Value>>,
-    pub device_id: Option<String>,
+    pub(crate) port_mappings: Option<Vec<PortMapping>>,
+    pub(crate) bandwidth: Option<Bandwidth>,
+    pub(crate) cni_args: Option<Map<String, Value>>,
+    pub(crate) device_id: Option<String>,
     /// `ipam-claim-reference` (Multi-Net spec v1.3): the IPAMClaim whose
     /// addresses the attachment takes. Multus does not read it.
-    pub ipam_claim_reference: Option<String>,
+    pub(crate) ipam_claim_reference: Option<String>,
 }
 
 impl NetworkSelection {
@@ -67,13 +67,13 @@ impl NetworkSelection {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
     #[serde(rename = "hostPort")]
-    pub host_port: i64,
+    pub(crate) host_port: i64,
     #[serde(rename = "containerPort")]
-    pub container_port: i64,
+    pub(crate) container_port: i64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub protocol: String,
+    pub(crate) protocol: String,
     #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
-    pub host_ip: String,
+    pub(crate) host_ip: String,
 }
 
 /// A `bandwidth` request, as the bandwidth plugin reads it (all four keys are
@@ -81,10 +81,10 @@ pub struct PortMapping {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Bandwidth {
-    pub ingress_rate: i64,
-    pub ingress_burst: i64,
-    pub egress_rate: i64,
-    pub egress_burst: i64,
+    pub(crate) ingress_rate: i64,
+    pub(crate) ingress_burst: i64,
+    pub(crate) egress_rate: i64,
+    pub(crate) egress_burst: i64,
 }
 
 /// Parses the annotation. Empty → no networks (multus: "no kubernetes network

@@ -36,7 +36,7 @@ pub enum Semantics {
 }
 
 impl Semantics {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Semantics::Multus => "multus",
             Semantics::Spec => "spec",

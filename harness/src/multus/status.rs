@@ -38,35 +38,35 @@ use super::MultusError;
 pub struct NetworkStatus {
     /// `ns/name` of the NAD (the cluster network's name for the default one).
     #[serde(default, deserialize_with = "nullable")]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interface: Option<String>,
+    pub(crate) interface: Option<String>,
     /// Addresses without prefix length.
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub ips: Vec<String>,
+    pub(crate) ips: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
+    pub(crate) mac: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mtu: Option<u32>,
+    pub(crate) mtu: Option<u32>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "std::ops::Not::not"
     )]
-    pub default: bool,
+    pub(crate) default: bool,
     /// Multus always writes this (`{}` when the result has no DNS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<Dns>,
+    pub(crate) dns: Option<Dns>,
     #[serde(
         rename = "device-info",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub device_info: Option<Value>,
+    pub(crate) device_info: Option<Value>,
     /// Gateways of the result's default routes.
     #[serde(
         alias = "default-route",
@@ -74,7 +74,7 @@ pub struct NetworkStatus {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub gateway: Vec<String>,
+    pub(crate) gateway: Vec<String>,
 }
 
 /// The client's `DNS`: empty fields are left out, in this order.
@@ -85,25 +85,25 @@ pub struct Dns {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub nameservers: Vec<String>,
+    pub(crate) nameservers: Vec<String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "String::is_empty"
     )]
-    pub domain: String,
+    pub(crate) domain: String,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub search: Vec<String>,
+    pub(crate) search: Vec<String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub options: Vec<String>,
+    pub(crate) options: Vec<String>,
 }
 
 /// `null` reads as the zero value, as in Go.

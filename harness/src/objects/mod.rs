@@ -12,16 +12,16 @@ pub use fixture::{FixtureError, load_file, load_str};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Meta {
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default = "default_namespace")]
-    pub namespace: String,
+    pub(crate) namespace: String,
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// Set by the cluster when the object is created.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub uid: String,
+    pub(crate) uid: String,
 }
 
 fn default_namespace() -> String {
@@ -30,21 +30,21 @@ fn default_namespace() -> String {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigMap {
-    pub metadata: Meta,
+    pub(crate) metadata: Meta,
     #[serde(default)]
-    pub data: BTreeMap<String, String>,
+    pub(crate) data: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkAttachmentDefinition {
-    pub metadata: Meta,
-    pub spec: NadSpec,
+    pub(crate) metadata: Meta,
+    pub(crate) spec: NadSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NadSpec {
     /// The CNI configuration as JSON text.
-    pub config: String,
+    pub(crate) config: String,
 }
 
 impl NetworkAttachmentDefinition {
@@ -58,27 +58,27 @@ impl NetworkAttachmentDefinition {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pod {
-    pub metadata: Meta,
-    pub spec: PodSpec,
+    pub(crate) metadata: Meta,
+    pub(crate) spec: PodSpec,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     #[serde(default)]
-    pub node_name: Option<String>,
-    pub containers: Vec<Container>,
+    pub(crate) node_name: Option<String>,
+    pub(crate) containers: Vec<Container>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Container {
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub image: Option<String>,
+    pub(crate) image: Option<String>,
     #[serde(default)]
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
     #[serde(default)]
-    pub resources: Resources,
+    pub(crate) resources: Resources,
     /// Kept as written (capabilities, privileged): the netns cluster ignores it, a
     /// real cluster needs it for probes such as `ip addr add` (NET_ADMIN).
     #[serde(
@@ -86,15 +86,15 @@ pub struct Container {
         rename = "securityContext",
         skip_serializing_if = "Option::is_none"
     )]
-    pub security_context: Option<serde_json::Value>,
+    pub(crate) security_context: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
     #[serde(default)]
-    pub limits: BTreeMap<String, serde_json::Value>,
+    pub(crate) limits: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
-    pub requests: BTreeMap<String, serde_json::Value>,
+    pub(crate) requests: BTreeMap<String, serde_json::Value>,
 }
 
 impl Pod {

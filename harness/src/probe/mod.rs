@@ -4,13 +4,15 @@
 //! inside a pod through the `Cluster` contract's exec are `crate::contract::probe`:
 //! this module runs nothing, so `lab` can use its parsers.
 //!
-//! - [`ip`]: parsers of `ip -j link`, `ip -j addr` and `ip -o link` (iproute2 and
-//!   busybox), and the accessors of a parsed link
+//! - [`ip`]: parsers of `ip -j link` and `ip -j addr` (typed: [`LinkFacts`],
+//!   [`AddrFacts`]) and of `ip -o link` (iproute2 and busybox)
+//! - [`bridge`]: the parser of `bridge -j fdb` (what a bridge has learnt)
 //! - [`ping`]: the ping command line and the verdict on what it printed
 //! - [`nc`]: a TCP/UDP message's listener and sender and the verdict on what arrived
 
+pub mod bridge;
 pub mod ip;
 pub mod nc;
 pub mod ping;
 
-pub use ip::{OnelineLink, ParseError, PodIface};
+pub use ip::{AddrFacts, IfAddr, LinkFacts, OnelineLink, ParseError, PodIface};

@@ -55,10 +55,22 @@ pub enum NcError {
 pub const TOKEN: &str = "secnet-reach-probe";
 const STATUS: &str = "secnet-exit=";
 
-/// The listener: waits up to `wait_s` seconds for one message on `port`.
+/// The listener: waits up to `wait_s` seconds for one message on `port`. Its stdin
+/// stays open (a sleep's pipe): at EOF on stdin nc half-closes the connection it
+/// accepts, and a sender that sees that FIN before it has read its own stdin
+/// leaves without sending (busybox's nc on bare, under load: "exit 0", no
+/// message). With stdin open nc would stay until the sleep ends, so both are ended
+/// as soon as the message is in nc's output.
 pub fn listener_argv(transport: Transport, port: u16, wait_s: u32) -> Vec<String> {
+    // The sleep's pid goes to `$o.p` so that it can be ended with nc: `wait` waits
+    // for the whole pipeline.
     let script = format!(
-        "timeout {wait_s} nc {}-l -p {port}; echo {STATUS}$?",
+        "o=$(mktemp) || exit 1; \
+         sh -c 'echo $$ >\"$1\"; exec sleep \"$2\"' _ \"$o.p\" {wait_s} 2>/dev/null \
+         | timeout {wait_s} nc {}-l -p {port} >\"$o\" 2>&1 & n=$!; \
+         while kill -0 $n 2>/dev/null && ! grep -q {TOKEN} \"$o\"; do sleep 0.1; done; \
+         cat \"$o\"; kill $(cat \"$o.p\") $n 2>/dev/null; wait $n; echo {STATUS}$?; \
+         rm -f \"$o\" \"$o.p\"",
         transport.flag()
     );
     ["sh", "-c", &script].map(str::to_string).to_vec()
@@ -90,6 +102,32 @@ pub fn sender_argv(transport: Transport, target: &str, port: u16, wait_s: u32) -
         transport.flag()
     );
     ["sh", "-c", &script].map(str::to_string).to_vec()
+}
+
+/// Prints the kernel's socket tables of the pod's network namespace for
+/// `transport` (no `ss` or `netstat` needed), to see the listener bound before
+/// anything is sent.
+pub fn sockets_argv(transport: Transport) -> Vec<String> {
+    let t = transport.as_str();
+    let script = format!("cat /proc/net/{t} /proc/net/{t}6 2>/dev/null; true");
+    ["sh", "-c", &script].map(str::to_string).to_vec()
+}
+
+/// Whether the socket tables (`/proc/net/tcp`-style) show a socket on `port` ready
+/// for the message: listening for TCP (state `0A`), bound for UDP (`07`).
+pub fn bound(transport: Transport, port: u16, tables: &str) -> bool {
+    let ready = match transport {
+        Transport::Tcp => "0A",
+        Transport::Udp => "07",
+    };
+    tables.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields
+            .get(1)
+            .and_then(|local| local.rsplit_once(':'))
+            .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+        local_port == Some(port) && fields.get(3) == Some(&ready)
+    })
 }
 
 /// The exit status the wrapper printed, if any.
@@ -149,9 +187,10 @@ mod tests {
 
     #[test]
     fn the_commands_are_common_to_busybox_and_openbsd_nc() {
-        assert_eq!(
-            listener_argv(Transport::Udp, 7001, 2)[2],
-            "timeout 2 nc -u -l -p 7001; echo secnet-exit=$?"
+        assert!(
+            listener_argv(Transport::Udp, 7001, 2)[2].contains("| timeout 2 nc -u -l -p 7001 >"),
+            "{:?}",
+            listener_argv(Transport::Udp, 7001, 2)
         );
         assert_eq!(
             sender_argv(Transport::Tcp, "10.0.0.2", 7001, 2)[2],
@@ -165,10 +204,27 @@ mod tests {
             listener_argv_for(Transport::Udp, "10.0.0.2", 7001, 2),
             listener_argv(Transport::Udp, 7001, 2)
         );
-        assert_eq!(
-            listener_argv_for(Transport::Udp, "fd00::2", 7001, 2)[2],
-            "f=; nc -h 2>&1 | grep -q -- '-46' && f='-6 '; timeout 2 nc $f-u -l -p 7001; echo secnet-exit=$?"
+        let v6 = &listener_argv_for(Transport::Udp, "fd00::2", 7001, 2)[2];
+        assert!(
+            v6.starts_with("f=; nc -h 2>&1 | grep -q -- '-46' && f='-6 '; o=$(mktemp)"),
+            "{v6}"
         );
+        assert!(v6.contains("timeout 2 nc $f-u -l -p 7001 >"), "{v6}");
+    }
+
+    #[test]
+    fn a_listener_is_bound_when_the_kernel_lists_it_ready() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000:1CED 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   1: 0A000002:1CEE 0A000003:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1\n";
+        assert!(bound(Transport::Tcp, 7405, tcp));
+        assert!(
+            !bound(Transport::Tcp, 7406, tcp),
+            "established, not listening"
+        );
+        assert!(!bound(Transport::Tcp, 7001, tcp));
+        let udp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n  9: 00000000000000000000000000000000:1B59 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 3 2 0 0\n";
+        assert!(bound(Transport::Udp, 7001, udp6));
+        assert!(!bound(Transport::Tcp, 7001, udp6), "07 is not listening");
+        assert!(!bound(Transport::Udp, 7001, ""));
     }
 
     #[test]

@@ -133,6 +133,13 @@ fn scenario(h: &mut String, i: usize, s: &ScenarioReport) {
     for note in &s.observed.notes {
         let _ = write!(h, "<p class=\"note\">note: {}</p>", escape(note));
     }
+    for d in s.observed.uniqueness.iter().flat_map(|u| &u.duplicates) {
+        let _ = write!(
+            h,
+            "<p class=\"duplicate\">duplicate: {}</p>",
+            escape(&d.to_string())
+        );
+    }
     if !s.id.is_empty() && s.status != Status::Passed {
         let _ = write!(
             h,
@@ -155,7 +162,7 @@ fn scenario(h: &mut String, i: usize, s: &ScenarioReport) {
     }
     if let Some(t) = &s.observed.topology {
         h.push_str("<h4>Topology</h4>");
-        h.push_str(&topology_svg(t, &s.observed.guests));
+        h.push_str(&topology_svg(t, &s.observed.guests, &s.observed.migrations));
     }
     if !s.observed.reachability.is_empty() {
         h.push_str("<h4>Reachability</h4>");

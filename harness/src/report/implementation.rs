@@ -7,13 +7,13 @@ use serde_json::Value;
 /// One plugin of the implementation under test.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginRow {
-    pub name: String,
+    pub(crate) name: String,
     /// The binary (or device plugin command); empty when it is missing.
-    pub path: String,
+    pub(crate) path: String,
     /// Why that file: bundled, --cni-bin-dir, --plugin, --device-plugin.
-    pub from: String,
+    pub(crate) from: String,
     /// The CNI versions it claims (its VERSION answer), or why it is missing.
-    pub versions: String,
+    pub(crate) versions: String,
 }
 
 /// Every plugin in `implementation.plugins`, in its order.

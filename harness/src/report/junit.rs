@@ -21,7 +21,7 @@ fn properties(report: &Report) -> Vec<(String, String)> {
 }
 
 /// `<prefix>plugin.<name>` = `path (from)` and `<prefix><fact>` for the other facts.
-pub(crate) fn implementation_properties(
+pub fn implementation_properties(
     prefix: &str,
     implementation: &serde_json::Value,
 ) -> Vec<(String, String)> {
@@ -46,7 +46,7 @@ pub(crate) fn implementation_properties(
     props
 }
 
-pub(crate) fn suite_for<'a>(
+pub fn suite_for<'a>(
     suites: &'a mut Vec<TestSuite>,
     group: &str,
     props: &[(String, String)],
@@ -81,7 +81,7 @@ pub fn render(report: &Report) -> String {
 
 /// `<failure>` when the implementation is wrong, `<error>` when the harness or
 /// cluster broke, a success with `<flakyFailure>`s when a retry passed.
-pub(crate) fn status(status: Status, message: &str) -> TestCaseStatus {
+pub fn status(status: Status, message: &str) -> TestCaseStatus {
     let first_line = message.lines().next().unwrap_or_default();
     match status {
         Status::Passed | Status::Flaky => TestCaseStatus::success(),
@@ -147,6 +147,17 @@ fn case(s: &ScenarioReport) -> TestCase {
     }
     for n in &s.observed.notes {
         let _ = writeln!(out, "note: {n}");
+    }
+    if let Some(u) = &s.observed.uniqueness {
+        let _ = writeln!(
+            out,
+            "uniqueness: {} attachment(s), {} duplicate(s)",
+            u.attachments,
+            u.duplicates.len()
+        );
+        for d in &u.duplicates {
+            let _ = writeln!(out, "duplicate: {d}");
+        }
     }
     case.set_system_out(out);
     case

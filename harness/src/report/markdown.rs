@@ -117,6 +117,9 @@ fn failure(m: &mut String, report: &Report, sc: &ScenarioReport) {
             if p.observed { "a reply" } else { "no reply" }
         );
     }
+    for d in sc.observed.uniqueness.iter().flat_map(|u| &u.duplicates) {
+        let _ = writeln!(m, "- **duplicate**: {}", inline(&d.to_string()));
+    }
     let _ = writeln!(
         m,
         "- **artifacts**: this scenario in `report.json`, `junit.xml` and `report.html` next to this file{}",

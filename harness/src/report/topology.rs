@@ -2,12 +2,15 @@
 //! the fabric; in each node its pods (and the VM guests in their launcher pods,
 //! each NIC with its binding) on the left, and on the right what they hang off:
 //! Open vSwitch bridges with their trunk ports into the fabric, and the node's
-//! uplink. Every secondary interface is wired to the device it hangs off.
+//! uplink. Every secondary interface is wired to the device it hangs off. Under
+//! the fabric, each live migration the scenario made: an arrow from the source
+//! node to the target node with the handover's numbers (total, the stream's
+//! downtime, QEMU's), and what the LAN or the peer saw of the handover.
 
 use std::fmt::Write as _;
 
 use super::escape;
-use crate::observe::{GuestSnap, InterfaceSnap, NodeSnap, Topology, WorkloadSnap};
+use crate::observe::{GuestSnap, InterfaceSnap, MigrationObs, NodeSnap, Topology, WorkloadSnap};
 
 /// Width of the workloads' column inside a node.
 const WORK_W: usize = 450;
@@ -21,6 +24,11 @@ const LINE: usize = 15;
 const DEV_H: usize = 24;
 
 const UPLINK_COLOUR: &str = "#ef6c00";
+const MIGRATION_COLOUR: &str = "#6a1b9a";
+/// Height of one migration's band under the fabric.
+const MIGRATION_H: usize = 46;
+/// The longest handover text drawn (the whole is the arrow's tooltip).
+const HANDOVER_CHARS: usize = 150;
 const OVS_COLOUR: &str = "#2e7d32";
 
 fn guest_height(g: &GuestSnap) -> usize {
@@ -67,7 +75,7 @@ fn node_height(n: &NodeSnap, t: &Topology, guests: &[GuestSnap]) -> usize {
     (50 + work + 10).max(devices)
 }
 
-pub fn topology_svg(t: &Topology, guests: &[GuestSnap]) -> String {
+pub fn topology_svg(t: &Topology, guests: &[GuestSnap], migrations: &[MigrationObs]) -> String {
     let inner_h = t
         .nodes
         .iter()
@@ -75,7 +83,11 @@ pub fn topology_svg(t: &Topology, guests: &[GuestSnap]) -> String {
         .max()
         .unwrap_or(120);
     let width = GAP + t.nodes.len().max(1) * (NODE_W + GAP);
-    let height = inner_h + 90;
+    let moves: Vec<&MigrationObs> = migrations
+        .iter()
+        .filter(|m| node_x(t, &m.source_node).is_some() && node_x(t, &m.target_node).is_some())
+        .collect();
+    let height = inner_h + 90 + moves.len() * MIGRATION_H;
     let fabric_y = inner_h + 50;
     let mut s = format!(
         "<svg class=\"topology\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" style=\"max-width:100%;height:auto\" viewBox=\"0 0 {width} {height}\" font-family=\"monospace\" font-size=\"11\">"
@@ -91,8 +103,67 @@ pub fn topology_svg(t: &Topology, guests: &[GuestSnap]) -> String {
         let x = GAP + i * (NODE_W + GAP);
         node(&mut s, t, guests, n, x, inner_h, fabric_y);
     }
+    if !moves.is_empty() {
+        let _ = write!(
+            s,
+            "<defs><marker id=\"migration-head\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{MIGRATION_COLOUR}\"/></marker></defs>"
+        );
+    }
+    for (k, m) in moves.iter().enumerate() {
+        migration(&mut s, t, m, fabric_y + 40 + k * MIGRATION_H);
+    }
     s.push_str("</svg>");
     s
+}
+
+/// The left edge of node `name`'s box.
+fn node_x(t: &Topology, name: &str) -> Option<usize> {
+    let i = t.nodes.iter().position(|n| n.name == name)?;
+    Some(GAP + i * (NODE_W + GAP))
+}
+
+/// One migration's band: an arrow from the source node's middle to the target
+/// node's, its numbers over it and the handover under it.
+fn migration(s: &mut String, t: &Topology, m: &MigrationObs, y: usize) {
+    let mid = |n: &str| node_x(t, n).map_or(0, |x| x + NODE_W / 2);
+    let (from, to) = (mid(&m.source_node), mid(&m.target_node));
+    let ay = y + 14;
+    let numbers = format!(
+        "vm {} [{}] {} \u{2192} {}: {} in {:.0} ms, downtime {:.0} ms (stream), {} ms (QEMU), {:.1} MB moved",
+        m.vm,
+        m.binding,
+        m.source_node,
+        m.target_node,
+        m.status,
+        m.total_s * 1000.0,
+        m.stream_downtime_s * 1000.0,
+        m.qemu_downtime_ms
+            .map_or("-".to_string(), |d| d.to_string()),
+        m.bytes as f64 / 1e6
+    );
+    let handover: String = if m.lan.chars().count() > HANDOVER_CHARS {
+        m.lan
+            .chars()
+            .take(HANDOVER_CHARS)
+            .chain("\u{2026}".chars())
+            .collect()
+    } else {
+        m.lan.clone()
+    };
+    let dash = if m.status == "completed" {
+        ""
+    } else {
+        " stroke-dasharray=\"6,4\""
+    };
+    let _ = write!(
+        s,
+        "<g class=\"migration\"><title>{}</title><text x=\"20\" y=\"{}\" fill=\"{MIGRATION_COLOUR}\">{}</text><line x1=\"{from}\" y1=\"{ay}\" x2=\"{to}\" y2=\"{ay}\" stroke=\"{MIGRATION_COLOUR}\" stroke-width=\"2\"{dash} marker-end=\"url(#migration-head)\"/><text x=\"20\" y=\"{}\" font-size=\"10\" fill=\"#555\">handover: {}</text></g>",
+        escape(&m.lan),
+        y + 4,
+        escape(&numbers),
+        ay + 16,
+        escape(&handover)
+    );
 }
 
 fn node(
@@ -364,7 +435,7 @@ mod tests {
                 addresses: vec![],
             }],
         }];
-        let svg = topology_svg(&topology(), &guests);
+        let svg = topology_svg(&topology(), &guests, &[]);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         for needle in [
             "node node1",
@@ -390,6 +461,62 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    fn two_nodes() -> Topology {
+        let mut t = topology();
+        let mut second = t.nodes[0].clone();
+        second.name = "node2".into();
+        t.nodes.push(second);
+        t
+    }
+
+    fn moved(status: &str) -> MigrationObs {
+        MigrationObs {
+            vm: "vm-mig".into(),
+            binding: "macvtap".into(),
+            source_node: "node1".into(),
+            target_node: "node2".into(),
+            status: status.into(),
+            total_s: 0.412,
+            qemu_downtime_ms: Some(201),
+            bytes: 65_900_000,
+            stream_downtime_s: 0.35,
+            stream_interval_ms: 10,
+            icmp_sent: 200,
+            icmp_lost: 35,
+            udp_sent: 200,
+            udp_lost: 35,
+            first_lost_s: Some(1.0),
+            last_lost_s: Some(1.35),
+            lan:
+                "+0 ms: br0-p1 (node1); source paused the guest at +380 ms; +390 ms: br0-p2 (node2)"
+                    .into(),
+        }
+    }
+
+    #[test]
+    fn draws_a_migration_from_the_source_node_to_the_target() {
+        let svg = topology_svg(&two_nodes(), &[], &[moved("completed"), moved("failed")]);
+        assert_eq!(svg.matches("<g class=\"migration\">").count(), 2, "{svg}");
+        for needle in [
+            "vm vm-mig [macvtap] node1 \u{2192} node2: completed in 412 ms, downtime 350 ms (stream), 201 ms (QEMU), 65.9 MB moved",
+            "handover: +0 ms: br0-p1 (node1); source paused the guest at +380 ms",
+            "marker-end=\"url(#migration-head)\"",
+        ] {
+            assert!(svg.contains(needle), "{needle} missing: {svg}");
+        }
+        // From the first node's middle to the second's; a failed move dashed.
+        let (a, b) = (GAP + NODE_W / 2, GAP + NODE_W + GAP + NODE_W / 2);
+        assert!(
+            svg.contains(&format!("x1=\"{a}\"")) && svg.contains(&format!("x2=\"{b}\"")),
+            "{svg}"
+        );
+        assert_eq!(svg.matches("stroke-dasharray=\"6,4\"").count(), 1);
+        // A migration to a node the picture does not have is left out.
+        let mut elsewhere = moved("completed");
+        elsewhere.target_node = "node9".into();
+        assert!(!topology_svg(&two_nodes(), &[], &[elsewhere]).contains("class=\"migration\""));
     }
 
     #[test]

@@ -146,6 +146,19 @@ async fn device_plugin_configs(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         &["has 64 characters"],
     )
     .await?;
+    // Letters at both ends, a '/' inside: the socket file name would leave the
+    // device-plugin directory, and the kubelet refuses such a resource.
+    let slashed = json!([{"name": "data/../plane", "lowerDevice": lower, "capacity": 5}]);
+    daemonset_refused(
+        ctx,
+        cluster,
+        "a resource name with '/' inside",
+        config_map(&slashed.to_string()),
+        // Refused as a config error on the field, not later as a socket it
+        // could not bind.
+        &["data/../plane", "resource name"],
+    )
+    .await?;
     let no_capacity = json!([{"name": "dataplane", "lowerDevice": lower, "capacity": 0}]);
     daemonset_refused(
         ctx,

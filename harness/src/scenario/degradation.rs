@@ -179,10 +179,17 @@ async fn kubelet_restart_keeps_every_network(ctx: &Ctx, c: &AnyCluster) -> Outco
         kit::pod_run(c, victim, &["ip", "link", "del", "net2"]).await?;
     }
     match invariant::check(c, &expect).await {
+        // The NAD's namespace is the pod's: `default` on netns, the run's on a
+        // real cluster.
         Err(f)
             if f.message().contains(&format!(
-                "pod {} runs without net2 (default/{MACVLAN_NAD})",
-                victim.name
+                "pod {} runs without net2 ({}/{MACVLAN_NAD})",
+                victim.name,
+                if victim.namespace.is_empty() {
+                    "default"
+                } else {
+                    &victim.namespace
+                }
             )) =>
         {
             ctx.observed

@@ -4,13 +4,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::future::join_all;
-use serde_json::Value;
+use futures::StreamExt as _;
+use futures::future::{BoxFuture, join_all};
 
-use super::kit::{DATAPLANE, DEL_NETNS_GONE, fixture_pod, named, pod_iface, pod_link};
+use super::kit::{DATAPLANE, DEL_NETNS_GONE, PodIface, fixture_pod, named, pod_iface, pod_link};
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::any::AnyCluster;
 use crate::cluster::{Cluster, ClusterError, wait_allocatable};
+use crate::lab::wait::{Pace, Seen, poll_until};
 
 const BACK: Duration = Duration::from_secs(5);
 
@@ -84,19 +85,11 @@ async fn allocated(cluster: &AnyCluster, node: &str) -> Result<u64, Failure> {
 
 /// The macvtaps on `node` itself (not in a pod) (NodeAccess).
 async fn node_macvtaps(cluster: &AnyCluster, node: &str) -> Result<Vec<String>, Failure> {
-    let out: Value = serde_json::from_str(
-        &cluster
-            .node_ip(node, &["-j", "-d", "link", "show", "type", "macvtap"])
-            .await?,
-    )?;
-    Ok(out
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|l| l["ifname"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
+    let out = cluster
+        .node_ip(node, &["-j", "-d", "link", "show", "type", "macvtap"])
+        .await?;
+    let links = crate::probe::ip::links(&out)?;
+    Ok(crate::probe::ip::link_names(&links))
 }
 
 /// Waits until `node` offers `allocatable` of the seed's resource, saying after what.
@@ -184,10 +177,12 @@ async fn lower_device_faults(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let base = fixture_pod(ctx, "seed/macvtap-pod.yaml")?;
     let try_pod = |name: &str| named(base.clone(), name, Some(&node));
     let existing = cluster.create_pod(try_pod("existing")).await?;
+    let said = last_said(cluster, &node, &lower).await?;
     cluster
         .node_ip(&node, &["link", "set", &lower, "down"])
         .await?;
     wait_dataplane(cluster, &node, 0, BACK, &format!("{lower} down")).await?;
+    let said = says_why(cluster, &node, &lower, said, "went down").await?;
     match cluster.create_pod(try_pod("while-down")).await {
         Err(ClusterError::Unschedulable { message, .. }) if message.contains("Insufficient") => {}
         other => {
@@ -205,6 +200,7 @@ async fn lower_device_faults(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         .node_ip(&node, &["link", "set", &lower, "up"])
         .await?;
     wait_dataplane(cluster, &node, 50, BACK, &format!("{lower} up again")).await?;
+    says_why(cluster, &node, &lower, said, "came up again").await?;
     cluster.create_pod(try_pod("after-up")).await?;
     cluster.unplug_uplink(&node).await?;
     wait_dataplane(cluster, &node, 0, BACK, &format!("{lower} deleted")).await?;
@@ -213,6 +209,52 @@ async fn lower_device_faults(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let p = cluster.create_pod(try_pod("after-recreate")).await?;
     pod_link(cluster, &p, "net1").await?;
     Ok(())
+}
+
+/// What the device plugin on `node` said last about `lower`: its last log line
+/// naming it, without a leading timestamp (so that saying the same again is no news).
+async fn last_said(
+    cluster: &AnyCluster,
+    node: &str,
+    lower: &str,
+) -> Result<Option<String>, Failure> {
+    let log = cluster.device_plugin_log(node).await?;
+    let line = log.lines().rev().find(|l| l.contains(lower));
+    Ok(line.map(|l| match l.split_once(' ') {
+        Some((first, rest)) if first.starts_with(|c: char| c.is_ascii_digit()) => {
+            rest.trim_start().to_string()
+        }
+        _ => l.to_string(),
+    }))
+}
+
+/// The kubelet learns only that the devices turned Unhealthy (or Healthy again); an
+/// operator learns why from the device plugin's log: what it last said about the
+/// lower device must change (its wording is not judged). Returns the new statement.
+async fn says_why(
+    cluster: &AnyCluster,
+    node: &str,
+    lower: &str,
+    before: Option<String>,
+    what: &str,
+) -> Result<Option<String>, Failure> {
+    let pace = Pace::every(Duration::from_millis(200));
+    let said = poll_until(BACK, pace, || async {
+        let now = last_said(cluster, node, lower).await?;
+        Ok::<_, Failure>(if now.is_some() && now != before {
+            Seen::Ready(now)
+        } else {
+            Seen::NotYet(())
+        })
+    })
+    .await?;
+    match said {
+        Ok(now) => Ok(now),
+        Err(()) => fail(format!(
+            "the lower device {lower} {what} and the node's devices followed, but within {BACK:?} the device plugin on {node} logged nothing new about {lower} (why its devices changed health); the last it said about it: {}",
+            before.as_deref().unwrap_or("nothing")
+        )),
+    }
 }
 
 async fn netns_gone_before_del(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
@@ -224,6 +266,21 @@ async fn netns_gone_before_del(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
             Some(&node),
         ))
         .await?;
+    // The pod's own lease on the pod network, as multus reported it: the node's
+    // other pods (a real cluster's component pods not on the host network) keep
+    // theirs.
+    let own: Vec<String> = super::kit::network_status(&pod)?
+        .into_iter()
+        .filter(|s| s.default)
+        .flat_map(|s| s.ips)
+        .collect();
+    ensure(!own.is_empty(), || {
+        "the pod's network-status names no address on the default network".into()
+    })?;
+    let leased = cluster.pod_network_leases(&node).await?;
+    ensure(own.iter().all(|ip| leased.contains(ip)), || {
+        format!("the pod's addresses {own:?} are not among the node's host-local leases {leased:?}")
+    })?;
     cluster.lose_pod_netns(&pod).await?;
     cluster
         .delete_pod(&pod.namespace, &pod.name)
@@ -234,12 +291,22 @@ async fn netns_gone_before_del(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     })?;
     // The pod network's host-local lease is freed too.
     let leases = cluster.pod_network_leases(&node).await?;
-    ensure(leases.is_empty(), || {
-        format!("host-local leases left: {leases:?}")
+    let left: Vec<&String> = own.iter().filter(|ip| leases.contains(ip)).collect();
+    ensure(left.is_empty(), || {
+        format!("host-local leases of the pod left: {left:?}")
     })
 }
 
 /// Portable: on a real cluster the scheduler and the kubelet place the 50 pods.
+/// The answers of `reads` (one per pod), in order, a few at a time: each is an exec
+/// or a node read through the API server, which waits mostly on the node.
+/// A pod's device IDs by resource name.
+type Devices = std::collections::BTreeMap<String, Vec<String>>;
+
+async fn several_at_once<T>(reads: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+    futures::stream::iter(reads).buffered(8).collect().await
+}
+
 async fn fifty_at_once(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node = cluster.nodes()[0].clone();
     let base = fixture_pod(ctx, "seed/macvtap-pod.yaml")?;
@@ -254,14 +321,14 @@ async fn fifty_at_once(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     if cluster.offers(Capability::NodeAccess) {
         // Device IDs come from the kubelet's admission, which only node access shows.
         let mut devices = BTreeSet::new();
-        for p in &pods {
-            devices.extend(
-                cluster
-                    .pod_devices(p)
-                    .await?
-                    .remove(DATAPLANE)
-                    .unwrap_or_default(),
-            );
+        for ids in several_at_once(
+            pods.iter()
+                .map(|p| Box::pin(cluster.pod_devices(p)) as BoxFuture<'_, Result<Devices, _>>)
+                .collect(),
+        )
+        .await
+        {
+            devices.extend(ids?.remove(DATAPLANE).unwrap_or_default());
         }
         ensure(devices.len() == 50, || {
             format!("{} distinct devices for 50 pods", devices.len())
@@ -272,8 +339,14 @@ async fn fifty_at_once(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         );
     }
     let mut macs = BTreeSet::new();
-    for p in &pods {
-        macs.insert(pod_iface(cluster, p, "net1").await?.mac);
+    for iface in several_at_once(
+        pods.iter()
+            .map(|p| Box::pin(pod_iface(cluster, p, "net1")) as BoxFuture<'_, Result<PodIface, _>>)
+            .collect(),
+    )
+    .await
+    {
+        macs.insert(iface?.mac);
     }
     ensure(macs.len() == 50, || {
         format!("{} distinct MACs for 50 pods", macs.len())

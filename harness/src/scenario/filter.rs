@@ -33,10 +33,10 @@ pub fn short_id(name: &str) -> String {
     "--label-filter {text:?}: {problem} at character {at}; e.g. 'seed && !vm' or '(ovs || macvlan) && !fault'"
 )]
 pub struct FilterError {
-    pub text: String,
+    pub(crate) text: String,
     /// 1-based character position.
-    pub at: usize,
-    pub problem: String,
+    pub(crate) at: usize,
+    pub(crate) problem: String,
 }
 
 /// A parsed label filter.

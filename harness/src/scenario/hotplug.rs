@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::kit::{DATAPLANE, add_addr, fixture_nad, lan_host, network_status};
 use super::migration::{
-    NodeState, OnSource, boot_on_source, device_free, live_migration, node_state, stale,
+    NodeState, OnSource, boot_on_source, live_migration, node_clean, node_state, stale,
 };
 use super::vm::{MACVTAP_NAD, OVS_VLAN_100_NAD, then_stop, vm_fixture, vm_options};
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
@@ -33,7 +33,7 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "hotplug", "macvtap", "mac", "capacity"],
             |ctx, c| Box::pin(macvtap_hotplug(ctx, c)),
         )
-        .needs(&[Capability::Vm, Capability::NicHotplug, Capability::LiveMigration])
+        .needs(&[Capability::Vm, Capability::NicHotplug, Capability::LiveMigration, Capability::LanWatch])
         .deploy_macvtap_seed(),
         Scenario::on_cluster(
             "hotplug/bridge on ovs-vlan-100: plugged NIC reaches a VLAN 100 pod; unplugged, no veth or OVS port left",
@@ -46,6 +46,31 @@ pub fn scenarios() -> Vec<Scenario> {
             Capability::Vm,
             Capability::NicHotplug,
             Capability::LiveMigration,
+            Capability::LanWatch,
+            Capability::Ovs,
+        ])
+        .deploy(&[OVS_VLAN_100_NAD]),
+        Scenario::on_cluster(
+            "hotplug/migrated with a plugged macvtap NIC: the target gets a device and a macvtap for it, the guest keeps the NIC and reaches the LAN",
+            "macvtap",
+            "vm",
+            &["vm", "hotplug", "migration", "macvtap", "mac", "capacity"],
+            |ctx, c| Box::pin(macvtap_plug_migrate(ctx, c)),
+        )
+        .needs(&[Capability::Vm, Capability::NicHotplug, Capability::LiveMigration, Capability::LanWatch])
+        .deploy_macvtap_seed(),
+        Scenario::on_cluster(
+            "hotplug/migrated with a plugged bridge NIC on ovs-vlan-100: the target gets a port for it, the guest keeps the NIC and reaches a VLAN 100 pod",
+            "ovs",
+            "vm",
+            &["vm", "hotplug", "migration", "ovs", "mac"],
+            |ctx, c| Box::pin(ovs_plug_migrate(ctx, c)),
+        )
+        .needs(&[
+            Capability::Vm,
+            Capability::NicHotplug,
+            Capability::LiveMigration,
+            Capability::LanWatch,
             Capability::Ovs,
         ])
         .deploy(&[OVS_VLAN_100_NAD]),
@@ -84,8 +109,18 @@ fn multus(nad: &str) -> NetworkSource {
 }
 
 async fn macvtap_hotplug(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
-    let vm = vm_fixture(ctx, "seed/vm-macvtap.yaml", "vm-hp")?;
-    let case = Case {
+    let case = macvtap_case(ctx, "vm-hp")?;
+    plug_unplug_migrate(ctx, cluster, case).await
+}
+
+async fn macvtap_plug_migrate(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    let case = macvtap_case(ctx, "vm-hp-mig")?;
+    plug_then_migrate(ctx, cluster, case).await
+}
+
+fn macvtap_case(ctx: &Ctx, name: &str) -> Result<Case, Failure> {
+    let vm = vm_fixture(ctx, "seed/vm-macvtap.yaml", name)?;
+    Ok(Case {
         nads: vec![fixture_nad(ctx, MACVTAP_NAD)?],
         iface: VmInterface {
             name: "hot".into(),
@@ -99,17 +134,30 @@ async fn macvtap_hotplug(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         network: "default/dataplane",
         resource: Some(DATAPLANE),
         kind: "macvtap",
-    };
-    plug_unplug_migrate(ctx, cluster, case).await
+    })
 }
 
 async fn ovs_hotplug(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    with_ovs_peer(ctx, cluster, "vm-hp-ovs", plug_unplug_migrate).await
+}
+
+async fn ovs_plug_migrate(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
+    with_ovs_peer(ctx, cluster, "vm-hp-mig-ovs", plug_then_migrate).await
+}
+
+/// Runs `then` on the OVS case with a VLAN 100 peer pod on the second node.
+async fn with_ovs_peer(
+    ctx: &Ctx,
+    cluster: &AnyCluster,
+    name: &str,
+    then: impl AsyncFnOnce(&Ctx, &AnyCluster, Case) -> Outcome,
+) -> Outcome {
     let nodes = cluster.nodes();
     let peer = cluster
         .create_pod(Pod::plain("ovs-hp-peer", &nodes[1], "ovs-vlan-100"))
         .await?;
     add_addr(cluster, &peer, "10.100.0.20/24", "net1").await?;
-    let vm = vm_fixture(ctx, "seed/vm-ovs-vlan100.yaml", "vm-hp-ovs")?;
+    let vm = vm_fixture(ctx, "seed/vm-ovs-vlan100.yaml", name)?;
     let case = Case {
         nads: vec![fixture_nad(ctx, OVS_VLAN_100_NAD)?],
         iface: VmInterface {
@@ -125,7 +173,7 @@ async fn ovs_hotplug(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         resource: None,
         kind: "veth",
     };
-    let outcome = plug_unplug_migrate(ctx, cluster, case).await;
+    let outcome = then(ctx, cluster, case).await;
     let deleted = cluster.delete_pod(&peer.namespace, &peer.name).await;
     outcome?;
     Ok(deleted?)
@@ -184,23 +232,44 @@ async fn assert_plugged(
             plug.mac
         )
     })?;
+    let dev = assert_attached(cluster, v, case, &plug.pod_ifname).await?;
+    v.run(&format!(
+        "ip link set dev {dev} up && ip addr add {} dev {dev}",
+        case.address
+    ))
+    .await?;
+    v.first_ping(&case.peer.to_string(), Duration::from_secs(20))
+        .await?;
+    Ok(())
+}
+
+/// Asserts that the launcher pod has the plugged NIC's attachment on `pod_ifname`
+/// (the CNI's kind of link, a network-status entry with the requested MAC) and
+/// the guest a NIC with that MAC; its name in the guest.
+async fn assert_attached(
+    cluster: &AnyCluster,
+    v: &mut RunningVm,
+    case: &Case,
+    pod_ifname: &str,
+) -> Result<String, Failure> {
+    let want = case.iface.mac.clone().unwrap_or_default();
     let dev = v.guest_ifname(&want).await?;
-    let link = cluster.pod_link(&v.pod, &plug.pod_ifname).await?;
-    let kind = link["linkinfo"]["info_kind"].as_str().unwrap_or("?");
+    let link = cluster.pod_link(&v.pod, pod_ifname).await?;
+    let kind = link.kind.as_str();
     ensure(kind == case.kind, || {
         format!(
-            "the launcher pod's {} is a {kind}, not a {}",
-            plug.pod_ifname, case.kind
+            "the launcher pod {}'s {pod_ifname} is a {kind}, not a {}",
+            v.pod.name, case.kind
         )
     })?;
     let status = network_status(&v.pod)?;
     let entry = status
         .iter()
-        .find(|s| s.interface.as_deref() == Some(plug.pod_ifname.as_str()))
+        .find(|s| s.interface.as_deref() == Some(pod_ifname))
         .ok_or_else(|| {
             Failure::msg(format!(
-                "the launcher pod's network-status has no entry for the hot-plugged {}: {status:?}",
-                plug.pod_ifname
+                "the launcher pod {}'s network-status has no entry for the hot-plugged {pod_ifname}: {status:?}",
+                v.pod.name
             ))
         })?;
     ensure(
@@ -213,19 +282,12 @@ async fn assert_plugged(
                 .is_some_and(|m| m.eq_ignore_ascii_case(&want)),
         || {
             format!(
-                "network-status of the hot-plugged {}: {entry:?}, wanted {} with MAC {want}",
-                plug.pod_ifname, case.network
+                "network-status of the hot-plugged {pod_ifname}: {entry:?}, wanted {} with MAC {want}",
+                case.network
             )
         },
     )?;
-    v.run(&format!(
-        "ip link set dev {dev} up && ip addr add {} dev {dev}",
-        case.address
-    ))
-    .await?;
-    v.first_ping(&case.peer.to_string(), Duration::from_secs(20))
-        .await?;
-    Ok(())
+    Ok(dev)
 }
 
 /// Asserts that nothing of the unplugged NIC is left: in the guest, the pod, on the
@@ -248,8 +310,8 @@ async fn assert_unplugged(
     }
     if let Ok(link) = cluster.pod_link(&v.pod, &unplug.pod_ifname).await {
         return fail(format!(
-            "the unplug left the pod interface {} in {}: {}",
-            unplug.pod_ifname, v.pod.name, link["linkinfo"]["info_kind"]
+            "the unplug left the pod interface {} in {}: {:?}",
+            unplug.pod_ifname, v.pod.name, link.kind
         ));
     }
     let status = network_status(&v.pod)?;
@@ -336,30 +398,108 @@ async fn plug_unplug_migrate(ctx: &Ctx, cluster: &AnyCluster, case: Case) -> Out
             )
         })?;
         v.guest_ifname(&first_mac).await?;
-        let now = node_state(cluster, &source).await?;
-        let left = stale(&before_source, &now);
-        ensure(left.is_empty(), || {
-            format!(
-                "after the migration node {source} still has {}",
-                left.join(", ")
-            )
-        })?;
-        if let Some(r) = case.resource {
-            device_free(cluster, &source, r, "after the migration").await?;
-        }
-        Ok(())
+        node_clean(cluster, &before_source, case.resource, "after the migration").await
     })
     .await?;
-    let now = node_state(cluster, &target).await?;
-    let left = stale(&before_target, &now);
-    ensure(left.is_empty(), || {
-        format!(
-            "after stopping the migrated VM node {target} still has {}",
-            left.join(", ")
-        )
-    })?;
-    if let Some(r) = case.resource {
-        device_free(cluster, &target, r, "after stopping the migrated VM").await?;
-    }
-    Ok(())
+    node_clean(
+        cluster,
+        &before_target,
+        case.resource,
+        "after stopping the migrated VM",
+    )
+    .await
+}
+
+/// The kubevirt 13721 class the other way round: a NIC plugged and left in, then
+/// the VM migrates. The target launcher pod must get an attachment for it too
+/// (for a macvtap a device of its own on the target node), the guest keeps the
+/// NIC with its MAC and reaches the peer over it from the target; the source node
+/// ends as it began, and so does the target once the VM stops.
+async fn plug_then_migrate(ctx: &Ctx, cluster: &AnyCluster, case: Case) -> Outcome {
+    let hp = hotplug(cluster)?;
+    let mig = live_migration(cluster)?;
+    let opts = vm_options(ctx, cluster)?;
+    let nads = case.nads.clone();
+    let OnSource {
+        source: _,
+        target,
+        before_source,
+        before_target,
+        mut vms,
+    } = boot_on_source(ctx, cluster, &case.vm, &nads, &opts).await?;
+    then_stop(cluster, &mut vms, async |vms: &mut [RunningVm]| {
+        let v = &mut vms[0];
+        let plug = hp.plug(v, &case.iface, &opts).await?;
+        assert_plugged(cluster, v, &case, &plug).await?;
+        let first_mac = v.nics[0].mac.clone();
+        let source_pod = v.pod.clone();
+        let report = mig
+            .migrate(v, &nads, &opts, &MigrationPlan::to(&target))
+            .await?;
+        ctx.observed.phase(
+            "migration with a hot-plugged NIC (migrate to completed)",
+            report.total,
+        );
+        let note = format!(
+            "migration with the hot-plugged {} ({}) attached: {} in {:.0} ms, QEMU downtime {} ms, {} bytes",
+            plug.pod_ifname,
+            plug.mac,
+            report.status,
+            ms(report.total),
+            report
+                .qemu_downtime_ms
+                .map_or("-".to_string(), |d| d.to_string()),
+            report.bytes
+        );
+        tracing::info!("{note}");
+        ctx.observed.note(&note);
+        ensure(report.completed(), || {
+            format!(
+                "the migration with the hot-plugged NIC attached ended {}",
+                report.status
+            )
+        })?;
+        ensure(v.pod.node == target, || {
+            format!(
+                "after the migration the guest's pod is on {}, not {target}",
+                v.pod.node
+            )
+        })?;
+        v.guest_ifname(&first_mac).await?;
+        // The target pod has its own attachment for the plugged NIC, and the guest
+        // still has the NIC and its address on it: it reaches the peer again.
+        assert_attached(cluster, v, &case, &plug.pod_ifname).await?;
+        v.first_ping(&case.peer.to_string(), Duration::from_secs(20))
+            .await
+            .map_err(|e| {
+                Failure::msg(format!(
+                    "after the migration the guest does not reach {} over the hot-plugged NIC {}: {e}",
+                    case.peer, plug.mac
+                ))
+            })?;
+        if let Some(r) = case.resource {
+            let (allocated, _) = devices(cluster, &target, r).await?;
+            ensure(allocated == 2, || {
+                format!(
+                    "the target node {target} has {allocated} of {r} allocated for the migrated VM, not 2 (its first NIC and the hot-plugged one)"
+                )
+            })?;
+        }
+        ensure(
+            !cluster
+                .node_access()?
+                .pod_sandbox_exists(&source_pod.namespace, &source_pod.name)
+                .await?,
+            || format!("the source pod {} is still there", source_pod.name),
+        )?;
+        node_clean(cluster, &before_source, case.resource, "after the migration").await
+    })
+    .await?;
+    node_clean(
+        cluster,
+        &before_target,
+        case.resource,
+        "after stopping the migrated VM",
+    )
+    .await
 }

@@ -17,18 +17,18 @@ use crate::multus::{NETWORKS_ANNOTATION, parse_networks};
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
     /// The pods that exist now (every other pod of the scenario is gone).
-    pub live: Vec<PodView>,
+    pub(crate) live: Vec<PodView>,
     /// Networks (`ns/name`) whose attachments are ports of the nodes' OVS bridge.
-    pub ovs_networks: Vec<String>,
+    pub(crate) ovs_networks: Vec<String>,
     /// host-local networks (`ns/name`) and the dataDir of their leases on this
     /// machine (the NAD's `ipam.dataDir` + the network's name).
-    pub host_local: Vec<(String, PathBuf)>,
+    pub(crate) host_local: Vec<(String, PathBuf)>,
     /// Device-plugin resources whose allocations on every node must be the live
     /// pods' devices.
-    pub resources: Vec<String>,
+    pub(crate) resources: Vec<String>,
     /// Also hold the pod network's (eth0) leases on every node to the live pods'
     /// eth0 addresses (the scenario's cluster runs no other pods).
-    pub pod_network_leases: bool,
+    pub(crate) pod_network_leases: bool,
 }
 
 /// What a pod asked for and does not have: one line per missing attachment
@@ -123,6 +123,16 @@ async fn ovs_ports(c: &AnyCluster, e: &Expect) -> Result<Vec<String>, Failure> {
     Ok(problems)
 }
 
+/// Whether network-status entry `listed` of a pod in `pod_ns` is the scenario's
+/// `network`: a fixture's `default/X` is the NAD `X` of the pod's own namespace
+/// where a real cluster runs the scenario's pods and NADs in the run's namespace.
+fn same_network(network: &str, listed: &str, pod_ns: &str) -> bool {
+    listed == network
+        || network
+            .strip_prefix("default/")
+            .is_some_and(|name| listed == format!("{pod_ns}/{name}"))
+}
+
 /// host-local's leases of each network are exactly the live pods' addresses on it.
 fn host_local_leases(e: &Expect) -> Result<Vec<String>, Failure> {
     let mut problems = Vec::new();
@@ -132,7 +142,7 @@ fn host_local_leases(e: &Expect) -> Result<Vec<String>, Failure> {
         for p in &e.live {
             for s in kit::network_status(p)?
                 .iter()
-                .filter(|s| &s.name == network)
+                .filter(|s| same_network(network, &s.name, &p.namespace))
             {
                 live.extend(s.ips.iter().cloned());
             }
@@ -240,6 +250,14 @@ mod tests {
             annotations: [(NETWORK_STATUS_ANNOTATION.to_string(), status.to_string())].into(),
             devices: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_fixture_default_network_is_the_pods_own_namespace_one() {
+        assert!(same_network("default/n", "default/n", "default"));
+        assert!(same_network("default/n", "secnet-sn1/n", "secnet-sn1"));
+        assert!(!same_network("default/n", "other/n", "secnet-sn1"));
+        assert!(!same_network("tenant/n", "secnet-sn1/n", "secnet-sn1"));
     }
 
     #[test]

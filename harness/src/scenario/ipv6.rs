@@ -16,6 +16,10 @@ use crate::cluster::any::AnyCluster;
 use crate::cluster::{Cluster, PodView};
 use crate::objects::{Meta, NadSpec, NetworkAttachmentDefinition, Object, Pod};
 
+/// The macvlan pairs' group on a shared cluster: both put pods v6-a and v6-b on
+/// the LAN in `V6_RANGE` (v6-b at `B_V6`); their NADs, pools and probes are their own.
+const V6_LAN_GROUP: &str = "ipv6 pairs on the LAN";
+
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario::on_cluster(
@@ -24,14 +28,16 @@ pub fn scenarios() -> Vec<Scenario> {
             "pod",
             &["ipv6", "ipam", "reachability", "network-status"],
             |ctx, c| Box::pin(macvlan(ctx, c, false)),
-        ),
+        )
+        .shares_nodes_but_not_within(V6_LAN_GROUP),
         Scenario::on_cluster(
             "ipv6/dual-stack macvlan: both families in network-status and in reach",
             "macvlan",
             "pod",
             &["ipv6", "ipam", "reachability", "network-status"],
             |ctx, c| Box::pin(macvlan(ctx, c, true)),
-        ),
+        )
+        .shares_nodes_but_not_within(V6_LAN_GROUP),
         Scenario::on_cluster(
             "ipv6/OVS VLAN 100 carries IPv6 across nodes",
             "ovs",
@@ -123,16 +129,12 @@ pub async fn settled_addresses(
 ) -> Result<Vec<String>, Failure> {
     let start = Instant::now();
     loop {
-        let out = pod_run(c, pod, &["ip", "-o", "addr", "show", "dev", ifname]).await?;
-        let tentative = out.contains("tentative");
-        let addrs: Vec<String> = out
-            .lines()
-            .filter_map(|l| {
-                let mut w = l.split_whitespace();
-                w.position(|t| t == "inet" || t == "inet6")?;
-                let ip = w.next()?.split('/').next()?;
-                (!ip.starts_with("fe80")).then(|| ip.to_string())
-            })
+        let all = crate::contract::probe::pod_oneline_addrs(c, pod, ifname).await?;
+        let tentative = all.iter().any(|a| a.tentative);
+        let addrs: Vec<String> = all
+            .iter()
+            .filter(|a| !a.is_link_local())
+            .map(|a| a.local.to_string())
             .collect();
         if !tentative || start.elapsed() > within {
             return Ok(addrs);

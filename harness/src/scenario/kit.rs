@@ -109,10 +109,8 @@ pub async fn pod_link(
     cluster: &AnyCluster,
     pod: &PodView,
     ifname: &str,
-) -> Result<crate::probe::ip::Link, Failure> {
-    Ok(crate::probe::ip::Link::from_json(
-        &cluster.pod_link(pod, ifname).await?,
-    ))
+) -> Result<crate::probe::ip::LinkFacts, Failure> {
+    Ok(cluster.pod_link(pod, ifname).await?)
 }
 
 /// `ip addr add <cidr> dev <ifname>` in the pod.

@@ -10,7 +10,7 @@ use super::kit::{DEL_NETNS_GONE, lab_failure, node_policy, scratch_dir};
 use super::{Ctx, Failure, Outcome, Scenario, ensure};
 use crate::cni::{Call, Reply, exec};
 use crate::lab::Ns;
-use crate::lab::node::{NodeLab, link_flags, link_kind, tap_owner};
+use crate::lab::node::{NodeLab, tap_owner};
 
 /// Versions both the bundled plugin and upstream's answer to (upstream stops at 0.4.0).
 const COMMON_VERSION: SpecVersion = SpecVersion::V0_4_0;
@@ -173,27 +173,26 @@ async fn attach_check_delete(ctx: &Ctx, nl: &mut NodeLab, v: SpecVersion) -> Out
     let link = nl
         .link(&pod, "net1")
         .ok_or("net1 is not in the pod namespace")?;
-    ensure(link_kind(&link) == "macvtap", || {
-        format!("net1 is a {}, not a macvtap", link_kind(&link))
+    ensure(link.kind == "macvtap", || {
+        format!("net1 is a {}, not a macvtap", link.kind)
     })?;
-    ensure(iface["mac"] == link["address"], || {
+    ensure(iface["mac"].as_str() == link.mac.as_deref(), || {
         format!(
             "result MAC {} differs from the kernel's {}",
-            iface["mac"], link["address"]
+            iface["mac"],
+            link.shown_mac()
         )
     })?;
-    ensure(link_flags(&link).iter().any(|f| f == "UP"), || {
-        "net1 is down".into()
-    })?;
+    ensure(link.has_flag("UP"), || "net1 is down".into())?;
     ensure(nl.link(&nl.node, &host_name).is_none(), || {
         format!("{host_name} is still on the node")
     })?;
     let owner = tap_owner(&link)
-        .map_err(|e| Failure::caused(format!("/dev/tap{} is missing", link["ifindex"]), e))?;
+        .map_err(|e| Failure::caused(format!("/dev/tap{} is missing", link.index), e))?;
     ensure(owner == (107, 107), || {
         format!(
             "/dev/tap{} is owned by {owner:?}, expected 107:107 (qemu)",
-            link["ifindex"]
+            link.index
         )
     })?;
     if v.has_check() {
@@ -245,8 +244,8 @@ async fn cni_args(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let link = nl
         .link(&pod, "net1")
         .ok_or("net1 is not in the pod namespace")?;
-    ensure(link["address"] == mac, || {
-        format!("MAC is {}, CNI_ARGS asked for {mac}", link["address"])
+    ensure(link.mac.as_deref() == Some(mac), || {
+        format!("MAC is {}, CNI_ARGS asked for {mac}", link.shown_mac())
     })?;
     succeeded("DEL", &call(ctx, nl, "DEL", cfg, &pod, "").await?)
 }
@@ -323,13 +322,13 @@ async fn requested_mac_mtu(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let link = nl
         .link(&pod, "net1")
         .ok_or("net1 is not in the pod namespace")?;
-    ensure(link["address"] == "02:5e:c0:00:00:01", || {
-        format!("MAC is {}, requested 02:5e:c0:00:00:01", link["address"])
+    ensure(link.mac.as_deref() == Some("02:5e:c0:00:00:01"), || {
+        format!("MAC is {}, requested 02:5e:c0:00:00:01", link.shown_mac())
     })?;
-    ensure(link["mtu"] == 1400, || {
-        format!("MTU is {}, requested 1400", link["mtu"])
+    ensure(link.mtu == 1400, || {
+        format!("MTU is {}, requested 1400", link.mtu)
     })?;
-    ensure(link_flags(&link).iter().any(|f| f == "PROMISC"), || {
+    ensure(link.has_flag("PROMISC"), || {
         "promiscuous mode is off".into()
     })
 }
@@ -364,7 +363,7 @@ async fn standalone(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     // The master's own MTU, the largest a macvtap on it may have: allowed.
     let mtu = nl
         .link(&nl.node, &uplink)
-        .and_then(|l| l["mtu"].as_u64())
+        .map(|l| l.mtu)
         .ok_or("the uplink has no MTU")?;
     let cfg = config(
         COMMON_VERSION,
@@ -378,14 +377,14 @@ async fn standalone(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let link = nl
         .link(&pod, "net1")
         .ok_or("net1 is not in the pod namespace")?;
-    ensure(link_kind(&link) == "macvtap", || {
-        format!("net1 is a {}", link_kind(&link))
+    ensure(link.kind == "macvtap", || {
+        format!("net1 is a {}", link.kind)
     })?;
-    ensure(link["address"] == "02:5e:c0:00:00:02", || {
-        format!("MAC is {}", link["address"])
+    ensure(link.mac.as_deref() == Some("02:5e:c0:00:00:02"), || {
+        format!("MAC is {}", link.shown_mac())
     })?;
-    ensure(link["mtu"] == mtu, || {
-        format!("MTU is {}, requested {mtu} (the master's)", link["mtu"])
+    ensure(link.mtu == mtu, || {
+        format!("MTU is {}, requested {mtu} (the master's)", link.mtu)
     })?;
     succeeded("DEL", &call("DEL", cfg, "").await?)?;
     let left = nl.links(&pod).map_err(lab_failure)?;

@@ -14,6 +14,8 @@
 //! either node would talk to the guest's MAC through the node's own macvlan port,
 //! never crossing the LAN, and measure that instead.
 
+mod masquerade;
+
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +31,7 @@ use crate::cluster::PodView;
 use crate::cluster::any::AnyCluster;
 use crate::objects::{NetworkAttachmentDefinition, Pod};
 use crate::vm::kubevirt::VirtualMachine;
-use crate::vm::migrate::{LiveMigration, MigrationPlan, MigrationReport};
+use crate::vm::migrate::{LanWatch, LiveMigration, MigrationPlan, MigrationReport};
 use crate::vm::stream::{GUEST_SETUP, Stream, StreamReport};
 use crate::vm::{RunningVm, VmOptions};
 
@@ -45,7 +47,7 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "migration", "macvtap", "mac", "capacity"],
             |ctx, c| Box::pin(macvtap_migration(ctx, c)),
         )
-        .needs(&[Capability::Vm, Capability::LiveMigration])
+        .needs(&[Capability::Vm, Capability::LiveMigration, Capability::LanWatch])
         .deploy_macvtap_seed(),
         Scenario::on_cluster(
             "migration/bridge on macvlan-test: Debian's macvlan announces the guest's MAC early, the LAN watch catches it",
@@ -54,7 +56,7 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "migration", "macvlan", "mac", "ipam", "fault"],
             |ctx, c| Box::pin(macvlan_bridge_migration(ctx, c)),
         )
-        .needs(&[Capability::Vm, Capability::LiveMigration]),
+        .needs(&[Capability::Vm, Capability::LiveMigration, Capability::LanWatch]),
         Scenario::on_cluster(
             "migration/bridge on ovs-vlan-100: a VLAN 100 peer streams throughout, no OVS port left on the source",
             "ovs",
@@ -62,8 +64,16 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "migration", "ovs", "mac"],
             |ctx, c| Box::pin(ovs_bridge_migration(ctx, c)),
         )
-        .needs(&[Capability::Vm, Capability::LiveMigration, Capability::Ovs])
+        .needs(&[Capability::Vm, Capability::LiveMigration, Capability::LanWatch, Capability::Ovs])
         .deploy(&[OVS_VLAN_100_NAD]),
+        Scenario::on_cluster(
+            "migration/masquerade: the guest keeps 10.0.2.2 and its MAC, is reached through the target pod's new address, the gap measured",
+            "pod-network",
+            "vm",
+            &["vm", "migration", "masquerade", "mac"],
+            |ctx, c| Box::pin(masquerade::masquerade_migration(ctx, c)),
+        )
+        .needs(&[Capability::Vm, Capability::LiveMigration, Capability::LanWatch]),
         Scenario::on_cluster(
             "migration/macvtap, target killed half-way: guest stays on the source with its network, target node clean",
             "macvtap",
@@ -71,7 +81,7 @@ pub fn scenarios() -> Vec<Scenario> {
             &["vm", "migration", "macvtap", "fault"],
             |ctx, c| Box::pin(failed_migration(ctx, c)),
         )
-        .needs(&[Capability::Vm, Capability::LiveMigration])
+        .needs(&[Capability::Vm, Capability::LiveMigration, Capability::LanWatch])
         .deploy_macvtap_seed(),
     ]
 }
@@ -111,6 +121,13 @@ pub(super) fn live_migration(cluster: &AnyCluster) -> Result<&dyn LiveMigration,
         .guests()?
         .live_migration()
         .ok_or_else(|| Failure::msg("the cluster runs guests but cannot migrate them"))
+}
+
+/// The LAN as this machine sees it (the stream's peer, the switch's table).
+pub(super) fn lan_watch(mig: &dyn LiveMigration) -> Result<&dyn LanWatch, Failure> {
+    mig.lan().ok_or_else(|| {
+        Failure::msg("the cluster migrates guests but its LAN is not seen from here")
+    })
 }
 
 pub(super) fn ipv4(text: &str) -> Result<Ipv4Addr, Failure> {
@@ -185,16 +202,18 @@ pub(super) struct NodeState {
     links: BTreeSet<String>,
     ovs_ports: BTreeSet<String>,
     leases: BTreeSet<String>,
+    /// The node's nftables tables (where secnet made the node).
+    nft_tables: BTreeSet<String>,
 }
 
 /// A VM booted on the first node, to move to the second, with both nodes' state
 /// from before it booted: what each must come back to.
 pub(super) struct OnSource {
-    pub source: String,
-    pub target: String,
-    pub before_source: NodeState,
-    pub before_target: NodeState,
-    pub vms: Vec<RunningVm>,
+    pub(crate) source: String,
+    pub(crate) target: String,
+    pub(crate) before_source: NodeState,
+    pub(crate) before_target: NodeState,
+    pub(crate) vms: Vec<RunningVm>,
 }
 
 pub(super) async fn boot_on_source(
@@ -231,9 +250,9 @@ pub(super) async fn node_state(cluster: &AnyCluster, node: &str) -> Result<NodeS
     // Bridges are the node's own (the pod network's cni0 comes with the first pod).
     let links: Vec<String> = crate::probe::ip::links(&out)
         .map_err(|e| Failure::caused(format!("links of node {node}"), e))?
-        .iter()
-        .filter(|l| l["linkinfo"]["info_kind"] != "bridge")
-        .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+        .into_iter()
+        .filter(|l| l.kind != "bridge")
+        .map(|l| l.name)
         .collect();
     let ovs_ports = match cluster.ovs() {
         Ok(ovs) => ovs
@@ -248,7 +267,25 @@ pub(super) async fn node_state(cluster: &AnyCluster, node: &str) -> Result<NodeS
         links: links.into_iter().collect(),
         ovs_ports,
         leases: access.pod_network_leases(node).await?.into_iter().collect(),
+        nft_tables: nft_tables(cluster, node).await?,
     })
+}
+
+/// `nft list tables` on `node`, one "family name" a line; empty where the nodes
+/// are not secnet's.
+async fn nft_tables(cluster: &AnyCluster, node: &str) -> Result<BTreeSet<String>, Failure> {
+    let Some(local) = cluster.local_topology() else {
+        return Ok(BTreeSet::new());
+    };
+    let ns = local.node_namespace(node).await?;
+    let out = crate::vm::binding::ns_run(&ns.path(), &["nft", "list", "tables"])
+        .await
+        .map_err(|e| Failure::caused(format!("nftables of node {node}"), e))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.strip_prefix("table "))
+        .map(str::to_string)
+        .collect())
 }
 
 /// What `after` has that `before` had not, named.
@@ -258,10 +295,26 @@ pub(super) fn stale(before: &NodeState, after: &NodeState) -> Vec<String> {
         ("link", &before.links, &after.links),
         ("OVS port", &before.ovs_ports, &after.ovs_ports),
         ("pod-network lease", &before.leases, &after.leases),
+        ("nftables table", &before.nft_tables, &after.nft_tables),
     ] {
         left.extend(a.difference(b).map(|x| format!("{what} {x}")));
     }
     left
+}
+
+/// `before`'s node has nothing the scenario made (`nothing_left`) and, for a device
+/// plugin's `resource`, every device free again.
+pub(super) async fn node_clean(
+    cluster: &AnyCluster,
+    before: &NodeState,
+    resource: Option<&str>,
+    when: &str,
+) -> Outcome {
+    nothing_left(cluster, before, when).await?;
+    match resource {
+        Some(r) => device_free(cluster, &before.node, r, when).await,
+        None => Ok(()),
+    }
 }
 
 async fn nothing_left(cluster: &AnyCluster, before: &NodeState, when: &str) -> Outcome {
@@ -314,10 +367,17 @@ struct Sighting {
 }
 
 /// Polls the LAN's forwarding table for `mac` until `done`; the changes.
-async fn watch_fdb(mig: &dyn LiveMigration, mac: &str, done: &AtomicBool) -> Vec<Sighting> {
+async fn watch_fdb(lan: &dyn LanWatch, mac: &str, done: &AtomicBool) -> Vec<Sighting> {
+    // The switch's own announcements where it gives them; else a poll.
+    if let Ok(changes) = lan.lan_fdb_changes(mac, done).await {
+        return changes
+            .into_iter()
+            .map(|(at, ports)| Sighting { at, ports })
+            .collect();
+    }
     let mut seen: Vec<Sighting> = Vec::new();
     while !done.load(Ordering::Relaxed) {
-        if let Ok(ports) = mig.lan_fdb(mac).await
+        if let Ok(ports) = lan.lan_fdb(mac).await
             && seen.last().is_none_or(|s| s.ports != ports)
         {
             seen.push(Sighting {
@@ -375,14 +435,13 @@ fn record(
     binding: &str,
     report: &MigrationReport,
     stream: &StreamReport,
+    downtime: Duration,
     fdb: &str,
 ) {
     ctx.observed
         .phase("migration (migrate to completed)", report.total);
-    ctx.observed.phase(
-        "migration downtime (longest gap in the stream)",
-        stream.downtime(),
-    );
+    ctx.observed
+        .phase("migration downtime (longest gap in the stream)", downtime);
     let note = format!(
         "migration [{binding}] {} → {}: {} in {:.0} ms, QEMU downtime {} ms, {} bytes moved; {stream}; LAN: {fdb}",
         report.source_pod.node,
@@ -414,7 +473,7 @@ fn record(
         total_s: report.total.as_secs_f64(),
         qemu_downtime_ms: report.qemu_downtime_ms,
         bytes: report.bytes,
-        stream_downtime_s: stream.downtime().as_secs_f64(),
+        stream_downtime_s: downtime.as_secs_f64(),
         stream_interval_ms: stream.interval.as_millis() as u64,
         icmp_sent: stream.icmp.sent,
         icmp_lost: stream.icmp.lost,
@@ -440,7 +499,7 @@ async fn start_stream(
     to: Ipv4Addr,
 ) -> Result<Stream, Failure> {
     let netns = match peer {
-        Peer::Lan(address) => mig.lan_host(address.as_deref()).await?,
+        Peer::Lan(address) => lan_watch(mig)?.lan_host(address.as_deref()).await?,
         Peer::Pod(p) => cluster
             .local_topology()
             .ok_or_else(|| Failure::msg("a pod peer's stream needs the pod's namespace here"))?
@@ -497,6 +556,7 @@ async fn migrate_with_stream(ctx: &Ctx, cluster: &AnyCluster, mut case: Case) ->
         let mac = v.nics[0].mac.clone();
         let addrs_before = guest_addrs(v).await?;
         let stream = start_stream(cluster, mig, &case.peer, case.guest_ip).await?;
+        let lan = lan_watch(mig)?;
         let done = AtomicBool::new(false);
         let plan = MigrationPlan::to(&target);
         let (migrated, seen) = tokio::join!(
@@ -507,13 +567,21 @@ async fn migrate_with_stream(ctx: &Ctx, cluster: &AnyCluster, mut case: Case) ->
                 done.store(true, Ordering::Relaxed);
                 r
             },
-            watch_fdb(mig, &mac, &done)
+            watch_fdb(lan, &mac, &done)
         );
         let streamed = stream.stop();
         let report = migrated?;
         let streamed = streamed.map_err(|e| Failure::caused("the peer's stream".to_string(), e))?;
         let fdb = timeline(&report, &seen);
-        record(ctx, &v.vm.name, &binding_of(v), &report, &streamed, &fdb);
+        record(
+            ctx,
+            &v.vm.name,
+            &binding_of(v),
+            &report,
+            &streamed,
+            streamed.downtime(),
+            &fdb,
+        );
         ensure(report.completed(), || {
             format!("the migration ended {}; LAN: {fdb}", report.status)
         })?;
@@ -556,7 +624,7 @@ async fn migrate_with_stream(ctx: &Ctx, cluster: &AnyCluster, mut case: Case) ->
                 -ms_between(handover, early.at)
             ));
         }
-        let now = mig.lan_fdb(&mac).await?;
+        let now = lan.lan_fdb(&mac).await?;
         ensure(now.iter().any(|(_, n)| *n == target), || {
             format!("after the handover the LAN sends the VM's MAC {mac} to {now:?}, not to {target}; LAN: {fdb}")
         })?;
@@ -600,6 +668,7 @@ async fn failed_migration(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         let mac = v.nics[0].mac.clone();
         let source_pod = v.pod.clone();
         let stream = start_stream(cluster, mig, &Peer::Lan(None), ipv4(&ip)?).await?;
+        let lan = lan_watch(mig)?;
         let done = AtomicBool::new(false);
         let mut plan = MigrationPlan::to(&target);
         // Slow enough that the target dies with the guest's memory on its way.
@@ -612,13 +681,21 @@ async fn failed_migration(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
                 done.store(true, Ordering::Relaxed);
                 r
             },
-            watch_fdb(mig, &mac, &done)
+            watch_fdb(lan, &mac, &done)
         );
         let streamed = stream.stop();
         let report = migrated?;
         let streamed = streamed.map_err(|e| Failure::caused("the peer's stream".to_string(), e))?;
         let fdb = timeline(&report, &seen);
-        record(ctx, &v.vm.name, "macvtap", &report, &streamed, &fdb);
+        record(
+            ctx,
+            &v.vm.name,
+            "macvtap",
+            &report,
+            &streamed,
+            streamed.downtime(),
+            &fdb,
+        );
         ensure(!report.completed(), || {
             "the migration completed although its target was killed".into()
         })?;

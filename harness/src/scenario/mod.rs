@@ -24,6 +24,7 @@ pub mod spec_clauses;
 pub mod spec_side_by_side;
 pub mod uniqueness;
 pub mod vm;
+pub mod whereabouts;
 
 pub use crate::cluster::Blame;
 use crate::cluster::any::AnyCluster;
@@ -210,26 +211,28 @@ pub fn fail<T>(message: impl std::fmt::Display) -> Result<T, Failure> {
 #[derive(Debug, Clone)]
 pub struct Ctx {
     /// Directory holding the CNI binaries under test (`macvtap`, ...).
-    pub cni_bin_dir: PathBuf,
+    pub(crate) cni_bin_dir: PathBuf,
     /// Keep the namespaces of a failed scenario and say how to enter them.
-    pub keep: bool,
+    pub(crate) keep: bool,
     /// The run's id: every namespace carries it, so `secnet clean --run` finds them.
-    pub run_id: String,
+    pub(crate) run_id: String,
     /// This scenario's part of namespace names (`s<n>`), set by the runner.
-    pub scope: String,
+    pub(crate) scope: String,
     /// Debian's reference plugins (bridge, host-local, macvlan).
-    pub reference_bin_dir: PathBuf,
+    pub(crate) reference_bin_dir: PathBuf,
     /// The device plugin command the DaemonSet runs.
-    pub device_plugin: Vec<String>,
-    pub topology: Topology,
-    pub fixtures_dir: PathBuf,
+    pub(crate) device_plugin: Vec<String>,
+    pub(crate) topology: Topology,
+    pub(crate) fixtures_dir: PathBuf,
     /// Scratch files of the run (removed at its end).
-    pub work_dir: PathBuf,
+    pub(crate) work_dir: PathBuf,
     /// What the scenario saw (topology, probes), for the report.
-    pub observed: crate::observe::Recorder,
+    pub(crate) observed: crate::observe::Recorder,
     /// The multus under test: secnet's emulation with these semantics on netns,
     /// the cluster's own multus (`Multus`) elsewhere.
-    pub multus: crate::multus::Semantics,
+    pub(crate) multus: crate::multus::Semantics,
+    /// The cluster runs its own multus (a real one), not secnet's emulation.
+    pub(crate) cluster_multus: bool,
 }
 
 impl Ctx {
@@ -281,9 +284,9 @@ pub struct Deploy {
     /// The seed's macvtap device plugin (its ConfigMap and DaemonSet) and the
     /// `dataplane` NAD. On a real cluster the device plugin came with the run's
     /// components and only the NAD is applied.
-    pub macvtap_seed: bool,
+    pub(crate) macvtap_seed: bool,
     /// Fixture files (relative to the fixtures directory) applied in order.
-    pub fixtures: Vec<&'static str>,
+    pub(crate) fixtures: Vec<&'static str>,
 }
 
 /// The seed's device plugin: a component on real clusters (installed with the run).
@@ -312,18 +315,25 @@ impl Deploy {
 pub struct Scenario {
     pub name: String,
     pub backend: &'static str,
-    pub workload: &'static str,
+    pub(crate) workload: &'static str,
     pub labels: Vec<&'static str>,
     /// What the cluster must offer; the runner skips the scenario, naming the
     /// missing capability, where it does not.
     pub needs: Vec<Capability>,
-    pub deploy: Deploy,
+    pub(crate) deploy: Deploy,
     /// A CNI spec version (of a plugin) the scenario needs: an implementation whose
     /// VERSION answer does not claim it has the scenario skipped, saying so.
-    pub needs_cni_version: Option<(&'static str, &'static str)>,
+    pub(crate) needs_cni_version: Option<(&'static str, &'static str)>,
     /// Added to a failure: what is checked goes beyond what the reference
     /// implementation (kubevirt/macvtap-cni, ovs-cni) claims, and what it does instead.
-    pub beyond_reference: Option<&'static str>,
+    pub(crate) beyond_reference: Option<&'static str>,
+    /// Makes only objects of its own (names, subnets) and reads nothing node-wide
+    /// (capacity, links, leases): a cluster shared by the run may run it beside
+    /// others (see `ClusterProvider::runs_alone`).
+    pub shares_nodes: bool,
+    /// Shares the nodes, but not with the other scenarios of this group (see
+    /// `Sharing::BesideOthers`).
+    pub sharing_group: Option<&'static str>,
     pub body: Body,
 }
 
@@ -345,6 +355,8 @@ impl Scenario {
             deploy: Deploy::default(),
             needs_cni_version: None,
             beyond_reference: None,
+            shares_nodes: false,
+            sharing_group: None,
             body,
         }
     }
@@ -473,6 +485,28 @@ impl Scenario {
         self
     }
 
+    /// May run beside other scenarios on a shared cluster (see `shares_nodes`).
+    pub fn shares_nodes(mut self) -> Scenario {
+        self.shares_nodes = true;
+        self
+    }
+
+    /// May run beside other scenarios on a shared cluster, but never beside another
+    /// of `group`: they share pod names, addresses or a bridge's ports.
+    pub fn shares_nodes_but_not_within(mut self, group: &'static str) -> Scenario {
+        self.shares_nodes = true;
+        self.sharing_group = Some(group);
+        self
+    }
+
+    /// Reads something node-wide after all (e.g. every qdisc of the node): runs
+    /// alone on a shared cluster.
+    pub fn reads_node_wide(mut self) -> Scenario {
+        self.shares_nodes = false;
+        self.sharing_group = None;
+        self
+    }
+
     /// Says, on failure, how this goes beyond the reference implementation.
     pub fn beyond_reference(mut self, note: &'static str) -> Scenario {
         self.beyond_reference = Some(note);
@@ -548,6 +582,7 @@ fn build_all() -> Vec<Scenario> {
     list.extend(spec::scenarios());
     list.extend(migration::scenarios());
     list.extend(hotplug::scenarios());
+    list.extend(whereabouts::scenarios());
     list
 }
 

@@ -21,6 +21,11 @@ const NADS: [&str; 3] = [
 ];
 const VLAN_100_NAD: &str = "seed/ovs-vlan-100-nad.yaml";
 
+/// The OVS scenarios' group on a shared cluster: they reuse the NADs, pod names and
+/// VLAN addresses, and check that no pod port is left on the nodes' bridge; the
+/// rest is theirs (nothing else uses br1).
+const OVS_GROUP: &str = "ovs";
+
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario::on_cluster(
@@ -31,7 +36,8 @@ pub fn scenarios() -> Vec<Scenario> {
             |ctx, c| Box::pin(vlan100_reachability(ctx, c)),
         )
         .needs(&[Capability::Ovs])
-        .deploy(&NADS),
+        .deploy(&NADS)
+        .shares_nodes_but_not_within(OVS_GROUP),
         Scenario::on_cluster(
             "ovs/a VLAN 200 pod is isolated from VLAN 100",
             "ovs",
@@ -40,7 +46,8 @@ pub fn scenarios() -> Vec<Scenario> {
             |ctx, c| Box::pin(vlan200_isolated(ctx, c)),
         )
         .needs(&[Capability::Ovs])
-        .deploy(&NADS),
+        .deploy(&NADS)
+        .shares_nodes_but_not_within(OVS_GROUP),
         Scenario::on_cluster(
             "ovs/trunk attachment receives tagged frames of its allowed VLANs only",
             "ovs",
@@ -50,7 +57,8 @@ pub fn scenarios() -> Vec<Scenario> {
         )
         // tcpdump runs in the trunk pod's namespace as the node sees it.
         .needs(&[Capability::Ovs, Capability::FrameCapture])
-        .deploy(&NADS),
+        .deploy(&NADS)
+        .shares_nodes_but_not_within(OVS_GROUP),
         Scenario::on_cluster(
             "ovs/MTU and MAC as requested, no port left after delete",
             "ovs",
@@ -59,7 +67,8 @@ pub fn scenarios() -> Vec<Scenario> {
             |ctx, c| Box::pin(mtu_mac_and_cleanup(ctx, c)),
         )
         .needs(&[Capability::Ovs])
-        .deploy(&NADS),
+        .deploy(&NADS)
+        .shares_nodes_but_not_within(OVS_GROUP),
     ]
 }
 

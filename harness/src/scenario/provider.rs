@@ -11,6 +11,22 @@ use super::{Ctx, Deploy, Failure, Outcome, Scenario};
 use crate::cluster::any::AnyCluster;
 use crate::cluster::capability::Offer;
 
+/// How a scenario uses the cluster the run shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Not at all: a cluster (or node lab) of its own; runs beside anything.
+    Own,
+    /// Beside other scenarios: only objects of its own, nothing node-wide read.
+    Beside,
+    /// Beside other scenarios, but never beside one of the same group: the group's
+    /// scenarios share names, addresses or something node-wide (a bridge's ports)
+    /// that only they touch.
+    BesideOthers(&'static str),
+    /// Alone on it: no other scenario uses the cluster meanwhile (capacity,
+    /// faults, node-wide checks, the LAN's DHCP).
+    Alone,
+}
+
 /// A provider's error before any scenario runs (preflight, plan, bring-up).
 pub type ProviderError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -21,6 +37,12 @@ pub trait ClusterProvider: Send + Sync {
     /// How many scenarios run at once when `--jobs` asks for `asked` (0: one per
     /// core).
     fn jobs(&self, asked: usize) -> usize;
+
+    /// How `s` uses what the run shares (a real cluster), for running several at
+    /// once. Each scenario on a cluster of its own: `Own`.
+    fn sharing(&self, _s: &Scenario) -> Sharing {
+        Sharing::Own
+    }
 
     /// What must hold on this machine before anything runs.
     fn preflight(&self) -> Result<(), ProviderError>;

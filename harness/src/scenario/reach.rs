@@ -35,14 +35,14 @@ impl Protocol {
 /// One cell of the truth table.
 #[derive(Debug, Clone)]
 pub struct Cell<'a> {
-    pub from: &'a PodView,
+    pub(crate) from: &'a PodView,
     /// The target as the report names it.
-    pub target: String,
-    pub ip: String,
+    pub(crate) target: String,
+    pub(crate) ip: String,
     /// The pod that listens for TCP/UDP; ICMP needs none (a node's uplink answers).
-    pub listener: Option<&'a PodView>,
-    pub protocol: Protocol,
-    pub expected: bool,
+    pub(crate) listener: Option<&'a PodView>,
+    pub(crate) protocol: Protocol,
+    pub(crate) expected: bool,
 }
 
 impl Cell<'_> {
@@ -295,6 +295,9 @@ mod tests {
         }
         async fn diagnostics(&self) -> String {
             String::new()
+        }
+        async fn live_pods(&self) -> Result<Vec<PodView>, ClusterError> {
+            Ok(Vec::new())
         }
     }
 

@@ -14,7 +14,7 @@ use crate::lab::node::NodeLab;
 use crate::lab::{Lab, Ns};
 use crate::objects::{Object, load_file};
 use crate::observe::{InterfaceSnap, NodeSnap, Topology, WorkloadSnap};
-use serde_json::Value;
+use crate::probe::ip::LinkFacts;
 
 /// Runs `s` in `ctx` from set-up to teardown, on a cluster of `provider`'s.
 pub async fn run(s: &Scenario, ctx: &Ctx, provider: &dyn ClusterProvider) -> Outcome {
@@ -45,7 +45,7 @@ pub async fn run(s: &Scenario, ctx: &Ctx, provider: &dyn ClusterProvider) -> Out
                 .await
                 .map_err(Failure::harness)?;
                 let outcome = timed(ctx, "assess", body(ctx, &cluster)).await;
-                outcome.and(super::uniqueness::record_and_check(ctx, &cluster).await)
+                super::uniqueness::after_scenario(ctx, &cluster, outcome).await
             }
             .await;
             // The device plugin's logs and state, only where they bear on the
@@ -168,18 +168,17 @@ pub fn finish_lab(ctx: &Ctx, lab: &mut Lab, outcome: Outcome) -> Outcome {
 /// The node lab as the report draws it: the node with its uplink, and every other
 /// namespace (but the fabric) as a pod with its links.
 fn lab_snapshot(lab: &NodeLab) -> Topology {
-    let links = |ns: &Ns| -> Vec<Value> {
+    let links = |ns: &Ns| -> Vec<LinkFacts> {
         lab.lab
             .ip(ns, &["-j", "-d", "link", "show"])
             .ok()
-            .and_then(|out| serde_json::from_str::<Value>(&out).ok())
-            .and_then(|v| v.as_array().cloned())
+            .and_then(|out| crate::probe::ip::links(&out).ok())
             .unwrap_or_default()
     };
     let uplink = links(&lab.node)
-        .iter()
-        .find(|l| l["linkinfo"]["info_kind"] == "veth")
-        .and_then(|l| l["ifname"].as_str().map(str::to_string))
+        .into_iter()
+        .find(|l| l.kind == "veth")
+        .map(|l| l.name)
         .unwrap_or_default();
     let prefix = format!("{}-", lab.lab.prefix());
     let workloads = lab
@@ -196,14 +195,14 @@ fn lab_snapshot(lab: &NodeLab) -> Topology {
             kind: "pod".into(),
             node: "node".into(),
             interfaces: links(ns)
-                .iter()
-                .filter(|l| l["ifname"] != "lo")
+                .into_iter()
+                .filter(|l| l.name != "lo")
                 .map(|l| InterfaceSnap {
-                    name: l["ifname"].as_str().unwrap_or_default().to_string(),
+                    name: l.name,
                     network: String::new(),
-                    mac: l["address"].as_str().map(str::to_string),
+                    mac: l.mac,
                     ips: Vec::new(),
-                    attachment: l["linkinfo"]["info_kind"].as_str().map(str::to_string),
+                    attachment: (!l.kind.is_empty()).then_some(l.kind),
                     via: None,
                 })
                 .collect(),

@@ -25,8 +25,12 @@ use crate::lab::node::NodeLab;
 use crate::lab::{Ns, ScratchDir};
 use crate::objects::{Meta, NadSpec, NetworkAttachmentDefinition, Object, Pod};
 
+mod allocate_refusals;
+mod hand_run;
+mod initial_namespace;
 mod ipam_error;
 mod policy_keys;
+mod races;
 mod tap_numbering;
 
 const NO_POLICY: &str = "upstream has no such policy";
@@ -639,6 +643,40 @@ fn round_two() -> Vec<Scenario> {
         }));
     }
     list.push(
+        Scenario::on_node_lab(
+            "security/macvtap: the device plugin numbers taps the kernel's way in the machine's network namespace, out of reach in a node's",
+            "macvtap",
+            "pod",
+            &["security", "deviceplugin"],
+            |ctx, nl| Box::pin(initial_namespace::numbering_by_namespace(ctx, nl)),
+        ),
+    );
+    list.push(Scenario::on_node_lab(
+        "security/macvtap: the node has a link at the device plugin's first-choice index (the kernel refuses it)",
+        "macvtap",
+        "pod",
+        &["security", "deviceplugin"],
+        |ctx, nl| Box::pin(allocate_refusals::index_taken_in_node(ctx, nl)),
+    ));
+    list.push(Scenario::on_node_lab(
+        "security/macvtap: the device plugin's lower device is a bridge port (the kernel refuses every macvtap)",
+        "macvtap",
+        "pod",
+        &["security", "deviceplugin"],
+        |ctx, nl| Box::pin(allocate_refusals::lower_is_bridge_port(ctx, nl)),
+    ));
+    list.push(Scenario::on_node_lab(
+        "security/macvtap: /dev/tapN held at every index the device plugin tries (Allocate must answer)",
+        "macvtap",
+        "pod",
+        &["security", "deviceplugin"],
+        |ctx, nl| Box::pin(allocate_refusals::every_choice_squatted(ctx, nl)),
+    ));
+    list.push(lab(
+        "a DEL whose macvtap vanishes between its lookup and its delete (window held open under strace)",
+        |ctx, nl| Box::pin(races::del_link_gone_mid_delete(ctx, nl)),
+    ));
+    list.push(
         Scenario::on_cluster(
             "security/macvtap: /dev/tapN at the node's next ifindexes held by a pod (device plugin)",
             "macvtap",
@@ -1026,11 +1064,10 @@ async fn tap_number_at_allocate(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         .node_ip(&node, &["-j", "link", "show", &probe])
         .await;
     cluster.node_ip(&node, &["link", "del", &probe]).await?;
-    let counter = serde_json::from_str::<Value>(&shown?)?
-        .get(0)
-        .and_then(|l| l["ifindex"].as_u64())
-        .ok_or_else(|| Failure::msg("the probe link on the node has no ifindex"))?
-        as u32;
+    let counter = crate::probe::ip::links(&shown?)?
+        .first()
+        .map(|l| l.index)
+        .ok_or_else(|| Failure::msg("the probe link on the node has no ifindex"))?;
     cluster
         .ns_ip(
             &attacker_ns,
@@ -1087,7 +1124,7 @@ async fn tap_number_at_allocate(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     match victim {
         Ok(v) => {
             let net1 = pod_link(cluster, &v, "net1").await?;
-            let index = net1.index as u32;
+            let index = net1.index;
             ensure(!held.iter().any(|(i, _)| *i == index), || {
                 format!(
                     "the victim's net1 has ifindex {index}, whose /dev/tap{index} is the attacker's"
@@ -1422,7 +1459,7 @@ async fn mtu_error_names_nothing(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
         .map_err(lab_failure)?;
     let mtu = nl
         .link(&nl.node, &uplink)
-        .and_then(|l| l["mtu"].as_u64())
+        .map(|l| l.mtu)
         .ok_or_else(|| Failure::msg(format!("no MTU for the node's {uplink}")))?;
     let policy = node_policy(&scratch, None)?;
     let cfg = json!({"cniVersion": "0.4.0", "name": "tenant-net", "type": "macvtap",
@@ -1464,7 +1501,7 @@ async fn gateway_mac(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
         .map_err(lab_failure)?;
     let gateway = nl
         .link(&nl.fabric, "port0")
-        .and_then(|l| l["address"].as_str().map(str::to_string))
+        .and_then(|l| l.mac)
         .ok_or_else(|| Failure::msg("the fabric's port0 has no MAC"))?;
     let policy = node_policy(&scratch, Some(&format!("[mac]\nforbidden = {gateway}\n")))?;
     let config = json!({"deviceID": id, "CNI_ARGS MAC": gateway});
@@ -1757,7 +1794,7 @@ fn bridge_state(nl: &NodeLab, stage: &OvsStage, bridge: &str) -> Result<Vec<Stri
 
 fn link_mtu(nl: &NodeLab, name: &str) -> String {
     nl.link(&nl.node, name)
-        .map(|l| l["mtu"].to_string())
+        .map(|l| l.mtu.to_string())
         .unwrap_or_else(|| "(no such link)".into())
 }
 
@@ -1968,7 +2005,7 @@ async fn below_min_mtu(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
 async fn ovs_gateway_mac(ctx: &Ctx, nl: &mut NodeLab) -> Outcome {
     let gateway = nl
         .link(&nl.fabric, "port0")
-        .and_then(|l| l["address"].as_str().map(str::to_string))
+        .and_then(|l| l.mac)
         .ok_or_else(|| Failure::msg("the fabric's port0 has no MAC"))?;
     let stage = OvsStage::new(ctx, nl, &format!("[mac]\nforbidden = {gateway}\n"))?;
     let attacks = [

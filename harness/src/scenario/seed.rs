@@ -365,19 +365,23 @@ async fn macvlan_dhcp_lab(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
             .ns_ip(&ns, &["link", "set", "dev", &dev, "up"])
             .await?;
         udhcpc(&ns, &dev, &script).await?;
-        let out: Value = serde_json::from_str(
-            &cluster
-                .ns_ip(&ns, &["-j", "-4", "addr", "show", &dev])
-                .await?,
-        )?;
-        let ip = out[0]["addr_info"][0]["local"]
-            .as_str()
-            .ok_or_else(|| Failure::msg(format!("{dev} in {n} got no address by DHCP: {out}")))?
-            .to_string();
-        let in_range = match (range, ip.parse::<std::net::Ipv4Addr>()) {
-            (Some([lo, hi]), Ok(got)) => lo <= got && got <= hi,
-            (None, Ok(_)) => true,
-            (_, Err(_)) => false,
+        let out = cluster
+            .ns_ip(&ns, &["-j", "-4", "addr", "show", &dev])
+            .await?;
+        let got = crate::probe::ip::if_addrs(&crate::probe::ip::addrs(&out)?)
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                Failure::msg(format!(
+                    "{dev} in {n} got no address by DHCP: {}",
+                    out.trim()
+                ))
+            })?;
+        let ip = got.local.to_string();
+        let in_range = match (range, got.local) {
+            (Some([lo, hi]), std::net::IpAddr::V4(got)) => lo <= got && got <= hi,
+            (None, std::net::IpAddr::V4(_)) => true,
+            (_, std::net::IpAddr::V6(_)) => false,
         };
         ensure(in_range, || {
             format!("{dev} got {ip}, outside the DHCP range {range:?}")

@@ -42,10 +42,12 @@ where
     );
     let mut all = vec!["network-status"];
     all.extend_from_slice(labels);
+    // Each clause makes its own NADs, pods and subnet (named by the clause).
     Scenario::on_cluster(name, "macvlan", "pod", &all, move |ctx, cluster| {
         let seen = f(ctx, cluster);
         Box::pin(judge(ctx, id, seen))
     })
+    .shares_nodes()
 }
 
 /// Records the clause's verdict and fails the scenario when it is not what the
@@ -55,8 +57,19 @@ async fn judge(ctx: &Ctx, id: &'static str, seen: Check<'_>) -> super::Outcome {
     ctx.observed.note(&seen.note(id));
     let known = clause(id).multus_diverges;
     let multus_like = ctx.multus == Semantics::Multus;
+    // A real multus as it was seen before, where that differs from the record.
+    let as_seen_before = clause(id)
+        .real_multus
+        .filter(|r| ctx.cluster_multus && r.conforms == matches!(seen, Seen::Conforms(_)));
     match (&seen, known) {
         (Seen::NotApplicable(_), _) => Ok(()),
+        (_, _) if let Some(r) = as_seen_before => {
+            ctx.observed.note(&format!(
+                "{id}: as a real multus was seen to do, unlike the emulation's record: {}",
+                r.seen
+            ));
+            Ok(())
+        }
         (Seen::Conforms(_), Some(how)) if multus_like => fail(format!(
             "{id}: the multus under test conforms, but it was to behave as upstream multus does ({how}); the emulation or the known divergence is out of date"
         )),
@@ -389,7 +402,9 @@ pub fn scenarios() -> Vec<Scenario> {
             "the pod's bandwidth stays off secondary networks",
             &[],
             |x, c| Box::pin(runtime_config_primary_only(x, c)),
-        ),
+        )
+        // It looks for shaping among all of the node's qdiscs.
+        .reads_node_wide(),
     ]
 }
 
@@ -732,16 +747,11 @@ async fn pod_addresses(
     view: &PodView,
     ifname: &str,
 ) -> Result<Vec<String>, Failure> {
-    let out = kit::pod_run(c, view, &["ip", "-o", "addr", "show", "dev", ifname]).await?;
-    Ok(out
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            w.position(|t| t == "inet" || t == "inet6")?;
-            let addr = w.next()?;
-            let ip = addr.split('/').next()?;
-            (!ip.starts_with("fe80")).then(|| ip.to_string())
-        })
+    let addrs = crate::contract::probe::pod_oneline_addrs(c, view, ifname).await?;
+    Ok(addrs
+        .iter()
+        .filter(|a| !a.is_link_local())
+        .map(|a| a.local.to_string())
         .collect())
 }
 

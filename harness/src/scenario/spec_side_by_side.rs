@@ -16,11 +16,11 @@ pub const FILE: &str = "spec-conformance.json";
 /// One run's clause table, as read back.
 #[derive(Debug, Clone, Serialize)]
 pub struct Column {
-    pub under_test: String,
-    pub source: PathBuf,
+    pub(crate) under_test: String,
+    pub(crate) source: PathBuf,
     /// (clause, verdict, detail), in the file's order.
     #[serde(skip)]
-    pub rows: Vec<(String, String, String)>,
+    pub(crate) rows: Vec<(String, String, String)>,
 }
 
 /// Reads `path` (a spec-conformance.json, or the report directory holding one).
@@ -64,14 +64,14 @@ pub fn read(path: &Path) -> Result<Column, String> {
 /// One clause across the runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct SideRow {
-    pub clause: String,
+    pub(crate) clause: String,
     /// Each run's verdict, in column order (`absent` when the run has no row).
-    pub verdicts: Vec<String>,
-    pub details: Vec<String>,
+    pub(crate) verdicts: Vec<String>,
+    pub(crate) details: Vec<String>,
     /// The runs' verdicts are not all the same.
-    pub differs: bool,
+    pub(crate) differs: bool,
     /// How upstream multus departs from the clause, as secnet documents it.
-    pub multus_diverges: Option<&'static str>,
+    pub(crate) multus_diverges: Option<&'static str>,
 }
 
 /// The clauses in the spec's order (then any a run has that this secnet does not

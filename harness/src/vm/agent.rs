@@ -70,9 +70,9 @@ pub enum Event {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    pub id: u64,
-    pub code: i32,
-    pub output: String,
+    pub(crate) id: u64,
+    pub(crate) code: i32,
+    pub(crate) output: String,
 }
 
 impl Reply {
@@ -85,7 +85,7 @@ impl Reply {
 #[derive(Debug, Default)]
 pub struct Framer {
     current: Option<(u64, String)>,
-    pub noise: Vec<String>,
+    pub(crate) noise: Vec<String>,
 }
 
 impl Framer {
@@ -179,7 +179,7 @@ pub struct Agent {
     /// Ask instead of waiting for the READY line, every this often: a console
     /// attached after the guest booted has missed it.
     poke: Option<Duration>,
-    pub kernel: Option<String>,
+    pub(crate) kernel: Option<String>,
 }
 
 impl Agent {

@@ -13,8 +13,10 @@
 //!   pod interface keeps the MAC and the bridge forgets it as a local address
 //!   (`bridge fdb del`), so frames for it are forwarded to the tap.
 //! - **masquerade**: bridge `k6t-eth0` 10.0.2.1/24 + tap for the guest (10.0.2.2),
-//!   nftables in the pod netns DNATs what arrives on eth0 to the guest and
-//!   masquerades the guest's traffic out of eth0.
+//!   nftables in the pod netns DNATs what arrives on eth0 to the guest (all of it,
+//!   ICMP included, as KubeVirt without `ports`; the migration port aside) and
+//!   masquerades the guest's traffic out of eth0. After a migration the guest is
+//!   reached through the target pod's address; its own address and MAC stay.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -27,6 +29,10 @@ use crate::contract::probe::ProbeError;
 use crate::contract::probe::{pod_link, pod_run};
 use crate::lab::CommandError;
 use crate::lab::enter::Enter;
+
+/// The port the target QEMU listens on for the migration stream, in its pod (the
+/// binding's DNAT leaves it alone).
+pub const MIGRATION_PORT: u16 = 49152;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindingError {
@@ -118,27 +124,29 @@ fn missing(ifname: &str, pod: &PodView, field: &'static str) -> BindingError {
 
 pub const MASQ_GATEWAY: &str = "10.0.2.1";
 pub const MASQ_GUEST: &str = "10.0.2.2";
+/// The masquerade gateway's MAC, the same in every launcher pod.
+pub const MASQ_GATEWAY_MAC: &str = "02:00:00:00:00:00";
 
 /// What the binding prepared for one guest NIC.
 #[derive(Debug)]
 pub struct Bound {
-    pub nic: Nic,
+    pub(crate) nic: Nic,
     /// Addresses (CIDR) the guest takes on this NIC.
-    pub addresses: Vec<String>,
-    pub gateway: Option<String>,
+    pub(crate) addresses: Vec<String>,
+    pub(crate) gateway: Option<String>,
     /// The MAC the pod interface has after binding.
-    pub pod_mac: String,
+    pub(crate) pod_mac: String,
 }
 
 /// A device node the kubelet put in the launcher pod's container: one `DeviceSpec`
 /// of a device plugin's Allocate answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodDevice {
-    pub container_path: String,
-    pub host_path: String,
+    pub(crate) container_path: String,
+    pub(crate) host_path: String,
 }
 
-/// IPv4 addresses (CIDR) on an interface of the pod.
+/// IPv4 addresses on an interface of the pod.
 pub use crate::contract::probe::pod_addresses;
 
 /// A locally administered MAC derived from `seed`.
@@ -160,20 +168,15 @@ pub async fn macvtap(
     devices: &[PodDevice],
 ) -> Result<Bound, BindingError> {
     let link = pod_link(cluster, pod, ifname).await?;
-    if link["linkinfo"]["info_kind"] != "macvtap" {
+    if link.kind != "macvtap" {
         return Err(BindingError::NotMacvtap {
             ifname: ifname.into(),
             pod: pod.name.clone(),
-            kind: link["linkinfo"]["info_kind"].to_string(),
+            kind: format!("{:?}", link.kind),
         });
     }
-    let ifindex = link["ifindex"]
-        .as_u64()
-        .ok_or_else(|| missing(ifname, pod, "ifindex"))?;
-    let mac = link["address"]
-        .as_str()
-        .ok_or_else(|| missing(ifname, pod, "MAC"))?
-        .to_string();
+    let ifindex = u64::from(link.index);
+    let mac = link.mac.ok_or_else(|| missing(ifname, pod, "MAC"))?;
     let fd = open_macvtap(cluster, pod, ifname, ifindex, devices).await?;
     Ok(Bound {
         nic: Nic {
@@ -268,15 +271,10 @@ pub async fn bridge(
     ifname: &str,
 ) -> Result<Bound, BindingError> {
     let link = pod_link(cluster, pod, ifname).await?;
-    let mac = link["address"]
-        .as_str()
-        .ok_or_else(|| missing(ifname, pod, "MAC"))?
-        .to_string();
-    let kind = link["linkinfo"]["info_kind"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let mac = link.mac.ok_or_else(|| missing(ifname, pod, "MAC"))?;
+    let kind = link.kind;
     let addresses = pod_addresses(cluster, pod, ifname).await?;
+    let addresses: Vec<String> = addresses.iter().map(ToString::to_string).collect();
     let br = format!("k6t-{ifname}");
     let tap = format!("tap-{ifname}");
     let br_mac = generated_mac(&format!("{}/{br}", pod.uid));
@@ -333,9 +331,12 @@ pub async fn masquerade(
     work_dir: &Path,
 ) -> Result<Bound, BindingError> {
     let eth0 = pod_link(cluster, pod, "eth0").await?;
-    let pod_mac = eth0["address"].as_str().unwrap_or_default().to_string();
+    let pod_mac = eth0.mac.unwrap_or_default();
     for argv in [
         &["ip", "link", "add", "k6t-eth0", "type", "bridge"][..],
+        // One MAC for the guest's gateway in every launcher pod (KubeVirt's too):
+        // after a migration the guest's neighbour entry for 10.0.2.1 still holds.
+        &["ip", "link", "set", "k6t-eth0", "address", MASQ_GATEWAY_MAC],
         &[
             "ip",
             "addr",
@@ -352,12 +353,17 @@ pub async fn masquerade(
     ] {
         pod_run(cluster, pod, argv).await?;
     }
+    // Everything arriving on eth0 goes to the guest (KubeVirt's rules without
+    // `ports`), except a migration stream to the target QEMU: KubeVirt's comes in
+    // through virt-handler's proxy over a unix socket, secnet's on eth0 itself.
+    let migration = MIGRATION_PORT;
     let rules = format!(
         "table ip secnet_masquerade {{\n\
-         \tchain prerouting {{ type nat hook prerouting priority dstnat; iifname \"eth0\" dnat to {MASQ_GUEST}; }}\n\
+         \tchain prerouting {{ type nat hook prerouting priority dstnat; iifname \"eth0\" tcp dport {migration} return; iifname \"eth0\" dnat to {MASQ_GUEST}; }}\n\
          \tchain postrouting {{ type nat hook postrouting priority srcnat; ip saddr {MASQ_GUEST} oifname \"eth0\" masquerade; }}\n\
          }}\n"
     );
+    std::fs::create_dir_all(work_dir).map_err(|e| BindingError::io("create", work_dir, e))?;
     let file = work_dir.join(format!("masquerade-{}.nft", pod.name));
     std::fs::write(&file, rules).map_err(|e| BindingError::io("write", &file, e))?;
     pod_run(cluster, pod, &["nft", "-f", &file.display().to_string()]).await?;
@@ -403,7 +409,7 @@ pub async fn node_masquerade(
     Ok(())
 }
 
-pub(crate) async fn ns_run(ns_path: &Path, argv: &[&str]) -> Result<String, BindingError> {
+pub async fn ns_run(ns_path: &Path, argv: &[&str]) -> Result<String, BindingError> {
     let enter = Enter::net(ns_path).map_err(|e| BindingError::io("open", ns_path, e))?;
     crate::lab::command::Cmd::new(argv[0])
         .args(&argv[1..])

@@ -60,27 +60,27 @@ pub trait NicHotplug: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct PlugReport {
     /// The launcher pod's interface for the new NIC (`net2`, …).
-    pub pod_ifname: String,
-    pub mac: String,
+    pub(crate) pod_ifname: String,
+    pub(crate) mac: String,
     /// CNI ADD into the running pod (with its allocation).
-    pub attach: Duration,
+    pub(crate) attach: Duration,
     /// The binding's work in the pod.
-    pub bind: Duration,
+    pub(crate) bind: Duration,
     /// `device_add` sent to the guest showing a link with the MAC.
-    pub guest_sees: Duration,
+    pub(crate) guest_sees: Duration,
     /// Plug asked to the guest seeing the NIC.
-    pub total: Duration,
+    pub(crate) total: Duration,
 }
 
 /// What an unplug did, and how long each step took.
 #[derive(Debug, Clone)]
 pub struct UnplugReport {
-    pub pod_ifname: String,
+    pub(crate) pod_ifname: String,
     /// `device_del` sent to QEMU's `DEVICE_DELETED` (the guest ejected it).
-    pub device_deleted: Duration,
+    pub(crate) device_deleted: Duration,
     /// CNI DEL and the allocation freed.
-    pub detach: Duration,
-    pub total: Duration,
+    pub(crate) detach: Duration,
+    pub(crate) total: Duration,
 }
 
 const GUEST_WAIT: Duration = Duration::from_secs(30);

@@ -47,23 +47,23 @@ pub enum KernelFormat {
 
 #[derive(Debug, Clone)]
 pub struct GuestImage {
-    pub dir: PathBuf,
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    pub format: KernelFormat,
-    pub kernel_version: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) kernel: PathBuf,
+    pub(crate) initrd: PathBuf,
+    pub(crate) format: KernelFormat,
+    pub(crate) kernel_version: String,
     /// Whether this call built the image (false: taken from the cache).
-    pub built: bool,
-    pub elapsed: Duration,
+    pub(crate) built: bool,
+    pub(crate) elapsed: Duration,
 }
 
 /// The host's inputs: a kernel with its modules and a static busybox.
 #[derive(Debug, Clone)]
 pub struct Inputs {
-    pub vmlinuz: PathBuf,
-    pub modules_dir: PathBuf,
-    pub busybox: PathBuf,
-    pub version: String,
+    pub(crate) vmlinuz: PathBuf,
+    pub(crate) modules_dir: PathBuf,
+    pub(crate) busybox: PathBuf,
+    pub(crate) version: String,
 }
 
 impl Inputs {

@@ -51,6 +51,10 @@ pub enum KubevirtError {
     NoNetwork(String),
     #[error("network {0} is neither pod nor multus")]
     NetworkSource(String),
+    #[error("interface {interface} cannot be hot-plugged through KubeVirt: {why}")]
+    NotHotpluggable { interface: String, why: String },
+    #[error("the VM has no interface {0}")]
+    NoInterface(String),
     /// `problems` are `path: problem`, one per violation.
     #[error("{kind} {name} does not match KubeVirt's {def}: {}", .problems.join("; "))]
     Schema {
@@ -256,21 +260,21 @@ pub enum NetworkSource {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmInterface {
-    pub name: String,
-    pub binding: BindingKind,
-    pub mac: Option<String>,
-    pub network: NetworkSource,
+    pub(crate) name: String,
+    pub(crate) binding: BindingKind,
+    pub(crate) mac: Option<String>,
+    pub(crate) network: NetworkSource,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct VirtualMachine {
-    pub kind: String,
-    pub name: String,
-    pub namespace: String,
-    pub interfaces: Vec<VmInterface>,
-    pub memory_mb: u32,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) namespace: String,
+    pub(crate) interfaces: Vec<VmInterface>,
+    pub(crate) memory_mb: u32,
     /// The fixture as read (what a real cluster is given).
-    pub raw: Value,
+    pub(crate) raw: Value,
 }
 
 impl VirtualMachine {

@@ -7,7 +7,7 @@
 //! nothing of the target.
 //!
 //! What the LAN sees (which node's port the switch learnt the guest's MAC on, and
-//! when) is the provider's to tell ([`LiveMigration::lan_fdb`]); this module only
+//! when) is the provider's to tell ([`LanWatch::lan_fdb`]); this module only
 //! moves the guest.
 
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
+use super::binding::MIGRATION_PORT;
 use super::kubevirt::NetworkSource;
 use super::qmp::Qmp;
 use super::{Launcher, LauncherDevices, RunningVm, VmError, VmOptions, launcher_name};
@@ -22,19 +23,19 @@ use crate::contract::ability::LocalTopology;
 use crate::contract::{Cluster, ClusterError, PodView};
 use crate::objects::NetworkAttachmentDefinition;
 
-/// The port the target QEMU listens on for the migration stream, in its pod.
-pub const MIGRATION_PORT: u16 = 49152;
-
 /// How one migration is to go.
 #[derive(Debug, Clone)]
 pub struct MigrationPlan {
-    pub target_node: String,
+    pub(crate) target_node: String,
     /// QEMU's `max-bandwidth` (bytes/s); `None` is as fast as it goes.
-    pub bandwidth: Option<u64>,
+    pub(crate) bandwidth: Option<u64>,
     /// Kill the target QEMU once the guest's memory is on its way (a migration that
     /// fails half-way).
-    pub kill_target: bool,
-    pub timeout: Duration,
+    pub(crate) kill_target: bool,
+    pub(crate) timeout: Duration,
+    /// Told the target launcher pod once it exists (before QEMU moves anything):
+    /// for a peer that talks to the target's own address (masquerade).
+    pub(crate) on_target: Option<tokio::sync::mpsc::UnboundedSender<PodView>>,
 }
 
 impl MigrationPlan {
@@ -44,6 +45,7 @@ impl MigrationPlan {
             bandwidth: None,
             kill_target: false,
             timeout: Duration::from_secs(60),
+            on_target: None,
         }
     }
 }
@@ -51,24 +53,24 @@ impl MigrationPlan {
 /// What a migration did.
 #[derive(Debug, Clone)]
 pub struct MigrationReport {
-    pub source_pod: PodView,
-    pub target_pod: PodView,
+    pub(crate) source_pod: PodView,
+    pub(crate) target_pod: PodView,
     /// QEMU's final status on the source: `completed` or `failed`.
-    pub status: String,
+    pub(crate) status: String,
     /// `migrate` sent to the final status seen.
-    pub total: Duration,
+    pub(crate) total: Duration,
     /// QEMU's own figures (source side): downtime and total time in ms, RAM bytes
     /// transferred.
-    pub qemu_downtime_ms: Option<u64>,
+    pub(crate) qemu_downtime_ms: Option<u64>,
     pub qemu_total_ms: Option<u64>,
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// When `migrate` was sent.
-    pub started_at: SystemTime,
+    pub(crate) started_at: SystemTime,
     /// When the source paused the guest for the last copy (QEMU's STOP event): the
     /// earliest moment the target may speak for the guest.
-    pub source_stopped_at: Option<SystemTime>,
+    pub(crate) source_stopped_at: Option<SystemTime>,
     /// When the final status was seen.
-    pub ended_at: SystemTime,
+    pub(crate) ended_at: SystemTime,
 }
 
 impl MigrationReport {
@@ -89,6 +91,15 @@ pub trait LiveMigration: Send + Sync {
         opts: &'a VmOptions,
         plan: &'a MigrationPlan,
     ) -> BoxFuture<'a, Result<MigrationReport, VmError>>;
+    /// The LAN as this machine sees it, where it can (Capability::LanWatch).
+    fn lan(&self) -> Option<&dyn LanWatch> {
+        None
+    }
+}
+
+/// The nodes' LAN seen from this machine (Capability::LanWatch): a host on it to
+/// stream to a guest from, and its switch's forwarding table.
+pub trait LanWatch: Send + Sync {
     /// A host on the nodes' LAN, outside every node (the LAN's gateway), holding
     /// `address` (CIDR) too: the network namespace a peer's stream starts from.
     fn lan_host<'a>(
@@ -100,7 +111,19 @@ pub trait LiveMigration: Send + Sync {
         &'a self,
         mac: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(String, String)>, ClusterError>>;
+    /// Every change of where the switch has learnt `mac`, as the switch announces it,
+    /// until `done`: (when, ports). A frame from the wrong node is learnt and
+    /// unlearnt again within one frame of the right node's: a poll sees it only by
+    /// luck, an event stream always.
+    fn lan_fdb_changes<'a>(
+        &'a self,
+        mac: &'a str,
+        done: &'a std::sync::atomic::AtomicBool,
+    ) -> BoxFuture<'a, Result<LanChanges, ClusterError>>;
 }
+
+/// What [`LanWatch::lan_fdb_changes`] saw: when, and (switch port, node) after it.
+pub type LanChanges = Vec<(std::time::SystemTime, Vec<(String, String)>)>;
 
 /// Routes every node's pod subnet through that node's LAN address on the other
 /// nodes (the pod network's cross-node routes, as a host-gw overlay sets them), so
@@ -155,7 +178,7 @@ fn mig_err(vm: &str, message: impl Into<String>) -> VmError {
 }
 
 /// The pod-network address of a launcher pod (its network-status' default entry).
-fn pod_ip(pod: &PodView) -> Option<String> {
+pub fn pod_ip(pod: &PodView) -> Option<String> {
     let text = pod
         .annotations
         .get(crate::multus::NETWORK_STATUS_ANNOTATION)?;
@@ -207,7 +230,7 @@ pub async fn migrate_qemu<C: Cluster + LocalTopology + LauncherDevices>(
         }
     }
     let target_pod_name = target_name(run_id, vm);
-    let launcher = Launcher::create(
+    let mut launcher = Launcher::create(
         cluster,
         &target_vm,
         &target_pod_name,
@@ -216,6 +239,10 @@ pub async fn migrate_qemu<C: Cluster + LocalTopology + LauncherDevices>(
         &opts.work_dir,
     )
     .await?;
+    launcher.keep_guest_macs(&vm.nics);
+    if let Some(tell) = &plan.on_target {
+        let _ = tell.send(launcher.pod.clone());
+    }
     let source_pod = vm.pod.clone();
     let result = hand_over(
         cluster,

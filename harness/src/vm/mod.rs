@@ -17,6 +17,7 @@ pub mod binding;
 pub mod hotplug;
 pub mod image;
 pub mod kubevirt;
+pub mod kubevirt_api;
 pub mod migrate;
 pub mod qemu;
 pub mod qmp;
@@ -156,12 +157,12 @@ impl VmError {
 pub struct VmOptions {
     /// The guest image on this machine (QEMU guests; KubeVirt boots its container
     /// image, `cluster::kube::guest_image`).
-    pub image: Option<GuestImage>,
+    pub(crate) image: Option<GuestImage>,
     /// Console logs and generated files.
-    pub work_dir: PathBuf,
-    pub boot_timeout: Duration,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) boot_timeout: Duration,
     /// Appended to the host's kernel command line (tests of boot failures break it).
-    pub extra_cmdline: String,
+    pub(crate) extra_cmdline: String,
 }
 
 impl VmOptions {
@@ -188,16 +189,16 @@ impl VmOptions {
 #[derive(Debug, Clone)]
 pub struct GuestNic {
     /// The VM's interface name (spec.domain.devices.interfaces[].name).
-    pub interface: String,
-    pub binding: BindingKind,
+    pub(crate) interface: String,
+    pub(crate) binding: BindingKind,
     /// The virt-launcher pod's interface behind it (eth0, net1, …).
-    pub pod_ifname: String,
-    pub mac: String,
+    pub(crate) pod_ifname: String,
+    pub(crate) mac: String,
     /// The pod interface's MAC after binding, where the host can see it (the netns
     /// cluster; a real cluster's launcher pod is KubeVirt's).
-    pub pod_mac: Option<String>,
-    pub addresses: Vec<String>,
-    pub gateway: Option<String>,
+    pub(crate) pod_mac: Option<String>,
+    pub(crate) addresses: Vec<String>,
+    pub(crate) gateway: Option<String>,
 }
 
 /// The ability to run guests on a cluster's networks (Capability::Vm).
@@ -296,17 +297,17 @@ impl GuestHost for Qemu {
 
 /// A VM: its virt-launcher pod and the guest inside it, reached by its agent.
 pub struct RunningVm {
-    pub vm: VirtualMachine,
-    pub pod: PodView,
-    pub nics: Vec<GuestNic>,
-    pub host: Box<dyn GuestHost>,
+    pub(crate) vm: VirtualMachine,
+    pub(crate) pod: PodView,
+    pub(crate) nics: Vec<GuestNic>,
+    pub(crate) host: Box<dyn GuestHost>,
     agent: Agent,
     /// When the guest was started (QEMU spawned; the VM created).
-    pub started: std::time::Instant,
+    pub(crate) started: std::time::Instant,
     /// `tcg`/`kvm` (QEMU), `kubevirt` (whatever KubeVirt chose).
-    pub accel: &'static str,
+    pub(crate) accel: &'static str,
     /// Start to agent ready.
-    pub boot: Option<Duration>,
+    pub(crate) boot: Option<Duration>,
     stopped: bool,
 }
 
@@ -367,8 +368,8 @@ pub async fn start_qemu<C: Cluster + LocalTopology + LauncherDevices>(
 
 /// A virt-launcher pod with its networks bound, QEMU not started yet.
 pub struct Launcher {
-    pub pod: PodView,
-    pub nics: Vec<GuestNic>,
+    pub(crate) pod: PodView,
+    pub(crate) nics: Vec<GuestNic>,
     bound: Vec<Bound>,
 }
 
@@ -410,6 +411,19 @@ impl Launcher {
             Err(e) => {
                 let _ = cluster.delete_pod(&pod.namespace, &pod.name).await;
                 Err(e)
+            }
+        }
+    }
+
+    /// Gives every NIC the guest MAC it has in `running` (the source of a
+    /// migration): the domain's MACs travel with it, as in KubeVirt's migrated
+    /// domain XML. A multus NIC's MAC was requested from the CNI already; the
+    /// masquerade binding's is made from the pod's uid and would change.
+    pub fn keep_guest_macs(&mut self, running: &[GuestNic]) {
+        for (nic, bound) in self.nics.iter_mut().zip(self.bound.iter_mut()) {
+            if let Some(old) = running.iter().find(|n| n.interface == nic.interface) {
+                nic.mac = old.mac.clone();
+                bound.nic.mac = old.mac.clone();
             }
         }
     }
@@ -580,6 +594,13 @@ impl RunningVm {
             boot: None,
             stopped: false,
         }
+    }
+
+    /// Reaches the guest anew after its host moved it (KubeVirt: the console of
+    /// the VMI on its new node), with what now hosts it.
+    pub fn reattach(&mut self, agent: Agent, host: Box<dyn GuestHost>) {
+        self.agent = agent;
+        self.host = host;
     }
 
     /// Waits for the agent. On failure the guest is stopped (QEMU killed, the

@@ -26,8 +26,8 @@ pub enum Backend {
 
 #[derive(Debug)]
 pub struct Nic {
-    pub backend: Backend,
-    pub mac: String,
+    pub(crate) backend: Backend,
+    pub(crate) mac: String,
 }
 
 impl Nic {
@@ -49,30 +49,30 @@ impl Nic {
 
 #[derive(Debug)]
 pub struct LaunchSpec {
-    pub name: String,
-    pub image: GuestImage,
+    pub(crate) name: String,
+    pub(crate) image: GuestImage,
     /// The network namespace QEMU runs in (the virt-launcher pod's).
-    pub netns: Option<PathBuf>,
-    pub nics: Vec<Nic>,
-    pub console_log: PathBuf,
-    pub memory_mb: u32,
+    pub(crate) netns: Option<PathBuf>,
+    pub(crate) nics: Vec<Nic>,
+    pub(crate) console_log: PathBuf,
+    pub(crate) memory_mb: u32,
     /// The kernel command line ([`CMDLINE`] normally).
-    pub cmdline: String,
+    pub(crate) cmdline: String,
     /// QEMU's QMP socket (migration, NIC hot-plug), if any.
-    pub qmp: Option<PathBuf>,
+    pub(crate) qmp: Option<PathBuf>,
     /// `-incoming <uri>`: the target of a live migration, waiting for the guest.
-    pub incoming: Option<String>,
+    pub(crate) incoming: Option<String>,
 }
 
 pub struct Qemu {
     pub name: String,
     child: Option<Child>,
-    pub console_log: PathBuf,
-    pub started: Instant,
-    pub accel: &'static str,
+    pub(crate) console_log: PathBuf,
+    pub(crate) started: Instant,
+    pub(crate) accel: &'static str,
     pub argv: Vec<String>,
     /// Its QMP socket, if it has one.
-    pub qmp: Option<PathBuf>,
+    pub(crate) qmp: Option<PathBuf>,
 }
 
 /// `kvm` when a guest really boots with it (nested setups often open /dev/kvm and

@@ -55,9 +55,9 @@ pub enum QmpError {
 /// An asynchronous QMP event, stamped by QEMU.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    pub name: String,
-    pub at: SystemTime,
-    pub data: Value,
+    pub(crate) name: String,
+    pub(crate) at: SystemTime,
+    pub(crate) data: Value,
 }
 
 pub struct Qmp {

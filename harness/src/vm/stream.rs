@@ -69,15 +69,21 @@ struct Log {
 /// One protocol's losses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Losses {
-    pub protocol: &'static str,
-    pub sent: usize,
-    pub answered: usize,
-    pub lost: usize,
+    pub(crate) protocol: &'static str,
+    pub(crate) sent: usize,
+    pub(crate) answered: usize,
+    pub(crate) lost: usize,
     /// Send time of the first and the last lost packet, since the stream began.
-    pub first_lost: Option<Duration>,
-    pub last_lost: Option<Duration>,
+    pub(crate) first_lost: Option<Duration>,
+    pub(crate) last_lost: Option<Duration>,
     /// The longest run of consecutive losses, as time (packets × interval).
-    pub longest_gap: Duration,
+    pub(crate) longest_gap: Duration,
+    /// When the first and the last answer (in time) arrived, since the stream
+    /// began: where a guest answered at one address until a moment, or from one
+    /// moment on. Arrival, not send time: a packet held in a queue until the
+    /// guest could answer it was not answered earlier.
+    pub(crate) first_answer: Option<Duration>,
+    pub(crate) last_answer: Option<Duration>,
 }
 
 impl std::fmt::Display for Losses {
@@ -103,9 +109,11 @@ impl std::fmt::Display for Losses {
 /// What a stopped stream saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamReport {
-    pub interval: Duration,
-    pub icmp: Losses,
-    pub udp: Losses,
+    /// When the stream began: the base of every time in it.
+    pub(crate) started: Instant,
+    pub(crate) interval: Duration,
+    pub(crate) icmp: Losses,
+    pub(crate) udp: Losses,
 }
 
 impl StreamReport {
@@ -230,6 +238,7 @@ impl Stream {
         // Only packets that had their full LATE to be answered are judged.
         let judged = l.sent.iter().take_while(|s| **s <= last_sent).count();
         Ok(StreamReport {
+            started: self.started,
             interval: self.interval,
             icmp: losses(
                 "ICMP",
@@ -380,6 +389,12 @@ fn losses(
         .filter(|(s, a)| a.is_none_or(|a| a.duration_since(**s) > LATE))
         .map(|(s, _)| s.duration_since(started))
         .collect();
+    let answered_at: Vec<Duration> = sent
+        .iter()
+        .zip(answers)
+        .filter_map(|(s, a)| a.filter(|a| a.duration_since(*s) <= LATE))
+        .map(|a| a.duration_since(started))
+        .collect();
     let mut longest = 0usize;
     let mut run = 0usize;
     for (s, a) in sent.iter().zip(answers) {
@@ -398,6 +413,8 @@ fn losses(
         first_lost: lost_at.first().copied(),
         last_lost: lost_at.last().copied(),
         longest_gap: interval * longest as u32,
+        first_answer: answered_at.iter().min().copied(),
+        last_answer: answered_at.iter().max().copied(),
     }
 }
 
@@ -441,5 +458,7 @@ mod tests {
         assert_eq!(l.first_lost, Some(iv * 3));
         assert_eq!(l.last_lost, Some(iv * 8));
         assert_eq!(l.longest_gap, iv * 3);
+        assert_eq!(l.first_answer, Some(iv));
+        assert_eq!(l.last_answer, Some(iv * 10));
     }
 }

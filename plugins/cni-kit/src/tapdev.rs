@@ -164,6 +164,10 @@ fn read_private_sysfs(ns: &NetNs, rel: &str) -> io::Result<String> {
         None::<&str>,
     )?;
     ns.enter_current_thread()?;
+    // The kernel refuses (EBUSY) to mount a sysfs on a /sys showing that very one
+    // (a caller in the machine's namespace): take the old mount away first (in this
+    // thread's mount namespace only; `/sys` not being a mount point is fine).
+    let _ = nix::mount::umount2("/sys", nix::mount::MntFlags::MNT_DETACH);
     mount(
         Some("sysfs"),
         "/sys",

@@ -42,7 +42,8 @@ pub enum AllocateError {
 /// devtmpfs is shared by every network namespace but ifindexes are not: two
 /// namespaces (two netns-cluster nodes, two parallel tests) both create `tap4`, and
 /// `/dev/tap4` then opens the first one's macvtap, and vanishes when it is deleted.
-/// In the host's own namespace the kernel's numbering is unique, so we keep it; in any
+/// In the machine's own namespace we keep the kernel's numbering, as upstream's plugin
+/// on a real node does (a drop-in numbers its taps as the node's tools expect); in any
 /// other namespace we pick a high index whose `/dev/tapN` is free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TapIndex {
@@ -54,18 +55,17 @@ pub enum TapIndex {
 }
 
 impl TapIndex {
-    /// `Kernel` in the initial network namespace (that of PID 1, also under
-    /// hostPID/hostNetwork), `Unique` elsewhere or when that cannot be told.
+    /// `Kernel` in the machine's initial network namespace (a real node's, which a
+    /// hostNetwork DaemonSet shares), `Unique` in any other (a kind node, a netns
+    /// node, a pod): their ifindexes collide with their neighbours' on the one
+    /// devtmpfs.
     pub fn for_current_namespace() -> TapIndex {
-        use std::os::unix::fs::MetadataExt;
-        let ours = std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino());
-        let init = std::fs::metadata("/proc/1/ns/net").map(|m| m.ino());
-        match (ours, init) {
-            (Ok(ours), Ok(init)) if ours == init => TapIndex::Kernel,
-            // Also when PID 1's namespace cannot be read (a sandboxed or
-            // unprivileged /proc): a unique index is safe in any namespace.
-            (Ok(ours), _) => TapIndex::Unique { namespace: ours },
-            _ => TapIndex::Kernel,
+        if in_initial_namespace() {
+            TapIndex::Kernel
+        } else {
+            TapIndex::Unique {
+                namespace: own_namespace_id(),
+            }
         }
     }
 
@@ -79,6 +79,24 @@ impl TapIndex {
             }
         }
     }
+}
+
+/// Sysctls the kernel registers for the initial network namespace only (other
+/// namespaces do not have them in `/proc/sys`, which shows the reader's namespace).
+/// Several, as a kernel may make one per-namespace (`rmem_max` became so in 6.x).
+/// Neither PID 1's namespace (unreadable in some sandboxes, the node container's
+/// own in kind) nor the kubelet's (a kind node's) tells a real node from a nested one.
+const INITIAL_NAMESPACE_ONLY: [&str; 3] = [
+    "/proc/sys/net/core/netdev_max_backlog",
+    "/proc/sys/net/core/dev_weight",
+    "/proc/sys/net/core/fb_tunnels_only_for_init_net",
+];
+
+/// Whether the caller runs in the machine's initial network namespace.
+pub fn in_initial_namespace() -> bool {
+    INITIAL_NAMESPACE_ONLY
+        .iter()
+        .any(|p| std::path::Path::new(p).exists())
 }
 
 const UNIQUE_INDEX_BASE: u32 = 1 << 20;
@@ -286,8 +304,12 @@ async fn add_link(
         }
         match handle.link().add(message.build()).execute().await {
             Ok(()) => break,
-            // The index is taken in this namespace: try the next candidate.
-            Err(e) if index.is_some() && errno(&e) == Some(nix::libc::EBUSY) => {
+            // The index is taken in this namespace (EEXIST since Linux 6.6, EBUSY
+            // before): try the next candidate.
+            Err(e)
+                if index.is_some()
+                    && matches!(errno(&e), Some(nix::libc::EEXIST | nix::libc::EBUSY)) =>
+            {
                 *attempt += 1;
             }
             Err(e) => {

@@ -57,7 +57,7 @@ pub async fn run(
     let tap_index = TapIndex::for_current_namespace();
     if tap_index != TapIndex::Kernel {
         tracing::info!(
-            "not in the host's network namespace: macvtaps get high ifindexes with a free /dev/tapN"
+            "not in the machine's initial network namespace: macvtaps get high ifindexes with a free /dev/tapN"
         );
     }
     let mut running: BTreeMap<String, ResourcePlugin> = BTreeMap::new();

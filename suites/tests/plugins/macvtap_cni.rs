@@ -5,11 +5,9 @@
 use cni_kit::SpecVersion;
 use cni_kit::policy::POLICY_ENV;
 use secnet::cni::{Call, Reply, exec};
-use secnet::lab::node::NodeLab;
+use secnet::lab::node::{LinkFacts, NodeLab};
 use secnet::lab::{Ns, ScratchDir};
 use serde_json::{Value, json};
-
-pub use secnet::lab::node::{link_flags as flags, link_kind as kind};
 
 #[path = "bundled.rs"]
 mod bundled;
@@ -33,7 +31,7 @@ pub fn hashed(id: &str) -> String {
     cni_kit::naming::hashed_link_name(id)
 }
 
-pub fn tap_owner(link: &Value) -> (u32, u32) {
+pub fn tap_owner(link: &LinkFacts) -> (u32, u32) {
     secnet::lab::node::tap_owner(link).expect("/dev/tapN exists")
 }
 

@@ -15,9 +15,6 @@ use secnet::lab::enter::Enter;
 use secnet::lab::node::NodeLab;
 use serde_json::{Value, json};
 
-#[allow(unused_imports)] // not every test binary uses them
-pub use secnet::lab::node::{link_flags as flags, link_kind as kind};
-
 #[path = "bundled.rs"]
 mod bundled;
 

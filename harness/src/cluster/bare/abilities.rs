@@ -20,7 +20,7 @@ use super::plan::NodePlan;
 use super::process::Daemon;
 use crate::cluster::ability::{
     DevicePluginRestart, FrameCapture, Fut, LanNamespaces, LocalTopology, NodeAccess, NodeFaults,
-    Ovs, RunningCapture, node_error,
+    Ovs, RunningCapture, Whereabouts, node_error,
 };
 use crate::cluster::any::{Ended, NodeFacts, OvsFacts, ProviderCluster};
 use crate::cluster::kube::KubeCluster;
@@ -41,10 +41,10 @@ const POD_NETWORK: &str = "secnet-pods";
 
 /// What every scenario's view of the run's bare cluster shares.
 pub struct BareShared {
-    pub cluster: Mutex<BareCluster>,
-    pub topology: Topology,
+    pub(crate) cluster: Mutex<BareCluster>,
+    pub(crate) topology: Topology,
     /// The nodes' plans (paths, namespaces, sockets), read without the lock.
-    pub nodes: Vec<NodePlan>,
+    pub(crate) nodes: Vec<NodePlan>,
 }
 
 impl BareShared {
@@ -222,6 +222,10 @@ impl Cluster for OnBare {
         Cluster::node_resources(&self.kube, node).await
     }
 
+    async fn live_pods(&self) -> Result<Vec<PodView>, ClusterError> {
+        Cluster::live_pods(&self.kube).await
+    }
+
     async fn diagnostics(&self) -> String {
         let mut out = Cluster::diagnostics(&self.kube).await;
         let c = self.shared.lock();
@@ -308,6 +312,11 @@ impl ProviderCluster for OnBare {
     }
     fn ovs(&self) -> Option<&dyn Ovs> {
         Some(self)
+    }
+    /// Where the run deployed whereabouts (the run's offer, which the kube
+    /// cluster's options carry, names it).
+    fn whereabouts(&self) -> Option<&dyn Whereabouts> {
+        ProviderCluster::whereabouts(&self.kube)
     }
 }
 
@@ -550,6 +559,11 @@ impl NodeFaults for OnBare {
                 .map(|_| ())
                 .map_err(|e| node_error(&pod.node, what, e))
         })
+    }
+
+    /// The device plugin's DaemonSet pod on the node, through the API server.
+    fn device_plugin_log<'a>(&'a self, node: &'a str) -> Fut<'a, String> {
+        Box::pin(self.kube.device_plugin_log(node))
     }
 }
 

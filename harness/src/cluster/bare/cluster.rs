@@ -15,12 +15,13 @@ use super::control_plane::{self, ControlPlane, ControlPlaneError};
 use super::kubeconfig::Kubeconfig;
 use super::node::{self, BareNode, NodeError};
 use super::pki::{Pki, PkiError, PkiPlan, admin_identity};
+use super::plan::NodePlan;
 use super::plan::{Plan, PlanError, PlanInput};
 use super::view::NodeView;
 use crate::cluster::netns::fabric;
 use crate::cluster::netns::topology::Topology;
 use crate::cluster::netns::view::{privatize, unprivatize};
-use crate::lab::{CommandError, Lab};
+use crate::lab::{CommandError, Lab, Ns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BareError {
@@ -112,12 +113,13 @@ pub struct BareOptions {
 /// How long each step of bring-up took, from the first process started.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Timings {
-    /// Namespaces, PKI, files, containerd up, images imported.
+    /// Namespaces, PKI, files, containerd up, the images imported into every node
+    /// and Open vSwitch up (the API server starts meanwhile).
     pub prepare: Duration,
     pub api_ready: Duration,
     pub nodes_ready: Duration,
     /// Every node offering [`BareOptions::wait_capacity`] (zero without it).
-    pub capacity_ready: Duration,
+    pub(crate) capacity_ready: Duration,
 }
 
 pub struct BareCluster {
@@ -125,9 +127,9 @@ pub struct BareCluster {
     pub pki: Pki,
     pub client: kube::Client,
     pub kubeconfig: PathBuf,
-    pub timings: Timings,
-    pub nodes: Vec<BareNode>,
-    pub control_plane: Option<ControlPlane>,
+    pub(crate) timings: Timings,
+    pub(crate) nodes: Vec<BareNode>,
+    pub(crate) control_plane: Option<ControlPlane>,
     /// Each node's Open vSwitch daemons, when asked for.
     ovs: Vec<crate::cluster::netns::ovs::Ovs>,
     lab: Lab,
@@ -380,30 +382,45 @@ impl BareCluster {
             )?;
             nodes.push(node::start(&plan, n, &pki, ns)?);
         }
-        let ovs = match opts.ovs {
-            true => super::ovs::up(&lab, &fabric_ns, &plan, &nodes)?,
-            false => Vec::new(),
-        };
-        for n in &mut nodes {
+        // Every kubelet starts as soon as its containerd answers: no pod comes to a
+        // node before `up` returns, and the images are in by then.
+        futures::future::try_join_all(nodes.iter_mut().map(|n| async move {
             n.wait_containerd(opts.timeout).await?;
-            for image in &opts.images {
-                n.import(image)?;
+            n.start_kubelet()
+        }))
+        .await?;
+        // Meanwhile, off the async runtime: the images into every node at once and
+        // Open vSwitch on the nodes, while the API server's readiness is polled.
+        let prepared = tokio::task::spawn_blocking({
+            let nodes: Vec<(NodePlan, Ns)> = nodes
+                .iter()
+                .map(|n| (n.plan.clone(), n.ns.clone()))
+                .collect();
+            let (images, fabric_ns) = (opts.images.clone(), fabric_ns.clone());
+            let (run_id, cgroup, with_ovs) = (opts.run_id.clone(), plan.cgroup.clone(), opts.ovs);
+            move || prepare_nodes(&run_id, &fabric_ns, &cgroup, &nodes, &images, with_ovs, t0)
+        });
+        let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
+        let api = async {
+            let client = client_for(&plan.admin_kubeconfig).await?;
+            cp.wait_ready(&client, opts.timeout).await?;
+            let api_ready = t0.elapsed();
+            // The ServiceAccount admission refuses pods until their namespace's
+            // "default" account exists; the controller-manager makes it seconds later.
+            for doc in &[default_account("kube-system"), default_account("default")] {
+                apply(&client, doc).await?;
             }
-            n.start_kubelet()?;
-        }
-        let prepare = t0.elapsed();
-        let client = client_for(&plan.admin_kubeconfig).await?;
-        let api_ready = cp.wait_ready(&client, opts.timeout).await?;
-        // The ServiceAccount admission refuses pods until their namespace's "default"
-        // account exists; the controller-manager makes it seconds later.
-        let mut docs = vec![default_account("kube-system"), default_account("default")];
-        docs.extend(opts.addons.iter().cloned());
-        for doc in &docs {
+            wait_nodes_ready(&client, &names, &mut nodes, opts.timeout).await?;
+            Ok::<_, BareError>((client, api_ready, t0.elapsed()))
+        };
+        let (prepared, api) = tokio::join!(prepared, api);
+        let (ovs, prepare) =
+            prepared.map_err(|e| BareError::Addon(format!("preparing the nodes: {e}")))??;
+        let (client, api_ready, nodes_ready) = api?;
+        // Add-ons once every node has the images their pods run.
+        for doc in &opts.addons {
             apply(&client, doc).await?;
         }
-        let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
-        wait_nodes_ready(&client, &names, &mut nodes, opts.timeout).await?;
-        let nodes_ready = t0.elapsed();
         let capacity_ready = match &opts.wait_capacity {
             Some((resource, quantity)) => {
                 wait_capacity(&client, &names, resource, quantity, opts.timeout).await?;
@@ -419,7 +436,7 @@ impl BareCluster {
             client,
             timings: Timings {
                 prepare,
-                api_ready: api_ready + prepare,
+                api_ready,
                 nodes_ready,
                 capacity_ready,
             },
@@ -514,6 +531,40 @@ impl BareCluster {
         left.extend(sweep(&self.plan.run_id));
         left
     }
+}
+
+/// The images imported into every node's containerd (every node and image at once)
+/// and, when asked for, Open vSwitch on the nodes; returns OVS and when all was done.
+fn prepare_nodes(
+    run_id: &str,
+    fabric_ns: &Ns,
+    cgroup: &str,
+    nodes: &[(NodePlan, Ns)],
+    images: &[PathBuf],
+    with_ovs: bool,
+    t0: Instant,
+) -> Result<(Vec<crate::cluster::netns::ovs::Ovs>, Duration), BareError> {
+    std::thread::scope(|s| {
+        let imports: Vec<_> = nodes
+            .iter()
+            .flat_map(|(n, _)| {
+                images
+                    .iter()
+                    .map(move |i| s.spawn(move || node::import(n, i)))
+            })
+            .collect();
+        let ovs = match with_ovs {
+            // A lab that owns none of the namespaces: the run's lab removes them.
+            true => super::ovs::up(&Lab::scoped(run_id, ""), fabric_ns, cgroup, nodes)
+                .map_err(|e| BareError::Addon(e.to_string())),
+            false => Ok(Vec::new()),
+        };
+        for i in imports {
+            i.join()
+                .map_err(|_| BareError::Addon("an image import panicked".into()))??;
+        }
+        Ok((ovs?, t0.elapsed()))
+    })
 }
 
 fn sweep_processes(run_id: &str) -> Vec<String> {

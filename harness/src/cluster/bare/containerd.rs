@@ -131,13 +131,13 @@ pub struct CniCall {
     pub command: String,
     pub container_id: String,
     pub ifname: String,
-    pub args: String,
+    pub(crate) args: String,
 }
 
 /// A running containerd; killed and cleaned up on drop.
 pub struct Containerd {
     pub opts: Options,
-    pub socket: PathBuf,
+    pub(crate) socket: PathBuf,
     /// The cgroupfs parent of this node's sandboxes (`/secnet-<run id>-<node>`).
     pub cgroup_parent: String,
     /// From spawn to the first answer to CRI Version.

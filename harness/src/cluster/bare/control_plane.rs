@@ -53,9 +53,9 @@ impl From<CommandError> for ControlPlaneError {
 }
 
 pub struct ControlPlane {
-    pub ns: Ns,
+    pub(crate) ns: Ns,
     /// etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
-    pub daemons: Vec<Daemon>,
+    pub(crate) daemons: Vec<Daemon>,
 }
 
 /// The namespace, its fabric port and its host link.

@@ -12,54 +12,54 @@ use super::pki::CertPair;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Kubeconfig {
-    pub api_version: &'static str,
-    pub kind: &'static str,
-    pub clusters: Vec<Named<ClusterEntry>>,
-    pub users: Vec<Named<UserEntry>>,
-    pub contexts: Vec<Named<ContextEntry>>,
-    pub current_context: String,
+    pub(crate) api_version: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) clusters: Vec<Named<ClusterEntry>>,
+    pub(crate) users: Vec<Named<UserEntry>>,
+    pub(crate) contexts: Vec<Named<ContextEntry>>,
+    pub(crate) current_context: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Named<T> {
-    pub name: String,
+    pub(crate) name: String,
     #[serde(flatten)]
-    pub value: T,
+    pub(crate) value: T,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ClusterEntry {
-    pub cluster: ClusterFields,
+    pub(crate) cluster: ClusterFields,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ClusterFields {
-    pub server: String,
-    pub certificate_authority_data: String,
+    pub(crate) server: String,
+    pub(crate) certificate_authority_data: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct UserEntry {
-    pub user: UserFields,
+    pub(crate) user: UserFields,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct UserFields {
-    pub client_certificate_data: String,
-    pub client_key_data: String,
+    pub(crate) client_certificate_data: String,
+    pub(crate) client_key_data: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ContextEntry {
-    pub context: ContextFields,
+    pub(crate) context: ContextFields,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ContextFields {
-    pub cluster: String,
-    pub user: String,
+    pub(crate) cluster: String,
+    pub(crate) user: String,
 }
 
 fn b64(pem: &str) -> String {

@@ -61,11 +61,11 @@ pub enum NodeError {
 }
 
 pub struct BareNode {
-    pub plan: NodePlan,
-    pub ns: Ns,
-    pub view: NodeView,
-    pub containerd: Daemon,
-    pub kubelet: Option<Daemon>,
+    pub(crate) plan: NodePlan,
+    pub(crate) ns: Ns,
+    pub(crate) view: NodeView,
+    pub(crate) containerd: Daemon,
+    pub(crate) kubelet: Option<Daemon>,
 }
 
 /// The node's namespace, its uplink on the fabric, its address and routes.
@@ -307,6 +307,23 @@ fn link_reference_plugins(node: &NodePlan, reference: &Path) -> Result<(), NodeE
     Ok(())
 }
 
+/// Imports an OCI archive into the CRI's image namespace (`k8s.io`) of `node`'s
+/// containerd.
+pub fn import(node: &NodePlan, archive: &Path) -> Result<(), NodeError> {
+    let socket = node.containerd_socket.display().to_string();
+    Cmd::new("ctr")
+        .args(["--address", &socket, "-n", "k8s.io", "images", "import"])
+        .arg(archive)
+        .timeout(Duration::from_secs(60))
+        .run()
+        .map(|_| ())
+        .map_err(|source| NodeError::Import {
+            node: node.name.clone(),
+            archive: archive.to_path_buf(),
+            source: Box::new(source),
+        })
+}
+
 impl BareNode {
     /// Waits for containerd's socket to answer (`ctr version`).
     pub async fn wait_containerd(&mut self, timeout: Duration) -> Result<(), NodeError> {
@@ -334,22 +351,6 @@ impl BareNode {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// Imports an OCI archive into the CRI's image namespace (`k8s.io`).
-    pub fn import(&self, archive: &Path) -> Result<(), NodeError> {
-        let socket = self.plan.containerd_socket.display().to_string();
-        Cmd::new("ctr")
-            .args(["--address", &socket, "-n", "k8s.io", "images", "import"])
-            .arg(archive)
-            .timeout(Duration::from_secs(60))
-            .run()
-            .map(|_| ())
-            .map_err(|source| NodeError::Import {
-                node: self.plan.name.clone(),
-                archive: archive.to_path_buf(),
-                source: Box::new(source),
-            })
     }
 
     pub fn start_kubelet(&mut self) -> Result<(), NodeError> {

@@ -240,11 +240,11 @@ fn parse_ldd(text: &str) -> Vec<PathBuf> {
 #[derive(Debug, Clone)]
 pub struct ImageSpec {
     /// A full reference with a registry host, e.g. `secnet.local/pause:sn1a2b3c`.
-    pub reference: String,
-    pub layer: Layer,
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    pub env: Vec<String>,
+    pub(crate) reference: String,
+    pub(crate) layer: Layer,
+    pub(crate) entrypoint: Vec<String>,
+    pub(crate) cmd: Vec<String>,
+    pub(crate) env: Vec<String>,
 }
 
 /// What [`ImageSpec::write`] wrote.

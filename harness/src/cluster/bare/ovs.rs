@@ -7,9 +7,8 @@
 
 use std::path::PathBuf;
 
-use super::cluster::BareError;
-use super::node::{BareNode, backing};
-use super::plan::{NodePlan, Plan};
+use super::node::backing;
+use super::plan::NodePlan;
 use crate::cluster::netns::fabric;
 use crate::cluster::netns::ovs::{BRIDGE, Ovs, UPLINK};
 use crate::lab::enter::Enter;
@@ -27,25 +26,25 @@ pub fn socket(node: &NodePlan) -> PathBuf {
 pub fn up(
     lab: &Lab,
     fabric_ns: &Ns,
-    plan: &Plan,
-    nodes: &[BareNode],
-) -> Result<Vec<Ovs>, BareError> {
-    let cgroup = format!("{}/ovs", plan.cgroup);
+    run_cgroup: &str,
+    nodes: &[(NodePlan, Ns)],
+) -> Result<Vec<Ovs>, OvsUpError> {
+    let cgroup = format!("{run_cgroup}/ovs");
     super::cgroup::create(&cgroup).map_err(|e| fail("", "its cgroup", e))?;
     let mut started = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        let name = n.plan.name.as_str();
-        fabric::plug(lab, fabric_ns, &n.ns, UPLINK, &format!("oport{i}"))
+    for (i, (node, ns)) in nodes.iter().enumerate() {
+        let name = node.name.as_str();
+        fabric::plug(lab, fabric_ns, ns, UPLINK, &format!("oport{i}"))
             .map_err(|e| fail(name, "plugging its trunk uplink", e))?;
-        let enter = Enter::net(n.ns.path()).map_err(|e| fail(name, "entering the node", e))?;
-        let ovs = Ovs::start(&enter, &backing(&n.plan, RUN_DIR))
+        let enter = Enter::net(ns.path()).map_err(|e| fail(name, "entering the node", e))?;
+        let ovs = Ovs::start(&enter, &backing(node, RUN_DIR))
             .map_err(|e| fail(name, "starting ovsdb-server and ovs-vswitchd", e))?;
         join(&cgroup, &ovs)
             .map_err(|e| fail(name, "moving the daemons into the run's cgroup", e))?;
         ovs.add_bridge(BRIDGE)
             .and_then(|()| ovs.add_trunk_port(BRIDGE, UPLINK))
             .map_err(|e| fail(name, "making br1", e))?;
-        switch_ports_only(&n.ns)
+        switch_ports_only(ns)
             .map_err(|e| fail(name, "turning IPv6 off on br1 and its trunk", e))?;
         started.push(ovs);
     }
@@ -78,6 +77,20 @@ fn join(cgroup: &str, ovs: &Ovs) -> std::io::Result<()> {
     Ok(())
 }
 
-fn fail(node: &str, what: &str, e: impl std::fmt::Display) -> BareError {
-    BareError::Addon(format!("Open vSwitch on node {node}: {what}: {e}"))
+/// What stopped Open vSwitch coming up on a node (the cluster reports it as an
+/// add-on's failure).
+#[derive(Debug, thiserror::Error)]
+#[error("Open vSwitch on node {node}: {what}: {cause}")]
+pub struct OvsUpError {
+    node: String,
+    what: &'static str,
+    cause: String,
+}
+
+fn fail(node: &str, what: &'static str, e: impl std::fmt::Display) -> OvsUpError {
+    OvsUpError {
+        node: node.into(),
+        what,
+        cause: e.to_string(),
+    }
 }

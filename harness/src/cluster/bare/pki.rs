@@ -26,16 +26,16 @@ pub enum PkiError {
 /// A certificate and its private key, both PEM.
 #[derive(Debug, Clone)]
 pub struct CertPair {
-    pub cert_pem: String,
-    pub key_pem: String,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
 }
 
 /// Who a client certificate names: Kubernetes takes the user from the CN and the
 /// groups from the O entries.
 #[derive(Debug, Clone)]
 pub struct ClientIdentity {
-    pub user: String,
-    pub groups: Vec<String>,
+    pub(crate) user: String,
+    pub(crate) groups: Vec<String>,
 }
 
 /// What the serving certificates must cover.
@@ -43,9 +43,9 @@ pub struct ClientIdentity {
 pub struct PkiPlan {
     /// Addresses clients use to reach the API server (the control plane's fabric
     /// address, its host-side address, loopback, the `kubernetes` Service's IP).
-    pub apiserver_ips: Vec<Ipv4Addr>,
+    pub(crate) apiserver_ips: Vec<Ipv4Addr>,
     /// Per node: name and InternalIP (the kubelet serving certificate's SANs).
-    pub nodes: Vec<(String, Ipv4Addr)>,
+    pub(crate) nodes: Vec<(String, Ipv4Addr)>,
 }
 
 /// The DNS names of the `kubernetes` Service.
@@ -59,20 +59,20 @@ pub const APISERVER_DNS: [&str; 5] = [
 
 /// Every certificate of one cluster.
 pub struct Pki {
-    pub ca: CertPair,
-    pub apiserver: CertPair,
-    pub apiserver_kubelet_client: CertPair,
-    pub admin: CertPair,
-    pub controller_manager: CertPair,
-    pub scheduler: CertPair,
+    pub(crate) ca: CertPair,
+    pub(crate) apiserver: CertPair,
+    pub(crate) apiserver_kubelet_client: CertPair,
+    pub(crate) admin: CertPair,
+    pub(crate) controller_manager: CertPair,
+    pub(crate) scheduler: CertPair,
     /// Thin multus on the nodes (reads pods and NADs, annotates pods). A member of
     /// system:masters: the bare cluster has no multus RBAC of its own.
-    pub multus: CertPair,
+    pub(crate) multus: CertPair,
     /// Per node, in the plan's order: (name, client, serving).
-    pub kubelets: Vec<(String, CertPair, CertPair)>,
+    pub(crate) kubelets: Vec<(String, CertPair, CertPair)>,
     /// Service-account token signing key (PKCS#8 PEM) and its public key (PEM).
-    pub service_account_key_pem: String,
-    pub service_account_pub_pem: String,
+    pub(crate) service_account_key_pem: String,
+    pub(crate) service_account_pub_pem: String,
 }
 
 fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
@@ -275,11 +275,11 @@ fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
 /// Where [`Pki::write`] puts each file.
 #[derive(Debug, Clone)]
 pub struct PkiFiles {
-    pub dir: PathBuf,
-    pub ca_cert: PathBuf,
-    pub ca_key: PathBuf,
-    pub sa_key: PathBuf,
-    pub sa_pub: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) ca_cert: PathBuf,
+    pub(crate) ca_key: PathBuf,
+    pub(crate) sa_key: PathBuf,
+    pub(crate) sa_pub: PathBuf,
 }
 
 impl PkiFiles {

@@ -29,98 +29,98 @@ pub enum PlanError {
 /// What the plan is made from.
 #[derive(Debug, Clone)]
 pub struct PlanInput<'a> {
-    pub run_id: &'a str,
-    pub topology: &'a Topology,
+    pub(crate) run_id: &'a str,
+    pub(crate) topology: &'a Topology,
     /// Holds kube-apiserver, kube-controller-manager, kube-scheduler, kubelet.
-    pub k8s_bin_dir: &'a Path,
+    pub(crate) k8s_bin_dir: &'a Path,
     /// The run's directory (`/run/secnet/<run id>`): everything lands under `bare/`.
-    pub run_dir: &'a Path,
+    pub(crate) run_dir: &'a Path,
     /// The image containerd runs as every pod's sandbox (imported beforehand).
-    pub pause_image: &'a str,
+    pub(crate) pause_image: &'a str,
     /// Programs from the distribution.
-    pub etcd: &'a Path,
-    pub containerd: &'a Path,
+    pub(crate) etcd: &'a Path,
+    pub(crate) containerd: &'a Path,
     /// Debian's reference CNI plugins, linked into each node's `/opt/cni/bin`.
-    pub reference_cni_dir: &'a Path,
+    pub(crate) reference_cni_dir: &'a Path,
 }
 
 /// One supervised process: program, arguments, log file.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Process {
-    pub name: String,
-    pub program: PathBuf,
-    pub args: Vec<String>,
-    pub log: PathBuf,
+    pub(crate) name: String,
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) log: PathBuf,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ControlPlanePlan {
-    pub netns: String,
-    pub dir: PathBuf,
+    pub(crate) netns: String,
+    pub(crate) dir: PathBuf,
     /// On the fabric: the address kubelets (and multus) use.
-    pub fabric_ip: Ipv4Addr,
+    pub(crate) fabric_ip: Ipv4Addr,
     /// The fabric bridge's port for the control plane, and its end inside.
-    pub fabric_port: String,
-    pub fabric_if: String,
+    pub(crate) fabric_port: String,
+    pub(crate) fabric_if: String,
     /// A veth between the host and the control plane, for the harness (a /30 of
     /// 169.254/16 picked from the run id): host end, its address, the inner address.
-    pub host_link: String,
-    pub host_ip: Ipv4Addr,
-    pub inner_ip: Ipv4Addr,
-    pub inner_if: String,
-    pub etcd: Process,
-    pub apiserver: Process,
-    pub controller_manager: Process,
-    pub scheduler: Process,
+    pub(crate) host_link: String,
+    pub(crate) host_ip: Ipv4Addr,
+    pub(crate) inner_ip: Ipv4Addr,
+    pub(crate) inner_if: String,
+    pub(crate) etcd: Process,
+    pub(crate) apiserver: Process,
+    pub(crate) controller_manager: Process,
+    pub(crate) scheduler: Process,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NodePlan {
-    pub name: String,
-    pub netns: String,
-    pub uplink: String,
-    pub address: Ipv4Addr,
-    pub fabric_port: String,
+    pub(crate) name: String,
+    pub(crate) netns: String,
+    pub(crate) uplink: String,
+    pub(crate) address: Ipv4Addr,
+    pub(crate) fabric_port: String,
     /// The node's own link to the control plane (`mgmt_if` in the node, `mgmt_peer`
     /// in the control plane's namespace, a /30 of 169.254.255.0/24): the kubelet's
     /// and multus's way to the API server, so that the uplink (the macvtap lower
     /// device) can go down or away as a fault without cutting the node off.
-    pub mgmt_if: String,
-    pub mgmt_peer: String,
-    pub mgmt_ip: Ipv4Addr,
-    pub mgmt_cp_ip: Ipv4Addr,
-    pub pod_subnet: String,
-    pub dir: PathBuf,
+    pub(crate) mgmt_if: String,
+    pub(crate) mgmt_peer: String,
+    pub(crate) mgmt_ip: Ipv4Addr,
+    pub(crate) mgmt_cp_ip: Ipv4Addr,
+    pub(crate) pod_subnet: String,
+    pub(crate) dir: PathBuf,
     /// The kubelet's `cgroupRoot` and the cgroup of the node's daemons (containerd,
     /// its shims, kubelet), both under the run's cgroup.
-    pub cgroup_root: String,
-    pub daemons_cgroup: String,
+    pub(crate) cgroup_root: String,
+    pub(crate) daemons_cgroup: String,
     /// Other nodes' pod subnets, via their address.
-    pub routes: Vec<(String, Ipv4Addr)>,
+    pub(crate) routes: Vec<(String, Ipv4Addr)>,
     /// Paths the node sees privately (its mount view): node path → backing dir.
-    pub private_dirs: Vec<(String, PathBuf)>,
-    pub containerd_socket: PathBuf,
-    pub containerd: Process,
-    pub containerd_config: String,
-    pub kubelet: Process,
-    pub kubelet_config: Value,
-    pub kubeconfig: PathBuf,
-    pub cni_conflist: Value,
+    pub(crate) private_dirs: Vec<(String, PathBuf)>,
+    pub(crate) containerd_socket: PathBuf,
+    pub(crate) containerd: Process,
+    pub(crate) containerd_config: String,
+    pub(crate) kubelet: Process,
+    pub(crate) kubelet_config: Value,
+    pub(crate) kubeconfig: PathBuf,
+    pub(crate) cni_conflist: Value,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
-    pub run_id: String,
-    pub dir: PathBuf,
-    pub pki_dir: PathBuf,
-    pub admin_kubeconfig: PathBuf,
-    pub fabric_netns: String,
+    pub(crate) run_id: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) pki_dir: PathBuf,
+    pub(crate) admin_kubeconfig: PathBuf,
+    pub(crate) fabric_netns: String,
     /// The run's cgroup (same path in every v1 hierarchy).
-    pub cgroup: String,
+    pub(crate) cgroup: String,
     /// Debian's reference CNI plugins, linked into each node's `/opt/cni/bin`.
-    pub reference_cni_dir: PathBuf,
-    pub control_plane: ControlPlanePlan,
-    pub nodes: Vec<NodePlan>,
+    pub(crate) reference_cni_dir: PathBuf,
+    pub(crate) control_plane: ControlPlanePlan,
+    pub(crate) nodes: Vec<NodePlan>,
 }
 
 /// Node paths private to each node, and the backing directory names.
@@ -274,6 +274,10 @@ impl Plan {
                 flag("cluster-signing-cert-file", p("ca.crt")),
                 flag("cluster-signing-key-file", p("ca.key")),
                 flag("service-cluster-ip-range", SERVICE_CIDR),
+                // Each controller's client is made with a token of its own account
+                // at start: the default 20 requests/s spaces those out by seconds.
+                flag("kube-api-qps", 200),
+                flag("kube-api-burst", 400),
                 flag("v", 1),
             ],
             &cp_dir,
@@ -462,7 +466,11 @@ fn kubelet_config(k: &KubeletInput) -> Value {
         },
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
-        "nodeStatusUpdateFrequency": "5s",
+        // A device plugin's registration shows in the Node's capacity at the next
+        // status update: every second, so that bring-up and the faults' capacity
+        // waits do not sit out a period; a status written only when it changed.
+        "nodeStatusUpdateFrequency": "1s",
+        "nodeStatusReportFrequency": "1m",
         "syncFrequency": "10s",
         "serializeImagePulls": false,
         "shutdownGracePeriod": "0s",

@@ -35,16 +35,16 @@ pub enum ProcessError {
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 pub struct Daemon {
-    pub name: String,
-    pub log: PathBuf,
+    pub(crate) name: String,
+    pub(crate) log: PathBuf,
     child: Option<Child>,
 }
 
 /// Where a daemon runs: namespaces to enter (none: the host's), cgroup to join.
 #[derive(Default)]
 pub struct Placement<'a> {
-    pub enter: Option<&'a Enter>,
-    pub cgroup: Option<&'a str>,
+    pub(crate) enter: Option<&'a Enter>,
+    pub(crate) cgroup: Option<&'a str>,
 }
 
 impl Daemon {

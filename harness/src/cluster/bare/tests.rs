@@ -9,11 +9,11 @@ use std::time::Duration;
 use super::*;
 use crate::cluster::netns::topology::Topology;
 
-pub const BIN_DIR_ENV: &str = "SECNET_K8S_BIN_DIR";
+pub(crate) const BIN_DIR_ENV: &str = "SECNET_K8S_BIN_DIR";
 
 /// The binaries' directory. The tests that call this are ignored by default; run on
 /// purpose without the directory, they fail saying what is missing.
-pub fn k8s_bin_dir(test: &str) -> Option<PathBuf> {
+pub(crate) fn k8s_bin_dir(test: &str) -> Option<PathBuf> {
     if !crate::prereq::require_root(test) {
         return None;
     }
@@ -25,7 +25,7 @@ pub fn k8s_bin_dir(test: &str) -> Option<PathBuf> {
     }
 }
 
-pub fn options(bin: PathBuf, images: Vec<PathBuf>, pause_image: &str) -> BareOptions {
+pub(crate) fn options(bin: PathBuf, images: Vec<PathBuf>, pause_image: &str) -> BareOptions {
     BareOptions {
         run_id: crate::lab::new_run_id(),
         topology: Topology::builtin(),
@@ -257,7 +257,7 @@ fn a_killed_run_is_swept_by_its_run_id() {
 
 /// The device plugin's DaemonSet and ConfigMap as real clusters get them
 /// (fixtures/components/macvtap/macvtap.yaml), for an image with our binaries in `dir`.
-pub fn macvtap_documents(image: &str, dir: &str, lower: &str) -> Vec<serde_json::Value> {
+pub(crate) fn macvtap_documents(image: &str, dir: &str, lower: &str) -> Vec<serde_json::Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/components/macvtap/macvtap.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -278,7 +278,7 @@ pub fn macvtap_documents(image: &str, dir: &str, lower: &str) -> Vec<serde_json:
         .collect()
 }
 
-pub const RESOURCE: &str = "macvtap.network.kubevirt.io/dataplane";
+pub(crate) const RESOURCE: &str = "macvtap.network.kubevirt.io/dataplane";
 
 /// The least-privilege device-plugin DaemonSet (fixtures/components/macvtap) on real
 /// kubelets, containerd and runc: it starts, registers capacity 50 on every node, and

@@ -26,7 +26,7 @@ pub enum ViewError {
 
 #[derive(Debug)]
 pub struct NodeView {
-    pub ns_file: PathBuf,
+    pub(crate) ns_file: PathBuf,
 }
 
 impl NodeView {

@@ -11,8 +11,8 @@ use crate::objects::Object;
 /// Where an object lives in the API: its resource and whether it is namespaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
-    pub resource: ApiResource,
-    pub namespaced: bool,
+    pub(crate) resource: ApiResource,
+    pub(crate) namespaced: bool,
 }
 
 /// Kinds the fixtures and component sets use, so that apply works without a

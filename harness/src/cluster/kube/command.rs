@@ -19,9 +19,9 @@ pub struct Cmd {
     /// Set for this command only, on top of secnet's own environment
     /// (`KIND_EXPERIMENTAL_PROVIDER=podman`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<(String, String)>,
-    pub program: String,
-    pub args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) program: String,
+    pub(crate) args: Vec<String>,
 }
 
 impl Cmd {

@@ -41,6 +41,10 @@ pub const KUBEVIRT_VERSION: &str = "v1.6.0";
 /// (`cluster-network-addons-operator:v0.99.0`), left as is: no digest found here.
 pub const CNAO_VERSION: &str = "v0.99.0";
 pub use super::openvswitch::IMAGE as OPENVSWITCH_IMAGE;
+/// whereabouts' release image for kind and existing clusters (its binaries and a
+/// shell at `/`); a tag, not pinned by digest (none found). The bare provider
+/// writes its own image from `--component-bin whereabouts=DIR` instead.
+pub const WHEREABOUTS_IMAGE: &str = "ghcr.io/k8snetworkplumbingwg/whereabouts:v0.9.2";
 
 /// Known sha256 of remote manifests. Every other remote manifest is trusted on
 /// first use: its sum is recorded next to the cached file and checked on every
@@ -80,20 +84,23 @@ pub enum Component {
     OvsCni,
     Kubevirt,
     Cnao,
+    /// whereabouts, the cluster-wide IPAM (secnet's manifest).
+    Whereabouts,
 }
 
 impl Component {
-    pub const ALL: [Component; 6] = [
+    pub(crate) const ALL: [Component; 7] = [
         Component::Multus,
         Component::Macvtap,
         Component::Openvswitch,
         Component::OvsCni,
         Component::Kubevirt,
         Component::Cnao,
+        Component::Whereabouts,
     ];
 
     /// The name on the command line, in inventories and reports.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Component::Multus => "multus",
             Component::Macvtap => "macvtap",
@@ -101,11 +108,12 @@ impl Component {
             Component::OvsCni => "ovs-cni",
             Component::Kubevirt => "kubevirt",
             Component::Cnao => "cnao",
+            Component::Whereabouts => "whereabouts",
         }
     }
 
     /// The known names, comma-separated, for error messages.
-    pub fn known() -> String {
+    pub(crate) fn known() -> String {
         Component::ALL.map(Component::name).join(", ")
     }
 }
@@ -219,8 +227,8 @@ impl Fetcher for CurlFetcher {
 /// stale; its sha256 is checked on every read and fetch: against `MANIFEST_SHA256`,
 /// or else against `<file>.sha256`, written when the file is first seen.
 pub struct CachedFetcher<F> {
-    pub dir: PathBuf,
-    pub inner: F,
+    pub(crate) dir: PathBuf,
+    pub(crate) inner: F,
 }
 
 /// A manifest whose bytes are not the ones expected.
@@ -230,12 +238,12 @@ pub struct CachedFetcher<F> {
     file.display(), expected_from.origin(), expected_from.fix(file)
 )]
 pub struct ChecksumMismatch {
-    pub url: String,
+    pub(crate) url: String,
     /// The cache file (a download is written there only once its sum matched).
-    pub file: PathBuf,
-    pub expected: String,
-    pub actual: String,
-    pub expected_from: Expected,
+    pub(crate) file: PathBuf,
+    pub(crate) expected: String,
+    pub(crate) actual: String,
+    pub(crate) expected_from: Expected,
 }
 
 /// Where a manifest's expected sha256 came from.
@@ -377,12 +385,12 @@ pub enum Source {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ComponentSet {
-    pub name: Component,
-    pub version: String,
-    pub sources: Vec<Source>,
-    pub vars: BTreeMap<String, String>,
+    pub(crate) name: Component,
+    pub(crate) version: String,
+    pub(crate) sources: Vec<Source>,
+    pub(crate) vars: BTreeMap<String, String>,
     /// `(namespace, label selector)` of its pods, for diagnostics.
-    pub log_selectors: Vec<(String, String)>,
+    pub(crate) log_selectors: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,11 +403,11 @@ pub enum MacvtapImpl {
 
 #[derive(Debug, Clone)]
 pub struct ComponentOptions {
-    pub macvtap: MacvtapImpl,
-    pub image: String,
-    pub lower_device: String,
+    pub(crate) macvtap: MacvtapImpl,
+    pub(crate) image: String,
+    pub(crate) lower_device: String,
     /// Do the nodes have /dev/kvm? Without it KubeVirt uses software emulation.
-    pub kvm: bool,
+    pub(crate) kvm: bool,
 }
 
 impl Default for ComponentOptions {
@@ -519,7 +527,26 @@ pub fn sets(opts: &ComponentOptions) -> Vec<ComponentSet> {
                 "name=cluster-network-addons-operator".into(),
             )],
         },
+        // The nodes reach the API server through the kubernetes Service.
+        whereabouts_set(WHEREABOUTS_IMAGE, "", "", ""),
     ]
+}
+
+/// whereabouts from `image` (its binaries in `bin_dir`; empty: `/`), its CNI's
+/// kubeconfig naming `api_host:api_port` (empty: the kubernetes Service).
+pub fn whereabouts_set(image: &str, bin_dir: &str, api_host: &str, api_port: &str) -> ComponentSet {
+    ComponentSet {
+        name: Component::Whereabouts,
+        version: image_tag(image).into(),
+        sources: vec![Source::Local("whereabouts/whereabouts.yaml".into())],
+        vars: vars(&[
+            ("WHEREABOUTS_IMAGE", image),
+            ("WHEREABOUTS_BIN_DIR", bin_dir),
+            ("API_HOST", api_host),
+            ("API_PORT", api_port),
+        ]),
+        log_selectors: vec![("kube-system".into(), "app=secnet-whereabouts".into())],
+    }
 }
 
 /// Open vSwitch on every node: a DaemonSet running ovsdb-server and ovs-vswitchd

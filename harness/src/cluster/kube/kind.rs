@@ -35,29 +35,29 @@ const DEFAULT_ENGINE: &str = "docker";
 
 #[derive(Debug, Clone)]
 pub struct KindOptions {
-    pub run: String,
+    pub(crate) run: String,
     /// kind cluster config (`clusters/kind-2node.yaml`).
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Images to load into the nodes (the bundled plugins' image).
-    pub images: Vec<String>,
+    pub(crate) images: Vec<String>,
     /// `--keep`: leave the cluster after the run.
-    pub keep: bool,
-    pub kind_bin: String,
+    pub(crate) keep: bool,
+    pub(crate) kind_bin: String,
     /// `docker` or `podman` (kind's node provider; it also runs `<engine> exec`).
-    pub engine: String,
+    pub(crate) engine: String,
     /// `kindest/node:<version>@sha256:...` (`KIND_NODE_IMAGE` by default); `None`:
     /// the kind binary's own default.
-    pub node_image: Option<String>,
+    pub(crate) node_image: Option<String>,
     /// Name of the macvtap lower device made in every node.
-    pub lower_device: String,
+    pub(crate) lower_device: String,
     /// Where `kind export logs` writes on failure (a run puts it under `--report`).
-    pub logs_dir: PathBuf,
+    pub(crate) logs_dir: PathBuf,
     /// Where image archives are written for engines other than docker (each is
     /// removed once loaded, or once loading failed).
-    pub archive_dir: PathBuf,
+    pub(crate) archive_dir: PathBuf,
     /// Run on this existing kind cluster (`--kind-reuse NAME`): not created, never
     /// deleted; the nodes are prepared and the images loaded as for a new one.
-    pub reuse: Option<String>,
+    pub(crate) reuse: Option<String>,
 }
 
 impl KindOptions {
@@ -79,37 +79,37 @@ impl KindOptions {
 }
 
 pub struct Kind<R: Runner> {
-    pub opts: KindOptions,
-    pub runner: R,
+    pub(crate) opts: KindOptions,
+    pub(crate) runner: R,
 }
 
 /// How one image gets into the nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageLoad {
-    pub image: String,
+    pub(crate) image: String,
     /// `<engine> image inspect`: the image ID the run names (a locally built image
     /// has no registry digest) and a clear error when the image was never built.
-    pub inspect: Cmd,
+    pub(crate) inspect: Cmd,
     /// docker: `kind load docker-image`; other engines: save to an archive, then
     /// `kind load image-archive`.
-    pub steps: Vec<Cmd>,
+    pub(crate) steps: Vec<Cmd>,
     /// The archive the steps write, removed after them whatever happened.
-    pub archive: Option<PathBuf>,
+    pub(crate) archive: Option<PathBuf>,
 }
 
 /// An image loaded into the nodes and the ID its engine gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedImage {
-    pub image: String,
+    pub(crate) image: String,
     /// `sha256:...`; empty if the engine printed nothing.
-    pub id: String,
+    pub(crate) id: String,
 }
 
 /// What `bring_up` made: the kubeconfig (YAML) and the images it loaded.
 #[derive(Debug, Clone)]
 pub struct Up {
-    pub kubeconfig: String,
-    pub images: Vec<LoadedImage>,
+    pub(crate) kubeconfig: String,
+    pub(crate) images: Vec<LoadedImage>,
 }
 
 /// An archive file name for an image: `localhost/secnet-plugins:dev` →

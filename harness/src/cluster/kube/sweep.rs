@@ -321,8 +321,8 @@ pub fn sweep_kind_sparing<R: Runner + ?Sized>(
     run.as_deref().unwrap_or("<run>")
 )]
 pub struct NoKind {
-    pub kind_bin: String,
-    pub run: Option<String>,
+    pub(crate) kind_bin: String,
+    pub(crate) run: Option<String>,
 }
 
 /// `secnet clean --cluster kind`: `kind_bin` (`kind`) must be on PATH; the clusters

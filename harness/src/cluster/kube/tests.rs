@@ -1736,3 +1736,41 @@ async fn snapshot_reads_network_status_as_multus_writes_it() {
         ]
     );
 }
+
+/// The uniqueness check's view of a real cluster: the run namespace's pods and the
+/// run's pods elsewhere, once each, without the ones being deleted or finished.
+#[tokio::test]
+async fn live_pods_are_the_runs_own_in_its_namespace_and_by_label() {
+    let in_ns = |name: &str, ns: &str, phase: &str| {
+        let mut p = pod(name, &format!("uid-{name}"), phase, json!({}));
+        p["metadata"]["namespace"] = json!(ns);
+        p
+    };
+    let mut leaving = in_ns("leaving", "secnet-r1", "Running");
+    leaving["metadata"]["deletionTimestamp"] = json!("2026-12-07T06:00:00Z");
+    let own = vec![
+        in_ns("a", "secnet-r1", "Running"),
+        in_ns("done", "secnet-r1", "Succeeded"),
+        leaving,
+    ];
+    let labelled = vec![
+        in_ns("a", "secnet-r1", "Running"),
+        in_ns("b", "tenant", "Pending"),
+    ];
+    let mock = MockApi::new(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/namespaces/secnet-r1/pods") => list("PodList", own.clone()),
+        ("GET", "/api/v1/pods") if r.query.contains("secnet.run%3Dr1") => {
+            list("PodList", labelled.clone())
+        }
+        _ => base(r),
+    });
+    let c = cluster(&mock, 100).await;
+    let live: Vec<String> = c
+        .live_pods()
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect();
+    assert_eq!(live, ["secnet-r1/a", "tenant/b"]);
+}

@@ -38,6 +38,7 @@ pub fn offer() -> Offer {
             Dhcp,
             Vm,
             LiveMigration,
+            LanWatch,
             NicHotplug,
             PluginExec,
         ],
@@ -238,6 +239,14 @@ impl NodeFaults for NetnsCluster {
             NetnsCluster::lose_pod_netns(self, &pod.namespace, &pod.name)
                 .await
                 .map_err(|e| node_error(&pod.node, "deleting the pod's netns", e))
+        })
+    }
+
+    fn device_plugin_log<'a>(&'a self, node: &'a str) -> Fut<'a, String> {
+        Box::pin(async move {
+            NetnsCluster::device_plugin_log_of(self, node)
+                .await
+                .map_err(|e| node_error(node, "reading the device plugin's log", e))
         })
     }
 }

@@ -110,6 +110,12 @@ impl NetnsCluster {
         Ok(())
     }
 
+    /// The device plugin's log file on `node` so far.
+    pub async fn device_plugin_log_of(&self, node: &str) -> Result<String, NetnsError> {
+        let i = self.node_index(node)?;
+        Ok(self.inner.lock().await.nodes[i].device_plugin_log())
+    }
+
     /// Plugs a new uplink in, under the same name and address.
     pub async fn plug_uplink(&self, node: &str) -> Result<(), NetnsError> {
         let i = self.node_index(node)?;

@@ -1,6 +1,11 @@
 //! Guests on the netns cluster: QEMU in the virt-launcher pods, on this machine.
 
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
 use futures::future::BoxFuture;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::NetnsCluster;
 use crate::cluster::ability::node_error;
@@ -8,6 +13,7 @@ use crate::cluster::{ClusterError, PodView};
 use crate::objects::NetworkAttachmentDefinition;
 use crate::vm::binding::PodDevice;
 use crate::vm::kubevirt::VirtualMachine;
+use crate::vm::migrate::LanChanges;
 use crate::vm::{Guests, LauncherDevices, RunningVm, VmError, VmOptions};
 
 impl Guests for NetnsCluster {
@@ -134,6 +140,12 @@ impl crate::vm::migrate::LiveMigration for NetnsCluster {
         ))
     }
 
+    fn lan(&self) -> Option<&dyn crate::vm::migrate::LanWatch> {
+        Some(self)
+    }
+}
+
+impl crate::vm::migrate::LanWatch for NetnsCluster {
     /// The fabric's namespace: the LAN's gateway, on no node.
     fn lan_host<'a>(
         &'a self,
@@ -168,27 +180,84 @@ impl crate::vm::migrate::LiveMigration for NetnsCluster {
                 .run_async()
                 .await
                 .map_err(|e| node_error("fabric", "bridge fdb show", e))?;
-            let entries: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+            let entries = crate::probe::bridge::fdb(&out)
+                .map_err(|e| node_error("fabric", "bridge fdb show", e))?;
             Ok(entries
                 .iter()
-                .filter(|e| {
-                    e["mac"]
-                        .as_str()
-                        .is_some_and(|m| m.eq_ignore_ascii_case(mac))
-                })
-                .filter_map(|e| e["ifname"].as_str())
-                .map(|port| {
-                    let index = port
-                        .trim_start_matches("oport")
-                        .trim_start_matches("port")
-                        .parse::<usize>()
-                        .ok();
-                    let node = index
-                        .and_then(|i| self.opts.topology.nodes.get(i))
-                        .map_or_else(|| "?".to_string(), |n| n.name.clone());
-                    (port.to_string(), node)
-                })
+                .filter(|e| e.mac.eq_ignore_ascii_case(mac))
+                .map(|e| self.port_node(&e.ifname))
                 .collect())
         })
+    }
+
+    /// `bridge monitor fdb` in the fabric's namespace: each line naming `mac` is a
+    /// change (a deletion: the entries read again).
+    fn lan_fdb_changes<'a>(
+        &'a self,
+        mac: &'a str,
+        done: &'a AtomicBool,
+    ) -> BoxFuture<'a, Result<LanChanges, ClusterError>> {
+        Box::pin(async move {
+            let fail = |e: std::io::Error| node_error("fabric", "bridge monitor fdb", e);
+            let mut child = tokio::process::Command::new("nsenter")
+                .arg(format!("--net={}", self.fabric.path().display()))
+                .args(["bridge", "monitor", "fdb"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(fail)?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| fail(std::io::Error::other("no stdout")))?;
+            let mut lines = BufReader::new(stdout).lines();
+            let mut seen: LanChanges = vec![(SystemTime::now(), self.lan_fdb(mac).await?)];
+            while !done.load(Ordering::Relaxed) {
+                let line = match tokio::time::timeout(Duration::from_millis(50), lines.next_line())
+                    .await
+                {
+                    Err(_) => continue,
+                    Ok(Ok(Some(line))) => line,
+                    Ok(Ok(None)) | Ok(Err(_)) => break,
+                };
+                let at = SystemTime::now();
+                let mut words = line.split_whitespace();
+                let ports = match words.next() {
+                    Some("Deleted") if line.to_lowercase().contains(&mac.to_lowercase()) => {
+                        self.lan_fdb(mac).await?
+                    }
+                    Some(m) if m.eq_ignore_ascii_case(mac) => {
+                        match words.skip_while(|w| *w != "dev").nth(1) {
+                            Some(port) => vec![self.port_node(port)],
+                            None => continue,
+                        }
+                    }
+                    _ => continue,
+                };
+                if seen.last().is_none_or(|(_, last)| *last != ports) {
+                    seen.push((at, ports));
+                }
+            }
+            let _ = child.kill().await;
+            Ok(seen)
+        })
+    }
+}
+
+impl NetnsCluster {
+    /// A fabric port and the node it leads to (`port<i>`: the uplink, `oport<i>`:
+    /// the OVS uplink, of node `i`).
+    fn port_node(&self, port: &str) -> (String, String) {
+        let index = port
+            .trim_start_matches("oport")
+            .trim_start_matches("port")
+            .parse::<usize>()
+            .ok();
+        let node = index
+            .and_then(|i| self.opts.topology.nodes.get(i))
+            .map_or_else(|| "?".to_string(), |n| n.name.clone());
+        (port.to_string(), node)
     }
 }

@@ -48,24 +48,24 @@ pub struct Options {
     /// The device plugin command the DaemonSet runs on every node.
     pub device_plugin: Vec<String>,
     /// Start dnsmasq on the fabric.
-    pub dhcp: bool,
+    pub(crate) dhcp: bool,
     /// Start userspace Open vSwitch on every node (bridge `br1`, see `ovs.rs`).
-    pub ovs: bool,
+    pub(crate) ovs: bool,
     /// The rules secnet's multus follows (`--multus-semantics`).
-    pub multus: crate::multus::Semantics,
+    pub(crate) multus: crate::multus::Semantics,
 }
 
 pub struct NetnsCluster {
-    pub opts: Options,
-    pub run_dir: PathBuf,
-    pub fabric: Ns,
+    pub(crate) opts: Options,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) fabric: Ns,
     /// secnet's multus on every node (by node index): outside `inner`, so that it
     /// can restart while a pod's ADD holds the cluster.
     multus: Vec<multus_daemon::MultusDaemon>,
     inner: Mutex<Inner>,
 }
 
-pub(crate) struct Inner {
+pub struct Inner {
     /// Open vSwitch daemons per node (killed when dropped).
     ovs: Vec<ovs::Ovs>,
     lab: Lab,
@@ -463,6 +463,12 @@ impl Cluster for NetnsCluster {
             }
         }
         Ok(out)
+    }
+
+    async fn live_pods(&self) -> Result<Vec<PodView>, ClusterError> {
+        // A pod is in the table from its sandbox up to its deletion.
+        let inner = self.inner.lock().await;
+        Ok(inner.pods.values().map(|p| p.view.clone()).collect())
     }
 
     async fn diagnostics(&self) -> String {

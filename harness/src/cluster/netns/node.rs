@@ -16,17 +16,17 @@ use super::NetnsError;
 use super::view::MountView;
 
 pub struct NetnsNode {
-    pub name: String,
-    pub index: usize,
-    pub ns: Ns,
-    pub uplink: String,
-    pub address: Ipv4Addr,
-    pub pod_subnet: String,
-    pub view: MountView,
-    pub device_manager: Option<DeviceManager>,
-    pub device_plugin: Option<Child>,
+    pub(crate) name: String,
+    pub(crate) index: usize,
+    pub(crate) ns: Ns,
+    pub(crate) uplink: String,
+    pub(crate) address: Ipv4Addr,
+    pub(crate) pod_subnet: String,
+    pub(crate) view: MountView,
+    pub(crate) device_manager: Option<DeviceManager>,
+    pub(crate) device_plugin: Option<Child>,
     /// The environment the device plugin was started with (to start it again).
-    pub device_plugin_env: Option<BTreeMap<String, String>>,
+    pub(crate) device_plugin_env: Option<BTreeMap<String, String>>,
 }
 
 impl NetnsNode {

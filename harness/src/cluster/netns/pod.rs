@@ -17,14 +17,15 @@ use crate::lab::enter::Enter;
 use crate::multus::{self, DeviceIds, Nad, NetworkStatus, PodInfo};
 use crate::objects::Pod;
 
-/// The cluster network every pod's eth0 is on.
-pub const POD_NETWORK: &str = "secnet-pod-network";
+/// The cluster network every pod's eth0 is on (named as on the bare cluster, so
+/// both tiers' network-status agree byte for byte).
+pub const POD_NETWORK: &str = "secnet-pods";
 
 pub struct PodState {
-    pub view: PodView,
-    pub netns: Ns,
-    pub node_index: usize,
-    pub sandbox_id: String,
+    pub(crate) view: PodView,
+    pub(crate) netns: Ns,
+    pub(crate) node_index: usize,
+    pub(crate) sandbox_id: String,
     eth0: Attachment,
     /// Secondary networks, in attach order.
     attachments: Vec<Attachment>,
@@ -311,7 +312,7 @@ async fn attach(
         container_id: sandbox_id.clone(),
         netns: Some(netns.path_str()),
         ifname: "eth0".into(),
-        args: k8s_args,
+        args: k8s_args.clone(),
     };
     undo.push(Undo::Detach {
         plugins: eth0_plugins.clone(),
@@ -348,7 +349,11 @@ async fn attach(
             multus::semantics::plan(
                 semantics,
                 &info,
-                &multus::Runtime::for_pod(&pod.metadata.annotations),
+                // multus appends the runtime's own CNI_ARGS to each delegate's.
+                &multus::Runtime {
+                    cni_args: Some(k8s_args.clone()),
+                    ..multus::Runtime::for_pod(&pod.metadata.annotations)
+                },
                 &selections,
                 |nns, nname| lookup_nad(&inner.nads, nns, nname),
                 &mut ids,
@@ -367,6 +372,11 @@ async fn attach(
         let result = chain::add(&dirs, &enter, &d.plugins, &target)
             .await
             .map_err(|e| format!("network {} ({}): {e}", d.network, d.ifname))?;
+        // Its DELs get multus's DEL arguments (no MAC=/IP=).
+        let target = Target {
+            args: d.del_cni_args.clone(),
+            ..target
+        };
         undo.push(Undo::Detach {
             plugins: d.plugins.clone(),
             target: target.clone(),
@@ -685,7 +695,10 @@ pub async fn attach_network(
     }
     state.attachments.push(Attachment {
         plugins: d.plugins,
-        target,
+        target: Target {
+            args: d.del_cni_args,
+            ..target
+        },
         result,
     });
     Ok(state.view.clone())

@@ -32,8 +32,8 @@ pub const NODE_POLICY: &str = "[ovs]\nbridges = br1\ntrunk = true\n";
 
 #[derive(Debug, Default)]
 pub struct MountView {
-    pub dir: PathBuf,
-    pub ns_file: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) ns_file: PathBuf,
 }
 
 impl MountView {

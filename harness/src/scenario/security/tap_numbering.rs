@@ -9,8 +9,6 @@
 //! And a neighbour holding the `/dev/tapN` the plugin would pick must not stop it:
 //! the plugin skips a taken node and picks another index.
 
-use serde_json::Value;
-
 use super::{TapNode, tap_node};
 use crate::cluster::Cluster;
 use crate::cluster::any::AnyCluster;
@@ -32,10 +30,9 @@ fn net_ns_inode(pid: &str) -> Option<u64> {
 
 async fn link_index(cluster: &AnyCluster, ns: &Ns, name: &str) -> Result<u32, Failure> {
     let shown = cluster.ns_ip(ns, &["-j", "link", "show", name]).await?;
-    serde_json::from_str::<Value>(&shown)?
-        .get(0)
-        .and_then(|l| l["ifindex"].as_u64())
-        .map(|i| i as u32)
+    crate::probe::ip::links(&shown)?
+        .first()
+        .map(|l| l.index)
         .ok_or_else(|| Failure::msg(format!("{name} has no ifindex")))
 }
 
@@ -52,23 +49,21 @@ async fn probe_node_counter(ctx: &Ctx, cluster: &AnyCluster, node: &str) -> Resu
         .await?;
     let shown = cluster.node_ip(node, &["-j", "link", "show", &probe]).await;
     cluster.node_ip(node, &["link", "del", &probe]).await?;
-    let shown = serde_json::from_str::<Value>(&shown?)?;
+    let shown = crate::probe::ip::links(&shown?)?;
     let link = shown
-        .get(0)
+        .first()
         .ok_or_else(|| Failure::msg("the probe link on the node is not shown"))?;
     // The pair took two indexes (the peer's is `link_index`); the later one counts.
-    [&link["ifindex"], &link["link_index"]]
-        .iter()
-        .filter_map(|i| i.as_u64())
-        .max()
-        .map(|i| i as u32)
-        .ok_or_else(|| Failure::msg("the probe link on the node has no ifindex"))
+    Ok(link
+        .lower_index
+        .map_or(link.index, |peer| peer.max(link.index)))
 }
 
 pub(super) async fn neighbour_kernel_numbering(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node = cluster.nodes()[0].clone();
     let plugin = cluster.device_plugin_process(&node).await?;
-    if net_ns_inode(&plugin.pid.to_string()) == net_ns_inode("1") {
+    let initial = super::initial_namespace::initial_namespace();
+    if initial.is_some() && net_ns_inode(&plugin.pid.to_string()) == initial {
         // In the machine's own namespace the kernel's numbering is the machine's:
         // what upstream and KubeVirt expect there.
         ctx.observed.note(
@@ -76,12 +71,10 @@ pub(super) async fn neighbour_kernel_numbering(ctx: &Ctx, cluster: &AnyCluster) 
         );
         return Ok(());
     }
-    if net_ns_inode("1").is_none() {
-        // Then the plugin cannot tell the machine's namespace from a node's and
-        // numbers uniquely everywhere: its namespace comparison is not exercised.
-        ctx.observed.note(
-            "PID 1's network namespace cannot be read on this machine (not even by root): the device plugin numbers uniquely without comparing namespaces",
-        );
+    if initial.is_none() {
+        return Err(crate::scenario::Failure::error(
+            "cannot tell the machine's initial network namespace (neither the kernel's threads' nor PID 1's is readable)",
+        ));
     }
     // Other scenarios on this machine may hold /dev/tapN at the node's next
     // indexes (devtmpfs is shared): move the node's counter on to one whose node is
@@ -99,7 +92,7 @@ pub(super) async fn neighbour_kernel_numbering(ctx: &Ctx, cluster: &AnyCluster) 
             Some(&node),
         ))
         .await?;
-    let taken = pod_link(cluster, &victim, "net1").await?.index as u32;
+    let taken = pod_link(cluster, &victim, "net1").await?.index;
     let Some(held) = tap_node(taken) else {
         return fail(format!(
             "the victim's macvtap (ifindex {taken}) has no /dev/tap{taken}"
@@ -145,12 +138,18 @@ fn stolen(index: u32, held: TapNode) -> Outcome {
 }
 
 /// The bundled device plugin's numbering outside the machine's namespace, as an
-/// attacker who read its source computes it: the first index it tries for `id`.
-fn first_choice(namespace: u64, id: &str) -> u32 {
+/// attacker who read its source computes it: the index it tries for `id` at
+/// `attempt`.
+pub(super) fn candidate(namespace: u64, id: &str, attempt: u32) -> u32 {
     const BASE: u32 = 1 << 20;
     const SPAN: u64 = (1 << 30) - (1 << 20);
-    let hash = xxhash_rust::xxh64::xxh64(format!("{namespace}/{id}/0").as_bytes(), 0);
+    let hash = xxhash_rust::xxh64::xxh64(format!("{namespace}/{id}/{attempt}").as_bytes(), 0);
     BASE + (hash % SPAN) as u32
+}
+
+/// Its first choice for `id`.
+pub(super) fn first_choice(namespace: u64, id: &str) -> u32 {
+    candidate(namespace, id, 0)
 }
 
 /// The attacker (a pod with NET_ADMIN in its own namespace) holds `/dev/tapN` at
@@ -160,7 +159,8 @@ fn first_choice(namespace: u64, id: &str) -> u32 {
 pub(super) async fn first_choices_held(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node = cluster.nodes()[0].clone();
     let plugin = cluster.device_plugin_process(&node).await?;
-    let (Some(namespace), init) = (net_ns_inode(&plugin.pid.to_string()), net_ns_inode("1")) else {
+    let init = super::initial_namespace::initial_namespace();
+    let Some(namespace) = net_ns_inode(&plugin.pid.to_string()) else {
         return fail("cannot read the device plugin's network namespace");
     };
     if Some(namespace) == init {
@@ -253,7 +253,7 @@ pub(super) async fn first_choices_held(ctx: &Ctx, cluster: &AnyCluster) -> Outco
             ));
         }
     }
-    let index = pod_link(cluster, &victim, "net1").await?.index as u32;
+    let index = pod_link(cluster, &victim, "net1").await?.index;
     if held.iter().any(|(i, _)| *i == index) {
         return fail(format!(
             "the victim's net1 has ifindex {index}, whose /dev/tap{index} is the attacker's"

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use super::KubeCluster;
 use super::vms::KubevirtGuest;
 use crate::cluster::ability::{
-    DevicePluginRestart, FrameCapture, Fut, NodeAccess, Ovs, RunningCapture,
+    DevicePluginRestart, FrameCapture, Fut, NodeAccess, Ovs, RunningCapture, Whereabouts,
 };
 use crate::cluster::any::{Ended, NodeFacts, OvsFacts, ProviderCluster, if_offered};
 use crate::cluster::capability::{Capability, Offer};
@@ -94,6 +94,9 @@ impl ProviderCluster for KubeCluster {
     }
     fn guests(&self) -> Option<&dyn Guests> {
         if_offered(&self.offer(), Capability::Vm, self)
+    }
+    fn whereabouts(&self) -> Option<&dyn Whereabouts> {
+        if_offered(&self.offer(), Capability::Whereabouts, self)
     }
 }
 
@@ -202,6 +205,16 @@ impl Guests for KubeCluster {
 
     fn boots_local_image(&self) -> bool {
         false
+    }
+
+    /// KubeVirt's VirtualMachineInstanceMigration.
+    fn live_migration(&self) -> Option<&dyn crate::vm::migrate::LiveMigration> {
+        if_offered(&self.offer(), Capability::LiveMigration, self)
+    }
+
+    /// KubeVirt's dynamic networks: the VirtualMachine patched.
+    fn hotplug(&self) -> Option<&dyn crate::vm::hotplug::NicHotplug> {
+        if_offered(&self.offer(), Capability::NicHotplug, self)
     }
 }
 

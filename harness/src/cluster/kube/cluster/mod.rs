@@ -10,6 +10,9 @@
 
 mod abilities;
 mod diagnostics;
+pub mod moves;
+#[cfg(test)]
+mod moves_tests;
 mod namespace;
 mod node_probe;
 #[cfg(test)]
@@ -23,6 +26,7 @@ mod sandbox;
 mod snapshot;
 mod teardown;
 pub mod vms;
+mod whereabouts;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -41,7 +45,7 @@ pub use self::teardown::Teardown;
 pub use self::vms::KubevirtGuest;
 use super::RUN_LABEL;
 use super::apply::{self, Placement};
-use crate::cluster::capability::Offer;
+use crate::cluster::capability::{Capability, Offer};
 use crate::cluster::{Cluster, ClusterError, ExecOutput, NodeResources, PodView};
 use crate::objects::{Object, Pod};
 
@@ -55,23 +59,23 @@ pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 #[derive(Debug, Clone)]
 pub struct KubeOptions {
     /// How long `create_pod`/`delete_pod` wait.
-    pub pod_timeout: Duration,
+    pub(crate) pod_timeout: Duration,
     /// Extra `(namespace, label selector)` whose pods' logs go into diagnostics
     /// (the component DaemonSets: multus, the device plugin, ...).
-    pub log_selectors: Vec<(String, String)>,
+    pub(crate) log_selectors: Vec<(String, String)>,
     /// Lines of log per container in errors and diagnostics.
-    pub log_lines: i64,
+    pub(crate) log_lines: i64,
     /// The nodes' macvtap/macvlan lower device (`DEFAULT_LOWER_DEVICE` unless given).
-    pub lower_device: String,
+    pub(crate) lower_device: String,
     /// `(namespace, label selector)` of the device plugin's pods (the macvtap
     /// component), for the restart fault.
-    pub device_plugin_pods: Option<(String, String)>,
+    pub(crate) device_plugin_pods: Option<(String, String)>,
     /// Image (and `sleep` command) for pod containers that name none, such as the
     /// scenarios' plain pods; it needs `ip` and `ping` (busybox has both).
-    pub pod_image: String,
+    pub(crate) pod_image: String,
     /// What the cluster offers the scenarios (the provider's capabilities plus what
     /// the run deployed); `None`: the provider's own.
-    pub offer: Option<Offer>,
+    pub(crate) offer: Option<Offer>,
 }
 
 impl Default for KubeOptions {
@@ -101,6 +105,9 @@ pub struct KubeCluster {
     /// `Some("s3")` for a scenario's view of the run's cluster (see `scoped`).
     scope: Option<String>,
     nodes: Vec<String>,
+    /// The nodes a pod without tolerations may land on (not cordoned, no
+    /// NoSchedule/NoExecute taint): a migration needs two of them.
+    schedulable: Arc<BTreeSet<String>>,
     /// `nodes` is a subset the user chose: unpinned pods are kept on it too.
     restricted: bool,
     opts: KubeOptions,
@@ -114,6 +121,19 @@ pub struct KubeCluster {
 /// list of what it could not delete, diagnostics): reason, code and message.
 pub(super) fn api_err(e: kube::Error) -> String {
     crate::cluster::api_text(&e)
+}
+
+/// Whether pods without tolerations may land on `node`.
+fn schedulable(node: &Node) -> bool {
+    let Some(spec) = &node.spec else {
+        return true;
+    };
+    !spec.unschedulable.unwrap_or(false)
+        && !spec
+            .taints
+            .iter()
+            .flatten()
+            .any(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute"))
 }
 
 pub(super) fn is_not_found(e: &kube::Error) -> bool {
@@ -133,6 +153,12 @@ impl KubeCluster {
             .list(&ListParams::default())
             .await
             .map_err(|e| ClusterError::api(format!("list the {provider} cluster's nodes"), e))?;
+        let schedulable: BTreeSet<String> = list
+            .items
+            .iter()
+            .filter(|n| schedulable(n))
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
         let mut names: Vec<String> = list
             .items
             .into_iter()
@@ -145,6 +171,7 @@ impl KubeCluster {
             run: run.to_string(),
             scope: None,
             nodes: names,
+            schedulable: Arc::new(schedulable),
             restricted: false,
             opts,
             touched: Arc::default(),
@@ -156,12 +183,27 @@ impl KubeCluster {
         &self.run
     }
 
-    /// What the cluster offers the scenarios.
+    /// What the cluster offers the scenarios: KubeVirt moves a guest, and applies
+    /// some plugs, by migrating it, so neither is offered on fewer than two
+    /// schedulable nodes.
     pub fn offer(&self) -> Offer {
-        self.opts
+        let offer = self
+            .opts
             .offer
             .clone()
-            .unwrap_or_else(|| base_offer(&self.provider))
+            .unwrap_or_else(|| base_offer(&self.provider));
+        if self.schedulable_nodes() < 2 {
+            return offer.without([Capability::LiveMigration, Capability::NicHotplug]);
+        }
+        offer
+    }
+
+    /// How many of the scenarios' nodes take pods.
+    pub fn schedulable_nodes(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| self.schedulable.contains(*n))
+            .count()
     }
 
     /// The namespace the run's own objects live in (`secnet-<run>`): scenario pods
@@ -196,6 +238,7 @@ impl KubeCluster {
             run: self.run.clone(),
             scope: Some(scope.to_string()),
             nodes: self.nodes.clone(),
+            schedulable: self.schedulable.clone(),
             restricted: self.restricted,
             opts: self.opts.clone(),
             touched: Arc::default(),
@@ -296,5 +339,9 @@ impl Cluster for KubeCluster {
 
     async fn diagnostics(&self) -> String {
         diagnostics::collect(self).await
+    }
+
+    async fn live_pods(&self) -> Result<Vec<PodView>, ClusterError> {
+        pods::live(self).await
     }
 }

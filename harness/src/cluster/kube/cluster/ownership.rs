@@ -16,13 +16,13 @@ use crate::cluster::kube::apply;
 /// An object a run would apply that exists already and is not this run's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Foreign {
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
+    pub(crate) kind: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: String,
     /// Its field managers (`metadata.managedFields`), e.g. `kubectl`, `helm`.
-    pub managers: Vec<String>,
+    pub(crate) managers: Vec<String>,
     /// The secnet run whose label it carries, when another run made it.
-    pub other_run: Option<String>,
+    pub(crate) other_run: Option<String>,
 }
 
 impl Foreign {

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod as KPod;
-use kube::api::{Api, AttachParams, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{
+    Api, AttachParams, DeleteParams, ListParams, LogParams, PostParams, Preconditions,
+};
 use kube::runtime::wait::{await_condition, conditions};
 use tokio::io::AsyncReadExt;
 
@@ -42,6 +44,7 @@ impl KubeCluster {
             spec.affinity = Some(only_on(&self.nodes));
         }
         for c in &mut spec.containers {
+            ends_on_sigterm(c);
             if c.image.as_deref().is_some_and(|i| i == FIXTURE_BUSYBOX) {
                 c.image = Some(self.opts.pod_image.clone());
             }
@@ -49,9 +52,27 @@ impl KubeCluster {
                 c.image = Some(self.opts.pod_image.clone());
                 if c.command.as_ref().is_none_or(Vec::is_empty) {
                     c.command = Some(vec!["sleep".into(), "3600".into()]);
+                    ends_on_sigterm(c);
                 }
             }
         }
+    }
+}
+
+/// A container whose command is a lone `sleep N` sleeps as PID 1, which ignores
+/// SIGTERM: each deletion would wait out the kubelet's minimum grace (2 s, seen in
+/// containerd's `StopContainer … with timeout 2 (s)`) before the SIGKILL. The same
+/// sleep under a shell that exits on TERM ends at once; nothing else changes.
+fn ends_on_sigterm(c: &mut k8s_openapi::api::core::v1::Container) {
+    let Some([prog, secs]) = c.command.as_deref() else {
+        return;
+    };
+    let lone_sleep = matches!(prog.as_str(), "sleep" | "/bin/sleep")
+        && secs.parse::<u64>().is_ok()
+        && c.args.as_ref().is_none_or(Vec::is_empty);
+    if lone_sleep {
+        let script = format!("trap 'exit 0' TERM; sleep {secs} & wait");
+        c.command = Some(vec!["/bin/sh".into(), "-c".into(), script]);
     }
 }
 
@@ -305,10 +326,24 @@ pub(super) async fn exec(
         .stdin(false)
         .stdout(true)
         .stderr(true);
-    let mut proc = api
-        .exec(pod, argv.iter().copied(), &ap)
-        .await
-        .map_err(|e| ClusterError::api(format!("exec {argv:?} in pod {namespace}/{pod}"), e))?;
+    // A request that never reached the API server (its connection refused or reset
+    // under load) started nothing in the pod: asked again, up to three times.
+    let mut attempt = 0;
+    let mut proc = loop {
+        attempt += 1;
+        match api.exec(pod, argv.iter().copied(), &ap).await {
+            Ok(proc) => break proc,
+            Err(kube::Error::Service(_) | kube::Error::HyperError(_)) if attempt < 3 => {
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            Err(e) => {
+                return Err(ClusterError::api(
+                    format!("exec {argv:?} in pod {namespace}/{pod}"),
+                    e,
+                ));
+            }
+        }
+    };
     let mut stdout = proc.stdout().ok_or_else(|| fail("no stdout".into()))?;
     let mut stderr = proc.stderr().ok_or_else(|| fail("no stderr".into()))?;
     let status = proc.take_status();
@@ -331,6 +366,44 @@ pub(super) async fn exec(
     })
 }
 
+/// The run's live pods: every pod of its namespace and every pod elsewhere that
+/// carries its label, but those being deleted or finished (their addresses are
+/// being given back or are gone).
+pub(super) async fn live(c: &KubeCluster) -> Result<Vec<PodView>, ClusterError> {
+    let ns = c.run_namespace();
+    let own: Api<KPod> = Api::namespaced(c.client.clone(), &ns);
+    let labelled: Api<KPod> = Api::all(c.client.clone());
+    let mut pods = own
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| ClusterError::api(format!("list the pods of namespace {ns}"), e))?
+        .items;
+    let by_label = format!("{}={}", crate::cluster::kube::RUN_LABEL, c.run);
+    let elsewhere = labelled
+        .list(&ListParams::default().labels(&by_label))
+        .await
+        .map_err(|e| ClusterError::api(format!("list the pods labelled {by_label}"), e))?
+        .items;
+    pods.extend(
+        elsewhere
+            .into_iter()
+            .filter(|p| p.metadata.namespace.as_deref() != Some(ns.as_str())),
+    );
+    Ok(pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && !finished(p))
+        .map(|p| view_of(p.metadata.namespace.as_deref().unwrap_or_default(), p))
+        .collect())
+}
+
+/// A pod whose containers have all ended for good.
+fn finished(pod: &KPod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed")
+}
+
 impl KubeCluster {
     /// Waits until no pod of this run (and scope) is left, e.g. after `teardown`, so
     /// that the next scenario can reuse the names.
@@ -338,7 +411,7 @@ impl KubeCluster {
         let api: Api<KPod> = Api::all(self.client.clone());
         let lp = ListParams::default().labels(&self.selector());
         let what = format!("the pods labelled {} to be deleted", self.selector());
-        let pace = wait::Pace::every(Duration::from_millis(500));
+        let pace = wait::Pace::QUICK;
         wait::until(what, self.opts.pod_timeout, pace, || async {
             let left: Vec<String> = match api.list(&lp).await {
                 Ok(list) => list
@@ -429,6 +502,45 @@ impl KubeCluster {
             }))
         })
         .await
+    }
+
+    /// The whole log of the device plugin's pod on `node` (every container).
+    pub async fn device_plugin_log(&self, node: &str) -> Result<String, ClusterError> {
+        let (ns, selector) =
+            self.opts
+                .device_plugin_pods
+                .clone()
+                .ok_or_else(|| ClusterError::Operation {
+                    provider: self.provider.clone(),
+                    what: format!("reading the device plugin's log on {node}"),
+                    message: "no device plugin component in this run".into(),
+                })?;
+        let api: Api<KPod> = Api::namespaced(self.client.clone(), &ns);
+        let lp = ListParams::default()
+            .labels(&selector)
+            .fields(&format!("spec.nodeName={node}"));
+        let pods = api
+            .list(&lp)
+            .await
+            .map_err(|e| ClusterError::api(format!("list {selector} in {ns}"), e))?
+            .items;
+        let mut out = String::new();
+        for p in &pods {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let containers = p.spec.iter().flat_map(|s| &s.containers);
+            for c in containers {
+                let lp = LogParams {
+                    container: Some(c.name.clone()),
+                    ..LogParams::default()
+                };
+                let text = api
+                    .logs(&name, &lp)
+                    .await
+                    .map_err(|e| ClusterError::api(format!("logs of {ns}/{name}"), e))?;
+                out.push_str(&text);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -69,14 +69,14 @@ pub fn write_guest_context(image: &GuestImage, dir: &Path) -> std::io::Result<()
     Ok(())
 }
 
-fn resource(kind: &str, plural: &str) -> ApiResource {
+pub(super) fn resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("kubevirt.io", "v1", kind), plural)
 }
 
 /// The object KubeVirt is given for `vm`: the fixture named and labelled for the
 /// run, in `namespace`, pinned to `node`, booting the guest image by kernelBoot
-/// with its serial console logged. Multus networks without a namespace keep
-/// pointing at the fixture's (where the scenario applied the NADs).
+/// with its serial console logged. Multus networks point where the scenario's NADs
+/// are ([`network_in`]).
 pub fn vm_object(
     vm: &VirtualMachine,
     namespace: &str,
@@ -119,17 +119,26 @@ pub fn vm_object(
     spec["domain"]["devices"]["autoattachSerialConsole"] = json!(true);
     spec["domain"]["devices"]["logSerialConsole"] = json!(true);
     for net in spec["networks"].as_array_mut().into_iter().flatten() {
-        if let Some(name) = net["multus"]["networkName"].as_str()
-            && !name.contains('/')
-        {
-            net["multus"]["networkName"] = json!(format!("{}/{name}", vm.namespace));
+        if let Some(name) = net["multus"]["networkName"].as_str() {
+            net["multus"]["networkName"] = json!(network_in(namespace, &vm.namespace, name));
         }
     }
     obj
 }
 
+/// A multus network name as the VM in `namespace` must give it: the scenario's
+/// NADs of the fixture's `default` namespace (or none) are applied in the run's
+/// namespace, so a network there is looked up there.
+pub fn network_in(namespace: &str, fixture_ns: &str, name: &str) -> String {
+    let (ns, nad) = name.split_once('/').unwrap_or((fixture_ns, name));
+    match ns {
+        "" | "default" => format!("{namespace}/{nad}"),
+        other => format!("{other}/{nad}"),
+    }
+}
+
 /// A VMI's phase and its conditions, one line.
-fn vmi_summary(vmi: Option<&DynamicObject>) -> String {
+pub(super) fn vmi_summary(vmi: Option<&DynamicObject>) -> String {
     let Some(vmi) = vmi else {
         return "no VMI".into();
     };
@@ -170,17 +179,18 @@ fn status_mac(vmi: &DynamicObject, vm: &VirtualMachine, name: &str) -> Option<St
 /// A KubeVirt guest: what stopping it and reporting on it need.
 #[derive(Clone)]
 pub struct KubevirtGuest {
-    client: Client,
-    namespace: String,
-    name: String,
-    kind: String,
-    vmi_uid: String,
-    pod: String,
-    timeout: Duration,
+    pub(super) client: Client,
+    pub(super) namespace: String,
+    pub(super) name: String,
+    pub(super) kind: String,
+    pub(super) vmi_uid: String,
+    /// The launcher pod running the guest now (a new one after a migration).
+    pub(super) pod: String,
+    pub(super) timeout: Duration,
 }
 
 impl KubevirtGuest {
-    fn vmis(&self) -> Api<DynamicObject> {
+    pub(super) fn vmis(&self) -> Api<DynamicObject> {
         Api::namespaced_with(
             self.client.clone(),
             &self.namespace,
@@ -523,7 +533,11 @@ impl KubeCluster {
     }
 
     /// The VMI's virt-launcher pods: by the VMI's UID, else by the VM's name.
-    async fn launcher_pods(&self, guest: &KubevirtGuest, uid: Option<&str>) -> Vec<KPod> {
+    pub(super) async fn launcher_pods(
+        &self,
+        guest: &KubevirtGuest,
+        uid: Option<&str>,
+    ) -> Vec<KPod> {
         let api: Api<KPod> = Api::namespaced(self.client.clone(), &guest.namespace);
         let selector = match uid {
             Some(uid) => format!("kubevirt.io/created-by={uid}"),
@@ -536,7 +550,7 @@ impl KubeCluster {
     }
 
     /// The running virt-launcher pod of the VMI, as the scenarios see pods.
-    async fn launcher_pod(
+    pub(super) async fn launcher_pod(
         &self,
         vm: &VirtualMachine,
         guest: &KubevirtGuest,
@@ -564,7 +578,7 @@ impl KubeCluster {
 /// interface's addresses from multus' network-status (what KubeVirt's DHCP server
 /// hands the guest).
 /// An interface without a pod interface is named as the error.
-fn guest_nics(
+pub(super) fn guest_nics(
     vm: &VirtualMachine,
     vmi: &DynamicObject,
     pod: &PodView,
@@ -979,9 +993,10 @@ mod tests {
             json!({"kernelArgs": "console=ttyS0", "container": {"image": "img:1",
                 "kernelPath": KERNEL_PATH, "initrdPath": INITRD_PATH, "imagePullPolicy": "IfNotPresent"}})
         );
+        // The NADs of the fixture's `default` are in the run's namespace.
         assert_eq!(
             spec["networks"][0]["multus"]["networkName"],
-            "default/dataplane"
+            format!("{NS}/dataplane")
         );
         assert_eq!(
             spec["domain"]["devices"]["interfaces"][0],
