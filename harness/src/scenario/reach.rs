@@ -8,6 +8,8 @@
 //! from the same source over the same protocol, so that "isolated" cannot mean "this
 //! pod reaches nothing at all".
 
+use futures::StreamExt;
+
 use super::{Ctx, Failure, Outcome};
 use crate::cluster::{Cluster, PodView};
 use crate::contract::probe::{ping, transfer};
@@ -70,6 +72,8 @@ pub struct Table<'a> {
 const FIRST_PORT: u16 = 7400;
 /// How long a listener waits for its message.
 const LISTEN_S: u32 = 3;
+/// Cells probed at once (each probe is an exec or two into a pod).
+const PROBES_AT_ONCE: usize = 8;
 
 impl<'a> Table<'a> {
     /// An empty table whose positive cells get up to `tries` attempts.
@@ -152,19 +156,32 @@ impl<'a> Table<'a> {
         }
         let observed_cells = observed;
         let cells = without_udp_where_nc_cannot(self.cells, observed, cluster).await;
-        let mut order: Vec<(usize, &Cell)> = cells.iter().enumerate().collect();
-        order.sort_by_key(|(_, c)| !c.expected);
-        let mut wrong = Vec::new();
-        for (index, cell) in order {
-            let tries = if cell.expected { self.tries } else { 1 };
-            let port = FIRST_PORT + index as u16;
-            let mut observed = false;
-            for _ in 0..tries {
-                observed = probe(cluster, cell, port).await?;
-                if observed == cell.expected {
-                    break;
+        // Positive cells first, all at once, each retried: once they pass the paths
+        // are up, so a negative cell probed after them cannot pass because a bridge
+        // had not learnt yet. Then every negative cell at once: each waits out its
+        // probe's timeout, and one after the other they made the isolation
+        // scenarios wait a timeout per cell.
+        let mut seen: Vec<Option<bool>> = vec![None; cells.len()];
+        for wave in [true, false] {
+            let tries = if wave { self.tries } else { 1 };
+            let mut probes = Vec::new();
+            for (index, cell) in cells.iter().enumerate() {
+                if cell.expected == wave {
+                    probes.push(probe_cell(cluster, cell, index, tries));
                 }
             }
+            let results: Vec<Result<(usize, bool), Failure>> = futures::stream::iter(probes)
+                .buffered(PROBES_AT_ONCE)
+                .collect()
+                .await;
+            for result in results {
+                let (index, observed) = result?;
+                seen[index] = Some(observed);
+            }
+        }
+        let mut wrong = Vec::new();
+        for (cell, observed) in cells.iter().zip(seen) {
+            let observed = observed.unwrap_or(false);
             observed_cells.probe_over(
                 &cell.from.name,
                 &format!("{} ({})", cell.target, cell.ip),
@@ -242,6 +259,25 @@ async fn without_udp_where_nc_cannot<'a, C: Cluster>(
         })
         .cloned()
         .collect()
+}
+
+/// Probes `cell` up to `tries` times, until it shows what it is expected to:
+/// its index and what the last probe saw.
+async fn probe_cell<C: Cluster>(
+    cluster: &C,
+    cell: &Cell<'_>,
+    index: usize,
+    tries: usize,
+) -> Result<(usize, bool), Failure> {
+    let port = FIRST_PORT + index as u16;
+    let mut observed = false;
+    for _ in 0..tries {
+        observed = probe(cluster, cell, port).await?;
+        if observed == cell.expected {
+            break;
+        }
+    }
+    Ok((index, observed))
 }
 
 /// One probe of `cell`: whether the target answered (ICMP) or the message arrived.
