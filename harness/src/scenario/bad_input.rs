@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::kit::{DATAPLANE, fixture, fixture_nad, fixture_pod, named};
+use super::kit::{DATAPLANE, MACVTAP_PODS, fixture, fixture_nad, fixture_pod, named};
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::any::AnyCluster;
 use crate::cluster::{Cluster, ClusterError};
@@ -32,6 +32,7 @@ pub fn scenarios() -> Vec<Scenario> {
             |ctx, c| Box::pin(pod_inputs(ctx, c)),
         )
         .deploy_macvtap_seed()
+        .shares_nodes_but_not_within(MACVTAP_PODS)
         .beyond_reference(
             "kubevirt/macvtap-cni's errors pass on the kernel's words without naming the field or value at fault (e.g. `invalid argument` for an MTU above the lower device's)",
         ),

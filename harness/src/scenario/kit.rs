@@ -15,6 +15,12 @@ pub use crate::cluster::probe::PodIface;
 /// The seed's macvtap resource.
 pub const DATAPLANE: &str = "macvtap.network.kubevirt.io/dataplane";
 
+/// The group, on a shared cluster, of the scenarios whose pods take the seed's
+/// macvtap devices: they reuse the seed's NADs and count the nodes' devices, which
+/// no scenario that runs beside others uses; so one of them at a time, beside the
+/// rest.
+pub const MACVTAP_PODS: &str = "macvtap pods";
+
 /// The objects of fixture file `rel` (relative to the fixtures directory).
 pub fn fixture(ctx: &Ctx, rel: &str) -> Result<Vec<Object>, Failure> {
     Ok(load_file(&ctx.fixtures_dir.join(rel))?)

@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::kit::{
-    Table, add_addr, fixture_nad, fixture_pod, lan_host, named, network_status, pod_iface,
-    pod_link, status_of, with_net_admin,
+    MACVTAP_PODS, Table, add_addr, fixture_nad, fixture_pod, lan_host, named, network_status,
+    pod_iface, pod_link, status_of, with_net_admin,
 };
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::Cluster;
@@ -41,7 +41,8 @@ pub fn scenarios() -> Vec<Scenario> {
             &["mac", "mtu", "network-status"],
             |ctx, c| Box::pin(macvtap_pod(ctx, c)),
         )
-        .deploy_macvtap_seed(),
+        .deploy_macvtap_seed()
+        .shares_nodes_but_not_within(MACVTAP_PODS),
         Scenario::on_cluster(
             "seed/macvtap-pod-with-mac: the requested MAC everywhere",
             "macvtap",
@@ -49,7 +50,8 @@ pub fn scenarios() -> Vec<Scenario> {
             &["mac", "network-status"],
             |ctx, c| Box::pin(macvtap_pod_with_mac(ctx, c)),
         )
-        .deploy_macvtap_seed(),
+        .deploy_macvtap_seed()
+        .shares_nodes_but_not_within(MACVTAP_PODS),
         Scenario::on_cluster(
             "seed/capacity accounting: allocate, release, Insufficient",
             "macvtap",
@@ -57,7 +59,8 @@ pub fn scenarios() -> Vec<Scenario> {
             &["capacity"],
             |ctx, c| Box::pin(capacity_accounting(ctx, c)),
         )
-        .deploy_macvtap_seed(),
+        .deploy_macvtap_seed()
+        .shares_nodes_but_not_within(MACVTAP_PODS),
         Scenario::on_cluster(
             "seed/macvtap reachability: same node, across nodes, not the own uplink",
             "macvtap",
@@ -65,7 +68,8 @@ pub fn scenarios() -> Vec<Scenario> {
             &["reachability"],
             |ctx, c| Box::pin(macvtap_reachability(ctx, c)),
         )
-        .deploy_macvtap_seed(),
+        .deploy_macvtap_seed()
+        .shares_nodes_but_not_within(MACVTAP_PODS),
         Scenario::on_cluster(
             "seed/macvlan-test NAD with host-local: addresses and cross-node ping",
             "macvlan",
@@ -73,7 +77,8 @@ pub fn scenarios() -> Vec<Scenario> {
             &["reachability", "ipam"],
             |ctx, c| Box::pin(macvlan_host_local(ctx, c)),
         )
-        .deploy_macvtap_seed(),
+        .deploy_macvtap_seed()
+        .shares_nodes_but_not_within(MACVTAP_PODS),
         Scenario::on_cluster(
             "seed/manual macvlan lab: DHCP from the LAN, gateway reachable",
             "macvlan",
