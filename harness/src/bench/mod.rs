@@ -285,6 +285,16 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         }
         false => None,
     };
+    // The bench's own node policy: the plugins refuse a standalone master or an OVS
+    // socket no policy names, so the rows must not depend on whether this machine
+    // has an /etc/secnet/plugins.conf, nor on what it says.
+    let policy_dir = crate::lab::ScratchDir::new(&format!("{}-bench-policy", nl.lab.run_id))
+        .map_err(BenchError::Scratch)?;
+    let policy = bench_policy(
+        policy_dir.path(),
+        &uplink,
+        ovs.as_ref().map(|(o, _, _)| o.ovs.socket.as_path()),
+    )?;
     let mut subjects: Vec<Subject> = vec![
         Subject {
             name: "no-op process (spawn cost)".into(),
@@ -401,11 +411,9 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
                 _ => (&nl.node_ns, &pod),
             };
             let call = |cmd: &str| {
-                Call::new(&s.plugin, cmd, s.config.clone()).container(
-                    &format!("bench{i}"),
-                    Some(&pod.path_str()),
-                    "net1",
-                )
+                Call::new(&s.plugin, cmd, s.config.clone())
+                    .container(&format!("bench{i}"), Some(&pod.path_str()), "net1")
+                    .env(cni_kit::policy::POLICY_ENV, &policy)
             };
             for (cmd, out) in [("ADD", &mut *adds), ("DEL", &mut *dels)] {
                 // The spawn-cost row has no CNI answer to check: its exit status is
@@ -455,11 +463,9 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
                 nl.device_link(&cni_kit::naming::hashed_link_name(id))?;
             }
             for cmd in ["ADD", "DEL"] {
-                let call = Call::new(&s.plugin, cmd, s.config.clone()).container(
-                    &format!("rss{i}"),
-                    Some(&pod.path_str()),
-                    "net1",
-                );
+                let call = Call::new(&s.plugin, cmd, s.config.clone())
+                    .container(&format!("rss{i}"), Some(&pod.path_str()), "net1")
+                    .env(cni_kit::policy::POLICY_ENV, &policy);
                 let m = rss::run_cni(&call, &enter).map_err(|e| BenchError::Plugin {
                     plugin: s.name.clone(),
                     command: cmd.into(),
@@ -592,7 +598,7 @@ pub async fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     rows.extend(harness::conform_phases(opts.quick).await?);
     // The bare tier where the Kubernetes binaries are.
     match std::env::var_os("SECNET_K8S_BIN_DIR") {
-        Some(dir) => match bare::rows(dir.into(), opts.quick).await {
+        Some(dir) => match bare::rows(dir.into()).await {
             Ok(r) => rows.extend(r),
             Err(e) => notes.push(format!("bare cluster not measured: {e}")),
         },
@@ -691,6 +697,18 @@ fn ab_subjects(
 
 /// OVS daemons in the bench node with bridge `br1`; stopped and their directory
 /// removed on drop.
+/// Writes `dir/plugins.conf` allowing the bench lab's uplink as a standalone master
+/// and its OVS socket; returns the file's path.
+fn bench_policy(dir: &Path, uplink: &str, socket: Option<&Path>) -> Result<String, BenchError> {
+    let mut text = format!("[macvtap]\nstandalone_masters = {uplink}\n");
+    if let Some(socket) = socket {
+        let _ = write!(text, "[ovs]\nsockets = {}\n", socket.display());
+    }
+    let path = dir.join("plugins.conf");
+    std::fs::write(&path, text).map_err(BenchError::Scratch)?;
+    Ok(path.display().to_string())
+}
+
 struct BenchOvs {
     ovs: crate::cluster::netns::ovs::Ovs,
     started_in: Duration,

@@ -73,6 +73,7 @@ pub fn run_cni(call: &Call, enter: &Enter) -> std::io::Result<Measured> {
         .env("CNI_IFNAME", &call.ifname)
         .env("CNI_ARGS", &call.args)
         .env("CNI_PATH", &call.path)
+        .envs(call.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
