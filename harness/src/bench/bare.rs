@@ -42,7 +42,9 @@ pub fn options(k8s_bin_dir: PathBuf) -> Options {
         ("SECNET_WHEREABOUTS_DIR", Component::Whereabouts),
     ] {
         if let Some(dir) = std::env::var_os(var) {
-            opts.bare.component_bins.push((component, PathBuf::from(dir)));
+            opts.bare
+                .component_bins
+                .push((component, PathBuf::from(dir)));
         }
     }
     opts
