@@ -35,6 +35,21 @@ fn allocate_refuses_a_tap_node_of_another_namespace_and_picks_a_free_index() {
     }
     let mut nl = NodeLab::new().expect("node lab");
     let attacker = nl.pod("attacker").expect("attacker netns");
+    // Tests running beside this one make macvtaps in fresh namespaces, at small
+    // indexes, all the time, and /dev/tapN is global: their nodes came and went at
+    // the indexes this node hands out next, so "the attacker holds some /dev/tapN"
+    // failed under load. Move the node's counter far past theirs first (the links
+    // go with the node's namespace).
+    let fill = std::env::temp_dir().join(format!("secnet-tapnum-fill-{}", std::process::id()));
+    let batch: String = (0..300)
+        .map(|i| format!("link add fill{i} type veth peer name fillp{i}\n"))
+        .collect();
+    std::fs::write(&fill, batch).expect("write the batch");
+    let filled = nl
+        .lab
+        .ip(&nl.node, &["-batch", &fill.display().to_string()]);
+    let _ = std::fs::remove_file(&fill);
+    filled.expect("fill the node's ifindex counter");
     // The node's ifindex counter, as the attacker reads it from its eth0@ifNN.
     nl.lab
         .ip(
