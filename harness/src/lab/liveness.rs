@@ -89,7 +89,36 @@ fn try_mark_live(dir: &Path, run_id: &str) -> std::io::Result<()> {
     let comm = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
     write!(lock, "pid {} {}", std::process::id(), comm.trim())?;
     HELD.lock().expect("held markers").push((path, lock));
+    forget_at_exit();
     Ok(())
+}
+
+/// Has the markers removed at the process's normal exit, once: a test binary, or
+/// any other user of the library that never calls [`forget_live`], left one file
+/// per run id in the live directory (~700 a CI run). A killed process still leaves
+/// its marker, unlocked: `secnet clean` removes those.
+fn forget_at_exit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    extern "C" fn at_exit() {
+        // Never wait at exit: a thread that held the list when exit began may
+        // never run again.
+        let mut held = match HELD.try_lock() {
+            Ok(held) => held,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        for (path, lock) in std::mem::take(&mut *held) {
+            let _ = std::fs::remove_file(&path);
+            drop(lock);
+        }
+    }
+    ONCE.call_once(|| {
+        // SAFETY: atexit only records the pointer of a function that lives as long
+        // as the program.
+        unsafe {
+            nix::libc::atexit(at_exit);
+        }
+    });
 }
 
 /// Removes the markers this process holds, as it ends: a run leaves no file with
