@@ -152,6 +152,20 @@ pub struct WriteError {
     pub(crate) source: std::io::Error,
 }
 
+/// Writes each `(file name, text)` into `dir`, made first if missing.
+pub(crate) fn write_files(dir: &Path, files: &[(&str, String)]) -> Result<(), WriteError> {
+    let err = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| WriteError { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(err(&path))?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("failed to read {path}: {source}")]

@@ -87,22 +87,16 @@ impl ClusterComparison {
 
     /// `compare-clusters.json` and `compare-clusters.md` in `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
-        let err = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| WriteError { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(err(dir))?;
-        for (name, text) in [
-            (
-                "compare-clusters.json",
-                serde_json::to_string_pretty(self).expect("comparison serializes"),
-            ),
-            ("compare-clusters.md", markdown(self)),
-        ] {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(err(&path))?;
-        }
-        Ok(())
+        crate::report::write_files(
+            dir,
+            &[
+                (
+                    "compare-clusters.json",
+                    serde_json::to_string_pretty(self).expect("comparison serializes"),
+                ),
+                ("compare-clusters.md", markdown(self)),
+            ],
+        )
     }
 }
 

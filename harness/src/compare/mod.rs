@@ -110,24 +110,18 @@ impl Comparison {
 
     /// `compare.json`, `compare.md`, `compare.html` and `junit.xml` in `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
-        let err = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| WriteError { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(err(dir))?;
-        for (name, text) in [
-            (
-                "compare.json",
-                serde_json::to_string_pretty(self).expect("comparison serializes"),
-            ),
-            ("compare.md", render::markdown(self)),
-            ("compare.html", render::html(self)),
-            ("junit.xml", junit::render(self)),
-        ] {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(err(&path))?;
-        }
-        Ok(())
+        crate::report::write_files(
+            dir,
+            &[
+                (
+                    "compare.json",
+                    serde_json::to_string_pretty(self).expect("comparison serializes"),
+                ),
+                ("compare.md", render::markdown(self)),
+                ("compare.html", render::html(self)),
+                ("junit.xml", junit::render(self)),
+            ],
+        )
     }
 }
 

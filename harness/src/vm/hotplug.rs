@@ -275,9 +275,7 @@ pub async fn unplug_qemu<C: Cluster + PodNetworks>(
     let name = vm.vm.name.clone();
     let t0 = Instant::now();
     let nic = vm
-        .nics
-        .iter()
-        .find(|n| n.interface == iface)
+        .nic(iface)
         .cloned()
         .ok_or_else(|| hp_err(&name, format!("the VM has no interface {iface}")))?;
     let (netdev, device, _) = ids(iface);

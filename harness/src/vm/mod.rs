@@ -553,6 +553,11 @@ fn binding_name(b: &BindingKind) -> &str {
 }
 
 impl RunningVm {
+    /// The NIC of interface `iface`.
+    pub(crate) fn nic(&self, iface: &str) -> Option<&GuestNic> {
+        self.nics.iter().find(|n| n.interface == iface)
+    }
+
     /// The guest as the report draws it: its launcher pod and each NIC's binding.
     pub fn snap(&self) -> crate::observe::GuestSnap {
         crate::observe::GuestSnap {

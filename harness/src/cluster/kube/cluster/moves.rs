@@ -500,9 +500,7 @@ impl KubeCluster {
         let name = vm.vm.name.clone();
         let t0 = Instant::now();
         let pod_ifname = vm
-            .nics
-            .iter()
-            .find(|n| n.interface == iface)
+            .nic(iface)
             .map(|n| n.pod_ifname.clone())
             .ok_or_else(|| hp_err(&name, format!("the VM has no NIC {iface}")))?;
         let patch =
