@@ -7,6 +7,7 @@ pub mod liveness;
 pub mod node;
 pub mod release;
 pub mod scratch;
+pub mod solicit;
 pub mod wait;
 
 use std::path::PathBuf;

@@ -245,30 +245,58 @@ async fn ovs_vlan(ctx: &Ctx, c: &AnyCluster) -> Outcome {
 }
 
 /// The first address of the pod's net1 in the fabric's /64 (that of `gw6`),
-/// waiting up to `within` for the router's advertisement.
+/// waiting up to `within` for the router's advertisement. Where the cluster's pods
+/// are namespaces of this machine, the pod solicits one every 2 s until it has
+/// the address: net1 has no link-local address (the plugins keep it quiet), so
+/// its kernel never does, and the router's unsolicited ones come 5 to 20 s apart
+/// (`lab::solicit`). Elsewhere the wait is for those.
 async fn slaac_address(
     c: &AnyCluster,
     pod: &PodView,
     gw6: Ipv6Addr,
     within: Duration,
 ) -> Result<String, Failure> {
+    const SOLICIT_EVERY: Duration = Duration::from_secs(2);
     let start = Instant::now();
     let on_lan = |a: &String| {
         a.parse::<Ipv6Addr>()
             .is_ok_and(|a| a.segments()[..4] == gw6.segments()[..4])
     };
+    let netns = match c.local_topology() {
+        Some(local) => Some(local.pod_namespace(pod).await?.open().map_err(|e| {
+            Failure::from(format!("{}: opening its network namespace: {e}", pod.name))
+        })?),
+        None => None,
+    };
+    let mut solicited: Option<Instant> = None;
     loop {
+        if let Some(netns) = &netns
+            && solicited.is_none_or(|at| at.elapsed() >= SOLICIT_EVERY)
+        {
+            crate::lab::solicit::router_solicitation(netns, "net1").map_err(|e| {
+                Failure::from(format!(
+                    "{}: sending a router solicitation out of net1: {e}",
+                    pod.name
+                ))
+            })?;
+            solicited = Some(Instant::now());
+        }
         let addrs = settled_addresses(c, pod, "net1", Duration::from_secs(3)).await?;
         if let Some(a) = addrs.iter().find(|a| on_lan(a)) {
             return Ok(a.clone());
         }
         if start.elapsed() > within {
+            let asked = if netns.is_some() {
+                " though it solicited one every 2 s"
+            } else {
+                ""
+            };
             return fail(format!(
-                "{}: no SLAAC address in the fabric's /64 (gateway {gw6}) on net1 after {within:?} (has {addrs:?}): no router advertisement arrived",
+                "{}: no SLAAC address in the fabric's /64 (gateway {gw6}) on net1 after {within:?} (has {addrs:?}): no router advertisement arrived{asked}",
                 pod.name
             ));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

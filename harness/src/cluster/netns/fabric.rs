@@ -10,6 +10,8 @@ use crate::lab::enter::Enter;
 use crate::lab::{CommandError, Lab, Ns};
 
 pub const BRIDGE: &str = "br0";
+/// The LAN router's link-local address, the source of its advertisements.
+const ROUTER_LINK_LOCAL: &str = "fe80::1/64";
 
 pub fn up(lab: &mut Lab, topo: &Topology) -> Result<Ns, NetnsError> {
     let fabric = lab.netns("fabric")?;
@@ -22,8 +24,16 @@ pub fn up(lab: &mut Lab, topo: &Topology) -> Result<Ns, NetnsError> {
         lab.ip(&fabric, &args)?;
     }
     if let Some(gw6) = topo.fabric.gateway6 {
-        // nodad: the gateway answers at once; the LAN is ours.
+        // nodad: the gateway answers at once; the LAN is ours. Its link-local
+        // address too, fixed: the kernel's own would be tentative for a second after
+        // the first port's carrier, and dnsmasq's advertisements meanwhile come from
+        // the global address, which hosts must drop (RFC 4861 §6.1.2).
         let gw6 = format!("{gw6}/64");
+        lab.ip(&fabric, &["link", "set", BRIDGE, "addrgenmode", "none"])?;
+        lab.ip(
+            &fabric,
+            &["addr", "add", ROUTER_LINK_LOCAL, "dev", BRIDGE, "nodad"],
+        )?;
         lab.ip(&fabric, &["addr", "add", &gw6, "dev", BRIDGE, "nodad"])?;
     }
     Ok(fabric)
