@@ -51,6 +51,31 @@ pub fn named(mut pod: Pod, name: &str, node: Option<&str>) -> Pod {
     pod
 }
 
+/// Creates `pods` at once (a real kubelet takes seconds per pod, most of it
+/// waiting); their views in the same order, or the first failure, named.
+pub async fn start_pods<C: Cluster>(cluster: &C, pods: Vec<Pod>) -> Result<Vec<PodView>, Failure> {
+    let names: Vec<String> = pods.iter().map(|p| p.metadata.name.clone()).collect();
+    let started = futures::future::join_all(pods.into_iter().map(|p| cluster.create_pod(p))).await;
+    names
+        .into_iter()
+        .zip(started)
+        .map(|(name, r)| r.map_err(|e| Failure::caused(format!("pod {name}"), e)))
+        .collect()
+}
+
+/// Deletes `pods` at once, each waited for until gone.
+pub async fn delete_pods<C: Cluster>(cluster: &C, pods: &[PodView]) -> Outcome {
+    let deleted = futures::future::join_all(
+        pods.iter()
+            .map(|p| cluster.delete_pod(&p.namespace, &p.name)),
+    )
+    .await;
+    for (p, r) in pods.iter().zip(deleted) {
+        r.map_err(|e| Failure::caused(format!("deleting pod {}", p.name), e))?;
+    }
+    Ok(())
+}
+
 /// Lets the pod's probes change its interfaces (`ip addr add`): a real container
 /// runtime drops NET_ADMIN by default.
 pub fn with_net_admin(mut pod: Pod) -> Pod {

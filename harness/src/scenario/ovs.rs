@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use super::kit::{
-    Table, fixture_nad, ping, pod_iface, pod_link, pod_run, record_topology, status_of,
-    with_net_admin,
+    Table, delete_pods, fixture_nad, ping, pod_iface, pod_link, pod_run, record_topology,
+    start_pods, status_of, with_net_admin,
 };
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::any::AnyCluster;
@@ -84,15 +84,21 @@ fn bridge(ctx: &Ctx) -> Result<String, Failure> {
     }
 }
 
-async fn start(
+/// A plain pod on `node` attached to `networks`, with NET_ADMIN: the probes add
+/// addresses to net1 (a real runtime drops it).
+fn on(name: &str, node: &str, networks: &str) -> Pod {
+    with_net_admin(Pod::plain(name, node, networks))
+}
+
+/// `pods` started at once, in their order.
+async fn started<const N: usize>(
     cluster: &AnyCluster,
-    name: &str,
-    node: &str,
-    networks: &str,
-) -> Result<PodView, Failure> {
-    // NET_ADMIN: the probes add addresses to net1 (a real runtime drops it).
-    let pod = with_net_admin(Pod::plain(name, node, networks));
-    Ok(cluster.create_pod(pod).await?)
+    pods: [Pod; N],
+) -> Result<[PodView; N], Failure> {
+    let views = start_pods(cluster, pods.into()).await?;
+    views
+        .try_into()
+        .map_err(|v: Vec<PodView>| Failure::msg(format!("{} pods started, {N} asked", v.len())))
 }
 
 async fn address(cluster: &AnyCluster, p: &PodView, cidr: &str) -> Outcome {
@@ -113,9 +119,7 @@ fn node_names(cluster: &AnyCluster) -> Result<(String, String), Failure> {
 /// Deletes `pods` and checks that no pod's port is left on any node's bridge.
 async fn delete_and_check_ports(ctx: &Ctx, cluster: &AnyCluster, pods: &[PodView]) -> Outcome {
     record_topology(ctx, cluster).await;
-    for p in pods {
-        cluster.delete_pod(&p.namespace, &p.name).await?;
-    }
+    delete_pods(cluster, pods).await?;
     let bridge = bridge(ctx)?;
     for node in cluster.nodes() {
         let left = cluster.ovs_pod_ports(&node, &bridge).await?;
@@ -128,9 +132,15 @@ async fn delete_and_check_ports(ctx: &Ctx, cluster: &AnyCluster, pods: &[PodView
 
 async fn vlan100_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let (n1, n2) = node_names(cluster)?;
-    let a = start(cluster, "ovs-a", &n1, "ovs-vlan-100").await?;
-    let b = start(cluster, "ovs-b", &n1, "ovs-vlan-100").await?;
-    let c = start(cluster, "ovs-c", &n2, "ovs-vlan-100").await?;
+    let [a, b, c] = started(
+        cluster,
+        [
+            on("ovs-a", &n1, "ovs-vlan-100"),
+            on("ovs-b", &n1, "ovs-vlan-100"),
+            on("ovs-c", &n2, "ovs-vlan-100"),
+        ],
+    )
+    .await?;
     for (p, ip) in [
         (&a, "10.100.0.1/24"),
         (&b, "10.100.0.2/24"),
@@ -152,10 +162,16 @@ async fn vlan100_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 
 async fn vlan200_isolated(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let (n1, n2) = node_names(cluster)?;
-    let a = start(cluster, "ovs-a", &n1, "ovs-vlan-100").await?;
-    let b = start(cluster, "ovs-b", &n2, "ovs-vlan-100").await?;
-    let x = start(cluster, "ovs-x", &n1, "ovs-vlan-200").await?;
-    let y = start(cluster, "ovs-y", &n2, "ovs-vlan-200").await?;
+    let [a, b, x, y] = started(
+        cluster,
+        [
+            on("ovs-a", &n1, "ovs-vlan-100"),
+            on("ovs-b", &n2, "ovs-vlan-100"),
+            on("ovs-x", &n1, "ovs-vlan-200"),
+            on("ovs-y", &n2, "ovs-vlan-200"),
+        ],
+    )
+    .await?;
     // One subnet for all: only the VLANs keep them apart.
     for (p, ip) in [
         (&a, "10.100.0.1/24"),
@@ -194,10 +210,16 @@ async fn capture<F: Future<Output = Outcome>>(
 
 async fn trunk_allowed_vlans_only(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let (n1, n2) = node_names(cluster)?;
-    let trunk = start(cluster, "ovs-trunk", &n1, "ovs-trunk").await?;
     // Senders on the other node: the tags must survive the fabric.
-    let s100 = start(cluster, "ovs-s100", &n2, "ovs-vlan-100").await?;
-    let s200 = start(cluster, "ovs-s200", &n2, "ovs-vlan-200").await?;
+    let [trunk, s100, s200] = started(
+        cluster,
+        [
+            on("ovs-trunk", &n1, "ovs-trunk"),
+            on("ovs-s100", &n2, "ovs-vlan-100"),
+            on("ovs-s200", &n2, "ovs-vlan-200"),
+        ],
+    )
+    .await?;
     address(cluster, &s100, "10.100.0.2/24").await?;
     address(cluster, &s200, "10.200.0.2/24").await?;
     let seen = capture(cluster, &trunk, async {
@@ -233,14 +255,18 @@ async fn trunk_allowed_vlans_only(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 async fn mtu_mac_and_cleanup(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let (n1, n2) = node_names(cluster)?;
     let mac = "02:00:0a:0b:0c:01";
-    let m = start(
+    let [m, t] = started(
         cluster,
-        "ovs-mac",
-        &n1,
-        &format!(r#"[{{"name": "ovs-vlan-100", "mac": "{mac}"}}]"#),
+        [
+            on(
+                "ovs-mac",
+                &n1,
+                &format!(r#"[{{"name": "ovs-vlan-100", "mac": "{mac}"}}]"#),
+            ),
+            on("ovs-mtu", &n2, "ovs-vlan-200"),
+        ],
     )
     .await?;
-    let t = start(cluster, "ovs-mtu", &n2, "ovs-vlan-200").await?;
     // `ip -o link`: busybox in a real cluster's pods reads it too.
     let net1 = pod_iface(cluster, &m, "net1").await?;
     ensure(net1.mac == mac, || {
