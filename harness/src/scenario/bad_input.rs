@@ -219,11 +219,16 @@ async fn pod_inputs(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     // On a real cluster a pod whose sandbox fails stays and its kubelet retries,
     // holding its device: deleted, it must leave nothing behind. Where secnet is the
     // runtime the failed start itself leaves nothing (there is no pod to delete).
+    // All at once: each refusal takes a real kubelet a second or more.
     let node_side = cluster.offers(Capability::NodeAccess);
-    for (pod, needles) in cases {
-        let name = pod.metadata.name.clone();
-        let namespace = pod.metadata.namespace.clone();
-        let err = match cluster.create_pod(pod).await {
+    let names: Vec<(String, String)> = cases
+        .iter()
+        .map(|(p, _)| (p.metadata.namespace.clone(), p.metadata.name.clone()))
+        .collect();
+    let (pods, needles): (Vec<crate::objects::Pod>, Vec<Vec<&str>>) = cases.into_iter().unzip();
+    let answers = futures::future::join_all(pods.into_iter().map(|p| cluster.create_pod(p))).await;
+    for (((_, name), answer), needles) in names.iter().zip(answers).zip(needles) {
+        let err = match answer {
             Ok(_) => return fail(format!("pod {name} started although its input is bad")),
             Err(e) => e.to_string(),
         };
@@ -233,26 +238,34 @@ async fn pod_inputs(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
                 format!("pod {name}: the error does not mention {needle:?}:\n{err}")
             })?;
         }
-        if !node_side {
-            continue;
-        }
-        match cluster.delete_pod("default", &name).await {
-            Ok(()) | Err(ClusterError::NoSuchPod(_)) => {}
-            Err(e) => {
-                return Err(Failure::caused(
-                    format!("deleting the refused pod {name}"),
-                    e,
-                ));
+    }
+    if node_side {
+        let deleted = futures::future::join_all(
+            names
+                .iter()
+                .map(|(_, name)| cluster.delete_pod("default", name)),
+        )
+        .await;
+        for ((_, name), r) in names.iter().zip(deleted) {
+            match r {
+                Ok(()) | Err(ClusterError::NoSuchPod(_)) => {}
+                Err(e) => {
+                    return Err(Failure::caused(
+                        format!("deleting the refused pod {name}"),
+                        e,
+                    ));
+                }
             }
         }
         let r = cluster.node_resources(&node).await?;
         ensure(r.allocated.get(DATAPLANE) == Some(&0), || {
-            format!("pod {name}: a device is still held after the failed start: {r:?}")
+            format!("a device is still held after the refused pods were deleted: {r:?}")
         })?;
-        ensure(
-            !cluster.pod_sandbox_exists(&namespace, &name).await?,
-            || format!("pod {name}: its sandbox is still there"),
-        )?;
+        for (namespace, name) in &names {
+            ensure(!cluster.pod_sandbox_exists(namespace, name).await?, || {
+                format!("pod {name}: its sandbox is still there")
+            })?;
+        }
     }
     if !node_side {
         ctx.observed.note(

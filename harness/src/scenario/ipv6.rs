@@ -323,12 +323,17 @@ async fn macvtap(ctx: &Ctx, c: &AnyCluster) -> Outcome {
     let (gw6, [static_a, static_b]) = fabric_v6(ctx, [0xa1, 0xb1])?;
     let (n1, n2) = two_nodes(c)?;
     let base = with_net_admin(fixture_pod(ctx, "seed/macvtap-pod.yaml")?);
-    let a = c
-        .create_pod(named(base.clone(), "v6-mvt-a", Some(&n1)))
-        .await?;
-    let b = c.create_pod(named(base, "v6-mvt-b", Some(&n2))).await?;
-    let slaac_a = slaac_address(c, &a, gw6, Duration::from_secs(20)).await?;
-    let slaac_b = slaac_address(c, &b, gw6, Duration::from_secs(20)).await?;
+    let started = kit::start_pods(
+        c,
+        vec![
+            named(base.clone(), "v6-mvt-a", Some(&n1)),
+            named(base, "v6-mvt-b", Some(&n2)),
+        ],
+    )
+    .await?;
+    let (a, b) = (&started[0], &started[1]);
+    let slaac_a = slaac_address(c, a, gw6, Duration::from_secs(20)).await?;
+    let slaac_b = slaac_address(c, b, gw6, Duration::from_secs(20)).await?;
     ctx.observed
         .note(&format!("SLAAC: v6-mvt-a {slaac_a}, v6-mvt-b {slaac_b}"));
     for (p, addr) in [(&a, static_a), (&b, static_b)] {
@@ -344,10 +349,10 @@ async fn macvtap(ctx: &Ctx, c: &AnyCluster) -> Outcome {
         }
     }
     let gw = gw6.to_string();
-    reach_all(ctx, c, &a, "fabric gateway", std::slice::from_ref(&gw)).await?;
-    reach_all(ctx, c, &b, "fabric gateway", std::slice::from_ref(&gw)).await?;
-    reach_all(ctx, c, &a, "v6-mvt-b", &[slaac_b, static_b.to_string()]).await?;
-    reach_all(ctx, c, &b, "v6-mvt-a", &[slaac_a, static_a.to_string()]).await
+    reach_all(ctx, c, a, "fabric gateway", std::slice::from_ref(&gw)).await?;
+    reach_all(ctx, c, b, "fabric gateway", std::slice::from_ref(&gw)).await?;
+    reach_all(ctx, c, a, "v6-mvt-b", &[slaac_b, static_b.to_string()]).await?;
+    reach_all(ctx, c, b, "v6-mvt-a", &[slaac_a, static_a.to_string()]).await
 }
 
 /// The guest's address on `dev` in the fabric's /64 (that of `gw6`) other than

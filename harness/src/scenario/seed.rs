@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::kit::{
     MACVTAP_PODS, Table, add_addr, fixture_nad, fixture_pod, lan_host, named, network_status,
-    pod_iface, pod_link, status_of, with_net_admin,
+    pod_iface, pod_link, start_pods, status_of, with_net_admin,
 };
 use super::{Capability, Ctx, Failure, Outcome, Scenario, ensure, fail};
 use crate::cluster::Cluster;
@@ -176,20 +176,23 @@ async fn macvtap_pod_with_mac(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 
 async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let node = cluster.nodes()[0].clone();
-    let a = cluster
-        .create_pod(named(
-            fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
-            "macvtap-pod",
-            Some(&node),
-        ))
-        .await?;
-    cluster
-        .create_pod(named(
-            fixture_pod(ctx, "seed/macvtap-pod-with-mac.yaml")?,
-            "macvtap-pod-with-mac",
-            Some(&node),
-        ))
-        .await?;
+    let started = start_pods(
+        cluster,
+        vec![
+            named(
+                fixture_pod(ctx, "seed/macvtap-pod.yaml")?,
+                "macvtap-pod",
+                Some(&node),
+            ),
+            named(
+                fixture_pod(ctx, "seed/macvtap-pod-with-mac.yaml")?,
+                "macvtap-pod-with-mac",
+                Some(&node),
+            ),
+        ],
+    )
+    .await?;
+    let a = &started[0];
     let r = cluster.node_resources(&node).await?;
     // As the seed's `kubectl describe node`: Capacity 50, Allocatable 50, Allocated 2.
     ensure(
@@ -202,7 +205,7 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     )?;
     if cluster.offers(Capability::NodeAccess) {
         // Device IDs come from the kubelet's admission, which only node access shows.
-        let devices = cluster.pod_devices(&a).await?;
+        let devices = cluster.pod_devices(a).await?;
         ensure(devices.get(DATAPLANE).map(Vec::len) == Some(1), || {
             format!("pod devices {devices:?}")
         })?;
@@ -246,24 +249,25 @@ async fn capacity_accounting(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
 async fn macvtap_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let nodes = cluster.nodes();
     let base = with_net_admin(fixture_pod(ctx, "seed/macvtap-pod.yaml")?);
-    let a = cluster
-        .create_pod(named(base.clone(), "mvt-a", Some(&nodes[0])))
-        .await?;
-    let b = cluster
-        .create_pod(named(base.clone(), "mvt-b", Some(&nodes[0])))
-        .await?;
-    let c = cluster
-        .create_pod(named(base, "mvt-c", Some(&nodes[1])))
-        .await?;
+    let started = start_pods(
+        cluster,
+        vec![
+            named(base.clone(), "mvt-a", Some(&nodes[0])),
+            named(base.clone(), "mvt-b", Some(&nodes[0])),
+            named(base, "mvt-c", Some(&nodes[1])),
+        ],
+    )
+    .await?;
+    let [a, b, c] = [&started[0], &started[1], &started[2]];
     // Addresses on the LAN's subnet, so that the nodes' own uplinks are in reach.
     let (ip_a, ip_b, ip_c) = (lan_host(ctx, 21), lan_host(ctx, 22), lan_host(ctx, 23));
     for (pod, ip) in [(&a, &ip_a), (&b, &ip_b), (&c, &ip_c)] {
         add_addr(cluster, pod, &format!("{ip}/24"), "net1").await?;
     }
     let table = Table::new(3)
-        .pod(&a, &b, "mvt-b (same node)", &ip_b, true)
-        .pod(&a, &c, "mvt-c (other node)", &ip_c, true)
-        .pod(&c, &a, "mvt-a (other node)", &ip_a, true);
+        .pod(a, b, "mvt-b (same node)", &ip_b, true)
+        .pod(a, c, "mvt-c (other node)", &ip_c, true)
+        .pod(c, a, "mvt-a (other node)", &ip_a, true);
     // The LAN's addresses are known where secnet made the nodes.
     let Some(topology) = cluster.local_topology().map(|l| l.topology()) else {
         ctx.observed
@@ -273,9 +277,9 @@ async fn macvtap_reachability(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     let own = topology.nodes[0].address.to_string();
     let other = topology.nodes[1].address.to_string();
     table
-        .icmp(&a, "node2 uplink", &other, true)
+        .icmp(a, "node2 uplink", &other, true)
         // A bridge-mode macvtap cannot talk to its own lower device's address.
-        .icmp(&a, "node1 uplink (own lower)", &own, false)
+        .icmp(a, "node1 uplink (own lower)", &own, false)
         .check(ctx, cluster)
         .await
 }
@@ -291,21 +295,22 @@ async fn macvlan_host_local(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
     nad.spec.config = config.to_string();
     cluster.apply(vec![Object::Nad(nad)]).await?;
     let pod = Pod::plain;
-    let a = cluster
-        .create_pod(pod("mvl-a", &nodes[0], "macvlan-test"))
-        .await?;
-    let b = cluster
-        .create_pod(pod("mvl-b", &nodes[0], "macvlan-test"))
-        .await?;
     // host-local allocates per node: a pod on the other node asks for its address
     // (multus `ips`), or it would get the same first address as mvl-a.
-    let c = cluster
-        .create_pod(pod(
-            "mvl-c",
-            &nodes[1],
-            r#"[{"name": "macvlan-test", "ips": ["10.250.250.100/24"]}]"#,
-        ))
-        .await?;
+    let started = start_pods(
+        cluster,
+        vec![
+            pod("mvl-a", &nodes[0], "macvlan-test"),
+            pod("mvl-b", &nodes[0], "macvlan-test"),
+            pod(
+                "mvl-c",
+                &nodes[1],
+                r#"[{"name": "macvlan-test", "ips": ["10.250.250.100/24"]}]"#,
+            ),
+        ],
+    )
+    .await?;
+    let [a, b, c] = [&started[0], &started[1], &started[2]];
     let mut ips = Vec::new();
     for p in [&a, &b, &c] {
         let s = status_of(p, "default/macvlan-test")?;
@@ -326,9 +331,9 @@ async fn macvlan_host_local(ctx: &Ctx, cluster: &AnyCluster) -> Outcome {
         format!("two pods on one node got the same address {}", ips[0])
     })?;
     Table::new(3)
-        .pod(&a, &b, "mvl-b (same node)", &ips[1], true)
-        .pod(&a, &c, "mvl-c (other node)", &ips[2], true)
-        .pod(&c, &a, "mvl-a (other node)", &ips[0], true)
+        .pod(a, b, "mvl-b (same node)", &ips[1], true)
+        .pod(a, c, "mvl-c (other node)", &ips[2], true)
+        .pod(c, a, "mvl-a (other node)", &ips[0], true)
         .check(ctx, cluster)
         .await
 }
