@@ -56,7 +56,7 @@ pub(crate) struct ConformArgs {
     /// Scenarios run at once, each in its own netns cluster [default: the number
     /// of cores]; --jobs 1 runs them one after the other. kind and existing
     /// clusters run one at a time (the scenarios share the nodes' capacity); bare
-    /// runs the scenarios that share the nodes 4 at a time [default], the others
+    /// runs the scenarios that share the nodes 8 at a time [default], the others
     /// alone.
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,

@@ -50,14 +50,19 @@ fn final_failure(mut events: Vec<Event>) -> Option<String> {
     None
 }
 
-/// Words of a failure to reach a server in time, not of a refusal.
+/// Words of a failure to reach a server in time, not of a refusal. "rejected by
+/// rate limit" is the kubelet's pod-resources API (10 calls at once at most):
+/// multus asks it once per pod without retrying (k8snetworkplumbingwg/multus-cni
+/// PR 1545), so 50 pods at once on a node fail some first tries; seen on the bare
+/// cluster.
 fn transient(message: &str) -> bool {
-    const WORDS: [&str; 5] = [
+    const WORDS: [&str; 6] = [
         "deadline exceeded",
         "timeout",
         "connection refused",
         "too many requests",
         "try again",
+        "rejected by rate limit",
     ];
     let m = message.to_ascii_lowercase();
     WORDS.iter().any(|w| m.contains(w))
@@ -90,5 +95,11 @@ mod tests {
             Some(slow)
         );
         assert_eq!(final_failure(vec![]), None);
+        let limited = "Multus: [ns/p13/uid]: error loading k8s delegates k8s args: … getPodResources: failed to list pod resources, … rpc error: code = ResourceExhausted desc = rejected by rate limit";
+        assert_eq!(final_failure(vec![event(limited, 1)]), None);
+        assert_eq!(
+            final_failure(vec![event(limited, 2)]).as_deref(),
+            Some(limited)
+        );
     }
 }
