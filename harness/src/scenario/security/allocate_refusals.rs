@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use super::super::kit::lab_failure;
-use super::hand_run::{HandRun, counter_probe, ifindex, in_ns};
+use super::hand_run::{HandRun, counter_probe, ifindex, in_ns, move_counter_past_neighbours};
 use super::tap_numbering::first_choice;
 use crate::kubelet::KubeletError;
 use crate::lab::node::NodeLab;
@@ -130,6 +130,7 @@ pub(in crate::scenario) async fn every_choice_squatted(ctx: &Ctx, nl: &mut NodeL
             "link", "add", "sqlw", "type", "veth", "peer", "name", "sqlp",
         ],
     )?;
+    move_counter_past_neighbours(ctx, &node)?;
     let next = counter_probe(Some(&node), "probe", &squatter)? + 1;
     let mut indexes: Vec<u32> = (0..16)
         .map(|attempt| super::tap_numbering::candidate(namespace, &run.id, attempt))
